@@ -1,0 +1,195 @@
+//! Kiln's on-disk cache format: unit entries and their keys. See `SPEC.md` for the byte layout.
+//!
+//! This crate only encodes, decodes and validates bytes; it never compiles or executes.
+
+/// Magic at the start of every unit entry.
+pub const ENTRY_MAGIC: [u8; 8] = *b"KILNUNIT";
+/// Entry format version; readers reject any other.
+pub const FORMAT_VERSION: u16 = 1;
+
+pub type Hash = [u8; 32];
+
+/// Identifies a translation configuration (Kiln version, Cranelift settings, host ISA
+/// features, guest CPUID profile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConfigId(pub [u8; 16]);
+
+impl ConfigId {
+    pub fn from_description(desc: &str) -> ConfigId {
+        let h = blake3::hash(desc.as_bytes());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.as_bytes()[..16]);
+        ConfigId(id)
+    }
+}
+
+/// Key of one unit: (module hash, config id, offset of the unit's first byte in the module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnitKey {
+    pub module: Hash,
+    pub config: ConfigId,
+    pub offset: u64,
+}
+
+pub const KEY_LEN: usize = 32 + 16 + 8;
+pub const KEY_PREFIX_LEN: usize = 32 + 16;
+
+impl UnitKey {
+    /// Keys sort by module, config, then offset (big-endian), so one module's units are a range.
+    pub fn encode(&self) -> [u8; KEY_LEN] {
+        let mut k = [0u8; KEY_LEN];
+        k[..32].copy_from_slice(&self.module);
+        k[32..48].copy_from_slice(&self.config.0);
+        k[48..].copy_from_slice(&self.offset.to_be_bytes());
+        k
+    }
+
+    pub fn prefix(module: &Hash, config: &ConfigId) -> [u8; KEY_PREFIX_LEN] {
+        let mut k = [0u8; KEY_PREFIX_LEN];
+        k[..32].copy_from_slice(module);
+        k[32..].copy_from_slice(&config.0);
+        k
+    }
+
+    pub fn decode(b: &[u8]) -> Option<UnitKey> {
+        if b.len() != KEY_LEN {
+            return None;
+        }
+        let mut module = [0u8; 32];
+        module.copy_from_slice(&b[..32]);
+        let mut c = [0u8; 16];
+        c.copy_from_slice(&b[32..48]);
+        Some(UnitKey { module, config: ConfigId(c), offset: u64::from_be_bytes(b[48..].try_into().ok()?) })
+    }
+}
+
+/// One compiled unit as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitEntry {
+    /// Module load base the code was compiled for (code embeds absolute guest addresses).
+    pub load_base: u64,
+    /// Length in bytes of the guest code the unit translates.
+    pub guest_len: u32,
+    /// Guest instructions in the unit.
+    pub ninsns: u32,
+    /// blake3 of the guest bytes translated; checked before first execution.
+    pub guest_hash: Hash,
+    /// Relocation-free host code.
+    pub code: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum EntryError {
+    Truncated,
+    BadMagic,
+    Version(u16),
+    Checksum,
+}
+
+impl std::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryError::Truncated => write!(f, "entry is truncated"),
+            EntryError::BadMagic => write!(f, "entry has a wrong magic number"),
+            EntryError::Version(v) => write!(f, "entry format version {v} (this Kiln reads {FORMAT_VERSION})"),
+            EntryError::Checksum => write!(f, "entry checksum mismatch"),
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 4 + 4 + 32 + 4;
+
+impl UnitEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(HEADER_LEN + self.code.len() + 32);
+        v.extend_from_slice(&ENTRY_MAGIC);
+        v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&self.load_base.to_le_bytes());
+        v.extend_from_slice(&self.guest_len.to_le_bytes());
+        v.extend_from_slice(&self.ninsns.to_le_bytes());
+        v.extend_from_slice(&self.guest_hash);
+        v.extend_from_slice(&(self.code.len() as u32).to_le_bytes());
+        v.extend_from_slice(&self.code);
+        let sum = blake3::hash(&v);
+        v.extend_from_slice(sum.as_bytes());
+        v
+    }
+
+    /// Decodes and verifies an entry. Any damage is an error, never a panic.
+    pub fn decode(b: &[u8]) -> Result<UnitEntry, EntryError> {
+        if b.len() < HEADER_LEN + 32 {
+            return Err(EntryError::Truncated);
+        }
+        if b[..8] != ENTRY_MAGIC {
+            return Err(EntryError::BadMagic);
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != FORMAT_VERSION {
+            return Err(EntryError::Version(version));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let mut lb = [0u8; 8];
+        lb.copy_from_slice(&b[12..20]);
+        let code_len = u32_at(60) as usize;
+        let end = HEADER_LEN.checked_add(code_len).ok_or(EntryError::Truncated)?;
+        if b.len() != end + 32 {
+            return Err(EntryError::Truncated);
+        }
+        if blake3::hash(&b[..end]).as_bytes() != &b[end..] {
+            return Err(EntryError::Checksum);
+        }
+        let mut guest_hash = [0u8; 32];
+        guest_hash.copy_from_slice(&b[28..60]);
+        Ok(UnitEntry {
+            load_base: u64::from_le_bytes(lb),
+            guest_len: u32_at(20),
+            ninsns: u32_at(24),
+            guest_hash,
+            code: b[HEADER_LEN..end].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> UnitEntry {
+        UnitEntry { load_base: 0x40_0000, guest_len: 17, ninsns: 5, guest_hash: [7; 32], code: vec![0xc3, 1, 2, 3] }
+    }
+
+    #[test]
+    fn entry_round_trips() {
+        let e = sample();
+        assert_eq!(UnitEntry::decode(&e.encode()), Ok(e));
+    }
+
+    #[test]
+    fn any_flipped_byte_is_rejected() {
+        let bytes = sample().encode();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(UnitEntry::decode(&b).is_err(), "flip at byte {i} was accepted");
+        }
+    }
+
+    #[test]
+    fn truncation_is_rejected() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(UnitEntry::decode(&bytes[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_share_module_prefix() {
+        let k = UnitKey { module: [1; 32], config: ConfigId([2; 16]), offset: 0x1234 };
+        let enc = k.encode();
+        assert_eq!(UnitKey::decode(&enc), Some(k));
+        assert_eq!(&enc[..KEY_PREFIX_LEN], &UnitKey::prefix(&k.module, &k.config)[..]);
+    }
+}

@@ -1,0 +1,130 @@
+//! The persistent translation cache, first form: a sled database in the cache directory,
+//! one entry per compiled unit, keyed by (module hash, config id, offset in module).
+//! Damaged or foreign entries are skipped (and later overwritten), never executed.
+
+use cache_format::{ConfigId, Hash, UnitEntry, UnitKey};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache directory {0}: {1}")]
+    Dir(PathBuf, String),
+    #[error("cache index {0}: {1}")]
+    Index(PathBuf, String),
+}
+
+/// The cache directory: `KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("KILN_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("kiln"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("kiln"))
+}
+
+/// Creates the directory 0700 and refuses one owned by another user or writable by others.
+fn prepare_dir(dir: &Path) -> Result<(), CacheError> {
+    let err = |m: String| CacheError::Dir(dir.to_path_buf(), m);
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(e.to_string()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| err(e.to_string()))?;
+    }
+    let md = std::fs::metadata(dir).map_err(|e| err(e.to_string()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != me {
+        return Err(err(format!("owned by uid {}, not by this user (uid {me}); not using it", md.uid())));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(err(format!("is group- or world-writable (mode {:o}); not using it", md.mode() & 0o777)));
+    }
+    Ok(())
+}
+
+pub struct Cache {
+    db: sled::Db,
+    pub dir: PathBuf,
+}
+
+/// A unit read from the cache, verified against its checksum.
+pub struct LoadedUnit {
+    pub offset: u64,
+    pub entry: UnitEntry,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+        prepare_dir(dir)?;
+        let path = dir.join("index.sled");
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
+        Ok(Cache { db, dir: dir.to_path_buf() })
+    }
+
+    /// All valid units of a module under a config; returns them and the number of damaged
+    /// entries skipped (those are removed so the next store replaces them).
+    pub fn load_module(&self, module: &Hash, config: &ConfigId) -> (Vec<LoadedUnit>, u64) {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for item in self.db.scan_prefix(UnitKey::prefix(module, config)) {
+            let Ok((k, v)) = item else { continue };
+            match (UnitKey::decode(&k), UnitEntry::decode(&v)) {
+                (Some(key), Ok(entry)) => out.push(LoadedUnit { offset: key.offset, entry }),
+                _ => bad.push(k),
+            }
+        }
+        for k in &bad {
+            let _ = self.db.remove(k);
+        }
+        (out, bad.len() as u64)
+    }
+
+    pub fn store(&self, units: &[(UnitKey, UnitEntry)]) -> Result<(), CacheError> {
+        let mut batch = sled::Batch::default();
+        for (k, e) in units {
+            batch.insert(&k.encode()[..], e.encode());
+        }
+        let path = self.dir.join("index.sled");
+        self.db.apply_batch(batch).map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
+        self.db.flush().map_err(|e| CacheError::Index(path, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Number of entries (all modules and configs).
+    pub fn len(&self) -> usize {
+        self.db.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.db.is_empty()
+    }
+
+    /// Verifies every entry; returns (valid, damaged) counts.
+    pub fn verify(&self) -> (u64, u64) {
+        let (mut ok, mut bad) = (0, 0);
+        for item in self.db.iter() {
+            match item {
+                Ok((k, v)) if UnitKey::decode(&k).is_some() && UnitEntry::decode(&v).is_ok() => ok += 1,
+                _ => bad += 1,
+            }
+        }
+        (ok, bad)
+    }
+
+    pub fn clear(&self) -> Result<(), CacheError> {
+        self.db.clear().map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
+        self.db.flush().map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
+        Ok(())
+    }
+
+    /// Raw access for tests and tools that damage entries on purpose.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}

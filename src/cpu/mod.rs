@@ -1,0 +1,163 @@
+//! Guest CPU state: the `#[repr(C)]` context shared by both tiers, and the lazy-flags record.
+//!
+//! Compiled code reaches every field through fixed offsets from the context pointer, so the
+//! layout is part of the translation config (see `CPU_LAYOUT_VERSION`).
+
+use std::mem::offset_of;
+
+/// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
+pub const CPU_LAYOUT_VERSION: u32 = 1;
+
+/// What the last flag-writing instruction computed; flags are derived from it on demand.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagKind {
+    /// `res` holds a materialised RFLAGS value.
+    Raw = 0,
+    Add = 1,
+    Adc = 2,
+    Sub = 3,
+    Sbb = 4,
+    Logic = 5,
+    /// inc: like add of 1, with CF taken from `aux`.
+    Inc = 6,
+    /// dec: like sub of 1, with CF taken from `aux`.
+    Dec = 7,
+    Shl = 8,
+    Shr = 9,
+    Sar = 10,
+    /// mul/imul: CF = OF = (aux != 0); the rest from `res`.
+    Mul = 11,
+}
+
+impl FlagKind {
+    pub fn from_u64(v: u64) -> FlagKind {
+        match v {
+            1 => FlagKind::Add,
+            2 => FlagKind::Adc,
+            3 => FlagKind::Sub,
+            4 => FlagKind::Sbb,
+            5 => FlagKind::Logic,
+            6 => FlagKind::Inc,
+            7 => FlagKind::Dec,
+            8 => FlagKind::Shl,
+            9 => FlagKind::Shr,
+            10 => FlagKind::Sar,
+            11 => FlagKind::Mul,
+            _ => FlagKind::Raw,
+        }
+    }
+}
+
+/// RFLAGS bit positions.
+pub mod rflags {
+    pub const CF: u64 = 1 << 0;
+    pub const PF: u64 = 1 << 2;
+    pub const AF: u64 = 1 << 4;
+    pub const ZF: u64 = 1 << 6;
+    pub const SF: u64 = 1 << 7;
+    pub const DF: u64 = 1 << 10;
+    pub const OF: u64 = 1 << 11;
+    /// The arithmetic flags that the lazy record describes.
+    pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
+}
+
+/// Why a unit or the interpreter handed control back to the dispatcher.
+pub mod exit {
+    /// Continue at `cpu.rip`.
+    pub const NEXT: u64 = 0;
+    /// A `syscall` instruction; `cpu.rip` is the instruction after it.
+    pub const SYSCALL: u64 = 1;
+    /// A guest fault; `cpu.fault` says which.
+    pub const FAULT: u64 = 2;
+}
+
+/// Guest faults raised by instruction semantics.
+pub mod fault {
+    pub const NONE: u64 = 0;
+    pub const DIVIDE: u64 = 1;
+    pub const UNIMPLEMENTED: u64 = 2;
+    pub const HALT: u64 = 3;
+    pub const INT3: u64 = 4;
+    pub const UD: u64 = 5;
+}
+
+#[repr(C)]
+#[derive(Clone)]
+pub struct Cpu {
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub flags_kind: u64,
+    pub flags_size: u64,
+    pub flags_res: u64,
+    pub flags_a: u64,
+    pub flags_b: u64,
+    pub flags_aux: u64,
+    /// Direction flag (0 or 1).
+    pub df: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// Host address of guest address 0 (the reservation's base).
+    pub mem_base: u64,
+    /// Host address of the helper table compiled code calls through.
+    pub helpers: u64,
+    /// Pending fault code and the guest address it concerns.
+    pub fault: u64,
+    pub fault_addr: u64,
+    pub mxcsr: u32,
+    pub fpu_cw: u16,
+    pub fpu_sw: u16,
+    pub xmm: [[u64; 2]; 16],
+    /// x87 registers held as f64 (80-bit precision is the ISA issue's work).
+    pub st: [f64; 8],
+    pub fpu_top: u64,
+    pub fpu_tag: u64,
+}
+
+impl Cpu {
+    pub fn new(mem_base: u64) -> Box<Cpu> {
+        Box::new(Cpu {
+            gpr: [0; 16],
+            rip: 0,
+            flags_kind: FlagKind::Raw as u64,
+            flags_size: 8,
+            flags_res: 0x202,
+            flags_a: 0,
+            flags_b: 0,
+            flags_aux: 0,
+            df: 0,
+            fs_base: 0,
+            gs_base: 0,
+            mem_base,
+            helpers: 0,
+            fault: 0,
+            fault_addr: 0,
+            mxcsr: 0x1f80,
+            fpu_cw: 0x37f,
+            fpu_sw: 0,
+            xmm: [[0; 2]; 16],
+            st: [0.0; 8],
+            fpu_top: 0,
+            fpu_tag: 0xffff,
+        })
+    }
+}
+
+/// Byte offsets of the fields compiled code touches.
+pub mod off {
+    use super::*;
+    pub const fn gpr(i: usize) -> i32 {
+        (offset_of!(Cpu, gpr) + 8 * i) as i32
+    }
+    pub const RIP: i32 = offset_of!(Cpu, rip) as i32;
+    pub const FLAGS_KIND: i32 = offset_of!(Cpu, flags_kind) as i32;
+    pub const FLAGS_SIZE: i32 = offset_of!(Cpu, flags_size) as i32;
+    pub const FLAGS_RES: i32 = offset_of!(Cpu, flags_res) as i32;
+    pub const FLAGS_A: i32 = offset_of!(Cpu, flags_a) as i32;
+    pub const FLAGS_B: i32 = offset_of!(Cpu, flags_b) as i32;
+    pub const FLAGS_AUX: i32 = offset_of!(Cpu, flags_aux) as i32;
+    pub const FS_BASE: i32 = offset_of!(Cpu, fs_base) as i32;
+    pub const GS_BASE: i32 = offset_of!(Cpu, gs_base) as i32;
+    pub const MEM_BASE: i32 = offset_of!(Cpu, mem_base) as i32;
+    pub const HELPERS: i32 = offset_of!(Cpu, helpers) as i32;
+}

@@ -1,0 +1,362 @@
+//! The dispatcher: finds or makes the unit for each guest rip, runs it in the baseline tier or
+//! as compiled code, applies the tiering policy (background compilation on a rayon pool), and
+//! takes units from and gives units to the persistent cache.
+
+use crate::cache::Cache;
+use crate::cpu::{exit, fault, Cpu};
+use crate::decode::{decode_block, Block};
+use crate::jit::{self, CompiledUnit, Jit, UnitFn};
+use crate::linux::{Process, SysResult};
+use crate::mem::GUEST_MASK;
+use crate::stats::Stats;
+use crate::{interp, semantics};
+use cache_format::{ConfigId, Hash, UnitEntry, UnitKey};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tier {
+    /// Baseline tier only.
+    Interp,
+    /// Every block compiled before it first runs.
+    Jit,
+    /// Baseline first, hot blocks compiled in the background, persistent cache used.
+    Auto,
+}
+
+/// Executions in the baseline tier before a block is queued for compilation.
+pub const HOT_THRESHOLD: u32 = 64;
+
+/// Hashes guest addresses (already well distributed in their low bits) cheaply.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+
+struct Unit {
+    block: Option<Arc<Block>>,
+    code: Option<UnitFn>,
+    ninsns: u64,
+    count: u32,
+    queued: bool,
+}
+
+/// A unit found in the cache, used once its guest bytes are verified.
+struct CachedUnit {
+    code: UnitFn,
+    guest_len: u64,
+    ninsns: u64,
+    guest_hash: Hash,
+}
+
+/// A unit compiled in this run, kept for writing to the cache at exit.
+struct NewUnit {
+    rip: u64,
+    guest_len: u64,
+    unit: CompiledUnit,
+}
+
+pub struct Module {
+    pub hash: Hash,
+    pub load_bias: u64,
+    pub lo: u64,
+    pub hi: u64,
+}
+
+pub struct Engine {
+    pub cpu: Box<Cpu>,
+    pub proc: Process,
+    pub tier: Tier,
+    pub stats: Stats,
+    jit: Option<Jit>,
+    cache: Option<Cache>,
+    config: Option<ConfigId>,
+    module: Module,
+    units: Vec<Unit>,
+    index: AddrMap<usize>,
+    cached: AddrMap<CachedUnit>,
+    new_units: Vec<NewUnit>,
+    tx: mpsc::Sender<(usize, Result<CompiledUnit, jit::JitError>, u64)>,
+    rx: mpsc::Receiver<(usize, Result<CompiledUnit, jit::JitError>, u64)>,
+    pending: usize,
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Exit(i32),
+    /// The guest must die of this signal (as the kernel would have killed it).
+    Signal(i32),
+}
+
+impl Engine {
+    pub fn new(cpu: Box<Cpu>, proc: Process, tier: Tier, module: Module, cache: Option<Cache>) -> anyhow::Result<Engine> {
+        let jit = if tier == Tier::Interp { None } else { Some(Jit::new()?) };
+        let config = jit.as_ref().map(|j| ConfigId::from_description(&format!("kiln {} {} cpuid={:?}", env!("CARGO_PKG_VERSION"), j.config_description(), cpuid_profile())));
+        let (tx, rx) = mpsc::channel();
+        let mut e = Engine {
+            cpu,
+            proc,
+            tier,
+            stats: Stats::default(),
+            jit,
+            cache: if tier == Tier::Auto { cache } else { None },
+            config,
+            module,
+            units: Vec::new(),
+            index: AddrMap::default(),
+            cached: AddrMap::default(),
+            new_units: Vec::new(),
+            tx,
+            rx,
+            pending: 0,
+        };
+        e.cpu.helpers = jit::HELPERS.as_ptr() as u64;
+        e.load_cache();
+        Ok(e)
+    }
+
+    fn load_cache(&mut self) {
+        let (Some(cache), Some(config)) = (&self.cache, &self.config) else { return };
+        let (units, bad) = cache.load_module(&self.module.hash, config);
+        self.stats.cache_rejected += bad;
+        let units: Vec<_> = units.into_iter().filter(|u| u.entry.load_base == self.module.load_bias).collect();
+        let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
+        let fns = match jit::execmem::install(&codes) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("kiln: warning: cannot map cached code ({e}); running without it");
+                return;
+            }
+        };
+        for (u, f) in units.iter().zip(fns) {
+            let rip = u.offset.wrapping_add(self.module.load_bias);
+            self.cached.insert(
+                rip,
+                CachedUnit { code: f, guest_len: u.entry.guest_len as u64, ninsns: u.entry.ninsns as u64, guest_hash: u.entry.guest_hash },
+            );
+        }
+        self.stats.units_loaded = self.cached.len() as u64;
+    }
+
+    fn guest_bytes(&self, rip: u64, len: u64) -> Option<&[u8]> {
+        if len == 0 {
+            return None;
+        }
+        self.proc.mem.read_bytes(rip & GUEST_MASK, len as usize)
+    }
+
+    /// Finds or creates the unit for `rip`.
+    fn unit_for(&mut self, rip: u64) -> usize {
+        if let Some(&i) = self.index.get(&rip) {
+            return i;
+        }
+        // A cached translation, if its guest bytes still match.
+        if let Some(c) = self.cached.remove(&rip) {
+            let ok = self.guest_bytes(rip, c.guest_len).is_some_and(|b| blake3::hash(b).as_bytes() == &c.guest_hash);
+            if ok {
+                self.stats.cache_hits += 1;
+                return self.add_unit(rip, Unit { block: None, code: Some(c.code), ninsns: c.ninsns, count: 0, queued: true });
+            }
+            self.stats.cache_rejected += 1;
+        } else if self.cache.is_some() {
+            self.stats.cache_misses += 1;
+        }
+        let block = decode_block(self.cpu.mem_base, GUEST_MASK, rip, semantics::supported);
+        self.stats.blocks_decoded += 1;
+        let ninsns = block.insns.len() as u64;
+        let block = Arc::new(block);
+        let mut unit = Unit { block: Some(block.clone()), code: None, ninsns, count: 0, queued: false };
+        if self.tier == Tier::Jit && ninsns > 0 {
+            if let Some(jit) = &self.jit {
+                let t = Instant::now();
+                match jit.compile(&block) {
+                    Ok(cu) => {
+                        self.stats.compile_us += t.elapsed().as_micros() as u64;
+                        self.stats.units_compiled += 1;
+                        match jit::execmem::install(&[&cu.code]) {
+                            Ok(f) => unit.code = f.first().copied(),
+                            Err(e) => eprintln!("kiln: warning: {e}"),
+                        }
+                    }
+                    Err(e) => eprintln!("kiln: warning: {e}; the block runs in the baseline tier"),
+                }
+                unit.queued = true;
+            }
+        }
+        self.add_unit(rip, unit)
+    }
+
+    fn add_unit(&mut self, rip: u64, u: Unit) -> usize {
+        let i = self.units.len();
+        self.units.push(u);
+        self.index.insert(rip, i);
+        i
+    }
+
+    fn queue_compile(&mut self, i: usize) {
+        let (Some(jit), Some(block)) = (self.jit.clone(), self.units[i].block.clone()) else { return };
+        self.units[i].queued = true;
+        self.pending += 1;
+        let tx = self.tx.clone();
+        rayon::spawn(move || {
+            let t = Instant::now();
+            let r = jit.compile(&block);
+            let _ = tx.send((i, r, t.elapsed().as_micros() as u64));
+        });
+    }
+
+    /// Installs finished background compiles; with `wait`, waits for all of them.
+    fn collect_compiled(&mut self, wait: bool) {
+        let mut done = Vec::new();
+        while self.pending > 0 {
+            let msg = if wait { self.rx.recv().ok() } else { self.rx.try_recv().ok() };
+            let Some(m) = msg else { break };
+            self.pending -= 1;
+            done.push(m);
+        }
+        let mut ok = Vec::new();
+        for (i, r, us) in done {
+            self.stats.compile_us += us;
+            match r {
+                Ok(cu) => ok.push((i, cu)),
+                Err(e) => eprintln!("kiln: warning: {e}; the block stays in the baseline tier"),
+            }
+        }
+        if ok.is_empty() {
+            return;
+        }
+        let codes: Vec<&[u8]> = ok.iter().map(|(_, c)| &c.code[..]).collect();
+        let fns = match jit::execmem::install(&codes) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("kiln: warning: {e}");
+                return;
+            }
+        };
+        for ((i, cu), f) in ok.into_iter().zip(fns) {
+            self.stats.units_compiled += 1;
+            self.units[i].code = Some(f);
+            if let Some(b) = &self.units[i].block {
+                self.new_units.push(NewUnit { rip: b.start, guest_len: b.len, unit: cu });
+            }
+        }
+    }
+
+    /// Runs the guest until it exits or dies.
+    pub fn run(&mut self) -> Outcome {
+        loop {
+            if self.pending > 0 {
+                self.collect_compiled(false);
+            }
+            let rip = self.cpu.rip;
+            let i = self.unit_for(rip);
+            let code = if let Some(f) = self.units[i].code {
+                self.stats.guest_insns_compiled += self.units[i].ninsns;
+                // SAFETY: `f` is compiled code with the UnitFn signature, executable, and the
+                // context it receives is this engine's live CPU.
+                unsafe { f(&mut *self.cpu) }
+            } else {
+                let u = &mut self.units[i];
+                let Some(block) = u.block.clone() else { unreachable!("uncompiled unit without a block") };
+                if block.insns.is_empty() {
+                    return self.stop(&block);
+                }
+                u.count += 1;
+                let hot = self.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
+                self.stats.guest_insns_interp += u.ninsns;
+                let code = interp::run_block(&mut self.cpu, &block);
+                if hot {
+                    self.queue_compile(i);
+                }
+                code
+            };
+            match code {
+                exit::NEXT => {}
+                exit::SYSCALL => {
+                    if let SysResult::Exit(c) = self.proc.syscall(&mut self.cpu) {
+                        return Outcome::Exit(c);
+                    }
+                }
+                _ => return self.fault(),
+            }
+        }
+    }
+
+    fn stop(&mut self, block: &Block) -> Outcome {
+        let (addr, bytes, ins) = block.stop.clone().unwrap_or((block.start, Vec::new(), Default::default()));
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        if ins.code() == iced_x86::Code::INVALID {
+            if bytes.is_empty() {
+                eprintln!("kiln: cannot fetch instructions at guest address {addr:#x} (unmapped or not readable)");
+                return Outcome::Signal(libc::SIGSEGV);
+            }
+            eprintln!("kiln: invalid instruction (bytes {}) at guest address {addr:#x}", hex.join(" "));
+        } else {
+            eprintln!("kiln: unimplemented instruction {:?} '{}' (bytes {}) at guest address {addr:#x}", ins.mnemonic(), ins, hex.join(" "));
+        }
+        Outcome::Signal(libc::SIGILL)
+    }
+
+    fn fault(&mut self) -> Outcome {
+        let (f, at) = (self.cpu.fault, self.cpu.fault_addr);
+        match f {
+            fault::DIVIDE => Outcome::Signal(libc::SIGFPE),
+            fault::INT3 => Outcome::Signal(libc::SIGTRAP),
+            fault::HALT => Outcome::Signal(libc::SIGSEGV),
+            fault::UD => Outcome::Signal(libc::SIGILL),
+            _ => {
+                eprintln!("kiln: unimplemented instruction form at guest address {at:#x}");
+                Outcome::Signal(libc::SIGILL)
+            }
+        }
+    }
+
+    /// Waits for background compiles and writes this run's new units to the cache.
+    pub fn persist(&mut self) {
+        if self.cache.is_none() {
+            return;
+        }
+        self.collect_compiled(true);
+        let (Some(cache), Some(config)) = (&self.cache, self.config) else { return };
+        let mut entries = Vec::new();
+        for n in &self.new_units {
+            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else { continue };
+            if n.rip < self.module.lo || n.rip + n.guest_len > self.module.hi {
+                continue; // only code of the module itself is persisted
+            }
+            let key = UnitKey { module: self.module.hash, config, offset: n.rip - self.module.load_bias };
+            let entry = UnitEntry {
+                load_base: self.module.load_bias,
+                guest_len: n.guest_len as u32,
+                ninsns: n.unit.ninsns,
+                guest_hash: *blake3::hash(bytes).as_bytes(),
+                code: n.unit.code.clone(),
+            };
+            entries.push((key, entry));
+        }
+        self.stats.units_stored = entries.len() as u64;
+        if let Err(e) = cache.store(&entries) {
+            eprintln!("kiln: warning: cannot write the cache: {e}");
+        }
+    }
+}
+
+/// The guest CPUID leaves that make up the profile (part of the config id).
+fn cpuid_profile() -> Vec<[u32; 4]> {
+    [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001].iter().map(|&l| semantics::slow::cpuid(l, 0)).collect()
+}

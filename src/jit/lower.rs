@@ -1,0 +1,269 @@
+//! `Emitter` over Cranelift: guest registers cached in SSA values within the unit, lazy flags
+//! tracked at translation time, memory accessed as `base + (addr & mask)`, everything else
+//! through the helper table reached from the context.
+
+use super::{H_COND, H_RFLAGS, H_SLOW};
+use crate::cpu::{exit, off};
+use crate::decode::Block;
+use crate::mem::GUEST_MASK;
+use crate::semantics::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un};
+use crate::semantics::{self, flags};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, SigRef, Signature, Value};
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_frontend::FunctionBuilder;
+use iced_x86::Instruction;
+
+struct Lower<'a> {
+    b: FunctionBuilder<'a>,
+    cpu: Value,
+    base: Option<Value>,
+    regs: [Option<Value>; 16],
+    dirty: [bool; 16],
+    /// Flags computed in this unit and not yet stored (`None`: the context holds them).
+    flags: Option<Flags<Value>>,
+    flags_dirty: bool,
+    helper_sig: SigRef,
+    /// Next rip and exit code once a block-ending instruction ran.
+    end: Option<(Value, u64)>,
+}
+
+fn mf() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Guest memory may be unaligned and may fault like the guest's own access.
+fn guest_mf() -> MemFlagsData {
+    MemFlagsData::new()
+}
+
+impl Lower<'_> {
+    fn flush(&mut self) {
+        for r in 0..16 {
+            if self.dirty[r] {
+                let v = self.regs[r].expect("dirty register has a value");
+                self.b.ins().store(mf(), v, self.cpu, off::gpr(r));
+                self.dirty[r] = false;
+            }
+        }
+        if self.flags_dirty {
+            if let Some(f) = self.flags {
+                let k = self.b.ins().iconst(types::I64, f.kind as i64);
+                let s = self.b.ins().iconst(types::I64, f.size as i64);
+                let cpu = self.cpu;
+                self.b.ins().store(mf(), k, cpu, off::FLAGS_KIND);
+                self.b.ins().store(mf(), s, cpu, off::FLAGS_SIZE);
+                self.b.ins().store(mf(), f.res, cpu, off::FLAGS_RES);
+                self.b.ins().store(mf(), f.a, cpu, off::FLAGS_A);
+                self.b.ins().store(mf(), f.b, cpu, off::FLAGS_B);
+                self.b.ins().store(mf(), f.aux, cpu, off::FLAGS_AUX);
+            }
+            self.flags_dirty = false;
+        }
+    }
+
+    /// Forget cached state after a helper that may change any of it.
+    fn invalidate(&mut self) {
+        self.regs = [None; 16];
+        self.flags = None;
+    }
+
+    fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
+        let table = self.b.ins().load(types::I64, mf(), self.cpu, off::HELPERS);
+        let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
+        let call = self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, a0, a1]);
+        self.b.inst_results(call)[0]
+    }
+
+    fn host_addr(&mut self, addr: Value) -> Value {
+        let base = match self.base {
+            Some(b) => b,
+            None => {
+                let b = self.b.ins().load(types::I64, mf(), self.cpu, off::MEM_BASE);
+                self.base = Some(b);
+                b
+            }
+        };
+        let m = self.b.ins().band_imm_u(addr, GUEST_MASK as i64);
+        self.b.ins().iadd(base, m)
+    }
+
+    fn bool_to_i64(&mut self, c: Value) -> Value {
+        self.b.ins().uextend(types::I64, c)
+    }
+}
+
+impl Ops for Lower<'_> {
+    type V = Value;
+    fn imm(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(types::I64, v as i64)
+    }
+    fn bin(&mut self, op: Bin, a: Value, b: Value) -> Value {
+        let i = self.b.ins();
+        match op {
+            Bin::Add => i.iadd(a, b),
+            Bin::Sub => i.isub(a, b),
+            Bin::And => i.band(a, b),
+            Bin::Or => i.bor(a, b),
+            Bin::Xor => i.bxor(a, b),
+            Bin::Shl => i.ishl(a, b),
+            Bin::Shr => i.ushr(a, b),
+            Bin::Sar => i.sshr(a, b),
+            Bin::Rotl => i.rotl(a, b),
+            Bin::Rotr => i.rotr(a, b),
+            Bin::Mul => i.imul(a, b),
+            Bin::UMulHi => i.umulhi(a, b),
+            Bin::SMulHi => i.smulhi(a, b),
+        }
+    }
+    fn un(&mut self, op: Un, a: Value) -> Value {
+        let i = self.b.ins();
+        match op {
+            Un::Not => i.bnot(a),
+            Un::Neg => i.ineg(a),
+            Un::Popcnt => i.popcnt(a),
+            Un::Bswap64 => i.bswap(a),
+        }
+    }
+    fn cmp(&mut self, c: Cmp, a: Value, b: Value) -> Value {
+        let cc = match c {
+            Cmp::Eq => IntCC::Equal,
+            Cmp::Ne => IntCC::NotEqual,
+            Cmp::Ult => IntCC::UnsignedLessThan,
+            Cmp::Ule => IntCC::UnsignedLessThanOrEqual,
+            Cmp::Slt => IntCC::SignedLessThan,
+            Cmp::Sle => IntCC::SignedLessThanOrEqual,
+        };
+        let r = self.b.ins().icmp(cc, a, b);
+        self.bool_to_i64(r)
+    }
+    fn select(&mut self, c: Value, a: Value, b: Value) -> Value {
+        self.b.ins().select(c, a, b)
+    }
+}
+
+impl Emitter for Lower<'_> {
+    fn get_reg(&mut self, r: usize) -> Value {
+        if let Some(v) = self.regs[r] {
+            return v;
+        }
+        let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+        self.regs[r] = Some(v);
+        v
+    }
+    fn set_reg(&mut self, r: usize, v: Value) {
+        self.regs[r] = Some(v);
+        self.dirty[r] = true;
+    }
+    fn load(&mut self, addr: Value, size: u8) -> Value {
+        let p = self.host_addr(addr);
+        let i = self.b.ins();
+        match size {
+            1 => i.uload8(types::I64, guest_mf(), p, 0),
+            2 => i.uload16(types::I64, guest_mf(), p, 0),
+            4 => i.uload32(guest_mf(), p, 0),
+            _ => i.load(types::I64, guest_mf(), p, 0),
+        }
+    }
+    fn store(&mut self, addr: Value, v: Value, size: u8) {
+        let p = self.host_addr(addr);
+        let i = self.b.ins();
+        match size {
+            1 => i.istore8(guest_mf(), v, p, 0),
+            2 => i.istore16(guest_mf(), v, p, 0),
+            4 => i.istore32(guest_mf(), v, p, 0),
+            _ => i.store(guest_mf(), v, p, 0),
+        };
+    }
+    fn seg_base(&mut self, fs: bool) -> Value {
+        let o = if fs { off::FS_BASE } else { off::GS_BASE };
+        self.b.ins().load(types::I64, mf(), self.cpu, o)
+    }
+    fn set_flags(&mut self, f: Flags<Value>) {
+        self.flags = Some(f);
+        self.flags_dirty = true;
+    }
+    fn cond(&mut self, cc: Cc) -> Value {
+        match self.flags {
+            Some(f) => flags::cond(self, &f, cc),
+            None => {
+                let c = self.imm(cc as u64);
+                let z = self.imm(0);
+                self.call_helper(H_COND, c, z)
+            }
+        }
+    }
+    fn rflags(&mut self) -> Value {
+        match self.flags {
+            Some(f) => flags::materialize(self, &f),
+            None => {
+                let z = self.imm(0);
+                self.call_helper(H_RFLAGS, z, z)
+            }
+        }
+    }
+    fn jump(&mut self, target: Value) {
+        self.end = Some((target, exit::NEXT));
+    }
+    fn syscall(&mut self, next: u64) {
+        let n = self.imm(next);
+        self.end = Some((n, exit::SYSCALL));
+    }
+    fn slow(&mut self, ins: &Instruction) {
+        self.flush();
+        let rip = self.imm(ins.ip());
+        let z = self.imm(0);
+        let r = self.call_helper(H_SLOW, rip, z);
+        self.invalidate();
+        // A fault leaves rip and the fault code in the context: return at once.
+        let fault = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(r, fault, &[], cont, &[]);
+        self.b.switch_to_block(fault);
+        self.b.ins().return_(&[r]);
+        self.b.switch_to_block(cont);
+    }
+}
+
+pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Block) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let cpu = b.block_params(entry)[0];
+    let mut hs = Signature::new(isa.default_call_conv());
+    for _ in 0..3 {
+        hs.params.push(AbiParam::new(types::I64));
+    }
+    hs.returns.push(AbiParam::new(types::I64));
+    let helper_sig = b.import_signature(hs);
+    let mut l = Lower {
+        b,
+        cpu,
+        base: None,
+        regs: [None; 16],
+        dirty: [false; 16],
+        flags: None,
+        flags_dirty: false,
+        helper_sig,
+        end: None,
+    };
+    for ins in &block.insns {
+        semantics::exec(&mut l, ins);
+        if l.end.is_some() {
+            break;
+        }
+    }
+    let (next, code) = match l.end {
+        Some(e) => e,
+        None => (l.imm(block.start + block.len), exit::NEXT),
+    };
+    l.flush();
+    let cpu = l.cpu;
+    l.b.ins().store(mf(), next, cpu, off::RIP);
+    let c = l.b.ins().iconst(types::I64, code as i64);
+    l.b.ins().return_(&[c]);
+    l.b.seal_all_blocks();
+    let cfg = isa.frontend_config();
+    l.b.finalize(cfg);
+}
+

@@ -1,0 +1,6 @@
+//! The Linux personality: system calls forwarded to the host after guest pointers are checked
+//! and translated; memory syscalls emulated on the guest reservation.
+
+pub mod syscalls;
+
+pub use syscalls::{Process, SysResult};

@@ -1,0 +1,466 @@
+//! System calls: forwarded with pointer checks, or emulated (memory, arch_prctl, signals
+//! recorded). Unknown calls return ENOSYS and are named under `KILN_LOG=syscall`.
+
+use crate::cpu::Cpu;
+use crate::mem::{page_up, Memory, GUEST_SPACE, PAGE};
+
+pub enum SysResult {
+    Continue,
+    Exit(i32),
+}
+
+/// Per-process state the syscall layer keeps.
+pub struct Process {
+    pub mem: Memory,
+    /// Absolute path of the guest executable (for /proc/self/exe).
+    pub exe: String,
+    pub log_syscalls: bool,
+    sigactions: Vec<[u64; 4]>,
+    sigmask: u64,
+}
+
+const EFAULT: i64 = -libc::EFAULT as i64;
+const EINVAL: i64 = -libc::EINVAL as i64;
+const ENOSYS: i64 = -libc::ENOSYS as i64;
+const ENOMEM: i64 = -libc::ENOMEM as i64;
+
+fn ret(r: libc::c_long) -> i64 {
+    if r == -1 {
+        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) as i64)
+    } else {
+        r
+    }
+}
+
+impl Process {
+    pub fn new(mem: Memory, exe: String, log_syscalls: bool) -> Process {
+        Process { mem, exe, log_syscalls, sigactions: vec![[0; 4]; 65], sigmask: 0 }
+    }
+
+    /// Host address of a guest buffer, or EFAULT if it leaves the guest space.
+    fn p(&self, a: u64, len: u64) -> Result<u64, i64> {
+        self.mem.host_ptr(a, len).map(|p| p as u64).ok_or(EFAULT)
+    }
+
+    /// Like `p`, but a guest NULL stays NULL.
+    fn op(&self, a: u64, len: u64) -> Result<u64, i64> {
+        if a == 0 {
+            Ok(0)
+        } else {
+            self.p(a, len)
+        }
+    }
+
+    /// A guest C string (the kernel reads it; we bound it to the guest space).
+    fn s(&self, a: u64) -> Result<u64, i64> {
+        if a == 0 {
+            return Err(EFAULT);
+        }
+        let len = (GUEST_SPACE - a.min(GUEST_SPACE)).min(4096);
+        self.p(a, len)
+    }
+
+    fn path_is_self_exe(&self, a: u64) -> bool {
+        let Ok(p) = self.s(a) else { return false };
+        // SAFETY: p points into the reservation; CStr stops at the first NUL within the bound.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(p as *const libc::c_char) }.to_bytes();
+        bytes == b"/proc/self/exe"
+    }
+
+    /// Copies iovecs from guest memory into host iovecs.
+    fn iovecs(&self, a: u64, n: u64) -> Result<Vec<libc::iovec>, i64> {
+        if n > 1024 {
+            return Err(EINVAL);
+        }
+        let mut v = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let base = self.p(a + i * 16, 16)?;
+            // SAFETY: base points at 16 bytes inside the reservation.
+            let (b, l) = unsafe { ((base as *const u64).read_unaligned(), ((base + 8) as *const u64).read_unaligned()) };
+            let hp = if l == 0 { 0 } else { self.p(b, l)? };
+            v.push(libc::iovec { iov_base: hp as *mut libc::c_void, iov_len: l as usize });
+        }
+        Ok(v)
+    }
+
+    pub fn syscall(&mut self, cpu: &mut Cpu) -> SysResult {
+        let nr = cpu.gpr[0];
+        let a = [cpu.gpr[7], cpu.gpr[6], cpu.gpr[2], cpu.gpr[10], cpu.gpr[8], cpu.gpr[9]];
+        match nr {
+            60 | 231 => return SysResult::Exit(a[0] as i32),
+            _ => {}
+        }
+        let r = match self.dispatch(cpu, nr, a) {
+            Ok(v) => v,
+            Err(e) => e,
+        };
+        if self.log_syscalls && r == ENOSYS {
+            eprintln!("kiln: syscall {} ({}) not implemented: ENOSYS", nr, syscall_name(nr));
+        }
+        cpu.gpr[0] = r as u64;
+        // The kernel clobbers rcx and r11 on syscall.
+        cpu.gpr[1] = cpu.rip;
+        cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
+        SysResult::Continue
+    }
+
+    fn dispatch(&mut self, cpu: &mut Cpu, nr: u64, a: [u64; 6]) -> Result<i64, i64> {
+        // SAFETY (all raw syscalls below): every pointer argument has been translated into
+        // the guest reservation and bounded by its length; the kernel reports unmapped guest
+        // memory as EFAULT.
+        let sc = |n: i64, x: [u64; 6]| -> i64 { ret(unsafe { libc::syscall(n, x[0], x[1], x[2], x[3], x[4], x[5]) }) };
+        Ok(match nr {
+            0 | 1 | 17 | 18 => {
+                // read, write, pread64, pwrite64
+                let b = self.p(a[1], a[2])?;
+                sc(nr as i64, [a[0], b, a[2], a[3], 0, 0])
+            }
+            19 | 20 | 295 | 296 => {
+                // readv, writev, preadv, pwritev
+                let v = self.iovecs(a[1], a[2])?;
+                sc(nr as i64, [a[0], v.as_ptr() as u64, a[2], a[3], a[4], 0])
+            }
+            3 | 8 | 32 | 33 | 292 | 72 | 74 | 75 | 77 | 81 | 91 | 93 | 95 => {
+                // close, lseek, dup, dup2, dup3, fcntl, fsync, fdatasync, ftruncate, fchdir,
+                // fchmod, fchown, umask
+                if nr == 72 && matches!(a[1] as i32, libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW) {
+                    let p = self.p(a[2], 32)?;
+                    sc(72, [a[0], a[1], p, 0, 0, 0])
+                } else {
+                    sc(nr as i64, a)
+                }
+            }
+            4 | 6 => {
+                // stat, lstat
+                let path = self.s(a[0])?;
+                let st = self.p(a[1], 144)?;
+                sc(nr as i64, [path, st, 0, 0, 0, 0])
+            }
+            5 => {
+                let st = self.p(a[1], 144)?;
+                sc(5, [a[0], st, 0, 0, 0, 0])
+            }
+            262 => {
+                // newfstatat (an empty path with AT_EMPTY_PATH is allowed)
+                let path = self.s(a[1])?;
+                let st = self.p(a[2], 144)?;
+                sc(262, [a[0], path, st, a[3], 0, 0])
+            }
+            332 => {
+                let path = self.s(a[1])?;
+                let st = self.p(a[4], 256)?;
+                sc(332, [a[0], path, a[2], a[3], st, 0])
+            }
+            2 => {
+                let path = self.s(a[0])?;
+                sc(2, [path, a[1], a[2], 0, 0, 0])
+            }
+            257 => {
+                let path = self.s(a[1])?;
+                if self.path_is_self_exe(a[1]) {
+                    let c = std::ffi::CString::new(self.exe.clone()).map_err(|_| EINVAL)?;
+                    sc(257, [a[0], c.as_ptr() as u64, a[2], a[3], 0, 0])
+                } else {
+                    sc(257, [a[0], path, a[2], a[3], 0, 0])
+                }
+            }
+            21 | 83 | 84 | 87 | 90 | 80 => {
+                // access, mkdir, rmdir, unlink, chmod, chdir
+                let path = self.s(a[0])?;
+                sc(nr as i64, [path, a[1], 0, 0, 0, 0])
+            }
+            269 | 439 | 258 | 263 | 268 => {
+                // faccessat, faccessat2, mkdirat, unlinkat, fchmodat
+                let path = self.s(a[1])?;
+                sc(nr as i64, [a[0], path, a[2], a[3], 0, 0])
+            }
+            82 | 86 | 88 => {
+                // rename, link, symlink
+                let (x, y) = (self.s(a[0])?, self.s(a[1])?);
+                sc(nr as i64, [x, y, 0, 0, 0, 0])
+            }
+            264 | 316 | 265 => {
+                // renameat, renameat2, linkat
+                let (x, y) = (self.s(a[1])?, self.s(a[3])?);
+                sc(nr as i64, [a[0], x, a[2], y, a[4], 0])
+            }
+            89 | 267 => {
+                // readlink, readlinkat
+                let (dirfd, path_g, buf, len) = if nr == 89 { (libc::AT_FDCWD as u64, a[0], a[1], a[2]) } else { (a[0], a[1], a[2], a[3]) };
+                let b = self.p(buf, len)?;
+                if self.path_is_self_exe(path_g) {
+                    let e = self.exe.as_bytes();
+                    let n = e.len().min(len as usize);
+                    self.mem.write_bytes(buf, &e[..n]).map_err(|_| EFAULT)?;
+                    n as i64
+                } else {
+                    let path = self.s(path_g)?;
+                    sc(267, [dirfd, path, b, len, 0, 0])
+                }
+            }
+            217 => {
+                let b = self.p(a[1], a[2])?;
+                sc(217, [a[0], b, a[2], 0, 0, 0])
+            }
+            79 => {
+                let b = self.p(a[0], a[1])?;
+                sc(79, [b, a[1], 0, 0, 0, 0])
+            }
+            16 => self.ioctl(a)?,
+            9 => self.mmap(a)?,
+            11 => {
+                if a[0] % PAGE != 0 || a[1] == 0 {
+                    return Err(EINVAL);
+                }
+                self.mem.unmap(a[0], page_up(a[1])).map_err(|_| EINVAL)?;
+                0
+            }
+            10 => {
+                if a[0] % PAGE != 0 {
+                    return Err(EINVAL);
+                }
+                match self.mem.protect(a[0], page_up(a[1]), a[2] as i32) {
+                    Ok(()) => 0,
+                    Err(e) => -(e.raw_os_error().unwrap_or(libc::ENOMEM) as i64),
+                }
+            }
+            12 => self.brk(a[0]) as i64,
+            25 => self.mremap(a)?,
+            28 => 0, // madvise: advice only
+            13 => {
+                // rt_sigaction: recorded; delivery is the signals issue's work.
+                let sig = a[0] as usize;
+                if sig == 0 || sig > 64 || sig == 9 || sig == 19 {
+                    return Err(EINVAL);
+                }
+                if a[2] != 0 {
+                    let old = self.sigactions[sig];
+                    for (i, w) in old.iter().enumerate() {
+                        self.mem.write_u64(a[2] + i as u64 * 8, *w).map_err(|_| EFAULT)?;
+                    }
+                }
+                if a[1] != 0 {
+                    let p = self.p(a[1], 32)?;
+                    let mut act = [0u64; 4];
+                    for (i, w) in act.iter_mut().enumerate() {
+                        // SAFETY: p..p+32 is inside the reservation.
+                        *w = unsafe { ((p + i as u64 * 8) as *const u64).read_unaligned() };
+                    }
+                    self.sigactions[sig] = act;
+                }
+                0
+            }
+            14 => {
+                if a[2] != 0 {
+                    self.mem.write_u64(a[2], self.sigmask).map_err(|_| EFAULT)?;
+                }
+                if a[1] != 0 {
+                    let p = self.p(a[1], 8)?;
+                    // SAFETY: 8 bytes inside the reservation.
+                    let set = unsafe { (p as *const u64).read_unaligned() };
+                    match a[0] {
+                        0 => self.sigmask |= set,
+                        1 => self.sigmask &= !set,
+                        2 => self.sigmask = set,
+                        _ => return Err(EINVAL),
+                    }
+                }
+                0
+            }
+            131 => {
+                if a[1] != 0 {
+                    let p = self.p(a[1], 24)?;
+                    // SAFETY: 24 bytes inside the reservation; report "disabled".
+                    unsafe { std::ptr::write_bytes(p as *mut u8, 0, 24) };
+                    self.mem.write_bytes(a[1] + 8, &2u32.to_le_bytes()).map_err(|_| EFAULT)?;
+                }
+                0
+            }
+            158 => match a[0] {
+                0x1001 => {
+                    cpu.gs_base = a[1];
+                    0
+                }
+                0x1002 => {
+                    cpu.fs_base = a[1];
+                    0
+                }
+                0x1003 => {
+                    self.mem.write_u64(a[1], cpu.fs_base).map_err(|_| EFAULT)?;
+                    0
+                }
+                0x1004 => {
+                    self.mem.write_u64(a[1], cpu.gs_base).map_err(|_| EFAULT)?;
+                    0
+                }
+                _ => EINVAL,
+            },
+            218 => sc(186, [0; 6]), // set_tid_address: returns the tid
+            273 => 0,               // set_robust_list: recorded by nobody until threads exist
+            334 => ENOSYS,          // rseq: libc falls back
+            302 => {
+                let n = self.op(a[2], 16)?;
+                let o = self.op(a[3], 16)?;
+                sc(302, [a[0], a[1], n, o, 0, 0])
+            }
+            97 | 160 => {
+                let p = self.p(a[1], 16)?;
+                sc(nr as i64, [a[0], p, 0, 0, 0, 0])
+            }
+            318 => {
+                let b = self.p(a[0], a[1])?;
+                sc(318, [b, a[1], a[2], 0, 0, 0])
+            }
+            228 | 229 => {
+                let p = self.op(a[1], 16)?;
+                sc(nr as i64, [a[0], p, 0, 0, 0, 0])
+            }
+            96 => {
+                let t = self.op(a[0], 16)?;
+                let z = self.op(a[1], 8)?;
+                sc(96, [t, z, 0, 0, 0, 0])
+            }
+            201 => {
+                let t = self.op(a[0], 8)?;
+                sc(201, [t, 0, 0, 0, 0, 0])
+            }
+            35 => {
+                let r = self.p(a[0], 16)?;
+                let rem = self.op(a[1], 16)?;
+                sc(35, [r, rem, 0, 0, 0, 0])
+            }
+            230 => {
+                let r = self.p(a[2], 16)?;
+                let rem = self.op(a[3], 16)?;
+                sc(230, [a[0], a[1], r, rem, 0, 0])
+            }
+            63 => {
+                let p = self.p(a[0], 390)?;
+                sc(63, [p, 0, 0, 0, 0, 0])
+            }
+            99 => {
+                let p = self.p(a[0], 112)?;
+                sc(99, [p, 0, 0, 0, 0, 0])
+            }
+            98 => {
+                let p = self.p(a[1], 144)?;
+                sc(98, [a[0], p, 0, 0, 0, 0])
+            }
+            100 => {
+                let p = self.op(a[0], 32)?;
+                sc(100, [p, 0, 0, 0, 0, 0])
+            }
+            39 | 186 | 110 | 102 | 104 | 107 | 108 | 111 | 112 | 24 => sc(nr as i64, [0; 6]),
+            62 | 200 | 234 => sc(nr as i64, a), // kill, tkill, tgkill: the host process is the guest's
+            202 => {
+                // futex: one thread, so waits cannot be satisfied and wakes wake nobody.
+                match a[1] & 0x7f {
+                    1 => 0,
+                    0 | 9 => -(libc::EAGAIN as i64),
+                    _ => ENOSYS,
+                }
+            }
+            204 => {
+                let p = self.p(a[2], a[1])?;
+                sc(204, [a[0], a[1], p, 0, 0, 0])
+            }
+            _ => ENOSYS,
+        })
+    }
+
+    fn ioctl(&mut self, a: [u64; 6]) -> Result<i64, i64> {
+        let size = match a[1] {
+            0x5401 => 60,           // TCGETS
+            0x5402..=0x5404 => 60,  // TCSETS*
+            0x5413 | 0x5414 => 8,   // TIOCGWINSZ, TIOCSWINSZ
+            0x540f | 0x5410 => 4,   // TIOCGPGRP, TIOCSPGRP
+            0x541b | 0x5421 => 4,   // FIONREAD, FIONBIO
+            0x5451 | 0x5450 => 0,   // FIOCLEX, FIONCLEX
+            _ => return Err(-(libc::ENOTTY as i64)),
+        };
+        let p = if size == 0 { 0 } else { self.p(a[2], size)? };
+        // SAFETY: the argument struct is inside the reservation and sized for the request.
+        Ok(ret(unsafe { libc::syscall(16, a[0], a[1], p) }))
+    }
+
+    fn mmap(&mut self, a: [u64; 6]) -> Result<i64, i64> {
+        let (addr, len, prot, flags, fd, off) = (a[0], a[1], a[2] as i32, a[3] as i32, a[4] as i32, a[5] as i64);
+        if len == 0 || off as u64 % PAGE != 0 {
+            return Err(EINVAL);
+        }
+        let len = page_up(len);
+        let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0;
+        let at = if fixed {
+            if addr % PAGE != 0 {
+                return Err(EINVAL);
+            }
+            addr
+        } else {
+            self.mem.alloc_range(len).ok_or(ENOMEM)?
+        };
+        let anon = flags & libc::MAP_ANONYMOUS != 0;
+        let fd = if anon { -1 } else { fd };
+        match self.mem.map_fixed(at, len, prot, flags & !libc::MAP_32BIT, fd, off) {
+            Ok(()) => Ok(at as i64),
+            Err(crate::mem::MemError::Map(_, _, e)) => Err(-(e.raw_os_error().unwrap_or(libc::ENOMEM) as i64)),
+            Err(_) => Err(ENOMEM),
+        }
+    }
+
+    fn mremap(&mut self, a: [u64; 6]) -> Result<i64, i64> {
+        let (old, old_len, new_len, flags) = (a[0], page_up(a[1]), page_up(a[2]), a[3] as i32);
+        if old % PAGE != 0 || new_len == 0 {
+            return Err(EINVAL);
+        }
+        if new_len <= old_len {
+            if new_len < old_len {
+                self.mem.unmap(old + new_len, old_len - new_len).map_err(|_| EINVAL)?;
+            }
+            return Ok(old as i64);
+        }
+        if flags & libc::MREMAP_MAYMOVE == 0 {
+            return Err(ENOMEM);
+        }
+        let at = self.mem.alloc_range(new_len).ok_or(ENOMEM)?;
+        self.mem.map_anon(at, new_len, libc::PROT_READ | libc::PROT_WRITE).map_err(|_| ENOMEM)?;
+        let src = self.p(old, old_len)?;
+        let dst = self.p(at, old_len)?;
+        // SAFETY: both ranges are inside the reservation; the old one is the guest's mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, old_len as usize) };
+        self.mem.unmap(old, old_len).map_err(|_| EINVAL)?;
+        Ok(at as i64)
+    }
+
+    fn brk(&mut self, want: u64) -> u64 {
+        let cur = self.mem.brk;
+        if want <= self.mem.brk_start {
+            return cur;
+        }
+        let (old_top, new_top) = (page_up(cur), page_up(want));
+        if new_top > old_top {
+            if new_top > crate::mem::layout::MMAP_BOTTOM {
+                return cur;
+            }
+            if self.mem.map_anon(old_top, new_top - old_top, libc::PROT_READ | libc::PROT_WRITE).is_err() {
+                return cur;
+            }
+        }
+        self.mem.brk = want;
+        want
+    }
+}
+
+fn syscall_name(nr: u64) -> &'static str {
+    match nr {
+        7 => "poll",
+        22 => "pipe",
+        41 => "socket",
+        56 => "clone",
+        57 => "fork",
+        58 => "vfork",
+        59 => "execve",
+        61 => "wait4",
+        293 => "pipe2",
+        _ => "?",
+    }
+}

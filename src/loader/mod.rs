@@ -1,0 +1,237 @@
+//! ELF images and the initial process stack (argv, envp, auxv).
+
+use crate::mem::{layout, page_down, page_up, MemError, Memory, PAGE};
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::Endianness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}: cannot read: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: not an ELF file")]
+    NotElf(String),
+    #[error("{0}: truncated or malformed ELF ({1})")]
+    Malformed(String, String),
+    #[error("{0}: not an x86-64 ELF (machine {1}); Kiln runs x86-64 Linux programs")]
+    WrongMachine(String, u16),
+    #[error("{0}: not a 64-bit little-endian ELF executable")]
+    WrongClass(String),
+    #[error("{0}: dynamically linked (needs {1}); this build of Kiln runs static executables only")]
+    Dynamic(String, String),
+    #[error("{0}: ELF type {1} is not an executable")]
+    NotExecutable(String, u16),
+    #[error("{0}: {1}")]
+    Mem(String, MemError),
+}
+
+/// A loaded executable image.
+pub struct Image {
+    pub entry: u64,
+    pub load_bias: u64,
+    pub phdr: u64,
+    pub phnum: u64,
+    /// Lowest and highest guest address of the image.
+    pub lo: u64,
+    pub hi: u64,
+}
+
+pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, LoadError> {
+    let p = || path.to_string();
+    if data.len() < 4 || &data[..4] != b"\x7fELF" {
+        return Err(LoadError::NotElf(p()));
+    }
+    if data.len() < 64 {
+        return Err(LoadError::Malformed(p(), "file shorter than the ELF header".into()));
+    }
+    if data[4] != elf::ELFCLASS64 || data[5] != elf::ELFDATA2LSB {
+        return Err(LoadError::WrongClass(p()));
+    }
+    let hdr = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| LoadError::Malformed(p(), e.to_string()))?;
+    let en = hdr.endian().map_err(|e| LoadError::Malformed(p(), e.to_string()))?;
+    let machine = hdr.e_machine(en);
+    if machine != elf::EM_X86_64 {
+        return Err(LoadError::WrongMachine(p(), machine));
+    }
+    let etype = hdr.e_type(en);
+    if etype != elf::ET_EXEC && etype != elf::ET_DYN {
+        return Err(LoadError::NotExecutable(p(), etype));
+    }
+    let phdrs = hdr.program_headers(en, data).map_err(|e| LoadError::Malformed(p(), e.to_string()))?;
+    for ph in phdrs {
+        if ph.p_type(en) == elf::PT_INTERP {
+            let interp = ph
+                .data(en, data)
+                .ok()
+                .map(|d| String::from_utf8_lossy(d).trim_end_matches('\0').to_string())
+                .unwrap_or_default();
+            return Err(LoadError::Dynamic(p(), interp));
+        }
+    }
+    let loads: Vec<_> = phdrs.iter().filter(|ph| ph.p_type(en) == elf::PT_LOAD).collect();
+    if loads.is_empty() {
+        return Err(LoadError::Malformed(p(), "no loadable segments".into()));
+    }
+    let bias = if etype == elf::ET_DYN { layout::PIE_BASE } else { 0 };
+    let mut lo = u64::MAX;
+    let mut hi = 0u64;
+    for ph in &loads {
+        let va = ph.p_vaddr(en);
+        let end = va
+            .checked_add(ph.p_memsz(en))
+            .ok_or_else(|| LoadError::Malformed(p(), "segment size overflows".into()))?;
+        let off_end = ph.p_offset(en).checked_add(ph.p_filesz(en));
+        if ph.p_filesz(en) > ph.p_memsz(en) || off_end.is_none_or(|e| e > data.len() as u64) {
+            return Err(LoadError::Malformed(p(), "segment extends past the end of the file".into()));
+        }
+        lo = lo.min(va);
+        hi = hi.max(end);
+    }
+    let (lo, hi) = (page_down(lo + bias), page_up(hi + bias));
+    if hi > layout::MMAP_BOTTOM || lo < PAGE {
+        return Err(LoadError::Malformed(p(), format!("segments at {lo:#x}..{hi:#x} are outside the supported range")));
+    }
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    mem.map_anon(lo, hi - lo, rw).map_err(|e| LoadError::Mem(p(), e))?;
+    for ph in &loads {
+        let file = ph.data(en, data).map_err(|_| LoadError::Malformed(p(), "segment outside the file".into()))?;
+        mem.write_bytes(ph.p_vaddr(en) + bias, file).map_err(|e| LoadError::Mem(p(), e))?;
+    }
+    // Protections: pages take the union of the segments that cover them.
+    for ph in &loads {
+        let s = page_down(ph.p_vaddr(en) + bias);
+        let e = page_up(ph.p_vaddr(en) + bias + ph.p_memsz(en));
+        let f = ph.p_flags(en);
+        let mut prot = 0;
+        if f & elf::PF_R != 0 {
+            prot |= libc::PROT_READ;
+        }
+        if f & elf::PF_W != 0 {
+            prot |= libc::PROT_WRITE;
+        }
+        if f & elf::PF_X != 0 {
+            prot |= libc::PROT_EXEC;
+        }
+        if prot & libc::PROT_WRITE == 0 {
+            // Keep pages shared with a writable segment writable.
+            let shared = loads.iter().any(|o| {
+                o.p_flags(en) & elf::PF_W != 0
+                    && page_down(o.p_vaddr(en) + bias) < e
+                    && page_up(o.p_vaddr(en) + bias + o.p_memsz(en)) > s
+            });
+            if shared {
+                continue;
+            }
+        }
+        mem.protect(s, e - s, prot).map_err(|e2| LoadError::Mem(p(), MemError::Map(s, e - s, e2)))?;
+    }
+    let phoff = hdr.e_phoff(en);
+    let phdr = loads
+        .iter()
+        .find(|ph| ph.p_offset(en) <= phoff && phoff < ph.p_offset(en) + ph.p_filesz(en))
+        .map(|ph| ph.p_vaddr(en) + (phoff - ph.p_offset(en)) + bias)
+        .unwrap_or(0);
+    mem.brk_start = hi;
+    mem.brk = hi;
+    Ok(Image { entry: hdr.e_entry(en) + bias, load_bias: bias, phdr, phnum: hdr.e_phnum(en) as u64, lo, hi })
+}
+
+/// Auxiliary vector keys.
+mod at {
+    pub const NULL: u64 = 0;
+    pub const PHDR: u64 = 3;
+    pub const PHENT: u64 = 4;
+    pub const PHNUM: u64 = 5;
+    pub const PAGESZ: u64 = 6;
+    pub const BASE: u64 = 7;
+    pub const FLAGS: u64 = 8;
+    pub const ENTRY: u64 = 9;
+    pub const UID: u64 = 11;
+    pub const EUID: u64 = 12;
+    pub const GID: u64 = 13;
+    pub const EGID: u64 = 14;
+    pub const PLATFORM: u64 = 15;
+    pub const HWCAP: u64 = 16;
+    pub const CLKTCK: u64 = 17;
+    pub const SECURE: u64 = 23;
+    pub const RANDOM: u64 = 25;
+    pub const HWCAP2: u64 = 26;
+    pub const EXECFN: u64 = 31;
+}
+
+/// Builds the initial stack; returns the initial stack pointer.
+pub fn build_stack(mem: &mut Memory, img: &Image, argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8], hwcap: u64) -> Result<u64, MemError> {
+    let top = layout::STACK_TOP;
+    let bottom = top - layout::STACK_SIZE;
+    mem.map_anon(bottom, layout::STACK_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
+    let mut sp = top;
+    let push_bytes = |mem: &Memory, b: &[u8], sp: &mut u64| -> Result<u64, MemError> {
+        *sp -= b.len() as u64 + 1;
+        mem.write_bytes(*sp, b)?;
+        mem.write_bytes(*sp + b.len() as u64, &[0])?;
+        Ok(*sp)
+    };
+    let execfn_addr = push_bytes(mem, execfn, &mut sp)?;
+    let mut env_addrs = Vec::new();
+    for e in envp {
+        env_addrs.push(push_bytes(mem, e, &mut sp)?);
+    }
+    let mut arg_addrs = Vec::new();
+    for a in argv {
+        arg_addrs.push(push_bytes(mem, a, &mut sp)?);
+    }
+    let platform = push_bytes(mem, b"x86_64", &mut sp)?;
+    sp &= !15;
+    sp -= 16;
+    let random = sp;
+    let mut rnd = [0u8; 16];
+    // SAFETY: getrandom writes into our 16-byte buffer.
+    unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, 16, 0) };
+    mem.write_bytes(random, &rnd)?;
+    // SAFETY: trivial getters.
+    let (uid, euid, gid, egid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let aux: Vec<(u64, u64)> = vec![
+        (at::PHDR, img.phdr),
+        (at::PHENT, 56),
+        (at::PHNUM, img.phnum),
+        (at::PAGESZ, PAGE),
+        (at::BASE, 0),
+        (at::FLAGS, 0),
+        (at::ENTRY, img.entry),
+        (at::UID, uid as u64),
+        (at::EUID, euid as u64),
+        (at::GID, gid as u64),
+        (at::EGID, egid as u64),
+        (at::PLATFORM, platform),
+        (at::HWCAP, hwcap),
+        (at::CLKTCK, 100),
+        (at::SECURE, 0),
+        (at::RANDOM, random),
+        (at::HWCAP2, 0),
+        (at::EXECFN, execfn_addr),
+        (at::NULL, 0),
+    ];
+    let words = 1 + arg_addrs.len() + 1 + env_addrs.len() + 1 + aux.len() * 2;
+    sp -= (words as u64) * 8;
+    sp &= !15;
+    let mut w = sp;
+    let mut put = |v: u64| -> Result<(), MemError> {
+        mem.write_u64(w, v)?;
+        w += 8;
+        Ok(())
+    };
+    put(arg_addrs.len() as u64)?;
+    for a in &arg_addrs {
+        put(*a)?;
+    }
+    put(0)?;
+    for e in &env_addrs {
+        put(*e)?;
+    }
+    put(0)?;
+    for (k, v) in aux {
+        put(k)?;
+        put(v)?;
+    }
+    Ok(sp)
+}

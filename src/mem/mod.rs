@@ -1,0 +1,230 @@
+//! The guest address space: one host reservation, guest mappings inside it, and checked access.
+//!
+//! Guest address `A` lives at host `base + (A & GUEST_MASK)`. Everything outside the guest's
+//! mappings stays `PROT_NONE`, so the host MMU enforces the guest's view.
+
+use std::fmt;
+
+/// Size of the guest address space (1 TiB).
+pub const GUEST_SPACE: u64 = 1 << 40;
+/// Mask applied to every guest address before it is added to the base.
+pub const GUEST_MASK: u64 = GUEST_SPACE - 1;
+pub const PAGE: u64 = 4096;
+
+/// Where Kiln places things in guest space (fixed, so cache keys stay stable).
+pub mod layout {
+    /// Load bias of position-independent executables.
+    pub const PIE_BASE: u64 = 0x55_5555_0000;
+    /// Top of the initial stack.
+    pub const STACK_TOP: u64 = 0xff_ffff_0000;
+    pub const STACK_SIZE: u64 = 8 << 20;
+    /// Anonymous and file mappings are placed downwards from here.
+    pub const MMAP_TOP: u64 = 0xf0_0000_0000;
+    pub const MMAP_BOTTOM: u64 = 0x80_0000_0000;
+}
+
+/// A guest virtual address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GuestAddr(pub u64);
+
+impl fmt::Debug for GuestAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    #[error("cannot reserve {0} bytes of host address space for the guest: {1}")]
+    Reserve(u64, std::io::Error),
+    #[error("guest range {0:#x}+{1:#x} is outside the guest address space")]
+    OutOfRange(u64, u64),
+    #[error("host mmap for guest range {0:#x}+{1:#x} failed: {2}")]
+    Map(u64, u64, std::io::Error),
+}
+
+pub fn page_down(a: u64) -> u64 {
+    a & !(PAGE - 1)
+}
+pub fn page_up(a: u64) -> u64 {
+    a.wrapping_add(PAGE - 1) & !(PAGE - 1)
+}
+
+/// The host reservation that holds the whole guest address space.
+pub struct Memory {
+    base: *mut u8,
+    /// Next free address for mappings placed by Kiln, growing downwards.
+    mmap_next: u64,
+    pub brk_start: u64,
+    pub brk: u64,
+}
+
+// SAFETY: the reservation is plain memory owned for the process lifetime; guest threads
+// synchronise through the guest's own protocols.
+unsafe impl Send for Memory {}
+
+impl Memory {
+    pub fn reserve() -> Result<Memory, MemError> {
+        // SAFETY: a fresh anonymous PROT_NONE mapping touches no existing memory.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                GUEST_SPACE as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(MemError::Reserve(GUEST_SPACE, std::io::Error::last_os_error()));
+        }
+        Ok(Memory { base: p as *mut u8, mmap_next: layout::MMAP_TOP, brk_start: 0, brk: 0 })
+    }
+
+    pub fn base(&self) -> u64 {
+        self.base as u64
+    }
+
+    fn check(addr: u64, len: u64) -> Result<(), MemError> {
+        match addr.checked_add(len) {
+            Some(end) if end <= GUEST_SPACE => Ok(()),
+            _ => Err(MemError::OutOfRange(addr, len)),
+        }
+    }
+
+    /// Host pointer for a guest range, or None if the range leaves the guest space.
+    pub fn host_ptr(&self, addr: u64, len: u64) -> Option<*mut u8> {
+        Self::check(addr, len).ok()?;
+        // SAFETY: addr + len is inside the reservation (checked above).
+        Some(unsafe { self.base.add(addr as usize) })
+    }
+
+    /// Maps anonymous zeroed memory at a fixed guest range (page aligned) with guest `prot`.
+    pub fn map_anon(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), MemError> {
+        self.map_fixed(addr, len, prot, libc::MAP_ANONYMOUS | libc::MAP_PRIVATE, -1, 0)
+    }
+
+    /// Maps a range with host mmap(MAP_FIXED) inside the reservation.
+    pub fn map_fixed(&mut self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
+        Self::check(addr, len)?;
+        let hprot = host_prot(prot);
+        // SAFETY: the range lies inside our reservation (checked), so MAP_FIXED replaces only
+        // guest memory.
+        let p = unsafe {
+            libc::mmap(
+                self.base.add(addr as usize) as *mut libc::c_void,
+                len as usize,
+                hprot,
+                (flags & !(libc::MAP_FIXED_NOREPLACE | libc::MAP_GROWSDOWN)) | libc::MAP_FIXED,
+                fd,
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(MemError::Map(addr, len, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Returns a guest range to the reserved, inaccessible state.
+    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
+        self.map_fixed(addr, len, 0, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+    }
+
+    pub fn protect(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), std::io::Error> {
+        Self::check(addr, len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: inside the reservation.
+        let r = unsafe { libc::mprotect(self.base.add(addr as usize) as *mut libc::c_void, len as usize, host_prot(prot)) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Picks a free guest range of `len` bytes for a mapping without a fixed address.
+    pub fn alloc_range(&mut self, len: u64) -> Option<u64> {
+        let len = page_up(len);
+        let a = self.mmap_next.checked_sub(len)?;
+        if a < layout::MMAP_BOTTOM {
+            return None;
+        }
+        self.mmap_next = a;
+        Some(a)
+    }
+
+    pub fn write_bytes(&self, addr: u64, data: &[u8]) -> Result<(), MemError> {
+        let p = self.host_ptr(addr, data.len() as u64).ok_or(MemError::OutOfRange(addr, data.len() as u64))?;
+        // SAFETY: p..p+len is inside the reservation; the caller mapped it writable.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        Ok(())
+    }
+
+    pub fn write_u64(&self, addr: u64, v: u64) -> Result<(), MemError> {
+        self.write_bytes(addr, &v.to_le_bytes())
+    }
+
+    /// Reads guest bytes; only for ranges known to be mapped readable.
+    pub fn read_bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let p = self.host_ptr(addr, len as u64)?;
+        // SAFETY: inside the reservation; the caller guarantees the range is mapped.
+        Some(unsafe { std::slice::from_raw_parts(p, len) })
+    }
+
+    /// Whether a guest range is mapped readable on the host (page granularity).
+    pub fn readable(&self, addr: u64, len: u64) -> bool {
+        let Some(p) = self.host_ptr(addr, len) else { return false };
+        let start = page_down(p as u64);
+        let end = page_up(p as u64 + len);
+        let mut page = start;
+        while page < end {
+            let mut v = 0u8;
+            // SAFETY: mincore only inspects the mapping; ENOMEM means unmapped. PROT_NONE pages
+            // of the reservation are mapped but unreadable, which we detect with a probe read
+            // through process_vm_readv-like semantics below.
+            let r = unsafe { libc::mincore(page as *mut libc::c_void, PAGE as usize, &mut v) };
+            if r != 0 {
+                return false;
+            }
+            page += PAGE;
+        }
+        probe_read(p, len as usize)
+    }
+}
+
+/// Tries to read host memory without faulting (through a pipe), telling whether it is readable.
+fn probe_read(p: *mut u8, len: usize) -> bool {
+    let mut fds = [0i32; 2];
+    // SAFETY: plain syscalls on fds we own; write() reports EFAULT for unreadable memory.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) != 0 {
+            return false;
+        }
+        let mut ok = true;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(4096);
+            let w = libc::write(fds[1], p.add(done) as *const libc::c_void, n);
+            if w <= 0 {
+                ok = false;
+                break;
+            }
+            let mut sink = [0u8; 4096];
+            libc::read(fds[0], sink.as_mut_ptr() as *mut libc::c_void, w as usize);
+            done += w as usize;
+        }
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+        ok
+    }
+}
+
+/// Guest protections as host protections: the host never executes guest code, so PROT_EXEC
+/// becomes PROT_READ (the decoder reads the code).
+pub fn host_prot(prot: i32) -> i32 {
+    let mut p = prot & (libc::PROT_READ | libc::PROT_WRITE);
+    if prot & libc::PROT_EXEC != 0 {
+        p |= libc::PROT_READ;
+    }
+    p
+}

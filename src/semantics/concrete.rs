@@ -1,0 +1,243 @@
+//! Semantics over concrete values: `Ops` on plain `u64`s and an `Emitter` that acts on a live
+//! `Cpu` and guest memory. The baseline tier runs on it, and so do the helpers compiled code
+//! calls, so both tiers execute literally the same code for everything not lowered inline.
+
+use super::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un};
+use super::flags;
+use crate::cpu::{exit, Cpu, FlagKind};
+use crate::mem::GUEST_MASK;
+use iced_x86::Instruction;
+
+/// Pure arithmetic on u64 values.
+pub struct Values;
+
+pub fn bin(op: Bin, a: u64, b: u64) -> u64 {
+    match op {
+        Bin::Add => a.wrapping_add(b),
+        Bin::Sub => a.wrapping_sub(b),
+        Bin::And => a & b,
+        Bin::Or => a | b,
+        Bin::Xor => a ^ b,
+        Bin::Shl => a << (b & 63),
+        Bin::Shr => a >> (b & 63),
+        Bin::Sar => ((a as i64) >> (b & 63)) as u64,
+        Bin::Rotl => a.rotate_left((b & 63) as u32),
+        Bin::Rotr => a.rotate_right((b & 63) as u32),
+        Bin::Mul => a.wrapping_mul(b),
+        Bin::UMulHi => ((a as u128 * b as u128) >> 64) as u64,
+        Bin::SMulHi => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+    }
+}
+
+impl Ops for Values {
+    type V = u64;
+    #[inline]
+    fn imm(&mut self, v: u64) -> u64 {
+        v
+    }
+    #[inline]
+    fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
+        bin(op, a, b)
+    }
+    #[inline]
+    fn un(&mut self, op: Un, a: u64) -> u64 {
+        match op {
+            Un::Not => !a,
+            Un::Neg => a.wrapping_neg(),
+            Un::Popcnt => a.count_ones() as u64,
+            Un::Bswap64 => a.swap_bytes(),
+        }
+    }
+    #[inline]
+    fn cmp(&mut self, c: Cmp, a: u64, b: u64) -> u64 {
+        (match c {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Ult => a < b,
+            Cmp::Ule => a <= b,
+            Cmp::Slt => (a as i64) < (b as i64),
+            Cmp::Sle => (a as i64) <= (b as i64),
+        }) as u64
+    }
+    #[inline]
+    fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
+        if c != 0 {
+            a
+        } else {
+            b
+        }
+    }
+}
+
+/// The lazy-flags record stored in the CPU.
+pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
+    Flags {
+        kind: FlagKind::from_u64(cpu.flags_kind),
+        size: cpu.flags_size as u8,
+        res: cpu.flags_res,
+        a: cpu.flags_a,
+        b: cpu.flags_b,
+        aux: cpu.flags_aux,
+    }
+}
+
+pub fn store_flags(cpu: &mut Cpu, f: Flags<u64>) {
+    cpu.flags_kind = f.kind as u64;
+    cpu.flags_size = f.size as u64;
+    cpu.flags_res = f.res;
+    cpu.flags_a = f.a;
+    cpu.flags_b = f.b;
+    cpu.flags_aux = f.aux;
+}
+
+pub fn cond(cpu: &Cpu, cc: Cc) -> bool {
+    flags::cond(&mut Values, &cpu_flags(cpu), cc) != 0
+}
+
+/// The full RFLAGS value (arithmetic flags, DF and the reserved bit).
+pub fn rflags(cpu: &Cpu) -> u64 {
+    flags::materialize(&mut Values, &cpu_flags(cpu)) | (cpu.df << 10)
+}
+
+/// Helper entry: the condition `cc` of the CPU's flags, as 0/1.
+pub extern "C" fn helper_cond(cpu: *mut Cpu, cc: u64, _: u64) -> u64 {
+    // SAFETY: compiled code passes its own live context.
+    let cpu = unsafe { &*cpu };
+    cond(cpu, Cc::from_u8(cc as u8)) as u64
+}
+
+/// Helper entry: materialised arithmetic flags.
+pub extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
+    // SAFETY: compiled code passes its own live context.
+    let cpu = unsafe { &*cpu };
+    flags::materialize(&mut Values, &cpu_flags(cpu))
+}
+
+/// Host pointer of a guest address (masked into the reservation).
+#[inline]
+pub fn host(cpu: &Cpu, addr: u64) -> *mut u8 {
+    (cpu.mem_base + (addr & GUEST_MASK)) as *mut u8
+}
+
+#[inline]
+pub fn load(cpu: &Cpu, addr: u64, size: u8) -> u64 {
+    let p = host(cpu, addr);
+    // SAFETY: the address is masked into the reservation; unmapped pages fault like the guest's.
+    unsafe {
+        match size {
+            1 => *p as u64,
+            2 => (p as *const u16).read_unaligned() as u64,
+            4 => (p as *const u32).read_unaligned() as u64,
+            _ => (p as *const u64).read_unaligned(),
+        }
+    }
+}
+
+#[inline]
+pub fn store(cpu: &Cpu, addr: u64, v: u64, size: u8) {
+    let p = host(cpu, addr);
+    // SAFETY: as in `load`.
+    unsafe {
+        match size {
+            1 => *p = v as u8,
+            2 => (p as *mut u16).write_unaligned(v as u16),
+            4 => (p as *mut u32).write_unaligned(v as u32),
+            _ => (p as *mut u64).write_unaligned(v),
+        }
+    }
+}
+
+/// An `Emitter` that executes against a live CPU.
+pub struct Live<'a> {
+    pub cpu: &'a mut Cpu,
+    /// Set by a block-ending instruction: the next rip and the exit code.
+    pub jumped: Option<u64>,
+    pub exit: u64,
+}
+
+impl<'a> Live<'a> {
+    pub fn new(cpu: &'a mut Cpu) -> Self {
+        Live { cpu, jumped: None, exit: exit::NEXT }
+    }
+}
+
+impl Ops for Live<'_> {
+    type V = u64;
+    #[inline]
+    fn imm(&mut self, v: u64) -> u64 {
+        v
+    }
+    #[inline]
+    fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
+        bin(op, a, b)
+    }
+    #[inline]
+    fn un(&mut self, op: Un, a: u64) -> u64 {
+        Values.un(op, a)
+    }
+    #[inline]
+    fn cmp(&mut self, c: Cmp, a: u64, b: u64) -> u64 {
+        Values.cmp(c, a, b)
+    }
+    #[inline]
+    fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
+        if c != 0 {
+            a
+        } else {
+            b
+        }
+    }
+}
+
+impl Emitter for Live<'_> {
+    #[inline]
+    fn get_reg(&mut self, r: usize) -> u64 {
+        self.cpu.gpr[r]
+    }
+    #[inline]
+    fn set_reg(&mut self, r: usize, v: u64) {
+        self.cpu.gpr[r] = v;
+    }
+    #[inline]
+    fn load(&mut self, addr: u64, size: u8) -> u64 {
+        load(self.cpu, addr, size)
+    }
+    #[inline]
+    fn store(&mut self, addr: u64, v: u64, size: u8) {
+        store(self.cpu, addr, v, size)
+    }
+    fn seg_base(&mut self, fs: bool) -> u64 {
+        if fs {
+            self.cpu.fs_base
+        } else {
+            self.cpu.gs_base
+        }
+    }
+    #[inline]
+    fn set_flags(&mut self, f: Flags<u64>) {
+        store_flags(self.cpu, f)
+    }
+    #[inline]
+    fn cond(&mut self, cc: Cc) -> u64 {
+        cond(self.cpu, cc) as u64
+    }
+    fn rflags(&mut self) -> u64 {
+        flags::materialize(&mut Values, &cpu_flags(self.cpu))
+    }
+    #[inline]
+    fn jump(&mut self, target: u64) {
+        self.jumped = Some(target);
+    }
+    fn syscall(&mut self, next: u64) {
+        self.jumped = Some(next);
+        self.exit = exit::SYSCALL;
+    }
+    fn slow(&mut self, ins: &Instruction) {
+        if let Err(code) = super::slow::exec(self.cpu, ins) {
+            self.cpu.fault = code;
+            self.cpu.fault_addr = ins.ip();
+            self.jumped = Some(ins.ip());
+            self.exit = exit::FAULT;
+        }
+    }
+}

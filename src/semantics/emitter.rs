@@ -1,0 +1,115 @@
+//! The interface x86 semantics are written against: values, arithmetic, guest state and exits.
+//!
+//! `Ops` is pure arithmetic on 64-bit values; `Emitter` adds the guest machine. The baseline tier
+//! implements both over concrete `u64`s, the JIT over Cranelift values.
+
+use crate::cpu::FlagKind;
+use iced_x86::Instruction;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bin {
+    Add,
+    Sub,
+    And,
+    Or,
+    Xor,
+    /// Shifts and rotates take the count modulo 64.
+    Shl,
+    Shr,
+    Sar,
+    Rotl,
+    Rotr,
+    Mul,
+    UMulHi,
+    SMulHi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Un {
+    Not,
+    Neg,
+    Popcnt,
+    Bswap64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Ult,
+    Ule,
+    Slt,
+    Sle,
+}
+
+/// x86 condition codes, numbered as in the opcode's low nibble.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cc {
+    O = 0,
+    No = 1,
+    B = 2,
+    Ae = 3,
+    E = 4,
+    Ne = 5,
+    Be = 6,
+    A = 7,
+    S = 8,
+    Ns = 9,
+    P = 10,
+    Np = 11,
+    L = 12,
+    Ge = 13,
+    Le = 14,
+    G = 15,
+}
+
+impl Cc {
+    pub fn from_u8(v: u8) -> Cc {
+        use Cc::*;
+        [O, No, B, Ae, E, Ne, Be, A, S, Ns, P, Np, L, Ge, Le, G][(v & 15) as usize]
+    }
+}
+
+/// A lazy-flags record with values of the emitter's kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Flags<V> {
+    pub kind: FlagKind,
+    pub size: u8,
+    pub res: V,
+    pub a: V,
+    pub b: V,
+    pub aux: V,
+}
+
+pub trait Ops {
+    type V: Copy;
+    fn imm(&mut self, v: u64) -> Self::V;
+    fn bin(&mut self, op: Bin, a: Self::V, b: Self::V) -> Self::V;
+    fn un(&mut self, op: Un, a: Self::V) -> Self::V;
+    /// 1 if the comparison holds, else 0.
+    fn cmp(&mut self, c: Cmp, a: Self::V, b: Self::V) -> Self::V;
+    /// `c != 0 ? a : b`.
+    fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Self::V;
+}
+
+pub trait Emitter: Ops {
+    /// Full 64-bit value of GPR `r` (0 = rax .. 15 = r15).
+    fn get_reg(&mut self, r: usize) -> Self::V;
+    fn set_reg(&mut self, r: usize, v: Self::V);
+    /// Loads `size` bytes (1, 2, 4, 8), zero-extended.
+    fn load(&mut self, addr: Self::V, size: u8) -> Self::V;
+    fn store(&mut self, addr: Self::V, v: Self::V, size: u8);
+    /// fs (true) or gs (false) segment base.
+    fn seg_base(&mut self, fs: bool) -> Self::V;
+    fn set_flags(&mut self, f: Flags<Self::V>);
+    /// The condition `cc` of the current flags, as 0 or 1.
+    fn cond(&mut self, cc: Cc) -> Self::V;
+    /// The arithmetic RFLAGS bits of the current flags.
+    fn rflags(&mut self) -> Self::V;
+    /// Ends the block: execution continues at `target`.
+    fn jump(&mut self, target: Self::V);
+    /// Ends the block with a system call; execution continues at `next` afterwards.
+    fn syscall(&mut self, next: u64);
+    /// Runs an instruction whose semantics are written over concrete state (`slow.rs`).
+    fn slow(&mut self, ins: &Instruction);
+}

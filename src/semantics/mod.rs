@@ -1,0 +1,520 @@
+//! x86-64 semantics, written once over the `Emitter` trait. The baseline tier runs them over
+//! concrete values, the JIT over Cranelift values. Instructions whose meaning is clearer over
+//! concrete state live in `slow.rs`; both tiers reach them through `Emitter::slow`.
+
+pub mod concrete;
+pub mod emitter;
+pub mod flags;
+pub mod operand;
+pub mod slow;
+pub mod sse;
+
+use crate::cpu::FlagKind;
+use emitter::{Bin, Cc, Emitter, Flags, Un};
+use flags::{sext, zext};
+use iced_x86::{Instruction, Mnemonic, OpKind};
+use operand::{ea_no_seg, gpr, op_size, read_op, read_rmw, write_gpr, write_op};
+
+const RSP: usize = 4;
+const RBP: usize = 5;
+
+/// Whether `exec` (directly or through `slow`) implements this instruction.
+pub fn supported(ins: &Instruction) -> bool {
+    generic_supported(ins) || slow::supported(ins)
+}
+
+fn generic_supported(ins: &Instruction) -> bool {
+    use Mnemonic::*;
+    let ops_ok = (0..ins.op_count()).all(|i| match ins.op_kind(i) {
+        OpKind::Register => gpr(ins.op_register(i)).is_some(),
+        OpKind::Memory => true,
+        OpKind::NearBranch64 => true,
+        k => is_imm(k),
+    });
+    if !ops_ok {
+        return false;
+    }
+    matches!(
+        ins.mnemonic(),
+        Mov | Movzx
+            | Movsx
+            | Movsxd
+            | Lea
+            | Add
+            | Or
+            | Adc
+            | Sbb
+            | And
+            | Sub
+            | Xor
+            | Cmp
+            | Test
+            | Inc
+            | Dec
+            | Neg
+            | Not
+            | Push
+            | Pop
+            | Call
+            | Ret
+            | Jmp
+            | Ja
+            | Jae
+            | Jb
+            | Jbe
+            | Je
+            | Jne
+            | Jg
+            | Jge
+            | Jl
+            | Jle
+            | Jo
+            | Jno
+            | Jp
+            | Jnp
+            | Js
+            | Jns
+            | Jrcxz
+            | Jecxz
+            | Seta
+            | Setae
+            | Setb
+            | Setbe
+            | Sete
+            | Setne
+            | Setg
+            | Setge
+            | Setl
+            | Setle
+            | Seto
+            | Setno
+            | Setp
+            | Setnp
+            | Sets
+            | Setns
+            | Cmova
+            | Cmovae
+            | Cmovb
+            | Cmovbe
+            | Cmove
+            | Cmovne
+            | Cmovg
+            | Cmovge
+            | Cmovl
+            | Cmovle
+            | Cmovo
+            | Cmovno
+            | Cmovp
+            | Cmovnp
+            | Cmovs
+            | Cmovns
+            | Shl
+            | Sal
+            | Shr
+            | Sar
+            | Imul
+            | Xchg
+            | Leave
+            | Nop
+            | Endbr64
+            | Cbw
+            | Cwde
+            | Cdqe
+            | Cwd
+            | Cdq
+            | Cqo
+            | Syscall
+            | Bswap
+            | Clc
+            | Stc
+            | Cmc
+    ) && !(ins.mnemonic() == Imul && ins.op_count() == 1)
+        && !(ins.mnemonic() == Push && ins.op_count() == 1 && op_size(ins, 0) == 2)
+}
+
+fn is_imm(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
+/// Executes (or emits) one instruction. Block-ending instructions call `jump` or `syscall`.
+/// The caller has checked `supported(ins)`.
+pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
+    if generic_supported(ins) {
+        generic(e, ins);
+    } else {
+        e.slow(ins);
+    }
+}
+
+fn push<E: Emitter>(e: &mut E, v: E::V) {
+    let sp = e.get_reg(RSP);
+    let eight = e.imm(8);
+    let nsp = e.bin(Bin::Sub, sp, eight);
+    e.store(nsp, v, 8);
+    e.set_reg(RSP, nsp);
+}
+
+fn pop<E: Emitter>(e: &mut E) -> E::V {
+    let sp = e.get_reg(RSP);
+    let v = e.load(sp, 8);
+    let eight = e.imm(8);
+    let nsp = e.bin(Bin::Add, sp, eight);
+    e.set_reg(RSP, nsp);
+    v
+}
+
+fn cc_of(ins: &Instruction) -> Cc {
+    use iced_x86::ConditionCode as C;
+    match ins.condition_code() {
+        C::o => Cc::O,
+        C::no => Cc::No,
+        C::b => Cc::B,
+        C::ae => Cc::Ae,
+        C::e => Cc::E,
+        C::ne => Cc::Ne,
+        C::be => Cc::Be,
+        C::a => Cc::A,
+        C::s => Cc::S,
+        C::ns => Cc::Ns,
+        C::p => Cc::P,
+        C::np => Cc::Np,
+        C::l => Cc::L,
+        C::ge => Cc::Ge,
+        C::le => Cc::Le,
+        _ => Cc::G,
+    }
+}
+
+fn set_flags<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, res: E::V, a: E::V, b: E::V, aux: E::V) {
+    e.set_flags(Flags { kind, size, res, a, b, aux });
+}
+
+/// The ALU core of add/sub/and/... on operands already masked to `size`. Returns the result
+/// (masked) and records flags.
+pub fn alu<E: Emitter>(e: &mut E, m: Mnemonic, size: u8, a: E::V, b: E::V) -> E::V {
+    let z = e.imm(0);
+    match m {
+        Mnemonic::Add => {
+            let r = e.bin(Bin::Add, a, b);
+            let r = zext(e, r, size);
+            set_flags(e, FlagKind::Add, size, r, a, b, z);
+            r
+        }
+        Mnemonic::Sub | Mnemonic::Cmp => {
+            let r = e.bin(Bin::Sub, a, b);
+            let r = zext(e, r, size);
+            set_flags(e, FlagKind::Sub, size, r, a, b, z);
+            r
+        }
+        Mnemonic::Adc => {
+            let c = e.cond(Cc::B);
+            let t = e.bin(Bin::Add, a, b);
+            let r = e.bin(Bin::Add, t, c);
+            let r = zext(e, r, size);
+            set_flags(e, FlagKind::Adc, size, r, a, b, c);
+            r
+        }
+        Mnemonic::Sbb => {
+            let c = e.cond(Cc::B);
+            let t = e.bin(Bin::Sub, a, b);
+            let r = e.bin(Bin::Sub, t, c);
+            let r = zext(e, r, size);
+            set_flags(e, FlagKind::Sbb, size, r, a, b, c);
+            r
+        }
+        _ => {
+            let op = match m {
+                Mnemonic::And | Mnemonic::Test => Bin::And,
+                Mnemonic::Or => Bin::Or,
+                _ => Bin::Xor,
+            };
+            let r = e.bin(op, a, b);
+            set_flags(e, FlagKind::Logic, size, r, z, z, z);
+            r
+        }
+    }
+}
+
+fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let cmask = if size == 8 { 63 } else { 31 };
+    let kind = match ins.mnemonic() {
+        Mnemonic::Shr => FlagKind::Shr,
+        Mnemonic::Sar => FlagKind::Sar,
+        _ => FlagKind::Shl,
+    };
+    let shifted = |e: &mut E, c: E::V| -> E::V {
+        match kind {
+            FlagKind::Shl => {
+                let r = e.bin(Bin::Shl, a, c);
+                zext(e, r, size)
+            }
+            FlagKind::Shr => e.bin(Bin::Shr, a, c),
+            _ => {
+                let s = sext(e, a, size);
+                let r = e.bin(Bin::Sar, s, c);
+                zext(e, r, size)
+            }
+        }
+    };
+    let z = e.imm(0);
+    if ins.op_count() == 1 || is_imm(ins.op_kind(1)) {
+        let c = if ins.op_count() == 1 { 1 } else { ins.immediate(1) & cmask };
+        if c == 0 {
+            return;
+        }
+        let cv = e.imm(c.min(63));
+        let mut r = shifted(e, cv);
+        if c >= 64 {
+            r = e.imm(0);
+        }
+        write_op(e, ins, 0, size, r, addr);
+        set_flags(e, kind, size, r, a, cv, z);
+        return;
+    }
+    // Count in CL: a zero count leaves the flags untouched.
+    let cl = e.get_reg(1);
+    let m = e.imm(cmask);
+    let c = e.bin(Bin::And, cl, m);
+    let r = shifted(e, c);
+    write_op(e, ins, 0, size, r, addr);
+    let old = e.rflags();
+    let newf = Flags { kind, size, res: r, a, b: c, aux: z };
+    let new = flags::materialize(e, &newf);
+    let is0 = e.cmp(emitter::Cmp::Eq, c, z);
+    let f = e.select(is0, old, new);
+    set_flags(e, FlagKind::Raw, 8, f, z, z, z);
+}
+
+fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
+    use Mnemonic::*;
+    let m = ins.mnemonic();
+    let next = ins.next_ip();
+    let z = e.imm(0);
+    match m {
+        Nop | Endbr64 => {}
+        Mov => {
+            let size = op_size(ins, 0);
+            let v = read_op(e, ins, 1, size).expect("checked operand");
+            write_op(e, ins, 0, size, v, None);
+        }
+        Movzx => {
+            let v = read_op(e, ins, 1, op_size(ins, 1)).expect("checked operand");
+            write_op(e, ins, 0, op_size(ins, 0), v, None);
+        }
+        Movsx | Movsxd => {
+            let s = op_size(ins, 1);
+            let v = read_op(e, ins, 1, s).expect("checked operand");
+            let v = sext(e, v, s);
+            write_op(e, ins, 0, op_size(ins, 0), v, None);
+        }
+        Lea => {
+            let a = ea_no_seg(e, ins);
+            write_op(e, ins, 0, op_size(ins, 0), a, None);
+        }
+        Add | Or | Adc | Sbb | And | Sub | Xor => {
+            let size = op_size(ins, 0);
+            let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+            let b = read_op(e, ins, 1, size).expect("checked operand");
+            // xor r, r: a dependency-breaking zero idiom.
+            let r = alu(e, m, size, a, b);
+            write_op(e, ins, 0, size, r, addr);
+        }
+        Cmp | Test => {
+            let size = op_size(ins, 0);
+            let a = read_op(e, ins, 0, size).expect("checked operand");
+            let b = read_op(e, ins, 1, size).expect("checked operand");
+            alu(e, m, size, a, b);
+        }
+        Inc | Dec => {
+            let size = op_size(ins, 0);
+            let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+            let c = e.cond(Cc::B);
+            let one = e.imm(1);
+            let (op, kind) = if m == Inc { (Bin::Add, FlagKind::Inc) } else { (Bin::Sub, FlagKind::Dec) };
+            let r = e.bin(op, a, one);
+            let r = zext(e, r, size);
+            write_op(e, ins, 0, size, r, addr);
+            set_flags(e, kind, size, r, a, one, c);
+        }
+        Neg => {
+            let size = op_size(ins, 0);
+            let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+            let r = alu(e, Sub, size, z, a);
+            write_op(e, ins, 0, size, r, addr);
+        }
+        Not => {
+            let size = op_size(ins, 0);
+            let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+            let r = e.un(Un::Not, a);
+            write_op(e, ins, 0, size, r, addr);
+        }
+        Push => {
+            let v = read_op(e, ins, 0, 8).expect("checked operand");
+            push(e, v);
+        }
+        Pop => {
+            let v = pop(e);
+            write_op(e, ins, 0, 8, v, None);
+        }
+        Call => {
+            let target = if ins.op_kind(0) == OpKind::NearBranch64 {
+                e.imm(ins.near_branch_target())
+            } else {
+                read_op(e, ins, 0, 8).expect("checked operand")
+            };
+            let ret = e.imm(next);
+            push(e, ret);
+            e.jump(target);
+        }
+        Ret => {
+            let t = pop(e);
+            if ins.op_count() == 1 {
+                let sp = e.get_reg(RSP);
+                let n = e.imm(ins.immediate(0));
+                let nsp = e.bin(Bin::Add, sp, n);
+                e.set_reg(RSP, nsp);
+            }
+            e.jump(t);
+        }
+        Jmp => {
+            let target = if ins.op_kind(0) == OpKind::NearBranch64 {
+                e.imm(ins.near_branch_target())
+            } else {
+                read_op(e, ins, 0, 8).expect("checked operand")
+            };
+            e.jump(target);
+        }
+        Jrcxz | Jecxz => {
+            let c = e.get_reg(1);
+            let c = if m == Jecxz { zext(e, c, 4) } else { c };
+            let is0 = e.cmp(emitter::Cmp::Eq, c, z);
+            let t = e.imm(ins.near_branch_target());
+            let f = e.imm(next);
+            let r = e.select(is0, t, f);
+            e.jump(r);
+        }
+        _ if ins.condition_code() != iced_x86::ConditionCode::None => {
+            let c = e.cond(cc_of(ins));
+            match m {
+                Seta | Setae | Setb | Setbe | Sete | Setne | Setg | Setge | Setl | Setle | Seto | Setno | Setp
+                | Setnp | Sets | Setns => {
+                    write_op(e, ins, 0, 1, c, None);
+                }
+                Cmova | Cmovae | Cmovb | Cmovbe | Cmove | Cmovne | Cmovg | Cmovge | Cmovl | Cmovle | Cmovo
+                | Cmovno | Cmovp | Cmovnp | Cmovs | Cmovns => {
+                    let size = op_size(ins, 0);
+                    let src = read_op(e, ins, 1, size).expect("checked operand");
+                    let old = read_op(e, ins, 0, size).expect("checked operand");
+                    let v = e.select(c, src, old);
+                    // A 32-bit cmov zero-extends its destination even when the move is not taken.
+                    write_op(e, ins, 0, size, v, None);
+                }
+                _ => {
+                    let t = e.imm(ins.near_branch_target());
+                    let f = e.imm(next);
+                    let r = e.select(c, t, f);
+                    e.jump(r);
+                }
+            }
+        }
+        Shl | Sal | Shr | Sar => shift(e, ins),
+        Imul => {
+            let size = op_size(ins, 0);
+            let (a, b) = if ins.op_count() == 3 {
+                (read_op(e, ins, 1, size).expect("checked operand"), read_op(e, ins, 2, size).expect("checked operand"))
+            } else {
+                (read_op(e, ins, 0, size).expect("checked operand"), read_op(e, ins, 1, size).expect("checked operand"))
+            };
+            let sa = sext(e, a, size);
+            let sb = sext(e, b, size);
+            let full = e.bin(Bin::Mul, sa, sb);
+            let over = if size == 8 {
+                let hi = e.bin(Bin::SMulHi, sa, sb);
+                let s = e.imm(63);
+                let sign = e.bin(Bin::Sar, full, s);
+                e.cmp(emitter::Cmp::Ne, hi, sign)
+            } else {
+                let t = sext(e, full, size);
+                e.cmp(emitter::Cmp::Ne, t, full)
+            };
+            let r = zext(e, full, size);
+            write_op(e, ins, 0, size, r, None);
+            set_flags(e, FlagKind::Mul, size, r, z, z, over);
+        }
+        Xchg => {
+            let size = op_size(ins, 0);
+            let (a, addr0) = read_rmw(e, ins, 0, size).expect("checked operand");
+            let (b, addr1) = read_rmw(e, ins, 1, size).expect("checked operand");
+            write_op(e, ins, 0, size, b, addr0);
+            write_op(e, ins, 1, size, a, addr1);
+        }
+        Leave => {
+            let bp = e.get_reg(RBP);
+            e.set_reg(RSP, bp);
+            let v = pop(e);
+            e.set_reg(RBP, v);
+        }
+        Cbw | Cwde | Cdqe => {
+            let s = match m {
+                Cbw => 1,
+                Cwde => 2,
+                _ => 4,
+            };
+            let a = e.get_reg(0);
+            let v = sext(e, a, s);
+            let g = operand::Gpr { idx: 0, size: s * 2, high8: false };
+            write_gpr(e, g, v);
+        }
+        Cwd | Cdq | Cqo => {
+            let s = match m {
+                Cwd => 2,
+                Cdq => 4,
+                _ => 8,
+            };
+            let a = e.get_reg(0);
+            let v = sext(e, a, s);
+            let sh = e.imm(63);
+            let hi = e.bin(Bin::Sar, v, sh);
+            write_gpr(e, operand::Gpr { idx: 2, size: s, high8: false }, hi);
+        }
+        Bswap => {
+            let size = op_size(ins, 0);
+            let a = read_op(e, ins, 0, size).expect("checked operand");
+            let r = e.un(Un::Bswap64, a);
+            let r = if size == 4 {
+                let s = e.imm(32);
+                e.bin(Bin::Shr, r, s)
+            } else {
+                r
+            };
+            write_op(e, ins, 0, size, r, None);
+        }
+        Clc | Stc | Cmc => {
+            let f = e.rflags();
+            let one = e.imm(1);
+            let r = match m {
+                Clc => {
+                    let m = e.imm(!1u64);
+                    e.bin(Bin::And, f, m)
+                }
+                Stc => e.bin(Bin::Or, f, one),
+                _ => e.bin(Bin::Xor, f, one),
+            };
+            set_flags(e, FlagKind::Raw, 8, r, z, z, z);
+        }
+        Syscall => e.syscall(next),
+        _ => unreachable!("generic_supported admitted {:?}", m),
+    }
+}

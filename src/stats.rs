@@ -1,0 +1,36 @@
+//! Run statistics, printed at exit under `KILN_STATS=1` (table) or `KILN_STATS=json`.
+
+#[derive(Default, Debug, serde::Serialize)]
+pub struct Stats {
+    pub guest_insns_interp: u64,
+    pub guest_insns_compiled: u64,
+    pub blocks_decoded: u64,
+    pub units_compiled: u64,
+    pub units_loaded: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_rejected: u64,
+    pub units_stored: u64,
+    pub compile_us: u64,
+    pub interp_us: u64,
+}
+
+impl Stats {
+    pub fn report(&self, mode: &str) {
+        if mode == "json" {
+            let s = serde_json::to_string(self).unwrap_or_default();
+            eprintln!("kiln-stats {s}");
+            return;
+        }
+        let total = (self.guest_insns_interp + self.guest_insns_compiled).max(1);
+        let pct = 100.0 * self.guest_insns_compiled as f64 / total as f64;
+        eprintln!("kiln stats");
+        eprintln!("  guest instructions, baseline tier  {:>14}", self.guest_insns_interp);
+        eprintln!("  guest instructions, compiled code  {:>14}  ({pct:.2}% compiled)", self.guest_insns_compiled);
+        eprintln!("  blocks decoded                     {:>14}", self.blocks_decoded);
+        eprintln!("  units compiled                     {:>14}  ({} us in Cranelift)", self.units_compiled, self.compile_us);
+        eprintln!("  units loaded from cache            {:>14}", self.units_loaded);
+        eprintln!("  cache hits / misses / rejected     {:>6} / {} / {}", self.cache_hits, self.cache_misses, self.cache_rejected);
+        eprintln!("  units stored at exit               {:>14}", self.units_stored);
+    }
+}
