@@ -7,6 +7,7 @@ mod dispatch;
 mod interp;
 mod jit;
 mod linux;
+mod log;
 mod loader;
 mod mem;
 mod semantics;
@@ -127,14 +128,17 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
     let mut cpu = cpu::Cpu::new(mem.base());
     cpu.rip = img.entry;
     cpu.gpr[4] = sp;
-    let log_syscalls = std::env::var("KILN_LOG").is_ok_and(|v| v.split(',').any(|p| p == "syscall"));
-    let proc = linux::Process::new(mem, exe, log_syscalls);
+    let proc = linux::Process::new(mem, exe);
     let cache = if tier == Tier::Auto && !no_cache {
         match cache::default_dir() {
             Some(dir) => match cache::Cache::open(&dir) {
                 Ok(c) => Some(c),
-                Err(e) => {
+                Err(e @ cache::CacheError::Dir(..)) => {
                     eprintln!("kiln: warning: {e}; running without the cache");
+                    None
+                }
+                Err(e) => {
+                    klog!("cache", "{e}; running without the cache");
                     None
                 }
             },

@@ -59,11 +59,20 @@ impl Cache {
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
         prepare_dir(dir)?;
         let path = dir.join("index.sled");
-        let db = sled::Config::new()
-            .path(&path)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
+        let open = || sled::Config::new().path(&path).mode(sled::Mode::LowSpace).open();
+        let db = match open() {
+            Ok(db) => db,
+            Err(sled::Error::Corruption { .. }) | Err(sled::Error::Unsupported(_)) => {
+                // A damaged index is moved aside (never deleted: a person may want to look at
+                // it) and rebuilt empty.
+                let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+                let aside = dir.join(format!("index.sled.damaged-{stamp}-{}", std::process::id()));
+                crate::klog!("cache", "index {} is damaged; moving it to {} and starting afresh", path.display(), aside.display());
+                std::fs::rename(&path, &aside).map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
+                open().map_err(|e| CacheError::Index(path.clone(), e.to_string()))?
+            }
+            Err(e) => return Err(CacheError::Index(path.clone(), e.to_string())),
+        };
         Ok(Cache { db, dir: dir.to_path_buf() })
     }
 
@@ -101,10 +110,6 @@ impl Cache {
         self.db.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.db.is_empty()
-    }
-
     /// Verifies every entry; returns (valid, damaged) counts.
     pub fn verify(&self) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
@@ -121,10 +126,5 @@ impl Cache {
         self.db.clear().map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
         self.db.flush().map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
         Ok(())
-    }
-
-    /// Raw access for tests and tools that damage entries on purpose.
-    pub fn db(&self) -> &sled::Db {
-        &self.db
     }
 }

@@ -56,7 +56,6 @@ pub mod rflags {
     pub const AF: u64 = 1 << 4;
     pub const ZF: u64 = 1 << 6;
     pub const SF: u64 = 1 << 7;
-    pub const DF: u64 = 1 << 10;
     pub const OF: u64 = 1 << 11;
     /// The arithmetic flags that the lazy record describes.
     pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
@@ -74,7 +73,6 @@ pub mod exit {
 
 /// Guest faults raised by instruction semantics.
 pub mod fault {
-    pub const NONE: u64 = 0;
     pub const DIVIDE: u64 = 1;
     pub const UNIMPLEMENTED: u64 = 2;
     pub const HALT: u64 = 3;

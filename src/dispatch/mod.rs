@@ -139,7 +139,7 @@ impl Engine {
         let fns = match jit::execmem::install(&codes) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("kiln: warning: cannot map cached code ({e}); running without it");
+                crate::klog!("cache", "cannot map cached code ({e}); running without it");
                 return;
             }
         };
@@ -190,10 +190,10 @@ impl Engine {
                         self.stats.units_compiled += 1;
                         match jit::execmem::install(&[&cu.code]) {
                             Ok(f) => unit.code = f.first().copied(),
-                            Err(e) => eprintln!("kiln: warning: {e}"),
+                            Err(e) => crate::klog!("jit", "{e}"),
                         }
                     }
-                    Err(e) => eprintln!("kiln: warning: {e}; the block runs in the baseline tier"),
+                    Err(e) => crate::klog!("jit", "{e}; the block runs in the baseline tier"),
                 }
                 unit.queued = true;
             }
@@ -234,7 +234,7 @@ impl Engine {
             self.stats.compile_us += us;
             match r {
                 Ok(cu) => ok.push((i, cu)),
-                Err(e) => eprintln!("kiln: warning: {e}; the block stays in the baseline tier"),
+                Err(e) => crate::klog!("jit", "{e}; the block stays in the baseline tier"),
             }
         }
         if ok.is_empty() {
@@ -244,7 +244,7 @@ impl Engine {
         let fns = match jit::execmem::install(&codes) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("kiln: warning: {e}");
+                crate::klog!("jit", "{e}");
                 return;
             }
         };
@@ -351,7 +351,7 @@ impl Engine {
         }
         self.stats.units_stored = entries.len() as u64;
         if let Err(e) = cache.store(&entries) {
-            eprintln!("kiln: warning: cannot write the cache: {e}");
+            crate::klog!("cache", "cannot write the cache: {e}");
         }
     }
 }

@@ -109,10 +109,7 @@ impl Ops for Lower<'_> {
             Bin::Shl => i.ishl(a, b),
             Bin::Shr => i.ushr(a, b),
             Bin::Sar => i.sshr(a, b),
-            Bin::Rotl => i.rotl(a, b),
-            Bin::Rotr => i.rotr(a, b),
             Bin::Mul => i.imul(a, b),
-            Bin::UMulHi => i.umulhi(a, b),
             Bin::SMulHi => i.smulhi(a, b),
         }
     }
@@ -120,7 +117,6 @@ impl Ops for Lower<'_> {
         let i = self.b.ins();
         match op {
             Un::Not => i.bnot(a),
-            Un::Neg => i.ineg(a),
             Un::Popcnt => i.popcnt(a),
             Un::Bswap64 => i.bswap(a),
         }

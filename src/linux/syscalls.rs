@@ -14,7 +14,6 @@ pub struct Process {
     pub mem: Memory,
     /// Absolute path of the guest executable (for /proc/self/exe).
     pub exe: String,
-    pub log_syscalls: bool,
     sigactions: Vec<[u64; 4]>,
     sigmask: u64,
 }
@@ -33,8 +32,8 @@ fn ret(r: libc::c_long) -> i64 {
 }
 
 impl Process {
-    pub fn new(mem: Memory, exe: String, log_syscalls: bool) -> Process {
-        Process { mem, exe, log_syscalls, sigactions: vec![[0; 4]; 65], sigmask: 0 }
+    pub fn new(mem: Memory, exe: String) -> Process {
+        Process { mem, exe, sigactions: vec![[0; 4]; 65], sigmask: 0 }
     }
 
     /// Host address of a guest buffer, or EFAULT if it leaves the guest space.
@@ -94,8 +93,8 @@ impl Process {
             Ok(v) => v,
             Err(e) => e,
         };
-        if self.log_syscalls && r == ENOSYS {
-            eprintln!("kiln: syscall {} ({}) not implemented: ENOSYS", nr, syscall_name(nr));
+        if r == ENOSYS {
+            crate::klog!("syscall", "syscall {} ({}) is not implemented: returning ENOSYS", nr, syscall_name(nr));
         }
         cpu.gpr[0] = r as u64;
         // The kernel clobbers rcx and r11 on syscall.

@@ -3,8 +3,6 @@
 //! Guest address `A` lives at host `base + (A & GUEST_MASK)`. Everything outside the guest's
 //! mappings stays `PROT_NONE`, so the host MMU enforces the guest's view.
 
-use std::fmt;
-
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;
 /// Mask applied to every guest address before it is added to the base.
@@ -21,16 +19,6 @@ pub mod layout {
     /// Anonymous and file mappings are placed downwards from here.
     pub const MMAP_TOP: u64 = 0xf0_0000_0000;
     pub const MMAP_BOTTOM: u64 = 0x80_0000_0000;
-}
-
-/// A guest virtual address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct GuestAddr(pub u64);
-
-impl fmt::Debug for GuestAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,53 +157,6 @@ impl Memory {
         let p = self.host_ptr(addr, len as u64)?;
         // SAFETY: inside the reservation; the caller guarantees the range is mapped.
         Some(unsafe { std::slice::from_raw_parts(p, len) })
-    }
-
-    /// Whether a guest range is mapped readable on the host (page granularity).
-    pub fn readable(&self, addr: u64, len: u64) -> bool {
-        let Some(p) = self.host_ptr(addr, len) else { return false };
-        let start = page_down(p as u64);
-        let end = page_up(p as u64 + len);
-        let mut page = start;
-        while page < end {
-            let mut v = 0u8;
-            // SAFETY: mincore only inspects the mapping; ENOMEM means unmapped. PROT_NONE pages
-            // of the reservation are mapped but unreadable, which we detect with a probe read
-            // through process_vm_readv-like semantics below.
-            let r = unsafe { libc::mincore(page as *mut libc::c_void, PAGE as usize, &mut v) };
-            if r != 0 {
-                return false;
-            }
-            page += PAGE;
-        }
-        probe_read(p, len as usize)
-    }
-}
-
-/// Tries to read host memory without faulting (through a pipe), telling whether it is readable.
-fn probe_read(p: *mut u8, len: usize) -> bool {
-    let mut fds = [0i32; 2];
-    // SAFETY: plain syscalls on fds we own; write() reports EFAULT for unreadable memory.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) != 0 {
-            return false;
-        }
-        let mut ok = true;
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(4096);
-            let w = libc::write(fds[1], p.add(done) as *const libc::c_void, n);
-            if w <= 0 {
-                ok = false;
-                break;
-            }
-            let mut sink = [0u8; 4096];
-            libc::read(fds[0], sink.as_mut_ptr() as *mut libc::c_void, w as usize);
-            done += w as usize;
-        }
-        libc::close(fds[0]);
-        libc::close(fds[1]);
-        ok
     }
 }
 

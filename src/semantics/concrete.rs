@@ -21,10 +21,7 @@ pub fn bin(op: Bin, a: u64, b: u64) -> u64 {
         Bin::Shl => a << (b & 63),
         Bin::Shr => a >> (b & 63),
         Bin::Sar => ((a as i64) >> (b & 63)) as u64,
-        Bin::Rotl => a.rotate_left((b & 63) as u32),
-        Bin::Rotr => a.rotate_right((b & 63) as u32),
         Bin::Mul => a.wrapping_mul(b),
-        Bin::UMulHi => ((a as u128 * b as u128) >> 64) as u64,
         Bin::SMulHi => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
     }
 }
@@ -43,7 +40,6 @@ impl Ops for Values {
     fn un(&mut self, op: Un, a: u64) -> u64 {
         match op {
             Un::Not => !a,
-            Un::Neg => a.wrapping_neg(),
             Un::Popcnt => a.count_ones() as u64,
             Un::Bswap64 => a.swap_bytes(),
         }

@@ -17,17 +17,13 @@ pub enum Bin {
     Shl,
     Shr,
     Sar,
-    Rotl,
-    Rotr,
     Mul,
-    UMulHi,
     SMulHi,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Un {
     Not,
-    Neg,
     Popcnt,
     Bswap64,
 }

@@ -87,6 +87,14 @@ fn lanewise<const W: usize>(a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u1
     pack::<W>(&r)
 }
 
+fn lanewise_w(bytes: bool, a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
+    if bytes {
+        lanewise::<1>(a, b, f)
+    } else {
+        lanewise::<2>(a, b, f)
+    }
+}
+
 fn unpack_lo<const W: usize>(a: u128, b: u128, high: bool) -> u128 {
     let (x, y) = (lanes::<W>(a), lanes::<W>(b));
     let n = 16 / W;
@@ -179,6 +187,23 @@ pub fn supported(ins: &Instruction) -> bool {
             | Pmullw
             | Psadbw
             | Packuswb
+            | Packsswb
+            | Packssdw
+            | Pmulhuw
+            | Pmulhw
+            | Pmaddwd
+            | Paddusb
+            | Paddusw
+            | Psubusb
+            | Psubusw
+            | Paddsb
+            | Paddsw
+            | Psubsb
+            | Psubsw
+            | Pavgb
+            | Pavgw
+            | Pextrw
+            | Pinsrw
             | Shufps
     ) || matches!(ins.code(), iced_x86::Code::Movsd_xmm_xmmm64 | iced_x86::Code::Movsd_xmmm64_xmm)
 }
@@ -268,6 +293,19 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             } else {
                 cpu.xmm[x][0] = cpu.xmm[s][1];
             }
+        }
+        Pextrw => {
+            let s = xmm_idx(ins.op_register(1)).ok_or(())?;
+            let v = (get(cpu, s) >> ((ins.immediate(2) & 7) * 16)) as u64 & 0xffff;
+            let g = gpr(ins.op_register(0)).ok_or(())?;
+            write_gpr(&mut Live::new(cpu), g, v);
+        }
+        Pinsrw => {
+            let x = d.ok_or(())?;
+            let v = src(cpu, ins, 1, 2).ok_or(())? & 0xffff;
+            let sh = (ins.immediate(2) & 7) * 16;
+            let old = get(cpu, x);
+            set(cpu, x, (old & !(0xffffu128 << sh)) | (v << sh));
         }
         Pmovmskb | Movmskps | Movmskpd => {
             let s = xmm_idx(ins.op_register(1)).ok_or(())?;
@@ -383,6 +421,44 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 Psubd => lanewise::<4>(a, b, |x, y| x.wrapping_sub(y)),
                 Psubq => lanewise::<8>(a, b, |x, y| x.wrapping_sub(y)),
                 Pmullw => lanewise::<2>(a, b, |x, y| x.wrapping_mul(y)),
+                Pmulhuw => lanewise::<2>(a, b, |x, y| (x * y) >> 16),
+                Pmulhw => lanewise::<2>(a, b, |x, y| ((sext(x, 2) * sext(y, 2)) >> 16) as u64),
+                Pmaddwd => {
+                    let (x, y) = (lanes::<2>(a), lanes::<2>(b));
+                    let mut o = [0u64; 16];
+                    for i in 0..4 {
+                        let s = sext(x[2 * i], 2) * sext(y[2 * i], 2) + sext(x[2 * i + 1], 2) * sext(y[2 * i + 1], 2);
+                        o[i] = s as u64;
+                    }
+                    pack::<4>(&o)
+                }
+                Paddusb => lanewise::<1>(a, b, |x, y| (x + y).min(0xff)),
+                Paddusw => lanewise::<2>(a, b, |x, y| (x + y).min(0xffff)),
+                Psubusb | Psubusw => lanewise_w(m == Psubusb, a, b, |x, y| x.saturating_sub(y)),
+                Paddsb => lanewise::<1>(a, b, |x, y| (sext(x, 1) + sext(y, 1)).clamp(-128, 127) as u64),
+                Paddsw => lanewise::<2>(a, b, |x, y| (sext(x, 2) + sext(y, 2)).clamp(-32768, 32767) as u64),
+                Psubsb => lanewise::<1>(a, b, |x, y| (sext(x, 1) - sext(y, 1)).clamp(-128, 127) as u64),
+                Psubsw => lanewise::<2>(a, b, |x, y| (sext(x, 2) - sext(y, 2)).clamp(-32768, 32767) as u64),
+                Pavgb => lanewise::<1>(a, b, |x, y| (x + y + 1) >> 1),
+                Pavgw => lanewise::<2>(a, b, |x, y| (x + y + 1) >> 1),
+                Packsswb | Packssdw => {
+                    let mut o = [0u64; 16];
+                    if m == Packsswb {
+                        let (x, y) = (lanes::<2>(a), lanes::<2>(b));
+                        for i in 0..8 {
+                            o[i] = sext(x[i], 2).clamp(-128, 127) as u64;
+                            o[8 + i] = sext(y[i], 2).clamp(-128, 127) as u64;
+                        }
+                        pack::<1>(&o)
+                    } else {
+                        let (x, y) = (lanes::<4>(a), lanes::<4>(b));
+                        for i in 0..4 {
+                            o[i] = sext(x[i], 4).clamp(-32768, 32767) as u64;
+                            o[4 + i] = sext(y[i], 4).clamp(-32768, 32767) as u64;
+                        }
+                        pack::<2>(&o)
+                    }
+                }
                 Pmuludq => {
                     let (x, y) = (lanes::<8>(a), lanes::<8>(b));
                     let mut o = [0u64; 16];

@@ -1,0 +1,173 @@
+//! The persistent cache (warm runs, damage detection) and the command line's failure modes.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn sha256_bin() -> std::path::PathBuf {
+    build("sha256.c", "gcc-O2", "gcc", "-O2")
+}
+
+#[test]
+fn warm_run_executes_no_translation_and_stays_in_compiled_code() {
+    let bin = sha256_bin();
+    let args = ["2000000"];
+    let want = native(&bin, &args, b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let mut cold = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+    let cs = take_stats(&mut cold);
+    assert_same("sha256 cold", &want, &cold);
+    assert!(stat(&cs, "units_compiled") > 0, "the cold run compiled nothing: {cs}");
+    assert_eq!(stat(&cs, "units_stored"), stat(&cs, "units_compiled"), "{cs}");
+    let mut warm = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+    let ws = take_stats(&mut warm);
+    assert_same("sha256 warm", &want, &warm);
+    assert_eq!(stat(&ws, "units_compiled"), 0, "{ws}");
+    assert_eq!(stat(&ws, "compile_us"), 0, "{ws}");
+    assert!(stat(&ws, "cache_hits") > 0, "{ws}");
+    let (c, i) = (stat(&ws, "guest_insns_compiled"), stat(&ws, "guest_insns_interp"));
+    let frac = c as f64 / (c + i) as f64;
+    assert!(frac >= 0.99, "only {:.3}% of guest instructions ran in compiled code: {ws}", frac * 100.0);
+}
+
+#[test]
+fn flipped_byte_in_a_cache_entry_is_detected_and_replaced() {
+    let bin = sha256_bin();
+    let args = ["300000"];
+    let want = native(&bin, &args, b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let cold = kiln(&bin, "auto", &cache, &args, b"", &[]);
+    assert_same("cold", &want, &cold);
+    let damaged;
+    {
+        let db = sled::open(cache.join("index.sled")).expect("open the cache index");
+        let keys: Vec<_> = db.iter().keys().map(|k| k.unwrap()).collect();
+        assert!(!keys.is_empty(), "the cold run stored nothing");
+        for k in &keys {
+            let mut v = db.get(k).unwrap().unwrap().to_vec();
+            let at = v.len() / 2;
+            v[at] ^= 0x01;
+            db.insert(k, v).unwrap();
+        }
+        damaged = keys.len() as u64;
+        db.flush().unwrap();
+    }
+    let mut warm = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+    let ws = take_stats(&mut warm);
+    assert_same("run over a damaged cache", &want, &warm);
+    assert_eq!(stat(&ws, "cache_rejected"), damaged, "{ws}");
+    assert_eq!(stat(&ws, "cache_hits"), 0, "{ws}");
+    let verify = Command::new(KILN).args(["cache", "verify"]).env("KILN_CACHE_DIR", &cache).output().unwrap();
+    assert!(verify.status.success(), "cache verify after the rebuild: {}", String::from_utf8_lossy(&verify.stdout));
+    let mut again = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+    let s3 = take_stats(&mut again);
+    assert_same("run over the rebuilt cache", &want, &again);
+    assert!(stat(&s3, "cache_hits") > 0 && stat(&s3, "units_compiled") == 0, "{s3}");
+}
+
+#[test]
+fn damaged_index_files_do_not_change_a_run() {
+    let bin = build("hello.c", "gcc-O2", "gcc", "-O2");
+    let want = native(&bin, &["x"], b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    kiln(&bin, "auto", &cache, &["x"], b"", &[]);
+    for entry in std::fs::read_dir(cache.join("index.sled")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let mut b = std::fs::read(&p).unwrap();
+            for i in (0..b.len()).step_by(61) {
+                b[i] ^= 0x5a;
+            }
+            std::fs::write(&p, b).unwrap();
+        }
+    }
+    for _ in 0..2 {
+        let got = kiln(&bin, "auto", &cache, &["x"], b"", &[]);
+        assert_same("run over damaged index files", &want, &got);
+    }
+}
+
+#[test]
+fn cache_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = build("hello.c", "gcc-O2", "gcc", "-O2");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("fresh").join("kiln");
+    kiln(&bin, "auto", &cache, &[], b"", &[]);
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let want = native(&bin, &[], b"");
+    let got = kiln(&bin, "auto", &cache, &[], b"", &[]);
+    assert_eq!(got.stdout, want.stdout);
+    assert_eq!(got.status, want.status);
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.contains("world-writable") && err.contains("without the cache"), "expected a warning, got: {err}");
+}
+
+fn expect_one_line_error(path: &std::path::Path, needle: &str) {
+    let o = Command::new(KILN).arg("run").arg(path).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "kiln accepted {}", path.display());
+    assert_eq!(err.lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_elf_files_get_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text\n").unwrap();
+    expect_one_line_error(&text, "not an ELF file");
+    let good = std::fs::read(build("hello.c", "gcc-O2", "gcc", "-O2")).unwrap();
+    for cut in [3usize, 20, 64, 100, 1000, good.len() / 2] {
+        let p = dir.path().join(format!("trunc{cut}"));
+        std::fs::write(&p, &good[..cut]).unwrap();
+        let o = Command::new(KILN).arg("run").arg(&p).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.lines().count() == 1 && !err.contains("panicked"), "truncated at {cut}: {err}");
+    }
+    let mut arm = good.clone();
+    arm[18] = 0xb7; // EM_AARCH64
+    arm[19] = 0;
+    let p = dir.path().join("arm");
+    std::fs::write(&p, &arm).unwrap();
+    expect_one_line_error(&p, "not an x86-64 ELF");
+    expect_one_line_error(&dir.path().join("missing"), "cannot read");
+}
+
+#[test]
+fn unimplemented_instruction_is_named_and_ends_like_sigill() {
+    let bin = build("illegal_insn.S", "gcc-O0", "gcc", "-O0");
+    for tier in ["interp", "jit", "auto"] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = kiln(&bin, tier, &dir.path().join("c"), &[], b"", &[]);
+        assert_eq!(r.stdout, b"before the unimplemented instruction\n");
+        assert_eq!(r.signal, Some(libc_sigill()), "{}", show(&r));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("Fsin") && err.contains("d9 fe") && err.contains("0x40"), "{err}");
+    }
+}
+
+fn libc_sigill() -> i32 {
+    4
+}
+
+#[test]
+fn unknown_syscall_returns_enosys_and_is_logged_on_request() {
+    let bin = build("enosys.S", "gcc-O0", "gcc", "-O0");
+    let want = native(&bin, &[], b"");
+    assert_eq!(want.status, Some(38));
+    let dir = tempfile::tempdir().unwrap();
+    for tier in ["interp", "jit"] {
+        let r = kiln(&bin, tier, &dir.path().join("c"), &[], b"", &[]);
+        assert_same("enosys", &want, &r);
+    }
+    let r = kiln(&bin, "interp", &dir.path().join("c"), &[], b"", &[("KILN_LOG", "syscall")]);
+    assert_eq!(r.status, Some(38));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("syscall 1999"), "{}", show(&r));
+}

@@ -1,0 +1,116 @@
+//! Shared harness for differential tests: builds guest programs from `tests/guest/` with the
+//! system's compilers and runs them natively and under Kiln.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::io::Write;
+
+pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The C toolchains every guest program is built with: (label, compiler, flags).
+pub const TOOLCHAINS: &[(&str, &str, &str)] =
+    &[("gcc-O0", "gcc", "-O0"), ("gcc-O2", "gcc", "-O2"), ("musl-O0", "musl-gcc", "-O0"), ("musl-O2", "musl-gcc", "-O2")];
+
+/// Builds `tests/guest/<name>` (a .c or .S file) with one toolchain; returns the binary path.
+pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
+    let dir = root().join("target").join("guest-bin").join(label);
+    std::fs::create_dir_all(&dir).expect("create guest-bin directory");
+    let src = root().join("tests").join("guest").join(name);
+    let stem = Path::new(name).file_stem().and_then(|s| s.to_str()).expect("program name");
+    let out = dir.join(stem);
+    let mut cmd = Command::new(cc);
+    cmd.arg("-static").arg(opt).arg("-w").arg("-o").arg(&out).arg(&src);
+    if name.ends_with(".S") {
+        cmd.arg("-nostdlib");
+    }
+    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cc} (install it: the README's test command does): {e}"));
+    assert!(o.status.success(), "{cc} {opt} failed on {name}:\n{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Run {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+fn to_run(o: Output) -> Run {
+    use std::os::unix::process::ExitStatusExt;
+    Run { stdout: o.stdout, stderr: o.stderr, status: o.status.code(), signal: o.status.signal() }
+}
+
+pub fn guest_env(cmd: &mut Command) {
+    cmd.env_clear().env("PATH", "/usr/bin:/bin").env("LANG", "C").env("GUEST_ALPHA", "one").env("GUEST_BETA", "two words");
+}
+
+fn run_cmd(mut cmd: Command, stdin: &[u8]) -> Run {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut si = child.stdin.take().expect("stdin");
+    si.write_all(stdin).ok();
+    drop(si);
+    to_run(child.wait_with_output().expect("wait"))
+}
+
+pub fn native(bin: &Path, args: &[&str], stdin: &[u8]) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    guest_env(&mut cmd);
+    run_cmd(cmd, stdin)
+}
+
+/// Runs under Kiln with a tier and cache directory, plus extra environment.
+pub fn kiln(bin: &Path, tier: &str, cache: &Path, args: &[&str], stdin: &[u8], extra: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(KILN);
+    cmd.arg("run").arg("--tier").arg(tier).arg(bin).args(args);
+    guest_env(&mut cmd);
+    cmd.env("KILN_CACHE_DIR", cache);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    run_cmd(cmd, stdin)
+}
+
+/// Splits Kiln's `kiln-stats {...}` line off stderr and parses it.
+pub fn take_stats(r: &mut Run) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&r.stderr).to_string();
+    let mut rest = String::new();
+    let mut stats = None;
+    for line in text.split_inclusive('\n') {
+        if let Some(j) = line.strip_prefix("kiln-stats ") {
+            stats = Some(serde_json::from_str(j.trim()).expect("kiln-stats is JSON"));
+        } else {
+            rest.push_str(line);
+        }
+    }
+    r.stderr = rest.into_bytes();
+    stats.expect("KILN_STATS=json printed a kiln-stats line")
+}
+
+pub fn stat(s: &serde_json::Value, k: &str) -> u64 {
+    s.get(k).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("kiln-stats lacks integer key {k}: {s}"))
+}
+
+pub fn show(r: &Run) -> String {
+    format!(
+        "status {:?} signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        r.status,
+        r.signal,
+        String::from_utf8_lossy(&r.stdout[..r.stdout.len().min(4000)]),
+        String::from_utf8_lossy(&r.stderr[..r.stderr.len().min(4000)])
+    )
+}
+
+pub fn assert_same(what: &str, native: &Run, kiln: &Run) {
+    if native != kiln {
+        panic!("{what}: Kiln differs from native\n=== native ===\n{}\n=== kiln ===\n{}", show(native), show(kiln));
+    }
+}

@@ -1,0 +1,78 @@
+//! Every program in `tests/guest/`, built with gcc and musl at -O0 and -O2, must behave exactly
+//! as it does natively (stdout, stderr, exit status) in the baseline tier, in the JIT tier, and
+//! in the default tier both cold and warm from the cache. The warm run must compile nothing.
+
+mod common;
+use common::*;
+
+fn check(name: &str, args: &[&str], stdin: &[u8]) {
+    for (label, cc, opt) in TOOLCHAINS {
+        let bin = build(name, label, cc, opt);
+        let want = native(&bin, args, stdin);
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cache_dir = cache.path().join("kiln");
+        for tier in ["interp", "jit"] {
+            let got = kiln(&bin, tier, &cache_dir, args, stdin, &[]);
+            assert_same(&format!("{name} [{label}] --tier {tier}"), &want, &got);
+        }
+        // Both runs see the same environment: guest loops over envp must run the same counts.
+        let mut cold = kiln(&bin, "auto", &cache_dir, args, stdin, &[("KILN_STATS", "json")]);
+        take_stats(&mut cold);
+        assert_same(&format!("{name} [{label}] auto (cold cache)"), &want, &cold);
+        let mut warm = kiln(&bin, "auto", &cache_dir, args, stdin, &[("KILN_STATS", "json")]);
+        let stats = take_stats(&mut warm);
+        assert_same(&format!("{name} [{label}] auto (warm cache)"), &want, &warm);
+        assert_eq!(stat(&stats, "units_compiled"), 0, "{name} [{label}]: the warm run compiled units: {stats}");
+    }
+}
+
+const ARGS: &[&str] = &["alpha", "beta gamma", ""];
+
+macro_rules! corpus {
+    ($($test:ident => $file:expr $(, args = $args:expr)? $(, stdin = $stdin:expr)?;)*) => {$(
+        #[test]
+        fn $test() {
+            #[allow(unused_mut, unused_assignments)]
+            let mut args: &[&str] = ARGS;
+            $(args = $args;)?
+            #[allow(unused_mut, unused_assignments)]
+            let mut stdin: &[u8] = b"";
+            $(stdin = $stdin;)?
+            check($file, args, stdin);
+        }
+    )*};
+}
+
+corpus! {
+    hello_world_prints_and_exits => "hello.c";
+    argv_and_environment_reach_the_guest => "argv_env.c";
+    exit_from_deep_recursion_runs_atexit => "exit_deep.c";
+    recursion_fib_ackermann => "recursion.c";
+    large_stack_frames => "big_stack.c";
+    malloc_free_realloc_churn => "malloc_churn.c";
+    file_io_round_trip => "file_io.c";
+    printf_of_integers_and_strings => "printf_ints.c";
+    flags_at_every_width => "flags_widths.c";
+    conditions_after_cmp_and_test => "conditions.c";
+    mul_div_including_128_bit => "muldiv.c";
+    shifts_and_rotates_by_any_count => "shifts.c";
+    rep_string_instructions => "string_ops.c";
+    libc_string_functions_on_all_alignments => "libc_strings.c";
+    crc32_compute => "crc32.c", args = &["300000"];
+    sha256_compute => "sha256.c", args = &["200000"];
+    qsort_and_bsearch => "qsort_ints.c";
+    bit_scans_and_bit_tests => "bitops.c";
+    setjmp_and_longjmp => "setjmp_longjmp.c";
+    jump_tables_and_indirect_calls => "switch_fnptr.c";
+    struct_copies_and_unions => "structs_copy.c";
+    integer_parsing => "int_parse.c";
+    prime_sieve => "sieve.c";
+    bignum_arithmetic => "bignum.c";
+    hash_table_pointer_chasing => "hash_table.c";
+    integer_matrix_multiply => "matrix_int.c";
+    stdin_is_passed_through => "stdin_wc.c", stdin = b"the quick brown fox\njumps over\n\n the lazy dog\n";
+    stderr_and_failure_status => "abort_status.c";
+    raw_syscalls_without_libc => "asm_syscalls.S";
+    atomic_instructions => "asm_atomics.S";
+    flags_read_directly => "asm_flags.S";
+}
