@@ -5,7 +5,11 @@ use std::sync::OnceLock;
 
 fn topics() -> &'static Vec<String> {
     static T: OnceLock<Vec<String>> = OnceLock::new();
-    T.get_or_init(|| std::env::var("KILN_LOG").map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default())
+    T.get_or_init(|| {
+        std::env::var("KILN_LOG")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default()
+    })
 }
 
 /// Whether `topic` (or "all") is enabled.

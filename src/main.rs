@@ -7,8 +7,8 @@ mod dispatch;
 mod interp;
 mod jit;
 mod linux;
-mod log;
 mod loader;
+mod log;
 mod mem;
 mod semantics;
 mod stats;
@@ -20,7 +20,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "x86-64 Linux user-mode emulator with a persistent translation cache")]
+#[command(
+    name = "kiln",
+    version,
+    about = "x86-64 Linux user-mode emulator with a persistent translation cache"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,7 +66,12 @@ enum CacheOp {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { tier, no_cache, program, args } => run(tier, no_cache, program, args),
+        Cmd::Run {
+            tier,
+            no_cache,
+            program,
+            args,
+        } => run(tier, no_cache, program, args),
         Cmd::Cache { op } => cache_cmd(op),
     };
     match r {
@@ -113,7 +122,10 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
     let img = loader::load_elf(&name, &data, &mut mem)?;
     let hash = *blake3::hash(&data).as_bytes();
     drop(data);
-    let exe = std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone()).display().to_string();
+    let exe = std::fs::canonicalize(&program)
+        .unwrap_or_else(|_| program.clone())
+        .display()
+        .to_string();
     let mut argv: Vec<Vec<u8>> = vec![program.as_os_str().as_bytes().to_vec()];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
     let envp: Vec<Vec<u8>> = std::env::vars_os()
@@ -124,7 +136,14 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
             e
         })
         .collect();
-    let sp = loader::build_stack(&mut mem, &img, &argv, &envp, program.as_os_str().as_bytes(), semantics::slow::hwcap())?;
+    let sp = loader::build_stack(
+        &mut mem,
+        &img,
+        &argv,
+        &envp,
+        program.as_os_str().as_bytes(),
+        semantics::slow::hwcap(),
+    )?;
     let mut cpu = cpu::Cpu::new(mem.base());
     cpu.rip = img.entry;
     cpu.gpr[4] = sp;
@@ -147,7 +166,12 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
     } else {
         None
     };
-    let module = Module { hash, load_bias: img.load_bias, lo: img.lo, hi: img.hi };
+    let module = Module {
+        hash,
+        load_bias: img.load_bias,
+        lo: img.lo,
+        hi: img.hi,
+    };
     let mut engine = Engine::new(cpu, proc, tier, module, cache)?;
     let outcome = engine.run();
     engine.persist();

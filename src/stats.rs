@@ -26,11 +26,20 @@ impl Stats {
         let pct = 100.0 * self.guest_insns_compiled as f64 / total as f64;
         eprintln!("kiln stats");
         eprintln!("  guest instructions, baseline tier  {:>14}", self.guest_insns_interp);
-        eprintln!("  guest instructions, compiled code  {:>14}  ({pct:.2}% compiled)", self.guest_insns_compiled);
+        eprintln!(
+            "  guest instructions, compiled code  {:>14}  ({pct:.2}% compiled)",
+            self.guest_insns_compiled
+        );
         eprintln!("  blocks decoded                     {:>14}", self.blocks_decoded);
-        eprintln!("  units compiled                     {:>14}  ({} us in Cranelift)", self.units_compiled, self.compile_us);
+        eprintln!(
+            "  units compiled                     {:>14}  ({} us in Cranelift)",
+            self.units_compiled, self.compile_us
+        );
         eprintln!("  units loaded from cache            {:>14}", self.units_loaded);
-        eprintln!("  cache hits / misses / rejected     {:>6} / {} / {}", self.cache_hits, self.cache_misses, self.cache_rejected);
+        eprintln!(
+            "  cache hits / misses / rejected     {:>6} / {} / {}",
+            self.cache_hits, self.cache_misses, self.cache_rejected
+        );
         eprintln!("  units stored at exit               {:>14}", self.units_stored);
     }
 }

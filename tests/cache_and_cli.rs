@@ -28,7 +28,11 @@ fn warm_run_executes_no_translation_and_stays_in_compiled_code() {
     assert!(stat(&ws, "cache_hits") > 0, "{ws}");
     let (c, i) = (stat(&ws, "guest_insns_compiled"), stat(&ws, "guest_insns_interp"));
     let frac = c as f64 / (c + i) as f64;
-    assert!(frac >= 0.99, "only {:.3}% of guest instructions ran in compiled code: {ws}", frac * 100.0);
+    assert!(
+        frac >= 0.99,
+        "only {:.3}% of guest instructions ran in compiled code: {ws}",
+        frac * 100.0
+    );
 }
 
 #[test]
@@ -59,8 +63,16 @@ fn flipped_byte_in_a_cache_entry_is_detected_and_replaced() {
     assert_same("run over a damaged cache", &want, &warm);
     assert_eq!(stat(&ws, "cache_rejected"), damaged, "{ws}");
     assert_eq!(stat(&ws, "cache_hits"), 0, "{ws}");
-    let verify = Command::new(KILN).args(["cache", "verify"]).env("KILN_CACHE_DIR", &cache).output().unwrap();
-    assert!(verify.status.success(), "cache verify after the rebuild: {}", String::from_utf8_lossy(&verify.stdout));
+    let verify = Command::new(KILN)
+        .args(["cache", "verify"])
+        .env("KILN_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "cache verify after the rebuild: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     let mut again = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
     let s3 = take_stats(&mut again);
     assert_same("run over the rebuilt cache", &want, &again);
@@ -105,7 +117,10 @@ fn cache_directory_is_private() {
     assert_eq!(got.stdout, want.stdout);
     assert_eq!(got.status, want.status);
     let err = String::from_utf8_lossy(&got.stderr);
-    assert!(err.contains("world-writable") && err.contains("without the cache"), "expected a warning, got: {err}");
+    assert!(
+        err.contains("world-writable") && err.contains("without the cache"),
+        "expected a warning, got: {err}"
+    );
 }
 
 fn expect_one_line_error(path: &std::path::Path, needle: &str) {
@@ -129,7 +144,10 @@ fn bad_elf_files_get_a_one_line_error() {
         std::fs::write(&p, &good[..cut]).unwrap();
         let o = Command::new(KILN).arg("run").arg(&p).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.lines().count() == 1 && !err.contains("panicked"), "truncated at {cut}: {err}");
+        assert!(
+            !o.status.success() && err.lines().count() == 1 && !err.contains("panicked"),
+            "truncated at {cut}: {err}"
+        );
     }
     let mut arm = good.clone();
     arm[18] = 0xb7; // EM_AARCH64
@@ -149,7 +167,10 @@ fn unimplemented_instruction_is_named_and_ends_like_sigill() {
         assert_eq!(r.stdout, b"before the unimplemented instruction\n");
         assert_eq!(r.signal, Some(libc_sigill()), "{}", show(&r));
         let err = String::from_utf8_lossy(&r.stderr);
-        assert!(err.contains("Fsin") && err.contains("d9 fe") && err.contains("0x40"), "{err}");
+        assert!(
+            err.contains("Fsin") && err.contains("d9 fe") && err.contains("0x40"),
+            "{err}"
+        );
     }
 }
 
@@ -167,7 +188,18 @@ fn unknown_syscall_returns_enosys_and_is_logged_on_request() {
         let r = kiln(&bin, tier, &dir.path().join("c"), &[], b"", &[]);
         assert_same("enosys", &want, &r);
     }
-    let r = kiln(&bin, "interp", &dir.path().join("c"), &[], b"", &[("KILN_LOG", "syscall")]);
+    let r = kiln(
+        &bin,
+        "interp",
+        &dir.path().join("c"),
+        &[],
+        b"",
+        &[("KILN_LOG", "syscall")],
+    );
     assert_eq!(r.status, Some(38));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("syscall 1999"), "{}", show(&r));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("syscall 1999"),
+        "{}",
+        show(&r)
+    );
 }

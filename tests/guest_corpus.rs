@@ -22,7 +22,11 @@ fn check(name: &str, args: &[&str], stdin: &[u8]) {
         let mut warm = kiln(&bin, "auto", &cache_dir, args, stdin, &[("KILN_STATS", "json")]);
         let stats = take_stats(&mut warm);
         assert_same(&format!("{name} [{label}] auto (warm cache)"), &want, &warm);
-        assert_eq!(stat(&stats, "units_compiled"), 0, "{name} [{label}]: the warm run compiled units: {stats}");
+        assert_eq!(
+            stat(&stats, "units_compiled"),
+            0,
+            "{name} [{label}]: the warm run compiled units: {stats}"
+        );
     }
 }
 

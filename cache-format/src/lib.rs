@@ -59,7 +59,11 @@ impl UnitKey {
         module.copy_from_slice(&b[..32]);
         let mut c = [0u8; 16];
         c.copy_from_slice(&b[32..48]);
-        Some(UnitKey { module, config: ConfigId(c), offset: u64::from_be_bytes(b[48..].try_into().ok()?) })
+        Some(UnitKey {
+            module,
+            config: ConfigId(c),
+            offset: u64::from_be_bytes(b[48..].try_into().ok()?),
+        })
     }
 }
 
@@ -158,7 +162,13 @@ mod tests {
     use super::*;
 
     fn sample() -> UnitEntry {
-        UnitEntry { load_base: 0x40_0000, guest_len: 17, ninsns: 5, guest_hash: [7; 32], code: vec![0xc3, 1, 2, 3] }
+        UnitEntry {
+            load_base: 0x40_0000,
+            guest_len: 17,
+            ninsns: 5,
+            guest_hash: [7; 32],
+            code: vec![0xc3, 1, 2, 3],
+        }
     }
 
     #[test]
@@ -187,7 +197,11 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_share_module_prefix() {
-        let k = UnitKey { module: [1; 32], config: ConfigId([2; 16]), offset: 0x1234 };
+        let k = UnitKey {
+            module: [1; 32],
+            config: ConfigId([2; 16]),
+            offset: 0x1234,
+        };
         let enc = k.encode();
         assert_eq!(UnitKey::decode(&enc), Some(k));
         assert_eq!(&enc[..KEY_PREFIX_LEN], &UnitKey::prefix(&k.module, &k.config)[..]);

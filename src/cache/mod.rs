@@ -29,17 +29,27 @@ pub fn default_dir() -> Option<PathBuf> {
 fn prepare_dir(dir: &Path) -> Result<(), CacheError> {
     let err = |m: String| CacheError::Dir(dir.to_path_buf(), m);
     if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(e.to_string()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| err(e.to_string()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| err(e.to_string()))?;
     }
     let md = std::fs::metadata(dir).map_err(|e| err(e.to_string()))?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if md.uid() != me {
-        return Err(err(format!("owned by uid {}, not by this user (uid {me}); not using it", md.uid())));
+        return Err(err(format!(
+            "owned by uid {}, not by this user (uid {me}); not using it",
+            md.uid()
+        )));
     }
     if md.mode() & 0o022 != 0 {
-        return Err(err(format!("is group- or world-writable (mode {:o}); not using it", md.mode() & 0o777)));
+        return Err(err(format!(
+            "is group- or world-writable (mode {:o}); not using it",
+            md.mode() & 0o777
+        )));
     }
     Ok(())
 }
@@ -65,15 +75,26 @@ impl Cache {
             Err(sled::Error::Corruption { .. }) | Err(sled::Error::Unsupported(_)) => {
                 // A damaged index is moved aside (never deleted: a person may want to look at
                 // it) and rebuilt empty.
-                let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
                 let aside = dir.join(format!("index.sled.damaged-{stamp}-{}", std::process::id()));
-                crate::klog!("cache", "index {} is damaged; moving it to {} and starting afresh", path.display(), aside.display());
+                crate::klog!(
+                    "cache",
+                    "index {} is damaged; moving it to {} and starting afresh",
+                    path.display(),
+                    aside.display()
+                );
                 std::fs::rename(&path, &aside).map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
                 open().map_err(|e| CacheError::Index(path.clone(), e.to_string()))?
             }
             Err(e) => return Err(CacheError::Index(path.clone(), e.to_string())),
         };
-        Ok(Cache { db, dir: dir.to_path_buf() })
+        Ok(Cache {
+            db,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// All valid units of a module under a config; returns them and the number of damaged
@@ -84,7 +105,10 @@ impl Cache {
         for item in self.db.scan_prefix(UnitKey::prefix(module, config)) {
             let Ok((k, v)) = item else { continue };
             match (UnitKey::decode(&k), UnitEntry::decode(&v)) {
-                (Some(key), Ok(entry)) => out.push(LoadedUnit { offset: key.offset, entry }),
+                (Some(key), Ok(entry)) => out.push(LoadedUnit {
+                    offset: key.offset,
+                    entry,
+                }),
                 _ => bad.push(k),
             }
         }
@@ -100,7 +124,9 @@ impl Cache {
             batch.insert(&k.encode()[..], e.encode());
         }
         let path = self.dir.join("index.sled");
-        self.db.apply_batch(batch).map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
+        self.db
+            .apply_batch(batch)
+            .map_err(|e| CacheError::Index(path.clone(), e.to_string()))?;
         self.db.flush().map_err(|e| CacheError::Index(path, e.to_string()))?;
         Ok(())
     }
@@ -123,8 +149,12 @@ impl Cache {
     }
 
     pub fn clear(&self) -> Result<(), CacheError> {
-        self.db.clear().map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
-        self.db.flush().map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
+        self.db
+            .clear()
+            .map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
+        self.db
+            .flush()
+            .map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
         Ok(())
     }
 }

@@ -25,8 +25,14 @@ fn safe_read(p: u64, buf: &mut [u8]) -> usize {
         let addr = p + done as u64;
         let in_page = (4096 - (addr & 4095)) as usize;
         let n = in_page.min(buf.len() - done);
-        let local = libc::iovec { iov_base: buf[done..].as_mut_ptr() as *mut libc::c_void, iov_len: n };
-        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: n };
+        let local = libc::iovec {
+            iov_base: buf[done..].as_mut_ptr() as *mut libc::c_void,
+            iov_len: n,
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: n,
+        };
         // SAFETY: reads our own address space into our buffer; the kernel reports unreadable
         // memory as an error instead of faulting.
         let r = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
@@ -76,5 +82,10 @@ pub fn decode_block(host_base: u64, mask: u64, rip: u64, supported: impl Fn(&Ins
         }
     }
     let len = insns.last().map(|i| i.next_ip() - rip).unwrap_or(0);
-    Block { start: rip, insns, len, stop }
+    Block {
+        start: rip,
+        insns,
+        len,
+        stop,
+    }
 }

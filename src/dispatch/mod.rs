@@ -104,9 +104,22 @@ pub enum Outcome {
 }
 
 impl Engine {
-    pub fn new(cpu: Box<Cpu>, proc: Process, tier: Tier, module: Module, cache: Option<Cache>) -> anyhow::Result<Engine> {
+    pub fn new(
+        cpu: Box<Cpu>,
+        proc: Process,
+        tier: Tier,
+        module: Module,
+        cache: Option<Cache>,
+    ) -> anyhow::Result<Engine> {
         let jit = if tier == Tier::Interp { None } else { Some(Jit::new()?) };
-        let config = jit.as_ref().map(|j| ConfigId::from_description(&format!("kiln {} {} cpuid={:?}", env!("CARGO_PKG_VERSION"), j.config_description(), cpuid_profile())));
+        let config = jit.as_ref().map(|j| {
+            ConfigId::from_description(&format!(
+                "kiln {} {} cpuid={:?}",
+                env!("CARGO_PKG_VERSION"),
+                j.config_description(),
+                cpuid_profile()
+            ))
+        });
         let (tx, rx) = mpsc::channel();
         let mut e = Engine {
             cpu,
@@ -131,10 +144,15 @@ impl Engine {
     }
 
     fn load_cache(&mut self) {
-        let (Some(cache), Some(config)) = (&self.cache, &self.config) else { return };
+        let (Some(cache), Some(config)) = (&self.cache, &self.config) else {
+            return;
+        };
         let (units, bad) = cache.load_module(&self.module.hash, config);
         self.stats.cache_rejected += bad;
-        let units: Vec<_> = units.into_iter().filter(|u| u.entry.load_base == self.module.load_bias).collect();
+        let units: Vec<_> = units
+            .into_iter()
+            .filter(|u| u.entry.load_base == self.module.load_bias)
+            .collect();
         let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
         let fns = match jit::execmem::install(&codes) {
             Ok(f) => f,
@@ -147,7 +165,12 @@ impl Engine {
             let rip = u.offset.wrapping_add(self.module.load_bias);
             self.cached.insert(
                 rip,
-                CachedUnit { code: f, guest_len: u.entry.guest_len as u64, ninsns: u.entry.ninsns as u64, guest_hash: u.entry.guest_hash },
+                CachedUnit {
+                    code: f,
+                    guest_len: u.entry.guest_len as u64,
+                    ninsns: u.entry.ninsns as u64,
+                    guest_hash: u.entry.guest_hash,
+                },
             );
         }
         self.stats.units_loaded = self.cached.len() as u64;
@@ -167,10 +190,21 @@ impl Engine {
         }
         // A cached translation, if its guest bytes still match.
         if let Some(c) = self.cached.remove(&rip) {
-            let ok = self.guest_bytes(rip, c.guest_len).is_some_and(|b| blake3::hash(b).as_bytes() == &c.guest_hash);
+            let ok = self
+                .guest_bytes(rip, c.guest_len)
+                .is_some_and(|b| blake3::hash(b).as_bytes() == &c.guest_hash);
             if ok {
                 self.stats.cache_hits += 1;
-                return self.add_unit(rip, Unit { block: None, code: Some(c.code), ninsns: c.ninsns, count: 0, queued: true });
+                return self.add_unit(
+                    rip,
+                    Unit {
+                        block: None,
+                        code: Some(c.code),
+                        ninsns: c.ninsns,
+                        count: 0,
+                        queued: true,
+                    },
+                );
             }
             self.stats.cache_rejected += 1;
         } else if self.cache.is_some() {
@@ -180,7 +214,13 @@ impl Engine {
         self.stats.blocks_decoded += 1;
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);
-        let mut unit = Unit { block: Some(block.clone()), code: None, ninsns, count: 0, queued: false };
+        let mut unit = Unit {
+            block: Some(block.clone()),
+            code: None,
+            ninsns,
+            count: 0,
+            queued: false,
+        };
         if self.tier == Tier::Jit && ninsns > 0 {
             if let Some(jit) = &self.jit {
                 let t = Instant::now();
@@ -209,7 +249,9 @@ impl Engine {
     }
 
     fn queue_compile(&mut self, i: usize) {
-        let (Some(jit), Some(block)) = (self.jit.clone(), self.units[i].block.clone()) else { return };
+        let (Some(jit), Some(block)) = (self.jit.clone(), self.units[i].block.clone()) else {
+            return;
+        };
         self.units[i].queued = true;
         self.pending += 1;
         let tx = self.tx.clone();
@@ -224,7 +266,11 @@ impl Engine {
     fn collect_compiled(&mut self, wait: bool) {
         let mut done = Vec::new();
         while self.pending > 0 {
-            let msg = if wait { self.rx.recv().ok() } else { self.rx.try_recv().ok() };
+            let msg = if wait {
+                self.rx.recv().ok()
+            } else {
+                self.rx.try_recv().ok()
+            };
             let Some(m) = msg else { break };
             self.pending -= 1;
             done.push(m);
@@ -252,7 +298,11 @@ impl Engine {
             self.stats.units_compiled += 1;
             self.units[i].code = Some(f);
             if let Some(b) = &self.units[i].block {
-                self.new_units.push(NewUnit { rip: b.start, guest_len: b.len, unit: cu });
+                self.new_units.push(NewUnit {
+                    rip: b.start,
+                    guest_len: b.len,
+                    unit: cu,
+                });
             }
         }
     }
@@ -272,7 +322,9 @@ impl Engine {
                 unsafe { f(&mut *self.cpu) }
             } else {
                 let u = &mut self.units[i];
-                let Some(block) = u.block.clone() else { unreachable!("uncompiled unit without a block") };
+                let Some(block) = u.block.clone() else {
+                    unreachable!("uncompiled unit without a block")
+                };
                 if block.insns.is_empty() {
                     return self.stop(&block);
                 }
@@ -298,16 +350,27 @@ impl Engine {
     }
 
     fn stop(&mut self, block: &Block) -> Outcome {
-        let (addr, bytes, ins) = block.stop.clone().unwrap_or((block.start, Vec::new(), Default::default()));
+        let (addr, bytes, ins) = block
+            .stop
+            .clone()
+            .unwrap_or((block.start, Vec::new(), Default::default()));
         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         if ins.code() == iced_x86::Code::INVALID {
             if bytes.is_empty() {
                 eprintln!("kiln: cannot fetch instructions at guest address {addr:#x} (unmapped or not readable)");
                 return Outcome::Signal(libc::SIGSEGV);
             }
-            eprintln!("kiln: invalid instruction (bytes {}) at guest address {addr:#x}", hex.join(" "));
+            eprintln!(
+                "kiln: invalid instruction (bytes {}) at guest address {addr:#x}",
+                hex.join(" ")
+            );
         } else {
-            eprintln!("kiln: unimplemented instruction {:?} '{}' (bytes {}) at guest address {addr:#x}", ins.mnemonic(), ins, hex.join(" "));
+            eprintln!(
+                "kiln: unimplemented instruction {:?} '{}' (bytes {}) at guest address {addr:#x}",
+                ins.mnemonic(),
+                ins,
+                hex.join(" ")
+            );
         }
         Outcome::Signal(libc::SIGILL)
     }
@@ -332,14 +395,22 @@ impl Engine {
             return;
         }
         self.collect_compiled(true);
-        let (Some(cache), Some(config)) = (&self.cache, self.config) else { return };
+        let (Some(cache), Some(config)) = (&self.cache, self.config) else {
+            return;
+        };
         let mut entries = Vec::new();
         for n in &self.new_units {
-            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else { continue };
+            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
+                continue;
+            };
             if n.rip < self.module.lo || n.rip + n.guest_len > self.module.hi {
                 continue; // only code of the module itself is persisted
             }
-            let key = UnitKey { module: self.module.hash, config, offset: n.rip - self.module.load_bias };
+            let key = UnitKey {
+                module: self.module.hash,
+                config,
+                offset: n.rip - self.module.load_bias,
+            };
             let entry = UnitEntry {
                 load_base: self.module.load_bias,
                 guest_len: n.guest_len as u32,
@@ -358,5 +429,8 @@ impl Engine {
 
 /// The guest CPUID leaves that make up the profile (part of the config id).
 fn cpuid_profile() -> Vec<[u32; 4]> {
-    [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001].iter().map(|&l| semantics::slow::cpuid(l, 0)).collect()
+    [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001]
+        .iter()
+        .map(|&l| semantics::slow::cpuid(l, 0))
+        .collect()
 }

@@ -26,7 +26,14 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
     let size = (total + 4095) & !4095;
     // SAFETY: a fresh anonymous mapping; we write only inside it.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if p == libc::MAP_FAILED {
         return Err(ExecMemError::Map(size, std::io::Error::last_os_error()));

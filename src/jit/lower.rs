@@ -262,4 +262,3 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     let cfg = isa.frontend_config();
     l.b.finalize(cfg);
 }
-

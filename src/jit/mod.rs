@@ -59,7 +59,10 @@ impl Jit {
         let mut fb = settings::builder();
         fb.set("opt_level", "speed").map_err(|e| JitError::Isa(e.to_string()))?;
         let flags = settings::Flags::new(fb);
-        let isa = cranelift_native::builder().map_err(|e| JitError::Isa(e.to_string()))?.finish(flags).map_err(|e| JitError::Isa(e.to_string()))?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| JitError::Isa(e.to_string()))?
+            .finish(flags)
+            .map_err(|e| JitError::Isa(e.to_string()))?;
         Ok(Jit { isa: Arc::new(isa) })
     }
 
@@ -92,11 +95,16 @@ impl Jit {
         let b = FunctionBuilder::new(&mut func, &mut fctx);
         lower::lower_block(b, isa, block);
         let mut ctx = Context::for_function(func);
-        let code = ctx.compile(isa, &mut ControlPlane::default()).map_err(|e| JitError::Compile(block.start, format!("{:?}", e.inner)))?;
+        let code = ctx
+            .compile(isa, &mut ControlPlane::default())
+            .map_err(|e| JitError::Compile(block.start, format!("{:?}", e.inner)))?;
         let relocs = code.buffer.relocs().len();
         if relocs != 0 {
             return Err(JitError::Relocations(block.start, relocs));
         }
-        Ok(CompiledUnit { code: code.code_buffer().to_vec(), ninsns: block.insns.len() as u32 })
+        Ok(CompiledUnit {
+            code: code.code_buffer().to_vec(),
+            ninsns: block.insns.len() as u32,
+        })
     }
 }

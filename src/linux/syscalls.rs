@@ -33,7 +33,12 @@ fn ret(r: libc::c_long) -> i64 {
 
 impl Process {
     pub fn new(mem: Memory, exe: String) -> Process {
-        Process { mem, exe, sigactions: vec![[0; 4]; 65], sigmask: 0 }
+        Process {
+            mem,
+            exe,
+            sigactions: vec![[0; 4]; 65],
+            sigmask: 0,
+        }
     }
 
     /// Host address of a guest buffer, or EFAULT if it leaves the guest space.
@@ -75,9 +80,17 @@ impl Process {
         for i in 0..n {
             let base = self.p(a + i * 16, 16)?;
             // SAFETY: base points at 16 bytes inside the reservation.
-            let (b, l) = unsafe { ((base as *const u64).read_unaligned(), ((base + 8) as *const u64).read_unaligned()) };
+            let (b, l) = unsafe {
+                (
+                    (base as *const u64).read_unaligned(),
+                    ((base + 8) as *const u64).read_unaligned(),
+                )
+            };
             let hp = if l == 0 { 0 } else { self.p(b, l)? };
-            v.push(libc::iovec { iov_base: hp as *mut libc::c_void, iov_len: l as usize });
+            v.push(libc::iovec {
+                iov_base: hp as *mut libc::c_void,
+                iov_len: l as usize,
+            });
         }
         Ok(v)
     }
@@ -94,7 +107,12 @@ impl Process {
             Err(e) => e,
         };
         if r == ENOSYS {
-            crate::klog!("syscall", "syscall {} ({}) is not implemented: returning ENOSYS", nr, syscall_name(nr));
+            crate::klog!(
+                "syscall",
+                "syscall {} ({}) is not implemented: returning ENOSYS",
+                nr,
+                syscall_name(nr)
+            );
         }
         cpu.gpr[0] = r as u64;
         // The kernel clobbers rcx and r11 on syscall.
@@ -122,7 +140,17 @@ impl Process {
             3 | 8 | 32 | 33 | 292 | 72 | 74 | 75 | 77 | 81 | 91 | 93 | 95 => {
                 // close, lseek, dup, dup2, dup3, fcntl, fsync, fdatasync, ftruncate, fchdir,
                 // fchmod, fchown, umask
-                if nr == 72 && matches!(a[1] as i32, libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW) {
+                if nr == 72
+                    && matches!(
+                        a[1] as i32,
+                        libc::F_GETLK
+                            | libc::F_SETLK
+                            | libc::F_SETLKW
+                            | libc::F_OFD_GETLK
+                            | libc::F_OFD_SETLK
+                            | libc::F_OFD_SETLKW
+                    )
+                {
                     let p = self.p(a[2], 32)?;
                     sc(72, [a[0], a[1], p, 0, 0, 0])
                 } else {
@@ -185,7 +213,11 @@ impl Process {
             }
             89 | 267 => {
                 // readlink, readlinkat
-                let (dirfd, path_g, buf, len) = if nr == 89 { (libc::AT_FDCWD as u64, a[0], a[1], a[2]) } else { (a[0], a[1], a[2], a[3]) };
+                let (dirfd, path_g, buf, len) = if nr == 89 {
+                    (libc::AT_FDCWD as u64, a[0], a[1], a[2])
+                } else {
+                    (a[0], a[1], a[2], a[3])
+                };
                 let b = self.p(buf, len)?;
                 if self.path_is_self_exe(path_g) {
                     let e = self.exe.as_bytes();
@@ -208,14 +240,14 @@ impl Process {
             16 => self.ioctl(a)?,
             9 => self.mmap(a)?,
             11 => {
-                if a[0] % PAGE != 0 || a[1] == 0 {
+                if !a[0].is_multiple_of(PAGE) || a[1] == 0 {
                     return Err(EINVAL);
                 }
                 self.mem.unmap(a[0], page_up(a[1])).map_err(|_| EINVAL)?;
                 0
             }
             10 => {
-                if a[0] % PAGE != 0 {
+                if !a[0].is_multiple_of(PAGE) {
                     return Err(EINVAL);
                 }
                 match self.mem.protect(a[0], page_up(a[1]), a[2] as i32) {
@@ -271,7 +303,9 @@ impl Process {
                     let p = self.p(a[1], 24)?;
                     // SAFETY: 24 bytes inside the reservation; report "disabled".
                     unsafe { std::ptr::write_bytes(p as *mut u8, 0, 24) };
-                    self.mem.write_bytes(a[1] + 8, &2u32.to_le_bytes()).map_err(|_| EFAULT)?;
+                    self.mem
+                        .write_bytes(a[1] + 8, &2u32.to_le_bytes())
+                        .map_err(|_| EFAULT)?;
                 }
                 0
             }
@@ -369,12 +403,12 @@ impl Process {
 
     fn ioctl(&mut self, a: [u64; 6]) -> Result<i64, i64> {
         let size = match a[1] {
-            0x5401 => 60,           // TCGETS
-            0x5402..=0x5404 => 60,  // TCSETS*
-            0x5413 | 0x5414 => 8,   // TIOCGWINSZ, TIOCSWINSZ
-            0x540f | 0x5410 => 4,   // TIOCGPGRP, TIOCSPGRP
-            0x541b | 0x5421 => 4,   // FIONREAD, FIONBIO
-            0x5451 | 0x5450 => 0,   // FIOCLEX, FIONCLEX
+            0x5401 => 60,          // TCGETS
+            0x5402..=0x5404 => 60, // TCSETS*
+            0x5413 | 0x5414 => 8,  // TIOCGWINSZ, TIOCSWINSZ
+            0x540f | 0x5410 => 4,  // TIOCGPGRP, TIOCSPGRP
+            0x541b | 0x5421 => 4,  // FIONREAD, FIONBIO
+            0x5451 | 0x5450 => 0,  // FIOCLEX, FIONCLEX
             _ => return Err(-(libc::ENOTTY as i64)),
         };
         let p = if size == 0 { 0 } else { self.p(a[2], size)? };
@@ -384,13 +418,13 @@ impl Process {
 
     fn mmap(&mut self, a: [u64; 6]) -> Result<i64, i64> {
         let (addr, len, prot, flags, fd, off) = (a[0], a[1], a[2] as i32, a[3] as i32, a[4] as i32, a[5] as i64);
-        if len == 0 || off as u64 % PAGE != 0 {
+        if len == 0 || !(off as u64).is_multiple_of(PAGE) {
             return Err(EINVAL);
         }
         let len = page_up(len);
         let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0;
         let at = if fixed {
-            if addr % PAGE != 0 {
+            if !addr.is_multiple_of(PAGE) {
                 return Err(EINVAL);
             }
             addr
@@ -408,7 +442,7 @@ impl Process {
 
     fn mremap(&mut self, a: [u64; 6]) -> Result<i64, i64> {
         let (old, old_len, new_len, flags) = (a[0], page_up(a[1]), page_up(a[2]), a[3] as i32);
-        if old % PAGE != 0 || new_len == 0 {
+        if !old.is_multiple_of(PAGE) || new_len == 0 {
             return Err(EINVAL);
         }
         if new_len <= old_len {
@@ -421,7 +455,9 @@ impl Process {
             return Err(ENOMEM);
         }
         let at = self.mem.alloc_range(new_len).ok_or(ENOMEM)?;
-        self.mem.map_anon(at, new_len, libc::PROT_READ | libc::PROT_WRITE).map_err(|_| ENOMEM)?;
+        self.mem
+            .map_anon(at, new_len, libc::PROT_READ | libc::PROT_WRITE)
+            .map_err(|_| ENOMEM)?;
         let src = self.p(old, old_len)?;
         let dst = self.p(at, old_len)?;
         // SAFETY: both ranges are inside the reservation; the old one is the guest's mapping.
@@ -440,7 +476,11 @@ impl Process {
             if new_top > crate::mem::layout::MMAP_BOTTOM {
                 return cur;
             }
-            if self.mem.map_anon(old_top, new_top - old_top, libc::PROT_READ | libc::PROT_WRITE).is_err() {
+            if self
+                .mem
+                .map_anon(old_top, new_top - old_top, libc::PROT_READ | libc::PROT_WRITE)
+                .is_err()
+            {
                 return cur;
             }
         }

@@ -57,7 +57,9 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, Load
     if etype != elf::ET_EXEC && etype != elf::ET_DYN {
         return Err(LoadError::NotExecutable(p(), etype));
     }
-    let phdrs = hdr.program_headers(en, data).map_err(|e| LoadError::Malformed(p(), e.to_string()))?;
+    let phdrs = hdr
+        .program_headers(en, data)
+        .map_err(|e| LoadError::Malformed(p(), e.to_string()))?;
     for ph in phdrs {
         if ph.p_type(en) == elf::PT_INTERP {
             let interp = ph
@@ -82,20 +84,29 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, Load
             .ok_or_else(|| LoadError::Malformed(p(), "segment size overflows".into()))?;
         let off_end = ph.p_offset(en).checked_add(ph.p_filesz(en));
         if ph.p_filesz(en) > ph.p_memsz(en) || off_end.is_none_or(|e| e > data.len() as u64) {
-            return Err(LoadError::Malformed(p(), "segment extends past the end of the file".into()));
+            return Err(LoadError::Malformed(
+                p(),
+                "segment extends past the end of the file".into(),
+            ));
         }
         lo = lo.min(va);
         hi = hi.max(end);
     }
     let (lo, hi) = (page_down(lo + bias), page_up(hi + bias));
     if hi > layout::MMAP_BOTTOM || lo < PAGE {
-        return Err(LoadError::Malformed(p(), format!("segments at {lo:#x}..{hi:#x} are outside the supported range")));
+        return Err(LoadError::Malformed(
+            p(),
+            format!("segments at {lo:#x}..{hi:#x} are outside the supported range"),
+        ));
     }
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     mem.map_anon(lo, hi - lo, rw).map_err(|e| LoadError::Mem(p(), e))?;
     for ph in &loads {
-        let file = ph.data(en, data).map_err(|_| LoadError::Malformed(p(), "segment outside the file".into()))?;
-        mem.write_bytes(ph.p_vaddr(en) + bias, file).map_err(|e| LoadError::Mem(p(), e))?;
+        let file = ph
+            .data(en, data)
+            .map_err(|_| LoadError::Malformed(p(), "segment outside the file".into()))?;
+        mem.write_bytes(ph.p_vaddr(en) + bias, file)
+            .map_err(|e| LoadError::Mem(p(), e))?;
     }
     // Protections: pages take the union of the segments that cover them.
     for ph in &loads {
@@ -123,7 +134,8 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, Load
                 continue;
             }
         }
-        mem.protect(s, e - s, prot).map_err(|e2| LoadError::Mem(p(), MemError::Map(s, e - s, e2)))?;
+        mem.protect(s, e - s, prot)
+            .map_err(|e2| LoadError::Mem(p(), MemError::Map(s, e - s, e2)))?;
     }
     let phoff = hdr.e_phoff(en);
     let phdr = loads
@@ -133,7 +145,14 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, Load
         .unwrap_or(0);
     mem.brk_start = hi;
     mem.brk = hi;
-    Ok(Image { entry: hdr.e_entry(en) + bias, load_bias: bias, phdr, phnum: hdr.e_phnum(en) as u64, lo, hi })
+    Ok(Image {
+        entry: hdr.e_entry(en) + bias,
+        load_bias: bias,
+        phdr,
+        phnum: hdr.e_phnum(en) as u64,
+        lo,
+        hi,
+    })
 }
 
 /// Auxiliary vector keys.
@@ -160,7 +179,14 @@ mod at {
 }
 
 /// Builds the initial stack; returns the initial stack pointer.
-pub fn build_stack(mem: &mut Memory, img: &Image, argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8], hwcap: u64) -> Result<u64, MemError> {
+pub fn build_stack(
+    mem: &mut Memory,
+    img: &Image,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+    hwcap: u64,
+) -> Result<u64, MemError> {
     let top = layout::STACK_TOP;
     let bottom = top - layout::STACK_SIZE;
     mem.map_anon(bottom, layout::STACK_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;

@@ -67,7 +67,12 @@ impl Memory {
         if p == libc::MAP_FAILED {
             return Err(MemError::Reserve(GUEST_SPACE, std::io::Error::last_os_error()));
         }
-        Ok(Memory { base: p as *mut u8, mmap_next: layout::MMAP_TOP, brk_start: 0, brk: 0 })
+        Ok(Memory {
+            base: p as *mut u8,
+            mmap_next: layout::MMAP_TOP,
+            brk_start: 0,
+            brk: 0,
+        })
     }
 
     pub fn base(&self) -> u64 {
@@ -117,13 +122,26 @@ impl Memory {
 
     /// Returns a guest range to the reserved, inaccessible state.
     pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
-        self.map_fixed(addr, len, 0, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+        self.map_fixed(
+            addr,
+            len,
+            0,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
     }
 
     pub fn protect(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), std::io::Error> {
         Self::check(addr, len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
         // SAFETY: inside the reservation.
-        let r = unsafe { libc::mprotect(self.base.add(addr as usize) as *mut libc::c_void, len as usize, host_prot(prot)) };
+        let r = unsafe {
+            libc::mprotect(
+                self.base.add(addr as usize) as *mut libc::c_void,
+                len as usize,
+                host_prot(prot),
+            )
+        };
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -142,7 +160,9 @@ impl Memory {
     }
 
     pub fn write_bytes(&self, addr: u64, data: &[u8]) -> Result<(), MemError> {
-        let p = self.host_ptr(addr, data.len() as u64).ok_or(MemError::OutOfRange(addr, data.len() as u64))?;
+        let p = self
+            .host_ptr(addr, data.len() as u64)
+            .ok_or(MemError::OutOfRange(addr, data.len() as u64))?;
         // SAFETY: p..p+len is inside the reservation; the caller mapped it writable.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
         Ok(())

@@ -153,7 +153,11 @@ pub struct Live<'a> {
 
 impl<'a> Live<'a> {
     pub fn new(cpu: &'a mut Cpu) -> Self {
-        Live { cpu, jumped: None, exit: exit::NEXT }
+        Live {
+            cpu,
+            jumped: None,
+            exit: exit::NEXT,
+        }
     }
 }
 

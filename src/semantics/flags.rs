@@ -75,7 +75,11 @@ pub fn cf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
             o.select(big, z, r)
         }
         FlagKind::Shr | FlagKind::Sar => {
-            let v = if f.kind == FlagKind::Sar { sext(o, f.a, f.size) } else { f.a };
+            let v = if f.kind == FlagKind::Sar {
+                sext(o, f.a, f.size)
+            } else {
+                f.a
+            };
             let one = o.imm(1);
             let c1 = o.bin(Bin::Sub, f.b, one);
             let sar = if f.kind == FlagKind::Sar { Bin::Sar } else { Bin::Shr };
@@ -222,7 +226,14 @@ pub fn materialize<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
         let two = o.imm(2);
         return o.bin(Bin::Or, r, two);
     }
-    let parts = [(cf(o, f), 0u64), (pf(o, f), 2), (af(o, f), 4), (zf(o, f), 6), (sf(o, f), 7), (of(o, f), 11)];
+    let parts = [
+        (cf(o, f), 0u64),
+        (pf(o, f), 2),
+        (af(o, f), 4),
+        (zf(o, f), 6),
+        (sf(o, f), 7),
+        (of(o, f), 11),
+    ];
     let mut acc = o.imm(2);
     for (v, sh) in parts {
         let s = o.imm(sh);

@@ -196,7 +196,14 @@ fn cc_of(ins: &Instruction) -> Cc {
 }
 
 fn set_flags<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, res: E::V, a: E::V, b: E::V, aux: E::V) {
-    e.set_flags(Flags { kind, size, res, a, b, aux });
+    e.set_flags(Flags {
+        kind,
+        size,
+        res,
+        a,
+        b,
+        aux,
+    });
 }
 
 /// The ALU core of add/sub/and/... on operands already masked to `size`. Returns the result
@@ -270,7 +277,11 @@ fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
     };
     let z = e.imm(0);
     if ins.op_count() == 1 || is_imm(ins.op_kind(1)) {
-        let c = if ins.op_count() == 1 { 1 } else { ins.immediate(1) & cmask };
+        let c = if ins.op_count() == 1 {
+            1
+        } else {
+            ins.immediate(1) & cmask
+        };
         if c == 0 {
             return;
         }
@@ -290,7 +301,14 @@ fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
     let r = shifted(e, c);
     write_op(e, ins, 0, size, r, addr);
     let old = e.rflags();
-    let newf = Flags { kind, size, res: r, a, b: c, aux: z };
+    let newf = Flags {
+        kind,
+        size,
+        res: r,
+        a,
+        b: c,
+        aux: z,
+    };
     let new = flags::materialize(e, &newf);
     let is0 = e.cmp(emitter::Cmp::Eq, c, z);
     let f = e.select(is0, old, new);
@@ -342,7 +360,11 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
             let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
             let c = e.cond(Cc::B);
             let one = e.imm(1);
-            let (op, kind) = if m == Inc { (Bin::Add, FlagKind::Inc) } else { (Bin::Sub, FlagKind::Dec) };
+            let (op, kind) = if m == Inc {
+                (Bin::Add, FlagKind::Inc)
+            } else {
+                (Bin::Sub, FlagKind::Dec)
+            };
             let r = e.bin(op, a, one);
             let r = zext(e, r, size);
             write_op(e, ins, 0, size, r, addr);
@@ -412,8 +434,8 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
                 | Setnp | Sets | Setns => {
                     write_op(e, ins, 0, 1, c, None);
                 }
-                Cmova | Cmovae | Cmovb | Cmovbe | Cmove | Cmovne | Cmovg | Cmovge | Cmovl | Cmovle | Cmovo
-                | Cmovno | Cmovp | Cmovnp | Cmovs | Cmovns => {
+                Cmova | Cmovae | Cmovb | Cmovbe | Cmove | Cmovne | Cmovg | Cmovge | Cmovl | Cmovle | Cmovo | Cmovno
+                | Cmovp | Cmovnp | Cmovs | Cmovns => {
                     let size = op_size(ins, 0);
                     let src = read_op(e, ins, 1, size).expect("checked operand");
                     let old = read_op(e, ins, 0, size).expect("checked operand");
@@ -433,9 +455,15 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
         Imul => {
             let size = op_size(ins, 0);
             let (a, b) = if ins.op_count() == 3 {
-                (read_op(e, ins, 1, size).expect("checked operand"), read_op(e, ins, 2, size).expect("checked operand"))
+                (
+                    read_op(e, ins, 1, size).expect("checked operand"),
+                    read_op(e, ins, 2, size).expect("checked operand"),
+                )
             } else {
-                (read_op(e, ins, 0, size).expect("checked operand"), read_op(e, ins, 1, size).expect("checked operand"))
+                (
+                    read_op(e, ins, 0, size).expect("checked operand"),
+                    read_op(e, ins, 1, size).expect("checked operand"),
+                )
             };
             let sa = sext(e, a, size);
             let sb = sext(e, b, size);
@@ -474,7 +502,11 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
             };
             let a = e.get_reg(0);
             let v = sext(e, a, s);
-            let g = operand::Gpr { idx: 0, size: s * 2, high8: false };
+            let g = operand::Gpr {
+                idx: 0,
+                size: s * 2,
+                high8: false,
+            };
             write_gpr(e, g, v);
         }
         Cwd | Cdq | Cqo => {
@@ -487,7 +519,15 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
             let v = sext(e, a, s);
             let sh = e.imm(63);
             let hi = e.bin(Bin::Sar, v, sh);
-            write_gpr(e, operand::Gpr { idx: 2, size: s, high8: false }, hi);
+            write_gpr(
+                e,
+                operand::Gpr {
+                    idx: 2,
+                    size: s,
+                    high8: false,
+                },
+                hi,
+            );
         }
         Bswap => {
             let size = op_size(ins, 0);

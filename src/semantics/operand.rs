@@ -22,7 +22,11 @@ pub fn gpr(r: Register) -> Option<Gpr> {
     if idx >= 16 {
         return None;
     }
-    Some(Gpr { idx, size: r.size() as u8, high8 })
+    Some(Gpr {
+        idx,
+        size: r.size() as u8,
+        high8,
+    })
 }
 
 pub fn read_gpr<E: Emitter>(e: &mut E, g: Gpr) -> E::V {

@@ -15,8 +15,10 @@ pub fn supported(ins: &Instruction) -> bool {
         return true;
     }
     let m = ins.mnemonic();
-    let string = matches!(m, Movsb | Movsw | Movsq | Stosb | Stosw | Stosd | Stosq | Lodsb | Lodsw | Lodsd | Lodsq)
-        || matches!(m, Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq)
+    let string = matches!(
+        m,
+        Movsb | Movsw | Movsq | Stosb | Stosw | Stosd | Stosq | Lodsb | Lodsw | Lodsd | Lodsq
+    ) || matches!(m, Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq)
         || ins.code() == Code::Movsd_m32_m32;
     string
         || matches!(
@@ -73,7 +75,17 @@ pub fn supported(ins: &Instruction) -> bool {
 
 /// Records RFLAGS arithmetic bits as a raw lazy record.
 fn set_raw(cpu: &mut Cpu, f: u64) {
-    store_flags(cpu, Flags { kind: FlagKind::Raw, size: 8, res: f, a: 0, b: 0, aux: 0 });
+    store_flags(
+        cpu,
+        Flags {
+            kind: FlagKind::Raw,
+            size: 8,
+            res: f,
+            a: 0,
+            b: 0,
+            aux: 0,
+        },
+    );
 }
 
 fn arith_flags(cpu: &Cpu) -> u64 {
@@ -97,7 +109,12 @@ pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
                 3 => (3, 3, 16, 8192, 15),
                 _ => return [0; 4],
             };
-            [ty | (lvl << 5) | (1 << 8) | (share << 14), ((ways - 1) << 22) | 63, sets - 1, 0]
+            [
+                ty | (lvl << 5) | (1 << 8) | (share << 14),
+                ((ways - 1) << 22) | 63,
+                sets - 1,
+                0,
+            ]
         }
         0x8000_0000 => [0x8000_0008, 0, 0, 0],
         0x8000_0001 => [0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)],
@@ -140,7 +157,11 @@ pub extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
 }
 
 fn acc(size: u8) -> Gpr {
-    Gpr { idx: 0, size, high8: false }
+    Gpr {
+        idx: 0,
+        size,
+        high8: false,
+    }
 }
 
 /// Executes one instruction over concrete state. `Err(fault code)` on a guest fault.
@@ -159,7 +180,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         Cpuid => {
             let r = cpuid(cpu.gpr[0] as u32, cpu.gpr[1] as u32);
-            let r = if cpu.gpr[0] as u32 == 0 { [r[0], r[1], r[3], r[2]] } else { r };
+            let r = if cpu.gpr[0] as u32 == 0 {
+                [r[0], r[1], r[3], r[2]]
+            } else {
+                r
+            };
             // eax, ebx, ecx, edx
             cpu.gpr[0] = r[0] as u64;
             cpu.gpr[3] = r[1] as u64;
@@ -222,7 +247,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                     if src == 0 {
                         set_raw(cpu, f | rf::ZF);
                     } else {
-                        let r = if m == Bsf { src.trailing_zeros() as u64 } else { 63 - src.leading_zeros() as u64 };
+                        let r = if m == Bsf {
+                            src.trailing_zeros() as u64
+                        } else {
+                            63 - src.leading_zeros() as u64
+                        };
                         write_op(&mut Live::new(cpu), ins, 0, size, r, None).ok_or_else(bad)?;
                         set_raw(cpu, f & !rf::ZF);
                     }
@@ -282,7 +311,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             let mut e = Live::new(cpu);
             let (d, a) = read_rmw(&mut e, ins, 0, size).ok_or_else(bad)?;
             let s = read_op(&mut e, ins, 1, size).ok_or_else(bad)?;
-            let cnt = if ins.op_kind(2) == OpKind::Register { e.cpu.gpr[1] } else { ins.immediate(2) };
+            let cnt = if ins.op_kind(2) == OpKind::Register {
+                e.cpu.gpr[1]
+            } else {
+                ins.immediate(2)
+            };
             let cnt = (cnt & if size == 8 { 63 } else { 31 }) as u32;
             if cnt == 0 {
                 return Ok(());
@@ -301,7 +334,14 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                 (r, cf)
             };
             write_op(&mut e, ins, 0, size, r, a).ok_or_else(bad)?;
-            let res = Flags { kind: FlagKind::Logic, size, res: r, a: 0, b: 0, aux: 0 };
+            let res = Flags {
+                kind: FlagKind::Logic,
+                size,
+                res: r,
+                a: 0,
+                b: 0,
+                aux: 0,
+            };
             let mut f = flags::materialize(&mut Values, &res) & !(rf::CF | rf::OF);
             f |= cf;
             let sign_changed = ((r ^ d) >> (bits - 1)) & 1;
@@ -356,7 +396,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                             c = out;
                         }
                     }
-                    let of = if m == Rcl { msb(v) ^ c } else { msb(v) ^ ((v >> (bits - 2)) & 1) };
+                    let of = if m == Rcl {
+                        msb(v) ^ c
+                    } else {
+                        msb(v) ^ ((v >> (bits - 2)) & 1)
+                    };
                     (v, c, of)
                 }
             };
@@ -435,10 +479,25 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 fn muldiv(cpu: &mut Cpu, m: Mnemonic, size: u8, src: u64) -> Result<(), u64> {
     let bits = size as u32 * 8;
     let mask = size_mask(size);
-    let (lo_reg, hi_reg) = if size == 1 { (acc(2), None) } else { (acc(size), Some(Gpr { idx: 2, size, high8: false })) };
+    let (lo_reg, hi_reg) = if size == 1 {
+        (acc(2), None)
+    } else {
+        (
+            acc(size),
+            Some(Gpr {
+                idx: 2,
+                size,
+                high8: false,
+            }),
+        )
+    };
     let a = cpu.gpr[0] & mask;
-    let hi_in = if size == 1 { (cpu.gpr[0] >> 8) & 0xff } else { cpu.gpr[2] & mask };
-    let sx = |v: u64| -> i128 { (((v as i128) << (128 - bits)) >> (128 - bits)) as i128 };
+    let hi_in = if size == 1 {
+        (cpu.gpr[0] >> 8) & 0xff
+    } else {
+        cpu.gpr[2] & mask
+    };
+    let sx = |v: u64| -> i128 { ((v as i128) << (128 - bits)) >> (128 - bits) };
     let mut e = Live::new(cpu);
     let write_pair = |e: &mut Live, lo: u64, hi: u64| {
         if size == 1 {
@@ -463,7 +522,17 @@ fn muldiv(cpu: &mut Cpu, m: Mnemonic, size: u8, src: u64) -> Result<(), u64> {
                 (lo, hi, sx(lo) != p)
             };
             write_pair(&mut e, lo, hi);
-            store_flags(e.cpu, Flags { kind: FlagKind::Mul, size, res: lo, a: 0, b: 0, aux: over as u64 });
+            store_flags(
+                e.cpu,
+                Flags {
+                    kind: FlagKind::Mul,
+                    size,
+                    res: lo,
+                    a: 0,
+                    b: 0,
+                    aux: over as u64,
+                },
+            );
         }
         _ => {
             if src == 0 {
@@ -503,7 +572,11 @@ fn string_op(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         _ => return Err(fault::UNIMPLEMENTED),
     };
     let rep = ins.has_rep_prefix() || ins.has_repne_prefix();
-    let step = if cpu.df != 0 { (size as u64).wrapping_neg() } else { size as u64 };
+    let step = if cpu.df != 0 {
+        (size as u64).wrapping_neg()
+    } else {
+        size as u64
+    };
     let is_cmp = matches!(m, Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq);
     if rep && !is_cmp && cpu.df == 0 && matches!(m, Movsb | Stosb) {
         // Bulk forward copy/fill when ranges do not overlap.

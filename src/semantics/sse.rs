@@ -205,14 +205,21 @@ pub fn supported(ins: &Instruction) -> bool {
             | Pextrw
             | Pinsrw
             | Shufps
-    ) || matches!(ins.code(), iced_x86::Code::Movsd_xmm_xmmm64 | iced_x86::Code::Movsd_xmmm64_xmm)
+    ) || matches!(
+        ins.code(),
+        iced_x86::Code::Movsd_xmm_xmmm64 | iced_x86::Code::Movsd_xmmm64_xmm
+    )
 }
 
 /// Executes one SSE instruction; `Err` means not implemented (checked earlier by `supported`).
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
     use Mnemonic::*;
     let m = ins.mnemonic();
-    let d = if ins.op_kind(0) == OpKind::Register { xmm_idx(ins.op_register(0)) } else { None };
+    let d = if ins.op_kind(0) == OpKind::Register {
+        xmm_idx(ins.op_register(0))
+    } else {
+        None
+    };
     match m {
         Movdqa | Movdqu | Movaps | Movups | Movapd | Movupd | Movntdq | Movntps => {
             let v = src(cpu, ins, 1, 16).ok_or(())?;

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 
 pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
@@ -14,23 +14,36 @@ pub fn root() -> PathBuf {
 }
 
 /// The C toolchains every guest program is built with: (label, compiler, flags).
-pub const TOOLCHAINS: &[(&str, &str, &str)] =
-    &[("gcc-O0", "gcc", "-O0"), ("gcc-O2", "gcc", "-O2"), ("musl-O0", "musl-gcc", "-O0"), ("musl-O2", "musl-gcc", "-O2")];
+pub const TOOLCHAINS: &[(&str, &str, &str)] = &[
+    ("gcc-O0", "gcc", "-O0"),
+    ("gcc-O2", "gcc", "-O2"),
+    ("musl-O0", "musl-gcc", "-O0"),
+    ("musl-O2", "musl-gcc", "-O2"),
+];
 
 /// Builds `tests/guest/<name>` (a .c or .S file) with one toolchain; returns the binary path.
 pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
     let dir = root().join("target").join("guest-bin").join(label);
     std::fs::create_dir_all(&dir).expect("create guest-bin directory");
     let src = root().join("tests").join("guest").join(name);
-    let stem = Path::new(name).file_stem().and_then(|s| s.to_str()).expect("program name");
+    let stem = Path::new(name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("program name");
     let out = dir.join(stem);
     let mut cmd = Command::new(cc);
     cmd.arg("-static").arg(opt).arg("-w").arg("-o").arg(&out).arg(&src);
     if name.ends_with(".S") {
         cmd.arg("-nostdlib");
     }
-    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cc} (install it: the README's test command does): {e}"));
-    assert!(o.status.success(), "{cc} {opt} failed on {name}:\n{}", String::from_utf8_lossy(&o.stderr));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc} (install it: the README's test command does): {e}"));
+    assert!(
+        o.status.success(),
+        "{cc} {opt} failed on {name}:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     out
 }
 
@@ -44,11 +57,20 @@ pub struct Run {
 
 fn to_run(o: Output) -> Run {
     use std::os::unix::process::ExitStatusExt;
-    Run { stdout: o.stdout, stderr: o.stderr, status: o.status.code(), signal: o.status.signal() }
+    Run {
+        stdout: o.stdout,
+        stderr: o.stderr,
+        status: o.status.code(),
+        signal: o.status.signal(),
+    }
 }
 
 pub fn guest_env(cmd: &mut Command) {
-    cmd.env_clear().env("PATH", "/usr/bin:/bin").env("LANG", "C").env("GUEST_ALPHA", "one").env("GUEST_BETA", "two words");
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C")
+        .env("GUEST_ALPHA", "one")
+        .env("GUEST_BETA", "two words");
 }
 
 fn run_cmd(mut cmd: Command, stdin: &[u8]) -> Run {
@@ -96,7 +118,9 @@ pub fn take_stats(r: &mut Run) -> serde_json::Value {
 }
 
 pub fn stat(s: &serde_json::Value, k: &str) -> u64 {
-    s.get(k).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("kiln-stats lacks integer key {k}: {s}"))
+    s.get(k)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("kiln-stats lacks integer key {k}: {s}"))
 }
 
 pub fn show(r: &Run) -> String {
@@ -111,6 +135,10 @@ pub fn show(r: &Run) -> String {
 
 pub fn assert_same(what: &str, native: &Run, kiln: &Run) {
     if native != kiln {
-        panic!("{what}: Kiln differs from native\n=== native ===\n{}\n=== kiln ===\n{}", show(native), show(kiln));
+        panic!(
+            "{what}: Kiln differs from native\n=== native ===\n{}\n=== kiln ===\n{}",
+            show(native),
+            show(kiln)
+        );
     }
 }
