@@ -10,6 +10,9 @@ pub const MAX_BLOCK_INSNS: usize = 128;
 pub struct Block {
     pub start: u64,
     pub insns: Vec<Instruction>,
+    /// Per instruction: whether an arithmetic flag it writes may be read afterwards (inside the
+    /// block or after it). Semantics skip flag work for instructions where this is false.
+    pub flags_live: Vec<bool>,
     /// Bytes covered, from `start`.
     pub len: u64,
     /// The block stops before an instruction Kiln cannot run (or bytes that do not decode):
@@ -82,10 +85,42 @@ pub fn decode_block(host_base: u64, mask: u64, rip: u64, supported: impl Fn(&Ins
         }
     }
     let len = insns.last().map(|i| i.next_ip() - rip).unwrap_or(0);
+    let flags_live = flag_liveness(&insns);
     Block {
         start: rip,
         insns,
+        flags_live,
         len,
         stop,
     }
+}
+
+/// The six arithmetic flags in iced's `RflagsBits` encoding.
+const ARITH_FLAGS: u32 = 0x3f;
+
+/// Whether the instruction's flag writes depend on a run-time count (a zero count writes none),
+/// so it cannot be trusted to overwrite earlier flags.
+fn conditional_flag_write(ins: &Instruction) -> bool {
+    use iced_x86::{OpKind, Register};
+    use Mnemonic::*;
+    let counted = matches!(
+        ins.mnemonic(),
+        Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr | Shld | Shrd
+    );
+    let by_cl = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Register && ins.op_register(i) == Register::CL);
+    let by_zero = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Immediate8 && ins.immediate(i) & 31 == 0);
+    counted && (by_cl || by_zero)
+}
+
+/// Backward liveness of the arithmetic flags over a block; all flags are live at its end.
+pub fn flag_liveness(insns: &[Instruction]) -> Vec<bool> {
+    let mut live = ARITH_FLAGS;
+    let mut out = vec![true; insns.len()];
+    for (i, ins) in insns.iter().enumerate().rev() {
+        let written = ins.rflags_modified() & ARITH_FLAGS;
+        out[i] = written & live != 0;
+        let kills = if conditional_flag_write(ins) { 0 } else { written };
+        live = (live & !kills) | (ins.rflags_read() & ARITH_FLAGS);
+    }
+    out
 }

@@ -7,7 +7,8 @@ use crate::semantics::{self, concrete::Live};
 /// Runs one block; returns the exit code and leaves the next rip in `cpu.rip`.
 pub fn run_block(cpu: &mut Cpu, block: &Block) -> u64 {
     let mut e = Live::new(cpu);
-    for ins in &block.insns {
+    for (ins, &live) in block.insns.iter().zip(&block.flags_live) {
+        e.flags_live = live;
         semantics::exec(&mut e, ins);
         if let Some(t) = e.jumped {
             let code = e.exit;

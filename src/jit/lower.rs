@@ -23,6 +23,8 @@ struct Lower<'a> {
     /// Flags computed in this unit and not yet stored (`None`: the context holds them).
     flags: Option<Flags<Value>>,
     flags_dirty: bool,
+    /// Liveness of the current instruction's flags.
+    flags_live: bool,
     helper_sig: SigRef,
     /// Next rip and exit code once a block-ending instruction ran.
     end: Option<(Value, u64)>,
@@ -110,6 +112,7 @@ impl Ops for Lower<'_> {
             Bin::Shr => i.ushr(a, b),
             Bin::Sar => i.sshr(a, b),
             Bin::Mul => i.imul(a, b),
+            Bin::UMulHi => i.umulhi(a, b),
             Bin::SMulHi => i.smulhi(a, b),
         }
     }
@@ -176,8 +179,13 @@ impl Emitter for Lower<'_> {
         self.b.ins().load(types::I64, mf(), self.cpu, o)
     }
     fn set_flags(&mut self, f: Flags<Value>) {
-        self.flags = Some(f);
-        self.flags_dirty = true;
+        if self.flags_live {
+            self.flags = Some(f);
+            self.flags_dirty = true;
+        }
+    }
+    fn flags_needed(&self) -> bool {
+        self.flags_live
     }
     fn cond(&mut self, cc: Cc) -> Value {
         match self.flags {
@@ -240,10 +248,12 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
         dirty: [false; 16],
         flags: None,
         flags_dirty: false,
+        flags_live: true,
         helper_sig,
         end: None,
     };
-    for ins in &block.insns {
+    for (ins, &live) in block.insns.iter().zip(&block.flags_live) {
+        l.flags_live = live;
         semantics::exec(&mut l, ins);
         if l.end.is_some() {
             break;

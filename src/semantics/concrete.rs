@@ -22,6 +22,7 @@ pub fn bin(op: Bin, a: u64, b: u64) -> u64 {
         Bin::Shr => a >> (b & 63),
         Bin::Sar => ((a as i64) >> (b & 63)) as u64,
         Bin::Mul => a.wrapping_mul(b),
+        Bin::UMulHi => ((a as u128 * b as u128) >> 64) as u64,
         Bin::SMulHi => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
     }
 }
@@ -149,6 +150,8 @@ pub struct Live<'a> {
     /// Set by a block-ending instruction: the next rip and the exit code.
     pub jumped: Option<u64>,
     pub exit: u64,
+    /// Liveness of the current instruction's flags (set by the block driver).
+    pub flags_live: bool,
 }
 
 impl<'a> Live<'a> {
@@ -157,6 +160,7 @@ impl<'a> Live<'a> {
             cpu,
             jumped: None,
             exit: exit::NEXT,
+            flags_live: true,
         }
     }
 }
@@ -215,7 +219,13 @@ impl Emitter for Live<'_> {
     }
     #[inline]
     fn set_flags(&mut self, f: Flags<u64>) {
-        store_flags(self.cpu, f)
+        if self.flags_live {
+            store_flags(self.cpu, f)
+        }
+    }
+    #[inline]
+    fn flags_needed(&self) -> bool {
+        self.flags_live
     }
     #[inline]
     fn cond(&mut self, cc: Cc) -> u64 {

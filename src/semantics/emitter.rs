@@ -18,6 +18,7 @@ pub enum Bin {
     Shr,
     Sar,
     Mul,
+    UMulHi,
     SMulHi,
 }
 
@@ -97,7 +98,10 @@ pub trait Emitter: Ops {
     fn store(&mut self, addr: Self::V, v: Self::V, size: u8);
     /// fs (true) or gs (false) segment base.
     fn seg_base(&mut self, fs: bool) -> Self::V;
+    /// Records the flags of the current instruction (ignored when they are dead).
     fn set_flags(&mut self, f: Flags<Self::V>);
+    /// Whether the current instruction's flag results may be read later.
+    fn flags_needed(&self) -> bool;
     /// The condition `cc` of the current flags, as 0 or 1.
     fn cond(&mut self, cc: Cc) -> Self::V;
     /// The arithmetic RFLAGS bits of the current flags.

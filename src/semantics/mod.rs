@@ -108,6 +108,9 @@ fn generic_supported(ins: &Instruction) -> bool {
             | Cmovnp
             | Cmovs
             | Cmovns
+            | Rol
+            | Ror
+            | Mul
             | Shl
             | Sal
             | Shr
@@ -128,8 +131,7 @@ fn generic_supported(ins: &Instruction) -> bool {
             | Clc
             | Stc
             | Cmc
-    ) && !(ins.mnemonic() == Imul && ins.op_count() == 1)
-        && !(ins.mnemonic() == Push && ins.op_count() == 1 && op_size(ins, 0) == 2)
+    ) && !(ins.mnemonic() == Push && ins.op_count() == 1 && op_size(ins, 0) == 2)
 }
 
 fn is_imm(k: OpKind) -> bool {
@@ -300,6 +302,9 @@ fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
     let c = e.bin(Bin::And, cl, m);
     let r = shifted(e, c);
     write_op(e, ins, 0, size, r, addr);
+    if !e.flags_needed() {
+        return;
+    }
     let old = e.rflags();
     let newf = Flags {
         kind,
@@ -313,6 +318,154 @@ fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
     let is0 = e.cmp(emitter::Cmp::Eq, c, z);
     let f = e.select(is0, old, new);
     set_flags(e, FlagKind::Raw, 8, f, z, z, z);
+}
+
+fn bit<E: Emitter>(e: &mut E, v: E::V, n: u64) -> E::V {
+    let s = e.imm(n);
+    let t = e.bin(Bin::Shr, v, s);
+    let one = e.imm(1);
+    e.bin(Bin::And, t, one)
+}
+
+/// rol/ror: only CF and OF change (OF is defined for a count of 1); a zero count changes nothing.
+fn rotate<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let bits = size as u64 * 8;
+    let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let cmask = if size == 8 { 63 } else { 31 };
+    let (c, fixed) = if ins.op_count() == 1 {
+        (e.imm(1), Some(1))
+    } else if is_imm(ins.op_kind(1)) {
+        let c = ins.immediate(1) & cmask;
+        (e.imm(c), Some(c))
+    } else {
+        let cl = e.get_reg(1);
+        let m = e.imm(cmask);
+        (e.bin(Bin::And, cl, m), None)
+    };
+    if fixed == Some(0) {
+        return;
+    }
+    let rol = ins.mnemonic() == Mnemonic::Rol;
+    let wm = e.imm(bits - 1);
+    let amt = e.bin(Bin::And, c, wm);
+    let w = e.imm(bits);
+    let inv = e.bin(Bin::Sub, w, amt);
+    let (first, second) = if rol {
+        (Bin::Shl, Bin::Shr)
+    } else {
+        (Bin::Shr, Bin::Shl)
+    };
+    let x = e.bin(first, a, amt);
+    let y = if bits < 64 || fixed.is_none() || fixed.is_some_and(|f| f & 63 != 0) {
+        e.bin(second, a, inv)
+    } else {
+        a
+    };
+    let r = e.bin(Bin::Or, x, y);
+    let r = zext(e, r, size);
+    write_op(e, ins, 0, size, r, addr);
+    if !e.flags_needed() {
+        return;
+    }
+    let old = e.rflags();
+    let msb = bit(e, r, bits - 1);
+    let (cf, of) = if rol {
+        let cf = bit(e, r, 0);
+        (cf, e.bin(Bin::Xor, msb, cf))
+    } else {
+        let nxt = bit(e, r, bits - 2);
+        (msb, e.bin(Bin::Xor, msb, nxt))
+    };
+    let keep = e.imm(!(crate::cpu::rflags::CF | crate::cpu::rflags::OF));
+    let kept = e.bin(Bin::And, old, keep);
+    let eleven = e.imm(11);
+    let ofs = e.bin(Bin::Shl, of, eleven);
+    let t = e.bin(Bin::Or, kept, cf);
+    let mut new = e.bin(Bin::Or, t, ofs);
+    if fixed.is_none() {
+        let z = e.imm(0);
+        let is0 = e.cmp(emitter::Cmp::Eq, c, z);
+        new = e.select(is0, old, new);
+    }
+    let z = e.imm(0);
+    set_flags(e, FlagKind::Raw, 8, new, z, z, z);
+}
+
+/// One-operand mul/imul: rdx:rax (or ax) = rax * src.
+fn widening_mul<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let bits = size as u64 * 8;
+    let signed = ins.mnemonic() == Mnemonic::Imul;
+    let src = read_op(e, ins, 0, size).expect("checked operand");
+    let rax = e.get_reg(0);
+    let a = zext(e, rax, size);
+    let (lo, hi, over) = if size == 8 {
+        let lo = e.bin(Bin::Mul, a, src);
+        let hi = e.bin(if signed { Bin::SMulHi } else { Bin::UMulHi }, a, src);
+        let ext = if signed {
+            let s = e.imm(63);
+            e.bin(Bin::Sar, lo, s)
+        } else {
+            e.imm(0)
+        };
+        let over = e.cmp(emitter::Cmp::Ne, hi, ext);
+        (lo, hi, over)
+    } else {
+        let (x, y) = if signed {
+            (sext(e, a, size), sext(e, src, size))
+        } else {
+            (a, src)
+        };
+        let full = e.bin(Bin::Mul, x, y);
+        let lo = zext(e, full, size);
+        let sh = e.imm(bits);
+        let h = e.bin(Bin::Shr, full, sh);
+        let hi = zext(e, h, size);
+        let over = if signed {
+            let t = sext(e, lo, size);
+            e.cmp(emitter::Cmp::Ne, t, full)
+        } else {
+            let z = e.imm(0);
+            e.cmp(emitter::Cmp::Ne, hi, z)
+        };
+        (lo, hi, over)
+    };
+    if size == 1 {
+        let s = e.imm(8);
+        let h = e.bin(Bin::Shl, hi, s);
+        let ax = e.bin(Bin::Or, h, lo);
+        write_gpr(
+            e,
+            operand::Gpr {
+                idx: 0,
+                size: 2,
+                high8: false,
+            },
+            ax,
+        );
+    } else {
+        write_gpr(
+            e,
+            operand::Gpr {
+                idx: 0,
+                size,
+                high8: false,
+            },
+            lo,
+        );
+        write_gpr(
+            e,
+            operand::Gpr {
+                idx: 2,
+                size,
+                high8: false,
+            },
+            hi,
+        );
+    }
+    let z = e.imm(0);
+    set_flags(e, FlagKind::Mul, size, lo, z, z, over);
 }
 
 fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
@@ -452,6 +605,8 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
             }
         }
         Shl | Sal | Shr | Sar => shift(e, ins),
+        Rol | Ror => rotate(e, ins),
+        Mul | Imul if ins.op_count() == 1 => widening_mul(e, ins),
         Imul => {
             let size = op_size(ins, 0);
             let (a, b) = if ins.op_count() == 3 {

@@ -140,11 +140,7 @@ pub fn hwcap() -> u64 {
 pub extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &mut *cpu };
-    let p = super::concrete::host(cpu, rip);
-    // SAFETY: the unit was translated from these bytes, so they are mapped.
-    let bytes = unsafe { std::slice::from_raw_parts(p, 15) };
-    let mut d = Decoder::with_ip(64, bytes, rip, DecoderOptions::NONE);
-    let ins = d.decode();
+    let ins = decoded_at(cpu, rip);
     match exec(cpu, &ins) {
         Ok(()) => exit::NEXT,
         Err(code) => {
@@ -154,6 +150,26 @@ pub extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
             exit::FAULT
         }
     }
+}
+
+thread_local! {
+    /// Instructions already decoded for `helper_slow`, by guest address. Units are translated
+    /// from the same bytes, so an entry is stale exactly when the unit calling it is.
+    static DECODED: std::cell::RefCell<std::collections::HashMap<u64, Instruction>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
+    if let Some(i) = DECODED.with(|d| d.borrow().get(&rip).copied()) {
+        return i;
+    }
+    let p = super::concrete::host(cpu, rip);
+    // SAFETY: the unit was translated from these bytes, so they are mapped.
+    let bytes = unsafe { std::slice::from_raw_parts(p, 15) };
+    let mut d = Decoder::with_ip(64, bytes, rip, DecoderOptions::NONE);
+    let ins = d.decode();
+    DECODED.with(|m| m.borrow_mut().insert(rip, ins));
+    ins
 }
 
 fn acc(size: u8) -> Gpr {
