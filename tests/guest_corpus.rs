@@ -79,4 +79,5 @@ corpus! {
     raw_syscalls_without_libc => "asm_syscalls.S";
     atomic_instructions => "asm_atomics.S";
     flags_read_directly => "asm_flags.S";
+    sse2_integer_and_moves => "sse2_integer.c";
 }

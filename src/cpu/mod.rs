@@ -147,6 +147,9 @@ pub mod off {
     pub const fn gpr(i: usize) -> i32 {
         (offset_of!(Cpu, gpr) + 8 * i) as i32
     }
+    pub const fn xmm(i: usize) -> i32 {
+        (offset_of!(Cpu, xmm) + 16 * i) as i32
+    }
     pub const RIP: i32 = offset_of!(Cpu, rip) as i32;
     pub const FLAGS_KIND: i32 = offset_of!(Cpu, flags_kind) as i32;
     pub const FLAGS_SIZE: i32 = offset_of!(Cpu, flags_size) as i32;

@@ -6,10 +6,12 @@ use super::{H_COND, H_RFLAGS, H_SLOW};
 use crate::cpu::{exit, off};
 use crate::decode::Block;
 use crate::mem::GUEST_MASK;
-use crate::semantics::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un};
+use crate::semantics::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un, VOp, VShift};
 use crate::semantics::{self, flags};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, SigRef, Signature, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
+};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::Instruction;
@@ -20,6 +22,9 @@ struct Lower<'a> {
     base: Option<Value>,
     regs: [Option<Value>; 16],
     dirty: [bool; 16],
+    /// XMM registers as I8X16 values.
+    xregs: [Option<Value>; 16],
+    xdirty: [bool; 16],
     /// Flags computed in this unit and not yet stored (`None`: the context holds them).
     flags: Option<Flags<Value>>,
     flags_dirty: bool,
@@ -48,6 +53,13 @@ impl Lower<'_> {
                 self.dirty[r] = false;
             }
         }
+        for r in 0..16 {
+            if self.xdirty[r] {
+                let v = self.xregs[r].expect("dirty register has a value");
+                self.b.ins().store(mf(), v, self.cpu, off::xmm(r));
+                self.xdirty[r] = false;
+            }
+        }
         if self.flags_dirty {
             if let Some(f) = self.flags {
                 let k = self.b.ins().iconst(types::I64, f.kind as i64);
@@ -67,6 +79,7 @@ impl Lower<'_> {
     /// Forget cached state after a helper that may change any of it.
     fn invalidate(&mut self) {
         self.regs = [None; 16];
+        self.xregs = [None; 16];
         self.flags = None;
     }
 
@@ -88,6 +101,16 @@ impl Lower<'_> {
         };
         let m = self.b.ins().band_imm_u(addr, GUEST_MASK as i64);
         self.b.ins().iadd(base, m)
+    }
+
+    /// Reinterprets a vector with another lane type.
+    fn as_ty(&mut self, v: Value, ty: Type) -> Value {
+        if self.b.func.dfg.value_type(v) == ty {
+            return v;
+        }
+        let mut f = MemFlagsData::new();
+        f.set_endianness(Endianness::Little);
+        self.b.ins().bitcast(ty, f, v)
     }
 
     fn bool_to_i64(&mut self, c: Value) -> Value {
@@ -141,7 +164,118 @@ impl Ops for Lower<'_> {
     }
 }
 
+fn lane_ty(w: u8) -> Type {
+    match w {
+        1 => types::I8X16,
+        2 => types::I16X8,
+        4 => types::I32X4,
+        _ => types::I64X2,
+    }
+}
+
 impl Emitter for Lower<'_> {
+    type X = Value;
+    fn get_xmm(&mut self, i: usize) -> Value {
+        if let Some(v) = self.xregs[i] {
+            return v;
+        }
+        let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(i));
+        self.xregs[i] = Some(v);
+        v
+    }
+    fn set_xmm(&mut self, i: usize, v: Value) {
+        let v = self.as_ty(v, types::I8X16);
+        self.xregs[i] = Some(v);
+        self.xdirty[i] = true;
+    }
+    fn load_x(&mut self, addr: Value) -> Value {
+        let p = self.host_addr(addr);
+        self.b.ins().load(types::I8X16, guest_mf(), p, 0)
+    }
+    fn store_x(&mut self, addr: Value, v: Value) {
+        let p = self.host_addr(addr);
+        let v = self.as_ty(v, types::I8X16);
+        self.b.ins().store(guest_mf(), v, p, 0);
+    }
+    fn x_from_halves(&mut self, lo: Value, hi: Value) -> Value {
+        let v = self.b.ins().scalar_to_vector(types::I64X2, lo);
+        let v = self.b.ins().insertlane(v, hi, 1);
+        self.as_ty(v, types::I8X16)
+    }
+    fn x_half(&mut self, v: Value, hi: bool) -> Value {
+        let v = self.as_ty(v, types::I64X2);
+        self.b.ins().extractlane(v, hi as u8)
+    }
+    fn vop(&mut self, op: VOp, a: Value, b: Value) -> Value {
+        let w = match op {
+            VOp::And | VOp::Or | VOp::Xor | VOp::AndNot => 1,
+            VOp::Add(w)
+            | VOp::Sub(w)
+            | VOp::CmpEq(w)
+            | VOp::CmpGt(w)
+            | VOp::MinU(w)
+            | VOp::MaxU(w)
+            | VOp::MinS(w)
+            | VOp::MaxS(w)
+            | VOp::AddSatU(w)
+            | VOp::SubSatU(w)
+            | VOp::AddSatS(w)
+            | VOp::SubSatS(w)
+            | VOp::AvgU(w)
+            | VOp::MulLo(w)
+            | VOp::PackUs(w)
+            | VOp::PackSs(w) => w,
+        };
+        let ty = lane_ty(w);
+        let a = self.as_ty(a, ty);
+        let b = self.as_ty(b, ty);
+        let i = self.b.ins();
+        let r = match op {
+            VOp::And => i.band(a, b),
+            VOp::Or => i.bor(a, b),
+            VOp::Xor => i.bxor(a, b),
+            VOp::AndNot => i.band_not(b, a),
+            VOp::Add(_) => i.iadd(a, b),
+            VOp::Sub(_) => i.isub(a, b),
+            VOp::CmpEq(_) => i.icmp(IntCC::Equal, a, b),
+            VOp::CmpGt(_) => i.icmp(IntCC::SignedGreaterThan, a, b),
+            VOp::MinU(_) => i.umin(a, b),
+            VOp::MaxU(_) => i.umax(a, b),
+            VOp::MinS(_) => i.smin(a, b),
+            VOp::MaxS(_) => i.smax(a, b),
+            VOp::AddSatU(_) => i.uadd_sat(a, b),
+            VOp::SubSatU(_) => i.usub_sat(a, b),
+            VOp::AddSatS(_) => i.sadd_sat(a, b),
+            VOp::SubSatS(_) => i.ssub_sat(a, b),
+            VOp::AvgU(_) => i.avg_round(a, b),
+            VOp::MulLo(_) => i.imul(a, b),
+            VOp::PackUs(_) => i.unarrow(a, b),
+            VOp::PackSs(_) => i.snarrow(a, b),
+        };
+        self.as_ty(r, types::I8X16)
+    }
+    fn vshift(&mut self, op: VShift, a: Value, count: u8) -> Value {
+        let (VShift::Shl(w) | VShift::Shr(w) | VShift::Sar(w)) = op;
+        let a = self.as_ty(a, lane_ty(w));
+        let c = self.b.ins().iconst(types::I32, count as i64);
+        let i = self.b.ins();
+        let r = match op {
+            VShift::Shl(_) => i.ishl(a, c),
+            VShift::Shr(_) => i.ushr(a, c),
+            VShift::Sar(_) => i.sshr(a, c),
+        };
+        self.as_ty(r, types::I8X16)
+    }
+    fn vshuffle(&mut self, a: Value, b: Value, idx: [u8; 16]) -> Value {
+        let a = self.as_ty(a, types::I8X16);
+        let b = self.as_ty(b, types::I8X16);
+        let mask = self.b.func.dfg.immediates.push(ConstantData::from(idx.to_vec()));
+        self.b.ins().shuffle(a, b, mask)
+    }
+    fn vmovmsk(&mut self, a: Value, lane: u8) -> Value {
+        let a = self.as_ty(a, lane_ty(lane));
+        self.b.ins().vhigh_bits(types::I64, a)
+    }
     fn get_reg(&mut self, r: usize) -> Value {
         if let Some(v) = self.regs[r] {
             return v;
@@ -246,6 +380,8 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
         base: None,
         regs: [None; 16],
         dirty: [false; 16],
+        xregs: [None; 16],
+        xdirty: [false; 16],
         flags: None,
         flags_dirty: false,
         flags_live: true,

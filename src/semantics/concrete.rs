@@ -2,8 +2,9 @@
 //! `Cpu` and guest memory. The baseline tier runs on it, and so do the helpers compiled code
 //! calls, so both tiers execute literally the same code for everything not lowered inline.
 
-use super::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un};
+use super::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un, VOp, VShift};
 use super::flags;
+use super::vector;
 use crate::cpu::{exit, Cpu, FlagKind};
 use crate::mem::GUEST_MASK;
 use iced_x86::Instruction;
@@ -194,6 +195,44 @@ impl Ops for Live<'_> {
 }
 
 impl Emitter for Live<'_> {
+    type X = u128;
+    #[inline]
+    fn get_xmm(&mut self, i: usize) -> u128 {
+        self.cpu.xmm[i][0] as u128 | (self.cpu.xmm[i][1] as u128) << 64
+    }
+    #[inline]
+    fn set_xmm(&mut self, i: usize, v: u128) {
+        self.cpu.xmm[i] = [v as u64, (v >> 64) as u64];
+    }
+    fn load_x(&mut self, addr: u64) -> u128 {
+        load(self.cpu, addr, 8) as u128 | (load(self.cpu, addr.wrapping_add(8), 8) as u128) << 64
+    }
+    fn store_x(&mut self, addr: u64, v: u128) {
+        store(self.cpu, addr, v as u64, 8);
+        store(self.cpu, addr.wrapping_add(8), (v >> 64) as u64, 8);
+    }
+    fn x_from_halves(&mut self, lo: u64, hi: u64) -> u128 {
+        lo as u128 | (hi as u128) << 64
+    }
+    fn x_half(&mut self, v: u128, hi: bool) -> u64 {
+        if hi {
+            (v >> 64) as u64
+        } else {
+            v as u64
+        }
+    }
+    fn vop(&mut self, op: VOp, a: u128, b: u128) -> u128 {
+        vector::vop(op, a, b)
+    }
+    fn vshift(&mut self, op: VShift, a: u128, count: u8) -> u128 {
+        vector::vshift(op, a, count)
+    }
+    fn vshuffle(&mut self, a: u128, b: u128, idx: [u8; 16]) -> u128 {
+        vector::vshuffle(a, b, idx)
+    }
+    fn vmovmsk(&mut self, a: u128, lane: u8) -> u64 {
+        vector::vmovmsk(a, lane)
+    }
     #[inline]
     fn get_reg(&mut self, r: usize) -> u64 {
         self.cpu.gpr[r]

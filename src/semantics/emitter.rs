@@ -78,6 +78,44 @@ pub struct Flags<V> {
     pub aux: V,
 }
 
+/// Lane-wise operations on 128-bit vectors; the `u8` is the lane width in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VOp {
+    And,
+    Or,
+    Xor,
+    /// `!a & b` (pandn).
+    AndNot,
+    Add(u8),
+    Sub(u8),
+    /// All-ones lanes where equal.
+    CmpEq(u8),
+    /// All-ones lanes where `a > b` (signed).
+    CmpGt(u8),
+    MinU(u8),
+    MaxU(u8),
+    MinS(u8),
+    MaxS(u8),
+    AddSatU(u8),
+    SubSatU(u8),
+    AddSatS(u8),
+    SubSatS(u8),
+    AvgU(u8),
+    MulLo(u8),
+    /// Signed words (or dwords) of a then b, narrowed with unsigned saturation.
+    PackUs(u8),
+    /// Same, narrowed with signed saturation.
+    PackSs(u8),
+}
+
+/// Lane-wise shifts by a count below the lane width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VShift {
+    Shl(u8),
+    Shr(u8),
+    Sar(u8),
+}
+
 pub trait Ops {
     type V: Copy;
     fn imm(&mut self, v: u64) -> Self::V;
@@ -90,6 +128,22 @@ pub trait Ops {
 }
 
 pub trait Emitter: Ops {
+    /// A 128-bit vector value.
+    type X: Copy;
+    fn get_xmm(&mut self, i: usize) -> Self::X;
+    fn set_xmm(&mut self, i: usize, v: Self::X);
+    /// Loads 16 bytes (no alignment required).
+    fn load_x(&mut self, addr: Self::V) -> Self::X;
+    fn store_x(&mut self, addr: Self::V, v: Self::X);
+    fn x_from_halves(&mut self, lo: Self::V, hi: Self::V) -> Self::X;
+    fn x_half(&mut self, v: Self::X, hi: bool) -> Self::V;
+    fn vop(&mut self, op: VOp, a: Self::X, b: Self::X) -> Self::X;
+    fn vshift(&mut self, op: VShift, a: Self::X, count: u8) -> Self::X;
+    /// Byte shuffle: result byte i is `a[idx[i]]` for idx < 16, else `b[idx[i] - 16]`.
+    fn vshuffle(&mut self, a: Self::X, b: Self::X, idx: [u8; 16]) -> Self::X;
+    /// The sign bits of each lane (lane width in bytes) as an integer.
+    fn vmovmsk(&mut self, a: Self::X, lane: u8) -> Self::V;
+
     /// Full 64-bit value of GPR `r` (0 = rax .. 15 = r15).
     fn get_reg(&mut self, r: usize) -> Self::V;
     fn set_reg(&mut self, r: usize, v: Self::V);

@@ -8,6 +8,7 @@ pub mod flags;
 pub mod operand;
 pub mod slow;
 pub mod sse;
+pub mod vector;
 
 use crate::cpu::FlagKind;
 use emitter::{Bin, Cc, Emitter, Flags, Un};
@@ -20,7 +21,7 @@ const RBP: usize = 5;
 
 /// Whether `exec` (directly or through `slow`) implements this instruction.
 pub fn supported(ins: &Instruction) -> bool {
-    generic_supported(ins) || slow::supported(ins)
+    generic_supported(ins) || sse::generic_supported(ins) || slow::supported(ins)
 }
 
 fn generic_supported(ins: &Instruction) -> bool {
@@ -153,6 +154,8 @@ fn is_imm(k: OpKind) -> bool {
 pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
     if generic_supported(ins) {
         generic(e, ins);
+    } else if sse::generic_supported(ins) {
+        sse::exec(e, ins);
     } else {
         e.slow(ins);
     }

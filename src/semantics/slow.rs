@@ -11,7 +11,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 pub fn supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
-    if super::sse::supported(ins) {
+    if super::sse::slow_supported(ins) {
         return true;
     }
     let m = ins.mnemonic();
@@ -184,8 +184,8 @@ fn acc(size: u8) -> Gpr {
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
-    if super::sse::supported(ins) {
-        return super::sse::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
+    if super::sse::slow_supported(ins) {
+        return super::sse::slow_exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
     }
     let bad = || fault::UNIMPLEMENTED;
     match m {

@@ -1,10 +1,12 @@
-//! SSE/SSE2 integer and move instructions over concrete XMM state (the subset libc's string
-//! and memory functions use). Both tiers run this code.
+//! SSE/SSE2 integer and move instructions. The common ones are written over `Emitter` (so the
+//! JIT lowers them inline); the rest run over concrete state through the slow path.
 
-use super::concrete::{load, store, Live};
+use super::concrete::{load, Live};
+use super::emitter::{Emitter, VOp, VShift};
 use super::operand::{ea, gpr, read_gpr, write_gpr};
+use super::vector::{lanes, lanewise, pack, sext};
 use crate::cpu::Cpu;
-use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 fn xmm_idx(r: Register) -> Option<usize> {
     if r.is_xmm() {
@@ -14,109 +16,37 @@ fn xmm_idx(r: Register) -> Option<usize> {
     }
 }
 
-fn get(cpu: &Cpu, i: usize) -> u128 {
-    cpu.xmm[i][0] as u128 | (cpu.xmm[i][1] as u128) << 64
+fn is_xmm_op(ins: &Instruction, n: u32) -> bool {
+    ins.op_kind(n) == OpKind::Register && ins.op_register(n).is_xmm()
 }
 
-fn set(cpu: &mut Cpu, i: usize, v: u128) {
-    cpu.xmm[i] = [v as u64, (v >> 64) as u64];
-}
-
-fn addr(cpu: &mut Cpu, ins: &Instruction) -> u64 {
-    ea(&mut Live::new(cpu), ins)
-}
-
-fn load128(cpu: &Cpu, a: u64) -> u128 {
-    load(cpu, a, 8) as u128 | (load(cpu, a + 8, 8) as u128) << 64
-}
-
-/// Reads operand `n` as a 128-bit value (memory reads `bytes` bytes, zero-extended).
-fn src(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
-    match ins.op_kind(n) {
-        OpKind::Register => {
-            let r = ins.op_register(n);
-            if let Some(x) = xmm_idx(r) {
-                Some(get(cpu, x))
-            } else {
-                let g = gpr(r)?;
-                Some(read_gpr(&mut Live::new(cpu), g) as u128)
-            }
-        }
-        OpKind::Memory => {
-            let a = addr(cpu, ins);
-            Some(match bytes {
-                16 => load128(cpu, a),
-                n => load(cpu, a, n) as u128,
-            })
-        }
-        _ => None,
-    }
-}
-
-fn lanes<const W: usize>(v: u128) -> [u64; 16] {
-    let mut out = [0u64; 16];
-    let n = 16 / W;
-    let mask = if W == 8 { u64::MAX } else { (1u64 << (W * 8)) - 1 };
-    for (i, o) in out.iter_mut().enumerate().take(n) {
-        *o = (v >> (i * W * 8)) as u64 & mask;
-    }
-    out
-}
-
-fn pack<const W: usize>(l: &[u64; 16]) -> u128 {
-    let n = 16 / W;
-    let mask = if W == 8 { u64::MAX } else { (1u64 << (W * 8)) - 1 };
-    let mut v = 0u128;
-    for (i, x) in l.iter().enumerate().take(n) {
-        v |= ((x & mask) as u128) << (i * W * 8);
-    }
-    v
-}
-
-fn sext(v: u64, w: usize) -> i64 {
-    let s = 64 - w * 8;
-    ((v << s) as i64) >> s
-}
-
-fn lanewise<const W: usize>(a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
-    let (x, y) = (lanes::<W>(a), lanes::<W>(b));
-    let mut r = [0u64; 16];
-    for i in 0..16 / W {
-        r[i] = f(x[i], y[i]);
-    }
-    pack::<W>(&r)
-}
-
-fn lanewise_w(bytes: bool, a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
-    if bytes {
-        lanewise::<1>(a, b, f)
-    } else {
-        lanewise::<2>(a, b, f)
-    }
-}
-
-fn unpack_lo<const W: usize>(a: u128, b: u128, high: bool) -> u128 {
-    let (x, y) = (lanes::<W>(a), lanes::<W>(b));
-    let n = 16 / W;
-    let off = if high { n / 2 } else { 0 };
-    let mut r = [0u64; 16];
-    for i in 0..n / 2 {
-        r[2 * i] = x[off + i];
-        r[2 * i + 1] = y[off + i];
-    }
-    pack::<W>(&r)
-}
-
-pub fn supported(ins: &Instruction) -> bool {
+/// Instructions written over `Emitter`.
+pub fn generic_supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
+    let ops_ok = (0..ins.op_count()).all(|i| match ins.op_kind(i) {
+        OpKind::Register => ins.op_register(i).is_xmm() || gpr(ins.op_register(i)).is_some(),
+        OpKind::Memory | OpKind::Immediate8 => true,
+        _ => false,
+    });
+    if !ops_ok {
+        return false;
+    }
+    let m = ins.mnemonic();
+    let vector_shift = matches!(m, Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad);
+    if vector_shift {
+        return ins.op_kind(1) == OpKind::Immediate8;
+    }
     matches!(
-        ins.mnemonic(),
+        m,
         Movdqa
             | Movdqu
             | Movaps
             | Movups
             | Movapd
             | Movupd
+            | Movntdq
+            | Movntps
+            | Movnti
             | Movd
             | Movq
             | Movss
@@ -126,9 +56,6 @@ pub fn supported(ins: &Instruction) -> bool {
             | Movhps
             | Movlhps
             | Movhlps
-            | Movntdq
-            | Movnti
-            | Movntps
             | Pxor
             | Por
             | Pand
@@ -141,6 +68,14 @@ pub fn supported(ins: &Instruction) -> bool {
             | Orpd
             | Andnps
             | Andnpd
+            | Paddb
+            | Paddw
+            | Paddd
+            | Paddq
+            | Psubb
+            | Psubw
+            | Psubd
+            | Psubq
             | Pcmpeqb
             | Pcmpeqw
             | Pcmpeqd
@@ -151,47 +86,6 @@ pub fn supported(ins: &Instruction) -> bool {
             | Pmaxub
             | Pminsw
             | Pmaxsw
-            | Pmovmskb
-            | Movmskps
-            | Movmskpd
-            | Paddb
-            | Paddw
-            | Paddd
-            | Paddq
-            | Psubb
-            | Psubw
-            | Psubd
-            | Psubq
-            | Pshufd
-            | Pshuflw
-            | Pshufhw
-            | Punpcklbw
-            | Punpcklwd
-            | Punpckldq
-            | Punpcklqdq
-            | Punpckhbw
-            | Punpckhwd
-            | Punpckhdq
-            | Punpckhqdq
-            | Pslldq
-            | Psrldq
-            | Psllw
-            | Pslld
-            | Psllq
-            | Psrlw
-            | Psrld
-            | Psrlq
-            | Psraw
-            | Psrad
-            | Pmuludq
-            | Pmullw
-            | Psadbw
-            | Packuswb
-            | Packsswb
-            | Packssdw
-            | Pmulhuw
-            | Pmulhw
-            | Pmaddwd
             | Paddusb
             | Paddusw
             | Psubusb
@@ -202,76 +96,158 @@ pub fn supported(ins: &Instruction) -> bool {
             | Psubsw
             | Pavgb
             | Pavgw
-            | Pextrw
-            | Pinsrw
+            | Pmullw
+            | Packuswb
+            | Packsswb
+            | Packssdw
+            | Punpcklbw
+            | Punpcklwd
+            | Punpckldq
+            | Punpcklqdq
+            | Punpckhbw
+            | Punpckhwd
+            | Punpckhdq
+            | Punpckhqdq
+            | Pshufd
+            | Pshuflw
+            | Pshufhw
             | Shufps
-    ) || matches!(
-        ins.code(),
-        iced_x86::Code::Movsd_xmm_xmmm64 | iced_x86::Code::Movsd_xmmm64_xmm
-    )
+            | Pslldq
+            | Psrldq
+            | Pmovmskb
+            | Movmskps
+            | Movmskpd
+    ) || matches!(ins.code(), Code::Movsd_xmm_xmmm64 | Code::Movsd_xmmm64_xmm)
 }
 
-/// Executes one SSE instruction; `Err` means not implemented (checked earlier by `supported`).
-pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
-    use Mnemonic::*;
-    let m = ins.mnemonic();
-    let d = if ins.op_kind(0) == OpKind::Register {
-        xmm_idx(ins.op_register(0))
-    } else {
-        None
-    };
-    match m {
-        Movdqa | Movdqu | Movaps | Movups | Movapd | Movupd | Movntdq | Movntps => {
-            let v = src(cpu, ins, 1, 16).ok_or(())?;
-            match d {
-                Some(x) => set(cpu, x, v),
+/// Reads operand `n` as a vector; memory operands narrower than 16 bytes are zero-extended.
+fn src<E: Emitter>(e: &mut E, ins: &Instruction, n: u32, bytes: u8) -> E::X {
+    match ins.op_kind(n) {
+        OpKind::Register => {
+            let r = ins.op_register(n);
+            match xmm_idx(r) {
+                Some(x) => e.get_xmm(x),
                 None => {
-                    let a = addr(cpu, ins);
-                    store(cpu, a, v as u64, 8);
-                    store(cpu, a + 8, (v >> 64) as u64, 8);
+                    let g = gpr(r).expect("checked operand");
+                    let v = read_gpr(e, g);
+                    let z = e.imm(0);
+                    e.x_from_halves(v, z)
                 }
             }
         }
+        _ => {
+            let a = ea(e, ins);
+            if bytes == 16 {
+                e.load_x(a)
+            } else {
+                let v = e.load(a, bytes);
+                let z = e.imm(0);
+                e.x_from_halves(v, z)
+            }
+        }
+    }
+}
+
+fn dst_xmm(ins: &Instruction) -> Option<usize> {
+    if ins.op_kind(0) == OpKind::Register {
+        xmm_idx(ins.op_register(0))
+    } else {
+        None
+    }
+}
+
+/// Byte indices for an unpack of lanes of `w` bytes from the low or high half.
+fn unpack_idx(w: u8, high: bool) -> [u8; 16] {
+    let mut idx = [0u8; 16];
+    let n = 16 / w as usize;
+    let off = if high { 8 } else { 0 };
+    for i in 0..n / 2 {
+        for k in 0..w as usize {
+            idx[2 * i * w as usize + k] = (off + i * w as usize + k) as u8;
+            idx[(2 * i + 1) * w as usize + k] = (16 + off + i * w as usize + k) as u8;
+        }
+    }
+    idx
+}
+
+/// Byte indices selecting lanes of `w` bytes: `sel[i]` is the source lane of result lane i.
+fn lane_idx(w: u8, sel: &[u8]) -> [u8; 16] {
+    let mut idx = [0u8; 16];
+    for (i, &s) in sel.iter().enumerate() {
+        for k in 0..w as usize {
+            idx[i * w as usize + k] = s * w + k as u8;
+        }
+    }
+    idx
+}
+
+pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
+    use Mnemonic::*;
+    let m = ins.mnemonic();
+    let d = dst_xmm(ins);
+    let store_to_dst = |e: &mut E, v: E::X| match d {
+        Some(x) => e.set_xmm(x, v),
+        None => {
+            let a = ea(e, ins);
+            e.store_x(a, v)
+        }
+    };
+    match m {
+        Movdqa | Movdqu | Movaps | Movups | Movapd | Movupd | Movntdq | Movntps => {
+            let v = src(e, ins, 1, 16);
+            store_to_dst(e, v);
+        }
         Movnti => {
-            let v = src(cpu, ins, 1, 8).ok_or(())? as u64;
-            let sz = ins.memory_size().size() as u8;
-            let a = addr(cpu, ins);
-            store(cpu, a, v, sz);
+            let size = ins.memory_size().size() as u8;
+            let g = gpr(ins.op_register(1)).expect("checked operand");
+            let v = read_gpr(e, g);
+            let a = ea(e, ins);
+            e.store(a, v, size);
         }
         Movd | Movq => {
             let sz: u8 = if m == Movd { 4 } else { 8 };
-            let mask = if sz == 4 { 0xffff_ffffu128 } else { u64::MAX as u128 };
-            let v = src(cpu, ins, 1, sz).ok_or(())? & mask;
+            let v = src(e, ins, 1, sz);
+            let lo = e.x_half(v, false);
+            let lo = super::flags::zext(e, lo, sz);
             match (ins.op_kind(0), d) {
-                (OpKind::Register, Some(x)) => set(cpu, x, v),
+                (OpKind::Register, Some(x)) => {
+                    let z = e.imm(0);
+                    let r = e.x_from_halves(lo, z);
+                    e.set_xmm(x, r);
+                }
                 (OpKind::Register, None) => {
-                    let g = gpr(ins.op_register(0)).ok_or(())?;
-                    write_gpr(&mut Live::new(cpu), g, v as u64);
+                    let g = gpr(ins.op_register(0)).expect("checked operand");
+                    write_gpr(e, g, lo);
                 }
                 _ => {
-                    let a = addr(cpu, ins);
-                    store(cpu, a, v as u64, sz);
+                    let a = ea(e, ins);
+                    e.store(a, lo, sz);
                 }
             }
         }
         Movss | Movsd => {
             let sz: u8 = if m == Movss { 4 } else { 8 };
-            let mask = if sz == 4 { 0xffff_ffffu128 } else { u64::MAX as u128 };
             match (ins.op_kind(0), ins.op_kind(1)) {
                 (OpKind::Register, OpKind::Memory) => {
-                    let v = src(cpu, ins, 1, sz).ok_or(())?;
-                    set(cpu, d.ok_or(())?, v & mask);
+                    let v = src(e, ins, 1, sz);
+                    e.set_xmm(d.expect("xmm destination"), v);
                 }
                 (OpKind::Register, _) => {
-                    let x = d.ok_or(())?;
-                    let v = src(cpu, ins, 1, 16).ok_or(())?;
-                    let old = get(cpu, x);
-                    set(cpu, x, (old & !mask) | (v & mask));
+                    let x = d.expect("xmm destination");
+                    let s = src(e, ins, 1, 16);
+                    let old = e.get_xmm(x);
+                    let r = if sz == 8 {
+                        e.vshuffle(s, old, lane_idx(8, &[0, 3]))
+                    } else {
+                        e.vshuffle(s, old, lane_idx(4, &[0, 5, 6, 7]))
+                    };
+                    e.set_xmm(x, r);
                 }
                 _ => {
-                    let v = src(cpu, ins, 1, 16).ok_or(())?;
-                    let a = addr(cpu, ins);
-                    store(cpu, a, v as u64, sz);
+                    let s = src(e, ins, 1, 16);
+                    let lo = e.x_half(s, false);
+                    let a = ea(e, ins);
+                    e.store(a, lo, sz);
                 }
             }
         }
@@ -279,28 +255,217 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             let high = matches!(m, Movhpd | Movhps);
             match d {
                 Some(x) => {
-                    let v = src(cpu, ins, 1, 8).ok_or(())? as u64;
-                    let mut cur = cpu.xmm[x];
-                    cur[high as usize] = v;
-                    cpu.xmm[x] = cur;
+                    let a = ea(e, ins);
+                    let v = e.load(a, 8);
+                    let old = e.get_xmm(x);
+                    let keep = e.x_half(old, !high);
+                    let r = if high {
+                        e.x_from_halves(keep, v)
+                    } else {
+                        e.x_from_halves(v, keep)
+                    };
+                    e.set_xmm(x, r);
                 }
                 None => {
-                    let s = xmm_idx(ins.op_register(1)).ok_or(())?;
-                    let v = cpu.xmm[s][high as usize];
-                    let a = addr(cpu, ins);
-                    store(cpu, a, v, 8);
+                    let s = xmm_idx(ins.op_register(1)).expect("xmm source");
+                    let sv = e.get_xmm(s);
+                    let v = e.x_half(sv, high);
+                    let a = ea(e, ins);
+                    e.store(a, v, 8);
                 }
             }
         }
         Movlhps | Movhlps => {
-            let x = d.ok_or(())?;
-            let s = xmm_idx(ins.op_register(1)).ok_or(())?;
-            if m == Movlhps {
-                cpu.xmm[x][1] = cpu.xmm[s][0];
+            let x = d.expect("xmm destination");
+            let s = e.get_xmm(xmm_idx(ins.op_register(1)).expect("xmm source"));
+            let old = e.get_xmm(x);
+            let r = if m == Movlhps {
+                e.vshuffle(old, s, lane_idx(8, &[0, 2]))
             } else {
-                cpu.xmm[x][0] = cpu.xmm[s][1];
-            }
+                e.vshuffle(s, old, lane_idx(8, &[1, 3]))
+            };
+            e.set_xmm(x, r);
         }
+        Pmovmskb | Movmskps | Movmskpd => {
+            let s = e.get_xmm(xmm_idx(ins.op_register(1)).expect("xmm source"));
+            let lane = match m {
+                Pmovmskb => 1,
+                Movmskps => 4,
+                _ => 8,
+            };
+            let r = e.vmovmsk(s, lane);
+            write_gpr(e, gpr(ins.op_register(0)).expect("gpr destination"), r);
+        }
+        Pshufd | Pshuflw | Pshufhw => {
+            let x = d.expect("xmm destination");
+            let v = src(e, ins, 1, 16);
+            let imm = ins.immediate(2) as u8;
+            let f = |i: u8| (imm >> (2 * i)) & 3;
+            let idx = match m {
+                Pshufd => lane_idx(4, &[f(0), f(1), f(2), f(3)]),
+                Pshuflw => lane_idx(2, &[f(0), f(1), f(2), f(3), 4, 5, 6, 7]),
+                _ => lane_idx(2, &[0, 1, 2, 3, 4 + f(0), 4 + f(1), 4 + f(2), 4 + f(3)]),
+            };
+            let r = e.vshuffle(v, v, idx);
+            e.set_xmm(x, r);
+        }
+        Shufps => {
+            let x = d.expect("xmm destination");
+            let b = src(e, ins, 1, 16);
+            let a = e.get_xmm(x);
+            let imm = ins.immediate(2) as u8;
+            let f = |i: u8| (imm >> (2 * i)) & 3;
+            let r = e.vshuffle(a, b, lane_idx(4, &[f(0), f(1), 4 + f(2), 4 + f(3)]));
+            e.set_xmm(x, r);
+        }
+        Pslldq | Psrldq => {
+            let x = d.expect("xmm destination");
+            let n = ins.immediate(1).min(16) as u8;
+            let v = e.get_xmm(x);
+            let z = e.imm(0);
+            let zero = e.x_from_halves(z, z);
+            let mut idx = [16u8; 16];
+            for (i, slot) in idx.iter_mut().enumerate() {
+                let i = i as u8;
+                if m == Psrldq {
+                    if i + n < 16 {
+                        *slot = i + n;
+                    }
+                } else if i >= n {
+                    *slot = i - n;
+                }
+            }
+            let r = e.vshuffle(v, zero, idx);
+            e.set_xmm(x, r);
+        }
+        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => {
+            let x = d.expect("xmm destination");
+            let count = ins.immediate(1);
+            let w = match m {
+                Psllw | Psrlw | Psraw => 2u8,
+                Pslld | Psrld | Psrad => 4,
+                _ => 8,
+            };
+            let bits = w as u64 * 8;
+            let v = e.get_xmm(x);
+            let r = match m {
+                Psraw | Psrad => e.vshift(VShift::Sar(w), v, count.min(bits - 1) as u8),
+                _ if count >= bits => {
+                    let z = e.imm(0);
+                    e.x_from_halves(z, z)
+                }
+                Psllw | Pslld | Psllq => e.vshift(VShift::Shl(w), v, count as u8),
+                _ => e.vshift(VShift::Shr(w), v, count as u8),
+            };
+            e.set_xmm(x, r);
+        }
+        Punpcklbw | Punpcklwd | Punpckldq | Punpcklqdq | Punpckhbw | Punpckhwd | Punpckhdq | Punpckhqdq => {
+            let x = d.expect("xmm destination");
+            let b = src(e, ins, 1, 16);
+            let a = e.get_xmm(x);
+            let (w, high) = match m {
+                Punpcklbw => (1, false),
+                Punpcklwd => (2, false),
+                Punpckldq => (4, false),
+                Punpcklqdq => (8, false),
+                Punpckhbw => (1, true),
+                Punpckhwd => (2, true),
+                Punpckhdq => (4, true),
+                _ => (8, true),
+            };
+            let r = e.vshuffle(a, b, unpack_idx(w, high));
+            e.set_xmm(x, r);
+        }
+        _ => {
+            let op = match m {
+                Pxor | Xorps | Xorpd => VOp::Xor,
+                Por | Orps | Orpd => VOp::Or,
+                Pand | Andps | Andpd => VOp::And,
+                Pandn | Andnps | Andnpd => VOp::AndNot,
+                Paddb => VOp::Add(1),
+                Paddw => VOp::Add(2),
+                Paddd => VOp::Add(4),
+                Paddq => VOp::Add(8),
+                Psubb => VOp::Sub(1),
+                Psubw => VOp::Sub(2),
+                Psubd => VOp::Sub(4),
+                Psubq => VOp::Sub(8),
+                Pcmpeqb => VOp::CmpEq(1),
+                Pcmpeqw => VOp::CmpEq(2),
+                Pcmpeqd => VOp::CmpEq(4),
+                Pcmpgtb => VOp::CmpGt(1),
+                Pcmpgtw => VOp::CmpGt(2),
+                Pcmpgtd => VOp::CmpGt(4),
+                Pminub => VOp::MinU(1),
+                Pmaxub => VOp::MaxU(1),
+                Pminsw => VOp::MinS(2),
+                Pmaxsw => VOp::MaxS(2),
+                Paddusb => VOp::AddSatU(1),
+                Paddusw => VOp::AddSatU(2),
+                Psubusb => VOp::SubSatU(1),
+                Psubusw => VOp::SubSatU(2),
+                Paddsb => VOp::AddSatS(1),
+                Paddsw => VOp::AddSatS(2),
+                Psubsb => VOp::SubSatS(1),
+                Psubsw => VOp::SubSatS(2),
+                Pavgb => VOp::AvgU(1),
+                Pavgw => VOp::AvgU(2),
+                Pmullw => VOp::MulLo(2),
+                Packuswb => VOp::PackUs(2),
+                Packsswb => VOp::PackSs(2),
+                _ => VOp::PackSs(4), // packssdw
+            };
+            let x = d.expect("xmm destination");
+            let b = src(e, ins, 1, 16);
+            let a = e.get_xmm(x);
+            let r = e.vop(op, a, b);
+            e.set_xmm(x, r);
+        }
+    }
+}
+
+/// Instructions that run over concrete state (through the slow path in compiled code).
+pub fn slow_supported(ins: &Instruction) -> bool {
+    use Mnemonic::*;
+    matches!(
+        ins.mnemonic(),
+        Pmulhuw | Pmulhw | Pmaddwd | Pmuludq | Psadbw | Pextrw | Pinsrw
+    ) || (matches!(
+        ins.mnemonic(),
+        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad
+    ) && ins.op_kind(1) != OpKind::Immediate8)
+}
+
+fn get(cpu: &Cpu, i: usize) -> u128 {
+    cpu.xmm[i][0] as u128 | (cpu.xmm[i][1] as u128) << 64
+}
+
+fn set(cpu: &mut Cpu, i: usize, v: u128) {
+    cpu.xmm[i] = [v as u64, (v >> 64) as u64];
+}
+
+fn src_concrete(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
+    if is_xmm_op(ins, n) {
+        return Some(get(cpu, xmm_idx(ins.op_register(n))?));
+    }
+    match ins.op_kind(n) {
+        OpKind::Register => Some(read_gpr(&mut Live::new(cpu), gpr(ins.op_register(n))?) as u128),
+        OpKind::Memory => {
+            let a = ea(&mut Live::new(cpu), ins);
+            Some(match bytes {
+                16 => load(cpu, a, 8) as u128 | (load(cpu, a.wrapping_add(8), 8) as u128) << 64,
+                n => load(cpu, a, n) as u128,
+            })
+        }
+        _ => None,
+    }
+}
+
+pub fn slow_exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
+    use Mnemonic::*;
+    let m = ins.mnemonic();
+    let d = dst_xmm(ins);
+    match m {
         Pextrw => {
             let s = xmm_idx(ins.op_register(1)).ok_or(())?;
             let v = (get(cpu, s) >> ((ins.immediate(2) & 7) * 16)) as u64 & 0xffff;
@@ -309,194 +474,62 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Pinsrw => {
             let x = d.ok_or(())?;
-            let v = src(cpu, ins, 1, 2).ok_or(())? & 0xffff;
+            let v = src_concrete(cpu, ins, 1, 2).ok_or(())? & 0xffff;
             let sh = (ins.immediate(2) & 7) * 16;
             let old = get(cpu, x);
             set(cpu, x, (old & !(0xffffu128 << sh)) | (v << sh));
         }
-        Pmovmskb | Movmskps | Movmskpd => {
-            let s = xmm_idx(ins.op_register(1)).ok_or(())?;
-            let v = get(cpu, s);
-            let (w, n) = match m {
-                Pmovmskb => (8, 16),
-                Movmskps => (32, 4),
-                _ => (64, 2),
-            };
-            let mut r = 0u64;
-            for i in 0..n {
-                r |= (((v >> (i * w + w - 1)) & 1) as u64) << i;
-            }
-            let g = gpr(ins.op_register(0)).ok_or(())?;
-            write_gpr(&mut Live::new(cpu), g, r);
-        }
-        Pshufd | Pshuflw | Pshufhw | Shufps => {
-            let x = d.ok_or(())?;
-            let v = src(cpu, ins, 1, 16).ok_or(())?;
-            let imm = ins.immediate(2) as u32;
-            let r = match m {
-                Pshufd => {
-                    let l = lanes::<4>(v);
-                    let mut o = [0u64; 16];
-                    for (i, oi) in o.iter_mut().enumerate().take(4) {
-                        *oi = l[((imm >> (2 * i)) & 3) as usize];
-                    }
-                    pack::<4>(&o)
-                }
-                Shufps => {
-                    let a = lanes::<4>(get(cpu, x));
-                    let b = lanes::<4>(v);
-                    let o = [
-                        a[(imm & 3) as usize],
-                        a[((imm >> 2) & 3) as usize],
-                        b[((imm >> 4) & 3) as usize],
-                        b[((imm >> 6) & 3) as usize],
-                    ];
-                    let mut oo = [0u64; 16];
-                    oo[..4].copy_from_slice(&o);
-                    pack::<4>(&oo)
-                }
-                _ => {
-                    let l = lanes::<2>(v);
-                    let mut o = l;
-                    let base = if m == Pshuflw { 0 } else { 4 };
-                    for i in 0..4 {
-                        o[base + i] = l[base + ((imm >> (2 * i)) & 3) as usize];
-                    }
-                    pack::<2>(&o)
-                }
-            };
-            set(cpu, x, r);
-        }
-        Pslldq | Psrldq => {
-            let x = d.ok_or(())?;
-            let n = ins.immediate(1).min(16) as u32 * 8;
-            let v = get(cpu, x);
-            let r = if n >= 128 {
-                0
-            } else if m == Pslldq {
-                v << n
-            } else {
-                v >> n
-            };
-            set(cpu, x, r);
-        }
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => {
             let x = d.ok_or(())?;
-            let count = if ins.op_kind(1) == OpKind::Immediate8 {
-                ins.immediate(1)
-            } else {
-                src(cpu, ins, 1, 16).ok_or(())? as u64
-            };
+            let count = src_concrete(cpu, ins, 1, 16).ok_or(())? as u64;
             let v = get(cpu, x);
-            let r = match m {
-                Psllw => lanewise::<2>(v, 0, |a, _| if count > 15 { 0 } else { a << count }),
-                Pslld => lanewise::<4>(v, 0, |a, _| if count > 31 { 0 } else { a << count }),
-                Psllq => lanewise::<8>(v, 0, |a, _| if count > 63 { 0 } else { a << count }),
-                Psrlw => lanewise::<2>(v, 0, |a, _| if count > 15 { 0 } else { a >> count }),
-                Psrld => lanewise::<4>(v, 0, |a, _| if count > 31 { 0 } else { a >> count }),
-                Psrlq => lanewise::<8>(v, 0, |a, _| if count > 63 { 0 } else { a >> count }),
-                Psraw => lanewise::<2>(v, 0, |a, _| (sext(a, 2) >> count.min(15)) as u64),
-                _ => lanewise::<4>(v, 0, |a, _| (sext(a, 4) >> count.min(31)) as u64),
+            let (w, kind) = match m {
+                Psllw => (2u8, 0),
+                Pslld => (4, 0),
+                Psllq => (8, 0),
+                Psrlw => (2, 1),
+                Psrld => (4, 1),
+                Psrlq => (8, 1),
+                Psraw => (2, 2),
+                _ => (4, 2),
+            };
+            let bits = w as u64 * 8;
+            let r = match kind {
+                2 => super::vector::vshift(VShift::Sar(w), v, count.min(bits - 1) as u8),
+                _ if count >= bits => 0,
+                0 => super::vector::vshift(VShift::Shl(w), v, count as u8),
+                _ => super::vector::vshift(VShift::Shr(w), v, count as u8),
             };
             set(cpu, x, r);
         }
         _ => {
             let x = d.ok_or(())?;
             let a = get(cpu, x);
-            let b = src(cpu, ins, 1, 16).ok_or(())?;
+            let b = src_concrete(cpu, ins, 1, 16).ok_or(())?;
             let r = match m {
-                Pxor | Xorps | Xorpd => a ^ b,
-                Por | Orps | Orpd => a | b,
-                Pand | Andps | Andpd => a & b,
-                Pandn | Andnps | Andnpd => !a & b,
-                Pcmpeqb => lanewise::<1>(a, b, |x, y| if x == y { 0xff } else { 0 }),
-                Pcmpeqw => lanewise::<2>(a, b, |x, y| if x == y { 0xffff } else { 0 }),
-                Pcmpeqd => lanewise::<4>(a, b, |x, y| if x == y { 0xffff_ffff } else { 0 }),
-                Pcmpgtb => lanewise::<1>(a, b, |x, y| if sext(x, 1) > sext(y, 1) { 0xff } else { 0 }),
-                Pcmpgtw => lanewise::<2>(a, b, |x, y| if sext(x, 2) > sext(y, 2) { 0xffff } else { 0 }),
-                Pcmpgtd => lanewise::<4>(a, b, |x, y| if sext(x, 4) > sext(y, 4) { 0xffff_ffff } else { 0 }),
-                Pminub => lanewise::<1>(a, b, |x, y| x.min(y)),
-                Pmaxub => lanewise::<1>(a, b, |x, y| x.max(y)),
-                Pminsw => lanewise::<2>(a, b, |x, y| if sext(x, 2) < sext(y, 2) { x } else { y }),
-                Pmaxsw => lanewise::<2>(a, b, |x, y| if sext(x, 2) > sext(y, 2) { x } else { y }),
-                Paddb => lanewise::<1>(a, b, |x, y| x.wrapping_add(y)),
-                Paddw => lanewise::<2>(a, b, |x, y| x.wrapping_add(y)),
-                Paddd => lanewise::<4>(a, b, |x, y| x.wrapping_add(y)),
-                Paddq => lanewise::<8>(a, b, |x, y| x.wrapping_add(y)),
-                Psubb => lanewise::<1>(a, b, |x, y| x.wrapping_sub(y)),
-                Psubw => lanewise::<2>(a, b, |x, y| x.wrapping_sub(y)),
-                Psubd => lanewise::<4>(a, b, |x, y| x.wrapping_sub(y)),
-                Psubq => lanewise::<8>(a, b, |x, y| x.wrapping_sub(y)),
-                Pmullw => lanewise::<2>(a, b, |x, y| x.wrapping_mul(y)),
-                Pmulhuw => lanewise::<2>(a, b, |x, y| (x * y) >> 16),
-                Pmulhw => lanewise::<2>(a, b, |x, y| ((sext(x, 2) * sext(y, 2)) >> 16) as u64),
+                Pmulhuw => lanewise(2, a, b, |x, y| (x * y) >> 16),
+                Pmulhw => lanewise(2, a, b, |x, y| ((sext(x, 2) * sext(y, 2)) >> 16) as u64),
                 Pmaddwd => {
-                    let (x, y) = (lanes::<2>(a), lanes::<2>(b));
+                    let (x, y) = (lanes(a, 2), lanes(b, 2));
                     let mut o = [0u64; 16];
-                    for i in 0..4 {
+                    for (i, oi) in o.iter_mut().enumerate().take(4) {
                         let s = sext(x[2 * i], 2) * sext(y[2 * i], 2) + sext(x[2 * i + 1], 2) * sext(y[2 * i + 1], 2);
-                        o[i] = s as u64;
+                        *oi = s as u64;
                     }
-                    pack::<4>(&o)
-                }
-                Paddusb => lanewise::<1>(a, b, |x, y| (x + y).min(0xff)),
-                Paddusw => lanewise::<2>(a, b, |x, y| (x + y).min(0xffff)),
-                Psubusb | Psubusw => lanewise_w(m == Psubusb, a, b, |x, y| x.saturating_sub(y)),
-                Paddsb => lanewise::<1>(a, b, |x, y| (sext(x, 1) + sext(y, 1)).clamp(-128, 127) as u64),
-                Paddsw => lanewise::<2>(a, b, |x, y| (sext(x, 2) + sext(y, 2)).clamp(-32768, 32767) as u64),
-                Psubsb => lanewise::<1>(a, b, |x, y| (sext(x, 1) - sext(y, 1)).clamp(-128, 127) as u64),
-                Psubsw => lanewise::<2>(a, b, |x, y| (sext(x, 2) - sext(y, 2)).clamp(-32768, 32767) as u64),
-                Pavgb => lanewise::<1>(a, b, |x, y| (x + y + 1) >> 1),
-                Pavgw => lanewise::<2>(a, b, |x, y| (x + y + 1) >> 1),
-                Packsswb | Packssdw => {
-                    let mut o = [0u64; 16];
-                    if m == Packsswb {
-                        let (x, y) = (lanes::<2>(a), lanes::<2>(b));
-                        for i in 0..8 {
-                            o[i] = sext(x[i], 2).clamp(-128, 127) as u64;
-                            o[8 + i] = sext(y[i], 2).clamp(-128, 127) as u64;
-                        }
-                        pack::<1>(&o)
-                    } else {
-                        let (x, y) = (lanes::<4>(a), lanes::<4>(b));
-                        for i in 0..4 {
-                            o[i] = sext(x[i], 4).clamp(-32768, 32767) as u64;
-                            o[4 + i] = sext(y[i], 4).clamp(-32768, 32767) as u64;
-                        }
-                        pack::<2>(&o)
-                    }
+                    pack(&o, 4)
                 }
                 Pmuludq => {
-                    let (x, y) = (lanes::<8>(a), lanes::<8>(b));
-                    let mut o = [0u64; 16];
-                    o[0] = (x[0] & 0xffff_ffff) * (y[0] & 0xffff_ffff);
-                    o[1] = (x[1] & 0xffff_ffff) * (y[1] & 0xffff_ffff);
-                    pack::<8>(&o)
+                    let (x, y) = (lanes(a, 8), lanes(b, 8));
+                    let lo = (x[0] & 0xffff_ffff) * (y[0] & 0xffff_ffff);
+                    let hi = (x[1] & 0xffff_ffff) * (y[1] & 0xffff_ffff);
+                    lo as u128 | (hi as u128) << 64
                 }
                 Psadbw => {
-                    let (x, y) = (lanes::<1>(a), lanes::<1>(b));
+                    let (x, y) = (lanes(a, 1), lanes(b, 1));
                     let s0: u64 = (0..8).map(|i| x[i].abs_diff(y[i])).sum();
                     let s1: u64 = (8..16).map(|i| x[i].abs_diff(y[i])).sum();
                     s0 as u128 | (s1 as u128) << 64
                 }
-                Packuswb => {
-                    let (x, y) = (lanes::<2>(a), lanes::<2>(b));
-                    let sat = |v: u64| sext(v, 2).clamp(0, 255) as u64;
-                    let mut o = [0u64; 16];
-                    for i in 0..8 {
-                        o[i] = sat(x[i]);
-                        o[8 + i] = sat(y[i]);
-                    }
-                    pack::<1>(&o)
-                }
-                Punpcklbw => unpack_lo::<1>(a, b, false),
-                Punpcklwd => unpack_lo::<2>(a, b, false),
-                Punpckldq => unpack_lo::<4>(a, b, false),
-                Punpcklqdq => unpack_lo::<8>(a, b, false),
-                Punpckhbw => unpack_lo::<1>(a, b, true),
-                Punpckhwd => unpack_lo::<2>(a, b, true),
-                Punpckhdq => unpack_lo::<4>(a, b, true),
-                Punpckhqdq => unpack_lo::<8>(a, b, true),
                 _ => return Err(()),
             };
             set(cpu, x, r);

@@ -1,0 +1,124 @@
+//! 128-bit vector arithmetic over concrete values: the meaning of `VOp`, `VShift` and byte
+//! shuffles, shared by the baseline tier and the slow helpers.
+
+use super::emitter::{VOp, VShift};
+
+pub fn lanes(v: u128, w: u8) -> [u64; 16] {
+    let mut out = [0u64; 16];
+    let n = 16 / w as usize;
+    let mask = if w == 8 { u64::MAX } else { (1u64 << (w as u32 * 8)) - 1 };
+    for (i, o) in out.iter_mut().enumerate().take(n) {
+        *o = (v >> (i * w as usize * 8)) as u64 & mask;
+    }
+    out
+}
+
+pub fn pack(l: &[u64; 16], w: u8) -> u128 {
+    let n = 16 / w as usize;
+    let mask = if w == 8 { u64::MAX } else { (1u64 << (w as u32 * 8)) - 1 };
+    let mut v = 0u128;
+    for (i, x) in l.iter().enumerate().take(n) {
+        v |= ((x & mask) as u128) << (i * w as usize * 8);
+    }
+    v
+}
+
+pub fn sext(v: u64, w: u8) -> i64 {
+    let s = 64 - w as u32 * 8;
+    ((v << s) as i64) >> s
+}
+
+pub fn lanewise(w: u8, a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
+    let (x, y) = (lanes(a, w), lanes(b, w));
+    let mut r = [0u64; 16];
+    for i in 0..16 / w as usize {
+        r[i] = f(x[i], y[i]);
+    }
+    pack(&r, w)
+}
+
+fn limits(w: u8) -> (i64, i64, u64) {
+    let bits = w as u32 * 8;
+    (
+        -(1i64 << (bits - 1)),
+        (1i64 << (bits - 1)) - 1,
+        if w == 8 { u64::MAX } else { (1u64 << bits) - 1 },
+    )
+}
+
+pub fn vop(op: VOp, a: u128, b: u128) -> u128 {
+    match op {
+        VOp::And => a & b,
+        VOp::Or => a | b,
+        VOp::Xor => a ^ b,
+        VOp::AndNot => !a & b,
+        VOp::Add(w) => lanewise(w, a, b, |x, y| x.wrapping_add(y)),
+        VOp::Sub(w) => lanewise(w, a, b, |x, y| x.wrapping_sub(y)),
+        VOp::CmpEq(w) => lanewise(w, a, b, |x, y| if x == y { u64::MAX } else { 0 }),
+        VOp::CmpGt(w) => lanewise(w, a, b, |x, y| if sext(x, w) > sext(y, w) { u64::MAX } else { 0 }),
+        VOp::MinU(w) => lanewise(w, a, b, |x, y| x.min(y)),
+        VOp::MaxU(w) => lanewise(w, a, b, |x, y| x.max(y)),
+        VOp::MinS(w) => lanewise(w, a, b, |x, y| if sext(x, w) < sext(y, w) { x } else { y }),
+        VOp::MaxS(w) => lanewise(w, a, b, |x, y| if sext(x, w) > sext(y, w) { x } else { y }),
+        VOp::AddSatU(w) => lanewise(w, a, b, |x, y| x.saturating_add(y).min(limits(w).2)),
+        VOp::SubSatU(w) => lanewise(w, a, b, |x, y| x.saturating_sub(y)),
+        VOp::AddSatS(w) => {
+            let (lo, hi, _) = limits(w);
+            lanewise(w, a, b, |x, y| (sext(x, w) + sext(y, w)).clamp(lo, hi) as u64)
+        }
+        VOp::SubSatS(w) => {
+            let (lo, hi, _) = limits(w);
+            lanewise(w, a, b, |x, y| (sext(x, w) - sext(y, w)).clamp(lo, hi) as u64)
+        }
+        VOp::AvgU(w) => lanewise(w, a, b, |x, y| (x + y + 1) >> 1),
+        VOp::MulLo(w) => lanewise(w, a, b, |x, y| x.wrapping_mul(y)),
+        VOp::PackUs(w) | VOp::PackSs(w) => {
+            let n = 16 / w as usize;
+            let nw = w / 2;
+            let (lo, hi, umax) = limits(nw);
+            let sat = |v: u64| {
+                let s = sext(v, w);
+                if matches!(op, VOp::PackUs(_)) {
+                    s.clamp(0, umax as i64) as u64
+                } else {
+                    s.clamp(lo, hi) as u64
+                }
+            };
+            let (x, y) = (lanes(a, w), lanes(b, w));
+            let mut o = [0u64; 16];
+            for i in 0..n {
+                o[i] = sat(x[i]);
+                o[n + i] = sat(y[i]);
+            }
+            pack(&o, nw)
+        }
+    }
+}
+
+pub fn vshift(op: VShift, a: u128, count: u8) -> u128 {
+    let c = count as u32;
+    match op {
+        VShift::Shl(w) => lanewise(w, a, 0, |x, _| x << c),
+        VShift::Shr(w) => lanewise(w, a, 0, |x, _| x >> c),
+        VShift::Sar(w) => lanewise(w, a, 0, |x, _| (sext(x, w) >> c) as u64),
+    }
+}
+
+pub fn vshuffle(a: u128, b: u128, idx: [u8; 16]) -> u128 {
+    let (x, y) = (a.to_le_bytes(), b.to_le_bytes());
+    let mut o = [0u8; 16];
+    for i in 0..16 {
+        let j = idx[i] as usize;
+        o[i] = if j < 16 { x[j] } else { y[(j - 16) & 15] };
+    }
+    u128::from_le_bytes(o)
+}
+
+pub fn vmovmsk(a: u128, lane: u8) -> u64 {
+    let bits = lane as u32 * 8;
+    let mut r = 0u64;
+    for i in 0..16 / lane as u32 {
+        r |= (((a >> (i * bits + bits - 1)) & 1) as u64) << i;
+    }
+    r
+}
