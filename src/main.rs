@@ -175,6 +175,7 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
     let mut engine = Engine::new(cpu, proc, tier, module, cache)?;
     let outcome = engine.run();
     engine.persist();
+    engine.finish_stats();
     if let Ok(mode) = std::env::var("KILN_STATS") {
         engine.stats.report(&mode);
     }

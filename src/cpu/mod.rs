@@ -6,7 +6,16 @@
 use std::mem::offset_of;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 1;
+pub const CPU_LAYOUT_VERSION: u32 = 2;
+
+/// Entries in the chaining table (a power of two).
+pub const CHAIN_ENTRIES: u64 = 1 << 16;
+
+/// The chaining table slot of a guest rip.
+#[inline]
+pub fn chain_slot(rip: u64) -> u64 {
+    (rip ^ (rip >> 16)) & (CHAIN_ENTRIES - 1)
+}
 
 /// What the last flag-writing instruction computed; flags are derived from it on demand.
 #[repr(u64)]
@@ -99,6 +108,10 @@ pub struct Cpu {
     pub mem_base: u64,
     /// Host address of the helper table compiled code calls through.
     pub helpers: u64,
+    /// Host address of the chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry).
+    pub chain_table: u64,
+    /// Guest instructions executed in compiled code (each unit adds its length on entry).
+    pub insns_compiled: u64,
     /// Pending fault code and the guest address it concerns.
     pub fault: u64,
     pub fault_addr: u64,
@@ -128,6 +141,8 @@ impl Cpu {
             gs_base: 0,
             mem_base,
             helpers: 0,
+            chain_table: 0,
+            insns_compiled: 0,
             fault: 0,
             fault_addr: 0,
             mxcsr: 0x1f80,
@@ -161,4 +176,6 @@ pub mod off {
     pub const GS_BASE: i32 = offset_of!(Cpu, gs_base) as i32;
     pub const MEM_BASE: i32 = offset_of!(Cpu, mem_base) as i32;
     pub const HELPERS: i32 = offset_of!(Cpu, helpers) as i32;
+    pub const CHAIN_TABLE: i32 = offset_of!(Cpu, chain_table) as i32;
+    pub const INSNS_COMPILED: i32 = offset_of!(Cpu, insns_compiled) as i32;
 }

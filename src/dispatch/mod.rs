@@ -5,7 +5,7 @@
 use crate::cache::Cache;
 use crate::cpu::{exit, fault, Cpu};
 use crate::decode::{decode_block, Block};
-use crate::jit::{self, CompiledUnit, Jit, UnitFn};
+use crate::jit::{self, CompiledUnit, EnterFn, Jit, UnitFn};
 use crate::linux::{Process, SysResult};
 use crate::mem::GUEST_MASK;
 use crate::stats::Stats;
@@ -84,6 +84,10 @@ pub struct Engine {
     pub tier: Tier,
     pub stats: Stats,
     jit: Option<Jit>,
+    /// Trampoline into compiled code.
+    enter: Option<EnterFn>,
+    /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
+    chain: Box<[[u64; 2]]>,
     cache: Option<Cache>,
     config: Option<ConfigId>,
     module: Module,
@@ -120,6 +124,16 @@ impl Engine {
                 cpuid_profile()
             ))
         });
+        let enter = match &jit {
+            Some(j) => {
+                let code = j.trampoline()?;
+                let f = jit::execmem::install(&[&code])?;
+                // SAFETY: the trampoline was compiled with the C convention and EnterFn's
+                // signature.
+                f.first().map(|&p| unsafe { std::mem::transmute::<UnitFn, EnterFn>(p) })
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel();
         let mut e = Engine {
             cpu,
@@ -127,6 +141,8 @@ impl Engine {
             tier,
             stats: Stats::default(),
             jit,
+            enter,
+            chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
             cache: if tier == Tier::Auto { cache } else { None },
             config,
             module,
@@ -139,6 +155,7 @@ impl Engine {
             pending: 0,
         };
         e.cpu.helpers = jit::HELPERS.as_ptr() as u64;
+        e.cpu.chain_table = e.chain.as_ptr() as u64;
         e.load_cache();
         Ok(e)
     }
@@ -195,6 +212,7 @@ impl Engine {
                 .is_some_and(|b| blake3::hash(b).as_bytes() == &c.guest_hash);
             if ok {
                 self.stats.cache_hits += 1;
+                self.chain_insert(rip, c.code);
                 return self.add_unit(
                     rip,
                     Unit {
@@ -229,7 +247,12 @@ impl Engine {
                         self.stats.compile_us += t.elapsed().as_micros() as u64;
                         self.stats.units_compiled += 1;
                         match jit::execmem::install(&[&cu.code]) {
-                            Ok(f) => unit.code = f.first().copied(),
+                            Ok(f) => {
+                                unit.code = f.first().copied();
+                                if let Some(&f) = f.first() {
+                                    self.chain_insert(rip, f);
+                                }
+                            }
                             Err(e) => crate::klog!("jit", "{e}"),
                         }
                     }
@@ -239,6 +262,11 @@ impl Engine {
             }
         }
         self.add_unit(rip, unit)
+    }
+
+    /// Lets compiled code jump straight to `code` when it leaves for `rip`.
+    fn chain_insert(&mut self, rip: u64, code: UnitFn) {
+        self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code as u64];
     }
 
     fn add_unit(&mut self, rip: u64, u: Unit) -> usize {
@@ -297,7 +325,8 @@ impl Engine {
         for ((i, cu), f) in ok.into_iter().zip(fns) {
             self.stats.units_compiled += 1;
             self.units[i].code = Some(f);
-            if let Some(b) = &self.units[i].block {
+            if let Some(b) = self.units[i].block.clone() {
+                self.chain_insert(b.start, f);
                 self.new_units.push(NewUnit {
                     rip: b.start,
                     guest_len: b.len,
@@ -315,11 +344,10 @@ impl Engine {
             }
             let rip = self.cpu.rip;
             let i = self.unit_for(rip);
-            let code = if let Some(f) = self.units[i].code {
-                self.stats.guest_insns_compiled += self.units[i].ninsns;
-                // SAFETY: `f` is compiled code with the UnitFn signature, executable, and the
-                // context it receives is this engine's live CPU.
-                unsafe { f(&mut *self.cpu) }
+            let code = if let (Some(f), Some(enter)) = (self.units[i].code, self.enter) {
+                // SAFETY: `f` is executable compiled code with the unit signature, entered
+                // through the trampoline, and the context it receives is this engine's CPU.
+                unsafe { enter(&mut *self.cpu, f) }
             } else {
                 let u = &mut self.units[i];
                 let Some(block) = u.block.clone() else {
@@ -387,6 +415,11 @@ impl Engine {
                 Outcome::Signal(libc::SIGILL)
             }
         }
+    }
+
+    /// Final statistics of the run.
+    pub fn finish_stats(&mut self) {
+        self.stats.guest_insns_compiled = self.cpu.insns_compiled;
     }
 
     /// Waits for background compiles and writes this run's new units to the cache.

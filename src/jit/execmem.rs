@@ -51,6 +51,6 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
         .iter()
         // SAFETY: each offset is the start of a function Cranelift compiled with the UnitFn
         // signature, now executable.
-        .map(|&o| unsafe { std::mem::transmute::<*const u8, UnitFn>(base.add(o)) })
+        .map(|&o| unsafe { base.add(o) as UnitFn })
         .collect())
 }

@@ -374,6 +374,10 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     }
     hs.returns.push(AbiParam::new(types::I64));
     let helper_sig = b.import_signature(hs);
+    let unit_sig = b.import_signature(super::unit_signature());
+    let count = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
+    let count = b.ins().iadd_imm_u(count, block.insns.len() as i64);
+    b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
     let mut l = Lower {
         b,
         cpu,
@@ -402,6 +406,24 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     l.flush();
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);
+    if code == exit::NEXT {
+        // Chain: if the table slot of the next rip holds its unit, jump straight into it.
+        let table = l.b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
+        let sh = l.b.ins().ushr_imm_u(next, 16);
+        let h = l.b.ins().bxor(next, sh);
+        let h = l.b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
+        let o = l.b.ins().ishl_imm_u(h, 4);
+        let slot = l.b.ins().iadd(table, o);
+        let srip = l.b.ins().load(types::I64, mf(), slot, 0);
+        let hit = l.b.ins().icmp(IntCC::Equal, srip, next);
+        let chain = l.b.create_block();
+        let back = l.b.create_block();
+        l.b.ins().brif(hit, chain, &[], back, &[]);
+        l.b.switch_to_block(chain);
+        let f = l.b.ins().load(types::I64, mf(), slot, 8);
+        l.b.ins().return_call_indirect(unit_sig, f, &[cpu]);
+        l.b.switch_to_block(back);
+    }
     let c = l.b.ins().iconst(types::I64, code as i64);
     l.b.ins().return_(&[c]);
     l.b.seal_all_blocks();
