@@ -20,43 +20,14 @@ pub struct Block {
     pub stop: Option<(u64, Vec<u8>, Instruction)>,
 }
 
-/// Reads up to `buf.len()` guest bytes at host address `p` without faulting; returns how many
-/// were readable.
-fn safe_read(p: u64, buf: &mut [u8]) -> usize {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let addr = p + done as u64;
-        let in_page = (4096 - (addr & 4095)) as usize;
-        let n = in_page.min(buf.len() - done);
-        let local = libc::iovec {
-            iov_base: buf[done..].as_mut_ptr() as *mut libc::c_void,
-            iov_len: n,
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: n,
-        };
-        // SAFETY: reads our own address space into our buffer; the kernel reports unreadable
-        // memory as an error instead of faulting.
-        let r = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if r <= 0 {
-            break;
-        }
-        done += r as usize;
-        if (r as usize) < n {
-            break;
-        }
-    }
-    done
+/// Decodes the block at guest `rip` from `code`, the readable guest bytes starting there.
+/// `supported` says which instructions the semantics implement.
+pub fn decode_block(code: &[u8], rip: u64, supported: impl Fn(&Instruction) -> bool) -> Block {
+    decode_bytes(code, rip, &supported)
 }
 
-/// Decodes the block at guest `rip`; `host_base` is the host address of guest 0 and `mask`
-/// the guest address mask. `supported` says which instructions the semantics implement.
-pub fn decode_block(host_base: u64, mask: u64, rip: u64, supported: impl Fn(&Instruction) -> bool) -> Block {
-    let mut buf = vec![0u8; 2048];
-    let n = safe_read(host_base + (rip & mask), &mut buf);
-    buf.truncate(n);
-    let mut d = Decoder::with_ip(64, &buf, rip, DecoderOptions::NONE);
+fn decode_bytes(buf: &[u8], rip: u64, supported: &impl Fn(&Instruction) -> bool) -> Block {
+    let mut d = Decoder::with_ip(64, buf, rip, DecoderOptions::NONE);
     let mut insns = Vec::new();
     let mut stop = None;
     let mut ins = Instruction::default();

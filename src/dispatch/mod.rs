@@ -228,7 +228,9 @@ impl Engine {
         } else if self.cache.is_some() {
             self.stats.cache_misses += 1;
         }
-        let block = decode_block(self.cpu.mem_base, GUEST_MASK, rip, semantics::supported);
+        let len = self.proc.mem.readable_len(rip, 4096);
+        let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]);
+        let block = decode_block(code, rip, semantics::supported);
         self.stats.blocks_decoded += 1;
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);

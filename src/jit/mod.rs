@@ -72,7 +72,8 @@ impl Jit {
         let mut fb = settings::builder();
         fb.set("opt_level", "speed").map_err(|e| JitError::Isa(e.to_string()))?;
         // Tail calls between units need frame pointers.
-        fb.set("preserve_frame_pointers", "true").map_err(|e| JitError::Isa(e.to_string()))?;
+        fb.set("preserve_frame_pointers", "true")
+            .map_err(|e| JitError::Isa(e.to_string()))?;
         let flags = settings::Flags::new(fb);
         let isa = cranelift_native::builder()
             .map_err(|e| JitError::Isa(e.to_string()))?

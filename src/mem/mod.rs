@@ -41,6 +41,8 @@ pub fn page_up(a: u64) -> u64 {
 /// The host reservation that holds the whole guest address space.
 pub struct Memory {
     base: *mut u8,
+    /// The guest's mappings: start -> (end, guest prot). Kept in step with every host change.
+    maps: std::collections::BTreeMap<u64, (u64, i32)>,
     /// Next free address for mappings placed by Kiln, growing downwards.
     mmap_next: u64,
     pub brk_start: u64,
@@ -69,6 +71,7 @@ impl Memory {
         }
         Ok(Memory {
             base: p as *mut u8,
+            maps: Default::default(),
             mmap_next: layout::MMAP_TOP,
             brk_start: 0,
             brk: 0,
@@ -100,6 +103,20 @@ impl Memory {
 
     /// Maps a range with host mmap(MAP_FIXED) inside the reservation.
     pub fn map_fixed(&mut self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
+        self.map_fixed_unrecorded(addr, len, prot, flags, fd, off)?;
+        self.record(addr, addr + len, Some(prot));
+        Ok(())
+    }
+
+    fn map_fixed_unrecorded(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: i64,
+    ) -> Result<(), MemError> {
         Self::check(addr, len)?;
         let hprot = host_prot(prot);
         // SAFETY: the range lies inside our reservation (checked), so MAP_FIXED replaces only
@@ -120,20 +137,58 @@ impl Memory {
         Ok(())
     }
 
+    /// Updates the mapping record over [start, end): `None` removes it.
+    fn record(&mut self, start: u64, end: u64, prot: Option<i32>) {
+        // Split any mapping straddling either edge, then drop everything inside.
+        for edge in [start, end] {
+            if let Some((&s, &(e, p))) = self.maps.range(..edge).next_back() {
+                if e > edge {
+                    self.maps.insert(s, (edge, p));
+                    self.maps.insert(edge, (e, p));
+                }
+            }
+        }
+        let inside: Vec<u64> = self.maps.range(start..end).map(|(&s, _)| s).collect();
+        for s in inside {
+            self.maps.remove(&s);
+        }
+        if let Some(p) = prot {
+            self.maps.insert(start, (end, p));
+        }
+    }
+
+    /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
+    pub fn readable_len(&self, addr: u64, max: u64) -> u64 {
+        let mut at = addr;
+        let end = addr.saturating_add(max);
+        while at < end {
+            match self.maps.range(..=at).next_back() {
+                Some((_, &(e, p))) if e > at && host_prot(p) & libc::PROT_READ != 0 => at = e,
+                _ => break,
+            }
+        }
+        at.min(end) - addr
+    }
+
     /// Returns a guest range to the reserved, inaccessible state.
     pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
-        self.map_fixed(
+        self.map_fixed_unrecorded(
             addr,
             len,
             0,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
-        )
+        )?;
+        self.record(addr, addr + len, None);
+        Ok(())
     }
 
     pub fn protect(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), std::io::Error> {
         Self::check(addr, len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        if !self.fully_mapped(addr, addr + len) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        }
         // SAFETY: inside the reservation.
         let r = unsafe {
             libc::mprotect(
@@ -145,7 +200,19 @@ impl Memory {
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        self.record(addr, addr + len, Some(prot));
         Ok(())
+    }
+
+    fn fully_mapped(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        while at < end {
+            match self.maps.range(..=at).next_back() {
+                Some((_, &(e, _))) if e > at => at = e,
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Picks a free guest range of `len` bytes for a mapping without a fixed address.
