@@ -5,9 +5,11 @@
 pub mod concrete;
 pub mod emitter;
 pub mod flags;
+pub mod fp;
 pub mod operand;
 pub mod slow;
 pub mod sse;
+pub mod sse_fp;
 pub mod vector;
 
 use crate::cpu::FlagKind;

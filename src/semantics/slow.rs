@@ -11,7 +11,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 pub fn supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
-    if super::sse::slow_supported(ins) {
+    if super::sse::slow_supported(ins) || super::sse_fp::supported(ins) {
         return true;
     }
     let m = ins.mnemonic();
@@ -68,6 +68,10 @@ pub fn supported(ins: &Instruction) -> bool {
                 | Fnstcw
                 | Fldcw
                 | Fnstsw
+                | Fnstenv
+                | Fldenv
+                | Fnclex
+                | Fninit
                 | Wait
                 | Push
         )
@@ -186,6 +190,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let m = ins.mnemonic();
     if super::sse::slow_supported(ins) {
         return super::sse::slow_exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
+    }
+    if super::sse_fp::supported(ins) {
+        return super::sse_fp::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
     }
     let bad = || fault::UNIMPLEMENTED;
     match m {
@@ -483,6 +490,39 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                 let a = ea(&mut Live::new(cpu), ins);
                 store(cpu, a, v, 2);
             }
+        }
+        Fnstenv => {
+            // 28-byte protected-mode environment; afterwards all x87 exceptions are masked.
+            let a = ea(&mut Live::new(cpu), ins);
+            let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+            let words = [
+                cpu.fpu_cw as u64 | 0xffff_0000,
+                sw | 0xffff_0000,
+                cpu.fpu_tag | 0xffff_0000,
+                0,
+                0,
+                0,
+                0xffff_0000,
+            ];
+            for (i, w) in words.iter().enumerate() {
+                store(cpu, a.wrapping_add(4 * i as u64), *w, 4);
+            }
+            cpu.fpu_cw |= 0x3f;
+        }
+        Fldenv => {
+            let a = ea(&mut Live::new(cpu), ins);
+            cpu.fpu_cw = load(cpu, a, 2) as u16;
+            let sw = load(cpu, a.wrapping_add(4), 2);
+            cpu.fpu_sw = sw as u16;
+            cpu.fpu_top = (sw >> 11) & 7;
+            cpu.fpu_tag = load(cpu, a.wrapping_add(8), 2);
+        }
+        Fnclex => cpu.fpu_sw &= 0x7f00,
+        Fninit => {
+            cpu.fpu_cw = 0x37f;
+            cpu.fpu_sw = 0;
+            cpu.fpu_top = 0;
+            cpu.fpu_tag = 0xffff;
         }
         Ud2 => return Err(fault::UD),
         Hlt => return Err(fault::HALT),

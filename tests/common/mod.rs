@@ -33,6 +33,9 @@ pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
     let out = dir.join(stem);
     let mut cmd = Command::new(cc);
     cmd.arg("-static").arg(opt).arg("-w").arg("-o").arg(&out).arg(&src);
+    if name.ends_with(".c") {
+        cmd.arg("-lm");
+    }
     if name.ends_with(".S") {
         cmd.arg("-nostdlib");
     }
