@@ -80,4 +80,6 @@ corpus! {
     atomic_instructions => "asm_atomics.S";
     flags_read_directly => "asm_flags.S";
     sse2_integer_and_moves => "sse2_integer.c";
+    sse_floating_point => "float_sse.c";
+    x87_long_double => "x87_long_double.c";
 }

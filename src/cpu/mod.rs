@@ -6,7 +6,7 @@
 use std::mem::offset_of;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 2;
+pub const CPU_LAYOUT_VERSION: u32 = 3;
 
 /// Entries in the chaining table (a power of two).
 pub const CHAIN_ENTRIES: u64 = 1 << 16;
@@ -119,8 +119,8 @@ pub struct Cpu {
     pub fpu_cw: u16,
     pub fpu_sw: u16,
     pub xmm: [[u64; 2]; 16],
-    /// x87 registers held as f64 (80-bit precision is the ISA issue's work).
-    pub st: [f64; 8],
+    /// x87 physical registers, 80-bit values in the low bits of each u128 (little-endian halves).
+    pub st: [[u64; 2]; 8],
     pub fpu_top: u64,
     pub fpu_tag: u64,
 }
@@ -149,7 +149,7 @@ impl Cpu {
             fpu_cw: 0x37f,
             fpu_sw: 0,
             xmm: [[0; 2]; 16],
-            st: [0.0; 8],
+            st: [[0; 2]; 8],
             fpu_top: 0,
             fpu_tag: 0xffff,
         })

@@ -11,6 +11,7 @@ pub mod slow;
 pub mod sse;
 pub mod sse_fp;
 pub mod vector;
+pub mod x87;
 
 use crate::cpu::FlagKind;
 use emitter::{Bin, Cc, Emitter, Flags, Un};

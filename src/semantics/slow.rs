@@ -11,7 +11,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 pub fn supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
-    if super::sse::slow_supported(ins) || super::sse_fp::supported(ins) {
+    if super::sse::slow_supported(ins) || super::sse_fp::supported(ins) || super::x87::supported(ins) {
         return true;
     }
     let m = ins.mnemonic();
@@ -193,6 +193,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     }
     if super::sse_fp::supported(ins) {
         return super::sse_fp::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
+    }
+    if super::x87::supported(ins) {
+        return super::x87::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
     }
     let bad = || fault::UNIMPLEMENTED;
     match m {

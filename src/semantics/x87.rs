@@ -1,0 +1,677 @@
+//! The x87 FPU with true 80-bit extended precision (soft-float, rustc_apfloat's x87 format):
+//! the register stack and tags, control and status words, rounding and precision control.
+//! Runs over concrete state (compiled code reaches it through the slow helper).
+
+use super::concrete::{load, store, store_flags, Live};
+use super::emitter::Flags;
+use super::fp::{self, W};
+use super::operand::ea;
+use crate::cpu::{Cpu, FlagKind};
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+use rustc_apfloat::ieee::{Double, Single, X87DoubleExtended as Ext};
+use rustc_apfloat::{Float, FloatConvert, Round, Status, StatusAnd};
+use std::cmp::Ordering;
+
+// Status word bits.
+const IE: u16 = 1;
+const ZE: u16 = 4;
+const SF: u16 = 1 << 6;
+const C0: u16 = 1 << 8;
+const C1: u16 = 1 << 9;
+const C2: u16 = 1 << 10;
+const C3: u16 = 1 << 14;
+
+pub fn supported(ins: &Instruction) -> bool {
+    use Mnemonic::*;
+    matches!(
+        ins.mnemonic(),
+        Fld | Fst
+            | Fstp
+            | Fild
+            | Fist
+            | Fistp
+            | Fisttp
+            | Fadd
+            | Faddp
+            | Fiadd
+            | Fsub
+            | Fsubp
+            | Fisub
+            | Fsubr
+            | Fsubrp
+            | Fisubr
+            | Fmul
+            | Fmulp
+            | Fimul
+            | Fdiv
+            | Fdivp
+            | Fidiv
+            | Fdivr
+            | Fdivrp
+            | Fidivr
+            | Fchs
+            | Fabs
+            | Fxch
+            | Fld1
+            | Fldz
+            | Fldpi
+            | Fldl2e
+            | Fldl2t
+            | Fldlg2
+            | Fldln2
+            | Fcom
+            | Fcomp
+            | Fcompp
+            | Fucom
+            | Fucomp
+            | Fucompp
+            | Fcomi
+            | Fcomip
+            | Fucomi
+            | Fucomip
+            | Ftst
+            | Fxam
+            | Frndint
+            | Fsqrt
+            | Fscale
+            | Fprem
+            | Fprem1
+            | Ffree
+            | Fincstp
+            | Fdecstp
+            | Fcmovb
+            | Fcmove
+            | Fcmovbe
+            | Fcmovu
+            | Fcmovnb
+            | Fcmovne
+            | Fcmovnbe
+            | Fcmovnu
+            | Fxtract
+    )
+}
+
+fn to_ext(v: [u64; 2]) -> Ext {
+    Ext::from_bits(v[0] as u128 | ((v[1] & 0xffff) as u128) << 64)
+}
+
+fn from_ext(e: Ext) -> [u64; 2] {
+    let b = e.to_bits();
+    [b as u64, ((b >> 64) as u64) & 0xffff]
+}
+
+fn rounding(cw: u16) -> Round {
+    match (cw >> 10) & 3 {
+        0 => Round::NearestTiesToEven,
+        1 => Round::TowardNegative,
+        2 => Round::TowardPositive,
+        _ => Round::TowardZero,
+    }
+}
+
+fn sw_flags(s: Status) -> u16 {
+    fp::status_flags(s) as u16
+}
+
+struct Fpu<'a> {
+    cpu: &'a mut Cpu,
+}
+
+impl Fpu<'_> {
+    fn phys(&self, i: usize) -> usize {
+        (self.cpu.fpu_top as usize + i) & 7
+    }
+    fn tag_empty(&self, p: usize) -> bool {
+        (self.cpu.fpu_tag >> (2 * p)) & 3 == 3
+    }
+    fn set_tag(&mut self, p: usize, v: Ext) {
+        let t = if v.is_nan() || v.is_infinite() || v.is_denormal() {
+            2
+        } else if v.is_zero() {
+            1
+        } else {
+            0
+        };
+        self.cpu.fpu_tag = (self.cpu.fpu_tag & !(3 << (2 * p))) | (t << (2 * p));
+    }
+    fn st(&mut self, i: usize) -> Ext {
+        let p = self.phys(i);
+        if self.tag_empty(p) {
+            // Stack underflow: invalid, with the indefinite value.
+            self.cpu.fpu_sw |= IE | SF;
+            self.cpu.fpu_sw &= !C1;
+            return indefinite();
+        }
+        to_ext(self.cpu.st[p])
+    }
+    fn set_st(&mut self, i: usize, v: Ext) {
+        let p = self.phys(i);
+        self.cpu.st[p] = from_ext(v);
+        self.set_tag(p, v);
+    }
+    fn push(&mut self, v: Ext) {
+        let t = (self.cpu.fpu_top + 7) & 7;
+        if !self.tag_empty(t as usize) {
+            self.cpu.fpu_sw |= IE | SF | C1;
+        }
+        self.cpu.fpu_top = t;
+        self.set_st(0, v);
+    }
+    fn pop(&mut self) {
+        let p = self.phys(0);
+        self.cpu.fpu_tag |= 3 << (2 * p);
+        self.cpu.fpu_top = (self.cpu.fpu_top + 1) & 7;
+    }
+    fn round(&self) -> Round {
+        rounding(self.cpu.fpu_cw)
+    }
+    /// Applies precision control (24 or 53 bits) to an arithmetic result.
+    fn precision(&mut self, r: StatusAnd<Ext>) -> Ext {
+        let mut st = r.status;
+        let v = match (self.cpu.fpu_cw >> 8) & 3 {
+            0 => {
+                let mut l = false;
+                let s: StatusAnd<Single> = r.value.convert_r(self.round(), &mut l);
+                st |= s.status;
+                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
+            }
+            2 => {
+                let mut l = false;
+                let s: StatusAnd<Double> = r.value.convert_r(self.round(), &mut l);
+                st |= s.status;
+                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
+            }
+            _ => r.value,
+        };
+        self.flag(st);
+        v
+    }
+    fn flag(&mut self, s: Status) {
+        self.cpu.fpu_sw |= sw_flags(s);
+        if s.contains(Status::INEXACT) {
+            self.cpu.fpu_sw &= !C1;
+        }
+    }
+}
+
+fn indefinite() -> Ext {
+    Ext::from_bits(0xffff_c000_0000_0000_0000)
+}
+
+/// x87 NaN propagation: of two NaNs the one with the larger significand, quieted.
+fn nan_result(a: Ext, b: Ext) -> Ext {
+    let q = |v: Ext| Ext::from_bits(v.to_bits() | (1 << 62));
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => {
+            let (ma, mb) = (a.to_bits() & ((1 << 63) - 1), b.to_bits() & ((1 << 63) - 1));
+            if ma >= mb {
+                q(a)
+            } else {
+                q(b)
+            }
+        }
+        (true, false) => q(a),
+        _ => q(b),
+    }
+}
+
+fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16) {
+    let a = ea(&mut Live::new(cpu), ins);
+    let size = ins.memory_size().size();
+    let mut flags = 0;
+    let mut l = false;
+    let v = if int {
+        let raw = load(cpu, a, size as u8);
+        let i = match size {
+            2 => raw as u16 as i16 as i128,
+            4 => raw as u32 as i32 as i128,
+            _ => raw as i64 as i128,
+        };
+        Ext::from_i128(i).value
+    } else {
+        match size {
+            4 => {
+                let bits = load(cpu, a, 4);
+                if W::S.is_snan(bits) {
+                    flags |= IE;
+                }
+                let s = Single::from_bits(bits as u128);
+                if s.is_nan() {
+                    nan_widen(bits, W::S)
+                } else {
+                    s.convert_r(Round::NearestTiesToEven, &mut l).value
+                }
+            }
+            8 => {
+                let bits = load(cpu, a, 8);
+                if W::D.is_snan(bits) {
+                    flags |= IE;
+                }
+                let d = Double::from_bits(bits as u128);
+                if d.is_nan() {
+                    nan_widen(bits, W::D)
+                } else {
+                    d.convert_r(Round::NearestTiesToEven, &mut l).value
+                }
+            }
+            _ => to_ext([load(cpu, a, 8), load(cpu, a.wrapping_add(8), 2)]),
+        }
+    };
+    (v, flags)
+}
+
+/// A binary32/64 NaN widened to 80 bits the way the hardware does (payload kept, quieted).
+fn nan_widen(bits: u64, w: W) -> Ext {
+    let (sign, frac, fb) = match w {
+        W::S => ((bits >> 31) & 1, bits & 0x7f_ffff, 23),
+        W::D => ((bits >> 63) & 1, bits & 0xf_ffff_ffff_ffff, 52),
+    };
+    let mant = (1u128 << 63) | ((frac as u128) << (63 - fb)) | (1 << 62);
+    Ext::from_bits(mant | ((sign as u128) << 79) | (0x7fff << 64))
+}
+
+fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
+    let r = f.round();
+    let mut l = false;
+    match size {
+        4 | 8 => {
+            let w = if size == 4 { W::S } else { W::D };
+            let bits = if v.is_nan() {
+                if v.is_signaling() {
+                    f.cpu.fpu_sw |= IE;
+                }
+                let b = v.to_bits();
+                let sign = ((b >> 79) & 1) as u64;
+                let frac = ((b >> 11) as u64) & 0xf_ffff_ffff_ffff; // top 52 fraction bits
+                match w {
+                    W::D => (sign << 63) | 0x7ff0_0000_0000_0000 | frac | (1 << 51),
+                    W::S => (sign << 31) | 0x7f80_0000 | (frac >> 29) | (1 << 22),
+                }
+            } else if w == W::S {
+                let s: StatusAnd<Single> = v.convert_r(r, &mut l);
+                f.flag(s.status);
+                s.value.to_bits() as u64
+            } else {
+                let s: StatusAnd<Double> = v.convert_r(r, &mut l);
+                f.flag(s.status);
+                s.value.to_bits() as u64
+            };
+            store(f.cpu, a, bits, size as u8);
+        }
+        _ => {
+            let b = from_ext(v);
+            store(f.cpu, a, b[0], 8);
+            store(f.cpu, a.wrapping_add(8), b[1], 2);
+        }
+    }
+}
+
+fn store_int(f: &mut Fpu, v: Ext, a: u64, size: usize, truncate: bool) {
+    let r = if truncate { Round::TowardZero } else { f.round() };
+    let bits = size * 8;
+    let mut exact = false;
+    let s = v.to_i128_r(bits, r, &mut exact);
+    let out = if v.is_nan() || s.status.contains(Status::INVALID_OP) {
+        f.cpu.fpu_sw |= IE;
+        1u64 << (bits - 1)
+    } else {
+        f.flag(s.status);
+        s.value as u64
+    };
+    store(f.cpu, a, out, size as u8);
+}
+
+fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
+    use Mnemonic::*;
+    if a.is_nan() || b.is_nan() {
+        if a.is_signaling() || b.is_signaling() {
+            f.cpu.fpu_sw |= IE;
+        }
+        return nan_result(a, b);
+    }
+    let r = f.round();
+    let res = match m {
+        Fadd | Faddp | Fiadd => a.add_r(b, r),
+        Fsub | Fsubp | Fisub => a.sub_r(b, r),
+        Fsubr | Fsubrp | Fisubr => b.sub_r(a, r),
+        Fmul | Fmulp | Fimul => a.mul_r(b, r),
+        Fdiv | Fdivp | Fidiv => a.div_r(b, r),
+        _ => b.div_r(a, r),
+    };
+    if res.status.contains(Status::INVALID_OP) {
+        f.cpu.fpu_sw |= IE;
+        return indefinite();
+    }
+    if res.status.contains(Status::DIV_BY_ZERO) {
+        f.cpu.fpu_sw |= ZE;
+        return res.value;
+    }
+    f.precision(res)
+}
+
+fn compare(a: Ext, b: Ext) -> Option<Ordering> {
+    if a.is_nan() || b.is_nan() {
+        None
+    } else {
+        a.partial_cmp(&b)
+    }
+}
+
+fn sti(ins: &Instruction, n: u32) -> usize {
+    ins.op_register(n) as usize - Register::ST0 as usize
+}
+
+/// Square root of a positive finite extended value, correctly rounded (integer square root on
+/// the 64-bit significand).
+fn sqrt_ext(v: Ext, r: Round) -> StatusAnd<Ext> {
+    let b = v.to_bits();
+    let mut e = ((b >> 64) & 0x7fff).max(1) as i64 - 16383 - 63;
+    let mut m = b & ((1u128 << 64) - 1);
+    if m == 0 {
+        return Status::OK.and(v);
+    }
+    while m >> 63 == 0 {
+        m <<= 1;
+        e -= 1;
+    }
+    // x = m * 2^e with m in [2^63, 2^65) and e odd; then n = m * 2^63 has a 64-bit root and
+    // sqrt(x) = sqrt(n) * 2^((e - 63) / 2).
+    if e & 1 == 0 {
+        m <<= 1;
+        e -= 1;
+    }
+    let n = m << 63;
+    let mut s = (n as f64).sqrt() as u128;
+    while s * s > n {
+        s -= 1;
+    }
+    while (s + 1) * (s + 1) <= n {
+        s += 1;
+    }
+    let rem = n - s * s;
+    let mut ex = (e - 63) / 2;
+    let up = match r {
+        Round::TowardPositive => rem != 0,
+        Round::NearestTiesToEven | Round::NearestTiesToAway => rem > s,
+        _ => false,
+    };
+    if up {
+        s += 1;
+        if s >> 64 != 0 {
+            s >>= 1;
+            ex += 1;
+        }
+    }
+    let status = if rem == 0 { Status::OK } else { Status::INEXACT };
+    let biased = (ex + 63 + 16383) as u128;
+    status.and(Ext::from_bits(s | (biased << 64)))
+}
+
+pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
+    use Mnemonic::*;
+    let m = ins.mnemonic();
+    let mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);
+    let mut f = Fpu { cpu };
+    f.cpu.fpu_sw &= !C1;
+    match m {
+        Fld => {
+            let v = if mem {
+                let (v, fl) = load_mem(f.cpu, ins, false);
+                f.cpu.fpu_sw |= fl;
+                v
+            } else {
+                f.st(sti(ins, 0))
+            };
+            f.push(v);
+        }
+        Fild => {
+            let (v, _) = load_mem(f.cpu, ins, true);
+            f.push(v);
+        }
+        Fst | Fstp => {
+            let v = f.st(0);
+            if mem {
+                let a = ea(&mut Live::new(f.cpu), ins);
+                store_float(&mut f, v, a, ins.memory_size().size());
+            } else {
+                f.set_st(sti(ins, 0), v);
+            }
+            if m == Fstp {
+                f.pop();
+            }
+        }
+        Fist | Fistp | Fisttp => {
+            let v = f.st(0);
+            let a = ea(&mut Live::new(f.cpu), ins);
+            store_int(&mut f, v, a, ins.memory_size().size(), m == Fisttp);
+            if m != Fist {
+                f.pop();
+            }
+        }
+        Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr | Fmul | Fmulp | Fimul | Fdiv | Fdivp
+        | Fidiv | Fdivr | Fdivrp | Fidivr => {
+            let (dst, src) = if mem {
+                let int = matches!(m, Fiadd | Fisub | Fisubr | Fimul | Fidiv | Fidivr);
+                let (v, fl) = load_mem(f.cpu, ins, int);
+                f.cpu.fpu_sw |= fl;
+                (0, v)
+            } else if ins.op_count() == 2 {
+                (sti(ins, 0), f.st(sti(ins, 1)))
+            } else {
+                // faddp with no operands: st(1) = st(1) op st(0)
+                (1, f.st(0))
+            };
+            let a = f.st(dst);
+            let r = arith(&mut f, m, a, src);
+            f.set_st(dst, r);
+            if matches!(m, Faddp | Fsubp | Fsubrp | Fmulp | Fdivp | Fdivrp) {
+                f.pop();
+            }
+        }
+        Fchs | Fabs => {
+            let v = f.st(0);
+            let r = if m == Fchs { -v } else { v.abs() };
+            f.set_st(0, r);
+        }
+        Fxch => {
+            let i = if ins.op_count() == 2 { sti(ins, 1) } else { 1 };
+            let (a, b) = (f.st(0), f.st(i));
+            f.set_st(0, b);
+            f.set_st(i, a);
+        }
+        Fld1 | Fldz | Fldpi | Fldl2e | Fldl2t | Fldlg2 | Fldln2 => {
+            // Constants with their 64-bit significands (rounded to nearest; RC adjusts the last
+            // bit for pi, l2e, lg2, ln2 as the hardware does).
+            let (sig, exp, round_up_bit): (u64, u32, Option<bool>) = match m {
+                Fld1 => (1 << 63, 16383, None),
+                Fldz => (0, 0, None),
+                Fldpi => (0xc90f_daa2_2168_c235, 16384, Some(false)),
+                Fldl2e => (0xb8aa_3b29_5c17_f0bc, 16383, Some(false)),
+                Fldl2t => (0xd49a_784b_cd1b_8afe, 16384, Some(true)),
+                Fldlg2 => (0x9a20_9a84_fbcf_f799, 16381, Some(false)),
+                _ => (0xb172_17f7_d1cf_79ac, 16382, Some(false)),
+            };
+            // round_up_bit: whether round-to-nearest rounded the true value up.
+            let rc = (f.cpu.fpu_cw >> 10) & 3;
+            let sig = match round_up_bit {
+                Some(true) if rc == 1 || rc == 3 => sig - 1,
+                Some(false) if rc == 2 => sig + 1,
+                _ => sig,
+            };
+            f.push(Ext::from_bits(sig as u128 | (exp as u128) << 64));
+        }
+        Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ftst => {
+            let a = f.st(0);
+            let b = if m == Ftst {
+                Ext::ZERO
+            } else if mem {
+                let (v, fl) = load_mem(f.cpu, ins, false);
+                f.cpu.fpu_sw |= fl;
+                v
+            } else if ins.op_count() >= 1 {
+                f.st(sti(ins, ins.op_count() - 1))
+            } else {
+                f.st(1)
+            };
+            let unordered_signals = matches!(m, Fcom | Fcomp | Fcompp | Ftst);
+            if (a.is_nan() || b.is_nan()) && (unordered_signals || a.is_signaling() || b.is_signaling()) {
+                f.cpu.fpu_sw |= IE;
+            }
+            let cc = match compare(a, b) {
+                None => C0 | C2 | C3,
+                Some(Ordering::Less) => C0,
+                Some(Ordering::Equal) => C3,
+                Some(Ordering::Greater) => 0,
+            };
+            f.cpu.fpu_sw = (f.cpu.fpu_sw & !(C0 | C2 | C3)) | cc;
+            if matches!(m, Fcomp | Fucomp) {
+                f.pop();
+            }
+            if matches!(m, Fcompp | Fucompp) {
+                f.pop();
+                f.pop();
+            }
+        }
+        Fcomi | Fcomip | Fucomi | Fucomip => {
+            let a = f.st(0);
+            let b = f.st(sti(ins, 1));
+            if (a.is_nan() || b.is_nan()) && (matches!(m, Fcomi | Fcomip) || a.is_signaling() || b.is_signaling()) {
+                f.cpu.fpu_sw |= IE;
+            }
+            let fl = match compare(a, b) {
+                None => 0x45,
+                Some(Ordering::Less) => 0x01,
+                Some(Ordering::Equal) => 0x40,
+                Some(Ordering::Greater) => 0,
+            };
+            store_flags(
+                f.cpu,
+                Flags {
+                    kind: FlagKind::Raw,
+                    size: 8,
+                    res: fl,
+                    a: 0,
+                    b: 0,
+                    aux: 0,
+                },
+            );
+            if matches!(m, Fcomip | Fucomip) {
+                f.pop();
+            }
+        }
+        Fxam => {
+            let p = f.phys(0);
+            let v = to_ext(f.cpu.st[p]);
+            let sign = if v.is_negative() { C1 } else { 0 };
+            let class = if f.tag_empty(p) {
+                C3 | C0
+            } else if v.is_nan() {
+                C0
+            } else if v.is_infinite() {
+                C2 | C0
+            } else if v.is_zero() {
+                C3
+            } else if v.is_denormal() {
+                C3 | C2
+            } else {
+                C2
+            };
+            f.cpu.fpu_sw = (f.cpu.fpu_sw & !(C0 | C1 | C2 | C3)) | class | sign;
+        }
+        Frndint => {
+            let v = f.st(0);
+            if !v.is_nan() {
+                let r = v.round_to_integral(f.round());
+                f.flag(r.status);
+                f.set_st(0, r.value);
+            }
+        }
+        Fsqrt => {
+            let v = f.st(0);
+            let r = if v.is_nan() {
+                nan_result(v, v)
+            } else if v.is_negative() && !v.is_zero() {
+                f.cpu.fpu_sw |= IE;
+                indefinite()
+            } else if v.is_zero() || v.is_infinite() {
+                v
+            } else {
+                let s = sqrt_ext(v, f.round());
+                f.precision(s)
+            };
+            f.set_st(0, r);
+        }
+        Fscale => {
+            let (a, b) = (f.st(0), f.st(1));
+            let r = if a.is_nan() || b.is_nan() {
+                nan_result(a, b)
+            } else {
+                let mut exact = false;
+                let n = b.to_i128_r(32, Round::TowardZero, &mut exact).value as i32;
+                a.scalbn_r(n.clamp(-70000, 70000) as _, f.round())
+            };
+            f.set_st(0, r);
+        }
+        Fprem | Fprem1 => {
+            let (a, b) = (f.st(0), f.st(1));
+            let r = if m == Fprem { a.c_fmod(b) } else { a.ieee_rem(b) };
+            if r.status.contains(Status::INVALID_OP) {
+                f.cpu.fpu_sw |= IE;
+            }
+            // Complete reduction in one step: C2 clear; C0, C3, C1 are the quotient's low bits.
+            let mut exact = false;
+            let q = a
+                .sub_r(r.value, Round::NearestTiesToEven)
+                .value
+                .div_r(b, Round::NearestTiesToEven)
+                .value;
+            let qi = q.abs().to_i128_r(64, Round::NearestTiesToEven, &mut exact).value as u64;
+            let mut sw = f.cpu.fpu_sw & !(C0 | C1 | C2 | C3);
+            if qi & 1 != 0 {
+                sw |= C1;
+            }
+            if qi & 2 != 0 {
+                sw |= C3;
+            }
+            if qi & 4 != 0 {
+                sw |= C0;
+            }
+            f.cpu.fpu_sw = sw;
+            f.set_st(0, r.value);
+        }
+        Fxtract => {
+            let v = f.st(0);
+            let mut e = 0;
+            let sig = v.frexp(&mut e);
+            // frexp gives [0.5, 1); x87 gives [1, 2).
+            let sig = sig.scalbn(1);
+            f.set_st(0, Ext::from_i128((e - 1) as i128).value);
+            f.push(sig);
+        }
+        Ffree => {
+            let p = f.phys(sti(ins, 0));
+            f.cpu.fpu_tag |= 3 << (2 * p);
+        }
+        Fincstp => f.cpu.fpu_top = (f.cpu.fpu_top + 1) & 7,
+        Fdecstp => f.cpu.fpu_top = (f.cpu.fpu_top + 7) & 7,
+        _ => {
+            // fcmovcc st(0), st(i)
+            use super::emitter::Cc;
+            let cc = match m {
+                Fcmovb => Cc::B,
+                Fcmove => Cc::E,
+                Fcmovbe => Cc::Be,
+                Fcmovu => Cc::P,
+                Fcmovnb => Cc::Ae,
+                Fcmovne => Cc::Ne,
+                Fcmovnbe => Cc::A,
+                _ => Cc::Np,
+            };
+            if super::concrete::cond(f.cpu, cc) {
+                let v = f.st(sti(ins, 1));
+                f.set_st(0, v);
+            }
+        }
+    }
+    Ok(())
+}
