@@ -40,6 +40,12 @@ enum Cmd {
         /// Neither read nor write the persistent cache.
         #[arg(long)]
         no_cache: bool,
+        /// The cache directory (default: KILN_CACHE_DIR, XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// The guest's argv[0] (default: PROGRAM as given).
+        #[arg(long)]
+        argv0: Option<std::ffi::OsString>,
         /// The program to run.
         program: PathBuf,
         /// Its arguments.
@@ -69,9 +75,20 @@ fn main() {
         Cmd::Run {
             tier,
             no_cache,
+            cache_dir,
+            argv0,
             program,
             args,
-        } => run(tier, no_cache, program, args),
+        } => run(
+            RunOptions {
+                tier,
+                no_cache,
+                cache_dir,
+                argv0,
+            },
+            program,
+            args,
+        ),
         Cmd::Cache { op } => cache_cmd(op),
     };
     match r {
@@ -101,6 +118,50 @@ fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Replaces this process with Kiln running the program a guest execve asked for, with the same
+/// tier and cache settings.
+fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
+    use std::ffi::CString;
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let cs = |b: &[u8]| CString::new(b.to_vec()).unwrap_or_default();
+    let tier = match opts.tier {
+        Tier::Interp => "interp",
+        Tier::Jit => "jit",
+        Tier::Auto => "auto",
+    };
+    let mut args = vec![
+        cs(me.as_os_str().as_bytes()),
+        cs(b"run"),
+        cs(b"--tier"),
+        cs(tier.as_bytes()),
+    ];
+    if opts.no_cache {
+        args.push(cs(b"--no-cache"));
+    } else if let Some(d) = opts.cache_dir.clone().or_else(cache::default_dir) {
+        args.push(cs(b"--cache-dir"));
+        args.push(cs(d.as_os_str().as_bytes()));
+    }
+    let argv0 = req.argv.first().cloned().unwrap_or_else(|| req.path.clone());
+    args.push(cs(b"--argv0"));
+    args.push(argv0);
+    args.push(cs(b"--"));
+    args.push(req.path.clone());
+    args.extend(req.argv.iter().skip(1).cloned());
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = req.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let exe = cs(me.as_os_str().as_bytes());
+    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(exe.as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+    eprintln!(
+        "kiln: cannot re-execute {} for the guest's execve: {}",
+        me.display(),
+        std::io::Error::last_os_error()
+    );
+    std::process::exit(127)
+}
+
 /// Ends this process the way the guest would have ended: killed by `sig`.
 fn die_of(sig: i32) -> ! {
     // SAFETY: resetting a signal to its default and raising it; no Rust state is involved.
@@ -115,19 +176,77 @@ fn die_of(sig: i32) -> ! {
     std::process::exit(128 + sig);
 }
 
-fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsString>) -> anyhow::Result<i32> {
+/// Resolves `#!` scripts the way the kernel does: returns the program to load and its argv.
+fn resolve_script(program: PathBuf, argv: Vec<Vec<u8>>) -> anyhow::Result<(PathBuf, Vec<Vec<u8>>, Vec<u8>)> {
+    let (mut program, mut argv) = (program, argv);
+    for _ in 0..4 {
+        let name = program.display().to_string();
+        let mut head = [0u8; 256];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&program).map_err(|e| loader::LoadError::Io(name.clone(), e))?;
+            f.read(&mut head).map_err(|e| loader::LoadError::Io(name.clone(), e))?
+        };
+        if n < 2 || &head[..2] != b"#!" {
+            let data = std::fs::read(&program).map_err(|e| loader::LoadError::Io(name.clone(), e))?;
+            return Ok((program, argv, data));
+        }
+        let line = head[2..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = String::from_utf8_lossy(line).trim().to_string();
+        let mut parts = line.splitn(2, |c: char| c == ' ' || c == '\t');
+        let interp = parts.next().unwrap_or("").to_string();
+        if interp.is_empty() {
+            anyhow::bail!("{name}: empty #! line");
+        }
+        let mut new_argv = vec![interp.clone().into_bytes()];
+        if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
+            new_argv.push(arg.as_bytes().to_vec());
+        }
+        new_argv.push(program.as_os_str().as_bytes().to_vec());
+        new_argv.extend(argv.into_iter().skip(1));
+        program = PathBuf::from(interp);
+        argv = new_argv;
+    }
+    anyhow::bail!("{}: too many levels of #! interpreters", program.display())
+}
+
+struct RunOptions {
+    tier: Tier,
+    no_cache: bool,
+    cache_dir: Option<PathBuf>,
+    argv0: Option<std::ffi::OsString>,
+}
+
+fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> anyhow::Result<i32> {
+    let RunOptions { tier, no_cache, .. } = opts;
+    let execfn = program.as_os_str().as_bytes().to_vec();
+    let argv0 = opts
+        .argv0
+        .as_ref()
+        .map(|a| a.as_bytes().to_vec())
+        .unwrap_or_else(|| execfn.clone());
+    let mut argv: Vec<Vec<u8>> = vec![argv0];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let (program, argv, data) = resolve_script(program, argv)?;
     let name = program.display().to_string();
-    let data = std::fs::read(&program).map_err(|e| loader::LoadError::Io(name.clone(), e))?;
     let mut mem = mem::Memory::reserve()?;
-    let img = loader::load_elf(&name, &data, &mut mem)?;
+    let img = loader::load_elf(&name, &data, &mut mem, mem::layout::PIE_BASE)?;
+    mem.brk_start = img.hi;
+    mem.brk = img.hi;
     let hash = *blake3::hash(&data).as_bytes();
     drop(data);
+    let mut entry = img.entry;
+    let mut interp_base = 0;
+    if let Some(interp) = &img.interp {
+        let idata = std::fs::read(interp).map_err(|e| loader::LoadError::Io(interp.clone(), e))?;
+        let ii = loader::load_elf(interp, &idata, &mut mem, mem::layout::INTERP_BASE)?;
+        entry = ii.entry;
+        interp_base = ii.load_bias;
+    }
     let exe = std::fs::canonicalize(&program)
         .unwrap_or_else(|_| program.clone())
         .display()
         .to_string();
-    let mut argv: Vec<Vec<u8>> = vec![program.as_os_str().as_bytes().to_vec()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
     let envp: Vec<Vec<u8>> = std::env::vars_os()
         .map(|(k, v)| {
             let mut e = k.as_bytes().to_vec();
@@ -136,20 +255,18 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
             e
         })
         .collect();
-    let sp = loader::build_stack(
-        &mut mem,
-        &img,
-        &argv,
-        &envp,
-        program.as_os_str().as_bytes(),
-        semantics::slow::hwcap(),
-    )?;
+    let info = loader::StackInfo {
+        execfn: &execfn,
+        hwcap: semantics::slow::hwcap(),
+        interp_base,
+    };
+    let sp = loader::build_stack(&mut mem, &img, &argv, &envp, &info)?;
     let mut cpu = cpu::Cpu::new(mem.base());
-    cpu.rip = img.entry;
+    cpu.rip = entry;
     cpu.gpr[4] = sp;
     let proc = linux::Process::new(mem, exe);
     let cache = if tier == Tier::Auto && !no_cache {
-        match cache::default_dir() {
+        match opts.cache_dir.clone().or_else(cache::default_dir) {
             Some(dir) => match cache::Cache::open(&dir) {
                 Ok(c) => Some(c),
                 Err(e @ cache::CacheError::Dir(..)) => {
@@ -182,5 +299,6 @@ fn run(tier: Tier, no_cache: bool, program: PathBuf, args: Vec<std::ffi::OsStrin
     match outcome {
         Outcome::Exit(c) => Ok(c & 0xff),
         Outcome::Signal(s) => die_of(s),
+        Outcome::Exec(req) => exec_under_kiln(&opts, req),
     }
 }

@@ -88,7 +88,11 @@ pub struct Engine {
     enter: Option<EnterFn>,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
     chain: Box<[[u64; 2]]>,
-    cache: Option<Cache>,
+    /// The cache directory, when the cache is in use. The index is opened only to read at
+    /// start and to write at exit, so concurrent runs rarely meet its lock.
+    cache: Option<std::path::PathBuf>,
+    /// Compile workers (rebuilt in a forked child).
+    pool: Option<rayon::ThreadPool>,
     config: Option<ConfigId>,
     module: Module,
     units: Vec<Unit>,
@@ -105,6 +109,8 @@ pub enum Outcome {
     Exit(i32),
     /// The guest must die of this signal (as the kernel would have killed it).
     Signal(i32),
+    /// The guest called execve: the process becomes Kiln running the new program.
+    Exec(crate::linux::ExecRequest),
 }
 
 impl Engine {
@@ -143,7 +149,12 @@ impl Engine {
             jit,
             enter,
             chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
-            cache: if tier == Tier::Auto { cache } else { None },
+            cache: if tier == Tier::Auto {
+                cache.as_ref().map(|c| c.dir.clone())
+            } else {
+                None
+            },
+            pool: None,
             config,
             module,
             units: Vec::new(),
@@ -156,12 +167,45 @@ impl Engine {
         };
         e.cpu.helpers = jit::HELPERS.as_ptr() as u64;
         e.cpu.chain_table = e.chain.as_ptr() as u64;
-        e.load_cache();
+        if tier == Tier::Auto {
+            if let Some(c) = &cache {
+                e.load_cache(c);
+            }
+            e.pool = Self::new_pool();
+        }
+        drop(cache);
         Ok(e)
     }
 
-    fn load_cache(&mut self) {
-        let (Some(cache), Some(config)) = (&self.cache, &self.config) else {
+    fn new_pool() -> Option<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("kiln-compile-{i}"))
+            .build()
+            .ok()
+    }
+
+    /// In a forked child: the compile workers and the background results did not survive the
+    /// fork; start them afresh. Units that were waiting for a compile may be queued again.
+    pub fn after_fork_child(&mut self) {
+        std::mem::forget(self.pool.take());
+        self.pool = Self::new_pool();
+        let (tx, rx) = mpsc::channel();
+        std::mem::forget(std::mem::replace(&mut self.tx, tx));
+        std::mem::forget(std::mem::replace(&mut self.rx, rx));
+        // Libraries with global worker threads (the cache index among them) may hold locks
+        // that no thread of the child will release: a forked child does not write the cache
+        // (it usually execs at once, and the new program writes its own).
+        self.cache = None;
+        self.pending = 0;
+        for u in &mut self.units {
+            if u.code.is_none() && u.block.is_some() {
+                u.queued = false;
+            }
+        }
+    }
+
+    fn load_cache(&mut self, cache: &Cache) {
+        let Some(config) = &self.config else {
             return;
         };
         let (units, bad) = cache.load_module(&self.module.hash, config);
@@ -279,13 +323,14 @@ impl Engine {
     }
 
     fn queue_compile(&mut self, i: usize) {
-        let (Some(jit), Some(block)) = (self.jit.clone(), self.units[i].block.clone()) else {
+        let (Some(jit), Some(block), Some(pool)) = (self.jit.clone(), self.units[i].block.clone(), self.pool.as_ref())
+        else {
             return;
         };
         self.units[i].queued = true;
         self.pending += 1;
         let tx = self.tx.clone();
-        rayon::spawn(move || {
+        pool.spawn(move || {
             let t = Instant::now();
             let r = jit.compile(&block);
             let _ = tx.send((i, r, t.elapsed().as_micros() as u64));
@@ -369,11 +414,12 @@ impl Engine {
             };
             match code {
                 exit::NEXT => {}
-                exit::SYSCALL => {
-                    if let SysResult::Exit(c) = self.proc.syscall(&mut self.cpu) {
-                        return Outcome::Exit(c);
-                    }
-                }
+                exit::SYSCALL => match self.proc.syscall(&mut self.cpu) {
+                    SysResult::Continue => {}
+                    SysResult::Exit(c) => return Outcome::Exit(c),
+                    SysResult::Exec(req) => return Outcome::Exec(req),
+                    SysResult::ForkedChild => self.after_fork_child(),
+                },
                 _ => return self.fault(),
             }
         }
@@ -430,7 +476,7 @@ impl Engine {
             return;
         }
         self.collect_compiled(true);
-        let (Some(cache), Some(config)) = (&self.cache, self.config) else {
+        let (Some(dir), Some(config)) = (&self.cache, self.config) else {
             return;
         };
         let mut entries = Vec::new();
@@ -456,8 +502,25 @@ impl Engine {
             entries.push((key, entry));
         }
         self.stats.units_stored = entries.len() as u64;
-        if let Err(e) = cache.store(&entries) {
-            crate::klog!("cache", "cannot write the cache: {e}");
+        if entries.is_empty() {
+            return;
+        }
+        // Another run may hold the index for a moment: retry briefly, then give up quietly.
+        let mut opened = Cache::open(dir);
+        for _ in 0..50 {
+            if opened.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            opened = Cache::open(dir);
+        }
+        match opened {
+            Ok(cache) => {
+                if let Err(e) = cache.store(&entries) {
+                    crate::klog!("cache", "cannot write the cache: {e}");
+                }
+            }
+            Err(e) => crate::klog!("cache", "cannot open the cache to write: {e}"),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The Linux personality: system calls forwarded to the host after guest pointers are checked
 //! and translated; memory syscalls emulated on the guest reservation.
 
+pub mod process;
 pub mod syscalls;
 
+pub use process::ExecRequest;
 pub use syscalls::{Process, SysResult};

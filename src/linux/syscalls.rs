@@ -7,6 +7,10 @@ use crate::mem::{page_up, Memory, GUEST_SPACE, PAGE};
 pub enum SysResult {
     Continue,
     Exit(i32),
+    /// execve accepted: the dispatcher ends this run and replaces the process.
+    Exec(super::ExecRequest),
+    /// This is the child of a fork: the dispatcher must rebuild per-process machinery.
+    ForkedChild,
 }
 
 /// Per-process state the syscall layer keeps.
@@ -98,10 +102,32 @@ impl Process {
     pub fn syscall(&mut self, cpu: &mut Cpu) -> SysResult {
         let nr = cpu.gpr[0];
         let a = [cpu.gpr[7], cpu.gpr[6], cpu.gpr[2], cpu.gpr[10], cpu.gpr[8], cpu.gpr[9]];
+        let mut forked_child = false;
         match nr {
             60 | 231 => return SysResult::Exit(a[0] as i32),
+            59 => match self.prepare_exec(a) {
+                Ok(req) => return SysResult::Exec(req),
+                Err(e) => {
+                    cpu.gpr[0] = e as u64;
+                    cpu.gpr[1] = cpu.rip;
+                    return SysResult::Continue;
+                }
+            },
+            56..=58 => {
+                let r = self.fork_like(cpu, nr, a).unwrap_or_else(|e| e);
+                forked_child = r == 0;
+                cpu.gpr[0] = r as u64;
+                cpu.gpr[1] = cpu.rip;
+                cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
+                return if forked_child {
+                    SysResult::ForkedChild
+                } else {
+                    SysResult::Continue
+                };
+            }
             _ => {}
         }
+        let _ = forked_child;
         let r = match self.dispatch(cpu, nr, a) {
             Ok(v) => v,
             Err(e) => e,
@@ -397,6 +423,176 @@ impl Process {
                 let p = self.p(a[2], a[1])?;
                 sc(204, [a[0], a[1], p, 0, 0, 0])
             }
+            137 | 138 => {
+                // statfs(path) / fstatfs(fd)
+                let b = self.p(a[1], 120)?;
+                let first = if nr == 137 { self.s(a[0])? } else { a[0] };
+                sc(nr as i64, [first, b, 0, 0, 0, 0])
+            }
+            191 | 192 | 194 | 195 => {
+                // getxattr, lgetxattr, listxattr, llistxattr
+                let path = self.s(a[0])?;
+                if nr <= 192 {
+                    let name = self.s(a[1])?;
+                    let b = self.op(a[2], a[3])?;
+                    sc(nr as i64, [path, name, b, a[3], 0, 0])
+                } else {
+                    let b = self.op(a[1], a[2])?;
+                    sc(nr as i64, [path, b, a[2], 0, 0, 0])
+                }
+            }
+            193 | 196 => {
+                // fgetxattr, flistxattr
+                if nr == 193 {
+                    let name = self.s(a[1])?;
+                    let b = self.op(a[2], a[3])?;
+                    sc(193, [a[0], name, b, a[3], 0, 0])
+                } else {
+                    let b = self.op(a[1], a[2])?;
+                    sc(196, [a[0], b, a[2], 0, 0, 0])
+                }
+            }
+            22 | 293 => {
+                // pipe, pipe2
+                let p = self.p(a[0], 8)?;
+                sc(293, [p, if nr == 22 { 0 } else { a[1] }, 0, 0, 0, 0])
+            }
+            61 => {
+                // wait4
+                let st = self.op(a[1], 4)?;
+                let ru = self.op(a[3], 144)?;
+                sc(61, [a[0], st, a[2], ru, 0, 0])
+            }
+            247 => {
+                // waitid
+                let info = self.op(a[2], 128)?;
+                let ru = self.op(a[4], 144)?;
+                sc(247, [a[0], a[1], info, a[3], ru, 0])
+            }
+            7 => {
+                // poll
+                let p = self.op(a[0], a[1].saturating_mul(8))?;
+                sc(7, [p, a[1], a[2], 0, 0, 0])
+            }
+            271 => {
+                // ppoll
+                let p = self.op(a[0], a[1].saturating_mul(8))?;
+                let t = self.op(a[2], 16)?;
+                let m = self.op(a[3], a[4])?;
+                sc(271, [p, a[1], t, m, a[4], 0])
+            }
+            23 | 270 => {
+                // select, pselect6
+                let r = self.op(a[1], 128)?;
+                let w = self.op(a[2], 128)?;
+                let e = self.op(a[3], 128)?;
+                let t = self.op(a[4], 16)?;
+                if nr == 23 {
+                    sc(23, [a[0], r, w, e, t, 0])
+                } else {
+                    // The sixth argument points at {sigset pointer, size}: pass no mask.
+                    sc(270, [a[0], r, w, e, t, 0])
+                }
+            }
+            109 | 121 | 124 => sc(nr as i64, a), // setpgid, getpgid, getsid
+            115 => {
+                let p = self.op(a[1], a[0].saturating_mul(4))?;
+                sc(115, [a[0], p, 0, 0, 0, 0])
+            }
+            105 | 106 | 113 | 114 | 117 | 119 | 122 | 123 => sc(nr as i64, a), // set*id
+            118 | 120 => {
+                let x = self.p(a[0], 4)?;
+                let y = self.p(a[1], 4)?;
+                let z = self.p(a[2], 4)?;
+                sc(nr as i64, [x, y, z, 0, 0, 0])
+            }
+            140 | 141 => sc(nr as i64, a), // getpriority, setpriority
+            203 => {
+                let p = self.p(a[2], a[1])?;
+                sc(203, [a[0], a[1], p, 0, 0, 0])
+            }
+            157 => {
+                // prctl: names and simple options only
+                match a[0] {
+                    15 | 16 => {
+                        let p = self.p(a[1], 16)?;
+                        sc(157, [a[0], p, 0, 0, 0, 0])
+                    }
+                    _ => sc(157, a),
+                }
+            }
+            41 | 53 => {
+                // socket, socketpair
+                if nr == 53 {
+                    let p = self.p(a[3], 8)?;
+                    sc(53, [a[0], a[1], a[2], p, 0, 0])
+                } else {
+                    sc(41, a)
+                }
+            }
+            42 | 49 => {
+                // connect, bind
+                let p = self.p(a[1], a[2])?;
+                sc(nr as i64, [a[0], p, a[2], 0, 0, 0])
+            }
+            73 | 285 | 221 => sc(nr as i64, a), // flock, fallocate, fadvise64
+            40 => {
+                // sendfile
+                let o = self.op(a[2], 8)?;
+                sc(40, [a[0], a[1], o, a[3], 0, 0])
+            }
+            326 => {
+                let i = self.op(a[1], 8)?;
+                let o = self.op(a[3], 8)?;
+                sc(326, [a[0], i, a[2], o, a[4], a[5]])
+            }
+            319 => {
+                let n = self.s(a[0])?;
+                sc(319, [n, a[1], 0, 0, 0, 0])
+            }
+            290 | 284 | 291 => sc(nr as i64, a), // eventfd2, eventfd, epoll_create1
+            213 => sc(213, a),                   // epoll_create
+            233 => {
+                let e = self.op(a[3], 12)?;
+                sc(233, [a[0], a[1], a[2], e, 0, 0])
+            }
+            232 | 281 => {
+                let e = self.p(a[1], a[2].saturating_mul(12))?;
+                sc(nr as i64, [a[0], e, a[2], a[3], 0, 0])
+            }
+            76 => {
+                let p = self.s(a[0])?;
+                sc(76, [p, a[1], 0, 0, 0, 0])
+            }
+            92 | 94 => {
+                let p = self.s(a[0])?;
+                sc(nr as i64, [p, a[1], a[2], 0, 0, 0])
+            }
+            260 => {
+                let p = self.s(a[1])?;
+                sc(260, [a[0], p, a[2], a[3], a[4], 0])
+            }
+            280 => {
+                // utimensat (a NULL path means the fd itself)
+                let p = self.op(a[1], 1)?;
+                let p = if a[1] == 0 { 0 } else { self.s(a[1]).unwrap_or(p) };
+                let t = self.op(a[2], 32)?;
+                sc(280, [a[0], p, t, a[3], 0, 0])
+            }
+            266 => {
+                let t = self.s(a[0])?;
+                let l = self.s(a[2])?;
+                sc(266, [t, a[1], l, 0, 0, 0])
+            }
+            259 => {
+                let p = self.s(a[1])?;
+                sc(259, [a[0], p, a[2], a[3], 0, 0])
+            }
+            133 => {
+                let p = self.s(a[0])?;
+                sc(133, [p, a[1], a[2], 0, 0, 0])
+            }
+            435 => ENOSYS, // clone3: libc falls back to clone
             _ => ENOSYS,
         })
     }

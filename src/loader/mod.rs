@@ -17,8 +17,6 @@ pub enum LoadError {
     WrongMachine(String, u16),
     #[error("{0}: not a 64-bit little-endian ELF executable")]
     WrongClass(String),
-    #[error("{0}: dynamically linked (needs {1}); this build of Kiln runs static executables only")]
-    Dynamic(String, String),
     #[error("{0}: ELF type {1} is not an executable")]
     NotExecutable(String, u16),
     #[error("{0}: {1}")]
@@ -34,9 +32,12 @@ pub struct Image {
     /// Lowest and highest guest address of the image.
     pub lo: u64,
     pub hi: u64,
+    /// The program interpreter (PT_INTERP) it asks for.
+    pub interp: Option<String>,
 }
 
-pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, LoadError> {
+/// Maps an ELF image; position-independent images go at `dyn_base`.
+pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory, dyn_base: u64) -> Result<Image, LoadError> {
     let p = || path.to_string();
     if data.len() < 4 || &data[..4] != b"\x7fELF" {
         return Err(LoadError::NotElf(p()));
@@ -60,21 +61,20 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, Load
     let phdrs = hdr
         .program_headers(en, data)
         .map_err(|e| LoadError::Malformed(p(), e.to_string()))?;
+    let mut interp = None;
     for ph in phdrs {
         if ph.p_type(en) == elf::PT_INTERP {
-            let interp = ph
+            let d = ph
                 .data(en, data)
-                .ok()
-                .map(|d| String::from_utf8_lossy(d).trim_end_matches('\0').to_string())
-                .unwrap_or_default();
-            return Err(LoadError::Dynamic(p(), interp));
+                .map_err(|_| LoadError::Malformed(p(), "PT_INTERP outside the file".into()))?;
+            interp = Some(String::from_utf8_lossy(d).trim_end_matches('\0').to_string());
         }
     }
     let loads: Vec<_> = phdrs.iter().filter(|ph| ph.p_type(en) == elf::PT_LOAD).collect();
     if loads.is_empty() {
         return Err(LoadError::Malformed(p(), "no loadable segments".into()));
     }
-    let bias = if etype == elf::ET_DYN { layout::PIE_BASE } else { 0 };
+    let bias = if etype == elf::ET_DYN { dyn_base } else { 0 };
     let mut lo = u64::MAX;
     let mut hi = 0u64;
     for ph in &loads {
@@ -143,9 +143,8 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory) -> Result<Image, Load
         .find(|ph| ph.p_offset(en) <= phoff && phoff < ph.p_offset(en) + ph.p_filesz(en))
         .map(|ph| ph.p_vaddr(en) + (phoff - ph.p_offset(en)) + bias)
         .unwrap_or(0);
-    mem.brk_start = hi;
-    mem.brk = hi;
     Ok(Image {
+        interp,
         entry: hdr.e_entry(en) + bias,
         load_bias: bias,
         phdr,
@@ -179,13 +178,20 @@ mod at {
 }
 
 /// Builds the initial stack; returns the initial stack pointer.
+/// Everything the initial stack describes besides argv and envp.
+pub struct StackInfo<'a> {
+    pub execfn: &'a [u8],
+    pub hwcap: u64,
+    /// Load bias of the interpreter (AT_BASE), 0 without one.
+    pub interp_base: u64,
+}
+
 pub fn build_stack(
     mem: &mut Memory,
     img: &Image,
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
-    execfn: &[u8],
-    hwcap: u64,
+    info: &StackInfo,
 ) -> Result<u64, MemError> {
     let top = layout::STACK_TOP;
     let bottom = top - layout::STACK_SIZE;
@@ -197,7 +203,7 @@ pub fn build_stack(
         mem.write_bytes(*sp + b.len() as u64, &[0])?;
         Ok(*sp)
     };
-    let execfn_addr = push_bytes(mem, execfn, &mut sp)?;
+    let execfn_addr = push_bytes(mem, info.execfn, &mut sp)?;
     let mut env_addrs = Vec::new();
     for e in envp {
         env_addrs.push(push_bytes(mem, e, &mut sp)?);
@@ -221,7 +227,7 @@ pub fn build_stack(
         (at::PHENT, 56),
         (at::PHNUM, img.phnum),
         (at::PAGESZ, PAGE),
-        (at::BASE, 0),
+        (at::BASE, info.interp_base),
         (at::FLAGS, 0),
         (at::ENTRY, img.entry),
         (at::UID, uid as u64),
@@ -229,7 +235,7 @@ pub fn build_stack(
         (at::GID, gid as u64),
         (at::EGID, egid as u64),
         (at::PLATFORM, platform),
-        (at::HWCAP, hwcap),
+        (at::HWCAP, info.hwcap),
         (at::CLKTCK, 100),
         (at::SECURE, 0),
         (at::RANDOM, random),

@@ -13,6 +13,8 @@ pub const PAGE: u64 = 4096;
 pub mod layout {
     /// Load bias of position-independent executables.
     pub const PIE_BASE: u64 = 0x55_5555_0000;
+    /// Load bias of the program interpreter (the dynamic loader).
+    pub const INTERP_BASE: u64 = 0x7f_0000_0000;
     /// Top of the initial stack.
     pub const STACK_TOP: u64 = 0xff_ffff_0000;
     pub const STACK_SIZE: u64 = 8 << 20;

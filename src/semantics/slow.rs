@@ -72,6 +72,10 @@ pub fn supported(ins: &Instruction) -> bool {
                 | Fldenv
                 | Fnclex
                 | Fninit
+                | Fxsave
+                | Fxsave64
+                | Fxrstor
+                | Fxrstor64
                 | Wait
                 | Push
         )
@@ -101,7 +105,7 @@ fn arith_flags(cpu: &Cpu) -> u64 {
 pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     const EDX1: u32 = 1 | (1 << 4) | (1 << 8) | (1 << 15) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
     match leaf {
-        0 => [7, 0x756e_6547, 0x6c65_746e, 0x4965_6e69], // "GenuineIntel" in ebx, edx, ecx order below
+        0 => [7, 0x756e_6547, 0x6c65_746e, 0x4965_6e69], // "Genu" (ebx), "ntel" (ecx), "ineI" (edx)
         1 => [0x0009_06ea, (8 << 8) | (1 << 16), 0, EDX1],
         2 => [0x00fe_ff01, 0, 0, 0],
         4 => {
@@ -206,11 +210,6 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         Cpuid => {
             let r = cpuid(cpu.gpr[0] as u32, cpu.gpr[1] as u32);
-            let r = if cpu.gpr[0] as u32 == 0 {
-                [r[0], r[1], r[3], r[2]]
-            } else {
-                r
-            };
             // eax, ebx, ecx, edx
             cpu.gpr[0] = r[0] as u64;
             cpu.gpr[3] = r[1] as u64;
@@ -521,6 +520,61 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             cpu.fpu_tag = load(cpu, a.wrapping_add(8), 2);
         }
         Fnclex => cpu.fpu_sw &= 0x7f00,
+        Fxsave | Fxsave64 => {
+            let a = ea(&mut Live::new(cpu), ins);
+            let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+            let mut ftw = 0u64;
+            for p in 0..8 {
+                if (cpu.fpu_tag >> (2 * p)) & 3 != 3 {
+                    ftw |= 1 << p;
+                }
+            }
+            store(cpu, a, cpu.fpu_cw as u64 | (sw << 16) | (ftw << 32), 8);
+            store(cpu, a.wrapping_add(8), 0, 8);
+            store(cpu, a.wrapping_add(16), 0, 8);
+            store(cpu, a.wrapping_add(24), cpu.mxcsr as u64 | (0xffff << 32), 8);
+            for i in 0..8u64 {
+                let p = ((cpu.fpu_top + i) & 7) as usize;
+                let r = cpu.st[p];
+                store(cpu, a.wrapping_add(32 + 16 * i), r[0], 8);
+                store(cpu, a.wrapping_add(40 + 16 * i), r[1] & 0xffff, 8);
+            }
+            for i in 0..16u64 {
+                let x = cpu.xmm[i as usize];
+                store(cpu, a.wrapping_add(160 + 16 * i), x[0], 8);
+                store(cpu, a.wrapping_add(168 + 16 * i), x[1], 8);
+            }
+        }
+        Fxrstor | Fxrstor64 => {
+            let a = ea(&mut Live::new(cpu), ins);
+            let w0 = load(cpu, a, 8);
+            cpu.fpu_cw = w0 as u16;
+            cpu.fpu_sw = (w0 >> 16) as u16;
+            cpu.fpu_top = (w0 >> 27) & 7;
+            let ftw = (w0 >> 32) & 0xff;
+            cpu.mxcsr = load(cpu, a.wrapping_add(24), 4) as u32;
+            for i in 0..8u64 {
+                let p = ((cpu.fpu_top + i) & 7) as usize;
+                cpu.st[p] = [
+                    load(cpu, a.wrapping_add(32 + 16 * i), 8),
+                    load(cpu, a.wrapping_add(40 + 16 * i), 2),
+                ];
+            }
+            let mut tag = 0u64;
+            for p in 0..8 {
+                // Valid registers are re-tagged as "valid"; the abridged tag cannot say more.
+                if ftw & (1 << p) == 0 {
+                    tag |= 3 << (2 * p);
+                }
+            }
+            cpu.fpu_tag = tag;
+            for i in 0..16u64 {
+                cpu.xmm[i as usize] = [
+                    load(cpu, a.wrapping_add(160 + 16 * i), 8),
+                    load(cpu, a.wrapping_add(168 + 16 * i), 8),
+                ];
+            }
+        }
         Fninit => {
             cpu.fpu_cw = 0x37f;
             cpu.fpu_sw = 0;
