@@ -193,7 +193,7 @@ fn resolve_script(program: PathBuf, argv: Vec<Vec<u8>>) -> anyhow::Result<(PathB
         }
         let line = head[2..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
         let line = String::from_utf8_lossy(line).trim().to_string();
-        let mut parts = line.splitn(2, |c: char| c == ' ' || c == '\t');
+        let mut parts = line.splitn(2, [' ', '\t']);
         let interp = parts.next().unwrap_or("").to_string();
         if interp.is_empty() {
             anyhow::bail!("{name}: empty #! line");
