@@ -592,6 +592,47 @@ impl Process {
                 let p = self.s(a[0])?;
                 sc(133, [p, a[1], a[2], 0, 0, 0])
             }
+            51 | 52 | 43 | 288 => {
+                // getsockname, getpeername, accept, accept4: (fd, addr*, addrlen*)
+                let len_p = self.op(a[2], 4)?;
+                let len = if len_p == 0 {
+                    0
+                } else {
+                    // SAFETY: 4 bytes inside the reservation.
+                    unsafe { (len_p as *const u32).read_unaligned() as u64 }
+                };
+                let addr = self.op(a[1], len)?;
+                sc(nr as i64, [a[0], addr, len_p, a[3], 0, 0])
+            }
+            48 | 50 => sc(nr as i64, a), // shutdown, listen
+            54 => {
+                let v = self.op(a[3], a[4])?;
+                sc(54, [a[0], a[1], a[2], v, a[4], 0])
+            }
+            55 => {
+                let len_p = self.p(a[4], 4)?;
+                // SAFETY: 4 bytes inside the reservation.
+                let len = unsafe { (len_p as *const u32).read_unaligned() as u64 };
+                let v = self.op(a[3], len)?;
+                sc(55, [a[0], a[1], a[2], v, len_p, 0])
+            }
+            44 => {
+                let b = self.p(a[1], a[2])?;
+                let addr = self.op(a[4], a[5])?;
+                sc(44, [a[0], b, a[2], a[3], addr, a[5]])
+            }
+            45 => {
+                let b = self.p(a[1], a[2])?;
+                let len_p = self.op(a[5], 4)?;
+                let len = if len_p == 0 {
+                    0
+                } else {
+                    // SAFETY: 4 bytes inside the reservation.
+                    unsafe { (len_p as *const u32).read_unaligned() as u64 }
+                };
+                let addr = self.op(a[4], len)?;
+                sc(45, [a[0], b, a[2], a[3], addr, len_p])
+            }
             435 => ENOSYS, // clone3: libc falls back to clone
             _ => ENOSYS,
         })

@@ -1,0 +1,135 @@
+//! The distribution's own dynamically linked tools under Kiln, with native runs as the oracle:
+//! coreutils, shells with pipelines and subshells, gcc producing identical objects, python3
+//! and perl one-liners.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `argv` natively and under Kiln in the given tiers (auto: cold, then warm), comparing.
+fn same_everywhere(what: &str, argv: &[&str], tiers: &[&str]) {
+    let bin = Path::new(argv[0]);
+    let want = native(bin, &argv[1..], b"");
+    assert!(
+        want.status == Some(0) || want.status.is_some(),
+        "{what}: native run failed: {}",
+        show(&want)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    for tier in tiers {
+        let got = kiln(bin, tier, &cache, &argv[1..], b"", &[]);
+        assert_same(&format!("{what} --tier {tier}"), &want, &got);
+    }
+}
+
+const ALL: &[&str] = &["interp", "jit", "auto", "auto"];
+
+#[test]
+fn dynamic_coreutils_match_native() {
+    let dir = root().join("tests").join("guest");
+    let d = dir.to_str().unwrap();
+    same_everywhere("echo", &["/bin/echo", "dynamic", "echo", "-n"], ALL);
+    same_everywhere("ls", &["/bin/ls", "-l", "--time-style=+", d], ALL);
+    same_everywhere(
+        "sort",
+        &["/usr/bin/sort", "-r", &format!("{d}/hello.c"), &format!("{d}/crc32.c")],
+        &["interp", "auto", "auto"],
+    );
+    same_everywhere(
+        "md5sum",
+        &["/usr/bin/md5sum", &format!("{d}/sha256.c")],
+        &["interp", "auto", "auto"],
+    );
+}
+
+const SCRIPT: &str = r#"
+set -e
+echo "start $0 $#"
+for i in 3 1 2; do echo "item $i"; done | sort | tr a-z A-Z
+x=$(echo inner | sed 's/in/out/')
+echo "substituted: $x"
+( cd /; pwd; exit 0 )
+y=$( (echo nested; echo subshell) | wc -l )
+echo "lines: $y"
+f() { return 4; }
+f || echo "function returned $?"
+case "$x" in out*) echo matched ;; *) echo nope ;; esac
+printf '%s-%d\n' word 42
+echo done >&2
+exit 5
+"#;
+
+#[test]
+fn shell_scripts_with_pipelines_and_subshells() {
+    for sh in ["/bin/sh", "/bin/bash"] {
+        same_everywhere(
+            sh,
+            &[sh, "-c", SCRIPT, "scriptname", "a1", "a2"],
+            &["interp", "auto", "auto"],
+        );
+    }
+}
+
+#[test]
+fn gcc_compiles_identical_objects_and_links_a_working_program() {
+    let out = tempfile::tempdir().unwrap();
+    let cache = out.path().join("kiln");
+    let src = root().join("tests").join("guest");
+    for name in ["hello.c", "sha256.c", "bitops.c"] {
+        let c = src.join(name);
+        let native_o = out.path().join(format!("{name}.native.o"));
+        let kiln_o = out.path().join(format!("{name}.kiln.o"));
+        let st = Command::new("gcc")
+            .args(["-O2", "-c"])
+            .arg(&c)
+            .arg("-o")
+            .arg(&native_o)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let r = kiln(
+            Path::new("/usr/bin/gcc"),
+            "auto",
+            &cache,
+            &["-O2", "-c", c.to_str().unwrap(), "-o", kiln_o.to_str().unwrap()],
+            b"",
+            &[],
+        );
+        assert_eq!(r.status, Some(0), "gcc under kiln: {}", show(&r));
+        assert_eq!(
+            std::fs::read(&native_o).unwrap(),
+            std::fs::read(&kiln_o).unwrap(),
+            "{name}: objects differ"
+        );
+    }
+    let obj = out.path().join("hello.c.kiln.o");
+    let exe = out.path().join("hello-linked");
+    let r = kiln(
+        Path::new("/usr/bin/gcc"),
+        "auto",
+        &cache,
+        &[obj.to_str().unwrap(), "-o", exe.to_str().unwrap()],
+        b"",
+        &[],
+    );
+    assert_eq!(r.status, Some(0), "link under kiln: {}", show(&r));
+    let ran = native(&exe, &["linked"], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "hello, world: 1 argument(s), first is \"linked\"\n"
+    );
+}
+
+#[test]
+fn python3_and_perl_one_liners() {
+    let py = "import json, re, hashlib, math\n\
+              d = {'k': [1, 2.5, None, 'x'], 'n': re.sub(r'(\\d+)', r'<\\1>', 'a1b22c333')}\n\
+              print(json.dumps(d, sort_keys=True))\n\
+              print(hashlib.sha256(b'kiln' * 1000).hexdigest(), math.sqrt(2), 10**30 // 7)\n\
+              print(sorted({3, 1, 2}), '%.6e' % (1/3))";
+    same_everywhere("python3", &["/usr/bin/python3", "-c", py], &["interp", "auto", "auto"]);
+    let pl = "my %h = map { $_ => length $_ } qw(alpha beta gamma); print join(',', map {\"$_=$h{$_}\"} sort keys %h), \"\\n\"; printf(\"%.5f %s\\n\", atan2(1,1)*4, scalar reverse 'kiln');";
+    same_everywhere("perl", &["/usr/bin/perl", "-e", pl], &["interp", "auto", "auto"]);
+}
