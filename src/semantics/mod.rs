@@ -2,6 +2,7 @@
 //! concrete values, the JIT over Cranelift values. Instructions whose meaning is clearer over
 //! concrete state live in `slow.rs`; both tiers reach them through `Emitter::slow`.
 
+pub mod atomic;
 pub mod concrete;
 pub mod emitter;
 pub mod flags;
@@ -155,7 +156,9 @@ fn is_imm(k: OpKind) -> bool {
 /// Executes (or emits) one instruction. Block-ending instructions call `jump` or `syscall`.
 /// The caller has checked `supported(ins)`.
 pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
-    if generic_supported(ins) {
+    if atomic::needs_atomic(ins) {
+        e.slow(ins);
+    } else if generic_supported(ins) {
         generic(e, ins);
     } else if sse::generic_supported(ins) {
         sse::exec(e, ins);

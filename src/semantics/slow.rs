@@ -202,6 +202,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         return super::x87::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
     }
     let bad = || fault::UNIMPLEMENTED;
+    if super::atomic::needs_atomic(ins) {
+        return super::atomic::exec(cpu, ins);
+    }
     match m {
         Mul | Imul | Div | Idiv if ins.op_count() == 1 => {
             let size = op_size(ins, 0);

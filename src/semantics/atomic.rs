@@ -1,0 +1,159 @@
+//! Locked read-modify-write instructions (the `lock` prefix, and xchg with memory) done as
+//! host atomics: the new value is computed from an atomically read old value and published with
+//! compare-and-swap, retried until no other thread intervened. Concrete state only (compiled
+//! code reaches it through the slow helper).
+
+use super::concrete::{cpu_flags, host, store_flags, Live};
+use super::emitter::Cc;
+use super::flags::{sext, size_mask};
+use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
+use crate::cpu::{rflags as rf, Cpu, FlagKind};
+use iced_x86::{Instruction, Mnemonic, OpKind};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
+use std::sync::Mutex;
+
+/// Whether the instruction must be performed atomically.
+pub fn needs_atomic(ins: &Instruction) -> bool {
+    let mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);
+    mem && (ins.has_lock_prefix() || ins.mnemonic() == Mnemonic::Xchg)
+}
+
+/// Serialises atomics on addresses that are not naturally aligned (x86 allows them; host atomic
+/// types do not).
+static UNALIGNED: Mutex<()> = Mutex::new(());
+
+fn aligned(p: *mut u8, size: u8) -> bool {
+    (p as usize) % size as usize == 0
+}
+
+fn load(p: *mut u8, size: u8) -> u64 {
+    // SAFETY: p is inside the guest reservation, aligned for `size` (checked by callers), and
+    // only ever accessed atomically or by plain guest accesses.
+    unsafe {
+        match size {
+            1 => AtomicU8::from_ptr(p).load(SeqCst) as u64,
+            2 => AtomicU16::from_ptr(p as *mut u16).load(SeqCst) as u64,
+            4 => AtomicU32::from_ptr(p as *mut u32).load(SeqCst) as u64,
+            _ => AtomicU64::from_ptr(p as *mut u64).load(SeqCst),
+        }
+    }
+}
+
+fn cas(p: *mut u8, size: u8, old: u64, new: u64) -> bool {
+    // SAFETY: as in `load`.
+    unsafe {
+        match size {
+            1 => AtomicU8::from_ptr(p).compare_exchange(old as u8, new as u8, SeqCst, SeqCst).is_ok(),
+            2 => AtomicU16::from_ptr(p as *mut u16).compare_exchange(old as u16, new as u16, SeqCst, SeqCst).is_ok(),
+            4 => AtomicU32::from_ptr(p as *mut u32).compare_exchange(old as u32, new as u32, SeqCst, SeqCst).is_ok(),
+            _ => AtomicU64::from_ptr(p as *mut u64).compare_exchange(old, new, SeqCst, SeqCst).is_ok(),
+        }
+    }
+}
+
+/// Applies `f(old) -> new` atomically at guest `addr`; returns the old value of the successful
+/// attempt. `f` may run several times; it must set everything it sets from scratch each time.
+fn rmw(cpu: &mut Cpu, addr: u64, size: u8, mut f: impl FnMut(&mut Cpu, u64) -> u64) -> u64 {
+    let p = host(cpu, addr);
+    if !aligned(p, size) {
+        let _g = UNALIGNED.lock().unwrap_or_else(|e| e.into_inner());
+        let old = super::concrete::load(cpu, addr, size);
+        let new = f(cpu, old);
+        super::concrete::store(cpu, addr, new, size);
+        return old;
+    }
+    let saved = cpu_flags(cpu);
+    loop {
+        store_flags(cpu, saved);
+        let old = load(p, size);
+        let new = f(cpu, old) & size_mask(size);
+        if cas(p, size, old, new) {
+            return old;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
+    use Mnemonic::*;
+    let m = ins.mnemonic();
+    let bad = crate::cpu::fault::UNIMPLEMENTED;
+    let size = ins.memory_size().size() as u8;
+    let mut addr = ea(&mut Live::new(cpu), ins);
+    // The register operand (if any), read before the operation.
+    let reg: Option<Gpr> = (0..ins.op_count()).find(|&i| ins.op_kind(i) == OpKind::Register).and_then(|i| gpr(ins.op_register(i)));
+    let src = match reg {
+        Some(g) => read_gpr(&mut Live::new(cpu), g),
+        None => (0..ins.op_count())
+            .find(|&i| ins.op_kind(i) != OpKind::Memory && ins.op_kind(i) != OpKind::Register)
+            .map(|i| ins.immediate(i) & size_mask(size))
+            .unwrap_or(0),
+    };
+    match m {
+        Add | Or | Adc | Sbb | And | Sub | Xor => {
+            rmw(cpu, addr, size, |c, old| super::alu(&mut Live::new(c), m, size, old, src));
+        }
+        Inc | Dec | Neg | Not => {
+            rmw(cpu, addr, size, |c, old| {
+                let mut e = Live::new(c);
+                match m {
+                    Neg => super::alu(&mut e, Sub, size, 0, old),
+                    Not => !old,
+                    _ => {
+                        let cf = super::concrete::cond(e.cpu, Cc::B) as u64;
+                        let r = if m == Inc { old.wrapping_add(1) } else { old.wrapping_sub(1) } & size_mask(size);
+                        let kind = if m == Inc { FlagKind::Inc } else { FlagKind::Dec };
+                        store_flags(e.cpu, super::emitter::Flags { kind, size, res: r, a: old, b: 1, aux: cf });
+                        r
+                    }
+                }
+            });
+        }
+        Xadd => {
+            let g = reg.ok_or(bad)?;
+            let old = rmw(cpu, addr, size, |c, old| super::alu(&mut Live::new(c), Add, size, old, src));
+            write_gpr(&mut Live::new(cpu), g, old);
+        }
+        Xchg => {
+            let g = reg.ok_or(bad)?;
+            let old = rmw(cpu, addr, size, |_, _| src);
+            write_gpr(&mut Live::new(cpu), g, old);
+        }
+        Cmpxchg => {
+            let ax = cpu.gpr[0] & size_mask(size);
+            let old = rmw(cpu, addr, size, |c, old| {
+                super::alu(&mut Live::new(c), Cmp, size, ax, old);
+                if old == ax {
+                    src
+                } else {
+                    old
+                }
+            });
+            if old != ax {
+                write_gpr(&mut Live::new(cpu), Gpr { idx: 0, size, high8: false }, old);
+            }
+        }
+        Bts | Btr | Btc => {
+            let bits = size as u64 * 8;
+            let bit = if ins.op_kind(1) == OpKind::Register {
+                let off = sext(&mut super::concrete::Values, src, op_size(ins, 1)) as i64;
+                addr = addr.wrapping_add((off.div_euclid(bits as i64) * size as i64) as u64);
+                (off.rem_euclid(bits as i64)) as u64
+            } else {
+                src & (bits - 1)
+            };
+            let old = rmw(cpu, addr, size, |_, old| match m {
+                Bts => old | (1 << bit),
+                Btr => old & !(1 << bit),
+                _ => old ^ (1 << bit),
+            });
+            let f = super::flags::materialize(&mut super::concrete::Values, &cpu_flags(cpu));
+            store_flags(
+                cpu,
+                super::emitter::Flags { kind: FlagKind::Raw, size: 8, res: (f & !rf::CF) | ((old >> bit) & 1), a: 0, b: 0, aux: 0 },
+            );
+        }
+        _ => return Err(bad),
+    }
+    Ok(())
+}
