@@ -231,8 +231,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     let name = program.display().to_string();
     let mut mem = mem::Memory::reserve()?;
     let img = loader::load_elf(&name, &data, &mut mem, mem::layout::PIE_BASE)?;
-    mem.brk_start = img.hi;
-    mem.brk = img.hi;
+    mem.set_brk_start(img.hi);
     let hash = *blake3::hash(&data).as_bytes();
     drop(data);
     let mut entry = img.entry;
@@ -264,7 +263,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     let mut cpu = cpu::Cpu::new(mem.base());
     cpu.rip = entry;
     cpu.gpr[4] = sp;
-    let proc = linux::Process::new(mem, exe);
+    let proc = std::sync::Arc::new(linux::Process::new(mem, exe));
     let cache = if tier == Tier::Auto && !no_cache {
         match opts.cache_dir.clone().or_else(cache::default_dir) {
             Some(dir) => match cache::Cache::open(&dir) {
@@ -297,7 +296,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
         engine.stats.report(&mode);
     }
     match outcome {
-        Outcome::Exit(c) => Ok(c & 0xff),
+        Outcome::Exit(c) | Outcome::ExitGroup(c) => Ok(c & 0xff),
         Outcome::Signal(s) => die_of(s),
         Outcome::Exec(req) => exec_under_kiln(&opts, req),
     }

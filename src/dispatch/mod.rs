@@ -71,6 +71,7 @@ struct NewUnit {
     unit: CompiledUnit,
 }
 
+#[derive(Clone, Copy)]
 pub struct Module {
     pub hash: Hash,
     pub load_bias: u64,
@@ -80,7 +81,11 @@ pub struct Module {
 
 pub struct Engine {
     pub cpu: Box<Cpu>,
-    pub proc: Process,
+    pub proc: Arc<Process>,
+    /// For a guest thread created with CLONE_CHILD_CLEARTID: the guest tid word to clear and
+    /// wake at its exit.
+    clear_tid: Option<u64>,
+    is_main: bool,
     pub tier: Tier,
     pub stats: Stats,
     jit: Option<Jit>,
@@ -92,7 +97,7 @@ pub struct Engine {
     /// start and to write at exit, so concurrent runs rarely meet its lock.
     cache: Option<std::path::PathBuf>,
     /// Compile workers (rebuilt in a forked child).
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     config: Option<ConfigId>,
     module: Module,
     units: Vec<Unit>,
@@ -106,7 +111,10 @@ pub struct Engine {
 
 /// How a run ended.
 pub enum Outcome {
+    /// This thread exited (the process goes on while other threads run).
     Exit(i32),
+    /// The process exits.
+    ExitGroup(i32),
     /// The guest must die of this signal (as the kernel would have killed it).
     Signal(i32),
     /// The guest called execve: the process becomes Kiln running the new program.
@@ -116,7 +124,7 @@ pub enum Outcome {
 impl Engine {
     pub fn new(
         cpu: Box<Cpu>,
-        proc: Process,
+        proc: Arc<Process>,
         tier: Tier,
         module: Module,
         cache: Option<Cache>,
@@ -144,6 +152,8 @@ impl Engine {
         let mut e = Engine {
             cpu,
             proc,
+            clear_tid: None,
+            is_main: true,
             tier,
             stats: Stats::default(),
             jit,
@@ -177,11 +187,112 @@ impl Engine {
         Ok(e)
     }
 
-    fn new_pool() -> Option<rayon::ThreadPool> {
+    fn new_pool() -> Option<Arc<rayon::ThreadPool>> {
         rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("kiln-compile-{i}"))
             .build()
             .ok()
+            .map(Arc::new)
+    }
+
+    /// A guest thread (clone with CLONE_VM|CLONE_THREAD): a host thread with its own CPU and
+    /// unit table, sharing the process, the JIT and the compile workers. Returns the new tid.
+    fn spawn_thread(&mut self, c: crate::linux::CloneArgs) -> i64 {
+        const CLONE_SETTLS: u64 = 0x80000;
+        const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+        const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
+        const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
+        let mut cpu = self.cpu.clone();
+        cpu.gpr[0] = 0;
+        cpu.gpr[1] = cpu.rip;
+        if c.stack != 0 {
+            cpu.gpr[4] = c.stack;
+        }
+        if c.flags & CLONE_SETTLS != 0 {
+            cpu.fs_base = c.tls;
+        }
+        cpu.insns_compiled = 0;
+        let proc = self.proc.clone();
+        let (jit, pool, enter, tier, module, config) = (
+            self.jit.clone(),
+            self.pool.clone(),
+            self.enter,
+            self.tier,
+            self.module,
+            self.config,
+        );
+        let (tx, rx) = mpsc::channel::<i64>();
+        let clear_tid = (c.flags & CLONE_CHILD_CLEARTID != 0 && c.ctid != 0).then_some(c.ctid);
+        let set_tid = (c.flags & CLONE_CHILD_SETTID != 0 && c.ctid != 0).then_some(c.ctid);
+        let spawned = std::thread::Builder::new().name("kiln-guest".into()).spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as i64;
+            if let Some(a) = set_tid {
+                let _ = proc.mem.write_bytes(a, &(tid as u32).to_le_bytes());
+            }
+            let (ctx, crx) = mpsc::channel();
+            let mut e = Engine {
+                cpu,
+                proc,
+                clear_tid,
+                is_main: false,
+                tier,
+                stats: Stats::default(),
+                jit,
+                enter,
+                chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
+                cache: None,
+                pool,
+                config,
+                module,
+                units: Vec::new(),
+                index: AddrMap::default(),
+                cached: AddrMap::default(),
+                new_units: Vec::new(),
+                tx: ctx,
+                rx: crx,
+                pending: 0,
+            };
+            e.cpu.chain_table = e.chain.as_ptr() as u64;
+            let _ = tx.send(tid);
+            e.run_thread();
+        });
+        let tid = match spawned {
+            Ok(_) => rx.recv().unwrap_or(-(libc::EAGAIN as i64)),
+            Err(_) => -(libc::EAGAIN as i64),
+        };
+        if tid > 0 && c.flags & CLONE_PARENT_SETTID != 0 && c.ptid != 0 {
+            let _ = self.proc.mem.write_bytes(c.ptid, &(tid as u32).to_le_bytes());
+        }
+        tid
+    }
+
+    /// The body of a guest thread: runs until the thread exits; the process ends only through
+    /// exit_group, a fatal signal or execve.
+    fn run_thread(&mut self) {
+        match self.run() {
+            Outcome::Exit(_) => {}
+            Outcome::ExitGroup(c) => std::process::exit(c & 0xff),
+            Outcome::Signal(sig) => {
+                // SAFETY: default disposition, then the signal to the whole process.
+                unsafe {
+                    libc::signal(sig, libc::SIG_DFL);
+                    libc::kill(libc::getpid(), sig);
+                }
+                std::process::exit(128 + sig);
+            }
+            Outcome::Exec(_) => {
+                eprintln!("kiln: execve from a secondary thread is not supported yet");
+                std::process::exit(127);
+            }
+        }
+        if let Some(a) = self.clear_tid {
+            let _ = self.proc.mem.write_bytes(a, &0u32.to_le_bytes());
+            if let Some(p) = self.proc.mem.host_ptr(a, 4) {
+                // SAFETY: futex wake on a guest word inside the reservation.
+                unsafe { libc::syscall(libc::SYS_futex, p, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0) };
+            }
+        }
     }
 
     /// In a forked child: the compile workers and the background results did not survive the
@@ -416,7 +527,13 @@ impl Engine {
                 exit::NEXT => {}
                 exit::SYSCALL => match self.proc.syscall(&mut self.cpu) {
                     SysResult::Continue => {}
-                    SysResult::Exit(c) => return Outcome::Exit(c),
+                    SysResult::Exit(c) => return Outcome::ExitGroup(c),
+                    SysResult::ExitThread(c) if self.is_main => return Outcome::ExitGroup(c),
+                    SysResult::ExitThread(c) => return Outcome::Exit(c),
+                    SysResult::SpawnThread(args) => {
+                        let r = self.spawn_thread(args);
+                        self.cpu.gpr[0] = r as u64;
+                    }
                     SysResult::Exec(req) => return Outcome::Exec(req),
                     SysResult::ForkedChild => self.after_fork_child(),
                 },

@@ -4,5 +4,5 @@
 pub mod process;
 pub mod syscalls;
 
-pub use process::ExecRequest;
+pub use process::{CloneArgs, ExecRequest};
 pub use syscalls::{Process, SysResult};

@@ -7,6 +7,15 @@ use std::ffi::CString;
 
 const EFAULT: i64 = -libc::EFAULT as i64;
 
+/// A clone that creates a thread: what the dispatcher needs to start it.
+pub struct CloneArgs {
+    pub flags: u64,
+    pub stack: u64,
+    pub ptid: u64,
+    pub ctid: u64,
+    pub tls: u64,
+}
+
 /// What an execve asks for, once checked: the program and its argv/envp.
 pub struct ExecRequest {
     pub path: CString,
@@ -81,7 +90,7 @@ impl Process {
     /// fork, vfork and clone without CLONE_VM (or with CLONE_VM|CLONE_VFORK, which the child
     /// cannot tell apart once it execs): the host process is duplicated with its reservation.
     /// Returns the host result (child pid in the parent, 0 in the child).
-    pub fn fork_like(&mut self, cpu: &mut Cpu, nr: u64, a: [u64; 6]) -> Result<i64, i64> {
+    pub fn fork_like(&self, cpu: &mut Cpu, nr: u64, a: [u64; 6]) -> Result<i64, i64> {
         let (flags, stack, ptid, ctid) = if nr == 56 {
             (a[0], a[1], a[2], a[3])
         } else {

@@ -11,6 +11,10 @@ pub enum SysResult {
     Exec(super::ExecRequest),
     /// This is the child of a fork: the dispatcher must rebuild per-process machinery.
     ForkedChild,
+    /// exit: the calling thread ends.
+    ExitThread(i32),
+    /// clone of a thread: the dispatcher starts it and puts the result in rax.
+    SpawnThread(super::CloneArgs),
 }
 
 /// Per-process state the syscall layer keeps.
@@ -18,8 +22,8 @@ pub struct Process {
     pub mem: Memory,
     /// Absolute path of the guest executable (for /proc/self/exe).
     pub exe: String,
-    sigactions: Vec<[u64; 4]>,
-    sigmask: u64,
+    /// Recorded signal actions and mask (delivery is not built yet).
+    signals: std::sync::Mutex<(Vec<[u64; 4]>, u64)>,
 }
 
 const EFAULT: i64 = -libc::EFAULT as i64;
@@ -40,8 +44,7 @@ impl Process {
         Process {
             mem,
             exe,
-            sigactions: vec![[0; 4]; 65],
-            sigmask: 0,
+            signals: std::sync::Mutex::new((vec![[0; 4]; 65], 0)),
         }
     }
 
@@ -99,12 +102,25 @@ impl Process {
         Ok(v)
     }
 
-    pub fn syscall(&mut self, cpu: &mut Cpu) -> SysResult {
+    pub fn syscall(&self, cpu: &mut Cpu) -> SysResult {
         let nr = cpu.gpr[0];
         let a = [cpu.gpr[7], cpu.gpr[6], cpu.gpr[2], cpu.gpr[10], cpu.gpr[8], cpu.gpr[9]];
         let mut forked_child = false;
         match nr {
-            60 | 231 => return SysResult::Exit(a[0] as i32),
+            231 => return SysResult::Exit(a[0] as i32),
+            60 => return SysResult::ExitThread(a[0] as i32),
+            56 if a[0] & 0x10100 == 0x10100 => {
+                // CLONE_VM | CLONE_THREAD
+                cpu.gpr[1] = cpu.rip;
+                cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
+                return SysResult::SpawnThread(super::CloneArgs {
+                    flags: a[0],
+                    stack: a[1],
+                    ptid: a[2],
+                    ctid: a[3],
+                    tls: a[4],
+                });
+            }
             59 => match self.prepare_exec(a) {
                 Ok(req) => return SysResult::Exec(req),
                 Err(e) => {
@@ -147,7 +163,7 @@ impl Process {
         SysResult::Continue
     }
 
-    fn dispatch(&mut self, cpu: &mut Cpu, nr: u64, a: [u64; 6]) -> Result<i64, i64> {
+    fn dispatch(&self, cpu: &mut Cpu, nr: u64, a: [u64; 6]) -> Result<i64, i64> {
         // SAFETY (all raw syscalls below): every pointer argument has been translated into
         // the guest reservation and bounded by its length; the kernel reports unmapped guest
         // memory as EFAULT.
@@ -281,7 +297,7 @@ impl Process {
                     Err(e) => -(e.raw_os_error().unwrap_or(libc::ENOMEM) as i64),
                 }
             }
-            12 => self.brk(a[0]) as i64,
+            12 => self.mem.brk(a[0]) as i64,
             25 => self.mremap(a)?,
             28 => 0, // madvise: advice only
             13 => {
@@ -290,8 +306,9 @@ impl Process {
                 if sig == 0 || sig > 64 || sig == 9 || sig == 19 {
                     return Err(EINVAL);
                 }
+                let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
                 if a[2] != 0 {
-                    let old = self.sigactions[sig];
+                    let old = sigs.0[sig];
                     for (i, w) in old.iter().enumerate() {
                         self.mem.write_u64(a[2] + i as u64 * 8, *w).map_err(|_| EFAULT)?;
                     }
@@ -303,22 +320,23 @@ impl Process {
                         // SAFETY: p..p+32 is inside the reservation.
                         *w = unsafe { ((p + i as u64 * 8) as *const u64).read_unaligned() };
                     }
-                    self.sigactions[sig] = act;
+                    sigs.0[sig] = act;
                 }
                 0
             }
             14 => {
+                let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
                 if a[2] != 0 {
-                    self.mem.write_u64(a[2], self.sigmask).map_err(|_| EFAULT)?;
+                    self.mem.write_u64(a[2], sigs.1).map_err(|_| EFAULT)?;
                 }
                 if a[1] != 0 {
                     let p = self.p(a[1], 8)?;
                     // SAFETY: 8 bytes inside the reservation.
                     let set = unsafe { (p as *const u64).read_unaligned() };
                     match a[0] {
-                        0 => self.sigmask |= set,
-                        1 => self.sigmask &= !set,
-                        2 => self.sigmask = set,
+                        0 => sigs.1 |= set,
+                        1 => sigs.1 &= !set,
+                        2 => sigs.1 = set,
                         _ => return Err(EINVAL),
                     }
                 }
@@ -412,12 +430,16 @@ impl Process {
             39 | 186 | 110 | 102 | 104 | 107 | 108 | 111 | 112 | 24 => sc(nr as i64, [0; 6]),
             62 | 200 | 234 => sc(nr as i64, a), // kill, tkill, tgkill: the host process is the guest's
             202 => {
-                // futex: one thread, so waits cannot be satisfied and wakes wake nobody.
-                match a[1] & 0x7f {
-                    1 => 0,
-                    0 | 9 => -(libc::EAGAIN as i64),
-                    _ => ENOSYS,
-                }
+                // futex: guest words live in host memory shared by the guest's threads.
+                let op = a[1] & 0x7f;
+                let uaddr = self.p(a[0], 4)?;
+                let (timeout, uaddr2) = match op {
+                    0 | 9 | 6 | 11 | 13 => (self.op(a[3], 16)?, if op == 11 { self.op(a[4], 4)? } else { 0 }),
+                    3 | 4 | 5 | 12 => (a[3], self.p(a[4], 4)?),
+                    1 | 10 | 7 | 8 => (a[3], 0),
+                    _ => return Err(ENOSYS),
+                };
+                sc(202, [uaddr, a[1], a[2], timeout, uaddr2, a[5]])
             }
             204 => {
                 let p = self.p(a[2], a[1])?;
@@ -638,7 +660,7 @@ impl Process {
         })
     }
 
-    fn ioctl(&mut self, a: [u64; 6]) -> Result<i64, i64> {
+    fn ioctl(&self, a: [u64; 6]) -> Result<i64, i64> {
         let size = match a[1] {
             0x5401 => 60,          // TCGETS
             0x5402..=0x5404 => 60, // TCSETS*
@@ -653,7 +675,7 @@ impl Process {
         Ok(ret(unsafe { libc::syscall(16, a[0], a[1], p) }))
     }
 
-    fn mmap(&mut self, a: [u64; 6]) -> Result<i64, i64> {
+    fn mmap(&self, a: [u64; 6]) -> Result<i64, i64> {
         let (addr, len, prot, flags, fd, off) = (a[0], a[1], a[2] as i32, a[3] as i32, a[4] as i32, a[5] as i64);
         if len == 0 || !(off as u64).is_multiple_of(PAGE) {
             return Err(EINVAL);
@@ -677,7 +699,7 @@ impl Process {
         }
     }
 
-    fn mremap(&mut self, a: [u64; 6]) -> Result<i64, i64> {
+    fn mremap(&self, a: [u64; 6]) -> Result<i64, i64> {
         let (old, old_len, new_len, flags) = (a[0], page_up(a[1]), page_up(a[2]), a[3] as i32);
         if !old.is_multiple_of(PAGE) || new_len == 0 {
             return Err(EINVAL);
@@ -701,28 +723,6 @@ impl Process {
         unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, old_len as usize) };
         self.mem.unmap(old, old_len).map_err(|_| EINVAL)?;
         Ok(at as i64)
-    }
-
-    fn brk(&mut self, want: u64) -> u64 {
-        let cur = self.mem.brk;
-        if want <= self.mem.brk_start {
-            return cur;
-        }
-        let (old_top, new_top) = (page_up(cur), page_up(want));
-        if new_top > old_top {
-            if new_top > crate::mem::layout::MMAP_BOTTOM {
-                return cur;
-            }
-            if self
-                .mem
-                .map_anon(old_top, new_top - old_top, libc::PROT_READ | libc::PROT_WRITE)
-                .is_err()
-            {
-                return cur;
-            }
-        }
-        self.mem.brk = want;
-        want
     }
 }
 

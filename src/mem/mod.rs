@@ -43,6 +43,12 @@ pub fn page_up(a: u64) -> u64 {
 /// The host reservation that holds the whole guest address space.
 pub struct Memory {
     base: *mut u8,
+    /// Mapping bookkeeping, shared by the guest's threads.
+    state: std::sync::Mutex<MemState>,
+}
+
+/// What Kiln records about the guest's address space.
+pub struct MemState {
     /// The guest's mappings: start -> (end, guest prot). Kept in step with every host change.
     maps: std::collections::BTreeMap<u64, (u64, i32)>,
     /// Next free address for mappings placed by Kiln, growing downwards.
@@ -52,8 +58,10 @@ pub struct Memory {
 }
 
 // SAFETY: the reservation is plain memory owned for the process lifetime; guest threads
-// synchronise through the guest's own protocols.
+// synchronise through the guest's own protocols, and Kiln's bookkeeping is behind a mutex.
 unsafe impl Send for Memory {}
+// SAFETY: as above.
+unsafe impl Sync for Memory {}
 
 impl Memory {
     pub fn reserve() -> Result<Memory, MemError> {
@@ -73,11 +81,18 @@ impl Memory {
         }
         Ok(Memory {
             base: p as *mut u8,
-            maps: Default::default(),
-            mmap_next: layout::MMAP_TOP,
-            brk_start: 0,
-            brk: 0,
+            state: std::sync::Mutex::new(MemState {
+                maps: Default::default(),
+                mmap_next: layout::MMAP_TOP,
+                brk_start: 0,
+                brk: 0,
+            }),
         })
+    }
+
+    /// The bookkeeping, locked (a poisoned lock is still usable: the data stays consistent).
+    pub fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn base(&self) -> u64 {
@@ -99,19 +114,20 @@ impl Memory {
     }
 
     /// Maps anonymous zeroed memory at a fixed guest range (page aligned) with guest `prot`.
-    pub fn map_anon(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), MemError> {
+    pub fn map_anon(&self, addr: u64, len: u64, prot: i32) -> Result<(), MemError> {
         self.map_fixed(addr, len, prot, libc::MAP_ANONYMOUS | libc::MAP_PRIVATE, -1, 0)
     }
 
     /// Maps a range with host mmap(MAP_FIXED) inside the reservation.
-    pub fn map_fixed(&mut self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
+    pub fn map_fixed(&self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
+        let mut st = self.state();
         self.map_fixed_unrecorded(addr, len, prot, flags, fd, off)?;
-        self.record(addr, addr + len, Some(prot));
+        st.record(addr, addr + len, Some(prot));
         Ok(())
     }
 
     fn map_fixed_unrecorded(
-        &mut self,
+        &self,
         addr: u64,
         len: u64,
         prot: i32,
@@ -138,7 +154,9 @@ impl Memory {
         }
         Ok(())
     }
+}
 
+impl MemState {
     /// Updates the mapping record over [start, end): `None` removes it.
     fn record(&mut self, start: u64, end: u64, prot: Option<i32>) {
         // Split any mapping straddling either edge, then drop everything inside.
@@ -160,7 +178,7 @@ impl Memory {
     }
 
     /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
-    pub fn readable_len(&self, addr: u64, max: u64) -> u64 {
+    fn readable_len(&self, addr: u64, max: u64) -> u64 {
         let mut at = addr;
         let end = addr.saturating_add(max);
         while at < end {
@@ -170,40 +188,6 @@ impl Memory {
             }
         }
         at.min(end) - addr
-    }
-
-    /// Returns a guest range to the reserved, inaccessible state.
-    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
-        self.map_fixed_unrecorded(
-            addr,
-            len,
-            0,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )?;
-        self.record(addr, addr + len, None);
-        Ok(())
-    }
-
-    pub fn protect(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), std::io::Error> {
-        Self::check(addr, len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
-        if !self.fully_mapped(addr, addr + len) {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
-        }
-        // SAFETY: inside the reservation.
-        let r = unsafe {
-            libc::mprotect(
-                self.base.add(addr as usize) as *mut libc::c_void,
-                len as usize,
-                host_prot(prot),
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        self.record(addr, addr + len, Some(prot));
-        Ok(())
     }
 
     fn fully_mapped(&self, start: u64, end: u64) -> bool {
@@ -218,7 +202,7 @@ impl Memory {
     }
 
     /// Picks a free guest range of `len` bytes for a mapping without a fixed address.
-    pub fn alloc_range(&mut self, len: u64) -> Option<u64> {
+    fn alloc_range(&mut self, len: u64) -> Option<u64> {
         let len = page_up(len);
         let a = self.mmap_next.checked_sub(len)?;
         if a < layout::MMAP_BOTTOM {
@@ -226,6 +210,92 @@ impl Memory {
         }
         self.mmap_next = a;
         Some(a)
+    }
+}
+
+impl Memory {
+    /// Sets the start (and current end) of the program break.
+    pub fn set_brk_start(&self, a: u64) {
+        let mut st = self.state();
+        st.brk_start = a;
+        st.brk = a;
+    }
+
+    /// The brk system call: moves the break, mapping zeroed pages as it grows.
+    pub fn brk(&self, want: u64) -> u64 {
+        let mut st = self.state();
+        let cur = st.brk;
+        if want <= st.brk_start {
+            return cur;
+        }
+        let (old_top, new_top) = (page_up(cur), page_up(want));
+        if new_top > old_top {
+            if new_top > layout::MMAP_BOTTOM {
+                return cur;
+            }
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            if self
+                .map_fixed_unrecorded(
+                    old_top,
+                    new_top - old_top,
+                    rw,
+                    libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
+                    -1,
+                    0,
+                )
+                .is_err()
+            {
+                return cur;
+            }
+            st.record(old_top, new_top, Some(rw));
+        }
+        st.brk = want;
+        want
+    }
+
+    /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
+    pub fn readable_len(&self, addr: u64, max: u64) -> u64 {
+        self.state().readable_len(addr, max)
+    }
+
+    pub fn alloc_range(&self, len: u64) -> Option<u64> {
+        self.state().alloc_range(len)
+    }
+
+    /// Returns a guest range to the reserved, inaccessible state.
+    pub fn unmap(&self, addr: u64, len: u64) -> Result<(), MemError> {
+        let mut st = self.state();
+        self.map_fixed_unrecorded(
+            addr,
+            len,
+            0,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )?;
+        st.record(addr, addr + len, None);
+        Ok(())
+    }
+
+    pub fn protect(&self, addr: u64, len: u64, prot: i32) -> Result<(), std::io::Error> {
+        Self::check(addr, len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let mut st = self.state();
+        if !st.fully_mapped(addr, addr + len) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        // SAFETY: inside the reservation.
+        let r = unsafe {
+            libc::mprotect(
+                self.base.add(addr as usize) as *mut libc::c_void,
+                len as usize,
+                host_prot(prot),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        st.record(addr, addr + len, Some(prot));
+        Ok(())
     }
 
     pub fn write_bytes(&self, addr: u64, data: &[u8]) -> Result<(), MemError> {

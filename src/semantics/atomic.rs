@@ -23,7 +23,7 @@ pub fn needs_atomic(ins: &Instruction) -> bool {
 static UNALIGNED: Mutex<()> = Mutex::new(());
 
 fn aligned(p: *mut u8, size: u8) -> bool {
-    (p as usize) % size as usize == 0
+    (p as usize).is_multiple_of(size as usize)
 }
 
 fn load(p: *mut u8, size: u8) -> u64 {
@@ -43,10 +43,18 @@ fn cas(p: *mut u8, size: u8, old: u64, new: u64) -> bool {
     // SAFETY: as in `load`.
     unsafe {
         match size {
-            1 => AtomicU8::from_ptr(p).compare_exchange(old as u8, new as u8, SeqCst, SeqCst).is_ok(),
-            2 => AtomicU16::from_ptr(p as *mut u16).compare_exchange(old as u16, new as u16, SeqCst, SeqCst).is_ok(),
-            4 => AtomicU32::from_ptr(p as *mut u32).compare_exchange(old as u32, new as u32, SeqCst, SeqCst).is_ok(),
-            _ => AtomicU64::from_ptr(p as *mut u64).compare_exchange(old, new, SeqCst, SeqCst).is_ok(),
+            1 => AtomicU8::from_ptr(p)
+                .compare_exchange(old as u8, new as u8, SeqCst, SeqCst)
+                .is_ok(),
+            2 => AtomicU16::from_ptr(p as *mut u16)
+                .compare_exchange(old as u16, new as u16, SeqCst, SeqCst)
+                .is_ok(),
+            4 => AtomicU32::from_ptr(p as *mut u32)
+                .compare_exchange(old as u32, new as u32, SeqCst, SeqCst)
+                .is_ok(),
+            _ => AtomicU64::from_ptr(p as *mut u64)
+                .compare_exchange(old, new, SeqCst, SeqCst)
+                .is_ok(),
         }
     }
 }
@@ -81,7 +89,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let size = ins.memory_size().size() as u8;
     let mut addr = ea(&mut Live::new(cpu), ins);
     // The register operand (if any), read before the operation.
-    let reg: Option<Gpr> = (0..ins.op_count()).find(|&i| ins.op_kind(i) == OpKind::Register).and_then(|i| gpr(ins.op_register(i)));
+    let reg: Option<Gpr> = (0..ins.op_count())
+        .find(|&i| ins.op_kind(i) == OpKind::Register)
+        .and_then(|i| gpr(ins.op_register(i)));
     let src = match reg {
         Some(g) => read_gpr(&mut Live::new(cpu), g),
         None => (0..ins.op_count())
@@ -91,7 +101,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     };
     match m {
         Add | Or | Adc | Sbb | And | Sub | Xor => {
-            rmw(cpu, addr, size, |c, old| super::alu(&mut Live::new(c), m, size, old, src));
+            rmw(cpu, addr, size, |c, old| {
+                super::alu(&mut Live::new(c), m, size, old, src)
+            });
         }
         Inc | Dec | Neg | Not => {
             rmw(cpu, addr, size, |c, old| {
@@ -101,9 +113,23 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                     Not => !old,
                     _ => {
                         let cf = super::concrete::cond(e.cpu, Cc::B) as u64;
-                        let r = if m == Inc { old.wrapping_add(1) } else { old.wrapping_sub(1) } & size_mask(size);
+                        let r = if m == Inc {
+                            old.wrapping_add(1)
+                        } else {
+                            old.wrapping_sub(1)
+                        } & size_mask(size);
                         let kind = if m == Inc { FlagKind::Inc } else { FlagKind::Dec };
-                        store_flags(e.cpu, super::emitter::Flags { kind, size, res: r, a: old, b: 1, aux: cf });
+                        store_flags(
+                            e.cpu,
+                            super::emitter::Flags {
+                                kind,
+                                size,
+                                res: r,
+                                a: old,
+                                b: 1,
+                                aux: cf,
+                            },
+                        );
                         r
                     }
                 }
@@ -111,7 +137,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         Xadd => {
             let g = reg.ok_or(bad)?;
-            let old = rmw(cpu, addr, size, |c, old| super::alu(&mut Live::new(c), Add, size, old, src));
+            let old = rmw(cpu, addr, size, |c, old| {
+                super::alu(&mut Live::new(c), Add, size, old, src)
+            });
             write_gpr(&mut Live::new(cpu), g, old);
         }
         Xchg => {
@@ -130,7 +158,15 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                 }
             });
             if old != ax {
-                write_gpr(&mut Live::new(cpu), Gpr { idx: 0, size, high8: false }, old);
+                write_gpr(
+                    &mut Live::new(cpu),
+                    Gpr {
+                        idx: 0,
+                        size,
+                        high8: false,
+                    },
+                    old,
+                );
             }
         }
         Bts | Btr | Btc => {
@@ -150,7 +186,14 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             let f = super::flags::materialize(&mut super::concrete::Values, &cpu_flags(cpu));
             store_flags(
                 cpu,
-                super::emitter::Flags { kind: FlagKind::Raw, size: 8, res: (f & !rf::CF) | ((old >> bit) & 1), a: 0, b: 0, aux: 0 },
+                super::emitter::Flags {
+                    kind: FlagKind::Raw,
+                    size: 8,
+                    res: (f & !rf::CF) | ((old >> bit) & 1),
+                    a: 0,
+                    b: 0,
+                    aux: 0,
+                },
             );
         }
         _ => return Err(bad),

@@ -31,8 +31,19 @@ pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
         .and_then(|s| s.to_str())
         .expect("program name");
     let out = dir.join(stem);
+    // Tests run in parallel and may build the same program: build to a private name, then
+    // rename into place (atomic), so no test ever runs a half-written binary.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tmp = dir.join(format!(".{stem}.{}.{n}.tmp", std::process::id()));
     let mut cmd = Command::new(cc);
-    cmd.arg("-static").arg(opt).arg("-w").arg("-o").arg(&out).arg(&src);
+    cmd.arg("-static")
+        .arg(opt)
+        .arg("-w")
+        .arg("-pthread")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&src);
     if name.ends_with(".c") {
         cmd.arg("-lm");
     }
