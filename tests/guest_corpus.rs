@@ -5,8 +5,9 @@
 mod common;
 use common::*;
 
-/// `deterministic`: the program's control flow does not depend on thread scheduling, so a warm
-/// run must compile nothing (threaded programs spin and block differently from run to run).
+/// `deterministic`: the program's control flow does not depend on thread scheduling or timing,
+/// so a warm run must compile nothing (threaded and timer-driven programs spin and block
+/// differently from run to run).
 fn check(name: &str, args: &[&str], stdin: &[u8], deterministic: bool) {
     for (label, cc, opt) in TOOLCHAINS {
         let bin = build(name, label, cc, opt);
@@ -19,12 +20,13 @@ fn check(name: &str, args: &[&str], stdin: &[u8], deterministic: bool) {
         }
         // Both runs see the same environment: guest loops over envp must run the same counts.
         let mut cold = kiln(&bin, "auto", &cache_dir, args, stdin, &[("KILN_STATS", "json")]);
-        take_stats(&mut cold);
+        try_take_stats(&mut cold);
         assert_same(&format!("{name} [{label}] auto (cold cache)"), &want, &cold);
         let mut warm = kiln(&bin, "auto", &cache_dir, args, stdin, &[("KILN_STATS", "json")]);
-        let stats = take_stats(&mut warm);
+        let stats = try_take_stats(&mut warm);
         assert_same(&format!("{name} [{label}] auto (warm cache)"), &want, &warm);
         if deterministic {
+            let stats = stats.expect("KILN_STATS=json printed a kiln-stats line");
             assert_eq!(
                 stat(&stats, "units_compiled"),
                 0,
@@ -37,7 +39,7 @@ fn check(name: &str, args: &[&str], stdin: &[u8], deterministic: bool) {
 const ARGS: &[&str] = &["alpha", "beta gamma", ""];
 
 macro_rules! corpus {
-    ($($test:ident => $file:expr $(, args = $args:expr)? $(, stdin = $stdin:expr)? $(, threaded = $thr:expr)?;)*) => {$(
+    ($($test:ident => $file:expr $(, args = $args:expr)? $(, stdin = $stdin:expr)? $(, timing_dependent = $thr:expr)?;)*) => {$(
         #[test]
         fn $test() {
             #[allow(unused_mut, unused_assignments)]
@@ -47,9 +49,9 @@ macro_rules! corpus {
             let mut stdin: &[u8] = b"";
             $(stdin = $stdin;)?
             #[allow(unused_mut, unused_assignments)]
-            let mut threaded = false;
-            $(threaded = $thr;)?
-            check($file, args, stdin, !threaded);
+            let mut timing_dependent = false;
+            $(timing_dependent = $thr;)?
+            check($file, args, stdin, !timing_dependent);
         }
     )*};
 }
@@ -89,7 +91,8 @@ corpus! {
     sse2_integer_and_moves => "sse2_integer.c";
     sse_floating_point => "float_sse.c";
     x87_long_double => "x87_long_double.c";
-    pthreads_mutex_condvar_atomics => "pthreads.c", threaded = true;
+    pthreads_mutex_condvar_atomics => "pthreads.c", timing_dependent = true;
+    signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
 }
 
 /// Threaded programs run repeatedly in every tier: no hang, no difference.

@@ -6,7 +6,7 @@
 use std::mem::offset_of;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 3;
+pub const CPU_LAYOUT_VERSION: u32 = 4;
 
 /// Entries in the chaining table (a power of two).
 pub const CHAIN_ENTRIES: u64 = 1 << 16;
@@ -112,6 +112,9 @@ pub struct Cpu {
     pub chain_table: u64,
     /// Guest instructions executed in compiled code (each unit adds its length on entry).
     pub insns_compiled: u64,
+    /// Host address of a word that is non-zero when a signal waits: units then return to the
+    /// dispatcher at entry.
+    pub interrupt: u64,
     /// Pending fault code and the guest address it concerns.
     pub fault: u64,
     pub fault_addr: u64,
@@ -143,6 +146,7 @@ impl Cpu {
             helpers: 0,
             chain_table: 0,
             insns_compiled: 0,
+            interrupt: 0,
             fault: 0,
             fault_addr: 0,
             mxcsr: 0x1f80,
@@ -178,4 +182,5 @@ pub mod off {
     pub const HELPERS: i32 = offset_of!(Cpu, helpers) as i32;
     pub const CHAIN_TABLE: i32 = offset_of!(Cpu, chain_table) as i32;
     pub const INSNS_COMPILED: i32 = offset_of!(Cpu, insns_compiled) as i32;
+    pub const INTERRUPT: i32 = offset_of!(Cpu, interrupt) as i32;
 }

@@ -176,6 +176,7 @@ impl Engine {
             pending: 0,
         };
         e.cpu.helpers = jit::HELPERS.as_ptr() as u64;
+        e.cpu.interrupt = &crate::linux::signals::INTERRUPT as *const _ as u64;
         e.cpu.chain_table = e.chain.as_ptr() as u64;
         if tier == Tier::Auto {
             if let Some(c) = &cache {
@@ -499,6 +500,12 @@ impl Engine {
         loop {
             if self.pending > 0 {
                 self.collect_compiled(false);
+            }
+            if crate::linux::signals::INTERRUPT.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+                match self.proc.deliver_signal(&mut self.cpu) {
+                    crate::linux::signals::Delivery::Terminate(sig) => return Outcome::Signal(sig),
+                    crate::linux::signals::Delivery::Handler | crate::linux::signals::Delivery::None => {}
+                }
             }
             let rip = self.cpu.rip;
             let i = self.unit_for(rip);

@@ -375,6 +375,18 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     hs.returns.push(AbiParam::new(types::I64));
     let helper_sig = b.import_signature(hs);
     let unit_sig = b.import_signature(super::unit_signature());
+    // A waiting signal: return before doing anything (rip already holds this unit's address).
+    let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
+    let flag = b.ins().load(types::I64, mf(), iw, 0);
+    let leave = b.create_block();
+    let body = b.create_block();
+    b.ins().brif(flag, leave, &[], body, &[]);
+    b.switch_to_block(leave);
+    let here = b.ins().iconst(types::I64, block.start as i64);
+    b.ins().store(mf(), here, cpu, off::RIP);
+    let z = b.ins().iconst(types::I64, exit::NEXT as i64);
+    b.ins().return_(&[z]);
+    b.switch_to_block(body);
     let count = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
     let count = b.ins().iadd_imm_u(count, block.insns.len() as i64);
     b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);

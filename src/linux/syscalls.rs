@@ -4,6 +4,10 @@
 use crate::cpu::Cpu;
 use crate::mem::{page_up, Memory, GUEST_SPACE, PAGE};
 
+/// Guest signal actions, the mask, the alternate stack (base, size), and the mask to restore
+/// after an rt_sigsuspend.
+pub type SignalState = (Vec<[u64; 4]>, u64, [u64; 2], Option<u64>);
+
 pub enum SysResult {
     Continue,
     Exit(i32),
@@ -22,8 +26,9 @@ pub struct Process {
     pub mem: Memory,
     /// Absolute path of the guest executable (for /proc/self/exe).
     pub exe: String,
-    /// Recorded signal actions and mask (delivery is not built yet).
-    signals: std::sync::Mutex<(Vec<[u64; 4]>, u64)>,
+    /// Guest signal actions (handler, flags, restorer, mask), the signal mask, and the
+    /// alternate stack (base, size), and the mask to restore after an rt_sigsuspend.
+    pub(super) signals: std::sync::Mutex<SignalState>,
 }
 
 const EFAULT: i64 = -libc::EFAULT as i64;
@@ -44,7 +49,7 @@ impl Process {
         Process {
             mem,
             exe,
-            signals: std::sync::Mutex::new((vec![[0; 4]; 65], 0)),
+            signals: std::sync::Mutex::new((vec![[0; 4]; 65], 0, [0; 2], None)),
         }
     }
 
@@ -108,6 +113,10 @@ impl Process {
         let mut forked_child = false;
         match nr {
             231 => return SysResult::Exit(a[0] as i32),
+            15 => {
+                self.sigreturn(cpu);
+                return SysResult::Continue;
+            }
             60 => return SysResult::ExitThread(a[0] as i32),
             56 if a[0] & 0x10100 == 0x10100 => {
                 // CLONE_VM | CLONE_THREAD
@@ -321,6 +330,7 @@ impl Process {
                         *w = unsafe { ((p + i as u64 * 8) as *const u64).read_unaligned() };
                     }
                     sigs.0[sig] = act;
+                    super::signals::install_host(sig, &act);
                 }
                 0
             }
@@ -339,20 +349,88 @@ impl Process {
                         2 => sigs.1 = set,
                         _ => return Err(EINVAL),
                     }
+                    sigs.1 &= !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+                    drop(sigs);
+                    self.recheck_pending();
                 }
                 0
             }
             131 => {
+                // sigaltstack: stack_t {ss_sp, ss_flags (int), ss_size}
+                let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
                 if a[1] != 0 {
-                    let p = self.p(a[1], 24)?;
-                    // SAFETY: 24 bytes inside the reservation; report "disabled".
-                    unsafe { std::ptr::write_bytes(p as *mut u8, 0, 24) };
+                    let old = sigs.2;
+                    self.mem.write_u64(a[1], old[0]).map_err(|_| EFAULT)?;
                     self.mem
-                        .write_bytes(a[1] + 8, &2u32.to_le_bytes())
+                        .write_u64(a[1] + 8, if old[1] == 0 { 2 } else { 0 })
                         .map_err(|_| EFAULT)?;
+                    self.mem.write_u64(a[1] + 16, old[1]).map_err(|_| EFAULT)?;
+                }
+                if a[0] != 0 {
+                    let p = self.p(a[0], 24)?;
+                    // SAFETY: 24 bytes inside the reservation.
+                    let (sp, fl, sz) = unsafe {
+                        let q = p as *const u64;
+                        (
+                            q.read_unaligned(),
+                            q.add(1).read_unaligned() as u32,
+                            q.add(2).read_unaligned(),
+                        )
+                    };
+                    sigs.2 = if fl & 2 != 0 { [0, 0] } else { [sp, sz] };
                 }
                 0
             }
+            15 => unreachable!("rt_sigreturn is handled before dispatch"),
+            37 => sc(37, a), // alarm
+            36 | 38 => {
+                // getitimer, setitimer
+                let x = self.op(a[1], 32)?;
+                let y = if nr == 38 { self.op(a[2], 32)? } else { 0 };
+                sc(nr as i64, [a[0], x, y, 0, 0, 0])
+            }
+            34 => sc(34, a), // pause
+            127 => {
+                // rt_sigpending: the guest's blocked-and-pending signals
+                self.mem
+                    .write_u64(a[0], super::signals::pending_blocked(self))
+                    .map_err(|_| EFAULT)?;
+                0
+            }
+            130 => {
+                // rt_sigsuspend: wait for a signal with the given mask in force
+                let p = self.p(a[0], 8)?;
+                // SAFETY: 8 bytes inside the reservation.
+                let mask = unsafe { (p as *const u64).read_unaligned() };
+                {
+                    let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+                    let old = std::mem::replace(&mut sigs.1, mask);
+                    sigs.3 = Some(old);
+                }
+                // SAFETY: waits for any host signal with none blocked.
+                unsafe {
+                    let mut none: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut none);
+                    libc::sigsuspend(&none);
+                }
+                super::signals::INTERRUPT.store(1, std::sync::atomic::Ordering::SeqCst);
+                -(libc::EINTR as i64)
+            }
+            222 => {
+                let ev = self.op(a[1], 64)?;
+                let id = self.p(a[2], 4)?;
+                sc(222, [a[0], ev, id, 0, 0, 0])
+            }
+            223 => {
+                let n = self.p(a[2], 32)?;
+                let o = self.op(a[3], 32)?;
+                sc(223, [a[0], a[1], n, o, 0, 0])
+            }
+            224 => {
+                let o = self.p(a[1], 32)?;
+                sc(224, [a[0], o, 0, 0, 0, 0])
+            }
+            225 | 226 => sc(nr as i64, a),
             158 => match a[0] {
                 0x1001 => {
                     cpu.gs_base = a[1];

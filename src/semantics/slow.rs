@@ -525,58 +525,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         Fnclex => cpu.fpu_sw &= 0x7f00,
         Fxsave | Fxsave64 => {
             let a = ea(&mut Live::new(cpu), ins);
-            let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
-            let mut ftw = 0u64;
-            for p in 0..8 {
-                if (cpu.fpu_tag >> (2 * p)) & 3 != 3 {
-                    ftw |= 1 << p;
-                }
-            }
-            store(cpu, a, cpu.fpu_cw as u64 | (sw << 16) | (ftw << 32), 8);
-            store(cpu, a.wrapping_add(8), 0, 8);
-            store(cpu, a.wrapping_add(16), 0, 8);
-            store(cpu, a.wrapping_add(24), cpu.mxcsr as u64 | (0xffff << 32), 8);
-            for i in 0..8u64 {
-                let p = ((cpu.fpu_top + i) & 7) as usize;
-                let r = cpu.st[p];
-                store(cpu, a.wrapping_add(32 + 16 * i), r[0], 8);
-                store(cpu, a.wrapping_add(40 + 16 * i), r[1] & 0xffff, 8);
-            }
-            for i in 0..16u64 {
-                let x = cpu.xmm[i as usize];
-                store(cpu, a.wrapping_add(160 + 16 * i), x[0], 8);
-                store(cpu, a.wrapping_add(168 + 16 * i), x[1], 8);
-            }
+            fxsave_to(cpu, a);
         }
         Fxrstor | Fxrstor64 => {
             let a = ea(&mut Live::new(cpu), ins);
-            let w0 = load(cpu, a, 8);
-            cpu.fpu_cw = w0 as u16;
-            cpu.fpu_sw = (w0 >> 16) as u16;
-            cpu.fpu_top = (w0 >> 27) & 7;
-            let ftw = (w0 >> 32) & 0xff;
-            cpu.mxcsr = load(cpu, a.wrapping_add(24), 4) as u32;
-            for i in 0..8u64 {
-                let p = ((cpu.fpu_top + i) & 7) as usize;
-                cpu.st[p] = [
-                    load(cpu, a.wrapping_add(32 + 16 * i), 8),
-                    load(cpu, a.wrapping_add(40 + 16 * i), 2),
-                ];
-            }
-            let mut tag = 0u64;
-            for p in 0..8 {
-                // Valid registers are re-tagged as "valid"; the abridged tag cannot say more.
-                if ftw & (1 << p) == 0 {
-                    tag |= 3 << (2 * p);
-                }
-            }
-            cpu.fpu_tag = tag;
-            for i in 0..16u64 {
-                cpu.xmm[i as usize] = [
-                    load(cpu, a.wrapping_add(160 + 16 * i), 8),
-                    load(cpu, a.wrapping_add(168 + 16 * i), 8),
-                ];
-            }
+            fxrstor_from(cpu, a);
         }
         Fninit => {
             cpu.fpu_cw = 0x37f;
@@ -761,4 +714,62 @@ fn string_op(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
     }
     Ok(())
+}
+
+/// Stores the x87/SSE state in the 512-byte FXSAVE layout at guest `a` (also the signal frame's
+/// FP state).
+pub fn fxsave_to(cpu: &mut Cpu, a: u64) {
+    let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+    let mut ftw = 0u64;
+    for p in 0..8 {
+        if (cpu.fpu_tag >> (2 * p)) & 3 != 3 {
+            ftw |= 1 << p;
+        }
+    }
+    store(cpu, a, cpu.fpu_cw as u64 | (sw << 16) | (ftw << 32), 8);
+    store(cpu, a.wrapping_add(8), 0, 8);
+    store(cpu, a.wrapping_add(16), 0, 8);
+    store(cpu, a.wrapping_add(24), cpu.mxcsr as u64 | (0xffff << 32), 8);
+    for i in 0..8u64 {
+        let p = ((cpu.fpu_top + i) & 7) as usize;
+        let r = cpu.st[p];
+        store(cpu, a.wrapping_add(32 + 16 * i), r[0], 8);
+        store(cpu, a.wrapping_add(40 + 16 * i), r[1] & 0xffff, 8);
+    }
+    for i in 0..16u64 {
+        let x = cpu.xmm[i as usize];
+        store(cpu, a.wrapping_add(160 + 16 * i), x[0], 8);
+        store(cpu, a.wrapping_add(168 + 16 * i), x[1], 8);
+    }
+}
+
+/// Loads the x87/SSE state from the FXSAVE layout at guest `a`.
+pub fn fxrstor_from(cpu: &mut Cpu, a: u64) {
+    let w0 = load(cpu, a, 8);
+    cpu.fpu_cw = w0 as u16;
+    cpu.fpu_sw = (w0 >> 16) as u16;
+    cpu.fpu_top = (w0 >> 27) & 7;
+    let ftw = (w0 >> 32) & 0xff;
+    cpu.mxcsr = load(cpu, a.wrapping_add(24), 4) as u32;
+    for i in 0..8u64 {
+        let p = ((cpu.fpu_top + i) & 7) as usize;
+        cpu.st[p] = [
+            load(cpu, a.wrapping_add(32 + 16 * i), 8),
+            load(cpu, a.wrapping_add(40 + 16 * i), 2),
+        ];
+    }
+    let mut tag = 0u64;
+    for p in 0..8 {
+        // Valid registers are re-tagged as "valid"; the abridged tag cannot say more.
+        if ftw & (1 << p) == 0 {
+            tag |= 3 << (2 * p);
+        }
+    }
+    cpu.fpu_tag = tag;
+    for i in 0..16u64 {
+        cpu.xmm[i as usize] = [
+            load(cpu, a.wrapping_add(160 + 16 * i), 8),
+            load(cpu, a.wrapping_add(168 + 16 * i), 8),
+        ];
+    }
 }

@@ -58,6 +58,7 @@ pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
         "{cc} {opt} failed on {name}:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    std::fs::rename(&tmp, &out).expect("rename the built program into place");
     out
 }
 
@@ -115,8 +116,9 @@ pub fn kiln(bin: &Path, tier: &str, cache: &Path, args: &[&str], stdin: &[u8], e
     run_cmd(cmd, stdin)
 }
 
-/// Splits Kiln's `kiln-stats {...}` line off stderr and parses it.
-pub fn take_stats(r: &mut Run) -> serde_json::Value {
+/// Splits Kiln's `kiln-stats {...}` line off stderr and parses it (None when the process died
+/// before printing it, as a program killed by a signal does).
+pub fn try_take_stats(r: &mut Run) -> Option<serde_json::Value> {
     let text = String::from_utf8_lossy(&r.stderr).to_string();
     let mut rest = String::new();
     let mut stats = None;
@@ -128,7 +130,12 @@ pub fn take_stats(r: &mut Run) -> serde_json::Value {
         }
     }
     r.stderr = rest.into_bytes();
-    stats.expect("KILN_STATS=json printed a kiln-stats line")
+    stats
+}
+
+/// Like `try_take_stats`, for runs that must have printed statistics.
+pub fn take_stats(r: &mut Run) -> serde_json::Value {
+    try_take_stats(r).expect("KILN_STATS=json printed a kiln-stats line")
 }
 
 pub fn stat(s: &serde_json::Value, k: &str) -> u64 {

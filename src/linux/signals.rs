@@ -1,0 +1,237 @@
+//! Signals: host handlers record asynchronous signals; the dispatcher delivers them to guest
+//! handlers at unit boundaries by building the kernel's x86-64 `rt_sigframe` on the guest stack;
+//! `rt_sigreturn` restores the interrupted state from it.
+
+use super::syscalls::Process;
+use crate::cpu::Cpu;
+use crate::semantics::concrete::{rflags, store_flags};
+use crate::semantics::emitter::Flags;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Signals received and not yet delivered (bit n-1 for signal n).
+static PENDING: AtomicU64 = AtomicU64::new(0);
+/// Non-zero when compiled code should return to the dispatcher at its next unit entry.
+pub static INTERRUPT: AtomicU64 = AtomicU64::new(0);
+/// The host siginfo of the last instance of each signal (128 bytes each).
+static INFO: [[AtomicU64; 16]; 65] = [const { [const { AtomicU64::new(0) }; 16] }; 65];
+
+const SA_SIGINFO: u64 = 4;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTART: u64 = 0x1000_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
+const SA_RESETHAND: u64 = 0x8000_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+
+extern "C" fn on_host_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    if (1..=64).contains(&sig) {
+        if !info.is_null() {
+            let words = info as *const u64;
+            for (i, slot) in INFO[sig as usize].iter().enumerate() {
+                // SAFETY: the kernel's siginfo is 128 bytes.
+                slot.store(unsafe { words.add(i).read() }, Ordering::Relaxed);
+            }
+        }
+        PENDING.fetch_or(1 << (sig - 1), Ordering::SeqCst);
+        INTERRUPT.store(1, Ordering::SeqCst);
+    }
+}
+
+/// Synchronous signals stay with the host defaults: they come from Kiln's own execution.
+fn synchronous(sig: usize) -> bool {
+    matches!(
+        sig as i32,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP
+    )
+}
+
+/// Makes the host disposition of `sig` follow the guest's new action.
+pub fn install_host(sig: usize, act: &[u64; 4]) {
+    if synchronous(sig) || sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
+        return;
+    }
+    // SAFETY: installing a handler that only touches atomics, or a default/ignore disposition.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = match act[0] {
+            0 => libc::SIG_DFL,
+            1 => libc::SIG_IGN,
+            _ => on_host_signal as *const () as usize,
+        };
+        sa.sa_flags = libc::SA_SIGINFO | if act[1] & SA_RESTART != 0 { libc::SA_RESTART } else { 0 };
+        libc::sigfillset(&mut sa.sa_mask);
+        libc::sigaction(sig as i32, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Signals that arrived while blocked by the guest's mask.
+pub fn pending_blocked(p: &Process) -> u64 {
+    let sigs = p.signals.lock().unwrap_or_else(|e| e.into_inner());
+    PENDING.load(Ordering::SeqCst) & sigs.1
+}
+
+/// What became of a pending signal.
+pub enum Delivery {
+    /// Nothing to deliver (or it was ignored).
+    None,
+    /// A guest handler frame was built; continue at the handler.
+    Handler,
+    /// The default action ends the process with this signal.
+    Terminate(i32),
+}
+
+fn default_ignores(sig: usize) -> bool {
+    matches!(
+        sig as i32,
+        libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH | libc::SIGCONT
+    )
+}
+
+impl Process {
+    /// Delivers one pending, unmasked signal to the guest, if any.
+    pub fn deliver_signal(&self, cpu: &mut Cpu) -> Delivery {
+        INTERRUPT.store(0, Ordering::SeqCst);
+        let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = PENDING.load(Ordering::SeqCst) & !sigs.1;
+        let suspended = sigs.3.take();
+        if pending == 0 {
+            if let Some(old) = suspended {
+                sigs.1 = old;
+            }
+            return Delivery::None;
+        }
+        let sig = pending.trailing_zeros() as usize + 1;
+        PENDING.fetch_and(!(1 << (sig - 1)), Ordering::SeqCst);
+        if PENDING.load(Ordering::SeqCst) & !sigs.1 != 0 {
+            INTERRUPT.store(1, Ordering::SeqCst);
+        }
+        let act = sigs.0[sig];
+        match act[0] {
+            0 if default_ignores(sig) => return Delivery::None,
+            0 => return Delivery::Terminate(sig as i32),
+            1 => return Delivery::None,
+            _ => {}
+        }
+        let old_mask = suspended.unwrap_or(sigs.1);
+        let mut new_mask = old_mask | act[3];
+        if act[1] & SA_NODEFER == 0 {
+            new_mask |= 1 << (sig - 1);
+        }
+        sigs.1 = new_mask;
+        if act[1] & SA_RESETHAND != 0 {
+            sigs.0[sig] = [0; 4];
+            install_host(sig, &[0; 4]);
+        }
+        let alt = sigs.2;
+        drop(sigs);
+        // The frame: below the red zone (or on the alternate stack), FP state, then the
+        // rt_sigframe {pretcode, ucontext, siginfo}, aligned as if the handler had been called.
+        let mut sp = cpu.gpr[4];
+        let on_alt = alt[1] != 0 && sp > alt[0] && sp <= alt[0] + alt[1];
+        if act[1] & SA_ONSTACK != 0 && alt[1] != 0 && !on_alt {
+            sp = alt[0] + alt[1];
+        } else {
+            sp -= 128;
+        }
+        let fp = (sp - 512) & !63;
+        let frame = ((fp - (8 + 304 + 128)) & !15) - 8;
+        let uc = frame + 8;
+        let info = uc + 304;
+        let w = |a: u64, v: u64| {
+            let _ = self.mem.write_u64(a, v);
+        };
+        crate::semantics::slow::fxsave_to(cpu, fp);
+        let restorer = if act[1] & SA_RESTORER != 0 { act[2] } else { 0 };
+        w(frame, restorer);
+        w(uc, 0); // uc_flags
+        w(uc + 8, 0); // uc_link
+        w(uc + 16, alt[0]);
+        w(
+            uc + 24,
+            if alt[1] == 0 {
+                2
+            } else if on_alt {
+                1
+            } else {
+                0
+            },
+        );
+        w(uc + 32, alt[1]);
+        let g = uc + 40; // mcontext gregs
+        let order = [8usize, 9, 10, 11, 12, 13, 14, 15, 7, 6, 5, 3, 2, 0, 1, 4];
+        for (i, &r) in order.iter().enumerate() {
+            w(g + 8 * i as u64, cpu.gpr[r]);
+        }
+        w(g + 8 * 16, cpu.rip);
+        w(g + 8 * 17, rflags(cpu));
+        w(g + 8 * 18, 0x33); // cs
+        for i in 19..23 {
+            w(g + 8 * i, 0);
+        }
+        w(g + 8 * 23, fp); // fpstate
+        for i in 24..32 {
+            w(g + 8 * i, 0);
+        }
+        w(uc + 296, old_mask);
+        for (i, slot) in INFO[sig].iter().enumerate() {
+            w(info + 8 * i as u64, slot.load(Ordering::Relaxed));
+        }
+        let _ = self.mem.write_bytes(info, &(sig as u32).to_le_bytes());
+        cpu.gpr[4] = frame;
+        cpu.gpr[7] = sig as u64;
+        cpu.gpr[6] = if act[1] & SA_SIGINFO != 0 { info } else { 0 };
+        cpu.gpr[2] = if act[1] & SA_SIGINFO != 0 { uc } else { 0 };
+        cpu.gpr[0] = 0;
+        cpu.rip = act[0];
+        cpu.df = 0;
+        Delivery::Handler
+    }
+
+    /// rt_sigreturn: restores the state saved in the frame at the stack pointer.
+    pub fn sigreturn(&self, cpu: &mut Cpu) {
+        let uc = cpu.gpr[4];
+        let r = |a: u64| -> u64 {
+            self.mem
+                .read_bytes(a, 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0)
+        };
+        let g = uc + 40;
+        let order = [8usize, 9, 10, 11, 12, 13, 14, 15, 7, 6, 5, 3, 2, 0, 1, 4];
+        for (i, &reg) in order.iter().enumerate() {
+            cpu.gpr[reg] = r(g + 8 * i as u64);
+        }
+        cpu.rip = r(g + 8 * 16);
+        let fl = r(g + 8 * 17);
+        cpu.df = (fl >> 10) & 1;
+        store_flags(
+            cpu,
+            Flags {
+                kind: crate::cpu::FlagKind::Raw,
+                size: 8,
+                res: fl & crate::cpu::rflags::ARITH,
+                a: 0,
+                b: 0,
+                aux: 0,
+            },
+        );
+        let fp = r(g + 8 * 23);
+        if fp != 0 {
+            crate::semantics::slow::fxrstor_from(cpu, fp);
+        }
+        let mask = r(uc + 296) & !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+        let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        sigs.1 = mask;
+        if PENDING.load(Ordering::SeqCst) & !mask != 0 {
+            INTERRUPT.store(1, Ordering::SeqCst);
+        }
+    }
+
+    /// After the guest unblocks signals: deliver any that arrived meanwhile.
+    pub fn recheck_pending(&self) {
+        let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        if PENDING.load(Ordering::SeqCst) & !sigs.1 != 0 {
+            INTERRUPT.store(1, Ordering::SeqCst);
+        }
+    }
+}
