@@ -10,6 +10,8 @@ pub const MAX_BLOCK_INSNS: usize = 128;
 pub struct Block {
     pub start: u64,
     pub insns: Vec<Instruction>,
+    /// Per instruction: where its semantics live (the caller's classification).
+    pub routes: Vec<u8>,
     /// Per instruction: whether an arithmetic flag it writes may be read afterwards (inside the
     /// block or after it). Semantics skip flag work for instructions where this is false.
     pub flags_live: Vec<bool>,
@@ -22,11 +24,12 @@ pub struct Block {
 
 /// Decodes the block at guest `rip` from `code`, the readable guest bytes starting there.
 /// `supported` says which instructions the semantics implement.
-pub fn decode_block(code: &[u8], rip: u64, supported: impl Fn(&Instruction) -> bool) -> Block {
-    decode_bytes(code, rip, &supported)
+pub fn decode_block(code: &[u8], rip: u64, classify: impl Fn(&Instruction) -> Option<u8>) -> Block {
+    decode_bytes(code, rip, &classify)
 }
 
-fn decode_bytes(buf: &[u8], rip: u64, supported: &impl Fn(&Instruction) -> bool) -> Block {
+fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option<u8>) -> Block {
+    let mut routes = Vec::new();
     let mut d = Decoder::with_ip(64, buf, rip, DecoderOptions::NONE);
     let mut insns = Vec::new();
     let mut stop = None;
@@ -45,12 +48,18 @@ fn decode_bytes(buf: &[u8], rip: u64, supported: &impl Fn(&Instruction) -> bool)
             // before it; the next block starts there.
             break;
         }
-        if ins.code() == Code::INVALID || !supported(&ins) {
+        let route = if ins.code() == Code::INVALID {
+            None
+        } else {
+            classify(&ins)
+        };
+        let Some(route) = route else {
             let end = (off + ins.len().max(1)).min(buf.len());
             stop = Some((ins.ip(), buf[off..end].to_vec(), ins));
             break;
-        }
+        };
         insns.push(ins);
+        routes.push(route);
         if ins.flow_control() != FlowControl::Next || ins.mnemonic() == Mnemonic::Syscall {
             break;
         }
@@ -60,6 +69,7 @@ fn decode_bytes(buf: &[u8], rip: u64, supported: &impl Fn(&Instruction) -> bool)
     Block {
         start: rip,
         insns,
+        routes,
         flags_live,
         len,
         stop,

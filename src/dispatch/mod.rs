@@ -91,6 +91,8 @@ pub struct Engine {
     jit: Option<Jit>,
     /// Trampoline into compiled code.
     enter: Option<EnterFn>,
+    /// Executable memory for this thread's units.
+    arena: jit::execmem::Arena,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
     chain: Box<[[u64; 2]]>,
     /// The cache directory, when the cache is in use. The index is opened only to read at
@@ -158,6 +160,7 @@ impl Engine {
             stats: Stats::default(),
             jit,
             enter,
+            arena: Default::default(),
             chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
             cache: if tier == Tier::Auto {
                 cache.as_ref().map(|c| c.dir.clone())
@@ -241,6 +244,7 @@ impl Engine {
                 stats: Stats::default(),
                 jit,
                 enter,
+                arena: Default::default(),
                 chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
                 cache: None,
                 pool,
@@ -386,7 +390,7 @@ impl Engine {
         }
         let len = self.proc.mem.readable_len(rip, 4096);
         let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]);
-        let block = decode_block(code, rip, semantics::supported);
+        let block = decode_block(code, rip, semantics::classify);
         self.stats.blocks_decoded += 1;
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);
@@ -404,7 +408,7 @@ impl Engine {
                     Ok(cu) => {
                         self.stats.compile_us += t.elapsed().as_micros() as u64;
                         self.stats.units_compiled += 1;
-                        match jit::execmem::install(&[&cu.code]) {
+                        match self.arena.install(&[&cu.code]) {
                             Ok(f) => {
                                 unit.code = f.first().copied();
                                 if let Some(&f) = f.first() {
@@ -474,7 +478,7 @@ impl Engine {
             return;
         }
         let codes: Vec<&[u8]> = ok.iter().map(|(_, c)| &c.code[..]).collect();
-        let fns = match jit::execmem::install(&codes) {
+        let fns = match self.arena.install(&codes) {
             Ok(f) => f,
             Err(e) => {
                 crate::klog!("jit", "{e}");

@@ -7,9 +7,9 @@ use crate::semantics::{self, concrete::Live};
 /// Runs one block; returns the exit code and leaves the next rip in `cpu.rip`.
 pub fn run_block(cpu: &mut Cpu, block: &Block) -> u64 {
     let mut e = Live::new(cpu);
-    for (ins, &live) in block.insns.iter().zip(&block.flags_live) {
+    for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
         e.flags_live = live;
-        semantics::exec(&mut e, ins);
+        semantics::exec_routed(&mut e, ins, route);
         if let Some(t) = e.jumped {
             let code = e.exit;
             e.cpu.rip = t;

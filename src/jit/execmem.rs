@@ -54,3 +54,76 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
         .map(|&o| unsafe { base.add(o) as UnitFn })
         .collect())
 }
+
+/// Executable memory owned by one guest thread's dispatcher: code is appended to the current
+/// chunk, which is switched to read-write only while the dispatcher (the only code running on
+/// this thread, and no other thread executes this arena) copies into it, then back to
+/// read-execute. Small units share pages instead of taking one each.
+pub struct Arena {
+    chunk: *mut u8,
+    size: usize,
+    used: usize,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl Default for Arena {
+    fn default() -> Self {
+        Arena {
+            chunk: std::ptr::null_mut(),
+            size: 0,
+            used: 0,
+        }
+    }
+}
+
+impl Arena {
+    /// Installs code blobs; returns their entry points.
+    pub fn install(&mut self, codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
+        let total: usize = codes.iter().map(|c| (c.len() + 15) & !15).sum();
+        if total > CHUNK / 2 {
+            return install(codes);
+        }
+        if self.chunk.is_null() || self.used + total > self.size {
+            // SAFETY: a fresh anonymous mapping, made executable below.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    CHUNK,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(ExecMemError::Map(CHUNK, std::io::Error::last_os_error()));
+            }
+            self.chunk = p as *mut u8;
+            self.size = CHUNK;
+            self.used = 0;
+        }
+        // Only the pages being written change protection.
+        let first = self.used & !4095;
+        let end = (self.used + total + 4095) & !4095;
+        // SAFETY: [first, end) lies inside our chunk; no code in it runs while it is writable
+        // (this thread is in the dispatcher, and other threads never run this arena's code).
+        unsafe {
+            let region = self.chunk.add(first) as *mut libc::c_void;
+            if libc::mprotect(region, end - first, libc::PROT_READ | libc::PROT_WRITE) != 0 {
+                return Err(ExecMemError::Protect(std::io::Error::last_os_error()));
+            }
+            let mut out = Vec::with_capacity(codes.len());
+            for c in codes {
+                let at = self.chunk.add(self.used);
+                std::ptr::copy_nonoverlapping(c.as_ptr(), at, c.len());
+                out.push(at as UnitFn);
+                self.used += (c.len() + 15) & !15;
+            }
+            if libc::mprotect(region, end - first, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                return Err(ExecMemError::Protect(std::io::Error::last_os_error()));
+            }
+            Ok(out)
+        }
+    }
+}

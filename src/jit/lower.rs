@@ -404,9 +404,9 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
         helper_sig,
         end: None,
     };
-    for (ins, &live) in block.insns.iter().zip(&block.flags_live) {
+    for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
         l.flags_live = live;
-        semantics::exec(&mut l, ins);
+        semantics::exec_routed(&mut l, ins, route);
         if l.end.is_some() {
             break;
         }

@@ -23,9 +23,26 @@ use operand::{ea_no_seg, gpr, op_size, read_op, read_rmw, write_gpr, write_op};
 const RSP: usize = 4;
 const RBP: usize = 5;
 
-/// Whether `exec` (directly or through `slow`) implements this instruction.
-pub fn supported(ins: &Instruction) -> bool {
-    generic_supported(ins) || sse::generic_supported(ins) || slow::supported(ins)
+/// Where an instruction's semantics live; decided once at decode time.
+pub mod route {
+    pub const GENERIC: u8 = 0;
+    pub const SSE: u8 = 1;
+    pub const SLOW: u8 = 2;
+}
+
+/// The route of an instruction, or None if Kiln does not implement it.
+pub fn classify(ins: &Instruction) -> Option<u8> {
+    if atomic::needs_atomic(ins) {
+        (generic_supported(ins) || slow::supported(ins)).then_some(route::SLOW)
+    } else if generic_supported(ins) {
+        Some(route::GENERIC)
+    } else if sse::generic_supported(ins) {
+        Some(route::SSE)
+    } else if slow::supported(ins) {
+        Some(route::SLOW)
+    } else {
+        None
+    }
 }
 
 fn generic_supported(ins: &Instruction) -> bool {
@@ -153,17 +170,13 @@ fn is_imm(k: OpKind) -> bool {
     )
 }
 
-/// Executes (or emits) one instruction. Block-ending instructions call `jump` or `syscall`.
-/// The caller has checked `supported(ins)`.
-pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
-    if atomic::needs_atomic(ins) {
-        e.slow(ins);
-    } else if generic_supported(ins) {
-        generic(e, ins);
-    } else if sse::generic_supported(ins) {
-        sse::exec(e, ins);
-    } else {
-        e.slow(ins);
+/// Executes (or emits) one instruction along the route `classify` gave it. Block-ending
+/// instructions call `jump` or `syscall`.
+pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
+    match r {
+        route::GENERIC => generic(e, ins),
+        route::SSE => sse::exec(e, ins),
+        _ => e.slow(ins),
     }
 }
 
