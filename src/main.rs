@@ -266,14 +266,10 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     let proc = std::sync::Arc::new(linux::Process::new(mem, exe));
     let cache = if tier == Tier::Auto && !no_cache {
         match opts.cache_dir.clone().or_else(cache::default_dir) {
-            Some(dir) => match cache::Cache::open(&dir) {
-                Ok(c) => Some(c),
-                Err(e @ cache::CacheError::Dir(..)) => {
-                    eprintln!("kiln: warning: {e}; running without the cache");
-                    None
-                }
+            Some(dir) => match cache::prepare_dir(&dir) {
+                Ok(()) => Some(dir),
                 Err(e) => {
-                    klog!("cache", "{e}; running without the cache");
+                    eprintln!("kiln: warning: {e}; running without the cache");
                     None
                 }
             },

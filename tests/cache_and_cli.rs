@@ -58,6 +58,24 @@ fn flipped_byte_in_a_cache_entry_is_detected_and_replaced() {
         damaged = keys.len() as u64;
         db.flush().unwrap();
     }
+    // The pack (read first at start) gets a flipped byte too: it must be rejected as a whole.
+    for entry in std::fs::read_dir(cache.join("packs")).expect("the cold run wrote a pack") {
+        let p = entry.unwrap().path();
+        let mut b = std::fs::read(&p).unwrap();
+        let at = b.len() / 3;
+        b[at] ^= 0x01;
+        std::fs::write(&p, b).unwrap();
+    }
+    let verify = Command::new(KILN)
+        .args(["cache", "verify"])
+        .env("KILN_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        !verify.status.success(),
+        "cache verify passed a damaged cache: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     let mut warm = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
     let ws = take_stats(&mut warm);
     assert_same("run over a damaged cache", &want, &warm);

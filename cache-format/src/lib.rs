@@ -207,3 +207,104 @@ mod tests {
         assert_eq!(&enc[..KEY_PREFIX_LEN], &UnitKey::prefix(&k.module, &k.config)[..]);
     }
 }
+
+/// Magic at the start of a pack file.
+pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
+
+/// A pack: every unit of one (module, config), written whole and renamed into place.
+///
+/// Layout: magic (8), format version (2), reserved (2), module hash (32), config id (16), unit
+/// count (4), then per unit: offset in module (8), entry length (4), the entry's bytes (a
+/// `UnitEntry` encoding, with its own checksum); finally blake3 of everything before (32).
+pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&PACK_MAGIC);
+    v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    v.extend_from_slice(&0u16.to_le_bytes());
+    v.extend_from_slice(module);
+    v.extend_from_slice(&config.0);
+    v.extend_from_slice(&(units.len() as u32).to_le_bytes());
+    for (off, e) in units {
+        v.extend_from_slice(&off.to_le_bytes());
+        v.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        v.extend_from_slice(e);
+    }
+    let sum = blake3::hash(&v);
+    v.extend_from_slice(sum.as_bytes());
+    v
+}
+
+/// Decodes a pack for the expected (module, config): the units by offset. Any damage to the
+/// file as a whole is an error; an entry that fails its own check is skipped and counted.
+pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<(Vec<(u64, UnitEntry)>, u64), EntryError> {
+    const HEAD: usize = 8 + 2 + 2 + 32 + 16 + 4;
+    if b.len() < HEAD + 32 {
+        return Err(EntryError::Truncated);
+    }
+    let (body, sum) = b.split_at(b.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(EntryError::Checksum);
+    }
+    if body[..8] != PACK_MAGIC {
+        return Err(EntryError::BadMagic);
+    }
+    let version = u16::from_le_bytes([body[8], body[9]]);
+    if version != FORMAT_VERSION {
+        return Err(EntryError::Version(version));
+    }
+    if &body[12..44] != module || body[44..60] != config.0 {
+        return Err(EntryError::BadMagic);
+    }
+    let count = u32::from_le_bytes([body[60], body[61], body[62], body[63]]) as usize;
+    let mut at = HEAD;
+    let mut out = Vec::with_capacity(count.min(1 << 20));
+    let mut bad = 0;
+    for _ in 0..count {
+        let head = body.get(at..at + 12).ok_or(EntryError::Truncated)?;
+        let off = u64::from_le_bytes(head[..8].try_into().map_err(|_| EntryError::Truncated)?);
+        let len = u32::from_le_bytes(head[8..12].try_into().map_err(|_| EntryError::Truncated)?) as usize;
+        at += 12;
+        let e = body.get(at..at + len).ok_or(EntryError::Truncated)?;
+        at += len;
+        match UnitEntry::decode(e) {
+            Ok(entry) => out.push((off, entry)),
+            Err(_) => bad += 1,
+        }
+    }
+    if at != body.len() {
+        return Err(EntryError::Truncated);
+    }
+    Ok((out, bad))
+}
+
+#[cfg(test)]
+mod pack_tests {
+    use super::*;
+
+    #[test]
+    fn packs_round_trip_and_reject_damage() {
+        let e = UnitEntry {
+            load_base: 0,
+            guest_len: 3,
+            ninsns: 1,
+            guest_hash: [1; 32],
+            code: vec![0xc3],
+        };
+        let m = [9u8; 32];
+        let c = ConfigId([3; 16]);
+        let p = encode_pack(&m, &c, &[(0x10, e.encode()), (0x20, e.encode())]);
+        let (units, bad) = decode_pack(&p, &m, &c).unwrap();
+        assert_eq!((units.len(), bad), (2, 0));
+        assert_eq!(units[1].0, 0x20);
+        assert!(
+            decode_pack(&p, &[8u8; 32], &c).is_err(),
+            "a pack of another module was accepted"
+        );
+        for i in (0..p.len()).step_by(7) {
+            let mut d = p.clone();
+            d[i] ^= 0x10;
+            assert!(decode_pack(&d, &m, &c).is_err(), "flip at {i} accepted");
+        }
+        assert!(decode_pack(&p[..p.len() - 1], &m, &c).is_err());
+    }
+}

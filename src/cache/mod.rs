@@ -26,7 +26,7 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// Creates the directory 0700 and refuses one owned by another user or writable by others.
-fn prepare_dir(dir: &Path) -> Result<(), CacheError> {
+pub fn prepare_dir(dir: &Path) -> Result<(), CacheError> {
     let err = |m: String| CacheError::Dir(dir.to_path_buf(), m);
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -97,6 +97,34 @@ impl Cache {
         })
     }
 
+    /// Rewrites the module's pack from the index (the index holds every run's units, so no
+    /// run's work is lost): written to a temporary file, synced, and renamed into place.
+    pub fn write_pack(&self, module: &Hash, config: &ConfigId) -> Result<(), CacheError> {
+        let mut units = Vec::new();
+        for (k, v) in self.db.scan_prefix(UnitKey::prefix(module, config)).flatten() {
+            if let (Some(key), true) = (UnitKey::decode(&k), UnitEntry::decode(&v).is_ok()) {
+                units.push((key.offset, v.to_vec()));
+            }
+        }
+        let bytes = cache_format::encode_pack(module, config, &units);
+        let dir = self.dir.join("packs");
+        let err = |e: std::io::Error| CacheError::Dir(dir.clone(), e.to_string());
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(".tmp-{}-{stamp}", std::process::id()));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&bytes).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, pack_path(&self.dir, module, config)).map_err(err)?;
+        Ok(())
+    }
+
     /// All valid units of a module under a config; returns them and the number of damaged
     /// entries skipped (those are removed so the next store replaces them).
     pub fn load_module(&self, module: &Hash, config: &ConfigId) -> (Vec<LoadedUnit>, u64) {
@@ -136,9 +164,9 @@ impl Cache {
         self.db.len()
     }
 
-    /// Verifies every entry; returns (valid, damaged) counts.
+    /// Verifies every entry of the index and every pack; returns (valid, damaged) counts.
     pub fn verify(&self) -> (u64, u64) {
-        let (mut ok, mut bad) = (0, 0);
+        let (mut ok, mut bad) = verify_packs(&self.dir);
         for item in self.db.iter() {
             match item {
                 Ok((k, v)) if UnitKey::decode(&k).is_some() && UnitEntry::decode(&v).is_ok() => ok += 1,
@@ -157,4 +185,74 @@ impl Cache {
             .map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
         Ok(())
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The pack file of a (module, config).
+pub fn pack_path(dir: &Path, module: &Hash, config: &ConfigId) -> PathBuf {
+    dir.join("packs")
+        .join(format!("{}-{}.pack", hex(module), hex(&config.0)))
+}
+
+/// Reads a module's pack without touching the index (any number of runs at once). None when
+/// there is no pack or it is damaged (the caller falls back to the index, which rewrites it).
+pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<(Vec<LoadedUnit>, u64)> {
+    let bytes = std::fs::read(pack_path(dir, module, config)).ok()?;
+    match cache_format::decode_pack(&bytes, module, config) {
+        Ok((units, bad)) => Some((
+            units
+                .into_iter()
+                .map(|(offset, entry)| LoadedUnit { offset, entry })
+                .collect(),
+            bad,
+        )),
+        Err(e) => {
+            crate::klog!("cache", "pack for this module is damaged ({e}); using the index");
+            None
+        }
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// Checks every pack file (named `<module>-<config>.pack`); returns (valid units, damaged packs
+/// and entries).
+fn verify_packs(dir: &Path) -> (u64, u64) {
+    let (mut ok, mut bad) = (0, 0);
+    let Ok(rd) = std::fs::read_dir(dir.join("packs")) else {
+        return (0, 0);
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".pack") else {
+            continue;
+        };
+        let parsed = stem.split_once('-').and_then(|(m, c)| {
+            let (m, c) = (unhex(m)?, unhex(c)?);
+            Some((<[u8; 32]>::try_from(m).ok()?, <[u8; 16]>::try_from(c).ok()?))
+        });
+        let Some((module, config)) = parsed else {
+            bad += 1;
+            continue;
+        };
+        match std::fs::read(e.path())
+            .ok()
+            .map(|b| cache_format::decode_pack(&b, &module, &ConfigId(config)))
+        {
+            Some(Ok((units, damaged))) => {
+                ok += units.len() as u64;
+                bad += damaged;
+            }
+            _ => bad += 1,
+        }
+    }
+    (ok, bad)
 }

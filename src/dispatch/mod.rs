@@ -129,7 +129,7 @@ impl Engine {
         proc: Arc<Process>,
         tier: Tier,
         module: Module,
-        cache: Option<Cache>,
+        cache: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Engine> {
         let jit = if tier == Tier::Interp { None } else { Some(Jit::new()?) };
         let config = jit.as_ref().map(|j| {
@@ -161,12 +161,8 @@ impl Engine {
             jit,
             enter,
             arena: Default::default(),
-            chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
-            cache: if tier == Tier::Auto {
-                cache.as_ref().map(|c| c.dir.clone())
-            } else {
-                None
-            },
+            chain: new_chain_table(),
+            cache: if tier == Tier::Auto { cache.clone() } else { None },
             pool: None,
             config,
             module,
@@ -182,8 +178,8 @@ impl Engine {
         e.cpu.interrupt = &crate::linux::signals::INTERRUPT as *const _ as u64;
         e.cpu.chain_table = e.chain.as_ptr() as u64;
         if tier == Tier::Auto {
-            if let Some(c) = &cache {
-                e.load_cache(c);
+            if let Some(dir) = &cache {
+                e.load_cache(dir);
             }
             e.pool = Self::new_pool();
         }
@@ -245,7 +241,7 @@ impl Engine {
                 jit,
                 enter,
                 arena: Default::default(),
-                chain: vec![[u64::MAX, 0]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice(),
+                chain: new_chain_table(),
                 cache: None,
                 pool,
                 config,
@@ -320,11 +316,22 @@ impl Engine {
         }
     }
 
-    fn load_cache(&mut self, cache: &Cache) {
+    /// Loads the module's units: from its pack when there is a good one (no index, no lock),
+    /// else from the index.
+    fn load_cache(&mut self, dir: &std::path::Path) {
         let Some(config) = &self.config else {
             return;
         };
-        let (units, bad) = cache.load_module(&self.module.hash, config);
+        let (units, bad) = match crate::cache::read_pack(dir, &self.module.hash, config) {
+            Some(r) => r,
+            None => match Cache::open(dir) {
+                Ok(c) => c.load_module(&self.module.hash, config),
+                Err(e) => {
+                    crate::klog!("cache", "{e}; running without the cache");
+                    return;
+                }
+            },
+        };
         self.stats.cache_rejected += bad;
         let units: Vec<_> = units
             .into_iter()
@@ -646,11 +653,22 @@ impl Engine {
             Ok(cache) => {
                 if let Err(e) = cache.store(&entries) {
                     crate::klog!("cache", "cannot write the cache: {e}");
+                } else if let Err(e) = cache.write_pack(&self.module.hash, &config) {
+                    crate::klog!("cache", "cannot write the pack: {e}");
                 }
             }
             Err(e) => crate::klog!("cache", "cannot open the cache to write: {e}"),
         }
     }
+}
+
+/// An empty chaining table. Zeroed memory costs nothing until touched; an entry matches when
+/// its rip equals the exit's rip, and rip 0 (the only one a zero entry could match) lives in
+/// slot 0, which is marked with an impossible rip instead.
+fn new_chain_table() -> Box<[[u64; 2]]> {
+    let mut t = vec![[0u64; 2]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice();
+    t[crate::cpu::chain_slot(0) as usize] = [u64::MAX, 0];
+    t
 }
 
 /// The guest CPUID leaves that make up the profile (part of the config id).
