@@ -67,6 +67,9 @@ enum CacheOp {
     Verify,
     /// Remove every entry.
     Clear,
+    /// Merge a journal written by a detached compile into the index (used by Kiln itself).
+    #[command(hide = true)]
+    Merge { journal: PathBuf },
 }
 
 fn main() {
@@ -101,6 +104,10 @@ fn main() {
 }
 
 fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
+    if let CacheOp::Merge { journal } = &op {
+        Engine::merge_journal(journal)?;
+        return Ok(0);
+    }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;
     let c = cache::Cache::open(&dir)?;
     match op {
@@ -112,8 +119,10 @@ fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
         }
         CacheOp::Clear => {
             c.clear()?;
+            let _ = std::fs::remove_dir_all(dir.join("packs"));
             println!("{}: cleared", dir.display());
         }
+        CacheOp::Merge { .. } => {}
     }
     Ok(0)
 }

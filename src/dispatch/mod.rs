@@ -611,17 +611,98 @@ impl Engine {
             return;
         }
         self.collect_compiled(true);
-        let (Some(dir), Some(config)) = (&self.cache, self.config) else {
+        let (Some(dir), Some(config)) = (self.cache.clone(), self.config) else {
             return;
         };
+        // Everything that ran gets compiled: blocks the tiering threshold left in the baseline
+        // tier are compiled now, so the next run finds them all.
+        let (lo, hi) = (self.module.lo, self.module.hi);
+        let todo: Vec<Arc<Block>> = self
+            .units
+            .iter()
+            .filter(|u| u.code.is_none())
+            .filter_map(|u| u.block.clone())
+            .filter(|b| !b.insns.is_empty() && b.start >= lo && b.start + b.len <= hi)
+            .collect();
+        let mut entries = self.entries_for(&self.new_units, config);
+        self.stats.units_stored = (entries.len() + todo.len()) as u64;
+        if entries.is_empty() && todo.is_empty() {
+            return;
+        }
+        let sync = std::env::var_os("KILN_CACHE_SYNC").is_some_and(|v| v != "0");
+        if !sync && !todo.is_empty() {
+            // Off the critical path: a detached child compiles and writes; this process exits
+            // at once. The child lets go of every descriptor the guest could be waiting on.
+            // SAFETY: fork; the child only compiles, writes the cache and _exits.
+            let pid = unsafe { libc::fork() };
+            if pid != 0 {
+                return; // parent (or fork failure: the work is dropped, never the run)
+            }
+            // SAFETY: detaching the child from the guest's session and descriptors.
+            unsafe {
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            }
+            self.pool = Self::new_pool();
+        }
+        if let (Some(jit), Some(pool)) = (self.jit.clone(), self.pool.clone()) {
+            use rayon::prelude::*;
+            let compiled: Vec<NewUnit> = pool.install(|| {
+                todo.par_iter()
+                    .filter_map(|b| {
+                        jit.compile(b).ok().map(|unit| NewUnit {
+                            rip: b.start,
+                            guest_len: b.len,
+                            unit,
+                        })
+                    })
+                    .collect()
+            });
+            entries.extend(self.entries_for(&compiled, config));
+        }
+        if sync || todo.is_empty() {
+            Self::write_entries(&dir, &self.module, config, &entries, 50);
+            return;
+        }
+        // The detached child must not open the index itself (libraries' global worker threads
+        // did not survive the fork and may hold locks): it writes a journal and re-executes
+        // Kiln to merge it into the index and the pack.
+        if let Some(journal) = Self::write_journal(&dir, &self.module, config, &entries) {
+            if let Ok(me) = std::env::current_exe() {
+                use std::os::unix::ffi::OsStrExt;
+                let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
+                let args = [
+                    c(me.as_os_str().as_bytes()),
+                    c(b"cache"),
+                    c(b"merge"),
+                    c(journal.as_os_str().as_bytes()),
+                ];
+                let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+                argp.push(std::ptr::null());
+                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+                // SAFETY: NULL-terminated arrays of valid C strings (the journal's path names
+                // the cache directory).
+                unsafe { libc::execve(args[0].as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+            }
+        }
+        // SAFETY: the detached child ends here without running the guest's exit path.
+        unsafe { libc::_exit(0) };
+    }
+
+    /// Cache entries for compiled units of the main module.
+    fn entries_for(&self, units: &[NewUnit], config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
         let mut entries = Vec::new();
-        for n in &self.new_units {
-            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
-                continue;
-            };
+        for n in units {
             if n.rip < self.module.lo || n.rip + n.guest_len > self.module.hi {
                 continue; // only code of the module itself is persisted
             }
+            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
+                continue;
+            };
             let key = UnitKey {
                 module: self.module.hash,
                 config,
@@ -636,13 +717,80 @@ impl Engine {
             };
             entries.push((key, entry));
         }
-        self.stats.units_stored = entries.len() as u64;
+        entries
+    }
+
+    /// Writes entries to `journals/` in the pack layout; returns the file.
+    fn write_journal(
+        dir: &std::path::Path,
+        module: &Module,
+        config: ConfigId,
+        entries: &[(UnitKey, UnitEntry)],
+    ) -> Option<std::path::PathBuf> {
+        let units: Vec<(u64, Vec<u8>)> = entries.iter().map(|(k, e)| (k.offset, e.encode())).collect();
+        let bytes = cache_format::encode_pack(&module.hash, &config, &units);
+        let jdir = dir.join("journals");
+        std::fs::create_dir_all(&jdir).ok()?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = jdir.join(format!("{}-{stamp}.journal", std::process::id()));
+        std::fs::write(&path, bytes).ok()?;
+        Some(path)
+    }
+
+    /// Merges a journal into the index and rewrites the pack (`kiln cache merge`).
+    pub fn merge_journal(path: &std::path::Path) -> anyhow::Result<()> {
+        let dir = path
+            .parent()
+            .and_then(|p| p.parent())
+            .ok_or_else(|| anyhow::anyhow!("{}: not in a cache's journals/", path.display()))?;
+        let bytes = std::fs::read(path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        // The journal's own header names its module and config.
+        if bytes.len() < 64 {
+            anyhow::bail!("{name}: truncated journal");
+        }
+        let mut module = [0u8; 32];
+        module.copy_from_slice(&bytes[12..44]);
+        let mut cfg = [0u8; 16];
+        cfg.copy_from_slice(&bytes[44..60]);
+        let config = ConfigId(cfg);
+        let (units, _bad) =
+            cache_format::decode_pack(&bytes, &module, &config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let entries: Vec<(UnitKey, UnitEntry)> = units
+            .into_iter()
+            .map(|(offset, e)| (UnitKey { module, config, offset }, e))
+            .collect();
+        let m = Module {
+            hash: module,
+            load_bias: 0,
+            lo: 0,
+            hi: 0,
+        };
+        Self::write_entries(dir, &m, config, &entries, 3000);
+        std::fs::remove_file(path)?;
+        Ok(())
+    }
+
+    /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
+    /// rewrites the module's pack.
+    fn write_entries(
+        dir: &std::path::Path,
+        module: &Module,
+        config: ConfigId,
+        entries: &[(UnitKey, UnitEntry)],
+        tries: u32,
+    ) {
         if entries.is_empty() {
             return;
         }
-        // Another run may hold the index for a moment: retry briefly, then give up quietly.
         let mut opened = Cache::open(dir);
-        for _ in 0..50 {
+        for _ in 0..tries {
             if opened.is_ok() {
                 break;
             }
@@ -651,9 +799,9 @@ impl Engine {
         }
         match opened {
             Ok(cache) => {
-                if let Err(e) = cache.store(&entries) {
+                if let Err(e) = cache.store(entries) {
                     crate::klog!("cache", "cannot write the cache: {e}");
-                } else if let Err(e) = cache.write_pack(&self.module.hash, &config) {
+                } else if let Err(e) = cache.write_pack(&module.hash, &config) {
                     crate::klog!("cache", "cannot write the pack: {e}");
                 }
             }

@@ -71,6 +71,9 @@ impl Jit {
     pub fn new() -> Result<Jit, JitError> {
         let mut fb = settings::builder();
         fb.set("opt_level", "speed").map_err(|e| JitError::Isa(e.to_string()))?;
+        // The IR verifier is a debugging aid; it costs a large share of compile time.
+        fb.set("enable_verifier", "false")
+            .map_err(|e| JitError::Isa(e.to_string()))?;
         // Tail calls between units need frame pointers.
         fb.set("preserve_frame_pointers", "true")
             .map_err(|e| JitError::Isa(e.to_string()))?;

@@ -110,6 +110,8 @@ pub fn kiln(bin: &Path, tier: &str, cache: &Path, args: &[&str], stdin: &[u8], e
     cmd.arg("run").arg("--tier").arg(tier).arg(bin).args(args);
     guest_env(&mut cmd);
     cmd.env("KILN_CACHE_DIR", cache);
+    // Write the cache before exiting (not from a detached child), so the next run sees it.
+    cmd.env("KILN_CACHE_SYNC", "1");
     for (k, v) in extra {
         cmd.env(k, v);
     }
