@@ -93,6 +93,7 @@ corpus! {
     x87_long_double => "x87_long_double.c";
     pthreads_mutex_condvar_atomics => "pthreads.c", timing_dependent = true;
     signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
+    faults_become_guest_signals => "faults.c";
 }
 
 /// Threaded programs run repeatedly in every tier: no hang, no difference.

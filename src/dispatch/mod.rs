@@ -555,7 +555,11 @@ impl Engine {
                     SysResult::Exec(req) => return Outcome::Exec(req),
                     SysResult::ForkedChild => self.after_fork_child(),
                 },
-                _ => return self.fault(),
+                _ => {
+                    if let Some(o) = self.fault() {
+                        return o;
+                    }
+                }
             }
         }
     }
@@ -586,17 +590,27 @@ impl Engine {
         Outcome::Signal(libc::SIGILL)
     }
 
-    fn fault(&mut self) -> Outcome {
+    /// A fault from an instruction: the guest's handler runs, or the process dies of it.
+    /// Returns None when execution continues (in the handler).
+    fn fault(&mut self) -> Option<Outcome> {
         let (f, at) = (self.cpu.fault, self.cpu.fault_addr);
-        match f {
-            fault::DIVIDE => Outcome::Signal(libc::SIGFPE),
-            fault::INT3 => Outcome::Signal(libc::SIGTRAP),
-            fault::HALT => Outcome::Signal(libc::SIGSEGV),
-            fault::UD => Outcome::Signal(libc::SIGILL),
+        // (signal, si_code, si_addr); int3 is a trap: the saved rip is after it.
+        let (sig, code, addr) = match f {
+            fault::DIVIDE => (libc::SIGFPE, 1, at),  // FPE_INTDIV
+            fault::INT3 => (libc::SIGTRAP, 0x80, 0), // SI_KERNEL
+            fault::HALT => (libc::SIGSEGV, 0x80, 0),
+            fault::UD => (libc::SIGILL, 2, at), // ILL_ILLOPN
             _ => {
                 eprintln!("kiln: unimplemented instruction form at guest address {at:#x}");
-                Outcome::Signal(libc::SIGILL)
+                return Some(Outcome::Signal(libc::SIGILL));
             }
+        };
+        if f == fault::INT3 {
+            self.cpu.rip = at + 1;
+        }
+        match self.proc.deliver_fault(&mut self.cpu, sig, code, addr) {
+            crate::linux::signals::Delivery::Handler => None,
+            _ => Some(Outcome::Signal(sig)),
         }
     }
 

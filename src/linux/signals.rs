@@ -112,6 +112,37 @@ impl Process {
             _ => {}
         }
         let old_mask = suspended.unwrap_or(sigs.1);
+        self.push_frame(cpu, sig, act, old_mask, sigs)
+    }
+
+    /// A fault raised by an instruction (divide error, ud2, int3, hlt): delivered at once to a
+    /// guest handler with `si_code` and `si_addr`; if the signal is blocked, ignored or left at
+    /// its default, the process dies of it, as with the kernel.
+    pub fn deliver_fault(&self, cpu: &mut Cpu, sig: i32, code: i32, addr: u64) -> Delivery {
+        let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        let s = sig as usize;
+        let act = sigs.0[s];
+        if act[0] <= 1 || sigs.1 & (1 << (s - 1)) != 0 {
+            return Delivery::Terminate(sig);
+        }
+        // si_signo, si_errno (0); si_code; si_addr
+        let words = [sig as u64, code as u32 as u64, addr];
+        for (i, slot) in INFO[s].iter().enumerate() {
+            slot.store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+        }
+        let old_mask = sigs.1;
+        self.push_frame(cpu, s, act, old_mask, sigs)
+    }
+
+    /// Builds the signal frame for `sig` with action `act` and enters the handler.
+    fn push_frame(
+        &self,
+        cpu: &mut Cpu,
+        sig: usize,
+        act: [u64; 4],
+        old_mask: u64,
+        mut sigs: std::sync::MutexGuard<'_, super::syscalls::SignalState>,
+    ) -> Delivery {
         let mut new_mask = old_mask | act[3];
         if act[1] & SA_NODEFER == 0 {
             new_mask |= 1 << (sig - 1);
