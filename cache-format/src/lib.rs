@@ -124,6 +124,12 @@ impl UnitEntry {
 
     /// Decodes and verifies an entry. Any damage is an error, never a panic.
     pub fn decode(b: &[u8]) -> Result<UnitEntry, EntryError> {
+        Self::decode_checked(b, true)
+    }
+
+    /// Decodes an entry; `verify` false skips its checksum (for entries inside a pack whose
+    /// whole-file checksum has just been verified). Structure is always checked.
+    pub fn decode_checked(b: &[u8], verify: bool) -> Result<UnitEntry, EntryError> {
         if b.len() < HEADER_LEN + 32 {
             return Err(EntryError::Truncated);
         }
@@ -142,7 +148,7 @@ impl UnitEntry {
         if b.len() != end + 32 {
             return Err(EntryError::Truncated);
         }
-        if blake3::hash(&b[..end]).as_bytes() != &b[end..] {
+        if verify && blake3::hash(&b[..end]).as_bytes() != &b[end..] {
             return Err(EntryError::Checksum);
         }
         let mut guest_hash = [0u8; 32];
@@ -266,7 +272,8 @@ pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<(Vec<(u
         at += 12;
         let e = body.get(at..at + len).ok_or(EntryError::Truncated)?;
         at += len;
-        match UnitEntry::decode(e) {
+        // The whole pack's checksum covers the entry: its own need not be recomputed.
+        match UnitEntry::decode_checked(e, false) {
             Ok(entry) => out.push((off, entry)),
             Err(_) => bad += 1,
         }

@@ -11,8 +11,6 @@ use crate::mem::GUEST_MASK;
 use crate::stats::Stats;
 use crate::{interp, semantics};
 use cache_format::{ConfigId, Hash, UnitEntry, UnitKey};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,23 +28,7 @@ pub enum Tier {
 /// Executions in the baseline tier before a block is queued for compilation.
 pub const HOT_THRESHOLD: u32 = 64;
 
-/// Hashes guest addresses (already well distributed in their low bits) cheaply.
-#[derive(Default)]
-pub struct AddrHasher(u64);
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | *b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+use crate::mem::AddrMap;
 
 struct Unit {
     block: Option<Arc<Block>>,

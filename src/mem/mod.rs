@@ -33,6 +33,27 @@ pub enum MemError {
     Map(u64, u64, std::io::Error),
 }
 
+/// Hashes guest addresses (already well distributed in their low bits) cheaply.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A map keyed by guest address.
+pub type AddrMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
 pub fn page_down(a: u64) -> u64 {
     a & !(PAGE - 1)
 }

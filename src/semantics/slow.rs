@@ -163,8 +163,8 @@ pub extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
 thread_local! {
     /// Instructions already decoded for `helper_slow`, by guest address. Units are translated
     /// from the same bytes, so an entry is stale exactly when the unit calling it is.
-    static DECODED: std::cell::RefCell<std::collections::HashMap<u64, Instruction>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static DECODED: std::cell::RefCell<crate::mem::AddrMap<Instruction>> =
+        std::cell::RefCell::new(Default::default());
 }
 
 fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
