@@ -268,11 +268,13 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
         hwcap: semantics::slow::hwcap(),
         interp_base,
     };
-    let sp = loader::build_stack(&mut mem, &img, &argv, &envp, &info)?;
+    let (sp, auxv) = loader::build_stack(&mut mem, &img, &argv, &envp, &info)?;
     let mut cpu = cpu::Cpu::new(mem.base());
     cpu.rip = entry;
     cpu.gpr[4] = sp;
-    let proc = std::sync::Arc::new(linux::Process::new(mem, exe));
+    let mut proc = linux::Process::new(mem, exe);
+    proc.auxv = auxv;
+    let proc = std::sync::Arc::new(proc);
     let cache = if tier == Tier::Auto && !no_cache {
         match opts.cache_dir.clone().or_else(cache::default_dir) {
             Some(dir) => match cache::prepare_dir(&dir) {

@@ -94,6 +94,7 @@ corpus! {
     pthreads_mutex_condvar_atomics => "pthreads.c", timing_dependent = true;
     signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
     faults_become_guest_signals => "faults.c";
+    proc_self_maps_and_auxv => "proc_self.c";
 }
 
 /// Threaded programs run repeatedly in every tier: no hang, no difference.

@@ -26,6 +26,8 @@ pub struct Process {
     pub mem: Memory,
     /// Absolute path of the guest executable (for /proc/self/exe).
     pub exe: String,
+    /// The auxiliary vector given to the program (for /proc/self/auxv).
+    pub auxv: Vec<u8>,
     /// Guest signal actions (handler, flags, restorer, mask), the signal mask, and the
     /// alternate stack (base, size), and the mask to restore after an rt_sigsuspend.
     pub(super) signals: std::sync::Mutex<SignalState>,
@@ -49,6 +51,7 @@ impl Process {
         Process {
             mem,
             exe,
+            auxv: Vec::new(),
             signals: std::sync::Mutex::new((vec![[0; 4]; 65], 0, [0; 2], None)),
         }
     }
@@ -81,6 +84,38 @@ impl Process {
         // SAFETY: p points into the reservation; CStr stops at the first NUL within the bound.
         let bytes = unsafe { std::ffi::CStr::from_ptr(p as *const libc::c_char) }.to_bytes();
         bytes == b"/proc/self/exe"
+    }
+
+    /// /proc files that must show the guest's view: their contents in a memfd, or None.
+    fn proc_file(&self, path: u64, flags: u64) -> Option<i64> {
+        let p = self.guest_cstr(path).ok()?;
+        let p = p.to_str().ok()?;
+        // SAFETY: getpid has no preconditions.
+        let me = format!("/proc/{}/", unsafe { libc::getpid() });
+        let rest = p
+            .strip_prefix("/proc/self/")
+            .or_else(|| p.strip_prefix("/proc/thread-self/"))
+            .or_else(|| p.strip_prefix(me.as_str()))?;
+        let content = match rest {
+            "maps" => self.mem.maps_text().into_bytes(),
+            "auxv" => self.auxv.clone(),
+            _ => return None,
+        };
+        let cloexec = if flags & libc::O_CLOEXEC as u64 != 0 {
+            libc::MFD_CLOEXEC
+        } else {
+            0
+        };
+        // SAFETY: a new memfd that we fill and rewind; the guest gets the descriptor.
+        unsafe {
+            let fd = libc::memfd_create(c"kiln-proc".as_ptr(), cloexec);
+            if fd < 0 {
+                return Some(-(libc::EMFILE as i64));
+            }
+            libc::write(fd, content.as_ptr() as *const libc::c_void, content.len());
+            libc::lseek(fd, 0, libc::SEEK_SET);
+            Some(fd as i64)
+        }
     }
 
     /// Copies iovecs from guest memory into host iovecs.
@@ -235,7 +270,9 @@ impl Process {
             }
             257 => {
                 let path = self.s(a[1])?;
-                if self.path_is_self_exe(a[1]) {
+                if let Some(fd) = self.proc_file(a[1], a[2]) {
+                    fd
+                } else if self.path_is_self_exe(a[1]) {
                     let c = std::ffi::CString::new(self.exe.clone()).map_err(|_| EINVAL)?;
                     sc(257, [a[0], c.as_ptr() as u64, a[2], a[3], 0, 0])
                 } else {

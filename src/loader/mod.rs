@@ -177,7 +177,6 @@ mod at {
     pub const EXECFN: u64 = 31;
 }
 
-/// Builds the initial stack; returns the initial stack pointer.
 /// Everything the initial stack describes besides argv and envp.
 pub struct StackInfo<'a> {
     pub execfn: &'a [u8],
@@ -186,13 +185,14 @@ pub struct StackInfo<'a> {
     pub interp_base: u64,
 }
 
+/// Builds the initial stack; returns the stack pointer and the auxiliary vector's bytes.
 pub fn build_stack(
     mem: &mut Memory,
     img: &Image,
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
     info: &StackInfo,
-) -> Result<u64, MemError> {
+) -> Result<(u64, Vec<u8>), MemError> {
     let top = layout::STACK_TOP;
     let bottom = top - layout::STACK_SIZE;
     mem.map_anon(bottom, layout::STACK_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
@@ -261,9 +261,12 @@ pub fn build_stack(
         put(*e)?;
     }
     put(0)?;
+    let mut auxv = Vec::with_capacity(aux.len() * 16);
     for (k, v) in aux {
         put(k)?;
         put(v)?;
+        auxv.extend_from_slice(&k.to_le_bytes());
+        auxv.extend_from_slice(&v.to_le_bytes());
     }
-    Ok(sp)
+    Ok((sp, auxv))
 }

@@ -279,6 +279,39 @@ impl Memory {
         self.state().readable_len(addr, max)
     }
 
+    /// The guest's mappings in /proc/<pid>/maps form.
+    pub fn maps_text(&self) -> String {
+        let st = self.state();
+        let mut out = String::new();
+        let stack = (layout::STACK_TOP - layout::STACK_SIZE, layout::STACK_TOP);
+        for (&s, &(e, p)) in &st.maps {
+            if p & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) == 0 {
+                continue;
+            }
+            let perm = format!(
+                "{}{}{}p",
+                if p & libc::PROT_READ != 0 { 'r' } else { '-' },
+                if p & libc::PROT_WRITE != 0 { 'w' } else { '-' },
+                if p & libc::PROT_EXEC != 0 { 'x' } else { '-' }
+            );
+            let name = if s >= stack.0 && e <= stack.1 {
+                "[stack]"
+            } else if s >= page_up(st.brk_start) && e <= page_up(st.brk) && st.brk > st.brk_start {
+                "[heap]"
+            } else {
+                ""
+            };
+            let line = format!("{s:08x}-{e:08x} {perm} 00000000 00:00 0");
+            if name.is_empty() {
+                out.push_str(&line);
+            } else {
+                out.push_str(&format!("{line:<73}{name}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     pub fn alloc_range(&self, len: u64) -> Option<u64> {
         self.state().alloc_range(len)
     }
