@@ -31,6 +31,9 @@ struct Lower<'a> {
     /// Liveness of the current instruction's flags.
     flags_live: bool,
     helper_sig: SigRef,
+    /// The unit's guest address at run time (its entry rip) and at translation time.
+    entry_rip: Value,
+    block_start: u64,
     /// Next rip and exit code once a block-ending instruction ran.
     end: Option<(Value, u64)>,
 }
@@ -340,16 +343,24 @@ impl Emitter for Lower<'_> {
             }
         }
     }
+    fn code_addr(&mut self, abs: u64) -> Value {
+        let delta = abs.wrapping_sub(self.block_start) as i64;
+        if delta == 0 {
+            return self.entry_rip;
+        }
+        let d = self.b.ins().iconst(types::I64, delta);
+        self.b.ins().iadd(self.entry_rip, d)
+    }
     fn jump(&mut self, target: Value) {
         self.end = Some((target, exit::NEXT));
     }
     fn syscall(&mut self, next: u64) {
-        let n = self.imm(next);
+        let n = self.code_addr(next);
         self.end = Some((n, exit::SYSCALL));
     }
     fn slow(&mut self, ins: &Instruction) {
         self.flush();
-        let rip = self.imm(ins.ip());
+        let rip = self.code_addr(ins.ip());
         let z = self.imm(0);
         let r = self.call_helper(H_SLOW, rip, z);
         self.invalidate();
@@ -382,11 +393,10 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     let body = b.create_block();
     b.ins().brif(flag, leave, &[], body, &[]);
     b.switch_to_block(leave);
-    let here = b.ins().iconst(types::I64, block.start as i64);
-    b.ins().store(mf(), here, cpu, off::RIP);
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[z]);
     b.switch_to_block(body);
+    let entry_rip = b.ins().load(types::I64, mf(), cpu, off::RIP);
     let count = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
     let count = b.ins().iadd_imm_u(count, block.insns.len() as i64);
     b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
@@ -402,6 +412,8 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
         flags_dirty: false,
         flags_live: true,
         helper_sig,
+        entry_rip,
+        block_start: block.start,
         end: None,
     };
     for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
@@ -413,7 +425,7 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     }
     let (next, code) = match l.end {
         Some(e) => e,
-        None => (l.imm(block.start + block.len), exit::NEXT),
+        None => (l.code_addr(block.start + block.len), exit::NEXT),
     };
     l.flush();
     let cpu = l.cpu;

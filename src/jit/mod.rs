@@ -15,7 +15,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 3;
+pub const TRANSLATION_VERSION: u32 = 4;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = extern "C" fn(*mut Cpu, u64, u64) -> u64;

@@ -274,6 +274,10 @@ impl Emitter for Live<'_> {
         flags::materialize(&mut Values, &cpu_flags(self.cpu))
     }
     #[inline]
+    fn code_addr(&mut self, abs: u64) -> u64 {
+        abs
+    }
+    #[inline]
     fn jump(&mut self, target: u64) {
         self.jumped = Some(target);
     }

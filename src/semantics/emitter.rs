@@ -160,6 +160,10 @@ pub trait Emitter: Ops {
     fn cond(&mut self, cc: Cc) -> Self::V;
     /// The arithmetic RFLAGS bits of the current flags.
     fn rflags(&mut self) -> Self::V;
+    /// A guest code address (a branch target, a return address, a rip-relative operand) as a
+    /// value. The JIT computes it from the unit's entry address, so compiled code does not
+    /// depend on where its module is loaded.
+    fn code_addr(&mut self, abs: u64) -> Self::V;
     /// Ends the block: execution continues at `target`.
     fn jump(&mut self, target: Self::V);
     /// Ends the block with a system call; execution continues at `next` afterwards.

@@ -567,11 +567,11 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
         }
         Call => {
             let target = if ins.op_kind(0) == OpKind::NearBranch64 {
-                e.imm(ins.near_branch_target())
+                e.code_addr(ins.near_branch_target())
             } else {
                 read_op(e, ins, 0, 8).expect("checked operand")
             };
-            let ret = e.imm(next);
+            let ret = e.code_addr(next);
             push(e, ret);
             e.jump(target);
         }
@@ -587,7 +587,7 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
         }
         Jmp => {
             let target = if ins.op_kind(0) == OpKind::NearBranch64 {
-                e.imm(ins.near_branch_target())
+                e.code_addr(ins.near_branch_target())
             } else {
                 read_op(e, ins, 0, 8).expect("checked operand")
             };
@@ -597,8 +597,8 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
             let c = e.get_reg(1);
             let c = if m == Jecxz { zext(e, c, 4) } else { c };
             let is0 = e.cmp(emitter::Cmp::Eq, c, z);
-            let t = e.imm(ins.near_branch_target());
-            let f = e.imm(next);
+            let t = e.code_addr(ins.near_branch_target());
+            let f = e.code_addr(next);
             let r = e.select(is0, t, f);
             e.jump(r);
         }
@@ -619,8 +619,8 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
                     write_op(e, ins, 0, size, v, None);
                 }
                 _ => {
-                    let t = e.imm(ins.near_branch_target());
-                    let f = e.imm(next);
+                    let t = e.code_addr(ins.near_branch_target());
+                    let f = e.code_addr(next);
                     let r = e.select(c, t, f);
                     e.jump(r);
                 }

@@ -71,7 +71,7 @@ pub fn write_gpr<E: Emitter>(e: &mut E, g: Gpr, v: E::V) {
 /// Effective address of the memory operand, without the segment base.
 pub fn ea_no_seg<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
     if ins.is_ip_rel_memory_operand() {
-        return e.imm(ins.ip_rel_memory_address());
+        return e.code_addr(ins.ip_rel_memory_address());
     }
     let mut addr = e.imm(ins.memory_displacement64());
     if let Some(b) = gpr(ins.memory_base()) {
