@@ -67,9 +67,9 @@ enum CacheOp {
     Verify,
     /// Remove every entry.
     Clear,
-    /// Merge a journal written by a detached compile into the index (used by Kiln itself).
+    /// Merge journals written by a detached compile into the index (used by Kiln itself).
     #[command(hide = true)]
-    Merge { journal: PathBuf },
+    Merge { journals: Vec<PathBuf> },
 }
 
 fn main() {
@@ -104,8 +104,10 @@ fn main() {
 }
 
 fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
-    if let CacheOp::Merge { journal } = &op {
-        Engine::merge_journal(journal)?;
+    if let CacheOp::Merge { journals } = &op {
+        for j in journals {
+            Engine::merge_journal(j)?;
+        }
         return Ok(0);
     }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;
@@ -245,11 +247,18 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     drop(data);
     let mut entry = img.entry;
     let mut interp_base = 0;
+    let mut extra_modules = Vec::new();
     if let Some(interp) = &img.interp {
         let idata = std::fs::read(interp).map_err(|e| loader::LoadError::Io(interp.clone(), e))?;
         let ii = loader::load_elf(interp, &idata, &mut mem, mem::layout::INTERP_BASE)?;
         entry = ii.entry;
         interp_base = ii.load_bias;
+        extra_modules.push(Module {
+            hash: *blake3::hash(&idata).as_bytes(),
+            load_bias: ii.load_bias,
+            lo: ii.lo,
+            hi: ii.hi,
+        });
     }
     let exe = std::fs::canonicalize(&program)
         .unwrap_or_else(|_| program.clone())
@@ -295,7 +304,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
         lo: img.lo,
         hi: img.hi,
     };
-    let mut engine = Engine::new(cpu, proc, tier, module, cache)?;
+    let mut engine = Engine::new(cpu, proc, tier, module, extra_modules, cache)?;
     let outcome = engine.run();
     engine.persist();
     engine.finish_stats();

@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 use std::process::Command;
 
 fn sha256_bin() -> std::path::PathBuf {
@@ -221,5 +222,32 @@ fn unknown_syscall_returns_enosys_and_is_logged_on_request() {
         String::from_utf8_lossy(&r.stderr).contains("syscall 1999"),
         "{}",
         show(&r)
+    );
+}
+
+#[test]
+fn shared_library_units_serve_other_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let first = kiln(Path::new("/bin/echo"), "auto", &cache, &["warming", "libc"], b"", &[]);
+    assert_eq!(first.stdout, b"warming libc\n");
+    // A different program, run for the first time: the dynamic loader's and libc's units come
+    // from the cache.
+    // (dash, because coreutils close stderr at exit, where the statistics go.)
+    let args = ["-c", "echo second program; x=$((6*7)); echo $x"];
+    let want = native(Path::new("/bin/sh"), &args, b"");
+    let mut got = kiln(
+        Path::new("/bin/sh"),
+        "auto",
+        &cache,
+        &args,
+        b"",
+        &[("KILN_STATS", "json")],
+    );
+    let s = take_stats(&mut got);
+    assert_same("sh after echo", &want, &got);
+    assert!(
+        stat(&s, "cache_hits") > 100,
+        "libc units were not reused across programs: {s}"
     );
 }

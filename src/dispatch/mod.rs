@@ -84,6 +84,9 @@ pub struct Engine {
     pool: Option<Arc<rayon::ThreadPool>>,
     config: Option<ConfigId>,
     module: Module,
+    /// Other modules holding code (the dynamic loader, shared libraries), found as the guest
+    /// runs their code; None for an executable mapping Kiln could not identify.
+    libs: Vec<(u64, u64, Option<Module>)>,
     units: Vec<Unit>,
     index: AddrMap<usize>,
     cached: AddrMap<CachedUnit>,
@@ -111,6 +114,7 @@ impl Engine {
         proc: Arc<Process>,
         tier: Tier,
         module: Module,
+        extra: Vec<Module>,
         cache: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Engine> {
         let jit = if tier == Tier::Interp { None } else { Some(Jit::new()?) };
@@ -148,6 +152,7 @@ impl Engine {
             pool: None,
             config,
             module,
+            libs: Vec::new(),
             units: Vec::new(),
             index: AddrMap::default(),
             cached: AddrMap::default(),
@@ -159,9 +164,14 @@ impl Engine {
         e.cpu.helpers = jit::HELPERS.as_ptr() as u64;
         e.cpu.interrupt = &crate::linux::signals::INTERRUPT as *const _ as u64;
         e.cpu.chain_table = e.chain.as_ptr() as u64;
+        e.libs = extra.iter().map(|m| (m.lo, m.hi, Some(*m))).collect();
         if tier == Tier::Auto {
             if let Some(dir) = &cache {
-                e.load_cache(dir);
+                let main = e.module;
+                e.load_cache(dir, &main);
+                for m in extra {
+                    e.load_cache(dir, &m);
+                }
             }
             e.pool = Self::new_pool();
         }
@@ -195,6 +205,7 @@ impl Engine {
         }
         cpu.insns_compiled = 0;
         let proc = self.proc.clone();
+        let libs = self.libs.clone();
         let (jit, pool, enter, tier, module, config) = (
             self.jit.clone(),
             self.pool.clone(),
@@ -228,6 +239,7 @@ impl Engine {
                 pool,
                 config,
                 module,
+                libs,
                 units: Vec::new(),
                 index: AddrMap::default(),
                 cached: AddrMap::default(),
@@ -300,14 +312,14 @@ impl Engine {
 
     /// Loads the module's units: from its pack when there is a good one (no index, no lock),
     /// else from the index.
-    fn load_cache(&mut self, dir: &std::path::Path) {
+    fn load_cache(&mut self, dir: &std::path::Path, module: &Module) {
         let Some(config) = &self.config else {
             return;
         };
-        let (units, bad) = match crate::cache::read_pack(dir, &self.module.hash, config) {
+        let (units, bad) = match crate::cache::read_pack(dir, &module.hash, config) {
             Some(r) => r,
             None => match Cache::open(dir) {
-                Ok(c) => c.load_module(&self.module.hash, config),
+                Ok(c) => c.load_module(&module.hash, config),
                 Err(e) => {
                     crate::klog!("cache", "{e}; running without the cache");
                     return;
@@ -315,10 +327,6 @@ impl Engine {
             },
         };
         self.stats.cache_rejected += bad;
-        let units: Vec<_> = units
-            .into_iter()
-            .filter(|u| u.entry.load_base == self.module.load_bias)
-            .collect();
         let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
         let fns = match jit::execmem::install(&codes) {
             Ok(f) => f,
@@ -328,7 +336,8 @@ impl Engine {
             }
         };
         for (u, f) in units.iter().zip(fns) {
-            let rip = u.offset.wrapping_add(self.module.load_bias);
+            // Units are position-independent: they serve the module wherever it is loaded.
+            let rip = u.offset.wrapping_add(module.load_bias);
             self.cached.insert(
                 rip,
                 CachedUnit {
@@ -339,11 +348,49 @@ impl Engine {
                 },
             );
         }
-        self.stats.units_loaded = self.cached.len() as u64;
+        self.stats.units_loaded += units.len() as u64;
+    }
+
+    /// The module holding guest code at [rip, rip+len), if Kiln knows it.
+    fn module_of(&self, rip: u64, len: u64) -> Option<Module> {
+        let inside = |lo: u64, hi: u64| rip >= lo && rip.saturating_add(len) <= hi;
+        if inside(self.module.lo, self.module.hi) {
+            return Some(self.module);
+        }
+        self.libs
+            .iter()
+            .rev()
+            .find(|(lo, hi, _)| inside(*lo, *hi))
+            .and_then(|(_, _, m)| *m)
+    }
+
+    /// Identifies the executable file mapping holding `rip` (first time its code runs) and
+    /// loads that module's cached units.
+    fn discover_module(&mut self, rip: u64) {
+        if self.libs.iter().any(|(lo, hi, _)| rip >= *lo && rip < *hi) {
+            return;
+        }
+        let found = {
+            let maps = self.proc.exec_maps.lock().unwrap_or_else(|e| e.into_inner());
+            maps.iter().rev().find(|(s, e, _, _)| rip >= *s && rip < *e).cloned()
+        };
+        let Some((start, end, off, path)) = found else {
+            return;
+        };
+        let module = std::fs::read(&path).ok().map(|data| Module {
+            hash: *blake3::hash(&data).as_bytes(),
+            load_bias: start.wrapping_sub(off),
+            lo: start,
+            hi: end,
+        });
+        self.libs.push((start, end, module));
+        if let (Some(m), Some(dir)) = (module, self.cache.clone()) {
+            self.load_cache(&dir, &m);
+        }
     }
 
     fn guest_bytes(&self, rip: u64, len: u64) -> Option<&[u8]> {
-        if len == 0 {
+        if len == 0 || self.proc.mem.readable_len(rip, len) != len {
             return None;
         }
         self.proc.mem.read_bytes(rip & GUEST_MASK, len as usize)
@@ -375,6 +422,12 @@ impl Engine {
             }
             self.stats.cache_rejected += 1;
         } else if self.cache.is_some() {
+            if self.module_of(rip, 1).is_none() {
+                self.discover_module(rip);
+                if self.cached.contains_key(&rip) {
+                    return self.unit_for(rip);
+                }
+            }
             self.stats.cache_misses += 1;
         }
         let len = self.proc.mem.readable_len(rip, 4096);
@@ -612,13 +665,12 @@ impl Engine {
         };
         // Everything that ran gets compiled: blocks the tiering threshold left in the baseline
         // tier are compiled now, so the next run finds them all.
-        let (lo, hi) = (self.module.lo, self.module.hi);
         let todo: Vec<Arc<Block>> = self
             .units
             .iter()
             .filter(|u| u.code.is_none())
             .filter_map(|u| u.block.clone())
-            .filter(|b| !b.insns.is_empty() && b.start >= lo && b.start + b.len <= hi)
+            .filter(|b| !b.insns.is_empty() && self.module_of(b.start, b.len).is_some())
             .collect();
         let mut entries = self.entries_for(&self.new_units, config);
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
@@ -661,22 +713,19 @@ impl Engine {
             entries.extend(self.entries_for(&compiled, config));
         }
         if sync || todo.is_empty() {
-            Self::write_entries(&dir, &self.module, config, &entries, 50);
+            Self::write_entries(&dir, config, &entries, 50);
             return;
         }
         // The detached child must not open the index itself (libraries' global worker threads
         // did not survive the fork and may hold locks): it writes a journal and re-executes
         // Kiln to merge it into the index and the pack.
-        if let Some(journal) = Self::write_journal(&dir, &self.module, config, &entries) {
+        let journals = Self::write_journals(&dir, config, &entries);
+        if !journals.is_empty() {
             if let Ok(me) = std::env::current_exe() {
                 use std::os::unix::ffi::OsStrExt;
                 let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
-                let args = [
-                    c(me.as_os_str().as_bytes()),
-                    c(b"cache"),
-                    c(b"merge"),
-                    c(journal.as_os_str().as_bytes()),
-                ];
+                let mut args = vec![c(me.as_os_str().as_bytes()), c(b"cache"), c(b"merge")];
+                args.extend(journals.iter().map(|j| c(j.as_os_str().as_bytes())));
                 let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
                 argp.push(std::ptr::null());
                 let envp: [*const libc::c_char; 1] = [std::ptr::null()];
@@ -689,23 +738,28 @@ impl Engine {
         unsafe { libc::_exit(0) };
     }
 
-    /// Cache entries for compiled units of the main module.
+    /// Cache entries for compiled units of known modules (code from anonymous or unidentified
+    /// memory is never persisted).
     fn entries_for(&self, units: &[NewUnit], config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
         let mut entries = Vec::new();
         for n in units {
-            if n.rip < self.module.lo || n.rip + n.guest_len > self.module.hi {
-                continue; // only code of the module itself is persisted
+            let Some(module) = self.module_of(n.rip, n.guest_len) else {
+                continue;
+            };
+            // The code may have been unmapped since it ran (a library closed before exit).
+            if self.proc.mem.readable_len(n.rip, n.guest_len) != n.guest_len {
+                continue;
             }
             let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
                 continue;
             };
             let key = UnitKey {
-                module: self.module.hash,
+                module: module.hash,
                 config,
-                offset: n.rip - self.module.load_bias,
+                offset: n.rip.wrapping_sub(module.load_bias),
             };
             let entry = UnitEntry {
-                load_base: self.module.load_bias,
+                load_base: module.load_bias,
                 guest_len: n.guest_len as u32,
                 ninsns: n.unit.ninsns,
                 guest_hash: *blake3::hash(bytes).as_bytes(),
@@ -716,27 +770,37 @@ impl Engine {
         entries
     }
 
-    /// Writes entries to `journals/` in the pack layout; returns the file.
-    fn write_journal(
+    /// Writes entries to `journals/` in the pack layout, one file per module; returns them.
+    fn write_journals(
         dir: &std::path::Path,
-        module: &Module,
         config: ConfigId,
         entries: &[(UnitKey, UnitEntry)],
-    ) -> Option<std::path::PathBuf> {
-        let units: Vec<(u64, Vec<u8>)> = entries.iter().map(|(k, e)| (k.offset, e.encode())).collect();
-        let bytes = cache_format::encode_pack(&module.hash, &config, &units);
+    ) -> Vec<std::path::PathBuf> {
         let jdir = dir.join("journals");
-        std::fs::create_dir_all(&jdir).ok()?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = jdir.join(format!("{}-{stamp}.journal", std::process::id()));
-        std::fs::write(&path, bytes).ok()?;
-        Some(path)
+        if std::fs::create_dir_all(&jdir).is_err() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (n, module) in distinct_modules(entries).iter().enumerate() {
+            let units: Vec<(u64, Vec<u8>)> = entries
+                .iter()
+                .filter(|(k, _)| &k.module == module)
+                .map(|(k, e)| (k.offset, e.encode()))
+                .collect();
+            let bytes = cache_format::encode_pack(module, &config, &units);
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let path = jdir.join(format!("{}-{stamp}-{n}.journal", std::process::id()));
+            if std::fs::write(&path, bytes).is_ok() {
+                out.push(path);
+            }
+        }
+        out
     }
 
-    /// Merges a journal into the index and rewrites the pack (`kiln cache merge`).
+    /// Merges a journal into the index and rewrites its module's pack (`kiln cache merge`).
     pub fn merge_journal(path: &std::path::Path) -> anyhow::Result<()> {
         let dir = path
             .parent()
@@ -762,26 +826,14 @@ impl Engine {
             .into_iter()
             .map(|(offset, e)| (UnitKey { module, config, offset }, e))
             .collect();
-        let m = Module {
-            hash: module,
-            load_bias: 0,
-            lo: 0,
-            hi: 0,
-        };
-        Self::write_entries(dir, &m, config, &entries, 3000);
+        Self::write_entries(dir, config, &entries, 3000);
         std::fs::remove_file(path)?;
         Ok(())
     }
 
     /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
-    /// rewrites the module's pack.
-    fn write_entries(
-        dir: &std::path::Path,
-        module: &Module,
-        config: ConfigId,
-        entries: &[(UnitKey, UnitEntry)],
-        tries: u32,
-    ) {
+    /// rewrites the packs of the modules they belong to.
+    fn write_entries(dir: &std::path::Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32) {
         if entries.is_empty() {
             return;
         }
@@ -797,13 +849,25 @@ impl Engine {
             Ok(cache) => {
                 if let Err(e) = cache.store(entries) {
                     crate::klog!("cache", "cannot write the cache: {e}");
-                } else if let Err(e) = cache.write_pack(&module.hash, &config) {
-                    crate::klog!("cache", "cannot write the pack: {e}");
+                    return;
+                }
+                for module in distinct_modules(entries) {
+                    if let Err(e) = cache.write_pack(&module, &config) {
+                        crate::klog!("cache", "cannot write the pack: {e}");
+                    }
                 }
             }
             Err(e) => crate::klog!("cache", "cannot open the cache to write: {e}"),
         }
     }
+}
+
+/// The modules the entries belong to, each once.
+fn distinct_modules(entries: &[(UnitKey, UnitEntry)]) -> Vec<Hash> {
+    let mut v: Vec<Hash> = entries.iter().map(|(k, _)| k.module).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// An empty chaining table. Zeroed memory costs nothing until touched; an entry matches when

@@ -28,6 +28,9 @@ pub struct Process {
     pub exe: String,
     /// The auxiliary vector given to the program (for /proc/self/auxv).
     pub auxv: Vec<u8>,
+    /// Executable file mappings (start, end, file offset, path): the modules whose
+    /// translations the cache can keep.
+    pub exec_maps: std::sync::Mutex<Vec<(u64, u64, u64, std::path::PathBuf)>>,
     /// Guest signal actions (handler, flags, restorer, mask), the signal mask, and the
     /// alternate stack (base, size), and the mask to restore after an rt_sigsuspend.
     pub(super) signals: std::sync::Mutex<SignalState>,
@@ -52,6 +55,7 @@ impl Process {
             mem,
             exe,
             auxv: Vec::new(),
+            exec_maps: Default::default(),
             signals: std::sync::Mutex::new((vec![[0; 4]; 65], 0, [0; 2], None)),
         }
     }
@@ -808,7 +812,15 @@ impl Process {
         let anon = flags & libc::MAP_ANONYMOUS != 0;
         let fd = if anon { -1 } else { fd };
         match self.mem.map_fixed(at, len, prot, flags & !libc::MAP_32BIT, fd, off) {
-            Ok(()) => Ok(at as i64),
+            Ok(()) => {
+                if fd >= 0 && prot & libc::PROT_EXEC != 0 {
+                    if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+                        let mut maps = self.exec_maps.lock().unwrap_or_else(|e| e.into_inner());
+                        maps.push((at, at + len, off as u64, path));
+                    }
+                }
+                Ok(at as i64)
+            }
             Err(crate::mem::MemError::Map(_, _, e)) => Err(-(e.raw_os_error().unwrap_or(libc::ENOMEM) as i64)),
             Err(_) => Err(ENOMEM),
         }
