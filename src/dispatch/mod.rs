@@ -433,6 +433,7 @@ impl Engine {
         let len = self.proc.mem.readable_len(rip, 4096);
         let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]);
         let block = decode_block(code, rip, semantics::classify);
+        crate::klog!("decode", "decoding the block at {rip:#x}");
         self.stats.blocks_decoded += 1;
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);
