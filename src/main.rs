@@ -173,20 +173,6 @@ fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
     std::process::exit(127)
 }
 
-/// Ends this process the way the guest would have ended: killed by `sig`.
-fn die_of(sig: i32) -> ! {
-    // SAFETY: resetting a signal to its default and raising it; no Rust state is involved.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::raise(sig);
-    }
-    std::process::exit(128 + sig);
-}
-
 /// Resolves `#!` scripts the way the kernel does: returns the program to load and its argv.
 fn resolve_script(program: PathBuf, argv: Vec<Vec<u8>>) -> anyhow::Result<(PathBuf, Vec<Vec<u8>>, Vec<u8>)> {
     let (mut program, mut argv) = (program, argv);
@@ -313,7 +299,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     }
     match outcome {
         Outcome::Exit(c) | Outcome::ExitGroup(c) => Ok(c & 0xff),
-        Outcome::Signal(s) => die_of(s),
+        Outcome::Signal(s) => linux::signals::die_of(s),
         Outcome::Exec(req) => exec_under_kiln(&opts, req),
     }
 }

@@ -268,14 +268,7 @@ impl Engine {
         match self.run() {
             Outcome::Exit(_) => {}
             Outcome::ExitGroup(c) => std::process::exit(c & 0xff),
-            Outcome::Signal(sig) => {
-                // SAFETY: default disposition, then the signal to the whole process.
-                unsafe {
-                    libc::signal(sig, libc::SIG_DFL);
-                    libc::kill(libc::getpid(), sig);
-                }
-                std::process::exit(128 + sig);
-            }
+            Outcome::Signal(sig) => crate::linux::signals::die_of(sig),
             Outcome::Exec(_) => {
                 eprintln!("kiln: execve from a secondary thread is not supported yet");
                 std::process::exit(127);

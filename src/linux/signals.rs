@@ -266,3 +266,19 @@ impl Process {
         }
     }
 }
+
+/// Ends the whole process the way the guest would have ended: killed by `sig` (default
+/// disposition, unblocked, sent to the process so that any thread may take it).
+pub fn die_of(sig: i32) -> ! {
+    // SAFETY: resetting a signal to its default and sending it to ourselves.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig);
+}

@@ -107,18 +107,17 @@ fn src(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<[u64; 2]> 
     }
 }
 
+/// The float lanes of a register value (the vector module's lane split).
 fn lanes(v: [u64; 2], w: W) -> Vec<u64> {
-    match w {
-        W::D => vec![v[0], v[1]],
-        W::S => vec![v[0] & 0xffff_ffff, v[0] >> 32, v[1] & 0xffff_ffff, v[1] >> 32],
-    }
+    let bytes = (w.bits() / 8) as u8;
+    super::vector::lanes(v[0] as u128 | (v[1] as u128) << 64, bytes)[..16 / bytes as usize].to_vec()
 }
 
 fn join(l: &[u64], w: W) -> [u64; 2] {
-    match w {
-        W::D => [l[0], l[1]],
-        W::S => [(l[0] & 0xffff_ffff) | (l[1] << 32), (l[2] & 0xffff_ffff) | (l[3] << 32)],
-    }
+    let mut all = [0u64; 16];
+    all[..l.len()].copy_from_slice(l);
+    let v = super::vector::pack(&all, (w.bits() / 8) as u8);
+    [v as u64, (v >> 64) as u64]
 }
 
 /// Writes the low lane of a scalar result, keeping the destination's other bits.
