@@ -102,7 +102,8 @@ impl Process {
         const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
         const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
         if flags & CLONE_THREAD != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
-            // Threads are not supported yet.
+            // Threads (CLONE_THREAD) are started by the dispatcher before this point; a shared
+            // address space without a thread or vfork is not supported.
             return Err(-libc::ENOSYS as i64);
         }
         // SAFETY: fork in a process whose other threads (compile workers) are not needed by

@@ -149,7 +149,6 @@ impl Process {
     pub fn syscall(&self, cpu: &mut Cpu) -> SysResult {
         let nr = cpu.gpr[0];
         let a = [cpu.gpr[7], cpu.gpr[6], cpu.gpr[2], cpu.gpr[10], cpu.gpr[8], cpu.gpr[9]];
-        let mut forked_child = false;
         match nr {
             231 => return SysResult::Exit(a[0] as i32),
             15 => {
@@ -179,7 +178,7 @@ impl Process {
             },
             56..=58 => {
                 let r = self.fork_like(cpu, nr, a).unwrap_or_else(|e| e);
-                forked_child = r == 0;
+                let forked_child = r == 0;
                 cpu.gpr[0] = r as u64;
                 cpu.gpr[1] = cpu.rip;
                 cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
@@ -191,7 +190,6 @@ impl Process {
             }
             _ => {}
         }
-        let _ = forked_child;
         let r = match self.dispatch(cpu, nr, a) {
             Ok(v) => v,
             Err(e) => e,

@@ -309,11 +309,9 @@ fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
         if c == 0 {
             return;
         }
-        let cv = e.imm(c.min(63));
-        let mut r = shifted(e, cv);
-        if c >= 64 {
-            r = e.imm(0);
-        }
+        // c is already masked to the operand's count width (at most 63).
+        let cv = e.imm(c);
+        let r = shifted(e, cv);
         write_op(e, ins, 0, size, r, addr);
         set_flags(e, kind, size, r, a, cv, z);
         return;
