@@ -1,4 +1,5 @@
-//! Diagnostics selected with `KILN_LOG=topic,topic` (topics: syscall, cache, jit, decode). Kiln's
+//! Diagnostics selected with `KILN_LOG=topic,topic` (topics: syscall, cache, jit, decode,
+//! signal). Kiln's
 //! stderr is the guest's stderr, so nothing is printed unless asked for.
 
 use std::sync::OnceLock;

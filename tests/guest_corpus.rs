@@ -94,19 +94,29 @@ corpus! {
     pthreads_mutex_condvar_atomics => "pthreads.c", timing_dependent = true;
     signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
     faults_become_guest_signals => "faults.c";
+    bad_memory_accesses_become_guest_signals => "segv.c";
+    robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";
 }
 
-/// Threaded programs run repeatedly in every tier: no hang, no difference.
+/// Thread and signal programs run repeatedly in every tier: no hang, no difference.
 #[test]
-fn pthread_program_is_stable_over_repeated_runs() {
-    let bin = build("pthreads.c", "gcc-O2", "gcc", "-O2");
-    let want = native(&bin, &[], b"");
-    let dir = tempfile::tempdir().expect("tempdir");
-    for tier in ["interp", "jit", "auto"] {
-        for i in 0..20 {
-            let got = kiln(&bin, tier, &dir.path().join("kiln"), &[], b"", &[]);
-            assert_same(&format!("pthreads.c --tier {tier} run {i}"), &want, &got);
+fn thread_and_signal_programs_are_stable_over_repeated_runs() {
+    for (name, flags) in [
+        ("pthreads.c", "-O2"),
+        ("robust_mutex.c", "-O2"),
+        ("signals.c", "-O2"),
+        ("segv.c", "-O2"),
+        ("faults.c", "-O0"),
+    ] {
+        let bin = build(name, &format!("gcc{flags}"), "gcc", flags);
+        let want = native(&bin, ARGS, b"");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for tier in ["interp", "jit", "auto"] {
+            for i in 0..20 {
+                let got = kiln(&bin, tier, &dir.path().join("kiln"), ARGS, b"", &[]);
+                assert_same(&format!("{name} --tier {tier} run {i}"), &want, &got);
+            }
         }
     }
 }

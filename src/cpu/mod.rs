@@ -6,7 +6,7 @@
 use std::mem::offset_of;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 4;
+pub const CPU_LAYOUT_VERSION: u32 = 5;
 
 /// Entries in the chaining table (a power of two).
 pub const CHAIN_ENTRIES: u64 = 1 << 16;
@@ -87,6 +87,17 @@ pub mod fault {
     pub const HALT: u64 = 3;
     pub const INT3: u64 = 4;
     pub const UD: u64 = 5;
+    /// A guest memory access faulted on the host (see `linux::signals::on_host_fault`):
+    /// `fault_addr` is the guest address, `fault_info` says how.
+    pub const MEMORY: u64 = 6;
+}
+
+/// Bits of `Cpu::fault_info` for `fault::MEMORY`.
+pub mod fault_info {
+    /// The access was a write.
+    pub const WRITE: u64 = 1;
+    /// The host raised SIGBUS (beyond the end of a mapped file) rather than SIGSEGV.
+    pub const BUS: u64 = 2;
 }
 
 #[repr(C)]
@@ -126,6 +137,15 @@ pub struct Cpu {
     pub st: [[u64; 2]; 8],
     pub fpu_top: u64,
     pub fpu_tag: u64,
+    /// Offset from `rip` (the running unit's or block's first instruction) of the instruction
+    /// that may touch guest memory next: a host fault resumes the guest there. Compiled code
+    /// writes back every register before such an instruction, so the context is precise.
+    pub insn_off: u64,
+    /// Host stack and frame pointers of the trampoline while it runs guest code: a guest
+    /// memory fault lands back in the trampoline with them.
+    pub host_sp: u64,
+    pub host_fp: u64,
+    pub fault_info: u64,
 }
 
 impl Cpu {
@@ -156,6 +176,10 @@ impl Cpu {
             st: [[0; 2]; 8],
             fpu_top: 0,
             fpu_tag: 0xffff,
+            insn_off: 0,
+            host_sp: 0,
+            host_fp: 0,
+            fault_info: 0,
         })
     }
 }
@@ -183,4 +207,7 @@ pub mod off {
     pub const CHAIN_TABLE: i32 = offset_of!(Cpu, chain_table) as i32;
     pub const INSNS_COMPILED: i32 = offset_of!(Cpu, insns_compiled) as i32;
     pub const INTERRUPT: i32 = offset_of!(Cpu, interrupt) as i32;
+    pub const INSN_OFF: i32 = offset_of!(Cpu, insn_off) as i32;
+    pub const HOST_SP: i32 = offset_of!(Cpu, host_sp) as i32;
+    pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;
 }

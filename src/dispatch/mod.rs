@@ -126,15 +126,10 @@ impl Engine {
                 cpuid_profile()
             ))
         });
-        let enter = match &jit {
-            Some(j) => {
-                let code = j.trampoline()?;
-                let f = jit::execmem::install(&[&code])?;
-                // SAFETY: the trampoline was compiled with the C convention and EnterFn's
-                // signature.
-                f.first().map(|&p| unsafe { std::mem::transmute::<UnitFn, EnterFn>(p) })
-            }
-            None => None,
+        let enter = match (&jit, jit::runtime()) {
+            (Some(_), Some(rt)) => Some(rt.enter()),
+            (Some(_), None) => anyhow::bail!("cannot build the trampoline into compiled code"),
+            (None, _) => None,
         };
         let (tx, rx) = mpsc::channel();
         let mut e = Engine {
@@ -217,10 +212,16 @@ impl Engine {
         let (tx, rx) = mpsc::channel::<i64>();
         let clear_tid = (c.flags & CLONE_CHILD_CLEARTID != 0 && c.ctid != 0).then_some(c.ctid);
         let set_tid = (c.flags & CLONE_CHILD_SETTID != 0 && c.ctid != 0).then_some(c.ctid);
+        let parent_tid = (c.flags & CLONE_PARENT_SETTID != 0 && c.ptid != 0).then_some(c.ptid);
         let spawned = std::thread::Builder::new().name("kiln-guest".into()).spawn(move || {
             // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() } as i64;
+            // Both tid words are written before the new thread runs guest code, as the
+            // kernel does (libc reads its own tid from the parent's word at once).
             if let Some(a) = set_tid {
+                let _ = proc.mem.write_bytes(a, &(tid as u32).to_le_bytes());
+            }
+            if let Some(a) = parent_tid {
                 let _ = proc.mem.write_bytes(a, &(tid as u32).to_le_bytes());
             }
             let (ctx, crx) = mpsc::channel();
@@ -252,14 +253,10 @@ impl Engine {
             let _ = tx.send(tid);
             e.run_thread();
         });
-        let tid = match spawned {
+        match spawned {
             Ok(_) => rx.recv().unwrap_or(-(libc::EAGAIN as i64)),
             Err(_) => -(libc::EAGAIN as i64),
-        };
-        if tid > 0 && c.flags & CLONE_PARENT_SETTID != 0 && c.ptid != 0 {
-            let _ = self.proc.mem.write_bytes(c.ptid, &(tid as u32).to_le_bytes());
         }
-        tid
     }
 
     /// The body of a guest thread: runs until the thread exits; the process ends only through
@@ -274,6 +271,7 @@ impl Engine {
                 std::process::exit(127);
             }
         }
+        crate::linux::syscalls::exit_robust_list(&self.proc.mem);
         if let Some(a) = self.clear_tid {
             let _ = self.proc.mem.write_bytes(a, &0u32.to_le_bytes());
             if let Some(p) = self.proc.mem.host_ptr(a, 4) {
@@ -537,6 +535,7 @@ impl Engine {
 
     /// Runs the guest until it exits or dies.
     pub fn run(&mut self) -> Outcome {
+        crate::linux::signals::set_current(&mut *self.cpu);
         loop {
             if self.pending > 0 {
                 self.collect_compiled(false);
@@ -564,7 +563,7 @@ impl Engine {
                 u.count += 1;
                 let hot = self.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
                 self.stats.guest_insns_interp += u.ninsns;
-                let code = interp::run_block(&mut self.cpu, &block);
+                let code = interp::run_block_guarded(&mut self.cpu, &block);
                 if hot {
                     self.queue_compile(i);
                 }
@@ -624,11 +623,32 @@ impl Engine {
     fn fault(&mut self) -> Option<Outcome> {
         let (f, at) = (self.cpu.fault, self.cpu.fault_addr);
         // (signal, si_code, si_addr); int3 is a trap: the saved rip is after it.
-        let (sig, code, addr) = match f {
-            fault::DIVIDE => (libc::SIGFPE, 1, at),  // FPE_INTDIV
-            fault::INT3 => (libc::SIGTRAP, 0x80, 0), // SI_KERNEL
-            fault::HALT => (libc::SIGSEGV, 0x80, 0),
-            fault::UD => (libc::SIGILL, 2, at), // ILL_ILLOPN
+        // (signal, si_code, si_addr, sigcontext err/trapno/cr2); int3 is a trap: the saved
+        // rip is after it.
+        let (sig, code, addr, trap) = match f {
+            fault::DIVIDE => (libc::SIGFPE, 1, at, [0, 0, 0]),   // FPE_INTDIV, #DE
+            fault::INT3 => (libc::SIGTRAP, 0x80, 0, [0, 3, 0]),  // SI_KERNEL, #BP
+            fault::HALT => (libc::SIGSEGV, 0x80, 0, [0, 13, 0]), // #GP
+            fault::UD => (libc::SIGILL, 2, at, [0, 6, 0]),       // ILL_ILLOPN, #UD
+            fault::MEMORY => {
+                // The unit (or block) stopped before the faulting instruction: resume there.
+                self.cpu.rip = self.cpu.rip.wrapping_add(self.cpu.insn_off);
+                let write = self.cpu.fault_info & crate::cpu::fault_info::WRITE != 0;
+                let mapped = self.proc.mem.mapped(at);
+                crate::klog!(
+                    "signal",
+                    "guest {} of {at:#x} at {:#x} faulted",
+                    if write { "write" } else { "read" },
+                    self.cpu.rip
+                );
+                if self.cpu.fault_info & crate::cpu::fault_info::BUS != 0 {
+                    (libc::SIGBUS, 2, at, [4 | (write as u64) << 1, 14, at]) // BUS_ADRERR
+                } else {
+                    // SEGV_MAPERR or SEGV_ACCERR; error code: user, write, protection.
+                    let err = 4 | (write as u64) << 1 | mapped as u64;
+                    (libc::SIGSEGV, if mapped { 2 } else { 1 }, at, [err, 14, at])
+                }
+            }
             _ => {
                 eprintln!("kiln: unimplemented instruction form at guest address {at:#x}");
                 return Some(Outcome::Signal(libc::SIGILL));
@@ -637,7 +657,8 @@ impl Engine {
         if f == fault::INT3 {
             self.cpu.rip = at + 1;
         }
-        match self.proc.deliver_fault(&mut self.cpu, sig, code, addr) {
+        self.cpu.fault = 0;
+        match self.proc.deliver_fault(&mut self.cpu, sig, code, addr, trap) {
             crate::linux::signals::Delivery::Handler => None,
             _ => Some(Outcome::Signal(sig)),
         }

@@ -3,11 +3,42 @@
 use crate::cpu::{exit, Cpu};
 use crate::decode::Block;
 use crate::semantics::{self, concrete::Live};
+use std::cell::Cell;
+
+thread_local! {
+    /// The block `helper_run_block` runs (set just before entering it).
+    static BLOCK: Cell<*const Block> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs one block entered through the trampoline, so that a guest memory fault inside it
+/// becomes a guest signal (see `jit::Runtime`); without a runtime, runs it directly.
+pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
+    match crate::jit::runtime() {
+        Some(rt) => {
+            BLOCK.set(block);
+            // SAFETY: the shim is a unit-shaped function calling `helper_run_block` with this
+            // context; `block` outlives the call.
+            unsafe { (rt.enter())(cpu, rt.interp()) }
+        }
+        None => run_block(cpu, block),
+    }
+}
+
+/// The helper behind the baseline tier's shim.
+pub extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
+    let b = BLOCK.get();
+    // SAFETY: `run_block_guarded` set the block and holds it for the duration of the call;
+    // the shim passes the live context.
+    unsafe { run_block(&mut *cpu, &*b) }
+}
 
 /// Runs one block; returns the exit code and leaves the next rip in `cpu.rip`.
 pub fn run_block(cpu: &mut Cpu, block: &Block) -> u64 {
     let mut e = Live::new(cpu);
     for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
+        // Semantics touch memory before they write registers, so at a host fault the context
+        // holds the state before this instruction.
+        e.cpu.insn_off = ins.ip() - block.start;
         e.flags_live = live;
         semantics::exec_routed(&mut e, ins, route);
         if let Some(t) = e.jumped {

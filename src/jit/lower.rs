@@ -374,6 +374,35 @@ impl Emitter for Lower<'_> {
     }
 }
 
+/// Whether `ins` may access guest memory (and so fault on it).
+fn touches_memory(ins: &Instruction) -> bool {
+    use iced_x86::{Mnemonic, OpKind};
+    if ins.stack_pointer_increment() != 0 || ins.is_string_instruction() {
+        return true;
+    }
+    if matches!(ins.mnemonic(), Mnemonic::Lea | Mnemonic::Nop) {
+        return false;
+    }
+    (0..ins.op_count()).any(|i| {
+        !matches!(
+            ins.op_kind(i),
+            OpKind::Register
+                | OpKind::NearBranch16
+                | OpKind::NearBranch32
+                | OpKind::NearBranch64
+                | OpKind::Immediate8
+                | OpKind::Immediate8_2nd
+                | OpKind::Immediate16
+                | OpKind::Immediate32
+                | OpKind::Immediate64
+                | OpKind::Immediate8to16
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate32to64
+        )
+    }) || ins.op_count() == 0 && ins.mnemonic() == Mnemonic::Xlatb
+}
+
 pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Block) {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -418,6 +447,14 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     };
     for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
         l.flags_live = live;
+        if touches_memory(ins) {
+            // A host fault in this instruction resumes the guest at its start: the context
+            // must hold every register as it is here, and say which instruction this is.
+            l.flush();
+            let o = l.b.ins().iconst(types::I64, (ins.ip() - block.start) as i64);
+            let cpu = l.cpu;
+            l.b.ins().store(mf(), o, cpu, off::INSN_OFF);
+        }
         semantics::exec_routed(&mut l, ins, route);
         if l.end.is_some() {
             break;

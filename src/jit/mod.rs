@@ -7,7 +7,10 @@ mod lower;
 use crate::cpu::Cpu;
 use crate::decode::Block;
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::{types, AbiParam, Function, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, BlockCall, ExceptionTableData, Function, InstBuilder, MemFlagsData, Signature,
+    UserFuncName,
+};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
@@ -15,20 +18,22 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 4;
+pub const TRANSLATION_VERSION: u32 = 5;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = extern "C" fn(*mut Cpu, u64, u64) -> u64;
 
 /// The helper table compiled code calls through (index = helper number).
-pub static HELPERS: [Helper; 3] = [
+pub static HELPERS: [Helper; 4] = [
     crate::semantics::slow::helper_slow,
     crate::semantics::concrete::helper_cond,
     crate::semantics::concrete::helper_rflags,
+    crate::interp::helper_run_block,
 ];
 pub const H_SLOW: i64 = 0;
 pub const H_COND: i64 = 1;
 pub const H_RFLAGS: i64 = 2;
+pub const H_INTERP: i64 = 3;
 
 /// Entry point of a compiled unit (Cranelift's `tail` convention: call it through the
 /// trampoline). Returns an exit code and leaves the next rip in the context.
@@ -36,6 +41,56 @@ pub type UnitFn = *const u8;
 
 /// The trampoline from Rust into compiled code: `enter(cpu, unit)`.
 pub type EnterFn = unsafe extern "C" fn(*mut Cpu, UnitFn) -> u64;
+
+/// Process-wide code that enters guest execution: the trampoline, the baseline tier's shim,
+/// and the trampoline's return point where guest memory faults land.
+pub struct Runtime {
+    enter: usize,
+    interp: usize,
+    landing: usize,
+}
+
+impl Runtime {
+    pub fn enter(&self) -> EnterFn {
+        // SAFETY: `enter` is the trampoline, compiled with EnterFn's signature.
+        unsafe { std::mem::transmute::<usize, EnterFn>(self.enter) }
+    }
+    pub fn interp(&self) -> UnitFn {
+        self.interp as UnitFn
+    }
+}
+
+static RUNTIME: std::sync::OnceLock<Option<Runtime>> = std::sync::OnceLock::new();
+
+/// The runtime, compiled on first use; None when the host has no Cranelift backend (the
+/// baseline tier then runs blocks directly, and guest memory faults end the process).
+pub fn runtime() -> Option<&'static Runtime> {
+    RUNTIME
+        .get_or_init(|| {
+            let build = || -> Result<Runtime, Box<dyn std::error::Error>> {
+                let j = Jit::new()?;
+                let (t, landing) = j.trampoline()?;
+                let s = j.helper_shim(H_INTERP)?;
+                let f = execmem::install(&[&t, &s])?;
+                Ok(Runtime {
+                    enter: f[0] as usize,
+                    interp: f[1] as usize,
+                    landing: f[0] as usize + landing,
+                })
+            };
+            match build() {
+                Ok(r) => {
+                    crate::linux::signals::install_fault_handlers(r.landing);
+                    Some(r)
+                }
+                Err(e) => {
+                    crate::klog!("jit", "no trampoline: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JitError {
@@ -104,7 +159,14 @@ impl Jit {
     }
 
     /// Compiles the trampoline that calls a unit (tail convention) from Rust (C convention).
-    pub fn trampoline(&self) -> Result<Vec<u8>, JitError> {
+    /// Returns its code and the offset of the point where the unit returns to it.
+    ///
+    /// The unit is called with `try_call_indirect`, for which Cranelift treats every register
+    /// as clobbered: the trampoline saves all of the C convention's callee-saved registers
+    /// itself. A guest memory fault inside the unit (or inside Rust code it called) can then
+    /// resume at the return point with only the stack pointer, frame pointer and return value
+    /// set (see `linux::signals::on_host_fault`), abandoning the frames above it.
+    pub fn trampoline(&self) -> Result<(Vec<u8>, usize), JitError> {
         let isa = self.isa();
         let mut sig = Signature::new(isa.default_call_conv());
         sig.params.push(AbiParam::new(types::I64));
@@ -118,8 +180,24 @@ impl Jit {
         b.switch_to_block(entry);
         let (cpu, unit) = (b.block_params(entry)[0], b.block_params(entry)[1]);
         let usig = b.import_signature(unit_signature());
-        let call = b.ins().call_indirect(usig, unit, &[cpu]);
-        let r = b.inst_results(call)[0];
+        let mf = MemFlagsData::trusted();
+        let sp = b.ins().get_stack_pointer(types::I64);
+        let fp = b.ins().get_frame_pointer(types::I64);
+        b.ins().store(mf, sp, cpu, crate::cpu::off::HOST_SP);
+        b.ins().store(mf, fp, cpu, crate::cpu::off::HOST_FP);
+        let done = b.create_block();
+        b.append_block_param(done, types::I64);
+        let normal = BlockCall::new(done, [BlockArg::TryCallRet(0)], &mut b.func.dfg.value_lists);
+        let et = b
+            .func
+            .dfg
+            .exception_tables
+            .push(ExceptionTableData::new(usig, normal, []));
+        b.ins().try_call_indirect(unit, &[cpu], et);
+        b.switch_to_block(done);
+        let r = b.block_params(done)[0];
+        let z = b.ins().iconst(types::I64, 0);
+        b.ins().store(mf, z, cpu, crate::cpu::off::HOST_SP);
         b.ins().return_(&[r]);
         b.seal_all_blocks();
         b.finalize(isa.frontend_config());
@@ -127,6 +205,46 @@ impl Jit {
         let code = ctx
             .compile(isa, &mut ControlPlane::default())
             .map_err(|e| JitError::Compile(0, format!("trampoline: {:?}", e.inner)))?;
+        if !code.buffer.relocs().is_empty() {
+            return Err(JitError::Relocations(0, code.buffer.relocs().len()));
+        }
+        let sites: Vec<u32> = code.buffer.call_sites().map(|c| c.ret_addr).collect();
+        let [landing] = sites[..] else {
+            return Err(JitError::Compile(0, format!("trampoline: {} call sites", sites.len())));
+        };
+        Ok((code.code_buffer().to_vec(), landing as usize))
+    }
+
+    /// Compiles a unit-shaped shim that runs helper `h` (the baseline tier's block runner), so
+    /// that interpreted blocks are entered through the trampoline too.
+    pub fn helper_shim(&self, h: i64) -> Result<Vec<u8>, JitError> {
+        let isa = self.isa();
+        let mut func = Function::with_name_signature(UserFuncName::default(), unit_signature());
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let cpu = b.block_params(entry)[0];
+        let mut hs = Signature::new(isa.default_call_conv());
+        for _ in 0..3 {
+            hs.params.push(AbiParam::new(types::I64));
+        }
+        hs.returns.push(AbiParam::new(types::I64));
+        let hsig = b.import_signature(hs);
+        let mf = MemFlagsData::trusted();
+        let table = b.ins().load(types::I64, mf, cpu, crate::cpu::off::HELPERS);
+        let f = b.ins().load(types::I64, mf, table, (h * 8) as i32);
+        let z = b.ins().iconst(types::I64, 0);
+        let call = b.ins().call_indirect(hsig, f, &[cpu, z, z]);
+        let r = b.inst_results(call)[0];
+        b.ins().return_(&[r]);
+        b.seal_all_blocks();
+        b.finalize(isa.frontend_config());
+        let mut ctx = Context::for_function(func);
+        let code = ctx
+            .compile(isa, &mut ControlPlane::default())
+            .map_err(|e| JitError::Compile(0, format!("shim: {:?}", e.inner)))?;
         if !code.buffer.relocs().is_empty() {
             return Err(JitError::Relocations(0, code.buffer.relocs().len()));
         }

@@ -36,6 +36,126 @@ extern "C" fn on_host_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut li
     }
 }
 
+thread_local! {
+    /// This thread's guest context while it runs guest code (null otherwise).
+    static CURRENT: std::cell::Cell<*mut Cpu> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// Where guest memory faults land (the trampoline's return point) and the host handlers that
+/// were installed before ours (for faults that are not the guest's).
+static LANDING: AtomicU64 = AtomicU64::new(0);
+static OLD_SEGV: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+static OLD_BUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Records the context that this thread's guest code runs with.
+pub fn set_current(cpu: *mut Cpu) {
+    CURRENT.set(cpu);
+}
+
+/// Installs the SIGSEGV/SIGBUS handlers that turn host faults on guest memory into guest
+/// faults: the running unit (or interpreted block) is abandoned at the trampoline's return
+/// point `landing`, and the dispatcher delivers SIGSEGV/SIGBUS to the guest with the precise
+/// state before the faulting instruction.
+pub fn install_fault_handlers(landing: usize) {
+    LANDING.store(landing as u64, Ordering::SeqCst);
+    for (sig, old) in [(libc::SIGSEGV, &OLD_SEGV), (libc::SIGBUS, &OLD_BUS)] {
+        // SAFETY: installing a handler; the old action is kept to pass on faults not ours.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_host_fault as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let mut prev: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, &sa, &mut prev);
+            let _ = old.set(prev.sa_sigaction);
+        }
+    }
+}
+
+extern "C" fn on_host_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let cpu = CURRENT.get();
+    // SAFETY: the kernel passes a valid siginfo; `cpu` is this thread's live context.
+    let host = unsafe { (*info).si_addr() } as u64;
+    let landing = LANDING.load(Ordering::Relaxed);
+    if !cpu.is_null() && landing != 0 {
+        // SAFETY: as above; only plain fields are touched.
+        let c = unsafe { &mut *cpu };
+        let base = c.mem_base;
+        if c.host_sp != 0 && host >= base && host < base + crate::mem::GUEST_SPACE + 64 {
+            let write = host_fault_was_write(ctx);
+            c.fault = crate::cpu::fault::MEMORY;
+            c.fault_addr = (host - base) & crate::mem::GUEST_MASK;
+            c.fault_info = (write as u64 * crate::cpu::fault_info::WRITE)
+                | if sig == libc::SIGBUS {
+                    crate::cpu::fault_info::BUS
+                } else {
+                    0
+                };
+            resume_at_landing(ctx, landing, c.host_sp, c.host_fp, crate::cpu::exit::FAULT);
+            return;
+        }
+    }
+    // Not a guest access: hand the fault to whoever handled it before (or the default), and
+    // let the instruction fault again.
+    let old = if sig == libc::SIGBUS {
+        OLD_BUS.get()
+    } else {
+        OLD_SEGV.get()
+    };
+    // SAFETY: restoring a previous disposition.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = old.copied().unwrap_or(libc::SIG_DFL);
+        if sa.sa_sigaction > 1 {
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        }
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Makes the interrupted thread continue at `pc` as if the trampoline's call had returned
+/// `ret`, with its stack and frame pointers as they were at the call.
+#[cfg(target_arch = "x86_64")]
+fn resume_at_landing(ctx: *mut libc::c_void, pc: u64, sp: u64, fp: u64, ret: u64) {
+    // SAFETY: the kernel passes the interrupted thread's ucontext.
+    let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+    let g = &mut uc.uc_mcontext.gregs;
+    g[libc::REG_RIP as usize] = pc as i64;
+    g[libc::REG_RSP as usize] = sp as i64;
+    g[libc::REG_RBP as usize] = fp as i64;
+    g[libc::REG_RAX as usize] = ret as i64;
+}
+
+#[cfg(target_arch = "aarch64")]
+fn resume_at_landing(ctx: *mut libc::c_void, pc: u64, sp: u64, fp: u64, ret: u64) {
+    // SAFETY: the kernel passes the interrupted thread's ucontext.
+    let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+    let m = &mut uc.uc_mcontext;
+    m.pc = pc;
+    m.sp = sp;
+    m.regs[29] = fp;
+    m.regs[0] = ret;
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn resume_at_landing(_ctx: *mut libc::c_void, _pc: u64, _sp: u64, _fp: u64, _ret: u64) {
+    // No landing on this host yet: the fault ends the process as it would natively.
+    // SAFETY: resetting a disposition.
+    unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn host_fault_was_write(ctx: *mut libc::c_void) -> bool {
+    // SAFETY: the kernel passes the interrupted thread's ucontext.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    uc.uc_mcontext.gregs[libc::REG_ERR as usize] & 2 != 0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_fault_was_write(_ctx: *mut libc::c_void) -> bool {
+    false
+}
+
 /// Synchronous signals stay with the host defaults: they come from Kiln's own execution.
 fn synchronous(sig: usize) -> bool {
     matches!(
@@ -112,13 +232,14 @@ impl Process {
             _ => {}
         }
         let old_mask = suspended.unwrap_or(sigs.1);
-        self.push_frame(cpu, sig, act, old_mask, sigs)
+        self.push_frame(cpu, sig, act, old_mask, sigs, [0; 3])
     }
 
     /// A fault raised by an instruction (divide error, ud2, int3, hlt): delivered at once to a
     /// guest handler with `si_code` and `si_addr`; if the signal is blocked, ignored or left at
     /// its default, the process dies of it, as with the kernel.
-    pub fn deliver_fault(&self, cpu: &mut Cpu, sig: i32, code: i32, addr: u64) -> Delivery {
+    /// `trap` is what the kernel leaves in the sigcontext: (error code, trap number, cr2).
+    pub fn deliver_fault(&self, cpu: &mut Cpu, sig: i32, code: i32, addr: u64, trap: [u64; 3]) -> Delivery {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         let s = sig as usize;
         let act = sigs.0[s];
@@ -131,7 +252,7 @@ impl Process {
             slot.store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
         }
         let old_mask = sigs.1;
-        self.push_frame(cpu, s, act, old_mask, sigs)
+        self.push_frame(cpu, s, act, old_mask, sigs, trap)
     }
 
     /// Builds the signal frame for `sig` with action `act` and enters the handler.
@@ -142,6 +263,7 @@ impl Process {
         act: [u64; 4],
         old_mask: u64,
         mut sigs: std::sync::MutexGuard<'_, super::syscalls::SignalState>,
+        trap: [u64; 3],
     ) -> Delivery {
         let mut new_mask = old_mask | act[3];
         if act[1] & SA_NODEFER == 0 {
@@ -195,9 +317,10 @@ impl Process {
         w(g + 8 * 16, cpu.rip);
         w(g + 8 * 17, rflags(cpu));
         w(g + 8 * 18, 0x33); // cs
-        for i in 19..23 {
-            w(g + 8 * i, 0);
-        }
+        w(g + 8 * 19, trap[0]); // err
+        w(g + 8 * 20, trap[1]); // trapno
+        w(g + 8 * 21, 0); // oldmask
+        w(g + 8 * 22, trap[2]); // cr2
         w(g + 8 * 23, fp); // fpstate
         for i in 24..32 {
             w(g + 8 * i, 0);

@@ -41,6 +41,73 @@ const EINVAL: i64 = -libc::EINVAL as i64;
 const ENOSYS: i64 = -libc::ENOSYS as i64;
 const ENOMEM: i64 = -libc::ENOMEM as i64;
 
+thread_local! {
+    /// This guest thread's robust futex list head (set_robust_list).
+    static ROBUST_LIST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// What the kernel does with a dying thread's robust futex list: every futex still owned by
+/// the thread gets FUTEX_OWNER_DIED, and one waiter is woken.
+pub fn exit_robust_list(mem: &Memory) {
+    const TID_MASK: u32 = 0x3fff_ffff;
+    const WAITERS: u32 = 0x8000_0000;
+    const OWNER_DIED: u32 = 0x4000_0000;
+    let head = ROBUST_LIST.replace(0);
+    if head == 0 {
+        return;
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let read = |a: u64| -> Option<u64> { Some(u64::from_le_bytes(mem.read_bytes(a, 8)?.try_into().ok()?)) };
+    let (Some(first), Some(offset), Some(pending)) = (read(head), read(head + 8), read(head + 16)) else {
+        return;
+    };
+    let death = |entry: u64| {
+        let word = entry.wrapping_add(offset);
+        let Some(p) = mem.host_ptr(word, 4) else { return };
+        if mem.readable_len(word, 4) < 4 || word % 4 != 0 {
+            return;
+        }
+        // SAFETY: an aligned guest word inside the reservation, mapped readable.
+        let atom = unsafe { &*(p as *const std::sync::atomic::AtomicU32) };
+        let mut v = atom.load(std::sync::atomic::Ordering::SeqCst);
+        loop {
+            if v & TID_MASK != tid {
+                return;
+            }
+            let new = (v & WAITERS) | OWNER_DIED;
+            match atom.compare_exchange(
+                v,
+                new,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(cur) => v = cur,
+            }
+        }
+        if v & WAITERS != 0 {
+            // SAFETY: futex wake on a guest word inside the reservation.
+            unsafe { libc::syscall(libc::SYS_futex, p, libc::FUTEX_WAKE, 1, 0, 0, 0) };
+        }
+    };
+    // Entries carry a PI flag in bit 0; the list is circular through the head.
+    let (mut entry, pending) = (first & !1, pending & !1);
+    for _ in 0..2048 {
+        if entry == head {
+            break;
+        }
+        let Some(next) = read(entry) else { break };
+        if entry != pending {
+            death(entry);
+        }
+        entry = next & !1;
+    }
+    if pending != 0 {
+        death(pending);
+    }
+}
+
 fn ret(r: libc::c_long) -> i64 {
     if r == -1 {
         -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) as i64)
@@ -490,8 +557,18 @@ impl Process {
                 _ => EINVAL,
             },
             218 => sc(186, [0; 6]), // set_tid_address: returns the tid
-            273 => 0,               // set_robust_list: recorded by nobody until threads exist
-            334 => ENOSYS,          // rseq: libc falls back
+            273 if a[1] != 24 => EINVAL,
+            273 => {
+                // set_robust_list: walked by `exit_robust_list` when this thread exits.
+                ROBUST_LIST.set(a[0]);
+                0
+            }
+            274 if a[0] == 0 => {
+                self.mem.write_u64(a[1], ROBUST_LIST.get()).map_err(|_| EFAULT)?;
+                self.mem.write_u64(a[2], 24).map_err(|_| EFAULT)?;
+                0
+            }
+            334 => ENOSYS, // rseq: libc falls back
             302 => {
                 let n = self.op(a[2], 16)?;
                 let o = self.op(a[3], 16)?;

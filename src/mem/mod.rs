@@ -198,6 +198,14 @@ impl MemState {
         }
     }
 
+    /// Whether `addr` lies in a guest mapping (of any protection).
+    pub fn mapped(&self, addr: u64) -> bool {
+        self.maps
+            .range(..=addr)
+            .next_back()
+            .is_some_and(|(_, &(end, _))| addr < end)
+    }
+
     /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
     fn readable_len(&self, addr: u64, max: u64) -> u64 {
         let mut at = addr;
@@ -272,6 +280,11 @@ impl Memory {
         }
         st.brk = want;
         want
+    }
+
+    /// Whether `addr` lies in a guest mapping (of any protection).
+    pub fn mapped(&self, addr: u64) -> bool {
+        self.state().mapped(addr)
     }
 
     /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.

@@ -664,9 +664,12 @@ fn generic<E: Emitter>(e: &mut E, ins: &Instruction) {
             write_op(e, ins, 1, size, a, addr1);
         }
         Leave => {
+            // The load comes first: if it faults, no register has changed.
             let bp = e.get_reg(RBP);
-            e.set_reg(RSP, bp);
-            let v = pop(e);
+            let v = e.load(bp, 8);
+            let eight = e.imm(8);
+            let nsp = e.bin(Bin::Add, bp, eight);
+            e.set_reg(RSP, nsp);
             e.set_reg(RBP, v);
         }
         Cbw | Cwde | Cdqe => {
