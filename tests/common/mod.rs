@@ -165,3 +165,50 @@ pub fn assert_same(what: &str, native: &Run, kiln: &Run) {
         );
     }
 }
+
+/// The Lua 5.4 C sources shipped in the `lua-src` crate (a dev-dependency, so cargo has
+/// fetched it), found through `cargo metadata`.
+pub fn lua_sources() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let manifest = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "lua-src")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("lua-src in cargo metadata");
+    let dir = Path::new(manifest).parent().expect("crate directory").join("lua-5.4.9");
+    assert!(dir.join("lvm.c").exists(), "no Lua sources in {}", dir.display());
+    dir
+}
+
+/// Builds Lua from `lua_sources()` with `tests/lua/Makefile` in `dir` by running `make` through
+/// `wrap` (empty: natively), with extra make variables.
+pub fn make_lua(dir: &Path, wrap: &[&str], env: &[(&str, &Path)], vars: &[&str]) -> std::process::Output {
+    std::fs::create_dir_all(dir).expect("build directory");
+    std::fs::copy(root().join("tests/lua/main.c"), dir.join("main.c")).expect("copy main.c");
+    let mut argv: Vec<String> = wrap.iter().map(|s| s.to_string()).collect();
+    argv.push("/usr/bin/make".into());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .args(["-r", "-s", "-j2", "-f"])
+        .arg(root().join("tests/lua/Makefile"))
+        .arg(format!("SRC={}", lua_sources().display()))
+        .args(vars)
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run make")
+}
