@@ -46,6 +46,10 @@ enum Cmd {
         /// The guest's argv[0] (default: PROGRAM as given).
         #[arg(long)]
         argv0: Option<std::ffi::OsString>,
+        /// Signals ignored and blocked by the guest that exec'd this one, as IGNORED:BLOCKED
+        /// hex masks (used by Kiln itself).
+        #[arg(long, hide = true)]
+        signals: Option<String>,
         /// The program to run.
         program: PathBuf,
         /// Its arguments.
@@ -80,6 +84,7 @@ fn main() {
             no_cache,
             cache_dir,
             argv0,
+            signals,
             program,
             args,
         } => run(
@@ -88,6 +93,10 @@ fn main() {
                 no_cache,
                 cache_dir,
                 argv0,
+                signals: signals.and_then(|s| {
+                    let (i, b) = s.split_once(':')?;
+                    Some((u64::from_str_radix(i, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+                }),
             },
             program,
             args,
@@ -155,6 +164,8 @@ fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
     let argv0 = req.argv.first().cloned().unwrap_or_else(|| req.path.clone());
     args.push(cs(b"--argv0"));
     args.push(argv0);
+    args.push(cs(b"--signals"));
+    args.push(cs(format!("{:x}:{:x}", req.ignored, req.blocked).as_bytes()));
     args.push(cs(b"--"));
     args.push(req.path.clone());
     args.extend(req.argv.iter().skip(1).cloned());
@@ -162,7 +173,8 @@ fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
     argp.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = req.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let exe = cs(me.as_os_str().as_bytes());
+    // The running binary itself, even if its file was replaced or deleted since it started.
+    let exe = cs(b"/proc/self/exe");
     // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(exe.as_ptr(), argp.as_ptr(), envp.as_ptr()) };
     eprintln!(
@@ -212,6 +224,7 @@ struct RunOptions {
     no_cache: bool,
     cache_dir: Option<PathBuf>,
     argv0: Option<std::ffi::OsString>,
+    signals: Option<(u64, u64)>,
 }
 
 fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> anyhow::Result<i32> {
@@ -269,6 +282,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     cpu.gpr[4] = sp;
     let mut proc = linux::Process::new(mem, exe);
     proc.auxv = auxv;
+    proc.inherit_signals(opts.signals);
     let proc = std::sync::Arc::new(proc);
     let cache = if tier == Tier::Auto && !no_cache {
         match opts.cache_dir.clone().or_else(cache::default_dir) {

@@ -270,3 +270,44 @@ fn static_musl_lua_runs_a_float_heavy_script_in_every_tier() {
         ALL,
     );
 }
+
+/// A 117-line Python program (json, re, hashlib, zlib, threads with a queue, locks and a
+/// condition variable, a subprocess) and a busybox shell script using its own sort, sed, awk,
+/// md5sum, gzip and friends (busybox re-executes itself through /proc/self/exe).
+#[test]
+fn python3_script_and_busybox_script_match_native() {
+    let py = root().join("tests/scripts/workload.py");
+    same_everywhere(
+        "python3 workload.py",
+        &["/usr/bin/python3", py.to_str().unwrap()],
+        &["jit", "auto", "auto"],
+    );
+    let sh = root().join("tests/scripts/busybox.sh");
+    for tier in ["interp", "jit", "auto", "auto"] {
+        // Each run writes into its own directory; the outputs are compared, then the files.
+        let n = tempfile::tempdir().unwrap();
+        let k = tempfile::tempdir().unwrap();
+        let want = native(
+            Path::new("/bin/busybox"),
+            &["sh", sh.to_str().unwrap(), n.path().to_str().unwrap()],
+            b"",
+        );
+        assert_eq!(want.status, Some(7), "native busybox: {}", show(&want));
+        let cache = k.path().join("kiln");
+        let got = kiln(
+            Path::new("/bin/busybox"),
+            tier,
+            &cache,
+            &["sh", sh.to_str().unwrap(), k.path().to_str().unwrap()],
+            b"",
+            &[],
+        );
+        assert_same(&format!("busybox sh busybox.sh --tier {tier}"), &want, &got);
+        for f in ["data.txt", "data.gz"] {
+            assert!(
+                std::fs::read(n.path().join(f)).unwrap() == std::fs::read(k.path().join(f)).unwrap(),
+                "busybox --tier {tier}: {f} differs"
+            );
+        }
+    }
+}

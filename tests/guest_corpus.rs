@@ -97,6 +97,7 @@ corpus! {
     bad_memory_accesses_become_guest_signals => "segv.c";
     robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";
+    build_tool_syscalls => "syscalls_misc.c";
 }
 
 /// Thread and signal programs run repeatedly in every tier: no hang, no difference.

@@ -736,10 +736,11 @@ impl Engine {
         // Kiln to merge it into the index and the pack.
         let journals = Self::write_journals(&dir, config, &entries);
         if !journals.is_empty() {
-            if let Ok(me) = std::env::current_exe() {
+            {
                 use std::os::unix::ffi::OsStrExt;
                 let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
-                let mut args = vec![c(me.as_os_str().as_bytes()), c(b"cache"), c(b"merge")];
+                // The running binary itself, even if its file was replaced since.
+                let mut args = vec![c(b"/proc/self/exe"), c(b"cache"), c(b"merge")];
                 args.extend(journals.iter().map(|j| c(j.as_os_str().as_bytes())));
                 let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
                 argp.push(std::ptr::null());

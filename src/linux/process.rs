@@ -21,6 +21,9 @@ pub struct ExecRequest {
     pub path: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
+    /// Signals the guest ignores and blocks: both survive execve.
+    pub ignored: u64,
+    pub blocked: u64,
 }
 
 impl Process {
@@ -71,7 +74,11 @@ impl Process {
 
     /// Checks an execve and collects what the new Kiln process needs.
     pub fn prepare_exec(&self, a: [u64; 6]) -> Result<ExecRequest, i64> {
-        let path = self.guest_cstr(a[0])?;
+        let mut path = self.guest_cstr(a[0])?;
+        if is_self_exe(path.as_bytes()) {
+            // The guest program, not Kiln (busybox re-executes itself this way).
+            path = std::ffi::CString::new(self.exe.as_bytes()).map_err(|_| -(libc::ENOENT as i64))?;
+        }
         let argv = self.guest_strv(a[1])?;
         let envp = self.guest_strv(a[2])?;
         // The kernel's checks, done natively so the guest sees the same errors.
@@ -84,7 +91,14 @@ impl Process {
         if md.is_dir() {
             return Err(-libc::EACCES as i64);
         }
-        Ok(ExecRequest { path, argv, envp })
+        let (ignored, blocked) = self.exec_signal_state();
+        Ok(ExecRequest {
+            path,
+            argv,
+            envp,
+            ignored,
+            blocked,
+        })
     }
 
     /// fork, vfork and clone without CLONE_VM (or with CLONE_VM|CLONE_VFORK, which the child
@@ -139,4 +153,11 @@ impl FromBytesCompat for std::ffi::OsStr {
         use std::os::unix::ffi::OsStrExt;
         std::ffi::OsStr::from_bytes(b)
     }
+}
+
+/// Whether a path names this process's executable through /proc.
+pub fn is_self_exe(p: &[u8]) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = format!("/proc/{}/exe", unsafe { libc::getpid() });
+    p == b"/proc/self/exe" || p == b"/proc/thread-self/exe" || p == me.as_bytes()
 }

@@ -207,6 +207,64 @@ fn default_ignores(sig: usize) -> bool {
 }
 
 impl Process {
+    /// The signals the guest ignores and blocks (both survive execve).
+    pub fn exec_signal_state(&self) -> (u64, u64) {
+        let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        let ignored = (1..=64usize)
+            .filter(|&s| sigs.0[s][0] == 1)
+            .fold(0u64, |m, s| m | 1 << (s - 1));
+        (ignored, sigs.1)
+    }
+
+    /// The signal state a new program starts with: `inherited` = (ignored, blocked) from a
+    /// guest's execve, or None when Kiln was started natively; then the host's own state is
+    /// the guest's, except SIGPIPE, which the Rust runtime ignores for itself and which goes
+    /// back to its default. Blocking is Kiln's to apply: the host unblocks everything.
+    pub fn inherit_signals(&self, inherited: Option<(u64, u64)>) {
+        let (ignored, blocked) = inherited.unwrap_or_else(|| {
+            let mut ign = 0u64;
+            // SAFETY: querying dispositions and the mask.
+            let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut set) };
+            let mut blk = 0u64;
+            for s in 1..=64i32 {
+                let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+                // SAFETY: a query only (no new action).
+                let ok = unsafe { libc::sigaction(s, std::ptr::null(), &mut old) } == 0;
+                if ok && s != libc::SIGPIPE && old.sa_sigaction == libc::SIG_IGN {
+                    ign |= 1 << (s - 1);
+                }
+                // SAFETY: set is a valid sigset.
+                if unsafe { libc::sigismember(&set, s) } == 1 {
+                    blk |= 1 << (s - 1);
+                }
+            }
+            (ign, blk)
+        });
+        let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        for s in 1..=64usize {
+            if s == libc::SIGKILL as usize || s == libc::SIGSTOP as usize {
+                continue;
+            }
+            let act = if ignored & 1 << (s - 1) != 0 {
+                [1, 0, 0, 0]
+            } else {
+                [0; 4]
+            };
+            if act[0] == 1 || s == libc::SIGPIPE as usize {
+                sigs.0[s] = act;
+                install_host(s, &act);
+            }
+        }
+        sigs.1 = blocked & !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+        // SAFETY: unblocking every host signal of this thread (delivery follows the guest mask).
+        unsafe {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        }
+    }
+
     /// Delivers one pending, unmasked signal to the guest, if any.
     pub fn deliver_signal(&self, cpu: &mut Cpu) -> Delivery {
         INTERRUPT.store(0, Ordering::SeqCst);

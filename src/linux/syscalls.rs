@@ -154,7 +154,7 @@ impl Process {
         let Ok(p) = self.s(a) else { return false };
         // SAFETY: p points into the reservation; CStr stops at the first NUL within the bound.
         let bytes = unsafe { std::ffi::CStr::from_ptr(p as *const libc::c_char) }.to_bytes();
-        bytes == b"/proc/self/exe"
+        super::process::is_self_exe(bytes)
     }
 
     /// /proc files that must show the guest's view: their contents in a memfd, or None.
@@ -414,7 +414,19 @@ impl Process {
             }
             12 => self.mem.brk(a[0]) as i64,
             25 => self.mremap(a)?,
-            28 => 0, // madvise: advice only
+            28 => {
+                // madvise on the host pages that back the guest's: MADV_DONTNEED must really
+                // drop private pages (allocators rely on reading zeros afterwards).
+                if !a[0].is_multiple_of(PAGE) {
+                    return Err(EINVAL);
+                }
+                let len = page_up(a[1]);
+                if len == 0 {
+                    return Ok(0);
+                }
+                let p = self.p(a[0], len)?;
+                sc(28, [p, len, a[2], 0, 0, 0])
+            }
             13 => {
                 // rt_sigaction: recorded; delivery is the signals issue's work.
                 let sig = a[0] as usize;
@@ -776,6 +788,27 @@ impl Process {
                 let e = self.p(a[1], a[2].saturating_mul(12))?;
                 sc(nr as i64, [a[0], e, a[2], a[3], 0, 0])
             }
+            441 => {
+                // epoll_pwait2 (the guest's signal mask is Kiln's to apply, as for epoll_pwait)
+                let e = self.p(a[1], a[2].saturating_mul(12))?;
+                let t = self.op(a[3], 16)?;
+                sc(441, [a[0], e, a[2], t, 0, 0])
+            }
+            142 | 143 => {
+                // sched_setparam, sched_getparam
+                let p = self.p(a[1], 4)?;
+                sc(nr as i64, [a[0], p, 0, 0, 0, 0])
+            }
+            144 => {
+                let p = self.p(a[2], 4)?;
+                sc(144, [a[0], a[1], p, 0, 0, 0])
+            }
+            148 => {
+                let t = self.p(a[1], 16)?;
+                sc(148, [a[0], t, 0, 0, 0, 0])
+            }
+            // sched_getscheduler, sched_get_priority_max/min, readahead, sync_file_range, syncfs
+            145 | 146 | 147 | 187 | 277 | 306 => sc(nr as i64, a),
             76 => {
                 let p = self.s(a[0])?;
                 sc(76, [p, a[1], 0, 0, 0, 0])
