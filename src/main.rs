@@ -4,6 +4,7 @@ mod cache;
 mod cpu;
 mod decode;
 mod dispatch;
+mod fuzz;
 mod interp;
 mod jit;
 mod linux;
@@ -56,6 +57,22 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Differential instruction fuzzer: random instructions of every implemented form, run
+    /// natively and in both tiers, compared (see tools/README.md).
+    Fuzz {
+        /// Number of cases.
+        #[arg(long, default_value_t = 10000)]
+        cases: u64,
+        /// Seed of the case generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run only this case (a reproducer).
+        #[arg(long)]
+        case: Option<u64>,
+        /// Cases per native child process.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+    },
     /// Inspect or manage the translation cache.
     Cache {
         #[command(subcommand)]
@@ -102,6 +119,12 @@ fn main() {
             args,
         ),
         Cmd::Cache { op } => cache_cmd(op),
+        Cmd::Fuzz {
+            cases,
+            seed,
+            case,
+            batch,
+        } => fuzz::run(cases, seed, case, batch).map(|m| if m == 0 { 0 } else { 1 }),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -95,6 +95,7 @@ corpus! {
     signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
     faults_become_guest_signals => "faults.c";
     bad_memory_accesses_become_guest_signals => "segv.c";
+    isa_extensions_sse3_to_sse42_bmi_movbe_cx16 => "isa_ext.c";
     robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";
     build_tool_syscalls => "syscalls_misc.c";

@@ -59,6 +59,12 @@ fn cas(p: *mut u8, size: u8, old: u64, new: u64) -> bool {
     }
 }
 
+/// The lock that serialises atomic accesses the host cannot do in one instruction
+/// (misaligned ones and cmpxchg16b).
+pub fn wide_lock() -> std::sync::MutexGuard<'static, ()> {
+    UNALIGNED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Applies `f(old) -> new` atomically at guest `addr`; returns the old value of the successful
 /// attempt. `f` may run several times; it must set everything it sets from scratch each time.
 fn rmw(cpu: &mut Cpu, addr: u64, size: u8, mut f: impl FnMut(&mut Cpu, u64) -> u64) -> u64 {

@@ -253,11 +253,17 @@ pub fn binop(w: W, op: FOp, a: u64, b: u64, mxcsr: &mut u32) -> u64 {
             }
             return w.quiet(b);
         }
-        let b = input(w, b, mxcsr);
-        if b & w.sign() != 0 && !w.is_zero(b) {
+        // A negative operand is invalid; the denormal flag is not raised with it.
+        let z = if *mxcsr & mx::DAZ != 0 && w.is_denormal(b) {
+            b & w.sign()
+        } else {
+            b
+        };
+        if z & w.sign() != 0 && !w.is_zero(z) {
             *mxcsr |= mx::IE;
             return w.default_nan();
         }
+        let b = input(w, b, mxcsr);
         if w.is_zero(b) || b == w.exp_mask() {
             return b;
         }
@@ -431,7 +437,12 @@ pub fn to_int(w: W, v: u64, ibits: u32, truncate: bool, mxcsr: &mut u32) -> u64 
         *mxcsr |= mx::IE;
         return indefinite;
     }
-    let v = input(w, v, mxcsr);
+    // Conversions to integers honour DAZ but never raise the denormal flag.
+    let v = if *mxcsr & mx::DAZ != 0 && w.is_denormal(v) {
+        v & w.sign()
+    } else {
+        v
+    };
     let r = if truncate { Round::TowardZero } else { rounding(*mxcsr) };
     let mut exact = false;
     let s = match w {
@@ -482,5 +493,45 @@ pub fn convert(from: W, v: u64, mxcsr: &mut u32) -> u64 {
         flags |= mx::UE | mx::PE;
     }
     *mxcsr |= flags;
+    bits
+}
+
+/// ROUNDSS/ROUNDSD/ROUNDPS/ROUNDPD: round to an integral value with rounding `mode` (0 nearest
+/// even, 1 down, 2 up, 3 toward zero); `quiet` suppresses the precision exception. NaNs are
+/// quieted (IE for a signalling one); denormal inputs are zeroed under DAZ (no DE is raised).
+pub fn round_to_int(w: W, v: u64, mode: u32, quiet: bool, mxcsr: &mut u32) -> u64 {
+    let v = v & w.mask();
+    if w.is_nan(v) {
+        if w.is_snan(v) {
+            *mxcsr |= mx::IE;
+        }
+        return v | w.quiet_bit();
+    }
+    let v = if w.is_denormal(v) && *mxcsr & mx::DAZ != 0 {
+        v & w.sign()
+    } else {
+        v
+    };
+    let r = match mode & 3 {
+        0 => Round::NearestTiesToEven,
+        1 => Round::TowardNegative,
+        2 => Round::TowardPositive,
+        _ => Round::TowardZero,
+    };
+    let (bits, st) = match w {
+        W::S => {
+            let s = Single::from_bits(v as u128).round_to_integral(r);
+            (s.value.to_bits() as u64, s.status)
+        }
+        W::D => {
+            let s = Double::from_bits(v as u128).round_to_integral(r);
+            (s.value.to_bits() as u64, s.status)
+        }
+    };
+    // Exact exactly when nothing changed (the library may flag exact integers as inexact).
+    let _ = st;
+    if !quiet && bits != v {
+        *mxcsr |= mx::PE;
+    }
     bits
 }

@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod concrete;
 pub mod emitter;
+pub mod ext;
 pub mod flags;
 pub mod fp;
 pub mod operand;
@@ -307,6 +308,10 @@ fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
             ins.immediate(1) & cmask
         };
         if c == 0 {
+            // Nothing shifts, but a 32-bit register destination is still written (zero-extended).
+            if size == 4 && ins.op_kind(0) == OpKind::Register {
+                write_op(e, ins, 0, size, a, addr);
+            }
             return;
         }
         // c is already masked to the operand's count width (at most 63).
@@ -364,6 +369,10 @@ fn rotate<E: Emitter>(e: &mut E, ins: &Instruction) {
         (e.bin(Bin::And, cl, m), None)
     };
     if fixed == Some(0) {
+        // A 32-bit register destination is still written (zero-extended).
+        if size == 4 && ins.op_kind(0) == OpKind::Register {
+            write_op(e, ins, 0, size, a, addr);
+        }
         return;
     }
     let rol = ins.mnemonic() == Mnemonic::Rol;

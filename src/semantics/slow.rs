@@ -11,7 +11,11 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 pub fn supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
-    if super::sse::slow_supported(ins) || super::sse_fp::supported(ins) || super::x87::supported(ins) {
+    if super::ext::supported(ins)
+        || super::sse::slow_supported(ins)
+        || super::sse_fp::supported(ins)
+        || super::x87::supported(ins)
+    {
         return true;
     }
     let m = ins.mnemonic();
@@ -103,10 +107,12 @@ fn arith_flags(cpu: &Cpu) -> u64 {
 /// The CPUID profile Kiln reports: x86-64 baseline (SSE, SSE2, CMOV, CX8, FXSR, TSC), no
 /// SSE3+, no AVX, no OSXSAVE. Part of the translation config id.
 pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    const ECX1: u32 = 1 | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 22) | (1 << 23);
     const EDX1: u32 = 1 | (1 << 4) | (1 << 8) | (1 << 15) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
     match leaf {
         0 => [7, 0x756e_6547, 0x6c65_746e, 0x4965_6e69], // "Genu" (ebx), "ntel" (ecx), "ineI" (edx)
-        1 => [0x0009_06ea, (8 << 8) | (1 << 16), 0, EDX1],
+        // ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT (x86-64-v2 with MOVBE).
+        1 => [0x0009_06ea, (8 << 8) | (1 << 16), ECX1, EDX1],
         2 => [0x00fe_ff01, 0, 0, 0],
         4 => {
             // type, level, ways, sets (line 64, 1 partition)
@@ -124,10 +130,13 @@ pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
                 0,
             ]
         }
+        // Structured extended features: BMI1 and BMI2 (no AVX, so no AVX2).
+        7 if sub == 0 => [0, (1 << 3) | (1 << 8), 0, 0],
         0x8000_0000 => [0x8000_0008, 0, 0, 0],
-        0x8000_0001 => [0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)],
+        // LAHF/SAHF and LZCNT (ABM); SYSCALL, NX, LM.
+        0x8000_0001 => [0, 0, 1 | (1 << 5), (1 << 11) | (1 << 20) | (1 << 29)],
         0x8000_0002..=0x8000_0004 => {
-            let brand = *b"Kiln x86-64 baseline profile\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+            let brand = *b"Kiln x86-64-v2 profile\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
             let o = (leaf - 0x8000_0002) as usize * 16;
             let w = |i: usize| u32::from_le_bytes(brand[o + i * 4..o + i * 4 + 4].try_into().unwrap_or([0; 4]));
             [w(0), w(1), w(2), w(3)]
@@ -167,6 +176,11 @@ thread_local! {
         std::cell::RefCell::new(Default::default());
 }
 
+/// Forgets every memoised decode (the fuzzer reuses one guest address for many instructions).
+pub fn forget_decoded() {
+    DECODED.with(|m| m.borrow_mut().clear());
+}
+
 fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
     if let Some(i) = DECODED.with(|d| d.borrow().get(&rip).copied()) {
         return i;
@@ -192,6 +206,9 @@ fn acc(size: u8) -> Gpr {
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
+    if super::ext::supported(ins) {
+        return super::ext::exec(cpu, ins);
+    }
     if super::sse::slow_supported(ins) {
         return super::sse::slow_exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
     }
@@ -346,6 +363,10 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             };
             let cnt = (cnt & if size == 8 { 63 } else { 31 }) as u32;
             if cnt == 0 {
+                // A 32-bit register destination is still written (zero-extended).
+                if size == 4 && ins.op_kind(0) == OpKind::Register {
+                    write_op(&mut e, ins, 0, size, d, a);
+                }
                 return Ok(());
             }
             let mask = size_mask(size);
@@ -390,6 +411,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             };
             let cnt = cnt & if size == 8 { 63 } else { 31 };
             if cnt == 0 {
+                if size == 4 && ins.op_kind(0) == OpKind::Register {
+                    write_op(&mut e, ins, 0, size, d, a);
+                }
                 return Ok(());
             }
             let f = arith_flags(e.cpu);
