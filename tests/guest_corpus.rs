@@ -99,6 +99,7 @@ corpus! {
     libm_and_fenv_in_every_rounding_mode => "libm_fenv.c";
     string_functions_on_every_alignment_and_length => "mem_alignment.c";
     simd_loops_vectorised_at_o3_with_sse42 => "simd_o3.c";
+    x87_transcendental_instructions => "x87_transcendental.c";
     robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";
     build_tool_syscalls => "syscalls_misc.c";

@@ -14,6 +14,7 @@ pub mod sse;
 pub mod sse_fp;
 pub mod vector;
 pub mod x87;
+pub mod x87_trans;
 
 use crate::cpu::FlagKind;
 use emitter::{Bin, Cc, Emitter, Flags, Un};

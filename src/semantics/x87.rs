@@ -88,6 +88,14 @@ pub fn supported(ins: &Instruction) -> bool {
             | Fcmovnbe
             | Fcmovnu
             | Fxtract
+            | Fsin
+            | Fcos
+            | Fsincos
+            | Fptan
+            | Fpatan
+            | F2xm1
+            | Fyl2x
+            | Fyl2xp1
     )
 }
 
@@ -600,6 +608,133 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 f.precision(s)
             };
             f.set_st(0, r);
+        }
+        Fsin | Fcos | Fsincos | Fptan => {
+            let v = f.st(0);
+            f.cpu.fpu_sw &= !C2;
+            let r = f.round();
+            if v.is_nan() || v.is_infinite() {
+                let n = if v.is_nan() {
+                    nan_result(v, v)
+                } else {
+                    f.cpu.fpu_sw |= IE;
+                    indefinite()
+                };
+                f.set_st(0, n);
+                if matches!(m, Fsincos | Fptan) {
+                    f.push(n);
+                }
+            } else if m == Fptan {
+                match super::x87_trans::fptan(v, r) {
+                    None => f.cpu.fpu_sw |= C2,
+                    Some(t) => {
+                        f.flag(t.status);
+                        f.set_st(0, t.value);
+                        f.push(Ext::from_u128(1).value);
+                    }
+                }
+            } else {
+                match super::x87_trans::fsincos(v, r) {
+                    None => f.cpu.fpu_sw |= C2,
+                    Some((s, c)) => match m {
+                        Fsin => {
+                            f.flag(s.status);
+                            f.set_st(0, s.value);
+                        }
+                        Fcos => {
+                            f.flag(c.status);
+                            f.set_st(0, c.value);
+                        }
+                        _ => {
+                            f.flag(s.status | c.status);
+                            f.set_st(0, s.value);
+                            f.push(c.value);
+                        }
+                    },
+                }
+            }
+        }
+        F2xm1 => {
+            let v = f.st(0);
+            let r = if v.is_nan() {
+                nan_result(v, v)
+            } else if v.is_infinite() {
+                if v.is_negative() {
+                    -Ext::from_u128(1).value
+                } else {
+                    v
+                }
+            } else {
+                let t = super::x87_trans::f2xm1(v, f.round());
+                f.flag(t.status);
+                t.value
+            };
+            f.set_st(0, r);
+        }
+        Fpatan | Fyl2x | Fyl2xp1 => {
+            let (x, y) = (f.st(0), f.st(1));
+            let rm = f.round();
+            let r = if x.is_nan() || y.is_nan() {
+                nan_result(x, y)
+            } else if m == Fpatan {
+                let t = super::x87_trans::fpatan(y, x, rm);
+                f.flag(t.status);
+                t.value
+            } else if m == Fyl2xp1 {
+                if x.is_infinite() || y.is_infinite() {
+                    f.cpu.fpu_sw |= IE;
+                    indefinite()
+                } else {
+                    let t = super::x87_trans::fyl2xp1(y, x, rm);
+                    f.flag(t.status);
+                    t.value
+                }
+            } else {
+                let one = Ext::from_u128(1).value;
+                let inf = Ext::INFINITY;
+                if x.is_negative() && !x.is_zero() {
+                    f.cpu.fpu_sw |= IE;
+                    indefinite()
+                } else if x.is_zero() {
+                    if y.is_zero() {
+                        f.cpu.fpu_sw |= IE;
+                        indefinite()
+                    } else {
+                        if !y.is_infinite() {
+                            f.cpu.fpu_sw |= ZE;
+                        }
+                        if y.is_negative() {
+                            inf
+                        } else {
+                            -inf
+                        }
+                    }
+                } else if x.is_infinite() {
+                    if y.is_zero() {
+                        f.cpu.fpu_sw |= IE;
+                        indefinite()
+                    } else if y.is_negative() {
+                        -inf
+                    } else {
+                        inf
+                    }
+                } else if y.is_infinite() {
+                    match compare(x, one) {
+                        Some(Ordering::Equal) => {
+                            f.cpu.fpu_sw |= IE;
+                            indefinite()
+                        }
+                        Some(Ordering::Greater) => y,
+                        _ => -y,
+                    }
+                } else {
+                    let t = super::x87_trans::fyl2x(y, x, rm);
+                    f.flag(t.status);
+                    t.value
+                }
+            };
+            f.set_st(1, r);
+            f.pop();
         }
         Fscale => {
             let (a, b) = (f.st(0), f.st(1));
