@@ -96,6 +96,8 @@ pub fn supported(ins: &Instruction) -> bool {
             | F2xm1
             | Fyl2x
             | Fyl2xp1
+            | Fbld
+            | Fbstp
     )
 }
 
@@ -608,6 +610,54 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 f.precision(s)
             };
             f.set_st(0, r);
+        }
+        Fbld => {
+            // 18 packed BCD digits and a sign byte.
+            let a = ea(&mut Live::new(f.cpu), ins);
+            let lo = load(f.cpu, a, 8);
+            let hi = load(f.cpu, a.wrapping_add(8), 2);
+            let digits = lo as u128 | ((hi & 0xff) as u128) << 64;
+            let mut n: i128 = 0;
+            for i in (0..9).rev() {
+                let byte = (digits >> (8 * i)) as u8;
+                n = n * 100 + ((byte >> 4) as i128 % 16) * 10 + (byte & 15) as i128;
+            }
+            let mut v = Ext::from_i128(n).value;
+            if hi & 0x8000 != 0 {
+                v = -v;
+            }
+            f.push(v);
+        }
+        Fbstp => {
+            let a = ea(&mut Live::new(f.cpu), ins);
+            let v = f.st(0);
+            let mut exact = false;
+            let s = v.to_i128_r(64, f.round(), &mut exact);
+            let n = s.value;
+            let (lo, hi) = if v.is_nan() || v.is_infinite() || n.unsigned_abs() >= 1_000_000_000_000_000_000 {
+                // The packed BCD indefinite.
+                f.cpu.fpu_sw |= IE;
+                (0xc000_0000_0000_0000u64, 0xffffu64)
+            } else {
+                if !exact {
+                    f.cpu.fpu_sw |= sw_flags(Status::INEXACT);
+                }
+                let mut m = n.unsigned_abs();
+                let mut bcd = 0u128;
+                for i in 0..9 {
+                    let d0 = m % 10;
+                    let d1 = m / 10 % 10;
+                    m /= 100;
+                    bcd |= (d1 << 4 | d0) << (8 * i);
+                }
+                (
+                    bcd as u64,
+                    (bcd >> 64) as u64 | if v.is_negative() { 0x8000 } else { 0 },
+                )
+            };
+            store(f.cpu, a, lo, 8);
+            store(f.cpu, a.wrapping_add(8), hi, 2);
+            f.pop();
         }
         Fsin | Fcos | Fsincos | Fptan => {
             let v = f.st(0);
