@@ -189,7 +189,7 @@ fn unimplemented_instruction_is_named_and_ends_like_sigill() {
         assert_eq!(r.signal, Some(libc_sigill()), "{}", show(&r));
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(
-            err.contains("Fsin") && err.contains("d9 fe") && err.contains("0x40"),
+            err.contains("Vzeroupper") && err.contains("c5 f8 77") && err.contains("0x40"),
             "{err}"
         );
     }

@@ -1,4 +1,4 @@
-/* Prints a line, then executes an instruction Kiln does not implement (x87 fsin). */
+/* Prints a line, then executes an instruction Kiln does not implement (AVX vzeroupper). */
     .globl _start
     .text
 _start:
@@ -7,7 +7,7 @@ _start:
     lea msg(%rip), %rsi
     mov $len, %edx
     syscall
-    fsin
+    vzeroupper
     mov $60, %eax
     xor %edi, %edi
     syscall
