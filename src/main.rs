@@ -82,12 +82,24 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CacheOp {
-    /// Entries in the cache.
-    Stats,
-    /// Check every entry's checksum and format.
-    Verify,
+    /// What the cache holds: modules, configurations, units, code and pack bytes.
+    Stats {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every entry's and every pack's checksum and format.
+    Verify {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove every entry.
-    Clear,
+    Clear {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Merge journals written by a detached compile into the index (used by Kiln itself).
     #[command(hide = true)]
     Merge { journals: Vec<PathBuf> },
@@ -144,17 +156,39 @@ fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
     }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;
     let c = cache::Cache::open(&dir)?;
+    let d = dir.display().to_string();
     match op {
-        CacheOp::Stats => println!("{}: {} units", dir.display(), c.len()),
-        CacheOp::Verify => {
+        CacheOp::Stats { json } => {
+            let s = c.summary();
+            if json {
+                let mut v = serde_json::to_value(&s)?;
+                v["dir"] = d.into();
+                println!("{v}");
+            } else {
+                println!(
+                    "{d}: {} modules, {} configurations, {} units ({} guest instructions, {} bytes of code); \
+                     {} packs ({} bytes); {} journals to merge",
+                    s.modules, s.configs, s.units, s.guest_insns, s.code_bytes, s.packs, s.pack_bytes, s.journals
+                );
+            }
+        }
+        CacheOp::Verify { json } => {
             let (ok, bad) = c.verify();
-            println!("{}: {ok} valid units, {bad} damaged", dir.display());
+            if json {
+                println!("{}", serde_json::json!({"dir": d, "valid": ok, "damaged": bad}));
+            } else {
+                println!("{d}: {ok} valid units, {bad} damaged");
+            }
             return Ok(if bad == 0 { 0 } else { 1 });
         }
-        CacheOp::Clear => {
+        CacheOp::Clear { json } => {
             c.clear()?;
             let _ = std::fs::remove_dir_all(dir.join("packs"));
-            println!("{}: cleared", dir.display());
+            if json {
+                println!("{}", serde_json::json!({"dir": d, "cleared": true}));
+            } else {
+                println!("{d}: cleared");
+            }
         }
         CacheOp::Merge { .. } => {}
     }

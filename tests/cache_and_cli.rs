@@ -251,3 +251,42 @@ fn shared_library_units_serve_other_programs() {
         "libc units were not reused across programs: {s}"
     );
 }
+
+/// `kiln cache stats|verify|clear --json`: machine-readable totals that follow the cache.
+#[test]
+fn cache_commands_report_json() {
+    let bin = build("sha256.c", "gcc-O2", "gcc", "-O2");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let r = kiln(&bin, "auto", &cache, &["1000"], b"", &[]);
+    assert_eq!(r.status, Some(0), "{}", show(&r));
+    let cmd = |args: &[&str]| -> serde_json::Value {
+        let o = Command::new(KILN)
+            .arg("cache")
+            .args(args)
+            .arg("--json")
+            .env("KILN_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+    };
+    let s = cmd(&["stats"]);
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(
+        n(&s, "units") > 0 && n(&s, "modules") >= 1 && n(&s, "configs") == 1,
+        "{s}"
+    );
+    assert!(
+        n(&s, "code_bytes") > 0 && n(&s, "packs") >= 1 && n(&s, "pack_bytes") > 0,
+        "{s}"
+    );
+    assert_eq!(s["dir"].as_str(), Some(cache.to_str().unwrap()));
+    let v = cmd(&["verify"]);
+    assert_eq!(n(&v, "damaged"), 0, "{v}");
+    assert!(n(&v, "valid") >= n(&s, "units"), "{v} {s}");
+    let c = cmd(&["clear"]);
+    assert_eq!(c["cleared"], true, "{c}");
+    let s = cmd(&["stats"]);
+    assert_eq!((n(&s, "units"), n(&s, "packs")), (0, 0), "{s}");
+}

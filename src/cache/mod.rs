@@ -54,6 +54,19 @@ pub fn prepare_dir(dir: &Path) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// Totals reported by `kiln cache stats`.
+#[derive(Default, serde::Serialize)]
+pub struct Summary {
+    pub modules: u64,
+    pub configs: u64,
+    pub units: u64,
+    pub guest_insns: u64,
+    pub code_bytes: u64,
+    pub packs: u64,
+    pub pack_bytes: u64,
+    pub journals: u64,
+}
+
 pub struct Cache {
     db: sled::Db,
     pub dir: PathBuf,
@@ -159,11 +172,6 @@ impl Cache {
         Ok(())
     }
 
-    /// Number of entries (all modules and configs).
-    pub fn len(&self) -> usize {
-        self.db.len()
-    }
-
     /// Verifies every entry of the index and every pack; returns (valid, damaged) counts.
     pub fn verify(&self) -> (u64, u64) {
         let (mut ok, mut bad) = verify_packs(&self.dir);
@@ -174,6 +182,36 @@ impl Cache {
             }
         }
         (ok, bad)
+    }
+
+    /// What the cache holds: index entries by module and config, code bytes, packs, and
+    /// journals still waiting to be merged.
+    pub fn summary(&self) -> Summary {
+        let mut modules = std::collections::BTreeSet::new();
+        let mut configs = std::collections::BTreeSet::new();
+        let mut s = Summary::default();
+        for (k, v) in self.db.iter().flatten() {
+            let Some(key) = UnitKey::decode(&k) else { continue };
+            modules.insert(key.module);
+            configs.insert(key.config.0);
+            s.units += 1;
+            if let Ok(e) = UnitEntry::decode(&v) {
+                s.code_bytes += e.code.len() as u64;
+                s.guest_insns += e.ninsns as u64;
+            }
+        }
+        s.modules = modules.len() as u64;
+        s.configs = configs.len() as u64;
+        let files = |d: &str| -> Vec<u64> {
+            std::fs::read_dir(self.dir.join(d))
+                .map(|r| r.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).collect())
+                .unwrap_or_default()
+        };
+        let packs = files("packs");
+        s.packs = packs.len() as u64;
+        s.pack_bytes = packs.iter().sum();
+        s.journals = files("journals").len() as u64;
+        s
     }
 
     pub fn clear(&self) -> Result<(), CacheError> {
