@@ -2,61 +2,15 @@
 //! bit-manipulation sets): SSE3, SSSE3, SSE4.1, SSE4.2 (string compares, CRC32), BMI1, BMI2,
 //! MOVBE and CMPXCHG16B, written over concrete state and reached through the slow path.
 
-use super::concrete::{load, rflags, store, store_flags, Live};
-use super::emitter::Flags;
+use super::concrete::{load, rflags, store, Live};
 use super::fp::{self, FOp, W};
 use super::operand::{ea, gpr, op_size, read_gpr, read_op, write_gpr, write_op};
 use super::vector::sext;
-use crate::cpu::{rflags as rf, Cpu, FlagKind};
+use crate::cpu::{rflags as rf, Cpu};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
-fn xmm(r: Register) -> Option<usize> {
-    r.is_xmm().then(|| r as usize - Register::XMM0 as usize)
-}
-
-fn get(cpu: &Cpu, i: usize) -> u128 {
-    cpu.xmm[i][0] as u128 | (cpu.xmm[i][1] as u128) << 64
-}
-
-fn set(cpu: &mut Cpu, i: usize, v: u128) {
-    cpu.xmm[i] = [v as u64, (v >> 64) as u64];
-}
-
-/// Operand `n`: an XMM register, a general register or `bytes` of memory (zero-extended).
-fn src(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
-    match ins.op_kind(n) {
-        OpKind::Register => {
-            let r = ins.op_register(n);
-            match xmm(r) {
-                Some(x) => Some(get(cpu, x)),
-                None => Some(read_gpr(&mut Live::new(cpu), gpr(r)?) as u128),
-            }
-        }
-        OpKind::Memory => {
-            let a = ea(&mut Live::new(cpu), ins);
-            Some(match bytes {
-                16 => load(cpu, a, 8) as u128 | (load(cpu, a.wrapping_add(8), 8) as u128) << 64,
-                n => load(cpu, a, n) as u128,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// Arithmetic flags as a raw RFLAGS value.
-fn set_raw_flags(cpu: &mut Cpu, f: u64) {
-    store_flags(
-        cpu,
-        Flags {
-            kind: FlagKind::Raw,
-            size: 8,
-            res: f & rf::ARITH,
-            a: 0,
-            b: 0,
-            aux: 0,
-        },
-    );
-}
+use super::slow::set_raw as set_raw_flags;
+use super::sse::{get, set, src_concrete as src, xmm_idx as xmm};
 
 /// Flags of a logical result: ZF, SF (PF/AF cleared: undefined for these instructions, and
 /// cleared by the hardware this profile models), CF and OF given.

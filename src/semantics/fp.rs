@@ -518,18 +518,11 @@ pub fn round_to_int(w: W, v: u64, mode: u32, quiet: bool, mxcsr: &mut u32) -> u6
         2 => Round::TowardPositive,
         _ => Round::TowardZero,
     };
-    let (bits, st) = match w {
-        W::S => {
-            let s = Single::from_bits(v as u128).round_to_integral(r);
-            (s.value.to_bits() as u64, s.status)
-        }
-        W::D => {
-            let s = Double::from_bits(v as u128).round_to_integral(r);
-            (s.value.to_bits() as u64, s.status)
-        }
+    let bits = match w {
+        W::S => Single::from_bits(v as u128).round_to_integral(r).value.to_bits() as u64,
+        W::D => Double::from_bits(v as u128).round_to_integral(r).value.to_bits() as u64,
     };
     // Exact exactly when nothing changed (the library may flag exact integers as inexact).
-    let _ = st;
     if !quiet && bits != v {
         *mxcsr |= mx::PE;
     }

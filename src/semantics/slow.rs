@@ -86,7 +86,8 @@ pub fn supported(ins: &Instruction) -> bool {
 }
 
 /// Records RFLAGS arithmetic bits as a raw lazy record.
-fn set_raw(cpu: &mut Cpu, f: u64) {
+/// Sets the arithmetic flags from a raw RFLAGS value.
+pub(super) fn set_raw(cpu: &mut Cpu, f: u64) {
     store_flags(
         cpu,
         Flags {

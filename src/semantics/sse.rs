@@ -8,7 +8,7 @@ use super::vector::{lanes, lanewise, pack, sext};
 use crate::cpu::Cpu;
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
-fn xmm_idx(r: Register) -> Option<usize> {
+pub(super) fn xmm_idx(r: Register) -> Option<usize> {
     if r.is_xmm() {
         Some(r as usize - Register::XMM0 as usize)
     } else {
@@ -436,15 +436,17 @@ pub fn slow_supported(ins: &Instruction) -> bool {
     ) && ins.op_kind(1) != OpKind::Immediate8)
 }
 
-fn get(cpu: &Cpu, i: usize) -> u128 {
+pub(super) fn get(cpu: &Cpu, i: usize) -> u128 {
     cpu.xmm[i][0] as u128 | (cpu.xmm[i][1] as u128) << 64
 }
 
-fn set(cpu: &mut Cpu, i: usize, v: u128) {
+pub(super) fn set(cpu: &mut Cpu, i: usize, v: u128) {
     cpu.xmm[i] = [v as u64, (v >> 64) as u64];
 }
 
-fn src_concrete(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
+/// Operand `n` over concrete state: an XMM register, a general register or `bytes` of memory
+/// (zero-extended).
+pub(super) fn src_concrete(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
     if is_xmm_op(ins, n) {
         return Some(get(cpu, xmm_idx(ins.op_register(n))?));
     }
