@@ -299,7 +299,31 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     let mut mem = mem::Memory::reserve()?;
     let img = loader::load_elf(&name, &data, &mut mem, mem::layout::PIE_BASE)?;
     mem.set_brk_start(img.hi);
-    let hash = *blake3::hash(&data).as_bytes();
+    let cache = if tier == Tier::Auto && !no_cache {
+        match opts.cache_dir.clone().or_else(cache::default_dir) {
+            Some(dir) => match cache::prepare_dir(&dir) {
+                Ok(()) => Some(dir),
+                Err(e) => {
+                    eprintln!("kiln: warning: {e}; running without the cache");
+                    None
+                }
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    // Module identity matters only to the cache; it is memoised by file identity there.
+    let module_hash = |path: &std::path::Path, data: &[u8]| -> cache_format::Hash {
+        cache
+            .as_ref()
+            .and_then(|dir| {
+                let f = std::fs::File::open(path).ok()?;
+                cache::memo::file_hash(dir, &f, Some(data))
+            })
+            .unwrap_or_default()
+    };
+    let hash = module_hash(&program, &data);
     drop(data);
     let mut entry = img.entry;
     let mut interp_base = 0;
@@ -310,7 +334,7 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
         entry = ii.entry;
         interp_base = ii.load_bias;
         extra_modules.push(Module {
-            hash: *blake3::hash(&idata).as_bytes(),
+            hash: module_hash(std::path::Path::new(interp), &idata),
             load_bias: ii.load_bias,
             lo: ii.lo,
             hi: ii.hi,
@@ -341,20 +365,6 @@ fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> any
     proc.auxv = auxv;
     proc.inherit_signals(opts.signals);
     let proc = std::sync::Arc::new(proc);
-    let cache = if tier == Tier::Auto && !no_cache {
-        match opts.cache_dir.clone().or_else(cache::default_dir) {
-            Some(dir) => match cache::prepare_dir(&dir) {
-                Ok(()) => Some(dir),
-                Err(e) => {
-                    eprintln!("kiln: warning: {e}; running without the cache");
-                    None
-                }
-            },
-            None => None,
-        }
-    } else {
-        None
-    };
     let module = Module {
         hash,
         load_bias: img.load_bias,

@@ -47,27 +47,31 @@ fn flipped_byte_in_a_cache_entry_is_detected_and_replaced() {
     let cache = dir.path().join("kiln");
     let cold = kiln(&bin, "auto", &cache, &args, b"", &[]);
     assert_same("cold", &want, &cold);
-    let damaged;
+    // Packs are where runs read; the index holds units not yet folded into a pack. Damage
+    // both: every pack gets a flipped byte (it must be rejected as a whole), and the index gets
+    // every unit back with a flipped byte (each must be rejected on its own).
+    let mut damaged = 0u64;
     {
         let db = sled::open(cache.join("index.sled")).expect("open the cache index");
-        let keys: Vec<_> = db.iter().keys().map(|k| k.unwrap()).collect();
-        assert!(!keys.is_empty(), "the cold run stored nothing");
-        for k in &keys {
-            let mut v = db.get(k).unwrap().unwrap().to_vec();
-            let at = v.len() / 2;
-            v[at] ^= 0x01;
-            db.insert(k, v).unwrap();
+        assert_eq!(db.len(), 0, "a synchronous run left units outside its packs");
+        for entry in std::fs::read_dir(cache.join("packs")).expect("the cold run wrote a pack") {
+            let p = entry.unwrap().path();
+            let mut b = std::fs::read(&p).unwrap();
+            let (module, config) = cache_format::pack_identity(&b).expect("pack header");
+            for (offset, e) in cache_format::decode_pack(&b, &module, &config).expect("a good pack") {
+                let mut v = e.encode();
+                let at = v.len() / 2;
+                v[at] ^= 0x01;
+                let key = cache_format::UnitKey { module, config, offset };
+                db.insert(key.encode(), v).unwrap();
+                damaged += 1;
+            }
+            let at = b.len() / 3;
+            b[at] ^= 0x01;
+            std::fs::write(&p, b).unwrap();
         }
-        damaged = keys.len() as u64;
+        assert!(damaged > 0, "the cold run stored nothing");
         db.flush().unwrap();
-    }
-    // The pack (read first at start) gets a flipped byte too: it must be rejected as a whole.
-    for entry in std::fs::read_dir(cache.join("packs")).expect("the cold run wrote a pack") {
-        let p = entry.unwrap().path();
-        let mut b = std::fs::read(&p).unwrap();
-        let at = b.len() / 3;
-        b[at] ^= 0x01;
-        std::fs::write(&p, b).unwrap();
     }
     let verify = Command::new(KILN)
         .args(["cache", "verify"])

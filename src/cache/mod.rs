@@ -2,7 +2,10 @@
 //! one entry per compiled unit, keyed by (module hash, config id, offset in module).
 //! Damaged or foreign entries are skipped (and later overwritten), never executed.
 
-use cache_format::{ConfigId, Hash, UnitEntry, UnitKey};
+pub mod memo;
+
+use crate::mem::MappedFile;
+use cache_format::{ConfigId, Hash, PackUnit, UnitEntry, UnitKey};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -65,6 +68,8 @@ pub struct Summary {
     pub packs: u64,
     pub pack_bytes: u64,
     pub journals: u64,
+    /// Units compiled but not yet folded into a pack.
+    pub unpacked: u64,
 }
 
 pub struct Cache {
@@ -110,31 +115,33 @@ impl Cache {
         })
     }
 
-    /// Rewrites the module's pack from the index (the index holds every run's units, so no
-    /// run's work is lost): written to a temporary file, synced, and renamed into place.
+    /// Folds the index's entries for a module into its pack: the old pack's units plus the
+    /// index's (newer ones win) are written to a temporary file, synced, and renamed into place;
+    /// then the folded entries leave the index. Callers hold the index (its lock serialises
+    /// every writer of packs), so no run's work is lost; a crash before the rename leaves the
+    /// entries in the index for the next fold.
     pub fn write_pack(&self, module: &Hash, config: &ConfigId) -> Result<(), CacheError> {
-        let mut units = Vec::new();
+        let path = pack_path(&self.dir, module, config);
+        let mut units: std::collections::BTreeMap<u64, UnitEntry> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| cache_format::decode_pack(&b, module, config).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut folded = Vec::new();
         for (k, v) in self.db.scan_prefix(UnitKey::prefix(module, config)).flatten() {
-            if let (Some(key), true) = (UnitKey::decode(&k), UnitEntry::decode(&v).is_ok()) {
-                units.push((key.offset, v.to_vec()));
+            if let (Some(key), Ok(e)) = (UnitKey::decode(&k), UnitEntry::decode(&v)) {
+                units.insert(key.offset, e);
             }
+            folded.push(k);
         }
+        let units: Vec<(u64, UnitEntry)> = units.into_iter().collect();
         let bytes = cache_format::encode_pack(module, config, &units);
-        let dir = self.dir.join("packs");
-        let err = |e: std::io::Error| CacheError::Dir(dir.clone(), e.to_string());
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(".tmp-{}-{stamp}", std::process::id()));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&bytes).map_err(err)?;
-            f.sync_all().map_err(err)?;
+        write_atomic(&self.dir.join("packs"), &path, &bytes)?;
+        for k in folded {
+            let _ = self.db.remove(k);
         }
-        std::fs::rename(&tmp, pack_path(&self.dir, module, config)).map_err(err)?;
+        let _ = self.db.flush();
         Ok(())
     }
 
@@ -174,7 +181,14 @@ impl Cache {
 
     /// Verifies every entry of the index and every pack; returns (valid, damaged) counts.
     pub fn verify(&self) -> (u64, u64) {
-        let (mut ok, mut bad) = verify_packs(&self.dir);
+        let mut ok = 0;
+        let mut bad = 0;
+        for p in list_packs(&self.dir) {
+            match p.units {
+                Some(u) => ok += u.len() as u64,
+                None => bad += 1,
+            }
+        }
         for item in self.db.iter() {
             match item {
                 Ok((k, v)) if UnitKey::decode(&k).is_some() && UnitEntry::decode(&v).is_ok() => ok += 1,
@@ -184,17 +198,30 @@ impl Cache {
         (ok, bad)
     }
 
-    /// What the cache holds: index entries by module and config, code bytes, packs, and
-    /// journals still waiting to be merged.
+    /// What the cache holds: units in packs and still in the index, by module and config, code
+    /// bytes, and journals still waiting to be merged.
     pub fn summary(&self) -> Summary {
         let mut modules = std::collections::BTreeSet::new();
         let mut configs = std::collections::BTreeSet::new();
         let mut s = Summary::default();
+        for p in list_packs(&self.dir) {
+            s.packs += 1;
+            s.pack_bytes += p.bytes;
+            let Some(units) = p.units else { continue };
+            modules.insert(p.module);
+            configs.insert(p.config.0);
+            for u in units {
+                s.units += 1;
+                s.code_bytes += u.code_len as u64;
+                s.guest_insns += u.ninsns as u64;
+            }
+        }
         for (k, v) in self.db.iter().flatten() {
             let Some(key) = UnitKey::decode(&k) else { continue };
             modules.insert(key.module);
             configs.insert(key.config.0);
             s.units += 1;
+            s.unpacked += 1;
             if let Ok(e) = UnitEntry::decode(&v) {
                 s.code_bytes += e.code.len() as u64;
                 s.guest_insns += e.ninsns as u64;
@@ -202,15 +229,13 @@ impl Cache {
         }
         s.modules = modules.len() as u64;
         s.configs = configs.len() as u64;
-        let files = |d: &str| -> Vec<u64> {
-            std::fs::read_dir(self.dir.join(d))
-                .map(|r| r.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).collect())
-                .unwrap_or_default()
-        };
-        let packs = files("packs");
-        s.packs = packs.len() as u64;
-        s.pack_bytes = packs.iter().sum();
-        s.journals = files("journals").len() as u64;
+        s.journals = std::fs::read_dir(self.dir.join("journals"))
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".journal"))
+                    .count()
+            })
+            .unwrap_or(0) as u64;
         s
     }
 
@@ -235,23 +260,46 @@ pub fn pack_path(dir: &Path, module: &Hash, config: &ConfigId) -> PathBuf {
         .join(format!("{}-{}.pack", hex(module), hex(&config.0)))
 }
 
-/// Reads a module's pack without touching the index (any number of runs at once). None when
-/// there is no pack or it is damaged (the caller falls back to the index, which rewrites it).
-pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<(Vec<LoadedUnit>, u64)> {
-    let bytes = std::fs::read(pack_path(dir, module, config)).ok()?;
-    match cache_format::decode_pack(&bytes, module, config) {
-        Ok((units, bad)) => Some((
-            units
-                .into_iter()
-                .map(|(offset, entry)| LoadedUnit { offset, entry })
-                .collect(),
-            bad,
-        )),
+/// A module's pack, mapped read-only and checked.
+pub struct Pack {
+    pub map: MappedFile,
+    pub units: Vec<PackUnit>,
+}
+
+/// Maps and checks a module's pack without touching the index (any number of runs at once).
+/// None when there is no pack or it is damaged (the caller falls back to the index).
+pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
+    let f = std::fs::File::open(pack_path(dir, module, config)).ok()?;
+    let map = MappedFile::map(&f).ok()?;
+    match cache_format::decode_pack_index(map.bytes(), module, config) {
+        Ok(units) => Some(Pack { map, units }),
         Err(e) => {
             crate::klog!("cache", "pack for this module is damaged ({e}); using the index");
             None
         }
     }
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file in `dir`, synced, renamed.
+pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    use std::io::Write;
+    let err = |e: std::io::Error| CacheError::Dir(dir.to_path_buf(), e.to_string());
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(".tmp-{}-{stamp}", std::process::id()));
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map_err(err)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -261,12 +309,21 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Checks every pack file (named `<module>-<config>.pack`); returns (valid units, damaged packs
-/// and entries).
-fn verify_packs(dir: &Path) -> (u64, u64) {
-    let (mut ok, mut bad) = (0, 0);
+/// One file in `packs/`, checked.
+pub struct PackFile {
+    pub path: PathBuf,
+    pub module: Hash,
+    pub config: ConfigId,
+    pub bytes: u64,
+    /// Its units; None when the file is damaged, misnamed or of another format version.
+    pub units: Option<Vec<PackUnit>>,
+}
+
+/// Every pack file (named `<module>-<config>.pack`), each checked.
+pub fn list_packs(dir: &Path) -> Vec<PackFile> {
+    let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir.join("packs")) else {
-        return (0, 0);
+        return out;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -277,20 +334,21 @@ fn verify_packs(dir: &Path) -> (u64, u64) {
             let (m, c) = (unhex(m)?, unhex(c)?);
             Some((<[u8; 32]>::try_from(m).ok()?, <[u8; 16]>::try_from(c).ok()?))
         });
-        let Some((module, config)) = parsed else {
-            bad += 1;
-            continue;
-        };
-        match std::fs::read(e.path())
-            .ok()
-            .map(|b| cache_format::decode_pack(&b, &module, &ConfigId(config)))
-        {
-            Some(Ok((units, damaged))) => {
-                ok += units.len() as u64;
-                bad += damaged;
-            }
-            _ => bad += 1,
-        }
+        let (module, config) = parsed.unwrap_or(([0; 32], [0; 16]));
+        let config = ConfigId(config);
+        let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+        let units = parsed.and_then(|_| {
+            let f = std::fs::File::open(e.path()).ok()?;
+            let map = MappedFile::map(&f).ok()?;
+            cache_format::decode_pack_index(map.bytes(), &module, &config).ok()
+        });
+        out.push(PackFile {
+            path: e.path(),
+            module,
+            config,
+            bytes,
+            units,
+        });
     }
-    (ok, bad)
+    out
 }

@@ -307,39 +307,73 @@ impl Engine {
         let Some(config) = &self.config else {
             return;
         };
-        let (units, bad) = match crate::cache::read_pack(dir, &module.hash, config) {
-            Some(r) => r,
-            None => match Cache::open(dir) {
-                Ok(c) => c.load_module(&module.hash, config),
-                Err(e) => {
-                    crate::klog!("cache", "{e}; running without the cache");
-                    return;
+        // (offset in module, code, guest length, instructions, guest bytes' hash)
+        let mut found: Vec<(u64, UnitFn, u64, u64, Hash)> = Vec::new();
+        match crate::cache::read_pack(dir, &module.hash, config) {
+            Some(pack) => {
+                let units = pack.units;
+                match jit::execmem::make_exec(pack.map) {
+                    Ok(base) => {
+                        for u in &units {
+                            // SAFETY: the pack was checked: each unit's code lies inside the
+                            // mapping, starts a function of the UnitFn signature compiled
+                            // under this config, and the mapping is now executable.
+                            let f = unsafe { std::mem::transmute::<*const u8, UnitFn>(base.add(u.code_start)) };
+                            found.push((u.offset, f, u.guest_len as u64, u.ninsns as u64, u.guest_hash));
+                        }
+                    }
+                    Err((e, map)) => {
+                        // A cache on a file system mounted noexec: copy the code instead.
+                        crate::klog!("cache", "cannot execute the pack in place ({e}); copying it");
+                        let b = map.bytes();
+                        let codes: Vec<&[u8]> = units
+                            .iter()
+                            .map(|u| &b[u.code_start..u.code_start + u.code_len])
+                            .collect();
+                        let Ok(fns) = jit::execmem::install(&codes) else { return };
+                        for (u, f) in units.iter().zip(fns) {
+                            found.push((u.offset, f, u.guest_len as u64, u.ninsns as u64, u.guest_hash));
+                        }
+                    }
                 }
-            },
-        };
-        self.stats.cache_rejected += bad;
-        let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
-        let fns = match jit::execmem::install(&codes) {
-            Ok(f) => f,
-            Err(e) => {
-                crate::klog!("cache", "cannot map cached code ({e}); running without it");
-                return;
             }
-        };
-        for (u, f) in units.iter().zip(fns) {
+            None => {
+                let (units, bad) = match Cache::open(dir) {
+                    Ok(c) => c.load_module(&module.hash, config),
+                    Err(e) => {
+                        crate::klog!("cache", "{e}; running without the cache");
+                        return;
+                    }
+                };
+                self.stats.cache_rejected += bad;
+                let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
+                let fns = match jit::execmem::install(&codes) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        crate::klog!("cache", "cannot map cached code ({e}); running without it");
+                        return;
+                    }
+                };
+                for (u, f) in units.iter().zip(fns) {
+                    let e = &u.entry;
+                    found.push((u.offset, f, e.guest_len as u64, e.ninsns as u64, e.guest_hash));
+                }
+            }
+        }
+        self.stats.units_loaded += found.len() as u64;
+        for (offset, code, guest_len, ninsns, guest_hash) in found {
             // Units are position-independent: they serve the module wherever it is loaded.
-            let rip = u.offset.wrapping_add(module.load_bias);
+            let rip = offset.wrapping_add(module.load_bias);
             self.cached.insert(
                 rip,
                 CachedUnit {
-                    code: f,
-                    guest_len: u.entry.guest_len as u64,
-                    ninsns: u.entry.ninsns as u64,
-                    guest_hash: u.entry.guest_hash,
+                    code,
+                    guest_len,
+                    ninsns,
+                    guest_hash,
                 },
             );
         }
-        self.stats.units_loaded += units.len() as u64;
     }
 
     /// The module holding guest code at [rip, rip+len), if Kiln knows it.
@@ -368,8 +402,12 @@ impl Engine {
         let Some((start, end, off, path)) = found else {
             return;
         };
-        let module = std::fs::read(&path).ok().map(|data| Module {
-            hash: *blake3::hash(&data).as_bytes(),
+        let hash = self.cache.as_ref().and_then(|dir| {
+            let f = std::fs::File::open(&path).ok()?;
+            crate::cache::memo::file_hash(dir, &f, None)
+        });
+        let module = hash.map(|hash| Module {
+            hash,
             load_bias: start.wrapping_sub(off),
             lo: start,
             hi: end,
@@ -798,10 +836,10 @@ impl Engine {
         }
         let mut out = Vec::new();
         for (n, module) in distinct_modules(entries).iter().enumerate() {
-            let units: Vec<(u64, Vec<u8>)> = entries
+            let units: Vec<(u64, UnitEntry)> = entries
                 .iter()
                 .filter(|(k, _)| &k.module == module)
-                .map(|(k, e)| (k.offset, e.encode()))
+                .map(|(k, e)| (k.offset, e.clone()))
                 .collect();
             let bytes = cache_format::encode_pack(module, &config, &units);
             let stamp = std::time::SystemTime::now()
@@ -828,16 +866,9 @@ impl Engine {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         // The journal's own header names its module and config.
-        if bytes.len() < 64 {
-            anyhow::bail!("{name}: truncated journal");
-        }
-        let mut module = [0u8; 32];
-        module.copy_from_slice(&bytes[12..44]);
-        let mut cfg = [0u8; 16];
-        cfg.copy_from_slice(&bytes[44..60]);
-        let config = ConfigId(cfg);
-        let (units, _bad) =
-            cache_format::decode_pack(&bytes, &module, &config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let (module, config) =
+            cache_format::pack_identity(&bytes).ok_or_else(|| anyhow::anyhow!("{name}: truncated journal"))?;
+        let units = cache_format::decode_pack(&bytes, &module, &config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let entries: Vec<(UnitKey, UnitEntry)> = units
             .into_iter()
             .map(|(offset, e)| (UnitKey { module, config, offset }, e))

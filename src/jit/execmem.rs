@@ -55,6 +55,25 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
         .collect())
 }
 
+/// Makes a checked, read-only file mapping (a cache pack) executable where it lies and keeps it
+/// for the rest of the process; returns its base. The mapping is never writable. On failure (a
+/// cache on a noexec file system) the mapping is left readable for the caller to copy from.
+pub fn make_exec(m: crate::mem::MappedFile) -> Result<*const u8, (ExecMemError, crate::mem::MappedFile)> {
+    let b = m.bytes();
+    // SAFETY: switches our own read-only private file mapping to read-execute.
+    if unsafe {
+        libc::mprotect(
+            b.as_ptr() as *mut libc::c_void,
+            b.len(),
+            libc::PROT_READ | libc::PROT_EXEC,
+        )
+    } != 0
+    {
+        return Err((ExecMemError::Protect(std::io::Error::last_os_error()), m));
+    }
+    Ok(m.leak().0 as *const u8)
+}
+
 /// Executable memory owned by one guest thread's dispatcher: code is appended to the current
 /// chunk, which is switched to read-write only while the dispatcher (the only code running on
 /// this thread, and no other thread executes this arena) copies into it, then back to

@@ -395,3 +395,59 @@ pub fn host_prot(prot: i32) -> i32 {
     }
     p
 }
+
+/// A whole file mapped read-only and private into Kiln's own address space (never the guest's):
+/// how cache packs are read without copying.
+pub struct MappedFile {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value; sharing `&[u8]` views is sound.
+unsafe impl Send for MappedFile {}
+// SAFETY: as above.
+unsafe impl Sync for MappedFile {}
+
+impl MappedFile {
+    pub fn map(f: &std::fs::File) -> std::io::Result<MappedFile> {
+        use std::os::fd::AsRawFd;
+        let len = f.metadata()?.len() as usize;
+        if len == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        // SAFETY: a new private read-only mapping of an open file; the kernel picks the address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(MappedFile { ptr: p as *mut u8, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is our readable mapping for as long as self lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Gives up ownership: the mapping stays for the rest of the process.
+    pub fn leak(self) -> (*mut u8, usize) {
+        let r = (self.ptr, self.len);
+        std::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no view of it outlives self.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}

@@ -1,0 +1,91 @@
+//! Module hashes memoised by file identity, so a 30 MB `cc1` is not read and hashed on every run.
+//!
+//! One small file per (device, inode) in `hashes/`, holding the file's size, mtime and ctime (in
+//! nanoseconds) when it was hashed and the blake3 hash, followed by a checksum. A memo is used
+//! only when all three still match: any write to the file changes its ctime, which no user can
+//! set back. A damaged or stale memo is simply recomputed and replaced.
+
+use cache_format::Hash;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"KILNHASH";
+const LEN: usize = 8 + 3 * 8 + 32 + 16;
+
+/// What identifies one version of a file's contents.
+fn identity(md: &std::fs::Metadata) -> [u64; 3] {
+    let ns = |s: i64, n: i64| (s as u64).wrapping_mul(1_000_000_000).wrapping_add(n as u64);
+    [
+        md.size(),
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    ]
+}
+
+fn memo_path(dir: &Path, md: &std::fs::Metadata) -> std::path::PathBuf {
+    dir.join("hashes").join(format!("{:x}-{:x}", md.dev(), md.ino()))
+}
+
+fn checksum(b: &[u8]) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c.copy_from_slice(&blake3::hash(b).as_bytes()[..16]);
+    c
+}
+
+/// The memoised hash of the file `md` describes, if a valid memo exists.
+fn lookup(dir: &Path, md: &std::fs::Metadata) -> Option<Hash> {
+    let b = std::fs::read(memo_path(dir, md)).ok()?;
+    if b.len() != LEN || &b[..8] != MAGIC || b[LEN - 16..] != checksum(&b[..LEN - 16]) {
+        return None;
+    }
+    let id = identity(md);
+    for (i, v) in id.iter().enumerate() {
+        let o = 8 + 8 * i;
+        if u64::from_le_bytes(b[o..o + 8].try_into().ok()?) != *v {
+            return None;
+        }
+    }
+    b[32..64].try_into().ok()
+}
+
+fn record(dir: &Path, md: &std::fs::Metadata, hash: &Hash) {
+    let mut b = Vec::with_capacity(LEN);
+    b.extend_from_slice(MAGIC);
+    for v in identity(md) {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(hash);
+    let c = checksum(&b);
+    b.extend_from_slice(&c);
+    let hdir = dir.join("hashes");
+    if std::fs::create_dir_all(&hdir).is_err() {
+        return;
+    }
+    let tmp = hdir.join(format!(".tmp-{}-{:x}", std::process::id(), md.ino()));
+    if std::fs::write(&tmp, &b).is_ok() && std::fs::rename(&tmp, memo_path(dir, md)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The blake3 hash of the open file `f`, from the memo in the cache directory `dir` when the file
+/// has not changed since it was hashed; `data` is the file's contents when the caller already
+/// has them. A file that changes while it is hashed is not memoised.
+pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<Hash> {
+    let md = f.metadata().ok()?;
+    if let Some(h) = lookup(dir, &md) {
+        return Some(h);
+    }
+    let hash = match data {
+        Some(d) => *blake3::hash(d).as_bytes(),
+        None => {
+            let mut h = blake3::Hasher::new();
+            h.update_reader(f).ok()?;
+            *h.finalize().as_bytes()
+        }
+    };
+    match f.metadata() {
+        Ok(after) if identity(&after) == identity(&md) => record(dir, &md, &hash),
+        _ => {}
+    }
+    Some(hash)
+}
