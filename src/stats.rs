@@ -18,8 +18,10 @@ pub struct Stats {
 impl Stats {
     pub fn report(&self, mode: &str) {
         if mode == "json" {
-            let s = serde_json::to_string(self).unwrap_or_default();
-            eprintln!("kiln-stats {s}");
+            // One write, so that the lines of processes sharing stderr never interleave.
+            use std::io::Write;
+            let s = format!("kiln-stats {}\n", serde_json::to_string(self).unwrap_or_default());
+            let _ = std::io::stderr().write_all(s.as_bytes());
             return;
         }
         let total = (self.guest_insns_interp + self.guest_insns_compiled).max(1);

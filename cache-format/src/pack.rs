@@ -109,7 +109,7 @@ pub fn decode_pack_index(b: &[u8], module: &Hash, config: &ConfigId) -> Result<V
         .checked_mul(PACK_RECORD)
         .and_then(|n| n.checked_add(PACK_HEAD))
         .ok_or(EntryError::Truncated)?;
-    if code_start % CODE_REGION_ALIGN as u64 != 0
+    if !code_start.is_multiple_of(CODE_REGION_ALIGN as u64)
         || code_start < records_end as u64
         || code_start.checked_add(code_len) != Some(body.len() as u64)
     {
@@ -121,7 +121,7 @@ pub fn decode_pack_index(b: &[u8], module: &Hash, config: &ConfigId) -> Result<V
         let r = PACK_HEAD + i * PACK_RECORD;
         let start = u32_at(body, r + 48) as u64;
         let len = u32_at(body, r + 52) as u64;
-        if start % UNIT_ALIGN as u64 != 0 || len == 0 || start + len > code_len {
+        if !start.is_multiple_of(UNIT_ALIGN as u64) || len == 0 || start + len > code_len {
             return Err(EntryError::Truncated);
         }
         let mut guest_hash = [0u8; 32];

@@ -2,7 +2,9 @@
 //! one entry per compiled unit, keyed by (module hash, config id, offset in module).
 //! Damaged or foreign entries are skipped (and later overwritten), never executed.
 
+pub mod gc;
 pub mod memo;
+pub mod usage;
 
 use crate::mem::MappedFile;
 use cache_format::{ConfigId, Hash, PackUnit, UnitEntry, UnitKey};
@@ -115,12 +117,12 @@ impl Cache {
         })
     }
 
-    /// Folds the index's entries for a module into its pack: the old pack's units plus the
-    /// index's (newer ones win) are written to a temporary file, synced, and renamed into place;
+    /// Adds `new` units to a module's pack and folds in the index's entries for it: the old
+    /// pack's units, the index's and the new ones (newer win) are written to a temporary file, synced, and renamed into place;
     /// then the folded entries leave the index. Callers hold the index (its lock serialises
     /// every writer of packs), so no run's work is lost; a crash before the rename leaves the
     /// entries in the index for the next fold.
-    pub fn write_pack(&self, module: &Hash, config: &ConfigId) -> Result<(), CacheError> {
+    pub fn write_pack(&self, module: &Hash, config: &ConfigId, new: &[(UnitKey, UnitEntry)]) -> Result<(), CacheError> {
         let path = pack_path(&self.dir, module, config);
         let mut units: std::collections::BTreeMap<u64, UnitEntry> = std::fs::read(&path)
             .ok()
@@ -134,6 +136,9 @@ impl Cache {
                 units.insert(key.offset, e);
             }
             folded.push(k);
+        }
+        for (k, e) in new.iter().filter(|(k, _)| &k.module == module && &k.config == config) {
+            units.insert(k.offset, e.clone());
         }
         let units: Vec<(u64, UnitEntry)> = units.into_iter().collect();
         let bytes = cache_format::encode_pack(module, config, &units);
@@ -239,6 +244,14 @@ impl Cache {
         s
     }
 
+    /// Removes every index entry of a module (under any config).
+    pub fn forget_module(&self, module: &Hash) {
+        for k in self.db.scan_prefix(module).keys().flatten() {
+            let _ = self.db.remove(k);
+        }
+        let _ = self.db.flush();
+    }
+
     pub fn clear(&self) -> Result<(), CacheError> {
         self.db
             .clear()
@@ -250,7 +263,7 @@ impl Cache {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -94,6 +94,8 @@ pub struct Engine {
     tx: mpsc::Sender<(usize, Result<CompiledUnit, jit::JitError>, u64)>,
     rx: mpsc::Receiver<(usize, Result<CompiledUnit, jit::JitError>, u64)>,
     pending: usize,
+    /// Per module (by hash): file name, units loaded from the cache, cache hits.
+    module_use: std::collections::HashMap<Hash, (String, u64, u64)>,
 }
 
 /// How a run ended.
@@ -155,6 +157,7 @@ impl Engine {
             tx,
             rx,
             pending: 0,
+            module_use: Default::default(),
         };
         e.cpu.helpers = jit::HELPERS.as_ptr() as u64;
         e.cpu.interrupt = &crate::linux::signals::INTERRUPT as *const _ as u64;
@@ -248,6 +251,7 @@ impl Engine {
                 tx: ctx,
                 rx: crx,
                 pending: 0,
+                module_use: Default::default(),
             };
             e.cpu.chain_table = e.chain.as_ptr() as u64;
             let _ = tx.send(tid);
@@ -316,9 +320,8 @@ impl Engine {
                     Ok(base) => {
                         for u in &units {
                             // SAFETY: the pack was checked: each unit's code lies inside the
-                            // mapping, starts a function of the UnitFn signature compiled
-                            // under this config, and the mapping is now executable.
-                            let f = unsafe { std::mem::transmute::<*const u8, UnitFn>(base.add(u.code_start)) };
+                            // mapping (which is now executable and stays for the process).
+                            let f: UnitFn = unsafe { base.add(u.code_start) };
                             found.push((u.offset, f, u.guest_len as u64, u.ninsns as u64, u.guest_hash));
                         }
                     }
@@ -361,6 +364,7 @@ impl Engine {
             }
         }
         self.stats.units_loaded += found.len() as u64;
+        self.module_use.entry(module.hash).or_default().1 += found.len() as u64;
         for (offset, code, guest_len, ninsns, guest_hash) in found {
             // Units are position-independent: they serve the module wherever it is loaded.
             let rip = offset.wrapping_add(module.load_bias);
@@ -412,6 +416,13 @@ impl Engine {
             lo: start,
             hi: end,
         });
+        if let Some(m) = &module {
+            let name = std::path::Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.module_use.entry(m.hash).or_default().0 = name;
+        }
         self.libs.push((start, end, module));
         if let (Some(m), Some(dir)) = (module, self.cache.clone()) {
             self.load_cache(&dir, &m);
@@ -437,6 +448,9 @@ impl Engine {
                 .is_some_and(|b| blake3::hash(b).as_bytes() == &c.guest_hash);
             if ok {
                 self.stats.cache_hits += 1;
+                if let Some(m) = self.module_of(rip, c.guest_len) {
+                    self.module_use.entry(m.hash).or_default().2 += 1;
+                }
                 self.chain_insert(rip, c.code);
                 return self.add_unit(
                     rip,
@@ -702,6 +716,52 @@ impl Engine {
         }
     }
 
+    /// Names a module for the usage statistics.
+    pub fn name_module(&mut self, hash: Hash, name: &std::path::Path) {
+        let name = name
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.module_use.entry(hash).or_default().0 = name;
+    }
+
+    /// Appends this run's record to the cache's usage log (runs that use the cache only).
+    pub fn record_usage(&self, program: &std::path::Path, wall: std::time::Duration) {
+        let Some(dir) = &self.cache else { return };
+        let hex = crate::cache::hex;
+        let modules = self
+            .module_use
+            .iter()
+            .filter(|(_, u)| u.1 > 0 || u.2 > 0)
+            .map(|(h, u)| crate::cache::usage::ModuleUse {
+                hash: hex(h),
+                name: u.0.clone(),
+                loaded: u.1,
+                hits: u.2,
+            })
+            .collect();
+        let s = &self.stats;
+        let r = crate::cache::usage::RunRecord {
+            t: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            program: hex(&self.module.hash),
+            name: program
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            wall_us: wall.as_micros() as u64,
+            insns_interp: s.guest_insns_interp,
+            insns_compiled: s.guest_insns_compiled,
+            hits: s.cache_hits,
+            misses: s.cache_misses,
+            compiled: s.units_compiled,
+            compile_us: s.compile_us,
+            modules,
+        };
+        crate::cache::usage::append(dir, &r);
+    }
+
     /// Final statistics of the run.
     pub fn finish_stats(&mut self) {
         self.stats.guest_insns_compiled = self.cpu.insns_compiled;
@@ -847,7 +907,9 @@ impl Engine {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0);
             let path = jdir.join(format!("{}-{stamp}-{n}.journal", std::process::id()));
-            if std::fs::write(&path, bytes).is_ok() {
+            // Whole or not at all: a collector must never take a journal being written for a
+            // damaged one.
+            if crate::cache::write_atomic(&jdir, &path, &bytes).is_ok() {
                 out.push(path);
             }
         }
@@ -860,7 +922,12 @@ impl Engine {
             .parent()
             .and_then(|p| p.parent())
             .ok_or_else(|| anyhow::anyhow!("{}: not in a cache's journals/", path.display()))?;
-        let bytes = std::fs::read(path)?;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            // Another merger took it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -874,7 +941,7 @@ impl Engine {
             .map(|(offset, e)| (UnitKey { module, config, offset }, e))
             .collect();
         Self::write_entries(dir, config, &entries, 3000);
-        std::fs::remove_file(path)?;
+        let _ = std::fs::remove_file(path);
         Ok(())
     }
 
@@ -894,14 +961,19 @@ impl Engine {
         }
         match opened {
             Ok(cache) => {
-                if let Err(e) = cache.store(entries) {
-                    crate::klog!("cache", "cannot write the cache: {e}");
-                    return;
-                }
+                // Straight into the packs (the index's lock serialises writers); the index
+                // keeps only what could not be packed.
                 for module in distinct_modules(entries) {
-                    if let Err(e) = cache.write_pack(&module, &config) {
+                    if let Err(e) = cache.write_pack(&module, &config, entries) {
+                        let mine: Vec<_> = entries.iter().filter(|(k, _)| k.module == module).cloned().collect();
+                        let _ = cache.store(&mine);
                         crate::klog!("cache", "cannot write the pack: {e}");
                     }
+                }
+                let max = crate::cache::gc::max_bytes();
+                if crate::cache::gc::disk_usage(dir) > max {
+                    let r = crate::cache::gc::collect(&cache, max);
+                    crate::klog!("cache", "over the cap: collected {r:?}");
                 }
             }
             Err(e) => crate::klog!("cache", "cannot open the cache to write: {e}"),
