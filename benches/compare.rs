@@ -34,18 +34,147 @@ fn build(src: &str) -> PathBuf {
     out
 }
 
-fn time_once(mut cmd: Command) -> f64 {
+/// Runs a command once; returns its wall time in seconds and its peak resident memory in KiB
+/// (the process itself, from wait4, which also reaps it).
+#[allow(clippy::zombie_processes)]
+fn time_once(mut cmd: Command) -> (f64, u64) {
+    use std::os::unix::process::ExitStatusExt;
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let t = Instant::now();
-    let st = cmd.status().expect("spawn");
+    let child = cmd.spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid out-pointers.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     let dt = t.elapsed().as_secs_f64();
-    assert!(st.success() || st.code().is_some(), "benchmark command died: {st:?}");
-    dt
+    assert!(r > 0, "wait4 failed");
+    let st = std::process::ExitStatus::from_raw(status);
+    assert!(st.code().is_some(), "benchmark command died: {st:?}");
+    (dt, ru.ru_maxrss as u64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    v[v.len() / 2]
+/// The arguments gcc's driver gives the linker for a PIE of one object (its collect2 line
+/// without the LTO plugin options), writing `out`.
+fn ld_args(obj: &Path, out: &Path) -> Option<Vec<String>> {
+    let o = Command::new("gcc").arg("-###").arg(obj).arg("-o").arg(out).output().ok()?;
+    let text = String::from_utf8_lossy(&o.stderr).to_string();
+    let line = text.lines().find(|l| l.contains("collect2"))?;
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for ch in line.trim().chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(ch),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    let mut args = Vec::new();
+    let mut it = words.into_iter().skip(1);
+    while let Some(w) = it.next() {
+        if w == "-plugin" {
+            it.next();
+        } else if !w.starts_with("-plugin-opt") {
+            args.push(w);
+        }
+    }
+    Some(args)
+}
+
+/// Median wall time and median peak RSS of a set of runs.
+fn stat(v: &[(f64, u64)]) -> (f64, u64) {
+    let mut t: Vec<f64> = v.iter().map(|x| x.0).collect();
+    let mut m: Vec<u64> = v.iter().map(|x| x.1).collect();
+    t.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    m.sort_unstable();
+    (t[t.len() / 2], m[m.len() / 2])
+}
+
+struct Row {
+    name: &'static str,
+    native: (f64, u64),
+    cold: (f64, u64),
+    warm: (f64, u64),
+    qemu: Option<(f64, u64)>,
+    cached: Option<f64>,
+    compiles: Option<u64>,
+}
+
+/// The newest intact record of a cache's usage log.
+fn last_usage(cache: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(cache.join("usage.log")).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l.split_once(' ')?.1).ok())
+}
+
+/// The table as an SVG chart: per workload, bars of the time relative to native (log scale)
+/// for Kiln cold, Kiln warm and qemu-x86_64.
+fn plot(rows: &[Row], runs: usize) -> String {
+    let (left, top, bar, gap, width) = (230.0, 60.0, 11.0, 14.0, 560.0);
+    let max_ratio = rows
+        .iter()
+        .flat_map(|r| [r.cold.0, r.warm.0, r.qemu.map_or(0.0, |q| q.0)].map(|t| t / r.native.0))
+        .fold(2.0f64, f64::max);
+    let decades = max_ratio.log10().ceil().max(1.0);
+    let x = |ratio: f64| left + width * ratio.max(1.0).log10() / decades;
+    let group = 3.0 * bar + gap;
+    let height = top + group * rows.len() as f64 + 50.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">Time relative to native (log scale, median of {runs}; lower is better)</text>\n",
+        left + width + 80.0
+    );
+    let series = [("Kiln cold", "#e0a030"), ("Kiln warm", "#2070c0"), ("qemu-x86_64", "#909090")];
+    for (i, (name, colour)) in series.iter().enumerate() {
+        let lx = 10.0 + 150.0 * i as f64;
+        s += &format!(
+            "<rect x=\"{lx}\" y=\"30\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{}\" y=\"41\">{name}</text>\n",
+            lx + 16.0
+        );
+    }
+    let mut d = 1.0;
+    while d <= 10f64.powf(decades) + 0.5 {
+        let gx = x(d);
+        s += &format!(
+            "<line x1=\"{gx}\" y1=\"{top}\" x2=\"{gx}\" y2=\"{}\" stroke=\"#ccc\"/><text x=\"{gx}\" y=\"{}\" text-anchor=\"middle\">{d}x</text>\n",
+            height - 40.0,
+            height - 25.0
+        );
+        d *= 10.0;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let y0 = top + group * i as f64;
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            left - 6.0,
+            y0 + 1.5 * bar + 4.0,
+            r.name
+        );
+        for (k, t) in [Some(r.cold), Some(r.warm), r.qemu].iter().enumerate() {
+            let Some((t, _)) = t else { continue };
+            let ratio = t / r.native.0;
+            let y = y0 + bar * k as f64;
+            s += &format!(
+                "<rect x=\"{left}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"10\">{ratio:.1}x</text>\n",
+                x(ratio) - left,
+                bar - 1.0,
+                series[k].1,
+                x(ratio) + 3.0,
+                y + bar - 2.0
+            );
+        }
+    }
+    s + "</svg>\n"
 }
 
 fn kiln_cmd(w: &Workload, cache: &Path, tier: &str) -> Command {
@@ -117,6 +246,35 @@ fn main() {
             }
         }
     }
+    let dir = root().join("target").join("bench-bin");
+    let asm = dir.join("sha256.s");
+    let obj = dir.join("sha256.o");
+    let cc1_ok = Command::new("gcc")
+        .args(["-S", "-O2", "-w", "-o"])
+        .arg(&asm)
+        .arg(root().join("tests/guest/sha256.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if cc1_ok {
+        workloads.push(Workload {
+            name: "as sha256.s (dynamic)",
+            bin: PathBuf::from("/usr/bin/as"),
+            args: vec![asm.display().to_string(), "-o".into(), dir.join("as-out.o").display().to_string()],
+        });
+    }
+    let obj_ok = Command::new("gcc")
+        .args(["-c", "-O2", "-w", "-o"])
+        .arg(&obj)
+        .arg(root().join("tests/guest/sha256.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if let Some(args) = obj_ok.then(|| ld_args(&obj, &dir.join("ld-out"))).flatten() {
+        workloads.push(Workload {
+            name: "ld sha256.o (dynamic)",
+            bin: PathBuf::from("/usr/bin/ld"),
+            args,
+        });
+    }
     workloads.push(Workload {
         name: "python3 -c pass",
         bin: PathBuf::from("/usr/bin/python3"),
@@ -135,11 +293,12 @@ fn main() {
         });
     }
     let tmp = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
-    println!("{runs} runs each; median wall time in ms; ratio to native in parentheses");
+    println!("{runs} runs each; median wall time in ms, ratio to native in parentheses; peak RSS in MiB");
     println!(
-        "{:<30} {:>10} {:>18} {:>18} {:>18}",
-        "workload", "native", "kiln cold", "kiln warm", "qemu-x86_64"
+        "{:<28} {:>8} {:>17} {:>17} {:>17} {:>8} {:>6} {:>23}",
+        "workload", "native", "kiln cold", "kiln warm", "qemu-x86_64", "cached", "comp.", "RSS nat/cold/warm/qemu"
     );
+    let mut rows = Vec::new();
     for w in &workloads {
         let mut nat = Vec::new();
         let mut cold = Vec::new();
@@ -168,23 +327,50 @@ fn main() {
                 qm.push(time_once(c));
             }
         }
-        let n = median(nat);
-        let f = |v: Vec<f64>| {
-            if v.is_empty() {
-                "n/a".to_string()
-            } else {
-                let m = median(v);
-                format!("{:.1} ({:.2}x)", m * 1e3, m / n)
-            }
+        // What the last warm run executed, from the cache's usage log: the share of guest
+        // instructions in cached code and the units it had to compile.
+        let last = last_usage(&warm_dir);
+        let row = Row {
+            name: w.name,
+            native: stat(&nat),
+            cold: stat(&cold),
+            warm: stat(&warm),
+            qemu: (!qm.is_empty()).then(|| stat(&qm)),
+            cached: last.as_ref().map(|v| {
+                let c = v["insns_compiled"].as_f64().unwrap_or(0.0);
+                let i = v["insns_interp"].as_f64().unwrap_or(0.0);
+                c / (c + i).max(1.0)
+            }),
+            compiles: last.as_ref().and_then(|v| v["compiled"].as_u64()),
         };
+        let f = |m: Option<(f64, u64)>| match m {
+            None => "n/a".to_string(),
+            Some((t, _)) => format!("{:.1} ({:.2}x)", t * 1e3, t / row.native.0),
+        };
+        let mb = |m: Option<(f64, u64)>| m.map_or("-".to_string(), |(_, k)| format!("{:.0}", k as f64 / 1024.0));
         println!(
-            "{:<30} {:>10.1} {:>18} {:>18} {:>18}",
+            "{:<28} {:>8.1} {:>17} {:>17} {:>17} {:>7.2}% {:>6} {:>23}",
             w.name,
-            n * 1e3,
-            f(cold),
-            f(warm),
-            f(qm)
+            row.native.0 * 1e3,
+            f(Some(row.cold)),
+            f(Some(row.warm)),
+            f(row.qemu),
+            row.cached.unwrap_or(0.0) * 100.0,
+            row.compiles.map_or("?".to_string(), |c| c.to_string()),
+            format!(
+                "{}/{}/{}/{}",
+                mb(Some(row.native)),
+                mb(Some(row.cold)),
+                mb(Some(row.warm)),
+                mb(row.qemu)
+            )
         );
+        rows.push(row);
+    }
+    let svg = root().join("benches").join("compare.svg");
+    match std::fs::write(&svg, plot(&rows, runs)) {
+        Ok(()) => println!("plot written to {}", svg.display()),
+        Err(e) => println!("cannot write {}: {e}", svg.display()),
     }
     // Baseline tier cost: guest instructions per second of the interpreter on the compute loop.
     let w = &workloads[1];
