@@ -54,10 +54,38 @@ fn time_once(mut cmd: Command) -> (f64, u64) {
     (dt, ru.ru_maxrss as u64)
 }
 
+fn cc1_path() -> Option<String> {
+    let o = Command::new("gcc").arg("-print-prog-name=cc1").output().ok()?;
+    let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    Path::new(&p).exists().then_some(p)
+}
+
+/// A file of the Lua 5.4 sources shipped in the lua-src crate, found through cargo metadata.
+fn lua_source(name: &str) -> Option<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .ok()?;
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let manifest = meta["packages"].as_array()?.iter().find(|p| p["name"] == "lua-src")?["manifest_path"]
+        .as_str()?
+        .to_string();
+    let f = Path::new(&manifest).parent()?.join("lua-5.4.9").join(name);
+    f.exists().then_some(f)
+}
+
 /// The arguments gcc's driver gives the linker for a PIE of one object (its collect2 line
 /// without the LTO plugin options), writing `out`.
 fn ld_args(obj: &Path, out: &Path) -> Option<Vec<String>> {
-    let o = Command::new("gcc").arg("-###").arg(obj).arg("-o").arg(out).output().ok()?;
+    let o = Command::new("gcc")
+        .arg("-###")
+        .arg(obj)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&o.stderr).to_string();
     let line = text.lines().find(|l| l.contains("collect2"))?;
     let mut words = Vec::new();
@@ -134,7 +162,11 @@ fn plot(rows: &[Row], runs: usize) -> String {
          <text x=\"10\" y=\"20\" font-size=\"14\">Time relative to native (log scale, median of {runs}; lower is better)</text>\n",
         left + width + 80.0
     );
-    let series = [("Kiln cold", "#e0a030"), ("Kiln warm", "#2070c0"), ("qemu-x86_64", "#909090")];
+    let series = [
+        ("Kiln cold", "#e0a030"),
+        ("Kiln warm", "#2070c0"),
+        ("qemu-x86_64", "#909090"),
+    ];
     for (i, (name, colour)) in series.iter().enumerate() {
         let lx = 10.0 + 150.0 * i as f64;
         s += &format!(
@@ -247,6 +279,34 @@ fn main() {
         }
     }
     let dir = root().join("target").join("bench-bin");
+    // A 4,500-line preprocessed file: Lua's parser (sources from the lua-src dev-dependency).
+    if let (Some(cc1), Some(src)) = (cc1_path(), lua_source("lparser.c")) {
+        let i = dir.join("lparser.i");
+        let st = Command::new("gcc")
+            .args(["-E", "-w"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&i)
+            .status();
+        if st.is_ok_and(|s| s.success()) {
+            let lines = std::fs::read_to_string(&i).map_or(0, |t| t.lines().count());
+            workloads.push(Workload {
+                name: if lines > 4000 {
+                    "cc1 -O2 lparser.i (4.5k lines)"
+                } else {
+                    "cc1 -O2 lparser.i"
+                },
+                bin: PathBuf::from(cc1),
+                args: vec![
+                    "-O2".into(),
+                    "-quiet".into(),
+                    i.display().to_string(),
+                    "-o".into(),
+                    "/dev/null".into(),
+                ],
+            });
+        }
+    }
     let asm = dir.join("sha256.s");
     let obj = dir.join("sha256.o");
     let cc1_ok = Command::new("gcc")
@@ -259,7 +319,11 @@ fn main() {
         workloads.push(Workload {
             name: "as sha256.s (dynamic)",
             bin: PathBuf::from("/usr/bin/as"),
-            args: vec![asm.display().to_string(), "-o".into(), dir.join("as-out.o").display().to_string()],
+            args: vec![
+                asm.display().to_string(),
+                "-o".into(),
+                dir.join("as-out.o").display().to_string(),
+            ],
         });
     }
     let obj_ok = Command::new("gcc")
