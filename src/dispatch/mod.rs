@@ -340,6 +340,9 @@ impl Engine {
                     }
                 }
             }
+            // No pack: nothing cached for the module (the index only holds units whose pack
+            // write failed, folded in at the next write). A damaged pack: try the index.
+            None if !crate::cache::pack_path(dir, &module.hash, config).exists() => {}
             None => {
                 let (units, bad) = match Cache::open(dir) {
                     Ok(c) => c.load_module(&module.hash, config),
@@ -772,7 +775,10 @@ impl Engine {
         if self.cache.is_none() {
             return;
         }
-        self.collect_compiled(true);
+        let sync = std::env::var_os("KILN_CACHE_SYNC").is_some_and(|v| v != "0");
+        // Compiles still in flight are not waited for (unless writing synchronously): their
+        // blocks go to the detached worker with the rest.
+        self.collect_compiled(sync);
         let (Some(dir), Some(config)) = (self.cache.clone(), self.config) else {
             return;
         };
@@ -790,7 +796,6 @@ impl Engine {
         if entries.is_empty() && todo.is_empty() {
             return;
         }
-        let sync = std::env::var_os("KILN_CACHE_SYNC").is_some_and(|v| v != "0");
         if !sync && !todo.is_empty() {
             // Off the critical path: a detached child compiles and writes; this process exits
             // at once. The child lets go of every descriptor the guest could be waiting on.
