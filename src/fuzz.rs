@@ -245,6 +245,51 @@ fn build(code: Code, ops: &[Op]) -> Option<Instruction> {
     i.ok()
 }
 
+/// A string instruction of the given form with a random address size and repeat prefix
+/// (None for any other form).
+fn string_form(code: Code, rng: &mut Rng) -> Option<Instruction> {
+    use iced_x86::RepPrefixKind as P;
+    use Code::*;
+    let a = if rng.below(4) == 0 { 32 } else { 64 };
+    let none = Register::None;
+    let plain = [P::None, P::Repe][rng.below(2) as usize];
+    let cmp = [P::None, P::Repe, P::Repne][rng.below(3) as usize];
+    let i = match code {
+        Movsb_m8_m8 => Instruction::with_movsb(a, none, plain),
+        Movsw_m16_m16 => Instruction::with_movsw(a, none, plain),
+        Movsd_m32_m32 => Instruction::with_movsd(a, none, plain),
+        Movsq_m64_m64 => Instruction::with_movsq(a, none, plain),
+        Stosb_m8_AL => Instruction::with_stosb(a, plain),
+        Stosw_m16_AX => Instruction::with_stosw(a, plain),
+        Stosd_m32_EAX => Instruction::with_stosd(a, plain),
+        Stosq_m64_RAX => Instruction::with_stosq(a, plain),
+        Lodsb_AL_m8 => Instruction::with_lodsb(a, none, plain),
+        Lodsw_AX_m16 => Instruction::with_lodsw(a, none, plain),
+        Lodsd_EAX_m32 => Instruction::with_lodsd(a, none, plain),
+        Lodsq_RAX_m64 => Instruction::with_lodsq(a, none, plain),
+        Scasb_AL_m8 => Instruction::with_scasb(a, cmp),
+        Scasw_AX_m16 => Instruction::with_scasw(a, cmp),
+        Scasd_EAX_m32 => Instruction::with_scasd(a, cmp),
+        Scasq_RAX_m64 => Instruction::with_scasq(a, cmp),
+        Cmpsb_m8_m8 => Instruction::with_cmpsb(a, none, cmp),
+        Cmpsw_m16_m16 => Instruction::with_cmpsw(a, none, cmp),
+        Cmpsd_m32_m32 => Instruction::with_cmpsd(a, none, cmp),
+        Cmpsq_m64_m64 => Instruction::with_cmpsq(a, none, cmp),
+        _ => return None,
+    };
+    i.ok()
+}
+
+/// A random instance of a form (the memory operand's base register goes to `m`).
+fn sample(code: Code, rng: &mut Rng, m: &mut Option<Register>) -> Option<Instruction> {
+    if let Some(i) = string_form(code, rng) {
+        return Some(i);
+    }
+    let oc = code.op_code();
+    let ops: Option<Vec<Op>> = (0..oc.op_count()).map(|i| operand(oc.op_kind(i), rng, m)).collect();
+    build(code, &ops?)
+}
+
 fn encode(ins: &Instruction, rip: u64) -> Option<Vec<u8>> {
     let mut e = Encoder::new(64);
     e.encode(ins, rip).ok()?;
@@ -252,13 +297,16 @@ fn encode(ins: &Instruction, rip: u64) -> Option<Vec<u8>> {
 }
 
 /// Whether a decoded instruction can be fuzzed: it must be implemented, stay on the straight
-/// path, leave the stack alone and touch no state the harness does not set up.
+/// path and touch no state the harness does not set up (popf could set the trap and alignment
+/// check flags).
 fn fuzzable(ins: &Instruction) -> bool {
     use Mnemonic::*;
-    if semantics::classify(ins).is_none()
-        || ins.flow_control() != FlowControl::Next
-        || ins.stack_pointer_increment() != 0
-        || ins.is_string_instruction()
+    if semantics::classify(ins).is_none() || ins.flow_control() != FlowControl::Next {
+        return false;
+    }
+    if ins.is_string_instruction()
+        && (ins.segment_prefix() != Register::None
+            || matches!(ins.mnemonic(), Insb | Insw | Insd | Outsb | Outsw | Outsd))
     {
         return false;
     }
@@ -291,8 +339,11 @@ fn fuzzable(ins: &Instruction) -> bool {
             | Ud2
             | Pause
             | Wait
-            | Leave
-            | Enter
+            | Popf
+            | Popfq
+            | Iret
+            | Iretd
+            | Iretq
     )
 }
 
@@ -309,11 +360,9 @@ fn forms() -> Vec<(Code, String)> {
         let mut ok = None;
         for _ in 0..8 {
             let mut m = None;
-            let ops: Option<Vec<Op>> = (0..oc.op_count())
-                .map(|i| operand(oc.op_kind(i), &mut rng, &mut m))
-                .collect();
-            let Some(ops) = ops else { break };
-            let Some(ins) = build(code, &ops) else { continue };
+            let Some(ins) = sample(code, &mut rng, &mut m) else {
+                continue;
+            };
             let Some(bytes) = encode(&ins, CODE) else { continue };
             let d = Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode();
             if d.code() == code && fuzzable(&d) {
@@ -335,15 +384,17 @@ fn forms() -> Vec<(Code, String)> {
 
 fn random_state(rng: &mut Rng, base: Option<Register>) -> State {
     let mut s = State::default();
-    for (i, g) in s.gpr.iter_mut().enumerate() {
-        *g = if i == 4 { 0 } else { rng.value() };
+    for g in s.gpr.iter_mut() {
+        *g = rng.value();
     }
+    // The stack pointer points into the scratch pages (pushes and pops are compared there).
+    s.gpr[4] = SCRATCH + 4096 + 1024 + rng.below(1024);
     if let Some(b) = base {
         let i = (b as usize) - (Register::RAX as usize);
         s.gpr[i] = SCRATCH + 4096 + rng.below(1024);
     }
     let arith = rf::CF | rf::PF | rf::AF | rf::ZF | rf::SF | rf::OF;
-    s.rflags = 0x202 | (rng.next() & arith);
+    s.rflags = 0x202 | (rng.next() & arith) | (rng.below(2) << 10);
     // Rounding, DAZ and FTZ vary; exceptions stay masked.
     s.mxcsr = 0x1f80
         | (rng.below(4) << 13)
@@ -380,6 +431,17 @@ fn constrain(ins: &Instruction, s: &mut State) -> bool {
             s.gpr[i] %= 4096;
         }
     }
+    let near = |v: u64| SCRATCH + 4096 + v % 1024;
+    if ins.is_string_instruction() {
+        // Source and destination inside the scratch pages, a short repeat count.
+        s.gpr[6] = near(s.gpr[6]);
+        s.gpr[7] = near(s.gpr[7]);
+        s.gpr[1] %= 9;
+    }
+    if matches!(m, Enter | Leave) {
+        // The frame pointer (and the frames enter copies) inside the scratch pages.
+        s.gpr[5] = near(s.gpr[5]) + 512;
+    }
     if has_mem && ins.memory_size().size() == 16 && !unaligned_ok(m) {
         let b = ins.memory_base();
         let i = b.full_register() as usize - Register::RAX as usize;
@@ -404,13 +466,10 @@ fn make_case(forms: &[(Code, String)], seed: u64, n: u64) -> Option<(Case, Strin
     let mut rng = Rng(seed ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93));
     for _ in 0..16 {
         let (code, feat) = &forms[rng.below(forms.len() as u64) as usize];
-        let oc = code.op_code();
         let mut m = None;
-        let ops: Option<Vec<Op>> = (0..oc.op_count())
-            .map(|i| operand(oc.op_kind(i), &mut rng, &mut m))
-            .collect();
-        let Some(ops) = ops else { continue };
-        let Some(ins) = build(*code, &ops) else { continue };
+        let Some(ins) = sample(*code, &mut rng, &mut m) else {
+            continue;
+        };
         let Some(bytes) = encode(&ins, CODE) else { continue };
         let d = Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode();
         if d.code() != *code || !fuzzable(&d) {
@@ -451,7 +510,7 @@ extern "C" fn on_native_fault(sig: i32, _info: *mut libc::siginfo_t, ctx: *mut l
 
 /// Machine code: save callee-saved registers and rsp, load `input`, run `bytes`, store the
 /// state to `output`, restore. Returns the code and the offset of the restore path.
-fn harness(bytes: &[u8], input: u64, output: u64, at: u64) -> Option<(Vec<u8>, usize)> {
+fn harness(bytes: &[u8], input: u64, output: u64, at: u64, data: u64) -> Option<(Vec<u8>, usize)> {
     use Register::*;
     let saved = std::ptr::addr_of!(SAVED) as u64;
     let mut code = Vec::new();
@@ -467,6 +526,10 @@ fn harness(bytes: &[u8], input: u64, output: u64, at: u64) -> Option<(Vec<u8>, u
         emit(Instruction::with1(Code::Push_r64, r).ok()?, &mut code)?;
     }
     emit(Instruction::with2(Code::Mov_r64_imm64, RAX, saved).ok()?, &mut code)?;
+    emit(Instruction::with2(Code::Mov_rm64_r64, mo(RAX, 0), RSP).ok()?, &mut code)?;
+    // The host stack pointer also in the data page, reachable rip-relative once the guest's
+    // stack pointer is loaded.
+    emit(Instruction::with2(Code::Mov_r64_imm64, RAX, data).ok()?, &mut code)?;
     emit(Instruction::with2(Code::Mov_rm64_r64, mo(RAX, 0), RSP).ok()?, &mut code)?;
     emit(Instruction::with2(Code::Mov_r64_imm64, RAX, input).ok()?, &mut code)?;
     for i in 0..16 {
@@ -491,10 +554,23 @@ fn harness(bytes: &[u8], input: u64, output: u64, at: u64) -> Option<(Vec<u8>, u
         )?;
     }
     emit(
+        Instruction::with2(Code::Mov_r64_rm64, RSP, mo(RAX, off::gpr(4))).ok()?,
+        &mut code,
+    )?;
+    emit(
         Instruction::with2(Code::Mov_r64_rm64, RAX, mo(RAX, off::gpr(0))).ok()?,
         &mut code,
     )?;
     code.extend_from_slice(bytes);
+    let rip_rel = |d: u64| MemoryOperand::with_base_displ(RIP, d as i64);
+    emit(
+        Instruction::with2(Code::Mov_rm64_r64, rip_rel(data + 8), RSP).ok()?,
+        &mut code,
+    )?;
+    emit(
+        Instruction::with2(Code::Mov_r64_rm64, RSP, rip_rel(data)).ok()?,
+        &mut code,
+    )?;
     emit(Instruction::with1(Code::Push_r64, RAX).ok()?, &mut code)?;
     emit(Instruction::with(Code::Pushfq), &mut code)?;
     emit(Instruction::with2(Code::Mov_r64_imm64, RAX, output).ok()?, &mut code)?;
@@ -520,6 +596,14 @@ fn harness(bytes: &[u8], input: u64, output: u64, at: u64) -> Option<(Vec<u8>, u
     }
     emit(
         Instruction::with1(Code::Stmxcsr_m32, mo(RAX, off::MXCSR)).ok()?,
+        &mut code,
+    )?;
+    emit(
+        Instruction::with2(Code::Mov_r64_rm64, RBX, rip_rel(data + 8)).ok()?,
+        &mut code,
+    )?;
+    emit(
+        Instruction::with2(Code::Mov_rm64_r64, mo(RAX, off::gpr(4)), RBX).ok()?,
         &mut code,
     )?;
     restore = restore.max(code.len());
@@ -595,20 +679,37 @@ unsafe fn native_child(cases: &[Case], shared: *mut u8, rec: usize) -> ! {
     if scratch as u64 != SCRATCH {
         libc::_exit(3);
     }
+    // Handlers run on their own stack: the instruction's stack pointer is in the scratch pages.
+    let alt = libc::mmap(
+        std::ptr::null_mut(),
+        1 << 16,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    );
+    let ss = libc::stack_t {
+        ss_sp: alt,
+        ss_flags: 0,
+        ss_size: 1 << 16,
+    };
+    libc::sigaltstack(&ss, std::ptr::null_mut());
     for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP] {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_native_fault as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
         libc::sigaction(sig, &sa, std::ptr::null_mut());
     }
+    // 64 KiB of code, then a read-write data page.
     let page = libc::mmap(
         std::ptr::null_mut(),
-        65536,
+        65536 + 4096,
         libc::PROT_READ | libc::PROT_WRITE,
         libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
         -1,
         0,
     ) as *mut u8;
+    let data = page as u64 + 65536;
     let mut input = Box::new(State::default());
     let mut output = Box::new(State::default());
     for (i, c) in cases.iter().enumerate() {
@@ -620,6 +721,7 @@ unsafe fn native_child(cases: &[Case], shared: *mut u8, rec: usize) -> ! {
             &*input as *const State as u64,
             &mut *output as *mut State as u64,
             page as u64,
+            data,
         ) else {
             libc::_exit(4)
         };
@@ -699,6 +801,7 @@ impl Kiln {
                 aux: 0,
             },
         );
+        cpu.df = (c.state.rflags >> 10) & 1;
         cpu.mxcsr = c.state.mxcsr as u32;
         cpu.xmm = c.state.xmm;
         let block = decode_block(&code, CODE, semantics::classify);
@@ -738,13 +841,12 @@ impl Kiln {
         } else {
             0
         };
-        let mut state = State {
+        let state = State {
             gpr: cpu.gpr,
             rflags: rflags(&cpu) | 0x202 | (cpu.df << 10),
             mxcsr: cpu.mxcsr as u64,
             xmm: cpu.xmm,
         };
-        state.gpr[4] = 0;
         let memory = self
             .mem
             .read_bytes(SCRATCH, SCRATCH_LEN)
@@ -783,12 +885,9 @@ fn differ(ins: &Instruction, want: &Outcome, got: &Outcome) -> Option<String> {
     let names = [
         "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
     ];
-    for i in (0..16).filter(|&i| i != 4) {
-        if want.state.gpr[i] != got.state.gpr[i] {
-            return Some(format!(
-                "{} native {:#x} kiln {:#x}",
-                names[i], want.state.gpr[i], got.state.gpr[i]
-            ));
+    for ((name, w), g) in names.iter().zip(want.state.gpr).zip(got.state.gpr) {
+        if w != g {
+            return Some(format!("{name} native {w:#x} kiln {g:#x}"));
         }
     }
     let m = flag_mask(ins);

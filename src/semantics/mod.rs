@@ -155,7 +155,8 @@ fn generic_supported(ins: &Instruction) -> bool {
             | Clc
             | Stc
             | Cmc
-    ) && !(ins.mnemonic() == Push && ins.op_count() == 1 && op_size(ins, 0) == 2)
+    ) && !(matches!(ins.mnemonic(), Push | Pop) && ins.op_count() == 1 && op_size(ins, 0) == 2)
+        && !(ins.mnemonic() == Leave && ins.code() != iced_x86::Code::Leaveq)
 }
 
 fn is_imm(k: OpKind) -> bool {

@@ -83,6 +83,11 @@ pub fn supported(ins: &Instruction) -> bool {
                 | Wait
                 | Push
         )
+        || (m == Pop
+            && ins.op_count() == 1
+            && (ins.op_kind(0) == OpKind::Memory && ins.memory_size().size() == 2
+                || ins.op_kind(0) == OpKind::Register && ins.op_register(0).is_gpr16()))
+        || ins.code() == Code::Leavew
 }
 
 /// Records RFLAGS arithmetic bits as a raw lazy record.
@@ -463,7 +468,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         Cld => cpu.df = 0,
         Std => cpu.df = 1,
         Pushfq => {
-            let f = rflags(cpu);
+            // Bit 1 and IF are always set in user mode.
+            let f = rflags(cpu) | 0x202;
             let sp = cpu.gpr[4].wrapping_sub(8);
             store(cpu, sp, f, 8);
             cpu.gpr[4] = sp;
@@ -481,6 +487,20 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             let sp = cpu.gpr[4].wrapping_sub(2);
             store(cpu, sp, v, 2);
             cpu.gpr[4] = sp;
+        }
+        Pop => {
+            // pop of a 16-bit operand (a memory destination's address uses the new rsp)
+            let sp = cpu.gpr[4];
+            let v = load(cpu, sp, 2);
+            cpu.gpr[4] = sp.wrapping_add(2);
+            write_op(&mut Live::new(cpu), ins, 0, 2, v, None).ok_or_else(bad)?;
+        }
+        Leave => {
+            // 16-bit leave: sp = bp, then bp = a 16-bit pop
+            let bp = cpu.gpr[5];
+            let v = load(cpu, bp, 2);
+            cpu.gpr[4] = bp.wrapping_add(2);
+            cpu.gpr[5] = (bp & !0xffff) | v;
         }
         Lahf => {
             let f = arith_flags(cpu) & 0xd5 | 2;
