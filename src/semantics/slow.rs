@@ -530,7 +530,14 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         Fldcw => {
             let a = ea(&mut Live::new(cpu), ins);
-            cpu.fpu_cw = load(cpu, a, 2) as u16;
+            // Reserved bits read as the hardware keeps them: bit 6 set, 7 and 13-15 clear.
+            cpu.fpu_cw = (load(cpu, a, 2) as u16 & 0x1f3f) | 0x40;
+            // Pending exceptions the new word unmasks set the summary and busy bits.
+            if cpu.fpu_sw & 0x3f & !cpu.fpu_cw != 0 {
+                cpu.fpu_sw |= 0x8080;
+            } else {
+                cpu.fpu_sw &= !0x8080;
+            }
         }
         Fnstsw => {
             let v = cpu.fpu_sw as u64;
@@ -561,7 +568,14 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         Fldenv => {
             let a = ea(&mut Live::new(cpu), ins);
-            cpu.fpu_cw = load(cpu, a, 2) as u16;
+            // Reserved bits read as the hardware keeps them: bit 6 set, 7 and 13-15 clear.
+            cpu.fpu_cw = (load(cpu, a, 2) as u16 & 0x1f3f) | 0x40;
+            // Pending exceptions the new word unmasks set the summary and busy bits.
+            if cpu.fpu_sw & 0x3f & !cpu.fpu_cw != 0 {
+                cpu.fpu_sw |= 0x8080;
+            } else {
+                cpu.fpu_sw &= !0x8080;
+            }
             let sw = load(cpu, a.wrapping_add(4), 2);
             cpu.fpu_sw = sw as u16;
             cpu.fpu_top = (sw >> 11) & 7;

@@ -125,6 +125,9 @@ fn sw_flags(s: Status) -> u16 {
 
 struct Fpu<'a> {
     cpu: &'a mut Cpu,
+    /// The instruction read an empty register (stack underflow): with the invalid-operation
+    /// exception masked, what it writes is the indefinite value.
+    underflow: bool,
 }
 
 impl Fpu<'_> {
@@ -150,20 +153,26 @@ impl Fpu<'_> {
             // Stack underflow: invalid, with the indefinite value.
             self.cpu.fpu_sw |= IE | SF;
             self.cpu.fpu_sw &= !C1;
+            self.underflow = true;
             return indefinite();
         }
         to_ext(self.cpu.st[p])
     }
     fn set_st(&mut self, i: usize, v: Ext) {
+        let v = if self.underflow { indefinite() } else { v };
         let p = self.phys(i);
         self.cpu.st[p] = from_ext(v);
         self.set_tag(p, v);
     }
     fn push(&mut self, v: Ext) {
         let t = (self.cpu.fpu_top + 7) & 7;
-        if !self.tag_empty(t as usize) {
+        // Stack overflow: invalid; the masked response pushes the indefinite value.
+        let v = if self.tag_empty(t as usize) {
+            v
+        } else {
             self.cpu.fpu_sw |= IE | SF | C1;
-        }
+            indefinite()
+        };
         self.cpu.fpu_top = t;
         self.set_st(0, v);
     }
@@ -195,6 +204,21 @@ impl Fpu<'_> {
         };
         self.flag(st);
         v
+    }
+    /// A full-precision value truncated to the precision control's width (no flags).
+    fn truncated(&self, v: Ext) -> Ext {
+        let mut l = false;
+        match (self.cpu.fpu_cw >> 8) & 3 {
+            0 => {
+                let s: StatusAnd<Single> = v.convert_r(Round::TowardZero, &mut l);
+                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
+            }
+            2 => {
+                let s: StatusAnd<Double> = v.convert_r(Round::TowardZero, &mut l);
+                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
+            }
+            _ => v,
+        }
     }
     fn flag(&mut self, s: Status) {
         self.cpu.fpu_sw |= sw_flags(s);
@@ -339,8 +363,7 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         }
         return nan_result(a, b);
     }
-    let r = f.round();
-    let res = match m {
+    let op = |r: Round| match m {
         Fadd | Faddp | Fiadd => a.add_r(b, r),
         Fsub | Fsubp | Fisub => a.sub_r(b, r),
         Fsubr | Fsubrp | Fisubr => b.sub_r(a, r),
@@ -348,6 +371,7 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         Fdiv | Fdivp | Fidiv => a.div_r(b, r),
         _ => b.div_r(a, r),
     };
+    let res = op(f.round());
     if res.status.contains(Status::INVALID_OP) {
         f.cpu.fpu_sw |= IE;
         return indefinite();
@@ -356,7 +380,14 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         f.cpu.fpu_sw |= ZE;
         return res.value;
     }
-    f.precision(res)
+    let v = f.precision(res);
+    // C1 says whether the result was rounded up (away from zero): compare with the result
+    // truncated at the same precision.
+    let t = f.truncated(op(Round::TowardZero).value);
+    if !v.is_nan() && v.abs() != t.abs() {
+        f.cpu.fpu_sw |= C1;
+    }
+    v
 }
 
 fn compare(a: Ext, b: Ext) -> Option<Ordering> {
@@ -421,7 +452,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
     use Mnemonic::*;
     let m = ins.mnemonic();
     let mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);
-    let mut f = Fpu { cpu };
+    let mut f = Fpu { cpu, underflow: false };
     f.cpu.fpu_sw &= !C1;
     match m {
         Fld => {
@@ -485,7 +516,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fxch => {
             let i = if ins.op_count() == 2 { sti(ins, 1) } else { 1 };
+            // An empty register reads as the indefinite value, and the exchange goes ahead.
             let (a, b) = (f.st(0), f.st(i));
+            f.underflow = false;
             f.set_st(0, b);
             f.set_st(i, a);
         }
@@ -495,11 +528,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             let (sig, exp, round_up_bit): (u64, u32, Option<bool>) = match m {
                 Fld1 => (1 << 63, 16383, None),
                 Fldz => (0, 0, None),
-                Fldpi => (0xc90f_daa2_2168_c235, 16384, Some(false)),
-                Fldl2e => (0xb8aa_3b29_5c17_f0bc, 16383, Some(false)),
-                Fldl2t => (0xd49a_784b_cd1b_8afe, 16384, Some(true)),
-                Fldlg2 => (0x9a20_9a84_fbcf_f799, 16381, Some(false)),
-                _ => (0xb172_17f7_d1cf_79ac, 16382, Some(false)),
+                Fldpi => (0xc90f_daa2_2168_c235, 16384, Some(true)),
+                Fldl2e => (0xb8aa_3b29_5c17_f0bc, 16383, Some(true)),
+                Fldl2t => (0xd49a_784b_cd1b_8afe, 16384, Some(false)),
+                Fldlg2 => (0x9a20_9a84_fbcf_f799, 16381, Some(true)),
+                _ => (0xb172_17f7_d1cf_79ac, 16382, Some(true)),
             };
             // round_up_bit: whether round-to-nearest rounded the true value up.
             let rc = (f.cpu.fpu_cw >> 10) & 3;
@@ -590,7 +623,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Frndint => {
             let v = f.st(0);
-            if !v.is_nan() {
+            if v.is_nan() {
+                if v.is_signaling() {
+                    f.cpu.fpu_sw |= IE;
+                }
+                f.set_st(0, nan_result(v, v));
+            } else {
                 let r = v.round_to_integral(f.round());
                 f.flag(r.status);
                 f.set_st(0, r.value);
@@ -852,9 +890,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 Fcmovnbe => Cc::A,
                 _ => Cc::Np,
             };
+            // Both registers are checked for underflow whether or not the move happens.
+            let (d, v) = (f.st(0), f.st(sti(ins, 1)));
             if super::concrete::cond(f.cpu, cc) {
-                let v = f.st(sti(ins, 1));
                 f.set_st(0, v);
+            } else if f.underflow {
+                f.set_st(0, d);
             }
         }
     }
