@@ -9,7 +9,7 @@ use std::mem::offset_of;
 pub const CPU_LAYOUT_VERSION: u32 = 5;
 
 /// Entries in the chaining table (a power of two).
-pub const CHAIN_ENTRIES: u64 = 1 << 16;
+pub const CHAIN_ENTRIES: u64 = 1 << 20;
 
 /// The chaining table slot of a guest rip.
 #[inline]

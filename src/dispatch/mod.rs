@@ -604,6 +604,9 @@ impl Engine {
             let rip = self.cpu.rip;
             let i = self.unit_for(rip);
             let code = if let (Some(f), Some(enter)) = (self.units[i].code, self.enter) {
+                // A unit reached through the dispatcher takes (back) its chaining slot, so
+                // that the next exit to it from compiled code goes straight there.
+                self.chain_insert(rip, f);
                 // SAFETY: `f` is executable compiled code with the unit signature, entered
                 // through the trampoline, and the context it receives is this engine's CPU.
                 unsafe { enter(&mut *self.cpu, f) }
