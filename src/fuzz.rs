@@ -522,6 +522,15 @@ fn constrain(ins: &Instruction, s: &mut State) -> bool {
         }
     }
     let near = |v: u64| SCRATCH + 4096 + v % 1024;
+    if matches!(m, F2xm1 | Fyl2xp1) {
+        // The manual defines these only for |st(0)| < 1 (f2xm1) and < 1 - sqrt(2)/2
+        // (fyl2xp1): keep st(0) a valid value inside the range.
+        let top = (s.fsw >> 11) & 7;
+        let max_exp = if m == F2xm1 { 0x3ffe } else { 0x3ffc };
+        s.st[0][0] |= 1 << 63;
+        s.st[0][1] = (s.st[0][1] & 0x8000) | (max_exp - (s.st[0][1] & 0x3f));
+        s.ftw |= 1 << top;
+    }
     if ins.is_string_instruction() {
         // Source and destination inside the scratch pages, a short repeat count.
         s.gpr[6] = near(s.gpr[6]);
@@ -1054,7 +1063,8 @@ fn x87_differ(ins: &Instruction, want: &State, got: &State) -> Option<String> {
         // One ulp apart (the significand's last bit, carrying into the exponent) is within
         // what the architecture defines for the transcendental instructions.
         let close = || {
-            let v = |r: [u64; 2]| ((r[1] & 0x7fff) as u128) << 64 | r[0] as u128;
+            // Position on the number line of a normal or denormal value's magnitude.
+            let v = |r: [u64; 2]| ((r[1] & 0x7fff) as u128) << 63 | (r[0] & !(1 << 63)) as u128;
             w[1] & 0x8000 == g[1] & 0x8000 && v(w).abs_diff(v(g)) <= 1
         };
         if x87_approximate(m) && close() {

@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 
 // Status word bits.
 const IE: u16 = 1;
+const DE: u16 = 2;
 const ZE: u16 = 4;
 const SF: u16 = 1 << 6;
 const C0: u16 = 1 << 8;
@@ -128,6 +129,8 @@ struct Fpu<'a> {
     /// The instruction read an empty register (stack underflow): with the invalid-operation
     /// exception masked, what it writes is the indefinite value.
     underflow: bool,
+    /// A register operand read was a denormal or pseudo-denormal (exponent field 0).
+    saw_denormal: bool,
 }
 
 impl Fpu<'_> {
@@ -156,7 +159,11 @@ impl Fpu<'_> {
             self.underflow = true;
             return indefinite();
         }
-        to_ext(self.cpu.st[p])
+        let r = self.cpu.st[p];
+        if r[1] & 0x7fff == 0 && r[0] != 0 {
+            self.saw_denormal = true;
+        }
+        to_ext(r)
     }
     fn set_st(&mut self, i: usize, v: Ext) {
         let v = if self.underflow { indefinite() } else { v };
@@ -164,17 +171,61 @@ impl Fpu<'_> {
         self.cpu.st[p] = from_ext(v);
         self.set_tag(p, v);
     }
+    /// ST(i)'s bits as stored (no conversion), or the indefinite value on underflow.
+    fn st_raw(&mut self, i: usize) -> [u64; 2] {
+        let p = self.phys(i);
+        if self.tag_empty(p) {
+            self.cpu.fpu_sw |= IE | SF;
+            self.cpu.fpu_sw &= !C1;
+            self.underflow = true;
+            return from_ext(indefinite());
+        }
+        self.cpu.st[p]
+    }
+    /// Stores bits as they are (moves, sign changes), tagging them by their encoding.
+    fn set_st_raw(&mut self, i: usize, b: [u64; 2]) {
+        let b = if self.underflow { from_ext(indefinite()) } else { b };
+        let p = self.phys(i);
+        self.cpu.st[p] = b;
+        let (e, m) = (b[1] & 0x7fff, b[0]);
+        let t = if e == 0 && m == 0 {
+            1
+        } else if e == 0 || e == 0x7fff || m >> 63 == 0 {
+            2
+        } else {
+            0
+        };
+        self.cpu.fpu_tag = (self.cpu.fpu_tag & !(3 << (2 * p))) | (t << (2 * p));
+    }
+    /// Whether a push would overflow the stack (the register below the top is in use).
+    fn full(&self) -> bool {
+        !self.tag_empty(((self.cpu.fpu_top + 7) & 7) as usize)
+    }
+    /// Sets DE when an operand is denormal.
+    fn denormal(&mut self, vs: &[Ext]) {
+        if !vs.iter().any(|v| v.is_nan()) && (self.saw_denormal || vs.iter().any(|v| v.is_denormal())) {
+            self.cpu.fpu_sw |= DE;
+        }
+    }
     fn push(&mut self, v: Ext) {
+        self.push_raw(from_ext(v));
+    }
+    fn push_raw(&mut self, b: [u64; 2]) {
         let t = (self.cpu.fpu_top + 7) & 7;
-        // Stack overflow: invalid; the masked response pushes the indefinite value.
-        let v = if self.tag_empty(t as usize) {
-            v
+        // After an underflow the result is the indefinite value (and no overflow is reported);
+        // on a stack overflow the masked response pushes the indefinite value.
+        let b = if self.underflow {
+            from_ext(indefinite())
+        } else if self.tag_empty(t as usize) {
+            b
         } else {
             self.cpu.fpu_sw |= IE | SF | C1;
-            indefinite()
+            from_ext(indefinite())
         };
         self.cpu.fpu_top = t;
-        self.set_st(0, v);
+        let u = std::mem::replace(&mut self.underflow, false);
+        self.set_st_raw(0, b);
+        self.underflow = u;
     }
     fn pop(&mut self) {
         let p = self.phys(0);
@@ -186,39 +237,65 @@ impl Fpu<'_> {
     }
     /// Applies precision control (24 or 53 bits) to an arithmetic result.
     fn precision(&mut self, r: StatusAnd<Ext>) -> Ext {
-        let mut st = r.status;
-        let v = match (self.cpu.fpu_cw >> 8) & 3 {
-            0 => {
-                let mut l = false;
-                let s: StatusAnd<Single> = r.value.convert_r(self.round(), &mut l);
-                st |= s.status;
-                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
-            }
-            2 => {
-                let mut l = false;
-                let s: StatusAnd<Double> = r.value.convert_r(self.round(), &mut l);
-                st |= s.status;
-                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
-            }
-            _ => r.value,
-        };
-        self.flag(st);
+        let (v, s) = self.to_precision(r.value, self.round());
+        self.flag(r.status | s);
         v
+    }
+    /// Rounds the significand to the precision control's width (24 or 53 bits) in `round`,
+    /// keeping the extended exponent range: the value is scaled near 1, rounded through the
+    /// narrower format, and scaled back (both scalings are exact).
+    fn to_precision(&self, v: Ext, round: Round) -> (Ext, Status) {
+        let pc = (self.cpu.fpu_cw >> 8) & 3;
+        if pc == 3 || v.is_nan() || v.is_infinite() || v.is_zero() {
+            return (v, Status::OK);
+        }
+        let bits = v.to_bits();
+        if (bits >> 64) & 0x7fff == 0 {
+            // An extended denormal: the significand field is rounded at the same bit as a
+            // normal's (so fewer significant bits remain); a carry makes it normal.
+            let drop = if pc == 0 { 40 } else { 11 };
+            let m = bits as u64;
+            let neg = bits >> 79 != 0;
+            let low = m & ((1u64 << drop) - 1);
+            let mut q = m >> drop;
+            if low == 0 {
+                return (v, Status::OK);
+            }
+            let half = 1u64 << (drop - 1);
+            let up = match round {
+                Round::NearestTiesToEven => low > half || (low == half && q & 1 == 1),
+                Round::TowardPositive => !neg,
+                Round::TowardNegative => neg,
+                _ => false,
+            };
+            if up {
+                q += 1;
+            }
+            let m2 = (q as u128) << drop;
+            // A carry out of the field's top bit gives the smallest normal (exponent 1).
+            let out = if m2 >> 64 != 0 {
+                (1u128 << 64) | (1u128 << 63)
+            } else {
+                m2
+            };
+            let out = out | ((neg as u128) << 79);
+            return (Ext::from_bits(out), Status::INEXACT);
+        }
+        let e = v.ilogb();
+        let scaled = v.scalbn(-e);
+        let mut l = false;
+        let (r, st) = if pc == 0 {
+            let s: StatusAnd<Single> = scaled.convert_r(round, &mut l);
+            (s.value.convert_r(Round::NearestTiesToEven, &mut l).value, s.status)
+        } else {
+            let s: StatusAnd<Double> = scaled.convert_r(round, &mut l);
+            (s.value.convert_r(Round::NearestTiesToEven, &mut l).value, s.status)
+        };
+        (r.scalbn(e), st & Status::INEXACT)
     }
     /// A full-precision value truncated to the precision control's width (no flags).
     fn truncated(&self, v: Ext) -> Ext {
-        let mut l = false;
-        match (self.cpu.fpu_cw >> 8) & 3 {
-            0 => {
-                let s: StatusAnd<Single> = v.convert_r(Round::TowardZero, &mut l);
-                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
-            }
-            2 => {
-                let s: StatusAnd<Double> = v.convert_r(Round::TowardZero, &mut l);
-                s.value.convert_r(Round::NearestTiesToEven, &mut l).value
-            }
-            _ => v,
-        }
+        self.to_precision(v, Round::TowardZero).0
     }
     fn flag(&mut self, s: Status) {
         self.cpu.fpu_sw |= sw_flags(s);
@@ -323,11 +400,19 @@ fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
                 }
             } else if w == W::S {
                 let s: StatusAnd<Single> = v.convert_r(r, &mut l);
+                let t: StatusAnd<Single> = v.convert_r(Round::TowardZero, &mut l);
                 f.flag(s.status);
+                if s.value.abs() != t.value.abs() {
+                    f.cpu.fpu_sw |= C1;
+                }
                 s.value.to_bits() as u64
             } else {
                 let s: StatusAnd<Double> = v.convert_r(r, &mut l);
+                let t: StatusAnd<Double> = v.convert_r(Round::TowardZero, &mut l);
                 f.flag(s.status);
+                if s.value.abs() != t.value.abs() {
+                    f.cpu.fpu_sw |= C1;
+                }
                 s.value.to_bits() as u64
             };
             store(f.cpu, a, bits, size as u8);
@@ -350,6 +435,10 @@ fn store_int(f: &mut Fpu, v: Ext, a: u64, size: usize, truncate: bool) {
         1u64 << (bits - 1)
     } else {
         f.flag(s.status);
+        let t = v.to_i128_r(bits, Round::TowardZero, &mut exact);
+        if s.value.unsigned_abs() != t.value.unsigned_abs() {
+            f.cpu.fpu_sw |= C1;
+        }
         s.value as u64
     };
     store(f.cpu, a, out, size as u8);
@@ -357,6 +446,7 @@ fn store_int(f: &mut Fpu, v: Ext, a: u64, size: usize, truncate: bool) {
 
 fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
     use Mnemonic::*;
+    f.denormal(&[a, b]);
     if a.is_nan() || b.is_nan() {
         if a.is_signaling() || b.is_signaling() {
             f.cpu.fpu_sw |= IE;
@@ -452,18 +542,29 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
     use Mnemonic::*;
     let m = ins.mnemonic();
     let mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);
-    let mut f = Fpu { cpu, underflow: false };
-    f.cpu.fpu_sw &= !C1;
+    let mut f = Fpu {
+        cpu,
+        underflow: false,
+        saw_denormal: false,
+    };
+    if !matches!(m, Fcomi | Fcomip | Fucomi | Fucomip) {
+        f.cpu.fpu_sw &= !C1;
+    }
     match m {
         Fld => {
-            let v = if mem {
+            // Extended operands (memory or register) are copied as they are, without checks.
+            let b = if mem && ins.memory_size().size() == 10 {
+                let a = ea(&mut Live::new(f.cpu), ins);
+                [load(f.cpu, a, 8), load(f.cpu, a.wrapping_add(8), 2)]
+            } else if mem {
                 let (v, fl) = load_mem(f.cpu, ins, false);
                 f.cpu.fpu_sw |= fl;
-                v
+                f.denormal(&[v]);
+                from_ext(v)
             } else {
-                f.st(sti(ins, 0))
+                f.st_raw(sti(ins, 0))
             };
-            f.push(v);
+            f.push_raw(b);
         }
         Fild => {
             let (v, _) = load_mem(f.cpu, ins, true);
@@ -475,7 +576,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 let a = ea(&mut Live::new(f.cpu), ins);
                 store_float(&mut f, v, a, ins.memory_size().size());
             } else {
-                f.set_st(sti(ins, 0), v);
+                let b = f.cpu.st[f.phys(0)];
+                if !f.underflow {
+                    f.set_st_raw(sti(ins, 0), b);
+                } else {
+                    f.set_st(sti(ins, 0), v);
+                }
             }
             if m == Fstp {
                 f.pop();
@@ -510,17 +616,19 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             }
         }
         Fchs | Fabs => {
-            let v = f.st(0);
-            let r = if m == Fchs { -v } else { v.abs() };
-            f.set_st(0, r);
+            let mut b = f.st_raw(0);
+            if !f.underflow {
+                b[1] = if m == Fchs { b[1] ^ 0x8000 } else { b[1] & 0x7fff };
+            }
+            f.set_st_raw(0, b);
         }
         Fxch => {
             let i = if ins.op_count() == 2 { sti(ins, 1) } else { 1 };
             // An empty register reads as the indefinite value, and the exchange goes ahead.
-            let (a, b) = (f.st(0), f.st(i));
+            let (a, b) = (f.st_raw(0), f.st_raw(i));
             f.underflow = false;
-            f.set_st(0, b);
-            f.set_st(i, a);
+            f.set_st_raw(0, b);
+            f.set_st_raw(i, a);
         }
         Fld1 | Fldz | Fldpi | Fldl2e | Fldl2t | Fldlg2 | Fldln2 => {
             // Constants with their 64-bit significands (rounded to nearest; RC adjusts the last
@@ -556,6 +664,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             } else {
                 f.st(1)
             };
+            f.denormal(&[a, b]);
             let unordered_signals = matches!(m, Fcom | Fcomp | Fcompp | Ftst);
             if (a.is_nan() || b.is_nan()) && (unordered_signals || a.is_signaling() || b.is_signaling()) {
                 f.cpu.fpu_sw |= IE;
@@ -578,6 +687,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         Fcomi | Fcomip | Fucomi | Fucomip => {
             let a = f.st(0);
             let b = f.st(sti(ins, 1));
+            f.denormal(&[a, b]);
             if (a.is_nan() || b.is_nan()) && (matches!(m, Fcomi | Fcomip) || a.is_signaling() || b.is_signaling()) {
                 f.cpu.fpu_sw |= IE;
             }
@@ -629,8 +739,13 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 }
                 f.set_st(0, nan_result(v, v));
             } else {
+                f.denormal(&[v]);
                 let r = v.round_to_integral(f.round());
+                let t = v.round_to_integral(Round::TowardZero);
                 f.flag(r.status);
+                if r.value.abs() != t.value.abs() {
+                    f.cpu.fpu_sw |= C1;
+                }
                 f.set_st(0, r.value);
             }
         }
@@ -644,8 +759,14 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             } else if v.is_zero() || v.is_infinite() {
                 v
             } else {
+                f.denormal(&[v]);
                 let s = sqrt_ext(v, f.round());
-                f.precision(s)
+                let r = f.precision(s);
+                let t = f.truncated(sqrt_ext(v, Round::TowardZero).value);
+                if r != t {
+                    f.cpu.fpu_sw |= C1;
+                }
+                r
             };
             f.set_st(0, r);
         }
@@ -697,8 +818,17 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             store(f.cpu, a.wrapping_add(8), hi, 2);
             f.pop();
         }
+        Fsin | Fcos | Fsincos | Fptan if matches!(m, Fsincos | Fptan) && f.full() && !f.tag_empty(f.phys(0)) => {
+            // Stack overflow: both results are the indefinite value.
+            f.cpu.fpu_sw |= IE | SF | C1;
+            f.cpu.fpu_sw &= !C2;
+            f.set_st(0, indefinite());
+            f.cpu.fpu_top = (f.cpu.fpu_top + 7) & 7;
+            f.set_st(0, indefinite());
+        }
         Fsin | Fcos | Fsincos | Fptan => {
             let v = f.st(0);
+            f.denormal(&[v]);
             f.cpu.fpu_sw &= !C2;
             let r = f.round();
             if v.is_nan() || v.is_infinite() {
@@ -861,6 +991,13 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             }
             f.cpu.fpu_sw = sw;
             f.set_st(0, r.value);
+        }
+        Fxtract if f.full() && !f.tag_empty(f.phys(0)) => {
+            // Stack overflow: both results are the indefinite value.
+            f.cpu.fpu_sw |= IE | SF | C1;
+            f.set_st(0, indefinite());
+            f.cpu.fpu_top = (f.cpu.fpu_top + 7) & 7;
+            f.set_st(0, indefinite());
         }
         Fxtract => {
             let v = f.st(0);
