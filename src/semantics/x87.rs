@@ -103,7 +103,14 @@ pub fn supported(ins: &Instruction) -> bool {
 }
 
 fn to_ext(v: [u64; 2]) -> Ext {
-    Ext::from_bits(v[0] as u128 | ((v[1] & 0xffff) as u128) << 64)
+    // A pseudo-denormal (exponent field 0, integer bit set) has the value of the same
+    // significand with exponent field 1.
+    let e = if v[1] & 0x7fff == 0 && v[0] >> 63 == 1 {
+        v[1] | 1
+    } else {
+        v[1]
+    };
+    Ext::from_bits(v[0] as u128 | ((e & 0xffff) as u128) << 64)
 }
 
 fn from_ext(e: Ext) -> [u64; 2] {
@@ -201,6 +208,19 @@ impl Fpu<'_> {
     fn full(&self) -> bool {
         !self.tag_empty(((self.cpu.fpu_top + 7) & 7) as usize)
     }
+    /// The NaN result when an operand is a NaN (IE when one signals), after DE for denormal
+    /// operands otherwise.
+    fn nan_in(&mut self, vs: &[Ext]) -> Option<Ext> {
+        if vs.iter().any(|v| v.is_signaling()) {
+            self.cpu.fpu_sw |= IE;
+        }
+        self.denormal(vs);
+        match vs {
+            [a] if a.is_nan() => Some(nan_result(*a, *a)),
+            [a, b] if a.is_nan() || b.is_nan() => Some(nan_result(*a, *b)),
+            _ => None,
+        }
+    }
     /// Sets DE when an operand is denormal.
     fn denormal(&mut self, vs: &[Ext]) {
         if !vs.iter().any(|v| v.is_nan()) && (self.saw_denormal || vs.iter().any(|v| v.is_denormal())) {
@@ -279,7 +299,7 @@ impl Fpu<'_> {
                 m2
             };
             let out = out | ((neg as u128) << 79);
-            return (Ext::from_bits(out), Status::INEXACT);
+            return (Ext::from_bits(out), Status::INEXACT | Status::UNDERFLOW);
         }
         let e = v.ilogb();
         let scaled = v.scalbn(-e);
@@ -296,6 +316,13 @@ impl Fpu<'_> {
     /// A full-precision value truncated to the precision control's width (no flags).
     fn truncated(&self, v: Ext) -> Ext {
         self.to_precision(v, Round::TowardZero).0
+    }
+    /// Flags of a transcendental result: underflow when it is tiny and inexact.
+    fn flag_result(&mut self, v: Ext, s: Status) {
+        self.flag(s);
+        if v.is_denormal() && s.contains(Status::INEXACT) {
+            self.cpu.fpu_sw |= fp::mx::UE as u16;
+        }
     }
     fn flag(&mut self, s: Status) {
         self.cpu.fpu_sw |= sw_flags(s);
@@ -713,21 +740,30 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             }
         }
         Fxam => {
+            // Classified from the register's encoding (pseudo-denormals count as denormal;
+            // unnormals, pseudo-NaNs and pseudo-infinities as unsupported).
             let p = f.phys(0);
-            let v = to_ext(f.cpu.st[p]);
-            let sign = if v.is_negative() { C1 } else { 0 };
+            let [m64, se] = f.cpu.st[p];
+            let sign = if se & 0x8000 != 0 { C1 } else { 0 };
+            let (e, int) = (se & 0x7fff, m64 >> 63 == 1);
             let class = if f.tag_empty(p) {
                 C3 | C0
-            } else if v.is_nan() {
-                C0
-            } else if v.is_infinite() {
-                C2 | C0
-            } else if v.is_zero() {
-                C3
-            } else if v.is_denormal() {
-                C3 | C2
-            } else {
+            } else if e == 0x7fff {
+                match (int, m64 << 1 == 0) {
+                    (false, _) => 0,
+                    (true, true) => C2 | C0,
+                    (true, false) => C0,
+                }
+            } else if e == 0 {
+                if m64 == 0 {
+                    C3
+                } else {
+                    C3 | C2
+                }
+            } else if int {
                 C2
+            } else {
+                0
             };
             f.cpu.fpu_sw = (f.cpu.fpu_sw & !(C0 | C1 | C2 | C3)) | class | sign;
         }
@@ -800,6 +836,10 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             } else {
                 if !exact {
                     f.cpu.fpu_sw |= sw_flags(Status::INEXACT);
+                    let t = v.to_i128_r(64, Round::TowardZero, &mut exact).value;
+                    if n.unsigned_abs() != t.unsigned_abs() {
+                        f.cpu.fpu_sw |= C1;
+                    }
                 }
                 let mut m = n.unsigned_abs();
                 let mut bcd = 0u128;
@@ -828,6 +868,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fsin | Fcos | Fsincos | Fptan => {
             let v = f.st(0);
+            if v.is_signaling() {
+                f.cpu.fpu_sw |= IE;
+            }
             f.denormal(&[v]);
             f.cpu.fpu_sw &= !C2;
             let r = f.round();
@@ -846,7 +889,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 match super::x87_trans::fptan(v, r) {
                     None => f.cpu.fpu_sw |= C2,
                     Some(t) => {
-                        f.flag(t.status);
+                        f.flag_result(t.value, t.status);
                         f.set_st(0, t.value);
                         f.push(Ext::from_u128(1).value);
                     }
@@ -856,15 +899,15 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                     None => f.cpu.fpu_sw |= C2,
                     Some((s, c)) => match m {
                         Fsin => {
-                            f.flag(s.status);
+                            f.flag_result(s.value, s.status);
                             f.set_st(0, s.value);
                         }
                         Fcos => {
-                            f.flag(c.status);
+                            f.flag_result(c.value, c.status);
                             f.set_st(0, c.value);
                         }
                         _ => {
-                            f.flag(s.status | c.status);
+                            f.flag_result(s.value, s.status | c.status);
                             f.set_st(0, s.value);
                             f.push(c.value);
                         }
@@ -874,8 +917,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         F2xm1 => {
             let v = f.st(0);
-            let r = if v.is_nan() {
-                nan_result(v, v)
+            let r = if let Some(n) = f.nan_in(&[v]) {
+                n
             } else if v.is_infinite() {
                 if v.is_negative() {
                     -Ext::from_u128(1).value
@@ -892,16 +935,23 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         Fpatan | Fyl2x | Fyl2xp1 => {
             let (x, y) = (f.st(0), f.st(1));
             let rm = f.round();
-            let r = if x.is_nan() || y.is_nan() {
-                nan_result(x, y)
+            let r = if let Some(n) = f.nan_in(&[x, y]) {
+                n
             } else if m == Fpatan {
                 let t = super::x87_trans::fpatan(y, x, rm);
                 f.flag(t.status);
                 t.value
             } else if m == Fyl2xp1 {
-                if x.is_infinite() || y.is_infinite() {
+                if x.is_infinite() || (y.is_infinite() && x.is_zero()) {
                     f.cpu.fpu_sw |= IE;
                     indefinite()
+                } else if y.is_infinite() {
+                    // log2(1 + x) has the sign of x.
+                    if x.is_negative() {
+                        -y
+                    } else {
+                        y
+                    }
                 } else {
                     let t = super::x87_trans::fyl2xp1(y, x, rm);
                     f.flag(t.status);
@@ -956,8 +1006,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fscale => {
             let (a, b) = (f.st(0), f.st(1));
-            let r = if a.is_nan() || b.is_nan() {
-                nan_result(a, b)
+            let r = if let Some(n) = f.nan_in(&[a, b]) {
+                n
             } else {
                 let mut exact = false;
                 let n = b.to_i128_r(32, Round::TowardZero, &mut exact).value as i32;
@@ -967,26 +1017,55 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fprem | Fprem1 => {
             let (a, b) = (f.st(0), f.st(1));
+            f.denormal(&[a, b]);
             let r = if m == Fprem { a.c_fmod(b) } else { a.ieee_rem(b) };
-            if r.status.contains(Status::INVALID_OP) {
-                f.cpu.fpu_sw |= IE;
+            // Without a quotient (NaN operands, invalid operations, underflow) C0 and C3 are
+            // left as they were and C1, C2 cleared, as the CPU does.
+            if a.is_nan() || b.is_nan() {
+                f.cpu.fpu_sw &= !(C1 | C2);
+                if a.is_signaling() || b.is_signaling() {
+                    f.cpu.fpu_sw |= IE;
+                }
+                f.set_st(0, nan_result(a, b));
+                return Ok(());
             }
-            // Complete reduction in one step: C2 clear; C0, C3, C1 are the quotient's low bits.
-            let mut exact = false;
-            let q = a
-                .sub_r(r.value, Round::NearestTiesToEven)
-                .value
-                .div_r(b, Round::NearestTiesToEven)
-                .value;
-            let qi = q.abs().to_i128_r(64, Round::NearestTiesToEven, &mut exact).value as u64;
+            if r.status.contains(Status::INVALID_OP) {
+                f.cpu.fpu_sw = (f.cpu.fpu_sw & !(C1 | C2)) | IE;
+                f.set_st(0, indefinite());
+                return Ok(());
+            }
             let mut sw = f.cpu.fpu_sw & !(C0 | C1 | C2 | C3);
-            if qi & 1 != 0 {
+            // The quotient's low bits, from the exact significands: C0, C3, C1 = Q2, Q1, Q0.
+            let (ba, bb) = (a.to_bits(), b.to_bits());
+            let exp = |x: u128| {
+                let e = ((x >> 64) & 0x7fff) as i64;
+                if e == 0 {
+                    1
+                } else {
+                    e
+                }
+            };
+            let (ma, mb) = (ba as u64 as u128, bb as u64 as u128);
+            let d = exp(ba) - exp(bb);
+            let q: u128 = if a.is_zero() || b.is_infinite() || mb == 0 {
+                0
+            } else if (0..64).contains(&d) {
+                let n = ma << d;
+                let (q, rem) = (n / mb, n % mb);
+                let up = m == Fprem1 && (2 * rem > mb || (2 * rem == mb && q & 1 == 1));
+                q + up as u128
+            } else if d == -1 && m == Fprem1 {
+                (ma > mb) as u128
+            } else {
+                0
+            };
+            if q & 1 != 0 {
                 sw |= C1;
             }
-            if qi & 2 != 0 {
+            if q & 2 != 0 {
                 sw |= C3;
             }
-            if qi & 4 != 0 {
+            if q & 4 != 0 {
                 sw |= C0;
             }
             f.cpu.fpu_sw = sw;
@@ -1001,11 +1080,20 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fxtract => {
             let v = f.st(0);
-            let mut e = 0;
-            let sig = v.frexp(&mut e);
-            // frexp gives [0.5, 1); x87 gives [1, 2).
-            let sig = sig.scalbn(1);
-            f.set_st(0, Ext::from_i128((e - 1) as i128).value);
+            let (exp, sig) = if let Some(n) = f.nan_in(&[v]) {
+                (n, n)
+            } else if v.is_infinite() {
+                (Ext::INFINITY, v)
+            } else if v.is_zero() {
+                f.cpu.fpu_sw |= ZE;
+                (-Ext::INFINITY, v)
+            } else {
+                let mut e = 0;
+                // frexp gives [0.5, 1); x87 gives [1, 2).
+                let sig = v.frexp(&mut e).scalbn(1);
+                (Ext::from_i128((e - 1) as i128).value, sig)
+            };
+            f.set_st(0, exp);
             f.push(sig);
         }
         Ffree => {
@@ -1028,11 +1116,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 _ => Cc::Np,
             };
             // Both registers are checked for underflow whether or not the move happens.
-            let (d, v) = (f.st(0), f.st(sti(ins, 1)));
+            let (d, v) = (f.st_raw(0), f.st_raw(sti(ins, 1)));
             if super::concrete::cond(f.cpu, cc) {
-                f.set_st(0, v);
+                f.set_st_raw(0, v);
             } else if f.underflow {
-                f.set_st(0, d);
+                f.set_st_raw(0, d);
             }
         }
     }
