@@ -1045,8 +1045,29 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                     e
                 }
             };
-            let (ma, mb) = (ba as u64 as u128, bb as u64 as u128);
-            let d = exp(ba) - exp(bb);
+            // Denormal operands are normalised first (the CPU compares true exponents).
+            let norm = |x: u128| {
+                let m = x as u64;
+                let z = if m == 0 { 0 } else { m.leading_zeros() };
+                ((m as u128) << z, exp(x) - z as i64)
+            };
+            let ((ma, ea), (mb, eb)) = (norm(ba), norm(bb));
+            let d = ea - eb;
+            if d >= 64 && !a.is_infinite() && !b.is_zero() && mb != 0 {
+                // Partial remainder: the CPU reduces by a quotient of N + 1 bits, N between 32
+                // and 63 (this one takes (D mod 32) + 32), sets C2 and clears the quotient
+                // bits. Exact: r = ((ma << N) mod mb) * 2^(eb + D - N - 63 - bias).
+                let n = (d & 31) | 32;
+                let rem = (ma << n) % mb;
+                let scale = eb - 16383 + (d - n) - 63;
+                let mut v = Ext::from_u128(rem).value.scalbn(scale as _);
+                if a.is_negative() {
+                    v = -v;
+                }
+                f.cpu.fpu_sw = sw | C2;
+                f.set_st(0, v);
+                return Ok(());
+            }
             let q: u128 = if a.is_zero() || b.is_infinite() || mb == 0 {
                 0
             } else if (0..64).contains(&d) {
