@@ -208,13 +208,11 @@ impl Fpu<'_> {
     fn full(&self) -> bool {
         !self.tag_empty(((self.cpu.fpu_top + 7) & 7) as usize)
     }
-    /// The NaN result when an operand is a NaN (IE when one signals), after DE for denormal
-    /// operands otherwise.
+    /// The NaN result when an operand is a NaN (IE when one signals).
     fn nan_in(&mut self, vs: &[Ext]) -> Option<Ext> {
         if vs.iter().any(|v| v.is_signaling()) {
             self.cpu.fpu_sw |= IE;
         }
-        self.denormal(vs);
         match vs {
             [a] if a.is_nan() => Some(nan_result(*a, *a)),
             [a, b] if a.is_nan() || b.is_nan() => Some(nan_result(*a, *b)),
@@ -374,6 +372,9 @@ fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16) {
                     flags |= IE;
                 }
                 let s = Single::from_bits(bits as u128);
+                if s.is_denormal() {
+                    flags |= DE;
+                }
                 if s.is_nan() {
                     nan_widen(bits, W::S)
                 } else {
@@ -386,6 +387,9 @@ fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16) {
                     flags |= IE;
                 }
                 let d = Double::from_bits(bits as u128);
+                if d.is_denormal() {
+                    flags |= DE;
+                }
                 if d.is_nan() {
                     nan_widen(bits, W::D)
                 } else {
@@ -428,6 +432,11 @@ fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
             } else if w == W::S {
                 let s: StatusAnd<Single> = v.convert_r(r, &mut l);
                 let t: StatusAnd<Single> = v.convert_r(Round::TowardZero, &mut l);
+                // A directed rounding to the largest finite value hides the overflow.
+                let big: Ext = Single::largest().convert_r(Round::TowardZero, &mut l).value;
+                if v.is_finite() && v.abs() > big {
+                    f.cpu.fpu_sw |= fp::mx::OE as u16;
+                }
                 f.flag(s.status);
                 if s.value.abs() != t.value.abs() {
                     f.cpu.fpu_sw |= C1;
@@ -436,6 +445,10 @@ fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
             } else {
                 let s: StatusAnd<Double> = v.convert_r(r, &mut l);
                 let t: StatusAnd<Double> = v.convert_r(Round::TowardZero, &mut l);
+                let big: Ext = Double::largest().convert_r(Round::TowardZero, &mut l).value;
+                if v.is_finite() && v.abs() > big {
+                    f.cpu.fpu_sw |= fp::mx::OE as u16;
+                }
                 f.flag(s.status);
                 if s.value.abs() != t.value.abs() {
                     f.cpu.fpu_sw |= C1;
@@ -473,12 +486,16 @@ fn store_int(f: &mut Fpu, v: Ext, a: u64, size: usize, truncate: bool) {
 
 fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
     use Mnemonic::*;
-    f.denormal(&[a, b]);
     if a.is_nan() || b.is_nan() {
         if a.is_signaling() || b.is_signaling() {
             f.cpu.fpu_sw |= IE;
         }
-        return nan_result(a, b);
+        // Of two NaNs with equal significands, the reversed forms keep the source's.
+        return if matches!(m, Fsubr | Fsubrp | Fisubr | Fdivr | Fdivrp | Fidivr) {
+            nan_result(b, a)
+        } else {
+            nan_result(a, b)
+        };
     }
     let op = |r: Round| match m {
         Fadd | Faddp | Fiadd => a.add_r(b, r),
@@ -488,7 +505,34 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         Fdiv | Fdivp | Fidiv => a.div_r(b, r),
         _ => b.div_r(a, r),
     };
-    let res = op(f.round());
+    let mut res = op(f.round());
+    if res.status == Status::INEXACT && res.value.to_bits() & !(1u128 << 79) == 0x7ffe_ffff_ffff_ffff_ffff {
+        // A directed rounding that lands on the largest finite value may hide an overflow
+        // (the soft-float core does not report it): decide on operands scaled down, where the
+        // threshold 2^16384 is representable and the scaling is exact.
+        let k = if matches!(m, Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv | Fdivr | Fdivrp | Fidivr) {
+            2000
+        } else {
+            2
+        };
+        let (sa, sb) = match m {
+            Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv => (a.scalbn(-k), b),
+            Fdivr | Fdivrp | Fidivr => (a, b.scalbn(-k)),
+            _ => (a.scalbn(-k), b.scalbn(-k)),
+        };
+        let scaled = match m {
+            Fadd | Faddp | Fiadd => sa.add_r(sb, Round::TowardZero),
+            Fsub | Fsubp | Fisub => sa.sub_r(sb, Round::TowardZero),
+            Fsubr | Fsubrp | Fisubr => sb.sub_r(sa, Round::TowardZero),
+            Fmul | Fmulp | Fimul => sa.mul_r(sb, Round::TowardZero),
+            Fdiv | Fdivp | Fidiv => sa.div_r(sb, Round::TowardZero),
+            _ => sb.div_r(sa, Round::TowardZero),
+        };
+        let threshold = Ext::from_u128(1).value.scalbn(16384 - k);
+        if scaled.value.abs() >= threshold {
+            res.status |= Status::OVERFLOW;
+        }
+    }
     if res.status.contains(Status::INVALID_OP) {
         f.cpu.fpu_sw |= IE;
         return indefinite();
@@ -497,6 +541,9 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         f.cpu.fpu_sw |= ZE;
         return res.value;
     }
+    // Denormal operands are reported only for operations that are neither invalid nor a
+    // division by zero.
+    f.denormal(&[a, b]);
     let v = f.precision(res);
     // C1 says whether the result was rounded up (away from zero): compare with the result
     // truncated at the same precision.
@@ -585,8 +632,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 [load(f.cpu, a, 8), load(f.cpu, a.wrapping_add(8), 2)]
             } else if mem {
                 let (v, fl) = load_mem(f.cpu, ins, false);
+                // A stack overflow makes the load invalid: no denormal report then.
+                let fl = if f.full() { fl & !DE } else { fl };
                 f.cpu.fpu_sw |= fl;
-                f.denormal(&[v]);
                 from_ext(v)
             } else {
                 f.st_raw(sti(ins, 0))
@@ -599,7 +647,13 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fst | Fstp => {
             let v = f.st(0);
-            if mem {
+            if mem && ins.memory_size().size() == 10 && !f.underflow {
+                // Extended stores copy the register's bits.
+                let a = ea(&mut Live::new(f.cpu), ins);
+                let b = f.cpu.st[f.phys(0)];
+                store(f.cpu, a, b[0], 8);
+                store(f.cpu, a.wrapping_add(8), b[1], 2);
+            } else if mem {
                 let a = ea(&mut Live::new(f.cpu), ins);
                 store_float(&mut f, v, a, ins.memory_size().size());
             } else {
@@ -627,7 +681,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             let (dst, src) = if mem {
                 let int = matches!(m, Fiadd | Fisub | Fisubr | Fimul | Fidiv | Fidivr);
                 let (v, fl) = load_mem(f.cpu, ins, int);
-                f.cpu.fpu_sw |= fl;
+                // A denormal memory operand is reported with the others, by `arith`.
+                f.saw_denormal |= fl & DE != 0;
+                f.cpu.fpu_sw |= fl & !DE;
                 (0, v)
             } else if ins.op_count() == 2 {
                 (sti(ins, 0), f.st(sti(ins, 1)))
@@ -684,7 +740,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 Ext::ZERO
             } else if mem {
                 let (v, fl) = load_mem(f.cpu, ins, false);
-                f.cpu.fpu_sw |= fl;
+                f.saw_denormal |= fl & DE != 0;
+                f.cpu.fpu_sw |= fl & !DE;
                 v
             } else if ins.op_count() >= 1 {
                 f.st(sti(ins, ins.op_count() - 1))
@@ -787,8 +844,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fsqrt => {
             let v = f.st(0);
-            let r = if v.is_nan() {
-                nan_result(v, v)
+            let r = if let Some(n) = f.nan_in(&[v]) {
+                n
             } else if v.is_negative() && !v.is_zero() {
                 f.cpu.fpu_sw |= IE;
                 indefinite()
@@ -926,8 +983,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                     v
                 }
             } else {
+                f.denormal(&[v]);
                 let t = super::x87_trans::f2xm1(v, f.round());
-                f.flag(t.status);
+                f.flag_result(t.value, t.status);
                 t.value
             };
             f.set_st(0, r);
@@ -938,8 +996,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             let r = if let Some(n) = f.nan_in(&[x, y]) {
                 n
             } else if m == Fpatan {
+                f.denormal(&[x, y]);
                 let t = super::x87_trans::fpatan(y, x, rm);
-                f.flag(t.status);
+                f.flag_result(t.value, t.status);
                 t.value
             } else if m == Fyl2xp1 {
                 if x.is_infinite() || (y.is_infinite() && x.is_zero()) {
@@ -953,8 +1012,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                         y
                     }
                 } else {
+                    f.denormal(&[x, y]);
                     let t = super::x87_trans::fyl2xp1(y, x, rm);
-                    f.flag(t.status);
+                    f.flag_result(t.value, t.status);
                     t.value
                 }
             } else {
@@ -996,8 +1056,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                         _ => -y,
                     }
                 } else {
+                    f.denormal(&[x, y]);
                     let t = super::x87_trans::fyl2x(y, x, rm);
-                    f.flag(t.status);
+                    f.flag_result(t.value, t.status);
                     t.value
                 }
             };
@@ -1008,16 +1069,62 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             let (a, b) = (f.st(0), f.st(1));
             let r = if let Some(n) = f.nan_in(&[a, b]) {
                 n
+            } else if b.is_infinite() {
+                // Scaling by an infinite power: exact zeros and infinities, invalid for 0 * 2^inf
+                // and inf * 2^-inf.
+                if (b.is_negative() && a.is_infinite()) || (!b.is_negative() && a.is_zero()) {
+                    f.cpu.fpu_sw |= IE;
+                    indefinite()
+                } else if b.is_negative() {
+                    f.denormal(&[a]);
+                    if a.is_negative() {
+                        -Ext::ZERO
+                    } else {
+                        Ext::ZERO
+                    }
+                } else {
+                    f.denormal(&[a]);
+                    if a.is_negative() {
+                        -Ext::INFINITY
+                    } else {
+                        Ext::INFINITY
+                    }
+                }
             } else {
+                f.denormal(&[a, b]);
                 let mut exact = false;
                 let n = b.to_i128_r(32, Round::TowardZero, &mut exact).value as i32;
-                a.scalbn_r(n.clamp(-70000, 70000) as _, f.round())
+                let n = n.clamp(-70000, 70000);
+                let r = a.scalbn_r(n as _, f.round());
+                // The soft-float scaling reports nothing: overflow, underflow, inexactness
+                // and C1 (rounded up) come from comparing with the exact a * 2^n.
+                if a.is_finite() && !a.is_zero() {
+                    if r.is_infinite() || (r.abs() == Ext::largest() && a.abs().scalbn(-n as _) < Ext::largest()) {
+                        f.cpu.fpu_sw |= fp::mx::OE as u16 | fp::mx::PE as u16;
+                        if r.is_infinite() {
+                            f.cpu.fpu_sw |= C1;
+                        }
+                    } else if n < 0 {
+                        // Scaling up is exact; scaling down may drop bits (then r scaled
+                        // back up differs from a).
+                        let back = r.scalbn(-n as _);
+                        if back != a {
+                            f.cpu.fpu_sw |= fp::mx::PE as u16;
+                            if r.is_denormal() || r.is_zero() {
+                                f.cpu.fpu_sw |= fp::mx::UE as u16;
+                            }
+                            if back.abs() > a.abs() {
+                                f.cpu.fpu_sw |= C1;
+                            }
+                        }
+                    }
+                }
+                r
             };
             f.set_st(0, r);
         }
         Fprem | Fprem1 => {
             let (a, b) = (f.st(0), f.st(1));
-            f.denormal(&[a, b]);
             let r = if m == Fprem { a.c_fmod(b) } else { a.ieee_rem(b) };
             // Without a quotient (NaN operands, invalid operations, underflow) C0 and C3 are
             // left as they were and C1, C2 cleared, as the CPU does.
@@ -1034,6 +1141,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 f.set_st(0, indefinite());
                 return Ok(());
             }
+            f.denormal(&[a, b]);
             let mut sw = f.cpu.fpu_sw & !(C0 | C1 | C2 | C3);
             // The quotient's low bits, from the exact significands: C0, C3, C1 = Q2, Q1, Q0.
             let (ba, bb) = (a.to_bits(), b.to_bits());
@@ -1109,6 +1217,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 f.cpu.fpu_sw |= ZE;
                 (-Ext::INFINITY, v)
             } else {
+                f.denormal(&[v]);
                 let mut e = 0;
                 // frexp gives [0.5, 1); x87 gives [1, 2).
                 let sig = v.frexp(&mut e).scalbn(1);
