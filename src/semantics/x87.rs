@@ -318,7 +318,8 @@ impl Fpu<'_> {
     /// Flags of a transcendental result: underflow when it is tiny and inexact.
     fn flag_result(&mut self, v: Ext, s: Status) {
         self.flag(s);
-        if v.is_denormal() && s.contains(Status::INEXACT) {
+        // Tininess before rounding: a result that rounded up to the smallest normal counts.
+        if (v.is_denormal() || v.is_zero() || v.abs() == Ext::smallest_normalized()) && s.contains(Status::INEXACT) {
             self.cpu.fpu_sw |= fp::mx::UE as u16;
         }
     }
@@ -340,7 +341,14 @@ fn nan_result(a: Ext, b: Ext) -> Ext {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => {
             let (ma, mb) = (a.to_bits() & ((1 << 63) - 1), b.to_bits() & ((1 << 63) - 1));
-            if ma >= mb {
+            if ma == mb {
+                // Equal significands: the positive one, as the CPU does.
+                if a.is_negative() {
+                    q(b)
+                } else {
+                    q(a)
+                }
+            } else if ma > mb {
                 q(a)
             } else {
                 q(b)
@@ -490,12 +498,7 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         if a.is_signaling() || b.is_signaling() {
             f.cpu.fpu_sw |= IE;
         }
-        // Of two NaNs with equal significands, the reversed forms keep the source's.
-        return if matches!(m, Fsubr | Fsubrp | Fisubr | Fdivr | Fdivrp | Fidivr) {
-            nan_result(b, a)
-        } else {
-            nan_result(a, b)
-        };
+        return nan_result(a, b);
     }
     let op = |r: Round| match m {
         Fadd | Faddp | Fiadd => a.add_r(b, r),
@@ -992,6 +995,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         }
         Fpatan | Fyl2x | Fyl2xp1 => {
             let (x, y) = (f.st(0), f.st(1));
+            let before = f.cpu.fpu_sw;
+            f.cpu.fpu_sw &= !(IE | ZE);
             let rm = f.round();
             let r = if let Some(n) = f.nan_in(&[x, y]) {
                 n
@@ -1062,6 +1067,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                     t.value
                 }
             };
+            // Denormal operands are reported unless the operation was invalid or divided by zero.
+            if f.cpu.fpu_sw & (IE | ZE) == 0 && !x.is_nan() && !y.is_nan() {
+                f.denormal(&[x, y]);
+            }
+            f.cpu.fpu_sw |= before & (IE | ZE);
             f.set_st(1, r);
             f.pop();
         }

@@ -205,6 +205,11 @@ fn out(v: Q, r: Round) -> StatusAnd<Ext> {
     if !v.is_zero() {
         o.status |= rustc_apfloat::Status::INEXACT;
     }
+    // A directed rounding to the largest finite value hides the overflow.
+    let big: Q = Ext::largest().convert_r(RN, &mut l).value;
+    if v.is_finite() && v.abs() > big {
+        o.status |= rustc_apfloat::Status::OVERFLOW;
+    }
     o
 }
 
@@ -241,7 +246,12 @@ pub fn fptan(x: Ext, r: Round) -> Option<StatusAnd<Ext>> {
 }
 
 pub fn fpatan(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
-    out(atan2(q(y), q(x)), r)
+    let mut o = out(atan2(q(y), q(x)), r);
+    if o.value.is_zero() && !y.is_zero() {
+        // y/x below even binary128's range: a tiny inexact result.
+        o.status |= rustc_apfloat::Status::INEXACT | rustc_apfloat::Status::UNDERFLOW;
+    }
+    o
 }
 
 /// 2^x - 1 for |x| <= 1 (outside, the hardware's result is undefined; computed the same way).
