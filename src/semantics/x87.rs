@@ -318,8 +318,7 @@ impl Fpu<'_> {
     /// Flags of a transcendental result: underflow when it is tiny and inexact.
     fn flag_result(&mut self, v: Ext, s: Status) {
         self.flag(s);
-        // Tininess before rounding: a result that rounded up to the smallest normal counts.
-        if (v.is_denormal() || v.is_zero() || v.abs() == Ext::smallest_normalized()) && s.contains(Status::INEXACT) {
+        if (v.is_denormal() || v.is_zero()) && s.contains(Status::INEXACT) {
             self.cpu.fpu_sw |= fp::mx::UE as u16;
         }
     }
@@ -967,7 +966,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                             f.set_st(0, c.value);
                         }
                         _ => {
-                            f.flag_result(s.value, s.status | c.status);
+                            f.flag_result(s.value, s.status);
+                            f.flag_result(c.value, c.status);
                             f.set_st(0, s.value);
                             f.push(c.value);
                         }

@@ -247,7 +247,7 @@ pub fn fptan(x: Ext, r: Round) -> Option<StatusAnd<Ext>> {
 
 pub fn fpatan(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
     let mut o = out(atan2(q(y), q(x)), r);
-    if o.value.is_zero() && !y.is_zero() {
+    if o.value.is_zero() && !y.is_zero() && x.is_finite() {
         // y/x below even binary128's range: a tiny inexact result.
         o.status |= rustc_apfloat::Status::INEXACT | rustc_apfloat::Status::UNDERFLOW;
     }
