@@ -262,17 +262,27 @@ pub fn f2xm1(x: Ext, r: Round) -> StatusAnd<Ext> {
             value: x,
         };
     }
-    out(expm1(mul(q(x), ln2())), r)
+    tiny_if_zero(out(expm1(mul(q(x), ln2())), r), true)
+}
+
+/// A result that vanished although the exact one is not zero (below even binary128's range):
+/// tiny and inexact.
+fn tiny_if_zero(mut o: StatusAnd<Ext>, nonzero: bool) -> StatusAnd<Ext> {
+    if o.value.is_zero() && nonzero {
+        o.status |= rustc_apfloat::Status::INEXACT | rustc_apfloat::Status::UNDERFLOW;
+    }
+    o
 }
 
 /// y * log2(x) for finite x > 0.
 pub fn fyl2x(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
-    out(mul(q(y), log2(q(x))), r)
+    let one = Ext::from_u128(1).value;
+    tiny_if_zero(out(mul(q(y), log2(q(x))), r), !y.is_zero() && x != one)
 }
 
 /// y * log2(1 + x) for |x| < 1 - sqrt(2)/2.
 pub fn fyl2xp1(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
     let x = q(x);
     let l = div(ln_near_one(x, add(qi(2), x)), ln2());
-    out(mul(q(y), l), r)
+    tiny_if_zero(out(mul(q(y), l), r), !y.is_zero() && !x.is_zero())
 }
