@@ -409,13 +409,15 @@ fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16) {
     (v, flags)
 }
 
-/// A binary32/64 NaN widened to 80 bits the way the hardware does (payload kept, quieted).
+/// A binary32/64 NaN widened to 80 bits the way the hardware does (payload kept).
 fn nan_widen(bits: u64, w: W) -> Ext {
     let (sign, frac, fb) = match w {
         W::S => ((bits >> 31) & 1, bits & 0x7f_ffff, 23),
         W::D => ((bits >> 63) & 1, bits & 0xf_ffff_ffff_ffff, 52),
     };
-    let mant = (1u128 << 63) | ((frac as u128) << (63 - fb)) | (1 << 62);
+    // Not quieted here: of two NaN operands the CPU keeps the one with the larger significand
+    // as it was (nan_result quiets the survivor); a loaded NaN is quieted by fld.
+    let mant = (1u128 << 63) | ((frac as u128) << (63 - fb));
     Ext::from_bits(mant | ((sign as u128) << 79) | (0x7fff << 64))
 }
 
@@ -637,7 +639,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 // A stack overflow makes the load invalid: no denormal report then.
                 let fl = if f.full() { fl & !DE } else { fl };
                 f.cpu.fpu_sw |= fl;
-                from_ext(v)
+                from_ext(if v.is_nan() { nan_result(v, v) } else { v })
             } else {
                 f.st_raw(sti(ins, 0))
             };
