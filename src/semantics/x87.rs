@@ -421,9 +421,30 @@ fn nan_widen(bits: u64, w: W) -> Ext {
     Ext::from_bits(mant | ((sign as u128) << 79) | (0x7fff << 64))
 }
 
+/// Rounds a non-NaN value to binary32/64 bits in mode `r`, with the status word's flags: C1 when
+/// the magnitude was rounded up, OE also where a directed rounding to the largest finite value
+/// hides the overflow from the soft-float core.
+fn narrow<T>(f: &mut Fpu, v: Ext, r: Round) -> u64
+where
+    Ext: FloatConvert<T>,
+    T: Float + FloatConvert<Ext>,
+{
+    let mut l = false;
+    let s: StatusAnd<T> = v.convert_r(r, &mut l);
+    let t: StatusAnd<T> = v.convert_r(Round::TowardZero, &mut l);
+    let big: Ext = T::largest().convert_r(Round::TowardZero, &mut l).value;
+    if v.is_finite() && v.abs() > big {
+        f.cpu.fpu_sw |= fp::mx::OE as u16;
+    }
+    f.flag(s.status);
+    if s.value.abs() != t.value.abs() {
+        f.cpu.fpu_sw |= C1;
+    }
+    s.value.to_bits() as u64
+}
+
 fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
     let r = f.round();
-    let mut l = false;
     match size {
         4 | 8 => {
             let w = if size == 4 { W::S } else { W::D };
@@ -439,30 +460,9 @@ fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
                     W::S => (sign << 31) | 0x7f80_0000 | (frac >> 29) | (1 << 22),
                 }
             } else if w == W::S {
-                let s: StatusAnd<Single> = v.convert_r(r, &mut l);
-                let t: StatusAnd<Single> = v.convert_r(Round::TowardZero, &mut l);
-                // A directed rounding to the largest finite value hides the overflow.
-                let big: Ext = Single::largest().convert_r(Round::TowardZero, &mut l).value;
-                if v.is_finite() && v.abs() > big {
-                    f.cpu.fpu_sw |= fp::mx::OE as u16;
-                }
-                f.flag(s.status);
-                if s.value.abs() != t.value.abs() {
-                    f.cpu.fpu_sw |= C1;
-                }
-                s.value.to_bits() as u64
+                narrow::<Single>(f, v, r)
             } else {
-                let s: StatusAnd<Double> = v.convert_r(r, &mut l);
-                let t: StatusAnd<Double> = v.convert_r(Round::TowardZero, &mut l);
-                let big: Ext = Double::largest().convert_r(Round::TowardZero, &mut l).value;
-                if v.is_finite() && v.abs() > big {
-                    f.cpu.fpu_sw |= fp::mx::OE as u16;
-                }
-                f.flag(s.status);
-                if s.value.abs() != t.value.abs() {
-                    f.cpu.fpu_sw |= C1;
-                }
-                s.value.to_bits() as u64
+                narrow::<Double>(f, v, r)
             };
             store(f.cpu, a, bits, size as u8);
         }
