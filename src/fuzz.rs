@@ -236,6 +236,12 @@ fn st(i: usize) -> Register {
     ][i]
 }
 
+fn mm(i: usize) -> Register {
+    Register::values()
+        .nth(Register::MM0 as usize + i)
+        .unwrap_or(Register::MM0)
+}
+
 fn xmm(i: usize) -> Register {
     Register::values()
         .nth(Register::XMM0 as usize + i)
@@ -279,6 +285,8 @@ fn operand(k: K, rng: &mut Rng, mem: &mut Option<Register>) -> Option<Op> {
         K::r32_or_mem | K::r32_reg | K::r32_rm | K::r32_opcode | K::r32_vvvv | K::r32_reg_mem => pick_gpr(rng, 4),
         K::r64_or_mem | K::r64_reg | K::r64_rm | K::r64_opcode | K::r64_vvvv | K::r64_reg_mem => pick_gpr(rng, 8),
         K::xmm_or_mem | K::xmm_reg | K::xmm_rm => Op::R(xmm(rng.below(16) as usize)),
+        K::mm_or_mem if rng.below(3) == 0 => memory(rng),
+        K::mm_or_mem | K::mm_reg | K::mm_rm => Op::R(mm(rng.below(8) as usize)),
         K::st0 => Op::R(Register::ST0),
         K::sti_opcode => Op::R(st(rng.below(8) as usize)),
         K::al => Op::R(Register::AL),
@@ -321,7 +329,8 @@ fn build(code: Code, ops: &[Op]) -> Option<Instruction> {
     i.ok()
 }
 
-/// A string instruction of the given form with a random address size and repeat prefix
+/// A string instruction (or a masked store through rdi) of the given form with a random address
+/// size and repeat prefix
 /// (None for any other form).
 fn string_form(code: Code, rng: &mut Rng) -> Option<Instruction> {
     use iced_x86::RepPrefixKind as P;
@@ -351,6 +360,10 @@ fn string_form(code: Code, rng: &mut Rng) -> Option<Instruction> {
         Cmpsw_m16_m16 => Instruction::with_cmpsw(a, none, cmp),
         Cmpsd_m32_m32 => Instruction::with_cmpsd(a, none, cmp),
         Cmpsq_m64_m64 => Instruction::with_cmpsq(a, none, cmp),
+        Maskmovq_rDI_mm_mm => Instruction::with_maskmovq(a, mm(rng.below(8) as usize), mm(rng.below(8) as usize), none),
+        Maskmovdqu_rDI_xmm_xmm => {
+            Instruction::with_maskmovdqu(a, xmm(rng.below(16) as usize), xmm(rng.below(16) as usize), none)
+        }
         _ => return None,
     };
     i.ok()
@@ -375,7 +388,7 @@ fn encode(ins: &Instruction, rip: u64) -> Option<Vec<u8>> {
 /// Whether a decoded instruction can be fuzzed: it must be implemented, stay on the straight
 /// path and touch no state the harness does not set up (popf could set the trap and alignment
 /// check flags).
-fn fuzzable(ins: &Instruction, x87: bool) -> bool {
+fn fuzzable(ins: &Instruction) -> bool {
     use Mnemonic::*;
     if semantics::classify(ins).is_none() || ins.flow_control() != FlowControl::Next {
         return false;
@@ -387,18 +400,10 @@ fn fuzzable(ins: &Instruction, x87: bool) -> bool {
         return false;
     }
     let features = ins.cpuid_features();
-    let x87_form = features
+    if features
         .iter()
-        .any(|f| matches!(f, CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387));
-    if x87_form && !x87 {
-        return false;
-    }
-    if features.iter().any(|f| {
-        matches!(
-            f,
-            CpuidFeature::FXSR | CpuidFeature::MMX | CpuidFeature::XSAVE | CpuidFeature::RDRAND
-        )
-    }) {
+        .any(|f| matches!(f, CpuidFeature::FXSR | CpuidFeature::XSAVE | CpuidFeature::RDRAND))
+    {
         return false;
     }
     !matches!(
@@ -408,7 +413,6 @@ fn fuzzable(ins: &Instruction, x87: bool) -> bool {
             | Rdtscp
             | Ldmxcsr
             | Stmxcsr
-            | Maskmovdqu
             | Xlatb
             | Hlt
             | Int3
@@ -430,7 +434,7 @@ fn fuzzable(ins: &Instruction, x87: bool) -> bool {
 }
 
 /// Every instruction form the fuzzer generates: (code, feature name).
-fn forms(x87: bool) -> Vec<(Code, String)> {
+fn forms() -> Vec<(Code, String)> {
     let mut rng = Rng(1);
     let mut out = Vec::new();
     for code in Code::values() {
@@ -447,7 +451,7 @@ fn forms(x87: bool) -> Vec<(Code, String)> {
             };
             let Some(bytes) = encode(&ins, CODE) else { continue };
             let d = Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode();
-            if d.code() == code && fuzzable(&d, x87) {
+            if d.code() == code && fuzzable(&d) {
                 ok = Some(d);
                 break;
             }
@@ -537,6 +541,9 @@ fn constrain(ins: &Instruction, s: &mut State) -> bool {
         s.st[0][1] = (s.st[0][1] & 0x8000) | (max_exp - (s.st[0][1] & 0x3f));
         s.ftw |= 1 << top;
     }
+    if matches!(m, Maskmovq | Maskmovdqu) {
+        s.gpr[7] = near(s.gpr[7]);
+    }
     if ins.is_string_instruction() {
         // Source and destination inside the scratch pages, a short repeat count.
         s.gpr[6] = near(s.gpr[6]);
@@ -577,7 +584,7 @@ fn make_case(forms: &[(Code, String)], seed: u64, n: u64) -> Option<(Case, Strin
         };
         let Some(bytes) = encode(&ins, CODE) else { continue };
         let d = Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode();
-        if d.code() != *code || !fuzzable(&d, true) {
+        if d.code() != *code || !fuzzable(&d) {
             continue;
         }
         let mut state = random_state(&mut rng, m);
@@ -1137,8 +1144,11 @@ fn differ(ins: &Instruction, want: &Outcome, got: &Outcome) -> Option<String> {
 }
 
 /// `kiln fuzz`: returns the number of mismatches.
-pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, x87: bool) -> anyhow::Result<u64> {
-    let forms = forms(x87);
+pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, feature: Option<&str>) -> anyhow::Result<u64> {
+    let mut forms = forms();
+    if let Some(f) = feature {
+        forms.retain(|(_, name)| name.eq_ignore_ascii_case(f));
+    }
     anyhow::ensure!(!forms.is_empty(), "no instruction forms to fuzz");
     let mut kiln = Kiln::new()?;
     let mut per_feature: BTreeMap<String, u64> = BTreeMap::new();
@@ -1176,6 +1186,30 @@ pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, x87: bool) ->
                     );
                     if only.is_some() {
                         println!("  state: {:x?}", c.state);
+                        println!("  want:  {:x?}", want.state);
+                        if let Ok(g) = &got {
+                            println!("  got:   {:x?}", g.state);
+                        }
+                        if c.ins.op_kinds().any(|k| k == iced_x86::OpKind::Memory) {
+                            let reg = |r: Register| {
+                                if r == Register::None {
+                                    0
+                                } else {
+                                    c.state.gpr[r.full_register() as usize - Register::RAX as usize]
+                                }
+                            };
+                            let a = c
+                                .ins
+                                .memory_displacement64()
+                                .wrapping_add(reg(c.ins.memory_base()))
+                                .wrapping_add(
+                                    reg(c.ins.memory_index()).wrapping_mul(c.ins.memory_index_scale() as u64),
+                                );
+                            let o = a.wrapping_sub(SCRATCH) as usize;
+                            if o + 16 <= c.memory.len() {
+                                println!("  memory at {a:#x}: {:02x?}", &c.memory[o..o + 16]);
+                            }
+                        }
                     }
                 }
             }

@@ -72,9 +72,9 @@ enum Cmd {
         /// Cases per native child process.
         #[arg(long, default_value_t = 2000)]
         batch: usize,
-        /// Also generate x87 forms (not yet free of mismatches: see tools/README.md).
+        /// Only forms of this CPUID feature (as the summary names them: FPU, MMX, SSE4_2, ...).
         #[arg(long)]
-        x87: bool,
+        feature: Option<String>,
     },
     /// Inspect or manage the translation cache.
     Cache {
@@ -149,8 +149,8 @@ fn main() {
             seed,
             case,
             batch,
-            x87,
-        } => fuzz::run(cases, seed, case, batch, x87).map(|m| if m == 0 { 0 } else { 1 }),
+            feature,
+        } => fuzz::run(cases, seed, case, batch, feature.as_deref()).map(|m| if m == 0 { 0 } else { 1 }),
     };
     match r {
         Ok(code) => std::process::exit(code),

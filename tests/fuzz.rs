@@ -20,7 +20,8 @@ fn random_instructions_match_the_cpu_in_both_tiers() {
         );
         // Every extension is exercised.
         for feature in [
-            "SSE2", "SSE3", "SSSE3", "SSE4_1", "SSE4_2", "BMI1", "BMI2", "MOVBE", "POPCNT", "LZCNT",
+            "SSE2", "SSE3", "SSSE3", "SSE4_1", "SSE4_2", "BMI1", "BMI2", "MOVBE", "POPCNT", "LZCNT", "MMX", "FPU",
+            "FPU387",
         ] {
             assert!(out.contains(&format!("  {feature} ")), "no {feature} cases:\n{out}");
         }

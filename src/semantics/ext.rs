@@ -172,6 +172,66 @@ fn horizontal(a: u128, b: u128, w: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
     out
 }
 
+/// The SSSE3 lane operations other than the byte shuffle and align. Given 64-bit operands in
+/// the low halves, the lane-wise ones give the MMX form's result in the low half.
+pub(super) fn ssse3_op(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
+    use Mnemonic::*;
+    Some(match m {
+        Phaddw => horizontal(a, b, 2, |x, y| x.wrapping_add(y)),
+        Phaddd => horizontal(a, b, 4, |x, y| x.wrapping_add(y)),
+        Phsubw => horizontal(a, b, 2, |x, y| x.wrapping_sub(y)),
+        Phsubd => horizontal(a, b, 4, |x, y| x.wrapping_sub(y)),
+        Phaddsw => horizontal(a, b, 2, |x, y| sat_s16(sext(x, 2) + sext(y, 2))),
+        Phsubsw => horizontal(a, b, 2, |x, y| sat_s16(sext(x, 2) - sext(y, 2))),
+        Pmaddubsw => {
+            let (x, y) = (ls(a, 1), ls(b, 1));
+            let o: Vec<u64> = (0..8)
+                .map(|i| {
+                    let p0 = x[2 * i] as i64 * sext(y[2 * i], 1);
+                    let p1 = x[2 * i + 1] as i64 * sext(y[2 * i + 1], 1);
+                    sat_s16(p0 + p1)
+                })
+                .collect();
+            pk(&o, 2)
+        }
+        Pmulhrsw => {
+            let (x, y) = (ls(a, 2), ls(b, 2));
+            let o: Vec<u64> = (0..8)
+                .map(|i| ((((sext(x[i], 2) * sext(y[i], 2)) >> 14) + 1) >> 1) as u64 & 0xffff)
+                .collect();
+            pk(&o, 2)
+        }
+        Psignb | Psignw | Psignd => {
+            let w = match m {
+                Psignb => 1,
+                Psignw => 2,
+                _ => 4,
+            };
+            let (x, y) = (ls(a, w), ls(b, w));
+            let mask = (1u64 << (w * 8)) - 1;
+            let o: Vec<u64> = (0..x.len())
+                .map(|i| match sext(y[i], w).signum() {
+                    -1 => x[i].wrapping_neg() & mask,
+                    0 => 0,
+                    _ => x[i],
+                })
+                .collect();
+            pk(&o, w)
+        }
+        Pabsb | Pabsw | Pabsd => {
+            let w = match m {
+                Pabsb => 1,
+                Pabsw => 2,
+                _ => 4,
+            };
+            let mask = (1u64 << (w * 8)) - 1;
+            let o: Vec<u64> = ls(b, w).iter().map(|&v| sext(v, w).unsigned_abs() & mask).collect();
+            pk(&o, w)
+        }
+        _ => return None,
+    })
+}
+
 /// Executes one instruction of the extensions; Err for a form not implemented.
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
@@ -308,57 +368,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                 .collect();
             pk(&o, 1)
         }
-        Phaddw => horizontal(a, b, 2, |x, y| x.wrapping_add(y)),
-        Phaddd => horizontal(a, b, 4, |x, y| x.wrapping_add(y)),
-        Phsubw => horizontal(a, b, 2, |x, y| x.wrapping_sub(y)),
-        Phsubd => horizontal(a, b, 4, |x, y| x.wrapping_sub(y)),
-        Phaddsw => horizontal(a, b, 2, |x, y| sat_s16(sext(x, 2) + sext(y, 2))),
-        Phsubsw => horizontal(a, b, 2, |x, y| sat_s16(sext(x, 2) - sext(y, 2))),
-        Pmaddubsw => {
-            let (x, y) = (ls(a, 1), ls(b, 1));
-            let o: Vec<u64> = (0..8)
-                .map(|i| {
-                    let p0 = x[2 * i] as i64 * sext(y[2 * i], 1);
-                    let p1 = x[2 * i + 1] as i64 * sext(y[2 * i + 1], 1);
-                    sat_s16(p0 + p1)
-                })
-                .collect();
-            pk(&o, 2)
-        }
-        Pmulhrsw => {
-            let (x, y) = (ls(a, 2), ls(b, 2));
-            let o: Vec<u64> = (0..8)
-                .map(|i| ((((sext(x[i], 2) * sext(y[i], 2)) >> 14) + 1) >> 1) as u64 & 0xffff)
-                .collect();
-            pk(&o, 2)
-        }
-        Psignb | Psignw | Psignd => {
-            let w = match m {
-                Psignb => 1,
-                Psignw => 2,
-                _ => 4,
-            };
-            let (x, y) = (ls(a, w), ls(b, w));
-            let mask = (1u64 << (w * 8)) - 1;
-            let o: Vec<u64> = (0..x.len())
-                .map(|i| match sext(y[i], w).signum() {
-                    -1 => x[i].wrapping_neg() & mask,
-                    0 => 0,
-                    _ => x[i],
-                })
-                .collect();
-            pk(&o, w)
-        }
-        Pabsb | Pabsw | Pabsd => {
-            let w = match m {
-                Pabsb => 1,
-                Pabsw => 2,
-                _ => 4,
-            };
-            let mask = (1u64 << (w * 8)) - 1;
-            let o: Vec<u64> = ls(b, w).iter().map(|&v| sext(v, w).unsigned_abs() & mask).collect();
-            pk(&o, w)
-        }
+        Phaddw | Phaddd | Phsubw | Phsubd | Phaddsw | Phsubsw | Pmaddubsw | Pmulhrsw | Psignb | Psignw | Psignd
+        | Pabsb | Pabsw | Pabsd => ssse3_op(m, a, b).ok_or(bad)?,
         Palignr => {
             let sh = imm * 8;
             if sh >= 256 {

@@ -8,6 +8,7 @@ pub mod emitter;
 pub mod ext;
 pub mod flags;
 pub mod fp;
+pub mod mmx;
 pub mod operand;
 pub mod slow;
 pub mod sse;

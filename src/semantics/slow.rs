@@ -11,7 +11,8 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 pub fn supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
-    if super::ext::supported(ins)
+    if super::mmx::supported(ins)
+        || super::ext::supported(ins)
         || super::sse::slow_supported(ins)
         || super::sse_fp::supported(ins)
         || super::x87::supported(ins)
@@ -212,6 +213,9 @@ fn acc(size: u8) -> Gpr {
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
+    if super::mmx::supported(ins) {
+        return super::mmx::exec(cpu, ins);
+    }
     if super::ext::supported(ins) {
         return super::ext::exec(cpu, ins);
     }
@@ -540,7 +544,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             }
         }
         Fnstsw => {
-            let v = cpu.fpu_sw as u64;
+            let v = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
             if ins.op_kind(0) == OpKind::Register {
                 cpu.gpr[0] = (cpu.gpr[0] & !0xffff) | v;
             } else {

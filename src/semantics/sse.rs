@@ -377,44 +377,7 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             e.set_xmm(x, r);
         }
         _ => {
-            let op = match m {
-                Pxor | Xorps | Xorpd => VOp::Xor,
-                Por | Orps | Orpd => VOp::Or,
-                Pand | Andps | Andpd => VOp::And,
-                Pandn | Andnps | Andnpd => VOp::AndNot,
-                Paddb => VOp::Add(1),
-                Paddw => VOp::Add(2),
-                Paddd => VOp::Add(4),
-                Paddq => VOp::Add(8),
-                Psubb => VOp::Sub(1),
-                Psubw => VOp::Sub(2),
-                Psubd => VOp::Sub(4),
-                Psubq => VOp::Sub(8),
-                Pcmpeqb => VOp::CmpEq(1),
-                Pcmpeqw => VOp::CmpEq(2),
-                Pcmpeqd => VOp::CmpEq(4),
-                Pcmpgtb => VOp::CmpGt(1),
-                Pcmpgtw => VOp::CmpGt(2),
-                Pcmpgtd => VOp::CmpGt(4),
-                Pminub => VOp::MinU(1),
-                Pmaxub => VOp::MaxU(1),
-                Pminsw => VOp::MinS(2),
-                Pmaxsw => VOp::MaxS(2),
-                Paddusb => VOp::AddSatU(1),
-                Paddusw => VOp::AddSatU(2),
-                Psubusb => VOp::SubSatU(1),
-                Psubusw => VOp::SubSatU(2),
-                Paddsb => VOp::AddSatS(1),
-                Paddsw => VOp::AddSatS(2),
-                Psubsb => VOp::SubSatS(1),
-                Psubsw => VOp::SubSatS(2),
-                Pavgb => VOp::AvgU(1),
-                Pavgw => VOp::AvgU(2),
-                Pmullw => VOp::MulLo(2),
-                Packuswb => VOp::PackUs(2),
-                Packsswb => VOp::PackSs(2),
-                _ => VOp::PackSs(4), // packssdw
-            };
+            let op = vop_of(m).expect("checked mnemonic");
             let x = d.expect("xmm destination");
             let b = src(e, ins, 1, 16);
             let a = e.get_xmm(x);
@@ -424,12 +387,56 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
     }
 }
 
+/// The lane-wise operation of a two-operand integer vector instruction.
+pub(super) fn vop_of(m: Mnemonic) -> Option<VOp> {
+    use Mnemonic::*;
+    Some(match m {
+        Pxor | Xorps | Xorpd => VOp::Xor,
+        Por | Orps | Orpd => VOp::Or,
+        Pand | Andps | Andpd => VOp::And,
+        Pandn | Andnps | Andnpd => VOp::AndNot,
+        Paddb => VOp::Add(1),
+        Paddw => VOp::Add(2),
+        Paddd => VOp::Add(4),
+        Paddq => VOp::Add(8),
+        Psubb => VOp::Sub(1),
+        Psubw => VOp::Sub(2),
+        Psubd => VOp::Sub(4),
+        Psubq => VOp::Sub(8),
+        Pcmpeqb => VOp::CmpEq(1),
+        Pcmpeqw => VOp::CmpEq(2),
+        Pcmpeqd => VOp::CmpEq(4),
+        Pcmpgtb => VOp::CmpGt(1),
+        Pcmpgtw => VOp::CmpGt(2),
+        Pcmpgtd => VOp::CmpGt(4),
+        Pminub => VOp::MinU(1),
+        Pmaxub => VOp::MaxU(1),
+        Pminsw => VOp::MinS(2),
+        Pmaxsw => VOp::MaxS(2),
+        Paddusb => VOp::AddSatU(1),
+        Paddusw => VOp::AddSatU(2),
+        Psubusb => VOp::SubSatU(1),
+        Psubusw => VOp::SubSatU(2),
+        Paddsb => VOp::AddSatS(1),
+        Paddsw => VOp::AddSatS(2),
+        Psubsb => VOp::SubSatS(1),
+        Psubsw => VOp::SubSatS(2),
+        Pavgb => VOp::AvgU(1),
+        Pavgw => VOp::AvgU(2),
+        Pmullw => VOp::MulLo(2),
+        Packuswb => VOp::PackUs(2),
+        Packsswb => VOp::PackSs(2),
+        Packssdw => VOp::PackSs(4),
+        _ => return None,
+    })
+}
+
 /// Instructions that run over concrete state (through the slow path in compiled code).
 pub fn slow_supported(ins: &Instruction) -> bool {
     use Mnemonic::*;
     matches!(
         ins.mnemonic(),
-        Pmulhuw | Pmulhw | Pmaddwd | Pmuludq | Psadbw | Pextrw | Pinsrw
+        Pmulhuw | Pmulhw | Pmaddwd | Pmuludq | Psadbw | Pextrw | Pinsrw | Maskmovdqu
     ) || (matches!(
         ins.mnemonic(),
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad
@@ -468,6 +475,11 @@ pub fn slow_exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
     let m = ins.mnemonic();
     let d = dst_xmm(ins);
     match m {
+        Maskmovdqu => {
+            let v = get(cpu, xmm_idx(ins.op_register(1)).ok_or(())?);
+            let mask = get(cpu, xmm_idx(ins.op_register(2)).ok_or(())?);
+            super::mmx::masked_store(cpu, ins, v, mask, 16);
+        }
         Pextrw => {
             let s = xmm_idx(ins.op_register(1)).ok_or(())?;
             let v = (get(cpu, s) >> ((ins.immediate(2) & 7) * 16)) as u64 & 0xffff;
@@ -508,34 +520,41 @@ pub fn slow_exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             let x = d.ok_or(())?;
             let a = get(cpu, x);
             let b = src_concrete(cpu, ins, 1, 16).ok_or(())?;
-            let r = match m {
-                Pmulhuw => lanewise(2, a, b, |x, y| (x * y) >> 16),
-                Pmulhw => lanewise(2, a, b, |x, y| ((sext(x, 2) * sext(y, 2)) >> 16) as u64),
-                Pmaddwd => {
-                    let (x, y) = (lanes(a, 2), lanes(b, 2));
-                    let mut o = [0u64; 16];
-                    for (i, oi) in o.iter_mut().enumerate().take(4) {
-                        let s = sext(x[2 * i], 2) * sext(y[2 * i], 2) + sext(x[2 * i + 1], 2) * sext(y[2 * i + 1], 2);
-                        *oi = s as u64;
-                    }
-                    pack(&o, 4)
-                }
-                Pmuludq => {
-                    let (x, y) = (lanes(a, 8), lanes(b, 8));
-                    let lo = (x[0] & 0xffff_ffff) * (y[0] & 0xffff_ffff);
-                    let hi = (x[1] & 0xffff_ffff) * (y[1] & 0xffff_ffff);
-                    lo as u128 | (hi as u128) << 64
-                }
-                Psadbw => {
-                    let (x, y) = (lanes(a, 1), lanes(b, 1));
-                    let s0: u64 = (0..8).map(|i| x[i].abs_diff(y[i])).sum();
-                    let s1: u64 = (8..16).map(|i| x[i].abs_diff(y[i])).sum();
-                    s0 as u128 | (s1 as u128) << 64
-                }
-                _ => return Err(()),
-            };
+            let r = mul_op(m, a, b).ok_or(())?;
             set(cpu, x, r);
         }
     }
     Ok(())
+}
+
+/// The multiplying lane operations (and psadbw) over two vectors; a 64-bit operand in the low
+/// half gives the MMX form's result in the low half.
+pub(super) fn mul_op(m: Mnemonic, a: u128, b: u128) -> Option<u128> {
+    use Mnemonic::*;
+    Some(match m {
+        Pmulhuw => lanewise(2, a, b, |x, y| (x * y) >> 16),
+        Pmulhw => lanewise(2, a, b, |x, y| ((sext(x, 2) * sext(y, 2)) >> 16) as u64),
+        Pmaddwd => {
+            let (x, y) = (lanes(a, 2), lanes(b, 2));
+            let mut o = [0u64; 16];
+            for (i, oi) in o.iter_mut().enumerate().take(4) {
+                let s = sext(x[2 * i], 2) * sext(y[2 * i], 2) + sext(x[2 * i + 1], 2) * sext(y[2 * i + 1], 2);
+                *oi = s as u64;
+            }
+            pack(&o, 4)
+        }
+        Pmuludq => {
+            let (x, y) = (lanes(a, 8), lanes(b, 8));
+            let lo = (x[0] & 0xffff_ffff) * (y[0] & 0xffff_ffff);
+            let hi = (x[1] & 0xffff_ffff) * (y[1] & 0xffff_ffff);
+            lo as u128 | (hi as u128) << 64
+        }
+        Psadbw => {
+            let (x, y) = (lanes(a, 1), lanes(b, 1));
+            let s0: u64 = (0..8).map(|i| x[i].abs_diff(y[i])).sum();
+            let s1: u64 = (8..16).map(|i| x[i].abs_diff(y[i])).sum();
+            s0 as u128 | (s1 as u128) << 64
+        }
+        _ => return None,
+    })
 }

@@ -253,9 +253,24 @@ impl Fpu<'_> {
     fn round(&self) -> Round {
         rounding(self.cpu.fpu_cw)
     }
-    /// Applies precision control (24 or 53 bits) to an arithmetic result.
-    fn precision(&mut self, r: StatusAnd<Ext>) -> Ext {
-        let (v, s) = self.to_precision(r.value, self.round());
+    /// Applies precision control (24 or 53 bits) to an arithmetic result: `r` is the result
+    /// rounded to 64 bits in the control word's mode, `tz` the same operation rounded toward
+    /// zero. Rounding `r` again could round twice (a value just above a 24-bit tie becomes the
+    /// tie at 64 bits, then rounds to even); instead `tz` with its lowest bit set when inexact
+    /// (round to odd, exact for any narrower width) is rounded once.
+    fn precision(&mut self, r: StatusAnd<Ext>, tz: StatusAnd<Ext>) -> Ext {
+        let pc = (self.cpu.fpu_cw >> 8) & 3;
+        let src = if pc != 3
+            && tz.status.contains(Status::INEXACT)
+            && !tz.value.is_nan()
+            && !tz.value.is_infinite()
+            && !r.value.is_infinite()
+        {
+            Ext::from_bits(tz.value.to_bits() | 1)
+        } else {
+            r.value
+        };
+        let (v, s) = self.to_precision(src, self.round());
         self.flag(r.status | s);
         v
     }
@@ -548,10 +563,11 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
     // Denormal operands are reported only for operations that are neither invalid nor a
     // division by zero.
     f.denormal(&[a, b]);
-    let v = f.precision(res);
+    let tz = op(Round::TowardZero);
+    let v = f.precision(res, tz);
     // C1 says whether the result was rounded up (away from zero): compare with the result
     // truncated at the same precision.
-    let t = f.truncated(op(Round::TowardZero).value);
+    let t = f.truncated(tz.value);
     if !v.is_nan() && v.abs() != t.abs() {
         f.cpu.fpu_sw |= C1;
     }
@@ -858,8 +874,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             } else {
                 f.denormal(&[v]);
                 let s = sqrt_ext(v, f.round());
-                let r = f.precision(s);
-                let t = f.truncated(sqrt_ext(v, Round::TowardZero).value);
+                let tz = sqrt_ext(v, Round::TowardZero);
+                let r = f.precision(s, tz);
+                let t = f.truncated(tz.value);
                 if r != t {
                     f.cpu.fpu_sw |= C1;
                 }
