@@ -502,9 +502,9 @@ fn random_state(rng: &mut Rng, base: Option<Register>) -> State {
 
 /// Keeps a case inside what the architecture defines and the harness can observe: 16-bit
 /// double shifts by more than 16 (undefined results), bit tests whose register offset would
-/// leave the scratch pages, and misaligned 16-byte operands of the SSE forms that require
-/// alignment (the hardware raises #GP; Kiln does not check alignment yet).
-fn constrain(ins: &Instruction, s: &mut State) -> bool {
+/// leave the scratch pages; and makes most 16-byte operands of the forms that require alignment
+/// aligned (the rest raise #GP, on both sides).
+fn constrain(ins: &Instruction, s: &mut State, rng: &mut Rng) -> bool {
     use Mnemonic::*;
     let m = ins.mnemonic();
     let has_mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == iced_x86::OpKind::Memory);
@@ -554,7 +554,7 @@ fn constrain(ins: &Instruction, s: &mut State) -> bool {
         // The frame pointer (and the frames enter copies) inside the scratch pages.
         s.gpr[5] = near(s.gpr[5]) + 512;
     }
-    if has_mem && ins.memory_size().size() == 16 && !unaligned_ok(m) {
+    if semantics::needs_alignment(ins) && rng.below(8) != 0 {
         let b = ins.memory_base();
         let i = b.full_register() as usize - Register::RAX as usize;
         if i < 16 {
@@ -563,15 +563,6 @@ fn constrain(ins: &Instruction, s: &mut State) -> bool {
         }
     }
     true
-}
-
-/// Legacy SSE forms whose 16-byte memory operand may be misaligned.
-fn unaligned_ok(m: Mnemonic) -> bool {
-    use Mnemonic::*;
-    matches!(
-        m,
-        Movups | Movupd | Movdqu | Lddqu | Pcmpestri | Pcmpestrm | Pcmpistri | Pcmpistrm | Cmpxchg16b
-    )
 }
 
 fn make_case(forms: &[(Code, String)], seed: u64, n: u64) -> Option<(Case, String)> {
@@ -588,7 +579,7 @@ fn make_case(forms: &[(Code, String)], seed: u64, n: u64) -> Option<(Case, Strin
             continue;
         }
         let mut state = random_state(&mut rng, m);
-        if !constrain(&d, &mut state) {
+        if !constrain(&d, &mut state, &mut rng) {
             continue;
         }
         let memory: Vec<u8> = (0..SCRATCH_LEN).map(|_| rng.next() as u8).collect();
@@ -956,7 +947,7 @@ impl Kiln {
                 fault::DIVIDE => libc::SIGFPE,
                 fault::UD => libc::SIGILL,
                 fault::INT3 => libc::SIGTRAP,
-                fault::HALT | fault::MEMORY => libc::SIGSEGV,
+                fault::HALT | fault::MEMORY | fault::GP => libc::SIGSEGV,
                 f => return Err(format!("unimplemented (fault code {f})")),
             }
         } else {

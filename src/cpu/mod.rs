@@ -90,6 +90,8 @@ pub mod fault {
     /// A guest memory access faulted on the host (see `linux::signals::on_host_fault`):
     /// `fault_addr` is the guest address, `fault_info` says how.
     pub const MEMORY: u64 = 6;
+    /// General protection (a misaligned operand that must be aligned).
+    pub const GP: u64 = 7;
 }
 
 /// Bits of `Cpu::fault_info` for `fault::MEMORY`.
@@ -208,6 +210,8 @@ pub mod off {
     pub const INSNS_COMPILED: i32 = offset_of!(Cpu, insns_compiled) as i32;
     pub const INTERRUPT: i32 = offset_of!(Cpu, interrupt) as i32;
     pub const INSN_OFF: i32 = offset_of!(Cpu, insn_off) as i32;
+    pub const FAULT: i32 = offset_of!(Cpu, fault) as i32;
+    pub const FAULT_ADDR: i32 = offset_of!(Cpu, fault_addr) as i32;
     pub const HOST_SP: i32 = offset_of!(Cpu, host_sp) as i32;
     pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;
 }

@@ -684,10 +684,10 @@ impl Engine {
         // (signal, si_code, si_addr, sigcontext err/trapno/cr2); int3 is a trap: the saved
         // rip is after it.
         let (sig, code, addr, trap) = match f {
-            fault::DIVIDE => (libc::SIGFPE, 1, at, [0, 0, 0]),   // FPE_INTDIV, #DE
-            fault::INT3 => (libc::SIGTRAP, 0x80, 0, [0, 3, 0]),  // SI_KERNEL, #BP
-            fault::HALT => (libc::SIGSEGV, 0x80, 0, [0, 13, 0]), // #GP
-            fault::UD => (libc::SIGILL, 2, at, [0, 6, 0]),       // ILL_ILLOPN, #UD
+            fault::DIVIDE => (libc::SIGFPE, 1, at, [0, 0, 0]),  // FPE_INTDIV, #DE
+            fault::INT3 => (libc::SIGTRAP, 0x80, 0, [0, 3, 0]), // SI_KERNEL, #BP
+            fault::HALT | fault::GP => (libc::SIGSEGV, 0x80, 0, [0, 13, 0]), // #GP
+            fault::UD => (libc::SIGILL, 2, at, [0, 6, 0]),      // ILL_ILLOPN, #UD
             fault::MEMORY => {
                 // The unit (or block) stopped before the faulting instruction: resume there.
                 self.cpu.rip = self.cpu.rip.wrapping_add(self.cpu.insn_off);

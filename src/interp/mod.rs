@@ -1,6 +1,6 @@
 //! Baseline tier: runs decoded blocks through the semantics over concrete values.
 
-use crate::cpu::{exit, Cpu};
+use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
 use crate::semantics::{self, concrete::Live};
 use std::cell::Cell;
@@ -40,6 +40,12 @@ pub fn run_block(cpu: &mut Cpu, block: &Block) -> u64 {
         // holds the state before this instruction.
         e.cpu.insn_off = ins.ip() - block.start;
         e.flags_live = live;
+        if route & semantics::route::ALIGN16 != 0 && semantics::misalignment(&mut e, ins) != 0 {
+            e.cpu.fault = fault::GP;
+            e.cpu.fault_addr = ins.ip();
+            e.cpu.rip = ins.ip();
+            return exit::FAULT;
+        }
         semantics::exec_routed(&mut e, ins, route);
         if let Some(t) = e.jumped {
             let code = e.exit;

@@ -455,6 +455,25 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
             let cpu = l.cpu;
             l.b.ins().store(mf(), o, cpu, off::INSN_OFF);
         }
+        if route & semantics::route::ALIGN16 != 0 {
+            // A misaligned operand raises #GP before the instruction changes anything (the
+            // context was written back above: the instruction touches memory).
+            let v = semantics::misalignment(&mut l, ins);
+            let gp = l.b.create_block();
+            let cont = l.b.create_block();
+            l.b.ins().brif(v, gp, &[], cont, &[]);
+            l.b.switch_to_block(gp);
+            l.b.set_cold_block(gp);
+            let rip = l.code_addr(ins.ip());
+            let cpu = l.cpu;
+            let code = l.b.ins().iconst(types::I64, crate::cpu::fault::GP as i64);
+            l.b.ins().store(mf(), code, cpu, off::FAULT);
+            l.b.ins().store(mf(), rip, cpu, off::FAULT_ADDR);
+            l.b.ins().store(mf(), rip, cpu, off::RIP);
+            let x = l.b.ins().iconst(types::I64, exit::FAULT as i64);
+            l.b.ins().return_(&[x]);
+            l.b.switch_to_block(cont);
+        }
         semantics::exec_routed(&mut l, ins, route);
         if l.end.is_some() {
             break;

@@ -669,7 +669,7 @@ fn cmpxchg16b(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     if !a.is_multiple_of(16) {
         // The hardware raises #GP for a misaligned operand.
         cpu.fault_addr = 0;
-        return Err(crate::cpu::fault::HALT);
+        return Err(crate::cpu::fault::GP);
     }
     // Touch the operand first: a fault must not happen while the lock is held.
     let _ = (load(cpu, a, 8), load(cpu, a + 8, 8));
