@@ -75,6 +75,9 @@ enum Cmd {
         /// Only forms of this CPUID feature (as the summary names them: FPU, MMX, SSE4_2, ...).
         #[arg(long)]
         feature: Option<String>,
+        /// List, per CPUID feature, how many forms are fuzzed and which are not (and why).
+        #[arg(long)]
+        coverage: bool,
     },
     /// Inspect or manage the translation cache.
     Cache {
@@ -150,7 +153,15 @@ fn main() {
             case,
             batch,
             feature,
-        } => fuzz::run(cases, seed, case, batch, feature.as_deref()).map(|m| if m == 0 { 0 } else { 1 }),
+            coverage,
+        } => {
+            if coverage {
+                fuzz::coverage();
+                Ok(0)
+            } else {
+                fuzz::run(cases, seed, case, batch, feature.as_deref()).map(|m| if m == 0 { 0 } else { 1 })
+            }
+        }
     };
     match r {
         Ok(code) => std::process::exit(code),

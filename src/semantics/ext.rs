@@ -109,12 +109,17 @@ pub fn supported(ins: &Instruction) -> bool {
             | Roundsd
             | Roundps
             | Roundpd
+            | Dpps
+            | Dppd
+            | Mpsadbw
             | Movntdqa
             | Crc32
             | Pcmpistri
             | Pcmpistrm
             | Pcmpestri
             | Pcmpestrm
+            | Pcmpestri64
+            | Pcmpestrm64
             | Andn
             | Bextr
             | Blsi
@@ -267,7 +272,9 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             return Ok(());
         }
         Cmpxchg16b => return cmpxchg16b(cpu, ins),
-        Pcmpistri | Pcmpistrm | Pcmpestri | Pcmpestrm => return pcmpstr(cpu, ins).ok_or(bad),
+        Pcmpistri | Pcmpistrm | Pcmpestri | Pcmpestrm | Pcmpestri64 | Pcmpestrm64 => {
+            return pcmpstr(cpu, ins).ok_or(bad)
+        }
         Pextrb | Pextrw | Pextrd | Pextrq | Extractps => {
             let s = xmm(ins.op_register(1)).ok_or(bad)?;
             let v = get(cpu, s);
@@ -531,6 +538,41 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             }
             best as u128 | (at as u128) << 16
         }
+        Dpps | Dppd => {
+            // Products of the lanes imm[4..] selects (+0 elsewhere), summed pairwise, each
+            // step an SSE operation with its own rounding and flags; the sum goes to the
+            // lanes imm[0..] selects (+0 elsewhere).
+            let w = if m == Dpps { W::S } else { W::D };
+            let (x, y) = (fl(a, w), fl(b, w));
+            let t: Vec<u64> = (0..x.len())
+                .map(|i| {
+                    if imm >> (4 + i) & 1 != 0 {
+                        fp::binop(w, FOp::Mul, x[i], y[i], &mut mx)
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let sum = if m == Dpps {
+                let lo = fp::binop(w, FOp::Add, t[0], t[1], &mut mx);
+                let hi = fp::binop(w, FOp::Add, t[2], t[3], &mut mx);
+                fp::binop(w, FOp::Add, lo, hi, &mut mx)
+            } else {
+                fp::binop(w, FOp::Add, t[0], t[1], &mut mx)
+            };
+            let o: Vec<u64> = (0..x.len()).map(|i| if imm >> i & 1 != 0 { sum } else { 0 }).collect();
+            fj(&o, w)
+        }
+        Mpsadbw => {
+            // Eight sums of absolute differences between the four source bytes at imm[1:0]*4
+            // and the destination bytes at imm[2]*4 + i.
+            let (x, y) = (ls(a, 1), ls(b, 1));
+            let (d0, s0) = ((imm >> 2 & 1) as usize * 4, (imm & 3) as usize * 4);
+            let o: Vec<u64> = (0..8)
+                .map(|i| (0..4).map(|k| x[d0 + i + k].abs_diff(y[s0 + k])).sum())
+                .collect();
+            pk(&o, 2)
+        }
         Roundss | Roundsd | Roundps | Roundpd => {
             let w = if matches!(m, Roundss | Roundps) { W::S } else { W::D };
             let bits = if w == W::S { 32 } else { 64 };
@@ -714,7 +756,7 @@ fn pcmpstr(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
             x as i64
         }
     };
-    let explicit = matches!(m, Pcmpestri | Pcmpestrm);
+    let explicit = matches!(m, Pcmpestri | Pcmpestrm | Pcmpestri64 | Pcmpestrm64);
     let len = |v: u128, reg: usize| -> u32 {
         if explicit {
             let l = cpu.gpr[reg] as i64;
@@ -786,7 +828,7 @@ fn pcmpstr(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
     if res2 & 1 != 0 {
         f |= rf::OF;
     }
-    if matches!(m, Pcmpistri | Pcmpestri) {
+    if matches!(m, Pcmpistri | Pcmpestri | Pcmpestri64) {
         let idx = if res2 == 0 {
             n
         } else if imm & 0x40 != 0 {

@@ -52,7 +52,16 @@ pub fn needs_alignment(ins: &Instruction) -> bool {
         && ins.memory_size().size() == 16
         && !matches!(
             ins.mnemonic(),
-            Movups | Movupd | Movdqu | Lddqu | Pcmpestri | Pcmpestrm | Pcmpistri | Pcmpistrm
+            Movups
+                | Movupd
+                | Movdqu
+                | Lddqu
+                | Pcmpestri
+                | Pcmpestrm
+                | Pcmpestri64
+                | Pcmpestrm64
+                | Pcmpistri
+                | Pcmpistrm
         )
 }
 

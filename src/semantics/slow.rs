@@ -65,6 +65,10 @@ pub fn supported(ins: &Instruction) -> bool {
                 | Prefetcht1
                 | Prefetcht2
                 | Prefetchw
+                | Prefetch
+                | Endbr32
+                | Fnsave
+                | Frstor
                 | Ud2
                 | Hlt
                 | Int3
@@ -515,7 +519,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             let ah = (cpu.gpr[0] >> 8) & 0xd5;
             set_raw(cpu, (f & !0xd5) | ah);
         }
-        Pause | Lfence | Mfence | Sfence | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw | Wait => {
+        Pause | Lfence | Mfence | Sfence | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw
+        | Prefetch | Endbr32 | Wait => {
             if matches!(m, Mfence) {
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             }
@@ -553,37 +558,44 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             }
         }
         Fnstenv => {
-            // 28-byte protected-mode environment; afterwards all x87 exceptions are masked.
             let a = ea(&mut Live::new(cpu), ins);
-            let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
-            let words = [
-                cpu.fpu_cw as u64 | 0xffff_0000,
-                sw | 0xffff_0000,
-                cpu.fpu_tag | 0xffff_0000,
-                0,
-                0,
-                0,
-                0xffff_0000,
-            ];
-            for (i, w) in words.iter().enumerate() {
-                store(cpu, a.wrapping_add(4 * i as u64), *w, 4);
-            }
+            store_env(cpu, a, ins.memory_size().size() == 14);
+            // Afterwards all x87 exceptions are masked.
             cpu.fpu_cw |= 0x3f;
         }
         Fldenv => {
             let a = ea(&mut Live::new(cpu), ins);
-            // Reserved bits read as the hardware keeps them: bit 6 set, 7 and 13-15 clear.
-            cpu.fpu_cw = (load(cpu, a, 2) as u16 & 0x1f3f) | 0x40;
-            // Pending exceptions the new word unmasks set the summary and busy bits.
-            if cpu.fpu_sw & 0x3f & !cpu.fpu_cw != 0 {
-                cpu.fpu_sw |= 0x8080;
-            } else {
-                cpu.fpu_sw &= !0x8080;
+            load_env(cpu, a, ins.memory_size().size() == 14);
+        }
+        Fnsave => {
+            // The environment, then ST(0)..ST(7) as 10-byte values; then as fninit.
+            let a = ea(&mut Live::new(cpu), ins);
+            let small = ins.memory_size().size() == 94;
+            store_env(cpu, a, small);
+            let base = a.wrapping_add(if small { 14 } else { 28 });
+            for i in 0..8u64 {
+                let r = cpu.st[((cpu.fpu_top + i) & 7) as usize];
+                store(cpu, base.wrapping_add(10 * i), r[0], 8);
+                store(cpu, base.wrapping_add(10 * i + 8), r[1], 2);
             }
-            let sw = load(cpu, a.wrapping_add(4), 2);
-            cpu.fpu_sw = sw as u16;
-            cpu.fpu_top = (sw >> 11) & 7;
-            cpu.fpu_tag = load(cpu, a.wrapping_add(8), 2);
+            cpu.fpu_cw = 0x37f;
+            cpu.fpu_sw = 0;
+            cpu.fpu_top = 0;
+            cpu.fpu_tag = 0xffff;
+        }
+        Frstor => {
+            let a = ea(&mut Live::new(cpu), ins);
+            let small = ins.memory_size().size() == 94;
+            let base = a.wrapping_add(if small { 14 } else { 28 });
+            let mut regs = [[0u64; 2]; 8];
+            for (i, r) in regs.iter_mut().enumerate() {
+                let o = base.wrapping_add(10 * i as u64);
+                *r = [load(cpu, o, 8), load(cpu, o.wrapping_add(8), 2)];
+            }
+            load_env(cpu, a, small);
+            for (i, r) in regs.iter().enumerate() {
+                cpu.st[(cpu.fpu_top as usize + i) & 7] = *r;
+            }
         }
         Fnclex => cpu.fpu_sw &= 0x7f00,
         Fxsave | Fxsave64 => {
@@ -781,6 +793,48 @@ fn string_op(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 
 /// Stores the x87/SSE state in the 512-byte FXSAVE layout at guest `a` (also the signal frame's
 /// FP state).
+/// FNSTENV's image: the 28-byte protected-mode environment (14 bytes with an operand-size
+/// prefix). The instruction and operand pointers are stored as 0.
+fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
+    let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+    if small {
+        let words = [cpu.fpu_cw as u64, sw, cpu.fpu_tag & 0xffff, 0, 0, 0, 0];
+        for (i, w) in words.iter().enumerate() {
+            store(cpu, a.wrapping_add(2 * i as u64), *w, 2);
+        }
+    } else {
+        let words = [
+            cpu.fpu_cw as u64 | 0xffff_0000,
+            sw | 0xffff_0000,
+            cpu.fpu_tag | 0xffff_0000,
+            0,
+            0,
+            0,
+            0xffff_0000,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            store(cpu, a.wrapping_add(4 * i as u64), *w, 4);
+        }
+    }
+}
+
+/// FLDENV: control word (reserved bits as the hardware keeps them: bit 6 set, 7 and 13-15
+/// clear), status word and stack top, tag word.
+fn load_env(cpu: &mut Cpu, a: u64, small: bool) {
+    let step = if small { 2 } else { 4 };
+    cpu.fpu_cw = (load(cpu, a, 2) as u16 & 0x1f3f) | 0x40;
+    let sw = load(cpu, a.wrapping_add(step), 2);
+    cpu.fpu_sw = sw as u16;
+    cpu.fpu_top = (sw >> 11) & 7;
+    cpu.fpu_tag = load(cpu, a.wrapping_add(2 * step), 2);
+    // Pending exceptions the new control word unmasks set the summary and busy bits.
+    if cpu.fpu_sw & 0x3f & !cpu.fpu_cw != 0 {
+        cpu.fpu_sw |= 0x8080;
+    } else {
+        cpu.fpu_sw &= !0x8080;
+    }
+}
+
 pub fn fxsave_to(cpu: &mut Cpu, a: u64) {
     let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
     let mut ftw = 0u64;

@@ -46,6 +46,7 @@ pub fn generic_supported(ins: &Instruction) -> bool {
             | Movupd
             | Movntdq
             | Movntps
+            | Movntpd
             | Movnti
             | Movd
             | Movq
@@ -193,7 +194,7 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
         }
     };
     match m {
-        Movdqa | Movdqu | Movaps | Movups | Movapd | Movupd | Movntdq | Movntps => {
+        Movdqa | Movdqu | Movaps | Movups | Movapd | Movupd | Movntdq | Movntps | Movntpd => {
             let v = src(e, ins, 1, 16);
             store_to_dst(e, v);
         }

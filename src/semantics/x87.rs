@@ -78,6 +78,14 @@ pub fn supported(ins: &Instruction) -> bool {
             | Fprem
             | Fprem1
             | Ffree
+            | Ffreep
+            | Ficom
+            | Ficomp
+            | Fstpnce
+            | Fnop
+            | Fneni
+            | Fndisi
+            | Fnsetpm
             | Fincstp
             | Fdecstp
             | Fcmovb
@@ -641,6 +649,10 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         underflow: false,
         saw_denormal: false,
     };
+    if matches!(m, Fnop | Fneni | Fndisi | Fnsetpm) {
+        // No operation (the last three are 8087/287 controls the 387 ignores).
+        return Ok(());
+    }
     if !matches!(m, Fcomi | Fcomip | Fucomi | Fucomip) {
         f.cpu.fpu_sw &= !C1;
     }
@@ -664,6 +676,16 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         Fild => {
             let (v, _) = load_mem(f.cpu, ins, true);
             f.push(v);
+        }
+        Fstpnce => {
+            // The alias encoding (d9 d8+i) raises no stack fault: an empty st(0) is only
+            // popped, a full one copied and popped.
+            let p = f.phys(0);
+            if !f.tag_empty(p) {
+                let b = f.cpu.st[p];
+                f.set_st_raw(sti(ins, 0), b);
+            }
+            f.pop();
         }
         Fst | Fstp => {
             let v = f.st(0);
@@ -754,12 +776,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             };
             f.push(Ext::from_bits(sig as u128 | (exp as u128) << 64));
         }
-        Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ftst => {
+        Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ftst | Ficom | Ficomp => {
             let a = f.st(0);
             let b = if m == Ftst {
                 Ext::ZERO
             } else if mem {
-                let (v, fl) = load_mem(f.cpu, ins, false);
+                let (v, fl) = load_mem(f.cpu, ins, matches!(m, Ficom | Ficomp));
                 f.saw_denormal |= fl & DE != 0;
                 f.cpu.fpu_sw |= fl & !DE;
                 v
@@ -769,7 +791,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 f.st(1)
             };
             f.denormal(&[a, b]);
-            let unordered_signals = matches!(m, Fcom | Fcomp | Fcompp | Ftst);
+            let unordered_signals = matches!(m, Fcom | Fcomp | Fcompp | Ftst | Ficom | Ficomp);
             if (a.is_nan() || b.is_nan()) && (unordered_signals || a.is_signaling() || b.is_signaling()) {
                 f.cpu.fpu_sw |= IE;
             }
@@ -780,7 +802,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 Some(Ordering::Greater) => 0,
             };
             f.cpu.fpu_sw = (f.cpu.fpu_sw & !(C0 | C2 | C3)) | cc;
-            if matches!(m, Fcomp | Fucomp) {
+            if matches!(m, Fcomp | Fucomp | Ficomp) {
                 f.pop();
             }
             if matches!(m, Fcompp | Fucompp) {
@@ -1255,9 +1277,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             f.set_st(0, exp);
             f.push(sig);
         }
-        Ffree => {
+        Ffree | Ffreep => {
             let p = f.phys(sti(ins, 0));
             f.cpu.fpu_tag |= 3 << (2 * p);
+            if m == Ffreep {
+                f.pop();
+            }
         }
         Fincstp => f.cpu.fpu_top = (f.cpu.fpu_top + 1) & 7,
         Fdecstp => f.cpu.fpu_top = (f.cpu.fpu_top + 7) & 7,
