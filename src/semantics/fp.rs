@@ -528,3 +528,50 @@ pub fn round_to_int(w: W, v: u64, mode: u32, quiet: bool, mxcsr: &mut u32) -> u6
     }
     bits
 }
+
+/// The CPU's reciprocal and reciprocal-square-root approximations (rcpss, rsqrtss and their
+/// packed forms): implementation-specific, so Kiln carries the tables of one CPU family (AMD
+/// family 17h and later: results depend on the top 12 significand bits only, exponents scale
+/// exactly). `tools/rcp_table.c` measures them and checks that model on every normal input.
+static APPROX: &[u8; 3 * 4096 * 4] = include_bytes!("rcp_rsqrt.bin");
+
+fn approx_table(t: usize, i: usize) -> u32 {
+    let o = (t * 4096 + i) * 4;
+    u32::from_le_bytes([APPROX[o], APPROX[o + 1], APPROX[o + 2], APPROX[o + 3]])
+}
+
+/// rcpss (`rsqrt` false) or rsqrtss of one binary32 value. Raises no exceptions; denormal
+/// inputs count as zero and results below the normal range are zero, whatever DAZ and FTZ say.
+pub fn approx(v: u32, rsqrt: bool) -> u32 {
+    let sign = v & 0x8000_0000;
+    let (e, m) = ((v >> 23) & 0xff, v & 0x7f_ffff);
+    if e == 0xff && m != 0 {
+        return v | 0x40_0000;
+    }
+    if e == 0 {
+        return sign | 0x7f80_0000;
+    }
+    if rsqrt && sign != 0 {
+        return 0xffc0_0000;
+    }
+    if e == 0xff {
+        return sign;
+    }
+    let e = e as i32 - 127;
+    let i = (m >> 11) as usize;
+    let (base, k) = if rsqrt {
+        let k = e.div_euclid(2);
+        (approx_table(1 + (e - 2 * k) as usize, i), k)
+    } else {
+        (approx_table(0, i), e)
+    };
+    let ex = ((base >> 23) & 0xff) as i32 - k;
+    let r = if ex < 1 {
+        0
+    } else if ex > 254 {
+        0x7f80_0000
+    } else {
+        (base & 0x7f_ffff) | (ex as u32) << 23
+    };
+    sign | r
+}

@@ -74,6 +74,10 @@ pub fn supported(ins: &Instruction) -> bool {
             | Cvttps2dq
             | Cvtps2pd
             | Cvtpd2ps
+            | Rcpps
+            | Rcpss
+            | Rsqrtps
+            | Rsqrtss
             | Unpcklpd
             | Unpckhpd
             | Unpcklps
@@ -271,6 +275,17 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 let mut r: Vec<u64> = v.iter().map(|&f| fp::convert(W::D, f, &mut mxcsr)).collect();
                 r.resize(4, 0);
                 cpu.xmm[x] = join(&r, W::S);
+            }
+            Rcpps | Rsqrtps => {
+                let x = d.ok_or(())?;
+                let v = lanes(src(cpu, ins, 1, 16).ok_or(())?, W::S);
+                let r: Vec<u64> = v.iter().map(|&f| fp::approx(f as u32, m == Rsqrtps) as u64).collect();
+                cpu.xmm[x] = join(&r, W::S);
+            }
+            Rcpss | Rsqrtss => {
+                let x = d.ok_or(())?;
+                let v = src(cpu, ins, 1, 4).ok_or(())?[0];
+                set_scalar(cpu, x, W::S, fp::approx(v as u32, m == Rsqrtss) as u64);
             }
             Unpcklpd | Unpckhpd | Shufpd => {
                 let x = d.ok_or(())?;
