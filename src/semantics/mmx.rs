@@ -10,6 +10,7 @@ use super::emitter::{VOp, VShift};
 use super::fp::{self, W};
 use super::operand::{ea, gpr, read_gpr, write_gpr};
 use super::vector::{lanes, pack, vmovmsk, vop, vshift, vshuffle};
+use super::x87::tag_of;
 use crate::cpu::{fault, Cpu};
 use iced_x86::{Instruction, Mnemonic, OpCodeOperandKind as K, OpKind, Register};
 
@@ -92,18 +93,6 @@ fn read(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
             })
         }
         _ => None,
-    }
-}
-
-/// The x87 tag of a register's contents: valid, zero or special.
-fn tag_of(r: [u64; 2]) -> u64 {
-    let (e, m) = (r[1] & 0x7fff, r[0]);
-    if e == 0 && m == 0 {
-        1
-    } else if e == 0 || e == 0x7fff || m >> 63 == 0 {
-        2
-    } else {
-        0
     }
 }
 

@@ -531,7 +531,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         Ldmxcsr => {
             let a = ea(&mut Live::new(cpu), ins);
-            cpu.mxcsr = load(cpu, a, 4) as u32;
+            let v = load(cpu, a, 4) as u32;
+            // Bits outside MXCSR_MASK (0xffff, as FXSAVE reports it) raise #GP.
+            if v >> 16 != 0 {
+                return Err(fault::GP);
+            }
+            cpu.mxcsr = v;
         }
         Fnstcw => {
             let a = ea(&mut Live::new(cpu), ins);
@@ -798,7 +803,7 @@ fn string_op(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
     let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
     if small {
-        let words = [cpu.fpu_cw as u64, sw, cpu.fpu_tag & 0xffff, 0, 0, 0, 0];
+        let words = [cpu.fpu_cw as u64, sw, super::x87::full_tag_word(cpu), 0, 0, 0, 0];
         for (i, w) in words.iter().enumerate() {
             store(cpu, a.wrapping_add(2 * i as u64), *w, 2);
         }
@@ -806,7 +811,7 @@ fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
         let words = [
             cpu.fpu_cw as u64 | 0xffff_0000,
             sw | 0xffff_0000,
-            cpu.fpu_tag | 0xffff_0000,
+            super::x87::full_tag_word(cpu) | 0xffff_0000,
             0,
             0,
             0,

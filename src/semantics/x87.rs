@@ -202,14 +202,7 @@ impl Fpu<'_> {
         let b = if self.underflow { from_ext(indefinite()) } else { b };
         let p = self.phys(i);
         self.cpu.st[p] = b;
-        let (e, m) = (b[1] & 0x7fff, b[0]);
-        let t = if e == 0 && m == 0 {
-            1
-        } else if e == 0 || e == 0x7fff || m >> 63 == 0 {
-            2
-        } else {
-            0
-        };
+        let t = tag_of(b);
         self.cpu.fpu_tag = (self.cpu.fpu_tag & !(3 << (2 * p))) | (t << (2 * p));
     }
     /// Whether a push would overflow the stack (the register below the top is in use).
@@ -638,6 +631,34 @@ fn sqrt_ext(v: Ext, r: Round) -> StatusAnd<Ext> {
     let status = if rem == 0 { Status::OK } else { Status::INEXACT };
     let biased = (ex + 63 + 16383) as u128;
     status.and(Ext::from_bits(s | (biased << 64)))
+}
+
+/// The tag a register's contents give it: valid (0), zero (1) or special (2: NaN, infinity,
+/// denormal, unnormal).
+pub(super) fn tag_of(r: [u64; 2]) -> u64 {
+    let (e, m) = (r[1] & 0x7fff, r[0]);
+    if e == 0 && m == 0 {
+        1
+    } else if e == 0 || e == 0x7fff || m >> 63 == 0 {
+        2
+    } else {
+        0
+    }
+}
+
+/// The full tag word as FNSTENV and FNSAVE store it: empty registers as the tags say, the
+/// others classified by their contents.
+pub(super) fn full_tag_word(cpu: &Cpu) -> u64 {
+    (0..8)
+        .map(|p| {
+            let t = if (cpu.fpu_tag >> (2 * p)) & 3 == 3 {
+                3
+            } else {
+                tag_of(cpu.st[p])
+            };
+            t << (2 * p)
+        })
+        .sum()
 }
 
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
