@@ -151,6 +151,27 @@ fn compute(w: W, op: FOp, a: u64, b: u64, r: Round) -> (u64, Status) {
     }
 }
 
+/// Whether the exact result of `a op b` is tiny as x86 detects tininess (SSE and x87 alike):
+/// after rounding to the format's precision with an unbounded exponent, it lies below the
+/// normal range. Only decides anything for a result that rounded to the smallest normal
+/// magnitude (a denormal result is tiny either way). Computed on operands scaled by 2^64
+/// (exactly), where the rounding meets no exponent bound.
+fn tiny_after_rounding(w: W, op: FOp, a: u64, b: u64, r: Round) -> bool {
+    const K: i32 = 64;
+    fn scaled<F: Float>(op: FOp, a: F, b: F, r: Round) -> F {
+        let (a, b) = match op {
+            FOp::Add | FOp::Sub => (a.scalbn(K as _), b.scalbn(K as _)),
+            _ => (a.scalbn(K as _), b),
+        };
+        apply(op, a, b, r).value
+    }
+    let v = match w {
+        W::S => scaled(op, Single::from_bits(a as u128), Single::from_bits(b as u128), r).to_bits() as u64,
+        W::D => scaled(op, Double::from_bits(a as u128), Double::from_bits(b as u128), r).to_bits() as u64,
+    };
+    v & !w.sign() < ((1 + K as u64) << w.mant_bits())
+}
+
 /// A finite non-negative value as (integer mantissa, exponent): v = m * 2^e.
 fn decompose(w: W, v: u64) -> (u128, i32) {
     let mb = w.mant_bits();
@@ -301,7 +322,19 @@ pub fn binop(w: W, op: FOp, a: u64, b: u64, mxcsr: &mut u32) -> u64 {
         return w.default_nan();
     }
     let mut flags = status_flags(st);
-    if w.is_denormal(r) || (flags & mx::UE != 0 && w.is_zero(r)) {
+    let mut tiny = w.is_denormal(r) || (flags & mx::UE != 0 && w.is_zero(r));
+    let min_normal = w.exp_mask() & w.exp_mask().wrapping_neg();
+    if !tiny
+        && st.contains(Status::INEXACT)
+        && r & !w.sign() == min_normal
+        && tiny_after_rounding(w, op, a, b, rounding(*mxcsr))
+    {
+        // Rounded to the smallest normal, yet tiny as x86 detects it (underflow; flushed
+        // under FTZ).
+        tiny = true;
+        flags |= mx::UE;
+    }
+    if tiny {
         if *mxcsr & mx::FTZ != 0 && *mxcsr & (mx::UE << 7) != 0 {
             r &= w.sign();
             flags |= mx::UE | mx::PE;
@@ -488,7 +521,17 @@ pub fn convert(from: W, v: u64, mxcsr: &mut u32) -> u64 {
         // Directed rounding to the largest single after overflow (|v| >= 2^128).
         flags |= mx::OE;
     }
-    if to.is_denormal(bits) && *mxcsr & mx::FTZ != 0 && *mxcsr & (mx::UE << 7) != 0 {
+    // A double that rounded to the smallest normal single may still be tiny (after rounding
+    // to 24 bits with an unbounded exponent, decided on the value scaled by 2^64).
+    let tiny = to.is_denormal(bits)
+        || (from == W::D && st.contains(Status::INEXACT) && bits & !to.sign() == 0x0080_0000 && {
+            let s: StatusAnd<Single> = Double::from_bits(v as u128).scalbn(64).convert_r(r, &mut loses);
+            s.value.to_bits() as u64 & !to.sign() < (65 << 23)
+        });
+    if tiny && st.contains(Status::INEXACT) {
+        flags |= mx::UE;
+    }
+    if tiny && *mxcsr & mx::FTZ != 0 && *mxcsr & (mx::UE << 7) != 0 {
         bits &= to.sign();
         flags |= mx::UE | mx::PE;
     }

@@ -260,6 +260,12 @@ impl Fpu<'_> {
     /// tie at 64 bits, then rounds to even); instead `tz` with its lowest bit set when inexact
     /// (round to odd, exact for any narrower width) is rounded once.
     fn precision(&mut self, r: StatusAnd<Ext>, tz: StatusAnd<Ext>) -> Ext {
+        let (v, s) = self.rounded(r, tz);
+        self.flag(r.status | s);
+        v
+    }
+    /// `precision` without setting flags: the value and the status of the narrowing.
+    fn rounded(&self, r: StatusAnd<Ext>, tz: StatusAnd<Ext>) -> (Ext, Status) {
         let pc = (self.cpu.fpu_cw >> 8) & 3;
         let src = if pc != 3
             && tz.status.contains(Status::INEXACT)
@@ -271,9 +277,7 @@ impl Fpu<'_> {
         } else {
             r.value
         };
-        let (v, s) = self.to_precision(src, self.round());
-        self.flag(r.status | s);
-        v
+        self.to_precision(src, self.round())
     }
     /// Rounds the significand to the precision control's width (24 or 53 bits) in `round`,
     /// keeping the extended exponent range: the value is scaled near 1, rounded through the
@@ -446,8 +450,15 @@ where
     T: Float + FloatConvert<Ext>,
 {
     let mut l = false;
-    let s: StatusAnd<T> = v.convert_r(r, &mut l);
+    let mut s: StatusAnd<T> = v.convert_r(r, &mut l);
     let t: StatusAnd<T> = v.convert_r(Round::TowardZero, &mut l);
+    if s.status == Status::INEXACT && s.value.abs() == T::smallest_normalized() {
+        // Rounded to the smallest normal, yet tiny after rounding with an unbounded exponent.
+        let scaled: StatusAnd<T> = v.scalbn(64).convert_r(r, &mut l);
+        if scaled.value.abs() < T::smallest_normalized().scalbn(64) {
+            s.status |= Status::UNDERFLOW;
+        }
+    }
     let big: Ext = T::largest().convert_r(Round::TowardZero, &mut l).value;
     if v.is_finite() && v.abs() > big {
         f.cpu.fpu_sw |= fp::mx::OE as u16;
@@ -517,7 +528,7 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         }
         return nan_result(a, b);
     }
-    let op = |r: Round| match m {
+    let op_on = |a: Ext, b: Ext, r: Round| match m {
         Fadd | Faddp | Fiadd => a.add_r(b, r),
         Fsub | Fsubp | Fisub => a.sub_r(b, r),
         Fsubr | Fsubrp | Fisubr => b.sub_r(a, r),
@@ -525,6 +536,8 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         Fdiv | Fdivp | Fidiv => a.div_r(b, r),
         _ => b.div_r(a, r),
     };
+    let op = |r: Round| op_on(a, b, r);
+    let ue_before = f.cpu.fpu_sw & fp::mx::UE as u16;
     let mut res = op(f.round());
     if res.status == Status::INEXACT && res.value.to_bits() & !(1u128 << 79) == 0x7ffe_ffff_ffff_ffff_ffff {
         // A directed rounding that lands on the largest finite value may hide an overflow
@@ -566,6 +579,24 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
     f.denormal(&[a, b]);
     let tz = op(Round::TowardZero);
     let v = f.precision(res, tz);
+    let smallest = Ext::smallest_normalized();
+    if v.is_finite() && (v.is_zero() || v.is_denormal() || v.abs() == smallest) && !res.value.is_nan() {
+        // Underflow is tininess after rounding to the precision with an unbounded exponent:
+        // decided on operands scaled by 2^128 (exactly), far from the denormal range.
+        const K: i32 = 128;
+        let (sa, sb) = match m {
+            Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv => (a.scalbn(K as _), b),
+            Fdivr | Fdivrp | Fidivr => (a, b.scalbn(K as _)),
+            _ => (a.scalbn(K as _), b.scalbn(K as _)),
+        };
+        let (sv, _) = f.rounded(op_on(sa, sb, f.round()), op_on(sa, sb, Round::TowardZero));
+        let inexact = res.status.contains(Status::INEXACT) || v != res.value;
+        let tiny = sv.abs() < smallest.scalbn(K as _);
+        f.cpu.fpu_sw = (f.cpu.fpu_sw & !(fp::mx::UE as u16)) | ue_before;
+        if tiny && inexact {
+            f.cpu.fpu_sw |= fp::mx::UE as u16;
+        }
+    }
     // C1 says whether the result was rounded up (away from zero): compare with the result
     // truncated at the same precision.
     let t = f.truncated(tz.value);

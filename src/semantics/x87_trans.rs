@@ -277,7 +277,23 @@ fn tiny_if_zero(mut o: StatusAnd<Ext>, nonzero: bool) -> StatusAnd<Ext> {
 /// y * log2(x) for finite x > 0.
 pub fn fyl2x(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
     let one = Ext::from_u128(1).value;
-    tiny_if_zero(out(mul(q(y), log2(q(x))), r), !y.is_zero() && x != one)
+    let p = mul(q(y), log2(q(x)));
+    if p.is_infinite() {
+        // Beyond binary128's range too (|y| near the largest value, log2(x) up to 16384):
+        // an overflow, rounded as the control word says.
+        let away = match r {
+            Round::NearestTiesToEven => true,
+            Round::TowardPositive => !p.is_negative(),
+            Round::TowardNegative => p.is_negative(),
+            _ => false,
+        };
+        let v = if away { Ext::INFINITY } else { Ext::largest() };
+        return StatusAnd {
+            status: rustc_apfloat::Status::OVERFLOW | rustc_apfloat::Status::INEXACT,
+            value: if p.is_negative() { -v } else { v },
+        };
+    }
+    tiny_if_zero(out(p, r), !y.is_zero() && x != one)
 }
 
 /// y * log2(1 + x) for |x| < 1 - sqrt(2)/2.
