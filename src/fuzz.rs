@@ -529,11 +529,17 @@ fn random_state(rng: &mut Rng, base: Option<Register>) -> State {
     }
     let arith = rf::CF | rf::PF | rf::AF | rf::ZF | rf::SF | rf::OF;
     s.rflags = 0x202 | (rng.next() & arith) | (rng.below(2) << 10);
-    // Rounding, DAZ and FTZ vary; exceptions stay masked.
-    s.mxcsr = 0x1f80
-        | (rng.below(4) << 13)
-        | if rng.below(4) == 0 { 0x40 } else { 0 }
-        | if rng.below(4) == 0 { 0x8000 } else { 0 };
+    // Rounding, DAZ, FTZ and the sticky flags vary (half the time at their defaults, where
+    // the JIT computes float arithmetic with host instructions); exceptions stay masked.
+    s.mxcsr = if rng.below(2) == 0 {
+        0x1f80 | [0, 0x20, 0x3f][rng.below(3) as usize]
+    } else {
+        0x1f80
+            | (rng.below(4) << 13)
+            | if rng.below(4) == 0 { 0x40 } else { 0 }
+            | if rng.below(4) == 0 { 0x8000 } else { 0 }
+            | rng.next() & 0x3f
+    };
     for x in s.xmm.iter_mut() {
         *x = [rng.float64(), rng.float64()];
     }

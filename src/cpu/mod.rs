@@ -211,6 +211,7 @@ pub mod off {
     pub const INTERRUPT: i32 = offset_of!(Cpu, interrupt) as i32;
     pub const INSN_OFF: i32 = offset_of!(Cpu, insn_off) as i32;
     pub const FAULT: i32 = offset_of!(Cpu, fault) as i32;
+    pub const MXCSR: i32 = offset_of!(Cpu, mxcsr) as i32;
     pub const FAULT_ADDR: i32 = offset_of!(Cpu, fault_addr) as i32;
     pub const HOST_SP: i32 = offset_of!(Cpu, host_sp) as i32;
     pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;

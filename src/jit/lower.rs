@@ -38,6 +38,10 @@ struct Lower<'a> {
     end: Option<(Value, u64)>,
 }
 
+/// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
+#[path = "float.rs"]
+mod float;
+
 fn mf() -> MemFlagsData {
     MemFlagsData::trusted()
 }
@@ -473,6 +477,9 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
             let x = l.b.ins().iconst(types::I64, exit::FAULT as i64);
             l.b.ins().return_(&[x]);
             l.b.switch_to_block(cont);
+        }
+        if route & !semantics::route::ALIGN16 == semantics::route::SLOW && l.float_fast(ins) {
+            continue;
         }
         semantics::exec_routed(&mut l, ins, route);
         if l.end.is_some() {
