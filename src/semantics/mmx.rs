@@ -118,8 +118,7 @@ fn run(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
     let m = ins.mnemonic();
     if m == Emms {
         // Every register empty; the stack top is 0 here too.
-        cpu.fpu_top = 0;
-        cpu.fpu_sw &= !0x3800;
+        enter(cpu);
         cpu.fpu_tag = 0xffff;
         return Some(());
     }
@@ -135,13 +134,20 @@ fn run(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
         Movd | Movq | Movntq | Movdq2q => {
             let bytes = if m == Movd { 4 } else { 8 };
             let v = read(cpu, ins, 1, bytes)? as u64;
-            enter(cpu);
+            // A store that faults leaves the x87 state as it was.
             match ins.op_kind(0) {
-                OpKind::Register if dst_mm => set_mm(cpu, mm(ins.op_register(0))?, v),
-                OpKind::Register => write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0))?, v),
+                OpKind::Register if dst_mm => {
+                    enter(cpu);
+                    set_mm(cpu, mm(ins.op_register(0))?, v);
+                }
+                OpKind::Register => {
+                    write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0))?, v);
+                    enter(cpu);
+                }
                 _ => {
                     let a = ea(&mut Live::new(cpu), ins);
                     store(cpu, a, v, bytes);
+                    enter(cpu);
                 }
             }
         }
