@@ -28,6 +28,7 @@ fn build(src: &str) -> PathBuf {
         .args(["-static", "-O2", "-w", "-o"])
         .arg(&out)
         .arg(root().join("tests/guest").join(src))
+        .arg("-lm")
         .status()
         .expect("gcc");
     assert!(st.success(), "gcc failed on {src}");
@@ -243,6 +244,11 @@ fn main() {
             bin: build("sha256.c"),
             args: vec![(16u64 << 20).to_string()],
         },
+        Workload {
+            name: "n-body, 1M steps (double)",
+            bin: build("nbody.c"),
+            args: vec!["1000000".into()],
+        },
     ];
     let cc1 = Command::new("gcc")
         .arg("-print-prog-name=cc1")
@@ -363,6 +369,10 @@ fn main() {
         "workload", "native", "kiln cold", "kiln warm", "qemu-x86_64", "cached", "comp.", "RSS nat/cold/warm/qemu"
     );
     let mut rows = Vec::new();
+    // KILN_BENCH_ONLY=text keeps the workloads whose name contains it.
+    if let Ok(only) = std::env::var("KILN_BENCH_ONLY") {
+        workloads.retain(|w| w.name.contains(only.as_str()));
+    }
     for w in &workloads {
         let mut nat = Vec::new();
         let mut cold = Vec::new();
@@ -431,13 +441,25 @@ fn main() {
         );
         rows.push(row);
     }
-    let svg = root().join("benches").join("compare.svg");
+    // A partial run (KILN_BENCH_ONLY) writes its chart beside the full one.
+    let name = if std::env::var("KILN_BENCH_ONLY").is_ok() {
+        "compare-partial.svg"
+    } else {
+        "compare.svg"
+    };
+    let svg = root().join("benches").join(name);
     match std::fs::write(&svg, plot(&rows, runs)) {
         Ok(()) => println!("plot written to {}", svg.display()),
         Err(e) => println!("cannot write {}: {e}", svg.display()),
     }
-    // Baseline tier cost: guest instructions per second of the interpreter on the compute loop.
-    let w = &workloads[1];
+    if let Some(w) = workloads.iter().find(|w| w.name.starts_with("crc32")) {
+        baseline_cost(w, &tmp);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Baseline tier cost: guest instructions per second of the interpreter on a compute loop.
+fn baseline_cost(w: &Workload, tmp: &Path) {
     let mut c = kiln_cmd(w, &tmp.join("interp"), "interp");
     c.env("KILN_STATS", "json").stdout(Stdio::null()).stderr(Stdio::piped());
     let t = Instant::now();
@@ -455,7 +477,6 @@ fn main() {
             dt * 1e9 / insns.max(1) as f64
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// Waits (up to a minute) until no Kiln process is left (a cold run's detached compile and its

@@ -102,6 +102,7 @@ corpus! {
     x87_transcendental_instructions => "x87_transcendental.c";
     x87_packed_bcd => "x87_bcd.c";
     underflow_at_the_bottom_of_the_normal_range => "underflow.c";
+    nbody_double_arithmetic_and_sqrt => "nbody.c";
     mmx_forms_and_their_x87_register_sharing => "mmx.c";
     robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";

@@ -3,14 +3,14 @@
 //! settings the operation depends on, and operands and results away from NaN, infinity, zero
 //! (where it matters), denormals and the edges of the range. Then the host's correctly rounded
 //! result is the soft-float one and no MXCSR flag can change. Anything else runs the whole
-//! instruction through the slow helper, which runs those semantics. Every path leaves its
-//! result in the context, and the destination is reloaded from there afterwards.
+//! instruction through the slow helper, which runs those semantics: that path stores the cached
+//! registers for it and reloads the result, the fast path keeps everything in SSA values.
 
 use super::{mf, Lower};
 use crate::cpu::{off, FlagKind};
 use crate::semantics::{self, emitter::Emitter, emitter::Ops};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -218,8 +218,6 @@ impl Lower<'_> {
                 (Some(a), self.scalar_src(ins, 1, bytes))
             }
         };
-        // The context holds every register: the helper may run instead.
-        self.flush();
         let mx = self.b.ins().load(types::I32, mf(), self.cpu, off::MXCSR);
         // Scalar lanes as ity, packed as the vector type.
         let lane = |l: &mut Self, v: Value| -> Value {
@@ -371,48 +369,62 @@ impl Lower<'_> {
                 Out::Flags(self.b.ins().select(eq, zf, r))
             }
         };
+        // The fast path keeps the result in SSA values; the slow path stores the cached state
+        // for the helper (which runs the whole instruction) and reloads the result.
         let fast = self.b.create_block();
         let slow = self.b.create_block();
         let join = self.b.create_block();
+        let rty = match out {
+            Out::Xmm(..) => types::I8X16,
+            _ => types::I64,
+        };
+        let param = self.b.append_block_param(join, rty);
         self.b.ins().brif(ok, fast, &[], slow, &[]);
         self.b.switch_to_block(fast);
-        let cpu = self.cpu;
-        match out {
-            Out::Xmm(d, r) => {
-                self.b.ins().store(mf(), r, cpu, off::xmm(d));
-            }
-            Out::Gpr(g, r) => {
-                self.b.ins().store(mf(), r, cpu, off::gpr(g));
-            }
-            Out::Flags(r) => {
-                let k = self.b.ins().iconst(types::I64, FlagKind::Raw as i64);
-                let s = self.b.ins().iconst(types::I64, 8);
-                let z = self.b.ins().iconst(types::I64, 0);
-                self.b.ins().store(mf(), k, cpu, off::FLAGS_KIND);
-                self.b.ins().store(mf(), s, cpu, off::FLAGS_SIZE);
-                self.b.ins().store(mf(), r, cpu, off::FLAGS_RES);
-                self.b.ins().store(mf(), z, cpu, off::FLAGS_A);
-                self.b.ins().store(mf(), z, cpu, off::FLAGS_B);
-                self.b.ins().store(mf(), z, cpu, off::FLAGS_AUX);
-            }
-        }
-        self.b.ins().jump(join, &[]);
+        let r = match out {
+            Out::Xmm(_, r) | Out::Gpr(_, r) | Out::Flags(r) => r,
+        };
+        self.b.ins().jump(join, &[BlockArg::Value(r)]);
         self.b.switch_to_block(slow);
+        self.store_dirty();
         let rip = self.code_addr(ins.ip());
         let z = self.imm(0);
         let code = self.call_helper(super::H_SLOW, rip, z);
         let fault = self.b.create_block();
-        self.b.ins().brif(code, fault, &[], join, &[]);
+        let reload = self.b.create_block();
+        self.b.ins().brif(code, fault, &[], reload, &[]);
         self.b.switch_to_block(fault);
         self.b.ins().return_(&[code]);
+        self.b.switch_to_block(reload);
+        let cpu = self.cpu;
+        let r = match out {
+            Out::Xmm(d, _) => self.b.ins().load(types::I8X16, mf(), cpu, off::xmm(d)),
+            Out::Gpr(g, _) => self.b.ins().load(types::I64, mf(), cpu, off::gpr(g)),
+            Out::Flags(_) => self.b.ins().load(types::I64, mf(), cpu, off::FLAGS_RES),
+        };
+        self.b.ins().jump(join, &[BlockArg::Value(r)]);
         self.b.switch_to_block(join);
-        // Either path left the result in the context (MXCSR is never cached).
+        // MXCSR lives in the context only; the result is cached (and stored at the next flush).
         match out {
-            Out::Xmm(d, _) => self.xregs[d] = None,
-            Out::Gpr(g, _) => self.regs[g] = None,
+            Out::Xmm(d, _) => {
+                self.xregs[d] = Some(param);
+                self.xdirty[d] = true;
+            }
+            Out::Gpr(g, _) => {
+                self.regs[g] = Some(param);
+                self.dirty[g] = true;
+            }
             Out::Flags(_) => {
-                self.flags = None;
-                self.flags_dirty = false;
+                let z = self.imm(0);
+                self.flags = Some(crate::semantics::emitter::Flags {
+                    kind: FlagKind::Raw,
+                    size: 8,
+                    res: param,
+                    a: z,
+                    b: z,
+                    aux: z,
+                });
+                self.flags_dirty = true;
             }
         }
         true

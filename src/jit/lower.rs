@@ -83,6 +83,16 @@ impl Lower<'_> {
         }
     }
 
+    /// Stores every dirty register and the flags to the context without marking them clean:
+    /// for a path that calls a helper while the other path keeps the cached values.
+    fn store_dirty(&mut self) {
+        let (dirty, xdirty, fdirty) = (self.dirty, self.xdirty, self.flags_dirty);
+        self.flush();
+        self.dirty = dirty;
+        self.xdirty = xdirty;
+        self.flags_dirty = fdirty;
+    }
+
     /// Forget cached state after a helper that may change any of it.
     fn invalidate(&mut self) {
         self.regs = [None; 16];

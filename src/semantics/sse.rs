@@ -109,6 +109,11 @@ pub fn generic_supported(ins: &Instruction) -> bool {
             | Punpckhwd
             | Punpckhdq
             | Punpckhqdq
+            | Unpcklps
+            | Unpckhps
+            | Unpcklpd
+            | Unpckhpd
+            | Shufpd
             | Pshufd
             | Pshuflw
             | Pshufhw
@@ -310,6 +315,14 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             let r = e.vshuffle(v, v, idx);
             e.set_xmm(x, r);
         }
+        Shufpd => {
+            let x = d.expect("xmm destination");
+            let b = src(e, ins, 1, 16);
+            let a = e.get_xmm(x);
+            let imm = ins.immediate(2) as u8;
+            let r = e.vshuffle(a, b, lane_idx(8, &[imm & 1, 2 + ((imm >> 1) & 1)]));
+            e.set_xmm(x, r);
+        }
         Shufps => {
             let x = d.expect("xmm destination");
             let b = src(e, ins, 1, 16);
@@ -360,18 +373,19 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             };
             e.set_xmm(x, r);
         }
-        Punpcklbw | Punpcklwd | Punpckldq | Punpcklqdq | Punpckhbw | Punpckhwd | Punpckhdq | Punpckhqdq => {
+        Punpcklbw | Punpcklwd | Punpckldq | Punpcklqdq | Punpckhbw | Punpckhwd | Punpckhdq | Punpckhqdq | Unpcklps
+        | Unpckhps | Unpcklpd | Unpckhpd => {
             let x = d.expect("xmm destination");
             let b = src(e, ins, 1, 16);
             let a = e.get_xmm(x);
             let (w, high) = match m {
                 Punpcklbw => (1, false),
                 Punpcklwd => (2, false),
-                Punpckldq => (4, false),
-                Punpcklqdq => (8, false),
+                Punpckldq | Unpcklps => (4, false),
+                Punpcklqdq | Unpcklpd => (8, false),
                 Punpckhbw => (1, true),
                 Punpckhwd => (2, true),
-                Punpckhdq => (4, true),
+                Punpckhdq | Unpckhps => (4, true),
                 _ => (8, true),
             };
             let r = e.vshuffle(a, b, unpack_idx(w, high));

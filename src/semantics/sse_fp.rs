@@ -78,11 +78,6 @@ pub fn supported(ins: &Instruction) -> bool {
             | Rcpss
             | Rsqrtps
             | Rsqrtss
-            | Unpcklpd
-            | Unpckhpd
-            | Unpcklps
-            | Unpckhps
-            | Shufpd
     ) && ins.op_kind(0) == OpKind::Register
 }
 
@@ -286,26 +281,6 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 let x = d.ok_or(())?;
                 let v = src(cpu, ins, 1, 4).ok_or(())?[0];
                 set_scalar(cpu, x, W::S, fp::approx(v as u32, m == Rsqrtss) as u64);
-            }
-            Unpcklpd | Unpckhpd | Shufpd => {
-                let x = d.ok_or(())?;
-                let b = src(cpu, ins, 1, 16).ok_or(())?;
-                let a = get(cpu, x);
-                cpu.xmm[x] = match m {
-                    Unpcklpd => [a[0], b[0]],
-                    Unpckhpd => [a[1], b[1]],
-                    _ => {
-                        let imm = ins.immediate(2);
-                        [a[(imm & 1) as usize], b[((imm >> 1) & 1) as usize]]
-                    }
-                };
-            }
-            Unpcklps | Unpckhps => {
-                let x = d.ok_or(())?;
-                let b = lanes(src(cpu, ins, 1, 16).ok_or(())?, W::S);
-                let a = lanes(get(cpu, x), W::S);
-                let o = if m == Unpcklps { 0 } else { 2 };
-                cpu.xmm[x] = join(&[a[o], b[o], a[o + 1], b[o + 1]], W::S);
             }
             _ => return Err(()),
         }
