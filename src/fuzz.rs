@@ -530,11 +530,13 @@ fn random_state(rng: &mut Rng, base: Option<Register>) -> State {
     let arith = rf::CF | rf::PF | rf::AF | rf::ZF | rf::SF | rf::OF;
     s.rflags = 0x202 | (rng.next() & arith) | (rng.below(2) << 10);
     // Rounding, DAZ, FTZ and the sticky flags vary (half the time at their defaults, where
-    // the JIT computes float arithmetic with host instructions); exceptions stay masked.
+    // the JIT computes float arithmetic with host instructions); one case in eight unmasks
+    // some exceptions (an unmasked one raised is SIGFPE on both sides).
     s.mxcsr = if rng.below(2) == 0 {
         0x1f80 | [0, 0x20, 0x3f][rng.below(3) as usize]
     } else {
-        0x1f80
+        let unmask = if rng.below(4) == 0 { rng.next() & 0x1f80 } else { 0 };
+        (0x1f80 & !unmask)
             | (rng.below(4) << 13)
             | if rng.below(4) == 0 { 0x40 } else { 0 }
             | if rng.below(4) == 0 { 0x8000 } else { 0 }
@@ -1011,7 +1013,7 @@ impl Kiln {
         crate::linux::signals::set_current(std::ptr::null_mut());
         let signal = if r == exit::FAULT {
             match cpu.fault {
-                fault::DIVIDE => libc::SIGFPE,
+                fault::DIVIDE | fault::SIMD => libc::SIGFPE,
                 fault::UD => libc::SIGILL,
                 fault::INT3 => libc::SIGTRAP,
                 fault::HALT | fault::MEMORY | fault::GP => libc::SIGSEGV,

@@ -103,6 +103,7 @@ corpus! {
     x87_packed_bcd => "x87_bcd.c";
     underflow_at_the_bottom_of_the_normal_range => "underflow.c";
     nbody_double_arithmetic_and_sqrt => "nbody.c";
+    unmasked_sse_exceptions_raise_sigfpe => "fp_traps.c";
     mmx_forms_and_their_x87_register_sharing => "mmx.c";
     robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";

@@ -92,6 +92,8 @@ pub mod fault {
     pub const MEMORY: u64 = 6;
     /// General protection (a misaligned operand that must be aligned).
     pub const GP: u64 = 7;
+    /// An unmasked SSE floating-point exception (#XM); MXCSR says which.
+    pub const SIMD: u64 = 8;
 }
 
 /// Bits of `Cpu::fault_info` for `fault::MEMORY`.

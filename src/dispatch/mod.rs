@@ -688,6 +688,25 @@ impl Engine {
             fault::INT3 => (libc::SIGTRAP, 0x80, 0, [0, 3, 0]), // SI_KERNEL, #BP
             fault::HALT | fault::GP => (libc::SIGSEGV, 0x80, 0, [0, 13, 0]), // #GP
             fault::UD => (libc::SIGILL, 2, at, [0, 6, 0]),      // ILL_ILLOPN, #UD
+            fault::SIMD => {
+                // #XM: the code names the first unmasked flag set, in the kernel's order.
+                let mx = self.cpu.mxcsr as u64;
+                let e = mx & !(mx >> 7) & 0x3f;
+                let code = if e & 1 != 0 {
+                    7 // FPE_FLTINV
+                } else if e & 4 != 0 {
+                    3 // FPE_FLTDIV
+                } else if e & 8 != 0 {
+                    4 // FPE_FLTOVF
+                } else if e & 0x12 != 0 {
+                    5 // FPE_FLTUND
+                } else if e & 0x20 != 0 {
+                    6 // FPE_FLTRES
+                } else {
+                    0
+                };
+                (libc::SIGFPE, code, at, [0, 19, 0])
+            }
             fault::MEMORY => {
                 // The unit (or block) stopped before the faulting instruction: resume there.
                 self.cpu.rip = self.cpu.rip.wrapping_add(self.cpu.insn_off);

@@ -395,6 +395,15 @@ impl Process {
         cpu.gpr[0] = 0;
         cpu.rip = act[0];
         cpu.df = 0;
+        // The handler starts from the initial FPU state, as the kernel gives it (the frame
+        // holds the interrupted one for sigreturn).
+        cpu.mxcsr = 0x1f80;
+        cpu.fpu_cw = 0x37f;
+        cpu.fpu_sw = 0;
+        cpu.fpu_top = 0;
+        cpu.fpu_tag = 0xffff;
+        cpu.st = [[0; 2]; 8];
+        cpu.xmm = [[0; 2]; 16];
         Delivery::Handler
     }
 

@@ -335,11 +335,15 @@ pub fn binop(w: W, op: FOp, a: u64, b: u64, mxcsr: &mut u32) -> u64 {
         flags |= mx::UE;
     }
     if tiny {
-        if *mxcsr & mx::FTZ != 0 && *mxcsr & (mx::UE << 7) != 0 {
+        let masked = *mxcsr & (mx::UE << 7) != 0;
+        if *mxcsr & mx::FTZ != 0 && masked {
             r &= w.sign();
             flags |= mx::UE | mx::PE;
+        } else if !masked {
+            // Unmasked, underflow is any tiny result, exact or not.
+            flags |= mx::UE;
         } else if flags & mx::PE == 0 {
-            // Exact tiny results do not raise underflow when it is masked.
+            // Masked, an exact tiny result does not underflow.
             flags &= !mx::UE;
         }
     }
@@ -528,7 +532,8 @@ pub fn convert(from: W, v: u64, mxcsr: &mut u32) -> u64 {
             let s: StatusAnd<Single> = Double::from_bits(v as u128).scalbn(64).convert_r(r, &mut loses);
             s.value.to_bits() as u64 & !to.sign() < (65 << 23)
         });
-    if tiny && st.contains(Status::INEXACT) {
+    if tiny && (st.contains(Status::INEXACT) || *mxcsr & (mx::UE << 7) == 0) {
+        // Masked, only an inexact tiny result underflows; unmasked, any tiny one.
         flags |= mx::UE;
     }
     if tiny && *mxcsr & mx::FTZ != 0 && *mxcsr & (mx::UE << 7) != 0 {

@@ -213,21 +213,64 @@ fn acc(size: u8) -> Gpr {
     }
 }
 
+/// Runs an SSE instruction with MXCSR's exception masks honoured: when the flags it raises
+/// include an unmasked one, the instruction writes no result (#XM, `fault::SIMD`), and MXCSR
+/// gets the flags the CPU sets then: only the pre-computation ones (invalid, denormal, divide)
+/// if one of those is unmasked, all of them otherwise.
+fn simd_exceptions(cpu: &mut Cpu, run: impl FnOnce(&mut Cpu) -> Result<(), u64>) -> Result<(), u64> {
+    let before = cpu.mxcsr;
+    if before & 0x1f80 == 0x1f80 {
+        return run(cpu);
+    }
+    let (xmm, gpr) = (cpu.xmm, cpu.gpr);
+    let fl = (
+        cpu.flags_kind,
+        cpu.flags_size,
+        cpu.flags_res,
+        cpu.flags_a,
+        cpu.flags_b,
+        cpu.flags_aux,
+    );
+    cpu.mxcsr = before & !0x3f;
+    let r = run(cpu);
+    let raised = cpu.mxcsr & 0x3f;
+    let unmasked = raised & !(before >> 7) & 0x3f;
+    if r.is_ok() && unmasked != 0 {
+        cpu.xmm = xmm;
+        cpu.gpr = gpr;
+        (
+            cpu.flags_kind,
+            cpu.flags_size,
+            cpu.flags_res,
+            cpu.flags_a,
+            cpu.flags_b,
+            cpu.flags_aux,
+        ) = fl;
+        let pre = super::fp::mx::IE | super::fp::mx::DE | super::fp::mx::ZE;
+        cpu.mxcsr = before | if unmasked & pre != 0 { raised & pre } else { raised };
+        return Err(fault::SIMD);
+    }
+    cpu.mxcsr = if r.is_ok() { before | raised } else { before };
+    r
+}
+
 /// Executes one instruction over concrete state. `Err(fault code)` on a guest fault.
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
     if super::mmx::supported(ins) {
-        return super::mmx::exec(cpu, ins);
+        return simd_exceptions(cpu, |cpu| super::mmx::exec(cpu, ins));
     }
     if super::ext::supported(ins) {
-        return super::ext::exec(cpu, ins);
+        return simd_exceptions(cpu, |cpu| super::ext::exec(cpu, ins));
     }
     if super::sse::slow_supported(ins) {
         return super::sse::slow_exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
     }
     if super::sse_fp::supported(ins) {
-        return super::sse_fp::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
+        return simd_exceptions(cpu, |cpu| {
+            super::sse_fp::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED)
+        });
     }
     if super::x87::supported(ins) {
         return super::x87::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
