@@ -420,11 +420,7 @@ impl Engine {
             hi: end,
         });
         if let Some(m) = &module {
-            let name = std::path::Path::new(&path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            self.module_use.entry(m.hash).or_default().0 = name;
+            self.name_module(m.hash, std::path::Path::new(&path));
         }
         self.libs.push((start, end, module));
         if let (Some(m), Some(dir)) = (module, self.cache.clone()) {
@@ -741,13 +737,9 @@ impl Engine {
         }
     }
 
-    /// Names a module for the usage statistics.
-    pub fn name_module(&mut self, hash: Hash, name: &std::path::Path) {
-        let name = name
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.module_use.entry(hash).or_default().0 = name;
+    /// Names a module for the usage statistics (by its file name).
+    pub fn name_module(&mut self, hash: Hash, path: &std::path::Path) {
+        self.module_use.entry(hash).or_default().0 = file_name(path);
     }
 
     /// Appends this run's record to the cache's usage log (runs that use the cache only).
@@ -771,10 +763,7 @@ impl Engine {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             program: hex(&self.module.hash),
-            name: program
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: file_name(program),
             wall_us: wall.as_micros() as u64,
             insns_interp: s.guest_insns_interp,
             insns_compiled: s.guest_insns_compiled,
@@ -955,10 +944,7 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = file_name(path);
         // The journal's own header names its module and config.
         let (module, config) =
             cache_format::pack_identity(&bytes).ok_or_else(|| anyhow::anyhow!("{name}: truncated journal"))?;
@@ -1031,4 +1017,11 @@ fn cpuid_profile() -> Vec<[u32; 4]> {
         .iter()
         .map(|&l| semantics::slow::cpuid(l, 0))
         .collect()
+}
+
+/// The last component of a path as text ("" if it has none).
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -537,32 +537,27 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         _ => b.div_r(a, r),
     };
     let op = |r: Round| op_on(a, b, r);
+    // The operands scaled by 2^k, so that the result is scaled by 2^k (exactly, away from
+    // the range edges): one operand of a product or quotient, both of a sum.
+    let scaled = |k: i32| match m {
+        Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv => (a.scalbn(k as _), b),
+        Fdivr | Fdivrp | Fidivr => (a, b.scalbn(k as _)),
+        _ => (a.scalbn(k as _), b.scalbn(k as _)),
+    };
     let ue_before = f.cpu.fpu_sw & fp::mx::UE as u16;
     let mut res = op(f.round());
     if res.status == Status::INEXACT && res.value.to_bits() & !(1u128 << 79) == 0x7ffe_ffff_ffff_ffff_ffff {
         // A directed rounding that lands on the largest finite value may hide an overflow
         // (the soft-float core does not report it): decide on operands scaled down, where the
-        // threshold 2^16384 is representable and the scaling is exact.
-        let k = if matches!(m, Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv | Fdivr | Fdivrp | Fidivr) {
-            2000
-        } else {
+        // threshold 2^16384 is representable.
+        let k = if matches!(m, Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr) {
             2
+        } else {
+            2000
         };
-        let (sa, sb) = match m {
-            Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv => (a.scalbn(-k), b),
-            Fdivr | Fdivrp | Fidivr => (a, b.scalbn(-k)),
-            _ => (a.scalbn(-k), b.scalbn(-k)),
-        };
-        let scaled = match m {
-            Fadd | Faddp | Fiadd => sa.add_r(sb, Round::TowardZero),
-            Fsub | Fsubp | Fisub => sa.sub_r(sb, Round::TowardZero),
-            Fsubr | Fsubrp | Fisubr => sb.sub_r(sa, Round::TowardZero),
-            Fmul | Fmulp | Fimul => sa.mul_r(sb, Round::TowardZero),
-            Fdiv | Fdivp | Fidiv => sa.div_r(sb, Round::TowardZero),
-            _ => sb.div_r(sa, Round::TowardZero),
-        };
-        let threshold = Ext::from_u128(1).value.scalbn(16384 - k);
-        if scaled.value.abs() >= threshold {
+        let (sa, sb) = scaled(-k);
+        let threshold = Ext::from_u128(1).value.scalbn((16384 - k) as _);
+        if op_on(sa, sb, Round::TowardZero).value.abs() >= threshold {
             res.status |= Status::OVERFLOW;
         }
     }
@@ -584,11 +579,7 @@ fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
         // Underflow is tininess after rounding to the precision with an unbounded exponent:
         // decided on operands scaled by 2^128 (exactly), far from the denormal range.
         const K: i32 = 128;
-        let (sa, sb) = match m {
-            Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv => (a.scalbn(K as _), b),
-            Fdivr | Fdivrp | Fidivr => (a, b.scalbn(K as _)),
-            _ => (a.scalbn(K as _), b.scalbn(K as _)),
-        };
+        let (sa, sb) = scaled(K);
         let (sv, _) = f.rounded(op_on(sa, sb, f.round()), op_on(sa, sb, Round::TowardZero));
         let inexact = res.status.contains(Status::INEXACT) || v != res.value;
         let tiny = sv.abs() < smallest.scalbn(K as _);
