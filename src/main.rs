@@ -123,6 +123,20 @@ enum CacheOp {
 
 fn main() {
     let cli = Cli::parse();
+    let report = match &cli.cmd {
+        Cmd::Fuzz { .. } => true,
+        Cmd::Cache { op } => !matches!(op, CacheOp::Merge { .. }),
+        _ => false,
+    };
+    if report {
+        // Kiln's own reports end quietly when their reader goes away (`kiln fuzz | head`),
+        // as other tools do; `run` keeps the disposition its guest must see, and a journal
+        // merger its errors.
+        // SAFETY: restoring a signal's default disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let r = match cli.cmd {
         Cmd::Run {
             tier,
