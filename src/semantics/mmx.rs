@@ -23,12 +23,68 @@ pub fn supported(ins: &Instruction) -> bool {
         return true;
     }
     mmx_form
-        && (super::sse::vop_of(ins.mnemonic()).is_some()
-            || super::sse::mul_op(ins.mnemonic(), 0, 0).is_some()
-            || super::ext::ssse3_op(ins.mnemonic(), 0, 0).is_some()
-            || matches!(
-                ins.mnemonic(),
-                Movd | Movq
+        && matches!(
+            ins.mnemonic(),
+            // Lane-wise (`sse::vop_of`).
+            Pxor | Por
+                | Pand
+                | Pandn
+                | Paddb
+                | Paddw
+                | Paddd
+                | Paddq
+                | Psubb
+                | Psubw
+                | Psubd
+                | Psubq
+                | Pcmpeqb
+                | Pcmpeqw
+                | Pcmpeqd
+                | Pcmpgtb
+                | Pcmpgtw
+                | Pcmpgtd
+                | Pminub
+                | Pmaxub
+                | Pminsw
+                | Pmaxsw
+                | Paddusb
+                | Paddusw
+                | Psubusb
+                | Psubusw
+                | Paddsb
+                | Paddsw
+                | Psubsb
+                | Psubsw
+                | Pavgb
+                | Pavgw
+                | Pmullw
+                | Packuswb
+                | Packsswb
+                | Packssdw
+                // Multiplying (`sse::mul_op`).
+                | Pmulhuw
+                | Pmulhw
+                | Pmaddwd
+                | Pmuludq
+                | Psadbw
+                // SSSE3 (`ext::ssse3_op`).
+                | Phaddw
+                | Phaddd
+                | Phsubw
+                | Phsubd
+                | Phaddsw
+                | Phsubsw
+                | Pmaddubsw
+                | Pmulhrsw
+                | Psignb
+                | Psignw
+                | Psignd
+                | Pabsb
+                | Pabsw
+                | Pabsd
+                // Written here.
+                | Movd
+                | Movq
                     | Movntq
                     | Movq2dq
                     | Movdq2q
@@ -57,9 +113,9 @@ pub fn supported(ins: &Instruction) -> bool {
                     | Cvtpi2pd
                     | Cvtps2pi
                     | Cvttps2pi
-                    | Cvtpd2pi
-                    | Cvttpd2pi
-            ))
+                | Cvtpd2pi
+                | Cvttpd2pi
+        )
 }
 
 fn mm(r: Register) -> Option<usize> {
