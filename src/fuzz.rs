@@ -556,6 +556,21 @@ fn random_state(rng: &mut Rng, base: Option<Register>) -> State {
     s
 }
 
+/// The address of an instruction's memory operand (base, index and displacement; the
+/// generator uses no segment overrides) for the given general registers.
+fn operand_addr(ins: &Instruction, gpr: &[u64; 16]) -> u64 {
+    let reg = |r: Register| {
+        if r == Register::None {
+            0
+        } else {
+            gpr[r.full_register() as usize - Register::RAX as usize]
+        }
+    };
+    ins.memory_displacement64()
+        .wrapping_add(reg(ins.memory_base()))
+        .wrapping_add(reg(ins.memory_index()).wrapping_mul(ins.memory_index_scale() as u64))
+}
+
 /// Keeps a case inside what the architecture defines and the harness can observe: 16-bit
 /// double shifts by more than 16 (undefined results), bit tests whose register offset would
 /// leave the scratch pages; and makes most 16-byte operands of the forms that require alignment
@@ -645,9 +660,7 @@ fn make_case(forms: &[(Code, String)], seed: u64, n: u64) -> Option<(Case, Strin
         if d.mnemonic() == Mnemonic::Ldmxcsr {
             // MXCSR bit 17 (AMD's misaligned-exception mask) is outside the profile Kiln
             // reports (MXCSR_MASK 0xffff): keep it clear; other reserved bits fault on both.
-            let base = d.memory_base().full_register() as usize - Register::RAX as usize;
-            let a = state.gpr[base].wrapping_add(d.memory_displacement64());
-            let o = a.wrapping_sub(SCRATCH) as usize + 2;
+            let o = operand_addr(&d, &state.gpr).wrapping_sub(SCRATCH) as usize + 2;
             if o < memory.len() {
                 memory[o] &= !2;
             }
@@ -1195,10 +1208,7 @@ fn differ(ins: &Instruction, want: &Outcome, got: &Outcome) -> Option<String> {
     // The x87 environment's instruction and operand pointers are not kept by Kiln.
     let pointers = match ins.mnemonic() {
         Mnemonic::Fnstenv | Mnemonic::Fnsave => {
-            let base = ins.memory_base().full_register() as usize - Register::RAX as usize;
-            let a = got.state.gpr[base]
-                .wrapping_add(ins.memory_displacement64())
-                .wrapping_sub(SCRATCH) as usize;
+            let a = operand_addr(ins, &got.state.gpr).wrapping_sub(SCRATCH) as usize;
             if matches!(ins.memory_size().size(), 14 | 94) {
                 a + 6..a + 14
             } else {
@@ -1276,20 +1286,7 @@ pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, feature: Opti
                             println!("  got:   {:x?}", g.state);
                         }
                         if c.ins.op_kinds().any(|k| k == iced_x86::OpKind::Memory) {
-                            let reg = |r: Register| {
-                                if r == Register::None {
-                                    0
-                                } else {
-                                    c.state.gpr[r.full_register() as usize - Register::RAX as usize]
-                                }
-                            };
-                            let a = c
-                                .ins
-                                .memory_displacement64()
-                                .wrapping_add(reg(c.ins.memory_base()))
-                                .wrapping_add(
-                                    reg(c.ins.memory_index()).wrapping_mul(c.ins.memory_index_scale() as u64),
-                                );
+                            let a = operand_addr(&c.ins, &c.state.gpr);
                             let o = a.wrapping_sub(SCRATCH) as usize;
                             if o + 16 <= c.memory.len() {
                                 println!("  memory at {a:#x}: {:02x?}", &c.memory[o..o + 16]);

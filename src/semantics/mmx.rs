@@ -10,7 +10,6 @@ use super::emitter::{VOp, VShift};
 use super::fp::{self, W};
 use super::operand::{ea, gpr, read_gpr, write_gpr};
 use super::vector::{lanes, pack, vmovmsk, vop, vshift, vshuffle};
-use super::x87::tag_of;
 use crate::cpu::{fault, Cpu};
 use iced_x86::{Instruction, Mnemonic, OpCodeOperandKind as K, OpKind, Register};
 
@@ -152,17 +151,15 @@ fn read(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
     }
 }
 
-/// The switch to MMX operation: stack top 0, every register in use (tagged by its contents,
-/// as FNSTENV reports them).
+/// The switch to MMX operation: stack top 0, every register in use.
 fn enter(cpu: &mut Cpu) {
     cpu.fpu_top = 0;
-    cpu.fpu_sw &= !0x3800;
-    cpu.fpu_tag = (0..8).map(|i| tag_of(cpu.st[i]) << (2 * i)).sum();
+    cpu.fpu_tag = 0;
 }
 
+/// Writes an MMX register (after `enter`): the significand, with sign and exponent all ones.
 fn set_mm(cpu: &mut Cpu, i: usize, v: u64) {
     cpu.st[i] = [v, 0xffff];
-    cpu.fpu_tag = (cpu.fpu_tag & !(3 << (2 * i))) | (tag_of(cpu.st[i]) << (2 * i));
 }
 
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {

@@ -597,7 +597,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             }
         }
         Fnstsw => {
-            let v = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+            let v = super::x87::status_word(cpu);
             if ins.op_kind(0) == OpKind::Register {
                 cpu.gpr[0] = (cpu.gpr[0] & !0xffff) | v;
             } else {
@@ -844,7 +844,7 @@ fn string_op(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 /// FNSTENV's image: the 28-byte protected-mode environment (14 bytes with an operand-size
 /// prefix). The instruction and operand pointers are stored as 0.
 fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
-    let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+    let sw = super::x87::status_word(cpu);
     if small {
         let words = [cpu.fpu_cw as u64, sw, super::x87::full_tag_word(cpu), 0, 0, 0, 0];
         for (i, w) in words.iter().enumerate() {
@@ -884,7 +884,7 @@ fn load_env(cpu: &mut Cpu, a: u64, small: bool) {
 }
 
 pub fn fxsave_to(cpu: &mut Cpu, a: u64) {
-    let sw = (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11);
+    let sw = super::x87::status_word(cpu);
     let mut ftw = 0u64;
     for p in 0..8 {
         if (cpu.fpu_tag >> (2 * p)) & 3 != 3 {

@@ -155,15 +155,10 @@ impl Fpu<'_> {
     fn tag_empty(&self, p: usize) -> bool {
         (self.cpu.fpu_tag >> (2 * p)) & 3 == 3
     }
-    fn set_tag(&mut self, p: usize, v: Ext) {
-        let t = if v.is_nan() || v.is_infinite() || v.is_denormal() {
-            2
-        } else if v.is_zero() {
-            1
-        } else {
-            0
-        };
-        self.cpu.fpu_tag = (self.cpu.fpu_tag & !(3 << (2 * p))) | (t << (2 * p));
+    /// Marks physical register `p` in use. Only emptiness is kept: FNSTENV and FNSAVE derive
+    /// the full tags from the contents (`full_tag_word`).
+    fn mark_full(&mut self, p: usize) {
+        self.cpu.fpu_tag &= !(3 << (2 * p));
     }
     fn st(&mut self, i: usize) -> Ext {
         let p = self.phys(i);
@@ -184,7 +179,7 @@ impl Fpu<'_> {
         let v = if self.underflow { indefinite() } else { v };
         let p = self.phys(i);
         self.cpu.st[p] = from_ext(v);
-        self.set_tag(p, v);
+        self.mark_full(p);
     }
     /// ST(i)'s bits as stored (no conversion), or the indefinite value on underflow.
     fn st_raw(&mut self, i: usize) -> [u64; 2] {
@@ -197,13 +192,12 @@ impl Fpu<'_> {
         }
         self.cpu.st[p]
     }
-    /// Stores bits as they are (moves, sign changes), tagging them by their encoding.
+    /// Stores bits as they are (moves, sign changes).
     fn set_st_raw(&mut self, i: usize, b: [u64; 2]) {
         let b = if self.underflow { from_ext(indefinite()) } else { b };
         let p = self.phys(i);
         self.cpu.st[p] = b;
-        let t = tag_of(b);
-        self.cpu.fpu_tag = (self.cpu.fpu_tag & !(3 << (2 * p))) | (t << (2 * p));
+        self.mark_full(p);
     }
     /// Whether a push would overflow the stack (the register below the top is in use).
     fn full(&self) -> bool {
@@ -655,9 +649,14 @@ fn sqrt_ext(v: Ext, r: Round) -> StatusAnd<Ext> {
     status.and(Ext::from_bits(s | (biased << 64)))
 }
 
+/// The status word with the current stack top in bits 11-13.
+pub(super) fn status_word(cpu: &Cpu) -> u64 {
+    (cpu.fpu_sw as u64 & !0x3800) | ((cpu.fpu_top & 7) << 11)
+}
+
 /// The tag a register's contents give it: valid (0), zero (1) or special (2: NaN, infinity,
 /// denormal, unnormal).
-pub(super) fn tag_of(r: [u64; 2]) -> u64 {
+fn tag_of(r: [u64; 2]) -> u64 {
     let (e, m) = (r[1] & 0x7fff, r[0]);
     if e == 0 && m == 0 {
         1
