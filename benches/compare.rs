@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench compare` (set `KILN_BENCH_RUNS` to change the repetitions, default 5).
 
+#[path = "../tests/common/lua_src.rs"]
+mod lua_src;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -61,19 +64,9 @@ fn cc1_path() -> Option<String> {
     Path::new(&p).exists().then_some(p)
 }
 
-/// A file of the Lua 5.4 sources shipped in the lua-src crate, found through cargo metadata.
+/// A file of the Lua 5.4 sources shipped in the lua-src crate.
 fn lua_source(name: &str) -> Option<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(root())
-        .output()
-        .ok()?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let manifest = meta["packages"].as_array()?.iter().find(|p| p["name"] == "lua-src")?["manifest_path"]
-        .as_str()?
-        .to_string();
-    let f = Path::new(&manifest).parent()?.join("lua-5.4.9").join(name);
+    let f = lua_src::lua_sources_in(&root()).ok()?.join(name);
     f.exists().then_some(f)
 }
 

@@ -25,7 +25,10 @@ pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
 }
 
 /// The helper behind the baseline tier's shim.
-pub extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
+///
+/// # Safety
+/// `cpu` is the live context of the calling thread (compiled code passes its own).
+pub unsafe extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
     let b = BLOCK.get();
     // SAFETY: `run_block_guarded` set the block and holds it for the duration of the call;
     // the shim passes the live context.

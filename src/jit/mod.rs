@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub const TRANSLATION_VERSION: u32 = 8;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
-pub type Helper = extern "C" fn(*mut Cpu, u64, u64) -> u64;
+pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
 
 /// The helper table compiled code calls through (index = helper number).
 pub static HELPERS: [Helper; 4] = [

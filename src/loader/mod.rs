@@ -1,4 +1,6 @@
-//! ELF images and the initial process stack (argv, envp, auxv).
+//! ELF images and the initial process stack (argv, envp, auxv); `#!` scripts in `script.rs`.
+
+pub mod script;
 
 use crate::mem::{layout, page_down, page_up, MemError, Memory, PAGE};
 use object::elf;

@@ -98,14 +98,20 @@ pub fn rflags(cpu: &Cpu) -> u64 {
 }
 
 /// Helper entry: the condition `cc` of the CPU's flags, as 0/1.
-pub extern "C" fn helper_cond(cpu: *mut Cpu, cc: u64, _: u64) -> u64 {
+///
+/// # Safety
+/// `cpu` is the live context of the calling thread (compiled code passes its own).
+pub unsafe extern "C" fn helper_cond(cpu: *mut Cpu, cc: u64, _: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &*cpu };
     cond(cpu, Cc::from_u8(cc as u8)) as u64
 }
 
 /// Helper entry: materialised arithmetic flags.
-pub extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
+///
+/// # Safety
+/// `cpu` is the live context of the calling thread (compiled code passes its own).
+pub unsafe extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &*cpu };
     flags::materialize(&mut Values, &cpu_flags(cpu))

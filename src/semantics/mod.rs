@@ -13,6 +13,7 @@ pub mod operand;
 pub mod slow;
 pub mod sse;
 pub mod sse_fp;
+pub mod table;
 pub mod vector;
 pub mod x87;
 pub mod x87_trans;

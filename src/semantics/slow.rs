@@ -165,7 +165,10 @@ pub fn hwcap() -> u64 {
 
 /// Compiled code's entry to the slow path: decode the instruction at `rip` and run it.
 /// Returns an exit code (`exit::NEXT` or `exit::FAULT`).
-pub extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
+///
+/// # Safety
+/// `cpu` is the live context of the calling thread (compiled code passes its own).
+pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &mut *cpu };
     let ins = decoded_at(cpu, rip);
@@ -265,15 +268,13 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         return simd_exceptions(cpu, |cpu| super::ext::exec(cpu, ins));
     }
     if super::sse::slow_supported(ins) {
-        return super::sse::slow_exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
+        return super::sse::slow_exec(cpu, ins);
     }
     if super::sse_fp::supported(ins) {
-        return simd_exceptions(cpu, |cpu| {
-            super::sse_fp::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED)
-        });
+        return simd_exceptions(cpu, |cpu| super::sse_fp::exec(cpu, ins));
     }
     if super::x87::supported(ins) {
-        return super::x87::exec(cpu, ins).map_err(|_| fault::UNIMPLEMENTED);
+        return super::x87::exec(cpu, ins);
     }
     let bad = || fault::UNIMPLEMENTED;
     if super::atomic::needs_atomic(ins) {

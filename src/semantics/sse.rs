@@ -5,7 +5,7 @@ use super::concrete::{load, Live};
 use super::emitter::{Emitter, VOp, VShift};
 use super::operand::{ea, gpr, read_gpr, write_gpr};
 use super::vector::{lanes, lanewise, pack, sext};
-use crate::cpu::Cpu;
+use crate::cpu::{fault, Cpu};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 pub(super) fn xmm_idx(r: Register) -> Option<usize> {
@@ -485,32 +485,32 @@ pub(super) fn src_concrete(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) 
     }
 }
 
-pub fn slow_exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
+pub fn slow_exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
     let d = dst_xmm(ins);
     match m {
         Maskmovdqu => {
-            let v = get(cpu, xmm_idx(ins.op_register(1)).ok_or(())?);
-            let mask = get(cpu, xmm_idx(ins.op_register(2)).ok_or(())?);
+            let v = get(cpu, xmm_idx(ins.op_register(1)).ok_or(fault::UNIMPLEMENTED)?);
+            let mask = get(cpu, xmm_idx(ins.op_register(2)).ok_or(fault::UNIMPLEMENTED)?);
             super::mmx::masked_store(cpu, ins, v, mask, 16);
         }
         Pextrw => {
-            let s = xmm_idx(ins.op_register(1)).ok_or(())?;
+            let s = xmm_idx(ins.op_register(1)).ok_or(fault::UNIMPLEMENTED)?;
             let v = (get(cpu, s) >> ((ins.immediate(2) & 7) * 16)) as u64 & 0xffff;
-            let g = gpr(ins.op_register(0)).ok_or(())?;
+            let g = gpr(ins.op_register(0)).ok_or(fault::UNIMPLEMENTED)?;
             write_gpr(&mut Live::new(cpu), g, v);
         }
         Pinsrw => {
-            let x = d.ok_or(())?;
-            let v = src_concrete(cpu, ins, 1, 2).ok_or(())? & 0xffff;
+            let x = d.ok_or(fault::UNIMPLEMENTED)?;
+            let v = src_concrete(cpu, ins, 1, 2).ok_or(fault::UNIMPLEMENTED)? & 0xffff;
             let sh = (ins.immediate(2) & 7) * 16;
             let old = get(cpu, x);
             set(cpu, x, (old & !(0xffffu128 << sh)) | (v << sh));
         }
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => {
-            let x = d.ok_or(())?;
-            let count = src_concrete(cpu, ins, 1, 16).ok_or(())? as u64;
+            let x = d.ok_or(fault::UNIMPLEMENTED)?;
+            let count = src_concrete(cpu, ins, 1, 16).ok_or(fault::UNIMPLEMENTED)? as u64;
             let v = get(cpu, x);
             let (w, kind) = match m {
                 Psllw => (2u8, 0),
@@ -532,10 +532,10 @@ pub fn slow_exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             set(cpu, x, r);
         }
         _ => {
-            let x = d.ok_or(())?;
+            let x = d.ok_or(fault::UNIMPLEMENTED)?;
             let a = get(cpu, x);
-            let b = src_concrete(cpu, ins, 1, 16).ok_or(())?;
-            let r = mul_op(m, a, b).ok_or(())?;
+            let b = src_concrete(cpu, ins, 1, 16).ok_or(fault::UNIMPLEMENTED)?;
+            let r = mul_op(m, a, b).ok_or(fault::UNIMPLEMENTED)?;
             set(cpu, x, r);
         }
     }

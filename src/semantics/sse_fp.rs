@@ -6,7 +6,7 @@ use super::concrete::{load, store_flags, Live};
 use super::emitter::Flags;
 use super::fp::{self, FOp, W};
 use super::operand::{ea, gpr, read_gpr, write_gpr};
-use crate::cpu::{Cpu, FlagKind};
+use crate::cpu::{fault, Cpu, FlagKind};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 fn xmm(r: Register) -> Option<usize> {
@@ -125,7 +125,7 @@ fn set_scalar(cpu: &mut Cpu, x: usize, w: W, v: u64) {
     cpu.xmm[x][0] = (cpu.xmm[x][0] & !m) | (v & m);
 }
 
-pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
+pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
     let d = xmm(ins.op_register(0));
@@ -156,8 +156,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
     };
     let is_cmp = matches!(m, Cmpsd | Cmpss | Cmppd | Cmpps);
     if let Some(w) = scalar_w(m) {
-        let x = d.ok_or(())?;
-        let b = src(cpu, ins, 1, (w.bits() / 8) as u8).ok_or(())?[0];
+        let x = d.ok_or(fault::UNIMPLEMENTED)?;
+        let b = src(cpu, ins, 1, (w.bits() / 8) as u8).ok_or(fault::UNIMPLEMENTED)?[0];
         let a = cpu.xmm[x][0];
         let r = if is_cmp {
             if fp::cmp_pred(w, ins.immediate(2) as u8, a, b, &mut mxcsr) {
@@ -166,12 +166,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 0
             }
         } else {
-            fp::binop(w, fop(m).ok_or(())?, a, b, &mut mxcsr)
+            fp::binop(w, fop(m).ok_or(fault::UNIMPLEMENTED)?, a, b, &mut mxcsr)
         };
         set_scalar(cpu, x, w, r);
     } else if let Some(w) = packed_w(m) {
-        let x = d.ok_or(())?;
-        let b = lanes(src(cpu, ins, 1, 16).ok_or(())?, w);
+        let x = d.ok_or(fault::UNIMPLEMENTED)?;
+        let b = lanes(src(cpu, ins, 1, 16).ok_or(fault::UNIMPLEMENTED)?, w);
         let a = lanes(get(cpu, x), w);
         let mut r = Vec::with_capacity(a.len());
         for i in 0..a.len() {
@@ -182,7 +182,7 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                     0
                 }
             } else {
-                fp::binop(w, fop(m).ok_or(())?, a[i], b[i], &mut mxcsr)
+                fp::binop(w, fop(m).ok_or(fault::UNIMPLEMENTED)?, a[i], b[i], &mut mxcsr)
             });
         }
         cpu.xmm[x] = join(&r, w);
@@ -190,8 +190,8 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
         match m {
             Comisd | Comiss | Ucomisd | Ucomiss => {
                 let w = if matches!(m, Comisd | Ucomisd) { W::D } else { W::S };
-                let x = d.ok_or(())?;
-                let b = src(cpu, ins, 1, (w.bits() / 8) as u8).ok_or(())?[0];
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
+                let b = src(cpu, ins, 1, (w.bits() / 8) as u8).ok_or(fault::UNIMPLEMENTED)?[0];
                 let f = fp::comi(w, cpu.xmm[x][0], b, matches!(m, Comisd | Comiss), &mut mxcsr);
                 store_flags(
                     cpu,
@@ -207,34 +207,34 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
             }
             Cvtsi2sd | Cvtsi2ss => {
                 let w = if m == Cvtsi2sd { W::D } else { W::S };
-                let x = d.ok_or(())?;
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
                 let size = match ins.op_kind(1) {
                     OpKind::Register => ins.op_register(1).size() as u8,
                     _ => ins.memory_size().size() as u8,
                 };
-                let v = src(cpu, ins, 1, size).ok_or(())?[0];
+                let v = src(cpu, ins, 1, size).ok_or(fault::UNIMPLEMENTED)?[0];
                 let v = if size == 4 { v as u32 as i32 as i64 } else { v as i64 };
                 let r = fp::from_int(w, v, &mut mxcsr);
                 set_scalar(cpu, x, w, r);
             }
             Cvtsd2si | Cvttsd2si | Cvtss2si | Cvttss2si => {
                 let w = if matches!(m, Cvtsd2si | Cvttsd2si) { W::D } else { W::S };
-                let g = gpr(ins.op_register(0)).ok_or(())?;
-                let v = src(cpu, ins, 1, (w.bits() / 8) as u8).ok_or(())?[0];
+                let g = gpr(ins.op_register(0)).ok_or(fault::UNIMPLEMENTED)?;
+                let v = src(cpu, ins, 1, (w.bits() / 8) as u8).ok_or(fault::UNIMPLEMENTED)?[0];
                 let r = fp::to_int(w, v, g.size as u32 * 8, matches!(m, Cvttsd2si | Cvttss2si), &mut mxcsr);
                 write_gpr(&mut Live::new(cpu), g, r);
             }
             Cvtsd2ss | Cvtss2sd => {
                 let from = if m == Cvtsd2ss { W::D } else { W::S };
-                let x = d.ok_or(())?;
-                let v = src(cpu, ins, 1, (from.bits() / 8) as u8).ok_or(())?[0];
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
+                let v = src(cpu, ins, 1, (from.bits() / 8) as u8).ok_or(fault::UNIMPLEMENTED)?[0];
                 let r = fp::convert(from, v, &mut mxcsr);
                 set_scalar(cpu, x, if from == W::D { W::S } else { W::D }, r);
             }
             Cvtdq2pd | Cvtdq2ps => {
-                let x = d.ok_or(())?;
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
                 let bytes = if m == Cvtdq2pd { 8 } else { 16 };
-                let v = lanes(src(cpu, ins, 1, bytes).ok_or(())?, W::S);
+                let v = lanes(src(cpu, ins, 1, bytes).ok_or(fault::UNIMPLEMENTED)?, W::S);
                 if m == Cvtdq2pd {
                     let r: Vec<u64> = v[..2]
                         .iter()
@@ -250,39 +250,39 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
                 }
             }
             Cvtpd2dq | Cvttpd2dq | Cvtps2dq | Cvttps2dq => {
-                let x = d.ok_or(())?;
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
                 let w = if matches!(m, Cvtpd2dq | Cvttpd2dq) { W::D } else { W::S };
                 let t = matches!(m, Cvttpd2dq | Cvttps2dq);
-                let v = lanes(src(cpu, ins, 1, 16).ok_or(())?, w);
+                let v = lanes(src(cpu, ins, 1, 16).ok_or(fault::UNIMPLEMENTED)?, w);
                 let mut r: Vec<u64> = v.iter().map(|&f| fp::to_int(w, f, 32, t, &mut mxcsr)).collect();
                 r.resize(4, 0);
                 cpu.xmm[x] = join(&r, W::S);
             }
             Cvtps2pd => {
-                let x = d.ok_or(())?;
-                let v = lanes(src(cpu, ins, 1, 8).ok_or(())?, W::S);
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
+                let v = lanes(src(cpu, ins, 1, 8).ok_or(fault::UNIMPLEMENTED)?, W::S);
                 let r: Vec<u64> = v[..2].iter().map(|&f| fp::convert(W::S, f, &mut mxcsr)).collect();
                 cpu.xmm[x] = join(&r, W::D);
             }
             Cvtpd2ps => {
-                let x = d.ok_or(())?;
-                let v = lanes(src(cpu, ins, 1, 16).ok_or(())?, W::D);
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
+                let v = lanes(src(cpu, ins, 1, 16).ok_or(fault::UNIMPLEMENTED)?, W::D);
                 let mut r: Vec<u64> = v.iter().map(|&f| fp::convert(W::D, f, &mut mxcsr)).collect();
                 r.resize(4, 0);
                 cpu.xmm[x] = join(&r, W::S);
             }
             Rcpps | Rsqrtps => {
-                let x = d.ok_or(())?;
-                let v = lanes(src(cpu, ins, 1, 16).ok_or(())?, W::S);
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
+                let v = lanes(src(cpu, ins, 1, 16).ok_or(fault::UNIMPLEMENTED)?, W::S);
                 let r: Vec<u64> = v.iter().map(|&f| fp::approx(f as u32, m == Rsqrtps) as u64).collect();
                 cpu.xmm[x] = join(&r, W::S);
             }
             Rcpss | Rsqrtss => {
-                let x = d.ok_or(())?;
-                let v = src(cpu, ins, 1, 4).ok_or(())?[0];
+                let x = d.ok_or(fault::UNIMPLEMENTED)?;
+                let v = src(cpu, ins, 1, 4).ok_or(fault::UNIMPLEMENTED)?[0];
                 set_scalar(cpu, x, W::S, fp::approx(v as u32, m == Rsqrtss) as u64);
             }
-            _ => return Err(()),
+            _ => return Err(fault::UNIMPLEMENTED),
         }
     }
     cpu.mxcsr = mxcsr;

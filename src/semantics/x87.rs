@@ -682,7 +682,7 @@ pub(super) fn full_tag_word(cpu: &Cpu) -> u64 {
         .sum()
 }
 
-pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), ()> {
+pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     use Mnemonic::*;
     let m = ins.mnemonic();
     let mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[path = "lua_src.rs"]
+mod lua_src;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -166,31 +169,9 @@ pub fn assert_same(what: &str, native: &Run, kiln: &Run) {
     }
 }
 
-/// The Lua 5.4 C sources shipped in the `lua-src` crate (a dev-dependency, so cargo has
-/// fetched it), found through `cargo metadata`.
+/// The Lua 5.4 C sources shipped in the `lua-src` crate.
 pub fn lua_sources() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(root())
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-    let manifest = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "lua-src")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("lua-src in cargo metadata");
-    let dir = Path::new(manifest).parent().expect("crate directory").join("lua-5.4.9");
-    assert!(dir.join("lvm.c").exists(), "no Lua sources in {}", dir.display());
-    dir
+    lua_src::lua_sources_in(&root()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Builds Lua from `lua_sources()` with `tests/lua/Makefile` in `dir` by running `make` through

@@ -1,0 +1,156 @@
+//! `kiln cache`: statistics, verification, collection, clearing, and the journal merge a
+//! detached compile re-executes.
+
+use super::CacheOp;
+use crate::cache;
+use crate::dispatch::Engine;
+use anyhow::Context;
+use std::path::PathBuf;
+
+pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
+    if let CacheOp::Merge { journals } = &op {
+        for j in journals {
+            Engine::merge_journal(j)?;
+        }
+        // Journals left by mergers that died (merging is idempotent, so racing another merger
+        // for the same journal is harmless).
+        if let Some(jdir) = journals.first().and_then(|j| j.parent()) {
+            let mut left: Vec<PathBuf> = std::fs::read_dir(jdir)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            left.retain(|p| p.extension().is_some_and(|x| x == "journal"));
+            left.sort();
+            for j in left {
+                if let Err(e) = Engine::merge_journal(&j) {
+                    crate::klog!("cache", "{e}");
+                }
+            }
+        }
+        return Ok(0);
+    }
+    let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;
+    let c = cache::Cache::open(&dir)?;
+    let d = dir.display().to_string();
+    match op {
+        CacheOp::Stats { json } => {
+            let s = c.summary();
+            let u = cache::usage::summarise(&cache::usage::read(&dir));
+            let bytes = cache::gc::disk_usage(&dir);
+            if json {
+                let mut v = serde_json::to_value(&s)?;
+                v["dir"] = d.into();
+                v["disk_bytes"] = bytes.into();
+                v["max_bytes"] = cache::gc::max_bytes().into();
+                v["usage"] = serde_json::to_value(&u)?;
+                println!("{v}");
+            } else {
+                print_stats(&d, &s, &u, bytes);
+            }
+        }
+        CacheOp::Gc { json, max } => {
+            let max = match max {
+                Some(m) => cache::gc::parse_size(&m).with_context(|| format!("--max {m}: not a size"))?,
+                None => cache::gc::max_bytes(),
+            };
+            let r = cache::gc::collect(&c, max);
+            if json {
+                let mut v = serde_json::to_value(&r)?;
+                v["dir"] = d.into();
+                println!("{v}");
+            } else {
+                println!(
+                    "{d}: {} -> {} bytes (cap {}); removed {} invalid files and {} modules",
+                    r.bytes_before, r.bytes_after, r.max_bytes, r.invalid_removed, r.modules_removed
+                );
+            }
+        }
+        CacheOp::Verify { json } => {
+            let (ok, bad) = c.verify();
+            if json {
+                println!("{}", serde_json::json!({"dir": d, "valid": ok, "damaged": bad}));
+            } else {
+                println!("{d}: {ok} valid units, {bad} damaged");
+            }
+            return Ok(if bad == 0 { 0 } else { 1 });
+        }
+        CacheOp::Clear { json } => {
+            c.clear()?;
+            let _ = std::fs::remove_dir_all(dir.join("packs"));
+            if json {
+                println!("{}", serde_json::json!({"dir": d, "cleared": true}));
+            } else {
+                println!("{d}: cleared");
+            }
+        }
+        CacheOp::Merge { .. } => {}
+    }
+    Ok(0)
+}
+
+/// `kiln cache stats` as text.
+fn print_stats(d: &str, s: &cache::Summary, u: &cache::usage::UsageSummary, bytes: u64) {
+    println!(
+        "{d}: {bytes} bytes on disk (cap {}); {} modules, {} configurations, {} units ({} guest \
+         instructions, {} bytes of code, {} not yet packed); {} packs ({} bytes); {} journals to merge",
+        cache::gc::max_bytes(),
+        s.modules,
+        s.configs,
+        s.units,
+        s.guest_insns,
+        s.code_bytes,
+        s.unpacked,
+        s.packs,
+        s.pack_bytes,
+        s.journals
+    );
+    println!(
+        "{} runs recorded: {} cache hits, {} misses (hit rate {:.2}%); {:.0} us of Cranelift per unit compiled",
+        u.runs,
+        u.hits,
+        u.misses,
+        u.hit_rate * 100.0,
+        u.compile_us_per_unit
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ago = |t: u64| {
+        let a = now.saturating_sub(t) / 1000;
+        match a {
+            0..=119 => format!("{a} s ago"),
+            120..=7199 => format!("{} min ago", a / 60),
+            7200..=172_799 => format!("{} h ago", a / 3600),
+            _ => format!("{} days ago", a / 86400),
+        }
+    };
+    if !u.programs.is_empty() {
+        println!(
+            "{:<20} {:>5} {:>9} {:>11} {:>10} {:>10} {:>15}  last use",
+            "program", "runs", "hit rate", "warm cached", "first ms", "last ms", "compile saved"
+        );
+        for p in &u.programs {
+            println!(
+                "{:<20} {:>5} {:>8.2}% {:>10.2}% {:>10.1} {:>10.1} {:>12.0} ms  {}",
+                p.name,
+                p.runs,
+                p.hit_rate * 100.0,
+                p.warm_compiled_share * 100.0,
+                p.first_wall_ms,
+                p.last_wall_ms,
+                p.compile_ms_saved,
+                ago(p.last_use)
+            );
+        }
+    }
+    for m in u.modules.iter().filter(|m| m.programs.len() > 1) {
+        println!(
+            "module {} ({}...): {} hits from {} programs ({}), last used {}",
+            m.name,
+            &m.hash[..12],
+            m.hits,
+            m.programs.len(),
+            m.programs.join(", "),
+            ago(m.last_use)
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Instruction families declared as tables. Each family lists its rows once: the mnemonics a
+//! handler implements, and whether the differential fuzzer compares them with the CPU (or why
+//! not). A family's `supported`, the route `classify` picks and the fuzzer's coverage list are
+//! all derived from these rows, so an instruction is named in exactly one place.
+//!
+//! The CPUID feature of a form is not a column: iced-x86 knows it per encoding (`Code`), which
+//! is finer than a mnemonic (`paddb` is MMX and SSE2), and the fuzzer's coverage groups by it.
+
+use iced_x86::Mnemonic;
+use std::sync::OnceLock;
+
+/// Whether the fuzzer may compare a row's forms with the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fuzz {
+    Yes,
+    /// Not comparable, and why (a time stamp, an identity of the host...).
+    No(&'static str),
+}
+
+/// One row: the mnemonics one handler implements.
+pub struct Row<H: 'static> {
+    pub mnemonics: &'static [Mnemonic],
+    pub handler: H,
+    pub fuzz: Fuzz,
+}
+
+/// Shorthand for a row the fuzzer compares.
+pub const fn row<H>(mnemonics: &'static [Mnemonic], handler: H) -> Row<H> {
+    Row {
+        mnemonics,
+        handler,
+        fuzz: Fuzz::Yes,
+    }
+}
+
+/// Shorthand for a row the fuzzer leaves out, with the reason.
+pub const fn unfuzzed<H>(mnemonics: &'static [Mnemonic], handler: H, why: &'static str) -> Row<H> {
+    Row {
+        mnemonics,
+        handler,
+        fuzz: Fuzz::No(why),
+    }
+}
+
+/// A family: its name and rows, with an index from mnemonic to row built at first use.
+pub struct Family<H: 'static> {
+    pub name: &'static str,
+    pub rows: &'static [Row<H>],
+    index: OnceLock<Box<[u16]>>,
+}
+
+const NO_ROW: u16 = u16::MAX;
+
+impl<H> Family<H> {
+    pub const fn new(name: &'static str, rows: &'static [Row<H>]) -> Self {
+        Family {
+            name,
+            rows,
+            index: OnceLock::new(),
+        }
+    }
+
+    /// The row implementing `m`, if the family has one.
+    pub fn row(&self, m: Mnemonic) -> Option<&'static Row<H>> {
+        let index = self.index.get_or_init(|| {
+            let mut index = vec![NO_ROW; Mnemonic::values().count()].into_boxed_slice();
+            for (i, r) in self.rows.iter().enumerate() {
+                for &m in r.mnemonics {
+                    assert_eq!(index[m as usize], NO_ROW, "{}: {m:?} in two rows", self.name);
+                    index[m as usize] = i as u16;
+                }
+            }
+            index
+        });
+        match index[m as usize] {
+            NO_ROW => None,
+            i => Some(&self.rows[i as usize]),
+        }
+    }
+
+    /// Whether the family implements `m`.
+    pub fn has(&self, m: Mnemonic) -> bool {
+        self.row(m).is_some()
+    }
+
+    /// Every mnemonic of the family, in row order.
+    pub fn mnemonics(&self) -> impl Iterator<Item = Mnemonic> + '_ {
+        self.rows.iter().flat_map(|r| r.mnemonics.iter().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Mnemonic::*;
+
+    static DEMO: Family<u8> = Family::new(
+        "demo",
+        &[
+            row(&[Add, Sub], 1),
+            unfuzzed(&[Rdtsc], 2, "reads the time stamp counter"),
+        ],
+    );
+
+    #[test]
+    fn rows_are_found_by_mnemonic() {
+        assert_eq!(DEMO.row(Sub).map(|r| r.handler), Some(1));
+        assert_eq!(
+            DEMO.row(Rdtsc).map(|r| r.fuzz),
+            Some(Fuzz::No("reads the time stamp counter"))
+        );
+        assert!(!DEMO.has(Mul));
+        assert_eq!(DEMO.mnemonics().collect::<Vec<_>>(), vec![Add, Sub, Rdtsc]);
+    }
+
+    #[test]
+    #[should_panic(expected = "in two rows")]
+    fn a_mnemonic_in_two_rows_is_refused() {
+        static TWICE: Family<u8> = Family::new("twice", &[row(&[Add], 1), row(&[Add], 2)]);
+        TWICE.has(Add);
+    }
+}
