@@ -89,6 +89,28 @@ impl<H> Family<H> {
     }
 }
 
+/// A family seen without its handler type, so that families of different handlers can be
+/// listed together (`semantics::FAMILIES`) for the fuzzer and for coverage.
+pub trait Rows: Sync {
+    fn name(&self) -> &'static str;
+    /// The fuzz decision of the row implementing `m`, if the family has one.
+    fn fuzz(&self, m: Mnemonic) -> Option<Fuzz>;
+    /// Every mnemonic of the family.
+    fn all(&self) -> Vec<Mnemonic>;
+}
+
+impl<H: Sync> Rows for Family<H> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn fuzz(&self, m: Mnemonic) -> Option<Fuzz> {
+        self.row(m).map(|r| r.fuzz)
+    }
+    fn all(&self) -> Vec<Mnemonic> {
+        self.mnemonics().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
