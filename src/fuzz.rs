@@ -959,7 +959,10 @@ impl Kiln {
             )
         } as *mut u8;
         anyhow::ensure!(page as *mut libc::c_void != libc::MAP_FAILED, "cannot map code memory");
-        anyhow::ensure!(jit::runtime().is_some(), "no trampoline on this host");
+        anyhow::ensure!(
+            crate::dispatch::runtime::runtime().is_some(),
+            "no trampoline on this host"
+        );
         Ok(Kiln {
             mem,
             jit: Jit::new()?,
@@ -976,7 +979,7 @@ impl Kiln {
         self.mem.write_bytes(SCRATCH, &c.memory).map_err(|e| e.to_string())?;
         semantics::slow::forget_decoded();
         let mut cpu = Cpu::new(self.mem.base());
-        cpu.helpers = jit::HELPERS.as_ptr() as u64;
+        cpu.helpers = crate::dispatch::runtime::HELPERS.as_ptr() as u64;
         cpu.chain_table = self.chain.as_ptr() as u64;
         cpu.interrupt = &*self.interrupt as *const AtomicU64 as u64;
         cpu.gpr = c.state.gpr;
@@ -1003,7 +1006,7 @@ impl Kiln {
             return Err(format!("decoded {} instructions", block.insns.len()));
         }
         crate::linux::signals::set_current(&mut *cpu);
-        let rt = jit::runtime().ok_or("no runtime")?;
+        let rt = crate::dispatch::runtime::runtime().ok_or("no runtime")?;
         let r = if compiled {
             let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
             if u.code.len() > 65536 {

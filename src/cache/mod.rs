@@ -3,6 +3,8 @@
 //! Damaged or foreign entries are skipped (and later overwritten), never executed.
 
 pub mod gc;
+pub mod journal;
+pub mod load;
 pub mod memo;
 pub mod usage;
 
@@ -261,6 +263,13 @@ impl Cache {
             .map_err(|e| CacheError::Index(self.dir.clone(), e.to_string()))?;
         Ok(())
     }
+}
+
+/// The last component of a path as text ("" if it has none).
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn hex(b: &[u8]) -> String {

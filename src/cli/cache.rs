@@ -3,29 +3,11 @@
 
 use super::CacheOp;
 use crate::cache;
-use crate::dispatch::Engine;
 use anyhow::Context;
-use std::path::PathBuf;
 
 pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
     if let CacheOp::Merge { journals } = &op {
-        for j in journals {
-            Engine::merge_journal(j)?;
-        }
-        // Journals left by mergers that died (merging is idempotent, so racing another merger
-        // for the same journal is harmless).
-        if let Some(jdir) = journals.first().and_then(|j| j.parent()) {
-            let mut left: Vec<PathBuf> = std::fs::read_dir(jdir)
-                .map(|rd| rd.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            left.retain(|p| p.extension().is_some_and(|x| x == "journal"));
-            left.sort();
-            for j in left {
-                if let Err(e) = Engine::merge_journal(&j) {
-                    crate::klog!("cache", "{e}");
-                }
-            }
-        }
+        cache::journal::merge_journals(journals)?;
         return Ok(0);
     }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;

@@ -2,23 +2,38 @@
 
 use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
+use crate::mem::exec::CodePtr;
 use crate::semantics::{self, concrete::Live};
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 thread_local! {
     /// The block `helper_run_block` runs (set just before entering it).
     static BLOCK: Cell<*const Block> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Runs one block entered through the trampoline, so that a guest memory fault inside it
-/// becomes a guest signal (see `jit::Runtime`); without a runtime, runs it directly.
+/// The trampoline into guest code: `enter(cpu, code)` (the JIT's `EnterFn`).
+pub type Trampoline = unsafe extern "C" fn(*mut Cpu, CodePtr) -> u64;
+
+/// The trampoline and the unit-shaped shim that calls `helper_run_block`, registered once by
+/// the dispatcher (as host addresses: code pointers are not `Sync`).
+static ENTRY: OnceLock<(Trampoline, usize)> = OnceLock::new();
+
+/// Registers the way blocks are entered so that guest memory faults inside them become guest
+/// signals (see `jit::Runtime`); until then, and on hosts without one, blocks run directly.
+pub fn register_trampoline(enter: Trampoline, shim: CodePtr) {
+    let _ = ENTRY.set((enter, shim as usize));
+}
+
+/// Runs one block entered through the registered trampoline, so that a guest memory fault
+/// inside it becomes a guest signal; without one, runs it directly.
 pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
-    match crate::jit::runtime() {
-        Some(rt) => {
+    match ENTRY.get() {
+        Some(&(enter, shim)) => {
             BLOCK.set(block);
             // SAFETY: the shim is a unit-shaped function calling `helper_run_block` with this
             // context; `block` outlives the call.
-            unsafe { (rt.enter())(cpu, rt.interp()) }
+            unsafe { enter(cpu, shim as CodePtr) }
         }
         None => run_block(cpu, block),
     }

@@ -1,7 +1,6 @@
 //! The optimising tier: x86 semantics lowered to Cranelift IR through `Emitter`, compiled to
 //! relocation-free host code, and placed in W^X executable memory.
 
-pub mod execmem;
 mod lower;
 
 use crate::cpu::Cpu;
@@ -23,13 +22,9 @@ pub const TRANSLATION_VERSION: u32 = 8;
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
 
-/// The helper table compiled code calls through (index = helper number).
-pub static HELPERS: [Helper; 4] = [
-    crate::semantics::slow::helper_slow,
-    crate::semantics::concrete::helper_cond,
-    crate::semantics::concrete::helper_rflags,
-    crate::interp::helper_run_block,
-];
+// Helper numbers: compiled code calls helper N through the table at `Cpu::helpers`. The
+// table itself is assembled above the JIT (`dispatch::runtime::HELPERS`): the functions live
+// in the semantics and the baseline tier, which the JIT does not import.
 pub const H_SLOW: i64 = 0;
 pub const H_COND: i64 = 1;
 pub const H_RFLAGS: i64 = 2;
@@ -37,7 +32,7 @@ pub const H_INTERP: i64 = 3;
 
 /// Entry point of a compiled unit (Cranelift's `tail` convention: call it through the
 /// trampoline). Returns an exit code and leaves the next rip in the context.
-pub type UnitFn = *const u8;
+pub type UnitFn = crate::mem::exec::CodePtr;
 
 /// The trampoline from Rust into compiled code: `enter(cpu, unit)`.
 pub type EnterFn = unsafe extern "C" fn(*mut Cpu, UnitFn) -> u64;
@@ -58,38 +53,24 @@ impl Runtime {
     pub fn interp(&self) -> UnitFn {
         self.interp as UnitFn
     }
-}
+    /// The trampoline's return point, where a host fault on guest memory resumes.
+    pub fn landing(&self) -> usize {
+        self.landing
+    }
 
-static RUNTIME: std::sync::OnceLock<Option<Runtime>> = std::sync::OnceLock::new();
-
-/// The runtime, compiled on first use; None when the host has no Cranelift backend (the
-/// baseline tier then runs blocks directly, and guest memory faults end the process).
-pub fn runtime() -> Option<&'static Runtime> {
-    RUNTIME
-        .get_or_init(|| {
-            let build = || -> Result<Runtime, Box<dyn std::error::Error>> {
-                let j = Jit::new()?;
-                let (t, landing) = j.trampoline()?;
-                let s = j.helper_shim(H_INTERP)?;
-                let f = execmem::install(&[&t, &s])?;
-                Ok(Runtime {
-                    enter: f[0] as usize,
-                    interp: f[1] as usize,
-                    landing: f[0] as usize + landing,
-                })
-            };
-            match build() {
-                Ok(r) => {
-                    crate::linux::signals::install_fault_handlers(r.landing);
-                    Some(r)
-                }
-                Err(e) => {
-                    crate::klog!("jit", "no trampoline: {e}");
-                    None
-                }
-            }
+    /// Compiles the trampoline and the baseline tier's shim (which calls helper `H_INTERP`)
+    /// into executable memory.
+    pub fn build() -> Result<Runtime, Box<dyn std::error::Error>> {
+        let j = Jit::new()?;
+        let (t, landing) = j.trampoline()?;
+        let s = j.helper_shim(H_INTERP)?;
+        let f = crate::mem::exec::install(&[&t, &s])?;
+        Ok(Runtime {
+            enter: f[0] as usize,
+            interp: f[1] as usize,
+            landing: f[0] as usize + landing,
         })
-        .as_ref()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

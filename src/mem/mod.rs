@@ -10,6 +10,8 @@ pub const GUEST_MASK: u64 = GUEST_SPACE - 1;
 pub const PAGE: u64 = 4096;
 
 /// Where Kiln places things in guest space (fixed, so cache keys stay stable).
+pub mod exec;
+
 pub mod layout {
     /// Load bias of position-independent executables.
     pub const PIE_BASE: u64 = 0x55_5555_0000;

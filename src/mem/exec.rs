@@ -1,7 +1,9 @@
 //! Executable memory: code is written into fresh read-write pages, which are then switched to
-//! read-execute. No page is ever writable and executable at once.
+//! read-execute, and checked cache packs are switched from read-only to read-execute where they
+//! are mapped. No page is ever writable and executable at once.
 
-use super::UnitFn;
+/// A host pointer to executable code (a compiled unit, the trampoline or a shim).
+pub type CodePtr = *const u8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecMemError {
@@ -13,7 +15,7 @@ pub enum ExecMemError {
 
 /// Copies each code blob into one new mapping, makes it executable, and returns entry points.
 /// Mappings live as long as the process (units are never freed in this form).
-pub fn install(codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
+pub fn install(codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
     let mut offs = Vec::with_capacity(codes.len());
     let mut total = 0usize;
     for c in codes {
@@ -49,16 +51,16 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
     }
     Ok(offs
         .iter()
-        // SAFETY: each offset is the start of a function Cranelift compiled with the UnitFn
+        // SAFETY: each offset is the start of a function Cranelift compiled with the unit
         // signature, now executable.
-        .map(|&o| unsafe { base.add(o) as UnitFn })
+        .map(|&o| unsafe { base.add(o) as CodePtr })
         .collect())
 }
 
 /// Makes a checked, read-only file mapping (a cache pack) executable where it lies and keeps it
 /// for the rest of the process; returns its base. The mapping is never writable. On failure (a
 /// cache on a noexec file system) the mapping is left readable for the caller to copy from.
-pub fn make_exec(m: crate::mem::MappedFile) -> Result<*const u8, (ExecMemError, crate::mem::MappedFile)> {
+pub fn make_exec(m: super::MappedFile) -> Result<*const u8, (ExecMemError, super::MappedFile)> {
     let b = m.bytes();
     // SAFETY: switches our own read-only private file mapping to read-execute.
     if unsafe {
@@ -98,7 +100,7 @@ impl Default for Arena {
 
 impl Arena {
     /// Installs code blobs; returns their entry points.
-    pub fn install(&mut self, codes: &[&[u8]]) -> Result<Vec<UnitFn>, ExecMemError> {
+    pub fn install(&mut self, codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
         let total: usize = codes.iter().map(|c| (c.len() + 15) & !15).sum();
         if total > CHUNK / 2 {
             return install(codes);
@@ -136,7 +138,7 @@ impl Arena {
             for c in codes {
                 let at = self.chunk.add(self.used);
                 std::ptr::copy_nonoverlapping(c.as_ptr(), at, c.len());
-                out.push(at as UnitFn);
+                out.push(at as CodePtr);
                 self.used += (c.len() + 15) & !15;
             }
             if libc::mprotect(region, end - first, libc::PROT_READ | libc::PROT_EXEC) != 0 {

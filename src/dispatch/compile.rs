@@ -1,0 +1,130 @@
+//! The tiering policy: a block that has run `HOT_THRESHOLD` times in the baseline tier is
+//! compiled on the process's worker pool; finished compiles are installed in this thread's
+//! executable arena at the next dispatch, and kept for the cache.
+
+use super::Engine;
+use crate::jit::{CompiledUnit, JitError};
+use crate::mem::exec::Arena;
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+/// Executions in the baseline tier before a block is queued for compilation.
+pub const HOT_THRESHOLD: u32 = 64;
+
+/// A unit compiled in this run, kept for writing to the cache at exit.
+pub(super) struct NewUnit {
+    pub rip: u64,
+    pub guest_len: u64,
+    pub unit: CompiledUnit,
+}
+
+/// (unit index, result, compile time in microseconds)
+type Finished = (usize, Result<CompiledUnit, JitError>, u64);
+
+/// One thread's compiles: where results arrive and where their code goes.
+pub(super) struct Compiles {
+    /// Executable memory for this thread's units.
+    pub arena: Arena,
+    tx: mpsc::Sender<Finished>,
+    rx: mpsc::Receiver<Finished>,
+    /// Compiles queued and not yet collected.
+    pub pending: usize,
+    /// Units compiled in this run, for the cache.
+    pub new_units: Vec<NewUnit>,
+}
+
+impl Default for Compiles {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Compiles {
+            arena: Arena::default(),
+            tx,
+            rx,
+            pending: 0,
+            new_units: Vec::new(),
+        }
+    }
+}
+
+impl Compiles {
+    /// In a forked child: results of compiles queued before the fork never arrive; start
+    /// afresh (the old channel is forgotten, not dropped: its state came from another
+    /// process's threads).
+    pub fn after_fork(&mut self) {
+        let (tx, rx) = mpsc::channel();
+        std::mem::forget(std::mem::replace(&mut self.tx, tx));
+        std::mem::forget(std::mem::replace(&mut self.rx, rx));
+        self.pending = 0;
+    }
+}
+
+/// The compile workers.
+pub(super) fn new_pool() -> Option<Arc<rayon::ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("kiln-compile-{i}"))
+        .build()
+        .ok()
+        .map(Arc::new)
+}
+
+impl Engine {
+    pub(super) fn queue_compile(&mut self, i: usize) {
+        let (Some(jit), Some(block), Some(pool)) = (
+            self.shared.jit.clone(),
+            self.units.list[i].block.clone(),
+            self.shared.pool.as_ref(),
+        ) else {
+            return;
+        };
+        self.units.list[i].queued = true;
+        self.compiles.pending += 1;
+        let tx = self.compiles.tx.clone();
+        pool.spawn(move || {
+            let t = Instant::now();
+            let r = jit.compile(&block);
+            let _ = tx.send((i, r, t.elapsed().as_micros() as u64));
+        });
+    }
+
+    /// Installs finished background compiles; with `wait`, waits for all of them.
+    pub(super) fn collect_compiled(&mut self, wait: bool) {
+        let mut ok = Vec::new();
+        while self.compiles.pending > 0 {
+            let msg = if wait {
+                self.compiles.rx.recv().ok()
+            } else {
+                self.compiles.rx.try_recv().ok()
+            };
+            let Some((i, r, us)) = msg else { break };
+            self.compiles.pending -= 1;
+            self.stats.compile_us += us;
+            match r {
+                Ok(cu) => ok.push((i, cu)),
+                Err(e) => crate::klog!("jit", "{e}; the block stays in the baseline tier"),
+            }
+        }
+        if ok.is_empty() {
+            return;
+        }
+        let codes: Vec<&[u8]> = ok.iter().map(|(_, c)| &c.code[..]).collect();
+        let fns = match self.compiles.arena.install(&codes) {
+            Ok(f) => f,
+            Err(e) => {
+                crate::klog!("jit", "{e}");
+                return;
+            }
+        };
+        for ((i, cu), f) in ok.into_iter().zip(fns) {
+            self.stats.units_compiled += 1;
+            self.units.list[i].code = Some(f);
+            if let Some(b) = self.units.list[i].block.clone() {
+                self.units.chain_insert(b.start, f);
+                self.compiles.new_units.push(NewUnit {
+                    rip: b.start,
+                    guest_len: b.len,
+                    unit: cu,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The modules guest code comes from (the executable, the dynamic loader, shared libraries),
+//! identified by the blake3 hash of their file the first time their code runs, their cached
+//! units taken from the cache, and the per-module use recorded in the cache's usage log.
+
+use super::units::CachedUnit;
+use super::{Engine, Module};
+use crate::cache::{self, file_name, usage};
+use cache_format::Hash;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// An executable mapping: [lo, hi) and its module (None when Kiln could not identify it).
+pub(super) type Lib = (u64, u64, Option<Module>);
+
+/// How this run used one module.
+#[derive(Default)]
+struct ModuleUse {
+    name: String,
+    loaded: u64,
+    hits: u64,
+}
+
+pub(super) struct Modules {
+    /// Modules other than the main one holding code, found as the guest runs their code.
+    pub libs: Vec<Lib>,
+    usage: HashMap<Hash, ModuleUse>,
+}
+
+impl Modules {
+    pub fn new(libs: Vec<Lib>) -> Self {
+        Modules {
+            libs,
+            usage: HashMap::new(),
+        }
+    }
+
+    /// Counts a cache hit in its module (if Kiln knows the module).
+    pub fn count_hit(&mut self, module: Option<Module>) {
+        if let Some(m) = module {
+            self.usage.entry(m.hash).or_default().hits += 1;
+        }
+    }
+}
+
+impl Engine {
+    /// The module holding guest code at [rip, rip+len), if Kiln knows it.
+    pub(super) fn module_of(&self, rip: u64, len: u64) -> Option<Module> {
+        let inside = |lo: u64, hi: u64| rip >= lo && rip.saturating_add(len) <= hi;
+        let main = self.shared.module;
+        if inside(main.lo, main.hi) {
+            return Some(main);
+        }
+        self.modules
+            .libs
+            .iter()
+            .rev()
+            .find(|(lo, hi, _)| inside(*lo, *hi))
+            .and_then(|(_, _, m)| *m)
+    }
+
+    /// Identifies the executable file mapping holding `rip` (first time its code runs) and
+    /// loads that module's cached units.
+    pub(super) fn discover_module(&mut self, rip: u64) {
+        if self.modules.libs.iter().any(|(lo, hi, _)| rip >= *lo && rip < *hi) {
+            return;
+        }
+        let found = {
+            let maps = self.proc.exec_maps.lock().unwrap_or_else(|e| e.into_inner());
+            maps.iter().rev().find(|(s, e, _, _)| rip >= *s && rip < *e).cloned()
+        };
+        let Some((start, end, off, path)) = found else {
+            return;
+        };
+        let hash = self.cache.as_ref().and_then(|dir| {
+            let f = std::fs::File::open(&path).ok()?;
+            cache::memo::file_hash(dir, &f, None)
+        });
+        let module = hash.map(|hash| Module {
+            hash,
+            load_bias: start.wrapping_sub(off),
+            lo: start,
+            hi: end,
+        });
+        if let Some(m) = &module {
+            self.name_module(m.hash, Path::new(&path));
+        }
+        self.modules.libs.push((start, end, module));
+        if let (Some(m), Some(dir)) = (module, self.cache.clone()) {
+            self.load_cache(&dir, &m);
+        }
+    }
+
+    /// Takes the module's cached units (checked against the guest's bytes at first use).
+    pub(super) fn load_cache(&mut self, dir: &Path, module: &Module) {
+        let Some(config) = &self.shared.config else {
+            return;
+        };
+        let loaded = cache::load::load_module(dir, &module.hash, config);
+        self.stats.cache_rejected += loaded.rejected;
+        self.stats.units_loaded += loaded.units.len() as u64;
+        self.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
+        for u in loaded.units {
+            // Units are position-independent: they serve the module wherever it is loaded.
+            let rip = u.offset.wrapping_add(module.load_bias);
+            let unit = CachedUnit {
+                code: u.code,
+                guest_len: u.guest_len,
+                ninsns: u.ninsns,
+                guest_hash: u.guest_hash,
+            };
+            self.units.cached.insert(rip, unit);
+        }
+    }
+
+    /// Names a module for the usage statistics (by its file name).
+    pub fn name_module(&mut self, hash: Hash, path: &Path) {
+        self.modules.usage.entry(hash).or_default().name = file_name(path);
+    }
+
+    /// Appends this run's record to the cache's usage log (runs that use the cache only).
+    pub fn record_usage(&self, program: &Path, wall: std::time::Duration) {
+        let Some(dir) = &self.cache else { return };
+        let modules = self
+            .modules
+            .usage
+            .iter()
+            .filter(|(_, u)| u.loaded > 0 || u.hits > 0)
+            .map(|(h, u)| usage::ModuleUse {
+                hash: cache::hex(h),
+                name: u.name.clone(),
+                loaded: u.loaded,
+                hits: u.hits,
+            })
+            .collect();
+        let s = &self.stats;
+        let r = usage::RunRecord {
+            t: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            program: cache::hex(&self.shared.module.hash),
+            name: file_name(program),
+            wall_us: wall.as_micros() as u64,
+            insns_interp: s.guest_insns_interp,
+            insns_compiled: s.guest_insns_compiled,
+            hits: s.cache_hits,
+            misses: s.cache_misses,
+            compiled: s.units_compiled,
+            compile_us: s.compile_us,
+            modules,
+        };
+        usage::append(dir, &r);
+    }
+}

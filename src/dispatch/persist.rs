@@ -1,0 +1,153 @@
+//! Giving this run's translations to the cache at exit. Everything that ran gets compiled:
+//! blocks the tiering threshold left in the baseline tier are compiled too, by a detached
+//! child (off the critical path) that writes journals and re-executes Kiln to merge them, or
+//! in this process with `KILN_CACHE_SYNC=1`.
+
+use super::compile::{self, NewUnit};
+use super::Engine;
+use crate::cache::journal;
+use crate::decode::Block;
+use crate::mem::GUEST_MASK;
+use cache_format::{ConfigId, UnitEntry, UnitKey};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+impl Engine {
+    /// Waits for background compiles and writes this run's new units to the cache.
+    pub fn persist(&mut self) {
+        if self.cache.is_none() {
+            return;
+        }
+        let sync = std::env::var_os("KILN_CACHE_SYNC").is_some_and(|v| v != "0");
+        // Compiles still in flight are not waited for (unless writing synchronously): their
+        // blocks go to the detached worker with the rest.
+        self.collect_compiled(sync);
+        let (Some(dir), Some(config)) = (self.cache.clone(), self.shared.config) else {
+            return;
+        };
+        let todo = self.uncompiled_blocks();
+        let mut entries = self.entries_for(&self.compiles.new_units, config);
+        self.stats.units_stored = (entries.len() + todo.len()) as u64;
+        if entries.is_empty() && todo.is_empty() {
+            return;
+        }
+        if !sync && !todo.is_empty() {
+            if !detach() {
+                return; // the parent (or a failed fork: the work is dropped, never the run)
+            }
+            self.shared.pool = compile::new_pool();
+        }
+        entries.extend(self.compile_all(&todo, config));
+        if sync || todo.is_empty() {
+            journal::write_entries(&dir, config, &entries, 50);
+            return;
+        }
+        // The detached child must not open the index itself (libraries' global worker threads
+        // did not survive the fork and may hold locks): it writes a journal and re-executes
+        // Kiln to merge it into the index and the pack.
+        let journals = journal::write_journals(&dir, config, &entries);
+        if !journals.is_empty() {
+            exec_merge(&journals);
+        }
+        // SAFETY: the detached child ends here without running the guest's exit path.
+        unsafe { libc::_exit(0) };
+    }
+
+    /// Blocks of known modules that ran only in the baseline tier.
+    fn uncompiled_blocks(&self) -> Vec<Arc<Block>> {
+        self.units
+            .list
+            .iter()
+            .filter(|u| u.code.is_none())
+            .filter_map(|u| u.block.clone())
+            .filter(|b| !b.insns.is_empty() && self.module_of(b.start, b.len).is_some())
+            .collect()
+    }
+
+    /// Compiles the blocks on the worker pool; their cache entries.
+    fn compile_all(&self, todo: &[Arc<Block>], config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
+        let (Some(jit), Some(pool)) = (self.shared.jit.clone(), self.shared.pool.clone()) else {
+            return Vec::new();
+        };
+        use rayon::prelude::*;
+        let compiled: Vec<NewUnit> = pool.install(|| {
+            todo.par_iter()
+                .filter_map(|b| {
+                    jit.compile(b).ok().map(|unit| NewUnit {
+                        rip: b.start,
+                        guest_len: b.len,
+                        unit,
+                    })
+                })
+                .collect()
+        });
+        self.entries_for(&compiled, config)
+    }
+
+    /// Cache entries for compiled units of known modules (code from anonymous or unidentified
+    /// memory is never persisted).
+    fn entries_for(&self, units: &[NewUnit], config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
+        let mut entries = Vec::new();
+        for n in units {
+            let Some(module) = self.module_of(n.rip, n.guest_len) else {
+                continue;
+            };
+            // The code may have been unmapped since it ran (a library closed before exit).
+            if self.proc.mem.readable_len(n.rip, n.guest_len) != n.guest_len {
+                continue;
+            }
+            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
+                continue;
+            };
+            let key = UnitKey {
+                module: module.hash,
+                config,
+                offset: n.rip.wrapping_sub(module.load_bias),
+            };
+            let entry = UnitEntry {
+                load_base: module.load_bias,
+                guest_len: n.guest_len as u32,
+                ninsns: n.unit.ninsns,
+                guest_hash: *blake3::hash(bytes).as_bytes(),
+                code: n.unit.code.clone(),
+            };
+            entries.push((key, entry));
+        }
+        entries
+    }
+}
+
+/// Forks a child detached from the guest's session and descriptors (it lets go of every
+/// descriptor the guest could be waiting on); true in the child.
+fn detach() -> bool {
+    // SAFETY: fork; the child only compiles, writes the cache and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        return false;
+    }
+    // SAFETY: detaching the child from the guest's session and descriptors.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+    true
+}
+
+/// Replaces the detached child with `kiln cache merge JOURNAL...`; returns only if that fails.
+fn exec_merge(journals: &[PathBuf]) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
+    // The running binary itself, even if its file was replaced since.
+    let mut args = vec![c(b"/proc/self/exe"), c(b"cache"), c(b"merge")];
+    args.extend(journals.iter().map(|j| c(j.as_os_str().as_bytes())));
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: NULL-terminated arrays of valid C strings (the journal's path names the cache
+    // directory).
+    unsafe { libc::execve(args[0].as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+}

@@ -1,0 +1,89 @@
+//! Guest threads and forks: a thread (clone with CLONE_VM|CLONE_THREAD) is a host thread with
+//! its own dispatcher, sharing the process, the JIT and the compile workers; a forked child
+//! rebuilds what did not survive the fork.
+
+use super::{compile, Engine, Outcome};
+use crate::linux::CloneArgs;
+use std::sync::mpsc;
+
+const CLONE_SETTLS: u64 = 0x80000;
+const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
+const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
+
+impl Engine {
+    /// Starts a guest thread; returns its tid (or -EAGAIN).
+    pub(super) fn spawn_thread(&mut self, c: CloneArgs) -> i64 {
+        let mut cpu = self.cpu.clone();
+        cpu.gpr[0] = 0;
+        cpu.gpr[1] = cpu.rip;
+        if c.stack != 0 {
+            cpu.gpr[4] = c.stack;
+        }
+        if c.flags & CLONE_SETTLS != 0 {
+            cpu.fs_base = c.tls;
+        }
+        cpu.insns_compiled = 0;
+        let (proc, shared, libs) = (self.proc.clone(), self.shared.clone(), self.modules.libs.clone());
+        let clear_tid = (c.flags & CLONE_CHILD_CLEARTID != 0 && c.ctid != 0).then_some(c.ctid);
+        let set_tid = (c.flags & CLONE_CHILD_SETTID != 0 && c.ctid != 0).then_some(c.ctid);
+        let parent_tid = (c.flags & CLONE_PARENT_SETTID != 0 && c.ptid != 0).then_some(c.ptid);
+        let (tx, rx) = mpsc::channel::<i64>();
+        let spawned = std::thread::Builder::new().name("kiln-guest".into()).spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as i64;
+            // Both tid words are written before the new thread runs guest code, as the
+            // kernel does (libc reads its own tid from the parent's word at once).
+            for a in [set_tid, parent_tid].into_iter().flatten() {
+                let _ = proc.mem.write_bytes(a, &(tid as u32).to_le_bytes());
+            }
+            let mut e = Engine::assemble(cpu, proc, shared, libs, None);
+            e.clear_tid = clear_tid;
+            let _ = tx.send(tid);
+            e.run_thread();
+        });
+        match spawned {
+            Ok(_) => rx.recv().unwrap_or(-(libc::EAGAIN as i64)),
+            Err(_) => -(libc::EAGAIN as i64),
+        }
+    }
+
+    /// The body of a guest thread: runs until the thread exits; the process ends only through
+    /// exit_group, a fatal signal or execve.
+    fn run_thread(&mut self) {
+        match self.run() {
+            Outcome::Exit(_) => {}
+            Outcome::ExitGroup(c) => std::process::exit(c & 0xff),
+            Outcome::Signal(sig) => crate::linux::signals::die_of(sig),
+            Outcome::Exec(_) => {
+                eprintln!("kiln: execve from a secondary thread is not supported yet");
+                std::process::exit(127);
+            }
+        }
+        crate::linux::syscalls::exit_robust_list(&self.proc.mem);
+        if let Some(a) = self.clear_tid {
+            let _ = self.proc.mem.write_bytes(a, &0u32.to_le_bytes());
+            if let Some(p) = self.proc.mem.host_ptr(a, 4) {
+                // SAFETY: futex wake on a guest word inside the reservation.
+                unsafe { libc::syscall(libc::SYS_futex, p, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0) };
+            }
+        }
+    }
+
+    /// In a forked child: the compile workers and the background results did not survive the
+    /// fork; start them afresh. Units that were waiting for a compile may be queued again.
+    pub fn after_fork_child(&mut self) {
+        std::mem::forget(self.shared.pool.take());
+        self.shared.pool = compile::new_pool();
+        self.compiles.after_fork();
+        // Libraries with global worker threads (the cache index among them) may hold locks
+        // that no thread of the child will release: a forked child does not write the cache
+        // (it usually execs at once, and the new program writes its own).
+        self.cache = None;
+        for u in &mut self.units.list {
+            if u.code.is_none() && u.block.is_some() {
+                u.queued = false;
+            }
+        }
+    }
+}
