@@ -5,7 +5,7 @@
 use crate::dispatch::{Engine, Module, Outcome, Tier};
 use crate::{cache, cpu, linux, loader, mem, semantics};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub(super) struct RunOptions {
     pub tier: Tier,
@@ -17,7 +17,6 @@ pub(super) struct RunOptions {
 
 pub(super) fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsString>) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
-    let RunOptions { tier, no_cache, .. } = opts;
     let execfn = program.as_os_str().as_bytes().to_vec();
     let argv0 = opts
         .argv0
@@ -27,88 +26,8 @@ pub(super) fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsStri
     let mut argv: Vec<Vec<u8>> = vec![argv0];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
     let (program, argv, data) = loader::script::resolve_script(program, argv)?;
-    let name = program.display().to_string();
-    let mut mem = mem::Memory::reserve()?;
-    let img = loader::load_elf(&name, &data, &mut mem, mem::layout::PIE_BASE)?;
-    mem.set_brk_start(img.hi);
-    let cache = if tier == Tier::Auto && !no_cache {
-        match opts.cache_dir.clone().or_else(cache::default_dir) {
-            Some(dir) => match cache::prepare_dir(&dir) {
-                Ok(()) => Some(dir),
-                Err(e) => {
-                    eprintln!("kiln: warning: {e}; running without the cache");
-                    None
-                }
-            },
-            None => None,
-        }
-    } else {
-        None
-    };
-    // Module identity matters only to the cache; it is memoised by file identity there.
-    let module_hash = |path: &std::path::Path, data: &[u8]| -> cache_format::Hash {
-        cache
-            .as_ref()
-            .and_then(|dir| {
-                let f = std::fs::File::open(path).ok()?;
-                cache::memo::file_hash(dir, &f, Some(data))
-            })
-            .unwrap_or_default()
-    };
-    let hash = module_hash(&program, &data);
-    drop(data);
-    let mut entry = img.entry;
-    let mut interp_base = 0;
-    let mut extra_modules = Vec::new();
-    if let Some(interp) = &img.interp {
-        let idata = std::fs::read(interp).map_err(|e| loader::LoadError::Io(interp.clone(), e))?;
-        let ii = loader::load_elf(interp, &idata, &mut mem, mem::layout::INTERP_BASE)?;
-        entry = ii.entry;
-        interp_base = ii.load_bias;
-        extra_modules.push(Module {
-            hash: module_hash(std::path::Path::new(interp), &idata),
-            load_bias: ii.load_bias,
-            lo: ii.lo,
-            hi: ii.hi,
-        });
-    }
-    let exe = std::fs::canonicalize(&program)
-        .unwrap_or_else(|_| program.clone())
-        .display()
-        .to_string();
-    let envp: Vec<Vec<u8>> = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut e = k.as_bytes().to_vec();
-            e.push(b'=');
-            e.extend_from_slice(v.as_bytes());
-            e
-        })
-        .collect();
-    let info = loader::StackInfo {
-        execfn: &execfn,
-        hwcap: semantics::slow::hwcap(),
-        interp_base,
-    };
-    let (sp, auxv) = loader::build_stack(&mut mem, &img, &argv, &envp, &info)?;
-    let mut cpu = cpu::Cpu::new(mem.base());
-    cpu.rip = entry;
-    cpu.gpr[4] = sp;
-    let mut proc = linux::Process::new(mem, exe);
-    proc.auxv = auxv;
-    proc.inherit_signals(opts.signals);
-    let proc = std::sync::Arc::new(proc);
-    let module = Module {
-        hash,
-        load_bias: img.load_bias,
-        lo: img.lo,
-        hi: img.hi,
-    };
-    let names: Vec<_> = extra_modules.iter().map(|m| m.hash).zip(img.interp.clone()).collect();
-    let mut engine = Engine::new(cpu, proc, tier, module, extra_modules, cache)?;
-    engine.name_module(hash, &program);
-    for (h, n) in names {
-        engine.name_module(h, std::path::Path::new(&n));
-    }
+    let cache = cache_dir(&opts);
+    let mut engine = start(&opts, &program, &argv, &execfn, data, cache)?;
     let outcome = engine.run();
     engine.persist();
     engine.finish_stats();
@@ -121,6 +40,92 @@ pub(super) fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsStri
         Outcome::Signal(s) => linux::signals::die_of(s),
         Outcome::Exec(req) => exec_under_kiln(&opts, req),
     }
+}
+
+/// The cache directory this run uses (auto tier only), prepared; None without the cache.
+fn cache_dir(opts: &RunOptions) -> Option<PathBuf> {
+    if opts.tier != Tier::Auto || opts.no_cache {
+        return None;
+    }
+    let dir = opts.cache_dir.clone().or_else(cache::default_dir)?;
+    match cache::prepare_dir(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            eprintln!("kiln: warning: {e}; running without the cache");
+            None
+        }
+    }
+}
+
+/// A module's identity for the cache (memoised by file identity there); zero without it.
+fn module_hash(cache: Option<&PathBuf>, path: &Path, data: &[u8]) -> cache_format::Hash {
+    cache
+        .and_then(|dir| {
+            let f = std::fs::File::open(path).ok()?;
+            cache::memo::file_hash(dir, &f, Some(data))
+        })
+        .unwrap_or_default()
+}
+
+/// Loads the program (`data` is its file) and its interpreter into a new guest address space,
+/// builds the initial stack, and returns the main thread's dispatcher, ready to run.
+fn start(
+    opts: &RunOptions,
+    program: &Path,
+    argv: &[Vec<u8>],
+    execfn: &[u8],
+    data: Vec<u8>,
+    cache: Option<PathBuf>,
+) -> anyhow::Result<Engine> {
+    let name = program.display().to_string();
+    let mut mem = mem::Memory::reserve()?;
+    let img = loader::load_elf(&name, &data, &mut mem, mem::layout::PIE_BASE)?;
+    mem.set_brk_start(img.hi);
+    let hash = module_hash(cache.as_ref(), program, &data);
+    drop(data);
+    let (mut entry, mut interp_base, mut interp) = (img.entry, 0, None);
+    if let Some(path) = &img.interp {
+        let idata = std::fs::read(path).map_err(|e| loader::LoadError::Io(path.clone(), e))?;
+        let ii = loader::load_elf(path, &idata, &mut mem, mem::layout::INTERP_BASE)?;
+        entry = ii.entry;
+        interp_base = ii.load_bias;
+        let m = Module {
+            hash: module_hash(cache.as_ref(), Path::new(path), &idata),
+            load_bias: ii.load_bias,
+            lo: ii.lo,
+            hi: ii.hi,
+        };
+        interp = Some((m, path.clone()));
+    }
+    let envp: Vec<Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect();
+    let info = loader::StackInfo {
+        execfn,
+        hwcap: semantics::slow::hwcap(),
+        interp_base,
+    };
+    let (sp, auxv) = loader::build_stack(&mut mem, &img, argv, &envp, &info)?;
+    let mut cpu = cpu::Cpu::new(mem.base());
+    cpu.rip = entry;
+    cpu.gpr[4] = sp;
+    let exe = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    let mut proc = linux::Process::new(mem, exe.display().to_string());
+    proc.auxv = auxv;
+    proc.inherit_signals(opts.signals);
+    let module = Module {
+        hash,
+        load_bias: img.load_bias,
+        lo: img.lo,
+        hi: img.hi,
+    };
+    let extra: Vec<Module> = interp.iter().map(|(m, _)| *m).collect();
+    let mut engine = Engine::new(cpu, std::sync::Arc::new(proc), opts.tier, module, extra, cache)?;
+    engine.name_module(hash, program);
+    if let Some((m, path)) = interp {
+        engine.name_module(m.hash, Path::new(&path));
+    }
+    Ok(engine)
 }
 
 /// Replaces this process with Kiln running the program a guest execve asked for, with the same
