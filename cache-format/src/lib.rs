@@ -23,12 +23,17 @@ impl ConfigId {
     }
 }
 
+/// Where a unit starts within its module: its guest address minus the module's load bias.
+/// Units are position-independent, so this (not a guest address) is what the cache keys on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ModuleOffset(pub u64);
+
 /// Key of one unit: (module hash, config id, offset of the unit's first byte in the module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UnitKey {
     pub module: Hash,
     pub config: ConfigId,
-    pub offset: u64,
+    pub offset: ModuleOffset,
 }
 
 pub const KEY_LEN: usize = 32 + 16 + 8;
@@ -40,7 +45,7 @@ impl UnitKey {
         let mut k = [0u8; KEY_LEN];
         k[..32].copy_from_slice(&self.module);
         k[32..48].copy_from_slice(&self.config.0);
-        k[48..].copy_from_slice(&self.offset.to_be_bytes());
+        k[48..].copy_from_slice(&self.offset.0.to_be_bytes());
         k
     }
 
@@ -62,7 +67,7 @@ impl UnitKey {
         Some(UnitKey {
             module,
             config: ConfigId(c),
-            offset: u64::from_be_bytes(b[48..].try_into().ok()?),
+            offset: ModuleOffset(u64::from_be_bytes(b[48..].try_into().ok()?)),
         })
     }
 }
@@ -206,7 +211,7 @@ mod tests {
         let k = UnitKey {
             module: [1; 32],
             config: ConfigId([2; 16]),
-            offset: 0x1234,
+            offset: ModuleOffset(0x1234),
         };
         let enc = k.encode();
         assert_eq!(UnitKey::decode(&enc), Some(k));

@@ -2,7 +2,7 @@
 //! can map the file read-only, check it, make it executable and call the units where they lie
 //! (no copy, no patching; any number of processes share the pages). See `SPEC.md`.
 
-use crate::{ConfigId, EntryError, Hash, UnitEntry};
+use crate::{ConfigId, EntryError, Hash, ModuleOffset, UnitEntry};
 
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
@@ -22,7 +22,7 @@ const FILL: u8 = 0xcc;
 /// One unit as a pack records it; its code is `code_len` bytes at `code_start` in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackUnit {
-    pub offset: u64,
+    pub offset: ModuleOffset,
     pub guest_len: u32,
     pub ninsns: u32,
     pub guest_hash: Hash,
@@ -31,7 +31,7 @@ pub struct PackUnit {
 }
 
 /// Encodes a pack of `units` (offset in module, entry).
-pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(u64, UnitEntry)]) -> Vec<u8> {
+pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, UnitEntry)]) -> Vec<u8> {
     let records_end = PACK_HEAD + PACK_RECORD * units.len();
     let code_start = records_end.next_multiple_of(CODE_REGION_ALIGN);
     let mut code = Vec::new();
@@ -46,7 +46,7 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(u64, UnitEntry)])
     v.extend_from_slice(&[0u8; 16]); // code region start and length, filled below
     for (off, e) in units {
         code.resize(code.len().next_multiple_of(UNIT_ALIGN), FILL);
-        v.extend_from_slice(&off.to_le_bytes());
+        v.extend_from_slice(&off.0.to_le_bytes());
         v.extend_from_slice(&e.guest_len.to_le_bytes());
         v.extend_from_slice(&e.ninsns.to_le_bytes());
         v.extend_from_slice(&e.guest_hash);
@@ -127,7 +127,7 @@ pub fn decode_pack_index(b: &[u8], module: &Hash, config: &ConfigId) -> Result<V
         let mut guest_hash = [0u8; 32];
         guest_hash.copy_from_slice(&body[r + 16..r + 48]);
         out.push(PackUnit {
-            offset: u64_at(body, r),
+            offset: ModuleOffset(u64_at(body, r)),
             guest_len: u32_at(body, r + 8),
             ninsns: u32_at(body, r + 12),
             guest_hash,
@@ -139,7 +139,7 @@ pub fn decode_pack_index(b: &[u8], module: &Hash, config: &ConfigId) -> Result<V
 }
 
 /// Checks a pack and returns its units as entries (code copied out), by offset in the module.
-pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(u64, UnitEntry)>, EntryError> {
+pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(ModuleOffset, UnitEntry)>, EntryError> {
     Ok(decode_pack_index(b, module, config)?
         .into_iter()
         .map(|u| {
@@ -176,9 +176,9 @@ mod tests {
         let m = [9u8; 32];
         let c = ConfigId([3; 16]);
         let units = vec![
-            (0x10, entry(vec![0xc3])),
-            (0x20, entry(vec![0x90; 37])),
-            (0x5, entry(vec![1, 2])),
+            (ModuleOffset(0x10), entry(vec![0xc3])),
+            (ModuleOffset(0x20), entry(vec![0x90; 37])),
+            (ModuleOffset(0x5), entry(vec![1, 2])),
         ];
         let p = encode_pack(&m, &c, &units);
         let idx = decode_pack_index(&p, &m, &c).unwrap();

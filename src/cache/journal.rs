@@ -4,7 +4,7 @@
 //! race for one journal are harmless, and journals of writers that died are picked up.
 
 use super::{file_name, gc, write_atomic, Cache};
-use cache_format::{ConfigId, Hash, UnitEntry, UnitKey};
+use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey};
 use std::path::{Path, PathBuf};
 
 /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
@@ -52,7 +52,7 @@ pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEnt
     }
     let mut out = Vec::new();
     for (n, module) in distinct_modules(entries).iter().enumerate() {
-        let units: Vec<(u64, UnitEntry)> = entries
+        let units: Vec<(ModuleOffset, UnitEntry)> = entries
             .iter()
             .filter(|(k, _)| &k.module == module)
             .map(|(k, e)| (k.offset, e.clone()))

@@ -5,13 +5,13 @@
 
 use super::{pack_path, read_pack, Cache};
 use crate::mem::exec::{self, CodePtr};
-use cache_format::{ConfigId, Hash};
+use cache_format::{ConfigId, Hash, ModuleOffset};
 use std::path::Path;
 
 /// A cached unit whose code is executable.
 pub struct RunnableUnit {
     /// Offset of the unit's first instruction in its module.
-    pub offset: u64,
+    pub offset: ModuleOffset,
     pub code: CodePtr,
     pub guest_len: u64,
     pub ninsns: u64,

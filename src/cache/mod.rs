@@ -9,7 +9,7 @@ pub mod memo;
 pub mod usage;
 
 use crate::mem::MappedFile;
-use cache_format::{ConfigId, Hash, PackUnit, UnitEntry, UnitKey};
+use cache_format::{ConfigId, Hash, ModuleOffset, PackUnit, UnitEntry, UnitKey};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -83,7 +83,7 @@ pub struct Cache {
 
 /// A unit read from the cache, verified against its checksum.
 pub struct LoadedUnit {
-    pub offset: u64,
+    pub offset: ModuleOffset,
     pub entry: UnitEntry,
 }
 
@@ -126,7 +126,7 @@ impl Cache {
     /// entries in the index for the next fold.
     pub fn write_pack(&self, module: &Hash, config: &ConfigId, new: &[(UnitKey, UnitEntry)]) -> Result<(), CacheError> {
         let path = pack_path(&self.dir, module, config);
-        let mut units: std::collections::BTreeMap<u64, UnitEntry> = std::fs::read(&path)
+        let mut units: std::collections::BTreeMap<ModuleOffset, UnitEntry> = std::fs::read(&path)
             .ok()
             .and_then(|b| cache_format::decode_pack(&b, module, config).ok())
             .unwrap_or_default()
@@ -142,7 +142,7 @@ impl Cache {
         for (k, e) in new.iter().filter(|(k, _)| &k.module == module && &k.config == config) {
             units.insert(k.offset, e.clone());
         }
-        let units: Vec<(u64, UnitEntry)> = units.into_iter().collect();
+        let units: Vec<(ModuleOffset, UnitEntry)> = units.into_iter().collect();
         let bytes = cache_format::encode_pack(module, config, &units);
         write_atomic(&self.dir.join("packs"), &path, &bytes)?;
         for k in folded {

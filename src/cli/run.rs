@@ -159,18 +159,7 @@ fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
     args.push(cs(b"--"));
     args.push(req.path.clone());
     args.extend(req.argv.iter().skip(1).cloned());
-    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argp.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = req.envp.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // The running binary itself, even if its file was replaced or deleted since it started.
-    let exe = cs(b"/proc/self/exe");
-    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(exe.as_ptr(), argp.as_ptr(), envp.as_ptr()) };
-    eprintln!(
-        "kiln: cannot re-execute {} for the guest's execve: {}",
-        me.display(),
-        std::io::Error::last_os_error()
-    );
+    let e = linux::host::reexec_self(&args, &req.envp);
+    eprintln!("kiln: cannot re-execute {} for the guest's execve: {}", me.display(), e);
     std::process::exit(127)
 }

@@ -18,7 +18,7 @@ use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
 use crate::linux::{Process, SysResult};
 use crate::stats::Stats;
-use cache_format::{ConfigId, Hash};
+use cache_format::{ConfigId, Hash, ModuleOffset};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,13 +34,26 @@ pub enum Tier {
     Auto,
 }
 
-/// A mapped file holding guest code, as the cache knows it.
+/// A mapped file holding guest code, as the cache knows it: its identity, where it is loaded
+/// (guest address = load bias + offset in the module) and the guest range of its code.
 #[derive(Clone, Copy)]
 pub struct Module {
     pub hash: Hash,
     pub load_bias: u64,
     pub lo: u64,
     pub hi: u64,
+}
+
+impl Module {
+    /// The offset in the module of guest address `rip`.
+    pub fn offset_of(&self, rip: u64) -> ModuleOffset {
+        ModuleOffset(rip.wrapping_sub(self.load_bias))
+    }
+
+    /// The guest address of an offset in the module, where it is loaded now.
+    pub fn address_of(&self, offset: ModuleOffset) -> u64 {
+        offset.0.wrapping_add(self.load_bias)
+    }
 }
 
 /// How a run ended.

@@ -101,7 +101,7 @@ impl Engine {
         self.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
         for u in loaded.units {
             // Units are position-independent: they serve the module wherever it is loaded.
-            let rip = u.offset.wrapping_add(module.load_bias);
+            let rip = module.address_of(u.offset);
             let unit = CachedUnit {
                 code: u.code,
                 guest_len: u.guest_len,

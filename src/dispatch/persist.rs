@@ -7,6 +7,7 @@ use super::compile::{self, NewUnit};
 use super::Engine;
 use crate::cache::journal;
 use crate::decode::Block;
+use crate::linux::host;
 use crate::mem::GUEST_MASK;
 use cache_format::{ConfigId, UnitEntry, UnitKey};
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ impl Engine {
             return;
         }
         if !sync && !todo.is_empty() {
-            if !detach() {
+            if !host::detach_child() {
                 return; // the parent (or a failed fork: the work is dropped, never the run)
             }
             self.shared.pool = compile::new_pool();
@@ -49,8 +50,8 @@ impl Engine {
         if !journals.is_empty() {
             exec_merge(&journals);
         }
-        // SAFETY: the detached child ends here without running the guest's exit path.
-        unsafe { libc::_exit(0) };
+        // The detached child ends here without running the guest's exit path.
+        host::exit_now(0);
     }
 
     /// Blocks of known modules that ran only in the baseline tier.
@@ -102,7 +103,7 @@ impl Engine {
             let key = UnitKey {
                 module: module.hash,
                 config,
-                offset: n.rip.wrapping_sub(module.load_bias),
+                offset: module.offset_of(n.rip),
             };
             let entry = UnitEntry {
                 load_base: module.load_bias,
@@ -117,37 +118,12 @@ impl Engine {
     }
 }
 
-/// Forks a child detached from the guest's session and descriptors (it lets go of every
-/// descriptor the guest could be waiting on); true in the child.
-fn detach() -> bool {
-    // SAFETY: fork; the child only compiles, writes the cache and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid != 0 {
-        return false;
-    }
-    // SAFETY: detaching the child from the guest's session and descriptors.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        for fd in 0..3 {
-            libc::dup2(null, fd);
-        }
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-    }
-    true
-}
-
 /// Replaces the detached child with `kiln cache merge JOURNAL...`; returns only if that fails.
 fn exec_merge(journals: &[PathBuf]) {
     use std::os::unix::ffi::OsStrExt;
     let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
-    // The running binary itself, even if its file was replaced since.
-    let mut args = vec![c(b"/proc/self/exe"), c(b"cache"), c(b"merge")];
+    let mut args = vec![c(b"kiln"), c(b"cache"), c(b"merge")];
     args.extend(journals.iter().map(|j| c(j.as_os_str().as_bytes())));
-    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argp.push(std::ptr::null());
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-    // SAFETY: NULL-terminated arrays of valid C strings (the journal's path names the cache
-    // directory).
-    unsafe { libc::execve(args[0].as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+    let e = host::reexec_self(&args, &[]);
+    crate::klog!("cache", "cannot re-execute Kiln to merge the journals: {e}");
 }

@@ -57,7 +57,7 @@ impl Units {
 
     /// Lets compiled code jump straight to `code` when it leaves for `rip`.
     pub fn chain_insert(&mut self, rip: u64, code: UnitFn) {
-        self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code as u64];
+        self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
     }
 
     fn add(&mut self, rip: u64, u: Unit) -> usize {

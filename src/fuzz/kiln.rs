@@ -5,7 +5,8 @@ use super::{from_fx_image, fx_image, Case, Outcome, State, CODE, FX_AREA, SCRATC
 
 use crate::cpu::{exit, fault, rflags as rf, Cpu, FlagKind};
 use crate::decode::decode_block;
-use crate::jit::{self, Jit};
+use crate::jit::Jit;
+use crate::mem::exec::RewritableCode;
 use crate::mem::Memory;
 use crate::semantics::{self, concrete::rflags, concrete::store_flags, emitter::Flags};
 use std::sync::atomic::AtomicU64;
@@ -15,7 +16,7 @@ pub(super) struct Kiln {
     jit: Jit,
     chain: Vec<[u64; 2]>,
     interrupt: Box<AtomicU64>,
-    page: *mut u8,
+    page: RewritableCode,
 }
 
 impl Kiln {
@@ -23,18 +24,7 @@ impl Kiln {
         let mem = Memory::reserve()?;
         mem.map_anon(SCRATCH, SCRATCH_LEN as u64, libc::PROT_READ | libc::PROT_WRITE)?;
         mem.map_anon(CODE, 4096, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)?;
-        // SAFETY: a fresh private mapping for compiled code (switched RW/RX per case).
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                65536,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        } as *mut u8;
-        anyhow::ensure!(page as *mut libc::c_void != libc::MAP_FAILED, "cannot map code memory");
+        let page = RewritableCode::new(65536)?;
         anyhow::ensure!(
             crate::dispatch::runtime::runtime().is_some(),
             "no trampoline on this host"
@@ -88,17 +78,10 @@ impl Kiln {
             if u.code.len() > 65536 {
                 return Err("unit too large".into());
             }
-            // SAFETY: our own mapping: written while RW, then switched to RX before running.
-            unsafe {
-                libc::mprotect(
-                    self.page as *mut libc::c_void,
-                    65536,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                );
-                std::ptr::copy_nonoverlapping(u.code.as_ptr(), self.page, u.code.len());
-                libc::mprotect(self.page as *mut libc::c_void, 65536, libc::PROT_READ | libc::PROT_EXEC);
-                (rt.enter())(&mut *cpu, self.page as jit::UnitFn)
-            }
+            let f = self.page.replace(&u.code).map_err(|e| e.to_string())?;
+            // SAFETY: `f` is the unit just compiled, entered through the trampoline with this
+            // case's context.
+            unsafe { (rt.enter())(&mut *cpu, f) }
         } else {
             crate::interp::run_block_guarded(&mut cpu, &block)
         };

@@ -16,13 +16,13 @@ thread_local! {
 pub type Trampoline = unsafe extern "C" fn(*mut Cpu, CodePtr) -> u64;
 
 /// The trampoline and the unit-shaped shim that calls `helper_run_block`, registered once by
-/// the dispatcher (as host addresses: code pointers are not `Sync`).
-static ENTRY: OnceLock<(Trampoline, usize)> = OnceLock::new();
+/// the dispatcher.
+static ENTRY: OnceLock<(Trampoline, CodePtr)> = OnceLock::new();
 
 /// Registers the way blocks are entered so that guest memory faults inside them become guest
 /// signals (see `jit::Runtime`); until then, and on hosts without one, blocks run directly.
 pub fn register_trampoline(enter: Trampoline, shim: CodePtr) {
-    let _ = ENTRY.set((enter, shim as usize));
+    let _ = ENTRY.set((enter, shim));
 }
 
 /// Runs one block entered through the registered trampoline, so that a guest memory fault
@@ -33,7 +33,7 @@ pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
             BLOCK.set(block);
             // SAFETY: the shim is a unit-shaped function calling `helper_run_block` with this
             // context; `block` outlives the call.
-            unsafe { enter(cpu, shim as CodePtr) }
+            unsafe { enter(cpu, shim) }
         }
         None => run_block(cpu, block),
     }

@@ -40,18 +40,18 @@ pub type EnterFn = unsafe extern "C" fn(*mut Cpu, UnitFn) -> u64;
 /// Process-wide code that enters guest execution: the trampoline, the baseline tier's shim,
 /// and the trampoline's return point where guest memory faults land.
 pub struct Runtime {
-    enter: usize,
-    interp: usize,
+    enter: UnitFn,
+    interp: UnitFn,
     landing: usize,
 }
 
 impl Runtime {
     pub fn enter(&self) -> EnterFn {
         // SAFETY: `enter` is the trampoline, compiled with EnterFn's signature.
-        unsafe { std::mem::transmute::<usize, EnterFn>(self.enter) }
+        unsafe { std::mem::transmute::<UnitFn, EnterFn>(self.enter) }
     }
     pub fn interp(&self) -> UnitFn {
-        self.interp as UnitFn
+        self.interp
     }
     /// The trampoline's return point, where a host fault on guest memory resumes.
     pub fn landing(&self) -> usize {
@@ -66,9 +66,9 @@ impl Runtime {
         let s = j.helper_shim(H_INTERP)?;
         let f = crate::mem::exec::install(&[&t, &s])?;
         Ok(Runtime {
-            enter: f[0] as usize,
-            interp: f[1] as usize,
-            landing: f[0] as usize + landing,
+            enter: f[0],
+            interp: f[1],
+            landing: f[0].addr() as usize + landing,
         })
     }
 }

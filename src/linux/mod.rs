@@ -2,6 +2,7 @@
 //! and translated; memory syscalls emulated on the guest reservation.
 
 pub mod faults;
+pub mod host;
 pub mod process;
 pub mod signals;
 pub mod syscalls;

@@ -2,8 +2,33 @@
 //! read-execute, and checked cache packs are switched from read-only to read-execute where they
 //! are mapped. No page is ever writable and executable at once.
 
-/// A host pointer to executable code (a compiled unit, the trampoline or a shim).
-pub type CodePtr = *const u8;
+/// A host pointer to executable code (a compiled unit, the trampoline or a shim), valid for
+/// the rest of the process: executable mappings are never unmapped or made writable again.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodePtr(*const u8);
+
+// SAFETY: the code a CodePtr points at is immutable and lives as long as the process, so any
+// thread may hold and call it.
+unsafe impl Send for CodePtr {}
+// SAFETY: as for Send.
+unsafe impl Sync for CodePtr {}
+
+impl CodePtr {
+    /// The host address, as compiled code and the chaining table hold it.
+    pub fn addr(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// The code `offset` bytes into this code's mapping.
+    ///
+    /// # Safety
+    /// The result must still lie inside the executable mapping, at the start of a function.
+    pub unsafe fn add(self, offset: usize) -> CodePtr {
+        // SAFETY: the caller keeps the result inside the mapping.
+        CodePtr(unsafe { self.0.add(offset) })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecMemError {
@@ -53,14 +78,14 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
         .iter()
         // SAFETY: each offset is the start of a function Cranelift compiled with the unit
         // signature, now executable.
-        .map(|&o| unsafe { base.add(o) as CodePtr })
+        .map(|&o| CodePtr(unsafe { base.add(o) as *const u8 }))
         .collect())
 }
 
 /// Makes a checked, read-only file mapping (a cache pack) executable where it lies and keeps it
 /// for the rest of the process; returns its base. The mapping is never writable. On failure (a
 /// cache on a noexec file system) the mapping is left readable for the caller to copy from.
-pub fn make_exec(m: super::MappedFile) -> Result<*const u8, (ExecMemError, super::MappedFile)> {
+pub fn make_exec(m: super::MappedFile) -> Result<CodePtr, (ExecMemError, super::MappedFile)> {
     let b = m.bytes();
     // SAFETY: switches our own read-only private file mapping to read-execute.
     if unsafe {
@@ -73,7 +98,7 @@ pub fn make_exec(m: super::MappedFile) -> Result<*const u8, (ExecMemError, super
     {
         return Err((ExecMemError::Protect(std::io::Error::last_os_error()), m));
     }
-    Ok(m.leak().0 as *const u8)
+    Ok(CodePtr(m.leak().0 as *const u8))
 }
 
 /// Executable memory owned by one guest thread's dispatcher: code is appended to the current
@@ -138,7 +163,7 @@ impl Arena {
             for c in codes {
                 let at = self.chunk.add(self.used);
                 std::ptr::copy_nonoverlapping(c.as_ptr(), at, c.len());
-                out.push(at as CodePtr);
+                out.push(CodePtr(at as *const u8));
                 self.used += (c.len() + 15) & !15;
             }
             if libc::mprotect(region, end - first, libc::PROT_READ | libc::PROT_EXEC) != 0 {
@@ -146,5 +171,59 @@ impl Arena {
             }
             Ok(out)
         }
+    }
+}
+
+/// One mapping whose code is replaced again and again (the fuzzer runs each case's unit in
+/// it): read-write only while code is copied in, read-execute while it runs.
+pub struct RewritableCode {
+    base: *mut u8,
+    size: usize,
+}
+
+impl RewritableCode {
+    pub fn new(size: usize) -> Result<Self, ExecMemError> {
+        // SAFETY: a fresh anonymous mapping, owned by the value.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(ExecMemError::Map(size, std::io::Error::last_os_error()));
+        }
+        Ok(RewritableCode {
+            base: p as *mut u8,
+            size,
+        })
+    }
+
+    /// Replaces the code with `code` (at most the mapping's size) and returns its entry.
+    pub fn replace(&mut self, code: &[u8]) -> Result<CodePtr, ExecMemError> {
+        assert!(code.len() <= self.size, "code larger than its mapping");
+        let p = self.base as *mut libc::c_void;
+        // SAFETY: our own mapping, switched to RW, written inside its bounds, switched to RX.
+        unsafe {
+            if libc::mprotect(p, self.size, libc::PROT_READ | libc::PROT_WRITE) != 0 {
+                return Err(ExecMemError::Protect(std::io::Error::last_os_error()));
+            }
+            std::ptr::copy_nonoverlapping(code.as_ptr(), self.base, code.len());
+            if libc::mprotect(p, self.size, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                return Err(ExecMemError::Protect(std::io::Error::last_os_error()));
+            }
+        }
+        Ok(CodePtr(self.base))
+    }
+}
+
+impl Drop for RewritableCode {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and nothing runs in it once its owner is gone.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.size) };
     }
 }
