@@ -72,6 +72,18 @@ fn older_than(p: &Path, age: Duration) -> bool {
 }
 
 /// Collects garbage in the cache `c` down to 80% of `max` (invalid files always go).
+/// Where a collection stops: 80% of the cap, so that the next runs have room before the next.
+fn collection_target(max: u64) -> u64 {
+    max / 10 * 8
+}
+
+/// Modules (each with its last use and what it holds), least recently used first.
+fn least_recently_used_first<K, V>(modules: impl IntoIterator<Item = (K, (u64, V))>) -> Vec<(K, (u64, V))> {
+    let mut order: Vec<_> = modules.into_iter().collect();
+    order.sort_by_key(|(_, (used, _))| *used);
+    order
+}
+
 pub fn collect(c: &Cache, max: u64) -> GcReport {
     let dir = &c.dir;
     let mut r = GcReport {
@@ -110,7 +122,7 @@ pub fn collect(c: &Cache, max: u64) -> GcReport {
     }
     // 2. Whole modules, least recently used first.
     let mut size = disk_usage(dir);
-    let target = max / 10 * 8;
+    let target = collection_target(max);
     if size > max {
         let last = usage::last_use(&recs);
         let mut modules: std::collections::BTreeMap<cache_format::Hash, (u64, Vec<&super::PackFile>)> =
@@ -126,9 +138,7 @@ pub fn collect(c: &Cache, max: u64) -> GcReport {
             e.0 = e.0.max(used);
             e.1.push(p);
         }
-        let mut order: Vec<_> = modules.into_iter().collect();
-        order.sort_by_key(|(_, (used, _))| *used);
-        for (module, (_, files)) in order {
+        for (module, (_, files)) in least_recently_used_first(modules) {
             if size <= target {
                 break;
             }
@@ -143,4 +153,30 @@ pub fn collect(c: &Cache, max: u64) -> GcReport {
     }
     r.bytes_after = disk_usage(dir);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("500"), Some(500));
+        assert_eq!(parse_size("4K"), Some(4096));
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size(" 2g "), Some(2 << 30));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("3TB"), Some(3 << 40));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("99999999999T"), None, "overflow is refused");
+    }
+
+    #[test]
+    fn collection_removes_the_least_recently_used_modules_down_to_80_percent() {
+        assert_eq!(collection_target(1000), 800);
+        let order = least_recently_used_first([("b", (30, ())), ("a", (10, ())), ("c", (20, ()))]);
+        let names: Vec<&str> = order.iter().map(|(m, _)| *m).collect();
+        assert_eq!(names, ["a", "c", "b"]);
+    }
 }

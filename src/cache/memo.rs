@@ -89,3 +89,54 @@ pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<H
     }
     Some(hash)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+        let t = tempfile::tempdir().expect("temporary directory");
+        let file = t.path().join("module");
+        std::fs::write(&file, b"guest code").expect("write");
+        (t, file)
+    }
+
+    fn hash_of(dir: &Path, file: &Path) -> Option<Hash> {
+        file_hash(dir, &std::fs::File::open(file).expect("open"), None)
+    }
+
+    #[test]
+    fn the_hash_is_the_files_blake3_and_is_memoised() {
+        let (t, file) = setup();
+        let want = *blake3::hash(b"guest code").as_bytes();
+        assert_eq!(hash_of(t.path(), &file), Some(want));
+        // A memo that says otherwise is believed while the file is unchanged: it is used.
+        let md = std::fs::metadata(&file).expect("metadata");
+        record(t.path(), &md, &[7; 32]);
+        assert_eq!(hash_of(t.path(), &file), Some([7; 32]));
+    }
+
+    #[test]
+    fn a_changed_file_is_hashed_again() {
+        let (t, file) = setup();
+        let md = std::fs::metadata(&file).expect("metadata");
+        record(t.path(), &md, &[7; 32]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, b"other code").expect("write");
+        assert_eq!(hash_of(t.path(), &file), Some(*blake3::hash(b"other code").as_bytes()));
+    }
+
+    #[test]
+    fn a_damaged_memo_is_ignored_and_replaced() {
+        let (t, file) = setup();
+        let md = std::fs::metadata(&file).expect("metadata");
+        record(t.path(), &md, &[7; 32]);
+        let memo = memo_path(t.path(), &md);
+        let mut b = std::fs::read(&memo).expect("memo");
+        b[40] ^= 1;
+        std::fs::write(&memo, &b).expect("damage");
+        let want = *blake3::hash(b"guest code").as_bytes();
+        assert_eq!(hash_of(t.path(), &file), Some(want));
+        assert_eq!(lookup(t.path(), &md), Some(want), "the memo was rewritten");
+    }
+}

@@ -105,3 +105,74 @@ pub fn flag_liveness(insns: &[Instruction]) -> Vec<bool> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every instruction is "implemented" on route 0 except `ud2`.
+    fn all_but_ud2(ins: &Instruction) -> Option<u8> {
+        (ins.mnemonic() != Mnemonic::Ud2).then_some(0)
+    }
+
+    fn block(bytes: &[u8]) -> Block {
+        decode_block(bytes, 0x1000, all_but_ud2)
+    }
+
+    #[test]
+    fn a_block_ends_after_control_flow_and_syscall() {
+        // add eax, ebx; jmp +0; nop
+        let b = block(&[0x01, 0xd8, 0xeb, 0x00, 0x90]);
+        assert_eq!(b.insns.len(), 2);
+        assert_eq!(b.len, 4);
+        assert!(b.stop.is_none());
+        // syscall; nop
+        assert_eq!(block(&[0x0f, 0x05, 0x90]).insns.len(), 1);
+    }
+
+    #[test]
+    fn a_block_stops_before_what_cannot_run() {
+        // nop; ud2
+        let b = block(&[0x90, 0x0f, 0x0b]);
+        assert_eq!(b.insns.len(), 1);
+        let (addr, bytes, ins) = b.stop.expect("a stop");
+        assert_eq!((addr, bytes, ins.mnemonic()), (0x1001, vec![0x0f, 0x0b], Mnemonic::Ud2));
+        // Nothing readable at all.
+        let empty = block(&[]);
+        assert!(empty.insns.is_empty() && empty.stop.is_some());
+    }
+
+    #[test]
+    fn an_instruction_cut_by_the_end_of_memory_ends_the_block_before_it() {
+        // nop; then the first two bytes of `mov eax, imm32`.
+        let b = block(&[0x90, 0xb8, 0x01]);
+        assert_eq!((b.insns.len(), b.len), (1, 1));
+        assert!(b.stop.is_none(), "the cut instruction is the next block's, not a stop");
+    }
+
+    #[test]
+    fn blocks_are_at_most_max_block_insns_long() {
+        let b = block(&[0x90; 300]);
+        assert_eq!(b.insns.len(), MAX_BLOCK_INSNS);
+    }
+
+    #[test]
+    fn flags_overwritten_before_any_read_are_dead() {
+        // add eax, ebx; sub eax, ecx; jz +0: the add's flags are dead, the sub's live.
+        let b = block(&[0x01, 0xd8, 0x29, 0xc8, 0x74, 0x00]);
+        assert_eq!(b.flags_live, vec![false, true, false]);
+        // add eax, ebx; adc ecx, edx; ret: adc reads CF, so the add's flags stay live.
+        let b = block(&[0x01, 0xd8, 0x11, 0xd1, 0xc3]);
+        assert_eq!(b.flags_live, vec![true, true, false]);
+    }
+
+    #[test]
+    fn a_shift_by_a_count_that_may_be_zero_does_not_kill_earlier_flags() {
+        // add eax, ebx; shl eax, cl; ret: with cl = 0 the add's flags survive.
+        let b = block(&[0x01, 0xd8, 0xd3, 0xe0, 0xc3]);
+        assert_eq!(b.flags_live, vec![true, true, false]);
+        // add eax, ebx; shl eax, 1; ret: the shift by one always writes the flags.
+        let b = block(&[0x01, 0xd8, 0xd1, 0xe0, 0xc3]);
+        assert_eq!(b.flags_live, vec![false, true, false]);
+    }
+}
