@@ -38,20 +38,9 @@ pub enum ExecMemError {
     Protect(std::io::Error),
 }
 
-/// Copies each code blob into one new mapping, makes it executable, and returns entry points.
-/// Mappings live as long as the process (units are never freed in this form).
-pub fn install(codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
-    let mut offs = Vec::with_capacity(codes.len());
-    let mut total = 0usize;
-    for c in codes {
-        offs.push(total);
-        total = (total + c.len() + 15) & !15;
-    }
-    if total == 0 {
-        return Ok(Vec::new());
-    }
-    let size = (total + 4095) & !4095;
-    // SAFETY: a fresh anonymous mapping; we write only inside it.
+/// A fresh private read-write mapping of `size` bytes, for code to be copied into.
+fn map_rw(size: usize) -> Result<*mut u8, ExecMemError> {
+    // SAFETY: a fresh anonymous mapping, owned by the caller.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -65,6 +54,23 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
     if p == libc::MAP_FAILED {
         return Err(ExecMemError::Map(size, std::io::Error::last_os_error()));
     }
+    Ok(p as *mut u8)
+}
+
+/// Copies each code blob into one new mapping, makes it executable, and returns entry points.
+/// Mappings live as long as the process (units are never freed in this form).
+pub fn install(codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
+    let mut offs = Vec::with_capacity(codes.len());
+    let mut total = 0usize;
+    for c in codes {
+        offs.push(total);
+        total = (total + c.len() + 15) & !15;
+    }
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let size = (total + 4095) & !4095;
+    let p = map_rw(size)? as *mut libc::c_void;
     let base = p as *mut u8;
     for (c, &o) in codes.iter().zip(&offs) {
         // SAFETY: o + c.len() <= total <= size.
@@ -183,20 +189,7 @@ pub struct RewritableCode {
 
 impl RewritableCode {
     pub fn new(size: usize) -> Result<Self, ExecMemError> {
-        // SAFETY: a fresh anonymous mapping, owned by the value.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(ExecMemError::Map(size, std::io::Error::last_os_error()));
-        }
+        let p = map_rw(size)? as *mut libc::c_void;
         Ok(RewritableCode {
             base: p as *mut u8,
             size,
