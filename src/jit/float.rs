@@ -7,8 +7,9 @@
 //! registers for it and reloads the result, the fast path keeps everything in SSA values.
 
 use super::{mf, Lower};
+use crate::cpu::ops::Ops;
 use crate::cpu::{off, FlagKind};
-use crate::semantics::{self, emitter::Emitter, emitter::Ops};
+use crate::semantics::{self, emitter::Emitter};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use iced_x86::{Code, Instruction, OpKind, Register};
@@ -416,7 +417,7 @@ impl Lower<'_> {
             }
             Out::Flags(_) => {
                 let z = self.imm(0);
-                self.flags = Some(crate::semantics::emitter::Flags {
+                self.flags = Some(crate::cpu::flags::Flags {
                     kind: FlagKind::Raw,
                     size: 8,
                     res: param,

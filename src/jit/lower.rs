@@ -3,11 +3,13 @@
 //! through the helper table reached from the context.
 
 use super::{H_COND, H_RFLAGS, H_SLOW};
+use crate::cpu::flags::{self, Cc, Flags};
+use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off};
 use crate::decode::Block;
 use crate::mem::GUEST_MASK;
-use crate::semantics::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un, VOp, VShift};
-use crate::semantics::{self, flags};
+use crate::semantics;
+use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
