@@ -1,8 +1,14 @@
-//! Guest CPU state: the `#[repr(C)]` context shared by both tiers, and the lazy-flags record.
+//! Guest CPU state: the `#[repr(C)]` context shared by both tiers, with its field offsets,
+//! RFLAGS bits, exit and fault codes. Lazy flags live in `flags` (over the value arithmetic
+//! of `ops`).
 //!
 //! Compiled code reaches every field through fixed offsets from the context pointer, so the
 //! layout is part of the translation config (see `CPU_LAYOUT_VERSION`).
 
+pub mod flags;
+pub mod ops;
+
+pub use flags::FlagKind;
 use std::mem::offset_of;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
@@ -15,47 +21,6 @@ pub const CHAIN_ENTRIES: u64 = 1 << 20;
 #[inline]
 pub fn chain_slot(rip: u64) -> u64 {
     (rip ^ (rip >> 16)) & (CHAIN_ENTRIES - 1)
-}
-
-/// What the last flag-writing instruction computed; flags are derived from it on demand.
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlagKind {
-    /// `res` holds a materialised RFLAGS value.
-    Raw = 0,
-    Add = 1,
-    Adc = 2,
-    Sub = 3,
-    Sbb = 4,
-    Logic = 5,
-    /// inc: like add of 1, with CF taken from `aux`.
-    Inc = 6,
-    /// dec: like sub of 1, with CF taken from `aux`.
-    Dec = 7,
-    Shl = 8,
-    Shr = 9,
-    Sar = 10,
-    /// mul/imul: CF = OF = (aux != 0); the rest from `res`.
-    Mul = 11,
-}
-
-impl FlagKind {
-    pub fn from_u64(v: u64) -> FlagKind {
-        match v {
-            1 => FlagKind::Add,
-            2 => FlagKind::Adc,
-            3 => FlagKind::Sub,
-            4 => FlagKind::Sbb,
-            5 => FlagKind::Logic,
-            6 => FlagKind::Inc,
-            7 => FlagKind::Dec,
-            8 => FlagKind::Shl,
-            9 => FlagKind::Shr,
-            10 => FlagKind::Sar,
-            11 => FlagKind::Mul,
-            _ => FlagKind::Raw,
-        }
-    }
 }
 
 /// RFLAGS bit positions.

@@ -3,11 +3,13 @@
 //! through the helper table reached from the context.
 
 use super::{H_COND, H_RFLAGS, H_SLOW};
+use crate::cpu::flags::{self, Cc, Flags};
+use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off};
 use crate::decode::Block;
 use crate::mem::GUEST_MASK;
-use crate::semantics::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un, VOp, VShift};
-use crate::semantics::{self, flags};
+use crate::semantics;
+use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
@@ -417,19 +419,9 @@ fn touches_memory(ins: &Instruction) -> bool {
     }) || ins.op_count() == 0 && ins.mnemonic() == Mnemonic::Xlatb
 }
 
-pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Block) {
-    let entry = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let cpu = b.block_params(entry)[0];
-    let mut hs = Signature::new(isa.default_call_conv());
-    for _ in 0..3 {
-        hs.params.push(AbiParam::new(types::I64));
-    }
-    hs.returns.push(AbiParam::new(types::I64));
-    let helper_sig = b.import_signature(hs);
-    let unit_sig = b.import_signature(super::unit_signature());
-    // A waiting signal: return before doing anything (rip already holds this unit's address).
+/// The unit's entry: returns at once when a signal waits (rip already holds this unit's
+/// address), else adds the unit's instruction count to the context. Returns the entry rip.
+fn unit_prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns: usize) -> Value {
     let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let flag = b.ins().load(types::I64, mf(), iw, 0);
     let leave = b.create_block();
@@ -441,8 +433,103 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
     b.switch_to_block(body);
     let entry_rip = b.ins().load(types::I64, mf(), cpu, off::RIP);
     let count = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
-    let count = b.ins().iadd_imm_u(count, block.insns.len() as i64);
+    let count = b.ins().iadd_imm_u(count, insns as i64);
     b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
+    entry_rip
+}
+
+/// The signature of the helpers: (context, two arguments) -> result.
+fn helper_signature(isa: &dyn TargetIsa) -> Signature {
+    let mut hs = Signature::new(isa.default_call_conv());
+    for _ in 0..3 {
+        hs.params.push(AbiParam::new(types::I64));
+    }
+    hs.returns.push(AbiParam::new(types::I64));
+    hs
+}
+
+impl Lower<'_> {
+    /// Lowers one instruction of the block (`live`: whether its flags are read later).
+    fn lower_insn(&mut self, ins: &Instruction, live: bool, route: u8) {
+        self.flags_live = live;
+        if touches_memory(ins) {
+            // A host fault in this instruction resumes the guest at its start: the context
+            // must hold every register as it is here, and say which instruction this is.
+            self.flush();
+            let o = self.b.ins().iconst(types::I64, (ins.ip() - self.block_start) as i64);
+            let cpu = self.cpu;
+            self.b.ins().store(mf(), o, cpu, off::INSN_OFF);
+        }
+        if route & semantics::route::ALIGN16 != 0 {
+            self.gp_if_misaligned(ins);
+        }
+        if route & !semantics::route::ALIGN16 == semantics::route::SLOW && self.float_fast(ins) {
+            return;
+        }
+        semantics::exec_routed(self, ins, route);
+    }
+
+    /// A misaligned operand raises #GP before the instruction changes anything (the context
+    /// was written back before: the instruction touches memory).
+    fn gp_if_misaligned(&mut self, ins: &Instruction) {
+        let v = semantics::misalignment(self, ins);
+        let gp = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(v, gp, &[], cont, &[]);
+        self.b.switch_to_block(gp);
+        self.b.set_cold_block(gp);
+        let rip = self.code_addr(ins.ip());
+        let cpu = self.cpu;
+        let code = self.b.ins().iconst(types::I64, crate::cpu::fault::GP as i64);
+        self.b.ins().store(mf(), code, cpu, off::FAULT);
+        self.b.ins().store(mf(), rip, cpu, off::FAULT_ADDR);
+        self.b.ins().store(mf(), rip, cpu, off::RIP);
+        let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
+        self.b.ins().return_(&[x]);
+        self.b.switch_to_block(cont);
+    }
+
+    /// Leaves the unit for `next` with exit `code`, writing back the cached state first.
+    fn exit_unit(&mut self, next: Value, code: u64, unit_sig: SigRef) {
+        self.flush();
+        let cpu = self.cpu;
+        self.b.ins().store(mf(), next, cpu, off::RIP);
+        if code == exit::NEXT {
+            self.chain(next, unit_sig);
+        }
+        let c = self.b.ins().iconst(types::I64, code as i64);
+        self.b.ins().return_(&[c]);
+    }
+
+    /// Chain: if the table slot of the next rip holds its unit, jump straight into it.
+    fn chain(&mut self, next: Value, unit_sig: SigRef) {
+        let cpu = self.cpu;
+        let table = self.b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
+        let sh = self.b.ins().ushr_imm_u(next, 16);
+        let h = self.b.ins().bxor(next, sh);
+        let h = self.b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
+        let o = self.b.ins().ishl_imm_u(h, 4);
+        let slot = self.b.ins().iadd(table, o);
+        let srip = self.b.ins().load(types::I64, mf(), slot, 0);
+        let hit = self.b.ins().icmp(IntCC::Equal, srip, next);
+        let chain = self.b.create_block();
+        let back = self.b.create_block();
+        self.b.ins().brif(hit, chain, &[], back, &[]);
+        self.b.switch_to_block(chain);
+        let f = self.b.ins().load(types::I64, mf(), slot, 8);
+        self.b.ins().return_call_indirect(unit_sig, f, &[cpu]);
+        self.b.switch_to_block(back);
+    }
+}
+
+pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Block) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let cpu = b.block_params(entry)[0];
+    let helper_sig = b.import_signature(helper_signature(isa));
+    let unit_sig = b.import_signature(super::unit_signature());
+    let entry_rip = unit_prologue(&mut b, cpu, block.insns.len());
     let mut l = Lower {
         b,
         cpu,
@@ -460,38 +547,7 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
         end: None,
     };
     for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
-        l.flags_live = live;
-        if touches_memory(ins) {
-            // A host fault in this instruction resumes the guest at its start: the context
-            // must hold every register as it is here, and say which instruction this is.
-            l.flush();
-            let o = l.b.ins().iconst(types::I64, (ins.ip() - block.start) as i64);
-            let cpu = l.cpu;
-            l.b.ins().store(mf(), o, cpu, off::INSN_OFF);
-        }
-        if route & semantics::route::ALIGN16 != 0 {
-            // A misaligned operand raises #GP before the instruction changes anything (the
-            // context was written back above: the instruction touches memory).
-            let v = semantics::misalignment(&mut l, ins);
-            let gp = l.b.create_block();
-            let cont = l.b.create_block();
-            l.b.ins().brif(v, gp, &[], cont, &[]);
-            l.b.switch_to_block(gp);
-            l.b.set_cold_block(gp);
-            let rip = l.code_addr(ins.ip());
-            let cpu = l.cpu;
-            let code = l.b.ins().iconst(types::I64, crate::cpu::fault::GP as i64);
-            l.b.ins().store(mf(), code, cpu, off::FAULT);
-            l.b.ins().store(mf(), rip, cpu, off::FAULT_ADDR);
-            l.b.ins().store(mf(), rip, cpu, off::RIP);
-            let x = l.b.ins().iconst(types::I64, exit::FAULT as i64);
-            l.b.ins().return_(&[x]);
-            l.b.switch_to_block(cont);
-        }
-        if route & !semantics::route::ALIGN16 == semantics::route::SLOW && l.float_fast(ins) {
-            continue;
-        }
-        semantics::exec_routed(&mut l, ins, route);
+        l.lower_insn(ins, live, route);
         if l.end.is_some() {
             break;
         }
@@ -500,29 +556,7 @@ pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Bloc
         Some(e) => e,
         None => (l.code_addr(block.start + block.len), exit::NEXT),
     };
-    l.flush();
-    let cpu = l.cpu;
-    l.b.ins().store(mf(), next, cpu, off::RIP);
-    if code == exit::NEXT {
-        // Chain: if the table slot of the next rip holds its unit, jump straight into it.
-        let table = l.b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
-        let sh = l.b.ins().ushr_imm_u(next, 16);
-        let h = l.b.ins().bxor(next, sh);
-        let h = l.b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
-        let o = l.b.ins().ishl_imm_u(h, 4);
-        let slot = l.b.ins().iadd(table, o);
-        let srip = l.b.ins().load(types::I64, mf(), slot, 0);
-        let hit = l.b.ins().icmp(IntCC::Equal, srip, next);
-        let chain = l.b.create_block();
-        let back = l.b.create_block();
-        l.b.ins().brif(hit, chain, &[], back, &[]);
-        l.b.switch_to_block(chain);
-        let f = l.b.ins().load(types::I64, mf(), slot, 8);
-        l.b.ins().return_call_indirect(unit_sig, f, &[cpu]);
-        l.b.switch_to_block(back);
-    }
-    let c = l.b.ins().iconst(types::I64, code as i64);
-    l.b.ins().return_(&[c]);
+    l.exit_unit(next, code, unit_sig);
     l.b.seal_all_blocks();
     let cfg = isa.frontend_config();
     l.b.finalize(cfg);

@@ -3,9 +3,8 @@
 //! `rt_sigreturn` restores the interrupted state from it.
 
 use super::syscalls::Process;
+use crate::cpu::flags::{rflags, store_flags, Flags};
 use crate::cpu::Cpu;
-use crate::semantics::concrete::{rflags, store_flags};
-use crate::semantics::emitter::Flags;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signals received and not yet delivered (bit n-1 for signal n).

@@ -226,7 +226,7 @@ impl Process {
             56 if a[0] & 0x10100 == 0x10100 => {
                 // CLONE_VM | CLONE_THREAD
                 cpu.gpr[1] = cpu.rip;
-                cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
+                cpu.gpr[11] = crate::cpu::flags::rflags(cpu);
                 return SysResult::SpawnThread(super::CloneArgs {
                     flags: a[0],
                     stack: a[1],
@@ -248,7 +248,7 @@ impl Process {
                 let forked_child = r == 0;
                 cpu.gpr[0] = r as u64;
                 cpu.gpr[1] = cpu.rip;
-                cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
+                cpu.gpr[11] = crate::cpu::flags::rflags(cpu);
                 return if forked_child {
                     SysResult::ForkedChild
                 } else {
@@ -272,7 +272,7 @@ impl Process {
         cpu.gpr[0] = r as u64;
         // The kernel clobbers rcx and r11 on syscall.
         cpu.gpr[1] = cpu.rip;
-        cpu.gpr[11] = crate::semantics::concrete::rflags(cpu);
+        cpu.gpr[11] = crate::cpu::flags::rflags(cpu);
         SysResult::Continue
     }
 

@@ -1,101 +1,18 @@
-//! Semantics over concrete values: `Ops` on plain `u64`s and an `Emitter` that acts on a live
-//! `Cpu` and guest memory. The baseline tier runs on it, and so do the helpers compiled code
+//! Semantics over concrete values: an `Emitter` that acts on a live `Cpu` and guest memory
+//! (its arithmetic is `cpu::ops::Values`, its flags `cpu::flags`). The baseline tier runs on it, and so do the helpers compiled code
 //! calls, so both tiers execute literally the same code for everything not lowered inline.
 
 use super::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un, VOp, VShift};
-use super::flags;
 use super::vector;
-use crate::cpu::{exit, Cpu, FlagKind};
+use crate::cpu::flags::{arith_rflags, cpu_cond};
+use crate::cpu::{exit, Cpu};
 use crate::mem::GUEST_MASK;
 use iced_x86::Instruction;
 
-/// Pure arithmetic on u64 values.
-pub struct Values;
-
-pub fn bin(op: Bin, a: u64, b: u64) -> u64 {
-    match op {
-        Bin::Add => a.wrapping_add(b),
-        Bin::Sub => a.wrapping_sub(b),
-        Bin::And => a & b,
-        Bin::Or => a | b,
-        Bin::Xor => a ^ b,
-        Bin::Shl => a << (b & 63),
-        Bin::Shr => a >> (b & 63),
-        Bin::Sar => ((a as i64) >> (b & 63)) as u64,
-        Bin::Mul => a.wrapping_mul(b),
-        Bin::UMulHi => ((a as u128 * b as u128) >> 64) as u64,
-        Bin::SMulHi => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
-    }
-}
-
-impl Ops for Values {
-    type V = u64;
-    #[inline]
-    fn imm(&mut self, v: u64) -> u64 {
-        v
-    }
-    #[inline]
-    fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
-        bin(op, a, b)
-    }
-    #[inline]
-    fn un(&mut self, op: Un, a: u64) -> u64 {
-        match op {
-            Un::Not => !a,
-            Un::Popcnt => a.count_ones() as u64,
-            Un::Bswap64 => a.swap_bytes(),
-        }
-    }
-    #[inline]
-    fn cmp(&mut self, c: Cmp, a: u64, b: u64) -> u64 {
-        (match c {
-            Cmp::Eq => a == b,
-            Cmp::Ne => a != b,
-            Cmp::Ult => a < b,
-            Cmp::Ule => a <= b,
-            Cmp::Slt => (a as i64) < (b as i64),
-            Cmp::Sle => (a as i64) <= (b as i64),
-        }) as u64
-    }
-    #[inline]
-    fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
-        if c != 0 {
-            a
-        } else {
-            b
-        }
-    }
-}
-
-/// The lazy-flags record stored in the CPU.
-pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
-    Flags {
-        kind: FlagKind::from_u64(cpu.flags_kind),
-        size: cpu.flags_size as u8,
-        res: cpu.flags_res,
-        a: cpu.flags_a,
-        b: cpu.flags_b,
-        aux: cpu.flags_aux,
-    }
-}
-
-pub fn store_flags(cpu: &mut Cpu, f: Flags<u64>) {
-    cpu.flags_kind = f.kind as u64;
-    cpu.flags_size = f.size as u64;
-    cpu.flags_res = f.res;
-    cpu.flags_a = f.a;
-    cpu.flags_b = f.b;
-    cpu.flags_aux = f.aux;
-}
-
-pub fn cond(cpu: &Cpu, cc: Cc) -> bool {
-    flags::cond(&mut Values, &cpu_flags(cpu), cc) != 0
-}
-
-/// The full RFLAGS value (arithmetic flags, DF and the reserved bit).
-pub fn rflags(cpu: &Cpu) -> u64 {
-    flags::materialize(&mut Values, &cpu_flags(cpu)) | (cpu.df << 10)
-}
+/// Transitional re-exports: the concrete flag views and arithmetic live in `crate::cpu`; the
+/// semantics modules that still import them from here reach them through these names.
+pub use crate::cpu::flags::{cpu_cond as cond, cpu_flags, rflags, store_flags};
+pub use crate::cpu::ops::{bin, Values};
 
 /// Helper entry: the condition `cc` of the CPU's flags, as 0/1.
 ///
@@ -104,7 +21,7 @@ pub fn rflags(cpu: &Cpu) -> u64 {
 pub unsafe extern "C" fn helper_cond(cpu: *mut Cpu, cc: u64, _: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &*cpu };
-    cond(cpu, Cc::from_u8(cc as u8)) as u64
+    cpu_cond(cpu, Cc::from_u8(cc as u8)) as u64
 }
 
 /// Helper entry: materialised arithmetic flags.
@@ -114,7 +31,7 @@ pub unsafe extern "C" fn helper_cond(cpu: *mut Cpu, cc: u64, _: u64) -> u64 {
 pub unsafe extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &*cpu };
-    flags::materialize(&mut Values, &cpu_flags(cpu))
+    arith_rflags(cpu)
 }
 
 /// Host pointer of a guest address (masked into the reservation).
@@ -172,6 +89,7 @@ impl<'a> Live<'a> {
     }
 }
 
+/// The same arithmetic as `Values`.
 impl Ops for Live<'_> {
     type V = u64;
     #[inline]
@@ -180,7 +98,7 @@ impl Ops for Live<'_> {
     }
     #[inline]
     fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
-        bin(op, a, b)
+        Values.bin(op, a, b)
     }
     #[inline]
     fn un(&mut self, op: Un, a: u64) -> u64 {
@@ -192,11 +110,7 @@ impl Ops for Live<'_> {
     }
     #[inline]
     fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
-        if c != 0 {
-            a
-        } else {
-            b
-        }
+        Values.select(c, a, b)
     }
 }
 
@@ -274,10 +188,10 @@ impl Emitter for Live<'_> {
     }
     #[inline]
     fn cond(&mut self, cc: Cc) -> u64 {
-        cond(self.cpu, cc) as u64
+        cpu_cond(self.cpu, cc) as u64
     }
     fn rflags(&mut self) -> u64 {
-        flags::materialize(&mut Values, &cpu_flags(self.cpu))
+        arith_rflags(self.cpu)
     }
     #[inline]
     fn code_addr(&mut self, abs: u64) -> u64 {

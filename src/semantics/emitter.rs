@@ -1,82 +1,12 @@
 //! The interface x86 semantics are written against: values, arithmetic, guest state and exits.
 //!
-//! `Ops` is pure arithmetic on 64-bit values; `Emitter` adds the guest machine. The baseline tier
-//! implements both over concrete `u64`s, the JIT over Cranelift values.
+//! `Ops` (`cpu::ops`) is pure arithmetic on 64-bit values; `Emitter` adds the guest machine. The
+//! baseline tier implements both over concrete `u64`s, the JIT over Cranelift values. The
+//! arithmetic and lazy-flag vocabulary is re-exported here, as part of this interface.
 
-use crate::cpu::FlagKind;
+pub use crate::cpu::flags::{Cc, Flags};
+pub use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use iced_x86::Instruction;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bin {
-    Add,
-    Sub,
-    And,
-    Or,
-    Xor,
-    /// Shifts and rotates take the count modulo 64.
-    Shl,
-    Shr,
-    Sar,
-    Mul,
-    UMulHi,
-    SMulHi,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Un {
-    Not,
-    Popcnt,
-    Bswap64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cmp {
-    Eq,
-    Ne,
-    Ult,
-    Ule,
-    Slt,
-    Sle,
-}
-
-/// x86 condition codes, numbered as in the opcode's low nibble.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cc {
-    O = 0,
-    No = 1,
-    B = 2,
-    Ae = 3,
-    E = 4,
-    Ne = 5,
-    Be = 6,
-    A = 7,
-    S = 8,
-    Ns = 9,
-    P = 10,
-    Np = 11,
-    L = 12,
-    Ge = 13,
-    Le = 14,
-    G = 15,
-}
-
-impl Cc {
-    pub fn from_u8(v: u8) -> Cc {
-        use Cc::*;
-        [O, No, B, Ae, E, Ne, Be, A, S, Ns, P, Np, L, Ge, Le, G][(v & 15) as usize]
-    }
-}
-
-/// A lazy-flags record with values of the emitter's kind.
-#[derive(Clone, Copy, Debug)]
-pub struct Flags<V> {
-    pub kind: FlagKind,
-    pub size: u8,
-    pub res: V,
-    pub a: V,
-    pub b: V,
-    pub aux: V,
-}
 
 /// Lane-wise operations on 128-bit vectors; the `u8` is the lane width in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,17 +44,6 @@ pub enum VShift {
     Shl(u8),
     Shr(u8),
     Sar(u8),
-}
-
-pub trait Ops {
-    type V: Copy;
-    fn imm(&mut self, v: u64) -> Self::V;
-    fn bin(&mut self, op: Bin, a: Self::V, b: Self::V) -> Self::V;
-    fn un(&mut self, op: Un, a: Self::V) -> Self::V;
-    /// 1 if the comparison holds, else 0.
-    fn cmp(&mut self, c: Cmp, a: Self::V, b: Self::V) -> Self::V;
-    /// `c != 0 ? a : b`.
-    fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Self::V;
 }
 
 pub trait Emitter: Ops {

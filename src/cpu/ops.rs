@@ -1,0 +1,105 @@
+//! Pure arithmetic on 64-bit values (`Ops`), the vocabulary lazy flags are evaluated in, and
+//! its concrete implementation over plain `u64`s (`Values`). The JIT implements `Ops` over
+//! Cranelift values, so one flag evaluation serves both tiers.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bin {
+    Add,
+    Sub,
+    And,
+    Or,
+    Xor,
+    /// Shifts and rotates take the count modulo 64.
+    Shl,
+    Shr,
+    Sar,
+    Mul,
+    UMulHi,
+    SMulHi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Un {
+    Not,
+    Popcnt,
+    Bswap64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Ult,
+    Ule,
+    Slt,
+    Sle,
+}
+
+pub trait Ops {
+    type V: Copy;
+    fn imm(&mut self, v: u64) -> Self::V;
+    fn bin(&mut self, op: Bin, a: Self::V, b: Self::V) -> Self::V;
+    fn un(&mut self, op: Un, a: Self::V) -> Self::V;
+    /// 1 if the comparison holds, else 0.
+    fn cmp(&mut self, c: Cmp, a: Self::V, b: Self::V) -> Self::V;
+    /// `c != 0 ? a : b`.
+    fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Self::V;
+}
+
+/// Pure arithmetic on u64 values.
+pub struct Values;
+
+pub fn bin(op: Bin, a: u64, b: u64) -> u64 {
+    match op {
+        Bin::Add => a.wrapping_add(b),
+        Bin::Sub => a.wrapping_sub(b),
+        Bin::And => a & b,
+        Bin::Or => a | b,
+        Bin::Xor => a ^ b,
+        Bin::Shl => a << (b & 63),
+        Bin::Shr => a >> (b & 63),
+        Bin::Sar => ((a as i64) >> (b & 63)) as u64,
+        Bin::Mul => a.wrapping_mul(b),
+        Bin::UMulHi => ((a as u128 * b as u128) >> 64) as u64,
+        Bin::SMulHi => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+    }
+}
+
+impl Ops for Values {
+    type V = u64;
+    #[inline]
+    fn imm(&mut self, v: u64) -> u64 {
+        v
+    }
+    #[inline]
+    fn bin(&mut self, op: Bin, a: u64, b: u64) -> u64 {
+        bin(op, a, b)
+    }
+    #[inline]
+    fn un(&mut self, op: Un, a: u64) -> u64 {
+        match op {
+            Un::Not => !a,
+            Un::Popcnt => a.count_ones() as u64,
+            Un::Bswap64 => a.swap_bytes(),
+        }
+    }
+    #[inline]
+    fn cmp(&mut self, c: Cmp, a: u64, b: u64) -> u64 {
+        (match c {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Ult => a < b,
+            Cmp::Ule => a <= b,
+            Cmp::Slt => (a as i64) < (b as i64),
+            Cmp::Sle => (a as i64) <= (b as i64),
+        }) as u64
+    }
+    #[inline]
+    fn select(&mut self, c: u64, a: u64, b: u64) -> u64 {
+        if c != 0 {
+            a
+        } else {
+            b
+        }
+    }
+}
