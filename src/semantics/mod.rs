@@ -1,6 +1,8 @@
-//! x86-64 semantics, written once over the `Emitter` trait. The baseline tier runs them over
-//! concrete values, the JIT over Cranelift values. Instructions whose meaning is clearer over
-//! concrete state live in `slow.rs`; both tiers reach them through `Emitter::slow`.
+//! x86-64 semantics: the index of the instruction families and the route an instruction takes
+//! to them (`classify`). Families written over the `Emitter` trait (`generic`, `sse`) run in the
+//! baseline tier over concrete values and in the JIT over Cranelift values; the families written
+//! over concrete state (`slow.rs` and the others it dispatches to) are reached by both tiers
+//! through `Emitter::slow`.
 
 pub mod atomic;
 pub mod concrete;
@@ -23,6 +25,18 @@ pub use generic::alu;
 
 use emitter::{Bin, Emitter};
 use iced_x86::{Instruction, Mnemonic, OpKind};
+use table::{Fuzz, Rows};
+
+/// Every family declared as a table. The x87, slow and extension families join this list when
+/// they become tables.
+pub static FAMILIES: &[&dyn Rows] = &[
+    &generic::FAMILY,
+    &sse::FAMILY,
+    &sse::SLOW_FAMILY,
+    &sse_fp::FAMILY,
+    &mmx::FAMILY,
+    &atomic::FAMILY,
+];
 
 /// Where an instruction's semantics live; decided once at decode time.
 pub mod route {
@@ -85,6 +99,39 @@ fn classify_route(ins: &Instruction) -> Option<u8> {
     }
 }
 
+/// The fuzz decision of the family row that implements the instruction on the route `classify`
+/// picks, or None if Kiln does not implement it.
+pub fn fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
+    let m = ins.mnemonic();
+    match classify_route(ins)? {
+        route::GENERIC => generic::FAMILY.fuzz(m),
+        route::SSE => sse::FAMILY.fuzz(m),
+        _ => slow_route_fuzz_decision(ins),
+    }
+}
+
+/// On the slow route: the decision of the family `slow::exec` hands the instruction to (in its
+/// order). The extension, x87 and slow families are not tables yet: their instructions count as
+/// fuzzed, as the fuzzer treats them today.
+fn slow_route_fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
+    let m = ins.mnemonic();
+    if mmx::supported(ins) {
+        mmx::FAMILY.fuzz(m)
+    } else if ext::supported(ins) {
+        Some(Fuzz::Yes)
+    } else if sse::slow_supported(ins) {
+        sse::SLOW_FAMILY.fuzz(m)
+    } else if sse_fp::supported(ins) {
+        sse_fp::FAMILY.fuzz(m)
+    } else if x87::supported(ins) {
+        Some(Fuzz::Yes)
+    } else if atomic::needs_atomic(ins) {
+        atomic::FAMILY.fuzz(m)
+    } else {
+        Some(Fuzz::Yes)
+    }
+}
+
 /// Executes (or emits) one instruction along the route `classify` gave it. Block-ending
 /// instructions call `jump` or `syscall`.
 pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
@@ -92,5 +139,143 @@ pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
         route::GENERIC => generic::exec(e, ins),
         route::SSE => sse::exec(e, ins),
         _ => e.slow(ins),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions};
+    use std::collections::HashSet;
+
+    fn decode(bytes: &[u8]) -> Instruction {
+        Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
+    }
+
+    fn route_of(bytes: &[u8]) -> Option<u8> {
+        classify(&decode(bytes))
+    }
+
+    #[test]
+    fn sample_encodings_take_their_routes() {
+        use route::*;
+        let cases: &[(&[u8], Option<u8>)] = &[
+            (&[0x48, 0x01, 0xd8], Some(GENERIC)),              // add rax, rbx
+            (&[0xf0, 0x48, 0x01, 0x18], Some(SLOW)),           // lock add [rax], rbx
+            (&[0x48, 0x87, 0x18], Some(SLOW)),                 // xchg [rax], rbx
+            (&[0x48, 0x87, 0xd8], Some(GENERIC)),              // xchg rax, rbx
+            (&[0xc9], Some(GENERIC)),                          // leave
+            (&[0x0f, 0x05], Some(GENERIC)),                    // syscall
+            (&[0x48, 0xd3, 0xe0], Some(GENERIC)),              // shl rax, cl
+            (&[0x48, 0xd1, 0xd0], Some(SLOW)),                 // rcl rax, 1
+            (&[0x48, 0xf7, 0xf3], Some(SLOW)),                 // div rbx
+            (&[0x0f, 0xa2], Some(SLOW)),                       // cpuid
+            (&[0x66, 0x0f, 0xef, 0xc1], Some(SSE)),            // pxor xmm0, xmm1
+            (&[0x66, 0x0f, 0xef, 0x00], Some(SSE | ALIGN16)),  // pxor xmm0, [rax]
+            (&[0xf3, 0x0f, 0x6f, 0x00], Some(SSE)),            // movdqu xmm0, [rax]
+            (&[0x66, 0x0f, 0x71, 0xf0, 0x03], Some(SSE)),      // psllw xmm0, 3
+            (&[0x66, 0x0f, 0xf1, 0xc1], Some(SLOW)),           // psllw xmm0, xmm1
+            (&[0xf2, 0x0f, 0x10, 0xc1], Some(SSE)),            // movsd xmm0, xmm1
+            (&[0xa5], Some(SLOW)),                             // movsd (string)
+            (&[0xf2, 0x0f, 0x58, 0xc1], Some(SLOW)),           // addsd xmm0, xmm1
+            (&[0x66, 0x0f, 0x58, 0x00], Some(SLOW | ALIGN16)), // addpd xmm0, [rax]
+            (&[0x0f, 0xef, 0xc1], Some(SLOW)),                 // pxor mm0, mm1
+            (&[0x0f, 0x77], Some(SLOW)),                       // emms
+            (&[0xc5, 0xf8, 0x58, 0xc1], None),                 // vaddps xmm0, xmm0, xmm1
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(route_of(bytes), *want, "{bytes:02x?} ({})", decode(bytes));
+        }
+        assert_ne!(route_of(&[0x66, 0x50]), Some(route::GENERIC), "push ax");
+    }
+
+    /// Instructions decoded from a sweep of one- and two-byte opcodes under common prefixes,
+    /// with every ModRM reg field (register and memory forms) and endbr64's ModRM.
+    fn sweep() -> Vec<Instruction> {
+        let prefixes: &[&[u8]] = &[&[], &[0x48], &[0x66], &[0x67], &[0xf2], &[0xf3], &[0xf0], &[0xf0, 0x48]];
+        let mut out = Vec::new();
+        for p in prefixes {
+            for escape in [&[][..], &[0x0f][..]] {
+                for op in 0..=255u8 {
+                    for modrm in (0..8)
+                        .map(|r| 0xc1 | r << 3)
+                        .chain((0..8).map(|r| r << 3))
+                        .chain([0xfa])
+                    {
+                        let mut b = p.to_vec();
+                        b.extend_from_slice(escape);
+                        b.extend_from_slice(&[op, modrm, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+                        let ins = decode(&b);
+                        if !ins.is_invalid() {
+                            out.push(ins);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_generic_row_classifies_to_generic() {
+        let generic: HashSet<Mnemonic> = sweep()
+            .iter()
+            .filter(|i| classify(i).map(|r| r & !route::ALIGN16) == Some(route::GENERIC))
+            .map(|i| i.mnemonic())
+            .collect();
+        for m in generic::FAMILY.mnemonics() {
+            assert!(generic.contains(&m), "{m:?} never classifies to GENERIC");
+        }
+    }
+
+    #[test]
+    fn every_sse_row_classifies_to_sse() {
+        let sse: HashSet<Mnemonic> = sweep()
+            .iter()
+            .filter(|i| classify(i).map(|r| r & !route::ALIGN16) == Some(route::SSE))
+            .map(|i| i.mnemonic())
+            .collect();
+        for m in sse::FAMILY.mnemonics() {
+            assert!(sse.contains(&m), "{m:?} never classifies to SSE");
+        }
+    }
+
+    #[test]
+    fn no_instruction_is_claimed_by_two_families_on_its_route() {
+        for ins in sweep() {
+            let Some(r) = classify(&ins) else { continue };
+            let claims = match r & !route::ALIGN16 {
+                route::GENERIC => vec![generic::supported(&ins)],
+                route::SSE => vec![sse::generic_supported(&ins)],
+                // sse's concrete rows share mnemonics with MMX rows; `slow::exec` gives the MMX
+                // forms to mmx first, so sse claims only the others.
+                _ => vec![
+                    mmx::supported(&ins),
+                    sse::slow_supported(&ins) && !mmx::supported(&ins),
+                    sse_fp::supported(&ins),
+                    atomic::needs_atomic(&ins) && atomic::FAMILY.has(ins.mnemonic()),
+                ],
+            };
+            let n = claims.iter().filter(|&&c| c).count();
+            assert!(n <= 1, "{ins} is claimed by {n} families on route {r}");
+        }
+    }
+
+    #[test]
+    fn fuzz_decisions_follow_the_rows() {
+        assert_eq!(fuzz_decision(&decode(&[0x48, 0x01, 0xd8])), Some(Fuzz::Yes));
+        assert!(matches!(fuzz_decision(&decode(&[0x0f, 0x05])), Some(Fuzz::No(_))));
+        assert!(matches!(fuzz_decision(&decode(&[0x74, 0x00])), Some(Fuzz::No(_))));
+        assert_eq!(fuzz_decision(&decode(&[0xf2, 0x0f, 0x58, 0xc1])), Some(Fuzz::Yes));
+        assert_eq!(fuzz_decision(&decode(&[0xc5, 0xf8, 0x58, 0xc1])), None);
+    }
+
+    #[test]
+    fn families_are_listed_once() {
+        let names: HashSet<&str> = FAMILIES.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), FAMILIES.len());
+        for f in FAMILIES {
+            assert!(!f.all().is_empty(), "{} has no rows", f.name());
+        }
     }
 }
