@@ -6,7 +6,7 @@ use super::concrete::{store_flags, Live};
 use super::emitter::Flags;
 use super::fp::{self, FOp, W};
 use super::operand::{gpr, op_size, write_gpr};
-use super::sse::{src_concrete, xmm_idx};
+use super::sse::{get, src_concrete, xmm_idx};
 use super::table::{row, Family};
 use crate::cpu::{fault, Cpu, FlagKind};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind};
@@ -242,10 +242,6 @@ fn join(l: &[u64], w: W) -> [u64; 2] {
     [v as u64, (v >> 64) as u64]
 }
 
-fn xmm(cpu: &Cpu, x: usize) -> u128 {
-    cpu.xmm[x][0] as u128 | (cpu.xmm[x][1] as u128) << 64
-}
-
 /// Writes the low lane of a scalar result, keeping the destination's other bits.
 fn set_scalar(cpu: &mut Cpu, x: usize, w: W, v: u64) {
     let m = w.mask();
@@ -324,7 +320,7 @@ fn lanewise(
         return Ok(());
     }
     let b = lanes(src(cpu, ins, 1, 16)?, w);
-    let a = lanes(xmm(cpu, x), w);
+    let a = lanes(get(cpu, x), w);
     let r: Vec<u64> = a.iter().zip(&b).map(|(&a, &b)| f(a, b)).collect();
     cpu.xmm[x] = join(&r, w);
     Ok(())
