@@ -400,22 +400,12 @@ fn touches_memory(ins: &Instruction) -> bool {
         return false;
     }
     (0..ins.op_count()).any(|i| {
-        !matches!(
-            ins.op_kind(i),
-            OpKind::Register
-                | OpKind::NearBranch16
-                | OpKind::NearBranch32
-                | OpKind::NearBranch64
-                | OpKind::Immediate8
-                | OpKind::Immediate8_2nd
-                | OpKind::Immediate16
-                | OpKind::Immediate32
-                | OpKind::Immediate64
-                | OpKind::Immediate8to16
-                | OpKind::Immediate8to32
-                | OpKind::Immediate8to64
-                | OpKind::Immediate32to64
-        )
+        let k = ins.op_kind(i);
+        !(semantics::operand::is_imm(k)
+            || matches!(
+                k,
+                OpKind::Register | OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            ))
     }) || ins.op_count() == 0 && ins.mnemonic() == Mnemonic::Xlatb
 }
 

@@ -7,15 +7,17 @@ use super::concrete::{cpu_flags, host, store_flags, Live};
 use super::emitter::Cc;
 use super::flags::{sext, size_mask};
 use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
+use super::table::{row, Family};
 use crate::cpu::{rflags as rf, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
+use Mnemonic::*;
 
 /// Whether the instruction must be performed atomically.
 pub fn needs_atomic(ins: &Instruction) -> bool {
     let mem = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);
-    mem && (ins.has_lock_prefix() || ins.mnemonic() == Mnemonic::Xchg)
+    mem && (ins.has_lock_prefix() || ins.mnemonic() == Xchg)
 }
 
 /// Serialises atomics on addresses that are not naturally aligned (x86 allows them; host atomic
@@ -88,13 +90,48 @@ fn rmw(cpu: &mut Cpu, addr: u64, size: u8, mut f: impl FnMut(&mut Cpu, u64) -> u
     }
 }
 
-pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    use Mnemonic::*;
-    let m = ins.mnemonic();
-    let bad = crate::cpu::fault::UNIMPLEMENTED;
+/// The operation of a locked read-modify-write row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtomicOp {
+    /// add/or/adc/sbb/and/sub/xor with memory destination.
+    Alu,
+    IncDec,
+    Neg,
+    Not,
+    Xadd,
+    Xchg,
+    Cmpxchg,
+    /// bts/btr/btc.
+    BitTestModify,
+}
+
+pub static FAMILY: Family<AtomicOp> = Family::new(
+    "atomic",
+    &[
+        row(&[Add, Or, Adc, Sbb, And, Sub, Xor], AtomicOp::Alu),
+        row(&[Inc, Dec], AtomicOp::IncDec),
+        row(&[Neg], AtomicOp::Neg),
+        row(&[Not], AtomicOp::Not),
+        row(&[Xadd], AtomicOp::Xadd),
+        row(&[Xchg], AtomicOp::Xchg),
+        row(&[Cmpxchg], AtomicOp::Cmpxchg),
+        row(&[Bts, Btr, Btc], AtomicOp::BitTestModify),
+    ],
+);
+
+/// The operands of a locked instruction, read before the operation.
+struct Operands {
+    size: u8,
+    addr: u64,
+    /// The register operand, if any.
+    reg: Option<Gpr>,
+    /// The register operand's value, or the immediate (masked to `size`), or 0.
+    src: u64,
+}
+
+fn operands(cpu: &mut Cpu, ins: &Instruction) -> Operands {
     let size = ins.memory_size().size() as u8;
-    let mut addr = ea(&mut Live::new(cpu), ins);
-    // The register operand (if any), read before the operation.
+    let addr = ea(&mut Live::new(cpu), ins);
     let reg: Option<Gpr> = (0..ins.op_count())
         .find(|&i| ins.op_kind(i) == OpKind::Register)
         .and_then(|i| gpr(ins.op_register(i)));
@@ -105,104 +142,120 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             .map(|i| ins.immediate(i) & size_mask(size))
             .unwrap_or(0),
     };
-    match m {
-        Add | Or | Adc | Sbb | And | Sub | Xor => {
-            rmw(cpu, addr, size, |c, old| {
-                super::alu(&mut Live::new(c), m, size, old, src)
+    Operands { size, addr, reg, src }
+}
+
+/// Runs one locked instruction (`needs_atomic`) of the family.
+pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
+    let bad = crate::cpu::fault::UNIMPLEMENTED;
+    let op = FAMILY.row(ins.mnemonic()).ok_or(bad)?.handler;
+    let o = operands(cpu, ins);
+    let m = ins.mnemonic();
+    let size = o.size;
+    match op {
+        AtomicOp::Alu => {
+            rmw(cpu, o.addr, size, |c, old| {
+                super::alu(&mut Live::new(c), m, size, old, o.src)
             });
         }
-        Inc | Dec | Neg | Not => {
-            rmw(cpu, addr, size, |c, old| {
-                let mut e = Live::new(c);
-                match m {
-                    Neg => super::alu(&mut e, Sub, size, 0, old),
-                    Not => !old,
-                    _ => {
-                        let cf = super::concrete::cond(e.cpu, Cc::B) as u64;
-                        let r = if m == Inc {
-                            old.wrapping_add(1)
-                        } else {
-                            old.wrapping_sub(1)
-                        } & size_mask(size);
-                        let kind = if m == Inc { FlagKind::Inc } else { FlagKind::Dec };
-                        store_flags(
-                            e.cpu,
-                            super::emitter::Flags {
-                                kind,
-                                size,
-                                res: r,
-                                a: old,
-                                b: 1,
-                                aux: cf,
-                            },
-                        );
-                        r
-                    }
-                }
+        AtomicOp::IncDec => {
+            rmw(cpu, o.addr, size, |c, old| inc_dec(c, m == Inc, size, old));
+        }
+        AtomicOp::Neg => {
+            rmw(cpu, o.addr, size, |c, old| {
+                super::alu(&mut Live::new(c), Sub, size, 0, old)
             });
         }
-        Xadd => {
-            let g = reg.ok_or(bad)?;
-            let old = rmw(cpu, addr, size, |c, old| {
-                super::alu(&mut Live::new(c), Add, size, old, src)
+        AtomicOp::Not => {
+            rmw(cpu, o.addr, size, |_, old| !old);
+        }
+        AtomicOp::Xadd => {
+            let g = o.reg.ok_or(bad)?;
+            let old = rmw(cpu, o.addr, size, |c, old| {
+                super::alu(&mut Live::new(c), Add, size, old, o.src)
             });
             write_gpr(&mut Live::new(cpu), g, old);
         }
-        Xchg => {
-            let g = reg.ok_or(bad)?;
-            let old = rmw(cpu, addr, size, |_, _| src);
+        AtomicOp::Xchg => {
+            let g = o.reg.ok_or(bad)?;
+            let old = rmw(cpu, o.addr, size, |_, _| o.src);
             write_gpr(&mut Live::new(cpu), g, old);
         }
-        Cmpxchg => {
-            let ax = cpu.gpr[0] & size_mask(size);
-            let old = rmw(cpu, addr, size, |c, old| {
-                super::alu(&mut Live::new(c), Cmp, size, ax, old);
-                if old == ax {
-                    src
-                } else {
-                    old
-                }
-            });
-            if old != ax {
-                write_gpr(
-                    &mut Live::new(cpu),
-                    Gpr {
-                        idx: 0,
-                        size,
-                        high8: false,
-                    },
-                    old,
-                );
-            }
-        }
-        Bts | Btr | Btc => {
-            let bits = size as u64 * 8;
-            let bit = if ins.op_kind(1) == OpKind::Register {
-                let off = sext(&mut super::concrete::Values, src, op_size(ins, 1)) as i64;
-                addr = addr.wrapping_add((off.div_euclid(bits as i64) * size as i64) as u64);
-                (off.rem_euclid(bits as i64)) as u64
-            } else {
-                src & (bits - 1)
-            };
-            let old = rmw(cpu, addr, size, |_, old| match m {
-                Bts => old | (1 << bit),
-                Btr => old & !(1 << bit),
-                _ => old ^ (1 << bit),
-            });
-            let f = super::flags::materialize(&mut super::concrete::Values, &cpu_flags(cpu));
-            store_flags(
-                cpu,
-                super::emitter::Flags {
-                    kind: FlagKind::Raw,
-                    size: 8,
-                    res: (f & !rf::CF) | ((old >> bit) & 1),
-                    a: 0,
-                    b: 0,
-                    aux: 0,
-                },
-            );
-        }
-        _ => return Err(bad),
+        AtomicOp::Cmpxchg => cmpxchg(cpu, &o),
+        AtomicOp::BitTestModify => bit_test_modify(cpu, ins, &o),
     }
     Ok(())
+}
+
+/// inc/dec of `old`: CF is kept (carried as aux into the flag record).
+fn inc_dec(cpu: &mut Cpu, inc: bool, size: u8, old: u64) -> u64 {
+    let cf = super::concrete::cond(cpu, Cc::B) as u64;
+    let r = if inc { old.wrapping_add(1) } else { old.wrapping_sub(1) } & size_mask(size);
+    let kind = if inc { FlagKind::Inc } else { FlagKind::Dec };
+    store_flags(
+        cpu,
+        super::emitter::Flags {
+            kind,
+            size,
+            res: r,
+            a: old,
+            b: 1,
+            aux: cf,
+        },
+    );
+    r
+}
+
+fn cmpxchg(cpu: &mut Cpu, o: &Operands) {
+    let size = o.size;
+    let ax = cpu.gpr[0] & size_mask(size);
+    let old = rmw(cpu, o.addr, size, |c, old| {
+        super::alu(&mut Live::new(c), Cmp, size, ax, old);
+        if old == ax {
+            o.src
+        } else {
+            old
+        }
+    });
+    if old != ax {
+        let acc = Gpr {
+            idx: 0,
+            size,
+            high8: false,
+        };
+        write_gpr(&mut Live::new(cpu), acc, old);
+    }
+}
+
+/// bts/btr/btc: a register bit offset may address beyond the operand (signed, in units of
+/// the operand size); an immediate one is taken modulo the operand width.
+fn bit_test_modify(cpu: &mut Cpu, ins: &Instruction, o: &Operands) {
+    let size = o.size;
+    let bits = size as u64 * 8;
+    let mut addr = o.addr;
+    let bit = if ins.op_kind(1) == OpKind::Register {
+        let off = sext(&mut super::concrete::Values, o.src, op_size(ins, 1)) as i64;
+        addr = addr.wrapping_add((off.div_euclid(bits as i64) * size as i64) as u64);
+        (off.rem_euclid(bits as i64)) as u64
+    } else {
+        o.src & (bits - 1)
+    };
+    let m = ins.mnemonic();
+    let old = rmw(cpu, addr, size, |_, old| match m {
+        Bts => old | (1 << bit),
+        Btr => old & !(1 << bit),
+        _ => old ^ (1 << bit),
+    });
+    let f = super::flags::materialize(&mut super::concrete::Values, &cpu_flags(cpu));
+    store_flags(
+        cpu,
+        super::emitter::Flags {
+            kind: FlagKind::Raw,
+            size: 8,
+            res: (f & !rf::CF) | ((old >> bit) & 1),
+            a: 0,
+            b: 0,
+            aux: 0,
+        },
+    );
 }

@@ -6,115 +6,86 @@
 //! 64-bit operands in the low halves.
 
 use super::concrete::{load, store, Live};
-use super::emitter::{VOp, VShift};
+use super::emitter::VOp;
 use super::fp::{self, W};
 use super::operand::{ea, gpr, read_gpr, write_gpr};
-use super::vector::{lanes, pack, vmovmsk, vop, vshift, vshuffle};
+use super::table::{row, Family};
+use super::vector::{lanes, pack, shift_by_count, vmovmsk, vop, vshuffle};
 use crate::cpu::{fault, Cpu};
 use iced_x86::{Instruction, Mnemonic, OpCodeOperandKind as K, OpKind, Register};
+use Mnemonic::*;
 
-/// Whether the instruction is an MMX-register form Kiln implements.
+/// The operation of an MMX-family row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmxOp {
+    Emms,
+    /// movd/movq/movntq/movdq2q: `n` bytes to an MMX register, a general register or memory.
+    Move(u8),
+    Movq2dq,
+    Pmovmskb,
+    Pextrw,
+    Maskmovq,
+    /// cvtpi2ps/cvtpi2pd.
+    IntsToFloats,
+    /// cvt(t)ps2pi/cvt(t)pd2pi.
+    FloatsToInts,
+    /// Two-operand (and immediate) forms with an MMX destination (`compute`).
+    Compute,
+}
+
+pub static FAMILY: Family<MmxOp> = Family::new(
+    "mmx",
+    &[
+        row(&[Emms], MmxOp::Emms),
+        row(&[Movd], MmxOp::Move(4)),
+        row(&[Movq, Movntq, Movdq2q], MmxOp::Move(8)),
+        row(&[Movq2dq], MmxOp::Movq2dq),
+        row(&[Pmovmskb], MmxOp::Pmovmskb),
+        row(&[Pextrw], MmxOp::Pextrw),
+        row(&[Maskmovq], MmxOp::Maskmovq),
+        row(&[Cvtpi2ps, Cvtpi2pd], MmxOp::IntsToFloats),
+        row(&[Cvtps2pi, Cvttps2pi, Cvtpd2pi, Cvttpd2pi], MmxOp::FloatsToInts),
+        // Lane-wise (`sse::vop_of`).
+        row(
+            &[
+                Pxor, Por, Pand, Pandn, Paddb, Paddw, Paddd, Paddq, Psubb, Psubw, Psubd, Psubq, Pcmpeqb, Pcmpeqw,
+                Pcmpeqd, Pcmpgtb, Pcmpgtw, Pcmpgtd, Pminub, Pmaxub, Pminsw, Pmaxsw, Paddusb, Paddusw, Psubusb, Psubusw,
+                Paddsb, Paddsw, Psubsb, Psubsw, Pavgb, Pavgw, Pmullw, Packuswb, Packsswb, Packssdw,
+            ],
+            MmxOp::Compute,
+        ),
+        // Multiplying (`sse::mul_op`).
+        row(&[Pmulhuw, Pmulhw, Pmaddwd, Pmuludq, Psadbw], MmxOp::Compute),
+        // SSSE3 (`ext::ssse3_op`).
+        row(
+            &[
+                Phaddw, Phaddd, Phsubw, Phsubd, Phaddsw, Phsubsw, Pmaddubsw, Pmulhrsw, Psignb, Psignw, Psignd, Pabsb,
+                Pabsw, Pabsd,
+            ],
+            MmxOp::Compute,
+        ),
+        // Written here (`compute`).
+        row(
+            &[
+                Punpcklbw, Punpcklwd, Punpckldq, Punpckhbw, Punpckhwd, Punpckhdq, Psllw, Pslld, Psllq, Psrlw, Psrld,
+                Psrlq, Psraw, Psrad, Pshufw, Pshufb, Palignr, Pinsrw,
+            ],
+            MmxOp::Compute,
+        ),
+    ],
+);
+
+/// Whether the instruction is an MMX-register form Kiln implements: EMMS, or a `FAMILY` row
+/// in a form with an MMX operand.
 pub fn supported(ins: &Instruction) -> bool {
-    use Mnemonic::*;
-    let oc = ins.code().op_code();
-    let mmx_form = (0..oc.op_count()).any(|i| matches!(oc.op_kind(i), K::mm_reg | K::mm_rm | K::mm_or_mem));
-    if ins.mnemonic() == Emms {
-        return true;
+    match FAMILY.row(ins.mnemonic()) {
+        Some(r) if r.handler == MmxOp::Emms => true,
+        Some(_) => {
+            let oc = ins.code().op_code();
+            (0..oc.op_count()).any(|i| matches!(oc.op_kind(i), K::mm_reg | K::mm_rm | K::mm_or_mem))
+        }
+        None => false,
     }
-    mmx_form
-        && matches!(
-            ins.mnemonic(),
-            // Lane-wise (`sse::vop_of`).
-            Pxor | Por
-                | Pand
-                | Pandn
-                | Paddb
-                | Paddw
-                | Paddd
-                | Paddq
-                | Psubb
-                | Psubw
-                | Psubd
-                | Psubq
-                | Pcmpeqb
-                | Pcmpeqw
-                | Pcmpeqd
-                | Pcmpgtb
-                | Pcmpgtw
-                | Pcmpgtd
-                | Pminub
-                | Pmaxub
-                | Pminsw
-                | Pmaxsw
-                | Paddusb
-                | Paddusw
-                | Psubusb
-                | Psubusw
-                | Paddsb
-                | Paddsw
-                | Psubsb
-                | Psubsw
-                | Pavgb
-                | Pavgw
-                | Pmullw
-                | Packuswb
-                | Packsswb
-                | Packssdw
-                // Multiplying (`sse::mul_op`).
-                | Pmulhuw
-                | Pmulhw
-                | Pmaddwd
-                | Pmuludq
-                | Psadbw
-                // SSSE3 (`ext::ssse3_op`).
-                | Phaddw
-                | Phaddd
-                | Phsubw
-                | Phsubd
-                | Phaddsw
-                | Phsubsw
-                | Pmaddubsw
-                | Pmulhrsw
-                | Psignb
-                | Psignw
-                | Psignd
-                | Pabsb
-                | Pabsw
-                | Pabsd
-                // Written here.
-                | Movd
-                | Movq
-                    | Movntq
-                    | Movq2dq
-                    | Movdq2q
-                    | Punpcklbw
-                    | Punpcklwd
-                    | Punpckldq
-                    | Punpckhbw
-                    | Punpckhwd
-                    | Punpckhdq
-                    | Psllw
-                    | Pslld
-                    | Psllq
-                    | Psrlw
-                    | Psrld
-                    | Psrlq
-                    | Psraw
-                    | Psrad
-                    | Pshufw
-                    | Pshufb
-                    | Palignr
-                    | Pmovmskb
-                    | Pextrw
-                    | Pinsrw
-                    | Maskmovq
-                    | Cvtpi2ps
-                    | Cvtpi2pd
-                    | Cvtps2pi
-                    | Cvttps2pi
-                | Cvtpd2pi
-                | Cvttpd2pi
-        )
 }
 
 fn mm(r: Register) -> Option<usize> {
@@ -167,122 +138,140 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 }
 
 fn run(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
-    use Mnemonic::*;
-    let m = ins.mnemonic();
-    if m == Emms {
-        // Every register empty; the stack top is 0 here too.
-        enter(cpu);
-        cpu.fpu_tag = 0xffff;
-        return Some(());
-    }
-    let imm = |n: u32| {
-        if ins.op_count() > n && ins.op_kind(n) == OpKind::Immediate8 {
-            ins.immediate(n) as u32
-        } else {
-            0
+    match FAMILY.row(ins.mnemonic())?.handler {
+        MmxOp::Emms => {
+            // Every register empty; the stack top is 0 here too.
+            enter(cpu);
+            cpu.fpu_tag = 0xffff;
         }
-    };
-    let dst_mm = ins.op_kind(0) == OpKind::Register && ins.op_register(0).is_mm();
-    match m {
-        Movd | Movq | Movntq | Movdq2q => {
-            let bytes = if m == Movd { 4 } else { 8 };
-            let v = read(cpu, ins, 1, bytes)? as u64;
-            // A store that faults leaves the x87 state as it was.
-            match ins.op_kind(0) {
-                OpKind::Register if dst_mm => {
-                    enter(cpu);
-                    set_mm(cpu, mm(ins.op_register(0))?, v);
-                }
-                OpKind::Register => {
-                    write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0))?, v);
-                    enter(cpu);
-                }
-                _ => {
-                    let a = ea(&mut Live::new(cpu), ins);
-                    store(cpu, a, v, bytes);
-                    enter(cpu);
-                }
-            }
-        }
-        Movq2dq => {
+        MmxOp::Move(bytes) => move_op(cpu, ins, bytes)?,
+        MmxOp::Movq2dq => {
             let v = read(cpu, ins, 1, 8)? as u64;
             enter(cpu);
             let x = ins.op_register(0) as usize - Register::XMM0 as usize;
             cpu.xmm[x] = [v, 0];
         }
-        Pmovmskb | Pextrw => {
+        MmxOp::Pmovmskb => {
             let v = read(cpu, ins, 1, 8)?;
-            let r = if m == Pmovmskb {
-                vmovmsk(v, 1)
-            } else {
-                (v >> ((imm(2) & 3) * 16)) as u64 & 0xffff
-            };
-            enter(cpu);
-            write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0))?, r);
+            to_gpr(cpu, ins, vmovmsk(v, 1))?;
         }
-        Maskmovq => {
+        MmxOp::Pextrw => {
+            let v = read(cpu, ins, 1, 8)?;
+            to_gpr(cpu, ins, (v >> ((imm8(ins, 2) & 3) * 16)) as u64 & 0xffff)?;
+        }
+        MmxOp::Maskmovq => {
             let v = read(cpu, ins, 1, 8)?;
             let mask = read(cpu, ins, 2, 8)?;
             masked_store(cpu, ins, v, mask, 8);
             enter(cpu);
         }
-        Cvtpi2ps | Cvtpi2pd => {
-            // A memory source does not switch to MMX operation.
-            let from_mm = ins.op_kind(1) == OpKind::Register;
-            let v = read(cpu, ins, 1, 8)? as u64;
-            let x = ins.op_register(0) as usize - Register::XMM0 as usize;
-            let mut mx = cpu.mxcsr;
-            let (i0, i1) = (v as u32 as i32 as i64, (v >> 32) as u32 as i32 as i64);
-            if m == Cvtpi2ps {
-                let lo = fp::from_int(W::S, i0, &mut mx) | fp::from_int(W::S, i1, &mut mx) << 32;
-                cpu.xmm[x][0] = lo;
-            } else {
-                cpu.xmm[x] = [fp::from_int(W::D, i0, &mut mx), fp::from_int(W::D, i1, &mut mx)];
-            }
-            cpu.mxcsr = mx;
-            if from_mm {
-                enter(cpu);
-            }
-        }
-        Cvtps2pi | Cvttps2pi | Cvtpd2pi | Cvttpd2pi => {
-            let w = if matches!(m, Cvtps2pi | Cvttps2pi) { W::S } else { W::D };
-            let t = matches!(m, Cvttps2pi | Cvttpd2pi);
-            let v = read(cpu, ins, 1, if w == W::S { 8 } else { 16 })?;
-            let (f0, f1) = if w == W::S {
-                (v as u64 & 0xffff_ffff, (v >> 32) as u64 & 0xffff_ffff)
-            } else {
-                (v as u64, (v >> 64) as u64)
-            };
-            let mut mx = cpu.mxcsr;
-            let r = fp::to_int(w, f0, 32, t, &mut mx) & 0xffff_ffff | fp::to_int(w, f1, 32, t, &mut mx) << 32;
-            cpu.mxcsr = mx;
+        MmxOp::IntsToFloats => ints_to_floats(cpu, ins)?,
+        MmxOp::FloatsToInts => floats_to_ints(cpu, ins)?,
+        MmxOp::Compute => two_operand(cpu, ins)?,
+    }
+    Some(())
+}
+
+/// Immediate operand `n` if it is an imm8, else 0.
+fn imm8(ins: &Instruction, n: u32) -> u32 {
+    if ins.op_count() > n && ins.op_kind(n) == OpKind::Immediate8 {
+        ins.immediate(n) as u32
+    } else {
+        0
+    }
+}
+
+/// pmovmskb/pextrw: a general register destination.
+fn to_gpr(cpu: &mut Cpu, ins: &Instruction, r: u64) -> Option<()> {
+    enter(cpu);
+    write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0))?, r);
+    Some(())
+}
+
+/// movd/movq/movntq/movdq2q (`bytes` bytes).
+fn move_op(cpu: &mut Cpu, ins: &Instruction, bytes: u8) -> Option<()> {
+    let dst_mm = ins.op_kind(0) == OpKind::Register && ins.op_register(0).is_mm();
+    let v = read(cpu, ins, 1, bytes)? as u64;
+    // A store that faults leaves the x87 state as it was.
+    match ins.op_kind(0) {
+        OpKind::Register if dst_mm => {
             enter(cpu);
-            set_mm(cpu, mm(ins.op_register(0))?, r);
+            set_mm(cpu, mm(ins.op_register(0))?, v);
+        }
+        OpKind::Register => {
+            write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0))?, v);
+            enter(cpu);
         }
         _ => {
-            // Two-operand (and immediate) forms with an MMX destination.
-            let d = mm(ins.op_register(0))?;
-            let a = cpu.st[d][0] as u128;
-            let b = match m {
-                Pinsrw => read(cpu, ins, 1, 2)? & 0xffff,
-                Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad
-                    if ins.op_kind(1) == OpKind::Immediate8 =>
-                {
-                    ins.immediate(1) as u128
-                }
-                _ => read(cpu, ins, 1, 8)?,
-            };
-            let r = compute(m, a, b, imm(2))?;
+            let a = ea(&mut Live::new(cpu), ins);
+            store(cpu, a, v, bytes);
             enter(cpu);
-            set_mm(cpu, d, r as u64);
         }
     }
     Some(())
 }
 
+/// cvtpi2ps/cvtpi2pd: two 32-bit integers to floats in an XMM register.
+fn ints_to_floats(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
+    // A memory source does not switch to MMX operation.
+    let from_mm = ins.op_kind(1) == OpKind::Register;
+    let v = read(cpu, ins, 1, 8)? as u64;
+    let x = ins.op_register(0) as usize - Register::XMM0 as usize;
+    let mut mx = cpu.mxcsr;
+    let (i0, i1) = (v as u32 as i32 as i64, (v >> 32) as u32 as i32 as i64);
+    if ins.mnemonic() == Mnemonic::Cvtpi2ps {
+        let lo = fp::from_int(W::S, i0, &mut mx) | fp::from_int(W::S, i1, &mut mx) << 32;
+        cpu.xmm[x][0] = lo;
+    } else {
+        cpu.xmm[x] = [fp::from_int(W::D, i0, &mut mx), fp::from_int(W::D, i1, &mut mx)];
+    }
+    cpu.mxcsr = mx;
+    if from_mm {
+        enter(cpu);
+    }
+    Some(())
+}
+
+/// cvt(t)ps2pi/cvt(t)pd2pi: two floats to 32-bit integers in an MMX register.
+fn floats_to_ints(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
+    let m = ins.mnemonic();
+    let w = if matches!(m, Cvtps2pi | Cvttps2pi) { W::S } else { W::D };
+    let t = matches!(m, Cvttps2pi | Cvttpd2pi);
+    let v = read(cpu, ins, 1, if w == W::S { 8 } else { 16 })?;
+    let (f0, f1) = if w == W::S {
+        (v as u64 & 0xffff_ffff, (v >> 32) as u64 & 0xffff_ffff)
+    } else {
+        (v as u64, (v >> 64) as u64)
+    };
+    let mut mx = cpu.mxcsr;
+    let r = fp::to_int(w, f0, 32, t, &mut mx) & 0xffff_ffff | fp::to_int(w, f1, 32, t, &mut mx) << 32;
+    cpu.mxcsr = mx;
+    enter(cpu);
+    set_mm(cpu, mm(ins.op_register(0))?, r);
+    Some(())
+}
+
+/// Two-operand (and immediate) forms with an MMX destination.
+fn two_operand(cpu: &mut Cpu, ins: &Instruction) -> Option<()> {
+    let m = ins.mnemonic();
+    let d = mm(ins.op_register(0))?;
+    let a = cpu.st[d][0] as u128;
+    let shift_by_imm = super::sse::lane_shift(m).is_some() && ins.op_kind(1) == OpKind::Immediate8;
+    let b = if m == Mnemonic::Pinsrw {
+        read(cpu, ins, 1, 2)? & 0xffff
+    } else if shift_by_imm {
+        ins.immediate(1) as u128
+    } else {
+        read(cpu, ins, 1, 8)?
+    };
+    let r = compute(m, a, b, imm8(ins, 2))?;
+    enter(cpu);
+    set_mm(cpu, d, r as u64);
+    Some(())
+}
+
 /// The 64-bit result (in the low half) of a two-operand MMX form.
 fn compute(m: Mnemonic, a: u128, b: u128, imm: u32) -> Option<u128> {
-    use Mnemonic::*;
     let joined = a | b << 64;
     Some(match m {
         Packsswb | Packssdw | Packuswb => vop(super::sse::vop_of(m)?, joined, 0),
@@ -307,23 +296,8 @@ fn compute(m: Mnemonic, a: u128, b: u128, imm: u32) -> Option<u128> {
             vshuffle(a, b, idx) & u64::MAX as u128
         }
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => {
-            let (w, kind) = match m {
-                Psllw => (2u8, 0),
-                Pslld => (4, 0),
-                Psllq => (8, 0),
-                Psrlw => (2, 1),
-                Psrld => (4, 1),
-                Psrlq => (8, 1),
-                Psraw => (2, 2),
-                _ => (4, 2),
-            };
-            let bits = w as u128 * 8;
-            match kind {
-                2 => vshift(VShift::Sar(w), a, b.min(bits - 1) as u8),
-                _ if b >= bits => 0,
-                0 => vshift(VShift::Shl(w), a, b as u8),
-                _ => vshift(VShift::Shr(w), a, b as u8),
-            }
+            // The count is at most 64 bits (an MMX register, memory or an imm8).
+            shift_by_count(super::sse::lane_shift(m)?, a, b as u64)
         }
         Pshufw => {
             let l = lanes(b, 2);

@@ -113,6 +113,23 @@ pub fn ea<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
     }
 }
 
+/// Whether an operand kind is an immediate (the one list of them; `Instruction::immediate`
+/// reads every one).
+pub fn is_imm(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
 /// Size in bytes of operand `n`.
 pub fn op_size(ins: &Instruction, n: u32) -> u8 {
     match ins.op_kind(n) {
@@ -137,14 +154,7 @@ pub fn read_op<E: Emitter>(e: &mut E, ins: &Instruction, n: u32, size: u8) -> Op
             let a = ea(e, ins);
             Some(e.load(a, size))
         }
-        OpKind::Immediate8
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => Some(e.imm(ins.immediate(n) & super::flags::size_mask(size))),
+        k if is_imm(k) => Some(e.imm(ins.immediate(n) & super::flags::size_mask(size))),
         _ => None,
     }
 }
@@ -177,4 +187,12 @@ pub fn read_rmw<E: Emitter>(e: &mut E, ins: &Instruction, n: u32, size: u8) -> O
         return Some((v, Some(a)));
     }
     Some((read_op(e, ins, n, size)?, None))
+}
+
+/// The write-back of a shift or rotate whose count is zero: nothing changes, but a 32-bit
+/// register destination is still written (zero-extended), so `v`, the value read, goes back.
+pub fn write_zero_count_result<E: Emitter>(e: &mut E, ins: &Instruction, size: u8, v: E::V, addr: Option<E::V>) {
+    if size == 4 && ins.op_kind(0) == OpKind::Register {
+        write_op(e, ins, 0, size, v, addr);
+    }
 }

@@ -122,3 +122,45 @@ pub fn vmovmsk(a: u128, lane: u8) -> u64 {
     }
     r
 }
+
+/// The lane width in bytes of a lane shift.
+fn shift_width(op: VShift) -> u8 {
+    match op {
+        VShift::Shl(w) | VShift::Shr(w) | VShift::Sar(w) => w,
+    }
+}
+
+/// The count a lane shift (psllw...psrad, SSE and MMX forms) really shifts by: an arithmetic
+/// shift by the lane width or more fills each lane with its sign (a shift by width - 1); a
+/// logical one clears every lane (None).
+pub fn effective_shift_count(op: VShift, count: u64) -> Option<u8> {
+    let bits = shift_width(op) as u64 * 8;
+    match op {
+        VShift::Sar(_) => Some(count.min(bits - 1) as u8),
+        _ if count >= bits => None,
+        _ => Some(count as u8),
+    }
+}
+
+/// A lane shift by an unreduced count, with the x86 rule for large counts.
+pub fn shift_by_count(op: VShift, a: u128, count: u64) -> u128 {
+    match effective_shift_count(op, count) {
+        Some(c) => vshift(op, a, c),
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_shift_counts_clear_or_fill_with_sign() {
+        assert_eq!(effective_shift_count(VShift::Shl(2), 15), Some(15));
+        assert_eq!(effective_shift_count(VShift::Shl(2), 16), None);
+        assert_eq!(effective_shift_count(VShift::Shr(8), 1 << 40), None);
+        assert_eq!(effective_shift_count(VShift::Sar(4), 99), Some(31));
+        assert_eq!(shift_by_count(VShift::Sar(2), 0x8000, 40), 0xffff);
+        assert_eq!(shift_by_count(VShift::Shr(2), 0x8000, 16), 0);
+    }
+}

@@ -1,0 +1,115 @@
+//! Two-operand ALU instructions (add, or, adc, sbb, and, sub, xor, cmp, test), inc/dec, neg,
+//! not, and the carry-flag instructions.
+
+use super::{set_flags, set_raw_flags, CarryOp};
+use crate::cpu::FlagKind;
+use crate::semantics::emitter::{Bin, Cc, Emitter, Un};
+use crate::semantics::flags::zext;
+use crate::semantics::operand::{op_size, read_op, read_rmw, write_op};
+use iced_x86::{Instruction, Mnemonic};
+
+/// The ALU core of add/sub/and/... on operands already masked to `size`. Returns the result
+/// (masked) and records flags.
+pub fn alu<E: Emitter>(e: &mut E, m: Mnemonic, size: u8, a: E::V, b: E::V) -> E::V {
+    match m {
+        Mnemonic::Add => arithmetic(e, Bin::Add, FlagKind::Add, size, a, b),
+        Mnemonic::Sub | Mnemonic::Cmp => arithmetic(e, Bin::Sub, FlagKind::Sub, size, a, b),
+        Mnemonic::Adc => with_carry(e, Bin::Add, FlagKind::Adc, size, a, b),
+        Mnemonic::Sbb => with_carry(e, Bin::Sub, FlagKind::Sbb, size, a, b),
+        _ => {
+            let op = match m {
+                Mnemonic::And | Mnemonic::Test => Bin::And,
+                Mnemonic::Or => Bin::Or,
+                _ => Bin::Xor,
+            };
+            let z = e.imm(0);
+            let r = e.bin(op, a, b);
+            set_flags(e, FlagKind::Logic, size, r, z, z, z);
+            r
+        }
+    }
+}
+
+/// add/sub: `a op b`, masked, with flags of `kind`.
+fn arithmetic<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V, b: E::V) -> E::V {
+    let z = e.imm(0);
+    let r = e.bin(op, a, b);
+    let r = zext(e, r, size);
+    set_flags(e, kind, size, r, a, b, z);
+    r
+}
+
+/// adc/sbb: `a op b op CF`, masked, with flags of `kind` (the carry in as aux).
+fn with_carry<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V, b: E::V) -> E::V {
+    let c = e.cond(Cc::B);
+    let t = e.bin(op, a, b);
+    let r = e.bin(op, t, c);
+    let r = zext(e, r, size);
+    set_flags(e, kind, size, r, a, b, c);
+    r
+}
+
+/// add/or/adc/sbb/and/sub/xor: the destination is read, combined and written back.
+pub(super) fn binary<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let b = read_op(e, ins, 1, size).expect("checked operand");
+    // xor r, r: a dependency-breaking zero idiom.
+    let r = alu(e, ins.mnemonic(), size, a, b);
+    write_op(e, ins, 0, size, r, addr);
+}
+
+/// cmp/test: flags only.
+pub(super) fn compare<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let a = read_op(e, ins, 0, size).expect("checked operand");
+    let b = read_op(e, ins, 1, size).expect("checked operand");
+    alu(e, ins.mnemonic(), size, a, b);
+}
+
+/// inc/dec: CF is kept (carried as aux into the flag record).
+pub(super) fn inc_dec<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let c = e.cond(Cc::B);
+    let one = e.imm(1);
+    let (op, kind) = if ins.mnemonic() == Mnemonic::Inc {
+        (Bin::Add, FlagKind::Inc)
+    } else {
+        (Bin::Sub, FlagKind::Dec)
+    };
+    let r = e.bin(op, a, one);
+    let r = zext(e, r, size);
+    write_op(e, ins, 0, size, r, addr);
+    set_flags(e, kind, size, r, a, one, c);
+}
+
+pub(super) fn neg<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let z = e.imm(0);
+    let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let r = alu(e, Mnemonic::Sub, size, z, a);
+    write_op(e, ins, 0, size, r, addr);
+}
+
+pub(super) fn not<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let size = op_size(ins, 0);
+    let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let r = e.un(Un::Not, a);
+    write_op(e, ins, 0, size, r, addr);
+}
+
+/// clc/stc/cmc.
+pub(super) fn carry<E: Emitter>(e: &mut E, op: CarryOp) {
+    let f = e.rflags();
+    let one = e.imm(1);
+    let r = match op {
+        CarryOp::Clear => {
+            let m = e.imm(!1u64);
+            e.bin(Bin::And, f, m)
+        }
+        CarryOp::Set => e.bin(Bin::Or, f, one),
+        CarryOp::Complement => e.bin(Bin::Xor, f, one),
+    };
+    set_raw_flags(e, r);
+}

@@ -1,0 +1,201 @@
+//! The general-purpose instructions written over `Emitter`, as one family table: each row maps
+//! mnemonics to an operation kind (`Op`), and `exec` dispatches that kind to its handler in the
+//! sub-family modules (moves, ALU, shifts and rotates, multiply, stack, control flow,
+//! condition codes).
+
+mod alu;
+mod cond;
+mod flow;
+mod moves;
+mod multiply;
+mod shifts;
+mod stack;
+
+pub use alu::alu;
+
+use super::emitter::{Emitter, Flags};
+use super::operand::{gpr, is_imm, op_size};
+use super::table::{row, unfuzzed, Family};
+use crate::cpu::FlagKind;
+use iced_x86::{Code, Instruction, Mnemonic, OpKind};
+use Mnemonic::*;
+
+/// The operation a generic row performs. Handlers are generic over the `Emitter`, so the table
+/// stores this kind and `exec` picks the handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Nop,
+    Mov,
+    Movzx,
+    Movsx,
+    Lea,
+    Xchg,
+    Bswap,
+    /// cbw/cwde/cdqe: sign-extends the accumulator's low `n` bytes into `2n` bytes.
+    WidenAccumulator(u8),
+    /// cwd/cdq/cqo: fills rdx's low `n` bytes with the sign of the accumulator's.
+    SignIntoDx(u8),
+    Alu,
+    Compare,
+    IncDec,
+    Neg,
+    Not,
+    Carry(CarryOp),
+    Shift,
+    Rotate,
+    Multiply,
+    Push,
+    Pop,
+    Leave,
+    Call,
+    Ret,
+    Jmp,
+    JumpIfCxZero,
+    Jcc,
+    Setcc,
+    Cmovcc,
+    Syscall,
+}
+
+/// What clc, stc and cmc do to the carry flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarryOp {
+    Clear,
+    Set,
+    Complement,
+}
+
+const BRANCHES: &str = "changes control flow (the fuzzer runs straight-line code)";
+
+pub static FAMILY: Family<Op> = Family::new(
+    "generic",
+    &[
+        row(&[Nop, Endbr64], Op::Nop),
+        row(&[Mov], Op::Mov),
+        row(&[Movzx], Op::Movzx),
+        row(&[Movsx, Movsxd], Op::Movsx),
+        row(&[Lea], Op::Lea),
+        row(&[Xchg], Op::Xchg),
+        row(&[Bswap], Op::Bswap),
+        row(&[Cbw], Op::WidenAccumulator(1)),
+        row(&[Cwde], Op::WidenAccumulator(2)),
+        row(&[Cdqe], Op::WidenAccumulator(4)),
+        row(&[Cwd], Op::SignIntoDx(2)),
+        row(&[Cdq], Op::SignIntoDx(4)),
+        row(&[Cqo], Op::SignIntoDx(8)),
+        row(&[Add, Or, Adc, Sbb, And, Sub, Xor], Op::Alu),
+        row(&[Cmp, Test], Op::Compare),
+        row(&[Inc, Dec], Op::IncDec),
+        row(&[Neg], Op::Neg),
+        row(&[Not], Op::Not),
+        row(&[Clc], Op::Carry(CarryOp::Clear)),
+        row(&[Stc], Op::Carry(CarryOp::Set)),
+        row(&[Cmc], Op::Carry(CarryOp::Complement)),
+        row(&[Shl, Sal, Shr, Sar], Op::Shift),
+        row(&[Rol, Ror], Op::Rotate),
+        row(&[Mul, Imul], Op::Multiply),
+        row(&[Push], Op::Push),
+        row(&[Pop], Op::Pop),
+        row(&[Leave], Op::Leave),
+        unfuzzed(&[Call], Op::Call, BRANCHES),
+        unfuzzed(&[Ret], Op::Ret, BRANCHES),
+        unfuzzed(&[Jmp], Op::Jmp, BRANCHES),
+        unfuzzed(&[Jrcxz, Jecxz], Op::JumpIfCxZero, BRANCHES),
+        unfuzzed(
+            &[Ja, Jae, Jb, Jbe, Je, Jne, Jg, Jge, Jl, Jle, Jo, Jno, Jp, Jnp, Js, Jns],
+            Op::Jcc,
+            BRANCHES,
+        ),
+        row(
+            &[
+                Seta, Setae, Setb, Setbe, Sete, Setne, Setg, Setge, Setl, Setle, Seto, Setno, Setp, Setnp, Sets, Setns,
+            ],
+            Op::Setcc,
+        ),
+        row(
+            &[
+                Cmova, Cmovae, Cmovb, Cmovbe, Cmove, Cmovne, Cmovg, Cmovge, Cmovl, Cmovle, Cmovo, Cmovno, Cmovp,
+                Cmovnp, Cmovs, Cmovns,
+            ],
+            Op::Cmovcc,
+        ),
+        unfuzzed(&[Syscall], Op::Syscall, "enters the host kernel"),
+    ],
+);
+
+/// Whether the generic family implements the instruction: a row for its mnemonic, operands
+/// that are general registers, memory, immediates or near branches, and none of the forms left
+/// to other routes (16-bit push/pop, a leave that is not leaveq).
+pub fn supported(ins: &Instruction) -> bool {
+    FAMILY.has(ins.mnemonic()) && operands_supported(ins) && !form_excluded(ins)
+}
+
+fn operands_supported(ins: &Instruction) -> bool {
+    (0..ins.op_count()).all(|i| match ins.op_kind(i) {
+        OpKind::Register => gpr(ins.op_register(i)).is_some(),
+        OpKind::Memory | OpKind::NearBranch64 => true,
+        k => is_imm(k),
+    })
+}
+
+fn form_excluded(ins: &Instruction) -> bool {
+    let short_stack_op = matches!(ins.mnemonic(), Push | Pop) && ins.op_count() == 1 && op_size(ins, 0) == 2;
+    short_stack_op || (ins.mnemonic() == Leave && ins.code() != Code::Leaveq)
+}
+
+/// Executes (or emits) one instruction `supported` admitted.
+pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
+    let op = match FAMILY.row(ins.mnemonic()) {
+        Some(r) => r.handler,
+        None => unreachable!("generic::supported admitted {:?}", ins.mnemonic()),
+    };
+    match op {
+        Op::Nop => {}
+        Op::Mov => moves::mov(e, ins),
+        Op::Movzx => moves::movzx(e, ins),
+        Op::Movsx => moves::movsx(e, ins),
+        Op::Lea => moves::lea(e, ins),
+        Op::Xchg => moves::xchg(e, ins),
+        Op::Bswap => moves::bswap(e, ins),
+        Op::WidenAccumulator(n) => moves::widen_accumulator(e, n),
+        Op::SignIntoDx(n) => moves::sign_into_dx(e, n),
+        Op::Alu => alu::binary(e, ins),
+        Op::Compare => alu::compare(e, ins),
+        Op::IncDec => alu::inc_dec(e, ins),
+        Op::Neg => alu::neg(e, ins),
+        Op::Not => alu::not(e, ins),
+        Op::Carry(c) => alu::carry(e, c),
+        Op::Shift => shifts::shift(e, ins),
+        Op::Rotate => shifts::rotate(e, ins),
+        Op::Multiply => multiply::multiply(e, ins),
+        Op::Push => stack::push_op(e, ins),
+        Op::Pop => stack::pop_op(e, ins),
+        Op::Leave => stack::leave(e),
+        Op::Call => flow::call(e, ins),
+        Op::Ret => flow::ret(e, ins),
+        Op::Jmp => flow::jmp(e, ins),
+        Op::JumpIfCxZero => flow::jump_if_cx_zero(e, ins),
+        Op::Jcc => cond::jcc(e, ins),
+        Op::Setcc => cond::setcc(e, ins),
+        Op::Cmovcc => cond::cmovcc(e, ins),
+        Op::Syscall => e.syscall(ins.next_ip()),
+    }
+}
+
+/// Records the flag-writing operation of an instruction.
+fn set_flags<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, res: E::V, a: E::V, b: E::V, aux: E::V) {
+    e.set_flags(Flags {
+        kind,
+        size,
+        res,
+        a,
+        b,
+        aux,
+    });
+}
+
+/// Records flags computed in full (rflags bits), as `FlagKind::Raw`.
+fn set_raw_flags<E: Emitter>(e: &mut E, f: E::V) {
+    let z = e.imm(0);
+    set_flags(e, FlagKind::Raw, 8, f, z, z, z);
+}
