@@ -16,7 +16,6 @@ pub mod sse_fp;
 pub mod table;
 pub mod vector;
 pub mod x87;
-pub mod x87_trans;
 
 use crate::cpu::FlagKind;
 use emitter::{Bin, Cc, Emitter, Flags, Un};
