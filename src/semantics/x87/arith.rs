@@ -10,46 +10,62 @@ use iced_x86::{Instruction, Mnemonic};
 use rustc_apfloat::ieee::X87DoubleExtended as Ext;
 use rustc_apfloat::{Float, Round, Status, StatusAnd};
 
-fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
+/// The operation of an arithmetic mnemonic on `a` (st(0) or the destination) and `b`.
+fn operate(m: Mnemonic, a: Ext, b: Ext, r: Round) -> StatusAnd<Ext> {
     use Mnemonic::*;
-    if a.is_nan() || b.is_nan() {
-        if a.is_signaling() || b.is_signaling() {
-            f.cpu.fpu_sw |= IE;
-        }
-        return nan_result(a, b);
-    }
-    let op_on = |a: Ext, b: Ext, r: Round| match m {
+    match m {
         Fadd | Faddp | Fiadd => a.add_r(b, r),
         Fsub | Fsubp | Fisub => a.sub_r(b, r),
         Fsubr | Fsubrp | Fisubr => b.sub_r(a, r),
         Fmul | Fmulp | Fimul => a.mul_r(b, r),
         Fdiv | Fdivp | Fidiv => a.div_r(b, r),
         _ => b.div_r(a, r),
-    };
-    let op = |r: Round| op_on(a, b, r);
-    // The operands scaled by 2^k, so that the result is scaled by 2^k (exactly, away from
-    // the range edges): one operand of a product or quotient, both of a sum.
-    let scaled = |k: i32| match m {
+    }
+}
+
+/// The operands scaled by 2^k, so that the result is scaled by 2^k (exactly, away from the
+/// range edges): one operand of a product or quotient, both of a sum.
+fn scale_operands(m: Mnemonic, a: Ext, b: Ext, k: i32) -> (Ext, Ext) {
+    use Mnemonic::*;
+    match m {
         Fmul | Fmulp | Fimul | Fdiv | Fdivp | Fidiv => (a.scalbn(k as _), b),
         Fdivr | Fdivrp | Fidivr => (a, b.scalbn(k as _)),
         _ => (a.scalbn(k as _), b.scalbn(k as _)),
+    }
+}
+
+/// Whether a result that a directed rounding landed on the largest finite value overflowed
+/// (the soft-float core does not report it): decided on operands scaled down, where the
+/// threshold 2^16384 is representable.
+fn overflows_directed(m: Mnemonic, a: Ext, b: Ext) -> bool {
+    use Mnemonic::*;
+    let k = if matches!(m, Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr) {
+        2
+    } else {
+        2000
     };
+    let (sa, sb) = scale_operands(m, a, b, -k);
+    let threshold = Ext::from_u128(1).value.scalbn((16384 - k) as _);
+    operate(m, sa, sb, Round::TowardZero).value.abs() >= threshold
+}
+
+fn arith(f: &mut Fpu, m: Mnemonic, a: Ext, b: Ext) -> Ext {
+    if a.is_nan() || b.is_nan() {
+        if a.is_signaling() || b.is_signaling() {
+            f.cpu.fpu_sw |= IE;
+        }
+        return nan_result(a, b);
+    }
+    let op_on = |a: Ext, b: Ext, r: Round| operate(m, a, b, r);
+    let op = |r: Round| op_on(a, b, r);
+    let scaled = |k: i32| scale_operands(m, a, b, k);
     let ue_before = f.cpu.fpu_sw & fp::mx::UE as u16;
     let mut res = op(f.round());
-    if res.status == Status::INEXACT && res.value.to_bits() & !(1u128 << 79) == 0x7ffe_ffff_ffff_ffff_ffff {
-        // A directed rounding that lands on the largest finite value may hide an overflow
-        // (the soft-float core does not report it): decide on operands scaled down, where the
-        // threshold 2^16384 is representable.
-        let k = if matches!(m, Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr) {
-            2
-        } else {
-            2000
-        };
-        let (sa, sb) = scaled(-k);
-        let threshold = Ext::from_u128(1).value.scalbn((16384 - k) as _);
-        if op_on(sa, sb, Round::TowardZero).value.abs() >= threshold {
-            res.status |= Status::OVERFLOW;
-        }
+    if res.status == Status::INEXACT
+        && res.value.to_bits() & !(1u128 << 79) == 0x7ffe_ffff_ffff_ffff_ffff
+        && overflows_directed(m, a, b)
+    {
+        res.status |= Status::OVERFLOW;
     }
     if res.status.contains(Status::INVALID_OP) {
         f.cpu.fpu_sw |= IE;
@@ -393,4 +409,26 @@ pub(super) fn fxtract(f: &mut Fpu, _: &Instruction) {
     };
     f.set_st(0, exp);
     f.push(sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotient_bits_go_to_c1_c3_c0() {
+        assert_eq!(quotient_bits(0), 0);
+        assert_eq!(quotient_bits(1), C1);
+        assert_eq!(quotient_bits(2), C3);
+        assert_eq!(quotient_bits(4), C0);
+        assert_eq!(quotient_bits(0b1111), C0 | C1 | C3);
+    }
+
+    #[test]
+    fn directed_rounding_overflow_is_found_on_scaled_operands() {
+        let big = Ext::largest();
+        assert!(overflows_directed(Mnemonic::Fadd, big, big));
+        assert!(!overflows_directed(Mnemonic::Fadd, big, Ext::ZERO));
+        assert!(overflows_directed(Mnemonic::Fmul, big, Ext::from_u128(2).value));
+    }
 }

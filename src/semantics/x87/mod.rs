@@ -141,3 +141,20 @@ fn has_memory(ins: &Instruction) -> bool {
 fn sti(ins: &Instruction, n: u32) -> usize {
     ins.op_register(n) as usize - Register::ST0 as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_comparisons_into_eflags_and_the_no_operations_keep_c1() {
+        let kept: Vec<Mnemonic> = FAMILY
+            .rows
+            .iter()
+            .filter(|r| r.handler.c1 == C1Start::Kept)
+            .flat_map(|r| r.mnemonics.iter().copied())
+            .collect();
+        assert_eq!(kept, vec![Fcomi, Fcomip, Fucomi, Fucomip, Fnop, Fneni, Fndisi, Fnsetpm]);
+        assert_eq!(FAMILY.mnemonics().count(), 82);
+    }
+}
