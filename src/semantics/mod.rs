@@ -19,7 +19,6 @@ pub mod sse_fp;
 pub mod table;
 pub mod vector;
 pub mod x87;
-pub mod x87_trans;
 
 pub use generic::alu;
 

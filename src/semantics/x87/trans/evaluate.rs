@@ -1,5 +1,5 @@
-//! x87 transcendental functions (fsin, fcos, fsincos, fptan, fpatan, f2xm1, fyl2x, fyl2xp1),
-//! evaluated in binary128 (113-bit significand, rustc_apfloat's `Quad`) and rounded once to the
+//! The x87 transcendental functions (fsin, fcos, fsincos, fptan, fpatan, f2xm1, fyl2x,
+//! fyl2xp1) evaluated in binary128 (113-bit significand, rustc_apfloat's `Quad`) and rounded once to the
 //! 80-bit format. Argument reduction for the trigonometric functions uses the 66-bit value of
 //! pi that the hardware uses, so large arguments reduce as they do on the CPU.
 
@@ -214,7 +214,7 @@ fn out(v: Q, r: Round) -> StatusAnd<Ext> {
 }
 
 /// Results of the trigonometric instructions: None when |x| >= 2^63 (C2 set, operand kept).
-pub fn fsincos(x: Ext, r: Round) -> Option<(StatusAnd<Ext>, StatusAnd<Ext>)> {
+pub(super) fn fsincos(x: Ext, r: Round) -> Option<(StatusAnd<Ext>, StatusAnd<Ext>)> {
     if x.is_zero() {
         return Some((
             StatusAnd {
@@ -231,7 +231,7 @@ pub fn fsincos(x: Ext, r: Round) -> Option<(StatusAnd<Ext>, StatusAnd<Ext>)> {
     Some((out(s, r), out(c, r)))
 }
 
-pub fn fptan(x: Ext, r: Round) -> Option<StatusAnd<Ext>> {
+pub(super) fn fptan(x: Ext, r: Round) -> Option<StatusAnd<Ext>> {
     if x.is_zero() {
         return Some(StatusAnd {
             status: rustc_apfloat::Status::OK,
@@ -245,7 +245,7 @@ pub fn fptan(x: Ext, r: Round) -> Option<StatusAnd<Ext>> {
     Some(out(div(s, c), r))
 }
 
-pub fn fpatan(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
+pub(super) fn fpatan(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
     let mut o = out(atan2(q(y), q(x)), r);
     if o.value.is_zero() && !y.is_zero() && x.is_finite() {
         // y/x below even binary128's range: a tiny inexact result.
@@ -255,7 +255,7 @@ pub fn fpatan(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
 }
 
 /// 2^x - 1 for |x| <= 1 (outside, the hardware's result is undefined; computed the same way).
-pub fn f2xm1(x: Ext, r: Round) -> StatusAnd<Ext> {
+pub(super) fn f2xm1(x: Ext, r: Round) -> StatusAnd<Ext> {
     if x.is_zero() {
         return StatusAnd {
             status: rustc_apfloat::Status::OK,
@@ -275,7 +275,7 @@ fn tiny_if_zero(mut o: StatusAnd<Ext>, nonzero: bool) -> StatusAnd<Ext> {
 }
 
 /// y * log2(x) for finite x > 0.
-pub fn fyl2x(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
+pub(super) fn fyl2x(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
     let one = Ext::from_u128(1).value;
     let p = mul(q(y), log2(q(x)));
     if p.is_infinite() {
@@ -297,7 +297,7 @@ pub fn fyl2x(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
 }
 
 /// y * log2(1 + x) for |x| < 1 - sqrt(2)/2.
-pub fn fyl2xp1(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
+pub(super) fn fyl2xp1(y: Ext, x: Ext, r: Round) -> StatusAnd<Ext> {
     let x = q(x);
     let l = div(ln_near_one(x, add(qi(2), x)), ln2());
     tiny_if_zero(out(mul(q(y), l), r), !y.is_zero() && !x.is_zero())
