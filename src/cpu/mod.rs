@@ -11,6 +11,8 @@ pub mod ops;
 pub use flags::FlagKind;
 use std::mem::offset_of;
 
+pub mod fxsave;
+
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
 pub const CPU_LAYOUT_VERSION: u32 = 5;
 

@@ -66,7 +66,7 @@ impl Kiln {
         self.mem
             .write_bytes(FX_AREA, &fx_image(&c.state))
             .map_err(|e| e.to_string())?;
-        semantics::slow::fxrstor_from(&mut cpu, FX_AREA);
+        crate::cpu::fxsave::fxrstor_from(&mut cpu, FX_AREA);
         let block = decode_block(&code, CODE, semantics::classify);
         if block.insns.len() != 2 {
             return Err(format!("decoded {} instructions", block.insns.len()));
@@ -102,7 +102,7 @@ impl Kiln {
             rflags: rflags(&cpu) | 0x202 | (cpu.df << 10),
             ..Default::default()
         };
-        semantics::slow::fxsave_to(&mut cpu, FX_AREA);
+        crate::cpu::fxsave::fxsave_to(&cpu, FX_AREA);
         let image = self
             .mem
             .read_bytes(FX_AREA, 512)

@@ -349,7 +349,7 @@ impl Process {
         let w = |a: u64, v: u64| {
             let _ = self.mem.write_u64(a, v);
         };
-        crate::semantics::slow::fxsave_to(cpu, fp);
+        crate::cpu::fxsave::fxsave_to(cpu, fp);
         let restorer = if act[1] & SA_RESTORER != 0 { act[2] } else { 0 };
         w(frame, restorer);
         w(uc, 0); // uc_flags
@@ -437,7 +437,7 @@ impl Process {
         );
         let fp = r(g + 8 * 23);
         if fp != 0 {
-            crate::semantics::slow::fxrstor_from(cpu, fp);
+            crate::cpu::fxsave::fxrstor_from(cpu, fp);
         }
         let mask = r(uc + 296) & !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,307 @@
+//! The slow path: instructions written over concrete CPU state, reached from the baseline tier
+//! through `exec` and from compiled code through `helper_slow` (which re-decodes the instruction
+//! at the guest rip). `exec` routes to the concrete families (MMX, the extensions, SSE, x87,
+//! locked read-modify-writes) and runs this family's own rows otherwise.
+
+mod bits;
+mod exchange;
+mod muldiv;
+mod strings;
+mod system;
+mod x87_env;
+
+pub use system::{cpuid, hwcap};
+
+use super::concrete::{cpu_flags, store_flags, Values};
+use super::emitter::Flags;
+use super::flags;
+use super::operand::Gpr;
+use super::table::{row, unfuzzed, Family};
+use crate::cpu::{exit, fault, Cpu, FlagKind};
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
+
+/// One row's implementation: runs the instruction, `Err(fault code)` on a guest fault.
+pub type Handler = fn(&mut Cpu, &Instruction) -> Result<(), u64>;
+
+use Mnemonic::*;
+
+/// The slow path's own instructions (after the families `exec` routes to first).
+pub static FAMILY: Family<Handler> = Family::new(
+    "slow",
+    &[
+        row(&[Mul, Imul, Div, Idiv], muldiv::exec),
+        row(
+            &[
+                Movsb, Movsw, Movsd, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb, Lodsw, Lodsd, Lodsq, Cmpsb, Cmpsw,
+                Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq,
+            ],
+            strings::exec,
+        ),
+        row(&[Bt, Bts, Btr, Btc], bits::bit_test),
+        row(&[Bsf, Bsr, Tzcnt, Lzcnt, Popcnt], bits::bit_count),
+        row(&[Shld, Shrd], bits::double_shift),
+        row(&[Rol, Ror, Rcl, Rcr], bits::rotate),
+        row(&[Xadd], exchange::xadd),
+        row(&[Cmpxchg], exchange::cmpxchg),
+        unfuzzed(
+            &[Cpuid],
+            system::cpuid_ins,
+            "reports Kiln's CPUID profile, not the host's",
+        ),
+        unfuzzed(&[Rdtsc], system::rdtsc, "reads the time stamp counter"),
+        row(&[Cld, Std], system::direction),
+        row(&[Pushfq], system::pushfq),
+        unfuzzed(
+            &[Popfq],
+            system::popfq,
+            "loads the whole RFLAGS, trap and system bits included",
+        ),
+        row(&[Push], system::push16),
+        row(&[Pop], system::pop16),
+        row(&[Leave], system::leave16),
+        row(&[Lahf], system::lahf),
+        row(&[Sahf], system::sahf),
+        row(
+            &[
+                Pause,
+                Lfence,
+                Mfence,
+                Sfence,
+                Prefetchnta,
+                Prefetcht0,
+                Prefetcht1,
+                Prefetcht2,
+                Prefetchw,
+                Prefetch,
+                Endbr32,
+                Wait,
+            ],
+            system::hint,
+        ),
+        row(&[Stmxcsr], system::stmxcsr),
+        row(&[Ldmxcsr], system::ldmxcsr),
+        unfuzzed(
+            &[Fxsave, Fxsave64],
+            system::fxsave,
+            "FXSR: the fuzzer saves and restores its state with it",
+        ),
+        unfuzzed(
+            &[Fxrstor, Fxrstor64],
+            system::fxrstor,
+            "FXSR: the fuzzer saves and restores its state with it",
+        ),
+        unfuzzed(&[Ud2], system::ud2, "raises #UD"),
+        unfuzzed(&[Hlt], system::hlt, "stops the program"),
+        unfuzzed(&[Int3], system::int3, "raises a breakpoint trap"),
+        row(&[Fnstcw], x87_env::fnstcw),
+        row(&[Fldcw], x87_env::fldcw),
+        row(&[Fnstsw], x87_env::fnstsw),
+        row(&[Fnstenv], x87_env::fnstenv),
+        row(&[Fldenv], x87_env::fldenv),
+        row(&[Fnsave], x87_env::fnsave),
+        row(&[Frstor], x87_env::frstor),
+        row(&[Fnclex], x87_env::fnclex),
+        row(&[Fninit], x87_env::fninit),
+    ],
+);
+
+/// Operand checks beside the table: the forms of a row's mnemonics this family does not take.
+fn form_fits(ins: &Instruction) -> bool {
+    match ins.mnemonic() {
+        // movsd is also the SSE2 scalar move.
+        Movsd => ins.code() == Code::Movsd_m32_m32,
+        // Only the 16-bit pop (the others are generic).
+        Pop => {
+            ins.op_count() == 1
+                && (ins.op_kind(0) == OpKind::Memory && ins.memory_size().size() == 2
+                    || ins.op_kind(0) == OpKind::Register && ins.op_register(0).is_gpr16())
+        }
+        Leave => ins.code() == Code::Leavew,
+        _ => true,
+    }
+}
+
+pub fn supported(ins: &Instruction) -> bool {
+    super::mmx::supported(ins)
+        || super::ext::supported(ins)
+        || super::sse::slow_supported(ins)
+        || super::sse_fp::supported(ins)
+        || super::x87::supported(ins)
+        || (FAMILY.has(ins.mnemonic()) && form_fits(ins))
+}
+
+/// Executes one instruction over concrete state. `Err(fault code)` on a guest fault.
+pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
+    if super::mmx::supported(ins) {
+        return simd_exceptions(cpu, |cpu| super::mmx::exec(cpu, ins));
+    }
+    if super::ext::supported(ins) {
+        return simd_exceptions(cpu, |cpu| super::ext::exec(cpu, ins));
+    }
+    if super::sse::slow_supported(ins) {
+        return super::sse::slow_exec(cpu, ins);
+    }
+    if super::sse_fp::supported(ins) {
+        return simd_exceptions(cpu, |cpu| super::sse_fp::exec(cpu, ins));
+    }
+    if super::x87::supported(ins) {
+        return super::x87::exec(cpu, ins);
+    }
+    if super::atomic::needs_atomic(ins) {
+        return super::atomic::exec(cpu, ins);
+    }
+    match FAMILY.row(ins.mnemonic()) {
+        Some(r) => (r.handler)(cpu, ins),
+        None => Err(fault::UNIMPLEMENTED),
+    }
+}
+
+/// Sets the arithmetic flags from a raw RFLAGS value.
+pub(super) fn set_raw(cpu: &mut Cpu, f: u64) {
+    store_flags(
+        cpu,
+        Flags {
+            kind: FlagKind::Raw,
+            size: 8,
+            res: f,
+            a: 0,
+            b: 0,
+            aux: 0,
+        },
+    );
+}
+
+/// The arithmetic flags as a raw RFLAGS value.
+fn arith_flags(cpu: &Cpu) -> u64 {
+    flags::materialize(&mut Values, &cpu_flags(cpu))
+}
+
+/// The accumulator (al/ax/eax/rax) of an operand size.
+fn acc(size: u8) -> Gpr {
+    Gpr {
+        idx: 0,
+        size,
+        high8: false,
+    }
+}
+
+/// Compiled code's entry to the slow path: decode the instruction at `rip` and run it.
+/// Returns an exit code (`exit::NEXT` or `exit::FAULT`).
+///
+/// # Safety
+/// `cpu` is the live context of the calling thread (compiled code passes its own).
+pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
+    // SAFETY: compiled code passes its own live context.
+    let cpu = unsafe { &mut *cpu };
+    let ins = decoded_at(cpu, rip);
+    match exec(cpu, &ins) {
+        Ok(()) => exit::NEXT,
+        Err(code) => {
+            cpu.fault = code;
+            cpu.fault_addr = rip;
+            cpu.rip = rip;
+            exit::FAULT
+        }
+    }
+}
+
+thread_local! {
+    /// Instructions already decoded for `helper_slow`, by guest address. Units are translated
+    /// from the same bytes, so an entry is stale exactly when the unit calling it is.
+    static DECODED: std::cell::RefCell<crate::mem::AddrMap<Instruction>> =
+        std::cell::RefCell::new(Default::default());
+}
+
+/// Forgets every memoised decode (the fuzzer reuses one guest address for many instructions).
+pub fn forget_decoded() {
+    DECODED.with(|m| m.borrow_mut().clear());
+}
+
+fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
+    if let Some(i) = DECODED.with(|d| d.borrow().get(&rip).copied()) {
+        return i;
+    }
+    let p = super::concrete::host(cpu, rip);
+    // SAFETY: the unit was translated from these bytes, so they are mapped.
+    let bytes = unsafe { std::slice::from_raw_parts(p, 15) };
+    let mut d = Decoder::with_ip(64, bytes, rip, DecoderOptions::NONE);
+    let ins = d.decode();
+    DECODED.with(|m| m.borrow_mut().insert(rip, ins));
+    ins
+}
+
+/// The lazy-flags record, saved to be put back when an instruction is undone.
+type FlagRecord = (u64, u64, u64, u64, u64, u64);
+
+fn save_flag_record(cpu: &Cpu) -> FlagRecord {
+    (
+        cpu.flags_kind,
+        cpu.flags_size,
+        cpu.flags_res,
+        cpu.flags_a,
+        cpu.flags_b,
+        cpu.flags_aux,
+    )
+}
+
+fn restore_flag_record(cpu: &mut Cpu, fl: FlagRecord) {
+    (
+        cpu.flags_kind,
+        cpu.flags_size,
+        cpu.flags_res,
+        cpu.flags_a,
+        cpu.flags_b,
+        cpu.flags_aux,
+    ) = fl;
+}
+
+/// Runs an SSE instruction with MXCSR's exception masks honoured: when the flags it raises
+/// include an unmasked one, the instruction writes no result (#XM, `fault::SIMD`), and MXCSR
+/// gets the flags the CPU sets then: only the pre-computation ones (invalid, denormal, divide)
+/// if one of those is unmasked, all of them otherwise.
+fn simd_exceptions(cpu: &mut Cpu, run: impl FnOnce(&mut Cpu) -> Result<(), u64>) -> Result<(), u64> {
+    let before = cpu.mxcsr;
+    if before & 0x1f80 == 0x1f80 {
+        return run(cpu);
+    }
+    let (xmm, gpr) = (cpu.xmm, cpu.gpr);
+    let fl = save_flag_record(cpu);
+    cpu.mxcsr = before & !0x3f;
+    let r = run(cpu);
+    let raised = cpu.mxcsr & 0x3f;
+    let unmasked = raised & !(before >> 7) & 0x3f;
+    if r.is_ok() && unmasked != 0 {
+        cpu.xmm = xmm;
+        cpu.gpr = gpr;
+        restore_flag_record(cpu, fl);
+        let pre = super::fp::mx::IE | super::fp::mx::DE | super::fp::mx::ZE;
+        cpu.mxcsr = before | if unmasked & pre != 0 { raised & pre } else { raised };
+        return Err(fault::SIMD);
+    }
+    cpu.mxcsr = if r.is_ok() { before | raised } else { before };
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_exclusions_are_the_rows_marked_unfuzzed() {
+        use crate::semantics::table::Fuzz;
+        for m in [
+            Cpuid, Rdtsc, Popfq, Fxsave, Fxsave64, Fxrstor, Fxrstor64, Ud2, Hlt, Int3,
+        ] {
+            assert!(matches!(FAMILY.row(m).map(|r| r.fuzz), Some(Fuzz::No(_))), "{m:?}");
+        }
+        assert_eq!(FAMILY.row(Bt).map(|r| r.fuzz), Some(Fuzz::Yes));
+    }
+
+    #[test]
+    fn sse_movsd_is_not_the_string_move() {
+        let sse = Decoder::with_ip(64, &[0xf2, 0x0f, 0x10, 0xc1], 0, DecoderOptions::NONE).decode();
+        let string = Decoder::with_ip(64, &[0xa5], 0, DecoderOptions::NONE).decode();
+        assert!(!form_fits(&sse));
+        assert!(form_fits(&string));
+    }
+}
