@@ -2,7 +2,7 @@
 //! handlers at unit boundaries by building the kernel's x86-64 `rt_sigframe` on the guest stack;
 //! `rt_sigreturn` restores the interrupted state from it.
 
-use super::syscalls::Process;
+use super::process::{Process, SignalState};
 use crate::cpu::Cpu;
 use crate::semantics::concrete::{rflags, store_flags};
 use crate::semantics::emitter::Flags;
@@ -320,7 +320,7 @@ impl Process {
         sig: usize,
         act: [u64; 4],
         old_mask: u64,
-        mut sigs: std::sync::MutexGuard<'_, super::syscalls::SignalState>,
+        mut sigs: std::sync::MutexGuard<'_, SignalState>,
         trap: [u64; 3],
     ) -> Delivery {
         let mut new_mask = old_mask | act[3];
