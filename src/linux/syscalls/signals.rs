@@ -4,10 +4,7 @@
 use super::pointers::{EFAULT, EINVAL};
 use super::{Args, Process, Result, SysResult};
 use crate::cpu::Cpu;
-use crate::linux::signals::{install_host, pending_blocked, INTERRUPT};
-
-/// The signals no mask may block.
-const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
+use crate::linux::signals::{install_host, pending_blocked, INTERRUPT, UNBLOCKABLE};
 
 /// rt_sigaction: recorded, and the host disposition made to follow.
 pub(super) fn rt_sigaction(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
