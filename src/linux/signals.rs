@@ -226,11 +226,13 @@ impl Process {
     pub fn inherit_signals(&self, inherited: Option<(u64, u64)>) {
         let (ignored, blocked) = inherited.unwrap_or_else(|| {
             let mut ign = 0u64;
-            // SAFETY: querying dispositions and the mask.
+            // SAFETY: sigset_t is plain data, valid all zeros.
             let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: querying the mask only (no new set).
             unsafe { libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut set) };
             let mut blk = 0u64;
             for s in 1..=64i32 {
+                // SAFETY: sigaction is plain data, valid all zeros.
                 let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
                 // SAFETY: a query only (no new action).
                 let ok = unsafe { libc::sigaction(s, std::ptr::null(), &mut old) } == 0;
