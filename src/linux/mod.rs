@@ -1,5 +1,8 @@
 //! The Linux personality: system calls forwarded to the host after guest pointers are checked
 //! and translated; memory syscalls emulated on the guest reservation.
+//!
+//! Layers, each importing only from those before it: `process` (the per-process state) <-
+//! `signals` (delivery and the guest's signal frames) <- `syscalls` (the table and handlers).
 
 pub mod faults;
 pub mod host;
@@ -7,5 +10,5 @@ pub mod process;
 pub mod signals;
 pub mod syscalls;
 
-pub use process::{CloneArgs, ExecRequest};
-pub use syscalls::{Process, SysResult};
+pub use process::Process;
+pub use syscalls::{CloneArgs, ExecRequest, SysResult};

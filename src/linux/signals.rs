@@ -2,7 +2,7 @@
 //! handlers at unit boundaries by building the kernel's x86-64 `rt_sigframe` on the guest stack;
 //! `rt_sigreturn` restores the interrupted state from it.
 
-use super::syscalls::Process;
+use super::process::{Process, SignalState};
 use crate::cpu::flags::{rflags, store_flags, Flags};
 use crate::cpu::Cpu;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,9 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 pub static INTERRUPT: AtomicU64 = AtomicU64::new(0);
 /// The host siginfo of the last instance of each signal (128 bytes each).
 static INFO: [[AtomicU64; 16]; 65] = [const { [const { AtomicU64::new(0) }; 16] }; 65];
+
+/// The signals no mask may block.
+pub const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
 
 const SA_SIGINFO: u64 = 4;
 const SA_ONSTACK: u64 = 0x0800_0000;
@@ -222,11 +225,13 @@ impl Process {
     pub fn inherit_signals(&self, inherited: Option<(u64, u64)>) {
         let (ignored, blocked) = inherited.unwrap_or_else(|| {
             let mut ign = 0u64;
-            // SAFETY: querying dispositions and the mask.
+            // SAFETY: sigset_t is plain data, valid all zeros.
             let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: querying the mask only (no new set).
             unsafe { libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut set) };
             let mut blk = 0u64;
             for s in 1..=64i32 {
+                // SAFETY: sigaction is plain data, valid all zeros.
                 let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
                 // SAFETY: a query only (no new action).
                 let ok = unsafe { libc::sigaction(s, std::ptr::null(), &mut old) } == 0;
@@ -255,7 +260,7 @@ impl Process {
                 install_host(s, &act);
             }
         }
-        sigs.1 = blocked & !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+        sigs.1 = blocked & !UNBLOCKABLE;
         // SAFETY: unblocking every host signal of this thread (delivery follows the guest mask).
         unsafe {
             let mut none: libc::sigset_t = std::mem::zeroed();
@@ -319,7 +324,7 @@ impl Process {
         sig: usize,
         act: [u64; 4],
         old_mask: u64,
-        mut sigs: std::sync::MutexGuard<'_, super::syscalls::SignalState>,
+        mut sigs: std::sync::MutexGuard<'_, SignalState>,
         trap: [u64; 3],
     ) -> Delivery {
         let mut new_mask = old_mask | act[3];
@@ -366,9 +371,23 @@ impl Process {
             },
         );
         w(uc + 32, alt[1]);
-        let g = uc + 40; // mcontext gregs
-        let order = [8usize, 9, 10, 11, 12, 13, 14, 15, 7, 6, 5, 3, 2, 0, 1, 4];
-        for (i, &r) in order.iter().enumerate() {
+        self.write_mcontext(cpu, uc + 40, fp, trap);
+        w(uc + 296, old_mask);
+        for (i, slot) in INFO[sig].iter().enumerate() {
+            w(info + 8 * i as u64, slot.load(Ordering::Relaxed));
+        }
+        let _ = self.mem.write_bytes(info, &(sig as u32).to_le_bytes());
+        enter_handler(cpu, sig, act, frame, uc, info);
+        Delivery::Handler
+    }
+
+    /// The sigcontext's general registers at `g`, in the kernel's order, then rip, rflags, cs,
+    /// the trap fields and the FP state pointer `fp`.
+    fn write_mcontext(&self, cpu: &Cpu, g: u64, fp: u64, trap: [u64; 3]) {
+        let w = |a: u64, v: u64| {
+            let _ = self.mem.write_u64(a, v);
+        };
+        for (i, &r) in MCONTEXT_ORDER.iter().enumerate() {
             w(g + 8 * i as u64, cpu.gpr[r]);
         }
         w(g + 8 * 16, cpu.rip);
@@ -382,28 +401,6 @@ impl Process {
         for i in 24..32 {
             w(g + 8 * i, 0);
         }
-        w(uc + 296, old_mask);
-        for (i, slot) in INFO[sig].iter().enumerate() {
-            w(info + 8 * i as u64, slot.load(Ordering::Relaxed));
-        }
-        let _ = self.mem.write_bytes(info, &(sig as u32).to_le_bytes());
-        cpu.gpr[4] = frame;
-        cpu.gpr[7] = sig as u64;
-        cpu.gpr[6] = if act[1] & SA_SIGINFO != 0 { info } else { 0 };
-        cpu.gpr[2] = if act[1] & SA_SIGINFO != 0 { uc } else { 0 };
-        cpu.gpr[0] = 0;
-        cpu.rip = act[0];
-        cpu.df = 0;
-        // The handler starts from the initial FPU state, as the kernel gives it (the frame
-        // holds the interrupted one for sigreturn).
-        cpu.mxcsr = 0x1f80;
-        cpu.fpu_cw = 0x37f;
-        cpu.fpu_sw = 0;
-        cpu.fpu_top = 0;
-        cpu.fpu_tag = 0xffff;
-        cpu.st = [[0; 2]; 8];
-        cpu.xmm = [[0; 2]; 16];
-        Delivery::Handler
     }
 
     /// rt_sigreturn: restores the state saved in the frame at the stack pointer.
@@ -417,8 +414,7 @@ impl Process {
                 .unwrap_or(0)
         };
         let g = uc + 40;
-        let order = [8usize, 9, 10, 11, 12, 13, 14, 15, 7, 6, 5, 3, 2, 0, 1, 4];
-        for (i, &reg) in order.iter().enumerate() {
+        for (i, &reg) in MCONTEXT_ORDER.iter().enumerate() {
             cpu.gpr[reg] = r(g + 8 * i as u64);
         }
         cpu.rip = r(g + 8 * 16);
@@ -439,7 +435,7 @@ impl Process {
         if fp != 0 {
             crate::cpu::fxsave::fxrstor_from(cpu, fp);
         }
-        let mask = r(uc + 296) & !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+        let mask = r(uc + 296) & !UNBLOCKABLE;
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         sigs.1 = mask;
         if PENDING.load(Ordering::SeqCst) & !mask != 0 {
@@ -454,6 +450,31 @@ impl Process {
             INTERRUPT.store(1, Ordering::SeqCst);
         }
     }
+}
+
+/// The guest registers (rax=0, rcx=1, ...) in the order the kernel's sigcontext holds them:
+/// r8-r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp.
+const MCONTEXT_ORDER: [usize; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 7, 6, 5, 3, 2, 0, 1, 4];
+
+/// Points the guest at the handler of `sig` with its frame at `frame`, whose ucontext and
+/// siginfo are at `uc` and `info`.
+fn enter_handler(cpu: &mut Cpu, sig: usize, act: [u64; 4], frame: u64, uc: u64, info: u64) {
+    cpu.gpr[4] = frame;
+    cpu.gpr[7] = sig as u64;
+    cpu.gpr[6] = if act[1] & SA_SIGINFO != 0 { info } else { 0 };
+    cpu.gpr[2] = if act[1] & SA_SIGINFO != 0 { uc } else { 0 };
+    cpu.gpr[0] = 0;
+    cpu.rip = act[0];
+    cpu.df = 0;
+    // The handler starts from the initial FPU state, as the kernel gives it (the frame
+    // holds the interrupted one for sigreturn).
+    cpu.mxcsr = 0x1f80;
+    cpu.fpu_cw = 0x37f;
+    cpu.fpu_sw = 0;
+    cpu.fpu_top = 0;
+    cpu.fpu_tag = 0xffff;
+    cpu.st = [[0; 2]; 8];
+    cpu.xmm = [[0; 2]; 16];
 }
 
 /// Ends the whole process the way the guest would have ended: killed by `sig` (default
