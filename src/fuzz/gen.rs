@@ -5,9 +5,10 @@
 use super::{Case, State, CODE, SCRATCH, SCRATCH_LEN};
 use crate::cpu::rflags as rf;
 use crate::semantics;
+use crate::semantics::table::Fuzz;
 use iced_x86::{
-    Code, CpuidFeature, Decoder, DecoderOptions, Encoder, EncodingKind, FlowControl, Instruction, MemoryOperand,
-    Mnemonic, OpCodeOperandKind as K, Register,
+    Code, Decoder, DecoderOptions, Encoder, EncodingKind, FlowControl, Instruction, MemoryOperand, Mnemonic,
+    OpCodeOperandKind as K, Register,
 };
 
 pub(super) struct Rng(pub(super) u64);
@@ -290,31 +291,13 @@ pub(super) fn encode(ins: &Instruction, rip: u64) -> Option<Vec<u8>> {
     Some(e.take_buffer())
 }
 
-/// Whether a decoded instruction can be fuzzed: it must be implemented, stay on the straight
-/// path and touch no state the harness does not set up (popf could set the trap and alignment
-/// check flags).
+/// Whether a decoded instruction can be fuzzed: its family row says so (`semantics::fuzz_decision`),
+/// it stays on the straight path, and it touches no state the harness does not set up (a
+/// segment override reads the fs/gs bases, which differ between the two sides).
 pub(super) fn fuzzable(ins: &Instruction) -> bool {
-    use Mnemonic::*;
-    if semantics::classify(ins).is_none() || ins.flow_control() != FlowControl::Next {
-        return false;
-    }
-    if ins.is_string_instruction()
-        && (ins.segment_prefix() != Register::None
-            || matches!(ins.mnemonic(), Insb | Insw | Insd | Outsb | Outsw | Outsd))
-    {
-        return false;
-    }
-    let features = ins.cpuid_features();
-    if features
-        .iter()
-        .any(|f| matches!(f, CpuidFeature::FXSR | CpuidFeature::XSAVE | CpuidFeature::RDRAND))
-    {
-        return false;
-    }
-    !matches!(
-        ins.mnemonic(),
-        Cpuid | Rdtsc | Rdtscp | Hlt | Int3 | Ud2 | Popf | Popfq | Iret | Iretd | Iretq
-    )
+    semantics::fuzz_decision(ins) == Some(Fuzz::Yes)
+        && ins.flow_control() == FlowControl::Next
+        && !(ins.is_string_instruction() && ins.segment_prefix() != Register::None)
 }
 
 /// Every instruction form the fuzzer generates: (code, feature name).

@@ -3,12 +3,13 @@
 
 use super::{from_fx_image, fx_image, Case, Outcome, State, CODE, FX_AREA, SCRATCH, SCRATCH_LEN};
 
+use crate::cpu::flags::{rflags, store_flags, Flags};
 use crate::cpu::{exit, fault, rflags as rf, Cpu, FlagKind};
 use crate::decode::decode_block;
 use crate::jit::Jit;
 use crate::mem::exec::RewritableCode;
 use crate::mem::Memory;
-use crate::semantics::{self, concrete::rflags, concrete::store_flags, emitter::Flags};
+use crate::semantics;
 use std::sync::atomic::AtomicU64;
 
 pub(super) struct Kiln {

@@ -3,11 +3,10 @@
 //! compare-and-swap, retried until no other thread intervened. Concrete state only (compiled
 //! code reaches it through the slow helper).
 
-use super::concrete::{cpu_flags, host, store_flags, Live};
-use super::emitter::Cc;
-use super::flags::{sext, size_mask};
+use super::concrete::{host, Live};
 use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
 use super::table::{row, Family};
+use crate::cpu::flags::{cpu_flags, sext, size_mask, store_flags, Cc};
 use crate::cpu::{rflags as rf, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
@@ -189,12 +188,12 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 
 /// inc/dec of `old`: CF is kept (carried as aux into the flag record).
 fn inc_dec(cpu: &mut Cpu, inc: bool, size: u8, old: u64) -> u64 {
-    let cf = super::concrete::cond(cpu, Cc::B) as u64;
+    let cf = crate::cpu::flags::cpu_cond(cpu, Cc::B) as u64;
     let r = if inc { old.wrapping_add(1) } else { old.wrapping_sub(1) } & size_mask(size);
     let kind = if inc { FlagKind::Inc } else { FlagKind::Dec };
     store_flags(
         cpu,
-        super::emitter::Flags {
+        crate::cpu::flags::Flags {
             kind,
             size,
             res: r,
@@ -234,7 +233,7 @@ fn bit_test_modify(cpu: &mut Cpu, ins: &Instruction, o: &Operands) {
     let bits = size as u64 * 8;
     let mut addr = o.addr;
     let bit = if ins.op_kind(1) == OpKind::Register {
-        let off = sext(&mut super::concrete::Values, o.src, op_size(ins, 1)) as i64;
+        let off = sext(&mut crate::cpu::ops::Values, o.src, op_size(ins, 1)) as i64;
         addr = addr.wrapping_add((off.div_euclid(bits as i64) * size as i64) as u64);
         (off.rem_euclid(bits as i64)) as u64
     } else {
@@ -246,10 +245,10 @@ fn bit_test_modify(cpu: &mut Cpu, ins: &Instruction, o: &Operands) {
         Btr => old & !(1 << bit),
         _ => old ^ (1 << bit),
     });
-    let f = super::flags::materialize(&mut super::concrete::Values, &cpu_flags(cpu));
+    let f = crate::cpu::flags::materialize(&mut crate::cpu::ops::Values, &cpu_flags(cpu));
     store_flags(
         cpu,
-        super::emitter::Flags {
+        crate::cpu::flags::Flags {
             kind: FlagKind::Raw,
             size: 8,
             res: (f & !rf::CF) | ((old >> bit) & 1),

@@ -1,18 +1,15 @@
-//! Semantics over concrete values: an `Emitter` that acts on a live `Cpu` and guest memory
-//! (its arithmetic is `cpu::ops::Values`, its flags `cpu::flags`). The baseline tier runs on it, and so do the helpers compiled code
-//! calls, so both tiers execute literally the same code for everything not lowered inline.
+//! Semantics over concrete values: an `Emitter` that acts on a live `Cpu` and guest memory (its
+//! arithmetic is `cpu::ops::Values`, its flags `cpu::flags`). The baseline tier runs on it, and
+//! so do the helpers compiled code calls, so both tiers execute literally the same code for
+//! everything not lowered inline.
 
-use super::emitter::{Bin, Cc, Cmp, Emitter, Flags, Ops, Un, VOp, VShift};
+use super::emitter::{Emitter, VOp, VShift};
 use super::vector;
-use crate::cpu::flags::{arith_rflags, cpu_cond};
+use crate::cpu::flags::{arith_rflags, cpu_cond, store_flags, Cc, Flags};
+use crate::cpu::ops::{Bin, Cmp, Ops, Un, Values};
 use crate::cpu::{exit, Cpu};
 use crate::mem::GUEST_MASK;
 use iced_x86::Instruction;
-
-/// Transitional re-exports: the concrete flag views and arithmetic live in `crate::cpu`; the
-/// semantics modules that still import them from here reach them through these names.
-pub use crate::cpu::flags::{cpu_cond as cond, cpu_flags, rflags, store_flags};
-pub use crate::cpu::ops::{bin, Values};
 
 /// Helper entry: the condition `cc` of the CPU's flags, as 0/1.
 ///

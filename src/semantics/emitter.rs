@@ -1,11 +1,11 @@
 //! The interface x86 semantics are written against: values, arithmetic, guest state and exits.
 //!
 //! `Ops` (`cpu::ops`) is pure arithmetic on 64-bit values; `Emitter` adds the guest machine. The
-//! baseline tier implements both over concrete `u64`s, the JIT over Cranelift values. The
-//! arithmetic and lazy-flag vocabulary is re-exported here, as part of this interface.
+//! baseline tier implements both over concrete `u64`s, the JIT over Cranelift values. Its
+//! vocabulary of operations and lazy flags (`Bin`, `Cc`, `Flags`, ...) lives in `cpu`.
 
-pub use crate::cpu::flags::{Cc, Flags};
-pub use crate::cpu::ops::{Bin, Cmp, Ops, Un};
+use crate::cpu::flags::{Cc, Flags};
+use crate::cpu::ops::Ops;
 use iced_x86::Instruction;
 
 /// Lane-wise operations on 128-bit vectors; the `u8` is the lane width in bytes.

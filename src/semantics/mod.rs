@@ -8,7 +8,6 @@ pub mod atomic;
 pub mod concrete;
 pub mod emitter;
 pub mod ext;
-pub mod flags;
 pub mod fp;
 pub mod generic;
 pub mod mmx;
@@ -22,12 +21,12 @@ pub mod x87;
 
 pub use generic::alu;
 
-use emitter::{Bin, Emitter};
+use crate::cpu::ops::Bin;
+use emitter::Emitter;
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use table::{Fuzz, Rows};
 
-/// Every family declared as a table. The x87, slow and extension families join this list when
-/// they become tables.
+/// Every instruction family; each is a table (`table::Family`).
 pub static FAMILIES: &[&dyn Rows] = &[
     &generic::FAMILY,
     &sse::FAMILY,
@@ -35,6 +34,9 @@ pub static FAMILIES: &[&dyn Rows] = &[
     &sse_fp::FAMILY,
     &mmx::FAMILY,
     &atomic::FAMILY,
+    &ext::FAMILY,
+    &x87::FAMILY,
+    &slow::FAMILY,
 ];
 
 /// Where an instruction's semantics live; decided once at decode time.
@@ -105,29 +107,7 @@ pub fn fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
     match classify_route(ins)? {
         route::GENERIC => generic::FAMILY.fuzz(m),
         route::SSE => sse::FAMILY.fuzz(m),
-        _ => slow_route_fuzz_decision(ins),
-    }
-}
-
-/// On the slow route: the decision of the family `slow::exec` hands the instruction to (in its
-/// order). The extension, x87 and slow families are not tables yet: their instructions count as
-/// fuzzed, as the fuzzer treats them today.
-fn slow_route_fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
-    let m = ins.mnemonic();
-    if mmx::supported(ins) {
-        mmx::FAMILY.fuzz(m)
-    } else if ext::supported(ins) {
-        Some(Fuzz::Yes)
-    } else if sse::slow_supported(ins) {
-        sse::SLOW_FAMILY.fuzz(m)
-    } else if sse_fp::supported(ins) {
-        sse_fp::FAMILY.fuzz(m)
-    } else if x87::supported(ins) {
-        Some(Fuzz::Yes)
-    } else if atomic::needs_atomic(ins) {
-        atomic::FAMILY.fuzz(m)
-    } else {
-        Some(Fuzz::Yes)
+        _ => slow::fuzz_decision(ins),
     }
 }
 
@@ -252,6 +232,8 @@ mod tests {
                     mmx::supported(&ins),
                     sse::slow_supported(&ins) && !mmx::supported(&ins),
                     sse_fp::supported(&ins),
+                    ext::supported(&ins),
+                    x87::supported(&ins),
                     atomic::needs_atomic(&ins) && atomic::FAMILY.has(ins.mnemonic()),
                 ],
             };

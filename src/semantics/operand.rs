@@ -1,7 +1,8 @@
 //! Reading and writing instruction operands (registers, memory, immediates) over an `Emitter`.
 
-use super::emitter::{Bin, Emitter};
-use super::flags::zext;
+use super::emitter::Emitter;
+use crate::cpu::flags::zext;
+use crate::cpu::ops::Bin;
 use iced_x86::{Instruction, OpKind, Register};
 
 /// A general-purpose register operand: index 0..15, size in bytes, and whether it is AH..BH.
@@ -59,7 +60,7 @@ pub fn write_gpr<E: Emitter>(e: &mut E, g: Gpr, v: E::V) {
         }
         (sz, _) => {
             let old = e.get_reg(g.idx);
-            let m = e.imm(!super::flags::size_mask(sz));
+            let m = e.imm(!crate::cpu::flags::size_mask(sz));
             let kept = e.bin(Bin::And, old, m);
             let lo = zext(e, v, sz);
             let r = e.bin(Bin::Or, kept, lo);
@@ -154,7 +155,7 @@ pub fn read_op<E: Emitter>(e: &mut E, ins: &Instruction, n: u32, size: u8) -> Op
             let a = ea(e, ins);
             Some(e.load(a, size))
         }
-        k if is_imm(k) => Some(e.imm(ins.immediate(n) & super::flags::size_mask(size))),
+        k if is_imm(k) => Some(e.imm(ins.immediate(n) & crate::cpu::flags::size_mask(size))),
         _ => None,
     }
 }

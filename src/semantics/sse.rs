@@ -324,7 +324,7 @@ fn movnti<E: Emitter>(e: &mut E, ins: &Instruction) {
 fn move_low<E: Emitter>(e: &mut E, ins: &Instruction, sz: u8) {
     let v = src(e, ins, 1, sz);
     let lo = e.x_half(v, false);
-    let lo = super::flags::zext(e, lo, sz);
+    let lo = crate::cpu::flags::zext(e, lo, sz);
     match (ins.op_kind(0), dst_xmm(ins)) {
         (OpKind::Register, Some(x)) => {
             let z = e.imm(0);

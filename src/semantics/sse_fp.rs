@@ -2,12 +2,12 @@
 //! state, using the soft-float core in `fp.rs`, as one family table. Both tiers run this code
 //! (compiled code through the slow helper).
 
-use super::concrete::{store_flags, Live};
-use super::emitter::Flags;
+use super::concrete::Live;
 use super::fp::{self, FOp, W};
 use super::operand::{gpr, op_size, write_gpr};
 use super::sse::{get, src_concrete, xmm_idx};
 use super::table::{row, Family};
+use crate::cpu::flags::{store_flags, Flags};
 use crate::cpu::{fault, Cpu, FlagKind};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 use Mnemonic::*;

@@ -1,8 +1,9 @@
 //! General-register extensions outside BMI: MOVBE (a byte-swapping move) and CMPXCHG16B.
 
-use super::super::concrete::{load, rflags, store, Live};
+use super::super::concrete::{load, store, Live};
 use super::super::operand::{ea, op_size, read_op, write_op};
 use super::super::slow::set_raw as set_raw_flags;
+use crate::cpu::flags::rflags;
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Code, Instruction};
 

@@ -2,9 +2,10 @@
 //! not, and the carry-flag instructions.
 
 use super::{set_flags, set_raw_flags, CarryOp};
+use crate::cpu::flags::{zext, Cc};
+use crate::cpu::ops::{Bin, Un};
 use crate::cpu::FlagKind;
-use crate::semantics::emitter::{Bin, Cc, Emitter, Un};
-use crate::semantics::flags::zext;
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{op_size, read_op, read_rmw, write_op};
 use iced_x86::{Instruction, Mnemonic};
 

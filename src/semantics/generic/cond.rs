@@ -1,6 +1,7 @@
 //! The instructions that read a condition code: jcc, setcc and cmovcc.
 
-use crate::semantics::emitter::{Cc, Emitter};
+use crate::cpu::flags::Cc;
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{op_size, read_op, write_op};
 use iced_x86::{ConditionCode as C, Instruction};
 

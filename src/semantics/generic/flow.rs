@@ -1,8 +1,9 @@
 //! Control flow: call, ret, jmp and jrcxz/jecxz (jcc is with the other condition readers).
 
 use super::stack::{pop, push, RSP};
-use crate::semantics::emitter::{Bin, Cmp, Emitter};
-use crate::semantics::flags::zext;
+use crate::cpu::flags::zext;
+use crate::cpu::ops::{Bin, Cmp};
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::read_op;
 use iced_x86::{Instruction, Mnemonic, OpKind};
 

@@ -13,9 +13,10 @@ mod stack;
 
 pub use alu::alu;
 
-use super::emitter::{Emitter, Flags};
+use super::emitter::Emitter;
 use super::operand::{gpr, is_imm, op_size};
 use super::table::{row, unfuzzed, Family};
+use crate::cpu::flags::Flags;
 use crate::cpu::FlagKind;
 use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 use Mnemonic::*;

@@ -1,8 +1,9 @@
 //! Data movement: mov, movzx, movsx(d), lea, xchg, bswap, and the accumulator sign extensions
 //! (cbw/cwde/cdqe, cwd/cdq/cqo).
 
-use crate::semantics::emitter::{Bin, Emitter, Un};
-use crate::semantics::flags::sext;
+use crate::cpu::flags::sext;
+use crate::cpu::ops::{Bin, Un};
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{ea_no_seg, op_size, read_op, read_rmw, write_gpr, write_op, Gpr};
 use iced_x86::Instruction;
 

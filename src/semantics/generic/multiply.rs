@@ -3,9 +3,10 @@
 
 use super::moves::{accumulator, data_register};
 use super::set_flags;
+use crate::cpu::flags::{sext, zext};
+use crate::cpu::ops::{Bin, Cmp};
 use crate::cpu::FlagKind;
-use crate::semantics::emitter::{Bin, Cmp, Emitter};
-use crate::semantics::flags::{sext, zext};
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{op_size, read_op, write_gpr, write_op};
 use iced_x86::{Instruction, Mnemonic};
 

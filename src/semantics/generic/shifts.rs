@@ -1,9 +1,10 @@
 //! Shifts (shl/sal, shr, sar) and rotates (rol, ror) over the Emitter.
 
 use super::{set_flags, set_raw_flags};
+use crate::cpu::flags::{self, sext, zext, Flags};
+use crate::cpu::ops::{Bin, Cmp};
 use crate::cpu::FlagKind;
-use crate::semantics::emitter::{Bin, Cmp, Emitter, Flags};
-use crate::semantics::flags::{self, sext, zext};
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{is_imm, op_size, read_rmw, write_op, write_zero_count_result};
 use iced_x86::{Instruction, Mnemonic};
 

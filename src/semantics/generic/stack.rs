@@ -1,6 +1,7 @@
 //! The stack instructions: push, pop and leave, and the push/pop steps call and ret share.
 
-use crate::semantics::emitter::{Bin, Emitter};
+use crate::cpu::ops::Bin;
+use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{read_op, write_op};
 use iced_x86::Instruction;
 

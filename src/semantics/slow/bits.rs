@@ -2,11 +2,11 @@
 //! (bsf, bsr, tzcnt, lzcnt, popcnt), double shifts (shld, shrd) and rotates (rol, ror, rcl,
 //! rcr), each setting its flags as a raw RFLAGS value.
 
-use super::super::concrete::{load, store, Live, Values};
-use super::super::emitter::Flags;
-use super::super::flags::{self, size_mask};
+use super::super::concrete::{load, store, Live};
 use super::super::operand::{ea, op_size, read_op, read_rmw, write_op};
 use super::{arith_flags, set_raw};
+use crate::cpu::flags::{self, size_mask, Flags};
+use crate::cpu::ops::Values;
 use crate::cpu::{fault, rflags as rf, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 

@@ -2,9 +2,9 @@
 //! to `atomic`).
 
 use super::super::concrete::Live;
-use super::super::flags::size_mask;
 use super::super::operand::{op_size, read_op, read_rmw, write_gpr, write_op};
 use super::acc;
+use crate::cpu::flags::size_mask;
 use crate::cpu::{fault, Cpu};
 use iced_x86::{Instruction, Mnemonic};
 

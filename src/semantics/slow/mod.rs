@@ -12,11 +12,11 @@ mod x87_env;
 
 pub use system::{cpuid, hwcap};
 
-use super::concrete::{cpu_flags, store_flags, Values};
-use super::emitter::Flags;
-use super::flags;
 use super::operand::Gpr;
-use super::table::{row, unfuzzed, Family};
+use super::table::{row, unfuzzed, Family, Fuzz, Rows};
+use crate::cpu::flags;
+use crate::cpu::flags::{cpu_flags, store_flags, Flags};
+use crate::cpu::ops::Values;
 use crate::cpu::{exit, fault, Cpu, FlagKind};
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
@@ -121,38 +121,85 @@ fn form_fits(ins: &Instruction) -> bool {
     }
 }
 
+/// The concrete family that implements an instruction on the slow path, in the order `exec`
+/// tries them (MMX forms share mnemonics with SSE rows and go to MMX first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Mmx,
+    Ext,
+    Sse,
+    SseFp,
+    X87,
+    /// This family's own rows.
+    Own,
+}
+
+fn owner(ins: &Instruction) -> Option<Owner> {
+    use super::{ext, mmx, sse, sse_fp, x87};
+    Some(if mmx::supported(ins) {
+        Owner::Mmx
+    } else if ext::supported(ins) {
+        Owner::Ext
+    } else if sse::slow_supported(ins) {
+        Owner::Sse
+    } else if sse_fp::supported(ins) {
+        Owner::SseFp
+    } else if x87::supported(ins) {
+        Owner::X87
+    } else if FAMILY.has(ins.mnemonic()) && form_fits(ins) {
+        Owner::Own
+    } else {
+        return None;
+    })
+}
+
+/// Whether the slow path implements the instruction (locked forms aside: `classify` asks
+/// `atomic` about those first).
 pub fn supported(ins: &Instruction) -> bool {
-    super::mmx::supported(ins)
-        || super::ext::supported(ins)
-        || super::sse::slow_supported(ins)
-        || super::sse_fp::supported(ins)
-        || super::x87::supported(ins)
-        || (FAMILY.has(ins.mnemonic()) && form_fits(ins))
+    owner(ins).is_some()
+}
+
+/// Locked read-modify-writes go to `atomic` unless a vector or x87 family owns the form.
+fn goes_to_atomic(ins: &Instruction, owner: Option<Owner>) -> bool {
+    matches!(owner, None | Some(Owner::Own)) && super::atomic::needs_atomic(ins)
 }
 
 /// Executes one instruction over concrete state. `Err(fault code)` on a guest fault.
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    if super::mmx::supported(ins) {
-        return simd_exceptions(cpu, |cpu| super::mmx::exec(cpu, ins));
+    use super::{atomic, ext, mmx, sse, sse_fp, x87};
+    let owner = owner(ins);
+    if goes_to_atomic(ins, owner) {
+        return atomic::exec(cpu, ins);
     }
-    if super::ext::supported(ins) {
-        return simd_exceptions(cpu, |cpu| super::ext::exec(cpu, ins));
-    }
-    if super::sse::slow_supported(ins) {
-        return super::sse::slow_exec(cpu, ins);
-    }
-    if super::sse_fp::supported(ins) {
-        return simd_exceptions(cpu, |cpu| super::sse_fp::exec(cpu, ins));
-    }
-    if super::x87::supported(ins) {
-        return super::x87::exec(cpu, ins);
-    }
-    if super::atomic::needs_atomic(ins) {
-        return super::atomic::exec(cpu, ins);
-    }
-    match FAMILY.row(ins.mnemonic()) {
-        Some(r) => (r.handler)(cpu, ins),
+    match owner {
+        Some(Owner::Mmx) => simd_exceptions(cpu, |cpu| mmx::exec(cpu, ins)),
+        Some(Owner::Ext) => simd_exceptions(cpu, |cpu| ext::exec(cpu, ins)),
+        Some(Owner::Sse) => sse::slow_exec(cpu, ins),
+        Some(Owner::SseFp) => simd_exceptions(cpu, |cpu| sse_fp::exec(cpu, ins)),
+        Some(Owner::X87) => x87::exec(cpu, ins),
+        Some(Owner::Own) => match FAMILY.row(ins.mnemonic()) {
+            Some(r) => (r.handler)(cpu, ins),
+            None => Err(fault::UNIMPLEMENTED),
+        },
         None => Err(fault::UNIMPLEMENTED),
+    }
+}
+
+/// The fuzz decision of the row `exec` would run the instruction with.
+pub fn fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
+    use super::{atomic, ext, mmx, sse, sse_fp, x87};
+    let m = ins.mnemonic();
+    let owner = owner(ins);
+    if goes_to_atomic(ins, owner) {
+        return atomic::FAMILY.fuzz(m);
+    }
+    match owner? {
+        Owner::Mmx => mmx::FAMILY.fuzz(m),
+        Owner::Ext => ext::FAMILY.fuzz(m),
+        Owner::Sse => sse::SLOW_FAMILY.fuzz(m),
+        Owner::SseFp => sse_fp::FAMILY.fuzz(m),
+        Owner::X87 => x87::FAMILY.fuzz(m),
+        Owner::Own => FAMILY.fuzz(m),
     }
 }
 

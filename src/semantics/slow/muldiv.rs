@@ -1,11 +1,10 @@
 //! One-operand multiply and divide: the double-width product or dividend in rdx:rax (ah:al for
 //! bytes), with #DE for a zero divisor or a quotient that does not fit.
 
-use super::super::concrete::{store_flags, Live};
-use super::super::emitter::Flags;
-use super::super::flags::size_mask;
+use super::super::concrete::Live;
 use super::super::operand::{op_size, read_op, write_gpr, Gpr};
 use super::acc;
+use crate::cpu::flags::{size_mask, store_flags, Flags};
 use crate::cpu::{fault, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic};
 

@@ -1,11 +1,10 @@
 //! String instructions (movs, stos, lods, cmps, scas) with their rep/repe/repne prefixes, over
 //! concrete state: one element per step, rsi/rdi moving by the direction flag, rcx counting.
 
-use super::super::concrete::{cond, host, load, store, Live};
-use super::super::emitter::Cc;
-use super::super::flags::size_mask;
+use super::super::concrete::{host, load, store, Live};
 use super::super::operand::write_gpr;
 use super::acc;
+use crate::cpu::flags::{cpu_cond, size_mask, Cc};
 use crate::cpu::{fault, Cpu};
 use iced_x86::{Instruction, Mnemonic};
 
@@ -50,7 +49,7 @@ pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
         cpu.gpr[1] -= 1;
         if is_cmp {
-            let z = cond(cpu, Cc::E);
+            let z = cpu_cond(cpu, Cc::E);
             if (ins.has_rep_prefix() && !z) || (ins.has_repne_prefix() && z) {
                 break;
             }

@@ -2,9 +2,10 @@
 //! fences and hints, traps (ud2, hlt, int3), RFLAGS moves (cld/std, pushf/popf, lahf/sahf),
 //! the 16-bit push/pop/leave, MXCSR loads and stores, and fxsave/fxrstor.
 
-use super::super::concrete::{load, rflags, store, Live};
+use super::super::concrete::{load, store, Live};
 use super::super::operand::{ea, read_op, write_op};
 use super::{arith_flags, set_raw};
+use crate::cpu::flags::rflags;
 use crate::cpu::{fault, fxsave, rflags as rf, Cpu};
 use iced_x86::{Instruction, Mnemonic};
 

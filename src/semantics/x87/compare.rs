@@ -3,9 +3,8 @@
 
 use super::load_store::load_mem;
 use super::{has_memory, sti, Fpu, C0, C1, C2, C3, DE, IE};
+use crate::cpu::flags::{store_flags, Flags};
 use crate::cpu::FlagKind;
-use crate::semantics::concrete::store_flags;
-use crate::semantics::emitter::Flags;
 use iced_x86::{Instruction, Mnemonic};
 use rustc_apfloat::ieee::X87DoubleExtended as Ext;
 use rustc_apfloat::Float;

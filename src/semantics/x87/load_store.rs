@@ -4,9 +4,9 @@
 
 use super::state::{from_ext, nan_result, sw_flags, to_ext};
 use super::{has_memory, sti, Fpu, C1, DE, IE};
+use crate::cpu::flags::Cc;
 use crate::cpu::Cpu;
 use crate::semantics::concrete::{load, store, Live};
-use crate::semantics::emitter::Cc;
 use crate::semantics::fp::{self, W};
 use crate::semantics::operand::ea;
 use iced_x86::{Instruction, Mnemonic};
@@ -330,7 +330,7 @@ pub(super) fn fcmov(f: &mut Fpu, ins: &Instruction) {
     };
     // Both registers are checked for underflow whether or not the move happens.
     let (d, v) = (f.st_raw(0), f.st_raw(sti(ins, 1)));
-    if crate::semantics::concrete::cond(f.cpu, cc) {
+    if crate::cpu::flags::cpu_cond(f.cpu, cc) {
         f.set_st_raw(0, v);
     } else if f.underflow {
         f.set_st_raw(0, d);
