@@ -44,8 +44,7 @@ pub fn prepare_dir(dir: &Path) -> Result<(), CacheError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| err(e.to_string()))?;
     }
     let md = std::fs::metadata(dir).map_err(|e| err(e.to_string()))?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if md.uid() != me {
         return Err(err(format!(
             "owned by uid {}, not by this user (uid {me}); not using it",

@@ -122,10 +122,7 @@ pub fn main() -> i32 {
         // Kiln's own reports end quietly when their reader goes away (`kiln fuzz | head`),
         // as other tools do; `run` keeps the disposition its guest must see, and a journal
         // merger its errors.
-        // SAFETY: restoring a signal's default disposition before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        crate::linux::host::default_sigpipe();
     }
     let r = match cli.cmd {
         Cmd::Run {

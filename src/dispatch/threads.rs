@@ -30,8 +30,7 @@ impl Engine {
         let parent_tid = (c.flags & CLONE_PARENT_SETTID != 0 && c.ptid != 0).then_some(c.ptid);
         let (tx, rx) = mpsc::channel::<i64>();
         let spawned = std::thread::Builder::new().name("kiln-guest".into()).spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() } as i64;
+            let tid = rustix::thread::gettid().as_raw_pid() as i64;
             // Both tid words are written before the new thread runs guest code, as the
             // kernel does (libc reads its own tid from the parent's word at once).
             for a in [set_tid, parent_tid].into_iter().flatten() {
@@ -60,14 +59,7 @@ impl Engine {
                 std::process::exit(127);
             }
         }
-        crate::linux::syscalls::exit_robust_list(&self.proc.mem);
-        if let Some(a) = self.clear_tid {
-            let _ = self.proc.mem.write_bytes(a, &0u32.to_le_bytes());
-            if let Some(p) = self.proc.mem.host_ptr(a, 4) {
-                // SAFETY: futex wake on a guest word inside the reservation.
-                unsafe { libc::syscall(libc::SYS_futex, p, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0) };
-            }
-        }
+        crate::linux::syscalls::exit_thread(&self.proc.mem, self.clear_tid);
     }
 
     /// In a forked child: the compile workers and the background results did not survive the

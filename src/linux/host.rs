@@ -44,3 +44,10 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions.
     unsafe { libc::_exit(code) }
 }
+
+/// Restores SIGPIPE's default disposition (the Rust runtime ignores it), so that Kiln's own
+/// reports end quietly when their reader goes away. Call before any thread starts.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's default disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}

@@ -219,11 +219,16 @@ pub fn build_stack(
     sp -= 16;
     let random = sp;
     let mut rnd = [0u8; 16];
-    // SAFETY: getrandom writes into our 16-byte buffer.
-    unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, 16, 0) };
+    // The kernel fills AT_RANDOM from its own pool; if ours fails, zeros still form a valid vector.
+    let _ = rustix::rand::getrandom(&mut rnd, rustix::rand::GetRandomFlags::empty());
     mem.write_bytes(random, &rnd)?;
-    // SAFETY: trivial getters.
-    let (uid, euid, gid, egid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    use rustix::process::{getegid, geteuid, getgid, getuid};
+    let (uid, euid, gid, egid) = (
+        getuid().as_raw(),
+        geteuid().as_raw(),
+        getgid().as_raw(),
+        getegid().as_raw(),
+    );
     let aux: Vec<(u64, u64)> = vec![
         (at::PHDR, img.phdr),
         (at::PHENT, 56),

@@ -15,7 +15,7 @@ mod threads;
 mod time;
 
 pub use processes::{CloneArgs, ExecRequest};
-pub use threads::exit_robust_list;
+pub use threads::exit_thread;
 
 use super::process::Process;
 use crate::cpu::Cpu;

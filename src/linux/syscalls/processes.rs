@@ -138,8 +138,7 @@ impl Process {
                 cpu.gpr[4] = stack;
             }
             if flags & CLONE_CHILD_SETTID != 0 && ctid != 0 {
-                // SAFETY: gettid has no preconditions.
-                let tid = unsafe { libc::gettid() } as u32;
+                let tid = rustix::thread::gettid().as_raw_pid() as u32;
                 let _ = self.mem.write_bytes(ctid, &tid.to_le_bytes());
             }
             return Ok(0);

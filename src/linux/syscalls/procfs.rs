@@ -8,8 +8,7 @@ use crate::cpu::Cpu;
 
 /// Whether a path names this process's executable through /proc.
 pub(super) fn is_self_exe(p: &[u8]) -> bool {
-    // SAFETY: getpid has no preconditions.
-    let me = format!("/proc/{}/exe", unsafe { libc::getpid() });
+    let me = format!("/proc/{}/exe", std::process::id());
     p == b"/proc/self/exe" || p == b"/proc/thread-self/exe" || p == me.as_bytes()
 }
 
@@ -25,8 +24,7 @@ impl Process {
     fn proc_file(&self, path: u64, flags: u64) -> Option<i64> {
         let p = self.guest_cstr(path).ok()?;
         let p = p.to_str().ok()?;
-        // SAFETY: getpid has no preconditions.
-        let me = format!("/proc/{}/", unsafe { libc::getpid() });
+        let me = format!("/proc/{}/", std::process::id());
         let rest = p
             .strip_prefix("/proc/self/")
             .or_else(|| p.strip_prefix("/proc/thread-self/"))

@@ -78,15 +78,27 @@ const TID_MASK: u32 = 0x3fff_ffff;
 const WAITERS: u32 = 0x8000_0000;
 const OWNER_DIED: u32 = 0x4000_0000;
 
+/// What the kernel does when a thread exits: releases its robust futexes, then clears the
+/// word `set_tid_address` or CLONE_CHILD_CLEARTID named and wakes its waiters (how
+/// `pthread_join` learns of the exit).
+pub fn exit_thread(mem: &Memory, clear_tid: Option<u64>) {
+    exit_robust_list(mem);
+    let Some(a) = clear_tid else { return };
+    let _ = mem.write_bytes(a, &0u32.to_le_bytes());
+    if let Some(p) = mem.host_ptr(a, 4) {
+        // SAFETY: futex wake on a guest word inside the reservation.
+        unsafe { libc::syscall(libc::SYS_futex, p, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0) };
+    }
+}
+
 /// What the kernel does with a dying thread's robust futex list: every futex still owned by
 /// the thread gets FUTEX_OWNER_DIED, and one waiter is woken.
-pub fn exit_robust_list(mem: &Memory) {
+fn exit_robust_list(mem: &Memory) {
     let head = ROBUST_LIST.replace(0);
     if head == 0 {
         return;
     }
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() } as u32;
+    let tid = rustix::thread::gettid().as_raw_pid() as u32;
     let read = |a: u64| -> Option<u64> { Some(u64::from_le_bytes(mem.read_bytes(a, 8)?.try_into().ok()?)) };
     let (Some(first), Some(offset), Some(pending)) = (read(head), read(head + 8), read(head + 16)) else {
         return;

@@ -68,9 +68,7 @@ pub(super) fn cpuid_ins(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
 }
 
 pub(super) fn rdtsc(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes into our timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     let t = ts.tv_sec as u64 * 3_000_000_000 + ts.tv_nsec as u64 * 3;
     cpu.gpr[0] = t & 0xffff_ffff;
     cpu.gpr[2] = t >> 32;
