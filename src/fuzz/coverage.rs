@@ -1,10 +1,9 @@
 //! `kiln fuzz --coverage`: the forms fuzzed per CPUID feature, and those that are not, with why.
 
-use super::gen::{encode, forms, sample, Rng};
-use super::CODE;
+use super::gen::{decoded_samples, forms, Rng};
 
 use crate::semantics;
-use iced_x86::{Code, Decoder, DecoderOptions, EncodingKind};
+use iced_x86::{Code, EncodingKind};
 use std::collections::BTreeMap;
 
 /// `kiln fuzz --coverage`: for each CPUID feature, the 64-bit legacy and VEX forms the fuzzer
@@ -30,23 +29,12 @@ pub fn coverage() {
             continue;
         }
         // Why not: decode a sample if one can be made.
-        let mut why = "operands not generated";
-        for _ in 0..8 {
-            let mut m = None;
-            let Some(ins) = sample(code, &mut rng, &mut m) else {
-                continue;
-            };
-            let Some(bytes) = encode(&ins, CODE) else { continue };
-            let d = Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode();
-            why = if d.code() != code {
-                "decodes as other forms (a wait prefix is an instruction of its own)"
-            } else if semantics::classify(&d).is_none() {
-                "not implemented"
-            } else {
-                "excluded"
-            };
-            break;
-        }
+        let why = match decoded_samples(code, &mut rng).next() {
+            None => "operands not generated",
+            Some(d) if d.code() != code => "decodes as other forms (a wait prefix is an instruction of its own)",
+            Some(d) if semantics::classify(&d).is_none() => "not implemented",
+            Some(_) => "excluded",
+        };
         e.1.push(format!("{code:?} ({why})"));
     }
     for (f, (n, missing)) in per {

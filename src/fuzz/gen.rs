@@ -300,6 +300,16 @@ pub(super) fn fuzzable(ins: &Instruction) -> bool {
         && !(ins.is_string_instruction() && ins.segment_prefix() != Register::None)
 }
 
+/// Up to eight random samples of a form, encoded and decoded again (a sample may decode as
+/// another form).
+pub(super) fn decoded_samples(code: Code, rng: &mut Rng) -> impl Iterator<Item = Instruction> + '_ {
+    (0..8).filter_map(move |_| {
+        let ins = sample(code, rng, &mut None)?;
+        let bytes = encode(&ins, CODE)?;
+        Some(Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode())
+    })
+}
+
 /// Every instruction form the fuzzer generates: (code, feature name).
 pub(super) fn forms() -> Vec<(Code, String)> {
     let mut rng = Rng(1);
@@ -309,20 +319,8 @@ pub(super) fn forms() -> Vec<(Code, String)> {
         if !oc.is_instruction() || !oc.mode64() || !matches!(oc.encoding(), EncodingKind::Legacy | EncodingKind::VEX) {
             continue;
         }
-        // A few attempts at a sample that encodes and decodes to an implemented instruction.
-        let mut ok = None;
-        for _ in 0..8 {
-            let mut m = None;
-            let Some(ins) = sample(code, &mut rng, &mut m) else {
-                continue;
-            };
-            let Some(bytes) = encode(&ins, CODE) else { continue };
-            let d = Decoder::with_ip(64, &bytes, CODE, DecoderOptions::NONE).decode();
-            if d.code() == code && fuzzable(&d) {
-                ok = Some(d);
-                break;
-            }
-        }
+        // A few attempts at a sample that decodes to an implemented instruction of this form.
+        let ok = decoded_samples(code, &mut rng).find(|d| d.code() == code && fuzzable(d));
         if let Some(d) = ok {
             let f = d
                 .cpuid_features()

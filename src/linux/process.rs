@@ -4,9 +4,28 @@
 
 use crate::mem::Memory;
 
-/// Guest signal actions, the mask, the alternate stack (base, size), and the mask to restore
-/// after an rt_sigsuspend.
-pub type SignalState = (Vec<[u64; 4]>, u64, [u64; 2], Option<u64>);
+/// The guest's signal state, shared by its threads.
+pub struct SignalState {
+    /// Per signal number: the guest's sigaction (handler, flags, restorer, mask).
+    pub actions: Vec<[u64; 4]>,
+    /// The blocked-signal mask.
+    pub blocked: u64,
+    /// The alternate signal stack (base, size).
+    pub alt_stack: [u64; 2],
+    /// The mask to restore when the handler interrupting an rt_sigsuspend returns.
+    pub suspended_mask: Option<u64>,
+}
+
+impl Default for SignalState {
+    fn default() -> Self {
+        SignalState {
+            actions: vec![[0; 4]; 65],
+            blocked: 0,
+            alt_stack: [0; 2],
+            suspended_mask: None,
+        }
+    }
+}
 
 /// Per-process state the syscall layer keeps.
 pub struct Process {
@@ -18,8 +37,7 @@ pub struct Process {
     /// Executable file mappings (start, end, file offset, path): the modules whose
     /// translations the cache can keep.
     pub exec_maps: std::sync::Mutex<Vec<(u64, u64, u64, std::path::PathBuf)>>,
-    /// Guest signal actions (handler, flags, restorer, mask), the signal mask, and the
-    /// alternate stack (base, size), and the mask to restore after an rt_sigsuspend.
+    /// The guest's signal actions, mask and alternate stack.
     pub(super) signals: std::sync::Mutex<SignalState>,
 }
 
@@ -30,7 +48,7 @@ impl Process {
             exe,
             auxv: Vec::new(),
             exec_maps: Default::default(),
-            signals: std::sync::Mutex::new((vec![[0; 4]; 65], 0, [0; 2], None)),
+            signals: Default::default(),
         }
     }
 }

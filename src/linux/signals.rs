@@ -188,7 +188,7 @@ pub fn install_host(sig: usize, act: &[u64; 4]) {
 /// Signals that arrived while blocked by the guest's mask.
 pub fn pending_blocked(p: &Process) -> u64 {
     let sigs = p.signals.lock().unwrap_or_else(|e| e.into_inner());
-    PENDING.load(Ordering::SeqCst) & sigs.1
+    PENDING.load(Ordering::SeqCst) & sigs.blocked
 }
 
 /// What became of a pending signal.
@@ -213,9 +213,9 @@ impl Process {
     pub fn exec_signal_state(&self) -> (u64, u64) {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         let ignored = (1..=64usize)
-            .filter(|&s| sigs.0[s][0] == 1)
+            .filter(|&s| sigs.actions[s][0] == 1)
             .fold(0u64, |m, s| m | 1 << (s - 1));
-        (ignored, sigs.1)
+        (ignored, sigs.blocked)
     }
 
     /// The signal state a new program starts with: `inherited` = (ignored, blocked) from a
@@ -256,11 +256,11 @@ impl Process {
                 [0; 4]
             };
             if act[0] == 1 || s == libc::SIGPIPE as usize {
-                sigs.0[s] = act;
+                sigs.actions[s] = act;
                 install_host(s, &act);
             }
         }
-        sigs.1 = blocked & !UNBLOCKABLE;
+        sigs.blocked = blocked & !UNBLOCKABLE;
         // SAFETY: unblocking every host signal of this thread (delivery follows the guest mask).
         unsafe {
             let mut none: libc::sigset_t = std::mem::zeroed();
@@ -273,27 +273,27 @@ impl Process {
     pub fn deliver_signal(&self, cpu: &mut Cpu) -> Delivery {
         INTERRUPT.store(0, Ordering::SeqCst);
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
-        let pending = PENDING.load(Ordering::SeqCst) & !sigs.1;
-        let suspended = sigs.3.take();
+        let pending = PENDING.load(Ordering::SeqCst) & !sigs.blocked;
+        let suspended = sigs.suspended_mask.take();
         if pending == 0 {
             if let Some(old) = suspended {
-                sigs.1 = old;
+                sigs.blocked = old;
             }
             return Delivery::None;
         }
         let sig = pending.trailing_zeros() as usize + 1;
         PENDING.fetch_and(!(1 << (sig - 1)), Ordering::SeqCst);
-        if PENDING.load(Ordering::SeqCst) & !sigs.1 != 0 {
+        if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {
             INTERRUPT.store(1, Ordering::SeqCst);
         }
-        let act = sigs.0[sig];
+        let act = sigs.actions[sig];
         match act[0] {
             0 if default_ignores(sig) => return Delivery::None,
             0 => return Delivery::Terminate(sig as i32),
             1 => return Delivery::None,
             _ => {}
         }
-        let old_mask = suspended.unwrap_or(sigs.1);
+        let old_mask = suspended.unwrap_or(sigs.blocked);
         self.push_frame(cpu, sig, act, old_mask, sigs, [0; 3])
     }
 
@@ -304,8 +304,8 @@ impl Process {
     pub fn deliver_fault(&self, cpu: &mut Cpu, sig: i32, code: i32, addr: u64, trap: [u64; 3]) -> Delivery {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         let s = sig as usize;
-        let act = sigs.0[s];
-        if act[0] <= 1 || sigs.1 & (1 << (s - 1)) != 0 {
+        let act = sigs.actions[s];
+        if act[0] <= 1 || sigs.blocked & (1 << (s - 1)) != 0 {
             return Delivery::Terminate(sig);
         }
         // si_signo, si_errno (0); si_code; si_addr
@@ -313,7 +313,7 @@ impl Process {
         for (i, slot) in INFO[s].iter().enumerate() {
             slot.store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
         }
-        let old_mask = sigs.1;
+        let old_mask = sigs.blocked;
         self.push_frame(cpu, s, act, old_mask, sigs, trap)
     }
 
@@ -331,12 +331,12 @@ impl Process {
         if act[1] & SA_NODEFER == 0 {
             new_mask |= 1 << (sig - 1);
         }
-        sigs.1 = new_mask;
+        sigs.blocked = new_mask;
         if act[1] & SA_RESETHAND != 0 {
-            sigs.0[sig] = [0; 4];
+            sigs.actions[sig] = [0; 4];
             install_host(sig, &[0; 4]);
         }
-        let alt = sigs.2;
+        let alt = sigs.alt_stack;
         drop(sigs);
         // The frame: below the red zone (or on the alternate stack), FP state, then the
         // rt_sigframe {pretcode, ucontext, siginfo}, aligned as if the handler had been called.
@@ -437,7 +437,7 @@ impl Process {
         }
         let mask = r(uc + 296) & !UNBLOCKABLE;
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
-        sigs.1 = mask;
+        sigs.blocked = mask;
         if PENDING.load(Ordering::SeqCst) & !mask != 0 {
             INTERRUPT.store(1, Ordering::SeqCst);
         }
@@ -446,7 +446,7 @@ impl Process {
     /// After the guest unblocks signals: deliver any that arrived meanwhile.
     pub fn recheck_pending(&self) {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
-        if PENDING.load(Ordering::SeqCst) & !sigs.1 != 0 {
+        if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {
             INTERRUPT.store(1, Ordering::SeqCst);
         }
     }

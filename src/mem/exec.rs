@@ -137,21 +137,8 @@ impl Arena {
             return install(codes);
         }
         if self.chunk.is_null() || self.used + total > self.size {
-            // SAFETY: a fresh anonymous mapping, made executable below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    CHUNK,
-                    libc::PROT_READ | libc::PROT_EXEC,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(ExecMemError::Map(CHUNK, std::io::Error::last_os_error()));
-            }
-            self.chunk = p as *mut u8;
+            // Read-write until a page receives code; each is read-execute from then on.
+            self.chunk = map_rw(CHUNK)?;
             self.size = CHUNK;
             self.used = 0;
         }

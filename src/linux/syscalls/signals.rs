@@ -14,7 +14,7 @@ pub(super) fn rt_sigaction(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Resu
     }
     let mut sigs = proc.signals.lock().unwrap_or_else(|e| e.into_inner());
     if a[2] != 0 {
-        let old = sigs.0[sig];
+        let old = sigs.actions[sig];
         for (i, w) in old.iter().enumerate() {
             proc.mem.write_u64(a[2] + i as u64 * 8, *w).map_err(|_| EFAULT)?;
         }
@@ -26,7 +26,7 @@ pub(super) fn rt_sigaction(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Resu
             // SAFETY: p..p+32 is inside the reservation.
             *w = unsafe { ((p + i as u64 * 8) as *const u64).read_unaligned() };
         }
-        sigs.0[sig] = act;
+        sigs.actions[sig] = act;
         install_host(sig, &act);
     }
     Ok(0)
@@ -35,19 +35,19 @@ pub(super) fn rt_sigaction(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Resu
 pub(super) fn rt_sigprocmask(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
     let mut sigs = proc.signals.lock().unwrap_or_else(|e| e.into_inner());
     if a[2] != 0 {
-        proc.mem.write_u64(a[2], sigs.1).map_err(|_| EFAULT)?;
+        proc.mem.write_u64(a[2], sigs.blocked).map_err(|_| EFAULT)?;
     }
     if a[1] != 0 {
         let p = proc.buf(a[1], 8)?;
         // SAFETY: 8 bytes inside the reservation.
         let set = unsafe { (p as *const u64).read_unaligned() };
         match a[0] {
-            0 => sigs.1 |= set,
-            1 => sigs.1 &= !set,
-            2 => sigs.1 = set,
+            0 => sigs.blocked |= set,
+            1 => sigs.blocked &= !set,
+            2 => sigs.blocked = set,
             _ => return Err(EINVAL),
         }
-        sigs.1 &= !UNBLOCKABLE;
+        sigs.blocked &= !UNBLOCKABLE;
         drop(sigs);
         proc.recheck_pending();
     }
@@ -73,8 +73,8 @@ pub(super) fn rt_sigsuspend(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Res
     let mask = unsafe { (p as *const u64).read_unaligned() };
     {
         let mut sigs = proc.signals.lock().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut sigs.1, mask);
-        sigs.3 = Some(old);
+        let old = std::mem::replace(&mut sigs.blocked, mask);
+        sigs.suspended_mask = Some(old);
     }
     // SAFETY: waits for any host signal with none blocked.
     unsafe {
@@ -90,7 +90,7 @@ pub(super) fn rt_sigsuspend(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Res
 pub(super) fn sigaltstack(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
     let mut sigs = proc.signals.lock().unwrap_or_else(|e| e.into_inner());
     if a[1] != 0 {
-        let old = sigs.2;
+        let old = sigs.alt_stack;
         proc.mem.write_u64(a[1], old[0]).map_err(|_| EFAULT)?;
         proc.mem
             .write_u64(a[1] + 8, if old[1] == 0 { 2 } else { 0 })
@@ -108,7 +108,7 @@ pub(super) fn sigaltstack(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Resul
                 q.add(2).read_unaligned(),
             )
         };
-        sigs.2 = if fl & 2 != 0 { [0, 0] } else { [sp, sz] };
+        sigs.alt_stack = if fl & 2 != 0 { [0, 0] } else { [sp, sz] };
     }
     Ok(0)
 }

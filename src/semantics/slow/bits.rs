@@ -3,7 +3,7 @@
 //! rcr), each setting its flags as a raw RFLAGS value.
 
 use super::super::concrete::{load, store, Live};
-use super::super::operand::{ea, op_size, read_op, read_rmw, write_op};
+use super::super::operand::{ea, op_size, read_op, read_rmw, write_op, write_zero_count_result};
 use super::{arith_flags, set_raw};
 use crate::cpu::flags::{self, size_mask, Flags};
 use crate::cpu::ops::Values;
@@ -115,14 +115,6 @@ fn count(cpu: &Cpu, ins: &Instruction, n: u32, size: u8) -> u64 {
     cnt & if size == 8 { 63 } else { 31 }
 }
 
-/// A count of 0 changes nothing, but a 32-bit register destination is still written
-/// (zero-extended).
-fn write_back_unchanged(cpu: &mut Cpu, ins: &Instruction, size: u8, d: u64, a: Option<u64>) {
-    if size == 4 && ins.op_kind(0) == OpKind::Register {
-        write_op(&mut Live::new(cpu), ins, 0, size, d, a);
-    }
-}
-
 /// shld, shrd: the destination shifted with bits from the source filling in.
 pub(super) fn double_shift(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let m = ins.mnemonic();
@@ -133,7 +125,7 @@ pub(super) fn double_shift(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> 
     let s = read_op(&mut e, ins, 1, size).ok_or(BAD)?;
     let cnt = count(e.cpu, ins, 2, size) as u32;
     if cnt == 0 {
-        write_back_unchanged(cpu, ins, size, d, a);
+        write_zero_count_result(&mut e, ins, size, d, a);
         return Ok(());
     }
     let mask = size_mask(size);
@@ -176,7 +168,7 @@ pub(super) fn rotate(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let (d, a) = read_rmw(&mut e, ins, 0, size).ok_or(BAD)?;
     let cnt = count(e.cpu, ins, 1, size);
     if cnt == 0 {
-        write_back_unchanged(cpu, ins, size, d, a);
+        write_zero_count_result(&mut e, ins, size, d, a);
         return Ok(());
     }
     let f = arith_flags(e.cpu);
