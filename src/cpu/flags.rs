@@ -346,6 +346,22 @@ pub fn store_flags(cpu: &mut Cpu, f: Flags<u64>) {
     cpu.flags_aux = f.aux;
 }
 
+/// Sets the arithmetic flags to raw RFLAGS bits (an instruction that computes them whole:
+/// comparisons of floats, sahf, popf, bit tests...).
+pub fn store_raw_flags(cpu: &mut Cpu, rflags: u64) {
+    store_flags(
+        cpu,
+        Flags {
+            kind: FlagKind::Raw,
+            size: 8,
+            res: rflags,
+            a: 0,
+            b: 0,
+            aux: 0,
+        },
+    );
+}
+
 /// Whether the condition `cc` holds for the CPU's flags.
 pub fn cpu_cond(cpu: &Cpu, cc: Cc) -> bool {
     cond(&mut Values, &cpu_flags(cpu), cc) != 0

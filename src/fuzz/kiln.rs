@@ -3,8 +3,8 @@
 
 use super::{from_fx_image, fx_image, Case, Outcome, State, CODE, FX_AREA, SCRATCH, SCRATCH_LEN};
 
-use crate::cpu::flags::{rflags, store_flags, Flags};
-use crate::cpu::{exit, fault, rflags as rf, Cpu, FlagKind};
+use crate::cpu::flags::{rflags, store_raw_flags};
+use crate::cpu::{exit, fault, rflags as rf, Cpu};
 use crate::decode::decode_block;
 use crate::jit::Jit;
 use crate::mem::exec::RewritableCode;
@@ -51,17 +51,7 @@ impl Kiln {
         cpu.interrupt = &*self.interrupt as *const AtomicU64 as u64;
         cpu.gpr = c.state.gpr;
         cpu.rip = CODE;
-        store_flags(
-            &mut cpu,
-            Flags {
-                kind: FlagKind::Raw,
-                size: 8,
-                res: c.state.rflags & rf::ARITH,
-                a: 0,
-                b: 0,
-                aux: 0,
-            },
-        );
+        store_raw_flags(&mut cpu, c.state.rflags & rf::ARITH);
         cpu.df = (c.state.rflags >> 10) & 1;
         // x87, MXCSR and XMM from the same FXSAVE image the native side loads.
         self.mem

@@ -3,7 +3,7 @@
 //! `rt_sigreturn` restores the interrupted state from it.
 
 use super::process::{Process, SignalState};
-use crate::cpu::flags::{rflags, store_flags, Flags};
+use crate::cpu::flags::{rflags, store_raw_flags};
 use crate::cpu::Cpu;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -420,17 +420,7 @@ impl Process {
         cpu.rip = r(g + 8 * 16);
         let fl = r(g + 8 * 17);
         cpu.df = (fl >> 10) & 1;
-        store_flags(
-            cpu,
-            Flags {
-                kind: crate::cpu::FlagKind::Raw,
-                size: 8,
-                res: fl & crate::cpu::rflags::ARITH,
-                a: 0,
-                b: 0,
-                aux: 0,
-            },
-        );
+        store_raw_flags(cpu, fl & crate::cpu::rflags::ARITH);
         let fp = r(g + 8 * 23);
         if fp != 0 {
             crate::cpu::fxsave::fxrstor_from(cpu, fp);

@@ -6,7 +6,7 @@
 use super::concrete::{host, Live};
 use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
 use super::table::{row, Family};
-use crate::cpu::flags::{cpu_flags, sext, size_mask, store_flags, Cc};
+use crate::cpu::flags::{cpu_flags, sext, size_mask, store_flags, store_raw_flags, Cc};
 use crate::cpu::{rflags as rf, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
@@ -246,15 +246,5 @@ fn bit_test_modify(cpu: &mut Cpu, ins: &Instruction, o: &Operands) {
         _ => old ^ (1 << bit),
     });
     let f = crate::cpu::flags::materialize(&mut crate::cpu::ops::Values, &cpu_flags(cpu));
-    store_flags(
-        cpu,
-        crate::cpu::flags::Flags {
-            kind: FlagKind::Raw,
-            size: 8,
-            res: (f & !rf::CF) | ((old >> bit) & 1),
-            a: 0,
-            b: 0,
-            aux: 0,
-        },
-    );
+    store_raw_flags(cpu, (f & !rf::CF) | ((old >> bit) & 1));
 }

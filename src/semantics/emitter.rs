@@ -87,6 +87,6 @@ pub trait Emitter: Ops {
     fn jump(&mut self, target: Self::V);
     /// Ends the block with a system call; execution continues at `next` afterwards.
     fn syscall(&mut self, next: u64);
-    /// Runs an instruction whose semantics are written over concrete state (`slow.rs`).
+    /// Runs an instruction whose semantics are written over concrete state (`slow::exec`).
     fn slow(&mut self, ins: &Instruction);
 }

@@ -1,7 +1,7 @@
 //! x86-64 semantics: the index of the instruction families and the route an instruction takes
 //! to them (`classify`). Families written over the `Emitter` trait (`generic`, `sse`) run in the
 //! baseline tier over concrete values and in the JIT over Cranelift values; the families written
-//! over concrete state (`slow.rs` and the others it dispatches to) are reached by both tiers
+//! over concrete state (`slow` and the families it routes to) are reached by both tiers
 //! through `Emitter::slow`.
 
 pub mod atomic;

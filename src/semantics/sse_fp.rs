@@ -7,8 +7,8 @@ use super::fp::{self, FOp, W};
 use super::operand::{gpr, op_size, write_gpr};
 use super::sse::{get, src_concrete, xmm_idx};
 use super::table::{row, Family};
-use crate::cpu::flags::{store_flags, Flags};
-use crate::cpu::{fault, Cpu, FlagKind};
+use crate::cpu::flags::store_raw_flags;
+use crate::cpu::{fault, Cpu};
 use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 use Mnemonic::*;
 
@@ -336,17 +336,7 @@ fn comi(cpu: &mut Cpu, ins: &Instruction, w: W, signal: bool, mx: &mut u32) -> R
     let x = dst(ins)?;
     let b = src(cpu, ins, 1, bytes(w))? as u64;
     let f = fp::comi(w, cpu.xmm[x][0], b, signal, mx);
-    store_flags(
-        cpu,
-        Flags {
-            kind: FlagKind::Raw,
-            size: 8,
-            res: f,
-            a: 0,
-            b: 0,
-            aux: 0,
-        },
-    );
+    store_raw_flags(cpu, f);
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use super::super::concrete::Live;
 use super::super::operand::{gpr, op_size, read_gpr, read_op, write_gpr, Gpr};
-use super::super::slow::set_raw as set_raw_flags;
+use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Instruction, Mnemonic::*, Register};
 
@@ -22,7 +22,7 @@ fn logic_flags(cpu: &mut Cpu, res: u64, bits: u32, cf: bool) {
     if cf {
         f |= rf::CF;
     }
-    set_raw_flags(cpu, f);
+    store_raw_flags(cpu, f);
 }
 
 /// One instruction's operand size and access to its operands.

@@ -2,8 +2,7 @@
 
 use super::super::concrete::{load, store, Live};
 use super::super::operand::{ea, op_size, read_op, write_op};
-use super::super::slow::set_raw as set_raw_flags;
-use crate::cpu::flags::rflags;
+use crate::cpu::flags::{rflags, store_raw_flags};
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Code, Instruction};
 
@@ -49,6 +48,6 @@ pub(super) fn cmpxchg16b(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         cpu.gpr[2] = hi;
         f &= !rf::ZF;
     }
-    set_raw_flags(cpu, f);
+    store_raw_flags(cpu, f);
     Ok(())
 }

@@ -5,9 +5,9 @@
 use super::super::concrete::{store, Live};
 use super::super::fp::{self, FOp, W};
 use super::super::operand::{ea, gpr, write_gpr};
-use super::super::slow::set_raw as set_raw_flags;
 use super::super::vector::sext;
 use super::{float_lanes, from_float_lanes, get, lane, ls, pk, src, xmm, Operands};
+use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Instruction, Mnemonic::*, OpKind};
 
@@ -261,7 +261,7 @@ pub(super) fn ptest(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     if !a & b == 0 {
         f |= rf::CF;
     }
-    set_raw_flags(cpu, f);
+    store_raw_flags(cpu, f);
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 
 use super::super::concrete::Live;
 use super::super::operand::{gpr, op_size, read_gpr, read_op, write_gpr};
-use super::super::slow::set_raw as set_raw_flags;
 use super::super::vector::sext;
 use super::{get, lane, pk, set, src, xmm};
+use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Code, Instruction, Mnemonic::*};
 
@@ -174,7 +174,7 @@ pub(super) fn pcmpstr(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     } else {
         set(cpu, 0, match_mask(res2, s.n, s.width(), most_significant));
     }
-    set_raw_flags(cpu, s.flags(res2));
+    store_raw_flags(cpu, s.flags(res2));
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 
 use super::super::concrete::{load, store, Live};
 use super::super::operand::{ea, op_size, read_op, read_rmw, write_op, write_zero_count_result};
-use super::{arith_flags, set_raw};
-use crate::cpu::flags::{self, size_mask, Flags};
+use super::arith_flags;
+use crate::cpu::flags::{self, size_mask, store_raw_flags, Flags};
 use crate::cpu::ops::Values;
 use crate::cpu::{fault, rflags as rf, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic, OpKind};
@@ -51,7 +51,7 @@ pub(super) fn bit_test(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         }
     }
     let f = arith_flags(cpu);
-    set_raw(cpu, (f & !rf::CF) | cf);
+    store_raw_flags(cpu, (f & !rf::CF) | cf);
     Ok(())
 }
 
@@ -67,7 +67,7 @@ pub(super) fn bit_count(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     match m {
         Bsf | Bsr => {
             if src == 0 {
-                set_raw(cpu, f | rf::ZF);
+                store_raw_flags(cpu, f | rf::ZF);
             } else {
                 let r = if m == Bsf {
                     src.trailing_zeros() as u64
@@ -75,12 +75,12 @@ pub(super) fn bit_count(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                     63 - src.leading_zeros() as u64
                 };
                 write(cpu, r)?;
-                set_raw(cpu, f & !rf::ZF);
+                store_raw_flags(cpu, f & !rf::ZF);
             }
         }
         Popcnt => {
             write(cpu, src.count_ones() as u64)?;
-            set_raw(cpu, if src == 0 { rf::ZF } else { 0 });
+            store_raw_flags(cpu, if src == 0 { rf::ZF } else { 0 });
         }
         _ => {
             let r = if m == Tzcnt {
@@ -96,7 +96,7 @@ pub(super) fn bit_count(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
             if r == 0 {
                 nf |= rf::ZF;
             }
-            set_raw(cpu, nf);
+            store_raw_flags(cpu, nf);
         }
     }
     Ok(())
@@ -154,7 +154,7 @@ pub(super) fn double_shift(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> 
     f |= cf;
     let sign_changed = ((r ^ d) >> (bits - 1)) & 1;
     f |= sign_changed << 11;
-    set_raw(cpu, f);
+    store_raw_flags(cpu, f);
     Ok(())
 }
 
@@ -177,7 +177,7 @@ pub(super) fn rotate(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         _ => rotate_through_carry(m == Rcl, d, f & 1, cnt, bits),
     };
     write_op(&mut e, ins, 0, size, r, a).ok_or(BAD)?;
-    set_raw(cpu, (f & !(rf::CF | rf::OF)) | cf | (of << 11));
+    store_raw_flags(cpu, (f & !(rf::CF | rf::OF)) | cf | (of << 11));
     Ok(())
 }
 

@@ -15,9 +15,9 @@ pub use system::{cpuid, hwcap};
 use super::operand::Gpr;
 use super::table::{row, unfuzzed, Family, Fuzz, Rows};
 use crate::cpu::flags;
-use crate::cpu::flags::{cpu_flags, store_flags, Flags};
+use crate::cpu::flags::{cpu_flags, store_flags};
 use crate::cpu::ops::Values;
-use crate::cpu::{exit, fault, Cpu, FlagKind};
+use crate::cpu::{exit, fault, Cpu};
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 /// One row's implementation: runs the instruction, `Err(fault code)` on a guest fault.
@@ -203,21 +203,6 @@ pub fn fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
     }
 }
 
-/// Sets the arithmetic flags from a raw RFLAGS value.
-pub(super) fn set_raw(cpu: &mut Cpu, f: u64) {
-    store_flags(
-        cpu,
-        Flags {
-            kind: FlagKind::Raw,
-            size: 8,
-            res: f,
-            a: 0,
-            b: 0,
-            aux: 0,
-        },
-    );
-}
-
 /// The arithmetic flags as a raw RFLAGS value.
 fn arith_flags(cpu: &Cpu) -> u64 {
     flags::materialize(&mut Values, &cpu_flags(cpu))
@@ -277,31 +262,6 @@ fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
     ins
 }
 
-/// The lazy-flags record, saved to be put back when an instruction is undone.
-type FlagRecord = (u64, u64, u64, u64, u64, u64);
-
-fn save_flag_record(cpu: &Cpu) -> FlagRecord {
-    (
-        cpu.flags_kind,
-        cpu.flags_size,
-        cpu.flags_res,
-        cpu.flags_a,
-        cpu.flags_b,
-        cpu.flags_aux,
-    )
-}
-
-fn restore_flag_record(cpu: &mut Cpu, fl: FlagRecord) {
-    (
-        cpu.flags_kind,
-        cpu.flags_size,
-        cpu.flags_res,
-        cpu.flags_a,
-        cpu.flags_b,
-        cpu.flags_aux,
-    ) = fl;
-}
-
 /// Runs an SSE instruction with MXCSR's exception masks honoured: when the flags it raises
 /// include an unmasked one, the instruction writes no result (#XM, `fault::SIMD`), and MXCSR
 /// gets the flags the CPU sets then: only the pre-computation ones (invalid, denormal, divide)
@@ -312,7 +272,7 @@ fn simd_exceptions(cpu: &mut Cpu, run: impl FnOnce(&mut Cpu) -> Result<(), u64>)
         return run(cpu);
     }
     let (xmm, gpr) = (cpu.xmm, cpu.gpr);
-    let fl = save_flag_record(cpu);
+    let fl = cpu_flags(cpu);
     cpu.mxcsr = before & !0x3f;
     let r = run(cpu);
     let raised = cpu.mxcsr & 0x3f;
@@ -320,7 +280,7 @@ fn simd_exceptions(cpu: &mut Cpu, run: impl FnOnce(&mut Cpu) -> Result<(), u64>)
     if r.is_ok() && unmasked != 0 {
         cpu.xmm = xmm;
         cpu.gpr = gpr;
-        restore_flag_record(cpu, fl);
+        store_flags(cpu, fl);
         let pre = super::fp::mx::IE | super::fp::mx::DE | super::fp::mx::ZE;
         cpu.mxcsr = before | if unmasked & pre != 0 { raised & pre } else { raised };
         return Err(fault::SIMD);

@@ -4,8 +4,8 @@
 
 use super::super::concrete::{load, store, Live};
 use super::super::operand::{ea, read_op, write_op};
-use super::{arith_flags, set_raw};
-use crate::cpu::flags::rflags;
+use super::arith_flags;
+use crate::cpu::flags::{rflags, store_raw_flags};
 use crate::cpu::{fault, fxsave, rflags as rf, Cpu};
 use iced_x86::{Instruction, Mnemonic};
 
@@ -115,7 +115,7 @@ pub(super) fn popfq(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
     let f = load(cpu, sp, 8);
     cpu.gpr[4] = sp.wrapping_add(8);
     cpu.df = (f >> 10) & 1;
-    set_raw(cpu, f & rf::ARITH);
+    store_raw_flags(cpu, f & rf::ARITH);
     Ok(())
 }
 
@@ -155,7 +155,7 @@ pub(super) fn lahf(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
 pub(super) fn sahf(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
     let f = arith_flags(cpu);
     let ah = (cpu.gpr[0] >> 8) & 0xd5;
-    set_raw(cpu, (f & !0xd5) | ah);
+    store_raw_flags(cpu, (f & !0xd5) | ah);
     Ok(())
 }
 

@@ -3,8 +3,7 @@
 
 use super::load_store::load_mem;
 use super::{has_memory, sti, Fpu, C0, C1, C2, C3, DE, IE};
-use crate::cpu::flags::{store_flags, Flags};
-use crate::cpu::FlagKind;
+use crate::cpu::flags::store_raw_flags;
 use iced_x86::{Instruction, Mnemonic};
 use rustc_apfloat::ieee::X87DoubleExtended as Ext;
 use rustc_apfloat::Float;
@@ -75,17 +74,7 @@ pub(super) fn fcomi(f: &mut Fpu, ins: &Instruction) {
         Some(Ordering::Equal) => 0x40,
         Some(Ordering::Greater) => 0,
     };
-    store_flags(
-        f.cpu,
-        Flags {
-            kind: FlagKind::Raw,
-            size: 8,
-            res: fl,
-            a: 0,
-            b: 0,
-            aux: 0,
-        },
-    );
+    store_raw_flags(f.cpu, fl);
     if matches!(m, Fcomip | Fucomip) {
         f.pop();
     }

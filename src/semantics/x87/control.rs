@@ -1,6 +1,6 @@
 //! Stack and register control with no arithmetic: freeing registers, moving the stack top,
 //! and the no-operations. (fldcw, fnstcw, fnstsw, fnstenv, fldenv, fnsave, frstor, fninit and
-//! fnclex live with the other state moves in `slow.rs`.)
+//! fnclex live with the other state moves in `slow/x87_env.rs`.)
 
 use super::{sti, Fpu};
 use iced_x86::{Instruction, Mnemonic};
