@@ -1,6 +1,6 @@
 //! Run statistics, printed at exit under `KILN_STATS=1` (table) or `KILN_STATS=json`.
 
-#[derive(Default, Debug, serde::Serialize)]
+#[derive(Default, Debug, Clone, serde::Serialize)]
 pub struct Stats {
     pub guest_insns_interp: u64,
     pub guest_insns_compiled: u64,
@@ -13,6 +13,23 @@ pub struct Stats {
     pub units_stored: u64,
     pub compile_us: u64,
     pub interp_us: u64,
+}
+
+/// Sums the statistics of several threads.
+impl std::ops::AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, o: &Stats) {
+        self.guest_insns_interp += o.guest_insns_interp;
+        self.guest_insns_compiled += o.guest_insns_compiled;
+        self.blocks_decoded += o.blocks_decoded;
+        self.units_compiled += o.units_compiled;
+        self.units_loaded += o.units_loaded;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.cache_rejected += o.cache_rejected;
+        self.units_stored += o.units_stored;
+        self.compile_us += o.compile_us;
+        self.interp_us += o.interp_us;
+    }
 }
 
 impl Stats {

@@ -108,6 +108,7 @@ corpus! {
     robust_mutexes_survive_their_owner => "robust_mutex.c", timing_dependent = true;
     proc_self_maps_and_auxv => "proc_self.c";
     build_tool_syscalls => "syscalls_misc.c";
+    four_threads_with_private_workloads => "threads_work.c", args = &["300"], timing_dependent = true;
 }
 
 /// Thread and signal programs run repeatedly in every tier: no hang, no difference.

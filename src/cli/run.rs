@@ -28,13 +28,9 @@ pub(super) fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsStri
     let (program, argv, data) = loader::script::resolve_script(program, argv)?;
     let cache = cache_dir(&opts);
     let mut engine = start(&opts, &program, &argv, &execfn, data, cache)?;
+    engine.set_program(&program, started);
     let outcome = engine.run();
-    engine.persist();
-    engine.finish_stats();
-    engine.record_usage(&program, started.elapsed());
-    if let Ok(mode) = std::env::var("KILN_STATS") {
-        engine.stats.report(&mode);
-    }
+    engine.finish_process();
     match outcome {
         Outcome::Exit(c) | Outcome::ExitGroup(c) => Ok(c & 0xff),
         Outcome::Signal(s) => linux::signals::die_of(s),

@@ -29,8 +29,9 @@ pub(super) struct Compiles {
     rx: mpsc::Receiver<Finished>,
     /// Compiles queued and not yet collected.
     pub pending: usize,
-    /// Units compiled in this run, for the cache.
-    pub new_units: Vec<NewUnit>,
+    /// How many of the process's compiled units this thread has looked at
+    /// (`Registry::compiled_len`).
+    pub seen: usize,
 }
 
 impl Default for Compiles {
@@ -41,7 +42,7 @@ impl Default for Compiles {
             tx,
             rx,
             pending: 0,
-            new_units: Vec::new(),
+            seen: 0,
         }
     }
 }
@@ -77,6 +78,9 @@ impl Engine {
             return;
         };
         self.units.list[i].queued = true;
+        if !self.shared.registry.claim_compile(block.start) {
+            return; // another thread compiles it; `pull_compiled` brings it here
+        }
         self.compiles.pending += 1;
         let tx = self.compiles.tx.clone();
         pool.spawn(move || {
@@ -100,31 +104,55 @@ impl Engine {
             self.stats.compile_us += us;
             match r {
                 Ok(cu) => ok.push((i, cu)),
-                Err(e) => crate::klog!("jit", "{e}; the block stays in the baseline tier"),
+                Err(e) => {
+                    crate::klog!("jit", "{e}; the block stays in the baseline tier");
+                    if let Some(b) = &self.units.list[i].block {
+                        self.shared.registry.release_compile(b.start);
+                    }
+                }
             }
         }
         if ok.is_empty() {
             return;
         }
         let codes: Vec<&[u8]> = ok.iter().map(|(_, c)| &c.code[..]).collect();
-        let fns = match self.compiles.arena.install(&codes) {
-            Ok(f) => f,
-            Err(e) => {
-                crate::klog!("jit", "{e}");
-                return;
-            }
-        };
+        let Some(fns) = self.install_copies(&codes) else { return };
+        let mut published = Vec::with_capacity(ok.len());
         for ((i, cu), f) in ok.into_iter().zip(fns) {
             self.stats.units_compiled += 1;
             self.units.list[i].code = Some(f);
             if let Some(b) = self.units.list[i].block.clone() {
                 self.units.chain_insert(b.start, f);
-                self.compiles.new_units.push(NewUnit {
+                published.push(NewUnit {
                     rip: b.start,
                     guest_len: b.len,
                     unit: cu,
                 });
             }
+        }
+        self.shared.registry.publish(published);
+    }
+
+    /// Takes copies of the units other threads compiled for blocks this thread still runs in
+    /// the baseline tier.
+    pub(super) fn pull_compiled(&mut self) {
+        let (news, len) = self.shared.registry.compiled_since(self.compiles.seen);
+        self.compiles.seen = len;
+        let wanted: Vec<(usize, &NewUnit)> = news
+            .iter()
+            .filter_map(|n| {
+                let i = *self.units.index.get(&n.rip)?;
+                self.units.list[i].code.is_none().then_some((i, &**n))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let codes: Vec<&[u8]> = wanted.iter().map(|(_, n)| &n.unit.code[..]).collect();
+        let Some(fns) = self.install_copies(&codes) else { return };
+        for ((i, n), f) in wanted.into_iter().zip(fns) {
+            self.units.list[i].code = Some(f);
+            self.units.chain_insert(n.rip, f);
         }
     }
 }

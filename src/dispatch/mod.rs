@@ -8,6 +8,7 @@
 mod compile;
 mod modules;
 mod persist;
+mod registry;
 pub mod runtime;
 mod threads;
 mod units;
@@ -16,11 +17,13 @@ use crate::cpu::{exit, Cpu};
 use crate::decode::Block;
 use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
+use crate::linux::wake::Wake;
 use crate::linux::{Process, SysResult};
 use crate::stats::Stats;
 use cache_format::{ConfigId, Hash, ModuleOffset};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use compile::HOT_THRESHOLD;
 
@@ -69,7 +72,7 @@ pub enum Outcome {
 }
 
 /// What every guest thread of a process shares: the tier, the JIT and its trampoline, the
-/// compile workers, the configuration id and the main module.
+/// compile workers, the configuration id, the main module and the translations.
 #[derive(Clone)]
 struct Shared {
     tier: Tier,
@@ -80,6 +83,9 @@ struct Shared {
     pool: Option<Arc<rayon::ThreadPool>>,
     config: Option<ConfigId>,
     module: Module,
+    registry: Arc<registry::Registry>,
+    /// The program and when the run started (for the usage record).
+    program: Option<(Arc<PathBuf>, Instant)>,
 }
 
 /// One guest thread's dispatcher.
@@ -97,7 +103,8 @@ pub struct Engine {
     cache: Option<PathBuf>,
     units: units::Units,
     compiles: compile::Compiles,
-    modules: modules::Modules,
+    /// This thread's wake word (`Cpu::interrupt` points at it).
+    wake: Wake,
 }
 
 impl Engine {
@@ -127,9 +134,11 @@ impl Engine {
             pool,
             config,
             module,
+            registry: Default::default(),
+            program: None,
         };
-        let libs = extra.iter().map(|m| (m.lo, m.hi, Some(*m))).collect();
-        let mut e = Engine::assemble(cpu, proc, shared, libs, cache);
+        shared.registry.lock().modules.libs = extra.iter().map(|m| (m.lo, m.hi, Some(*m))).collect();
+        let mut e = Engine::assemble(cpu, proc, shared, cache);
         e.is_main = true;
         if let Some(dir) = e.cache.clone() {
             for m in std::iter::once(module).chain(extra) {
@@ -141,13 +150,7 @@ impl Engine {
 
     /// A dispatcher with empty unit tables over a CPU, wired to the helper table, the signal
     /// word and its own chaining table.
-    fn assemble(
-        cpu: Box<Cpu>,
-        proc: Arc<Process>,
-        shared: Shared,
-        libs: Vec<modules::Lib>,
-        cache: Option<PathBuf>,
-    ) -> Engine {
+    fn assemble(cpu: Box<Cpu>, proc: Arc<Process>, shared: Shared, cache: Option<PathBuf>) -> Engine {
         let mut e = Engine {
             cpu,
             proc,
@@ -158,10 +161,11 @@ impl Engine {
             cache,
             units: units::Units::default(),
             compiles: compile::Compiles::default(),
-            modules: modules::Modules::new(libs),
+            wake: Wake::claim(),
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
-        e.cpu.interrupt = &crate::linux::signals::INTERRUPT as *const _ as u64;
+        e.cpu.interrupt = e.wake.addr();
+        e.shared.registry.count_running(1);
         e.cpu.chain_table = e.units.chain_table_addr();
         e
     }
@@ -173,7 +177,13 @@ impl Engine {
             if self.compiles.pending > 0 {
                 self.collect_compiled(false);
             }
-            if crate::linux::signals::INTERRUPT.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            if self.shared.registry.compiled_len() != self.compiles.seen {
+                self.pull_compiled();
+            }
+            if self.wake.take() {
+                if self.shared.registry.stopping() {
+                    self.park();
+                }
                 if let Delivery::Terminate(sig) = self.proc.deliver_signal(&mut self.cpu) {
                     return Outcome::Signal(sig);
                 }
@@ -225,7 +235,11 @@ impl Engine {
 
     /// Runs the system call the guest asked for; Some when the thread or process ends.
     fn syscall(&mut self) -> Option<Outcome> {
-        match self.proc.syscall(&mut self.cpu) {
+        // A thread blocked in the kernel is not waited for when the process ends.
+        self.shared.registry.count_running(-1);
+        let r = self.proc.syscall(&mut self.cpu);
+        self.shared.registry.count_running(1);
+        match r {
             SysResult::Continue => None,
             SysResult::Exit(c) => Some(Outcome::ExitGroup(c)),
             SysResult::ExitThread(c) if self.is_main => Some(Outcome::ExitGroup(c)),
@@ -258,9 +272,54 @@ impl Engine {
         }
     }
 
-    /// Final statistics of the run.
-    pub fn finish_stats(&mut self) {
+    /// Stops this thread for good: the process is ending on another thread. Its statistics
+    /// join those of the ended threads first.
+    fn park(&mut self) -> ! {
+        self.end_thread();
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// What a thread leaves when it stops: its statistics, and its wake word.
+    fn end_thread(&mut self) {
+        self.finish_thread_stats();
+        self.shared.registry.add_ended(&self.stats);
+        self.shared.registry.count_running(-1);
+        self.wake.release();
+    }
+
+    /// Ends the process from this thread, once the guest asked for it: stops the other threads,
+    /// gives this run's translations to the cache, records the run and prints the statistics.
+    /// A thread that finds another thread ending the process already stops instead.
+    pub fn finish_process(&mut self) {
+        if !self.shared.registry.stop_others() {
+            self.park();
+        }
+        self.persist();
+        self.finish_stats();
+        if let Some((program, started)) = self.shared.program.clone() {
+            self.record_usage(&program, started.elapsed());
+        }
+        if let Ok(mode) = std::env::var("KILN_STATS") {
+            self.stats.report(&mode);
+        }
+    }
+
+    /// Names the program this process runs and when it started, for the usage record.
+    pub fn set_program(&mut self, program: &Path, started: Instant) {
+        self.shared.program = Some((Arc::new(program.to_path_buf()), started));
+    }
+
+    /// This thread's statistics, complete: the instructions its compiled code ran.
+    fn finish_thread_stats(&mut self) {
         self.stats.guest_insns_compiled = self.cpu.insns_compiled;
+    }
+
+    /// Final statistics of the run: this thread's and those of the threads that ended.
+    pub fn finish_stats(&mut self) {
+        self.finish_thread_stats();
+        self.stats += &self.shared.registry.ended();
     }
 }
 

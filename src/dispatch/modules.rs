@@ -2,6 +2,7 @@
 //! identified by the blake3 hash of their file the first time their code runs, their cached
 //! units taken from the cache, and the per-module use recorded in the cache's usage log.
 
+use super::registry::Cached;
 use super::units::CachedUnit;
 use super::{Engine, Module};
 use crate::cache::{self, file_name, usage};
@@ -13,13 +14,15 @@ use std::path::Path;
 pub(super) type Lib = (u64, u64, Option<Module>);
 
 /// How this run used one module.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct ModuleUse {
     name: String,
     loaded: u64,
     hits: u64,
 }
 
+/// The process's modules (shared by its threads, in the `Registry`).
+#[derive(Default, Clone)]
 pub(super) struct Modules {
     /// Modules other than the main one holding code, found as the guest runs their code.
     pub libs: Vec<Lib>,
@@ -27,13 +30,6 @@ pub(super) struct Modules {
 }
 
 impl Modules {
-    pub fn new(libs: Vec<Lib>) -> Self {
-        Modules {
-            libs,
-            usage: HashMap::new(),
-        }
-    }
-
     /// Counts a cache hit in its module (if Kiln knows the module).
     pub fn count_hit(&mut self, module: Option<Module>) {
         if let Some(m) = module {
@@ -50,7 +46,9 @@ impl Engine {
         if inside(main.lo, main.hi) {
             return Some(main);
         }
-        self.modules
+        let registry = self.shared.registry.lock();
+        registry
+            .modules
             .libs
             .iter()
             .rev()
@@ -61,7 +59,11 @@ impl Engine {
     /// Identifies the executable file mapping holding `rip` (first time its code runs) and
     /// loads that module's cached units.
     pub(super) fn discover_module(&mut self, rip: u64) {
-        if self.modules.libs.iter().any(|(lo, hi, _)| rip >= *lo && rip < *hi) {
+        let known = |e: &Engine| {
+            let r = e.shared.registry.lock();
+            r.modules.libs.iter().any(|(lo, hi, _)| rip >= *lo && rip < *hi)
+        };
+        if known(self) {
             return;
         }
         let found = {
@@ -81,10 +83,14 @@ impl Engine {
             lo: start,
             hi: end,
         });
+        // Another thread may have identified it meanwhile.
+        if known(self) {
+            return;
+        }
         if let Some(m) = &module {
             self.name_module(m.hash, Path::new(&path));
         }
-        self.modules.libs.push((start, end, module));
+        self.shared.registry.lock().modules.libs.push((start, end, module));
         if let (Some(m), Some(dir)) = (module, self.cache.clone()) {
             self.load_cache(&dir, &m);
         }
@@ -98,7 +104,8 @@ impl Engine {
         let loaded = cache::load::load_module(dir, &module.hash, config);
         self.stats.cache_rejected += loaded.rejected;
         self.stats.units_loaded += loaded.units.len() as u64;
-        self.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
+        let mut registry = self.shared.registry.lock();
+        registry.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
         for u in loaded.units {
             // Units are position-independent: they serve the module wherever it is loaded.
             let rip = module.address_of(u.offset);
@@ -108,19 +115,21 @@ impl Engine {
                 ninsns: u.ninsns,
                 guest_hash: u.guest_hash,
             };
-            self.units.cached.insert(rip, unit);
+            registry.cached.insert(rip, Cached { unit, verified: false });
         }
     }
 
     /// Names a module for the usage statistics (by its file name).
     pub fn name_module(&mut self, hash: Hash, path: &Path) {
-        self.modules.usage.entry(hash).or_default().name = file_name(path);
+        let mut registry = self.shared.registry.lock();
+        registry.modules.usage.entry(hash).or_default().name = file_name(path);
     }
 
     /// Appends this run's record to the cache's usage log (runs that use the cache only).
     pub fn record_usage(&self, program: &Path, wall: std::time::Duration) {
         let Some(dir) = &self.cache else { return };
-        let modules = self
+        let registry = self.shared.registry.lock();
+        let modules = registry
             .modules
             .usage
             .iter()

@@ -27,7 +27,8 @@ impl Engine {
             return;
         };
         let todo = self.uncompiled_blocks();
-        let mut entries = self.entries_for(&self.compiles.new_units, config);
+        let compiled = self.shared.registry.compiled_since(0).0;
+        let mut entries = self.entries_for(compiled.iter().map(|n| &**n), config);
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
         if entries.is_empty() && todo.is_empty() {
             return;
@@ -54,13 +55,17 @@ impl Engine {
         host::exit_now(0);
     }
 
-    /// Blocks of known modules that ran only in the baseline tier.
+    /// Blocks of known modules that ran only in the baseline tier, in any thread.
     fn uncompiled_blocks(&self) -> Vec<Arc<Block>> {
-        self.units
-            .list
-            .iter()
-            .filter(|u| u.code.is_none())
-            .filter_map(|u| u.block.clone())
+        let blocks: Vec<Arc<Block>> = {
+            let registry = self.shared.registry.lock();
+            (registry.blocks.iter())
+                .filter(|(rip, _)| !registry.compiled_at.contains_key(rip))
+                .map(|(_, b)| b.clone())
+                .collect()
+        };
+        blocks
+            .into_iter()
             .filter(|b| !b.insns.is_empty() && self.module_of(b.start, b.len).is_some())
             .collect()
     }
@@ -82,12 +87,12 @@ impl Engine {
                 })
                 .collect()
         });
-        self.entries_for(&compiled, config)
+        self.entries_for(compiled.iter(), config)
     }
 
     /// Cache entries for compiled units of known modules (code from anonymous or unidentified
     /// memory is never persisted).
-    fn entries_for(&self, units: &[NewUnit], config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
+    fn entries_for<'a>(&self, units: impl Iterator<Item = &'a NewUnit>, config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
         let mut entries = Vec::new();
         for n in units {
             let Some(module) = self.module_of(n.rip, n.guest_len) else {

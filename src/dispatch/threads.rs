@@ -4,7 +4,7 @@
 
 use super::{compile, Engine, Outcome};
 use crate::linux::CloneArgs;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 const CLONE_SETTLS: u64 = 0x80000;
 const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
@@ -24,7 +24,7 @@ impl Engine {
             cpu.fs_base = c.tls;
         }
         cpu.insns_compiled = 0;
-        let (proc, shared, libs) = (self.proc.clone(), self.shared.clone(), self.modules.libs.clone());
+        let (proc, shared, cache) = (self.proc.clone(), self.shared.clone(), self.cache.clone());
         let clear_tid = (c.flags & CLONE_CHILD_CLEARTID != 0 && c.ctid != 0).then_some(c.ctid);
         let set_tid = (c.flags & CLONE_CHILD_SETTID != 0 && c.ctid != 0).then_some(c.ctid);
         let parent_tid = (c.flags & CLONE_PARENT_SETTID != 0 && c.ptid != 0).then_some(c.ptid);
@@ -36,7 +36,7 @@ impl Engine {
             for a in [set_tid, parent_tid].into_iter().flatten() {
                 let _ = proc.mem.write_bytes(a, &(tid as u32).to_le_bytes());
             }
-            let mut e = Engine::assemble(cpu, proc, shared, libs, None);
+            let mut e = Engine::assemble(cpu, proc, shared, cache);
             e.clear_tid = clear_tid;
             let _ = tx.send(tid);
             e.run_thread();
@@ -52,13 +52,20 @@ impl Engine {
     fn run_thread(&mut self) {
         match self.run() {
             Outcome::Exit(_) => {}
-            Outcome::ExitGroup(c) => std::process::exit(c & 0xff),
-            Outcome::Signal(sig) => crate::linux::signals::die_of(sig),
+            Outcome::ExitGroup(c) => {
+                self.finish_process();
+                std::process::exit(c & 0xff)
+            }
+            Outcome::Signal(sig) => {
+                self.finish_process();
+                crate::linux::signals::die_of(sig)
+            }
             Outcome::Exec(_) => {
                 eprintln!("kiln: execve from a secondary thread is not supported yet");
                 std::process::exit(127);
             }
         }
+        self.end_thread();
         crate::linux::syscalls::exit_thread(&self.proc.mem, self.clear_tid);
     }
 
@@ -68,6 +75,8 @@ impl Engine {
         std::mem::forget(self.shared.pool.take());
         self.shared.pool = compile::new_pool();
         self.compiles.after_fork();
+        self.shared.registry = Arc::new(self.shared.registry.for_forked_child());
+        self.compiles.seen = 0;
         // Libraries with global worker threads (the cache index among them) may hold locks
         // that no thread of the child will release: a forked child does not write the cache
         // (it usually execs at once, and the new program writes its own).

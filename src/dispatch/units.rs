@@ -2,6 +2,8 @@
 //! block for the baseline tier and, once compiled or found in the cache, its host code), and
 //! the chaining table through which compiled units jump straight to the next one.
 
+use super::compile::NewUnit;
+use super::registry::Cached;
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block};
 use crate::jit::UnitFn;
@@ -22,6 +24,7 @@ pub(super) struct Unit {
 }
 
 /// A unit found in the cache, used once its guest bytes are verified.
+#[derive(Clone, Copy)]
 pub(super) struct CachedUnit {
     pub code: UnitFn,
     pub guest_len: u64,
@@ -31,9 +34,7 @@ pub(super) struct CachedUnit {
 
 pub(super) struct Units {
     pub list: Vec<Unit>,
-    index: AddrMap<usize>,
-    /// Units from the cache, by guest rip, not yet checked against the guest's bytes.
-    pub cached: AddrMap<CachedUnit>,
+    pub index: AddrMap<usize>,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
     chain: Box<[[u64; 2]]>,
 }
@@ -43,7 +44,6 @@ impl Default for Units {
         Units {
             list: Vec::new(),
             index: AddrMap::default(),
-            cached: AddrMap::default(),
             chain: new_chain_table(),
         }
     }
@@ -78,13 +78,18 @@ fn new_chain_table() -> Box<[[u64; 2]]> {
 }
 
 impl Engine {
-    /// Finds or creates the unit for `rip`: a known one, a cached translation whose guest
-    /// bytes still match, or a freshly decoded block (compiled at once under `--tier jit`).
+    /// Finds or creates the unit for `rip`: a known one, one another thread compiled, a cached
+    /// translation whose guest bytes still match, or a freshly decoded block (compiled at once
+    /// under `--tier jit`).
     pub(super) fn unit_for(&mut self, rip: u64) -> usize {
         if let Some(&i) = self.units.index.get(&rip) {
             return i;
         }
-        if let Some(c) = self.units.cached.remove(&rip) {
+        if let Some(i) = self.unit_compiled_elsewhere(rip) {
+            return i;
+        }
+        let cached = self.shared.registry.lock().cached.get(&rip).copied();
+        if let Some(c) = cached {
             if let Some(i) = self.use_cached(rip, c) {
                 return i;
             }
@@ -92,7 +97,7 @@ impl Engine {
         } else if self.cache.is_some() {
             if self.module_of(rip, 1).is_none() {
                 self.discover_module(rip);
-                if self.units.cached.contains_key(&rip) {
+                if self.shared.registry.lock().cached.contains_key(&rip) {
                     return self.unit_for(rip);
                 }
             }
@@ -101,23 +106,58 @@ impl Engine {
         self.decode_unit(rip)
     }
 
-    /// The unit for a cached translation, if its guest bytes match the ones it came from.
-    fn use_cached(&mut self, rip: u64, c: CachedUnit) -> Option<usize> {
-        let bytes = self.guest_bytes(rip, c.guest_len)?;
-        if blake3::hash(bytes).as_bytes() != &c.guest_hash {
-            return None;
+    /// The unit for a cached translation, if its guest bytes match the ones it came from (the
+    /// first thread to meet it checks; a mismatch drops it for every thread).
+    fn use_cached(&mut self, rip: u64, c: Cached) -> Option<usize> {
+        if !c.verified {
+            let matches = self
+                .guest_bytes(rip, c.unit.guest_len)
+                .is_some_and(|b| blake3::hash(b).as_bytes() == &c.unit.guest_hash);
+            let mut registry = self.shared.registry.lock();
+            if !matches {
+                registry.cached.remove(&rip);
+                return None;
+            }
+            if let Some(e) = registry.cached.get_mut(&rip) {
+                e.verified = true;
+            }
         }
         self.stats.cache_hits += 1;
-        self.modules.count_hit(self.module_of(rip, c.guest_len));
-        self.units.chain_insert(rip, c.code);
+        let module = self.module_of(rip, c.unit.guest_len);
+        self.shared.registry.lock().modules.count_hit(module);
+        Some(self.add_compiled(rip, c.unit.code, c.unit.ninsns))
+    }
+
+    /// The unit for a block another thread of this process compiled: this thread's own copy of
+    /// the code.
+    fn unit_compiled_elsewhere(&mut self, rip: u64) -> Option<usize> {
+        let n = self.shared.registry.compiled(rip)?;
+        let f = self.install_copies(&[&n.unit.code])?.into_iter().next()?;
+        Some(self.add_compiled(rip, f, n.unit.ninsns as u64))
+    }
+
+    /// Installs copies of compiled code in this thread's arena.
+    pub(super) fn install_copies(&mut self, codes: &[&[u8]]) -> Option<Vec<UnitFn>> {
+        match self.compiles.arena.install(codes) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                crate::klog!("jit", "{e}");
+                None
+            }
+        }
+    }
+
+    /// A new unit that runs as compiled code.
+    fn add_compiled(&mut self, rip: u64, code: UnitFn, ninsns: u64) -> usize {
+        self.units.chain_insert(rip, code);
         let unit = Unit {
             block: None,
-            code: Some(c.code),
-            ninsns: c.ninsns,
+            code: Some(code),
+            ninsns,
             count: 0,
             queued: true,
         };
-        Some(self.units.add(rip, unit))
+        self.units.add(rip, unit)
     }
 
     /// Decodes the block at `rip` into a new unit.
@@ -129,6 +169,7 @@ impl Engine {
         self.stats.blocks_decoded += 1;
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);
+        self.shared.registry.lock().blocks.insert(rip, block.clone());
         let mut unit = Unit {
             block: Some(block.clone()),
             code: None,
@@ -143,7 +184,8 @@ impl Engine {
         self.units.add(rip, unit)
     }
 
-    /// Compiles a block on this thread and installs it (`--tier jit`).
+    /// Compiles a block on this thread and installs it (`--tier jit`); other threads take it
+    /// from the registry.
     fn compile_now(&mut self, block: &Block) -> Option<UnitFn> {
         let jit = self.shared.jit.as_ref()?;
         let t = Instant::now();
@@ -156,17 +198,14 @@ impl Engine {
         };
         self.stats.compile_us += t.elapsed().as_micros() as u64;
         self.stats.units_compiled += 1;
-        match self.compiles.arena.install(&[&cu.code]) {
-            Ok(f) => {
-                let f = *f.first()?;
-                self.units.chain_insert(block.start, f);
-                Some(f)
-            }
-            Err(e) => {
-                crate::klog!("jit", "{e}");
-                None
-            }
-        }
+        let f = *self.install_copies(&[&cu.code])?.first()?;
+        self.units.chain_insert(block.start, f);
+        self.shared.registry.publish(vec![NewUnit {
+            rip: block.start,
+            guest_len: block.len,
+            unit: cu,
+        }]);
+        Some(f)
     }
 
     /// The guest's bytes at [rip, rip+len), if all of them are readable.

@@ -9,6 +9,7 @@ pub mod host;
 pub mod process;
 pub mod signals;
 pub mod syscalls;
+pub mod wake;
 
 pub use process::Process;
 pub use syscalls::{CloneArgs, ExecRequest, SysResult};

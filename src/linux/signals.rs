@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signals received and not yet delivered (bit n-1 for signal n).
 static PENDING: AtomicU64 = AtomicU64::new(0);
-/// Non-zero when compiled code should return to the dispatcher at its next unit entry.
-pub static INTERRUPT: AtomicU64 = AtomicU64::new(0);
 /// The host siginfo of the last instance of each signal (128 bytes each).
 static INFO: [[AtomicU64; 16]; 65] = [const { [const { AtomicU64::new(0) }; 16] }; 65];
 
@@ -34,7 +32,7 @@ extern "C" fn on_host_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut li
             }
         }
         PENDING.fetch_or(1 << (sig - 1), Ordering::SeqCst);
-        INTERRUPT.store(1, Ordering::SeqCst);
+        super::wake::wake_all();
     }
 }
 
@@ -271,7 +269,6 @@ impl Process {
 
     /// Delivers one pending, unmasked signal to the guest, if any.
     pub fn deliver_signal(&self, cpu: &mut Cpu) -> Delivery {
-        INTERRUPT.store(0, Ordering::SeqCst);
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         let pending = PENDING.load(Ordering::SeqCst) & !sigs.blocked;
         let suspended = sigs.suspended_mask.take();
@@ -284,7 +281,7 @@ impl Process {
         let sig = pending.trailing_zeros() as usize + 1;
         PENDING.fetch_and(!(1 << (sig - 1)), Ordering::SeqCst);
         if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {
-            INTERRUPT.store(1, Ordering::SeqCst);
+            super::wake::wake_all();
         }
         let act = sigs.actions[sig];
         match act[0] {
@@ -429,7 +426,7 @@ impl Process {
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         sigs.blocked = mask;
         if PENDING.load(Ordering::SeqCst) & !mask != 0 {
-            INTERRUPT.store(1, Ordering::SeqCst);
+            super::wake::wake_all();
         }
     }
 
@@ -437,7 +434,7 @@ impl Process {
     pub fn recheck_pending(&self) {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {
-            INTERRUPT.store(1, Ordering::SeqCst);
+            super::wake::wake_all();
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::pointers::{EFAULT, EINVAL};
 use super::{Args, Process, Result, SysResult};
 use crate::cpu::Cpu;
-use crate::linux::signals::{install_host, pending_blocked, INTERRUPT, UNBLOCKABLE};
+use crate::linux::signals::{install_host, pending_blocked, UNBLOCKABLE};
 
 /// rt_sigaction: recorded, and the host disposition made to follow.
 pub(super) fn rt_sigaction(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
@@ -82,7 +82,7 @@ pub(super) fn rt_sigsuspend(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Res
         libc::sigemptyset(&mut none);
         libc::sigsuspend(&none);
     }
-    INTERRUPT.store(1, std::sync::atomic::Ordering::SeqCst);
+    crate::linux::wake::wake_all();
     Ok(-(libc::EINTR as i64))
 }
 

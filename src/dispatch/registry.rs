@@ -1,0 +1,160 @@
+//! What the guest threads of one process share about translations: the units taken from the
+//! cache (checked against the guest's bytes once, by whichever thread meets them first), the
+//! units compiled in this run by any thread, the blocks decoded so far (compiled at exit for the
+//! cache if they never got hot), the modules code comes from and how this run used them, and
+//! the statistics of threads that have ended.
+//!
+//! Each thread keeps its own unit table, its own executable copies of compiled units and its own
+//! chaining table (`units.rs`): it asks here on a miss, and pulls what other threads compiled
+//! when `compiled_len` moves (`Engine::pull_compiled`). Compiled code is relocation-free, so a
+//! copy runs anywhere; a thread's arena only ever holds code that thread runs.
+
+use super::compile::NewUnit;
+use super::modules::Modules;
+use super::units::CachedUnit;
+use crate::decode::Block;
+use crate::mem::AddrMap;
+use crate::stats::Stats;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Default)]
+pub(super) struct Registry {
+    state: Mutex<State>,
+    /// `state.compiled.len()`, readable without the lock: a thread that saw a smaller value
+    /// has units to pull.
+    compiled_len: AtomicUsize,
+    /// The statistics of the threads that have ended, summed.
+    ended: Mutex<Stats>,
+    /// Set when the process is ending: threads that reach their dispatcher stop there.
+    stopping: AtomicBool,
+    /// Threads running guest code or Kiln's own (not parked, not blocked in a syscall).
+    running: AtomicUsize,
+}
+
+/// A unit from the cache, and whether its guest bytes were found to match.
+#[derive(Clone, Copy)]
+pub(super) struct Cached {
+    pub unit: CachedUnit,
+    pub verified: bool,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    /// Units from the cache by guest rip.
+    pub cached: AddrMap<Cached>,
+    /// Units compiled in this run, in the order they were finished.
+    pub compiled: Vec<Arc<NewUnit>>,
+    /// Index in `compiled` by guest rip.
+    pub compiled_at: AddrMap<usize>,
+    /// Rips some thread has queued for compilation.
+    pub compiling: AddrMap<()>,
+    /// Every block decoded in this run, by rip.
+    pub blocks: AddrMap<Arc<Block>>,
+    pub modules: Modules,
+}
+
+impl Registry {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many units have been compiled in this run.
+    pub fn compiled_len(&self) -> usize {
+        self.compiled_len.load(Ordering::Acquire)
+    }
+
+    /// Claims the compilation of the block at `rip`; false if another thread has it already
+    /// (queued or done).
+    pub fn claim_compile(&self, rip: u64) -> bool {
+        let mut s = self.lock();
+        if s.compiled_at.contains_key(&rip) || s.compiling.contains_key(&rip) {
+            return false;
+        }
+        s.compiling.insert(rip, ());
+        true
+    }
+
+    /// Makes compiled units available to every thread (and to the cache at exit).
+    pub fn publish(&self, units: Vec<NewUnit>) {
+        let mut s = self.lock();
+        for u in units {
+            s.compiling.remove(&u.rip);
+            let at = s.compiled.len();
+            s.compiled_at.insert(u.rip, at);
+            s.compiled.push(Arc::new(u));
+        }
+        self.compiled_len.store(s.compiled.len(), Ordering::Release);
+    }
+
+    /// A compile that failed: the block may be claimed again.
+    pub fn release_compile(&self, rip: u64) {
+        self.lock().compiling.remove(&rip);
+    }
+
+    /// The compiled unit for `rip`, if a thread compiled one in this run.
+    pub fn compiled(&self, rip: u64) -> Option<Arc<NewUnit>> {
+        let s = self.lock();
+        s.compiled_at.get(&rip).map(|&i| s.compiled[i].clone())
+    }
+
+    /// The units compiled since the first `from`, and the new count.
+    pub fn compiled_since(&self, from: usize) -> (Vec<Arc<NewUnit>>, usize) {
+        let s = self.lock();
+        (s.compiled.get(from..).unwrap_or_default().to_vec(), s.compiled.len())
+    }
+
+    /// Adds the statistics of a thread that ends.
+    pub fn add_ended(&self, stats: &Stats) {
+        *self.ended.lock().unwrap_or_else(|e| e.into_inner()) += stats;
+    }
+
+    /// The summed statistics of the threads that have ended.
+    pub fn ended(&self) -> Stats {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks every other thread to stop at its next return to the dispatcher (the process is
+    /// ending, as exit_group or a fatal signal ends it natively) and waits a little for those
+    /// running to do so. False if another thread is ending the process already.
+    pub fn stop_others(&self) -> bool {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        crate::linux::wake::wake_all();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+        while self.running.load(Ordering::SeqCst) > 1 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    /// Counts a thread that starts running (or comes back from a blocking syscall), or one
+    /// that stops (`delta` -1).
+    pub fn count_running(&self, delta: isize) {
+        if delta > 0 {
+            self.running.fetch_add(delta as usize, Ordering::SeqCst);
+        } else {
+            self.running.fetch_sub(delta.unsigned_abs(), Ordering::SeqCst);
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// For a forked child, whose only thread is the one that forked: a registry with the
+    /// parent's cached units and modules (when no other thread of the parent held the lock at
+    /// the fork; otherwise an empty one, since that state may be half-written).
+    pub fn for_forked_child(&self) -> Registry {
+        let mut state = State::default();
+        if let Ok(s) = self.state.try_lock() {
+            state.cached = s.cached.clone();
+            state.modules = s.modules.clone();
+        }
+        Registry {
+            state: Mutex::new(state),
+            ..Registry::default()
+        }
+    }
+}
