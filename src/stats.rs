@@ -13,6 +13,10 @@ pub struct Stats {
     pub units_stored: u64,
     pub compile_us: u64,
     pub interp_us: u64,
+    /// Units dropped because the guest changed their code.
+    pub units_invalidated: u64,
+    /// Units on pages written as often as run, which check their bytes at each entry.
+    pub volatile_units: u64,
 }
 
 /// Sums the statistics of several threads.
@@ -29,6 +33,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.units_stored += o.units_stored;
         self.compile_us += o.compile_us;
         self.interp_us += o.interp_us;
+        self.units_invalidated += o.units_invalidated;
+        self.volatile_units += o.volatile_units;
     }
 }
 
@@ -60,5 +66,9 @@ impl Stats {
             self.cache_hits, self.cache_misses, self.cache_rejected
         );
         eprintln!("  units stored at exit               {:>14}", self.units_stored);
+        eprintln!(
+            "  units invalidated / volatile       {:>6} / {}",
+            self.units_invalidated, self.volatile_units
+        );
     }
 }

@@ -17,6 +17,8 @@ pub struct Block {
     pub flags_live: Vec<bool>,
     /// Bytes covered, from `start`.
     pub len: u64,
+    /// The guest bytes the block was decoded from (`len` of them).
+    pub bytes: Vec<u8>,
     /// The block stops before an instruction Kiln cannot run (or bytes that do not decode):
     /// its address and bytes.
     pub stop: Option<(u64, Vec<u8>, Instruction)>,
@@ -72,6 +74,7 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
         routes,
         flags_live,
         len,
+        bytes: buf[..len as usize].to_vec(),
         stop,
     }
 }

@@ -3,8 +3,10 @@
 //! executable arena at the next dispatch, and kept for the cache.
 
 use super::Engine;
+use crate::decode::Block;
 use crate::jit::{CompiledUnit, JitError};
 use crate::mem::exec::Arena;
+use cache_format::Hash;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
@@ -15,7 +17,20 @@ pub const HOT_THRESHOLD: u32 = 64;
 pub(super) struct NewUnit {
     pub rip: u64,
     pub guest_len: u64,
+    /// The blake3 hash of the guest bytes it was compiled from.
+    pub guest_hash: Hash,
     pub unit: CompiledUnit,
+}
+
+impl NewUnit {
+    pub fn new(block: &Block, unit: CompiledUnit) -> NewUnit {
+        NewUnit {
+            rip: block.start,
+            guest_len: block.len,
+            guest_hash: *blake3::hash(&block.bytes).as_bytes(),
+            unit,
+        }
+    }
 }
 
 /// (unit index, result, compile time in microseconds)
@@ -120,14 +135,13 @@ impl Engine {
         let mut published = Vec::with_capacity(ok.len());
         for ((i, cu), f) in ok.into_iter().zip(fns) {
             self.stats.units_compiled += 1;
+            if self.units.list[i].dead {
+                continue; // its guest bytes changed while it compiled
+            }
             self.units.list[i].code = Some(f);
             if let Some(b) = self.units.list[i].block.clone() {
-                self.units.chain_insert(b.start, f);
-                published.push(NewUnit {
-                    rip: b.start,
-                    guest_len: b.len,
-                    unit: cu,
-                });
+                self.units.chain_unit(i, f);
+                published.push(NewUnit::new(&b, cu));
             }
         }
         self.shared.registry.publish(published);
@@ -142,7 +156,11 @@ impl Engine {
             .iter()
             .filter_map(|n| {
                 let i = *self.units.index.get(&n.rip)?;
-                self.units.list[i].code.is_none().then_some((i, &**n))
+                let u = &self.units.list[i];
+                // Only for the same bytes: another thread may have compiled older code.
+                let same = u.block.as_ref()?.bytes.len() as u64 == n.guest_len
+                    && blake3::hash(&u.block.as_ref()?.bytes).as_bytes() == &n.guest_hash;
+                (u.code.is_none() && same).then_some((i, &**n))
             })
             .collect();
         if wanted.is_empty() {
@@ -150,9 +168,9 @@ impl Engine {
         }
         let codes: Vec<&[u8]> = wanted.iter().map(|(_, n)| &n.unit.code[..]).collect();
         let Some(fns) = self.install_copies(&codes) else { return };
-        for ((i, n), f) in wanted.into_iter().zip(fns) {
+        for ((i, _), f) in wanted.into_iter().zip(fns) {
             self.units.list[i].code = Some(f);
-            self.units.chain_insert(n.rip, f);
+            self.units.chain_unit(i, f);
         }
     }
 }

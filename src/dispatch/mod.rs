@@ -177,6 +177,9 @@ impl Engine {
             if self.compiles.pending > 0 {
                 self.collect_compiled(false);
             }
+            if crate::mem::watch::epoch() != self.units.log_cursor {
+                self.drop_changed_code();
+            }
             if self.shared.registry.compiled_len() != self.compiles.seen {
                 self.pull_compiled();
             }
@@ -207,11 +210,16 @@ impl Engine {
     /// no instruction can run there.
     fn step(&mut self) -> Result<u64, Outcome> {
         let rip = self.cpu.rip;
-        let i = self.unit_for(rip);
+        let mut i = self.unit_for(rip);
+        if !self.still_matches(i) {
+            self.units.drop_unit(i);
+            self.stats.units_invalidated += 1;
+            i = self.unit_for(rip);
+        }
         if let (Some(f), Some(enter)) = (self.units.list[i].code, self.shared.enter) {
             // A unit reached through the dispatcher takes (back) its chaining slot, so that
             // the next exit to it from compiled code goes straight there.
-            self.units.chain_insert(rip, f);
+            self.units.chain_unit(i, f);
             // SAFETY: `f` is executable compiled code with the unit signature, entered through
             // the trampoline, and the context it receives is this engine's CPU.
             return Ok(unsafe { enter(&mut *self.cpu, f) });

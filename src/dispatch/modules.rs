@@ -115,7 +115,13 @@ impl Engine {
                 ninsns: u.ninsns,
                 guest_hash: u.guest_hash,
             };
-            registry.cached.insert(rip, Cached { unit, verified: false });
+            registry.cached.insert(
+                rip,
+                Cached {
+                    unit,
+                    verified_at: None,
+                },
+            );
         }
     }
 

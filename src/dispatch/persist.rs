@@ -78,13 +78,7 @@ impl Engine {
         use rayon::prelude::*;
         let compiled: Vec<NewUnit> = pool.install(|| {
             todo.par_iter()
-                .filter_map(|b| {
-                    jit.compile(b).ok().map(|unit| NewUnit {
-                        rip: b.start,
-                        guest_len: b.len,
-                        unit,
-                    })
-                })
+                .filter_map(|b| jit.compile(b).ok().map(|unit| NewUnit::new(b, unit)))
                 .collect()
         });
         self.entries_for(compiled.iter(), config)
@@ -105,6 +99,10 @@ impl Engine {
             let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
                 continue;
             };
+            // Code that changed since it was translated is not the module's any more.
+            if blake3::hash(bytes).as_bytes() != &n.guest_hash {
+                continue;
+            }
             let key = UnitKey {
                 module: module.hash,
                 config,
@@ -114,7 +112,7 @@ impl Engine {
                 load_base: module.load_bias,
                 guest_len: n.guest_len as u32,
                 ninsns: n.unit.ninsns,
-                guest_hash: *blake3::hash(bytes).as_bytes(),
+                guest_hash: n.guest_hash,
                 code: n.unit.code.clone(),
             };
             entries.push((key, entry));

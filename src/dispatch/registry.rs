@@ -32,11 +32,12 @@ pub(super) struct Registry {
     running: AtomicUsize,
 }
 
-/// A unit from the cache, and whether its guest bytes were found to match.
+/// A unit from the cache, and the code epoch (`mem::watch::epoch`) at which its guest bytes
+/// were last found to match.
 #[derive(Clone, Copy)]
 pub(super) struct Cached {
     pub unit: CachedUnit,
-    pub verified: bool,
+    pub verified_at: Option<u64>,
 }
 
 #[derive(Default)]

@@ -26,6 +26,7 @@ pub fn runtime() -> Option<&'static Runtime> {
         .get_or_init(|| match Runtime::build() {
             Ok(r) => {
                 linux::signals::install_fault_handlers(r.landing());
+                crate::mem::watch::enable(linux::wake::wake_all);
                 interp::register_trampoline(r.enter(), r.interp());
                 Some(r)
             }

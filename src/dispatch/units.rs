@@ -7,6 +7,7 @@ use super::registry::Cached;
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block};
 use crate::jit::UnitFn;
+use crate::mem::watch::Watch;
 use crate::mem::{AddrMap, GUEST_MASK};
 use crate::semantics;
 use cache_format::Hash;
@@ -14,6 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub(super) struct Unit {
+    pub rip: u64,
+    /// Guest bytes covered, from `rip`.
+    pub guest_len: u64,
     pub block: Option<Arc<Block>>,
     pub code: Option<UnitFn>,
     pub ninsns: u64,
@@ -21,6 +25,27 @@ pub(super) struct Unit {
     pub count: u32,
     /// Compiled, being compiled, or never to be compiled again.
     pub queued: bool,
+    /// Dropped because its guest bytes changed: nothing leads to it any more.
+    pub dead: bool,
+    /// For a unit on a volatile page (`mem::watch`): the guest bytes it was made from,
+    /// compared at each entry (such units are never chained).
+    pub check: Option<Box<[u8]>>,
+}
+
+impl Unit {
+    fn new(rip: u64, guest_len: u64, ninsns: u64) -> Unit {
+        Unit {
+            rip,
+            guest_len,
+            block: None,
+            code: None,
+            ninsns,
+            count: 0,
+            queued: false,
+            dead: false,
+            check: None,
+        }
+    }
 }
 
 /// A unit found in the cache, used once its guest bytes are verified.
@@ -35,8 +60,12 @@ pub(super) struct CachedUnit {
 pub(super) struct Units {
     pub list: Vec<Unit>,
     pub index: AddrMap<usize>,
+    /// Units by guest page (a unit is listed under each page it covers).
+    pub by_page: AddrMap<Vec<usize>>,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
     chain: Box<[[u64; 2]]>,
+    /// How far this thread has read the code change log (`mem::watch::changes_since`).
+    pub log_cursor: u64,
 }
 
 impl Default for Units {
@@ -44,7 +73,9 @@ impl Default for Units {
         Units {
             list: Vec::new(),
             index: AddrMap::default(),
+            by_page: AddrMap::default(),
             chain: new_chain_table(),
+            log_cursor: crate::mem::watch::epoch(),
         }
     }
 }
@@ -55,17 +86,51 @@ impl Units {
         self.chain.as_ptr() as u64
     }
 
-    /// Lets compiled code jump straight to `code` when it leaves for `rip`.
-    pub fn chain_insert(&mut self, rip: u64, code: UnitFn) {
-        self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
+    /// Lets compiled code jump straight to unit `i`'s `code` when it leaves for its rip
+    /// (unless the unit must check its bytes at entry, which only the dispatcher does).
+    pub fn chain_unit(&mut self, i: usize, code: UnitFn) {
+        let u = &self.list[i];
+        if u.check.is_none() && !u.dead {
+            self.chain[crate::cpu::chain_slot(u.rip) as usize] = [u.rip, code.addr()];
+        }
     }
 
-    fn add(&mut self, rip: u64, u: Unit) -> usize {
+    fn add(&mut self, u: Unit) -> usize {
         let i = self.list.len();
+        self.index.insert(u.rip, i);
+        for page in pages(u.rip, u.guest_len) {
+            self.by_page.entry(page).or_default().push(i);
+        }
         self.list.push(u);
-        self.index.insert(rip, i);
         i
     }
+
+    /// Drops unit `i`: no rip and no chaining slot leads to it any more.
+    pub fn drop_unit(&mut self, i: usize) {
+        let u = &mut self.list[i];
+        if u.dead {
+            return;
+        }
+        u.dead = true;
+        u.queued = true;
+        u.block = None;
+        let rip = u.rip;
+        if let Some(code) = u.code.take() {
+            let slot = &mut self.chain[crate::cpu::chain_slot(rip) as usize];
+            if *slot == [rip, code.addr()] {
+                *slot = [u64::MAX, 0];
+            }
+        }
+        if self.index.get(&rip) == Some(&i) {
+            self.index.remove(&rip);
+        }
+    }
+}
+
+/// The guest page numbers [rip, rip+len) covers.
+pub(super) fn pages(rip: u64, len: u64) -> impl Iterator<Item = u64> {
+    use crate::mem::PAGE;
+    rip / PAGE..=rip.saturating_add(len.max(1) - 1) / PAGE
 }
 
 /// An empty chaining table. Zeroed memory costs nothing until touched; an entry matches when
@@ -107,33 +172,48 @@ impl Engine {
     }
 
     /// The unit for a cached translation, if its guest bytes match the ones it came from (the
-    /// first thread to meet it checks; a mismatch drops it for every thread).
+    /// first thread to meet it checks, again whenever guest code changed since; a mismatch
+    /// drops it for every thread).
     fn use_cached(&mut self, rip: u64, c: Cached) -> Option<usize> {
-        if !c.verified {
-            let matches = self
-                .guest_bytes(rip, c.unit.guest_len)
-                .is_some_and(|b| blake3::hash(b).as_bytes() == &c.unit.guest_hash);
+        let watch = self.watch_code(rip, c.unit.guest_len);
+        let epoch = crate::mem::watch::epoch();
+        if c.verified_at != Some(epoch) || watch == Watch::Volatile {
+            let matches = self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);
             let mut registry = self.shared.registry.lock();
             if !matches {
                 registry.cached.remove(&rip);
                 return None;
             }
             if let Some(e) = registry.cached.get_mut(&rip) {
-                e.verified = true;
+                e.verified_at = Some(epoch);
             }
         }
         self.stats.cache_hits += 1;
         let module = self.module_of(rip, c.unit.guest_len);
         self.shared.registry.lock().modules.count_hit(module);
-        Some(self.add_compiled(rip, c.unit.code, c.unit.ninsns))
+        let mut unit = Unit::new(rip, c.unit.guest_len, c.unit.ninsns);
+        unit.queued = true;
+        Some(self.add_compiled(unit, c.unit.code, watch))
     }
 
-    /// The unit for a block another thread of this process compiled: this thread's own copy of
-    /// the code.
+    /// The unit for a block another thread of this process compiled (if the guest bytes are
+    /// still those it was compiled from): this thread's own copy of the code.
     fn unit_compiled_elsewhere(&mut self, rip: u64) -> Option<usize> {
         let n = self.shared.registry.compiled(rip)?;
+        let watch = self.watch_code(rip, n.guest_len);
+        if !self.bytes_hash_to(rip, n.guest_len, &n.guest_hash) {
+            return None;
+        }
         let f = self.install_copies(&[&n.unit.code])?.into_iter().next()?;
-        Some(self.add_compiled(rip, f, n.unit.ninsns as u64))
+        let mut unit = Unit::new(rip, n.guest_len, n.unit.ninsns as u64);
+        unit.queued = true;
+        Some(self.add_compiled(unit, f, watch))
+    }
+
+    /// Whether the guest bytes at [rip, rip+len) hash to `hash`.
+    fn bytes_hash_to(&self, rip: u64, len: u64, hash: &Hash) -> bool {
+        self.guest_bytes(rip, len)
+            .is_some_and(|b| blake3::hash(b).as_bytes() == hash)
     }
 
     /// Installs copies of compiled code in this thread's arena.
@@ -147,41 +227,67 @@ impl Engine {
         }
     }
 
-    /// A new unit that runs as compiled code.
-    fn add_compiled(&mut self, rip: u64, code: UnitFn, ninsns: u64) -> usize {
-        self.units.chain_insert(rip, code);
-        let unit = Unit {
-            block: None,
-            code: Some(code),
-            ninsns,
-            count: 0,
-            queued: true,
-        };
-        self.units.add(rip, unit)
+    /// Adds a unit that runs as compiled code.
+    fn add_compiled(&mut self, mut unit: Unit, code: UnitFn, watch: Watch) -> usize {
+        if watch == Watch::Volatile {
+            unit.check = self.guest_bytes(unit.rip, unit.guest_len).map(Box::from);
+            self.stats.volatile_units += 1;
+        }
+        unit.code = Some(code);
+        let i = self.units.add(unit);
+        self.units.chain_unit(i, code);
+        i
     }
 
-    /// Decodes the block at `rip` into a new unit.
+    /// Declares [rip, rip+len) translated (`mem::watch`): how its pages are watched.
+    fn watch_code(&self, rip: u64, len: u64) -> Watch {
+        self.proc.mem.watch_code(rip, len).0
+    }
+
+    /// Decodes the block at `rip` into a new unit. The bytes are decoded from a copy, and
+    /// compared with the guest's after their pages are watched: a write that came in between
+    /// means decoding again.
     fn decode_unit(&mut self, rip: u64) -> usize {
         let len = self.proc.mem.readable_len(rip, 4096);
-        let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]);
-        let block = decode_block(code, rip, semantics::classify);
-        crate::klog!("decode", "decoding the block at {rip:#x}");
-        self.stats.blocks_decoded += 1;
+        let mut block;
+        let mut watch;
+        let mut tries = 0;
+        loop {
+            let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]).to_vec();
+            block = decode_block(&code, rip, semantics::classify);
+            crate::klog!("decode", "decoding the block at {rip:#x}");
+            self.stats.blocks_decoded += 1;
+            let newly;
+            (watch, newly) = self.proc.mem.watch_code(rip, block.len);
+            tries += 1;
+            let unchanged = !newly || self.guest_bytes(rip, block.len).is_none_or(|b| b == &block.bytes[..]);
+            if unchanged || tries == 3 {
+                if !unchanged {
+                    watch = Watch::Volatile;
+                }
+                break;
+            }
+        }
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);
         self.shared.registry.lock().blocks.insert(rip, block.clone());
-        let mut unit = Unit {
-            block: Some(block.clone()),
-            code: None,
-            ninsns,
-            count: 0,
-            queued: false,
-        };
-        if self.shared.tier == Tier::Jit && ninsns > 0 && self.shared.jit.is_some() {
-            unit.code = self.compile_now(&block);
-            unit.queued = true;
+        let mut unit = Unit::new(rip, block.len, ninsns);
+        unit.block = Some(block.clone());
+        if watch == Watch::Volatile {
+            unit.check = Some(block.bytes.clone().into_boxed_slice());
+            self.stats.volatile_units += 1;
         }
-        self.units.add(rip, unit)
+        let i = self.units.add(unit);
+        if self.shared.tier == Tier::Jit && ninsns > 0 && self.shared.jit.is_some() {
+            let code = self.compile_now(&block);
+            let u = &mut self.units.list[i];
+            u.code = code;
+            u.queued = true;
+            if let Some(f) = code {
+                self.units.chain_unit(i, f);
+            }
+        }
+        i
     }
 
     /// Compiles a block on this thread and installs it (`--tier jit`); other threads take it
@@ -199,13 +305,39 @@ impl Engine {
         self.stats.compile_us += t.elapsed().as_micros() as u64;
         self.stats.units_compiled += 1;
         let f = *self.install_copies(&[&cu.code])?.first()?;
-        self.units.chain_insert(block.start, f);
-        self.shared.registry.publish(vec![NewUnit {
-            rip: block.start,
-            guest_len: block.len,
-            unit: cu,
-        }]);
+        self.shared.registry.publish(vec![NewUnit::new(block, cu)]);
         Some(f)
+    }
+
+    /// Drops this thread's units on pages whose code changed since it last looked (all of
+    /// them if it fell behind the change log).
+    pub(super) fn drop_changed_code(&mut self) {
+        use crate::mem::watch;
+        let (pages, next) = match watch::changes_since(self.units.log_cursor) {
+            Some(c) => c,
+            None => {
+                let all: Vec<u64> = self.units.by_page.keys().copied().collect();
+                (all, watch::epoch())
+            }
+        };
+        self.units.log_cursor = next;
+        for page in pages {
+            for i in self.units.by_page.remove(&page).unwrap_or_default() {
+                if !self.units.list[i].dead {
+                    self.units.drop_unit(i);
+                    self.stats.units_invalidated += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether a unit that checks its bytes at entry may run: its guest bytes are unchanged.
+    pub(super) fn still_matches(&self, i: usize) -> bool {
+        let u = &self.units.list[i];
+        match &u.check {
+            None => true,
+            Some(bytes) => self.guest_bytes(u.rip, u.guest_len) == Some(&bytes[..]),
+        }
     }
 
     /// The guest's bytes at [rip, rip+len), if all of them are readable.

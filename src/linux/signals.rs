@@ -73,9 +73,14 @@ pub fn install_fault_handlers(landing: usize) {
 }
 
 extern "C" fn on_host_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let cpu = CURRENT.get();
-    // SAFETY: the kernel passes a valid siginfo; `cpu` is this thread's live context.
+    // SAFETY: the kernel passes a valid siginfo.
     let host = unsafe { (*info).si_addr() } as u64;
+    // The guest (or Kiln for it) writing a page of translated code: its translations are
+    // dropped, and the write is retried on the page made writable again.
+    if crate::mem::watch::on_write_fault(host) {
+        return;
+    }
+    let cpu = CURRENT.get();
     let landing = LANDING.load(Ordering::Relaxed);
     if !cpu.is_null() && landing != 0 {
         // SAFETY: as above; only plain fields are touched.

@@ -11,6 +11,7 @@ pub const PAGE: u64 = 4096;
 
 /// Where Kiln places things in guest space (fixed, so cache keys stay stable).
 pub mod exec;
+pub mod watch;
 
 pub mod layout {
     /// Load bias of position-independent executables.
@@ -78,6 +79,9 @@ pub struct MemState {
     mmap_next: u64,
     pub brk_start: u64,
     pub brk: u64,
+    /// How often each code page was write-protected again after the guest wrote it
+    /// (`watch`).
+    rewrites: AddrMap<u32>,
 }
 
 // SAFETY: the reservation is plain memory owned for the process lifetime; guest threads
@@ -102,6 +106,7 @@ impl Memory {
         if p == libc::MAP_FAILED {
             return Err(MemError::Reserve(GUEST_SPACE, std::io::Error::last_os_error()));
         }
+        watch::init(p as u64).map_err(|e| MemError::Reserve(GUEST_SPACE, e))?;
         Ok(Memory {
             base: p as *mut u8,
             state: std::sync::Mutex::new(MemState {
@@ -109,6 +114,7 @@ impl Memory {
                 mmap_next: layout::MMAP_TOP,
                 brk_start: 0,
                 brk: 0,
+                rewrites: AddrMap::default(),
             }),
         })
     }
@@ -145,7 +151,13 @@ impl Memory {
     pub fn map_fixed(&self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
         let mut st = self.state();
         self.map_fixed_unrecorded(addr, len, prot, flags, fd, off)?;
-        st.record(addr, addr + len, Some(prot));
+        let shared = if flags & libc::MAP_SHARED != 0 {
+            watch::SHARED
+        } else {
+            0
+        };
+        st.record(addr, addr + len, Some(prot | shared));
+        self.changed_range(addr, len);
         Ok(())
     }
 
@@ -180,6 +192,14 @@ impl Memory {
 }
 
 impl MemState {
+    /// The guest protection at `addr` (with `watch::SHARED` for shared mappings).
+    pub fn prot_at(&self, addr: u64) -> Option<i32> {
+        self.maps
+            .range(..=addr)
+            .next_back()
+            .and_then(|(_, &(end, p))| (addr < end).then_some(p))
+    }
+
     /// Updates the mapping record over [start, end): `None` removes it.
     fn record(&mut self, start: u64, end: u64, prot: Option<i32>) {
         // Split any mapping straddling either edge, then drop everything inside.
@@ -304,10 +324,11 @@ impl Memory {
                 continue;
             }
             let perm = format!(
-                "{}{}{}p",
+                "{}{}{}{}",
                 if p & libc::PROT_READ != 0 { 'r' } else { '-' },
                 if p & libc::PROT_WRITE != 0 { 'w' } else { '-' },
-                if p & libc::PROT_EXEC != 0 { 'x' } else { '-' }
+                if p & libc::PROT_EXEC != 0 { 'x' } else { '-' },
+                if p & watch::SHARED != 0 { 's' } else { 'p' }
             );
             let name = if s >= stack.0 && e <= stack.1 {
                 "[stack]"
@@ -343,6 +364,7 @@ impl Memory {
             0,
         )?;
         st.record(addr, addr + len, None);
+        self.changed_range(addr, len);
         Ok(())
     }
 
@@ -363,7 +385,9 @@ impl Memory {
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        st.record(addr, addr + len, Some(prot));
+        let shared = st.prot_at(addr).unwrap_or(0) & watch::SHARED;
+        st.record(addr, addr + len, Some(prot | shared));
+        self.changed_range(addr, len);
         Ok(())
     }
 

@@ -171,7 +171,17 @@ mod tests {
     /// Instructions decoded from a sweep of one- and two-byte opcodes under common prefixes,
     /// with every ModRM reg field (register and memory forms) and endbr64's ModRM.
     fn sweep() -> Vec<Instruction> {
-        let prefixes: &[&[u8]] = &[&[], &[0x48], &[0x66], &[0x67], &[0xf2], &[0xf3], &[0xf0], &[0xf0, 0x48]];
+        let prefixes: &[&[u8]] = &[
+            &[],
+            &[0x48],
+            &[0x66],
+            &[0x67],
+            &[0xf2],
+            &[0xf3],
+            &[0xf3, 0x48],
+            &[0xf0],
+            &[0xf0, 0x48],
+        ];
         let mut out = Vec::new();
         for p in prefixes {
             for escape in [&[][..], &[0x0f][..]] {

@@ -10,9 +10,13 @@ pub(super) const EFAULT: i64 = -libc::EFAULT as i64;
 pub(super) const EINVAL: i64 = -libc::EINVAL as i64;
 
 impl Process {
-    /// Host address of a guest buffer, or EFAULT if it leaves the guest space.
+    /// Host address of a guest buffer, or EFAULT if it leaves the guest space. The kernel may
+    /// write it: code pages in it stop being write-protected first (their code counts as
+    /// changed), or the call would fail with EFAULT where it succeeds natively.
     pub(super) fn buf(&self, a: u64, len: u64) -> Result<u64, i64> {
-        self.mem.host_ptr(a, len).map(|p| p as u64).ok_or(EFAULT)
+        let p = self.mem.host_ptr(a, len).ok_or(EFAULT)?;
+        self.mem.before_kernel_write(a, len);
+        Ok(p as u64)
     }
 
     /// Like `buf`, but a guest NULL stays NULL.
@@ -30,7 +34,7 @@ impl Process {
             return Err(EFAULT);
         }
         let len = (GUEST_SPACE - a.min(GUEST_SPACE)).min(4096);
-        self.buf(a, len)
+        self.mem.host_ptr(a, len).map(|p| p as u64).ok_or(EFAULT)
     }
 
     /// The u32 a guest length pointer (socklen_t *) points at, or 0 for NULL; the pointer

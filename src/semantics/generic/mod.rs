@@ -72,6 +72,9 @@ pub static FAMILY: Family<Op> = Family::new(
     "generic",
     &[
         row(&[Nop, Endbr64], Op::Nop),
+        // Without shadow stacks (CET is not in Kiln's CPUID), rdssp leaves its register as it
+        // is, as on CPUs without CET: programs use it to detect a shadow stack.
+        row(&[Rdsspd, Rdsspq], Op::Nop),
         row(&[Mov], Op::Mov),
         row(&[Movzx], Op::Movzx),
         row(&[Movsx, Movsxd], Op::Movsx),

@@ -1,0 +1,245 @@
+//! Watching the guest pages that hold translated code, so that no translation outlives the bytes
+//! it came from. x86 has no instruction that announces new code, so changes are detected:
+//!
+//! - A page with translations is a *code page*. If the guest may write it, Kiln removes write
+//!   permission from its host mapping; the first write faults (`on_write_fault`, from the host
+//!   SIGSEGV handler, in any thread and from any code: compiled, baseline or Kiln's own), which
+//!   gives the page its permission back, records the page in the change log and wakes every
+//!   thread. Code that is never written (the common case: file-backed read-only text) costs
+//!   nothing.
+//! - A write by the kernel (read(2) into the page) cannot fault: the syscall layer calls
+//!   `before_kernel_write` on the buffers it passes, which does the same for protected pages.
+//! - Guest mmap, munmap, mprotect and mremap over code pages record them as changed
+//!   (`changed_range`).
+//! - A page written again and again after its code was translated (code and data on one page)
+//!   becomes *volatile*: no longer protected, its translations compare their guest bytes at
+//!   each entry instead (`Watch::Volatile`). So does code in shared mappings, which another
+//!   mapping of the same file or memfd may write without any fault here.
+//!
+//! Each dispatcher reads the change log from its own cursor (`changes_since`) and drops its
+//! units on the changed pages. The log is a ring of page numbers tagged with their position, so
+//! a reader never mistakes an old entry for a new one and knows when it fell too far behind.
+
+use super::{host_prot, page_down, Memory, GUEST_SPACE, PAGE};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+const PAGES: u64 = GUEST_SPACE / PAGE;
+const LOG_LEN: u64 = 1 << 14;
+/// Rewrites of one page after which its code is checked at entry instead of watched.
+const VOLATILE_AFTER: u32 = 8;
+/// A stored prot bit (never a host one): the mapping is MAP_SHARED.
+pub const SHARED: i32 = 1 << 30;
+
+/// One bit per guest page: it holds translated code.
+static CODE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+/// One bit per guest page: Kiln removed write permission from its host mapping.
+static PROTECTED: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+static LOG: [AtomicU64; LOG_LEN as usize] = [const { AtomicU64::new(0) }; LOG_LEN as usize];
+/// Entries ever appended to the log (also the code epoch: it moves whenever code changes).
+static LOG_COUNT: AtomicU64 = AtomicU64::new(0);
+/// The host base of the reservation, for the fault handler.
+static BASE: AtomicU64 = AtomicU64::new(0);
+
+/// How a code page is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// The guest cannot write it, or writes fault first: translations need no checks.
+    Watched,
+    /// Written often, or shared with another mapping: translations check their bytes at entry.
+    Volatile,
+}
+
+/// Sets up the bitmaps for the reservation at `base` (once per process).
+pub(super) fn init(base: u64) -> std::io::Result<()> {
+    BASE.store(base, Ordering::SeqCst);
+    for map in [&CODE, &PROTECTED] {
+        if !map.load(Ordering::SeqCst).is_null() {
+            continue;
+        }
+        // SAFETY: a fresh anonymous mapping; zero pages cost nothing until touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                (PAGES / 8) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        map.store(p as *mut AtomicU64, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+fn bit(map: &AtomicPtr<AtomicU64>, page: u64) -> Option<(&'static AtomicU64, u64)> {
+    let words = map.load(Ordering::Acquire);
+    if words.is_null() || page >= PAGES {
+        return None;
+    }
+    // SAFETY: the bitmap covers PAGES bits and lives for the process.
+    Some((unsafe { &*words.add((page / 64) as usize) }, 1u64 << (page % 64)))
+}
+
+fn test(map: &AtomicPtr<AtomicU64>, page: u64) -> bool {
+    bit(map, page).is_some_and(|(w, m)| w.load(Ordering::Acquire) & m != 0)
+}
+
+/// Sets or clears a page's bit; returns whether it was set before.
+fn set(map: &AtomicPtr<AtomicU64>, page: u64, on: bool) -> bool {
+    match bit(map, page) {
+        Some((w, m)) if on => w.fetch_or(m, Ordering::AcqRel) & m != 0,
+        Some((w, m)) => w.fetch_and(!m, Ordering::AcqRel) & m != 0,
+        None => false,
+    }
+}
+
+fn log_change(page: u64) {
+    let i = LOG_COUNT.fetch_add(1, Ordering::AcqRel);
+    LOG[(i % LOG_LEN) as usize].store(((i + 1) << 28) | page, Ordering::Release);
+    if let Some(wake) = ON_CHANGE.get() {
+        wake();
+    }
+}
+
+/// Called after each change is logged (from the fault handler too, so it must be
+/// async-signal-safe): wakes the threads that may hold translations of the page.
+static ON_CHANGE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Turns write-protection of code pages on, once the host fault handler that undoes it is
+/// installed, with what to do when code changes (wake the threads). Until then every code page
+/// the guest may write is volatile.
+pub fn enable(wake: fn()) {
+    let _ = ON_CHANGE.set(wake);
+}
+
+fn enabled() -> bool {
+    ON_CHANGE.get().is_some()
+}
+
+/// The code epoch: it moves whenever guest code may have changed.
+pub fn epoch() -> u64 {
+    LOG_COUNT.load(Ordering::Acquire)
+}
+
+/// The pages whose code changed since log position `from`: (pages, next position), or None if
+/// the reader fell behind the ring and must assume every page changed.
+pub fn changes_since(from: u64) -> Option<(Vec<u64>, u64)> {
+    let to = LOG_COUNT.load(Ordering::Acquire);
+    if to - from > LOG_LEN {
+        return None;
+    }
+    let mut pages = Vec::new();
+    for i in from..to {
+        let e = LOG[(i % LOG_LEN) as usize].load(Ordering::Acquire);
+        match e >> 28 {
+            t if t == i + 1 => pages.push(e & ((1 << 28) - 1)),
+            t if t < i + 1 => return Some((pages, i)), // being written: read it next time
+            _ => return None,
+        }
+    }
+    Some((pages, to))
+}
+
+impl Memory {
+    /// Declares [start, start+len) to hold translated code: write-protects its pages the guest
+    /// may write (unless they are volatile). Returns how the range is watched, and whether a
+    /// page became protected now (the caller then checks the bytes it translated again).
+    pub fn watch_code(&self, start: u64, len: u64) -> (Watch, bool) {
+        let mut st = self.state();
+        let (mut watch, mut newly) = (Watch::Watched, false);
+        let mut page = page_down(start);
+        while page < start.saturating_add(len.max(1)) && page < GUEST_SPACE {
+            let n = page / PAGE;
+            set(&CODE, n, true);
+            let prot = st.prot_at(page).unwrap_or(0);
+            if prot & SHARED != 0 && prot & libc::PROT_EXEC != 0 {
+                watch = Watch::Volatile;
+            } else if prot & libc::PROT_WRITE != 0 && !test(&PROTECTED, n) {
+                let rewrites = st.rewrites.entry(n).or_insert(0);
+                if *rewrites >= VOLATILE_AFTER || !enabled() {
+                    watch = Watch::Volatile;
+                } else {
+                    *rewrites += 1;
+                    self.host_protect(page, host_prot(prot & !libc::PROT_WRITE));
+                    set(&PROTECTED, n, true);
+                    newly = true;
+                }
+            }
+            page += PAGE;
+        }
+        (watch, newly)
+    }
+
+    /// Records the code pages in [start, start+len) as changed (the guest remapped or
+    /// reprotected them); their protection is Kiln's to set again. Called with the range's new
+    /// protection already applied to the host mapping.
+    pub(super) fn changed_range(&self, start: u64, len: u64) {
+        let mut page = page_down(start);
+        while page < start.saturating_add(len) && page < GUEST_SPACE {
+            let n = page / PAGE;
+            set(&PROTECTED, n, false);
+            if set(&CODE, n, false) {
+                log_change(n);
+            }
+            page += PAGE;
+        }
+    }
+
+    /// Before the kernel writes guest memory on the guest's behalf (a syscall's output buffer):
+    /// protected code pages in the range become writable and their code counts as changed.
+    pub fn before_kernel_write(&self, start: u64, len: u64) {
+        let mut page = page_down(start);
+        while page < start.saturating_add(len) && page < GUEST_SPACE {
+            if test(&PROTECTED, page / PAGE) {
+                unprotect(page / PAGE);
+            }
+            page += PAGE;
+        }
+    }
+
+    fn host_protect(&self, page: u64, prot: i32) {
+        if let Some(p) = self.host_ptr(page, PAGE) {
+            // SAFETY: one page inside the reservation.
+            unsafe { libc::mprotect(p as *mut libc::c_void, PAGE as usize, prot) };
+        }
+    }
+}
+
+/// Gives a protected page its write permission back and records its code as changed. The
+/// guest could write it, so its protection was read and write (x86 has no write-only pages).
+fn unprotect(n: u64) {
+    if !set(&PROTECTED, n, false) {
+        return;
+    }
+    let host = BASE.load(Ordering::Acquire) + n * PAGE;
+    // SAFETY: one page inside the reservation; async-signal-safe.
+    unsafe {
+        libc::mprotect(
+            host as *mut libc::c_void,
+            PAGE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    set(&CODE, n, false);
+    log_change(n);
+}
+
+/// From the host SIGSEGV handler: a fault at host address `addr` on a page Kiln write-protected
+/// is the guest writing its code. The page becomes writable again and its code changed; true
+/// when the faulting access should simply be retried.
+pub fn on_write_fault(addr: u64) -> bool {
+    let base = BASE.load(Ordering::Acquire);
+    if base == 0 || addr < base || addr - base >= GUEST_SPACE {
+        return false;
+    }
+    let n = (addr - base) / PAGE;
+    if !test(&PROTECTED, n) {
+        return false;
+    }
+    unprotect(n);
+    true
+}
