@@ -294,3 +294,81 @@ fn cache_commands_report_json() {
     let s = cmd(&["stats"]);
     assert_eq!((n(&s, "units"), n(&s, "packs")), (0, 0), "{s}");
 }
+
+/// Runs `hello.c` under the Kiln executable `exe` over `cache`; its statistics.
+fn hello_under(exe: &Path, cache: &Path) -> serde_json::Value {
+    let bin = build("hello.c", "gcc-O2", "gcc", "-O2");
+    let mut cmd = Command::new(exe);
+    cmd.arg("run").arg(&bin).arg("x");
+    guest_env(&mut cmd);
+    cmd.env("KILN_CACHE_DIR", cache)
+        .env("KILN_CACHE_SYNC", "1")
+        .env("KILN_STATS", "json");
+    // A copy just written may still be open for writing in a child another test forks: retry
+    // while the kernel says the text file is busy.
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.expect("run Kiln"),
+        }
+    };
+    let mut run = Run {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        status: out.status.code(),
+        signal: None,
+    };
+    let s = take_stats(&mut run);
+    assert_eq!(run.status, Some(0), "{}", show(&run));
+    s
+}
+
+/// The cache is keyed by the Kiln executable that produced the code: a binary that differs in
+/// any byte (here: a copy with bytes appended, same version) neither uses nor is served
+/// another binary's entries, while the same binary run again is.
+#[test]
+fn a_different_kiln_executable_does_not_use_the_cache_entries_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let other = dir.path().join("kiln-other");
+    std::fs::copy(KILN, &other).expect("copy the Kiln executable");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&other)
+            .expect("open the copy");
+        f.write_all(b"a different build of Kiln").expect("append to the copy");
+    }
+    let kiln = Path::new(KILN);
+    let cold = hello_under(kiln, &cache);
+    assert!(stat(&cold, "units_stored") > 0, "{cold}");
+    let warm = hello_under(kiln, &cache);
+    assert!(
+        stat(&warm, "cache_hits") > 0,
+        "the same binary missed its entries: {warm}"
+    );
+    assert_eq!(stat(&warm, "blocks_decoded"), 0, "{warm}");
+    let copy = hello_under(&other, &cache);
+    assert_eq!(
+        stat(&copy, "units_loaded"),
+        0,
+        "another binary's entries were loaded: {copy}"
+    );
+    assert_eq!(stat(&copy, "cache_hits"), 0, "{copy}");
+    assert!(stat(&copy, "blocks_decoded") > 0, "{copy}");
+    let copy_again = hello_under(&other, &cache);
+    assert!(
+        stat(&copy_again, "cache_hits") > 0,
+        "the copy missed its own entries: {copy_again}"
+    );
+    let back = hello_under(kiln, &cache);
+    assert!(
+        stat(&back, "cache_hits") > 0 && stat(&back, "blocks_decoded") == 0,
+        "{back}"
+    );
+}
