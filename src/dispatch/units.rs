@@ -7,6 +7,7 @@ use crate::decode::{decode_block, Block};
 use crate::jit::UnitFn;
 use crate::mem::{AddrMap, GUEST_MASK};
 use crate::semantics;
+use crate::stats::Miss;
 use cache_format::Hash;
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,7 +89,7 @@ impl Engine {
             if let Some(i) = self.use_cached(rip, c) {
                 return i;
             }
-            self.stats.cache_rejected += 1;
+            self.stats.count_miss(Miss::BytesChanged);
         } else if self.cache.is_some() {
             if self.module_of(rip, 1).is_none() {
                 self.discover_module(rip);
@@ -96,7 +97,11 @@ impl Engine {
                     return self.unit_for(rip);
                 }
             }
-            self.stats.cache_misses += 1;
+            let why = match self.module_of(rip, 1) {
+                Some(_) => Miss::NotInCache,
+                None => Miss::Unidentified,
+            };
+            self.stats.count_miss(why);
         }
         self.decode_unit(rip)
     }
