@@ -8,7 +8,16 @@ pub struct Stats {
     pub units_compiled: u64,
     pub units_loaded: u64,
     pub cache_hits: u64,
+    /// Units the cache could not serve, the sum of the three reasons below.
     pub cache_misses: u64,
+    /// Code of an identified module for which the cache holds no unit at that address.
+    pub miss_not_in_cache: u64,
+    /// A cached unit whose guest bytes differ from the ones it was compiled from (or are no
+    /// longer all readable): the code changed since.
+    pub miss_bytes_changed: u64,
+    /// Code in anonymous memory or in a file Kiln could not identify (never cached).
+    pub miss_unidentified: u64,
+    /// Damaged entries: failed their checksum when loaded, never run.
     pub cache_rejected: u64,
     pub units_stored: u64,
     pub compile_us: u64,
@@ -38,7 +47,25 @@ impl std::ops::AddAssign<&Stats> for Stats {
     }
 }
 
+/// Why the cache could not serve a unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    NotInCache,
+    BytesChanged,
+    Unidentified,
+}
+
 impl Stats {
+    /// Counts a unit the cache could not serve, and why.
+    pub fn count_miss(&mut self, why: Miss) {
+        self.cache_misses += 1;
+        match why {
+            Miss::NotInCache => self.miss_not_in_cache += 1,
+            Miss::BytesChanged => self.miss_bytes_changed += 1,
+            Miss::Unidentified => self.miss_unidentified += 1,
+        }
+    }
+
     pub fn report(&self, mode: &str) {
         if mode == "json" {
             // One write, so that the lines of processes sharing stderr never interleave.
@@ -64,6 +91,10 @@ impl Stats {
         eprintln!(
             "  cache hits / misses / rejected     {:>6} / {} / {}",
             self.cache_hits, self.cache_misses, self.cache_rejected
+        );
+        eprintln!(
+            "  misses: not cached / bytes changed / unidentified memory  {} / {} / {}",
+            self.miss_not_in_cache, self.miss_bytes_changed, self.miss_unidentified
         );
         eprintln!("  units stored at exit               {:>14}", self.units_stored);
         eprintln!(

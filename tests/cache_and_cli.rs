@@ -294,3 +294,147 @@ fn cache_commands_report_json() {
     let s = cmd(&["stats"]);
     assert_eq!((n(&s, "units"), n(&s, "packs")), (0, 0), "{s}");
 }
+
+/// Runs `hello.c` under the Kiln executable `exe` over `cache`; its statistics.
+fn hello_under(exe: &Path, cache: &Path) -> serde_json::Value {
+    let bin = build("hello.c", "gcc-O2", "gcc", "-O2");
+    let mut cmd = Command::new(exe);
+    cmd.arg("run").arg(&bin).arg("x");
+    guest_env(&mut cmd);
+    cmd.env("KILN_CACHE_DIR", cache)
+        .env("KILN_CACHE_SYNC", "1")
+        .env("KILN_STATS", "json");
+    // A copy just written may still be open for writing in a child another test forks: retry
+    // while the kernel says the text file is busy.
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.expect("run Kiln"),
+        }
+    };
+    let mut run = Run {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        status: out.status.code(),
+        signal: None,
+    };
+    let s = take_stats(&mut run);
+    assert_eq!(run.status, Some(0), "{}", show(&run));
+    s
+}
+
+/// The cache is keyed by the Kiln executable that produced the code: a binary that differs in
+/// any byte (here: a copy with bytes appended, same version) neither uses nor is served
+/// another binary's entries, while the same binary run again is.
+#[test]
+fn a_different_kiln_executable_does_not_use_the_cache_entries_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let other = dir.path().join("kiln-other");
+    std::fs::copy(KILN, &other).expect("copy the Kiln executable");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&other)
+            .expect("open the copy");
+        f.write_all(b"a different build of Kiln").expect("append to the copy");
+    }
+    let kiln = Path::new(KILN);
+    let cold = hello_under(kiln, &cache);
+    assert!(stat(&cold, "units_stored") > 0, "{cold}");
+    let warm = hello_under(kiln, &cache);
+    assert!(
+        stat(&warm, "cache_hits") > 0,
+        "the same binary missed its entries: {warm}"
+    );
+    assert_eq!(stat(&warm, "blocks_decoded"), 0, "{warm}");
+    let copy = hello_under(&other, &cache);
+    assert_eq!(
+        stat(&copy, "units_loaded"),
+        0,
+        "another binary's entries were loaded: {copy}"
+    );
+    assert_eq!(stat(&copy, "cache_hits"), 0, "{copy}");
+    assert!(stat(&copy, "blocks_decoded") > 0, "{copy}");
+    let copy_again = hello_under(&other, &cache);
+    assert!(
+        stat(&copy_again, "cache_hits") > 0,
+        "the copy missed its own entries: {copy_again}"
+    );
+    let back = hello_under(kiln, &cache);
+    assert!(
+        stat(&back, "cache_hits") > 0 && stat(&back, "blocks_decoded") == 0,
+        "{back}"
+    );
+}
+
+/// Every unit the cache could not serve is counted under one reason.
+fn assert_misses_add_up(s: &serde_json::Value) {
+    let reasons = ["miss_not_in_cache", "miss_bytes_changed", "miss_unidentified"];
+    let sum: u64 = reasons.iter().map(|r| stat(s, r)).sum();
+    assert_eq!(sum, stat(s, "cache_misses"), "{s}");
+}
+
+/// A dynamic program (three modules: the program, ld.so and libc) run warm from a complete
+/// cache decodes and compiles nothing, even when Kiln's own settings differ from the cold
+/// run's: `KILN_*` variables stay out of the guest's environment, so turning statistics and
+/// logs on does not move the guest's strings onto paths the cold run never took.
+#[test]
+fn a_dynamic_program_warm_from_the_cache_decodes_and_compiles_nothing() {
+    let bin = build_dynamic("argv_env.c");
+    let args = ["one", "two words"];
+    let want = native(&bin, &args, b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let mut cold = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+    let cs = take_stats(&mut cold);
+    assert_same("dynamic cold", &want, &cold);
+    assert_misses_add_up(&cs);
+    assert!(stat(&cs, "miss_not_in_cache") > 0, "{cs}");
+    assert_eq!(stat(&cs, "miss_unidentified"), 0, "{cs}");
+    let extra = [
+        ("KILN_STATS", "json"),
+        ("KILN_LOG", "decode"),
+        ("KILN_UNRELATED", "a longer value"),
+    ];
+    let mut warm = kiln(&bin, "auto", &cache, &args, b"", &extra);
+    let ws = take_stats(&mut warm);
+    // No block decoded: the decode log printed nothing either.
+    assert_same("dynamic warm", &want, &warm);
+    assert_eq!(stat(&ws, "blocks_decoded"), 0, "the warm run decoded guest code: {ws}");
+    assert_eq!(stat(&ws, "units_compiled"), 0, "{ws}");
+    assert_eq!(stat(&ws, "cache_misses"), 0, "{ws}");
+    assert_misses_add_up(&ws);
+    assert!(stat(&ws, "cache_hits") > 0, "{ws}");
+    assert_eq!(stat(&ws, "guest_insns_interp"), 0, "{ws}");
+}
+
+/// Kiln's settings are not in the guest's environment, and still reach Kiln run again for a
+/// guest's execve.
+#[test]
+fn kiln_settings_stay_out_of_the_guest_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    // The inner shell runs under Kiln re-executed for the outer one's execve.
+    let args = ["-c", "env; /bin/sh -c 'exit 0'"];
+    let r = kiln(
+        Path::new("/bin/sh"),
+        "auto",
+        &cache,
+        &args,
+        b"",
+        &[("KILN_STATS", "json")],
+    );
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(out.contains("GUEST_ALPHA=one"), "{}", show(&r));
+    assert!(!out.contains("KILN_"), "the guest sees Kiln's settings: {}", show(&r));
+    let err = String::from_utf8_lossy(&r.stderr).to_string();
+    let printed = err.lines().filter(|l| l.starts_with("kiln-stats ")).count();
+    // The outer shell's statistics and the inner one's (KILN_STATS reached the second Kiln).
+    assert!(printed >= 2, "{}", show(&r));
+}

@@ -90,6 +90,15 @@ pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<H
     Some(hash)
 }
 
+/// The blake3 hash of the running Kiln executable (`/proc/self/exe`: the file this process runs,
+/// even if a rebuild replaced it since), memoised like a module's so a warm run does not read
+/// the whole binary again. What produced the cached code is this binary, so its hash is what
+/// keys the code (see `dispatch::config_id`).
+pub fn own_executable_hash(dir: &Path) -> Option<Hash> {
+    let f = std::fs::File::open("/proc/self/exe").ok()?;
+    file_hash(dir, &f, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +147,14 @@ mod tests {
         let want = *blake3::hash(b"guest code").as_bytes();
         assert_eq!(hash_of(t.path(), &file), Some(want));
         assert_eq!(lookup(t.path(), &md), Some(want), "the memo was rewritten");
+    }
+
+    #[test]
+    fn the_own_executable_hash_is_the_running_binarys() {
+        let t = tempfile::tempdir().expect("temporary directory");
+        let exe = std::fs::read("/proc/self/exe").expect("read the test binary");
+        let want = *blake3::hash(&exe).as_bytes();
+        assert_eq!(own_executable_hash(t.path()), Some(want));
+        assert_eq!(own_executable_hash(t.path()), Some(want), "from the memo");
     }
 }

@@ -94,6 +94,7 @@ fn start(
         interp = Some((m, path.clone()));
     }
     let envp: Vec<Vec<u8>> = std::env::vars_os()
+        .filter(|(k, _)| !is_kiln_setting(k.as_bytes()))
         .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
         .collect();
     let info = loader::StackInfo {
@@ -155,7 +156,33 @@ fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
     args.push(cs(b"--"));
     args.push(req.path.clone());
     args.extend(req.argv.iter().skip(1).cloned());
-    let e = linux::host::reexec_self(&args, &req.envp);
+    let e = linux::host::reexec_self(&args, &with_kiln_settings(req.envp));
     eprintln!("kiln: cannot re-execute {} for the guest's execve: {}", me.display(), e);
     std::process::exit(127)
+}
+
+/// Whether an environment variable (name, or `NAME=value`) is one of Kiln's own settings
+/// (`KILN_*`: cache directory, statistics, logs...). These are Kiln's, not the guest's, and are
+/// left out of the guest's environment: they would move the guest's strings, and with them the
+/// paths libc's string functions take (page-crossing and alignment checks), so that turning
+/// statistics or logs on would make a warm run meet code the cold run never cached.
+fn is_kiln_setting(var: &[u8]) -> bool {
+    var.starts_with(b"KILN_")
+}
+
+/// The environment of Kiln re-executed for a guest's execve: the guest's, plus Kiln's own
+/// settings (hidden from the guest) unless the guest set one itself.
+fn with_kiln_settings(mut envp: Vec<std::ffi::CString>) -> Vec<std::ffi::CString> {
+    let name = |v: &[u8]| v.split(|&b| b == b'=').next().map(<[u8]>::to_vec).unwrap_or_default();
+    let guest: std::collections::HashSet<Vec<u8>> = envp.iter().map(|v| name(v.as_bytes())).collect();
+    for (k, v) in std::env::vars_os() {
+        let k = k.as_bytes();
+        if !is_kiln_setting(k) || guest.contains(k) {
+            continue;
+        }
+        if let Ok(c) = std::ffi::CString::new([k, b"=", v.as_bytes()].concat()) {
+            envp.push(c);
+        }
+    }
+    envp
 }

@@ -119,13 +119,18 @@ impl Engine {
         cache: Option<PathBuf>,
     ) -> anyhow::Result<Engine> {
         let jit = if tier == Tier::Interp { None } else { Some(Jit::new()?) };
-        let config = jit.as_ref().map(config_id);
         let enter = match (&jit, runtime::runtime()) {
             (Some(_), Some(rt)) => Some(rt.enter()),
             (Some(_), None) => anyhow::bail!("cannot build the trampoline into compiled code"),
             (None, _) => None,
         };
         let cache = if tier == Tier::Auto { cache } else { None };
+        // Without the cache nothing needs the id, and Kiln's binary is not hashed.
+        let config = match (&jit, &cache) {
+            (Some(jit), Some(dir)) => config_id(jit, dir),
+            _ => None,
+        };
+        let cache = cache.filter(|_| config.is_some());
         let pool = if tier == Tier::Auto { compile::new_pool() } else { None };
         let shared = Shared {
             tier,
@@ -359,17 +364,25 @@ fn stop(block: &Block) -> Outcome {
     Outcome::Signal(libc::SIGILL)
 }
 
-/// The configuration id of this build's translations: Kiln's version, the JIT's settings and
-/// host features, and the guest CPUID profile.
-fn config_id(jit: &Jit) -> ConfigId {
+/// The configuration id of the translations this process makes and may use: what produced
+/// them, which is Kiln's own executable (its blake3 hash, memoised in the cache directory
+/// `dir`), so that any change to Kiln's code (semantics, lowering, the JIT) keys a new set of
+/// entries without a version to bump; with it the JIT's settings and host features and the
+/// guest CPUID profile, which the same binary may vary from run to run. None (the cache unused)
+/// when Kiln cannot read its own executable.
+fn config_id(jit: &Jit, dir: &std::path::Path) -> Option<ConfigId> {
+    let Some(exe) = crate::cache::memo::own_executable_hash(dir) else {
+        crate::klog!("cache", "cannot hash Kiln's own executable: running without the cache");
+        return None;
+    };
     let cpuid: Vec<[u32; 4]> = [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001]
         .iter()
         .map(|&l| crate::semantics::slow::cpuid(l, 0))
         .collect();
-    ConfigId::from_description(&format!(
-        "kiln {} {} cpuid={:?}",
-        env!("CARGO_PKG_VERSION"),
+    Some(ConfigId::from_description(&format!(
+        "kiln exe={} {} cpuid={:?}",
+        crate::cache::hex(&exe),
         jit.config_description(),
         cpuid
-    ))
+    )))
 }

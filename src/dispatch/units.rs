@@ -10,6 +10,7 @@ use crate::jit::UnitFn;
 use crate::mem::watch::Watch;
 use crate::mem::{AddrMap, GUEST_MASK};
 use crate::semantics;
+use crate::stats::Miss;
 use cache_format::Hash;
 use std::sync::Arc;
 use std::time::Instant;
@@ -158,7 +159,7 @@ impl Engine {
             if let Some(i) = self.use_cached(rip, c) {
                 return i;
             }
-            self.stats.cache_rejected += 1;
+            self.stats.count_miss(Miss::BytesChanged);
         } else if self.cache.is_some() {
             if self.module_of(rip, 1).is_none() {
                 self.discover_module(rip);
@@ -166,7 +167,11 @@ impl Engine {
                     return self.unit_for(rip);
                 }
             }
-            self.stats.cache_misses += 1;
+            let why = match self.module_of(rip, 1) {
+                Some(_) => Miss::NotInCache,
+                None => Miss::Unidentified,
+            };
+            self.stats.count_miss(why);
         }
         self.decode_unit(rip)
     }

@@ -26,6 +26,17 @@ pub const TOOLCHAINS: &[(&str, &str, &str)] = &[
 
 /// Builds `tests/guest/<name>` (a .c or .S file) with one toolchain; returns the binary path.
 pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
+    build_with(name, label, cc, &["-static", opt])
+}
+
+/// Builds `tests/guest/<name>` with gcc -O2, linked dynamically (the program, ld.so and libc
+/// are three modules); returns the binary path.
+pub fn build_dynamic(name: &str) -> PathBuf {
+    build_with(name, "gcc-O2-dynamic", "gcc", &["-O2"])
+}
+
+/// Builds `tests/guest/<name>` with a compiler and flags into `target/guest-bin/<label>/`.
+fn build_with(name: &str, label: &str, cc: &str, flags: &[&str]) -> PathBuf {
     let dir = root().join("target").join("guest-bin").join(label);
     std::fs::create_dir_all(&dir).expect("create guest-bin directory");
     let src = root().join("tests").join("guest").join(name);
@@ -40,13 +51,7 @@ pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let tmp = dir.join(format!(".{stem}.{}.{n}.tmp", std::process::id()));
     let mut cmd = Command::new(cc);
-    cmd.arg("-static")
-        .arg(opt)
-        .arg("-w")
-        .arg("-pthread")
-        .arg("-o")
-        .arg(&tmp)
-        .arg(&src);
+    cmd.args(flags).arg("-w").arg("-pthread").arg("-o").arg(&tmp).arg(&src);
     if name.ends_with(".c") {
         cmd.arg("-lm");
     }
@@ -58,7 +63,7 @@ pub fn build(name: &str, label: &str, cc: &str, opt: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot run {cc} (install it: the README's test command does): {e}"));
     assert!(
         o.status.success(),
-        "{cc} {opt} failed on {name}:\n{}",
+        "{cc} {flags:?} failed on {name}:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
     std::fs::rename(&tmp, &out).expect("rename the built program into place");
