@@ -1,6 +1,6 @@
 //! Run statistics, printed at exit under `KILN_STATS=1` (table) or `KILN_STATS=json`.
 
-#[derive(Default, Debug, Clone, serde::Serialize)]
+#[derive(Default, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub guest_insns_interp: u64,
     pub guest_insns_compiled: u64,
@@ -38,6 +38,9 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.units_loaded += o.units_loaded;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
+        self.miss_not_in_cache += o.miss_not_in_cache;
+        self.miss_bytes_changed += o.miss_bytes_changed;
+        self.miss_unidentified += o.miss_unidentified;
         self.cache_rejected += o.cache_rejected;
         self.units_stored += o.units_stored;
         self.compile_us += o.compile_us;
@@ -101,5 +104,28 @@ impl Stats {
             "  units invalidated / volatile       {:>6} / {}",
             self.units_invalidated, self.volatile_units
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summing_adds_every_field() {
+        let fields = serde_json::to_value(Stats::default()).expect("serialize");
+        let ones: serde_json::Map<String, serde_json::Value> = fields
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(|k| (k.clone(), 1.into()))
+            .collect();
+        let one: Stats = serde_json::from_value(ones.into()).expect("deserialize");
+        let mut sum = one.clone();
+        sum += &one;
+        let sum = serde_json::to_value(sum).expect("serialize");
+        for (k, v) in sum.as_object().expect("an object") {
+            assert_eq!(v, 2, "{k} is not summed");
+        }
     }
 }
