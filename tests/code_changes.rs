@@ -1,5 +1,8 @@
-//! Translations shared by threads: a unit loaded, compiled or stored by one guest thread serves
-//! every thread, and the statistics count every thread's work.
+//! Translations shared by threads (a unit loaded, compiled or stored by one guest thread serves
+//! every thread, and the statistics count every thread's work) and code that is replaced while
+//! the program runs (libraries closed and others opened). The generated-code cases are guest
+//! programs in the corpus (`smc.c`, `smc_threads.c`); real JIT compilers are in
+//! `jit_programs.rs`.
 
 mod common;
 use common::*;
@@ -43,5 +46,36 @@ fn threads_share_the_cache_and_every_thread_is_counted() {
             diff * 100 < counted,
             "[{label}] warm run counted {warm_total} instructions, the baseline tier {counted}"
         );
+    }
+}
+
+/// Builds a shared library whose `value(i)` returns `i * mul + add`.
+fn library(dir: &std::path::Path, name: &str, mul: i32, add: i32) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let so = dir.join(format!("{name}.so"));
+    let code = format!("int value(int i) {{ return i * {mul} + {add}; }}\n");
+    std::fs::write(&src, code).expect("write library source");
+    let st = std::process::Command::new("gcc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "gcc -shared failed for {name}");
+    so
+}
+
+#[test]
+fn dlclose_then_dlopen_of_another_library() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (library(dir.path(), "liba", 3, 7), library(dir.path(), "libb", 5, -2));
+    let bin = build_dynamic("dlopen_swap.c");
+    let args = [a.to_str().expect("path"), b.to_str().expect("path")];
+    let want = native(&bin, &args, b"");
+    assert_eq!(want.status, Some(0), "natively: {}", show(&want));
+    let cache = dir.path().join("kiln");
+    for (tier, run) in [("interp", ""), ("jit", ""), ("auto", " cold"), ("auto", " warm")] {
+        let got = kiln(&bin, tier, &cache, &args, b"", &[]);
+        assert_same(&format!("dlopen_swap --tier {tier}{run}"), &want, &got);
     }
 }

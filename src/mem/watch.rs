@@ -34,6 +34,8 @@ pub const SHARED: i32 = 1 << 30;
 static CODE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 /// One bit per guest page: Kiln removed write permission from its host mapping.
 static PROTECTED: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+/// One bit per guest page: a code page whose translations check their bytes at entry.
+static VOLATILE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 static LOG: [AtomicU64; LOG_LEN as usize] = [const { AtomicU64::new(0) }; LOG_LEN as usize];
 /// Entries ever appended to the log (also the code epoch: it moves whenever code changes).
 static LOG_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -52,7 +54,7 @@ pub enum Watch {
 /// Sets up the bitmaps for the reservation at `base` (once per process).
 pub(super) fn init(base: u64) -> std::io::Result<()> {
     BASE.store(base, Ordering::SeqCst);
-    for map in [&CODE, &PROTECTED] {
+    for map in [&CODE, &PROTECTED, &VOLATILE] {
         if !map.load(Ordering::SeqCst).is_null() {
             continue;
         }
@@ -149,18 +151,26 @@ impl Memory {
     /// may write (unless they are volatile). Returns how the range is watched, and whether a
     /// page became protected now (the caller then checks the bytes it translated again).
     pub fn watch_code(&self, start: u64, len: u64) -> (Watch, bool) {
+        let end = start.saturating_add(len.max(1)).min(GUEST_SPACE);
+        let pages = || (page_down(start)..end).step_by(PAGE as usize).map(|p| p / PAGE);
+        // Already code pages (the common case): how they are watched is decided.
+        if pages().all(|n| test(&CODE, n)) {
+            let volatile = pages().any(|n| test(&VOLATILE, n));
+            return (if volatile { Watch::Volatile } else { Watch::Watched }, false);
+        }
         let mut st = self.state();
         let (mut watch, mut newly) = (Watch::Watched, false);
-        let mut page = page_down(start);
-        while page < start.saturating_add(len.max(1)) && page < GUEST_SPACE {
-            let n = page / PAGE;
+        for n in pages() {
+            let page = n * PAGE;
             set(&CODE, n, true);
             let prot = st.prot_at(page).unwrap_or(0);
             if prot & SHARED != 0 && prot & libc::PROT_EXEC != 0 {
+                set(&VOLATILE, n, true);
                 watch = Watch::Volatile;
             } else if prot & libc::PROT_WRITE != 0 && !test(&PROTECTED, n) {
                 let rewrites = st.rewrites.entry(n).or_insert(0);
                 if *rewrites >= VOLATILE_AFTER || !enabled() {
+                    set(&VOLATILE, n, true);
                     watch = Watch::Volatile;
                 } else {
                     *rewrites += 1;
@@ -169,7 +179,6 @@ impl Memory {
                     newly = true;
                 }
             }
-            page += PAGE;
         }
         (watch, newly)
     }
@@ -182,6 +191,7 @@ impl Memory {
         while page < start.saturating_add(len) && page < GUEST_SPACE {
             let n = page / PAGE;
             set(&PROTECTED, n, false);
+            set(&VOLATILE, n, false);
             if set(&CODE, n, false) {
                 log_change(n);
             }
