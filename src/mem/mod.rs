@@ -252,15 +252,29 @@ impl MemState {
         true
     }
 
-    /// Picks a free guest range of `len` bytes for a mapping without a fixed address.
+    /// Picks a free guest range of `len` bytes for a mapping without a fixed address, below
+    /// the last one picked and below any mapping in the way.
     fn alloc_range(&mut self, len: u64) -> Option<u64> {
         let len = page_up(len);
-        let a = self.mmap_next.checked_sub(len)?;
-        if a < layout::MMAP_BOTTOM {
-            return None;
+        let mut top = self.mmap_next;
+        loop {
+            let a = top.checked_sub(len)?;
+            if a < layout::MMAP_BOTTOM {
+                return None;
+            }
+            match self.maps.range(..a + len).next_back() {
+                Some((&s, &(e, _))) if e > a => top = s,
+                _ => {
+                    self.mmap_next = a;
+                    return Some(a);
+                }
+            }
         }
-        self.mmap_next = a;
-        Some(a)
+    }
+
+    /// Whether no guest mapping overlaps [start, end).
+    fn is_free(&self, start: u64, end: u64) -> bool {
+        self.maps.range(..end).next_back().is_none_or(|(_, &(e, _))| e <= start)
     }
 }
 
@@ -281,7 +295,9 @@ impl Memory {
         }
         let (old_top, new_top) = (page_up(cur), page_up(want));
         if new_top > old_top {
-            if new_top > layout::MMAP_BOTTOM {
+            // The heap grows only into free space (a mapping placed at a guest's hint may sit
+            // above it), as the kernel's brk does.
+            if new_top > layout::MMAP_BOTTOM || !st.is_free(old_top, new_top) {
                 return cur;
             }
             let rw = libc::PROT_READ | libc::PROT_WRITE;
@@ -350,6 +366,11 @@ impl Memory {
 
     pub fn alloc_range(&self, len: u64) -> Option<u64> {
         self.state().alloc_range(len)
+    }
+
+    /// Whether [addr, addr+len) lies in the guest space with no mapping in it.
+    pub fn is_free(&self, addr: u64, len: u64) -> bool {
+        Self::check(addr, len).is_ok() && self.state().is_free(addr, addr + len)
     }
 
     /// Returns a guest range to the reserved, inaccessible state.

@@ -19,7 +19,14 @@ pub(super) fn mmap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
         if !addr.is_multiple_of(PAGE) {
             return Err(EINVAL);
         }
+        if flags & libc::MAP_FIXED_NOREPLACE != 0 && !proc.mem.is_free(addr, len) {
+            return Err(-(libc::EEXIST as i64));
+        }
         addr
+    } else if addr != 0 && proc.mem.is_free(addr & !(PAGE - 1), len) {
+        // As the kernel does, a hint is taken when the range is free (JITs ask for code
+        // near their own, for short branches).
+        addr & !(PAGE - 1)
     } else {
         proc.mem.alloc_range(len).ok_or(ENOMEM)?
     };
