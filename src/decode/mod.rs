@@ -18,7 +18,8 @@ pub struct Block {
     /// Bytes covered, from `start`.
     pub len: u64,
     /// The block stops before an instruction Kiln cannot run (or bytes that do not decode):
-    /// its address and bytes.
+    /// its address and bytes. No bytes: the first instruction cannot be fetched, and the
+    /// address is the first byte that is not executable.
     pub stop: Option<(u64, Vec<u8>, Instruction)>,
 }
 
@@ -43,9 +44,12 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
         }
         d.decode_out(&mut ins);
         let off = (ins.ip() - rip) as usize;
-        if d.last_error() == DecoderError::NoMoreBytes && !insns.is_empty() {
-            // The buffer (or readable memory) ends inside this instruction: end the block
-            // before it; the next block starts there.
+        if d.last_error() == DecoderError::NoMoreBytes {
+            // The buffer (or executable memory) ends inside this instruction: end the block
+            // before it; the next block starts there, and cannot fetch past the end.
+            if insns.is_empty() {
+                stop = Some((rip + buf.len() as u64, Vec::new(), Instruction::default()));
+            }
             break;
         }
         let route = if ins.code() == Code::INVALID {
@@ -74,6 +78,34 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
         len,
         stop,
     }
+}
+
+/// The guest address of the memory operand of the instruction in `code` (at guest `rip`) that
+/// lies outside the guest space (at or above `space`, or non-canonical), computed from the
+/// registers of `cpu` as they were before the instruction: what a fault clamped into the guard
+/// reports as the guest's own address.
+pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu) -> Option<u64> {
+    use iced_x86::{InstructionInfoFactory, Register};
+    let ins = Decoder::with_ip(64, code, rip, DecoderOptions::NONE).decode();
+    if ins.code() == Code::INVALID {
+        return None;
+    }
+    let value = |r: Register, _: usize, _: usize| -> Option<u64> {
+        Some(match r {
+            Register::FS => cpu.fs_base,
+            Register::GS => cpu.gs_base,
+            Register::ES | Register::CS | Register::SS | Register::DS => 0,
+            Register::RIP => ins.next_ip(),
+            r if r.is_gpr64() => cpu.gpr[r.number()],
+            r if r.is_gpr32() => cpu.gpr[r.number()] & 0xffff_ffff,
+            _ => return None,
+        })
+    };
+    let mut info = InstructionInfoFactory::new();
+    let used = info.info(&ins).used_memory().to_vec();
+    used.iter()
+        .filter_map(|m| m.virtual_address(0, value))
+        .find(|&a| a >= space)
 }
 
 /// The six arithmetic flags in iced's `RflagsBits` encoding.

@@ -17,6 +17,7 @@ use crate::decode::Block;
 use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
 use crate::linux::{Process, SysResult};
+use crate::mem::GUEST_SPACE;
 use crate::stats::Stats;
 use cache_format::{ConfigId, Hash, ModuleOffset};
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub struct Engine {
     /// start and to write at exit, so concurrent runs rarely meet its lock.
     cache: Option<PathBuf>,
     units: units::Units,
+    /// The guest memory's code generation the unit table reflects (`Memory::code_generation`).
+    code_generation: u64,
     compiles: compile::Compiles,
     modules: modules::Modules,
 }
@@ -148,9 +151,11 @@ impl Engine {
         libs: Vec<modules::Lib>,
         cache: Option<PathBuf>,
     ) -> Engine {
+        let code_generation = proc.mem.code_generation();
         let mut e = Engine {
             cpu,
             proc,
+            code_generation,
             stats: Stats::default(),
             shared,
             clear_tid: None,
@@ -172,6 +177,11 @@ impl Engine {
         loop {
             if self.compiles.pending > 0 {
                 self.collect_compiled(false);
+            }
+            let generation = self.proc.mem.code_generation();
+            if generation != self.code_generation {
+                self.code_generation = generation;
+                self.drop_unexecutable();
             }
             if crate::linux::signals::INTERRUPT.load(std::sync::atomic::Ordering::Relaxed) != 0 {
                 if let Delivery::Terminate(sig) = self.proc.deliver_signal(&mut self.cpu) {
@@ -211,7 +221,14 @@ impl Engine {
             unreachable!("uncompiled unit without a block")
         };
         if block.insns.is_empty() {
-            return Err(stop(&block));
+            return match &block.stop {
+                Some((addr, bytes, _)) if bytes.is_empty() => {
+                    // Not executable: the fetch faults (decoded afresh if the guest recovers).
+                    self.units.forget(rip);
+                    Ok(self.fetch_fault(*addr))
+                }
+                _ => Err(stop(&block)),
+            };
         }
         u.count += 1;
         let hot = self.shared.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
@@ -243,9 +260,45 @@ impl Engine {
         }
     }
 
+    /// An instruction fetch from `addr`, which is not executable (unmapped, outside the guest
+    /// space, or without PROT_EXEC), for the instruction at `cpu.rip`.
+    fn fetch_fault(&mut self, addr: u64) -> u64 {
+        self.cpu.fault = crate::cpu::fault::MEMORY;
+        self.cpu.fault_addr = addr;
+        self.cpu.fault_info = crate::cpu::fault_info::FETCH;
+        self.cpu.insn_off = 0;
+        exit::FAULT
+    }
+
+    /// A memory fault in the guard after the guest space: the instruction's access used an
+    /// address outside the guest space, clamped into the guard. Reports the guest's own
+    /// address, recovered from the instruction and the registers as they were before it; a
+    /// non-canonical one is #GP, as on the CPU.
+    fn fault_outside_space(&mut self) {
+        let rip = self.cpu.rip.wrapping_add(self.cpu.insn_off);
+        let len = self.proc.mem.readable_len(rip, 15);
+        let Some(code) = self.proc.mem.read_bytes(rip, len as usize) else {
+            return;
+        };
+        let Some(a) = crate::decode::address_outside(code, rip, GUEST_SPACE, &self.cpu) else {
+            return;
+        };
+        if ((a as i64) << 16) >> 16 == a as i64 {
+            self.cpu.fault_addr = a;
+        } else {
+            self.cpu.rip = rip;
+            self.cpu.insn_off = 0;
+            self.cpu.fault = crate::cpu::fault::GP;
+            self.cpu.fault_addr = rip;
+        }
+    }
+
     /// A fault from an instruction: the guest's handler runs, or the process dies of it.
     /// Returns None when execution continues (in the handler).
     fn fault(&mut self) -> Option<Outcome> {
+        if self.cpu.fault == crate::cpu::fault::MEMORY && self.cpu.fault_addr >= GUEST_SPACE {
+            self.fault_outside_space();
+        }
         let Some(s) = crate::linux::faults::fault_signal(&mut self.cpu, &self.proc.mem) else {
             let at = self.cpu.fault_addr;
             eprintln!("kiln: unimplemented instruction form at guest address {at:#x}");
@@ -265,7 +318,8 @@ impl Engine {
 }
 
 /// A block that holds no instruction Kiln can run: says why (precisely: bytes, mnemonic and
-/// guest address) and ends the run as the CPU would (SIGILL, or SIGSEGV for unfetchable code).
+/// guest address) and ends the run as the CPU would (SIGILL; unfetchable code is a fault,
+/// `Engine::fetch_fault`).
 fn stop(block: &Block) -> Outcome {
     let (addr, bytes, ins) = block
         .stop
@@ -273,10 +327,6 @@ fn stop(block: &Block) -> Outcome {
         .unwrap_or((block.start, Vec::new(), Default::default()));
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     if ins.code() == iced_x86::Code::INVALID {
-        if bytes.is_empty() {
-            eprintln!("kiln: cannot fetch instructions at guest address {addr:#x} (unmapped or not readable)");
-            return Outcome::Signal(libc::SIGSEGV);
-        }
         eprintln!(
             "kiln: invalid instruction (bytes {}) at guest address {addr:#x}",
             hex.join(" ")

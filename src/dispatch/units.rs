@@ -5,7 +5,7 @@
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block};
 use crate::jit::UnitFn;
-use crate::mem::{AddrMap, GUEST_MASK};
+use crate::mem::AddrMap;
 use crate::semantics;
 use cache_format::Hash;
 use std::sync::Arc;
@@ -58,6 +58,20 @@ impl Units {
     /// Lets compiled code jump straight to `code` when it leaves for `rip`.
     pub fn chain_insert(&mut self, rip: u64, code: UnitFn) {
         self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
+    }
+
+    /// Forgets the unit at `rip` and its chaining slot: the next execution there decodes
+    /// (or faults) afresh. The list entry stays, emptied, so indices held elsewhere (pending
+    /// compiles) stay valid; a compile finishing for it installs nothing.
+    pub fn forget(&mut self, rip: u64) {
+        if let Some(i) = self.index.remove(&rip) {
+            self.list[i].block = None;
+            self.list[i].code = None;
+        }
+        let slot = &mut self.chain[crate::cpu::chain_slot(rip) as usize];
+        if slot[0] == rip {
+            *slot = [u64::MAX, 0];
+        }
     }
 
     fn add(&mut self, rip: u64, u: Unit) -> usize {
@@ -120,9 +134,25 @@ impl Engine {
         Some(self.units.add(rip, unit))
     }
 
-    /// Decodes the block at `rip` into a new unit.
+    /// Drops the units whose guest code is no longer executable (mprotect, munmap or mmap
+    /// took it away), with their chaining slots.
+    pub(super) fn drop_unexecutable(&mut self) {
+        let mem = &self.proc.mem;
+        let gone: Vec<u64> = (self.units.index.iter())
+            .filter(|(&rip, &i)| {
+                let len = self.units.list[i].block.as_ref().map_or(1, |b| b.len.max(1));
+                mem.executable_len(rip, len) != len
+            })
+            .map(|(&rip, _)| rip)
+            .collect();
+        for rip in gone {
+            self.units.forget(rip);
+        }
+    }
+
+    /// Decodes the block at `rip` into a new unit, from executable guest memory only.
     fn decode_unit(&mut self, rip: u64) -> usize {
-        let len = self.proc.mem.readable_len(rip, 4096);
+        let len = self.proc.mem.executable_len(rip, 4096);
         let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]);
         let block = decode_block(code, rip, semantics::classify);
         crate::klog!("decode", "decoding the block at {rip:#x}");
@@ -169,11 +199,11 @@ impl Engine {
         }
     }
 
-    /// The guest's bytes at [rip, rip+len), if all of them are readable.
+    /// The guest's code at [rip, rip+len), if all of it is executable.
     pub(super) fn guest_bytes(&self, rip: u64, len: u64) -> Option<&[u8]> {
-        if len == 0 || self.proc.mem.readable_len(rip, len) != len {
+        if len == 0 || self.proc.mem.executable_len(rip, len) != len {
             return None;
         }
-        self.proc.mem.read_bytes(rip & GUEST_MASK, len as usize)
+        self.proc.mem.read_bytes(rip, len as usize)
     }
 }

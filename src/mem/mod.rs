@@ -1,12 +1,24 @@
 //! The guest address space: one host reservation, guest mappings inside it, and checked access.
 //!
-//! Guest address `A` lives at host `base + (A & GUEST_MASK)`. Everything outside the guest's
-//! mappings stays `PROT_NONE`, so the host MMU enforces the guest's view.
+//! Guest address `A` lives at host `base + clamp(A)`. Everything outside the guest's mappings
+//! stays `PROT_NONE`, so the host MMU enforces the guest's view; an address at or above
+//! `GUEST_SPACE` is clamped into the `PROT_NONE` guard that follows the guest space, so it
+//! faults inside the reservation and never reaches another guest address or Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;
-/// Mask applied to every guest address before it is added to the base.
-pub const GUEST_MASK: u64 = GUEST_SPACE - 1;
+/// The `PROT_NONE` guard reserved after the guest space: larger than any single access (an
+/// fxsave image, a string instruction's element), so an access clamped to `GUEST_SPACE` or
+/// straddling its end faults inside the reservation.
+pub const GUARD: u64 = 1 << 20;
+
+/// The offset in the reservation of guest address `addr`: itself inside the guest space, the
+/// start of the guard above it. A fault there is reported with the guest's own address
+/// (recovered from the faulting instruction).
+#[inline(always)]
+pub fn clamp(addr: u64) -> u64 {
+    addr.min(GUEST_SPACE)
+}
 pub const PAGE: u64 = 4096;
 
 /// Where Kiln places things in guest space (fixed, so cache keys stay stable).
@@ -68,6 +80,10 @@ pub struct Memory {
     base: *mut u8,
     /// Mapping bookkeeping, shared by the guest's threads.
     state: std::sync::Mutex<MemState>,
+    /// Bumped whenever guest code may have lost its execute permission (mprotect without
+    /// PROT_EXEC, munmap or a fixed mapping over executable pages): each dispatcher compares
+    /// it with the value it last saw and drops its units that are no longer executable.
+    code_generation: std::sync::atomic::AtomicU64,
 }
 
 /// What Kiln records about the guest's address space.
@@ -92,7 +108,7 @@ impl Memory {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                GUEST_SPACE as usize,
+                (GUEST_SPACE + GUARD) as usize,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -100,7 +116,7 @@ impl Memory {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(MemError::Reserve(GUEST_SPACE, std::io::Error::last_os_error()));
+            return Err(MemError::Reserve(GUEST_SPACE + GUARD, std::io::Error::last_os_error()));
         }
         Ok(Memory {
             base: p as *mut u8,
@@ -110,6 +126,7 @@ impl Memory {
                 brk_start: 0,
                 brk: 0,
             }),
+            code_generation: Default::default(),
         })
     }
 
@@ -145,6 +162,8 @@ impl Memory {
     pub fn map_fixed(&self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
         let mut st = self.state();
         self.map_fixed_unrecorded(addr, len, prot, flags, fd, off)?;
+        // New contents: translations of the code it replaces are stale whatever the new prot.
+        self.losing_exec(&st, addr, addr + len, None);
         st.record(addr, addr + len, Some(prot));
         Ok(())
     }
@@ -221,6 +240,28 @@ impl MemState {
         at.min(end) - addr
     }
 
+    /// How many bytes from `addr` onwards are mapped executable (contiguously), up to `max`.
+    fn executable_len(&self, addr: u64, max: u64) -> u64 {
+        let mut at = addr;
+        let end = addr.saturating_add(max);
+        while at < end {
+            match self.maps.range(..=at).next_back() {
+                Some((_, &(e, p))) if e > at && p & libc::PROT_EXEC != 0 => at = e,
+                _ => break,
+            }
+        }
+        at.min(end) - addr
+    }
+
+    /// Whether any part of [start, end) is mapped executable.
+    fn any_executable(&self, start: u64, end: u64) -> bool {
+        let first = self.maps.range(..start).next_back().filter(|(_, &(e, _))| e > start);
+        first
+            .into_iter()
+            .chain(self.maps.range(start..end))
+            .any(|(_, &(_, p))| p & libc::PROT_EXEC != 0)
+    }
+
     fn fully_mapped(&self, start: u64, end: u64) -> bool {
         let mut at = start;
         while at < end {
@@ -294,6 +335,25 @@ impl Memory {
         self.state().readable_len(addr, max)
     }
 
+    /// How many bytes from `addr` onwards are mapped executable (contiguously), up to `max`.
+    pub fn executable_len(&self, addr: u64, max: u64) -> u64 {
+        self.state().executable_len(addr, max)
+    }
+
+    /// The code generation: changes whenever guest code may have lost execute permission.
+    pub fn code_generation(&self) -> u64 {
+        self.code_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Before [start, end) changes to `prot` (None: unmapped): a new code generation if
+    /// executable pages there lose their permission.
+    fn losing_exec(&self, st: &MemState, start: u64, end: u64, prot: Option<i32>) {
+        let keeps = prot.is_some_and(|p| p & libc::PROT_EXEC != 0);
+        if !keeps && st.any_executable(start, end) {
+            self.code_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
     /// The guest's mappings in /proc/<pid>/maps form.
     pub fn maps_text(&self) -> String {
         let st = self.state();
@@ -342,6 +402,7 @@ impl Memory {
             -1,
             0,
         )?;
+        self.losing_exec(&st, addr, addr + len, None);
         st.record(addr, addr + len, None);
         Ok(())
     }
@@ -363,6 +424,7 @@ impl Memory {
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        self.losing_exec(&st, addr, addr + len, Some(prot));
         st.record(addr, addr + len, Some(prot));
         Ok(())
     }
