@@ -19,7 +19,7 @@ static sigjmp_buf jb;
 static volatile int got_sig, got_code;
 static void *volatile got_addr;
 static volatile uintptr_t got_rip;
-static volatile long got_trapno, got_err;
+static volatile long got_trapno, got_err, got_rcx;
 
 static void jump_back(int s, siginfo_t *si, void *ucv) {
     ucontext_t *uc = ucv;
@@ -27,6 +27,7 @@ static void jump_back(int s, siginfo_t *si, void *ucv) {
     got_rip = uc->uc_mcontext.gregs[REG_RIP];
     got_trapno = uc->uc_mcontext.gregs[REG_TRAPNO];
     got_err = uc->uc_mcontext.gregs[REG_ERR];
+    got_rcx = uc->uc_mcontext.gregs[REG_RCX];
     siglongjmp(jb, 1);
 }
 
@@ -146,6 +147,31 @@ int main(void) {
         call("  call", far[i], far[i], far[i]);
     }
     load16("16-byte load across 1<<40", (char *)0x10000000000ul - 8, (char *)0x10000000000ul - 8);
+    /* The last page below 1<<40 mapped: accesses running off its end. */
+    char *top = mmap((void *)0xfffffff000ul, pg, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    printf("top page mapped: %d\n", top == (char *)0xfffffff000ul);
+    char *end = top + pg;
+    load16("16-byte load across the end of the top page", end - 8, end);
+    if (!sigsetjmp(jb, 1)) {
+        __asm__ volatile("movdqu %%xmm1, (%0)" : : "r"(end - 8) : "memory");
+        printf("16-byte store: wrote\n");
+    } else {
+        report("16-byte store across the end of the top page", end, 0);
+    }
+    static char src[256];
+    if (!sigsetjmp(jb, 1)) {
+        unsigned long n = 200;
+        char *d = end - 100;
+        const char *sp = src;
+        __asm__ volatile("rep movsb" : "+c"(n), "+D"(d), "+S"(sp) : : "memory");
+        printf("rep movsb: copied\n");
+    } else {
+        printf("rcx left %ld: ", got_rcx);
+        report("rep movsb across the end of the top page", end, 0);
+    }
+    munmap(top, pg);
+
     void *nc = (void *)0x8000000000001000ul;
     load("non-canonical load", nc, 0);
     store("non-canonical store", nc, 0);
