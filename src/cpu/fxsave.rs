@@ -84,7 +84,7 @@ fn host_qword(cpu: &Cpu, a: u64, i: usize) -> *mut u64 {
 /// state).
 pub fn fxsave_to(cpu: &Cpu, a: u64) {
     for (i, q) in image_of(cpu).iter().enumerate() {
-        // SAFETY: the address is masked into the guest reservation; unmapped pages fault as the
+        // SAFETY: the address is clamped into the guest reservation; unmapped pages fault as the
         // guest's own store would.
         unsafe { host_qword(cpu, a, i).write_unaligned(*q) };
     }

@@ -40,7 +40,8 @@ pub fn host(cpu: &Cpu, addr: u64) -> *mut u8 {
 #[inline]
 pub fn load(cpu: &Cpu, addr: u64, size: u8) -> u64 {
     let p = host(cpu, addr);
-    // SAFETY: the address is masked into the reservation; unmapped pages fault like the guest's.
+    // SAFETY: the address is clamped into the reservation (beyond the guest space: into the
+    // guard); unmapped pages fault like the guest's.
     unsafe {
         match size {
             1 => *p as u64,
