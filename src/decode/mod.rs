@@ -83,9 +83,10 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
 /// The guest address of the memory operand of the instruction in `code` (at guest `rip`) that
 /// lies outside the guest space (at or above `space`, or non-canonical), computed from the
 /// registers of `cpu` as they were before the instruction: what a fault clamped into the guard
-/// reports as the guest's own address.
-pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu) -> Option<u64> {
-    use iced_x86::{InstructionInfoFactory, Register};
+/// reports as the guest's own address; with whether that access writes (only: a
+/// read-modify-write faults on its read).
+pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu) -> Option<(u64, bool)> {
+    use iced_x86::{InstructionInfoFactory, OpAccess, Register};
     let ins = Decoder::with_ip(64, code, rip, DecoderOptions::NONE).decode();
     if ins.code() == Code::INVALID {
         return None;
@@ -104,8 +105,9 @@ pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu)
     let mut info = InstructionInfoFactory::new();
     let used = info.info(&ins).used_memory().to_vec();
     used.iter()
-        .filter_map(|m| m.virtual_address(0, value))
-        .find(|&a| a >= space)
+        .filter_map(|m| Some((m.virtual_address(0, value)?, m.access())))
+        .find(|&(a, _)| a >= space)
+        .map(|(a, access)| (a, matches!(access, OpAccess::Write | OpAccess::CondWrite)))
 }
 
 /// The six arithmetic flags in iced's `RflagsBits` encoding.
@@ -206,5 +208,45 @@ mod tests {
         // add eax, ebx; shl eax, 1; ret: the shift by one always writes the flags.
         let b = block(&[0x01, 0xd8, 0xd1, 0xe0, 0xc3]);
         assert_eq!(b.flags_live, vec![false, true, false]);
+    }
+
+    #[test]
+    fn address_outside_is_the_access_beyond_the_space_with_its_direction() {
+        let space = 1 << 40;
+        let mut cpu = crate::cpu::Cpu::new(0);
+        cpu.gpr[3] = 0x200_0000_0000; // rbx
+        let load = [0x48, 0x8b, 0x43, 0x08]; // mov rax, [rbx+8]
+        assert_eq!(
+            address_outside(&load, 0x1000, space, &cpu),
+            Some((0x200_0000_0008, false))
+        );
+        let store = [0x89, 0x03]; // mov [rbx], eax
+        assert_eq!(
+            address_outside(&store, 0x1000, space, &cpu),
+            Some((0x200_0000_0000, true))
+        );
+        cpu.gpr[4] = 0x300_0000_0000; // rsp
+        assert_eq!(
+            address_outside(&[0x50], 0x1000, space, &cpu),
+            Some((0x300_0000_0000 - 8, true))
+        );
+        cpu.fs_base = 0x8000_0000_0000_0000;
+        let fs = [0x64, 0x48, 0x8b, 0x04, 0x25, 0x10, 0, 0, 0]; // mov rax, fs:[0x10]
+        assert_eq!(
+            address_outside(&fs, 0x1000, space, &cpu),
+            Some((0x8000_0000_0000_0010, false))
+        );
+        cpu.gpr[3] = 0x1000;
+        assert_eq!(address_outside(&load, 0x1000, space, &cpu), None);
+    }
+
+    #[test]
+    fn a_first_instruction_cut_by_the_end_of_executable_memory_stops_where_fetching_fails() {
+        let b = decode_block(&[0xb8, 1], 0x1ffe, |_| Some(0)); // mov eax, imm32, cut
+        assert!(b.insns.is_empty());
+        let (addr, bytes, _) = b.stop.expect("a stop");
+        assert_eq!((addr, bytes.len()), (0x2000, 0));
+        let none = decode_block(&[], 0x3000, |_| Some(0));
+        assert_eq!(none.stop.map(|s| (s.0, s.1.len())), Some((0x3000, 0)));
     }
 }

@@ -270,8 +270,9 @@ impl Engine {
         exit::FAULT
     }
 
-    /// A memory fault in the guard after the guest space: the instruction's access used an
-    /// address outside the guest space, clamped into the guard. Reports the guest's own
+    /// A memory fault at or beyond the end of the guest space, in the guard. When the
+    /// instruction's access used an address outside the guest space (clamped into the
+    /// guard), reports the guest's own
     /// address, recovered from the instruction and the registers as they were before it; a
     /// non-canonical one is #GP, as on the CPU.
     fn fault_outside_space(&mut self) {
@@ -280,11 +281,12 @@ impl Engine {
         let Some(code) = self.proc.mem.read_bytes(rip, len as usize) else {
             return;
         };
-        let Some(a) = crate::decode::address_outside(code, rip, GUEST_SPACE, &self.cpu) else {
+        let Some((a, write)) = crate::decode::address_outside(code, rip, GUEST_SPACE, &self.cpu) else {
             return;
         };
         if ((a as i64) << 16) >> 16 == a as i64 {
             self.cpu.fault_addr = a;
+            self.cpu.fault_info = if write { crate::cpu::fault_info::WRITE } else { 0 };
         } else {
             self.cpu.rip = rip;
             self.cpu.insn_off = 0;

@@ -120,6 +120,11 @@ int main(void) {
     call("nops into the page made executable", two + pg - 8, 0, 0);
     mprotect(two + pg, pg, PROT_READ);
     call("nops into the page made non-executable", two + pg - 8, two + pg, two + pg);
+    mprotect(two, pg, PROT_READ | PROT_WRITE);
+    two[pg - 2] = 0xb8; /* mov eax, imm32: its immediate lies on the next page */
+    two[pg - 1] = 42;
+    mprotect(two, pg, PROT_READ | PROT_EXEC);
+    call("an instruction running into a non-executable page", two + pg - 8, two + pg, two + pg - 2);
 
     /* The program's own text. */
     void *text = (void *)((uintptr_t)in_text & ~(uintptr_t)(pg - 1));
