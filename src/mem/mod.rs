@@ -335,6 +335,13 @@ impl Memory {
         self.state().readable_len(addr, max)
     }
 
+    /// The guest protection of the mapping holding `addr`, if any.
+    pub fn prot_at(&self, addr: u64) -> Option<i32> {
+        let st = self.state();
+        let (_, &(end, prot)) = st.maps.range(..=addr).next_back()?;
+        (addr < end).then_some(prot)
+    }
+
     /// How many bytes from `addr` onwards are mapped executable (contiguously), up to `max`.
     pub fn executable_len(&self, addr: u64, max: u64) -> u64 {
         self.state().executable_len(addr, max)

@@ -110,6 +110,18 @@ int main(void) {
     munmap(rw, pg);
     call("call into the unmapped page", rw, rw, rw);
 
+    /* Executable memory moved by mremap stays executable. */
+    unsigned char *mv = mmap(0, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memcpy(mv, ret42, sizeof ret42);
+    mprotect(mv, pg, PROT_READ | PROT_EXEC);
+    call("call before mremap", mv, 0, 0);
+    unsigned char *blocker = mmap(mv + pg, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    unsigned char *moved = mremap(mv, pg, 4 * pg, MREMAP_MAYMOVE);
+    printf("mremap moved it: %d\n", moved != MAP_FAILED && moved != mv);
+    call("call after mremap", moved, 0, 0);
+    munmap(moved, 4 * pg);
+    if (blocker != MAP_FAILED) munmap(blocker, pg);
+
     /* Code that runs off the end of an executable page into a non-executable one. */
     unsigned char *two = mmap(0, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     memset(two + pg - 8, 0x90, 8);
