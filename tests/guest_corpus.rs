@@ -99,6 +99,7 @@ corpus! {
     signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
     faults_become_guest_signals => "faults.c";
     bad_memory_accesses_become_guest_signals => "segv.c";
+    execute_permission_and_addresses_outside_the_guest_space => "nx_far.c";
     isa_extensions_sse3_to_sse42_bmi_movbe_cx16 => "isa_ext.c";
     libm_and_fenv_in_every_rounding_mode => "libm_fenv.c";
     string_functions_on_every_alignment_and_length => "mem_alignment.c";

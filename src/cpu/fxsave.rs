@@ -3,7 +3,6 @@
 //! to and from guest memory.
 
 use super::Cpu;
-use crate::mem::GUEST_MASK;
 
 /// Bytes of the image Kiln writes and reads: the header, ST(0)..ST(7) and xmm0-15. The rest of
 /// the 512-byte area (reserved and available bytes) is left untouched.
@@ -78,14 +77,14 @@ pub fn apply_image(cpu: &mut Cpu, img: &Image) {
 
 /// The host address of guest quadword `i` of an image at guest `a`.
 fn host_qword(cpu: &Cpu, a: u64, i: usize) -> *mut u64 {
-    (cpu.mem_base + (a.wrapping_add(8 * i as u64) & GUEST_MASK)) as *mut u64
+    (cpu.mem_base + crate::mem::clamp(a.wrapping_add(8 * i as u64))) as *mut u64
 }
 
 /// Stores the image of the current state at guest `a` (FXSAVE, and the signal frame's FP
 /// state).
 pub fn fxsave_to(cpu: &Cpu, a: u64) {
     for (i, q) in image_of(cpu).iter().enumerate() {
-        // SAFETY: the address is masked into the guest reservation; unmapped pages fault as the
+        // SAFETY: the address is clamped into the guest reservation; unmapped pages fault as the
         // guest's own store would.
         unsafe { host_qword(cpu, a, i).write_unaligned(*q) };
     }

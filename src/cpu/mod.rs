@@ -69,6 +69,8 @@ pub mod fault_info {
     pub const WRITE: u64 = 1;
     /// The host raised SIGBUS (beyond the end of a mapped file) rather than SIGSEGV.
     pub const BUS: u64 = 2;
+    /// An instruction fetch: the guest rip (at `Cpu::fault_addr`) is not executable.
+    pub const FETCH: u64 = 4;
 }
 
 #[repr(C)]

@@ -20,7 +20,8 @@ pub struct Block {
     /// The guest bytes the block was decoded from (`len` of them).
     pub bytes: Vec<u8>,
     /// The block stops before an instruction Kiln cannot run (or bytes that do not decode):
-    /// its address and bytes.
+    /// its address and bytes. No bytes: the first instruction cannot be fetched, and the
+    /// address is the first byte that is not executable.
     pub stop: Option<(u64, Vec<u8>, Instruction)>,
 }
 
@@ -45,9 +46,12 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
         }
         d.decode_out(&mut ins);
         let off = (ins.ip() - rip) as usize;
-        if d.last_error() == DecoderError::NoMoreBytes && !insns.is_empty() {
-            // The buffer (or readable memory) ends inside this instruction: end the block
-            // before it; the next block starts there.
+        if d.last_error() == DecoderError::NoMoreBytes {
+            // The buffer (or executable memory) ends inside this instruction: end the block
+            // before it; the next block starts there, and cannot fetch past the end.
+            if insns.is_empty() {
+                stop = Some((rip + buf.len() as u64, Vec::new(), Instruction::default()));
+            }
             break;
         }
         let route = if ins.code() == Code::INVALID {
@@ -77,6 +81,36 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
         bytes: buf[..len as usize].to_vec(),
         stop,
     }
+}
+
+/// The guest address of the memory operand of the instruction in `code` (at guest `rip`) that
+/// lies outside the guest space (at or above `space`, or non-canonical), computed from the
+/// registers of `cpu` as they were before the instruction: what a fault clamped into the guard
+/// reports as the guest's own address; with whether that access writes (only: a
+/// read-modify-write faults on its read).
+pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu) -> Option<(u64, bool)> {
+    use iced_x86::{InstructionInfoFactory, OpAccess, Register};
+    let ins = Decoder::with_ip(64, code, rip, DecoderOptions::NONE).decode();
+    if ins.code() == Code::INVALID {
+        return None;
+    }
+    let value = |r: Register, _: usize, _: usize| -> Option<u64> {
+        Some(match r {
+            Register::FS => cpu.fs_base,
+            Register::GS => cpu.gs_base,
+            Register::ES | Register::CS | Register::SS | Register::DS => 0,
+            Register::RIP => ins.next_ip(),
+            r if r.is_gpr64() => cpu.gpr[r.number()],
+            r if r.is_gpr32() => cpu.gpr[r.number()] & 0xffff_ffff,
+            _ => return None,
+        })
+    };
+    let mut info = InstructionInfoFactory::new();
+    let used = info.info(&ins).used_memory().to_vec();
+    used.iter()
+        .filter_map(|m| Some((m.virtual_address(0, value)?, m.access())))
+        .find(|&(a, _)| a >= space)
+        .map(|(a, access)| (a, matches!(access, OpAccess::Write | OpAccess::CondWrite)))
 }
 
 /// The six arithmetic flags in iced's `RflagsBits` encoding.
@@ -177,5 +211,45 @@ mod tests {
         // add eax, ebx; shl eax, 1; ret: the shift by one always writes the flags.
         let b = block(&[0x01, 0xd8, 0xd1, 0xe0, 0xc3]);
         assert_eq!(b.flags_live, vec![false, true, false]);
+    }
+
+    #[test]
+    fn address_outside_is_the_access_beyond_the_space_with_its_direction() {
+        let space = 1 << 40;
+        let mut cpu = crate::cpu::Cpu::new(0);
+        cpu.gpr[3] = 0x200_0000_0000; // rbx
+        let load = [0x48, 0x8b, 0x43, 0x08]; // mov rax, [rbx+8]
+        assert_eq!(
+            address_outside(&load, 0x1000, space, &cpu),
+            Some((0x200_0000_0008, false))
+        );
+        let store = [0x89, 0x03]; // mov [rbx], eax
+        assert_eq!(
+            address_outside(&store, 0x1000, space, &cpu),
+            Some((0x200_0000_0000, true))
+        );
+        cpu.gpr[4] = 0x300_0000_0000; // rsp
+        assert_eq!(
+            address_outside(&[0x50], 0x1000, space, &cpu),
+            Some((0x300_0000_0000 - 8, true))
+        );
+        cpu.fs_base = 0x8000_0000_0000_0000;
+        let fs = [0x64, 0x48, 0x8b, 0x04, 0x25, 0x10, 0, 0, 0]; // mov rax, fs:[0x10]
+        assert_eq!(
+            address_outside(&fs, 0x1000, space, &cpu),
+            Some((0x8000_0000_0000_0010, false))
+        );
+        cpu.gpr[3] = 0x1000;
+        assert_eq!(address_outside(&load, 0x1000, space, &cpu), None);
+    }
+
+    #[test]
+    fn a_first_instruction_cut_by_the_end_of_executable_memory_stops_where_fetching_fails() {
+        let b = decode_block(&[0xb8, 1], 0x1ffe, |_| Some(0)); // mov eax, imm32, cut
+        assert!(b.insns.is_empty());
+        let (addr, bytes, _) = b.stop.expect("a stop");
+        assert_eq!((addr, bytes.len()), (0x2000, 0));
+        let none = decode_block(&[], 0x3000, |_| Some(0));
+        assert_eq!(none.stop.map(|s| (s.0, s.1.len())), Some((0x3000, 0)));
     }
 }

@@ -19,6 +19,7 @@ use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
 use crate::linux::wake::Wake;
 use crate::linux::{Process, SysResult};
+use crate::mem::GUEST_SPACE;
 use crate::stats::Stats;
 use cache_format::{ConfigId, Hash, ModuleOffset};
 use std::path::{Path, PathBuf};
@@ -234,7 +235,14 @@ impl Engine {
             unreachable!("uncompiled unit without a block")
         };
         if block.insns.is_empty() {
-            return Err(stop(&block));
+            return match &block.stop {
+                Some((addr, bytes, _)) if bytes.is_empty() => {
+                    // Not executable: the fetch faults (decoded afresh if the guest recovers).
+                    self.units.drop_unit(i);
+                    Ok(self.fetch_fault(*addr))
+                }
+                _ => Err(stop(&block)),
+            };
         }
         u.count += 1;
         let hot = self.shared.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
@@ -270,9 +278,46 @@ impl Engine {
         }
     }
 
+    /// An instruction fetch from `addr`, which is not executable (unmapped, outside the guest
+    /// space, or without PROT_EXEC), for the instruction at `cpu.rip`.
+    fn fetch_fault(&mut self, addr: u64) -> u64 {
+        self.cpu.fault = crate::cpu::fault::MEMORY;
+        self.cpu.fault_addr = addr;
+        self.cpu.fault_info = crate::cpu::fault_info::FETCH;
+        self.cpu.insn_off = 0;
+        exit::FAULT
+    }
+
+    /// A memory fault at or beyond the end of the guest space, in the guard. When the
+    /// instruction's access used an address outside the guest space (clamped into the guard),
+    /// reports the guest's own address, recovered from the instruction and the registers as
+    /// they were before it; a non-canonical one is #GP, as on the CPU.
+    fn fault_outside_space(&mut self) {
+        let rip = self.cpu.rip.wrapping_add(self.cpu.insn_off);
+        let len = self.proc.mem.readable_len(rip, 15);
+        let Some(code) = self.proc.mem.read_bytes(rip, len as usize) else {
+            return;
+        };
+        let Some((a, write)) = crate::decode::address_outside(code, rip, GUEST_SPACE, &self.cpu) else {
+            return;
+        };
+        if ((a as i64) << 16) >> 16 == a as i64 {
+            self.cpu.fault_addr = a;
+            self.cpu.fault_info = if write { crate::cpu::fault_info::WRITE } else { 0 };
+        } else {
+            self.cpu.rip = rip;
+            self.cpu.insn_off = 0;
+            self.cpu.fault = crate::cpu::fault::GP;
+            self.cpu.fault_addr = rip;
+        }
+    }
+
     /// A fault from an instruction: the guest's handler runs, or the process dies of it.
     /// Returns None when execution continues (in the handler).
     fn fault(&mut self) -> Option<Outcome> {
+        if self.cpu.fault == crate::cpu::fault::MEMORY && self.cpu.fault_addr >= GUEST_SPACE {
+            self.fault_outside_space();
+        }
         let Some(s) = crate::linux::faults::fault_signal(&mut self.cpu, &self.proc.mem) else {
             let at = self.cpu.fault_addr;
             eprintln!("kiln: unimplemented instruction form at guest address {at:#x}");
@@ -337,7 +382,8 @@ impl Engine {
 }
 
 /// A block that holds no instruction Kiln can run: says why (precisely: bytes, mnemonic and
-/// guest address) and ends the run as the CPU would (SIGILL, or SIGSEGV for unfetchable code).
+/// guest address) and ends the run as the CPU would (SIGILL; unfetchable code is a fault,
+/// `Engine::fetch_fault`).
 fn stop(block: &Block) -> Outcome {
     let (addr, bytes, ins) = block
         .stop
@@ -345,10 +391,6 @@ fn stop(block: &Block) -> Outcome {
         .unwrap_or((block.start, Vec::new(), Default::default()));
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     if ins.code() == iced_x86::Code::INVALID {
-        if bytes.is_empty() {
-            eprintln!("kiln: cannot fetch instructions at guest address {addr:#x} (unmapped or not readable)");
-            return Outcome::Signal(libc::SIGSEGV);
-        }
         eprintln!(
             "kiln: invalid instruction (bytes {}) at guest address {addr:#x}",
             hex.join(" ")

@@ -8,7 +8,6 @@ use super::Engine;
 use crate::cache::journal;
 use crate::decode::Block;
 use crate::linux::host;
-use crate::mem::GUEST_MASK;
 use cache_format::{ConfigId, UnitEntry, UnitKey};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,7 +95,7 @@ impl Engine {
             if self.proc.mem.readable_len(n.rip, n.guest_len) != n.guest_len {
                 continue;
             }
-            let Some(bytes) = self.proc.mem.read_bytes(n.rip & GUEST_MASK, n.guest_len as usize) else {
+            let Some(bytes) = self.proc.mem.read_bytes(n.rip, n.guest_len as usize) else {
                 continue;
             };
             // Code that changed since it was translated is not the module's any more.

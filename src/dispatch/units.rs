@@ -8,7 +8,7 @@ use super::{Engine, Tier};
 use crate::decode::{decode_block, Block};
 use crate::jit::UnitFn;
 use crate::mem::watch::Watch;
-use crate::mem::{AddrMap, GUEST_MASK};
+use crate::mem::AddrMap;
 use crate::semantics;
 use crate::stats::Miss;
 use cache_format::Hash;
@@ -249,11 +249,12 @@ impl Engine {
         self.proc.mem.watch_code(rip, len).0
     }
 
-    /// Decodes the block at `rip` into a new unit. The bytes are decoded from a copy, and
+    /// Decodes the block at `rip` into a new unit, from executable guest memory only. The bytes
+    /// are decoded from a copy, and
     /// compared with the guest's after their pages are watched: a write that came in between
     /// means decoding again.
     fn decode_unit(&mut self, rip: u64) -> usize {
-        let len = self.proc.mem.readable_len(rip, 4096);
+        let len = self.proc.mem.executable_len(rip, 4096);
         let mut block;
         let mut watch;
         let mut tries = 0;
@@ -345,11 +346,11 @@ impl Engine {
         }
     }
 
-    /// The guest's bytes at [rip, rip+len), if all of them are readable.
+    /// The guest's code at [rip, rip+len), if all of it is executable.
     pub(super) fn guest_bytes(&self, rip: u64, len: u64) -> Option<&[u8]> {
-        if len == 0 || self.proc.mem.readable_len(rip, len) != len {
+        if len == 0 || self.proc.mem.executable_len(rip, len) != len {
             return None;
         }
-        self.proc.mem.read_bytes(rip & GUEST_MASK, len as usize)
+        self.proc.mem.read_bytes(rip, len as usize)
     }
 }

@@ -7,7 +7,7 @@ use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off};
 use crate::decode::Block;
-use crate::mem::GUEST_MASK;
+use crate::mem::GUEST_SPACE;
 use crate::semantics;
 use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -118,7 +118,12 @@ impl Lower<'_> {
                 b
             }
         };
-        let m = self.b.ins().band_imm_u(addr, GUEST_MASK as i64);
+        // Clamped, not masked: an address beyond the guest space lands in the guard after it
+        // and faults there (the fault path recovers the guest's address). A compare and a
+        // conditional move: measured no slower than the mask it replaced, where a branch to a
+        // cold block cost about 15% more compile time for no gain at run time.
+        let top = self.b.ins().iconst(types::I64, GUEST_SPACE as i64);
+        let m = self.b.ins().umin(addr, top);
         self.b.ins().iadd(base, m)
     }
 

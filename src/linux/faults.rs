@@ -59,11 +59,18 @@ fn memory_fault(cpu: &mut Cpu, mem: &Memory) -> FaultSignal {
     let at = cpu.fault_addr;
     cpu.rip = cpu.rip.wrapping_add(cpu.insn_off);
     let write = cpu.fault_info & fault_info::WRITE != 0;
+    let fetch = cpu.fault_info & fault_info::FETCH != 0;
     let mapped = mem.mapped(at);
     crate::klog!(
         "signal",
         "guest {} of {at:#x} at {:#x} faulted",
-        if write { "write" } else { "read" },
+        if fetch {
+            "fetch"
+        } else if write {
+            "write"
+        } else {
+            "read"
+        },
         cpu.rip
     );
     if cpu.fault_info & fault_info::BUS != 0 {
@@ -75,8 +82,8 @@ fn memory_fault(cpu: &mut Cpu, mem: &Memory) -> FaultSignal {
             trap: [err, 14, at],
         };
     }
-    // Error code: user, write, protection.
-    let err = 4 | (write as u64) << 1 | mapped as u64;
+    // Error code: user, write, protection, instruction fetch.
+    let err = 4 | (write as u64) << 1 | mapped as u64 | (fetch as u64) << 4;
     FaultSignal {
         sig: libc::SIGSEGV,
         code: if mapped { 2 } else { 1 },

@@ -1,12 +1,24 @@
 //! The guest address space: one host reservation, guest mappings inside it, and checked access.
 //!
-//! Guest address `A` lives at host `base + (A & GUEST_MASK)`. Everything outside the guest's
-//! mappings stays `PROT_NONE`, so the host MMU enforces the guest's view.
+//! Guest address `A` lives at host `base + clamp(A)`. Everything outside the guest's mappings
+//! stays `PROT_NONE`, so the host MMU enforces the guest's view; an address at or above
+//! `GUEST_SPACE` is clamped into the `PROT_NONE` guard that follows the guest space, so it
+//! faults inside the reservation and never reaches another guest address or Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;
-/// Mask applied to every guest address before it is added to the base.
-pub const GUEST_MASK: u64 = GUEST_SPACE - 1;
+/// The `PROT_NONE` guard reserved after the guest space: larger than any single access (an
+/// fxsave image, a string instruction's element), so an access clamped to `GUEST_SPACE` or
+/// straddling its end faults inside the reservation.
+pub const GUARD: u64 = 1 << 20;
+
+/// The offset in the reservation of guest address `addr`: itself inside the guest space, the
+/// start of the guard above it. A fault there is reported with the guest's own address
+/// (recovered from the faulting instruction).
+#[inline(always)]
+pub fn clamp(addr: u64) -> u64 {
+    addr.min(GUEST_SPACE)
+}
 pub const PAGE: u64 = 4096;
 
 /// Where Kiln places things in guest space (fixed, so cache keys stay stable).
@@ -96,7 +108,7 @@ impl Memory {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                GUEST_SPACE as usize,
+                (GUEST_SPACE + GUARD) as usize,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -104,7 +116,7 @@ impl Memory {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(MemError::Reserve(GUEST_SPACE, std::io::Error::last_os_error()));
+            return Err(MemError::Reserve(GUEST_SPACE + GUARD, std::io::Error::last_os_error()));
         }
         watch::init(p as u64).map_err(|e| MemError::Reserve(GUEST_SPACE, e))?;
         Ok(Memory {
@@ -241,6 +253,19 @@ impl MemState {
         at.min(end) - addr
     }
 
+    /// How many bytes from `addr` onwards are mapped executable (contiguously), up to `max`.
+    fn executable_len(&self, addr: u64, max: u64) -> u64 {
+        let mut at = addr;
+        let end = addr.saturating_add(max);
+        while at < end {
+            match self.maps.range(..=at).next_back() {
+                Some((_, &(e, p))) if e > at && p & libc::PROT_EXEC != 0 => at = e,
+                _ => break,
+            }
+        }
+        at.min(end) - addr
+    }
+
     fn fully_mapped(&self, start: u64, end: u64) -> bool {
         let mut at = start;
         while at < end {
@@ -328,6 +353,16 @@ impl Memory {
     /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
     pub fn readable_len(&self, addr: u64, max: u64) -> u64 {
         self.state().readable_len(addr, max)
+    }
+
+    /// The guest protection of the mapping holding `addr`, if any.
+    pub fn prot_at(&self, addr: u64) -> Option<i32> {
+        self.state().prot_at(addr).map(|p| p & !watch::SHARED)
+    }
+
+    /// How many bytes from `addr` onwards are mapped executable (contiguously), up to `max`.
+    pub fn executable_len(&self, addr: u64, max: u64) -> u64 {
+        self.state().executable_len(addr, max)
     }
 
     /// The guest's mappings in /proc/<pid>/maps form.

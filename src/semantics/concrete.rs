@@ -8,7 +8,6 @@ use super::vector;
 use crate::cpu::flags::{arith_rflags, cpu_cond, store_flags, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un, Values};
 use crate::cpu::{exit, Cpu};
-use crate::mem::GUEST_MASK;
 use iced_x86::Instruction;
 
 /// Helper entry: the condition `cc` of the CPU's flags, as 0/1.
@@ -31,16 +30,18 @@ pub unsafe extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
     arith_rflags(cpu)
 }
 
-/// Host pointer of a guest address (masked into the reservation).
+/// Host pointer of a guest address (clamped into the reservation: an address beyond the guest
+/// space lands in the guard and faults).
 #[inline]
 pub fn host(cpu: &Cpu, addr: u64) -> *mut u8 {
-    (cpu.mem_base + (addr & GUEST_MASK)) as *mut u8
+    (cpu.mem_base + crate::mem::clamp(addr)) as *mut u8
 }
 
 #[inline]
 pub fn load(cpu: &Cpu, addr: u64, size: u8) -> u64 {
     let p = host(cpu, addr);
-    // SAFETY: the address is masked into the reservation; unmapped pages fault like the guest's.
+    // SAFETY: the address is clamped into the reservation (beyond the guest space: into the
+    // guard); unmapped pages fault like the guest's.
     unsafe {
         match size {
             1 => *p as u64,

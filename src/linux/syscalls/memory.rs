@@ -89,6 +89,9 @@ pub(super) fn mremap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
         return Err(ENOMEM);
     }
     let at = proc.mem.alloc_range(new_len).ok_or(ENOMEM)?;
+    // The moved mapping keeps its protection (execute permission included); it is written
+    // while read-write and takes the protection after the copy.
+    let prot = proc.mem.prot_at(old).unwrap_or(libc::PROT_READ | libc::PROT_WRITE);
     proc.mem
         .map_anon(at, new_len, libc::PROT_READ | libc::PROT_WRITE)
         .map_err(|_| ENOMEM)?;
@@ -96,6 +99,9 @@ pub(super) fn mremap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
     let dst = proc.buf(at, old_len)?;
     // SAFETY: both ranges are inside the reservation; the old one is the guest's mapping.
     unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, old_len as usize) };
+    if prot != libc::PROT_READ | libc::PROT_WRITE {
+        proc.mem.protect(at, new_len, prot).map_err(|_| ENOMEM)?;
+    }
     proc.mem.unmap(old, old_len).map_err(|_| EINVAL)?;
     Ok(at as i64)
 }

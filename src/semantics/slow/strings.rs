@@ -63,7 +63,8 @@ pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 fn bulk_forward(cpu: &mut Cpu, m: Mnemonic) -> bool {
     let n = cpu.gpr[1];
     let (src, dst) = (cpu.gpr[6], cpu.gpr[7]);
-    let ok = n < crate::mem::GUEST_SPACE && dst.checked_add(n).is_some_and(|e| e <= crate::mem::GUEST_SPACE);
+    let inside = |a: u64| a.checked_add(n).is_some_and(|e| e <= crate::mem::GUEST_SPACE);
+    let ok = inside(dst) && (m == Mnemonic::Stosb || inside(src));
     if !(ok && (m == Mnemonic::Stosb || src.checked_add(n).is_some_and(|e| e <= dst || dst + n <= src))) {
         return false;
     }
