@@ -26,6 +26,12 @@ pub fn default_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("KILN_CACHE_DIR") {
         return Some(PathBuf::from(d));
     }
+    user_dir()
+}
+
+/// The user's own cache directory (`$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`), whatever
+/// `KILN_CACHE_DIR` says.
+pub fn user_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
         return Some(PathBuf::from(x).join("kiln"));
     }
