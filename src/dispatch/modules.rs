@@ -38,22 +38,21 @@ impl Modules {
     }
 }
 
+/// The module holding guest code at [rip, rip+len): the main one or a library, if known.
+pub(super) fn module_in(main: Module, modules: &Modules, rip: u64, len: u64) -> Option<Module> {
+    let inside = |lo: u64, hi: u64| rip >= lo && rip.saturating_add(len) <= hi;
+    if inside(main.lo, main.hi) {
+        return Some(main);
+    }
+    (modules.libs.iter().rev())
+        .find(|(lo, hi, _)| inside(*lo, *hi))
+        .and_then(|(_, _, m)| *m)
+}
+
 impl Engine {
     /// The module holding guest code at [rip, rip+len), if Kiln knows it.
     pub(super) fn module_of(&self, rip: u64, len: u64) -> Option<Module> {
-        let inside = |lo: u64, hi: u64| rip >= lo && rip.saturating_add(len) <= hi;
-        let main = self.shared.module;
-        if inside(main.lo, main.hi) {
-            return Some(main);
-        }
-        let registry = self.shared.registry.lock();
-        registry
-            .modules
-            .libs
-            .iter()
-            .rev()
-            .find(|(lo, hi, _)| inside(*lo, *hi))
-            .and_then(|(_, _, m)| *m)
+        module_in(self.shared.module, &self.shared.registry.lock().modules, rip, len)
     }
 
     /// Identifies the executable file mapping holding `rip` (first time its code runs) and

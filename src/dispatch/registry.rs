@@ -40,6 +40,13 @@ pub(super) struct Cached {
     pub verified_at: Option<u64>,
 }
 
+/// What `Registry::find` found.
+pub(super) enum Found {
+    Compiled(Arc<NewUnit>),
+    Cached(Cached),
+    Nothing,
+}
+
 #[derive(Default)]
 pub(super) struct State {
     /// Units from the cache by guest rip.
@@ -93,10 +100,14 @@ impl Registry {
         self.lock().compiling.remove(&rip);
     }
 
-    /// The compiled unit for `rip`, if a thread compiled one in this run.
-    pub fn compiled(&self, rip: u64) -> Option<Arc<NewUnit>> {
+    /// What the process has for `rip` that this thread has not: a unit some thread compiled in
+    /// this run, or one from the cache (one lock for both).
+    pub fn find(&self, rip: u64) -> Found {
         let s = self.lock();
-        s.compiled_at.get(&rip).map(|&i| s.compiled[i].clone())
+        match s.compiled_at.get(&rip) {
+            Some(&i) => Found::Compiled(s.compiled[i].clone()),
+            None => s.cached.get(&rip).map_or(Found::Nothing, |c| Found::Cached(*c)),
+        }
     }
 
     /// The units compiled since the first `from`, and the new count.

@@ -3,7 +3,8 @@
 //! the chaining table through which compiled units jump straight to the next one.
 
 use super::compile::NewUnit;
-use super::registry::Cached;
+use super::modules::module_in;
+use super::registry::{Cached, Found};
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block};
 use crate::jit::UnitFn;
@@ -151,11 +152,13 @@ impl Engine {
         if let Some(&i) = self.units.index.get(&rip) {
             return i;
         }
-        if let Some(i) = self.unit_compiled_elsewhere(rip) {
-            return i;
+        let found = self.shared.registry.find(rip);
+        if let Found::Compiled(n) = &found {
+            if let Some(i) = self.unit_compiled_elsewhere(rip, n) {
+                return i;
+            }
         }
-        let cached = self.shared.registry.lock().cached.get(&rip).copied();
-        if let Some(c) = cached {
+        if let Found::Cached(c) = found {
             if let Some(i) = self.use_cached(rip, c) {
                 return i;
             }
@@ -182,8 +185,9 @@ impl Engine {
     fn use_cached(&mut self, rip: u64, c: Cached) -> Option<usize> {
         let watch = self.watch_code(rip, c.unit.guest_len);
         let epoch = crate::mem::watch::epoch();
-        if c.verified_at != Some(epoch) || watch == Watch::Volatile {
-            let matches = self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);
+        let check = c.verified_at != Some(epoch) || watch == Watch::Volatile;
+        let matches = !check || self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);
+        {
             let mut registry = self.shared.registry.lock();
             if !matches {
                 registry.cached.remove(&rip);
@@ -192,10 +196,10 @@ impl Engine {
             if let Some(e) = registry.cached.get_mut(&rip) {
                 e.verified_at = Some(epoch);
             }
+            let module = module_in(self.shared.module, &registry.modules, rip, c.unit.guest_len);
+            registry.modules.count_hit(module);
         }
         self.stats.cache_hits += 1;
-        let module = self.module_of(rip, c.unit.guest_len);
-        self.shared.registry.lock().modules.count_hit(module);
         let mut unit = Unit::new(rip, c.unit.guest_len, c.unit.ninsns);
         unit.queued = true;
         Some(self.add_compiled(unit, c.unit.code, watch))
@@ -203,8 +207,7 @@ impl Engine {
 
     /// The unit for a block another thread of this process compiled (if the guest bytes are
     /// still those it was compiled from): this thread's own copy of the code.
-    fn unit_compiled_elsewhere(&mut self, rip: u64) -> Option<usize> {
-        let n = self.shared.registry.compiled(rip)?;
+    fn unit_compiled_elsewhere(&mut self, rip: u64, n: &NewUnit) -> Option<usize> {
         let watch = self.watch_code(rip, n.guest_len);
         if !self.bytes_hash_to(rip, n.guest_len, &n.guest_hash) {
             return None;
