@@ -87,8 +87,6 @@ pub struct Memory {
 pub struct MemState {
     /// The guest's mappings: start -> (end, guest prot). Kept in step with every host change.
     maps: std::collections::BTreeMap<u64, (u64, i32)>,
-    /// Next free address for mappings placed by Kiln, growing downwards.
-    mmap_next: u64,
     pub brk_start: u64,
     pub brk: u64,
     /// How often each code page was write-protected again after the guest wrote it
@@ -123,7 +121,6 @@ impl Memory {
             base: p as *mut u8,
             state: std::sync::Mutex::new(MemState {
                 maps: Default::default(),
-                mmap_next: layout::MMAP_TOP,
                 brk_start: 0,
                 brk: 0,
                 rewrites: AddrMap::default(),
@@ -162,6 +159,41 @@ impl Memory {
     /// Maps a range with host mmap(MAP_FIXED) inside the reservation.
     pub fn map_fixed(&self, addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: i64) -> Result<(), MemError> {
         let mut st = self.state();
+        self.map_recorded(&mut st, addr, len, prot, flags, fd, off)
+    }
+
+    /// Maps `len` bytes where Kiln chooses (at `hint` if that range is free), as one step, so
+    /// that threads mapping at once never get the same range. Returns the guest address.
+    pub fn map_placed(
+        &self,
+        hint: Option<u64>,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: i64,
+    ) -> Result<u64, MemError> {
+        let mut st = self.state();
+        let hint = hint.filter(|&h| Self::check(h, len).is_ok() && st.is_free(h, h + len));
+        let at = match hint {
+            Some(h) => h,
+            None => st.alloc_range(len).ok_or(MemError::OutOfRange(0, len))?,
+        };
+        self.map_recorded(&mut st, at, len, prot, flags, fd, off)?;
+        Ok(at)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_recorded(
+        &self,
+        st: &mut MemState,
+        addr: u64,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: i64,
+    ) -> Result<(), MemError> {
         self.map_fixed_unrecorded(addr, len, prot, flags, fd, off)?;
         let shared = if flags & libc::MAP_SHARED != 0 {
             watch::SHARED
@@ -277,24 +309,23 @@ impl MemState {
         true
     }
 
-    /// Picks a free guest range of `len` bytes for a mapping without a fixed address, below
-    /// the last one picked and below any mapping in the way.
+    /// Picks a free guest range of `len` bytes for a mapping without a fixed address: the
+    /// highest gap below `layout::MMAP_TOP` that fits, as the kernel's top-down placement does
+    /// (so a range freed by munmap or dlclose is used again, and the same sequence of calls
+    /// always gets the same addresses).
     fn alloc_range(&mut self, len: u64) -> Option<u64> {
         let len = page_up(len);
-        let mut top = self.mmap_next;
-        loop {
-            let a = top.checked_sub(len)?;
-            if a < layout::MMAP_BOTTOM {
+        let mut top = layout::MMAP_TOP;
+        for (&s, &(e, _)) in self.maps.range(..layout::MMAP_TOP).rev() {
+            if e <= top && top - e >= len {
+                break;
+            }
+            top = top.min(s);
+            if top < layout::MMAP_BOTTOM {
                 return None;
             }
-            match self.maps.range(..a + len).next_back() {
-                Some((&s, &(e, _))) if e > a => top = s,
-                _ => {
-                    self.mmap_next = a;
-                    return Some(a);
-                }
-            }
         }
+        top.checked_sub(len).filter(|&a| a >= layout::MMAP_BOTTOM)
     }
 
     /// Whether no guest mapping overlaps [start, end).
@@ -397,10 +428,6 @@ impl Memory {
             out.push('\n');
         }
         out
-    }
-
-    pub fn alloc_range(&self, len: u64) -> Option<u64> {
-        self.state().alloc_range(len)
     }
 
     /// Whether [addr, addr+len) lies in the guest space with no mapping in it.

@@ -15,25 +15,24 @@ pub(super) fn mmap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
     }
     let len = page_up(len);
     let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0;
-    let at = if fixed {
+    let fd = if flags & libc::MAP_ANONYMOUS != 0 { -1 } else { fd };
+    let flags = flags & !libc::MAP_32BIT;
+    let placed = if fixed {
         if !addr.is_multiple_of(PAGE) {
             return Err(EINVAL);
         }
         if flags & libc::MAP_FIXED_NOREPLACE != 0 && !proc.mem.is_free(addr, len) {
             return Err(-(libc::EEXIST as i64));
         }
-        addr
-    } else if addr != 0 && proc.mem.is_free(addr & !(PAGE - 1), len) {
-        // As the kernel does, a hint is taken when the range is free (JITs ask for code
-        // near their own, for short branches).
-        addr & !(PAGE - 1)
+        proc.mem.map_fixed(addr, len, prot, flags, fd, off).map(|()| addr)
     } else {
-        proc.mem.alloc_range(len).ok_or(ENOMEM)?
+        // As the kernel does, a hint is taken when the range is free (JITs ask for code near
+        // their own, for short branches).
+        let hint = (addr != 0).then_some(addr & !(PAGE - 1));
+        proc.mem.map_placed(hint, len, prot, flags, fd, off)
     };
-    let anon = flags & libc::MAP_ANONYMOUS != 0;
-    let fd = if anon { -1 } else { fd };
-    match proc.mem.map_fixed(at, len, prot, flags & !libc::MAP_32BIT, fd, off) {
-        Ok(()) => {
+    match placed {
+        Ok(at) => {
             if fd >= 0 && prot & libc::PROT_EXEC != 0 {
                 record_exec_map(proc, fd, at, len, off as u64);
             }
@@ -88,12 +87,12 @@ pub(super) fn mremap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
     if flags & libc::MREMAP_MAYMOVE == 0 {
         return Err(ENOMEM);
     }
-    let at = proc.mem.alloc_range(new_len).ok_or(ENOMEM)?;
     // The moved mapping keeps its protection (execute permission included); it is written
     // while read-write and takes the protection after the copy.
     let prot = proc.mem.prot_at(old).unwrap_or(libc::PROT_READ | libc::PROT_WRITE);
-    proc.mem
-        .map_anon(at, new_len, libc::PROT_READ | libc::PROT_WRITE)
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let at = (proc.mem)
+        .map_placed(None, new_len, rw, libc::MAP_ANONYMOUS | libc::MAP_PRIVATE, -1, 0)
         .map_err(|_| ENOMEM)?;
     let src = proc.buf(old, old_len)?;
     let dst = proc.buf(at, old_len)?;
