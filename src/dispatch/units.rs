@@ -100,7 +100,7 @@ impl Units {
     fn add(&mut self, u: Unit) -> usize {
         let i = self.list.len();
         self.index.insert(u.rip, i);
-        for page in pages(u.rip, u.guest_len) {
+        for page in crate::mem::page_numbers(u.rip, u.guest_len.max(1)) {
             self.by_page.entry(page).or_default().push(i);
         }
         self.list.push(u);
@@ -127,12 +127,6 @@ impl Units {
             self.index.remove(&rip);
         }
     }
-}
-
-/// The guest page numbers [rip, rip+len) covers.
-pub(super) fn pages(rip: u64, len: u64) -> impl Iterator<Item = u64> {
-    use crate::mem::PAGE;
-    rip / PAGE..=rip.saturating_add(len.max(1) - 1) / PAGE
 }
 
 /// An empty chaining table. Zeroed memory costs nothing until touched; an entry matches when

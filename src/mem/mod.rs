@@ -72,6 +72,13 @@ pub type AddrMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDe
 pub fn page_down(a: u64) -> u64 {
     a & !(PAGE - 1)
 }
+/// The numbers of the guest pages [start, start+len) touches (none for an empty range), within
+/// the guest space.
+pub fn page_numbers(start: u64, len: u64) -> std::ops::Range<u64> {
+    let end = start.saturating_add(len).min(GUEST_SPACE);
+    start / PAGE..end.div_ceil(PAGE).max(start / PAGE)
+}
+
 pub fn page_up(a: u64) -> u64 {
     a.wrapping_add(PAGE - 1) & !(PAGE - 1)
 }
@@ -272,41 +279,32 @@ impl MemState {
             .is_some_and(|(_, &(end, _))| addr < end)
     }
 
-    /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
-    fn readable_len(&self, addr: u64, max: u64) -> u64 {
+    /// How many bytes from `addr` onwards lie in mappings whose protection satisfies `keep`
+    /// (contiguously), up to `max`.
+    fn contiguous_len(&self, addr: u64, max: u64, keep: impl Fn(i32) -> bool) -> u64 {
         let mut at = addr;
         let end = addr.saturating_add(max);
         while at < end {
             match self.maps.range(..=at).next_back() {
-                Some((_, &(e, p))) if e > at && host_prot(p) & libc::PROT_READ != 0 => at = e,
+                Some((_, &(e, p))) if e > at && keep(p) => at = e,
                 _ => break,
             }
         }
         at.min(end) - addr
+    }
+
+    /// How many bytes from `addr` onwards are mapped readable (contiguously), up to `max`.
+    fn readable_len(&self, addr: u64, max: u64) -> u64 {
+        self.contiguous_len(addr, max, |p| host_prot(p) & libc::PROT_READ != 0)
     }
 
     /// How many bytes from `addr` onwards are mapped executable (contiguously), up to `max`.
     fn executable_len(&self, addr: u64, max: u64) -> u64 {
-        let mut at = addr;
-        let end = addr.saturating_add(max);
-        while at < end {
-            match self.maps.range(..=at).next_back() {
-                Some((_, &(e, p))) if e > at && p & libc::PROT_EXEC != 0 => at = e,
-                _ => break,
-            }
-        }
-        at.min(end) - addr
+        self.contiguous_len(addr, max, |p| p & libc::PROT_EXEC != 0)
     }
 
     fn fully_mapped(&self, start: u64, end: u64) -> bool {
-        let mut at = start;
-        while at < end {
-            match self.maps.range(..=at).next_back() {
-                Some((_, &(e, _))) if e > at => at = e,
-                _ => return false,
-            }
-        }
-        true
+        self.contiguous_len(start, end - start, |_| true) == end - start
     }
 
     /// Picks a free guest range of `len` bytes for a mapping without a fixed address: the

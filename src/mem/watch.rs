@@ -20,7 +20,7 @@
 //! units on the changed pages. The log is a ring of page numbers tagged with their position, so
 //! a reader never mistakes an old entry for a new one and knows when it fell too far behind.
 
-use super::{host_prot, page_down, Memory, GUEST_SPACE, PAGE};
+use super::{host_prot, page_numbers, Memory, GUEST_SPACE, PAGE};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 const PAGES: u64 = GUEST_SPACE / PAGE;
@@ -151,8 +151,7 @@ impl Memory {
     /// may write (unless they are volatile). Returns how the range is watched, and whether a
     /// page became protected now (the caller then checks the bytes it translated again).
     pub fn watch_code(&self, start: u64, len: u64) -> (Watch, bool) {
-        let end = start.saturating_add(len.max(1)).min(GUEST_SPACE);
-        let pages = || (page_down(start)..end).step_by(PAGE as usize).map(|p| p / PAGE);
+        let pages = || page_numbers(start, len.max(1));
         // Already code pages (the common case): how they are watched is decided.
         if pages().all(|n| test(&CODE, n)) {
             let volatile = pages().any(|n| test(&VOLATILE, n));
@@ -187,27 +186,22 @@ impl Memory {
     /// reprotected them); their protection is Kiln's to set again. Called with the range's new
     /// protection already applied to the host mapping.
     pub(super) fn changed_range(&self, start: u64, len: u64) {
-        let mut page = page_down(start);
-        while page < start.saturating_add(len) && page < GUEST_SPACE {
-            let n = page / PAGE;
+        for n in page_numbers(start, len) {
             set(&PROTECTED, n, false);
             set(&VOLATILE, n, false);
             if set(&CODE, n, false) {
                 log_change(n);
             }
-            page += PAGE;
         }
     }
 
     /// Before the kernel writes guest memory on the guest's behalf (a syscall's output buffer):
     /// protected code pages in the range become writable and their code counts as changed.
     pub fn before_kernel_write(&self, start: u64, len: u64) {
-        let mut page = page_down(start);
-        while page < start.saturating_add(len) && page < GUEST_SPACE {
-            if test(&PROTECTED, page / PAGE) {
-                unprotect(page / PAGE);
+        for n in page_numbers(start, len) {
+            if test(&PROTECTED, n) {
+                unprotect(n);
             }
-            page += PAGE;
         }
     }
 
