@@ -15,4 +15,5 @@ pub mod loader;
 pub mod log;
 pub mod mem;
 pub mod semantics;
+pub mod service;
 pub mod stats;

@@ -59,24 +59,19 @@ fn finish(c: Child) -> Run {
     }
 }
 
-/// Waits until no process names the cache directory (detached compiles and journal merges),
-/// seen three times in a row: a detached compile re-executing itself as the merger has no
-/// readable command line for a moment, and one look could fall in it.
+/// Waits until the cache directory's compile service has merged every journal runs left.
 fn settle(cache: &Path) {
-    let t = Instant::now();
-    let mut idle = 0;
-    while t.elapsed() < Duration::from_secs(300) {
-        let busy = Command::new("pgrep")
-            .args(["-f", &cache.display().to_string()])
-            .output()
-            .is_ok_and(|o| !o.stdout.is_empty());
-        idle = if busy { 0 } else { idle + 1 };
-        if idle == 3 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("Kiln's background workers on {} did not finish", cache.display());
+    let o = Command::new(KILN)
+        .args(["serve", "--wait", "--json", "--timeout", "300", "--cache-dir"])
+        .arg(cache)
+        .output()
+        .expect("kiln serve --wait");
+    assert!(
+        o.status.success(),
+        "the compile service for {} did not finish: {}",
+        cache.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn cache_cmd(cache: &Path, args: &[&str]) -> (bool, serde_json::Value, String) {

@@ -19,8 +19,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("jit", &["semantics", "decode", "cpu", "mem"]),
     ("linux", &["loader", "cpu", "mem"]),
     (
+        "service",
+        &["jit", "semantics", "decode", "linux", "cache", "cpu", "mem"],
+    ),
+    (
         "dispatch",
         &[
+            "service",
             "interp",
             "jit",
             "semantics",
@@ -48,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "service",
             "dispatch",
             "fuzz",
             "cache",

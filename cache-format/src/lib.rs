@@ -11,7 +11,7 @@ pub type Hash = [u8; 32];
 
 /// Identifies a translation configuration (Kiln version, Cranelift settings, host ISA
 /// features, guest CPUID profile).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConfigId(pub [u8; 16]);
 
 impl ConfigId {
@@ -25,7 +25,7 @@ impl ConfigId {
 
 /// Where a unit starts within its module: its guest address minus the module's load bias.
 /// Units are position-independent, so this (not a guest address) is what the cache keys on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct ModuleOffset(pub u64);
 
 /// Key of one unit: (module hash, config id, offset of the unit's first byte in the module).
@@ -73,7 +73,7 @@ impl UnitKey {
 }
 
 /// One compiled unit as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnitEntry {
     /// Module load base the code was compiled for (code embeds absolute guest addresses).
     pub load_base: u64,
@@ -93,6 +93,8 @@ pub enum EntryError {
     BadMagic,
     Version(u16),
     Checksum,
+    /// Checksummed, yet its contents do not parse (written by a different format).
+    Malformed,
 }
 
 impl std::fmt::Display for EntryError {
@@ -102,6 +104,7 @@ impl std::fmt::Display for EntryError {
             EntryError::BadMagic => write!(f, "entry has a wrong magic number"),
             EntryError::Version(v) => write!(f, "entry format version {v} (this Kiln reads {FORMAT_VERSION})"),
             EntryError::Checksum => write!(f, "entry checksum mismatch"),
+            EntryError::Malformed => write!(f, "entry contents do not parse"),
         }
     }
 }
@@ -220,4 +223,6 @@ mod tests {
 }
 
 mod pack;
+mod work;
 pub use pack::*;
+pub use work::*;

@@ -1,17 +1,20 @@
-//! Writing a run's new units: straight into the packs under the index's lock, or, from a
-//! detached compile that must not open the index, into journals (pack-shaped files in
-//! `journals/`) that `kiln cache merge` folds in later. Merging is idempotent, so mergers that
-//! race for one journal are harmless, and journals of writers that died are picked up.
+//! Writing a run's new units: straight into the packs under the index's lock; as a work
+//! journal (`<pid>-<nanoseconds>.work` in `journals/`: what the run compiled and what it left
+//! to compile) that the compile service merges; or, from a detached compile that must not open
+//! the index, as pack-shaped journals (`.journal`) that `kiln cache merge` folds in later.
+//! Merging is idempotent, so mergers that race for one journal are harmless, and journals of
+//! writers that died are picked up.
 
 use super::{file_name, gc, write_atomic, Cache};
-use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey};
+use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey, WorkJournal};
 use std::path::{Path, PathBuf};
 
 /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
-/// rewrites the packs of the modules they belong to.
-pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32) {
+/// rewrites the packs of the modules they belong to. False when the index could not be opened
+/// (nothing was written).
+pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32) -> bool {
     if entries.is_empty() {
-        return;
+        return true;
     }
     let mut opened = Cache::open(dir);
     for _ in 0..tries {
@@ -25,7 +28,7 @@ pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntr
         Ok(cache) => cache,
         Err(e) => {
             crate::klog!("cache", "cannot open the cache to write: {e}");
-            return;
+            return false;
         }
     };
     // Straight into the packs (the index's lock serialises writers); the index keeps only
@@ -42,6 +45,71 @@ pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntr
         let r = gc::collect(&cache, max);
         crate::klog!("cache", "over the cap: collected {r:?}");
     }
+    true
+}
+
+/// Writes a run's work journal into `journals/` (whole or not at all); its path.
+pub fn write_work(dir: &Path, work: &WorkJournal) -> Option<PathBuf> {
+    let jdir = dir.join("journals");
+    std::fs::create_dir_all(&jdir).ok()?;
+    let path = jdir.join(format!("{}-{}.work", std::process::id(), stamp()));
+    write_atomic(&jdir, &path, &cache_format::encode_work(work)).ok()?;
+    Some(path)
+}
+
+/// A journal as found in `journals/`.
+pub enum Journal {
+    /// A run's work journal.
+    Work(WorkJournal),
+    /// A detached compile's units.
+    Units(ConfigId, Vec<(UnitKey, UnitEntry)>),
+}
+
+/// Reads and checks a journal of either kind.
+pub fn read_journal(path: &Path) -> anyhow::Result<Journal> {
+    let bytes = std::fs::read(path)?;
+    let name = file_name(path);
+    if path.extension().is_some_and(|x| x == "work") {
+        let work = cache_format::decode_work(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        return Ok(Journal::Work(work));
+    }
+    // The journal's own header names its module and config.
+    let (module, config) =
+        cache_format::pack_identity(&bytes).ok_or_else(|| anyhow::anyhow!("{name}: truncated journal"))?;
+    let units = cache_format::decode_pack(&bytes, &module, &config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let entries = units
+        .into_iter()
+        .map(|(offset, e)| (UnitKey { module, config, offset }, e))
+        .collect();
+    Ok(Journal::Units(config, entries))
+}
+
+/// Every journal waiting in `journals/`, oldest first.
+pub fn pending_journals(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir.join("journals"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| is_journal(&e.path()))
+                .map(|e| {
+                    let t = e.metadata().and_then(|m| m.modified());
+                    (t.unwrap_or(std::time::UNIX_EPOCH), e.path())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+fn is_journal(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "journal" || x == "work")
+}
+
+fn stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// Writes entries to `journals/` in the pack layout, one file per module; returns them.
@@ -58,11 +126,7 @@ pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEnt
             .map(|(k, e)| (k.offset, e.clone()))
             .collect();
         let bytes = cache_format::encode_pack(module, &config, &units);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = jdir.join(format!("{}-{stamp}-{n}.journal", std::process::id()));
+        let path = jdir.join(format!("{}-{}-{n}.journal", std::process::id(), stamp()));
         // Whole or not at all: a collector must never take a journal being written for a
         // damaged one.
         if write_atomic(&jdir, &path, &bytes).is_ok() {
@@ -72,29 +136,30 @@ pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEnt
     out
 }
 
-/// Merges a journal into the index and rewrites its module's pack (`kiln cache merge`).
+/// Merges a detached compile's journal into the index and rewrites its module's pack
+/// (`kiln cache merge`; work journals are the service's).
 pub fn merge_journal(path: &Path) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .and_then(|p| p.parent())
         .ok_or_else(|| anyhow::anyhow!("{}: not in a cache's journals/", path.display()))?;
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let journal = match read_journal(path) {
+        Ok(j) => j,
         // Another merger took it first.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
     };
-    let name = file_name(path);
-    // The journal's own header names its module and config.
-    let (module, config) =
-        cache_format::pack_identity(&bytes).ok_or_else(|| anyhow::anyhow!("{name}: truncated journal"))?;
-    let units = cache_format::decode_pack(&bytes, &module, &config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let entries: Vec<(UnitKey, UnitEntry)> = units
-        .into_iter()
-        .map(|(offset, e)| (UnitKey { module, config, offset }, e))
-        .collect();
-    write_entries(dir, config, &entries, 3000);
-    let _ = std::fs::remove_file(path);
+    let Journal::Units(config, entries) = journal else {
+        return Ok(());
+    };
+    if write_entries(dir, config, &entries, 3000) {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 

@@ -93,7 +93,7 @@ pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<H
 /// The blake3 hash of the running Kiln executable (`/proc/self/exe`: the file this process runs,
 /// even if a rebuild replaced it since), memoised like a module's so a warm run does not read
 /// the whole binary again. What produced the cached code is this binary, so its hash is what
-/// keys the code (see `dispatch::config_id`).
+/// keys the code (see `jit::Jit::config_id`).
 pub fn own_executable_hash(dir: &Path) -> Option<Hash> {
     let f = std::fs::File::open("/proc/self/exe").ok()?;
     // A fresh cache directory (CI, tests, benchmarks) need not read the whole binary again:

@@ -241,13 +241,7 @@ impl Cache {
         }
         s.modules = modules.len() as u64;
         s.configs = configs.len() as u64;
-        s.journals = std::fs::read_dir(self.dir.join("journals"))
-            .map(|r| {
-                r.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".journal"))
-                    .count()
-            })
-            .unwrap_or(0) as u64;
+        s.journals = journal::pending_journals(&self.dir).len() as u64;
         s
     }
 

@@ -11,22 +11,28 @@ pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;
-    let c = cache::Cache::open(&dir)?;
+    let c = open_waiting(&dir)?;
     let d = dir.display().to_string();
     match op {
         CacheOp::Stats { json } => {
             let s = c.summary();
             let u = cache::usage::summarise(&cache::usage::read(&dir));
             let bytes = cache::gc::disk_usage(&dir);
+            // The running service's figures, else the last one's.
+            let service = crate::service::client::status(&dir);
             if json {
                 let mut v = serde_json::to_value(&s)?;
                 v["dir"] = d.into();
                 v["disk_bytes"] = bytes.into();
                 v["max_bytes"] = cache::gc::max_bytes().into();
                 v["usage"] = serde_json::to_value(&u)?;
+                v["service"] = serde_json::to_value(&service)?;
                 println!("{v}");
             } else {
                 print_stats(&d, &s, &u, bytes);
+                if let Some(st) = &service {
+                    print!("{}", st.to_text());
+                }
             }
         }
         CacheOp::Gc { json, max } => {
@@ -67,6 +73,20 @@ pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
         CacheOp::Merge { .. } => {}
     }
     Ok(0)
+}
+
+/// Opens the index, waiting up to ten seconds while a writer (the compile service, a run
+/// writing synchronously) holds it.
+fn open_waiting(dir: &std::path::Path) -> Result<cache::Cache, cache::CacheError> {
+    let t = std::time::Instant::now();
+    loop {
+        match cache::Cache::open(dir) {
+            Err(cache::CacheError::Index(..)) if t.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// `kiln cache stats` as text.

@@ -1,8 +1,10 @@
 //! Kiln's command line: `kiln run` emulates a program (`run.rs`); `kiln cache` inspects and
-//! manages the cache (`cache.rs`); `kiln fuzz` runs the differential fuzzer (`crate::fuzz`).
+//! manages the cache (`cache.rs`); `kiln serve` runs or asks the compile service (`serve.rs`);
+//! `kiln fuzz` runs the differential fuzzer (`crate::fuzz`).
 
 mod cache;
 mod run;
+mod serve;
 
 use crate::dispatch::Tier;
 use crate::fuzz;
@@ -73,6 +75,9 @@ enum Cmd {
         #[command(subcommand)]
         op: CacheOp,
     },
+    /// The compile service of a cache directory: compiles and merges what runs leave at exit.
+    /// Runs start it on demand; it exits after an idle time-out.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,6 +121,7 @@ pub fn main() -> i32 {
     let report = match &cli.cmd {
         Cmd::Fuzz { .. } => true,
         Cmd::Cache { op } => !matches!(op, CacheOp::Merge { .. }),
+        Cmd::Serve(a) => a.status || a.wait,
         _ => false,
     };
     if report {
@@ -148,6 +154,7 @@ pub fn main() -> i32 {
             args,
         ),
         Cmd::Cache { op } => cache::cache_cmd(op),
+        Cmd::Serve(a) => serve::serve_cmd(a),
         Cmd::Fuzz {
             cases,
             seed,

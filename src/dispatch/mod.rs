@@ -406,25 +406,12 @@ fn stop(block: &Block) -> Outcome {
     Outcome::Signal(libc::SIGILL)
 }
 
-/// The configuration id of the translations this process makes and may use: what produced
-/// them, which is Kiln's own executable (its blake3 hash, memoised in the cache directory
-/// `dir`), so that any change to Kiln's code (semantics, lowering, the JIT) keys a new set of
-/// entries without a version to bump; with it the JIT's settings and host features and the
-/// guest CPUID profile, which the same binary may vary from run to run. None (the cache unused)
-/// when Kiln cannot read its own executable.
+/// The configuration id of this process's translations (`Jit::config_id`). None (the cache
+/// unused) when Kiln cannot read its own executable.
 fn config_id(jit: &Jit, dir: &std::path::Path) -> Option<ConfigId> {
     let Some(exe) = crate::cache::memo::own_executable_hash(dir) else {
         crate::klog!("cache", "cannot hash Kiln's own executable: running without the cache");
         return None;
     };
-    let cpuid: Vec<[u32; 4]> = [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001]
-        .iter()
-        .map(|&l| crate::semantics::slow::cpuid(l, 0))
-        .collect();
-    Some(ConfigId::from_description(&format!(
-        "kiln exe={} {} cpuid={:?}",
-        crate::cache::hex(&exe),
-        jit.config_description(),
-        cpuid
-    )))
+    Some(jit.config_id(&exe))
 }

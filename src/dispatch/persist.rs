@@ -1,27 +1,50 @@
 //! Giving this run's translations to the cache at exit. Everything that ran gets compiled:
-//! blocks the tiering threshold left in the baseline tier are compiled too, by a detached
-//! child (off the critical path) that writes journals and re-executes Kiln to merge them, or
-//! in this process with `KILN_CACHE_SYNC=1`.
+//! the units this run compiled, and the blocks the tiering threshold left in the baseline tier
+//! too. By default both go to the directory's compile service as a work journal
+//! (`crate::service`), off the critical path; `KILN_CACHE_SYNC=1` compiles and writes them in
+//! this process before it exits; `KILN_SERVICE=0` compiles them in a detached child that
+//! writes journals and re-executes Kiln to merge them (one such child per run).
 
 use super::compile::{self, NewUnit};
 use super::Engine;
 use crate::cache::journal;
 use crate::decode::Block;
 use crate::linux::host;
-use cache_format::{ConfigId, UnitEntry, UnitKey};
-use std::path::PathBuf;
+use cache_format::{ConfigId, UnitEntry, UnitKey, WorkBlock, WorkJournal, WorkUnit};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Where a run's new translations go at exit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handoff {
+    Service,
+    Sync,
+    Detached,
+}
+
+impl Handoff {
+    fn from_env() -> Handoff {
+        let on = |k: &str| std::env::var_os(k).is_some_and(|v| v != "0");
+        if on("KILN_CACHE_SYNC") {
+            Handoff::Sync
+        } else if std::env::var_os("KILN_SERVICE").is_some_and(|v| v == "0") {
+            Handoff::Detached
+        } else {
+            Handoff::Service
+        }
+    }
+}
+
 impl Engine {
-    /// Waits for background compiles and writes this run's new units to the cache.
+    /// Writes this run's new units (and what is left to compile) to the cache.
     pub fn persist(&mut self) {
         if self.cache.is_none() {
             return;
         }
-        let sync = std::env::var_os("KILN_CACHE_SYNC").is_some_and(|v| v != "0");
+        let handoff = Handoff::from_env();
         // Compiles still in flight are not waited for (unless writing synchronously): their
-        // blocks go to the detached worker with the rest.
-        self.collect_compiled(sync);
+        // blocks are handed over with the rest.
+        self.collect_compiled(handoff == Handoff::Sync);
         let (Some(dir), Some(config)) = (self.cache.clone(), self.shared.config) else {
             return;
         };
@@ -32,21 +55,82 @@ impl Engine {
         if entries.is_empty() && todo.is_empty() {
             return;
         }
-        if !sync && !todo.is_empty() {
+        match handoff {
+            Handoff::Service => self.hand_to_service(&dir, config, entries, &todo),
+            Handoff::Sync => {
+                entries.extend(self.compile_all(&todo, config));
+                journal::write_entries(&dir, config, &entries, 50);
+            }
+            Handoff::Detached => self.compile_detached(&dir, config, entries, &todo),
+        }
+    }
+
+    /// Writes the work journal and wakes (or starts) the service; never waits for it long.
+    fn hand_to_service(&self, dir: &Path, config: ConfigId, entries: Vec<(UnitKey, UnitEntry)>, todo: &[Arc<Block>]) {
+        let work = WorkJournal {
+            config,
+            units: entries
+                .into_iter()
+                .map(|(k, entry)| WorkUnit {
+                    module: k.module,
+                    offset: k.offset,
+                    entry,
+                })
+                .collect(),
+            blocks: todo.iter().filter_map(|b| self.work_block(b)).collect(),
+        };
+        if journal::write_work(dir, &work).is_some() {
+            crate::service::client::hand_over(dir);
+        }
+    }
+
+    /// A block to hand over: where it lies in its module, and its bytes, still what the
+    /// guest has there (code changed or unmapped since is not the module's).
+    fn work_block(&self, b: &Block) -> Option<WorkBlock> {
+        let module = self.module_of(b.start, b.len)?;
+        // The code may have been unmapped since it ran (a library closed before exit).
+        if self.proc.mem.readable_len(b.start, b.len) != b.len
+            || self.proc.mem.read_bytes(b.start, b.len as usize)? != &b.bytes[..]
+        {
+            return None;
+        }
+        let executions = self
+            .units
+            .index
+            .get(&b.start)
+            .map_or(1, |&i| self.units.list[i].count.max(1));
+        Some(WorkBlock {
+            module: module.hash,
+            offset: module.offset_of(b.start),
+            load_base: module.load_bias,
+            bytes: b.bytes.clone(),
+            executions: executions as u64,
+        })
+    }
+
+    /// Compiles in a detached child, which writes journals and re-executes Kiln to merge them.
+    fn compile_detached(
+        &mut self,
+        dir: &Path,
+        config: ConfigId,
+        mut entries: Vec<(UnitKey, UnitEntry)>,
+        todo: &[Arc<Block>],
+    ) {
+        if !todo.is_empty() {
             if !host::detach_child() {
                 return; // the parent (or a failed fork: the work is dropped, never the run)
             }
             self.shared.pool = compile::new_pool();
         }
-        entries.extend(self.compile_all(&todo, config));
-        if sync || todo.is_empty() {
-            journal::write_entries(&dir, config, &entries, 50);
+        entries.extend(self.compile_all(todo, config));
+        if todo.is_empty() {
+            journal::write_entries(dir, config, &entries, 50);
             return;
         }
         // The detached child must not open the index itself (libraries' global worker threads
         // did not survive the fork and may hold locks): it writes a journal and re-executes
         // Kiln to merge it into the index and the pack.
-        let journals = journal::write_journals(&dir, config, &entries);
+        let journals = journal::write_journals(dir, config, &entries);
         if !journals.is_empty() {
             exec_merge(&journals);
         }

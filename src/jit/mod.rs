@@ -125,8 +125,25 @@ impl Jit {
         &**self.isa
     }
 
+    /// The configuration id of the translations this JIT makes and may use: what produced
+    /// them, which is Kiln's own executable (`exe`, its blake3 hash), so that any change to
+    /// Kiln's code (semantics, lowering, the JIT) keys a new set of entries without a version
+    /// to bump; with it the JIT's settings and host features and the guest CPUID profile, which
+    /// the same binary may vary from run to run.
+    pub fn config_id(&self, exe: &cache_format::Hash) -> cache_format::ConfigId {
+        let cpuid: Vec<[u32; 4]> = [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001]
+            .iter()
+            .map(|&l| crate::semantics::slow::cpuid(l, 0))
+            .collect();
+        let exe: String = exe.iter().map(|b| format!("{b:02x}")).collect();
+        cache_format::ConfigId::from_description(&format!(
+            "kiln exe={exe} {} cpuid={cpuid:?}",
+            self.config_description()
+        ))
+    }
+
     /// A description of everything about code generation that compiled code depends on.
-    pub fn config_description(&self) -> String {
+    fn config_description(&self) -> String {
         let isa = self.isa();
         let isa_flags: Vec<String> = isa.isa_flags().iter().map(|v| v.to_string()).collect();
         format!(

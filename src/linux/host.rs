@@ -1,5 +1,6 @@
 //! Kiln's own process on the host: re-executing the running binary (for a guest's execve and
-//! for the journal merge), and detaching a child from the guest's session and descriptors.
+//! for the journal merge), detaching a child from the guest's session and descriptors, and
+//! starting the compile service as a daemon.
 
 use std::ffi::CString;
 
@@ -50,4 +51,63 @@ pub fn exit_now(code: i32) -> ! {
 pub fn default_sigpipe() {
     // SAFETY: setting a signal's default disposition; no handler runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Starts the running Kiln binary with these arguments as a daemon: in its own session, with
+/// stdin, stdout and stderr on /dev/null and no descriptor of this process but `keep`, which
+/// it finds as descriptor 3; and not as this process's child (it is started from a child that
+/// exits at once, so the guest never sees it among its children). The environment is Kiln's
+/// own. False when it could not be started.
+pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    // Everything the child needs is built before the fork: after it, only plain system calls.
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
+        .collect();
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let keep = keep.as_raw_fd();
+    // SAFETY: fork has no preconditions; the child makes only async-signal-safe system calls
+    // (setsid, fork, open, dup2, close_range, execve, _exit) on data built before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return false;
+    }
+    if pid == 0 {
+        // SAFETY: as above, in the child.
+        unsafe {
+            libc::setsid();
+            if libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::dup2(keep, 3);
+            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+            libc::execve(c"/proc/self/exe".as_ptr(), argp.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the intermediate child, which exits at once.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    true
+}
+
+/// Takes ownership of descriptor `fd`, inherited from whoever started this process (the run
+/// that started the compile service, or systemd's socket activation). None when it is not open.
+pub fn inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open, and nothing else in this process owns it: it was
+    // inherited, and Kiln opens its own descriptors close-on-exec above it.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }

@@ -1,0 +1,149 @@
+//! Work journals: what one run hands to the compile service at exit. The units it compiled
+//! itself (to be merged into packs) and the blocks it ran only in the baseline tier (to be
+//! compiled), each with where it lies in its module. A journal is written whole and renamed
+//! into `journals/`, so it is the hand-off itself: whichever service runs next merges it, and
+//! removes it only once everything in it is in the packs. See `SPEC.md`.
+
+use crate::{ConfigId, EntryError, Hash, ModuleOffset, UnitEntry};
+use serde::{Deserialize, Serialize};
+
+/// Magic at the start of a work journal.
+pub const WORK_MAGIC: [u8; 8] = *b"KILNWORK";
+/// Work journal format version; readers reject any other.
+pub const WORK_VERSION: u16 = 1;
+/// Bytes before the payload: magic, version, reserved, payload length.
+const WORK_HEAD: usize = 8 + 2 + 2 + 8;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkJournal {
+    /// The configuration the run translated for; a service of another configuration leaves
+    /// the journal to one of this configuration.
+    pub config: ConfigId,
+    /// Units the run compiled itself.
+    pub units: Vec<WorkUnit>,
+    /// Blocks the run executed only in the baseline tier.
+    pub blocks: Vec<WorkBlock>,
+}
+
+/// A unit compiled by the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkUnit {
+    pub module: Hash,
+    pub offset: ModuleOffset,
+    pub entry: UnitEntry,
+}
+
+/// A block to compile: its guest bytes exactly (decoding them at `load_base + offset` gives
+/// the block the run executed) and how often the run executed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkBlock {
+    pub module: Hash,
+    pub offset: ModuleOffset,
+    /// The module's load base in the run (units are position-independent; recorded in the
+    /// unit entry as compiled).
+    pub load_base: u64,
+    pub bytes: Vec<u8>,
+    pub executions: u64,
+}
+
+impl WorkBlock {
+    /// The guest address the run executed the block at.
+    pub fn rip(&self) -> u64 {
+        self.load_base.wrapping_add(self.offset.0)
+    }
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+/// Encodes a work journal: header, bincode payload, blake3 of everything before it.
+pub fn encode_work(j: &WorkJournal) -> Vec<u8> {
+    let payload = bincode::serde::encode_to_vec(j, bincode_config()).unwrap_or_default();
+    let mut v = Vec::with_capacity(WORK_HEAD + payload.len() + 32);
+    v.extend_from_slice(&WORK_MAGIC);
+    v.extend_from_slice(&WORK_VERSION.to_le_bytes());
+    v.extend_from_slice(&0u16.to_le_bytes());
+    v.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    v.extend_from_slice(&payload);
+    let sum = blake3::hash(&v);
+    v.extend_from_slice(sum.as_bytes());
+    v
+}
+
+/// Decodes and verifies a work journal. Any damage is an error, never a panic.
+pub fn decode_work(b: &[u8]) -> Result<WorkJournal, EntryError> {
+    if b.len() < WORK_HEAD + 32 {
+        return Err(EntryError::Truncated);
+    }
+    if b[..8] != WORK_MAGIC {
+        return Err(EntryError::BadMagic);
+    }
+    let version = u16::from_le_bytes([b[8], b[9]]);
+    if version != WORK_VERSION {
+        return Err(EntryError::Version(version));
+    }
+    let len = u64::from_le_bytes(b[12..20].try_into().map_err(|_| EntryError::Truncated)?);
+    if len != (b.len() - WORK_HEAD - 32) as u64 {
+        return Err(EntryError::Truncated);
+    }
+    let body = &b[..b.len() - 32];
+    if blake3::hash(body).as_bytes() != &b[b.len() - 32..] {
+        return Err(EntryError::Checksum);
+    }
+    let (j, used) =
+        bincode::serde::decode_from_slice(&body[WORK_HEAD..], bincode_config()).map_err(|_| EntryError::Malformed)?;
+    if used != body.len() - WORK_HEAD {
+        return Err(EntryError::Malformed);
+    }
+    Ok(j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> WorkJournal {
+        WorkJournal {
+            config: ConfigId([7; 16]),
+            units: vec![WorkUnit {
+                module: [1; 32],
+                offset: ModuleOffset(0x40),
+                entry: UnitEntry {
+                    load_base: 0x5555_0000,
+                    guest_len: 3,
+                    ninsns: 1,
+                    guest_hash: [9; 32],
+                    code: vec![0xc3; 5],
+                },
+            }],
+            blocks: vec![WorkBlock {
+                module: [2; 32],
+                offset: ModuleOffset(0x1000),
+                load_base: 0x7f00_0000_0000,
+                bytes: vec![0x48, 0x89, 0xc3, 0xc3],
+                executions: 12,
+            }],
+        }
+    }
+
+    #[test]
+    fn work_journals_round_trip() {
+        let j = sample();
+        assert_eq!(decode_work(&encode_work(&j)), Ok(j.clone()));
+        assert_eq!(j.blocks[0].rip(), 0x7f00_0000_1000);
+    }
+
+    #[test]
+    fn any_flipped_byte_or_truncation_is_rejected() {
+        let bytes = encode_work(&sample());
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(decode_work(&b).is_err(), "flip at byte {i} was accepted");
+        }
+        for n in 0..bytes.len() {
+            assert!(decode_work(&bytes[..n]).is_err(), "truncation to {n} was accepted");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What a service reports (`kiln serve --status`): its work queue, what it compiled and
+//! merged, the CPU time it used and how long it has run. The service keeps it current in
+//! `service.json` too, so `kiln cache stats` can show the last service's after it has ended.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub pid: u32,
+    /// False in `service.json` once the service has ended.
+    pub running: bool,
+    /// Seconds since the Unix epoch when it started.
+    pub started: u64,
+    pub uptime_s: u64,
+    /// Blocks waiting to be compiled, and being compiled.
+    pub queue: u64,
+    /// Journals taken in and not yet fully merged.
+    pub journals_open: u64,
+    pub journals_merged: u64,
+    /// Units runs compiled themselves, merged into packs.
+    pub units_merged: u64,
+    pub compiles_done: u64,
+    pub compiles_failed: u64,
+    /// Submitted blocks that were already in the packs (another run's work): not compiled
+    /// again.
+    pub already_cached: u64,
+    /// Pack writes (each folds in everything compiled since the last).
+    pub writes: u64,
+    pub cpu_ms: u64,
+    /// Compile jobs the last batch ran at once (at most one per core, fewer while the
+    /// machine is busy).
+    pub jobs: u64,
+}
+
+impl ServiceStatus {
+    /// No work in hand: nothing queued and every journal taken in merged.
+    pub fn idle(&self) -> bool {
+        self.queue == 0 && self.journals_open == 0
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// As text, one line per figure.
+    pub fn to_text(&self) -> String {
+        let state = if self.running { "running" } else { "ended" };
+        format!(
+            "service: pid {} ({state}), up {} s\n\
+             queue: {} blocks, {} journals open\n\
+             merged: {} journals, {} units from runs, {} pack writes\n\
+             compiled: {} done, {} failed, {} already cached\n\
+             cpu: {} ms; jobs at once: {}\n",
+            self.pid,
+            self.uptime_s,
+            self.queue,
+            self.journals_open,
+            self.journals_merged,
+            self.units_merged,
+            self.writes,
+            self.compiles_done,
+            self.compiles_failed,
+            self.already_cached,
+            self.cpu_ms,
+            self.jobs,
+        )
+    }
+
+    /// The status the directory's last service left (None if none ever ran).
+    pub fn last(dir: &Path) -> Option<ServiceStatus> {
+        let text = std::fs::read_to_string(super::endpoint::status_path(dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Records the status in the directory (whole or not at all).
+    pub fn save(&self, dir: &Path) {
+        let path = super::endpoint::status_path(dir);
+        let _ = crate::cache::write_atomic(dir, &path, self.to_json().as_bytes());
+    }
+}

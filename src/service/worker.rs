@@ -1,0 +1,406 @@
+//! The service's work: taking journals in, compiling the queued blocks on a low-priority pool,
+//! writing packs, and removing each journal once everything in it is in the packs. A journal
+//! of another configuration is left for a service of that configuration; a damaged one is
+//! removed.
+
+use super::queue::{BlockKey, WorkQueue};
+use super::server::Shared;
+use super::status::ServiceStatus;
+use crate::cache::journal::{self, Journal};
+use crate::decode::decode_block;
+use crate::jit::Jit;
+use crate::semantics;
+use cache_format::{ConfigId, Hash, UnitEntry, UnitKey, WorkBlock, WorkJournal};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the worker looks at `journals/` unasked, and writes its status file.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How long compiled units may wait before they are written (a pack write rewrites the pack,
+/// so writes are batched; runs starting meanwhile still miss them).
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// Blocks per compile job taken at a time.
+const BLOCKS_PER_JOB: usize = 8;
+
+/// A journal taken in.
+struct OpenJournal {
+    path: PathBuf,
+    /// Its units are in the packs (or it had none).
+    units_written: bool,
+    /// Its blocks not yet compiled and written (or failed).
+    blocks_left: usize,
+}
+
+/// The (offset, guest hash) pairs of the units a module's pack holds, and the pack file's
+/// size and modification time when they were read.
+#[derive(Default)]
+struct Known {
+    units: HashSet<(u64, Hash)>,
+    stamp: Option<(u64, std::time::SystemTime)>,
+    looked_at: u64,
+}
+
+pub(super) struct Worker {
+    dir: PathBuf,
+    config: ConfigId,
+    jit: Arc<Jit>,
+    pool: rayon::ThreadPool,
+    cores: usize,
+    shared: Arc<Shared>,
+    queue: WorkQueue,
+    /// Journals by number (None once closed, or if left to another configuration).
+    journals: Vec<Option<OpenJournal>>,
+    seen: HashSet<PathBuf>,
+    known: HashMap<Hash, Known>,
+    failed: HashSet<BlockKey>,
+    /// Written at the next write: units, the blocks they settle, and the journals whose own
+    /// units they include.
+    pending: Vec<(UnitKey, UnitEntry)>,
+    pending_blocks: Vec<BlockKey>,
+    pending_journals: Vec<usize>,
+    last_write: Instant,
+    looks: u64,
+    status: ServiceStatus,
+    started: Instant,
+    last_saved: Instant,
+}
+
+impl Worker {
+    pub fn new(dir: &Path, shared: Arc<Shared>) -> anyhow::Result<Worker> {
+        let jit = Arc::new(Jit::new()?);
+        let exe = crate::cache::memo::own_executable_hash(dir)
+            .ok_or_else(|| anyhow::anyhow!("cannot hash Kiln's own executable"))?;
+        let config = jit.config_id(&exe);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|i| format!("kiln-serve-{i}"))
+            .build()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let status = ServiceStatus {
+            pid: std::process::id(),
+            running: true,
+            started: now,
+            ..Default::default()
+        };
+        Ok(Worker {
+            dir: dir.to_path_buf(),
+            config,
+            jit,
+            pool,
+            cores,
+            shared,
+            queue: WorkQueue::default(),
+            journals: Vec::new(),
+            seen: HashSet::new(),
+            known: HashMap::new(),
+            failed: HashSet::new(),
+            pending: Vec::new(),
+            pending_blocks: Vec::new(),
+            pending_journals: Vec::new(),
+            last_write: Instant::now(),
+            looks: 0,
+            status,
+            started: Instant::now(),
+            last_saved: Instant::now() - LOOK_EVERY,
+        })
+    }
+
+    /// Works until nothing has come for `idle`, or `gone` says the directory went away.
+    pub fn run(&mut self, idle: Duration, gone: impl Fn() -> bool) {
+        let mut last_look = Instant::now() - LOOK_EVERY;
+        let mut last_work = Instant::now();
+        loop {
+            let asked = self.take_wake_request();
+            if asked || last_look.elapsed() >= LOOK_EVERY {
+                if gone() {
+                    return;
+                }
+                if self.look() {
+                    last_work = Instant::now();
+                }
+                last_look = Instant::now();
+            }
+            if self.step() {
+                last_work = Instant::now();
+                continue;
+            }
+            if last_work.elapsed() >= idle && self.open_journals() == 0 {
+                return;
+            }
+            self.sleep(LOOK_EVERY);
+        }
+    }
+
+    /// Finishes everything in `journals/`, looking until a look finds nothing new (a journal
+    /// whose write keeps failing is left for the next service).
+    pub fn drain(&mut self) {
+        loop {
+            let new = self.look();
+            let mut progressed = false;
+            while self.step() {
+                progressed = true;
+            }
+            if !new && !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Writes the final status.
+    pub fn finish(&mut self) {
+        self.publish();
+        self.status.running = false;
+        self.status.save(&self.dir);
+    }
+
+    /// One step of work: compile a batch, or write what is compiled. False with nothing to do.
+    fn step(&mut self) -> bool {
+        let jobs = self.jobs();
+        let batch = self.queue.take(jobs * BLOCKS_PER_JOB);
+        let worked = !batch.is_empty();
+        if worked {
+            self.compile(batch, jobs);
+        }
+        let due = self.queue.waiting() == 0 || self.last_write.elapsed() >= WRITE_EVERY;
+        let wrote = due && !self.pending.is_empty() && self.write();
+        self.publish();
+        worked || wrote
+    }
+
+    /// Takes in journals not seen yet; true if any brought work.
+    fn look(&mut self) -> bool {
+        let mut any = false;
+        for path in journal::pending_journals(&self.dir) {
+            if self.seen.insert(path.clone()) {
+                any |= self.take_in(path);
+            }
+        }
+        self.looks += 1;
+        self.publish();
+        // Counted after the status shows what the look took in (`wait` relies on it).
+        self.shared.scans.lock().unwrap_or_else(|e| e.into_inner()).0 = self.looks;
+        any
+    }
+
+    fn take_in(&mut self, path: PathBuf) -> bool {
+        let journal = match journal::read_journal(&path) {
+            Ok(j) => j,
+            Err(e) => {
+                if path.exists() {
+                    crate::klog!("cache", "removing a damaged journal: {e:#}");
+                    let _ = std::fs::remove_file(&path);
+                }
+                return false;
+            }
+        };
+        let (config, units, blocks) = match journal {
+            Journal::Work(WorkJournal { config, units, blocks }) => {
+                let units = units
+                    .into_iter()
+                    .map(|u| {
+                        (
+                            UnitKey {
+                                module: u.module,
+                                config,
+                                offset: u.offset,
+                            },
+                            u.entry,
+                        )
+                    })
+                    .collect();
+                (config, units, blocks)
+            }
+            Journal::Units(config, units) => (config, units, Vec::new()),
+        };
+        if config != self.config {
+            return false; // for a service of that configuration
+        }
+        let id = self.journals.len();
+        let mut j = OpenJournal {
+            path,
+            units_written: units.is_empty(),
+            blocks_left: 0,
+        };
+        if !units.is_empty() {
+            self.status.units_merged += units.len() as u64;
+            self.pending.extend(units);
+            self.pending_journals.push(id);
+        }
+        for b in blocks {
+            let key = BlockKey::of(&b);
+            if self.is_cached(&key) {
+                self.status.already_cached += 1;
+            } else if !self.failed.contains(&key) {
+                self.queue.add(key, b, id);
+                j.blocks_left += 1;
+            }
+        }
+        self.journals.push(Some(j));
+        self.close_finished();
+        true
+    }
+
+    /// Whether the module's pack already holds the block, as compiled from the same bytes.
+    fn is_cached(&mut self, key: &BlockKey) -> bool {
+        let known = self.known.entry(key.module).or_default();
+        if known.looked_at != self.looks {
+            known.looked_at = self.looks;
+            let path = crate::cache::pack_path(&self.dir, &key.module, &self.config);
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            if stamp != known.stamp {
+                known.stamp = stamp;
+                known.units.clear();
+                if let Some(pack) = crate::cache::read_pack(&self.dir, &key.module, &self.config) {
+                    known
+                        .units
+                        .extend(pack.units.iter().map(|u| (u.offset.0, u.guest_hash)));
+                }
+            }
+        }
+        known.units.contains(&(key.offset, key.guest_hash))
+    }
+
+    /// Compiles a batch with at most `jobs` compiles at once.
+    fn compile(&mut self, batch: Vec<(BlockKey, WorkBlock)>, jobs: usize) {
+        let jit = self.jit.clone();
+        let per_job = batch.len().div_ceil(jobs.max(1));
+        let results: Vec<(BlockKey, Option<UnitEntry>)> = self.pool.install(|| {
+            batch
+                .par_chunks(per_job.max(1))
+                .flat_map_iter(|chunk| chunk.iter().map(|(k, b)| (*k, compile_block(&jit, b))))
+                .collect()
+        });
+        self.status.jobs = jobs as u64;
+        for (key, entry) in results {
+            match entry {
+                Some(e) => {
+                    self.status.compiles_done += 1;
+                    let k = UnitKey {
+                        module: key.module,
+                        config: self.config,
+                        offset: cache_format::ModuleOffset(key.offset),
+                    };
+                    self.pending.push((k, e));
+                    self.pending_blocks.push(key);
+                }
+                None => {
+                    self.status.compiles_failed += 1;
+                    self.failed.insert(key);
+                    self.settle(&key);
+                }
+            }
+        }
+        self.close_finished();
+    }
+
+    /// Writes everything compiled and taken in since the last write; false if the index could
+    /// not be opened (kept for the next try).
+    fn write(&mut self) -> bool {
+        self.last_write = Instant::now();
+        if !journal::write_entries(&self.dir, self.config, &self.pending, 100) {
+            return false;
+        }
+        self.status.writes += 1;
+        for (k, e) in std::mem::take(&mut self.pending) {
+            let known = self.known.entry(k.module).or_default();
+            known.units.insert((k.offset.0, e.guest_hash));
+        }
+        for key in std::mem::take(&mut self.pending_blocks) {
+            self.settle(&key);
+        }
+        for id in std::mem::take(&mut self.pending_journals) {
+            if let Some(j) = self.journals[id].as_mut() {
+                j.units_written = true;
+            }
+        }
+        self.close_finished();
+        true
+    }
+
+    /// A block is done (written or failed): one less for each journal that sent it.
+    fn settle(&mut self, key: &BlockKey) {
+        for id in self.queue.finish(key) {
+            if let Some(j) = self.journals[id].as_mut() {
+                j.blocks_left = j.blocks_left.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Removes the journals whose every unit and block is in the packs.
+    fn close_finished(&mut self) {
+        for slot in &mut self.journals {
+            if slot.as_ref().is_some_and(|j| j.units_written && j.blocks_left == 0) {
+                if let Some(j) = slot.take() {
+                    let _ = std::fs::remove_file(&j.path);
+                    self.status.journals_merged += 1;
+                }
+            }
+        }
+    }
+
+    fn open_journals(&self) -> usize {
+        self.journals.iter().filter(|j| j.is_some()).count()
+    }
+
+    /// Compile jobs to run at once: one per core not busy with something else.
+    fn jobs(&self) -> usize {
+        let busy = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().nth(3)?.split('/').next()?.parse::<usize>().ok())
+            .unwrap_or(1);
+        // The runnable count includes this thread.
+        self.cores.saturating_sub(busy.saturating_sub(1)).clamp(1, self.cores)
+    }
+
+    /// Updates the status others read, and its file at most once per `LOOK_EVERY`.
+    fn publish(&mut self) {
+        self.status.queue = self.queue.len() as u64;
+        self.status.journals_open = self.open_journals() as u64;
+        self.status.uptime_s = self.started.elapsed().as_secs();
+        let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        self.status.cpu_ms = cpu.tv_sec as u64 * 1000 + cpu.tv_nsec as u64 / 1_000_000;
+        *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) = self.status.clone();
+        if self.last_saved.elapsed() >= LOOK_EVERY {
+            self.last_saved = Instant::now();
+            self.status.save(&self.dir);
+        }
+    }
+
+    /// Whether a run asked the worker to look (and clears the request).
+    fn take_wake_request(&self) -> bool {
+        std::mem::take(&mut self.shared.scans.lock().unwrap_or_else(|e| e.into_inner()).1)
+    }
+
+    /// Sleeps until a run asks for a look, or `limit`.
+    fn sleep(&self, limit: Duration) {
+        let g = self.shared.scans.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.1 {
+            let _ = self.shared.wake.wait_timeout(g, limit);
+        }
+    }
+}
+
+/// Compiles one submitted block as the run would have: its bytes decoded at its address must
+/// give exactly the block it ran.
+fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
+    let block = decode_block(&b.bytes, b.rip(), semantics::classify);
+    if block.insns.is_empty() || block.len != b.bytes.len() as u64 {
+        return None;
+    }
+    let unit = jit.compile(&block).ok()?;
+    Some(UnitEntry {
+        load_base: b.load_base,
+        guest_len: b.bytes.len() as u32,
+        ninsns: unit.ninsns,
+        guest_hash: *blake3::hash(&b.bytes).as_bytes(),
+        code: unit.code,
+    })
+}
