@@ -53,7 +53,8 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
-/// Starts the running Kiln binary with these arguments as a daemon: in its own session, with
+/// Starts the running Kiln binary with these arguments as a daemon: in its own session, in
+/// `/`, with
 /// stdin, stdout and stderr on /dev/null and no descriptor of this process but `keep`, which
 /// it finds as descriptor 3; and not as this process's child (it is started from a child that
 /// exits at once, so the guest never sees it among its children). The environment is Kiln's
@@ -71,7 +72,8 @@ pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool
     envp.push(std::ptr::null());
     let keep = keep.as_raw_fd();
     // SAFETY: fork has no preconditions; the child makes only async-signal-safe system calls
-    // (setsid, fork, open, dup2, close_range, execve, _exit) on data built before the fork.
+    // (setsid, fork, chdir, open, dup2, close_range, execve, _exit) on data built before the
+    // fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return false;
@@ -83,6 +85,8 @@ pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool
             if libc::fork() != 0 {
                 libc::_exit(0);
             }
+            // A daemon keeps no directory (or file system) busy.
+            libc::chdir(c"/".as_ptr());
             let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
             for fd in 0..3 {
                 libc::dup2(null, fd);

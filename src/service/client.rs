@@ -50,6 +50,8 @@ fn start(dir: &Path) -> bool {
         return false;
     };
     let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
+    // The daemon runs in `/`.
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let args = [
         c(b"kiln"),
         c(b"serve"),

@@ -10,6 +10,8 @@ pub struct ServiceStatus {
     pub pid: u32,
     /// False in `service.json` once the service has ended.
     pub running: bool,
+    /// What it is doing: `waiting`, `compiling` or `writing` (packs).
+    pub state: String,
     /// Seconds since the Unix epoch when it started.
     pub started: u64,
     pub uptime_s: u64,
@@ -45,7 +47,7 @@ impl ServiceStatus {
 
     /// As text, one line per figure.
     pub fn to_text(&self) -> String {
-        let state = if self.running { "running" } else { "ended" };
+        let state = if self.running { self.state.as_str() } else { "ended" };
         format!(
             "service: pid {} ({state}), up {} s\n\
              queue: {} blocks, {} journals open\n\

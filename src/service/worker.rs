@@ -85,6 +85,7 @@ impl Worker {
         let status = ServiceStatus {
             pid: std::process::id(),
             running: true,
+            state: "waiting".into(),
             started: now,
             ..Default::default()
         };
@@ -165,10 +166,15 @@ impl Worker {
         let batch = self.queue.take(jobs * BLOCKS_PER_JOB);
         let worked = !batch.is_empty();
         if worked {
+            self.set_state("compiling");
             self.compile(batch, jobs);
         }
         let due = self.queue.waiting() == 0 || self.last_write.elapsed() >= WRITE_EVERY;
-        let wrote = due && !self.pending.is_empty() && self.write();
+        let wrote = due && !self.pending.is_empty() && {
+            self.set_state("writing");
+            self.write()
+        };
+        self.status.state = "waiting".into();
         self.publish();
         worked || wrote
     }
@@ -272,12 +278,19 @@ impl Worker {
     fn compile(&mut self, batch: Vec<(BlockKey, WorkBlock)>, jobs: usize) {
         let jit = self.jit.clone();
         let per_job = batch.len().div_ceil(jobs.max(1));
-        let results: Vec<(BlockKey, Option<UnitEntry>)> = self.pool.install(|| {
-            batch
-                .par_chunks(per_job.max(1))
-                .flat_map_iter(|chunk| chunk.iter().map(|(k, b)| (*k, compile_block(&jit, b))))
-                .collect()
-        });
+        let compile_chunk = |chunk: &[(BlockKey, WorkBlock)]| {
+            chunk
+                .iter()
+                .map(|(k, b)| (*k, compile_block(&jit, b)))
+                .collect::<Vec<_>>()
+        };
+        // One job runs here: the pool's threads stay asleep.
+        let results: Vec<(BlockKey, Option<UnitEntry>)> = if jobs <= 1 {
+            compile_chunk(&batch)
+        } else {
+            self.pool
+                .install(|| batch.par_chunks(per_job.max(1)).flat_map_iter(compile_chunk).collect())
+        };
         self.status.jobs = jobs as u64;
         for (key, entry) in results {
             match entry {
@@ -358,6 +371,12 @@ impl Worker {
             .unwrap_or(1);
         // The runnable count includes this thread.
         self.cores.saturating_sub(busy.saturating_sub(1)).clamp(1, self.cores)
+    }
+
+    /// Shows what the worker starts doing.
+    fn set_state(&mut self, state: &str) {
+        self.status.state = state.into();
+        self.shared.status.lock().unwrap_or_else(|e| e.into_inner()).state = state.into();
     }
 
     /// Updates the status others read, and its file at most once per `LOOK_EVERY`.

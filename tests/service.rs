@@ -1,0 +1,385 @@
+//! The compile service under load: a thousand short runs two at a time keep at most one
+//! background Kiln process alive and leave a fully warm cache; a service killed with SIGKILL
+//! while it writes the packs loses nothing; a stopped (hung) service never holds up a run.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The tests here measure processes and load: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+struct Prog {
+    bin: PathBuf,
+    args: Vec<&'static str>,
+    stdin: &'static [u8],
+}
+
+/// Short deterministic programs of the guest corpus, with every toolchain, and dynamic ones.
+fn short_programs() -> Vec<Prog> {
+    let sources: &[(&str, &[&str], &[u8])] = &[
+        ("hello.c", &["a", "b"], b""),
+        ("argv_env.c", &["alpha", "beta gamma"], b""),
+        ("recursion.c", &[], b""),
+        ("printf_ints.c", &[], b""),
+        ("conditions.c", &[], b""),
+        ("muldiv.c", &[], b""),
+        ("string_ops.c", &[], b""),
+        ("qsort_ints.c", &[], b""),
+        ("setjmp_longjmp.c", &[], b""),
+        ("switch_fnptr.c", &[], b""),
+        ("int_parse.c", &[], b""),
+        ("stdin_wc.c", &[], b"one two\nthree\n"),
+    ];
+    let mut out = Vec::new();
+    for (src, args, stdin) in sources {
+        for (label, cc, opt) in TOOLCHAINS {
+            out.push(Prog {
+                bin: build(src, label, cc, opt),
+                args: args.to_vec(),
+                stdin,
+            });
+        }
+    }
+    for src in ["hello.c", "qsort_ints.c"] {
+        out.push(Prog {
+            bin: build_dynamic(src),
+            args: vec!["dyn"],
+            stdin: b"",
+        });
+    }
+    out
+}
+
+fn run_kiln(p: &Prog, cache: &Path, stats: bool) -> Run {
+    let mut c = Command::new(KILN);
+    c.args(["run", "--cache-dir"]).arg(cache).arg(&p.bin).args(&p.args);
+    guest_env(&mut c);
+    if stats {
+        c.env("KILN_STATS", "json");
+    }
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn kiln");
+    use std::io::Write;
+    let _ = child.stdin.take().expect("stdin").write_all(p.stdin);
+    let o = child.wait_with_output().expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        stdout: o.stdout,
+        stderr: o.stderr,
+        status: o.status.code(),
+        signal: o.status.signal(),
+    }
+}
+
+fn kiln_cmd(cache: &Path, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let o = Command::new(KILN)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .expect("kiln");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let v = serde_json::from_str(text.trim()).unwrap_or(serde_json::Value::Null);
+    (
+        o.status.success(),
+        v,
+        format!("{text}{}", String::from_utf8_lossy(&o.stderr)),
+    )
+}
+
+/// Waits until the service has merged every journal; its status.
+fn settle(cache: &Path) -> serde_json::Value {
+    let (ok, v, text) = kiln_cmd(cache, &["serve", "--wait", "--json", "--timeout", "300"]);
+    assert!(ok, "the compile service did not finish: {text}");
+    v
+}
+
+fn assert_verifies(cache: &Path, when: &str) {
+    let o = Command::new(KILN)
+        .args(["cache", "verify", "--json"])
+        .env("KILN_CACHE_DIR", cache)
+        .output()
+        .expect("kiln cache verify");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
+    assert!(o.status.success() && v["damaged"] == 0, "{when}: cache verify: {text}");
+}
+
+fn journals(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("journals")).map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.ends_with(".work") || n.ends_with(".journal")
+            })
+            .count()
+    })
+}
+
+/// What a sampler saw of Kiln's processes and the machine's load.
+#[derive(Default, Debug)]
+struct Seen {
+    samples: u64,
+    /// Most sessions of Kiln processes detached from the test's (the service, or a detached
+    /// compile and its merger) alive at one moment.
+    max_background: usize,
+    /// Sum over samples of the background processes' runnable threads.
+    background_runnable_sum: u64,
+    /// Sum over samples of runnable tasks on the machine (`/proc/loadavg`), less the sampler.
+    runnable_sum: u64,
+    load_1min_max: f64,
+}
+
+/// Every `period`, counts the Kiln processes outside this test's session by session (a daemon
+/// being started is two processes of one new session for a moment) and reads the load.
+fn sample(stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+    let me = session_of("self").expect("own session");
+    let kiln = std::fs::canonicalize(KILN).expect("kiln path");
+    while !stop.load(Ordering::Relaxed) {
+        let mut sessions = std::collections::BTreeSet::new();
+        let mut busy = 0;
+        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let pid = e.file_name().to_string_lossy().to_string();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_deref() != Some(kiln.as_path()) {
+                continue;
+            }
+            if let Some(sid) = session_of(&pid).filter(|&s| s != me) {
+                sessions.insert(sid);
+                busy += runnable_threads(&pid);
+            }
+        }
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let fields: Vec<&str> = load.split_whitespace().collect();
+        let runnable: u64 = fields
+            .get(3)
+            .and_then(|f| f.split('/').next()?.parse().ok())
+            .unwrap_or(1);
+        let one: f64 = fields.first().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+        let mut s = seen.lock().unwrap();
+        s.samples += 1;
+        s.max_background = s.max_background.max(sessions.len());
+        s.runnable_sum += runnable.saturating_sub(1);
+        s.background_runnable_sum += busy;
+        s.load_1min_max = s.load_1min_max.max(one);
+        drop(s);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Threads of a process that are running or waiting for a CPU.
+fn runnable_threads(pid: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|st| Some(st.rsplit_once(')')?.1.split_whitespace().next()? == "R"))
+                .unwrap_or(false)
+        })
+        .count() as u64
+}
+
+/// The session of a live (not zombie) process.
+fn session_of(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state ppid pgrp session ...
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    rest.get(3)?.parse().ok()
+}
+
+/// 1,000 short programs, two at a time, on one fresh cache directory: every output equals
+/// native; at no sampled moment is more than one background Kiln process (session) alive, and
+/// it keeps at most one thread busy on average (the load is the guests' plus one); the cache
+/// verifies; and a second pass compiles nothing and interprets nothing.
+#[test]
+fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let progs = short_programs();
+    let want: Vec<Run> = progs.iter().map(|p| native(&p.bin, &p.args, p.stdin)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sampler = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || sample(stop, seen))
+    };
+    const RUNS: usize = 1000;
+    let next = AtomicUsize::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                if n >= RUNS {
+                    return;
+                }
+                let i = n % progs.len();
+                let got = run_kiln(&progs[i], &cache, false);
+                assert_same(&format!("run {n}: {}", progs[i].bin.display()), &want[i], &got);
+            });
+        }
+    });
+    let wall = t.elapsed();
+    let status = settle(&cache);
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let seen = seen.lock().unwrap();
+    eprintln!("{RUNS} runs in {wall:?}; {seen:?}; service: {status}");
+    assert!(seen.samples > 50, "too few samples: {seen:?}");
+    assert_eq!(seen.max_background, 1, "background Kiln processes: {seen:?}");
+    let background = seen.background_runnable_sum as f64 / seen.samples as f64;
+    assert!(
+        background <= 1.0,
+        "the service kept {background:.2} threads busy: {seen:?}"
+    );
+    assert_eq!(journals(&cache), 0, "journals left unmerged");
+    assert_verifies(&cache, "after 1,000 runs");
+    for (p, want) in progs.iter().zip(&want) {
+        let mut got = run_kiln(p, &cache, true);
+        let s = take_stats(&mut got);
+        assert_same(&format!("warm: {}", p.bin.display()), want, &got);
+        assert_eq!(
+            (stat(&s, "units_compiled"), stat(&s, "guest_insns_interp")),
+            (0, 0),
+            "not fully warm: {}: {s}",
+            p.bin.display()
+        );
+    }
+}
+
+/// Sixteen cold runs hand their work to one service, which is killed with SIGKILL while it
+/// writes the packs, twice: the cache verifies after each kill, the journals wait, the next run
+/// (of a program not run before) starts a new service that finishes them, what the killed one
+/// had written is not compiled again, and every program then runs fully warm.
+#[test]
+fn a_service_killed_while_writing_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let all = short_programs();
+    let progs: Vec<&Prog> = all.iter().step_by(3).take(16).collect();
+    let fresh: Vec<&Prog> = all.iter().skip(1).step_by(3).collect();
+    let want = |p: &Prog| native(&p.bin, &p.args, p.stdin);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    std::thread::scope(|s| {
+        for p in &progs {
+            let cache = &cache;
+            s.spawn(move || assert_same("cold, 16 at once", &want(p), &run_kiln(p, cache, false)));
+        }
+    });
+    let mut kills = 0;
+    let mut restarts = Vec::new();
+    while kills < 2 && journals(&cache) > 0 {
+        let Some(pid) = kill_while_writing(&cache) else { break };
+        kills += 1;
+        assert_verifies(&cache, &format!("after kill {kills}"));
+        assert!(journals(&cache) > 0, "the killed service's journals are gone");
+        let written = packs(&cache);
+        // The next run that has work for the cache starts a new service.
+        let p = fresh[kills];
+        assert_same("run after a killed service", &want(p), &run_kiln(p, &cache, false));
+        let status = settle(&cache);
+        assert_ne!(status["pid"].as_u64(), Some(pid as u64), "{status}");
+        restarts.push((written, status));
+    }
+    assert!(kills >= 1, "the service was never seen writing");
+    assert_eq!(journals(&cache), 0, "journals left unmerged");
+    assert_verifies(&cache, "after the last service");
+    for (written, status) in &restarts {
+        if *written > 0 {
+            assert!(
+                status["already_cached"].as_u64() > Some(0),
+                "a new service compiled again what its predecessor had written: {status}"
+            );
+        }
+    }
+    for p in progs.iter().chain(&fresh[1..=kills]) {
+        let mut got = run_kiln(p, &cache, true);
+        let s = take_stats(&mut got);
+        assert_same("warm after the kills", &want(p), &got);
+        assert_eq!(stat(&s, "units_compiled"), 0, "{}: {s}", p.bin.display());
+    }
+}
+
+fn packs(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("packs")).map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+            .count()
+    })
+}
+
+/// The running service's status, asked on its socket.
+fn ask_status(cache: &Path) -> Option<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(cache.join("serve.sock")).ok()?;
+    s.write_all(b"status\n").ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+/// Polls the service until it is writing packs and kills it with SIGKILL; its pid.
+fn kill_while_writing(cache: &Path) -> Option<u32> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        match ask_status(cache) {
+            Some(v) if v["state"] == "writing" => {
+                let pid = v["pid"].as_u64()? as u32;
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                // Gone once its lock is free.
+                while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return Some(pid);
+            }
+            None if journals(cache) == 0 => return None,
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    None
+}
+
+/// A service that stops answering (SIGSTOP) does not hold up runs: each still ends at once,
+/// leaving its journal; once the service continues it merges them all.
+#[test]
+fn a_hung_service_never_holds_up_a_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let progs: Vec<Prog> = short_programs().into_iter().step_by(4).take(4).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let want = native(&progs[0].bin, &progs[0].args, progs[0].stdin);
+    assert_same("first run", &want, &run_kiln(&progs[0], &cache, false));
+    let status = settle(&cache);
+    let pid = status["pid"].as_u64().expect("service pid").to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    for p in &progs[1..] {
+        let want = native(&p.bin, &p.args, p.stdin);
+        let t = Instant::now();
+        let got = run_kiln(p, &cache, false);
+        assert_same("run beside a stopped service", &want, &got);
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "a run waited for a stopped service"
+        );
+    }
+    assert!(journals(&cache) >= 1, "the runs left no journal");
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let after = settle(&cache);
+    assert_eq!(after["pid"].as_u64().map(|p| p.to_string()), Some(pid), "{after}");
+    assert_eq!(journals(&cache), 0);
+    assert_verifies(&cache, "after the service continued");
+}
