@@ -383,10 +383,8 @@ fn main() {
             let cold_dir = tmp.join(format!("cold-{i}"));
             let _ = std::fs::remove_dir_all(&cold_dir);
             cold.push(time_once(kiln_cmd(w, &cold_dir, "auto")));
-            // The cold run's detached compile must not steal the CPU from later measurements.
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            // The cold run's background compile must not steal the CPU from later measurements.
             settle(&cold_dir);
-            let _ = std::fs::remove_dir_all(&cold_dir);
             warm.push(time_once(kiln_cmd(w, &warm_dir, "auto")));
             if qemu {
                 let mut c = Command::new("qemu-x86_64");
@@ -448,6 +446,12 @@ fn main() {
     if let Some(w) = workloads.iter().find(|w| w.name.starts_with("crc32")) {
         baseline_cost(w, &tmp);
     }
+    for w in workloads
+        .iter()
+        .filter(|w| w.name.starts_with("sh -c loop") || w.name.starts_with("as "))
+    {
+        batch_rows(w, &tmp, qemu);
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
@@ -472,17 +476,163 @@ fn baseline_cost(w: &Workload, tmp: &Path) {
     }
 }
 
-/// Waits (up to a minute) until no Kiln process is left (a cold run's detached compile and its
-/// merge), so they do not steal the CPU from later measurements.
-fn settle(_cache: &Path) {
+/// Waits until the compile service has merged what a cold run handed it, then removes the
+/// cache directory (its service then exits within a second) and waits (up to a minute) until
+/// no Kiln process is left, so that nothing steals the CPU from later measurements.
+fn settle(cache: &Path) {
+    let _ = Command::new(KILN)
+        .args(["serve", "--wait", "--cache-dir"])
+        .arg(cache)
+        .stdout(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(cache);
+    no_kiln_left();
+}
+
+fn no_kiln_left() {
     for _ in 0..600 {
-        let alive = Command::new("pgrep")
-            .args(["-f", &format!("^{KILN} ")])
-            .output()
-            .is_ok_and(|o| !o.stdout.is_empty());
-        if !alive {
+        if kiln_processes() == 0 {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Kiln processes alive.
+fn kiln_processes() -> usize {
+    let kiln = std::fs::canonicalize(KILN).unwrap_or_default();
+    std::fs::read_dir("/proc").map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p == kiln))
+            .count()
+    })
+}
+
+/// CPU time the whole machine has spent busy, in seconds (`/proc/stat`): it counts the
+/// background processes Kiln starts, which are nobody's children.
+fn machine_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy: f64 = cpu
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy / 100.0
+}
+
+/// How one way of running a batch of short runs did.
+struct BatchResult {
+    /// Until the last run ended.
+    runs_s: f64,
+    /// Until the background work (compile and merge) was done too.
+    settled_s: f64,
+    cpu_s: f64,
+    peak_kiln: usize,
+}
+
+/// Runs `n` copies of a workload, two at a time, with `cmd` building each; then `settle`.
+fn run_batch(n: usize, cmd: &(dyn Fn() -> Command + Sync), settle: &dyn Fn()) -> BatchResult {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let peak = AtomicUsize::new(0);
+    let cpu0 = machine_cpu_s();
+    let t = Instant::now();
+    let mut runs_s = 0.0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(kiln_processes(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        std::thread::scope(|runs| {
+            for _ in 0..2 {
+                runs.spawn(|| {
+                    while next.fetch_add(1, Ordering::SeqCst) < n {
+                        let mut c = cmd();
+                        c.stdout(Stdio::null()).stderr(Stdio::null());
+                        let _ = c.status();
+                    }
+                });
+            }
+        });
+        runs_s = t.elapsed().as_secs_f64();
+        settle();
+        stop.store(true, Ordering::Relaxed);
+    });
+    BatchResult {
+        runs_s,
+        settled_s: t.elapsed().as_secs_f64(),
+        cpu_s: machine_cpu_s() - cpu0,
+        peak_kiln: peak.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// A batch of short runs on a fresh cache, two at a time (a test suite or a build): natively,
+/// under Kiln with the compile service, under Kiln with one detached compile per run
+/// (`KILN_SERVICE=0`, as before the service), and under qemu-x86_64. `KILN_BENCH_BATCH` sets
+/// the number of runs (default 200).
+fn batch_rows(w: &Workload, tmp: &Path, qemu: bool) {
+    let n: usize = std::env::var("KILN_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let cache = tmp.join("batch");
+    let native = || {
+        let mut c = Command::new(&w.bin);
+        c.args(&w.args);
+        c
+    };
+    let kiln = |service: bool| {
+        let cache = cache.clone();
+        move || {
+            let mut c = kiln_cmd(w, &cache, "auto");
+            c.env("KILN_SERVICE", if service { "1" } else { "0" });
+            c
+        }
+    };
+    let qemu_cmd = || {
+        let mut c = Command::new("qemu-x86_64");
+        c.arg(&w.bin).args(&w.args);
+        c
+    };
+    println!("\nbatch: {n} runs of {}, two at a time, on a fresh cache", w.name);
+    println!(
+        "{:<26} {:>12} {:>14} {:>10} {:>16}",
+        "", "runs wall s", "settled wall s", "CPU s", "peak Kiln procs"
+    );
+    let mut rows: Vec<(&str, BatchResult)> = vec![("native", run_batch(n, &native, &|| {}))];
+    let _ = std::fs::remove_dir_all(&cache);
+    let service_done = || {
+        let _ = Command::new(KILN)
+            .args(["serve", "--wait", "--cache-dir"])
+            .arg(&cache)
+            .stdout(Stdio::null())
+            .status();
+    };
+    rows.push(("kiln, compile service", run_batch(n, &kiln(true), &service_done)));
+    settle(&cache);
+    rows.push(("kiln, detached compiles", run_batch(n, &kiln(false), &no_kiln_left)));
+    settle(&cache);
+    if qemu {
+        rows.push(("qemu-x86_64", run_batch(n, &qemu_cmd, &|| {})));
+    }
+    for (name, r) in &rows {
+        println!(
+            "{name:<26} {:>12.2} {:>14.2} {:>10.2} {:>16}",
+            r.runs_s, r.settled_s, r.cpu_s, r.peak_kiln
+        );
     }
 }

@@ -383,3 +383,53 @@ fn a_hung_service_never_holds_up_a_run() {
     assert_eq!(journals(&cache), 0);
     assert_verifies(&cache, "after the service continued");
 }
+
+/// Under systemd's socket activation the service serves on the socket it is given (descriptor
+/// 3, `LISTEN_PID`/`LISTEN_FDS`): runs connect to it and start no service of their own.
+#[test]
+fn a_socket_activated_service_serves_on_the_socket_it_is_given() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // What systemd would do: bind the socket, then start the service with it as descriptor 3.
+    let listener = std::os::unix::net::UnixListener::bind(cache.join("serve.sock")).unwrap();
+    let fd = listener.as_raw_fd();
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" serve --idle-timeout 30 --cache-dir \"$1\"",
+    ])
+    .arg(KILN)
+    .arg(&cache)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    // SAFETY: dup2 is async-signal-safe; the descriptor is open in the parent.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut service = c.spawn().expect("start the service");
+    drop(listener);
+    let p = &short_programs()[0];
+    let want = native(&p.bin, &p.args, p.stdin);
+    assert_same("run through an activated service", &want, &run_kiln(p, &cache, false));
+    let status = settle(&cache);
+    assert_eq!(
+        status["pid"].as_u64(),
+        Some(service.id() as u64),
+        "another service ran: {status}"
+    );
+    assert!(status["journals_merged"].as_u64() >= Some(1), "{status}");
+    assert_eq!(journals(&cache), 0);
+    let _ = service.kill();
+    let _ = service.wait();
+}

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_MAX: u64 = 2 << 30;
+/// Age at which a journal no service has merged is removed.
+const STALE_JOURNAL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Temporary files older than this belong to a writer that died.
 const STALE_TMP: Duration = Duration::from_secs(600);
 /// Usage records kept when the log is trimmed.
@@ -105,12 +107,10 @@ pub fn collect(c: &Cache, max: u64) -> GcReport {
             let p = e.path();
             let stale_tmp = name.starts_with(".tmp-") && older_than(&p, STALE_TMP);
             let damaged_index = sub == "." && name.starts_with("index.sled.damaged-");
+            // A journal no service took for a week is another configuration's, long gone.
             let bad_journal = sub == "journals"
-                && name.ends_with(".journal")
-                && std::fs::read(&p).ok().is_none_or(|b| {
-                    cache_format::pack_identity(&b)
-                        .is_none_or(|(m, cfg)| cache_format::decode_pack_index(&b, &m, &cfg).is_err())
-                });
+                && (name.ends_with(".journal") || name.ends_with(".work"))
+                && (super::journal::read_journal(&p).is_err() || older_than(&p, STALE_JOURNAL));
             if stale_tmp || damaged_index || bad_journal {
                 r.invalid_removed += remove(&p) as u64;
             }
