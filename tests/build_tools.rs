@@ -200,8 +200,8 @@ fn make_j2_builds_a_project_with_cold_and_warm_cache() {
 
 /// A real project: `make -j2` of Lua (the 32 C files shipped in the lua-src crate, then the
 /// link) with every gcc, cc1, as, collect2 and ld run under Kiln, first with an empty cache and
-/// then with the cache that build left (filled the default way: detached workers writing
-/// journals while the build goes on). Objects and program are byte-identical to the native
+/// then with the cache that build left (filled the default way: the compile service merging
+/// the runs' journals while the build goes on). Objects and program are byte-identical to the native
 /// build's, the program runs a script identically, and the shared cache verifies afterwards.
 #[test]
 fn make_j2_builds_lua_under_kiln_identically_cold_and_warm() {

@@ -31,47 +31,9 @@ fn programs() -> Vec<Prog> {
     ]
 }
 
-/// Starts Kiln on a program with the cache given on the command line (so the detached workers
-/// and mergers it leaves carry the directory in their command lines), in the default mode.
 fn spawn(p: &Prog, cache: &Path, stats: bool) -> Child {
-    let mut c = Command::new(KILN);
-    c.args(["run", "--cache-dir"]).arg(cache).arg(&p.bin).args(&p.args);
-    guest_env(&mut c);
-    if stats {
-        c.env("KILN_STATS", "json");
-    }
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn kiln");
-    use std::io::Write;
-    let mut si = child.stdin.take().expect("stdin");
-    let _ = si.write_all(&p.stdin);
-    child
-}
-
-fn finish(c: Child) -> Run {
-    use std::os::unix::process::ExitStatusExt;
-    let o = c.wait_with_output().expect("wait");
-    Run {
-        stdout: o.stdout,
-        stderr: o.stderr,
-        status: o.status.code(),
-        signal: o.status.signal(),
-    }
-}
-
-/// Waits until the cache directory's compile service has merged every journal runs left.
-fn settle(cache: &Path) {
-    let o = Command::new(KILN)
-        .args(["serve", "--wait", "--json", "--timeout", "300", "--cache-dir"])
-        .arg(cache)
-        .output()
-        .expect("kiln serve --wait");
-    assert!(
-        o.status.success(),
-        "the compile service for {} did not finish: {}",
-        cache.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
+    spawn_kiln(&p.bin, &args, &p.stdin, cache, stats)
 }
 
 fn cache_cmd(cache: &Path, args: &[&str]) -> (bool, serde_json::Value, String) {
@@ -88,12 +50,6 @@ fn cache_cmd(cache: &Path, args: &[&str]) -> (bool, serde_json::Value, String) {
         v,
         format!("{text}{}", String::from_utf8_lossy(&o.stderr)),
     )
-}
-
-fn assert_verifies(cache: &Path, when: &str) -> u64 {
-    let (ok, v, text) = cache_cmd(cache, &["verify", "--json"]);
-    assert!(ok && v["damaged"] == 0, "{when}: cache verify failed: {text}");
-    v["valid"].as_u64().unwrap_or(0)
 }
 
 fn run_all_at_once(progs: &[Prog], want: &[Run], cache: &Path, copies: usize, what: &str) -> Vec<serde_json::Value> {
@@ -165,7 +121,7 @@ fn sixteen_concurrent_runs_share_one_cache_cold_and_warm() {
 }
 
 /// Writers killed with SIGKILL at every stage of writing (the run's own synchronous write, the
-/// detached compile, the journal merge) leave a cache that verifies, and the next runs use it.
+/// compile service) leave a cache that verifies, and the next runs use it.
 #[test]
 fn writers_killed_mid_write_leave_a_cache_that_verifies_and_serves() {
     let progs = programs();
@@ -198,7 +154,7 @@ fn writers_killed_mid_write_leave_a_cache_that_verifies_and_serves() {
             &format!("after a synchronous writer was killed at {frac} of its run"),
         );
     }
-    // Detached workers and mergers killed as soon as they are seen, then after growing delays.
+    // The compile service killed as soon as it is seen, then after growing delays.
     for delay_ms in [0u64, 5, 20, 60, 150] {
         let _ = std::fs::remove_dir_all(&cache);
         let got = finish(spawn(p, &cache, false));
@@ -208,7 +164,7 @@ fn writers_killed_mid_write_leave_a_cache_that_verifies_and_serves() {
             .args(["-KILL", "-f", &cache.display().to_string()])
             .status();
         assert_verifies(&cache, &format!("after killing the background writer at {delay_ms} ms"));
-        // A merger finds journals a killed one left behind.
+        // The next run's service finds the journals a killed one left behind.
         let got = finish(spawn(p, &cache, false));
         assert_same("run after a killed writer", &want, &got);
         settle(&cache);

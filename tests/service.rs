@@ -56,58 +56,7 @@ fn short_programs() -> Vec<Prog> {
 }
 
 fn run_kiln(p: &Prog, cache: &Path, stats: bool) -> Run {
-    let mut c = Command::new(KILN);
-    c.args(["run", "--cache-dir"]).arg(cache).arg(&p.bin).args(&p.args);
-    guest_env(&mut c);
-    if stats {
-        c.env("KILN_STATS", "json");
-    }
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn kiln");
-    use std::io::Write;
-    let _ = child.stdin.take().expect("stdin").write_all(p.stdin);
-    let o = child.wait_with_output().expect("wait");
-    use std::os::unix::process::ExitStatusExt;
-    Run {
-        stdout: o.stdout,
-        stderr: o.stderr,
-        status: o.status.code(),
-        signal: o.status.signal(),
-    }
-}
-
-fn kiln_cmd(cache: &Path, args: &[&str]) -> (bool, serde_json::Value, String) {
-    let o = Command::new(KILN)
-        .args(args)
-        .arg("--cache-dir")
-        .arg(cache)
-        .output()
-        .expect("kiln");
-    let text = String::from_utf8_lossy(&o.stdout).to_string();
-    let v = serde_json::from_str(text.trim()).unwrap_or(serde_json::Value::Null);
-    (
-        o.status.success(),
-        v,
-        format!("{text}{}", String::from_utf8_lossy(&o.stderr)),
-    )
-}
-
-/// Waits until the service has merged every journal; its status.
-fn settle(cache: &Path) -> serde_json::Value {
-    let (ok, v, text) = kiln_cmd(cache, &["serve", "--wait", "--json", "--timeout", "300"]);
-    assert!(ok, "the compile service did not finish: {text}");
-    v
-}
-
-fn assert_verifies(cache: &Path, when: &str) {
-    let o = Command::new(KILN)
-        .args(["cache", "verify", "--json"])
-        .env("KILN_CACHE_DIR", cache)
-        .output()
-        .expect("kiln cache verify");
-    let text = String::from_utf8_lossy(&o.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
-    assert!(o.status.success() && v["damaged"] == 0, "{when}: cache verify: {text}");
+    finish(spawn_kiln(&p.bin, &p.args, p.stdin, cache, stats))
 }
 
 fn journals(cache: &Path) -> usize {

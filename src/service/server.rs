@@ -73,7 +73,13 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
     if bound {
         // Runs that come now find no service and, once the lock is free, start the next.
         let _ = std::fs::remove_file(endpoint::socket_path(&o.dir));
-        worker.drain();
+    }
+    worker.drain();
+    if worker.retired() {
+        crate::klog!(
+            "cache",
+            "a run of another Kiln build handed in work: this service steps aside"
+        );
     }
     worker.finish();
     Ok(())
@@ -91,7 +97,11 @@ fn activation_listener() -> Option<UnixListener> {
 
 fn listen(listener: UnixListener, shared: Arc<Shared>) {
     for conn in listener.incoming() {
-        let Ok(s) = conn else { continue };
+        let Ok(s) = conn else {
+            // Out of descriptors, say: try again shortly rather than spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         if !endpoint::same_user(&s) {
             continue;
         }

@@ -62,6 +62,9 @@ pub(super) struct Worker {
     pending_blocks: Vec<BlockKey>,
     pending_journals: Vec<usize>,
     last_write: Instant,
+    /// A run of another configuration (another Kiln build) handed in work since this service
+    /// started: this one steps aside, so that run's next run starts a service of its own.
+    retired: bool,
     looks: u64,
     status: ServiceStatus,
     started: Instant,
@@ -105,6 +108,7 @@ impl Worker {
             pending_blocks: Vec::new(),
             pending_journals: Vec::new(),
             last_write: Instant::now(),
+            retired: false,
             looks: 0,
             status,
             started: Instant::now(),
@@ -127,6 +131,9 @@ impl Worker {
                 }
                 last_look = Instant::now();
             }
+            if self.retired {
+                return;
+            }
             if self.step() {
                 last_work = Instant::now();
                 continue;
@@ -138,9 +145,21 @@ impl Worker {
         }
     }
 
+    /// Whether the worker stepped aside for another configuration.
+    pub fn retired(&self) -> bool {
+        self.retired
+    }
+
     /// Finishes everything in `journals/`, looking until a look finds nothing new (a journal
-    /// whose write keeps failing is left for the next service).
+    /// whose write keeps failing is left for the next service). A retired worker only writes
+    /// what it has compiled; the rest of its journals wait for a service of its configuration.
     pub fn drain(&mut self) {
+        if self.retired {
+            if !self.pending.is_empty() {
+                self.write();
+            }
+            return;
+        }
         loop {
             let new = self.look();
             let mut progressed = false;
@@ -225,7 +244,13 @@ impl Worker {
             Journal::Units(config, units) => (config, units, Vec::new()),
         };
         if config != self.config {
-            return false; // for a service of that configuration
+            // For a service of that configuration; one written while this service runs means
+            // that configuration is in use now.
+            let fresh = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().map_or(true, |age| age < self.started.elapsed()));
+            self.retired |= fresh;
+            return false;
         }
         let id = self.journals.len();
         let mut j = OpenJournal {

@@ -126,6 +126,59 @@ pub fn kiln(bin: &Path, tier: &str, cache: &Path, args: &[&str], stdin: &[u8], e
     run_cmd(cmd, stdin)
 }
 
+/// Starts Kiln on a program the default way: the cache given on the command line, the run's
+/// work handed to the directory's compile service at exit; with the guest's environment, and
+/// statistics on request. `finish` collects it.
+pub fn spawn_kiln(bin: &Path, args: &[&str], stdin: &[u8], cache: &Path, stats: bool) -> std::process::Child {
+    let mut c = Command::new(KILN);
+    c.args(["run", "--cache-dir"]).arg(cache).arg(bin).args(args);
+    guest_env(&mut c);
+    if stats {
+        c.env("KILN_STATS", "json");
+    }
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn kiln");
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child
+}
+
+pub fn finish(c: std::process::Child) -> Run {
+    to_run(c.wait_with_output().expect("wait"))
+}
+
+/// Waits until the cache directory's compile service has merged every journal runs left;
+/// its status.
+pub fn settle(cache: &Path) -> serde_json::Value {
+    let o = Command::new(KILN)
+        .args(["serve", "--wait", "--json", "--timeout", "300", "--cache-dir"])
+        .arg(cache)
+        .output()
+        .expect("kiln serve --wait");
+    assert!(
+        o.status.success(),
+        "the compile service for {} did not finish: {}",
+        cache.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_default()
+}
+
+/// `kiln cache verify` finds nothing damaged; the number of valid units.
+pub fn assert_verifies(cache: &Path, when: &str) -> u64 {
+    let o = Command::new(KILN)
+        .args(["cache", "verify", "--json"])
+        .env("KILN_CACHE_DIR", cache)
+        .output()
+        .expect("kiln cache verify");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
+    assert!(
+        o.status.success() && v["damaged"] == 0,
+        "{when}: cache verify failed: {text}"
+    );
+    v["valid"].as_u64().unwrap_or(0)
+}
+
 /// Splits Kiln's `kiln-stats {...}` line off stderr and parses it (None when the process died
 /// before printing it, as a program killed by a signal does).
 pub fn try_take_stats(r: &mut Run) -> Option<serde_json::Value> {
