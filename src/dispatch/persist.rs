@@ -59,7 +59,11 @@ impl Engine {
             Handoff::Service => self.hand_to_service(&dir, config, entries, &todo),
             Handoff::Sync => {
                 entries.extend(self.compile_all(&todo, config));
-                journal::write_entries(&dir, config, &entries, 50);
+                // An index held for long (a service writing big packs) gets the work as a
+                // journal instead: never lost.
+                if !journal::write_entries(&dir, config, &entries, 50) {
+                    self.hand_to_service(&dir, config, entries, &[]);
+                }
             }
             Handoff::Detached => self.compile_detached(&dir, config, entries, &todo),
         }
