@@ -74,9 +74,12 @@ impl Compiles {
     }
 }
 
-/// The compile workers.
+/// The compile workers: one per core the rest of the machine leaves idle when the process
+/// starts (a run alone compiles on every core; runs side by side, as a build or a test suite
+/// starts them, do not pile compile threads on each other's cores).
 pub(super) fn new_pool() -> Option<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()
+        .num_threads(crate::linux::host::idle_cores())
         .thread_name(|i| format!("kiln-compile-{i}"))
         .build()
         .ok()

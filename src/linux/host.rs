@@ -1,6 +1,7 @@
 //! Kiln's own process on the host: re-executing the running binary (for a guest's execve and
 //! for the journal merge), detaching a child from the guest's session and descriptors, and
-//! starting the compile service as a daemon.
+//! starting the compile service as a daemon, and how many cores the rest of the machine leaves
+//! idle.
 
 use std::ffi::CString;
 
@@ -114,4 +115,16 @@ pub fn inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
     // SAFETY: the descriptor is open, and nothing else in this process owns it: it was
     // inherited, and Kiln opens its own descriptors close-on-exec above it.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Cores not taken by other runnable tasks (of any process; the caller's thread is not
+/// counted), at least one: how many compile jobs Kiln's background work may run at once
+/// without queueing behind the guests.
+pub fn idle_cores() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runnable = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(3)?.split('/').next()?.parse::<usize>().ok())
+        .unwrap_or(1);
+    cores.saturating_sub(runnable.saturating_sub(1)).clamp(1, cores)
 }

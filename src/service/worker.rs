@@ -390,12 +390,7 @@ impl Worker {
 
     /// Compile jobs to run at once: one per core not busy with something else.
     fn jobs(&self) -> usize {
-        let busy = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().nth(3)?.split('/').next()?.parse::<usize>().ok())
-            .unwrap_or(1);
-        // The runnable count includes this thread.
-        self.cores.saturating_sub(busy.saturating_sub(1)).clamp(1, self.cores)
+        crate::linux::host::idle_cores().min(self.cores)
     }
 
     /// Shows what the worker starts doing.
