@@ -59,16 +59,69 @@ fn bincode_config() -> impl bincode::config::Config {
 
 /// Encodes a work journal: header, bincode payload, blake3 of everything before it.
 pub fn encode_work(j: &WorkJournal) -> Vec<u8> {
-    let payload = bincode::serde::encode_to_vec(j, bincode_config()).unwrap_or_default();
-    let mut v = Vec::with_capacity(WORK_HEAD + payload.len() + 32);
-    v.extend_from_slice(&WORK_MAGIC);
-    v.extend_from_slice(&WORK_VERSION.to_le_bytes());
-    v.extend_from_slice(&0u16.to_le_bytes());
-    v.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    v.extend_from_slice(&payload);
-    let sum = blake3::hash(&v);
-    v.extend_from_slice(sum.as_bytes());
+    let mut v = Vec::new();
+    // Writing to a vector fails only where encoding does, which a journal cannot.
+    let _ = write_work(j, &mut v);
     v
+}
+
+/// Writes a work journal as `encode_work` lays it out, streamed: the payload is sized in a
+/// first pass and never held in memory whole.
+pub fn write_work(j: &WorkJournal, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let mut size = Sink::default();
+    encode_payload(j, &mut size)?;
+    let mut head = Vec::with_capacity(WORK_HEAD);
+    head.extend_from_slice(&WORK_MAGIC);
+    head.extend_from_slice(&WORK_VERSION.to_le_bytes());
+    head.extend_from_slice(&0u16.to_le_bytes());
+    head.extend_from_slice(&size.bytes.to_le_bytes());
+    let mut hashed = Hashed {
+        out,
+        hash: blake3::Hasher::new(),
+    };
+    std::io::Write::write_all(&mut hashed, &head)?;
+    encode_payload(j, &mut hashed)?;
+    let sum = hashed.hash.finalize();
+    hashed.out.write_all(sum.as_bytes())
+}
+
+fn encode_payload(j: &WorkJournal, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    bincode::serde::encode_into_std_write(j, w, bincode_config())
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}
+
+/// Counts what is written to it.
+#[derive(Default)]
+struct Sink {
+    bytes: u64,
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.bytes += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes through to `out`, hashing what passes.
+struct Hashed<'a, W: std::io::Write> {
+    out: &'a mut W,
+    hash: blake3::Hasher,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashed<'_, W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(b)?;
+        self.hash.update(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Decodes and verifies a work journal. Any damage is an error, never a panic.

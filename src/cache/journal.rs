@@ -53,7 +53,8 @@ pub fn write_work(dir: &Path, work: &WorkJournal) -> Option<PathBuf> {
     let jdir = dir.join("journals");
     std::fs::create_dir_all(&jdir).ok()?;
     let path = jdir.join(format!("{}-{}.work", std::process::id(), stamp()));
-    write_atomic(&jdir, &path, &cache_format::encode_work(work)).ok()?;
+    // Streamed: a journal can be tens of megabytes, and the run is at its peak memory.
+    super::write_atomic_with(&jdir, &path, |f| cache_format::write_work(work, f)).ok()?;
     Some(path)
 }
 

@@ -303,6 +303,15 @@ pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file in `dir`, synced, renamed.
 pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    write_atomic_with(dir, path, |f| std::io::Write::write_all(f, bytes))
+}
+
+/// Like `write_atomic`, with the contents streamed by `write` (through a buffer).
+pub fn write_atomic_with(
+    dir: &Path,
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), CacheError> {
     use std::io::Write;
     let err = |e: std::io::Error| CacheError::Dir(dir.to_path_buf(), e.to_string());
     std::fs::create_dir_all(dir).map_err(err)?;
@@ -312,9 +321,10 @@ pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheEr
         .unwrap_or(0);
     let tmp = dir.join(format!(".tmp-{}-{stamp}", std::process::id()));
     let r = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut f)?;
+        f.flush()?;
+        f.get_ref().sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if r.is_err() {
