@@ -403,3 +403,26 @@ fn a_socket_activated_service_serves_on_the_socket_it_is_given() {
     let _ = service.kill();
     let _ = service.wait();
 }
+
+/// A service whose cache directory is removed (a test's temporary directory, a user's `rm -r`)
+/// exits within seconds and never creates the directory again.
+#[test]
+fn a_service_whose_directory_is_removed_exits_without_recreating_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let p = &short_programs()[0];
+    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+    let pid = settle(&cache)["pid"].as_u64().expect("service pid").to_string();
+    std::fs::remove_dir_all(&cache).unwrap();
+    let t = Instant::now();
+    while session_of(&pid).is_some() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the service outlived its directory"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!cache.exists(), "the service created its removed directory again");
+}

@@ -69,7 +69,9 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
             .name("kiln-serve-listen".into())
             .spawn(move || listen(listener, shared))?;
     }
-    worker.run(o.idle, || bound && !endpoint::socket_path(&o.dir).exists());
+    if !worker.run(o.idle, || bound && !endpoint::socket_path(&o.dir).exists()) {
+        return Ok(()); // the directory is gone: nothing to write, nowhere to write it
+    }
     if bound {
         // Runs that come now find no service and, once the lock is free, start the next.
         let _ = std::fs::remove_file(endpoint::socket_path(&o.dir));

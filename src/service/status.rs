@@ -75,9 +75,13 @@ impl ServiceStatus {
         serde_json::from_str(&text).ok()
     }
 
-    /// Records the status in the directory (whole or not at all).
+    /// Records the status in the directory (whole or not at all; never creating the directory,
+    /// which may have been removed under the service).
     pub fn save(&self, dir: &Path) {
         let path = super::endpoint::status_path(dir);
-        let _ = crate::cache::write_atomic(dir, &path, self.to_json().as_bytes());
+        let tmp = dir.join(format!(".service.json-{}", std::process::id()));
+        if std::fs::write(&tmp, self.to_json()).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }

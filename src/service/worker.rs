@@ -116,15 +116,16 @@ impl Worker {
         })
     }
 
-    /// Works until nothing has come for `idle`, or `gone` says the directory went away.
-    pub fn run(&mut self, idle: Duration, gone: impl Fn() -> bool) {
+    /// Works until nothing has come for `idle`, or `gone` says the directory went away (then
+    /// false: nothing may be written there any more).
+    pub fn run(&mut self, idle: Duration, gone: impl Fn() -> bool) -> bool {
         let mut last_look = Instant::now() - LOOK_EVERY;
         let mut last_work = Instant::now();
         loop {
             let asked = self.take_wake_request();
             if asked || last_look.elapsed() >= LOOK_EVERY {
                 if gone() {
-                    return;
+                    return false;
                 }
                 if self.look() {
                     last_work = Instant::now();
@@ -132,14 +133,14 @@ impl Worker {
                 last_look = Instant::now();
             }
             if self.retired {
-                return;
+                return true;
             }
             if self.step() {
                 last_work = Instant::now();
                 continue;
             }
             if last_work.elapsed() >= idle && self.open_journals() == 0 {
-                return;
+                return true;
             }
             self.sleep(LOOK_EVERY);
         }
