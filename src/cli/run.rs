@@ -25,9 +25,9 @@ pub(super) fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsStri
         .unwrap_or_else(|| execfn.clone());
     let mut argv: Vec<Vec<u8>> = vec![argv0];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let (program, argv, data) = loader::script::resolve_script(program, argv)?;
+    let (program, argv) = loader::script::resolve_script(program, argv)?;
     let cache = cache_dir(&opts);
-    let mut engine = start(&opts, &program, &argv, &execfn, data, cache)?;
+    let mut engine = start(&opts, &program, &argv, &execfn, cache)?;
     engine.set_program(&program, started);
     let outcome = engine.run();
     engine.finish_process();
@@ -63,30 +63,31 @@ fn module_hash(cache: Option<&PathBuf>, path: &Path, data: &[u8]) -> cache_forma
         .unwrap_or_default()
 }
 
-/// Loads the program (`data` is its file) and its interpreter into a new guest address space,
-/// builds the initial stack, and returns the main thread's dispatcher, ready to run.
+/// Loads the program and its interpreter into a new guest address space, builds the initial
+/// stack, and returns the main thread's dispatcher, ready to run.
 fn start(
     opts: &RunOptions,
     program: &Path,
     argv: &[Vec<u8>],
     execfn: &[u8],
-    data: Vec<u8>,
     cache: Option<PathBuf>,
 ) -> anyhow::Result<Engine> {
     let name = program.display().to_string();
     let mut mem = mem::Memory::reserve()?;
-    let img = loader::load_elf(&name, &data, &mut mem, mem::layout::PIE_BASE)?;
+    let image = loader::ImageFile::open(&name)?;
+    let img = loader::load_elf(&name, image.bytes(), Some(&image.file), &mut mem, mem::layout::PIE_BASE)?;
     mem.set_brk_start(img.hi);
-    let hash = module_hash(cache.as_ref(), program, &data);
-    drop(data);
+    let hash = module_hash(cache.as_ref(), program, image.bytes());
+    drop(image);
     let (mut entry, mut interp_base, mut interp) = (img.entry, 0, None);
     if let Some(path) = &img.interp {
-        let idata = std::fs::read(path).map_err(|e| loader::LoadError::Io(path.clone(), e))?;
-        let ii = loader::load_elf(path, &idata, &mut mem, mem::layout::INTERP_BASE)?;
+        let iimage = loader::ImageFile::open(path)?;
+        let idata = iimage.bytes();
+        let ii = loader::load_elf(path, idata, Some(&iimage.file), &mut mem, mem::layout::INTERP_BASE)?;
         entry = ii.entry;
         interp_base = ii.load_bias;
         let m = Module {
-            hash: module_hash(cache.as_ref(), Path::new(path), &idata),
+            hash: module_hash(cache.as_ref(), Path::new(path), idata),
             load_bias: ii.load_bias,
             lo: ii.lo,
             hi: ii.hi,

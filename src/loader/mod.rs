@@ -25,6 +25,27 @@ pub enum LoadError {
     Mem(String, MemError),
 }
 
+/// An executable file opened for loading, its bytes mapped read-only: reading its headers (and
+/// hashing it, when the cache has no memo of it) touches only what it reads, and its segments are
+/// mapped from `file`.
+pub struct ImageFile {
+    pub file: std::fs::File,
+    map: Option<crate::mem::MappedFile>,
+}
+
+impl ImageFile {
+    pub fn open(path: &str) -> Result<ImageFile, LoadError> {
+        let file = std::fs::File::open(path).map_err(|e| LoadError::Io(path.to_string(), e))?;
+        // An empty or unmappable file has no bytes: not an ELF file.
+        let map = crate::mem::MappedFile::map(&file).ok();
+        Ok(ImageFile { file, map })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_ref().map_or(&[], |m| m.bytes())
+    }
+}
+
 /// A loaded executable image.
 pub struct Image {
     pub entry: u64,
@@ -38,8 +59,17 @@ pub struct Image {
     pub interp: Option<String>,
 }
 
-/// Maps an ELF image; position-independent images go at `dyn_base`.
-pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory, dyn_base: u64) -> Result<Image, LoadError> {
+/// Maps an ELF image; position-independent images go at `dyn_base`. `data` is the file's
+/// bytes; with the open `file`, segments are mapped from it as the kernel maps them (pages come
+/// from the page cache as the guest touches them, shared with every other process) instead of
+/// copied.
+pub fn load_elf(
+    path: &str,
+    data: &[u8],
+    file: Option<&std::fs::File>,
+    mem: &mut Memory,
+    dyn_base: u64,
+) -> Result<Image, LoadError> {
     let p = || path.to_string();
     if data.len() < 4 || &data[..4] != b"\x7fELF" {
         return Err(LoadError::NotElf(p()));
@@ -103,12 +133,22 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory, dyn_base: u64) -> Res
     }
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     mem.map_anon(lo, hi - lo, rw).map_err(|e| LoadError::Mem(p(), e))?;
+    let mut placed_to = 0;
     for ph in &loads {
-        let file = ph
+        let bytes = ph
             .data(en, data)
             .map_err(|_| LoadError::Malformed(p(), "segment outside the file".into()))?;
-        mem.write_bytes(ph.p_vaddr(en) + bias, file)
-            .map_err(|e| LoadError::Mem(p(), e))?;
+        let va = ph.p_vaddr(en) + bias;
+        // A segment whose first page an earlier one covers is copied into that page.
+        let mappable = file.filter(|_| page_down(va) >= placed_to);
+        let seg = Segment {
+            va,
+            offset: ph.p_offset(en),
+            bytes,
+            memsz: ph.p_memsz(en),
+        };
+        place(mem, &seg, mappable).map_err(|e| LoadError::Mem(p(), e))?;
+        placed_to = placed_to.max(page_up(va + ph.p_memsz(en)));
     }
     // Protections: pages take the union of the segments that cover them.
     for ph in &loads {
@@ -154,6 +194,40 @@ pub fn load_elf(path: &str, data: &[u8], mem: &mut Memory, dyn_base: u64) -> Res
         lo,
         hi,
     })
+}
+
+/// One PT_LOAD segment: where it goes, where its bytes are in the file, and how long it is in
+/// memory (the rest, past its bytes, is zero: the bss).
+struct Segment<'a> {
+    va: u64,
+    offset: u64,
+    bytes: &'a [u8],
+    memsz: u64,
+}
+
+/// Puts a segment's bytes in place over the image's zeroed, writable span: mapped privately
+/// from the file where its address and offset agree within a page (as the kernel maps it,
+/// zeroing the rest of the last file page when a bss follows), else copied.
+fn place(mem: &Memory, seg: &Segment, file: Option<&std::fs::File>) -> Result<(), MemError> {
+    use std::os::fd::AsRawFd;
+    let filesz = seg.bytes.len() as u64;
+    let Some(f) = file.filter(|_| seg.va % PAGE == seg.offset % PAGE && filesz > 0) else {
+        return mem.write_bytes(seg.va, seg.bytes);
+    };
+    let (start, end) = (page_down(seg.va), page_up(seg.va + filesz));
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    mem.map_fixed(
+        start,
+        end - start,
+        rw,
+        libc::MAP_PRIVATE,
+        f.as_raw_fd(),
+        page_down(seg.offset) as i64,
+    )?;
+    if seg.memsz > filesz {
+        mem.write_bytes(seg.va + filesz, &vec![0; (end - seg.va - filesz) as usize])?;
+    }
+    Ok(())
 }
 
 /// Auxiliary vector keys.

@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// Resolves `#!` scripts the way the kernel does: returns the program to load and its argv.
-pub fn resolve_script(program: PathBuf, argv: Vec<Vec<u8>>) -> anyhow::Result<(PathBuf, Vec<Vec<u8>>, Vec<u8>)> {
+pub fn resolve_script(program: PathBuf, argv: Vec<Vec<u8>>) -> anyhow::Result<(PathBuf, Vec<Vec<u8>>)> {
     let (mut program, mut argv) = (program, argv);
     for _ in 0..4 {
         let name = program.display().to_string();
@@ -16,8 +16,7 @@ pub fn resolve_script(program: PathBuf, argv: Vec<Vec<u8>>) -> anyhow::Result<(P
             f.read(&mut head).map_err(|e| LoadError::Io(name.clone(), e))?
         };
         if n < 2 || &head[..2] != b"#!" {
-            let data = std::fs::read(&program).map_err(|e| LoadError::Io(name.clone(), e))?;
-            return Ok((program, argv, data));
+            return Ok((program, argv));
         }
         let line = head[2..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
         let line = String::from_utf8_lossy(line).trim().to_string();
