@@ -438,3 +438,38 @@ fn kiln_settings_stay_out_of_the_guest_environment() {
     // The outer shell's statistics and the inner one's (KILN_STATS reached the second Kiln).
     assert!(printed >= 2, "{}", show(&r));
 }
+
+/// A pack is hashed whole once per version of its file (a memo keeps the verdict), never
+/// trusted past a change: a byte flipped in place after warm runs verified it is still caught,
+/// and the damaged pack is not used.
+#[test]
+fn a_pack_damaged_after_it_was_verified_is_still_rejected() {
+    use std::os::unix::fs::FileExt;
+    let bin = sha256_bin();
+    let args = ["300000"];
+    let want = native(&bin, &args, b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    assert_same("cold", &want, &kiln(&bin, "auto", &cache, &args, b"", &[]));
+    for _ in 0..2 {
+        let mut warm = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+        let s = take_stats(&mut warm);
+        assert_same("warm", &want, &warm);
+        assert!(stat(&s, "cache_hits") > 0, "{s}");
+    }
+    let pack = std::fs::read_dir(cache.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .expect("a pack");
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&pack).unwrap();
+    let at = f.metadata().unwrap().len() * 2 / 3;
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    drop(f);
+    let mut after = kiln(&bin, "auto", &cache, &args, b"", &[("KILN_STATS", "json")]);
+    let s = take_stats(&mut after);
+    assert_same("after the flip", &want, &after);
+    assert_eq!(stat(&s, "cache_hits"), 0, "a damaged pack was used: {s}");
+}

@@ -146,6 +146,9 @@ pub fn collect(c: &Cache, max: u64) -> GcReport {
                 if remove(&f.path) {
                     size = size.saturating_sub(f.bytes);
                 }
+                if let Some(name) = f.path.file_name() {
+                    remove(&dir.join("hashes").join(name)); // its verification memo
+                }
             }
             c.forget_module(&module);
             r.modules_removed += 1;

@@ -1,9 +1,12 @@
-//! Module hashes memoised by file identity, so a 30 MB `cc1` is not read and hashed on every run.
+//! Module hashes memoised by file identity, so a 30 MB `cc1` is not read and hashed on every run;
+//! and packs verified whole, so a warm run does not hash every pack it maps.
 //!
 //! One small file per (device, inode) in `hashes/`, holding the file's size, mtime and ctime (in
 //! nanoseconds) when it was hashed and the blake3 hash, followed by a checksum. A memo is used
 //! only when all three still match: any write to the file changes its ctime, which no user can
-//! set back. A damaged or stale memo is simply recomputed and replaced.
+//! set back. A damaged or stale memo is simply recomputed and replaced. A pack's memo is
+//! `hashes/<pack file name>` (one per pack, replaced as the pack is rewritten) and holds the
+//! pack's own checksum, which must also still end the file.
 
 use cache_format::Hash;
 use std::os::unix::fs::MetadataExt;
@@ -34,7 +37,11 @@ fn checksum(b: &[u8]) -> [u8; 16] {
 
 /// The memoised hash of the file `md` describes, if a valid memo exists.
 fn lookup(dir: &Path, md: &std::fs::Metadata) -> Option<Hash> {
-    let b = std::fs::read(memo_path(dir, md)).ok()?;
+    lookup_at(&memo_path(dir, md), md)
+}
+
+fn lookup_at(path: &Path, md: &std::fs::Metadata) -> Option<Hash> {
+    let b = std::fs::read(path).ok()?;
     if b.len() != LEN || &b[..8] != MAGIC || b[LEN - 16..] != checksum(&b[..LEN - 16]) {
         return None;
     }
@@ -49,6 +56,10 @@ fn lookup(dir: &Path, md: &std::fs::Metadata) -> Option<Hash> {
 }
 
 fn record(dir: &Path, md: &std::fs::Metadata, hash: &Hash) {
+    record_at(dir, &memo_path(dir, md), md, hash)
+}
+
+fn record_at(dir: &Path, path: &Path, md: &std::fs::Metadata, hash: &Hash) {
     let mut b = Vec::with_capacity(LEN);
     b.extend_from_slice(MAGIC);
     for v in identity(md) {
@@ -62,7 +73,7 @@ fn record(dir: &Path, md: &std::fs::Metadata, hash: &Hash) {
         return;
     }
     let tmp = hdir.join(format!(".tmp-{}-{:x}", std::process::id(), md.ino()));
-    if std::fs::write(&tmp, &b).is_ok() && std::fs::rename(&tmp, memo_path(dir, md)).is_err() {
+    if std::fs::write(&tmp, &b).is_ok() && std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }
@@ -88,6 +99,28 @@ pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<H
         _ => {}
     }
     Some(hash)
+}
+
+/// The memo of a pack: `hashes/<pack file name>`.
+fn pack_memo_path(dir: &Path, pack: &Path) -> Option<std::path::PathBuf> {
+    Some(dir.join("hashes").join(pack.file_name()?))
+}
+
+/// Whether the open pack `f` (at `pack`, ending in the checksum `sum`) was verified whole and
+/// has not changed since.
+pub fn pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, sum: &[u8]) -> bool {
+    let (Some(path), Ok(md)) = (pack_memo_path(dir, pack), f.metadata()) else {
+        return false;
+    };
+    lookup_at(&path, &md).is_some_and(|h| h[..] == *sum)
+}
+
+/// Records that the open pack `f` (at `pack`, ending in the checksum `sum`) verified whole.
+pub fn record_pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, sum: &[u8]) {
+    let (Some(path), Ok(md), Ok(sum)) = (pack_memo_path(dir, pack), f.metadata(), Hash::try_from(sum)) else {
+        return;
+    };
+    record_at(dir, &path, &md, &sum);
 }
 
 /// The blake3 hash of the running Kiln executable (`/proc/self/exe`: the file this process runs,

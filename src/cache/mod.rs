@@ -290,10 +290,20 @@ pub struct Pack {
 /// Maps and checks a module's pack without touching the index (any number of runs at once).
 /// None when there is no pack or it is damaged (the caller falls back to the index).
 pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
-    let f = std::fs::File::open(pack_path(dir, module, config)).ok()?;
+    let path = pack_path(dir, module, config);
+    let f = std::fs::File::open(&path).ok()?;
     let map = MappedFile::map(&f).ok()?;
-    match cache_format::decode_pack_index(map.bytes(), module, config) {
-        Ok(units) => Some(Pack { map, units }),
+    let b = map.bytes();
+    let sum = &b[b.len().saturating_sub(32)..];
+    // Hashed whole once per version of the file, not on every run.
+    let verified = memo::pack_verified(dir, &path, &f, sum);
+    match cache_format::decode_pack_index_checked(b, module, config, !verified) {
+        Ok(units) => {
+            if !verified {
+                memo::record_pack_verified(dir, &path, &f, sum);
+            }
+            Some(Pack { map, units })
+        }
         Err(e) => {
             crate::klog!("cache", "pack for this module is damaged ({e}); using the index");
             None
