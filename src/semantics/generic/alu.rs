@@ -68,12 +68,13 @@ pub(super) fn compare<E: Emitter>(e: &mut E, ins: &Instruction) {
     alu(e, ins.mnemonic(), size, a, b);
 }
 
-/// inc/dec: CF is kept (carried as aux into the flag record).
+/// inc/dec: CF is kept (carried as aux into the flag record). Where nothing reads the flags
+/// it sets, the old CF is not computed either (it may take a helper call).
 pub(super) fn inc_dec<E: Emitter>(e: &mut E, ins: &Instruction) {
     let size = op_size(ins, 0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
-    let c = e.cond(Cc::B);
     let one = e.imm(1);
+    let c = if e.flags_needed() { e.cond(Cc::B) } else { one };
     let (op, kind) = if ins.mnemonic() == Mnemonic::Inc {
         (Bin::Add, FlagKind::Inc)
     } else {
