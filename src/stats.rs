@@ -26,6 +26,11 @@ pub struct Stats {
     pub units_invalidated: u64,
     /// Units on pages written as often as run, which check their bytes at each entry.
     pub volatile_units: u64,
+    /// Times control came back to the dispatcher (to run a unit, a system call or a fault).
+    pub dispatcher_entries: u64,
+    /// Returns from compiled code that only asked for the next unit: its exit found no
+    /// chained successor.
+    pub chain_misses: u64,
 }
 
 /// Sums the statistics of several threads.
@@ -47,6 +52,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.interp_us += o.interp_us;
         self.units_invalidated += o.units_invalidated;
         self.volatile_units += o.volatile_units;
+        self.dispatcher_entries += o.dispatcher_entries;
+        self.chain_misses += o.chain_misses;
     }
 }
 
@@ -103,6 +110,14 @@ impl Stats {
         eprintln!(
             "  units invalidated / volatile       {:>6} / {}",
             self.units_invalidated, self.volatile_units
+        );
+        let per_million = |n: u64| n as f64 * 1e6 / total as f64;
+        eprintln!(
+            "  dispatcher entries / chain misses  {:>6} / {}  ({:.0} / {:.0} per million guest instructions)",
+            self.dispatcher_entries,
+            self.chain_misses,
+            per_million(self.dispatcher_entries),
+            per_million(self.chain_misses)
         );
     }
 }

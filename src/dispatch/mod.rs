@@ -215,6 +215,7 @@ impl Engine {
     /// Runs the unit at the current rip once; returns its exit code, or how the run ends when
     /// no instruction can run there.
     fn step(&mut self) -> Result<u64, Outcome> {
+        self.stats.dispatcher_entries += 1;
         let rip = self.cpu.rip;
         let mut i = self.unit_for(rip);
         if !self.still_matches(i) {
@@ -228,7 +229,9 @@ impl Engine {
             self.units.chain_unit(i, f);
             // SAFETY: `f` is executable compiled code with the unit signature, entered through
             // the trampoline, and the context it receives is this engine's CPU.
-            return Ok(unsafe { enter(&mut *self.cpu, f) });
+            let code = unsafe { enter(&mut *self.cpu, f) };
+            self.stats.chain_misses += (code == exit::NEXT) as u64;
+            return Ok(code);
         }
         let u = &mut self.units.list[i];
         let Some(block) = u.block.clone() else {
