@@ -105,6 +105,7 @@ impl Engine {
         self.stats.units_loaded += loaded.units.len() as u64;
         let mut registry = self.shared.registry.lock();
         registry.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
+        registry.cached.reserve(loaded.units.len());
         for u in loaded.units {
             // Units are position-independent: they serve the module wherever it is loaded.
             let rip = module.address_of(u.offset);
