@@ -425,4 +425,61 @@ fn a_service_whose_directory_is_removed_exits_without_recreating_it() {
     }
     std::thread::sleep(Duration::from_millis(100));
     assert!(!cache.exists(), "the service created its removed directory again");
+    // Removed while the service is still starting, or while it has work in hand.
+    for p in short_programs().iter().skip(1).step_by(7).take(3) {
+        assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+        // The service may be adding a file while the directory goes: remove until it is gone.
+        while cache.exists() {
+            let _ = std::fs::remove_dir_all(&cache);
+        }
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(
+            !cache.exists(),
+            "a starting or busy service created its removed directory again"
+        );
+    }
+}
+
+/// The service holds its directory's lock whatever descriptors the run left it: a program that
+/// closes its own stdout and stderr at exit (coreutils) makes the lock one of the low
+/// descriptors, which the daemon's stdio must not replace.
+#[test]
+fn the_service_holds_the_lock_whatever_descriptors_the_guest_closed() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bin) in [("ls", "/bin/ls"), ("static hello", "")] {
+        let cache = dir.path().join(name.replace(' ', "-"));
+        let p = if bin.is_empty() {
+            short_programs().swap_remove(0)
+        } else {
+            Prog {
+                bin: PathBuf::from(bin),
+                args: vec!["/"],
+                stdin: b"",
+            }
+        };
+        assert_same(name, &native(&p.bin, &p.args, p.stdin), &run_kiln(&p, &cache, false));
+        let status = ask_status_retrying(&cache);
+        assert!(status.is_some(), "{name}: no service answers");
+        let free = Command::new("flock")
+            .args(["-n"])
+            .arg(cache.join("serve.lock"))
+            .arg("true")
+            .status()
+            .expect("flock");
+        assert!(!free.success(), "{name}: the service does not hold its lock");
+        settle(&cache);
+    }
+}
+
+/// The running service's status, asked until it answers (it may still be starting).
+fn ask_status_retrying(cache: &Path) -> Option<serde_json::Value> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Some(v) = ask_status(cache) {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }

@@ -110,7 +110,10 @@ pub fn collect(c: &Cache, max: u64) -> GcReport {
             // A journal no service took for a week is another configuration's, long gone.
             let bad_journal = sub == "journals"
                 && (name.ends_with(".journal") || name.ends_with(".work"))
-                && (super::journal::read_journal(&p).is_err() || older_than(&p, STALE_JOURNAL));
+                && (matches!(
+                    super::journal::read_journal(&p),
+                    Err(super::journal::JournalError::Format(..))
+                ) || older_than(&p, STALE_JOURNAL));
             if stale_tmp || damaged_index || bad_journal {
                 r.invalid_removed += remove(&p) as u64;
             }

@@ -10,8 +10,8 @@ use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey, WorkJournal
 use std::path::{Path, PathBuf};
 
 /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
-/// rewrites the packs of the modules they belong to. False when the index could not be opened
-/// (nothing was written).
+/// rewrites the packs of the modules they belong to. False when the index could not be opened,
+/// or some units are neither in their pack nor in the index (the caller keeps its copy).
 pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32) -> bool {
     if entries.is_empty() {
         return true;
@@ -33,11 +33,15 @@ pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntr
     };
     // Straight into the packs (the index's lock serialises writers); the index keeps only
     // what could not be packed.
+    let mut stored = true;
     for module in distinct_modules(entries) {
         if let Err(e) = cache.write_pack(&module, &config, entries) {
             let mine: Vec<_> = entries.iter().filter(|(k, _)| k.module == module).cloned().collect();
-            let _ = cache.store(&mine);
             crate::klog!("cache", "cannot write the pack: {e}");
+            if let Err(e) = cache.store(&mine) {
+                crate::klog!("cache", "cannot keep the units in the index either: {e}");
+                stored = false;
+            }
         }
     }
     let max = gc::max_bytes();
@@ -45,7 +49,7 @@ pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntr
         let r = gc::collect(&cache, max);
         crate::klog!("cache", "over the cap: collected {r:?}");
     }
-    true
+    stored
 }
 
 /// Writes a run's work journal into `journals/` (whole or not at all); its path.
@@ -66,18 +70,26 @@ pub enum Journal {
     Units(ConfigId, Vec<(UnitKey, UnitEntry)>),
 }
 
+/// Why a journal could not be read: the file (gone, or unreadable for now), or its contents
+/// (damaged, or of another format version).
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}: {1}")]
+    Format(String, cache_format::EntryError),
+}
+
 /// Reads and checks a journal of either kind.
-pub fn read_journal(path: &Path) -> anyhow::Result<Journal> {
+pub fn read_journal(path: &Path) -> Result<Journal, JournalError> {
     let bytes = std::fs::read(path)?;
-    let name = file_name(path);
+    let bad = |e| JournalError::Format(file_name(path), e);
     if path.extension().is_some_and(|x| x == "work") {
-        let work = cache_format::decode_work(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        return Ok(Journal::Work(work));
+        return cache_format::decode_work(&bytes).map(Journal::Work).map_err(bad);
     }
     // The journal's own header names its module and config.
-    let (module, config) =
-        cache_format::pack_identity(&bytes).ok_or_else(|| anyhow::anyhow!("{name}: truncated journal"))?;
-    let units = cache_format::decode_pack(&bytes, &module, &config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let (module, config) = cache_format::pack_identity(&bytes).ok_or(bad(cache_format::EntryError::Truncated))?;
+    let units = cache_format::decode_pack(&bytes, &module, &config).map_err(bad)?;
     let entries = units
         .into_iter()
         .map(|(offset, e)| (UnitKey { module, config, offset }, e))
@@ -147,13 +159,8 @@ pub fn merge_journal(path: &Path) -> anyhow::Result<()> {
     let journal = match read_journal(path) {
         Ok(j) => j,
         // Another merger took it first.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
-        {
-            return Ok(())
-        }
-        Err(e) => return Err(e),
+        Err(JournalError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
     };
     let Journal::Units(config, entries) = journal else {
         return Ok(());

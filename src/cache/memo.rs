@@ -115,12 +115,15 @@ pub fn pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, sum: &[u8]) -> 
     lookup_at(&path, &md).is_some_and(|h| h[..] == *sum)
 }
 
-/// Records that the open pack `f` (at `pack`, ending in the checksum `sum`) verified whole.
-pub fn record_pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, sum: &[u8]) {
-    let (Some(path), Ok(md), Ok(sum)) = (pack_memo_path(dir, pack), f.metadata(), Hash::try_from(sum)) else {
+/// Records that the open pack `f` (at `pack`, ending in the checksum `sum`) verified whole, as
+/// the file was when `before` was taken (before it was hashed); nothing if it changed since.
+pub fn record_pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, before: &std::fs::Metadata, sum: &[u8]) {
+    let (Some(path), Ok(after), Ok(sum)) = (pack_memo_path(dir, pack), f.metadata(), Hash::try_from(sum)) else {
         return;
     };
-    record_at(dir, &path, &md, &sum);
+    if identity(&after) == identity(before) {
+        record_at(dir, &path, before, &sum);
+    }
 }
 
 /// The blake3 hash of the running Kiln executable (`/proc/self/exe`: the file this process runs,

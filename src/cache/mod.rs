@@ -294,13 +294,14 @@ pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
     let f = std::fs::File::open(&path).ok()?;
     let map = MappedFile::map(&f).ok()?;
     let b = map.bytes();
-    let sum = &b[b.len().saturating_sub(32)..];
+    let sum: Hash = b[b.len().saturating_sub(32)..].try_into().ok()?;
+    let before = f.metadata().ok()?;
     // Hashed whole once per version of the file, not on every run.
-    let verified = memo::pack_verified(dir, &path, &f, sum);
+    let verified = memo::pack_verified(dir, &path, &f, &sum);
     match cache_format::decode_pack_index_checked(b, module, config, !verified) {
         Ok(units) => {
             if !verified {
-                memo::record_pack_verified(dir, &path, &f, sum);
+                memo::record_pack_verified(dir, &path, &f, &before, &sum);
             }
             Some(Pack { map, units })
         }

@@ -44,6 +44,8 @@ fn cache_dir(opts: &RunOptions) -> Option<PathBuf> {
         return None;
     }
     let dir = opts.cache_dir.clone().or_else(cache::default_dir)?;
+    // Absolute: the guest may change directory before the run writes to the cache.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     match cache::prepare_dir(&dir) {
         Ok(()) => Some(dir),
         Err(e) => {

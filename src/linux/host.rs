@@ -72,9 +72,14 @@ pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
     let keep = keep.as_raw_fd();
+    let max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
+        .min(65536) as i32;
+    let last_signal = libc::SIGRTMAX();
     // SAFETY: fork has no preconditions; the child makes only async-signal-safe system calls
-    // (setsid, fork, chdir, open, dup2, close_range, execve, _exit) on data built before the
-    // fork.
+    // (setsid, fork, chdir, fcntl, open, dup2, close_range or close, signal, sigprocmask,
+    // execve, _exit) on data built before the fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return false;
@@ -88,12 +93,26 @@ pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool
             }
             // A daemon keeps no directory (or file system) busy.
             libc::chdir(c"/".as_ptr());
+            // Out of the way of stdio first (the lock may be descriptor 1 or 3 itself, where a
+            // guest closed its own), then to 3, where dup2 also clears close-on-exec.
+            let held = libc::fcntl(keep, libc::F_DUPFD, 10);
             let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
             for fd in 0..3 {
                 libc::dup2(null, fd);
             }
-            libc::dup2(keep, 3);
-            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+            libc::dup2(held, 3);
+            if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
+                for fd in 4..max_fd {
+                    libc::close(fd);
+                }
+            }
+            // Nothing of the guest's signal state: default dispositions, nothing blocked.
+            for sig in 1..=last_signal {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             libc::execve(c"/proc/self/exe".as_ptr(), argp.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }

@@ -212,7 +212,12 @@ fn place(mem: &Memory, seg: &Segment, file: Option<&std::fs::File>) -> Result<()
     use std::os::fd::AsRawFd;
     let filesz = seg.bytes.len() as u64;
     let Some(f) = file.filter(|_| seg.va % PAGE == seg.offset % PAGE && filesz > 0) else {
-        return mem.write_bytes(seg.va, seg.bytes);
+        // Copied into a page an earlier segment may have mapped from the file: the bss that
+        // shares the page with the bytes is zeroed too (the pages after it are fresh).
+        mem.write_bytes(seg.va, seg.bytes)?;
+        let bss_end = (seg.va + seg.memsz).min(page_up(seg.va + filesz));
+        let tail = bss_end.saturating_sub(seg.va + filesz);
+        return mem.write_bytes(seg.va + filesz, &vec![0; tail as usize]);
     };
     let (start, end) = (page_down(seg.va), page_up(seg.va + filesz));
     let rw = libc::PROT_READ | libc::PROT_WRITE;

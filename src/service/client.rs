@@ -91,8 +91,10 @@ pub fn wait_idle(dir: &Path, timeout: Duration) -> Option<ServiceStatus> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
-        if let Some(s) = ask(dir, "wait", left).and_then(|l| serde_json::from_str(&l).ok()) {
-            return Some(s);
+        if let Some(s) = ask(dir, "wait", left).and_then(|l| serde_json::from_str::<ServiceStatus>(&l).ok()) {
+            if s.idle() {
+                return Some(s);
+            }
         }
         if crate::cache::journal::pending_journals(dir).is_empty() && endpoint::try_lock(dir).is_some() {
             // No service, nothing waiting.

@@ -46,11 +46,16 @@ impl Shared {
 
 /// Runs the service for a cache directory until it has been idle for `idle`.
 pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
+    let handed = o.lock_fd.and_then(host::inherited_fd);
+    if handed.is_some() && !o.dir.is_dir() {
+        return Ok(()); // removed since the run started this service: never created again
+    }
     crate::cache::prepare_dir(&o.dir)?;
     // Low priority, set before any thread starts so the compile threads inherit it.
     let _ = rustix::process::setpriority_process(None, 19);
     let activated = activation_listener();
-    let _lock = match (o.lock_fd.and_then(host::inherited_fd), &activated) {
+    let handed = handed.filter(|fd| endpoint::holds_lock(&o.dir, fd));
+    let _lock = match (handed, &activated) {
         (Some(fd), _) => fd,
         (None, Some(_)) => endpoint::wait_lock(&o.dir).context("cannot lock the service")?,
         (None, None) => endpoint::try_lock(&o.dir)
@@ -62,21 +67,23 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
         None => endpoint::listen(&o.dir).with_context(|| format!("cannot listen in {}", o.dir.display()))?,
     };
     let shared = Arc::new(Shared::default());
-    let mut worker = Worker::new(&o.dir, shared.clone())?;
+    let mut worker = Worker::new(&o.dir, shared.clone(), bound)?;
     {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("kiln-serve-listen".into())
             .spawn(move || listen(listener, shared))?;
     }
-    if !worker.run(o.idle, || bound && !endpoint::socket_path(&o.dir).exists()) {
+    if !worker.run(o.idle) {
         return Ok(()); // the directory is gone: nothing to write, nowhere to write it
     }
     if bound {
         // Runs that come now find no service and, once the lock is free, start the next.
         let _ = std::fs::remove_file(endpoint::socket_path(&o.dir));
     }
-    worker.drain();
+    if !worker.drain() {
+        return Ok(());
+    }
     if worker.retired() {
         crate::klog!(
             "cache",
@@ -135,7 +142,9 @@ fn answer(s: UnixStream, shared: &Shared) {
             let asked_at = shared.wake();
             let t = Instant::now();
             loop {
-                let looked = shared.scans.lock().unwrap_or_else(|e| e.into_inner()).0 > asked_at;
+                // A look that had begun before the question may have missed what came with it:
+                // the one after it has not.
+                let looked = shared.scans.lock().unwrap_or_else(|e| e.into_inner()).0 >= asked_at + 2;
                 let status = shared.status();
                 if (looked && status.idle()) || t.elapsed() > Duration::from_secs(3600) {
                     break status;

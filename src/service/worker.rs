@@ -62,6 +62,9 @@ pub(super) struct Worker {
     pending_blocks: Vec<BlockKey>,
     pending_journals: Vec<usize>,
     last_write: Instant,
+    watch_socket: bool,
+    /// The directory was removed: nothing is written any more.
+    gone: bool,
     /// A run of another configuration (another Kiln build) handed in work since this service
     /// started: this one steps aside, so that run's next run starts a service of its own.
     retired: bool,
@@ -72,7 +75,9 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub fn new(dir: &Path, shared: Arc<Shared>) -> anyhow::Result<Worker> {
+    /// `watch_socket`: the service bound the directory's socket itself, so the socket's
+    /// disappearance means the directory was removed.
+    pub fn new(dir: &Path, shared: Arc<Shared>, watch_socket: bool) -> anyhow::Result<Worker> {
         let jit = Arc::new(Jit::new()?);
         let exe = crate::cache::memo::own_executable_hash(dir)
             .ok_or_else(|| anyhow::anyhow!("cannot hash Kiln's own executable"))?;
@@ -108,6 +113,8 @@ impl Worker {
             pending_blocks: Vec::new(),
             pending_journals: Vec::new(),
             last_write: Instant::now(),
+            watch_socket,
+            gone: false,
             retired: false,
             looks: 0,
             status,
@@ -116,15 +123,15 @@ impl Worker {
         })
     }
 
-    /// Works until nothing has come for `idle`, or `gone` says the directory went away (then
+    /// Works until nothing has come for `idle`, or until the directory is found removed (then
     /// false: nothing may be written there any more).
-    pub fn run(&mut self, idle: Duration, gone: impl Fn() -> bool) -> bool {
+    pub fn run(&mut self, idle: Duration) -> bool {
         let mut last_look = Instant::now() - LOOK_EVERY;
         let mut last_work = Instant::now();
         loop {
             let asked = self.take_wake_request();
             if asked || last_look.elapsed() >= LOOK_EVERY {
-                if gone() {
+                if self.gone() {
                     return false;
                 }
                 if self.look() {
@@ -138,6 +145,9 @@ impl Worker {
             if self.step() {
                 last_work = Instant::now();
                 continue;
+            }
+            if self.gone {
+                return false;
             }
             if last_work.elapsed() >= idle && self.open_journals() == 0 {
                 return true;
@@ -154,12 +164,13 @@ impl Worker {
     /// Finishes everything in `journals/`, looking until a look finds nothing new (a journal
     /// whose write keeps failing is left for the next service). A retired worker only writes
     /// what it has compiled; the rest of its journals wait for a service of its configuration.
-    pub fn drain(&mut self) {
+    /// False if the directory turned out removed.
+    pub fn drain(&mut self) -> bool {
         if self.retired {
             if !self.pending.is_empty() {
                 self.write();
             }
-            return;
+            return !self.gone;
         }
         loop {
             let new = self.look();
@@ -167,10 +178,20 @@ impl Worker {
             while self.step() {
                 progressed = true;
             }
+            if self.gone {
+                return false;
+            }
             if !new && !progressed {
-                return;
+                return true;
             }
         }
+    }
+
+    /// Whether the directory was removed (its socket, which this service bound, is gone);
+    /// remembered.
+    fn gone(&mut self) -> bool {
+        self.gone |= self.watch_socket && !super::endpoint::socket_path(&self.dir).exists();
+        self.gone
     }
 
     /// Writes the final status.
@@ -217,11 +238,15 @@ impl Worker {
     fn take_in(&mut self, path: PathBuf) -> bool {
         let journal = match journal::read_journal(&path) {
             Ok(j) => j,
+            Err(journal::JournalError::Io(_)) => {
+                self.seen.remove(&path); // gone, or unreadable for now: looked at again later
+                return false;
+            }
+            // A newer Kiln's: for its service (or, unmerged for a week, for collection).
+            Err(journal::JournalError::Format(_, cache_format::EntryError::Version(_))) => return false,
             Err(e) => {
-                if path.exists() {
-                    crate::klog!("cache", "removing a damaged journal: {e:#}");
-                    let _ = std::fs::remove_file(&path);
-                }
+                crate::klog!("cache", "removing a damaged journal: {e}");
+                let _ = std::fs::remove_file(&path);
                 return false;
             }
         };
@@ -344,7 +369,8 @@ impl Worker {
     /// not be opened (kept for the next try).
     fn write(&mut self) -> bool {
         self.last_write = Instant::now();
-        if !journal::write_entries(&self.dir, self.config, &self.pending, 100) {
+        // Writing would create the directory again.
+        if self.gone() || !journal::write_entries(&self.dir, self.config, &self.pending, 100) {
             return false;
         }
         self.status.writes += 1;
