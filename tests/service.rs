@@ -213,9 +213,10 @@ fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
         "the service kept {background:.2} threads busy: {seen:?}"
     );
     // The load Kiln puts on the machine: the two guests (each a run, with its own compile
-    // threads while it is cold) plus the service, with room for the moments runs start.
+    // threads while it is cold) plus the service, with room for the moments runs start (3.4
+    // measured on a 2-core machine; one detached compile per run kept about 6 busy).
     let kiln = seen.kiln_runnable_sum as f64 / seen.samples as f64;
-    assert!(kiln <= 2.0 + 1.0 + 1.0, "Kiln kept {kiln:.2} threads busy: {seen:?}");
+    assert!(kiln <= 2.0 + 1.0 + 1.5, "Kiln kept {kiln:.2} threads busy: {seen:?}");
     assert_eq!(journals(&cache), 0, "journals left unmerged");
     assert_verifies(&cache, "after 1,000 runs");
     for (p, want) in progs.iter().zip(&want) {
