@@ -5,7 +5,7 @@
 //! Merging is idempotent, so mergers that race for one journal are harmless, and journals of
 //! writers that died are picked up.
 
-use super::{file_name, gc, write_atomic, Cache};
+use super::{file_name, gc, stamp, write_atomic, Cache};
 use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey, WorkJournal};
 use std::path::{Path, PathBuf};
 
@@ -116,13 +116,6 @@ pub fn pending_journals(dir: &Path) -> Vec<PathBuf> {
 
 fn is_journal(p: &Path) -> bool {
     p.extension().is_some_and(|x| x == "journal" || x == "work")
-}
-
-fn stamp() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 /// Writes entries to `journals/` in the pack layout, one file per module; returns them.

@@ -106,13 +106,10 @@ fn pack_memo_path(dir: &Path, pack: &Path) -> Option<std::path::PathBuf> {
     Some(dir.join("hashes").join(pack.file_name()?))
 }
 
-/// Whether the open pack `f` (at `pack`, ending in the checksum `sum`) was verified whole and
-/// has not changed since.
-pub fn pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, sum: &[u8]) -> bool {
-    let (Some(path), Ok(md)) = (pack_memo_path(dir, pack), f.metadata()) else {
-        return false;
-    };
-    lookup_at(&path, &md).is_some_and(|h| h[..] == *sum)
+/// Whether the pack at `pack` (its metadata `md`, ending in the checksum `sum`) was verified
+/// whole and has not changed since.
+pub fn pack_verified(dir: &Path, pack: &Path, md: &std::fs::Metadata, sum: &[u8]) -> bool {
+    pack_memo_path(dir, pack).is_some_and(|path| lookup_at(&path, md).is_some_and(|h| h[..] == *sum))
 }
 
 /// Records that the open pack `f` (at `pack`, ending in the checksum `sum`) verified whole, as

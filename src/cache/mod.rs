@@ -102,11 +102,7 @@ impl Cache {
             Err(sled::Error::Corruption { .. }) | Err(sled::Error::Unsupported(_)) => {
                 // A damaged index is moved aside (never deleted: a person may want to look at
                 // it) and rebuilt empty.
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                let aside = dir.join(format!("index.sled.damaged-{stamp}-{}", std::process::id()));
+                let aside = dir.join(format!("index.sled.damaged-{}-{}", stamp(), std::process::id()));
                 crate::klog!(
                     "cache",
                     "index {} is damaged; moving it to {} and starting afresh",
@@ -264,6 +260,15 @@ impl Cache {
     }
 }
 
+/// Nanoseconds since the Unix epoch: what names temporary files, journals and moved-aside
+/// indexes apart.
+pub fn stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 /// The last component of a path as text ("" if it has none).
 pub fn file_name(path: &Path) -> String {
     path.file_name()
@@ -297,7 +302,7 @@ pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
     let sum: Hash = b[b.len().saturating_sub(32)..].try_into().ok()?;
     let before = f.metadata().ok()?;
     // Hashed whole once per version of the file, not on every run.
-    let verified = memo::pack_verified(dir, &path, &f, &sum);
+    let verified = memo::pack_verified(dir, &path, &before, &sum);
     match cache_format::decode_pack_index_checked(b, module, config, !verified) {
         Ok(units) => {
             if !verified {
@@ -326,11 +331,7 @@ pub fn write_atomic_with(
     use std::io::Write;
     let err = |e: std::io::Error| CacheError::Dir(dir.to_path_buf(), e.to_string());
     std::fs::create_dir_all(dir).map_err(err)?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".tmp-{}-{stamp}", std::process::id()));
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), stamp()));
     let r = (|| {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         write(&mut f)?;

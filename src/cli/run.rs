@@ -131,9 +131,8 @@ fn start(
 /// Replaces this process with Kiln running the program a guest execve asked for, with the same
 /// tier and cache settings.
 fn exec_under_kiln(opts: &RunOptions, req: linux::ExecRequest) -> ! {
-    use std::ffi::CString;
     let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    let cs = |b: &[u8]| CString::new(b.to_vec()).unwrap_or_default();
+    let cs = linux::host::c_string;
     let tier = match opts.tier {
         Tier::Interp => "interp",
         Tier::Jit => "jit",

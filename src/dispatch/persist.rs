@@ -92,10 +92,8 @@ impl Engine {
     /// guest has there (code changed or unmapped since is not the module's).
     fn work_block(&self, b: &Block) -> Option<WorkBlock> {
         let module = self.module_of(b.start, b.len)?;
-        // The code may have been unmapped since it ran (a library closed before exit).
-        if self.proc.mem.readable_len(b.start, b.len) != b.len
-            || self.proc.mem.read_bytes(b.start, b.len as usize)? != &b.bytes[..]
-        {
+        // Still there and unchanged (see `entries_for`).
+        if self.guest_bytes(b.start, b.len)? != &b.bytes[..] {
             return None;
         }
         let executions = self
@@ -179,15 +177,9 @@ impl Engine {
             let Some(module) = self.module_of(n.rip, n.guest_len) else {
                 continue;
             };
-            // The code may have been unmapped since it ran (a library closed before exit).
-            if self.proc.mem.readable_len(n.rip, n.guest_len) != n.guest_len {
-                continue;
-            }
-            let Some(bytes) = self.proc.mem.read_bytes(n.rip, n.guest_len as usize) else {
-                continue;
-            };
-            // Code that changed since it was translated is not the module's any more.
-            if blake3::hash(bytes).as_bytes() != &n.guest_hash {
+            // Code unmapped since it ran (a library closed before exit), or changed since it
+            // was translated, is not the module's any more.
+            if !self.bytes_hash_to(n.rip, n.guest_len, &n.guest_hash) {
                 continue;
             }
             let key = UnitKey {
@@ -211,7 +203,7 @@ impl Engine {
 /// Replaces the detached child with `kiln cache merge JOURNAL...`; returns only if that fails.
 fn exec_merge(journals: &[PathBuf]) {
     use std::os::unix::ffi::OsStrExt;
-    let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
+    let c = crate::linux::host::c_string;
     let mut args = vec![c(b"kiln"), c(b"cache"), c(b"merge")];
     args.extend(journals.iter().map(|j| c(j.as_os_str().as_bytes())));
     let e = host::reexec_self(&args, &[]);

@@ -213,7 +213,7 @@ impl Engine {
     }
 
     /// Whether the guest bytes at [rip, rip+len) hash to `hash`.
-    fn bytes_hash_to(&self, rip: u64, len: u64, hash: &Hash) -> bool {
+    pub(super) fn bytes_hash_to(&self, rip: u64, len: u64, hash: &Hash) -> bool {
         self.guest_bytes(rip, len)
             .is_some_and(|b| blake3::hash(b).as_bytes() == hash)
     }

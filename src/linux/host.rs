@@ -5,6 +5,11 @@
 
 use std::ffi::CString;
 
+/// A C string of `b` (empty if `b` holds a NUL, which no path or argument handed on does).
+pub fn c_string(b: &[u8]) -> CString {
+    CString::new(b.to_vec()).unwrap_or_default()
+}
+
 /// Replaces this process with the running Kiln binary (`/proc/self/exe`: the same binary even
 /// if its file was replaced or deleted since it started) with these arguments and environment.
 /// Returns only on failure, with the error.

@@ -49,7 +49,7 @@ fn start(dir: &Path) -> bool {
     let Some(lock) = endpoint::try_lock(dir) else {
         return false;
     };
-    let c = |b: &[u8]| std::ffi::CString::new(b.to_vec()).unwrap_or_default();
+    let c = crate::linux::host::c_string;
     // The daemon runs in `/`.
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let args = [
