@@ -116,6 +116,7 @@ corpus! {
     four_threads_with_private_workloads => "threads_work.c", args = &["300"], timing_dependent = true;
     generated_code_rewritten_remapped_and_read_in => "smc.c", generates_code = true;
     generated_code_rewritten_by_another_thread => "smc_threads.c", timing_dependent = true, generates_code = true;
+    data_written_beside_code_another_thread_runs => "smc_race.c", timing_dependent = true, generates_code = true;
 }
 
 /// Thread and signal programs run repeatedly in every tier: no hang, no difference.

@@ -315,11 +315,29 @@ impl Engine {
         }
     }
 
+    /// A write fault that only raced with Kiln (un)protecting a code page: the faulting
+    /// instruction runs again (the state is exactly as before it).
+    fn raced_code_protection(&mut self) -> bool {
+        use crate::cpu::{fault, fault_info};
+        let c = &mut self.cpu;
+        let write = c.fault_info & (fault_info::WRITE | fault_info::BUS) == fault_info::WRITE;
+        if c.fault != fault::MEMORY || !write || !self.proc.mem.retry_write_fault(c.fault_addr) {
+            return false;
+        }
+        c.rip = c.rip.wrapping_add(c.insn_off);
+        c.insn_off = 0;
+        c.fault = 0;
+        true
+    }
+
     /// A fault from an instruction: the guest's handler runs, or the process dies of it.
     /// Returns None when execution continues (in the handler).
     fn fault(&mut self) -> Option<Outcome> {
         if self.cpu.fault == crate::cpu::fault::MEMORY && self.cpu.fault_addr >= GUEST_SPACE {
             self.fault_outside_space();
+        }
+        if self.raced_code_protection() {
+            return None;
         }
         let Some(s) = crate::linux::faults::fault_signal(&mut self.cpu, &self.proc.mem) else {
             let at = self.cpu.fault_addr;

@@ -161,7 +161,14 @@ impl Memory {
         let (mut watch, mut newly) = (Watch::Watched, false);
         for n in pages() {
             let page = n * PAGE;
-            set(&CODE, n, true);
+            if set(&CODE, n, true) {
+                // Decided already; or its protection is being undone by a write fault in
+                // another thread, which logs the change afterwards: left to that.
+                if test(&VOLATILE, n) {
+                    watch = Watch::Volatile;
+                }
+                continue;
+            }
             let prot = st.prot_at(page).unwrap_or(0);
             if prot & SHARED != 0 && prot & libc::PROT_EXEC != 0 {
                 set(&VOLATILE, n, true);
@@ -173,8 +180,10 @@ impl Memory {
                     watch = Watch::Volatile;
                 } else {
                     *rewrites += 1;
-                    self.host_protect(page, host_prot(prot & !libc::PROT_WRITE));
+                    // Marked first: a write that faults as soon as the page is read-only
+                    // must find it Kiln's.
                     set(&PROTECTED, n, true);
+                    self.host_protect(page, host_prot(prot & !libc::PROT_WRITE));
                     newly = true;
                 }
             }
@@ -203,6 +212,26 @@ impl Memory {
                 unprotect(n);
             }
         }
+    }
+
+    /// A guest write to `addr` faulted although the guest may write there: it raced with Kiln
+    /// protecting or unprotecting a code page in another thread (the fault handler found the
+    /// page not, or no longer, marked as Kiln's). The host permission is made to match again
+    /// unless the page is protected now (then the retried write faults as Kiln's); true when
+    /// the write should simply be retried.
+    pub fn retry_write_fault(&self, addr: u64) -> bool {
+        let page = addr & !(PAGE - 1);
+        let st = self.state();
+        let Some(prot) = st.prot_at(page) else {
+            return false;
+        };
+        if prot & libc::PROT_WRITE == 0 {
+            return false;
+        }
+        if !test(&PROTECTED, page / PAGE) {
+            self.host_protect(page, host_prot(prot));
+        }
+        true
     }
 
     fn host_protect(&self, page: u64, prot: i32) {
