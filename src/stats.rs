@@ -31,6 +31,11 @@ pub struct Stats {
     /// Returns from compiled code that only asked for the next unit: its exit found no
     /// chained successor.
     pub chain_misses: u64,
+    /// Guest memory faults in compiled code, run again in the baseline tier from the last
+    /// checkpoint to fault with the exact state.
+    pub fault_replays: u64,
+    /// Cached units chained before the dispatcher met them (on unchanged module pages).
+    pub units_prefilled: u64,
 }
 
 /// Sums the statistics of several threads.
@@ -54,6 +59,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.volatile_units += o.volatile_units;
         self.dispatcher_entries += o.dispatcher_entries;
         self.chain_misses += o.chain_misses;
+        self.fault_replays += o.fault_replays;
+        self.units_prefilled += o.units_prefilled;
     }
 }
 
@@ -97,7 +104,10 @@ impl Stats {
             "  units compiled                     {:>14}  ({} us in Cranelift)",
             self.units_compiled, self.compile_us
         );
-        eprintln!("  units loaded from cache            {:>14}", self.units_loaded);
+        eprintln!(
+            "  units loaded from cache            {:>14}  ({} chained at once)",
+            self.units_loaded, self.units_prefilled
+        );
         eprintln!(
             "  cache hits / misses / rejected     {:>6} / {} / {}",
             self.cache_hits, self.cache_misses, self.cache_rejected
@@ -119,6 +129,7 @@ impl Stats {
             per_million(self.dispatcher_entries),
             per_million(self.chain_misses)
         );
+        eprintln!("  faults replayed from a checkpoint  {:>14}", self.fault_replays);
     }
 }
 

@@ -250,8 +250,11 @@ fn shared_library_units_serve_other_programs() {
     );
     let s = take_stats(&mut got);
     assert_same("sh after echo", &want, &got);
+    // Units on the libraries' unchanged pages are chained at once (`units_prefilled`), the
+    // others found by the dispatcher (`cache_hits`); either way the cache ran most of it.
     assert!(
-        stat(&s, "cache_hits") > 100,
+        stat(&s, "cache_hits") + stat(&s, "units_prefilled") > 100
+            && stat(&s, "guest_insns_compiled") > stat(&s, "guest_insns_interp"),
         "libc units were not reused across programs: {s}"
     );
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Magic at the start of a work journal.
 pub const WORK_MAGIC: [u8; 8] = *b"KILNWORK";
 /// Work journal format version; readers reject any other.
-pub const WORK_VERSION: u16 = 1;
+pub const WORK_VERSION: u16 = 2;
 /// Bytes before the payload: magic, version, reserved, payload length.
 const WORK_HEAD: usize = 8 + 2 + 2 + 8;
 
@@ -23,6 +23,38 @@ pub struct WorkJournal {
     pub units: Vec<WorkUnit>,
     /// Blocks the run executed only in the baseline tier.
     pub blocks: Vec<WorkBlock>,
+    /// Where the code of the run's modules lies in their files: the service reads it there
+    /// to form regions from everything the module's pack says ran.
+    pub modules: Vec<ModuleCode>,
+}
+
+/// A module's file as the run opened it, and which module offsets its code came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleCode {
+    pub module: Hash,
+    /// The file's path (bytes: paths need not be UTF-8).
+    pub path: Vec<u8>,
+    /// The module's load base in the run.
+    pub load_base: u64,
+    pub ranges: Vec<CodeRange>,
+}
+
+/// Module offsets [offset, offset + len) hold the file's bytes from `file_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRange {
+    pub offset: ModuleOffset,
+    pub file_offset: u64,
+    pub len: u64,
+}
+
+impl ModuleCode {
+    /// Where module offset `at` lies in the file, and how many bytes of code follow it there.
+    pub fn file_range(&self, at: u64) -> Option<(u64, u64)> {
+        self.ranges
+            .iter()
+            .find(|r| at >= r.offset.0 && at - r.offset.0 < r.len)
+            .map(|r| (r.file_offset + (at - r.offset.0), r.len - (at - r.offset.0)))
+    }
 }
 
 /// A unit compiled by the run.
@@ -176,6 +208,16 @@ mod tests {
                 load_base: 0x7f00_0000_0000,
                 bytes: vec![0x48, 0x89, 0xc3, 0xc3],
                 executions: 12,
+            }],
+            modules: vec![ModuleCode {
+                module: [2; 32],
+                path: b"/usr/lib/x86_64-linux-gnu/libc.so.6".to_vec(),
+                load_base: 0x7f00_0000_0000,
+                ranges: vec![CodeRange {
+                    offset: ModuleOffset(0x28000),
+                    file_offset: 0x28000,
+                    len: 0x1000,
+                }],
             }],
         }
     }

@@ -94,7 +94,7 @@ fn start(
             lo: ii.lo,
             hi: ii.hi,
         };
-        interp = Some((m, path.clone()));
+        interp = Some((m, path.clone(), ii.code));
     }
     let envp: Vec<Vec<u8>> = std::env::vars_os()
         .filter(|(k, _)| !is_kiln_setting(k.as_bytes()))
@@ -119,11 +119,14 @@ fn start(
         lo: img.lo,
         hi: img.hi,
     };
-    let extra: Vec<Module> = interp.iter().map(|(m, _)| *m).collect();
+    let extra: Vec<Module> = interp.iter().map(|(m, ..)| *m).collect();
     let mut engine = Engine::new(cpu, std::sync::Arc::new(proc), opts.tier, module, extra, cache)?;
     engine.name_module(hash, program);
-    if let Some((m, path)) = interp {
+    engine.record_module_file(module, &exe, &img.code);
+    if let Some((m, path, code)) = interp {
         engine.name_module(m.hash, Path::new(&path));
+        let path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.into());
+        engine.record_module_file(m, &path, &code);
     }
     Ok(engine)
 }

@@ -98,17 +98,14 @@ pub fn zext<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     if size >= 8 {
         return v;
     }
-    let m = o.imm(size_mask(size));
-    o.bin(Bin::And, v, m)
+    o.extend(v, size, false)
 }
 
 pub fn sext<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     if size >= 8 {
         return v;
     }
-    let sh = o.imm(64 - size as u64 * 8);
-    let t = o.bin(Bin::Shl, v, sh);
-    o.bin(Bin::Sar, t, sh)
+    o.extend(v, size, true)
 }
 
 fn bit<O: Ops>(o: &mut O, v: O::V, n: u64) -> O::V {

@@ -44,6 +44,18 @@ pub trait Ops {
     fn cmp(&mut self, c: Cmp, a: Self::V, b: Self::V) -> Self::V;
     /// `c != 0 ? a : b`.
     fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Self::V;
+    /// The low `size` bytes (1, 2 or 4) of `v`, zero- or sign-extended to 64 bits. The
+    /// default masks or shifts; a backend may have a cheaper form.
+    fn extend(&mut self, v: Self::V, size: u8, signed: bool) -> Self::V {
+        if signed {
+            let sh = self.imm(64 - size as u64 * 8);
+            let t = self.bin(Bin::Shl, v, sh);
+            self.bin(Bin::Sar, t, sh)
+        } else {
+            let m = self.imm(u64::MAX >> (64 - size as u32 * 8));
+            self.bin(Bin::And, v, m)
+        }
+    }
 }
 
 /// Pure arithmetic on u64 values.

@@ -2,6 +2,9 @@
 
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, Mnemonic};
 
+mod region;
+pub use region::{static_targets, Limits, Region};
+
 /// Longest block, in instructions.
 pub const MAX_BLOCK_INSNS: usize = 128;
 
@@ -132,7 +135,14 @@ fn conditional_flag_write(ins: &Instruction) -> bool {
 
 /// Backward liveness of the arithmetic flags over a block; all flags are live at its end.
 pub fn flag_liveness(insns: &[Instruction]) -> Vec<bool> {
-    let mut live = ARITH_FLAGS;
+    flag_liveness_from(insns, ARITH_FLAGS).0
+}
+
+/// Backward liveness of the arithmetic flags over a block whose end has the flags in
+/// `live_out` live (iced's `RflagsBits`): per instruction whether a flag it writes is read
+/// later, and the flags live at the block's start.
+pub fn flag_liveness_from(insns: &[Instruction], live_out: u32) -> (Vec<bool>, u32) {
+    let mut live = live_out;
     let mut out = vec![true; insns.len()];
     for (i, ins) in insns.iter().enumerate().rev() {
         let written = ins.rflags_modified() & ARITH_FLAGS;
@@ -140,7 +150,7 @@ pub fn flag_liveness(insns: &[Instruction]) -> Vec<bool> {
         let kills = if conditional_flag_write(ins) { 0 } else { written };
         live = (live & !kills) | (ins.rflags_read() & ARITH_FLAGS);
     }
-    out
+    (out, live)
 }
 
 #[cfg(test)]

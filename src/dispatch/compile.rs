@@ -24,10 +24,15 @@ pub(super) struct NewUnit {
 
 impl NewUnit {
     pub fn new(block: &Block, unit: CompiledUnit) -> NewUnit {
+        NewUnit::of_bytes(block.start, &block.bytes, unit)
+    }
+
+    /// A unit translating the guest bytes `bytes` at `rip`.
+    pub fn of_bytes(rip: u64, bytes: &[u8], unit: CompiledUnit) -> NewUnit {
         NewUnit {
-            rip: block.start,
-            guest_len: block.len,
-            guest_hash: *blake3::hash(&block.bytes).as_bytes(),
+            rip,
+            guest_len: bytes.len() as u64,
+            guest_hash: *blake3::hash(bytes).as_bytes(),
             unit,
         }
     }

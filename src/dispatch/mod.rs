@@ -8,6 +8,7 @@
 mod compile;
 mod modules;
 mod persist;
+mod prefill;
 mod registry;
 pub mod runtime;
 mod threads;
@@ -25,6 +26,10 @@ use cache_format::{ConfigId, Hash, ModuleOffset};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Blocks the baseline tier runs at most to replay a fault from a checkpoint before control
+/// returns to the dispatcher (which continues correctly from wherever it stopped).
+const REPLAY_BLOCKS: usize = 10_000;
 
 pub use compile::HOT_THRESHOLD;
 
@@ -189,6 +194,9 @@ impl Engine {
             if self.shared.registry.compiled_len() != self.compiles.seen {
                 self.pull_compiled();
             }
+            if self.shared.registry.prefill_len() != self.units.prefills_seen {
+                self.apply_prefills();
+            }
             if self.wake.take() {
                 if self.shared.registry.stopping() {
                     self.park();
@@ -231,6 +239,9 @@ impl Engine {
             // the trampoline, and the context it receives is this engine's CPU.
             let code = unsafe { enter(&mut *self.cpu, f) };
             self.stats.chain_misses += (code == exit::NEXT) as u64;
+            if code == exit::FAULT && self.cpu.fault == crate::cpu::fault::MEMORY {
+                return Ok(self.replay());
+            }
             return Ok(code);
         }
         let u = &mut self.units.list[i];
@@ -255,6 +266,33 @@ impl Engine {
             self.queue_compile(i);
         }
         Ok(code)
+    }
+
+    /// A guest memory access faulted in compiled code, which keeps the guest registers in host
+    /// registers between checkpoints: the context holds the state at the last one (rip
+    /// included), and nothing after it wrote guest memory. The baseline tier runs from there
+    /// and faults again with the exact state before the faulting instruction; or, when another
+    /// thread changed the mapping meanwhile, runs on past the next point compiled code would
+    /// have checkpointed (an instruction that writes memory), where the state is whole again.
+    fn replay(&mut self) -> u64 {
+        self.cpu.fault = 0;
+        self.cpu.insn_off = 0;
+        self.stats.fault_replays += 1;
+        for _ in 0..REPLAY_BLOCKS {
+            let rip = self.cpu.rip;
+            let len = self.proc.mem.executable_len(rip, 4096);
+            let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]).to_vec();
+            let block = crate::decode::decode_block(&code, rip, crate::semantics::classify);
+            if block.insns.is_empty() {
+                break; // the dispatcher meets what stops there
+            }
+            self.stats.guest_insns_interp += block.insns.len() as u64;
+            let code = crate::interp::run_block_guarded(&mut self.cpu, &block);
+            if code != exit::NEXT || block.insns.iter().any(crate::jit::writes_memory) {
+                return code;
+            }
+        }
+        exit::NEXT
     }
 
     /// Runs the system call the guest asked for; Some when the thread or process ends.

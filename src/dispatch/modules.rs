@@ -6,7 +6,7 @@ use super::registry::Cached;
 use super::units::CachedUnit;
 use super::{Engine, Module};
 use crate::cache::{self, file_name, usage};
-use cache_format::Hash;
+use cache_format::{CodeRange, Hash, ModuleCode, ModuleOffset};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -27,9 +27,40 @@ pub(super) struct Modules {
     /// Modules other than the main one holding code, found as the guest runs their code.
     pub libs: Vec<Lib>,
     usage: HashMap<Hash, ModuleUse>,
+    /// Where each module's code lies in its file (handed to the service with the run's work).
+    pub files: HashMap<Hash, ModuleCode>,
+    /// Module ranges whose pages changed since the module was found: their units are checked
+    /// against the guest's bytes even where the pages look unchanged.
+    untrusted: Vec<(u64, u64)>,
 }
 
 impl Modules {
+    /// Whether units in [rip, rip+len) may go unchecked on unchanged pages.
+    pub fn trusted(&self, rip: u64, len: u64) -> bool {
+        !self.untrusted.iter().any(|&(lo, hi)| rip < hi && rip + len > lo)
+    }
+
+    pub fn untrust(&mut self, lo: u64, hi: u64) {
+        if !self.untrusted.contains(&(lo, hi)) {
+            self.untrusted.push((lo, hi));
+        }
+    }
+
+    /// Untrusts the modules (`main` or a library) holding any of the changed `pages`.
+    pub fn untrust_pages(&mut self, main: Module, pages: &[u64]) {
+        let ranges: Vec<(u64, u64)> = std::iter::once((main.lo, main.hi))
+            .chain(self.libs.iter().map(|&(lo, hi, _)| (lo, hi)))
+            .filter(|&(lo, hi)| {
+                pages
+                    .iter()
+                    .any(|&n| n * crate::mem::PAGE < hi && (n + 1) * crate::mem::PAGE > lo)
+            })
+            .collect();
+        for (lo, hi) in ranges {
+            self.untrust(lo, hi);
+        }
+    }
+
     /// Counts a cache hit in its module (if Kiln knows the module).
     pub fn count_hit(&mut self, module: Option<Module>) {
         if let Some(m) = module {
@@ -67,13 +98,20 @@ impl Engine {
         }
         let found = {
             let maps = self.proc.exec_maps.lock().unwrap_or_else(|e| e.into_inner());
-            maps.iter().rev().find(|(s, e, _, _)| rip >= *s && rip < *e).cloned()
+            maps.iter().rev().find(|m| rip >= m.start && rip < m.end).cloned()
         };
-        let Some((start, end, off, path)) = found else {
+        let Some(map) = found else {
             return;
         };
+        let (start, end, off, path) = (map.start, map.end, map.offset, map.path);
+        // The file at the path now must be the one mapped (not a replacement renamed there).
         let hash = self.cache.as_ref().and_then(|dir| {
+            use std::os::unix::fs::MetadataExt;
             let f = std::fs::File::open(&path).ok()?;
+            let md = f.metadata().ok()?;
+            if (md.dev(), md.ino()) != map.file_id {
+                return None;
+            }
             cache::memo::file_hash(dir, &f, None)
         });
         let module = hash.map(|hash| Module {
@@ -88,6 +126,7 @@ impl Engine {
         }
         if let Some(m) = &module {
             self.name_module(m.hash, Path::new(&path));
+            self.record_module_file(*m, &path, &[(start - m.load_bias, off, end - start)]);
         }
         self.shared.registry.lock().modules.libs.push((start, end, module));
         if let (Some(m), Some(dir)) = (module, self.cache.clone()) {
@@ -103,9 +142,18 @@ impl Engine {
         let loaded = cache::load::load_module(dir, &module.hash, config);
         self.stats.cache_rejected += loaded.rejected;
         self.stats.units_loaded += loaded.units.len() as u64;
+        let runnable: Vec<(u64, u64, crate::jit::UnitFn)> = loaded
+            .units
+            .iter()
+            .map(|u| (module.address_of(u.offset), u.guest_len, u.code))
+            .collect();
+        let prefill = self.prefill_of(module.lo, module.hi, &runnable);
         let mut registry = self.shared.registry.lock();
         registry.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
         registry.cached.reserve(loaded.units.len());
+        if let Some(p) = prefill {
+            self.shared.registry.add_prefill(&mut registry, p);
+        }
         for u in loaded.units {
             // Units are position-independent: they serve the module wherever it is loaded.
             let rip = module.address_of(u.offset);
@@ -122,6 +170,29 @@ impl Engine {
                     verified_at: None,
                 },
             );
+        }
+    }
+
+    /// Records where `module`'s code lies in its file `path`: `code` holds (module offset, file
+    /// offset, length) ranges.
+    pub fn record_module_file(&mut self, module: Module, path: &Path, code: &[(u64, u64, u64)]) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut registry = self.shared.registry.lock();
+        let file = registry.modules.files.entry(module.hash).or_insert_with(|| ModuleCode {
+            module: module.hash,
+            path: path.as_os_str().as_bytes().to_vec(),
+            load_base: module.load_bias,
+            ranges: Vec::new(),
+        });
+        for &(offset, file_offset, len) in code {
+            let r = CodeRange {
+                offset: ModuleOffset(offset),
+                file_offset,
+                len,
+            };
+            if !file.ranges.contains(&r) {
+                file.ranges.push(r);
+            }
         }
     }
 

@@ -82,6 +82,7 @@ impl Engine {
                 })
                 .collect(),
             blocks: todo.iter().filter_map(|b| self.work_block(b)).collect(),
+            modules: self.shared.registry.lock().modules.files.values().cloned().collect(),
         };
         if journal::write_work(dir, &work).is_some() {
             crate::service::client::hand_over(dir);
@@ -93,7 +94,7 @@ impl Engine {
     fn work_block(&self, b: &Block) -> Option<WorkBlock> {
         let module = self.module_of(b.start, b.len)?;
         // Still there and unchanged (see `entries_for`).
-        if self.guest_bytes(b.start, b.len)? != &b.bytes[..] {
+        if self.guest_bytes(b.start, b.len)? != &b.bytes[..] || !self.is_module_code(b.start, &b.bytes) {
             return None;
         }
         let executions = self
@@ -179,7 +180,10 @@ impl Engine {
             };
             // Code unmapped since it ran (a library closed before exit), or changed since it
             // was translated, is not the module's any more.
-            if !self.bytes_hash_to(n.rip, n.guest_len, &n.guest_hash) {
+            let Some(bytes) = self.guest_bytes(n.rip, n.guest_len) else {
+                continue;
+            };
+            if blake3::hash(bytes).as_bytes() != &n.guest_hash || !self.is_module_code(n.rip, bytes) {
                 continue;
             }
             let key = UnitKey {
@@ -197,6 +201,31 @@ impl Engine {
             entries.push((key, entry));
         }
         entries
+    }
+}
+
+impl Engine {
+    /// Whether `bytes`, the guest's code at `rip`, are its module's own: where pages hold
+    /// their file's bytes unchanged (`mem::watch::pristine`), or equal to the file's bytes
+    /// there. Code the guest wrote over is never kept for the module, since a later run
+    /// trusts the module's unchanged pages without checking its translations' bytes.
+    fn is_module_code(&self, rip: u64, bytes: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::FileExt;
+        if crate::mem::watch::pristine(rip, bytes.len() as u64) {
+            return true;
+        }
+        let Some(module) = self.module_of(rip, bytes.len() as u64) else {
+            return false;
+        };
+        let file = self.shared.registry.lock().modules.files.get(&module.hash).cloned();
+        let Some((at, len)) = file.as_ref().and_then(|f| f.file_range(module.offset_of(rip).0)) else {
+            return false;
+        };
+        let mut theirs = vec![0; bytes.len()];
+        let read = std::fs::File::open(std::ffi::OsStr::from_bytes(&file.expect("found above").path))
+            .and_then(|f| f.read_exact_at(&mut theirs, at));
+        len >= bytes.len() as u64 && read.is_ok() && theirs == bytes
     }
 }
 

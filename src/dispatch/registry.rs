@@ -11,6 +11,7 @@
 
 use super::compile::NewUnit;
 use super::modules::Modules;
+use super::prefill::Prefill;
 use super::units::CachedUnit;
 use crate::decode::Block;
 use crate::mem::AddrMap;
@@ -24,6 +25,8 @@ pub(super) struct Registry {
     /// `state.compiled.len()`, readable without the lock: a thread that saw a smaller value
     /// has units to pull.
     compiled_len: AtomicUsize,
+    /// `state.prefills.len()`, likewise.
+    prefill_len: AtomicUsize,
     /// The statistics of the threads that have ended, summed.
     ended: Mutex<Stats>,
     /// Set when the process is ending: threads that reach their dispatcher stop there.
@@ -60,6 +63,8 @@ pub(super) struct State {
     /// Every block decoded in this run, by rip.
     pub blocks: AddrMap<Arc<Block>>,
     pub modules: Modules,
+    /// Cached units every thread chains at once (`prefill.rs`), in the order modules came.
+    pub prefills: Vec<Arc<Prefill>>,
 }
 
 impl Registry {
@@ -81,6 +86,22 @@ impl Registry {
         }
         s.compiling.insert(rip, ());
         true
+    }
+
+    /// How many prefills have been published.
+    pub fn prefill_len(&self) -> usize {
+        self.prefill_len.load(Ordering::Acquire)
+    }
+
+    /// Publishes a prefill (under the lock the caller holds).
+    pub fn add_prefill(&self, s: &mut State, p: Prefill) {
+        s.prefills.push(Arc::new(p));
+        self.prefill_len.store(s.prefills.len(), Ordering::Release);
+    }
+
+    pub fn prefills_since(&self, from: usize) -> (Vec<Arc<Prefill>>, usize) {
+        let s = self.lock();
+        (s.prefills.get(from..).unwrap_or_default().to_vec(), s.prefills.len())
     }
 
     /// Makes compiled units available to every thread (and to the cache at exit).

@@ -6,7 +6,7 @@ use super::compile::NewUnit;
 use super::modules::module_in;
 use super::registry::{Cached, Found};
 use super::{Engine, Tier};
-use crate::decode::{decode_block, Block};
+use crate::decode::{decode_block, Block, Limits, Region};
 use crate::jit::UnitFn;
 use crate::mem::watch::Watch;
 use crate::mem::AddrMap;
@@ -15,6 +15,10 @@ use crate::stats::Miss;
 use cache_format::Hash;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How large a region `--tier jit` compiles at a block's first execution: small, since it
+/// compiles before anything runs and every block heads one.
+const JIT_TIER_REGIONS: Limits = Limits { blocks: 8, span: 4096 };
 
 pub(super) struct Unit {
     pub rip: u64,
@@ -68,6 +72,10 @@ pub(super) struct Units {
     chain: Box<[[u64; 2]]>,
     /// How far this thread has read the code change log (`mem::watch::changes_since`).
     pub log_cursor: u64,
+    /// The prefills applied to the chaining table (`prefill.rs`), and how many of the
+    /// registry's this thread has looked at.
+    pub prefilled: Vec<Arc<super::prefill::Prefill>>,
+    pub prefills_seen: usize,
 }
 
 impl Default for Units {
@@ -78,6 +86,8 @@ impl Default for Units {
             by_page: AddrMap::default(),
             chain: new_chain_table(),
             log_cursor: crate::mem::watch::epoch(),
+            prefilled: Vec::new(),
+            prefills_seen: 0,
         }
     }
 }
@@ -93,7 +103,20 @@ impl Units {
     pub fn chain_unit(&mut self, i: usize, code: UnitFn) {
         let u = &self.list[i];
         if u.check.is_none() && !u.dead {
-            self.chain[crate::cpu::chain_slot(u.rip) as usize] = [u.rip, code.addr()];
+            self.chain_rip(u.rip, code);
+        }
+    }
+
+    /// Lets compiled code jump straight to `code` when it leaves for `rip`.
+    pub fn chain_rip(&mut self, rip: u64, code: UnitFn) {
+        self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
+    }
+
+    /// Undoes `chain_rip` (if the slot still holds it).
+    pub fn unchain_rip(&mut self, rip: u64, code: UnitFn) {
+        let slot = &mut self.chain[crate::cpu::chain_slot(rip) as usize];
+        if *slot == [rip, code.addr()] {
+            *slot = [u64::MAX, 0];
         }
     }
 
@@ -118,10 +141,7 @@ impl Units {
         u.block = None;
         let rip = u.rip;
         if let Some(code) = u.code.take() {
-            let slot = &mut self.chain[crate::cpu::chain_slot(rip) as usize];
-            if *slot == [rip, code.addr()] {
-                *slot = [u64::MAX, 0];
-            }
+            self.unchain_rip(rip, code);
         }
         if self.index.get(&rip) == Some(&i) {
             self.index.remove(&rip);
@@ -179,7 +199,11 @@ impl Engine {
     fn use_cached(&mut self, rip: u64, c: Cached) -> Option<usize> {
         let watch = self.watch_code(rip, c.unit.guest_len);
         let epoch = crate::mem::watch::epoch();
-        let check = c.verified_at != Some(epoch) || watch == Watch::Volatile;
+        // Pages holding the module file's bytes unchanged need no check: units are kept only
+        // for the module's own code (`persist`), unless its pages changed since it was found.
+        let unchanged = crate::mem::watch::pristine(rip, c.unit.guest_len)
+            && self.shared.registry.lock().modules.trusted(rip, c.unit.guest_len);
+        let check = (c.verified_at != Some(epoch) && !unchanged) || watch == Watch::Volatile;
         let matches = !check || self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);
         {
             let mut registry = self.shared.registry.lock();
@@ -274,15 +298,20 @@ impl Engine {
         let ninsns = block.insns.len() as u64;
         let block = Arc::new(block);
         self.shared.registry.lock().blocks.insert(rip, block.clone());
-        let mut unit = Unit::new(rip, block.len, ninsns);
+        let jit_now = self.shared.tier == Tier::Jit && ninsns > 0 && self.shared.jit.is_some();
+        // Under `--tier jit` the unit is the region the block heads (the same bytes when the
+        // region could not be formed), and covers its whole span.
+        let region = jit_now.then(|| self.region_at(&block, watch));
+        let bytes = region.as_ref().map_or(&block.bytes, |(_, b)| b).clone();
+        let mut unit = Unit::new(rip, bytes.len() as u64, ninsns);
         unit.block = Some(block.clone());
         if watch == Watch::Volatile {
-            unit.check = Some(block.bytes.clone().into_boxed_slice());
+            unit.check = Some(bytes.clone().into_boxed_slice());
             self.stats.volatile_units += 1;
         }
         let i = self.units.add(unit);
-        if self.shared.tier == Tier::Jit && ninsns > 0 && self.shared.jit.is_some() {
-            let code = self.compile_now(&block);
+        if let Some((region, _)) = region {
+            let code = self.compile_now(&region, bytes);
             let u = &mut self.units.list[i];
             u.code = code;
             u.queued = true;
@@ -293,12 +322,55 @@ impl Engine {
         i
     }
 
-    /// Compiles a block on this thread and installs it (`--tier jit`); other threads take it
+    /// The region `block` heads under `--tier jit` (formed from the code as it is: every
+    /// block reachable through static edges, within this executable mapping), with the guest
+    /// bytes it spans once they are watched. A region whose bytes changed while it was
+    /// formed, or on a page whose code is checked at entry, is the block alone.
+    fn region_at(&self, block: &Block, watch: Watch) -> (Region, Vec<u8>) {
+        let single = || (Region::single(block.clone()), block.bytes.clone());
+        if watch == Watch::Volatile {
+            return single();
+        }
+        let head = block.start;
+        let span = self.proc.mem.executable_len(head, JIT_TIER_REGIONS.span);
+        let limits = Limits {
+            span,
+            ..JIT_TIER_REGIONS
+        };
+        let fetch = |at: u64| {
+            if at == head {
+                return Some(block.clone());
+            }
+            let len = self.proc.mem.executable_len(at, 4096);
+            let code = self.proc.mem.read_bytes(at, len as usize)?;
+            Some(decode_block(code, at, semantics::classify))
+        };
+        let Some(region) = Region::form(head, limits, fetch, |_| true) else {
+            return single();
+        };
+        let len = region.end() - head;
+        crate::klog!(
+            "jit",
+            "region at {head:#x}: {} blocks, {len} bytes",
+            region.blocks.len()
+        );
+        let (w, _) = self.proc.mem.watch_code(head, len);
+        let unchanged = region
+            .blocks
+            .iter()
+            .all(|b| self.guest_bytes(b.start, b.len) == Some(&b.bytes[..]));
+        match self.guest_bytes(head, len) {
+            Some(bytes) if w == Watch::Watched && unchanged => (region, bytes.to_vec()),
+            _ => single(),
+        }
+    }
+
+    /// Compiles a region on this thread and installs it (`--tier jit`); other threads take it
     /// from the registry.
-    fn compile_now(&mut self, block: &Block) -> Option<UnitFn> {
+    fn compile_now(&mut self, region: &Region, bytes: Vec<u8>) -> Option<UnitFn> {
         let jit = self.shared.jit.as_ref()?;
         let t = Instant::now();
-        let cu = match jit.compile(block) {
+        let cu = match jit.compile_region(region) {
             Ok(cu) => cu,
             Err(e) => {
                 crate::klog!("jit", "{e}; the block runs in the baseline tier");
@@ -308,7 +380,9 @@ impl Engine {
         self.stats.compile_us += t.elapsed().as_micros() as u64;
         self.stats.units_compiled += 1;
         let f = *self.install_copies(&[&cu.code])?.first()?;
-        self.shared.registry.publish(vec![NewUnit::new(block, cu)]);
+        self.shared
+            .registry
+            .publish(vec![NewUnit::of_bytes(region.head(), &bytes, cu)]);
         Some(f)
     }
 
@@ -324,6 +398,14 @@ impl Engine {
             }
         };
         self.units.log_cursor = next;
+        for &page in &pages {
+            self.revoke_prefills(page);
+        }
+        self.shared
+            .registry
+            .lock()
+            .modules
+            .untrust_pages(self.shared.module, &pages);
         for page in pages {
             for i in self.units.by_page.remove(&page).unwrap_or_default() {
                 if !self.units.list[i].dead {

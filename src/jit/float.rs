@@ -506,8 +506,9 @@ impl Lower<'_> {
         self.b.switch_to_block(fast);
         self.b.ins().jump(join, &[BlockArg::Value(out.value())]);
         self.b.switch_to_block(slow);
+        // A checkpoint on this path only: the helper may fault on a memory operand.
         self.store_dirty();
-        let rip = self.code_addr(ins.ip());
+        let rip = self.set_rip(ins.ip());
         let z = self.imm(0);
         let code = self.call_helper(super::H_SLOW, rip, z);
         let fault = self.b.create_block();
@@ -516,6 +517,8 @@ impl Lower<'_> {
         self.b.switch_to_block(fault);
         self.b.ins().return_(&[code]);
         self.b.switch_to_block(reload);
+        // The context holds the state after the instruction: a checkpoint on this path.
+        self.set_rip(ins.next_ip());
         let cpu = self.cpu;
         let r = self.b.ins().load(rty, mf(), cpu, slot);
         self.b.ins().jump(join, &[BlockArg::Value(r)]);
@@ -527,17 +530,11 @@ impl Lower<'_> {
     /// lives in the context only.
     fn cache_result(&mut self, out: Out, result: Value) {
         match out {
-            Out::Xmm(d, _) => {
-                self.xregs[d] = Some(result);
-                self.xdirty[d] = true;
-            }
-            Out::Gpr(g, _) => {
-                self.regs[g] = Some(result);
-                self.dirty[g] = true;
-            }
+            Out::Xmm(d, _) => self.set_xmm(d, result),
+            Out::Gpr(g, _) => self.set_reg(g, result),
             Out::Flags(_) => {
                 let z = self.imm(0);
-                self.flags = Some(Flags {
+                self.state.flags = Some(Flags {
                     kind: FlagKind::Raw,
                     size: 8,
                     res: result,
@@ -545,7 +542,7 @@ impl Lower<'_> {
                     b: z,
                     aux: z,
                 });
-                self.flags_dirty = true;
+                self.state.flags_dirty = true;
             }
         }
     }

@@ -6,7 +6,6 @@ use super::{H_COND, H_RFLAGS, H_SLOW};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off};
-use crate::decode::Block;
 use crate::mem::GUEST_SPACE;
 use crate::semantics;
 use crate::semantics::emitter::{Emitter, VOp, VShift};
@@ -15,29 +14,118 @@ use cranelift_codegen::ir::{
     types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
-use cranelift_frontend::FunctionBuilder;
+use cranelift_frontend::{FunctionBuilder, Variable};
 use iced_x86::Instruction;
 
-struct Lower<'a> {
-    b: FunctionBuilder<'a>,
-    cpu: Value,
-    base: Option<Value>,
-    regs: [Option<Value>; 16],
+/// How a guest block ends, as its last instruction's semantics said.
+#[derive(Clone, Copy)]
+pub(super) enum Terminal {
+    /// To an address computed at run time (or a direct jump or call: `code_addr` of it).
+    Jump(Value),
+    /// A conditional branch between two known addresses.
+    Branch(Value, u64, u64),
+    /// A system call, continuing at the address after it.
+    Syscall(u64),
+}
+
+/// The translation-time state of the guest registers and flags: which variables hold the
+/// current value, which differ from the context, and the flags not yet stored.
+#[derive(Clone, Copy)]
+pub(super) struct Cached {
+    valid: [bool; 16],
     dirty: [bool; 16],
-    /// XMM registers as I8X16 values.
-    xregs: [Option<Value>; 16],
+    xvalid: [bool; 16],
     xdirty: [bool; 16],
-    /// Flags computed in this unit and not yet stored (`None`: the context holds them).
     flags: Option<Flags<Value>>,
     flags_dirty: bool,
+}
+
+impl Cached {
+    /// A block's start: every variable current, the registers in `dirty` (masks of GPRs and
+    /// XMMs) possibly different from the context, the flags in the context.
+    pub fn at_start(dirty: Regs) -> Cached {
+        Cached {
+            valid: [true; 16],
+            dirty: std::array::from_fn(|r| dirty.gpr & 1 << r != 0),
+            xvalid: [true; 16],
+            xdirty: std::array::from_fn(|r| dirty.xmm & 1 << r != 0),
+            flags: None,
+            flags_dirty: false,
+        }
+    }
+
+    /// The registers that may differ from the context.
+    pub fn dirty(&self) -> Regs {
+        let mask = |d: &[bool; 16]| (0..16).filter(|&r| d[r]).fold(0u16, |m, r| m | 1 << r);
+        Regs {
+            gpr: mask(&self.dirty),
+            xmm: mask(&self.xdirty),
+        }
+    }
+}
+
+/// A set of guest registers: GPRs and XMMs as bit masks.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Regs {
+    pub gpr: u16,
+    pub xmm: u16,
+}
+
+impl Regs {
+    pub fn union(self, o: Regs) -> Regs {
+        Regs {
+            gpr: self.gpr | o.gpr,
+            xmm: self.xmm | o.xmm,
+        }
+    }
+
+    pub fn contains(self, o: Regs) -> bool {
+        self.union(o) == self
+    }
+
+    /// The registers `ins` may write, as iced-x86 reports them (implicit ones included).
+    pub fn written_by(ins: &Instruction) -> Regs {
+        use iced_x86::{InstructionInfoFactory, OpAccess};
+        let mut info = InstructionInfoFactory::new();
+        let mut r = Regs::default();
+        for u in info.info(ins).used_registers() {
+            if matches!(u.access(), OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess) {
+                continue;
+            }
+            let reg = u.register().full_register();
+            if reg.is_gpr64() {
+                r.gpr |= 1 << reg.number();
+            } else if reg.is_vector_register() {
+                r.xmm |= 1 << (reg.number() & 15);
+            }
+        }
+        r
+    }
+}
+
+pub(super) struct Lower<'a> {
+    pub b: FunctionBuilder<'a>,
+    pub cpu: Value,
+    base: Value,
+    /// Guest registers as Cranelift variables, across the region's blocks and loops.
+    regs: [Variable; 16],
+    /// XMM registers as I8X16 variables.
+    xregs: [Variable; 16],
+    pub state: Cached,
     /// Liveness of the current instruction's flags.
     flags_live: bool,
     helper_sig: SigRef,
-    /// The unit's guest address at run time (its entry rip) and at translation time.
-    entry_rip: Value,
-    block_start: u64,
-    /// Next rip and exit code once a block-ending instruction ran.
-    end: Option<(Value, u64)>,
+    pub unit_sig: SigRef,
+    /// The unit's guest address at run time (its entry rip) and at translation time: code
+    /// addresses and instruction offsets are relative to it.
+    pub entry_rip: Value,
+    pub head: u64,
+    /// How the current guest block ended, once its last instruction ran.
+    pub end: Option<Terminal>,
+    /// The registers the current instruction may write (`Regs::written_by`), when the region
+    /// relies on it; a write outside them makes the compile fail (`unpredicted`).
+    pub predicted: Option<Regs>,
+    pub unpredicted: bool,
 }
 
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
@@ -53,24 +141,93 @@ fn guest_mf() -> MemFlagsData {
     MemFlagsData::new()
 }
 
-impl Lower<'_> {
-    fn flush(&mut self) {
+impl<'a> Lower<'a> {
+    /// Starts lowering into `b`, whose current block is the unit's body: the context's
+    /// registers are loaded into the variables there (loads nothing uses are never emitted).
+    pub fn new(mut b: FunctionBuilder<'a>, isa: &dyn TargetIsa, cpu: Value, entry_rip: Value, head: u64) -> Self {
+        let helper_sig = b.import_signature(helper_signature(isa));
+        let unit_sig = b.import_signature(super::unit_signature());
+        let base = b.ins().load(types::I64, mf(), cpu, off::MEM_BASE);
+        let regs = std::array::from_fn(|r| {
+            let var = b.declare_var(types::I64);
+            let v = b.ins().load(types::I64, mf(), cpu, off::gpr(r));
+            b.def_var(var, v);
+            var
+        });
+        let xregs = std::array::from_fn(|r| {
+            let var = b.declare_var(types::I8X16);
+            let v = b.ins().load(types::I8X16, mf(), cpu, off::xmm(r));
+            b.def_var(var, v);
+            var
+        });
+        Lower {
+            b,
+            cpu,
+            base,
+            regs,
+            xregs,
+            state: Cached::at_start(Regs::default()),
+            flags_live: true,
+            helper_sig,
+            unit_sig,
+            entry_rip,
+            head,
+            end: None,
+            predicted: None,
+            unpredicted: false,
+        }
+    }
+
+    /// A checkpoint at the instruction at `ip`: the context holds the guest state as it is
+    /// there, rip included. Between checkpoints the registers live in host registers only; a
+    /// guest memory fault there abandons them, and the dispatcher runs the baseline tier again
+    /// from the last checkpoint (nothing after a checkpoint writes guest memory before the
+    /// next), which faults with the exact state. Returns `ip` as a value.
+    pub fn checkpoint(&mut self, ip: u64) -> Value {
+        self.flush();
+        self.set_rip(ip)
+    }
+
+    /// Stores the guest address `ip` as the context's rip; returns it.
+    pub fn set_rip(&mut self, ip: u64) -> Value {
+        let rip = self.code_addr(ip);
+        let cpu = self.cpu;
+        self.b.ins().store(mf(), rip, cpu, off::RIP);
+        rip
+    }
+
+    fn check_predicted(&mut self, w: Regs) {
+        if self.predicted.is_some_and(|p| !p.contains(w)) {
+            self.unpredicted = true;
+        }
+    }
+
+    /// Stores every dirty register and the flags to the context.
+    pub fn flush(&mut self) {
+        self.flush_regs();
+        self.flush_flags();
+    }
+
+    /// Stores the dirty registers (not the flags).
+    pub fn flush_regs(&mut self) {
         for r in 0..16 {
-            if self.dirty[r] {
-                let v = self.regs[r].expect("dirty register has a value");
+            if self.state.dirty[r] {
+                let v = self.b.use_var(self.regs[r]);
                 self.b.ins().store(mf(), v, self.cpu, off::gpr(r));
-                self.dirty[r] = false;
+                self.state.dirty[r] = false;
             }
-        }
-        for r in 0..16 {
-            if self.xdirty[r] {
-                let v = self.xregs[r].expect("dirty register has a value");
+            if self.state.xdirty[r] {
+                let v = self.b.use_var(self.xregs[r]);
                 self.b.ins().store(mf(), v, self.cpu, off::xmm(r));
-                self.xdirty[r] = false;
+                self.state.xdirty[r] = false;
             }
         }
-        if self.flags_dirty {
-            if let Some(f) = self.flags {
+    }
+
+    /// Stores the flag record if the context does not hold it yet.
+    pub fn flush_flags(&mut self) {
+        if self.state.flags_dirty {
+            if let Some(f) = self.state.flags {
                 let k = self.b.ins().iconst(types::I64, f.kind as i64);
                 let s = self.b.ins().iconst(types::I64, f.size as i64);
                 let cpu = self.cpu;
@@ -81,25 +238,41 @@ impl Lower<'_> {
                 self.b.ins().store(mf(), f.b, cpu, off::FLAGS_B);
                 self.b.ins().store(mf(), f.aux, cpu, off::FLAGS_AUX);
             }
-            self.flags_dirty = false;
+            self.state.flags_dirty = false;
         }
     }
 
     /// Stores every dirty register and the flags to the context without marking them clean:
     /// for a path that calls a helper while the other path keeps the cached values.
-    fn store_dirty(&mut self) {
-        let (dirty, xdirty, fdirty) = (self.dirty, self.xdirty, self.flags_dirty);
+    pub(super) fn store_dirty(&mut self) {
+        let kept = self.state;
         self.flush();
-        self.dirty = dirty;
-        self.xdirty = xdirty;
-        self.flags_dirty = fdirty;
+        self.state = kept;
     }
 
-    /// Forget cached state after a helper that may change any of it.
+    /// Forget cached state after a helper that may change any of it (everything was stored
+    /// before the call).
     fn invalidate(&mut self) {
-        self.regs = [None; 16];
-        self.xregs = [None; 16];
-        self.flags = None;
+        self.state.valid = [false; 16];
+        self.state.xvalid = [false; 16];
+        self.state.flags = None;
+    }
+
+    /// Makes every variable hold the current value again (reloading what a helper may have
+    /// changed), as every block of the region expects at its start.
+    pub fn revalidate(&mut self) {
+        for r in 0..16 {
+            if !self.state.valid[r] {
+                let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+                self.b.def_var(self.regs[r], v);
+            }
+            if !self.state.xvalid[r] {
+                let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(r));
+                self.b.def_var(self.xregs[r], v);
+            }
+        }
+        self.state.valid = [true; 16];
+        self.state.xvalid = [true; 16];
     }
 
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
@@ -110,14 +283,7 @@ impl Lower<'_> {
     }
 
     fn host_addr(&mut self, addr: Value) -> Value {
-        let base = match self.base {
-            Some(b) => b,
-            None => {
-                let b = self.b.ins().load(types::I64, mf(), self.cpu, off::MEM_BASE);
-                self.base = Some(b);
-                b
-            }
-        };
+        let base = self.base;
         // Clamped, not masked: an address beyond the guest space lands in the guard after it
         // and faults there (the fault path recovers the guest's address). A compare and a
         // conditional move: measured no slower than the mask it replaced, where a branch to a
@@ -186,6 +352,19 @@ impl Ops for Lower<'_> {
     fn select(&mut self, c: Value, a: Value, b: Value) -> Value {
         self.b.ins().select(c, a, b)
     }
+    fn extend(&mut self, v: Value, size: u8, signed: bool) -> Value {
+        let ty = match size {
+            1 => types::I8,
+            2 => types::I16,
+            _ => types::I32,
+        };
+        let low = self.b.ins().ireduce(ty, v);
+        if signed {
+            self.b.ins().sextend(types::I64, low)
+        } else {
+            self.b.ins().uextend(types::I64, low)
+        }
+    }
 }
 
 fn lane_ty(w: u8) -> Type {
@@ -200,17 +379,19 @@ fn lane_ty(w: u8) -> Type {
 impl Emitter for Lower<'_> {
     type X = Value;
     fn get_xmm(&mut self, i: usize) -> Value {
-        if let Some(v) = self.xregs[i] {
-            return v;
+        if !self.state.xvalid[i] {
+            let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(i));
+            self.b.def_var(self.xregs[i], v);
+            self.state.xvalid[i] = true;
         }
-        let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(i));
-        self.xregs[i] = Some(v);
-        v
+        self.b.use_var(self.xregs[i])
     }
     fn set_xmm(&mut self, i: usize, v: Value) {
+        self.check_predicted(Regs { gpr: 0, xmm: 1 << i });
         let v = self.as_ty(v, types::I8X16);
-        self.xregs[i] = Some(v);
-        self.xdirty[i] = true;
+        self.b.def_var(self.xregs[i], v);
+        self.state.xvalid[i] = true;
+        self.state.xdirty[i] = true;
     }
     fn load_x(&mut self, addr: Value) -> Value {
         let p = self.host_addr(addr);
@@ -301,16 +482,18 @@ impl Emitter for Lower<'_> {
         self.b.ins().vhigh_bits(types::I64, a)
     }
     fn get_reg(&mut self, r: usize) -> Value {
-        if let Some(v) = self.regs[r] {
-            return v;
+        if !self.state.valid[r] {
+            let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+            self.b.def_var(self.regs[r], v);
+            self.state.valid[r] = true;
         }
-        let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
-        self.regs[r] = Some(v);
-        v
+        self.b.use_var(self.regs[r])
     }
     fn set_reg(&mut self, r: usize, v: Value) {
-        self.regs[r] = Some(v);
-        self.dirty[r] = true;
+        self.check_predicted(Regs { gpr: 1 << r, xmm: 0 });
+        self.b.def_var(self.regs[r], v);
+        self.state.valid[r] = true;
+        self.state.dirty[r] = true;
     }
     fn load(&mut self, addr: Value, size: u8) -> Value {
         let p = self.host_addr(addr);
@@ -338,15 +521,15 @@ impl Emitter for Lower<'_> {
     }
     fn set_flags(&mut self, f: Flags<Value>) {
         if self.flags_live {
-            self.flags = Some(f);
-            self.flags_dirty = true;
+            self.state.flags = Some(f);
+            self.state.flags_dirty = true;
         }
     }
     fn flags_needed(&self) -> bool {
         self.flags_live
     }
     fn cond(&mut self, cc: Cc) -> Value {
-        match self.flags {
+        match self.state.flags {
             Some(f) => flags::cond(self, &f, cc),
             None => {
                 let c = self.imm(cc as u64);
@@ -356,7 +539,7 @@ impl Emitter for Lower<'_> {
         }
     }
     fn rflags(&mut self) -> Value {
-        match self.flags {
+        match self.state.flags {
             Some(f) => flags::materialize(self, &f),
             None => {
                 let z = self.imm(0);
@@ -365,7 +548,7 @@ impl Emitter for Lower<'_> {
         }
     }
     fn code_addr(&mut self, abs: u64) -> Value {
-        let delta = abs.wrapping_sub(self.block_start) as i64;
+        let delta = abs.wrapping_sub(self.head) as i64;
         if delta == 0 {
             return self.entry_rip;
         }
@@ -373,15 +556,18 @@ impl Emitter for Lower<'_> {
         self.b.ins().iadd(self.entry_rip, d)
     }
     fn jump(&mut self, target: Value) {
-        self.end = Some((target, exit::NEXT));
+        self.end = Some(Terminal::Jump(target));
+    }
+    fn branch(&mut self, cond: Value, taken: u64, fall: u64) {
+        self.end = Some(Terminal::Branch(cond, taken, fall));
     }
     fn syscall(&mut self, next: u64) {
-        let n = self.code_addr(next);
-        self.end = Some((n, exit::SYSCALL));
+        self.end = Some(Terminal::Syscall(next));
     }
     fn slow(&mut self, ins: &Instruction) {
-        self.flush();
-        let rip = self.code_addr(ins.ip());
+        // A checkpoint before (a memory fault in the helper runs the instruction again) and
+        // after it (the helper left all of its effects in the context).
+        let rip = self.checkpoint(ins.ip());
         let z = self.imm(0);
         let r = self.call_helper(H_SLOW, rip, z);
         self.invalidate();
@@ -392,45 +578,23 @@ impl Emitter for Lower<'_> {
         self.b.switch_to_block(fault);
         self.b.ins().return_(&[r]);
         self.b.switch_to_block(cont);
+        self.set_rip(ins.next_ip());
     }
 }
 
-/// Whether `ins` may access guest memory (and so fault on it).
-fn touches_memory(ins: &Instruction) -> bool {
-    use iced_x86::{Mnemonic, OpKind};
-    if ins.stack_pointer_increment() != 0 || ins.is_string_instruction() {
+/// Whether `ins` may write guest memory: a checkpoint follows it, since running it twice
+/// could differ from running it once. Instructions that only read memory are simply run
+/// again from the last checkpoint when they (or a later one) fault.
+pub fn writes_memory(ins: &Instruction) -> bool {
+    use iced_x86::{InstructionInfoFactory, OpAccess};
+    if ins.stack_pointer_increment() < 0 || ins.is_string_instruction() {
         return true;
     }
-    if matches!(ins.mnemonic(), Mnemonic::Lea | Mnemonic::Nop) {
-        return false;
-    }
-    (0..ins.op_count()).any(|i| {
-        let k = ins.op_kind(i);
-        !(semantics::operand::is_imm(k)
-            || matches!(
-                k,
-                OpKind::Register | OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            ))
-    }) || ins.op_count() == 0 && ins.mnemonic() == Mnemonic::Xlatb
-}
-
-/// The unit's entry: returns at once when a signal waits (rip already holds this unit's
-/// address), else adds the unit's instruction count to the context. Returns the entry rip.
-fn unit_prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns: usize) -> Value {
-    let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
-    let flag = b.ins().load(types::I64, mf(), iw, 0);
-    let leave = b.create_block();
-    let body = b.create_block();
-    b.ins().brif(flag, leave, &[], body, &[]);
-    b.switch_to_block(leave);
-    let z = b.ins().iconst(types::I64, exit::NEXT as i64);
-    b.ins().return_(&[z]);
-    b.switch_to_block(body);
-    let entry_rip = b.ins().load(types::I64, mf(), cpu, off::RIP);
-    let count = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
-    let count = b.ins().iadd_imm_u(count, insns as i64);
-    b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
-    entry_rip
+    let mut info = InstructionInfoFactory::new();
+    info.info(ins)
+        .used_memory()
+        .iter()
+        .any(|m| !matches!(m.access(), OpAccess::Read | OpAccess::NoMemAccess))
 }
 
 /// The signature of the helpers: (context, two arguments) -> result.
@@ -445,16 +609,8 @@ fn helper_signature(isa: &dyn TargetIsa) -> Signature {
 
 impl Lower<'_> {
     /// Lowers one instruction of the block (`live`: whether its flags are read later).
-    fn lower_insn(&mut self, ins: &Instruction, live: bool, route: u8) {
+    pub fn lower_insn(&mut self, ins: &Instruction, live: bool, route: u8) {
         self.flags_live = live;
-        if touches_memory(ins) {
-            // A host fault in this instruction resumes the guest at its start: the context
-            // must hold every register as it is here, and say which instruction this is.
-            self.flush();
-            let o = self.b.ins().iconst(types::I64, (ins.ip() - self.block_start) as i64);
-            let cpu = self.cpu;
-            self.b.ins().store(mf(), o, cpu, off::INSN_OFF);
-        }
         if route & semantics::route::ALIGN16 != 0 {
             self.gp_if_misaligned(ins);
         }
@@ -464,8 +620,7 @@ impl Lower<'_> {
         semantics::exec_routed(self, ins, route);
     }
 
-    /// A misaligned operand raises #GP before the instruction changes anything (the context
-    /// was written back before: the instruction touches memory).
+    /// A misaligned operand raises #GP before the instruction changes anything.
     fn gp_if_misaligned(&mut self, ins: &Instruction) {
         let v = semantics::misalignment(self, ins);
         let gp = self.b.create_block();
@@ -473,6 +628,7 @@ impl Lower<'_> {
         self.b.ins().brif(v, gp, &[], cont, &[]);
         self.b.switch_to_block(gp);
         self.b.set_cold_block(gp);
+        self.store_dirty();
         let rip = self.code_addr(ins.ip());
         let cpu = self.cpu;
         let code = self.b.ins().iconst(types::I64, crate::cpu::fault::GP as i64);
@@ -483,76 +639,4 @@ impl Lower<'_> {
         self.b.ins().return_(&[x]);
         self.b.switch_to_block(cont);
     }
-
-    /// Leaves the unit for `next` with exit `code`, writing back the cached state first.
-    fn exit_unit(&mut self, next: Value, code: u64, unit_sig: SigRef) {
-        self.flush();
-        let cpu = self.cpu;
-        self.b.ins().store(mf(), next, cpu, off::RIP);
-        if code == exit::NEXT {
-            self.chain(next, unit_sig);
-        }
-        let c = self.b.ins().iconst(types::I64, code as i64);
-        self.b.ins().return_(&[c]);
-    }
-
-    /// Chain: if the table slot of the next rip holds its unit, jump straight into it.
-    fn chain(&mut self, next: Value, unit_sig: SigRef) {
-        let cpu = self.cpu;
-        let table = self.b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
-        let sh = self.b.ins().ushr_imm_u(next, 16);
-        let h = self.b.ins().bxor(next, sh);
-        let h = self.b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
-        let o = self.b.ins().ishl_imm_u(h, 4);
-        let slot = self.b.ins().iadd(table, o);
-        let srip = self.b.ins().load(types::I64, mf(), slot, 0);
-        let hit = self.b.ins().icmp(IntCC::Equal, srip, next);
-        let chain = self.b.create_block();
-        let back = self.b.create_block();
-        self.b.ins().brif(hit, chain, &[], back, &[]);
-        self.b.switch_to_block(chain);
-        let f = self.b.ins().load(types::I64, mf(), slot, 8);
-        self.b.ins().return_call_indirect(unit_sig, f, &[cpu]);
-        self.b.switch_to_block(back);
-    }
-}
-
-pub fn lower_block(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, block: &Block) {
-    let entry = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let cpu = b.block_params(entry)[0];
-    let helper_sig = b.import_signature(helper_signature(isa));
-    let unit_sig = b.import_signature(super::unit_signature());
-    let entry_rip = unit_prologue(&mut b, cpu, block.insns.len());
-    let mut l = Lower {
-        b,
-        cpu,
-        base: None,
-        regs: [None; 16],
-        dirty: [false; 16],
-        xregs: [None; 16],
-        xdirty: [false; 16],
-        flags: None,
-        flags_dirty: false,
-        flags_live: true,
-        helper_sig,
-        entry_rip,
-        block_start: block.start,
-        end: None,
-    };
-    for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
-        l.lower_insn(ins, live, route);
-        if l.end.is_some() {
-            break;
-        }
-    }
-    let (next, code) = match l.end {
-        Some(e) => e,
-        None => (l.code_addr(block.start + block.len), exit::NEXT),
-    };
-    l.exit_unit(next, code, unit_sig);
-    l.b.seal_all_blocks();
-    let cfg = isa.frontend_config();
-    l.b.finalize(cfg);
 }

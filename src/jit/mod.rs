@@ -2,9 +2,11 @@
 //! relocation-free host code, and placed in W^X executable memory.
 
 mod lower;
+pub use lower::writes_memory;
+mod region;
 
 use crate::cpu::Cpu;
-use crate::decode::Block;
+use crate::decode::{Block, Region};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, BlockCall, ExceptionTableData, Function, InstBuilder, MemFlagsData, Signature,
@@ -79,6 +81,8 @@ pub enum JitError {
     Isa(String),
     #[error("Cranelift failed on the block at {0:#x}: {1}")]
     Compile(u64, String),
+    #[error("the region at {0:#x} wrote a register its analysis did not foresee")]
+    Unpredicted(u64),
     #[error("Cranelift emitted {1} relocations for the block at {0:#x}; units must be relocation-free")]
     Relocations(u64, usize),
 }
@@ -249,9 +253,28 @@ impl Jit {
         Ok(code.code_buffer().to_vec())
     }
 
-    /// Compiles a block; a failure (or a panic inside Cranelift) is an error, never fatal.
+    /// Compiles a block as a unit of its own.
     pub fn compile(&self, block: &Block) -> Result<CompiledUnit, JitError> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_inner(block))) {
+        self.compile_region(&Region::single(block.clone()))
+    }
+
+    /// Compiles a region (its head block alone if the region cannot be); a failure (or a
+    /// panic inside Cranelift) is an error, never fatal.
+    pub fn compile_region(&self, region: &Region) -> Result<CompiledUnit, JitError> {
+        match self.compile_guarded(region) {
+            Err(JitError::Unpredicted(at)) if region.blocks.len() > 1 => {
+                crate::klog!(
+                    "jit",
+                    "region at {at:#x}: a register write was not foreseen; compiling its head alone"
+                );
+                self.compile_guarded(&Region::single(region.blocks[0].clone()))
+            }
+            r => r,
+        }
+    }
+
+    fn compile_guarded(&self, region: &Region) -> Result<CompiledUnit, JitError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_inner(region))) {
             Ok(r) => r,
             Err(p) => {
                 let msg = p
@@ -259,29 +282,31 @@ impl Jit {
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                Err(JitError::Compile(block.start, format!("panic: {msg}")))
+                Err(JitError::Compile(region.head(), format!("panic: {msg}")))
             }
         }
     }
 
-    fn compile_inner(&self, block: &Block) -> Result<CompiledUnit, JitError> {
+    fn compile_inner(&self, region: &Region) -> Result<CompiledUnit, JitError> {
         let isa = self.isa();
         let sig = unit_signature();
         let mut func = Function::with_name_signature(UserFuncName::default(), sig);
         let mut fctx = FunctionBuilderContext::new();
         let b = FunctionBuilder::new(&mut func, &mut fctx);
-        lower::lower_block(b, isa, block);
+        if !region::lower_region(b, isa, region) {
+            return Err(JitError::Unpredicted(region.head()));
+        }
         let mut ctx = Context::for_function(func);
         let code = ctx
             .compile(isa, &mut ControlPlane::default())
-            .map_err(|e| JitError::Compile(block.start, format!("{:?}", e.inner)))?;
+            .map_err(|e| JitError::Compile(region.head(), format!("{:?}", e.inner)))?;
         let relocs = code.buffer.relocs().len();
         if relocs != 0 {
-            return Err(JitError::Relocations(block.start, relocs));
+            return Err(JitError::Relocations(region.head(), relocs));
         }
         Ok(CompiledUnit {
             code: code.code_buffer().to_vec(),
-            ninsns: block.insns.len() as u32,
+            ninsns: region.ninsns() as u32,
         })
     }
 }

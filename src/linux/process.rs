@@ -27,6 +27,17 @@ impl Default for SignalState {
     }
 }
 
+/// An executable mapping of a file: guest [start, end) from `offset` in the file at `path`,
+/// which was the file with this (device, inode) when it was mapped.
+#[derive(Clone, Debug)]
+pub struct ExecMap {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    pub path: std::path::PathBuf,
+    pub file_id: (u64, u64),
+}
+
 /// Per-process state the syscall layer keeps.
 pub struct Process {
     pub mem: Memory,
@@ -34,9 +45,8 @@ pub struct Process {
     pub exe: String,
     /// The auxiliary vector given to the program (for /proc/self/auxv).
     pub auxv: Vec<u8>,
-    /// Executable file mappings (start, end, file offset, path): the modules whose
-    /// translations the cache can keep.
-    pub exec_maps: std::sync::Mutex<Vec<(u64, u64, u64, std::path::PathBuf)>>,
+    /// Executable file mappings: the modules whose translations the cache can keep.
+    pub exec_maps: std::sync::Mutex<Vec<ExecMap>>,
     /// The guest's signal actions, mask and alternate stack.
     pub(super) signals: std::sync::Mutex<SignalState>,
 }

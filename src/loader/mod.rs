@@ -57,6 +57,8 @@ pub struct Image {
     pub hi: u64,
     /// The program interpreter (PT_INTERP) it asks for.
     pub interp: Option<String>,
+    /// Its executable segments: (virtual address, file offset, bytes in the file).
+    pub code: Vec<(u64, u64, u64)>,
 }
 
 /// Maps an ELF image; position-independent images go at `dyn_base`. `data` is the file's
@@ -179,14 +181,23 @@ pub fn load_elf(
         mem.protect(s, e - s, prot)
             .map_err(|e2| LoadError::Mem(p(), MemError::Map(s, e - s, e2)))?;
     }
+    if file.is_some() {
+        mark_pristine_code(mem, &loads, en, bias);
+    }
     let phoff = hdr.e_phoff(en);
     let phdr = loads
         .iter()
         .find(|ph| ph.p_offset(en) <= phoff && phoff < ph.p_offset(en) + ph.p_filesz(en))
         .map(|ph| ph.p_vaddr(en) + (phoff - ph.p_offset(en)) + bias)
         .unwrap_or(0);
+    let code = loads
+        .iter()
+        .filter(|ph| ph.p_flags(en) & elf::PF_X != 0)
+        .map(|ph| (ph.p_vaddr(en), ph.p_offset(en), ph.p_filesz(en)))
+        .collect();
     Ok(Image {
         interp,
+        code,
         entry: hdr.e_entry(en) + bias,
         load_bias: bias,
         phdr,
@@ -203,6 +214,26 @@ struct Segment<'a> {
     offset: u64,
     bytes: &'a [u8],
     memsz: u64,
+}
+
+/// Code mapped straight from the file, with no other segment on its pages and nothing written
+/// there, holds the file's bytes: its translations need no check of their bytes
+/// (`mem::watch::pristine`).
+fn mark_pristine_code(mem: &Memory, loads: &[&elf::ProgramHeader64<Endianness>], en: Endianness, bias: u64) {
+    for ph in loads {
+        let (va, off, filesz) = (ph.p_vaddr(en) + bias, ph.p_offset(en), ph.p_filesz(en));
+        let (s, e) = (page_down(va), page_up(va + filesz));
+        let alone = loads.iter().all(|o| {
+            std::ptr::eq(*o, *ph)
+                || page_down(o.p_vaddr(en) + bias) >= e
+                || page_up(o.p_vaddr(en) + bias + o.p_memsz(en)) <= s
+        });
+        let flags = ph.p_flags(en);
+        let code = flags & elf::PF_X != 0 && flags & elf::PF_W == 0;
+        if code && alone && filesz > 0 && ph.p_memsz(en) == filesz && va % PAGE == off % PAGE {
+            mem.set_pristine(s, e - s);
+        }
+    }
 }
 
 /// Puts a segment's bytes in place over the image's zeroed, writable span: mapped privately

@@ -209,7 +209,15 @@ impl Memory {
         };
         st.record(addr, addr + len, Some(prot | shared));
         self.changed_range(addr, len);
+        let from_file = fd >= 0 && flags & libc::MAP_ANONYMOUS == 0;
+        watch::set_pristine(addr, len, from_file && shared == 0 && prot & libc::PROT_WRITE == 0);
         Ok(())
+    }
+
+    /// Declares [addr, addr+len) to hold the bytes of the file it was mapped from, unchanged
+    /// (the loader, which maps segments writable to place them, once they are final).
+    pub fn set_pristine(&self, addr: u64, len: u64) {
+        watch::set_pristine(addr, len, true);
     }
 
     fn map_fixed_unrecorded(
@@ -446,6 +454,7 @@ impl Memory {
         )?;
         st.record(addr, addr + len, None);
         self.changed_range(addr, len);
+        watch::set_pristine(addr, len, false);
         Ok(())
     }
 
@@ -469,6 +478,9 @@ impl Memory {
         let shared = st.prot_at(addr).unwrap_or(0) & watch::SHARED;
         st.record(addr, addr + len, Some(prot | shared));
         self.changed_range(addr, len);
+        if prot & libc::PROT_WRITE != 0 {
+            watch::set_pristine(addr, len, false);
+        }
         Ok(())
     }
 

@@ -36,6 +36,10 @@ static CODE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 static PROTECTED: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 /// One bit per guest page: a code page whose translations check their bytes at entry.
 static VOLATILE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+/// One bit per guest page: it holds exactly the bytes of the file it was mapped from
+/// (privately, and never writable since), so translations of that file's code need no check
+/// of their bytes there.
+static PRISTINE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 static LOG: [AtomicU64; LOG_LEN as usize] = [const { AtomicU64::new(0) }; LOG_LEN as usize];
 /// Entries ever appended to the log (also the code epoch: it moves whenever code changes).
 static LOG_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -54,7 +58,7 @@ pub enum Watch {
 /// Sets up the bitmaps for the reservation at `base` (once per process).
 pub(super) fn init(base: u64) -> std::io::Result<()> {
     BASE.store(base, Ordering::SeqCst);
-    for map in [&CODE, &PROTECTED, &VOLATILE] {
+    for map in [&CODE, &PROTECTED, &VOLATILE, &PRISTINE] {
         if !map.load(Ordering::SeqCst).is_null() {
             continue;
         }
@@ -144,6 +148,18 @@ pub fn changes_since(from: u64) -> Option<(Vec<u64>, u64)> {
         }
     }
     Some((pages, to))
+}
+
+/// Marks [start, start+len) as holding its file's bytes unchanged (or no longer).
+pub(super) fn set_pristine(start: u64, len: u64, on: bool) {
+    for n in page_numbers(start, len) {
+        set(&PRISTINE, n, on);
+    }
+}
+
+/// Whether every page of [start, start+len) holds its file's bytes unchanged.
+pub fn pristine(start: u64, len: u64) -> bool {
+    page_numbers(start, len.max(1)).all(|n| test(&PRISTINE, n))
 }
 
 impl Memory {

@@ -85,6 +85,14 @@ pub trait Emitter: Ops {
     fn code_addr(&mut self, abs: u64) -> Self::V;
     /// Ends the block: execution continues at `target`.
     fn jump(&mut self, target: Self::V);
+    /// Ends the block with a conditional branch (`cond` 0 or 1) between two known addresses.
+    /// The JIT keeps both targets known, to branch inside a region; the default selects.
+    fn branch(&mut self, cond: Self::V, taken: u64, fall: u64) {
+        let t = self.code_addr(taken);
+        let f = self.code_addr(fall);
+        let r = self.select(cond, t, f);
+        self.jump(r);
+    }
     /// Ends the block with a system call; execution continues at `next` afterwards.
     fn syscall(&mut self, next: u64);
     /// Runs an instruction whose semantics are written over concrete state (`slow::exec`).

@@ -10,10 +10,13 @@
 //! and merges for them. The service compiles at low priority on a pool of at most one job per
 //! core (fewer while the machine is busy), most-shared blocks first (`queue`), writes packs,
 //! collects garbage over the cap, reports its `status`, and exits after an idle time-out.
+//! Once every block is in the packs it forms regions from them (`regions`): many blocks
+//! compiled as one unit, read from the module's file.
 
 pub mod client;
 pub mod endpoint;
 mod queue;
+mod regions;
 mod server;
 pub mod status;
 mod worker;

@@ -10,7 +10,7 @@ pub struct ServiceStatus {
     pub pid: u32,
     /// False in `service.json` once the service has ended.
     pub running: bool,
-    /// What it is doing: `waiting`, `compiling` or `writing` (packs).
+    /// What it is doing: `waiting`, `compiling`, `compiling regions` or `writing` (packs).
     pub state: String,
     /// Seconds since the Unix epoch when it started.
     pub started: u64,
@@ -30,15 +30,19 @@ pub struct ServiceStatus {
     /// Pack writes (each folds in everything compiled since the last).
     pub writes: u64,
     pub cpu_ms: u64,
+    /// Regions planned and not compiled yet, plus modules whose regions are still to plan.
+    pub regions_queued: u64,
+    pub regions_done: u64,
+    pub regions_failed: u64,
     /// Compile jobs the last batch ran at once (at most one per core, fewer while the
     /// machine is busy).
     pub jobs: u64,
 }
 
 impl ServiceStatus {
-    /// No work in hand: nothing queued and every journal taken in merged.
+    /// No work in hand: nothing queued, every journal taken in merged, every region formed.
     pub fn idle(&self) -> bool {
-        self.queue == 0 && self.journals_open == 0
+        self.queue == 0 && self.journals_open == 0 && self.regions_queued == 0
     }
 
     pub fn to_json(&self) -> String {
@@ -53,6 +57,7 @@ impl ServiceStatus {
              queue: {} blocks, {} journals open\n\
              merged: {} journals, {} units from runs, {} pack writes\n\
              compiled: {} done, {} failed, {} already cached\n\
+             regions: {} compiled, {} failed, {} to do\n\
              cpu: {} ms; jobs at once: {}\n",
             self.pid,
             self.uptime_s,
@@ -64,6 +69,9 @@ impl ServiceStatus {
             self.compiles_done,
             self.compiles_failed,
             self.already_cached,
+            self.regions_done,
+            self.regions_failed,
+            self.regions_queued,
             self.cpu_ms,
             self.jobs,
         )

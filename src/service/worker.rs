@@ -4,15 +4,16 @@
 //! removed.
 
 use super::queue::{BlockKey, WorkQueue};
+use super::regions::{self, ModuleImage, Planned};
 use super::server::Shared;
 use super::status::ServiceStatus;
 use crate::cache::journal::{self, Journal};
 use crate::decode::decode_block;
 use crate::jit::Jit;
 use crate::semantics;
-use cache_format::{ConfigId, Hash, UnitEntry, UnitKey, WorkBlock, WorkJournal};
+use cache_format::{ConfigId, Hash, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal};
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,13 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Blocks per compile job taken at a time.
 const BLOCKS_PER_JOB: usize = 8;
+/// Regions per compile job taken at a time.
+const REGIONS_PER_JOB: usize = 2;
+/// Regions wait until no journal has come for this long: a burst of runs (a build, a test
+/// suite) gets its blocks compiled first, and the regions once it is over.
+const REGIONS_AFTER_QUIET: Duration = Duration::from_secs(2);
+/// How long compiled regions may wait before they are written (each write rewrites the pack).
+const REGIONS_WRITE_EVERY: Duration = Duration::from_secs(10);
 
 /// A journal taken in.
 struct OpenJournal {
@@ -61,6 +69,16 @@ pub(super) struct Worker {
     pending: Vec<(UnitKey, UnitEntry)>,
     pending_blocks: Vec<BlockKey>,
     pending_journals: Vec<usize>,
+    /// Where each module's code lies in its file, as the latest journal told.
+    module_files: HashMap<Hash, ModuleCode>,
+    /// Modules whose packs grew since their regions were last planned.
+    touched: BTreeSet<Hash>,
+    /// Per module: the offsets runs found hot (the blocks they compiled themselves), where
+    /// regions start.
+    hot: HashMap<Hash, BTreeSet<u64>>,
+    /// Regions planned and not compiled yet, with their keys and load bases.
+    regions: Vec<(UnitKey, u64, Planned)>,
+    last_journal: Instant,
     last_write: Instant,
     watch_socket: bool,
     /// The directory was removed: nothing is written any more.
@@ -112,6 +130,11 @@ impl Worker {
             pending: Vec::new(),
             pending_blocks: Vec::new(),
             pending_journals: Vec::new(),
+            module_files: HashMap::new(),
+            touched: BTreeSet::new(),
+            hot: HashMap::new(),
+            regions: Vec::new(),
+            last_journal: Instant::now(),
             last_write: Instant::now(),
             watch_socket,
             gone: false,
@@ -205,12 +228,21 @@ impl Worker {
     fn step(&mut self) -> bool {
         let jobs = self.jobs();
         let batch = self.queue.take(jobs * BLOCKS_PER_JOB);
-        let worked = !batch.is_empty();
+        let mut worked = !batch.is_empty();
         if worked {
             self.set_state("compiling");
             self.compile(batch, jobs);
+        } else {
+            // Every block is compiled: regions, formed from them.
+            worked = self.region_step(jobs);
         }
-        let due = self.queue.waiting() == 0 || self.last_write.elapsed() >= WRITE_EVERY;
+        let only_regions = self.pending_blocks.is_empty() && self.pending_journals.is_empty();
+        let regions_left = !self.regions.is_empty() || !self.touched.is_empty();
+        let due = if only_regions {
+            !regions_left || self.last_write.elapsed() >= REGIONS_WRITE_EVERY
+        } else {
+            self.queue.waiting() == 0 || self.last_write.elapsed() >= WRITE_EVERY
+        };
         let wrote = due && !self.pending.is_empty() && {
             self.set_state("writing");
             self.write()
@@ -251,7 +283,17 @@ impl Worker {
             }
         };
         let (config, units, blocks) = match journal {
-            Journal::Work(WorkJournal { config, units, blocks }) => {
+            Journal::Work(WorkJournal {
+                config,
+                units,
+                blocks,
+                modules,
+            }) => {
+                if config == self.config {
+                    for m in modules {
+                        self.module_files.insert(m.module, m);
+                    }
+                }
                 let units = units
                     .into_iter()
                     .map(|u| {
@@ -277,6 +319,11 @@ impl Worker {
                 .is_ok_and(|t| t.elapsed().map_or(true, |age| age < self.started.elapsed()));
             self.retired |= fresh;
             return false;
+        }
+        self.last_journal = Instant::now();
+        for (k, _) in &units {
+            self.hot.entry(k.module).or_default().insert(k.offset.0);
+            self.touched.insert(k.module);
         }
         let id = self.journals.len();
         let mut j = OpenJournal {
@@ -323,6 +370,68 @@ impl Worker {
             }
         }
         known.units.contains(&(key.offset, key.guest_hash))
+    }
+
+    /// Region work: compiles a batch of the planned regions, or plans the next touched
+    /// module's. False with nothing to do.
+    fn region_step(&mut self, jobs: usize) -> bool {
+        // Blocks first; and planning reads the packs, which must hold them.
+        if self.last_journal.elapsed() < REGIONS_AFTER_QUIET || !self.pending_blocks.is_empty() {
+            return false;
+        }
+        if self.regions.is_empty() {
+            let Some(module) = self.touched.pop_first() else {
+                return false;
+            };
+            self.plan_regions(module);
+            return true;
+        }
+        self.set_state("compiling regions");
+        let n = (jobs * REGIONS_PER_JOB).min(self.regions.len());
+        let batch: Vec<(UnitKey, u64, Planned)> = self.regions.drain(..n).collect();
+        let jit = self.jit.clone();
+        let compile = |(key, load_base, p): &(UnitKey, u64, Planned)| (*key, compile_region(&jit, p, *load_base));
+        let results: Vec<(UnitKey, Option<UnitEntry>)> = if jobs <= 1 {
+            batch.iter().map(compile).collect()
+        } else {
+            self.pool.install(|| batch.par_iter().map(compile).collect())
+        };
+        for (key, entry) in results {
+            match entry {
+                Some(e) => {
+                    self.status.regions_done += 1;
+                    self.pending.push((key, e));
+                }
+                None => self.status.regions_failed += 1,
+            }
+        }
+        true
+    }
+
+    /// Plans the regions of a module whose pack grew (read from its file, which must still be
+    /// the module).
+    fn plan_regions(&mut self, module: Hash) {
+        let Some(code) = self.module_files.get(&module) else {
+            return;
+        };
+        let (Some(image), Some(pack)) = (
+            ModuleImage::open(&self.dir, code),
+            crate::cache::read_pack(&self.dir, &module, &self.config),
+        ) else {
+            return;
+        };
+        let ran: BTreeSet<u64> = pack.units.iter().map(|u| u.offset.0).collect();
+        let have = regions::units_by_offset(&pack.units);
+        let load_base = code.load_base;
+        let hot = self.hot.remove(&module).unwrap_or_default();
+        for p in image.plan(&ran, &hot, &have) {
+            let key = UnitKey {
+                module,
+                config: self.config,
+                offset: ModuleOffset(p.offset),
+            };
+            self.regions.push((key, load_base, p));
+        }
     }
 
     /// Compiles a batch with at most `jobs` compiles at once.
@@ -429,6 +538,7 @@ impl Worker {
     /// Updates the status others read, and its file at most once per `LOOK_EVERY`.
     fn publish(&mut self) {
         self.status.queue = self.queue.len() as u64;
+        self.status.regions_queued = (self.regions.len() + self.touched.len()) as u64;
         self.status.journals_open = self.open_journals() as u64;
         self.status.uptime_s = self.started.elapsed().as_secs();
         let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -452,6 +562,18 @@ impl Worker {
             let _ = self.shared.wake.wait_timeout(g, limit);
         }
     }
+}
+
+/// Compiles a planned region into the entry for its head.
+fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
+    let unit = jit.compile_region(&p.region).ok()?;
+    Some(UnitEntry {
+        load_base,
+        guest_len: p.bytes.len() as u32,
+        ninsns: unit.ninsns,
+        guest_hash: *blake3::hash(&p.bytes).as_bytes(),
+        code: unit.code,
+    })
 }
 
 /// Compiles one submitted block as the run would have: its bytes decoded at its address must

@@ -45,10 +45,21 @@ pub(super) fn mmap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {
 
 /// Remembers an executable file mapping: a module whose translations the cache can keep.
 fn record_exec_map(proc: &Process, fd: i32, at: u64, len: u64, off: u64) {
-    if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
-        let mut maps = proc.exec_maps.lock().unwrap_or_else(|e| e.into_inner());
-        maps.push((at, at + len, off, path));
-    }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return;
+    };
+    let Ok(md) = std::fs::metadata(format!("/proc/self/fd/{fd}")) else {
+        return;
+    };
+    let mut maps = proc.exec_maps.lock().unwrap_or_else(|e| e.into_inner());
+    maps.push(crate::linux::process::ExecMap {
+        start: at,
+        end: at + len,
+        offset: off,
+        path,
+        file_id: (md.dev(), md.ino()),
+    });
 }
 
 pub(super) fn munmap(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Result {

@@ -29,10 +29,7 @@ fn cc_of(ins: &Instruction) -> Cc {
 
 pub(super) fn jcc<E: Emitter>(e: &mut E, ins: &Instruction) {
     let c = e.cond(cc_of(ins));
-    let t = e.code_addr(ins.near_branch_target());
-    let f = e.code_addr(ins.next_ip());
-    let r = e.select(c, t, f);
-    e.jump(r);
+    e.branch(c, ins.near_branch_target(), ins.next_ip());
 }
 
 pub(super) fn setcc<E: Emitter>(e: &mut E, ins: &Instruction) {

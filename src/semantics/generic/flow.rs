@@ -48,8 +48,5 @@ pub(super) fn jump_if_cx_zero<E: Emitter>(e: &mut E, ins: &Instruction) {
         c
     };
     let is0 = e.cmp(Cmp::Eq, c, z);
-    let t = e.code_addr(ins.near_branch_target());
-    let f = e.code_addr(ins.next_ip());
-    let r = e.select(is0, t, f);
-    e.jump(r);
+    e.branch(is0, ins.near_branch_target(), ins.next_ip());
 }

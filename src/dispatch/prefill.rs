@@ -1,0 +1,111 @@
+//! Cached units that every thread may enter straight from compiled code, before its dispatcher
+//! has met them: those lying on pages that hold their module file's bytes unchanged
+//! (`mem::watch::pristine`), which need no check of their bytes (units are kept only for a
+//! module's own code). When a module's code is found, its runnable units go into every
+//! thread's chaining table at once, so a warm run enters its dispatcher for system calls and
+//! indirect exits the chain cannot resolve, not once per unit it meets.
+//!
+//! Any change to a module's pages afterwards (munmap, mprotect, a new mapping) revokes its
+//! prefill: each thread clears the slots it filled, and the module's units are checked against
+//! the guest's bytes again from then on (`Modules::untrusted`).
+
+use super::Engine;
+use crate::jit::UnitFn;
+use crate::mem::PAGE;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A module's units that may be chained without a check.
+pub(super) struct Prefill {
+    /// The module's guest range.
+    pub lo: u64,
+    pub hi: u64,
+    /// (rip, code).
+    pub units: Vec<(u64, UnitFn)>,
+    /// Set once the module's pages changed: threads that have not applied it yet skip it.
+    pub revoked: AtomicBool,
+}
+
+impl Prefill {
+    fn covers(&self, page: u64) -> bool {
+        let at = page * PAGE;
+        at < self.hi && at + PAGE > self.lo
+    }
+}
+
+impl Engine {
+    /// Builds the prefill of a module whose cached units were just loaded: the units lying on
+    /// pages that are executable and hold the file's bytes unchanged. Their pages become code
+    /// pages (`mem::watch`), so that any later change to them is seen.
+    pub(super) fn prefill_of(&self, lo: u64, hi: u64, units: &[(u64, u64, UnitFn)]) -> Option<Prefill> {
+        let pages = crate::mem::page_numbers(lo, hi - lo);
+        let first = pages.start;
+        let runnable: Vec<bool> = pages
+            .map(|n| crate::mem::watch::pristine(n * PAGE, 1) && self.proc.mem.executable_len(n * PAGE, PAGE) == PAGE)
+            .collect();
+        let ok = |rip: u64, len: u64| {
+            crate::mem::page_numbers(rip, len.max(1))
+                .all(|n| n >= first && runnable.get((n - first) as usize).copied().unwrap_or(false))
+        };
+        let mut chosen: Vec<(u64, UnitFn)> = units
+            .iter()
+            .filter(|(rip, len, _)| ok(*rip, *len))
+            .map(|&(rip, _, code)| (rip, code))
+            .collect();
+        if chosen.is_empty() {
+            return None;
+        }
+        chosen.sort_unstable_by_key(|&(rip, _)| rip);
+        // Watched as code pages, each run of runnable pages at once.
+        let mut n = 0;
+        while n < runnable.len() {
+            let run = runnable[n..].iter().take_while(|&&r| r).count();
+            if run > 0 {
+                let start = (first + n as u64) * PAGE;
+                self.proc.mem.watch_code(start, run as u64 * PAGE);
+            }
+            n += run.max(1);
+        }
+        Some(Prefill {
+            lo,
+            hi,
+            units: chosen,
+            revoked: AtomicBool::new(false),
+        })
+    }
+
+    /// Fills this thread's chaining table from the prefills published since it last looked.
+    pub(super) fn apply_prefills(&mut self) {
+        let (news, len) = self.shared.registry.prefills_since(self.units.prefills_seen);
+        self.units.prefills_seen = len;
+        for p in news {
+            if p.revoked.load(Ordering::Acquire) {
+                continue;
+            }
+            for &(rip, code) in &p.units {
+                if !self.units.index.contains_key(&rip) {
+                    self.units.chain_rip(rip, code);
+                }
+            }
+            self.stats.units_prefilled += p.units.len() as u64;
+            self.units.prefilled.push(p);
+        }
+    }
+
+    /// A page whose code changed: the prefills covering it are revoked (their slots cleared in
+    /// this thread; the module's units checked again from now on).
+    pub(super) fn revoke_prefills(&mut self, page: u64) {
+        let (hit, kept): (Vec<Arc<Prefill>>, Vec<Arc<Prefill>>) = std::mem::take(&mut self.units.prefilled)
+            .into_iter()
+            .partition(|p| p.covers(page));
+        self.units.prefilled = kept;
+        for p in hit {
+            if !p.revoked.swap(true, Ordering::AcqRel) {
+                self.shared.registry.lock().modules.untrust(p.lo, p.hi);
+            }
+            for &(rip, code) in &p.units {
+                self.units.unchain_rip(rip, code);
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! A region (`decode::Region`) laid out as one Cranelift function: a prologue (a waiting
+//! signal returns at once, before anything ran), one Cranelift block per guest block, direct
+//! jumps between them with the guest registers in variables throughout, and exits that store
+//! the state and jump straight to the next unit through the chaining table. Every edge back
+//! to the same or an earlier address checks the interrupt word, so loops inside a region stay
+//! interruptible; a block counts its instructions where it starts.
+
+use super::lower::{writes_memory, Cached, Lower, Regs, Terminal};
+use crate::cpu::{exit, off};
+use crate::decode::{Block, Region};
+use crate::semantics::emitter::Emitter;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_frontend::FunctionBuilder;
+use iced_x86::{FlowControl, OpKind};
+
+fn mf() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Where a guest block goes when it ends.
+enum Next {
+    /// An address known at translation time.
+    Known(u64),
+    Branch(Value, u64, u64),
+    /// An address computed at run time (returns, indirect branches, calls).
+    Computed(Value),
+    Syscall(u64),
+}
+
+/// Lowers `region` into `b`; false when a register was written that `Regs::written_by` did not
+/// foresee (the region's blocks rely on it to know what may differ from the context).
+pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Region) -> bool {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let cpu = b.block_params(entry)[0];
+    let (entry_rip, interrupt) = prologue(&mut b, cpu);
+    let mut l = Lower::new(b, isa, cpu, entry_rip, region.head());
+    let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
+    l.b.ins().jump(starts[0], &[]);
+    let layout = Layout {
+        region,
+        interrupt,
+        starts,
+        dirty_in: dirty_at_starts(region),
+    };
+    for (i, gb) in region.blocks.iter().enumerate() {
+        layout.lower_block(&mut l, i, gb);
+    }
+    l.b.seal_all_blocks();
+    let ok = !l.unpredicted;
+    l.b.finalize(isa.frontend_config());
+    ok
+}
+
+/// Per block: the registers that may differ from the context where it starts. A checkpoint
+/// (after an instruction that writes memory, and on an edge into a block that reads the
+/// flags) stores every register; registers written after the last one stay only in
+/// variables, across edges and loops. Nothing differs at the region's entry.
+fn dirty_at_starts(region: &Region) -> Vec<Regs> {
+    let n = region.blocks.len();
+    // Per block: whether it has a checkpoint, and what it writes after the last one.
+    let effect: Vec<(bool, Regs)> = region
+        .blocks
+        .iter()
+        .map(|b| {
+            b.insns.iter().fold((false, Regs::default()), |(cp, w), ins| {
+                if writes_memory(ins) {
+                    (true, Regs::default())
+                } else {
+                    (cp, w.union(Regs::written_by(ins)))
+                }
+            })
+        })
+        .collect();
+    let mut dirty_in = vec![Regs::default(); n];
+    loop {
+        let mut changed = false;
+        for i in 0..n {
+            let (cp, after) = effect[i];
+            let out = if cp { after } else { dirty_in[i].union(after) };
+            for &(_, j) in &region.targets[i] {
+                let Some(j) = j else { continue };
+                if !region.flags_in[j] && !dirty_in[j].contains(out) {
+                    dirty_in[j] = dirty_in[j].union(out);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return dirty_in;
+        }
+    }
+}
+
+/// The unit's entry: returns at once when a signal waits (rip already holds this unit's
+/// address). Returns the entry rip and the address of the thread's interrupt word.
+fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value) -> (Value, Value) {
+    let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
+    let flag = b.ins().load(types::I64, mf(), iw, 0);
+    let leave = b.create_block();
+    let body = b.create_block();
+    b.ins().brif(flag, leave, &[], body, &[]);
+    b.switch_to_block(leave);
+    let z = b.ins().iconst(types::I64, exit::NEXT as i64);
+    b.ins().return_(&[z]);
+    b.switch_to_block(body);
+    (b.ins().load(types::I64, mf(), cpu, off::RIP), iw)
+}
+
+struct Layout<'r> {
+    region: &'r Region,
+    /// The address of the thread's interrupt word.
+    interrupt: Value,
+    /// The Cranelift block where each guest block starts.
+    starts: Vec<ir::Block>,
+    dirty_in: Vec<Regs>,
+}
+
+impl Layout<'_> {
+    fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) {
+        l.b.switch_to_block(self.starts[i]);
+        // Every edge into a block leaves the variables current.
+        l.state = Cached::at_start(self.dirty_in[i]);
+        l.end = None;
+        count_insns(l, gb.insns.len());
+        let predict = self.region.blocks.len() > 1;
+        for ((ins, &live), &route) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes) {
+            l.predicted = predict.then(|| Regs::written_by(ins));
+            l.lower_insn(ins, live, route);
+            if l.end.is_some() {
+                break;
+            }
+            if writes_memory(ins) {
+                l.checkpoint(ins.next_ip());
+            }
+        }
+        // An instruction that writes memory and ends the block has its checkpoint on the edge.
+        let written = l.end.is_some() && gb.insns.last().is_some_and(writes_memory);
+        match next_of(l, gb) {
+            Next::Known(t) => self.go_to(l, i, t, written),
+            Next::Branch(c, t, f) => {
+                let (c, inverted) = branch_condition(&l.b.func.dfg, c);
+                let (t, f) = if inverted { (f, t) } else { (t, f) };
+                let (taken, fall) = (l.b.create_block(), l.b.create_block());
+                l.b.ins().brif(c, taken, &[], fall, &[]);
+                let kept = l.state;
+                l.b.switch_to_block(taken);
+                self.go_to(l, i, t, written);
+                l.state = kept;
+                l.b.switch_to_block(fall);
+                self.go_to(l, i, f, written);
+            }
+            Next::Computed(v) => exit_unit(l, v, exit::NEXT),
+            Next::Syscall(n) => {
+                let v = l.code_addr(n);
+                exit_unit(l, v, exit::SYSCALL)
+            }
+        }
+    }
+
+    /// Continues from block `i` at the known address `target`: a direct jump when it starts a
+    /// block of the region, else an exit. `written`: the block's last instruction wrote memory.
+    fn go_to(&self, l: &mut Lower<'_>, i: usize, target: u64, written: bool) {
+        let inside = self.region.targets[i]
+            .iter()
+            .find(|(t, _)| *t == target)
+            .and_then(|(_, j)| *j);
+        let Some(j) = inside else {
+            let v = l.code_addr(target);
+            return exit_unit(l, v, exit::NEXT);
+        };
+        if self.region.flags_in[j] || written {
+            // The flags go to the context (with everything else, a checkpoint), or the
+            // block's memory write needs its checkpoint.
+            l.checkpoint(target);
+        } else if !self.dirty_in[j].contains(l.state.dirty()) {
+            l.unpredicted = true;
+        }
+        l.revalidate();
+        if self.region.blocks[j].start <= self.region.blocks[i].start {
+            interrupt_check(l, self.interrupt, target);
+        }
+        l.b.ins().jump(self.starts[j], &[]);
+    }
+}
+
+/// How block `gb` ended: a direct jump's target is known even though its semantics computed it.
+fn next_of(l: &Lower<'_>, gb: &Block) -> Next {
+    match l.end {
+        None => Next::Known(gb.start + gb.len),
+        Some(Terminal::Branch(c, t, f)) => Next::Branch(c, t, f),
+        Some(Terminal::Syscall(n)) => Next::Syscall(n),
+        Some(Terminal::Jump(v)) => match gb.insns.last() {
+            Some(j) if j.flow_control() == FlowControl::UnconditionalBranch && j.op0_kind() == OpKind::NearBranch64 => {
+                Next::Known(j.near_branch_target())
+            }
+            _ => Next::Computed(v),
+        },
+    }
+}
+
+/// The comparison a 0-or-1 branch condition was computed from, looking through the widening
+/// and the `x ^ 1` of a negated condition (so that the branch tests the comparison's flags
+/// directly); whether it was negated.
+fn branch_condition(dfg: &ir::DataFlowGraph, mut c: Value) -> (Value, bool) {
+    use ir::{InstructionData as D, Opcode};
+    let mut inverted = false;
+    loop {
+        let ir::ValueDef::Result(inst, 0) = dfg.value_def(c) else {
+            return (c, inverted);
+        };
+        let is_one = |v: Value| {
+            matches!(dfg.value_def(v), ir::ValueDef::Result(i, 0)
+                if matches!(dfg.insts[i], D::UnaryImm { opcode: Opcode::Iconst, imm } if imm.bits() == 1))
+        };
+        // A widened comparison: 0 or 1.
+        let boolean = |v: Value| {
+            let compare = |a: Value| {
+                matches!(dfg.value_def(a), ir::ValueDef::Result(i, 0)
+                    if matches!(dfg.insts[i].opcode(), Opcode::Icmp | Opcode::Fcmp))
+            };
+            matches!(dfg.value_def(v), ir::ValueDef::Result(i, 0)
+                if matches!(dfg.insts[i], D::Unary { opcode: Opcode::Uextend, arg } if compare(arg)))
+        };
+        match dfg.insts[inst] {
+            D::Unary {
+                opcode: Opcode::Uextend,
+                arg,
+            } if dfg.value_type(arg) == types::I8 => c = arg,
+            D::Binary {
+                opcode: Opcode::Bxor,
+                args: [a, b],
+            } if is_one(b) && boolean(a) => {
+                inverted = !inverted;
+                c = a;
+            }
+            _ => return (c, inverted),
+        }
+    }
+}
+
+/// Adds a block's instruction count to the context's count of compiled instructions run.
+fn count_insns(l: &mut Lower<'_>, n: usize) {
+    let cpu = l.cpu;
+    let count = l.b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
+    let count = l.b.ins().iadd_imm_u(count, n as i64);
+    l.b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
+}
+
+/// On a loop's edge: a waiting signal (in the interrupt word at `iw`) leaves the unit for
+/// `target`. An atomic load, which Cranelift never merges with an earlier one: a loop that
+/// stores nothing must still see the word change.
+fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
+    let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
+    let (leave, stay) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(flag, leave, &[], stay, &[]);
+    l.b.switch_to_block(leave);
+    l.b.set_cold_block(leave);
+    let kept = l.state;
+    l.checkpoint(target);
+    l.state = kept;
+    let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+    l.b.ins().return_(&[code]);
+    l.b.switch_to_block(stay);
+}
+
+/// Leaves the unit for `next` with exit `code`, writing back the cached state first.
+fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64) {
+    l.flush();
+    let cpu = l.cpu;
+    l.b.ins().store(mf(), next, cpu, off::RIP);
+    if code == exit::NEXT {
+        chain(l, next);
+    }
+    let c = l.b.ins().iconst(types::I64, code as i64);
+    l.b.ins().return_(&[c]);
+}
+
+/// Chain: if the table slot of the next rip holds its unit, jump straight into it.
+fn chain(l: &mut Lower<'_>, next: Value) {
+    let cpu = l.cpu;
+    let b = &mut l.b;
+    let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
+    let sh = b.ins().ushr_imm_u(next, 16);
+    let h = b.ins().bxor(next, sh);
+    let h = b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
+    let o = b.ins().ishl_imm_u(h, 4);
+    let slot = b.ins().iadd(table, o);
+    let srip = b.ins().load(types::I64, mf(), slot, 0);
+    let hit = b.ins().icmp(IntCC::Equal, srip, next);
+    let (go, back) = (b.create_block(), b.create_block());
+    b.ins().brif(hit, go, &[], back, &[]);
+    b.switch_to_block(go);
+    let f = b.ins().load(types::I64, mf(), slot, 8);
+    let sig = l.unit_sig;
+    l.b.ins().return_call_indirect(sig, f, &[cpu]);
+    l.b.switch_to_block(back);
+}

@@ -1,0 +1,137 @@
+//! Regions formed by the service (decision 6), off every run's critical path: from a module's
+//! code, read from its file, and what its pack says ran (every unit in a pack is code some run
+//! executed). Heads are where control enters from outside a region: call targets, return
+//! sites, loop headers, and code no static edge leads to (entered indirectly); each region holds
+//! the executed blocks its head reaches through static edges. The same pack gives the same
+//! regions and the same bytes; a region the pack already holds, as compiled from the same
+//! bytes, is not compiled again.
+
+use crate::decode::{decode_block, static_targets, Block, Limits, Region};
+use crate::mem::MappedFile;
+use crate::semantics;
+use cache_format::{Hash, ModuleCode, PackUnit};
+use iced_x86::{FlowControl, OpKind};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+/// How large a region the service compiles.
+pub const LIMITS: Limits = Limits {
+    blocks: 24,
+    span: 4 << 10,
+};
+
+/// A module's file, mapped, checked to be the module it names.
+pub struct ModuleImage {
+    code: ModuleCode,
+    map: MappedFile,
+}
+
+/// A region to compile: its head's offset in the module, and its guest bytes.
+pub struct Planned {
+    pub offset: u64,
+    pub region: Region,
+    pub bytes: Vec<u8>,
+}
+
+impl ModuleImage {
+    /// Opens the module's file; None when it is gone or no longer hashes to the module.
+    pub fn open(dir: &Path, code: &ModuleCode) -> Option<ModuleImage> {
+        use std::os::unix::ffi::OsStrExt;
+        let file = std::fs::File::open(std::ffi::OsStr::from_bytes(&code.path)).ok()?;
+        let map = MappedFile::map(&file).ok()?;
+        let hash = crate::cache::memo::file_hash(dir, &file, Some(map.bytes()))?;
+        (hash == code.module).then(|| ModuleImage {
+            code: code.clone(),
+            map,
+        })
+    }
+
+    /// The module's code from offset `at` to the end of its range in the file.
+    fn bytes_at(&self, at: u64) -> Option<&[u8]> {
+        let (from, len) = self.code.file_range(at)?;
+        let from = usize::try_from(from).ok()?;
+        let end = from.checked_add(usize::try_from(len).ok()?)?;
+        self.map.bytes().get(from..end.min(self.map.bytes().len()))
+    }
+
+    /// The block at module offset `at`, decoded where the run had it.
+    fn block_at(&self, at: u64) -> Option<Block> {
+        let bytes = self.bytes_at(at)?;
+        let b = decode_block(
+            &bytes[..bytes.len().min(4096)],
+            self.code.load_base + at,
+            semantics::classify,
+        );
+        (!b.insns.is_empty()).then_some(b)
+    }
+
+    /// The regions to compile: one per head among the `hot` offsets, over the blocks that
+    /// `ran`, unless it would be a lone block (the block's own unit serves) or `have` (offset
+    /// -> guest length and hash of the unit there) shows it compiled already.
+    pub fn plan(&self, ran: &BTreeSet<u64>, hot: &BTreeSet<u64>, have: &HashMap<u64, (u32, Hash)>) -> Vec<Planned> {
+        let base = self.code.load_base;
+        let blocks: HashMap<u64, Block> = ran.iter().filter_map(|&o| Some((o, self.block_at(o)?))).collect();
+        let mut planned = Vec::new();
+        for head in heads(&blocks, base).intersection(hot) {
+            let head = *head;
+            let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
+            let admit = |rip: u64| blocks.contains_key(&rip.wrapping_sub(base));
+            let Some(region) = Region::form(base + head, LIMITS, fetch, admit) else {
+                continue;
+            };
+            let inner = region.targets.iter().flatten().any(|(_, j)| j.is_some());
+            if !inner {
+                continue;
+            }
+            let len = region.end() - region.head();
+            let Some(bytes) = self.bytes_at(head).and_then(|b| b.get(..len as usize)) else {
+                continue;
+            };
+            let hash = *blake3::hash(bytes).as_bytes();
+            if have.get(&head) == Some(&(len as u32, hash)) {
+                continue;
+            }
+            planned.push(Planned {
+                offset: head,
+                region,
+                bytes: bytes.to_vec(),
+            });
+        }
+        planned
+    }
+}
+
+/// Where control enters from outside a region, among the executed blocks (by module offset;
+/// blocks decoded at `base` + offset): targets of direct calls, the returns after them, targets
+/// of edges back to the same or an earlier address, and blocks no static edge leads to.
+fn heads(blocks: &HashMap<u64, Block>, base: u64) -> BTreeSet<u64> {
+    let mut heads = BTreeSet::new();
+    let mut reached = BTreeSet::new();
+    let offset = |rip: u64| rip.wrapping_sub(base);
+    for (&at, b) in blocks {
+        let Some(last) = b.insns.last() else { continue };
+        if last.flow_control() == FlowControl::Call {
+            if last.op0_kind() == OpKind::NearBranch64 {
+                heads.insert(offset(last.near_branch_target()));
+            }
+            heads.insert(offset(last.next_ip()));
+        }
+        for t in static_targets(b) {
+            reached.insert(offset(t));
+            if offset(t) <= at {
+                heads.insert(offset(t));
+            }
+        }
+    }
+    heads.extend(blocks.keys().filter(|o| !reached.contains(o)));
+    heads.retain(|o| blocks.contains_key(o));
+    heads
+}
+
+/// The units of a pack by offset: guest length and hash.
+pub fn units_by_offset(units: &[PackUnit]) -> HashMap<u64, (u32, Hash)> {
+    units
+        .iter()
+        .map(|u| (u.offset.0, (u.guest_len, u.guest_hash)))
+        .collect()
+}
