@@ -373,9 +373,12 @@ fn main() {
         let mut qm = Vec::new();
         let warm_dir = tmp.join(format!("warm-{}", w.name.len()));
         let _ = std::fs::remove_dir_all(&warm_dir);
+        // Filled the way users get it: the run's work handed to the compile service, which
+        // also forms the regions, waited for (the service leaves a second after).
         let mut fill = kiln_cmd(w, &warm_dir, "auto");
-        fill.env("KILN_CACHE_SYNC", "1");
+        fill.env("KILN_SERVE_IDLE", "1");
         time_once(fill);
+        wait_for_service(&warm_dir);
         for i in 0..runs {
             let mut c = Command::new(&w.bin);
             c.args(&w.args);
@@ -476,15 +479,20 @@ fn baseline_cost(w: &Workload, tmp: &Path) {
     }
 }
 
-/// Waits until the compile service has merged what a cold run handed it, then removes the
-/// cache directory (its service then exits within a second) and waits (up to a minute) until
-/// no Kiln process is left, so that nothing steals the CPU from later measurements.
-fn settle(cache: &Path) {
+/// Waits until the cache's compile service has merged everything and formed the regions.
+fn wait_for_service(cache: &Path) {
     let _ = Command::new(KILN)
         .args(["serve", "--wait", "--cache-dir"])
         .arg(cache)
         .stdout(Stdio::null())
         .status();
+}
+
+/// Waits until the compile service has merged what a cold run handed it, then removes the
+/// cache directory (its service then exits within a second) and waits (up to a minute) until
+/// no Kiln process is left, so that nothing steals the CPU from later measurements.
+fn settle(cache: &Path) {
+    wait_for_service(cache);
     let _ = std::fs::remove_dir_all(cache);
     no_kiln_left();
 }

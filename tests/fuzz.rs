@@ -27,3 +27,27 @@ fn random_instructions_match_the_cpu_in_both_tiers() {
         }
     }
 }
+
+/// The multi-instruction fuzzer, seeded: sequences with a branch and a loop, natively and in
+/// the baseline tier, block by block compiled and as compiled regions (state carried across
+/// instructions, blocks and iterations). Most sequences must be compared, not skipped as
+/// faulting.
+#[test]
+fn random_sequences_with_branches_and_loops_match_the_cpu() {
+    let o = Command::new(KILN)
+        .args(["fuzz", "--sequences", "--cases", "4000", "--seed", "21"])
+        .output()
+        .expect("run kiln fuzz --sequences");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains(" 0 mismatches"),
+        "kiln fuzz --sequences:\n{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let compared: u64 = out
+        .split("--sequences: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(compared >= 2000, "too few sequences compared:\n{out}");
+}

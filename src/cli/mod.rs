@@ -69,6 +69,10 @@ enum Cmd {
         /// List, per CPUID feature, how many forms are fuzzed and which are not (and why).
         #[arg(long)]
         coverage: bool,
+        /// Fuzz sequences of instructions with a branch and a loop instead, natively and in the
+        /// baseline tier, block by block compiled and as compiled regions.
+        #[arg(long)]
+        sequences: bool,
     },
     /// Inspect or manage the translation cache.
     Cache {
@@ -162,12 +166,14 @@ pub fn main() -> i32 {
             batch,
             feature,
             coverage,
+            sequences,
         } => {
+            let run = if sequences { fuzz::run_sequences } else { fuzz::run };
             if coverage {
                 fuzz::coverage();
                 Ok(0)
             } else {
-                fuzz::run(cases, seed, case, batch, feature.as_deref()).map(|m| if m == 0 { 0 } else { 1 })
+                run(cases, seed, case, batch, feature.as_deref()).map(|m| if m == 0 { 0 } else { 1 })
             }
         }
     };

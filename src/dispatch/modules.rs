@@ -46,16 +46,23 @@ impl Modules {
         }
     }
 
-    /// Untrusts the modules (`main` or a library) holding any of the changed `pages`.
+    /// Untrusts the modules (`main` or a library) holding any of the changed `pages`; a
+    /// library's mapping is forgotten, so that whatever is mapped there now is identified
+    /// afresh (its units are then checked against the guest's bytes).
     pub fn untrust_pages(&mut self, main: Module, pages: &[u64]) {
-        let ranges: Vec<(u64, u64)> = std::iter::once((main.lo, main.hi))
-            .chain(self.libs.iter().map(|&(lo, hi, _)| (lo, hi)))
-            .filter(|&(lo, hi)| {
-                pages
-                    .iter()
-                    .any(|&n| n * crate::mem::PAGE < hi && (n + 1) * crate::mem::PAGE > lo)
-            })
+        let hit = |lo: u64, hi: u64| {
+            pages
+                .iter()
+                .any(|&n| n * crate::mem::PAGE < hi && (n + 1) * crate::mem::PAGE > lo)
+        };
+        let mut ranges: Vec<(u64, u64)> = (self.libs.iter())
+            .map(|&(lo, hi, _)| (lo, hi))
+            .filter(|&(lo, hi)| hit(lo, hi))
             .collect();
+        self.libs.retain(|&(lo, hi, _)| !hit(lo, hi));
+        if hit(main.lo, main.hi) {
+            ranges.push((main.lo, main.hi));
+        }
         for (lo, hi) in ranges {
             self.untrust(lo, hi);
         }

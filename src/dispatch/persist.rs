@@ -42,6 +42,11 @@ impl Engine {
             return;
         }
         let handoff = Handoff::from_env();
+        // Mappings changed since the last dispatch are seen before anything is attributed to
+        // a module.
+        if crate::mem::watch::epoch() != self.units.log_cursor {
+            self.drop_changed_code();
+        }
         // Compiles still in flight are not waited for (unless writing synchronously): their
         // blocks are handed over with the rest.
         self.collect_compiled(handoff == Handoff::Sync);
@@ -212,7 +217,8 @@ impl Engine {
     fn is_module_code(&self, rip: u64, bytes: &[u8]) -> bool {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::FileExt;
-        if crate::mem::watch::pristine(rip, bytes.len() as u64) {
+        let len = bytes.len() as u64;
+        if crate::mem::watch::pristine(rip, len) && self.shared.registry.lock().modules.trusted(rip, len) {
             return true;
         }
         let Some(module) = self.module_of(rip, bytes.len() as u64) else {

@@ -79,7 +79,10 @@ impl Engine {
         let (news, len) = self.shared.registry.prefills_since(self.units.prefills_seen);
         self.units.prefills_seen = len;
         for p in news {
-            if p.revoked.load(Ordering::Acquire) {
+            // Revoked, or its pages changed before this thread got to it.
+            let trusted = self.shared.registry.lock().modules.trusted(p.lo, p.hi - p.lo);
+            if p.revoked.load(Ordering::Acquire) || !trusted {
+                p.revoked.store(true, Ordering::Release);
                 continue;
             }
             for &(rip, code) in &p.units {
@@ -92,12 +95,13 @@ impl Engine {
         }
     }
 
-    /// A page whose code changed: the prefills covering it are revoked (their slots cleared in
-    /// this thread; the module's units checked again from now on).
-    pub(super) fn revoke_prefills(&mut self, page: u64) {
+    /// A page whose code changed (None: any page, the thread fell behind the change log): the
+    /// prefills covering it are revoked (their slots cleared in this thread; the module's
+    /// units checked again from now on).
+    pub(super) fn revoke_prefills(&mut self, page: Option<u64>) {
         let (hit, kept): (Vec<Arc<Prefill>>, Vec<Arc<Prefill>>) = std::mem::take(&mut self.units.prefilled)
             .into_iter()
-            .partition(|p| p.covers(page));
+            .partition(|p| page.is_none_or(|n| p.covers(n)));
         self.units.prefilled = kept;
         for p in hit {
             if !p.revoked.swap(true, Ordering::AcqRel) {

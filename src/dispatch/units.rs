@@ -202,7 +202,8 @@ impl Engine {
         // Pages holding the module file's bytes unchanged need no check: units are kept only
         // for the module's own code (`persist`), unless its pages changed since it was found.
         let unchanged = crate::mem::watch::pristine(rip, c.unit.guest_len)
-            && self.shared.registry.lock().modules.trusted(rip, c.unit.guest_len);
+            && self.shared.registry.lock().modules.trusted(rip, c.unit.guest_len)
+            && self.proc.mem.executable_len(rip, c.unit.guest_len) == c.unit.guest_len;
         let check = (c.verified_at != Some(epoch) && !unchanged) || watch == Watch::Volatile;
         let matches = !check || self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);
         {
@@ -393,13 +394,14 @@ impl Engine {
         let (pages, next) = match watch::changes_since(self.units.log_cursor) {
             Some(c) => c,
             None => {
+                self.revoke_prefills(None);
                 let all: Vec<u64> = self.units.by_page.keys().copied().collect();
                 (all, watch::epoch())
             }
         };
         self.units.log_cursor = next;
         for &page in &pages {
-            self.revoke_prefills(page);
+            self.revoke_prefills(Some(page));
         }
         self.shared
             .registry

@@ -9,7 +9,27 @@ use crate::semantics;
 use iced_x86::{Instruction, Mnemonic, RflagsBits};
 
 pub(super) fn flag_mask(ins: &Instruction) -> u64 {
-    let u = ins.rflags_undefined();
+    defined_flags(undefined_flags(ins))
+}
+
+/// The flags `ins` leaves undefined (iced's `RflagsBits`), with the overflow flag of rotates
+/// by more than one, which the manual defines for rotates by one only (CPUs differ on the rest:
+/// an Intel CPU sets it on an 8-bit rcr by 9, which rotates nothing, where an AMD one leaves it).
+pub(super) fn undefined_flags(ins: &Instruction) -> u32 {
+    let rotate = matches!(
+        ins.mnemonic(),
+        Mnemonic::Rcl | Mnemonic::Rcr | Mnemonic::Rol | Mnemonic::Ror
+    );
+    ins.rflags_undefined()
+        | if rotate && !rotates_by_one(ins) {
+            RflagsBits::OF
+        } else {
+            0
+        }
+}
+
+/// The RFLAGS bits compared when the flags in `u` (iced's `RflagsBits`) are undefined.
+pub(super) fn defined_flags(u: u32) -> u64 {
     let mut m = rf::ARITH | (1 << 10);
     for (bit, f) in [
         (RflagsBits::OF, rf::OF),
@@ -22,15 +42,6 @@ pub(super) fn flag_mask(ins: &Instruction) -> u64 {
         if u & bit != 0 {
             m &= !f;
         }
-    }
-    // The manual defines OF for rotates by one only; CPUs differ on the rest (an Intel CPU
-    // sets it on an 8-bit rcr by 9, which rotates nothing, where an AMD one leaves it).
-    if matches!(
-        ins.mnemonic(),
-        Mnemonic::Rcl | Mnemonic::Rcr | Mnemonic::Rol | Mnemonic::Ror
-    ) && !rotates_by_one(ins)
-    {
-        m &= !rf::OF;
     }
     m
 }

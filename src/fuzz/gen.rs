@@ -13,7 +13,7 @@ use iced_x86::{
 
 pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         // splitmix64
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -21,7 +21,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
     /// An interesting 64-bit value: edges, small numbers, sign boundaries, or random.
@@ -171,11 +171,15 @@ pub(super) fn operand(k: K, rng: &mut Rng, mem: &mut Option<Register>) -> Option
         }
     };
     let mut memory = |rng: &mut Rng| {
-        let base = loop {
-            let i = rng.below(16) as usize;
-            if i != 4 {
-                break gpr(8, i);
-            }
+        // A base already chosen (the sequences' one for all their operands) is kept.
+        let base = match *mem {
+            Some(b) => b,
+            None => loop {
+                let i = rng.below(16) as usize;
+                if i != 4 {
+                    break gpr(8, i);
+                }
+            },
         };
         *mem = Some(base);
         let d = rng.below(256) as i64 - 128;

@@ -5,7 +5,7 @@ use super::{from_fx_image, fx_image, Case, Outcome, State, CODE, FX_AREA, SCRATC
 
 use crate::cpu::flags::{rflags, store_raw_flags};
 use crate::cpu::{exit, fault, rflags as rf, Cpu};
-use crate::decode::decode_block;
+use crate::decode::{decode_block, Block, Limits, Region};
 use crate::jit::Jit;
 use crate::mem::exec::RewritableCode;
 use crate::mem::Memory;
@@ -42,7 +42,61 @@ impl Kiln {
     pub(super) fn run(&mut self, c: &Case, compiled: bool) -> Result<Outcome, String> {
         let mut code = c.bytes.clone();
         code.extend_from_slice(&[0xe9, 0, 0, 0, 0]); // jmp to the next instruction: ends the block
-        self.mem.write_bytes(CODE, &code).map_err(|e| e.to_string())?;
+        let mut cpu = self.start(c, &code)?;
+        let block = decode_block(&code, CODE, semantics::classify);
+        if block.insns.len() != 2 {
+            return Err(format!("decoded {} instructions", block.insns.len()));
+        }
+        let r = if compiled {
+            let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
+            self.enter(&mut cpu, &u.code)?
+        } else {
+            self.interpret(&mut cpu, &block)
+        };
+        self.finish(&cpu, r)
+    }
+
+    /// Runs a sequence case (`sequence.rs`) until it leaves its code: in the baseline tier,
+    /// block by block compiled, or as compiled regions.
+    pub(super) fn run_sequence(&mut self, c: &Case, mode: Mode) -> Result<Outcome, String> {
+        let mut code = c.bytes.clone();
+        code.extend_from_slice(&[0xe9, 0, 0, 0, 0]);
+        let end = CODE + c.bytes.len() as u64;
+        let mut cpu = self.start(c, &code)?;
+        let fetch = |at: u64| -> Option<Block> {
+            let off = at.checked_sub(CODE)? as usize;
+            Some(decode_block(code.get(off..)?, at, semantics::classify))
+        };
+        let mut r = exit::NEXT;
+        for _ in 0..1000 {
+            // At the closing jump (or past it, in a region that ran it).
+            if cpu.rip >= end || r != exit::NEXT {
+                break;
+            }
+            let block = fetch(cpu.rip).ok_or("left the code")?;
+            r = match mode {
+                Mode::Interp => self.interpret(&mut cpu, &block),
+                Mode::Blocks => {
+                    let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
+                    self.enter(&mut cpu, &u.code)?
+                }
+                Mode::Region => {
+                    let limits = Limits {
+                        blocks: 64,
+                        span: CODE + code.len() as u64 - cpu.rip,
+                    };
+                    let region = Region::form(cpu.rip, limits, fetch, |_| true).ok_or("no region")?;
+                    let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;
+                    self.enter(&mut cpu, &u.code)?
+                }
+            };
+        }
+        self.finish(&cpu, r)
+    }
+
+    /// A context for case `c` with `code` and its memory in place.
+    fn start(&mut self, c: &Case, code: &[u8]) -> Result<Box<Cpu>, String> {
+        self.mem.write_bytes(CODE, code).map_err(|e| e.to_string())?;
         self.mem.write_bytes(SCRATCH, &c.memory).map_err(|e| e.to_string())?;
         semantics::slow::forget_decoded();
         let mut cpu = Cpu::new(self.mem.base());
@@ -58,25 +112,33 @@ impl Kiln {
             .write_bytes(FX_AREA, &fx_image(&c.state))
             .map_err(|e| e.to_string())?;
         crate::cpu::fxsave::fxrstor_from(&mut cpu, FX_AREA);
-        let block = decode_block(&code, CODE, semantics::classify);
-        if block.insns.len() != 2 {
-            return Err(format!("decoded {} instructions", block.insns.len()));
-        }
-        crate::linux::signals::set_current(&mut *cpu);
-        let rt = crate::dispatch::runtime::runtime().ok_or("no runtime")?;
-        let r = if compiled {
-            let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
-            if u.code.len() > 65536 {
-                return Err("unit too large".into());
-            }
-            let f = self.page.replace(&u.code).map_err(|e| e.to_string())?;
-            // SAFETY: `f` is the unit just compiled, entered through the trampoline with this
-            // case's context.
-            unsafe { (rt.enter())(&mut *cpu, f) }
-        } else {
-            crate::interp::run_block_guarded(&mut cpu, &block)
-        };
+        Ok(cpu)
+    }
+
+    fn interpret(&mut self, cpu: &mut Cpu, block: &Block) -> u64 {
+        crate::linux::signals::set_current(cpu);
+        let r = crate::interp::run_block_guarded(cpu, block);
         crate::linux::signals::set_current(std::ptr::null_mut());
+        r
+    }
+
+    /// Runs compiled `code` as a unit through the trampoline.
+    fn enter(&mut self, cpu: &mut Cpu, code: &[u8]) -> Result<u64, String> {
+        let rt = crate::dispatch::runtime::runtime().ok_or("no runtime")?;
+        if code.len() > 65536 {
+            return Err("unit too large".into());
+        }
+        let f = self.page.replace(code).map_err(|e| e.to_string())?;
+        crate::linux::signals::set_current(cpu);
+        // SAFETY: `f` is the unit just compiled, entered through the trampoline with this
+        // case's context.
+        let r = unsafe { (rt.enter())(cpu, f) };
+        crate::linux::signals::set_current(std::ptr::null_mut());
+        Ok(r)
+    }
+
+    /// The outcome of a run that ended with exit code `r`.
+    fn finish(&self, cpu: &Cpu, r: u64) -> Result<Outcome, String> {
         let signal = if r == exit::FAULT {
             match cpu.fault {
                 fault::DIVIDE | fault::SIMD => libc::SIGFPE,
@@ -90,10 +152,10 @@ impl Kiln {
         };
         let mut state = State {
             gpr: cpu.gpr,
-            rflags: rflags(&cpu) | 0x202 | (cpu.df << 10),
+            rflags: rflags(cpu) | 0x202 | (cpu.df << 10),
             ..Default::default()
         };
-        crate::cpu::fxsave::fxsave_to(&cpu, FX_AREA);
+        crate::cpu::fxsave::fxsave_to(cpu, FX_AREA);
         let image = self
             .mem
             .read_bytes(FX_AREA, 512)
@@ -107,4 +169,12 @@ impl Kiln {
             .to_vec();
         Ok(Outcome { state, memory, signal })
     }
+}
+
+/// How `run_sequence` runs a case.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Mode {
+    Interp,
+    Blocks,
+    Region,
 }

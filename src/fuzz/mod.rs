@@ -11,6 +11,7 @@ pub use coverage::coverage;
 mod gen;
 mod kiln;
 mod native;
+mod sequence;
 
 use compare::{differ, host_approximations_match};
 use gen::{forms, make_case, operand_addr};
@@ -109,8 +110,9 @@ struct Outcome {
     signal: i32,
 }
 
-/// `kiln fuzz`: returns the number of mismatches.
-pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, feature: Option<&str>) -> anyhow::Result<u64> {
+/// The forms to fuzz: every implemented one (of one CPUID feature, if named), less those whose
+/// host approximations differ from Kiln's.
+fn fuzzed_forms(feature: Option<&str>) -> anyhow::Result<Vec<(iced_x86::Code, String)>> {
     let mut forms = forms();
     if !host_approximations_match() {
         println!("kiln fuzz: this CPU's rcpps/rsqrtps approximations differ from Kiln's tables (AMD family 17h+): not compared");
@@ -125,6 +127,12 @@ pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, feature: Opti
         forms.retain(|(_, name)| name.eq_ignore_ascii_case(f));
     }
     anyhow::ensure!(!forms.is_empty(), "no instruction forms to fuzz");
+    Ok(forms)
+}
+
+/// `kiln fuzz`: returns the number of mismatches.
+pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, feature: Option<&str>) -> anyhow::Result<u64> {
+    let forms = fuzzed_forms(feature)?;
     let mut kiln = Kiln::new()?;
     let mut per_feature: BTreeMap<String, u64> = BTreeMap::new();
     let mut mismatches = 0u64;
@@ -188,5 +196,60 @@ pub fn run(cases: u64, seed: u64, only: Option<u64>, batch: usize, feature: Opti
     for (f, n) in &per_feature {
         println!("  {f:<12} {n}");
     }
+    Ok(mismatches)
+}
+
+/// `kiln fuzz --sequences`: sequences of instructions with a branch and a loop
+/// (`sequence.rs`), each run natively and in Kiln's baseline tier, block by block compiled and
+/// as compiled regions; returns the number of mismatches.
+pub fn run_sequences(
+    cases: u64,
+    seed: u64,
+    only: Option<u64>,
+    batch: usize,
+    feature: Option<&str>,
+) -> anyhow::Result<u64> {
+    let forms = fuzzed_forms(feature)?;
+    let mut kiln = Kiln::new()?;
+    let (mut compared, mut faulted, mut mismatches) = (0u64, 0u64, 0u64);
+    let range: Vec<u64> = match only {
+        Some(n) => vec![n],
+        None => (0..cases).collect(),
+    };
+    let started = std::time::Instant::now();
+    for chunk in range.chunks(batch.max(1)) {
+        let made: Vec<(u64, sequence::Sequence)> = chunk
+            .iter()
+            .filter_map(|&n| Some((n, sequence::make_sequence(&forms, seed, n)?)))
+            .collect();
+        let list: Vec<Case> = made.iter().map(|(_, s)| s.case.clone()).collect();
+        let Some(native) = run_native(&list) else {
+            anyhow::bail!("the native child died on the batch starting at case {}", chunk[0]);
+        };
+        for ((n, s), want) in made.iter().zip(native) {
+            if want.signal != 0 {
+                faulted += 1;
+                continue;
+            }
+            for mode in [kiln::Mode::Interp, kiln::Mode::Blocks, kiln::Mode::Region] {
+                let problem = match kiln.run_sequence(&s.case, mode) {
+                    Ok(got) => sequence::differ(s.undefined, &want, &got),
+                    Err(e) => Some(e),
+                };
+                if let Some(p) = problem {
+                    mismatches += 1;
+                    println!(
+                        "MISMATCH [{mode:?}] {} : {p}; reproduce: kiln fuzz --sequences --seed {seed} --case {n}",
+                        s.text
+                    );
+                }
+            }
+            compared += 1;
+        }
+    }
+    println!(
+        "kiln fuzz --sequences: {compared} sequences compared in three ways ({faulted} more faulted natively), seed {seed}, {mismatches} mismatches, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(mismatches)
 }

@@ -503,6 +503,7 @@ impl Lower<'_> {
         let (rty, slot) = out.slot();
         let param = self.b.append_block_param(join, rty);
         self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.seal(&[fast, slow]);
         self.b.switch_to_block(fast);
         self.b.ins().jump(join, &[BlockArg::Value(out.value())]);
         self.b.switch_to_block(slow);
@@ -514,6 +515,7 @@ impl Lower<'_> {
         let fault = self.b.create_block();
         let reload = self.b.create_block();
         self.b.ins().brif(code, fault, &[], reload, &[]);
+        self.seal(&[fault, reload]);
         self.b.switch_to_block(fault);
         self.b.ins().return_(&[code]);
         self.b.switch_to_block(reload);
@@ -523,6 +525,7 @@ impl Lower<'_> {
         let r = self.b.ins().load(rty, mf(), cpu, slot);
         self.b.ins().jump(join, &[BlockArg::Value(r)]);
         self.b.switch_to_block(join);
+        self.seal(&[join]);
         param
     }
 

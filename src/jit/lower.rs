@@ -41,13 +41,14 @@ pub(super) struct Cached {
 }
 
 impl Cached {
-    /// A block's start: every variable current, the registers in `dirty` (masks of GPRs and
-    /// XMMs) possibly different from the context, the flags in the context.
-    pub fn at_start(dirty: Regs) -> Cached {
+    /// A block's start: the variables current (`valid`) or still to load, the registers in
+    /// `dirty` (masks of GPRs and XMMs) possibly different from the context, the flags in the
+    /// context.
+    pub fn at_start(dirty: Regs, valid: bool) -> Cached {
         Cached {
-            valid: [true; 16],
+            valid: [valid; 16],
             dirty: std::array::from_fn(|r| dirty.gpr & 1 << r != 0),
-            xvalid: [true; 16],
+            xvalid: [valid; 16],
             xdirty: std::array::from_fn(|r| dirty.xmm & 1 << r != 0),
             flags: None,
             flags_dirty: false,
@@ -142,31 +143,37 @@ fn guest_mf() -> MemFlagsData {
 }
 
 impl<'a> Lower<'a> {
-    /// Starts lowering into `b`, whose current block is the unit's body: the context's
-    /// registers are loaded into the variables there (loads nothing uses are never emitted).
-    pub fn new(mut b: FunctionBuilder<'a>, isa: &dyn TargetIsa, cpu: Value, entry_rip: Value, head: u64) -> Self {
+    /// Starts lowering into `b`, whose current block is the unit's body. With `eager`, the
+    /// context's registers are loaded into the variables there (loads nothing uses are never
+    /// emitted), as a unit of many blocks needs them defined on every path; a unit of one
+    /// block loads each where it is first read, which compiles faster.
+    pub fn new(
+        mut b: FunctionBuilder<'a>,
+        isa: &dyn TargetIsa,
+        cpu: Value,
+        (entry_rip, head): (Value, u64),
+        eager: bool,
+    ) -> Self {
         let helper_sig = b.import_signature(helper_signature(isa));
         let unit_sig = b.import_signature(super::unit_signature());
         let base = b.ins().load(types::I64, mf(), cpu, off::MEM_BASE);
-        let regs = std::array::from_fn(|r| {
-            let var = b.declare_var(types::I64);
-            let v = b.ins().load(types::I64, mf(), cpu, off::gpr(r));
-            b.def_var(var, v);
+        let mut var = |ty: Type, offset: i32| {
+            let var = b.declare_var(ty);
+            if eager {
+                let v = b.ins().load(ty, mf(), cpu, offset);
+                b.def_var(var, v);
+            }
             var
-        });
-        let xregs = std::array::from_fn(|r| {
-            let var = b.declare_var(types::I8X16);
-            let v = b.ins().load(types::I8X16, mf(), cpu, off::xmm(r));
-            b.def_var(var, v);
-            var
-        });
+        };
+        let regs = std::array::from_fn(|r| var(types::I64, off::gpr(r)));
+        let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r)));
         Lower {
             b,
             cpu,
             base,
             regs,
             xregs,
-            state: Cached::at_start(Regs::default()),
+            state: Cached::at_start(Regs::default(), eager),
             flags_live: true,
             helper_sig,
             unit_sig,
@@ -199,6 +206,14 @@ impl<'a> Lower<'a> {
     fn check_predicted(&mut self, w: Regs) {
         if self.predicted.is_some_and(|p| !p.contains(w)) {
             self.unpredicted = true;
+        }
+    }
+
+    /// Seals blocks whose every predecessor is in place: variables used there then need no
+    /// block parameters (sealing late makes them, and removes them again, at compile cost).
+    pub fn seal(&mut self, blocks: &[cranelift_codegen::ir::Block]) {
+        for &b in blocks {
+            self.b.seal_block(b);
         }
     }
 
@@ -575,6 +590,7 @@ impl Emitter for Lower<'_> {
         let fault = self.b.create_block();
         let cont = self.b.create_block();
         self.b.ins().brif(r, fault, &[], cont, &[]);
+        self.seal(&[fault, cont]);
         self.b.switch_to_block(fault);
         self.b.ins().return_(&[r]);
         self.b.switch_to_block(cont);
@@ -626,6 +642,7 @@ impl Lower<'_> {
         let gp = self.b.create_block();
         let cont = self.b.create_block();
         self.b.ins().brif(v, gp, &[], cont, &[]);
+        self.seal(&[gp, cont]);
         self.b.switch_to_block(gp);
         self.b.set_cold_block(gp);
         self.store_dirty();

@@ -1,11 +1,12 @@
 //! A region (`decode::Region`) laid out as one Cranelift function: a prologue (a waiting
 //! signal returns at once, before anything ran), one Cranelift block per guest block, direct
 //! jumps between them with the guest registers in variables throughout, and exits that store
-//! the state and jump straight to the next unit through the chaining table. Every edge back
-//! to the same or an earlier address checks the interrupt word, so loops inside a region stay
-//! interruptible; a block counts its instructions where it starts.
+//! the state and jump straight to the next unit through the chaining table. Every edge checks
+//! the interrupt word, so loops inside a region stay interruptible and a block rewritten by an
+//! earlier one is translated again; a block counts its instructions where it starts.
 
 use super::lower::{writes_memory, Cached, Lower, Regs, Terminal};
+use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
 use crate::decode::{Block, Region};
 use crate::semantics::emitter::Emitter;
@@ -35,9 +36,11 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
+    b.seal_block(entry);
     let cpu = b.block_params(entry)[0];
     let (entry_rip, interrupt) = prologue(&mut b, cpu);
-    let mut l = Lower::new(b, isa, cpu, entry_rip, region.head());
+    let eager = region.blocks.len() > 1;
+    let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), eager);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
     let layout = Layout {
@@ -103,6 +106,8 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value) -> (Value, Value) {
     let leave = b.create_block();
     let body = b.create_block();
     b.ins().brif(flag, leave, &[], body, &[]);
+    b.seal_block(leave);
+    b.seal_block(body);
     b.switch_to_block(leave);
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[z]);
@@ -122,8 +127,14 @@ struct Layout<'r> {
 impl Layout<'_> {
     fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) {
         l.b.switch_to_block(self.starts[i]);
+        // Sealed now if every edge into it comes from a block already lowered (or, for the
+        // head, only from the prologue); else once all are lowered.
+        let later = (i..self.region.blocks.len()).any(|k| self.inside(k, gb.start).is_some());
+        if !later {
+            l.seal(&[self.starts[i]]);
+        }
         // Every edge into a block leaves the variables current.
-        l.state = Cached::at_start(self.dirty_in[i]);
+        l.state = Cached::at_start(self.dirty_in[i], self.region.blocks.len() > 1);
         l.end = None;
         count_insns(l, gb.insns.len());
         let predict = self.region.blocks.len() > 1;
@@ -141,11 +152,18 @@ impl Layout<'_> {
         let written = l.end.is_some() && gb.insns.last().is_some_and(writes_memory);
         match next_of(l, gb) {
             Next::Known(t) => self.go_to(l, i, t, written),
+            Next::Branch(c, t, f) if self.inside(i, t).is_none() && self.inside(i, f).is_none() => {
+                // Both ways leave the region: one exit, to the selected address.
+                let (t, f) = (l.code_addr(t), l.code_addr(f));
+                let v = l.select(c, t, f);
+                exit_unit(l, v, exit::NEXT)
+            }
             Next::Branch(c, t, f) => {
                 let (c, inverted) = branch_condition(&l.b.func.dfg, c);
                 let (t, f) = if inverted { (f, t) } else { (t, f) };
                 let (taken, fall) = (l.b.create_block(), l.b.create_block());
                 l.b.ins().brif(c, taken, &[], fall, &[]);
+                l.seal(&[taken, fall]);
                 let kept = l.state;
                 l.b.switch_to_block(taken);
                 self.go_to(l, i, t, written);
@@ -161,14 +179,18 @@ impl Layout<'_> {
         }
     }
 
+    /// The block of the region that block `i` continues in when it goes to `target`.
+    fn inside(&self, i: usize, target: u64) -> Option<usize> {
+        self.region.targets[i]
+            .iter()
+            .find(|(t, _)| *t == target)
+            .and_then(|(_, j)| *j)
+    }
+
     /// Continues from block `i` at the known address `target`: a direct jump when it starts a
     /// block of the region, else an exit. `written`: the block's last instruction wrote memory.
     fn go_to(&self, l: &mut Lower<'_>, i: usize, target: u64, written: bool) {
-        let inside = self.region.targets[i]
-            .iter()
-            .find(|(t, _)| *t == target)
-            .and_then(|(_, j)| *j);
-        let Some(j) = inside else {
+        let Some(j) = self.inside(i, target) else {
             let v = l.code_addr(target);
             return exit_unit(l, v, exit::NEXT);
         };
@@ -180,9 +202,9 @@ impl Layout<'_> {
             l.unpredicted = true;
         }
         l.revalidate();
-        if self.region.blocks[j].start <= self.region.blocks[i].start {
-            interrupt_check(l, self.interrupt, target);
-        }
+        // On every edge, not only loops': a store may have rewritten the next block (its
+        // write fault wakes the thread), which must then be translated again.
+        interrupt_check(l, self.interrupt, target);
         l.b.ins().jump(self.starts[j], &[]);
     }
 }
@@ -250,13 +272,14 @@ fn count_insns(l: &mut Lower<'_>, n: usize) {
     l.b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
 }
 
-/// On a loop's edge: a waiting signal (in the interrupt word at `iw`) leaves the unit for
-/// `target`. An atomic load, which Cranelift never merges with an earlier one: a loop that
+/// On an edge: a waiting signal or a change of code (in the interrupt word at `iw`) leaves
+/// the unit for `target`. An atomic load, which Cranelift never merges with an earlier one: a loop that
 /// stores nothing must still see the word change.
 fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
     let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
     let (leave, stay) = (l.b.create_block(), l.b.create_block());
     l.b.ins().brif(flag, leave, &[], stay, &[]);
+    l.seal(&[leave, stay]);
     l.b.switch_to_block(leave);
     l.b.set_cold_block(leave);
     let kept = l.state;
@@ -293,6 +316,8 @@ fn chain(l: &mut Lower<'_>, next: Value) {
     let hit = b.ins().icmp(IntCC::Equal, srip, next);
     let (go, back) = (b.create_block(), b.create_block());
     b.ins().brif(hit, go, &[], back, &[]);
+    b.seal_block(go);
+    b.seal_block(back);
     b.switch_to_block(go);
     let f = b.ins().load(types::I64, mf(), slot, 8);
     let sig = l.unit_sig;

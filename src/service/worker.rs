@@ -172,7 +172,8 @@ impl Worker {
             if self.gone {
                 return false;
             }
-            if last_work.elapsed() >= idle && self.open_journals() == 0 {
+            let regions_left = !self.regions.is_empty() || !self.touched.is_empty();
+            if last_work.elapsed() >= idle && self.open_journals() == 0 && !regions_left {
                 return true;
             }
             self.sleep(LOOK_EVERY);

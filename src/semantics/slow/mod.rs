@@ -238,9 +238,10 @@ pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
 }
 
 thread_local! {
-    /// Instructions already decoded for `helper_slow`, by guest address. Units are translated
-    /// from the same bytes, so an entry is stale exactly when the unit calling it is.
-    static DECODED: std::cell::RefCell<crate::mem::AddrMap<Instruction>> =
+    /// Instructions already decoded for `helper_slow`, by guest address, with their bytes: an
+    /// entry serves only while the guest still has those bytes there (code rewritten and
+    /// translated again calls the helper at the same address).
+    static DECODED: std::cell::RefCell<crate::mem::AddrMap<(Instruction, [u8; 15])>> =
         std::cell::RefCell::new(Default::default());
 }
 
@@ -250,15 +251,24 @@ pub fn forget_decoded() {
 }
 
 fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
-    if let Some(i) = DECODED.with(|d| d.borrow().get(&rip).copied()) {
-        return i;
-    }
     let p = super::concrete::host(cpu, rip);
     // SAFETY: the unit was translated from these bytes, so they are mapped.
     let bytes = unsafe { std::slice::from_raw_parts(p, 15) };
+    let known = DECODED.with(|d| {
+        d.borrow()
+            .get(&rip)
+            .filter(|(i, b)| b[..i.len()] == bytes[..i.len()])
+            .map(|(i, _)| *i)
+    });
+    if let Some(i) = known {
+        return i;
+    }
     let mut d = Decoder::with_ip(64, bytes, rip, DecoderOptions::NONE);
     let ins = d.decode();
-    DECODED.with(|m| m.borrow_mut().insert(rip, ins));
+    // Only the instruction's own bytes: the rest may lie beyond the mapping.
+    let mut copy = [0u8; 15];
+    copy[..ins.len()].copy_from_slice(&bytes[..ins.len()]);
+    DECODED.with(|m| m.borrow_mut().insert(rip, (ins, copy)));
     ins
 }
 
