@@ -517,6 +517,7 @@ impl Lower<'_> {
         self.b.ins().brif(code, fault, &[], reload, &[]);
         self.seal(&[fault, reload]);
         self.b.switch_to_block(fault);
+        self.store_insns();
         self.b.ins().return_(&[code]);
         self.b.switch_to_block(reload);
         // The context holds the state after the instruction: a checkpoint on this path.

@@ -112,6 +112,10 @@ pub(super) struct Lower<'a> {
     regs: [Variable; 16],
     /// XMM registers as I8X16 variables.
     xregs: [Variable; 16],
+    /// Guest instructions this entry of the unit has run so far, added to the context's count
+    /// where the unit is left (a count kept in memory would chain every block through a load
+    /// and a store).
+    insns: Variable,
     pub state: Cached,
     /// Liveness of the current instruction's flags.
     flags_live: bool,
@@ -167,12 +171,16 @@ impl<'a> Lower<'a> {
         };
         let regs = std::array::from_fn(|r| var(types::I64, off::gpr(r)));
         let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r)));
+        let insns = b.declare_var(types::I64);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.def_var(insns, zero);
         Lower {
             b,
             cpu,
             base,
             regs,
             xregs,
+            insns,
             state: Cached::at_start(Regs::default(), eager),
             flags_live: true,
             helper_sig,
@@ -215,6 +223,22 @@ impl<'a> Lower<'a> {
         for &b in blocks {
             self.b.seal_block(b);
         }
+    }
+
+    /// Counts `n` more guest instructions run.
+    pub fn count_insns(&mut self, n: usize) {
+        let c = self.b.use_var(self.insns);
+        let c = self.b.ins().iadd_imm_u(c, n as i64);
+        self.b.def_var(self.insns, c);
+    }
+
+    /// Adds the instructions run to the context's count: on every way out of the unit.
+    pub fn store_insns(&mut self) {
+        let cpu = self.cpu;
+        let c = self.b.use_var(self.insns);
+        let total = self.b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
+        let total = self.b.ins().iadd(total, c);
+        self.b.ins().store(mf(), total, cpu, off::INSNS_COMPILED);
     }
 
     /// Stores every dirty register and the flags to the context.
@@ -592,6 +616,7 @@ impl Emitter for Lower<'_> {
         self.b.ins().brif(r, fault, &[], cont, &[]);
         self.seal(&[fault, cont]);
         self.b.switch_to_block(fault);
+        self.store_insns();
         self.b.ins().return_(&[r]);
         self.b.switch_to_block(cont);
         self.set_rip(ins.next_ip());
@@ -652,6 +677,7 @@ impl Lower<'_> {
         self.b.ins().store(mf(), code, cpu, off::FAULT);
         self.b.ins().store(mf(), rip, cpu, off::FAULT_ADDR);
         self.b.ins().store(mf(), rip, cpu, off::RIP);
+        self.store_insns();
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
         self.b.ins().return_(&[x]);
         self.b.switch_to_block(cont);

@@ -136,7 +136,7 @@ impl Layout<'_> {
         // Every edge into a block leaves the variables current.
         l.state = Cached::at_start(self.dirty_in[i], self.region.blocks.len() > 1);
         l.end = None;
-        count_insns(l, gb.insns.len());
+        l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
         for ((ins, &live), &route) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes) {
             l.predicted = predict.then(|| Regs::written_by(ins));
@@ -264,14 +264,6 @@ fn branch_condition(dfg: &ir::DataFlowGraph, mut c: Value) -> (Value, bool) {
     }
 }
 
-/// Adds a block's instruction count to the context's count of compiled instructions run.
-fn count_insns(l: &mut Lower<'_>, n: usize) {
-    let cpu = l.cpu;
-    let count = l.b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
-    let count = l.b.ins().iadd_imm_u(count, n as i64);
-    l.b.ins().store(mf(), count, cpu, off::INSNS_COMPILED);
-}
-
 /// On an edge: a waiting signal or a change of code (in the interrupt word at `iw`) leaves
 /// the unit for `target`. An atomic load, which Cranelift never merges with an earlier one: a loop that
 /// stores nothing must still see the word change.
@@ -285,6 +277,7 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
     let kept = l.state;
     l.checkpoint(target);
     l.state = kept;
+    l.store_insns();
     let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.b.ins().return_(&[code]);
     l.b.switch_to_block(stay);
@@ -293,6 +286,7 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
 /// Leaves the unit for `next` with exit `code`, writing back the cached state first.
 fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64) {
     l.flush();
+    l.store_insns();
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
