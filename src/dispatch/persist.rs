@@ -221,17 +221,22 @@ impl Engine {
         if crate::mem::watch::pristine(rip, len) && self.shared.registry.lock().modules.trusted(rip, len) {
             return true;
         }
-        let Some(module) = self.module_of(rip, bytes.len() as u64) else {
+        let Some(module) = self.module_of(rip, len) else {
             return false;
         };
-        let file = self.shared.registry.lock().modules.files.get(&module.hash).cloned();
-        let Some((at, len)) = file.as_ref().and_then(|f| f.file_range(module.offset_of(rip).0)) else {
+        let Some(file) = self.shared.registry.lock().modules.files.get(&module.hash).cloned() else {
+            return false;
+        };
+        let Some((at, _)) = file
+            .file_range(module.offset_of(rip).0)
+            .filter(|&(_, room)| room >= len)
+        else {
             return false;
         };
         let mut theirs = vec![0; bytes.len()];
-        let read = std::fs::File::open(std::ffi::OsStr::from_bytes(&file.expect("found above").path))
-            .and_then(|f| f.read_exact_at(&mut theirs, at));
-        len >= bytes.len() as u64 && read.is_ok() && theirs == bytes
+        std::fs::File::open(std::ffi::OsStr::from_bytes(&file.path))
+            .and_then(|f| f.read_exact_at(&mut theirs, at))
+            .is_ok_and(|()| theirs == bytes)
     }
 }
 
