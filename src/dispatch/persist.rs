@@ -210,6 +210,12 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether [rip, rip+len) lies on pages holding their file's bytes unchanged, in a module
+    /// whose pages have not changed since it was found (`Modules::untrusted`).
+    pub(super) fn unchanged_module_code(&self, rip: u64, len: u64) -> bool {
+        crate::mem::watch::pristine(rip, len) && self.shared.registry.lock().modules.trusted(rip, len)
+    }
+
     /// Whether `bytes`, the guest's code at `rip`, are its module's own: where pages hold
     /// their file's bytes unchanged (`mem::watch::pristine`), or equal to the file's bytes
     /// there. Code the guest wrote over is never kept for the module, since a later run
@@ -218,7 +224,7 @@ impl Engine {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::FileExt;
         let len = bytes.len() as u64;
-        if crate::mem::watch::pristine(rip, len) && self.shared.registry.lock().modules.trusted(rip, len) {
+        if self.unchanged_module_code(rip, len) {
             return true;
         }
         let Some(module) = self.module_of(rip, len) else {

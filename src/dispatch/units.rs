@@ -201,8 +201,7 @@ impl Engine {
         let epoch = crate::mem::watch::epoch();
         // Pages holding the module file's bytes unchanged need no check: units are kept only
         // for the module's own code (`persist`), unless its pages changed since it was found.
-        let unchanged = crate::mem::watch::pristine(rip, c.unit.guest_len)
-            && self.shared.registry.lock().modules.trusted(rip, c.unit.guest_len)
+        let unchanged = self.unchanged_module_code(rip, c.unit.guest_len)
             && self.proc.mem.executable_len(rip, c.unit.guest_len) == c.unit.guest_len;
         let check = (c.verified_at != Some(epoch) && !unchanged) || watch == Watch::Volatile;
         let matches = !check || self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);

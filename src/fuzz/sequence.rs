@@ -108,10 +108,7 @@ fn fits(ins: &Instruction, base: Register) -> bool {
     let any_nan = matches!(ins.mnemonic(), Dpps | Dppd);
     // 16-bit double shifts by more than 16 are undefined, and a sequence cannot keep its
     // count in range as the single-instruction cases do.
-    let wide_count = matches!(ins.mnemonic(), Shld | Shrd)
-        && ins.memory_size().size() != 4
-        && ins.memory_size().size() != 8
-        && !matches!(ins.op0_register().size(), 4 | 8);
+    let wide_count = matches!(ins.mnemonic(), Shld | Shrd) && ins.op1_register().size() == 2;
     mem_ok && regs_ok && !ins.is_string_instruction() && !any_nan && !wide_count
 }
 
