@@ -23,6 +23,10 @@ pub enum Un {
     Not,
     Popcnt,
     Bswap64,
+    /// Trailing zero bits (64 for zero).
+    Ctz,
+    /// Leading zero bits (64 for zero).
+    Clz,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +97,8 @@ impl Ops for Values {
             Un::Not => !a,
             Un::Popcnt => a.count_ones() as u64,
             Un::Bswap64 => a.swap_bytes(),
+            Un::Ctz => a.trailing_zeros() as u64,
+            Un::Clz => a.leading_zeros() as u64,
         }
     }
     #[inline]

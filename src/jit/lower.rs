@@ -41,15 +41,15 @@ pub(super) struct Cached {
 }
 
 impl Cached {
-    /// A block's start: the variables current (`valid`) or still to load, the registers in
-    /// `dirty` (masks of GPRs and XMMs) possibly different from the context, the flags in the
-    /// context.
-    pub fn at_start(dirty: Regs, valid: bool) -> Cached {
+    /// A block's start: the variables of the registers in `valid` current (the others still
+    /// to load), the registers in `dirty` possibly different from the context, the flags in
+    /// the context.
+    pub fn at_start(dirty: Regs, valid: Regs) -> Cached {
         Cached {
-            valid: [valid; 16],
-            dirty: std::array::from_fn(|r| dirty.gpr & 1 << r != 0),
-            xvalid: [valid; 16],
-            xdirty: std::array::from_fn(|r| dirty.xmm & 1 << r != 0),
+            valid: valid.gprs(),
+            dirty: dirty.gprs(),
+            xvalid: valid.xmms(),
+            xdirty: dirty.xmms(),
             flags: None,
             flags_dirty: false,
         }
@@ -84,13 +84,32 @@ impl Regs {
         self.union(o) == self
     }
 
+    pub fn gprs(self) -> [bool; 16] {
+        std::array::from_fn(|r| self.gpr & 1 << r != 0)
+    }
+
+    pub fn xmms(self) -> [bool; 16] {
+        std::array::from_fn(|r| self.xmm & 1 << r != 0)
+    }
+
     /// The registers `ins` may write, as iced-x86 reports them (implicit ones included).
     pub fn written_by(ins: &Instruction) -> Regs {
-        use iced_x86::{InstructionInfoFactory, OpAccess};
-        let mut info = InstructionInfoFactory::new();
+        use iced_x86::OpAccess;
+        Regs::accessed_by(ins, |a| {
+            !matches!(a, OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess)
+        })
+    }
+
+    /// The registers `ins` may read or write.
+    pub fn used_by(ins: &Instruction) -> Regs {
+        Regs::accessed_by(ins, |a| a != iced_x86::OpAccess::None)
+    }
+
+    fn accessed_by(ins: &Instruction, counts: impl Fn(iced_x86::OpAccess) -> bool) -> Regs {
+        let mut info = iced_x86::InstructionInfoFactory::new();
         let mut r = Regs::default();
         for u in info.info(ins).used_registers() {
-            if matches!(u.access(), OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess) {
+            if !counts(u.access()) {
                 continue;
             }
             let reg = u.register().full_register();
@@ -131,6 +150,8 @@ pub(super) struct Lower<'a> {
     /// relies on it; a write outside them makes the compile fail (`unpredicted`).
     pub predicted: Option<Regs>,
     pub unpredicted: bool,
+    /// The registers whose variables are current at every block's start.
+    pub tracked: Regs,
 }
 
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
@@ -147,30 +168,30 @@ fn guest_mf() -> MemFlagsData {
 }
 
 impl<'a> Lower<'a> {
-    /// Starts lowering into `b`, whose current block is the unit's body. With `eager`, the
-    /// context's registers are loaded into the variables there (loads nothing uses are never
-    /// emitted), as a unit of many blocks needs them defined on every path; a unit of one
-    /// block loads each where it is first read, which compiles faster.
+    /// Starts lowering into `b`, whose current block is the unit's body. The registers in
+    /// `tracked` are loaded into their variables there and kept current on every edge, as a
+    /// unit of many blocks needs them defined on every path (the registers its instructions
+    /// use); any other register is loaded in the block that reads it, where it is first read.
     pub fn new(
         mut b: FunctionBuilder<'a>,
         isa: &dyn TargetIsa,
         cpu: Value,
         (entry_rip, head): (Value, u64),
-        eager: bool,
+        tracked: Regs,
     ) -> Self {
         let helper_sig = b.import_signature(helper_signature(isa));
         let unit_sig = b.import_signature(super::unit_signature());
         let base = b.ins().load(types::I64, mf(), cpu, off::MEM_BASE);
-        let mut var = |ty: Type, offset: i32| {
+        let mut var = |ty: Type, offset: i32, load: bool| {
             let var = b.declare_var(ty);
-            if eager {
+            if load {
                 let v = b.ins().load(ty, mf(), cpu, offset);
                 b.def_var(var, v);
             }
             var
         };
-        let regs = std::array::from_fn(|r| var(types::I64, off::gpr(r)));
-        let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r)));
+        let regs = std::array::from_fn(|r| var(types::I64, off::gpr(r), tracked.gprs()[r]));
+        let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r), tracked.xmms()[r]));
         let insns = b.declare_var(types::I64);
         let zero = b.ins().iconst(types::I64, 0);
         b.def_var(insns, zero);
@@ -181,7 +202,8 @@ impl<'a> Lower<'a> {
             regs,
             xregs,
             insns,
-            state: Cached::at_start(Regs::default(), eager),
+            state: Cached::at_start(Regs::default(), tracked),
+            tracked,
             flags_live: true,
             helper_sig,
             unit_sig,
@@ -297,21 +319,22 @@ impl<'a> Lower<'a> {
         self.state.flags = None;
     }
 
-    /// Makes every variable hold the current value again (reloading what a helper may have
-    /// changed), as every block of the region expects at its start.
+    /// Makes the tracked registers' variables hold the current value again (reloading what a
+    /// helper may have changed), as every block of the region expects at its start.
     pub fn revalidate(&mut self) {
+        let (gprs, xmms) = (self.tracked.gprs(), self.tracked.xmms());
         for r in 0..16 {
-            if !self.state.valid[r] {
+            if gprs[r] && !self.state.valid[r] {
                 let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
                 self.b.def_var(self.regs[r], v);
             }
-            if !self.state.xvalid[r] {
+            if xmms[r] && !self.state.xvalid[r] {
                 let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(r));
                 self.b.def_var(self.xregs[r], v);
             }
         }
-        self.state.valid = [true; 16];
-        self.state.xvalid = [true; 16];
+        self.state.valid = gprs;
+        self.state.xvalid = xmms;
     }
 
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
@@ -374,6 +397,8 @@ impl Ops for Lower<'_> {
             Un::Not => i.bnot(a),
             Un::Popcnt => i.popcnt(a),
             Un::Bswap64 => i.bswap(a),
+            Un::Ctz => i.ctz(a),
+            Un::Clz => i.clz(a),
         }
     }
     fn cmp(&mut self, c: Cmp, a: Value, b: Value) -> Value {

@@ -297,9 +297,13 @@ impl Jit {
             return Err(JitError::Unpredicted(region.head()));
         }
         let mut ctx = Context::for_function(func);
+        ctx.set_disasm(crate::log::on("code"));
         let code = ctx
             .compile(isa, &mut ControlPlane::default())
             .map_err(|e| JitError::Compile(region.head(), format!("{:?}", e.inner)))?;
+        if let Some(text) = &code.vcode {
+            crate::klog!("code", "unit at {:#x}:\n{text}", region.head());
+        }
         let relocs = code.buffer.relocs().len();
         if relocs != 0 {
             return Err(JitError::Relocations(region.head(), relocs));

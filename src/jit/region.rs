@@ -39,8 +39,18 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     b.seal_block(entry);
     let cpu = b.block_params(entry)[0];
     let (entry_rip, interrupt) = prologue(&mut b, cpu);
-    let eager = region.blocks.len() > 1;
-    let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), eager);
+    // A unit of many blocks keeps the registers its instructions use in variables throughout;
+    // a unit of one block loads each where it is first read.
+    let tracked = if region.blocks.len() > 1 {
+        region
+            .blocks
+            .iter()
+            .flat_map(|b| &b.insns)
+            .fold(Regs::default(), |r, ins| r.union(Regs::used_by(ins)))
+    } else {
+        Regs::default()
+    };
+    let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
     let layout = Layout {
@@ -134,7 +144,7 @@ impl Layout<'_> {
             l.seal(&[self.starts[i]]);
         }
         // Every edge into a block leaves the variables current.
-        l.state = Cached::at_start(self.dirty_in[i], self.region.blocks.len() > 1);
+        l.state = Cached::at_start(self.dirty_in[i], l.tracked);
         l.end = None;
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;

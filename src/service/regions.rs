@@ -1,8 +1,9 @@
 //! Regions formed by the service (decision 6), off every run's critical path: from a module's
 //! code, read from its file, and what its pack says ran (every unit in a pack is code some run
 //! executed). Heads are where control enters from outside a region: call targets, return
-//! sites, loop headers, and code no static edge leads to (entered indirectly); each region holds
-//! the executed blocks its head reaches through static edges. The same pack gives the same
+//! sites, loop headers, code no static edge leads to (entered indirectly) and the blocks other
+//! regions leave for (beyond their limits); each region holds the executed blocks its head
+//! reaches through static edges. The same pack gives the same
 //! regions and the same bytes; a region the pack already holds, as compiled from the same
 //! bytes, is not compiled again.
 
@@ -72,13 +73,21 @@ impl ModuleImage {
         let base = self.code.load_base;
         let blocks: HashMap<u64, Block> = ran.iter().filter_map(|&o| Some((o, self.block_at(o)?))).collect();
         let mut planned = Vec::new();
-        for head in heads(&blocks, base).intersection(hot) {
-            let head = *head;
+        let mut todo: Vec<u64> = heads(&blocks, base).intersection(hot).copied().collect();
+        let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
+        while let Some(head) = todo.pop() {
             let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
             let admit = |rip: u64| blocks.contains_key(&rip.wrapping_sub(base));
             let Some(region) = Region::form(base + head, LIMITS, fetch, admit) else {
                 continue;
             };
+            // A hot block the region leaves for is entered from outside a region: a head too.
+            for &(t, _) in region.targets.iter().flatten().filter(|(_, j)| j.is_none()) {
+                let t = t.wrapping_sub(base);
+                if hot.contains(&t) && blocks.contains_key(&t) && seen.insert(t) {
+                    todo.push(t);
+                }
+            }
             let inner = region.targets.iter().flatten().any(|(_, j)| j.is_some());
             if !inner {
                 continue;
@@ -97,6 +106,7 @@ impl ModuleImage {
                 bytes: bytes.to_vec(),
             });
         }
+        planned.sort_by_key(|p| p.offset);
         planned
     }
 }

@@ -4,6 +4,7 @@
 //! condition codes).
 
 mod alu;
+mod bits;
 mod cond;
 mod flow;
 mod moves;
@@ -45,6 +46,8 @@ pub enum Op {
     Shift,
     Rotate,
     Multiply,
+    BitTest,
+    BitCount,
     Push,
     Pop,
     Leave,
@@ -98,6 +101,8 @@ pub static FAMILY: Family<Op> = Family::new(
         row(&[Shl, Sal, Shr, Sar], Op::Shift),
         row(&[Rol, Ror], Op::Rotate),
         row(&[Mul, Imul], Op::Multiply),
+        row(&[Bt, Bts, Btr, Btc], Op::BitTest),
+        row(&[Bsf, Bsr, Tzcnt, Lzcnt, Popcnt], Op::BitCount),
         row(&[Push], Op::Push),
         row(&[Pop], Op::Pop),
         row(&[Leave], Op::Leave),
@@ -172,6 +177,8 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
         Op::Shift => shifts::shift(e, ins),
         Op::Rotate => shifts::rotate(e, ins),
         Op::Multiply => multiply::multiply(e, ins),
+        Op::BitTest => bits::bit_test(e, ins),
+        Op::BitCount => bits::bit_count(e, ins),
         Op::Push => stack::push_op(e, ins),
         Op::Pop => stack::pop_op(e, ins),
         Op::Leave => stack::leave(e),

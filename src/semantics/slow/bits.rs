@@ -1,9 +1,8 @@
-//! Bit instructions over concrete state: bit tests (bt, bts, btr, btc), bit scans and counts
-//! (bsf, bsr, tzcnt, lzcnt, popcnt), double shifts (shld, shrd) and rotates (rol, ror, rcl,
-//! rcr), each setting its flags as a raw RFLAGS value.
+//! Bit instructions over concrete state: double shifts (shld, shrd) and rotates (rol, ror,
+//! rcl, rcr), each setting its flags as a raw RFLAGS value.
 
-use super::super::concrete::{load, store, Live};
-use super::super::operand::{ea, op_size, read_op, read_rmw, write_op, write_zero_count_result};
+use super::super::concrete::Live;
+use super::super::operand::{op_size, read_op, read_rmw, write_op, write_zero_count_result};
 use super::arith_flags;
 use crate::cpu::flags::{self, size_mask, store_raw_flags, Flags};
 use crate::cpu::ops::Values;
@@ -11,96 +10,6 @@ use crate::cpu::{fault, rflags as rf, Cpu, FlagKind};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 const BAD: u64 = fault::UNIMPLEMENTED;
-
-/// bt, bts, btr, btc: CF = the selected bit, which the last three then set, clear or flip.
-pub(super) fn bit_test(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    use Mnemonic::*;
-    let m = ins.mnemonic();
-    let size = op_size(ins, 0);
-    let bits = size as u64 * 8;
-    let mut e = Live::new(cpu);
-    let (off, addr) = if ins.op_kind(1) == OpKind::Register {
-        let o = read_op(&mut e, ins, 1, size).ok_or(BAD)?;
-        (flags::sext(&mut Values, o, size), ins.op_kind(0) == OpKind::Memory)
-    } else {
-        (ins.immediate(1) & (bits - 1), false)
-    };
-    let (val, a, bit) = if addr {
-        // Register bit offsets address memory beyond the operand.
-        let base = ea(&mut e, ins);
-        let word = (off as i64).div_euclid(bits as i64);
-        let a2 = base.wrapping_add((word * size as i64) as u64);
-        (load(e.cpu, a2, size), Some(a2), off & (bits - 1))
-    } else {
-        let (v, a) = read_rmw(&mut e, ins, 0, size).ok_or(BAD)?;
-        (v, a, off & (bits - 1))
-    };
-    let cf = (val >> bit) & 1;
-    let nv = match m {
-        Bts => val | (1 << bit),
-        Btr => val & !(1 << bit),
-        Btc => val ^ (1 << bit),
-        _ => val,
-    };
-    if m != Bt {
-        match a {
-            Some(a) => store(e.cpu, a, nv, size),
-            None => {
-                write_op(&mut e, ins, 0, size, nv, None).ok_or(BAD)?;
-            }
-        }
-    }
-    let f = arith_flags(cpu);
-    store_raw_flags(cpu, (f & !rf::CF) | cf);
-    Ok(())
-}
-
-/// bsf, bsr (destination kept and ZF set for a zero source), popcnt, tzcnt, lzcnt.
-pub(super) fn bit_count(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    use Mnemonic::*;
-    let m = ins.mnemonic();
-    let size = op_size(ins, 0);
-    let src = read_op(&mut Live::new(cpu), ins, 1, size).ok_or(BAD)?;
-    let bits = size as u64 * 8;
-    let f = arith_flags(cpu);
-    let write = |cpu: &mut Cpu, r: u64| write_op(&mut Live::new(cpu), ins, 0, size, r, None).ok_or(BAD);
-    match m {
-        Bsf | Bsr => {
-            if src == 0 {
-                store_raw_flags(cpu, f | rf::ZF);
-            } else {
-                let r = if m == Bsf {
-                    src.trailing_zeros() as u64
-                } else {
-                    63 - src.leading_zeros() as u64
-                };
-                write(cpu, r)?;
-                store_raw_flags(cpu, f & !rf::ZF);
-            }
-        }
-        Popcnt => {
-            write(cpu, src.count_ones() as u64)?;
-            store_raw_flags(cpu, if src == 0 { rf::ZF } else { 0 });
-        }
-        _ => {
-            let r = if m == Tzcnt {
-                (src.trailing_zeros() as u64).min(bits)
-            } else {
-                (src.leading_zeros() as u64).saturating_sub(64 - bits)
-            };
-            write(cpu, r)?;
-            let mut nf = f & !(rf::CF | rf::ZF);
-            if src == 0 {
-                nf |= rf::CF;
-            }
-            if r == 0 {
-                nf |= rf::ZF;
-            }
-            store_raw_flags(cpu, nf);
-        }
-    }
-    Ok(())
-}
 
 /// The count operand of a shift or rotate: cl, an immediate, or 1 when absent; masked to 6 bits
 /// for 64-bit operands, 5 otherwise.
