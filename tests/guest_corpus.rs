@@ -79,6 +79,7 @@ corpus! {
     sha256_compute => "sha256.c", args = &["200000"];
     qsort_and_bsearch => "qsort_ints.c";
     bit_scans_and_bit_tests => "bitops.c";
+    divisions_bit_tests_and_scans_on_random_operands => "div_bits_random.c";
     setjmp_and_longjmp => "setjmp_longjmp.c";
     jump_tables_and_indirect_calls => "switch_fnptr.c";
     struct_copies_and_unions => "structs_copy.c";

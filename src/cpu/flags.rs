@@ -28,7 +28,30 @@ pub enum FlagKind {
     Mul = 11,
 }
 
+/// The fields of a flag record its kind reads besides `kind` and `res`: the others may hold
+/// anything (compiled code does not store them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fields {
+    pub size: bool,
+    pub a: bool,
+    pub b: bool,
+    pub aux: bool,
+}
+
 impl FlagKind {
+    /// What `cf`, `zf`, ... and `materialize` read of a record of this kind.
+    pub fn fields(self) -> Fields {
+        use FlagKind::*;
+        let (size, a, b, aux) = match self {
+            Raw => (false, false, false, false),
+            Logic => (true, false, false, false),
+            Mul => (true, false, false, true),
+            Add | Sub | Shl | Shr | Sar => (true, true, true, false),
+            Adc | Sbb | Inc | Dec => (true, true, true, true),
+        };
+        Fields { size, a, b, aux }
+    }
+
     pub fn from_u64(v: u64) -> FlagKind {
         match v {
             1 => FlagKind::Add,

@@ -16,6 +16,12 @@ pub enum Bin {
     Mul,
     UMulHi,
     SMulHi,
+    /// Divisions and remainders: the divisor is never zero, and a signed one never divides
+    /// `i64::MIN` by -1 (callers guard; a backend may trap).
+    UDiv,
+    SDiv,
+    URem,
+    SRem,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +84,10 @@ pub fn bin(op: Bin, a: u64, b: u64) -> u64 {
         Bin::Mul => a.wrapping_mul(b),
         Bin::UMulHi => ((a as u128 * b as u128) >> 64) as u64,
         Bin::SMulHi => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+        Bin::UDiv => a.checked_div(b).unwrap_or(0),
+        Bin::SDiv => (a as i64).checked_div(b as i64).unwrap_or(0) as u64,
+        Bin::URem => a.checked_rem(b).unwrap_or(0),
+        Bin::SRem => (a as i64).checked_rem(b as i64).unwrap_or(0) as u64,
     }
 }
 

@@ -152,6 +152,9 @@ pub(super) struct Lower<'a> {
     pub unpredicted: bool,
     /// The registers whose variables are current at every block's start.
     pub tracked: Regs,
+    /// Where the slow path of the instruction being lowered joins its common case
+    /// (`slow_unless`), once the instruction is done.
+    join: Option<cranelift_codegen::ir::Block>,
 }
 
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
@@ -204,6 +207,7 @@ impl<'a> Lower<'a> {
             insns,
             state: Cached::at_start(Regs::default(), tracked),
             tracked,
+            join: None,
             flags_live: true,
             helper_sig,
             unit_sig,
@@ -289,15 +293,25 @@ impl<'a> Lower<'a> {
     pub fn flush_flags(&mut self) {
         if self.state.flags_dirty {
             if let Some(f) = self.state.flags {
-                let k = self.b.ins().iconst(types::I64, f.kind as i64);
-                let s = self.b.ins().iconst(types::I64, f.size as i64);
+                // Only the fields the record's kind reads.
+                let used = f.kind.fields();
                 let cpu = self.cpu;
+                let k = self.b.ins().iconst(types::I64, f.kind as i64);
                 self.b.ins().store(mf(), k, cpu, off::FLAGS_KIND);
-                self.b.ins().store(mf(), s, cpu, off::FLAGS_SIZE);
+                if used.size {
+                    let s = self.b.ins().iconst(types::I64, f.size as i64);
+                    self.b.ins().store(mf(), s, cpu, off::FLAGS_SIZE);
+                }
                 self.b.ins().store(mf(), f.res, cpu, off::FLAGS_RES);
-                self.b.ins().store(mf(), f.a, cpu, off::FLAGS_A);
-                self.b.ins().store(mf(), f.b, cpu, off::FLAGS_B);
-                self.b.ins().store(mf(), f.aux, cpu, off::FLAGS_AUX);
+                for (store, v, at) in [
+                    (used.a, f.a, off::FLAGS_A),
+                    (used.b, f.b, off::FLAGS_B),
+                    (used.aux, f.aux, off::FLAGS_AUX),
+                ] {
+                    if store {
+                        self.b.ins().store(mf(), v, cpu, at);
+                    }
+                }
             }
             self.state.flags_dirty = false;
         }
@@ -389,6 +403,10 @@ impl Ops for Lower<'_> {
             Bin::Mul => i.imul(a, b),
             Bin::UMulHi => i.umulhi(a, b),
             Bin::SMulHi => i.smulhi(a, b),
+            Bin::UDiv => i.udiv(a, b),
+            Bin::SDiv => i.sdiv(a, b),
+            Bin::URem => i.urem(a, b),
+            Bin::SRem => i.srem(a, b),
         }
     }
     fn un(&mut self, op: Un, a: Value) -> Value {
@@ -628,6 +646,37 @@ impl Emitter for Lower<'_> {
     fn syscall(&mut self, next: u64) {
         self.end = Some(Terminal::Syscall(next));
     }
+    fn slow_unless(&mut self, ok: Value, ins: &Instruction) -> bool {
+        let (slow, common, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(ok, common, &[], slow, &[]);
+        self.seal(&[slow, common]);
+        self.b.switch_to_block(slow);
+        self.b.set_cold_block(slow);
+        // The helper runs the whole instruction from the context (a checkpoint on this path:
+        // it may fault), and the registers it writes come back into their variables; the
+        // cached state is otherwise the same on both paths.
+        self.store_dirty();
+        let rip = self.set_rip(ins.ip());
+        let z = self.imm(0);
+        let code = self.call_helper(H_SLOW, rip, z);
+        let (fault, reload) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(code, fault, &[], reload, &[]);
+        self.seal(&[fault, reload]);
+        self.b.switch_to_block(fault);
+        self.store_insns();
+        self.b.ins().return_(&[code]);
+        self.b.switch_to_block(reload);
+        self.set_rip(ins.next_ip());
+        let written = Regs::written_by(ins);
+        for r in (0..16).filter(|&r| written.gprs()[r]) {
+            let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+            self.b.def_var(self.regs[r], v);
+        }
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(common);
+        self.join = Some(join);
+        true
+    }
     fn slow(&mut self, ins: &Instruction) {
         // A checkpoint before (a memory fault in the helper runs the instruction again) and
         // after it (the helper left all of its effects in the context).
@@ -684,6 +733,11 @@ impl Lower<'_> {
             return;
         }
         semantics::exec_routed(self, ins, route);
+        if let Some(join) = self.join.take() {
+            self.b.ins().jump(join, &[]);
+            self.b.switch_to_block(join);
+            self.seal(&[join]);
+        }
     }
 
     /// A misaligned operand raises #GP before the instruction changes anything.

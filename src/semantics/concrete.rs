@@ -203,6 +203,12 @@ impl Emitter for Live<'_> {
         self.jumped = Some(next);
         self.exit = exit::SYSCALL;
     }
+    fn slow_unless(&mut self, ok: u64, ins: &Instruction) -> bool {
+        if ok == 0 {
+            self.slow(ins);
+        }
+        ok != 0
+    }
     fn slow(&mut self, ins: &Instruction) {
         if let Err(code) = super::slow::exec(self.cpu, ins) {
             self.cpu.fault = code;

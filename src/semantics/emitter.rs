@@ -97,4 +97,10 @@ pub trait Emitter: Ops {
     fn syscall(&mut self, next: u64);
     /// Runs an instruction whose semantics are written over concrete state (`slow::exec`).
     fn slow(&mut self, ins: &Instruction);
+    /// Runs `ins` through `slow` unless `ok` (0 or 1) holds: for semantics that handle the
+    /// common case themselves and leave the rest (faults included) to the slow path. Returns
+    /// whether the caller goes on with the common case: false when the slow path ran (the
+    /// caller then returns at once). A JIT goes on in both cases, on the branch where `ok`
+    /// holds, and joins the slow path's branch after the instruction.
+    fn slow_unless(&mut self, ok: Self::V, ins: &Instruction) -> bool;
 }

@@ -6,6 +6,7 @@
 mod alu;
 mod bits;
 mod cond;
+mod divide;
 mod flow;
 mod moves;
 mod multiply;
@@ -46,6 +47,7 @@ pub enum Op {
     Shift,
     Rotate,
     Multiply,
+    Divide,
     BitTest,
     BitCount,
     Push,
@@ -101,6 +103,7 @@ pub static FAMILY: Family<Op> = Family::new(
         row(&[Shl, Sal, Shr, Sar], Op::Shift),
         row(&[Rol, Ror], Op::Rotate),
         row(&[Mul, Imul], Op::Multiply),
+        row(&[Div, Idiv], Op::Divide),
         row(&[Bt, Bts, Btr, Btc], Op::BitTest),
         row(&[Bsf, Bsr, Tzcnt, Lzcnt, Popcnt], Op::BitCount),
         row(&[Push], Op::Push),
@@ -177,6 +180,7 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
         Op::Shift => shifts::shift(e, ins),
         Op::Rotate => shifts::rotate(e, ins),
         Op::Multiply => multiply::multiply(e, ins),
+        Op::Divide => divide::divide(e, ins),
         Op::BitTest => bits::bit_test(e, ins),
         Op::BitCount => bits::bit_count(e, ins),
         Op::Push => stack::push_op(e, ins),
