@@ -48,7 +48,9 @@ struct OpenJournal {
 struct Known {
     units: HashSet<(u64, Hash)>,
     stamp: Option<(u64, std::time::SystemTime)>,
-    looked_at: u64,
+    /// The look (`Worker::looks`) that last checked the pack file; None before the first, so
+    /// that a service's first look, which finds the journals its predecessor left, reads it.
+    looked_at: Option<u64>,
 }
 
 pub(super) struct Worker {
@@ -354,8 +356,8 @@ impl Worker {
     /// Whether the module's pack already holds the block, as compiled from the same bytes.
     fn is_cached(&mut self, key: &BlockKey) -> bool {
         let known = self.known.entry(key.module).or_default();
-        if known.looked_at != self.looks {
-            known.looked_at = self.looks;
+        if known.looked_at != Some(self.looks) {
+            known.looked_at = Some(self.looks);
             let path = crate::cache::pack_path(&self.dir, &key.module, &self.config);
             let stamp = std::fs::metadata(&path)
                 .ok()
