@@ -1,9 +1,10 @@
 //! A region (`decode::Region`) laid out as one Cranelift function: a prologue (a waiting
 //! signal returns at once, before anything ran), one Cranelift block per guest block, direct
 //! jumps between them with the guest registers in variables throughout, and exits that store
-//! the state and jump straight to the next unit through the chaining table. Every edge checks
-//! the interrupt word, so loops inside a region stay interruptible and a block rewritten by an
-//! earlier one is translated again; a block counts its instructions where it starts.
+//! the state and jump straight to the next unit through the chaining table. Edges back to the
+//! same or an earlier block, and edges out of a block that stores, check the interrupt word, so
+//! loops inside a region stay interruptible and a block rewritten by an earlier one is
+//! translated again; a block counts its instructions where it starts.
 
 use super::lower::{writes_memory, Cached, Lower, Regs, Terminal};
 use crate::cpu::ops::Ops;
@@ -58,6 +59,11 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
         interrupt,
         starts,
         dirty_in: dirty_at_starts(region),
+        stores: region
+            .blocks
+            .iter()
+            .map(|b| b.insns.iter().any(writes_memory))
+            .collect(),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         layout.lower_block(&mut l, i, gb);
@@ -132,6 +138,8 @@ struct Layout<'r> {
     /// The Cranelift block where each guest block starts.
     starts: Vec<ir::Block>,
     dirty_in: Vec<Regs>,
+    /// Per block: whether it may write guest memory.
+    stores: Vec<bool>,
 }
 
 impl Layout<'_> {
@@ -212,9 +220,13 @@ impl Layout<'_> {
             l.unpredicted = true;
         }
         l.revalidate();
-        // On every edge, not only loops': a store may have rewritten the next block (its
-        // write fault wakes the thread), which must then be translated again.
-        interrupt_check(l, self.interrupt, target);
+        // Every cycle has an edge to the same or an earlier block (blocks are in the order
+        // they were reached), so loops stay interruptible; and after a block that stores, the
+        // store may have rewritten the next block (its write fault wakes the thread), which
+        // must then be translated again.
+        if j <= i || self.stores[i] {
+            interrupt_check(l, self.interrupt, target);
+        }
         l.b.ins().jump(self.starts[j], &[]);
     }
 }
@@ -326,5 +338,7 @@ fn chain(l: &mut Lower<'_>, next: Value) {
     let f = b.ins().load(types::I64, mf(), slot, 8);
     let sig = l.unit_sig;
     l.b.ins().return_call_indirect(sig, f, &[cpu]);
+    // A miss returns to the dispatcher: laid out with the cold code.
     l.b.switch_to_block(back);
+    l.b.set_cold_block(back);
 }

@@ -147,7 +147,9 @@ mod tests {
             (&[0x0f, 0x05], Some(GENERIC)),                    // syscall
             (&[0x48, 0xd3, 0xe0], Some(GENERIC)),              // shl rax, cl
             (&[0x48, 0xd1, 0xd0], Some(SLOW)),                 // rcl rax, 1
-            (&[0x48, 0xf7, 0xf3], Some(SLOW)),                 // div rbx
+            (&[0x48, 0xf7, 0xf3], Some(GENERIC)),              // div rbx (the slow path divides 128 bits)
+            (&[0x48, 0x0f, 0xa3, 0x18], Some(GENERIC)),        // bt [rax], rbx
+            (&[0xf0, 0x48, 0x0f, 0xab, 0x18], Some(SLOW)),     // lock bts [rax], rbx
             (&[0x0f, 0xa2], Some(SLOW)),                       // cpuid
             (&[0x66, 0x0f, 0xef, 0xc1], Some(SSE)),            // pxor xmm0, xmm1
             (&[0x66, 0x0f, 0xef, 0x00], Some(SSE | ALIGN16)),  // pxor xmm0, [rax]
