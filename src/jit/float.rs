@@ -507,21 +507,7 @@ impl Lower<'_> {
         self.b.switch_to_block(fast);
         self.b.ins().jump(join, &[BlockArg::Value(out.value())]);
         self.b.switch_to_block(slow);
-        // A checkpoint on this path only: the helper may fault on a memory operand.
-        self.store_dirty();
-        let rip = self.set_rip(ins.ip());
-        let z = self.imm(0);
-        let code = self.call_helper(super::H_SLOW, rip, z);
-        let fault = self.b.create_block();
-        let reload = self.b.create_block();
-        self.b.ins().brif(code, fault, &[], reload, &[]);
-        self.seal(&[fault, reload]);
-        self.b.switch_to_block(fault);
-        self.store_insns();
-        self.b.ins().return_(&[code]);
-        self.b.switch_to_block(reload);
-        // The context holds the state after the instruction: a checkpoint on this path.
-        self.set_rip(ins.next_ip());
+        self.slow_path(ins);
         let cpu = self.cpu;
         let r = self.b.ins().load(rty, mf(), cpu, slot);
         self.b.ins().jump(join, &[BlockArg::Value(r)]);

@@ -652,21 +652,9 @@ impl Emitter for Lower<'_> {
         self.seal(&[slow, common]);
         self.b.switch_to_block(slow);
         self.b.set_cold_block(slow);
-        // The helper runs the whole instruction from the context (a checkpoint on this path:
-        // it may fault), and the registers it writes come back into their variables; the
-        // cached state is otherwise the same on both paths.
-        self.store_dirty();
-        let rip = self.set_rip(ins.ip());
-        let z = self.imm(0);
-        let code = self.call_helper(H_SLOW, rip, z);
-        let (fault, reload) = (self.b.create_block(), self.b.create_block());
-        self.b.ins().brif(code, fault, &[], reload, &[]);
-        self.seal(&[fault, reload]);
-        self.b.switch_to_block(fault);
-        self.store_insns();
-        self.b.ins().return_(&[code]);
-        self.b.switch_to_block(reload);
-        self.set_rip(ins.next_ip());
+        // The registers the helper wrote come back into their variables; the cached state is
+        // otherwise the same on both paths.
+        self.slow_path(ins);
         let written = Regs::written_by(ins);
         for r in (0..16).filter(|&r| written.gprs()[r]) {
             let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
@@ -723,6 +711,25 @@ fn helper_signature(isa: &dyn TargetIsa) -> Signature {
 }
 
 impl Lower<'_> {
+    /// On a path that leaves an instruction's common case: stores the cached state (still
+    /// cached after), runs `ins` through the slow helper from the context (a checkpoint at
+    /// `ins`: it may fault, and then the unit returns), after which the context holds the state
+    /// after the instruction (a checkpoint at the next one).
+    pub(super) fn slow_path(&mut self, ins: &Instruction) {
+        self.store_dirty();
+        let rip = self.set_rip(ins.ip());
+        let z = self.imm(0);
+        let code = self.call_helper(H_SLOW, rip, z);
+        let (fault, reload) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(code, fault, &[], reload, &[]);
+        self.seal(&[fault, reload]);
+        self.b.switch_to_block(fault);
+        self.store_insns();
+        self.b.ins().return_(&[code]);
+        self.b.switch_to_block(reload);
+        self.set_rip(ins.next_ip());
+    }
+
     /// Lowers one instruction of the block (`live`: whether its flags are read later).
     pub fn lower_insn(&mut self, ins: &Instruction, live: bool, route: u8) {
         self.flags_live = live;
