@@ -68,9 +68,12 @@ fn record_at(dir: &Path, path: &Path, md: &std::fs::Metadata, hash: &Hash) {
     b.extend_from_slice(hash);
     let c = checksum(&b);
     b.extend_from_slice(&c);
+    // Never the cache directory itself: one removed meanwhile (by a user, or a test's
+    // temporary directory) must stay gone, whoever hashes a file.
     let hdir = dir.join("hashes");
-    if std::fs::create_dir_all(&hdir).is_err() {
-        return;
+    match std::fs::create_dir(&hdir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return,
+        _ => {}
     }
     let tmp = hdir.join(format!(".tmp-{}-{:x}", std::process::id(), md.ino()));
     if std::fs::write(&tmp, &b).is_ok() && std::fs::rename(&tmp, path).is_err() {

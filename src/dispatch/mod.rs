@@ -5,6 +5,7 @@
 //! cache at exit (`persist.rs`), and wires the process-wide entry into guest code
 //! (`runtime.rs`).
 
+mod cached;
 mod compile;
 mod modules;
 mod persist;

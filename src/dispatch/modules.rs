@@ -157,27 +157,24 @@ impl Engine {
         let prefill = self.prefill_of(module.lo, module.hi, &runnable);
         let mut registry = self.shared.registry.lock();
         registry.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
-        registry.cached.reserve(loaded.units.len());
         if let Some(p) = prefill {
             self.shared.registry.add_prefill(&mut registry, p);
         }
-        for u in loaded.units {
-            // Units are position-independent: they serve the module wherever it is loaded.
-            let rip = module.address_of(u.offset);
+        // Units are position-independent: they serve the module wherever it is loaded.
+        let units = loaded.units.into_iter().map(|u| {
             let unit = CachedUnit {
                 code: u.code,
                 guest_len: u.guest_len,
                 ninsns: u.ninsns,
                 guest_hash: u.guest_hash,
             };
-            registry.cached.insert(
-                rip,
-                Cached {
-                    unit,
-                    verified_at: None,
-                },
-            );
-        }
+            let c = Cached {
+                unit,
+                verified_at: None,
+            };
+            (module.address_of(u.offset), c)
+        });
+        registry.cached.add_module(units.collect());
     }
 
     /// Records where `module`'s code lies in its file `path`: `code` holds (module offset, file

@@ -9,6 +9,7 @@
 //! when `compiled_len` moves (`Engine::pull_compiled`). Compiled code is relocation-free, so a
 //! copy runs anywhere; a thread's arena only ever holds code that thread runs.
 
+use super::cached::CachedUnits;
 use super::compile::NewUnit;
 use super::modules::Modules;
 use super::prefill::Prefill;
@@ -53,7 +54,7 @@ pub(super) enum Found {
 #[derive(Default)]
 pub(super) struct State {
     /// Units from the cache by guest rip.
-    pub cached: AddrMap<Cached>,
+    pub cached: CachedUnits,
     /// Units compiled in this run, in the order they were finished.
     pub compiled: Vec<Arc<NewUnit>>,
     /// Index in `compiled` by guest rip.
@@ -127,7 +128,7 @@ impl Registry {
         let s = self.lock();
         match s.compiled_at.get(&rip) {
             Some(&i) => Found::Compiled(s.compiled[i].clone()),
-            None => s.cached.get(&rip).map_or(Found::Nothing, |c| Found::Cached(*c)),
+            None => s.cached.get(rip).map_or(Found::Nothing, |c| Found::Cached(*c)),
         }
     }
 

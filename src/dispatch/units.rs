@@ -180,7 +180,7 @@ impl Engine {
         } else if self.cache.is_some() {
             if self.module_of(rip, 1).is_none() {
                 self.discover_module(rip);
-                if self.shared.registry.lock().cached.contains_key(&rip) {
+                if self.shared.registry.lock().cached.contains(rip) {
                     return self.unit_for(rip);
                 }
             }
@@ -208,10 +208,10 @@ impl Engine {
         {
             let mut registry = self.shared.registry.lock();
             if !matches {
-                registry.cached.remove(&rip);
+                registry.cached.remove(rip);
                 return None;
             }
-            if let Some(e) = registry.cached.get_mut(&rip) {
+            if let Some(e) = registry.cached.get_mut(rip) {
                 e.verified_at = Some(epoch);
             }
             let module = module_in(self.shared.module, &registry.modules, rip, c.unit.guest_len);

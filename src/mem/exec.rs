@@ -15,6 +15,12 @@ unsafe impl Send for CodePtr {}
 unsafe impl Sync for CodePtr {}
 
 impl CodePtr {
+    /// A pointer to no code, for tests that only store and compare them.
+    #[cfg(test)]
+    pub fn dangling() -> CodePtr {
+        CodePtr(std::ptr::null())
+    }
+
     /// The host address, as compiled code and the chaining table hold it.
     pub fn addr(self) -> u64 {
         self.0 as u64
