@@ -101,6 +101,7 @@ pub trait Emitter: Ops {
     /// common case themselves and leave the rest (faults included) to the slow path. Returns
     /// whether the caller goes on with the common case: false when the slow path ran (the
     /// caller then returns at once). A JIT goes on in both cases, on the branch where `ok`
-    /// holds, and joins the slow path's branch after the instruction.
+    /// holds, and joins the slow path's branch after the instruction: the caller reads every
+    /// operand before, writes only registers and memory after, and does not end the block.
     fn slow_unless(&mut self, ok: Self::V, ins: &Instruction) -> bool;
 }
