@@ -107,6 +107,11 @@ impl Units {
         }
     }
 
+    /// Asks for the chaining table in huge pages (for the pages not touched yet).
+    pub fn chain_in_huge_pages(&mut self) {
+        crate::mem::advise_huge_pages(self.chain.as_ptr() as usize, std::mem::size_of_val(&*self.chain));
+    }
+
     /// Lets compiled code jump straight to `code` when it leaves for `rip`.
     pub fn chain_rip(&mut self, rip: u64, code: UnitFn) {
         self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];

@@ -69,6 +69,22 @@ impl std::hash::Hasher for AddrHasher {
 /// A map keyed by guest address.
 pub type AddrMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<AddrHasher>>;
 
+/// Asks the host kernel to back the whole pages inside [addr, addr+len) of this process's own
+/// memory with huge pages (transparent huge pages) where it is touched from now on; a hint,
+/// ignored where unsupported.
+pub fn advise_huge_pages(addr: usize, len: usize) {
+    // SAFETY: sysconf has no preconditions.
+    let host_page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .unwrap_or(4096)
+        .max(1);
+    let start = addr.next_multiple_of(host_page);
+    let end = (addr + len) & !(host_page - 1);
+    if end > start {
+        // SAFETY: advice on memory this process owns; MADV_HUGEPAGE changes no contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
 pub fn page_down(a: u64) -> u64 {
     a & !(PAGE - 1)
 }
