@@ -3,7 +3,15 @@
 //! found by binary search, so a run's start-up does not grow a hash map of every unit the cache
 //! holds for the program.
 
-use super::registry::Cached;
+use super::units::CachedUnit;
+
+/// A unit from the cache, and the code epoch (`mem::watch::epoch`) at which its guest bytes
+/// were last found to match.
+#[derive(Clone, Copy)]
+pub(super) struct Cached {
+    pub unit: CachedUnit,
+    pub verified_at: Option<u64>,
+}
 
 /// The cached units of every module loaded so far.
 #[derive(Clone, Default)]
@@ -71,7 +79,6 @@ impl CachedUnits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::units::CachedUnit;
 
     fn unit(len: u64) -> Cached {
         Cached {

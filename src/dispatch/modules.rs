@@ -2,7 +2,7 @@
 //! identified by the blake3 hash of their file the first time their code runs, their cached
 //! units taken from the cache, and the per-module use recorded in the cache's usage log.
 
-use super::registry::Cached;
+use super::cached::Cached;
 use super::units::CachedUnit;
 use super::{Engine, Module};
 use crate::cache::{self, file_name, usage};

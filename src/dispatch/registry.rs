@@ -9,11 +9,10 @@
 //! when `compiled_len` moves (`Engine::pull_compiled`). Compiled code is relocation-free, so a
 //! copy runs anywhere; a thread's arena only ever holds code that thread runs.
 
-use super::cached::CachedUnits;
+use super::cached::{Cached, CachedUnits};
 use super::compile::NewUnit;
 use super::modules::Modules;
 use super::prefill::Prefill;
-use super::units::CachedUnit;
 use crate::decode::Block;
 use crate::mem::AddrMap;
 use crate::stats::Stats;
@@ -34,14 +33,6 @@ pub(super) struct Registry {
     stopping: AtomicBool,
     /// Threads running guest code or Kiln's own (not parked, not blocked in a syscall).
     running: AtomicUsize,
-}
-
-/// A unit from the cache, and the code epoch (`mem::watch::epoch`) at which its guest bytes
-/// were last found to match.
-#[derive(Clone, Copy)]
-pub(super) struct Cached {
-    pub unit: CachedUnit,
-    pub verified_at: Option<u64>,
 }
 
 /// What `Registry::find` found.

@@ -2,9 +2,10 @@
 //! block for the baseline tier and, once compiled or found in the cache, its host code), and
 //! the chaining table through which compiled units jump straight to the next one.
 
+use super::cached::Cached;
 use super::compile::NewUnit;
 use super::modules::module_in;
-use super::registry::{Cached, Found};
+use super::registry::Found;
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block, Limits, Region};
 use crate::jit::UnitFn;
