@@ -31,12 +31,18 @@ struct Table {
 }
 
 impl CachedUnits {
-    /// Adds a module's units (the last of any repeated rip wins).
-    pub fn add_module(&mut self, mut units: Vec<(u64, Cached)>) {
+    /// A module's units in rip order, the last of any repeated rip kept.
+    pub fn sorted(mut units: Vec<(u64, Cached)>) -> Vec<(u64, Cached)> {
+        units.reverse();
+        // Stable: of equal rips the first after reversing, the last given, comes first.
         units.sort_by_key(|&(rip, _)| rip);
-        units.reverse();
         units.dedup_by_key(|&mut (rip, _)| rip);
-        units.reverse();
+        units
+    }
+
+    /// Adds a module's units, as `sorted` leaves them.
+    pub fn add_module(&mut self, units: Vec<(u64, Cached)>) {
+        debug_assert!(units.windows(2).all(|w| w[0].0 < w[1].0));
         let (Some(&(lo, _)), Some(&(hi, _))) = (units.first(), units.last()) else {
             return;
         };
@@ -95,13 +101,13 @@ mod tests {
     #[test]
     fn found_by_rip_latest_module_first_and_gone_once_removed() {
         let mut c = CachedUnits::default();
-        c.add_module(vec![
+        c.add_module(CachedUnits::sorted(vec![
             (0x3000, unit(3)),
             (0x1000, unit(1)),
             (0x2000, unit(2)),
             (0x1000, unit(4)),
-        ]);
-        c.add_module(vec![(0x2000, unit(5))]);
+        ]));
+        c.add_module(CachedUnits::sorted(vec![(0x2000, unit(5))]));
         assert_eq!(c.get(0x1000).map(|u| u.unit.guest_len), Some(4));
         assert_eq!(c.get(0x2000).map(|u| u.unit.guest_len), Some(5));
         assert_eq!(c.get(0x3000).map(|u| u.unit.guest_len), Some(3));

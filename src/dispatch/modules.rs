@@ -2,7 +2,7 @@
 //! identified by the blake3 hash of their file the first time their code runs, their cached
 //! units taken from the cache, and the per-module use recorded in the cache's usage log.
 
-use super::cached::Cached;
+use super::cached::{Cached, CachedUnits};
 use super::units::CachedUnit;
 use super::{Engine, Module};
 use crate::cache::{self, file_name, usage};
@@ -149,17 +149,7 @@ impl Engine {
         let loaded = cache::load::load_module(dir, &module.hash, config);
         self.stats.cache_rejected += loaded.rejected;
         self.stats.units_loaded += loaded.units.len() as u64;
-        let runnable: Vec<(u64, u64, crate::jit::UnitFn)> = loaded
-            .units
-            .iter()
-            .map(|u| (module.address_of(u.offset), u.guest_len, u.code))
-            .collect();
-        let prefill = self.prefill_of(module.lo, module.hi, &runnable);
-        let mut registry = self.shared.registry.lock();
-        registry.modules.usage.entry(module.hash).or_default().loaded += loaded.units.len() as u64;
-        if let Some(p) = prefill {
-            self.shared.registry.add_prefill(&mut registry, p);
-        }
+        let count = loaded.units.len() as u64;
         // Units are position-independent: they serve the module wherever it is loaded.
         let units = loaded.units.into_iter().map(|u| {
             let unit = CachedUnit {
@@ -174,7 +164,14 @@ impl Engine {
             };
             (module.address_of(u.offset), c)
         });
-        registry.cached.add_module(units.collect());
+        let units = CachedUnits::sorted(units.collect());
+        let prefill = self.prefill_of(module.lo, module.hi, &units);
+        let mut registry = self.shared.registry.lock();
+        registry.modules.usage.entry(module.hash).or_default().loaded += count;
+        if let Some(p) = prefill {
+            self.shared.registry.add_prefill(&mut registry, p);
+        }
+        registry.cached.add_module(units);
     }
 
     /// Records where `module`'s code lies in its file `path`: `code` holds (module offset, file

@@ -9,6 +9,7 @@
 //! prefill: each thread clears the slots it filled, and the module's units are checked against
 //! the guest's bytes again from then on (`Modules::untrusted`).
 
+use super::cached::Cached;
 use super::Engine;
 use crate::jit::UnitFn;
 use crate::mem::PAGE;
@@ -42,8 +43,9 @@ const HUGE_PREFILL: u64 = crate::cpu::CHAIN_ENTRIES / 64;
 impl Engine {
     /// Builds the prefill of a module whose cached units were just loaded: the units lying on
     /// pages that are executable and hold the file's bytes unchanged. Their pages become code
-    /// pages (`mem::watch`), so that any later change to them is seen.
-    pub(super) fn prefill_of(&self, lo: u64, hi: u64, units: &[(u64, u64, UnitFn)]) -> Option<Prefill> {
+    /// pages (`mem::watch`), so that any later change to them is seen. `units` are in rip
+    /// order.
+    pub(super) fn prefill_of(&self, lo: u64, hi: u64, units: &[(u64, Cached)]) -> Option<Prefill> {
         let pages = crate::mem::page_numbers(lo, hi - lo);
         let first = pages.start;
         let runnable: Vec<bool> = pages
@@ -53,15 +55,14 @@ impl Engine {
             crate::mem::page_numbers(rip, len.max(1))
                 .all(|n| n >= first && runnable.get((n - first) as usize).copied().unwrap_or(false))
         };
-        let mut chosen: Vec<(u64, UnitFn)> = units
+        let chosen: Vec<(u64, UnitFn)> = units
             .iter()
-            .filter(|(rip, len, _)| ok(*rip, *len))
-            .map(|&(rip, _, code)| (rip, code))
+            .filter(|(rip, c)| ok(*rip, c.unit.guest_len))
+            .map(|&(rip, c)| (rip, c.unit.code))
             .collect();
         if chosen.is_empty() {
             return None;
         }
-        chosen.sort_unstable_by_key(|&(rip, _)| rip);
         // Watched as code pages, each run of runnable pages at once.
         let mut n = 0;
         while n < runnable.len() {

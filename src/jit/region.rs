@@ -54,16 +54,13 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
+    let effects = block_effects(region);
     let layout = Layout {
         region,
         interrupt,
         starts,
-        dirty_in: dirty_at_starts(region),
-        stores: region
-            .blocks
-            .iter()
-            .map(|b| b.insns.iter().any(writes_memory))
-            .collect(),
+        dirty_in: dirty_at_starts(region, &effects),
+        stores: effects.iter().map(|&(stores, _)| stores).collect(),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         layout.lower_block(&mut l, i, gb);
@@ -74,26 +71,27 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     ok
 }
 
+/// Per block: whether it writes memory (so has a checkpoint), and the registers it writes
+/// after its last checkpoint.
+fn block_effects(region: &Region) -> Vec<(bool, Regs)> {
+    let effect = |b: &Block| {
+        b.insns.iter().fold((false, Regs::default()), |(cp, w), ins| {
+            if writes_memory(ins) {
+                (true, Regs::default())
+            } else {
+                (cp, w.union(Regs::written_by(ins)))
+            }
+        })
+    };
+    region.blocks.iter().map(effect).collect()
+}
+
 /// Per block: the registers that may differ from the context where it starts. A checkpoint
 /// (after an instruction that writes memory, and on an edge into a block that reads the
 /// flags) stores every register; registers written after the last one stay only in
 /// variables, across edges and loops. Nothing differs at the region's entry.
-fn dirty_at_starts(region: &Region) -> Vec<Regs> {
+fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
     let n = region.blocks.len();
-    // Per block: whether it has a checkpoint, and what it writes after the last one.
-    let effect: Vec<(bool, Regs)> = region
-        .blocks
-        .iter()
-        .map(|b| {
-            b.insns.iter().fold((false, Regs::default()), |(cp, w), ins| {
-                if writes_memory(ins) {
-                    (true, Regs::default())
-                } else {
-                    (cp, w.union(Regs::written_by(ins)))
-                }
-            })
-        })
-        .collect();
     let mut dirty_in = vec![Regs::default(); n];
     loop {
         let mut changed = false;

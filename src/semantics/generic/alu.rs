@@ -1,10 +1,10 @@
 //! Two-operand ALU instructions (add, or, adc, sbb, and, sub, xor, cmp, test), inc/dec, neg,
 //! not, and the carry-flag instructions.
 
-use super::{set_flags, set_raw_flags, CarryOp};
+use super::{set_flags, update_flags, CarryOp};
 use crate::cpu::flags::{zext, Cc};
 use crate::cpu::ops::{Bin, Un};
-use crate::cpu::FlagKind;
+use crate::cpu::{rflags, FlagKind};
 use crate::semantics::emitter::Emitter;
 use crate::semantics::operand::{op_size, read_op, read_rmw, write_op};
 use iced_x86::{Instruction, Mnemonic};
@@ -103,15 +103,13 @@ pub(super) fn not<E: Emitter>(e: &mut E, ins: &Instruction) {
 
 /// clc/stc/cmc.
 pub(super) fn carry<E: Emitter>(e: &mut E, op: CarryOp) {
-    let f = e.rflags();
-    let one = e.imm(1);
-    let r = match op {
-        CarryOp::Clear => {
-            let m = e.imm(!1u64);
-            e.bin(Bin::And, f, m)
+    update_flags(e, rflags::CF, |e, f| match op {
+        CarryOp::Clear => e.imm(0),
+        CarryOp::Set => e.imm(1),
+        CarryOp::Complement => {
+            let one = e.imm(1);
+            let cf = e.bin(Bin::And, f, one);
+            e.bin(Bin::Xor, cf, one)
         }
-        CarryOp::Set => e.bin(Bin::Or, f, one),
-        CarryOp::Complement => e.bin(Bin::Xor, f, one),
-    };
-    set_raw_flags(e, r);
+    });
 }

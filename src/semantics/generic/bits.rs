@@ -3,7 +3,7 @@
 //! tzcnt and lzcnt CF and ZF, the others keeping their values (read from the current flags
 //! only where a later instruction reads them); popcnt clears all but ZF.
 
-use super::set_raw_flags;
+use super::{set_raw_flags, update_flags};
 use crate::cpu::flags::sext;
 use crate::cpu::ops::{Bin, Cmp, Un};
 use crate::cpu::rflags as rf;
@@ -55,7 +55,7 @@ pub(super) fn bit_test<E: Emitter>(e: &mut E, ins: &Instruction) {
     if let Some(v) = changed {
         write_op(e, ins, 0, size, v, addr).expect("checked operand");
     }
-    replace_flags(e, rf::CF, cf);
+    update_flags(e, rf::CF, |_, _| cf);
 }
 
 /// bsf/bsr (a zero source leaves the destination register as it was, all of it), tzcnt and
@@ -79,7 +79,7 @@ pub(super) fn bit_count<E: Emitter>(e: &mut E, ins: &Instruction) {
             };
             write_unless(e, ins, zero, r);
             let zf = e.bin(Bin::Shl, zero, six);
-            replace_flags(e, rf::ZF, zf);
+            update_flags(e, rf::ZF, |_, _| zf);
         }
         Mnemonic::Popcnt => {
             let r = e.un(Un::Popcnt, src);
@@ -101,7 +101,7 @@ pub(super) fn bit_count<E: Emitter>(e: &mut E, ins: &Instruction) {
             let rz = e.cmp(Cmp::Eq, r, z);
             let zf = e.bin(Bin::Shl, rz, six);
             let f = e.bin(Bin::Or, zero, zf);
-            replace_flags(e, rf::CF | rf::ZF, f);
+            update_flags(e, rf::CF | rf::ZF, |_, _| f);
         }
     }
 }
@@ -119,16 +119,4 @@ fn write_unless<E: Emitter>(e: &mut E, ins: &Instruction, keep: E::V, v: E::V) {
         let w = e.select(keep, old, v);
         e.set_reg(g.idx, w);
     }
-}
-
-/// Records flags equal to the current ones except the bits in `changed`, taken from `bits`.
-fn replace_flags<E: Emitter>(e: &mut E, changed: u64, bits: E::V) {
-    if !e.flags_needed() {
-        return;
-    }
-    let f = e.rflags();
-    let keep = e.imm(!changed);
-    let kept = e.bin(Bin::And, f, keep);
-    let r = e.bin(Bin::Or, kept, bits);
-    set_raw_flags(e, r);
 }

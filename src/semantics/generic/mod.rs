@@ -214,3 +214,17 @@ fn set_raw_flags<E: Emitter>(e: &mut E, f: E::V) {
     let z = e.imm(0);
     set_flags(e, FlagKind::Raw, 8, f, z, z, z);
 }
+
+/// Records flags equal to the current ones except the bits in `changed`, which take the
+/// values `bits` computes from the current RFLAGS bits; nothing where the flags are dead.
+fn update_flags<E: Emitter>(e: &mut E, changed: u64, bits: impl FnOnce(&mut E, E::V) -> E::V) {
+    if !e.flags_needed() {
+        return;
+    }
+    let f = e.rflags();
+    let new = bits(e, f);
+    let keep = e.imm(!changed);
+    let kept = e.bin(crate::cpu::ops::Bin::And, f, keep);
+    let r = e.bin(crate::cpu::ops::Bin::Or, kept, new);
+    set_raw_flags(e, r);
+}
