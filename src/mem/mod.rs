@@ -1,16 +1,27 @@
 //! The guest address space: one host reservation, guest mappings inside it, and checked access.
 //!
 //! Guest address `A` lives at host `base + clamp(A)`. Everything outside the guest's mappings
-//! stays `PROT_NONE`, so the host MMU enforces the guest's view; an address at or above
-//! `GUEST_SPACE` is clamped into the `PROT_NONE` guard that follows the guest space, so it
-//! faults inside the reservation and never reaches another guest address or Kiln's memory.
+//! stays `PROT_NONE`, so the host MMU enforces the guest's view. The guest space has a
+//! `PROT_NONE` guard on each side: Rust code clamps an address at or above `GUEST_SPACE` into
+//! the guard above; compiled code checks the register part of an address against
+//! `GUEST_SPACE` and adds the displacement in the host access, which then lands in a guard
+//! when it leaves the guest space. Either way the access faults inside the reservation and
+//! never reaches another guest address or Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;
-/// The `PROT_NONE` guard reserved after the guest space: larger than any single access (an
-/// fxsave image, a string instruction's element), so an access clamped to `GUEST_SPACE` or
-/// straddling its end faults inside the reservation.
-pub const GUARD: u64 = 1 << 20;
+/// The `PROT_NONE` guard reserved on each side of the guest space: larger than any
+/// displacement (a signed 32-bit number) plus any single access (an fxsave image, a string
+/// instruction's element), so an access whose register part is inside the guest space, or one
+/// clamped to `GUEST_SPACE`, faults inside the reservation.
+pub const GUARD: u64 = 1 << 32;
+/// The whole host reservation: the guest space and its two guards.
+const RESERVATION: u64 = GUARD + GUEST_SPACE + GUARD;
+
+/// Whether host address `host` lies in the reservation of the guest space at `base`.
+pub fn in_reservation(base: u64, host: u64) -> bool {
+    host.wrapping_sub(base).wrapping_add(GUARD) < RESERVATION
+}
 
 /// The offset in the reservation of guest address `addr`: itself inside the guest space, the
 /// start of the guard above it. A fault there is reported with the guest's own address
@@ -129,7 +140,7 @@ impl Memory {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                (GUEST_SPACE + GUARD) as usize,
+                RESERVATION as usize,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -137,11 +148,13 @@ impl Memory {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(MemError::Reserve(GUEST_SPACE + GUARD, std::io::Error::last_os_error()));
+            return Err(MemError::Reserve(RESERVATION, std::io::Error::last_os_error()));
         }
+        // The guest space starts after the lower guard.
+        let p = (p as u64 + GUARD) as *mut u8;
         watch::init(p as u64).map_err(|e| MemError::Reserve(GUEST_SPACE, e))?;
         Ok(Memory {
-            base: p as *mut u8,
+            base: p,
             state: std::sync::Mutex::new(MemState {
                 maps: Default::default(),
                 brk_start: 0,
