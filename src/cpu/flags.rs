@@ -28,11 +28,10 @@ pub enum FlagKind {
     Mul = 11,
 }
 
-/// The fields of a flag record its kind reads besides `kind` and `res`: the others may hold
-/// anything (compiled code does not store them).
+/// The fields of a flag record its kind reads besides `kind`, `size` and `res`: the others
+/// may hold anything (compiled code does not store them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fields {
-    pub size: bool,
     pub a: bool,
     pub b: bool,
     pub aux: bool,
@@ -42,14 +41,13 @@ impl FlagKind {
     /// What `cf`, `zf`, ... and `materialize` read of a record of this kind.
     pub fn fields(self) -> Fields {
         use FlagKind::*;
-        let (size, a, b, aux) = match self {
-            Raw => (false, false, false, false),
-            Logic => (true, false, false, false),
-            Mul => (true, false, false, true),
-            Add | Sub | Shl | Shr | Sar => (true, true, true, false),
-            Adc | Sbb | Inc | Dec => (true, true, true, true),
+        let (a, b, aux) = match self {
+            Raw | Logic => (false, false, false),
+            Mul => (false, false, true),
+            Add | Sub | Shl | Shr | Sar => (true, true, false),
+            Adc | Sbb | Inc | Dec => (true, true, true),
         };
-        Fields { size, a, b, aux }
+        Fields { a, b, aux }
     }
 
     pub fn from_u64(v: u64) -> FlagKind {
@@ -345,11 +343,16 @@ pub fn materialize<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     acc
 }
 
+/// A record's kind and operand size as the context's `flags_kind` word holds them.
+pub const fn kind_and_size(kind: FlagKind, size: u8) -> u64 {
+    kind as u64 | (size as u64) << 8
+}
+
 /// The lazy-flags record stored in the CPU.
 pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
     Flags {
-        kind: FlagKind::from_u64(cpu.flags_kind),
-        size: cpu.flags_size as u8,
+        kind: FlagKind::from_u64(cpu.flags_kind & 0xff),
+        size: (cpu.flags_kind >> 8) as u8,
         res: cpu.flags_res,
         a: cpu.flags_a,
         b: cpu.flags_b,
@@ -358,8 +361,7 @@ pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
 }
 
 pub fn store_flags(cpu: &mut Cpu, f: Flags<u64>) {
-    cpu.flags_kind = f.kind as u64;
-    cpu.flags_size = f.size as u64;
+    cpu.flags_kind = kind_and_size(f.kind, f.size);
     cpu.flags_res = f.res;
     cpu.flags_a = f.a;
     cpu.flags_b = f.b;

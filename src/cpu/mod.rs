@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 5;
+pub const CPU_LAYOUT_VERSION: u32 = 6;
 
 /// Entries in the chaining table (a power of two).
 pub const CHAIN_ENTRIES: u64 = 1 << 20;
@@ -78,8 +78,9 @@ pub mod fault_info {
 pub struct Cpu {
     pub gpr: [u64; 16],
     pub rip: u64,
+    /// The lazy-flags record (`flags::cpu_flags`): its kind in bits 0-7 and its operand size
+    /// in bytes in bits 8-15 (compiled code stores both with one immediate), then its values.
     pub flags_kind: u64,
-    pub flags_size: u64,
     pub flags_res: u64,
     pub flags_a: u64,
     pub flags_b: u64,
@@ -126,8 +127,7 @@ impl Cpu {
         Box::new(Cpu {
             gpr: [0; 16],
             rip: 0,
-            flags_kind: FlagKind::Raw as u64,
-            flags_size: 8,
+            flags_kind: flags::kind_and_size(FlagKind::Raw, 8),
             flags_res: 0x202,
             flags_a: 0,
             flags_b: 0,
@@ -168,7 +168,6 @@ pub mod off {
     }
     pub const RIP: i32 = offset_of!(Cpu, rip) as i32;
     pub const FLAGS_KIND: i32 = offset_of!(Cpu, flags_kind) as i32;
-    pub const FLAGS_SIZE: i32 = offset_of!(Cpu, flags_size) as i32;
     pub const FLAGS_RES: i32 = offset_of!(Cpu, flags_res) as i32;
     pub const FLAGS_A: i32 = offset_of!(Cpu, flags_a) as i32;
     pub const FLAGS_B: i32 = offset_of!(Cpu, flags_b) as i32;

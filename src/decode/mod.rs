@@ -3,7 +3,7 @@
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, Mnemonic};
 
 mod region;
-pub use region::{static_targets, Limits, Region};
+pub use region::{direct_call_target, static_targets, Limits, Region};
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK_INSNS: usize = 128;
@@ -117,7 +117,7 @@ pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu)
 }
 
 /// The six arithmetic flags in iced's `RflagsBits` encoding.
-const ARITH_FLAGS: u32 = 0x3f;
+pub const ARITH_FLAGS: u32 = 0x3f;
 
 /// Whether the instruction's flag writes depend on a run-time count (a zero count writes none),
 /// so it cannot be trusted to overwrite earlier flags.
@@ -142,15 +142,26 @@ pub fn flag_liveness(insns: &[Instruction]) -> Vec<bool> {
 /// `live_out` live (iced's `RflagsBits`): per instruction whether a flag it writes is read
 /// later, and the flags live at the block's start.
 pub fn flag_liveness_from(insns: &[Instruction], live_out: u32) -> (Vec<bool>, u32) {
+    let (after, live_in) = flags_live_after(insns, live_out);
+    let written = |ins: &Instruction| ins.rflags_modified() & ARITH_FLAGS;
+    (
+        insns.iter().zip(after).map(|(ins, a)| written(ins) & a != 0).collect(),
+        live_in,
+    )
+}
+
+/// Per instruction, the flags live after it in a block whose end has `live_out` live; and
+/// the flags live at the block's start.
+pub fn flags_live_after(insns: &[Instruction], live_out: u32) -> (Vec<u32>, u32) {
     let mut live = live_out;
-    let mut out = vec![true; insns.len()];
+    let mut after = vec![0; insns.len()];
     for (i, ins) in insns.iter().enumerate().rev() {
+        after[i] = live;
         let written = ins.rflags_modified() & ARITH_FLAGS;
-        out[i] = written & live != 0;
         let kills = if conditional_flag_write(ins) { 0 } else { written };
         live = (live & !kills) | (ins.rflags_read() & ARITH_FLAGS);
     }
-    (out, live)
+    (after, live)
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ pub struct Region {
     pub targets: Vec<Vec<(u64, Option<usize>)>>,
     /// Per block: whether the flags are read on entry (before being written).
     pub flags_in: Vec<bool>,
+    /// Per block: the flags what may run after it reads (iced's `RflagsBits`).
+    pub flags_out: Vec<u32>,
+    /// The flags read on entry by code outside the region that its blocks continue at,
+    /// where the caller of `form` knows them; code anywhere else may read them all.
+    pub outside: HashMap<u64, u32>,
 }
 
 impl Region {
@@ -36,6 +41,8 @@ impl Region {
             blocks: vec![block],
             targets,
             flags_in: vec![true],
+            flags_out: vec![ARITH_FLAGS],
+            outside: HashMap::new(),
         }
     }
 
@@ -53,12 +60,14 @@ impl Region {
     }
 
     /// Grows the region at `head`: `fetch` decodes the block at an address (None where there
-    /// is none to run), `admit` says which addresses may join.
+    /// is none to run), `admit` says which addresses may join, `flags_at` which flags the code
+    /// at an address outside the region reads on entry, where that is known and stays so.
     pub fn form(
         head: u64,
         limits: Limits,
         mut fetch: impl FnMut(u64) -> Option<Block>,
         admit: impl Fn(u64) -> bool,
+        flags_at: impl Fn(u64) -> Option<u32>,
     ) -> Option<Region> {
         let mut blocks: Vec<Block> = Vec::new();
         let mut index = HashMap::new();
@@ -92,34 +101,60 @@ impl Region {
                     .collect()
             })
             .collect();
+        let outside = targets
+            .iter()
+            .zip(&blocks)
+            .flat_map(|(ts, b)| {
+                let leaves = ts.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| t);
+                leaves.chain(direct_call_target(b))
+            })
+            .filter_map(|t| Some((t, flags_at(t)?)))
+            .collect();
         let mut region = Region {
             flags_in: vec![false; blocks.len()],
+            flags_out: vec![ARITH_FLAGS; blocks.len()],
             blocks,
             targets,
+            outside,
         };
         region.flag_liveness();
         Some(region)
     }
 
+    /// The flags read by the code outside the region at `target`.
+    pub fn flags_read_at(&self, target: u64) -> u32 {
+        self.outside.get(&target).copied().unwrap_or(ARITH_FLAGS)
+    }
+
+    /// The flags read after block `i` by code outside the region: at its exits to known
+    /// addresses what their code reads, after a direct call what the callee reads, after
+    /// anything else (returns, indirect branches, system calls) every flag.
+    fn flags_read_outside(&self, i: usize) -> u32 {
+        if self.targets[i].is_empty() {
+            return direct_call_target(&self.blocks[i]).map_or(ARITH_FLAGS, |t| self.flags_read_at(t));
+        }
+        self.targets[i]
+            .iter()
+            .filter(|(_, j)| j.is_none())
+            .fold(0, |m, &(t, _)| m | self.flags_read_at(t))
+    }
+
     /// Flag liveness over the whole region: flags written in one block and read by none of
-    /// the blocks it leads to inside the region are dead, unless the block also exits.
+    /// the blocks it leads to, inside the region or (where known) outside, are dead.
     fn flag_liveness(&mut self) {
         let n = self.blocks.len();
         let mut live_in = vec![0u32; n];
+        let outside: Vec<u32> = (0..n).map(|i| self.flags_read_outside(i)).collect();
         loop {
             let mut changed = false;
             for i in (0..n).rev() {
-                let exits = self.targets[i].is_empty() || self.targets[i].iter().any(|(_, j)| j.is_none());
-                let out = if exits {
-                    ARITH_FLAGS
-                } else {
-                    self.targets[i]
-                        .iter()
-                        .filter_map(|(_, j)| *j)
-                        .fold(0, |m, j| m | live_in[j])
-                };
+                let out = self.targets[i]
+                    .iter()
+                    .filter_map(|(_, j)| *j)
+                    .fold(outside[i], |m, j| m | live_in[j]);
                 let (live, inn) = flag_liveness_from(&self.blocks[i].insns, out);
                 self.blocks[i].flags_live = live;
+                self.flags_out[i] = out;
                 changed |= inn != live_in[i];
                 live_in[i] = inn;
             }
@@ -129,6 +164,13 @@ impl Region {
         }
         self.flags_in = live_in.iter().map(|&m| m != 0).collect();
     }
+}
+
+/// The target of the direct call that ends block `b`, if it ends in one.
+pub fn direct_call_target(b: &Block) -> Option<u64> {
+    let last = b.insns.last()?;
+    (b.stop.is_none() && last.flow_control() == FlowControl::Call && last.op0_kind() == OpKind::NearBranch64)
+        .then(|| last.near_branch_target())
 }
 
 /// Where a block's end may continue, known at translation time: its fall-through, the
@@ -146,5 +188,45 @@ pub fn static_targets(b: &Block) -> Vec<u64> {
         FlowControl::ConditionalBranch if direct => vec![last.near_branch_target(), next],
         FlowControl::UnconditionalBranch if direct => vec![last.near_branch_target()],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_block;
+
+    const LIMITS: Limits = Limits { blocks: 8, span: 0x100 };
+
+    /// The region at 0x1000 of `code` (a jump or call to 0x2000 leaves it), with `flags_at`
+    /// saying what the code at 0x2000 reads.
+    fn region(code: &[u8], at_target: Option<u32>) -> Region {
+        let fetch = |at: u64| (at == 0x1000).then(|| decode_block(code, at, |_| Some(0)));
+        let flags_at = |t: u64| if t == 0x2000 { at_target } else { None };
+        Region::form(0x1000, LIMITS, fetch, |_| true, flags_at).unwrap()
+    }
+
+    #[test]
+    fn flags_an_exit_target_does_not_read_are_dead() {
+        // cmp eax, ebx; jmp 0x2000
+        let code = [0x39, 0xd8, 0xe9, 0xf9, 0x0f, 0x00, 0x00];
+        let unknown = region(&code, None);
+        assert_eq!(unknown.blocks[0].flags_live, vec![true, false]);
+        assert_eq!(unknown.flags_out, vec![ARITH_FLAGS]);
+        let written_first = region(&code, Some(0));
+        assert_eq!(written_first.blocks[0].flags_live, vec![false, false]);
+        assert_eq!(written_first.flags_out, vec![0]);
+        // Reading only the carry keeps the compare's flags live.
+        let carry = region(&code, Some(iced_x86::RflagsBits::CF));
+        assert_eq!(carry.blocks[0].flags_live, vec![true, false]);
+    }
+
+    #[test]
+    fn flags_after_a_direct_call_are_what_the_callee_reads() {
+        // add eax, 1; call 0x2000
+        let code = [0x83, 0xc0, 0x01, 0xe8, 0xf8, 0x0f, 0x00, 0x00];
+        assert_eq!(region(&code, None).blocks[0].flags_live, vec![true, false]);
+        assert_eq!(region(&code, Some(0)).blocks[0].flags_live, vec![false, false]);
+        assert_eq!(region(&code, Some(0)).flags_read_at(0x3000), ARITH_FLAGS);
     }
 }

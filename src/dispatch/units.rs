@@ -351,7 +351,8 @@ impl Engine {
             let code = self.proc.mem.read_bytes(at, len as usize)?;
             Some(decode_block(code, at, semantics::classify))
         };
-        let Some(region) = Region::form(head, limits, fetch, |_| true) else {
+        // Code outside the region may change without it: its flags are taken as read.
+        let Some(region) = Region::form(head, limits, fetch, |_| true, |_| None) else {
             return single();
         };
         let len = region.end() - head;

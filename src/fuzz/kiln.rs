@@ -85,7 +85,7 @@ impl Kiln {
                         blocks: 64,
                         span: CODE + code.len() as u64 - cpu.rip,
                     };
-                    let region = Region::form(cpu.rip, limits, fetch, |_| true).ok_or("no region")?;
+                    let region = Region::form(cpu.rip, limits, fetch, |_| true, |_| None).ok_or("no region")?;
                     let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;
                     self.enter(&mut cpu, &u.code)?
                 }

@@ -235,6 +235,13 @@ impl<'a> Lower<'a> {
         self.set_rip(ip)
     }
 
+    /// A checkpoint where the code after it writes the flags before it reads them: they stay
+    /// out of the context (a replay from here writes them before reading them too).
+    pub fn checkpoint_without_flags(&mut self, ip: u64) -> Value {
+        self.flush_regs();
+        self.set_rip(ip)
+    }
+
     /// Stores the guest address `ip` as the context's rip; returns it.
     pub fn set_rip(&mut self, ip: u64) -> Value {
         let rip = self.code_addr(ip);
@@ -299,15 +306,12 @@ impl<'a> Lower<'a> {
     pub fn flush_flags(&mut self) {
         if self.state.flags_dirty {
             if let Some(f) = self.state.flags {
-                // Only the fields the record's kind reads.
+                // Only the fields the record's kind reads; its kind and size in one word.
                 let used = f.kind.fields();
                 let cpu = self.cpu;
-                let k = self.b.ins().iconst(types::I64, f.kind as i64);
+                let k = flags::kind_and_size(f.kind, f.size);
+                let k = self.b.ins().iconst(types::I64, k as i64);
                 self.b.ins().store(mf(), k, cpu, off::FLAGS_KIND);
-                if used.size {
-                    let s = self.b.ins().iconst(types::I64, f.size as i64);
-                    self.b.ins().store(mf(), s, cpu, off::FLAGS_SIZE);
-                }
                 self.b.ins().store(mf(), f.res, cpu, off::FLAGS_RES);
                 for (store, v, at) in [
                     (used.a, f.a, off::FLAGS_A),

@@ -9,7 +9,7 @@
 use super::lower::{writes_memory, Cached, Lower, Regs, Terminal};
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
-use crate::decode::{Block, Region};
+use crate::decode::{direct_call_target, flags_live_after, Block, Region, ARITH_FLAGS};
 use crate::semantics::emitter::Emitter;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, Value};
@@ -155,14 +155,15 @@ impl Layout<'_> {
         l.end = None;
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
-        for ((ins, &live), &route) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes) {
+        let (flags_after, _) = flags_live_after(&gb.insns, self.region.flags_out[i]);
+        for (k, ((ins, &live), &route)) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes).enumerate() {
             l.predicted = predict.then(|| Regs::written_by(ins));
             l.lower_insn(ins, live, route);
             if l.end.is_some() {
                 break;
             }
             if writes_memory(ins) {
-                l.checkpoint(ins.next_ip());
+                checkpoint(l, ins.next_ip(), flags_after[k] != 0);
             }
         }
         // An instruction that writes memory and ends the block has its checkpoint on the edge.
@@ -171,9 +172,10 @@ impl Layout<'_> {
             Next::Known(t) => self.go_to(l, i, t, written),
             Next::Branch(c, t, f) if self.inside(i, t).is_none() && self.inside(i, f).is_none() => {
                 // Both ways leave the region: one exit, to the selected address.
+                let flags = self.region.flags_read_at(t) | self.region.flags_read_at(f);
                 let (t, f) = (l.code_addr(t), l.code_addr(f));
                 let v = l.select(c, t, f);
-                exit_unit(l, v, exit::NEXT)
+                exit_unit(l, v, exit::NEXT, flags != 0)
             }
             Next::Branch(c, t, f) => {
                 let (c, inverted) = branch_condition(&l.b.func.dfg, c);
@@ -188,10 +190,13 @@ impl Layout<'_> {
                 l.b.switch_to_block(fall);
                 self.go_to(l, i, f, written);
             }
-            Next::Computed(v) => exit_unit(l, v, exit::NEXT),
+            Next::Computed(v) => {
+                let called = direct_call_target(gb).map_or(ARITH_FLAGS, |t| self.region.flags_read_at(t));
+                exit_unit(l, v, exit::NEXT, called != 0)
+            }
             Next::Syscall(n) => {
                 let v = l.code_addr(n);
-                exit_unit(l, v, exit::SYSCALL)
+                exit_unit(l, v, exit::SYSCALL, true)
             }
         }
     }
@@ -209,12 +214,12 @@ impl Layout<'_> {
     fn go_to(&self, l: &mut Lower<'_>, i: usize, target: u64, written: bool) {
         let Some(j) = self.inside(i, target) else {
             let v = l.code_addr(target);
-            return exit_unit(l, v, exit::NEXT);
+            return exit_unit(l, v, exit::NEXT, self.region.flags_read_at(target) != 0);
         };
         if self.region.flags_in[j] || written {
             // The flags go to the context (with everything else, a checkpoint), or the
             // block's memory write needs its checkpoint.
-            l.checkpoint(target);
+            checkpoint(l, target, self.region.flags_in[j]);
         } else if !self.dirty_in[j].contains(l.state.dirty()) {
             l.unpredicted = true;
         }
@@ -304,9 +309,22 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
     l.b.switch_to_block(stay);
 }
 
-/// Leaves the unit for `next` with exit `code`, writing back the cached state first.
-fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64) {
-    l.flush();
+/// A checkpoint at `ip`, with the flags when the code after it may read them.
+fn checkpoint(l: &mut Lower<'_>, ip: u64, flags_read: bool) {
+    if flags_read {
+        l.checkpoint(ip);
+    } else {
+        l.checkpoint_without_flags(ip);
+    }
+}
+
+/// Leaves the unit for `next` with exit `code`, writing back the cached state first (the
+/// flags only when the code there may read them).
+fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
+    l.flush_regs();
+    if flags_read {
+        l.flush_flags();
+    }
     l.store_insns();
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);

@@ -7,7 +7,7 @@
 //! regions and the same bytes; a region the pack already holds, as compiled from the same
 //! bytes, is not compiled again.
 
-use crate::decode::{decode_block, static_targets, Block, Limits, Region};
+use crate::decode::{decode_block, flags_live_after, static_targets, Block, Limits, Region, ARITH_FLAGS};
 use crate::mem::MappedFile;
 use crate::semantics;
 use cache_format::{Hash, ModuleCode, PackUnit};
@@ -78,7 +78,12 @@ impl ModuleImage {
         while let Some(head) = todo.pop() {
             let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
             let admit = |rip: u64| blocks.contains_key(&rip.wrapping_sub(base));
-            let Some(region) = Region::form(base + head, LIMITS, fetch, admit) else {
+            // What a block that ran reads on entry (module code, which stays as it is).
+            let flags_at = |rip: u64| {
+                let b = blocks.get(&rip.wrapping_sub(base))?;
+                Some(flags_live_after(&b.insns, ARITH_FLAGS).1)
+            };
+            let Some(region) = Region::form(base + head, LIMITS, fetch, admit, flags_at) else {
                 continue;
             };
             // A hot block the region leaves for is entered from outside a region: a head too.
