@@ -7,7 +7,7 @@
 
 use super::{flag_liveness_from, Block, ARITH_FLAGS};
 use iced_x86::{FlowControl, Mnemonic, OpKind};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How large a region may grow.
 #[derive(Clone, Copy, Debug)]
@@ -121,6 +121,36 @@ impl Region {
         Some(region)
     }
 
+    /// The edges (from block, to block) that close a cycle in a depth-first walk from the
+    /// head: every cycle of the region has one.
+    pub fn retreating_edges(&self) -> HashSet<(usize, usize)> {
+        const NEW: u8 = 0;
+        const ON_PATH: u8 = 1;
+        let mut state = vec![NEW; self.blocks.len()];
+        let mut edges = HashSet::new();
+        // (block, how many of its inner successors were walked)
+        let mut path = vec![(0usize, 0usize)];
+        state[0] = ON_PATH;
+        while let Some((i, k)) = path.pop() {
+            let Some(j) = self.targets[i].iter().filter_map(|&(_, j)| j).nth(k) else {
+                state[i] = ON_PATH + 1;
+                continue;
+            };
+            path.push((i, k + 1));
+            match state[j] {
+                NEW => {
+                    state[j] = ON_PATH;
+                    path.push((j, 0));
+                }
+                ON_PATH => {
+                    edges.insert((i, j));
+                }
+                _ => {}
+            }
+        }
+        edges
+    }
+
     /// The flags read by the code outside the region at `target`.
     pub fn flags_read_at(&self, target: u64) -> u32 {
         self.outside.get(&target).copied().unwrap_or(ARITH_FLAGS)
@@ -219,6 +249,24 @@ mod tests {
         // Reading only the carry keeps the compare's flags live.
         let carry = region(&code, Some(iced_x86::RflagsBits::CF));
         assert_eq!(carry.blocks[0].flags_live, vec![true, false]);
+    }
+
+    #[test]
+    fn every_loop_has_one_retreating_edge_and_joins_have_none() {
+        // 0x1000: test eax, eax; je 0x1006
+        // 0x1004: jmp 0x1008            (both ways join at 0x1008)
+        // 0x1006: jmp 0x1008
+        // 0x1008: dec ecx; jne 0x1000   (the loop back to the head)
+        // 0x100c: ret
+        let code = [
+            0x85, 0xc0, 0x74, 0x02, 0xeb, 0x02, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xf4, 0xc3,
+        ];
+        let fetch = |at: u64| Some(decode_block(&code[(at - 0x1000) as usize..], at, |_| Some(0)));
+        let r = Region::form(0x1000, LIMITS, fetch, |_| true, |_| None).unwrap();
+        let index = |a: u64| r.blocks.iter().position(|b| b.start == a).unwrap();
+        let edges = r.retreating_edges();
+        assert_eq!(edges.len(), 1, "{edges:?}");
+        assert!(edges.contains(&(index(0x1008), 0)));
     }
 
     #[test]

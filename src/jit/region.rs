@@ -1,8 +1,8 @@
 //! A region (`decode::Region`) laid out as one Cranelift function: a prologue (a waiting
 //! signal returns at once, before anything ran), one Cranelift block per guest block, direct
 //! jumps between them with the guest registers in variables throughout, and exits that store
-//! the state and jump straight to the next unit through the chaining table. Edges back to the
-//! same or an earlier block, and edges out of a block that stores, check the interrupt word, so
+//! the state and jump straight to the next unit through the chaining table. Edges that close a
+//! cycle, and edges out of a block that stores, check the interrupt word, so
 //! loops inside a region stay interruptible and a block rewritten by an earlier one is
 //! translated again; a block counts its instructions where it starts.
 
@@ -61,6 +61,7 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
         starts,
         dirty_in: dirty_at_starts(region, &effects),
         stores: effects.iter().map(|&(stores, _)| stores).collect(),
+        retreating: region.retreating_edges(),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         layout.lower_block(&mut l, i, gb);
@@ -139,6 +140,8 @@ struct Layout<'r> {
     dirty_in: Vec<Regs>,
     /// Per block: whether it may write guest memory.
     stores: Vec<bool>,
+    /// The edges that close a cycle (`Region::retreating_edges`).
+    retreating: std::collections::HashSet<(usize, usize)>,
 }
 
 impl Layout<'_> {
@@ -224,11 +227,11 @@ impl Layout<'_> {
             l.unpredicted = true;
         }
         l.revalidate();
-        // Every cycle has an edge to the same or an earlier block (blocks are in the order
-        // they were reached), so loops stay interruptible; and after a block that stores, the
+        // Every cycle has a retreating edge (one that closes it in a depth-first walk), so
+        // loops stay interruptible; and after a block that stores, the
         // store may have rewritten the next block (its write fault wakes the thread), which
         // must then be translated again.
-        if j <= i || self.stores[i] {
+        if self.retreating.contains(&(i, j)) || self.stores[i] {
             interrupt_check(l, self.interrupt, target);
         }
         l.b.ins().jump(self.starts[j], &[]);
