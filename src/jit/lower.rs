@@ -131,9 +131,9 @@ pub(super) struct Lower<'a> {
     regs: [Variable; 16],
     /// XMM registers as I8X16 variables.
     xregs: [Variable; 16],
-    /// Guest instructions this entry of the unit has run so far, added to the context's count
-    /// where the unit is left (a count kept in memory would chain every block through a load
-    /// and a store).
+    /// Guest instructions run since the dispatcher last entered compiled code (the units
+    /// chained before this one pass their count on), added to the context's count where
+    /// control returns to the dispatcher.
     insns: Variable,
     pub state: Cached,
     /// Liveness of the current instruction's flags.
@@ -185,6 +185,7 @@ impl<'a> Lower<'a> {
         cpu: Value,
         (entry_rip, head): (Value, u64),
         tracked: Regs,
+        insns_before: Value,
     ) -> Self {
         let helper_sig = b.import_signature(helper_signature(isa));
         let unit_sig = b.import_signature(super::unit_signature());
@@ -200,8 +201,7 @@ impl<'a> Lower<'a> {
         let regs = std::array::from_fn(|r| var(types::I64, off::gpr(r), tracked.gprs()[r]));
         let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r), tracked.xmms()[r]));
         let insns = b.declare_var(types::I64);
-        let zero = b.ins().iconst(types::I64, 0);
-        b.def_var(insns, zero);
+        b.def_var(insns, insns_before);
         Lower {
             b,
             cpu,
@@ -271,7 +271,12 @@ impl<'a> Lower<'a> {
         self.b.def_var(self.insns, c);
     }
 
-    /// Adds the instructions run to the context's count: on every way out of the unit.
+    /// The instructions run so far, for the next unit.
+    pub fn insns_run(&mut self) -> Value {
+        self.b.use_var(self.insns)
+    }
+
+    /// Adds the instructions run to the context's count: on every way back to the dispatcher.
     pub fn store_insns(&mut self) {
         let cpu = self.cpu;
         let c = self.b.use_var(self.insns);

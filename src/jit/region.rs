@@ -4,7 +4,8 @@
 //! the state and jump straight to the next unit through the chaining table. Edges that close a
 //! cycle, and edges out of a block that stores, check the interrupt word, so
 //! loops inside a region stay interruptible and a block rewritten by an earlier one is
-//! translated again; a block counts its instructions where it starts.
+//! translated again; a block counts its instructions where it starts, and the count goes on
+//! to the next unit with the chained call.
 
 use super::lower::{writes_memory, Cached, Lower, Regs, Terminal};
 use crate::cpu::ops::Ops;
@@ -38,8 +39,8 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
-    let cpu = b.block_params(entry)[0];
-    let (entry_rip, interrupt) = prologue(&mut b, cpu);
+    let (cpu, insns_before) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+    let (entry_rip, interrupt) = prologue(&mut b, cpu, insns_before);
     // A unit of many blocks keeps the registers its instructions use in variables throughout;
     // a unit of one block loads each where it is first read.
     let tracked = if region.blocks.len() > 1 {
@@ -51,7 +52,7 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     } else {
         Regs::default()
     };
-    let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked);
+    let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked, insns_before);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
     let effects = block_effects(region);
@@ -115,8 +116,9 @@ fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
 }
 
 /// The unit's entry: returns at once when a signal waits (rip already holds this unit's
-/// address). Returns the entry rip and the address of the thread's interrupt word.
-fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value) -> (Value, Value) {
+/// address), adding the instructions the units before it ran to the context's count.
+/// Returns the entry rip and the address of the thread's interrupt word.
+fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> (Value, Value) {
     let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let flag = b.ins().load(types::I64, mf(), iw, 0);
     let leave = b.create_block();
@@ -125,6 +127,9 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value) -> (Value, Value) {
     b.seal_block(leave);
     b.seal_block(body);
     b.switch_to_block(leave);
+    let total = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
+    let total = b.ins().iadd(total, insns_before);
+    b.ins().store(mf(), total, cpu, off::INSNS_COMPILED);
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[z]);
     b.switch_to_block(body);
@@ -328,19 +333,21 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
     if flags_read {
         l.flush_flags();
     }
-    l.store_insns();
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
         chain(l, next);
     }
+    l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
     l.b.ins().return_(&[c]);
 }
 
-/// Chain: if the table slot of the next rip holds its unit, jump straight into it.
+/// Chain: if the table slot of the next rip holds its unit, jump straight into it, passing on
+/// the count of instructions run.
 fn chain(l: &mut Lower<'_>, next: Value) {
     let cpu = l.cpu;
+    let insns = l.insns_run();
     let b = &mut l.b;
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
     let sh = b.ins().ushr_imm_u(next, 16);
@@ -357,7 +364,7 @@ fn chain(l: &mut Lower<'_>, next: Value) {
     b.switch_to_block(go);
     let f = b.ins().load(types::I64, mf(), slot, 8);
     let sig = l.unit_sig;
-    l.b.ins().return_call_indirect(sig, f, &[cpu]);
+    l.b.ins().return_call_indirect(sig, f, &[cpu, insns]);
     // A miss returns to the dispatcher: laid out with the cold code.
     l.b.switch_to_block(back);
     l.b.set_cold_block(back);
