@@ -1,10 +1,11 @@
 #define _GNU_SOURCE
 /* Bad memory accesses become SIGSEGV/SIGBUS for guest handlers: siglongjmp recovery with
- * si_addr/si_code checked (unmapped, read-only, PROT_NONE, a file mapping past its end), a
- * handler that makes the page accessible and returns (the faulting instruction runs again with
- * every register as it was: a summing loop keeps its partial sum), a stack overflow caught on
- * the alternate stack, the sigcontext's trap number and error code, and finally an unhandled
- * fault ending the process as the kernel would. */
+ * si_addr/si_code checked (unmapped, read-only, PROT_NONE, a file mapping past its end, base
+ * registers and displacements that add up to addresses below zero, past 1 TiB, past the user
+ * half or non-canonical), a handler that makes the page accessible and returns (the faulting
+ * instruction runs again with every register as it was: a summing loop keeps its partial sum),
+ * a stack overflow caught on the alternate stack, the sigcontext's trap number and error code,
+ * and finally an unhandled fault ending the process as the kernel would. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -49,6 +50,49 @@ __attribute__((noinline)) static long sum_pages(volatile long *a, long n) {
     return s ^ x;
 }
 
+/* Reads and writes whose base register and displacement add up to an address beyond
+ * anything mapped: below zero, past 1 TiB, past the user half, non-canonical. */
+__attribute__((noinline)) static long read_below(uintptr_t base) {
+    long v; __asm__ volatile("mov -0x20(%1), %0" : "=r"(v) : "r"(base) : "memory"); return v;
+}
+__attribute__((noinline)) static long read_far(uintptr_t base) {
+    long v; __asm__ volatile("mov 0x7ffffff0(%1), %0" : "=r"(v) : "r"(base) : "memory"); return v;
+}
+__attribute__((noinline)) static void write_far_back(uintptr_t base) {
+    __asm__ volatile("movl $1, -0x7ffffff0(%0)" :: "r"(base) : "memory");
+}
+__attribute__((noinline)) static long read_indexed(uintptr_t base, uintptr_t i) {
+    long v; __asm__ volatile("mov 8(%1,%2,8), %0" : "=r"(v) : "r"(base), "r"(i) : "memory"); return v;
+}
+
+static void wild_accesses(void) {
+    const uintptr_t tib = (uintptr_t)1 << 40;
+    struct { const char *what; int kind; uintptr_t base, i, want; } cases[] = {
+        {"read 0x20 below address 0x10", 0, 0x10, 0, (uintptr_t)0x10 - 0x20},
+        {"read far above 1 TiB", 1, tib - 0x1000, 0, tib - 0x1000 + 0x7ffffff0},
+        {"read at 1 TiB", 1, tib - 0x7ffffff0, 0, tib},
+        {"read far above the user half", 1, ((uintptr_t)1 << 47) - 0x100, 0, 0},
+        {"write far below 1 TiB", 2, tib + 0x1000, 0, tib + 0x1000 - 0x7ffffff0},
+        {"write far below address 0x1000", 2, 0x1000, 0, 0x1000 - 0x7ffffff0},
+        {"read indexed past 1 TiB", 3, 0x1000, tib / 8, 0x1000 + tib + 8},
+        {"read indexed non-canonical", 3, 0x1000, (uintptr_t)1 << 60, 0},
+    };
+    for (unsigned k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        got_sig = 0;
+        if (!sigsetjmp(jb, 1)) {
+            long v = 0;
+            switch (cases[k].kind) {
+            case 0: v = read_below(cases[k].base); break;
+            case 1: v = read_far(cases[k].base); break;
+            case 2: write_far_back(cases[k].base); break;
+            default: v = read_indexed(cases[k].base, cases[k].i); break;
+            }
+            printf("%s: no fault (%ld)\n", cases[k].what, v);
+        }
+        report(cases[k].what, (void *)cases[k].want);
+    }
+}
+
 static volatile int depth;
 __attribute__((noinline)) static int recurse(int n) {
     volatile char buf[512];
@@ -80,6 +124,8 @@ int main(void) {
     munmap(none, 2 * pagesz);
     if (!sigsetjmp(jb, 1)) { volatile long v = *(volatile long *)(none + 8); (void)v; }
     report("read of unmapped page", none + 8);
+
+    wild_accesses();
 
     /* A copy that runs into a guard page partway. */
     char *two = mmap(0, 2 * pagesz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
