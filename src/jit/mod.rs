@@ -93,14 +93,17 @@ pub struct CompiledUnit {
     pub ninsns: u32,
 }
 
-/// Units take the context and the guest instructions the units chained before them ran (not
-/// yet added to the context's count: the count rides in a register from unit to unit and is
-/// stored only where control returns to the dispatcher), and return an exit code, in the
-/// tail-call convention so that one unit can jump straight into the next.
+/// Units take the context, the guest instructions the units chained before them ran (not yet
+/// added to the context's count: the count rides in a register from unit to unit and is
+/// stored only where control returns to the dispatcher) and their own guest address (also in
+/// the context's rip, but a register spares every unit's code addresses a reload of it), and
+/// return an exit code, in the tail-call convention so that one unit can jump straight into
+/// the next.
 pub fn unit_signature() -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
-    sig.params.push(AbiParam::new(types::I64));
-    sig.params.push(AbiParam::new(types::I64));
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
     sig.returns.push(AbiParam::new(types::I64));
     sig
 }
@@ -199,7 +202,8 @@ impl Jit {
             .exception_tables
             .push(ExceptionTableData::new(usig, normal, []));
         let none_yet = b.ins().iconst(types::I64, 0);
-        b.ins().try_call_indirect(unit, &[cpu, none_yet], et);
+        let rip = b.ins().load(types::I64, mf, cpu, crate::cpu::off::RIP);
+        b.ins().try_call_indirect(unit, &[cpu, none_yet, rip], et);
         b.switch_to_block(done);
         let r = b.block_params(done)[0];
         let z = b.ins().iconst(types::I64, 0);

@@ -39,8 +39,12 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
-    let (cpu, insns_before) = (b.block_params(entry)[0], b.block_params(entry)[1]);
-    let (entry_rip, interrupt) = prologue(&mut b, cpu, insns_before);
+    let (cpu, insns_before, entry_rip) = (
+        b.block_params(entry)[0],
+        b.block_params(entry)[1],
+        b.block_params(entry)[2],
+    );
+    let interrupt = prologue(&mut b, cpu, insns_before);
     // A unit of many blocks keeps the registers its instructions use in variables throughout;
     // a unit of one block loads each where it is first read.
     let tracked = if region.blocks.len() > 1 {
@@ -117,8 +121,8 @@ fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
 
 /// The unit's entry: returns at once when a signal waits (rip already holds this unit's
 /// address), adding the instructions the units before it ran to the context's count.
-/// Returns the entry rip and the address of the thread's interrupt word.
-fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> (Value, Value) {
+/// Returns the address of the thread's interrupt word.
+fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Value {
     let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let flag = b.ins().load(types::I64, mf(), iw, 0);
     let leave = b.create_block();
@@ -133,7 +137,7 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> (Va
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[z]);
     b.switch_to_block(body);
-    (b.ins().load(types::I64, mf(), cpu, off::RIP), iw)
+    iw
 }
 
 struct Layout<'r> {
@@ -344,7 +348,7 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
 }
 
 /// Chain: if the table slot of the next rip holds its unit, jump straight into it, passing on
-/// the count of instructions run.
+/// the count of instructions run and the next rip.
 fn chain(l: &mut Lower<'_>, next: Value) {
     let cpu = l.cpu;
     let insns = l.insns_run();
@@ -364,7 +368,7 @@ fn chain(l: &mut Lower<'_>, next: Value) {
     b.switch_to_block(go);
     let f = b.ins().load(types::I64, mf(), slot, 8);
     let sig = l.unit_sig;
-    l.b.ins().return_call_indirect(sig, f, &[cpu, insns]);
+    l.b.ins().return_call_indirect(sig, f, &[cpu, insns, next]);
     // A miss returns to the dispatcher: laid out with the cold code.
     l.b.switch_to_block(back);
     l.b.set_cold_block(back);

@@ -3,8 +3,10 @@
 //! executed). Heads are where control enters from outside a region: call targets, return
 //! sites, loop headers, code no static edge leads to (entered indirectly) and the blocks other
 //! regions leave for (beyond their limits); each region holds the executed blocks its head
-//! reaches through static edges. The same pack gives the same
-//! regions and the same bytes; a region the pack already holds, as compiled from the same
+//! reaches through static edges. What the executed blocks a region leaves for read of the
+//! flags on entry goes into its flag liveness: the region assumes that code stays as the
+//! module file has it (only its own bytes are checked before it runs). The same pack gives the
+//! same regions and the same bytes; a region the pack already holds, as compiled from the same
 //! bytes, is not compiled again.
 
 use crate::decode::{decode_block, flags_live_after, static_targets, Block, Limits, Region, ARITH_FLAGS};
