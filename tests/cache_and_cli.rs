@@ -128,6 +128,38 @@ fn damaged_index_files_do_not_change_a_run() {
 }
 
 #[test]
+fn damaged_runtime_code_is_compiled_again_and_replaced() {
+    let bin = build("hello.c", "gcc-O2", "gcc", "-O2");
+    let want = native(&bin, &["x"], b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    kiln(&bin, "auto", &cache, &["x"], b"", &[]);
+    let runtime_files = || -> Vec<std::path::PathBuf> {
+        let names = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path());
+        names
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("runtime-"))
+            .collect()
+    };
+    let files = runtime_files();
+    assert_eq!(files.len(), 1, "the first run keeps the runtime's code: {files:?}");
+    let good = std::fs::read(&files[0]).unwrap();
+    for damage in [good[..good.len() / 2].to_vec(), vec![0xcc; good.len()], {
+        let mut b = good.clone();
+        b[good.len() / 3] ^= 0x10;
+        b
+    }] {
+        std::fs::write(&files[0], &damage).unwrap();
+        let got = kiln(&bin, "auto", &cache, &["x"], b"", &[]);
+        assert_same("run over damaged runtime code", &want, &got);
+        assert_eq!(
+            std::fs::read(&files[0]).unwrap(),
+            good,
+            "the run wrote the code back whole"
+        );
+    }
+}
+
+#[test]
 fn cache_directory_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let bin = build("hello.c", "gcc-O2", "gcc", "-O2");

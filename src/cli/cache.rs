@@ -64,6 +64,7 @@ pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
         CacheOp::Clear { json } => {
             c.clear()?;
             let _ = std::fs::remove_dir_all(dir.join("packs"));
+            crate::dispatch::runtime::forget_code(&dir);
             if json {
                 println!("{}", serde_json::json!({"dir": d, "cleared": true}));
             } else {

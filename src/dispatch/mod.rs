@@ -126,11 +126,6 @@ impl Engine {
         cache: Option<PathBuf>,
     ) -> anyhow::Result<Engine> {
         let jit = if tier == Tier::Interp { None } else { Some(Jit::new()?) };
-        let enter = match (&jit, runtime::runtime()) {
-            (Some(_), Some(rt)) => Some(rt.enter()),
-            (Some(_), None) => anyhow::bail!("cannot build the trampoline into compiled code"),
-            (None, _) => None,
-        };
         let cache = if tier == Tier::Auto { cache } else { None };
         // Without the cache nothing needs the id, and Kiln's binary is not hashed.
         let config = match (&jit, &cache) {
@@ -138,6 +133,12 @@ impl Engine {
             _ => None,
         };
         let cache = cache.filter(|_| config.is_some());
+        let kept = cache.as_deref().zip(config.as_ref());
+        let enter = match (&jit, runtime::runtime_from(kept)) {
+            (Some(_), Some(rt)) => Some(rt.enter()),
+            (Some(_), None) => anyhow::bail!("cannot build the trampoline into compiled code"),
+            (None, _) => None,
+        };
         let pool = if tier == Tier::Auto { compile::new_pool() } else { None };
         let shared = Shared {
             tier,

@@ -60,17 +60,74 @@ impl Runtime {
         self.landing
     }
 
-    /// Compiles the trampoline and the baseline tier's shim (which calls helper `H_INTERP`)
-    /// into executable memory.
-    pub fn build() -> Result<Runtime, Box<dyn std::error::Error>> {
-        let j = Jit::new()?;
-        let (t, landing) = j.trampoline()?;
-        let s = j.helper_shim(H_INTERP)?;
-        let f = crate::mem::exec::install(&[&t, &s])?;
+    /// Installs the trampoline and the baseline tier's shim into executable memory.
+    pub fn install(code: &RuntimeCode) -> Result<Runtime, Box<dyn std::error::Error>> {
+        let f = crate::mem::exec::install(&[&code.trampoline, &code.shim])?;
         Ok(Runtime {
             enter: f[0],
             interp: f[1],
-            landing: f[0].addr() as usize + landing,
+            landing: f[0].addr() as usize + code.landing,
+        })
+    }
+}
+
+/// The code of the runtime, not yet executable: what a process compiles once, or reads from
+/// the cache directory where an earlier process of the same configuration left it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RuntimeCode {
+    trampoline: Vec<u8>,
+    /// Offset in the trampoline of the point where units return to it.
+    landing: usize,
+    shim: Vec<u8>,
+}
+
+/// Magic of a runtime code file.
+const RUNTIME_MAGIC: [u8; 8] = *b"KILNRT01";
+
+impl RuntimeCode {
+    /// Compiles the trampoline and the baseline tier's shim (which calls helper `H_INTERP`).
+    pub fn compile(j: &Jit) -> Result<RuntimeCode, JitError> {
+        let (trampoline, landing) = j.trampoline()?;
+        let shim = j.helper_shim(H_INTERP)?;
+        Ok(RuntimeCode {
+            trampoline,
+            landing,
+            shim,
+        })
+    }
+
+    /// Magic, the landing offset and both lengths (u32 each), the code, and a blake3 of all
+    /// that.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = RUNTIME_MAGIC.to_vec();
+        for n in [self.landing, self.trampoline.len(), self.shim.len()] {
+            v.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        v.extend_from_slice(&self.trampoline);
+        v.extend_from_slice(&self.shim);
+        let sum = blake3::hash(&v);
+        v.extend_from_slice(sum.as_bytes());
+        v
+    }
+
+    /// Decodes what `encode` wrote; None for anything damaged or foreign.
+    pub fn decode(b: &[u8]) -> Option<RuntimeCode> {
+        let (body, sum) = b.split_at(b.len().checked_sub(32)?);
+        if blake3::hash(body).as_bytes() != sum || body.get(..8)? != RUNTIME_MAGIC {
+            return None;
+        }
+        let n = |i: usize| -> Option<usize> {
+            Some(u32::from_le_bytes(body.get(8 + 4 * i..12 + 4 * i)?.try_into().ok()?) as usize)
+        };
+        let (landing, t, s) = (n(0)?, n(1)?, n(2)?);
+        let code = body.get(20..)?;
+        if code.len() != t.checked_add(s)? || landing > t {
+            return None;
+        }
+        Some(RuntimeCode {
+            trampoline: code[..t].to_vec(),
+            landing,
+            shim: code[t..].to_vec(),
         })
     }
 }
@@ -320,5 +377,24 @@ impl Jit {
             code: code.code_buffer().to_vec(),
             ninsns: region.ninsns() as u32,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_code_round_trips_and_damage_is_refused() {
+        let code = RuntimeCode::compile(&Jit::new().unwrap()).unwrap();
+        let bytes = code.encode();
+        assert_eq!(RuntimeCode::decode(&bytes), Some(code));
+        for at in [0, 9, 21, bytes.len() / 2, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert_eq!(RuntimeCode::decode(&bad), None, "byte {at} flipped");
+        }
+        assert_eq!(RuntimeCode::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(RuntimeCode::decode(&[]), None);
     }
 }
