@@ -82,7 +82,28 @@ impl Compiles {
 /// The compile workers: one per core the rest of the machine leaves idle when the process
 /// starts (a run alone compiles on every core; runs side by side, as a build or a test suite
 /// starts them, do not pile compile threads on each other's cores).
-pub(super) fn new_pool() -> Option<Arc<rayon::ThreadPool>> {
+/// The process's compile workers, started when the first compile is queued: a warm run, which
+/// compiles nothing, starts no thread.
+#[derive(Clone)]
+pub(super) struct Workers(Arc<std::sync::OnceLock<Option<Arc<rayon::ThreadPool>>>>);
+
+impl Workers {
+    /// Workers started on first use.
+    pub fn on_demand() -> Workers {
+        Workers(Arc::default())
+    }
+
+    /// No workers (tiers that compile nothing in the background).
+    pub fn none() -> Workers {
+        Workers(Arc::new(std::sync::OnceLock::from(None)))
+    }
+
+    pub fn get(&self) -> Option<&Arc<rayon::ThreadPool>> {
+        self.0.get_or_init(new_pool).as_ref()
+    }
+}
+
+fn new_pool() -> Option<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(crate::linux::host::idle_cores())
         .thread_name(|i| format!("kiln-compile-{i}"))
@@ -96,7 +117,7 @@ impl Engine {
         let (Some(jit), Some(block), Some(pool)) = (
             self.shared.jit.clone(),
             self.units.list[i].block.clone(),
-            self.shared.pool.as_ref(),
+            self.shared.pool.get(),
         ) else {
             return;
         };

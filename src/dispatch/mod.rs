@@ -86,8 +86,8 @@ struct Shared {
     jit: Option<Jit>,
     /// Trampoline into compiled code.
     enter: Option<EnterFn>,
-    /// Compile workers (rebuilt in a forked child).
-    pool: Option<Arc<rayon::ThreadPool>>,
+    /// Compile workers (started on demand; afresh in a forked child).
+    pool: compile::Workers,
     config: Option<ConfigId>,
     module: Module,
     registry: Arc<registry::Registry>,
@@ -139,7 +139,11 @@ impl Engine {
             (Some(_), None) => anyhow::bail!("cannot build the trampoline into compiled code"),
             (None, _) => None,
         };
-        let pool = if tier == Tier::Auto { compile::new_pool() } else { None };
+        let pool = if tier == Tier::Auto {
+            compile::Workers::on_demand()
+        } else {
+            compile::Workers::none()
+        };
         let shared = Shared {
             tier,
             jit,

@@ -128,7 +128,7 @@ impl Engine {
             if !host::detach_child() {
                 return; // the parent (or a failed fork: the work is dropped, never the run)
             }
-            self.shared.pool = compile::new_pool();
+            self.shared.pool = compile::Workers::on_demand();
         }
         entries.extend(self.compile_all(todo, config));
         if todo.is_empty() {
@@ -163,7 +163,7 @@ impl Engine {
 
     /// Compiles the blocks on the worker pool; their cache entries.
     fn compile_all(&self, todo: &[Arc<Block>], config: ConfigId) -> Vec<(UnitKey, UnitEntry)> {
-        let (Some(jit), Some(pool)) = (self.shared.jit.clone(), self.shared.pool.clone()) else {
+        let (Some(jit), Some(pool)) = (self.shared.jit.clone(), self.shared.pool.get().cloned()) else {
             return Vec::new();
         };
         use rayon::prelude::*;

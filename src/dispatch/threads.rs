@@ -72,8 +72,7 @@ impl Engine {
     /// In a forked child: the compile workers and the background results did not survive the
     /// fork; start them afresh. Units that were waiting for a compile may be queued again.
     pub fn after_fork_child(&mut self) {
-        std::mem::forget(self.shared.pool.take());
-        self.shared.pool = compile::new_pool();
+        std::mem::forget(std::mem::replace(&mut self.shared.pool, compile::Workers::on_demand()));
         self.compiles.after_fork();
         self.shared.registry = Arc::new(self.shared.registry.for_forked_child());
         self.compiles.seen = 0;
