@@ -21,8 +21,8 @@ pub(super) struct Prefill {
     /// The module's guest range.
     pub lo: u64,
     pub hi: u64,
-    /// (rip, code).
-    pub units: Vec<(u64, UnitFn)>,
+    /// (rip, code, guest bytes covered), in rip order.
+    pub units: Vec<(u64, UnitFn, u64)>,
     /// Set once the module's pages changed: threads that have not applied it yet skip it.
     pub revoked: AtomicBool,
 }
@@ -55,10 +55,10 @@ impl Engine {
             crate::mem::page_numbers(rip, len.max(1))
                 .all(|n| n >= first && runnable.get((n - first) as usize).copied().unwrap_or(false))
         };
-        let chosen: Vec<(u64, UnitFn)> = units
+        let chosen: Vec<(u64, UnitFn, u64)> = units
             .iter()
             .filter(|(rip, c)| ok(*rip, c.unit.guest_len))
-            .map(|&(rip, c)| (rip, c.unit.code))
+            .map(|&(rip, c)| (rip, c.unit.code, c.unit.guest_len))
             .collect();
         if chosen.is_empty() {
             return None;
@@ -95,14 +95,26 @@ impl Engine {
             if p.units.len() as u64 >= HUGE_PREFILL {
                 self.units.chain_in_huge_pages();
             }
-            for &(rip, code) in &p.units {
-                if !self.units.index.contains_key(&rip) {
+            for &(rip, code, len) in &p.units {
+                if !self.units.index.contains_key(&rip) && !self.holds_longer(&p, rip, len) {
                     self.units.chain_rip(rip, code);
                 }
             }
             self.stats.units_prefilled += p.units.len() as u64;
             self.units.prefilled.push(p);
         }
+    }
+
+    /// Whether the chaining slot of `rip` holds another unit of prefill `p` that covers more
+    /// guest bytes than `len`: colliding units keep the region (the head most exits lead to)
+    /// rather than the block inside it that comes later in rip order.
+    fn holds_longer(&self, p: &Prefill, rip: u64, len: u64) -> bool {
+        let Some(held) = self.units.chained_in_slot_of(rip).filter(|&h| h != rip) else {
+            return false;
+        };
+        p.units
+            .binary_search_by_key(&held, |&(r, _, _)| r)
+            .is_ok_and(|i| p.units[i].2 > len)
     }
 
     /// A page whose code changed (None: any page, the thread fell behind the change log): the
@@ -117,7 +129,7 @@ impl Engine {
             if !p.revoked.swap(true, Ordering::AcqRel) {
                 self.shared.registry.lock().modules.untrust(p.lo, p.hi);
             }
-            for &(rip, code) in &p.units {
+            for &(rip, code, _) in &p.units {
                 self.units.unchain_rip(rip, code);
             }
         }
