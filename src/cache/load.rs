@@ -41,6 +41,9 @@ pub fn load_module(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
 
 fn from_pack(pack: super::Pack) -> Loaded {
     let units = pack.units;
+    // The index (header and records, before the code) was read once, into `units`.
+    pack.map
+        .release_prefix(units.iter().map(|u| u.code_start).min().unwrap_or(0));
     let runnable = |u: &cache_format::PackUnit, code| RunnableUnit {
         offset: u.offset,
         code,
