@@ -104,10 +104,7 @@ impl Region {
         let outside = targets
             .iter()
             .zip(&blocks)
-            .flat_map(|(ts, b)| {
-                let leaves = ts.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| t);
-                leaves.chain(direct_call_target(b))
-            })
+            .flat_map(|(ts, b)| leaves_for(ts, b))
             .filter_map(|t| Some((t, flags_at(t)?)))
             .collect();
         let mut region = Region {
@@ -160,13 +157,11 @@ impl Region {
     /// addresses what their code reads, after a direct call what the callee reads, after
     /// anything else (returns, indirect branches, system calls) every flag.
     fn flags_read_outside(&self, i: usize) -> u32 {
-        if self.targets[i].is_empty() {
-            return direct_call_target(&self.blocks[i]).map_or(ARITH_FLAGS, |t| self.flags_read_at(t));
+        let (targets, b) = (&self.targets[i], &self.blocks[i]);
+        if targets.is_empty() && direct_call_target(b).is_none() {
+            return ARITH_FLAGS;
         }
-        self.targets[i]
-            .iter()
-            .filter(|(_, j)| j.is_none())
-            .fold(0, |m, &(t, _)| m | self.flags_read_at(t))
+        leaves_for(targets, b).fold(0, |m, t| m | self.flags_read_at(t))
     }
 
     /// Flag liveness over the whole region: flags written in one block and read by none of
@@ -196,8 +191,16 @@ impl Region {
     }
 }
 
+/// The known addresses outside the region block `b` goes to: its targets (`targets`, as
+/// `Region::targets` holds them) outside the region, and the callee of the direct call it
+/// ends in.
+fn leaves_for<'a>(targets: &'a [(u64, Option<usize>)], b: &Block) -> impl Iterator<Item = u64> + 'a {
+    let outer = targets.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| t);
+    outer.chain(direct_call_target(b))
+}
+
 /// The target of the direct call that ends block `b`, if it ends in one.
-pub fn direct_call_target(b: &Block) -> Option<u64> {
+fn direct_call_target(b: &Block) -> Option<u64> {
     let last = b.insns.last()?;
     (b.stop.is_none() && last.flow_control() == FlowControl::Call && last.op0_kind() == OpKind::NearBranch64)
         .then(|| last.near_branch_target())

@@ -235,11 +235,15 @@ impl<'a> Lower<'a> {
         self.set_rip(ip)
     }
 
-    /// A checkpoint where the code after it writes the flags before it reads them: they stay
-    /// out of the context (a replay from here writes them before reading them too).
-    pub fn checkpoint_without_flags(&mut self, ip: u64) -> Value {
-        self.flush_regs();
-        self.set_rip(ip)
+    /// `checkpoint`, with the flags only when the code after it may read them: where it writes
+    /// them before reading them, they stay out of the context (a replay from here writes them
+    /// before reading them too).
+    pub fn checkpoint_with(&mut self, ip: u64, flags_read: bool) -> Value {
+        if !flags_read {
+            self.flush_regs();
+            return self.set_rip(ip);
+        }
+        self.checkpoint(ip)
     }
 
     /// Stores the guest address `ip` as the context's rip; returns it.
@@ -278,11 +282,8 @@ impl<'a> Lower<'a> {
 
     /// Adds the instructions run to the context's count: on every way back to the dispatcher.
     pub fn store_insns(&mut self) {
-        let cpu = self.cpu;
         let c = self.b.use_var(self.insns);
-        let total = self.b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
-        let total = self.b.ins().iadd(total, c);
-        self.b.ins().store(mf(), total, cpu, off::INSNS_COMPILED);
+        add_insns_run(&mut self.b, self.cpu, c);
     }
 
     /// Stores every dirty register and the flags to the context.
@@ -723,19 +724,8 @@ impl Emitter for Lower<'_> {
         // A checkpoint before (a memory fault in the helper runs the instruction again) and
         // after it (the helper left all of its effects in the context).
         let rip = self.checkpoint(ins.ip());
-        let z = self.imm(0);
-        let r = self.call_helper(H_SLOW, rip, z);
+        self.run_slow_helper(ins, rip);
         self.invalidate();
-        // A fault leaves rip and the fault code in the context: return at once.
-        let fault = self.b.create_block();
-        let cont = self.b.create_block();
-        self.b.ins().brif(r, fault, &[], cont, &[]);
-        self.seal(&[fault, cont]);
-        self.b.switch_to_block(fault);
-        self.store_insns();
-        self.b.ins().return_(&[r]);
-        self.b.switch_to_block(cont);
-        self.set_rip(ins.next_ip());
     }
 }
 
@@ -752,6 +742,13 @@ pub fn writes_memory(ins: &Instruction) -> bool {
         .used_memory()
         .iter()
         .any(|m| !matches!(m.access(), OpAccess::Read | OpAccess::NoMemAccess))
+}
+
+/// Adds `n` guest instructions run to the context's count.
+pub(super) fn add_insns_run(b: &mut FunctionBuilder<'_>, cpu: Value, n: Value) {
+    let total = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
+    let total = b.ins().iadd(total, n);
+    b.ins().store(mf(), total, cpu, off::INSNS_COMPILED);
 }
 
 /// The signature of the helpers: (context, two arguments) -> result.
@@ -772,15 +769,22 @@ impl Lower<'_> {
     pub(super) fn slow_path(&mut self, ins: &Instruction) {
         self.store_dirty();
         let rip = self.set_rip(ins.ip());
+        self.run_slow_helper(ins, rip);
+    }
+
+    /// Calls the slow helper on `ins`, whose address `rip` the context holds with the rest of
+    /// the state: a fault (rip and the fault code left in the context) returns from the unit at
+    /// once; otherwise the context's rip becomes the next instruction's.
+    fn run_slow_helper(&mut self, ins: &Instruction, rip: Value) {
         let z = self.imm(0);
         let code = self.call_helper(H_SLOW, rip, z);
-        let (fault, reload) = (self.b.create_block(), self.b.create_block());
-        self.b.ins().brif(code, fault, &[], reload, &[]);
-        self.seal(&[fault, reload]);
+        let (fault, cont) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(code, fault, &[], cont, &[]);
+        self.seal(&[fault, cont]);
         self.b.switch_to_block(fault);
         self.store_insns();
         self.b.ins().return_(&[code]);
-        self.b.switch_to_block(reload);
+        self.b.switch_to_block(cont);
         self.set_rip(ins.next_ip());
     }
 
@@ -824,11 +828,10 @@ impl Lower<'_> {
     }
 }
 
-/// An address as its variable part and a constant displacement that fits a signed 32-bit
-/// number (zero when it has none), looking through additions of constants.
-fn split_displacement(dfg: &cranelift_codegen::ir::DataFlowGraph, addr: Value) -> (Value, i32) {
+/// The constant `v` is, when an `iconst` defines it.
+pub(super) fn iconst_value(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value) -> Option<i64> {
     use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    let constant = |v: Value| match dfg.value_def(v) {
+    match dfg.value_def(v) {
         ValueDef::Result(i, 0) => match dfg.insts[i] {
             D::UnaryImm {
                 opcode: Opcode::Iconst,
@@ -837,7 +840,14 @@ fn split_displacement(dfg: &cranelift_codegen::ir::DataFlowGraph, addr: Value) -
             _ => None,
         },
         _ => None,
-    };
+    }
+}
+
+/// An address as its variable part and a constant displacement that fits a signed 32-bit
+/// number (zero when it has none), looking through additions of constants.
+fn split_displacement(dfg: &cranelift_codegen::ir::DataFlowGraph, addr: Value) -> (Value, i32) {
+    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
+    let constant = |v: Value| iconst_value(dfg, v);
     let (mut x, mut disp) = (addr, 0i64);
     while let ValueDef::Result(i, 0) = dfg.value_def(x) {
         let D::Binary {

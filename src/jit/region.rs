@@ -2,15 +2,14 @@
 //! signal returns at once, before anything ran), one Cranelift block per guest block, direct
 //! jumps between them with the guest registers in variables throughout, and exits that store
 //! the state and jump straight to the next unit through the chaining table. Edges that close a
-//! cycle, and edges out of a block that stores, check the interrupt word, so
-//! loops inside a region stay interruptible and a block rewritten by an earlier one is
-//! translated again; a block counts its instructions where it starts, and the count goes on
+//! cycle, and edges out of a block that stores, check the interrupt word, so loops inside a
+//! region stay interruptible and a block rewritten by an earlier one is translated again; a block counts its instructions where it starts, and the count goes on
 //! to the next unit with the chained call.
 
-use super::lower::{writes_memory, Cached, Lower, Regs, Terminal};
+use super::lower::{add_insns_run, iconst_value, writes_memory, Cached, Lower, Regs, Terminal};
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
-use crate::decode::{direct_call_target, flags_live_after, Block, Region, ARITH_FLAGS};
+use crate::decode::{flags_live_after, Block, Region};
 use crate::semantics::emitter::Emitter;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, Value};
@@ -131,9 +130,7 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Val
     b.seal_block(leave);
     b.seal_block(body);
     b.switch_to_block(leave);
-    let total = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
-    let total = b.ins().iadd(total, insns_before);
-    b.ins().store(mf(), total, cpu, off::INSNS_COMPILED);
+    add_insns_run(b, cpu, insns_before);
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[z]);
     b.switch_to_block(body);
@@ -175,7 +172,7 @@ impl Layout<'_> {
                 break;
             }
             if writes_memory(ins) {
-                checkpoint(l, ins.next_ip(), flags_after[k] != 0);
+                l.checkpoint_with(ins.next_ip(), flags_after[k] != 0);
             }
         }
         // An instruction that writes memory and ends the block has its checkpoint on the edge.
@@ -184,10 +181,9 @@ impl Layout<'_> {
             Next::Known(t) => self.go_to(l, i, t, written),
             Next::Branch(c, t, f) if self.inside(i, t).is_none() && self.inside(i, f).is_none() => {
                 // Both ways leave the region: one exit, to the selected address.
-                let flags = self.region.flags_read_at(t) | self.region.flags_read_at(f);
                 let (t, f) = (l.code_addr(t), l.code_addr(f));
                 let v = l.select(c, t, f);
-                exit_unit(l, v, exit::NEXT, flags != 0)
+                exit_unit(l, v, exit::NEXT, self.region.flags_out[i] != 0)
             }
             Next::Branch(c, t, f) => {
                 let (c, inverted) = branch_condition(&l.b.func.dfg, c);
@@ -202,10 +198,8 @@ impl Layout<'_> {
                 l.b.switch_to_block(fall);
                 self.go_to(l, i, f, written);
             }
-            Next::Computed(v) => {
-                let called = direct_call_target(gb).map_or(ARITH_FLAGS, |t| self.region.flags_read_at(t));
-                exit_unit(l, v, exit::NEXT, called != 0)
-            }
+            // What a callee reads, for a direct call; every flag, else (`Region::flags_out`).
+            Next::Computed(v) => exit_unit(l, v, exit::NEXT, self.region.flags_out[i] != 0),
             Next::Syscall(n) => {
                 let v = l.code_addr(n);
                 exit_unit(l, v, exit::SYSCALL, true)
@@ -231,15 +225,15 @@ impl Layout<'_> {
         if self.region.flags_in[j] || written {
             // The flags go to the context (with everything else, a checkpoint), or the
             // block's memory write needs its checkpoint.
-            checkpoint(l, target, self.region.flags_in[j]);
+            l.checkpoint_with(target, self.region.flags_in[j]);
         } else if !self.dirty_in[j].contains(l.state.dirty()) {
             l.unpredicted = true;
         }
         l.revalidate();
         // Every cycle has a retreating edge (one that closes it in a depth-first walk), so
-        // loops stay interruptible; and after a block that stores, the
-        // store may have rewritten the next block (its write fault wakes the thread), which
-        // must then be translated again.
+        // loops stay interruptible; and after a block that stores, the store may have
+        // rewritten the next block (its write fault wakes the thread), which must then be
+        // translated again.
         if self.retreating.contains(&(i, j)) || self.stores[i] {
             interrupt_check(l, self.interrupt, target);
         }
@@ -272,10 +266,7 @@ fn branch_condition(dfg: &ir::DataFlowGraph, mut c: Value) -> (Value, bool) {
         let ir::ValueDef::Result(inst, 0) = dfg.value_def(c) else {
             return (c, inverted);
         };
-        let is_one = |v: Value| {
-            matches!(dfg.value_def(v), ir::ValueDef::Result(i, 0)
-                if matches!(dfg.insts[i], D::UnaryImm { opcode: Opcode::Iconst, imm } if imm.bits() == 1))
-        };
+        let is_one = |v: Value| iconst_value(dfg, v) == Some(1);
         // A widened comparison: 0 or 1.
         let boolean = |v: Value| {
             let compare = |a: Value| {
@@ -319,15 +310,6 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
     let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.b.ins().return_(&[code]);
     l.b.switch_to_block(stay);
-}
-
-/// A checkpoint at `ip`, with the flags when the code after it may read them.
-fn checkpoint(l: &mut Lower<'_>, ip: u64, flags_read: bool) {
-    if flags_read {
-        l.checkpoint(ip);
-    } else {
-        l.checkpoint_without_flags(ip);
-    }
 }
 
 /// Leaves the unit for `next` with exit `code`, writing back the cached state first (the
