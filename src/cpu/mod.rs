@@ -16,13 +16,21 @@ pub mod fxsave;
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
 pub const CPU_LAYOUT_VERSION: u32 = 6;
 
-/// Entries in the chaining table (a power of two).
-pub const CHAIN_ENTRIES: u64 = 1 << 20;
+/// log2 of the entries in the chaining table.
+pub const CHAIN_BITS: u32 = 20;
 
-/// The chaining table slot of a guest rip.
+/// Entries in the chaining table.
+pub const CHAIN_ENTRIES: u64 = 1 << CHAIN_BITS;
+
+/// The chaining table slot of a guest rip: its low bits with the bits above them folded on
+/// once. Rips less than a table's span apart never collide; a fold by fewer bits than the
+/// table's (16 did) makes rips that differ both low and high collide in pairs (warm cc1
+/// lparser.i: 56 dispatcher entries per million guest instructions with it, 28 with this).
+/// A multiplicative hash spreads better still but lengthens every exit's dependency chain
+/// (8% slower on the same run).
 #[inline]
 pub fn chain_slot(rip: u64) -> u64 {
-    (rip ^ (rip >> 16)) & (CHAIN_ENTRIES - 1)
+    (rip ^ (rip >> CHAIN_BITS)) & (CHAIN_ENTRIES - 1)
 }
 
 /// RFLAGS bit positions.

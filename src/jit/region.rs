@@ -336,7 +336,8 @@ fn chain(l: &mut Lower<'_>, next: Value) {
     let insns = l.insns_run();
     let b = &mut l.b;
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
-    let sh = b.ins().ushr_imm_u(next, 16);
+    // `cpu::chain_slot`, times the entry size.
+    let sh = b.ins().ushr_imm_u(next, i64::from(crate::cpu::CHAIN_BITS));
     let h = b.ins().bxor(next, sh);
     let h = b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
     let o = b.ins().ishl_imm_u(h, 4);
