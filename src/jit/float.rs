@@ -12,7 +12,7 @@ use crate::cpu::ops::Ops;
 use crate::cpu::{off, FlagKind};
 use crate::semantics::{self, emitter::Emitter};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -102,28 +102,26 @@ fn form(ins: &Instruction) -> Option<(Kind, Format)> {
 struct Format {
     double: bool,
     packed: bool,
-    /// The integer type of a lane (or of the vector), the float type, the significand bits
-    /// and the exponent field's maximum.
+    /// The integer type of a lane (or of the vector), the float type and the exponent
+    /// field's maximum.
     ity: Type,
     fty: Type,
-    mb: i64,
     emax: i64,
 }
 
 impl Format {
     fn new(double: bool, packed: bool) -> Format {
-        let (ity, fty, mb, emax) = match (double, packed) {
-            (true, true) => (types::I64X2, types::F64X2, 52, 0x7ff),
-            (false, true) => (types::I32X4, types::F32X4, 23, 0xff),
-            (true, false) => (types::I64, types::F64, 52, 0x7ff),
-            (false, false) => (types::I32, types::F32, 23, 0xff),
+        let (ity, fty, emax) = match (double, packed) {
+            (true, true) => (types::I64X2, types::F64X2, 0x7ff),
+            (false, true) => (types::I32X4, types::F32X4, 0xff),
+            (true, false) => (types::I64, types::F64, 0x7ff),
+            (false, false) => (types::I32, types::F32, 0xff),
         };
         Format {
             double,
             packed,
             ity,
             fty,
-            mb,
             emax,
         }
     }
@@ -138,43 +136,76 @@ impl Format {
     }
 }
 
-/// One instruction being lowered: its form and the guest MXCSR.
+/// One instruction being lowered and its form.
 struct FloatOp<'i> {
     ins: &'i Instruction,
     kind: Kind,
     f: Format,
-    mx: Value,
+}
+
+/// Where a float lane's exponent field may lie: in [lo, hi), or (`zero`) the lane a zero of
+/// either sign.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) struct Range {
+    lo: i64,
+    hi: i64,
+    zero: bool,
+}
+
+impl Range {
+    /// Normal numbers (no NaN, infinity, denormal).
+    const fn normal(emax: i64) -> Range {
+        Range {
+            lo: 1,
+            hi: emax,
+            zero: false,
+        }
+    }
+
+    const fn or_zero(self) -> Range {
+        Range { zero: true, ..self }
+    }
+
+    /// Normal numbers above the smallest binade: a result there neither overflowed nor
+    /// underflowed.
+    const fn above_tiny(emax: i64) -> Range {
+        Range {
+            lo: 2,
+            hi: emax,
+            zero: false,
+        }
+    }
+
+    /// Every lane in `self` lies in `o` too.
+    fn within(self, o: Range) -> bool {
+        self.lo >= o.lo && self.hi <= o.hi && (o.zero || !self.zero)
+    }
+}
+
+/// MXCSR's default settings (every exception masked, round to nearest, no DAZ or FTZ) with
+/// the precision flag already set: an inexact result then changes nothing. As (mask, value).
+const MXCSR_DEFAULT: (i64, i64) = (0xffff & !0x1f, 0x1fa0);
+
+/// The conditions under which the host's result is the exact one, and what holds once they do.
+#[derive(Default)]
+struct Guard {
+    ok: Option<Value>,
+    /// Lanes checked to lie in a range.
+    facts: Vec<(Value, Range)>,
+    mxcsr_default: bool,
 }
 
 /// Lowers one kind of instruction: given the destination's old value (if read) and the
-/// source, emits the host computation, ANDs its conditions into the guard and returns the
-/// result.
-type Lowering<L> = fn(&mut L, &FloatOp, Option<Value>, Value, &mut Value) -> Out;
+/// source, emits the host computation, adds its conditions to the guard and returns the result.
+type Lowering<L> = fn(&mut L, &FloatOp, Option<Value>, Value, &mut Guard) -> Out;
 
-/// The result, written to the context by the fast path.
+/// The result.
 #[derive(Clone, Copy)]
 enum Out {
     Xmm(usize, Value),
     Gpr(usize, Value),
     /// Materialised RFLAGS bits.
     Flags(Value),
-}
-
-impl Out {
-    fn value(self) -> Value {
-        match self {
-            Out::Xmm(_, r) | Out::Gpr(_, r) | Out::Flags(r) => r,
-        }
-    }
-
-    /// Where the slow path leaves the result in the context, and its type.
-    fn slot(self) -> (Type, i32) {
-        match self {
-            Out::Xmm(d, _) => (types::I8X16, off::xmm(d)),
-            Out::Gpr(g, _) => (types::I64, off::gpr(g)),
-            Out::Flags(_) => (types::I64, off::FLAGS_RES),
-        }
-    }
 }
 
 /// The XMM destination (operand 0) of `ins`.
@@ -184,6 +215,20 @@ fn xmm_dest(ins: &Instruction) -> usize {
 
 fn xmm(r: Register) -> Option<usize> {
     r.is_xmm().then(|| r as usize - Register::XMM0 as usize)
+}
+
+/// The significand bits and the exponent field's maximum of a lane type.
+fn lane_format(ty: Type) -> (i64, i64) {
+    if ty.lane_bits() == 64 {
+        (52, 0x7ff)
+    } else {
+        (23, 0xff)
+    }
+}
+
+/// The integer type of the same lanes as float type `ty`.
+fn bits_type(ty: Type) -> Type {
+    ty.as_int()
 }
 
 impl Lower<'_> {
@@ -203,54 +248,100 @@ impl Lower<'_> {
         }
     }
 
-    /// 1 (as i8) when every lane's exponent field (`mb` significand bits below it, `emax` its
-    /// all-ones value) lies in [lo, hi) (`zero_ok`: or the lane is a zero of either sign).
-    fn exp_in(&mut self, v: Value, mb: i64, emax: i64, lo: i64, hi: i64, zero_ok: bool) -> Value {
+    /// The bits of float lane `v` as integers (off the float data path: only checks read them).
+    fn bits(&mut self, v: Value) -> Value {
         let ty = self.b.func.dfg.value_type(v);
+        self.b.ins().bitcast(bits_type(ty), Self::le(), v)
+    }
+
+    /// Per lane (a mask for vectors, an i8 for scalars): whether float lane `v`'s exponent
+    /// field lies in the range.
+    fn exp_in(&mut self, v: Value, r: Range) -> Value {
+        let v = self.bits(v);
+        let ty = self.b.func.dfg.value_type(v);
+        let (mb, emax) = lane_format(ty);
         let e = self.b.ins().ushr_imm_u(v, mb);
         let m = self.konst(ty, emax);
         let e = self.b.ins().band(e, m);
-        let l = self.konst(ty, lo);
+        let l = self.konst(ty, r.lo);
         let e = self.b.ins().isub(e, l);
-        let lim = self.konst(ty, hi - lo);
-        let mut c = self.b.ins().icmp(IntCC::UnsignedLessThan, e, lim);
-        if zero_ok {
-            let sh = self.konst(ty, 1);
-            let abs = self.b.ins().ishl(v, sh);
-            let z = self.konst(ty, 0);
-            let zero = self.b.ins().icmp(IntCC::Equal, abs, z);
-            c = self.b.ins().bor(c, zero);
+        let lim = self.konst(ty, r.hi - r.lo);
+        let c = self.b.ins().icmp(IntCC::UnsignedLessThan, e, lim);
+        if r.zero {
+            let zero = self.int_is_zero(v);
+            self.b.ins().bor(c, zero)
+        } else {
+            c
         }
-        if ty.is_vector() {
+    }
+
+    /// Per lane: whether float lane `v` is a zero of either sign.
+    fn is_zero(&mut self, v: Value) -> Value {
+        let v = self.bits(v);
+        self.int_is_zero(v)
+    }
+
+    fn int_is_zero(&mut self, v: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(v);
+        let abs = self.b.ins().ishl_imm_u(v, 1);
+        let z = self.konst(ty, 0);
+        self.b.ins().icmp(IntCC::Equal, abs, z)
+    }
+
+    /// A per-lane condition for every lane, as an i8.
+    fn all(&mut self, c: Value) -> Value {
+        if self.b.func.dfg.value_type(c).is_vector() {
             self.b.ins().vall_true(c)
         } else {
             c
         }
     }
 
-    /// 1 (as i8) when the bits of MXCSR in `mask` equal `want`.
-    fn mxcsr_is(&mut self, mx: Value, mask: i64, want: i64) -> Value {
-        let m = self.b.ins().band_imm_u(mx, mask);
-        self.b.ins().icmp_imm_u(IntCC::Equal, m, want)
+    /// Adds condition `c` (an i8) to the guard.
+    fn require(&mut self, g: &mut Guard, c: Value) {
+        g.ok = Some(match g.ok {
+            Some(ok) => self.b.ins().band(ok, c),
+            None => c,
+        });
     }
 
-    /// Operand `n` as the low `bytes` of an XMM register, memory or a general register,
-    /// zero-extended into an I64.
+    /// Whether a check that dominates the current block found every lane of `v` in `r`.
+    fn knows(&mut self, v: Value, r: Range) -> bool {
+        self.known().floats.iter().any(|&(k, kr)| k == v && kr.within(r))
+    }
+
+    /// Requires every lane of `v` in `r`, unless a dominating check found it there.
+    fn require_in(&mut self, g: &mut Guard, v: Value, r: Range) {
+        if self.knows(v, r) {
+            return;
+        }
+        let c = self.exp_in(v, r);
+        let c = self.all(c);
+        self.require(g, c);
+        g.facts.push((v, r));
+    }
+
+    /// Requires the bits of MXCSR in `mask` to equal `want` (which the default settings
+    /// satisfy), unless the default settings were found since the last helper call.
+    fn require_mxcsr(&mut self, g: &mut Guard, (mask, want): (i64, i64)) {
+        if self.known().mxcsr_default {
+            return;
+        }
+        let mx = self.b.ins().load(types::I32, mf(), self.cpu, off::MXCSR);
+        let m = self.b.ins().band_imm_u(mx, mask);
+        let c = self.b.ins().icmp_imm_u(IntCC::Equal, m, want);
+        self.require(g, c);
+        g.mxcsr_default |= (mask, want) == MXCSR_DEFAULT;
+    }
+
+    /// Operand `n` as an XMM register's whole value, or the low `bytes` of memory or a general
+    /// register, zero-extended into an I64.
     fn scalar_src(&mut self, ins: &Instruction, n: u32, bytes: u8) -> Value {
         match ins.op_kind(n) {
             OpKind::Register => {
                 let r = ins.op_register(n);
                 match xmm(r) {
-                    Some(x) => {
-                        let v = self.get_xmm(x);
-                        let v = self.as_ty(v, types::I64X2);
-                        let v = self.b.ins().extractlane(v, 0);
-                        if bytes == 4 {
-                            self.b.ins().band_imm_u(v, 0xffff_ffff)
-                        } else {
-                            v
-                        }
-                    }
+                    Some(x) => self.get_xmm(x),
                     None => {
                         let g = semantics::operand::gpr(r).expect("general register operand");
                         semantics::operand::read_gpr(self, g)
@@ -264,32 +355,52 @@ impl Lower<'_> {
         }
     }
 
-    /// ANDs condition `c` into the guard `ok`.
-    fn require(&mut self, ok: &mut Value, c: Value) {
-        *ok = self.b.ins().band(*ok, c);
-    }
-
-    /// `v` (an operand as read) as the format's lane: scalars as `ity`, packed as the vector.
+    /// `v` (an operand as read) as the format's float lane: scalars as `fty`, packed as the
+    /// vector. The lane of an XMM value is taken once per stretch of code.
     fn lane(&mut self, f: Format, v: Value) -> Value {
-        if f.packed {
-            self.as_ty(v, f.ity)
-        } else if self.b.func.dfg.value_type(v) == types::I64 {
-            if f.double {
+        let ty = self.b.func.dfg.value_type(v);
+        if ty == types::I64 {
+            let v = if f.double {
                 v
             } else {
                 self.b.ins().ireduce(types::I32, v)
-            }
-        } else {
-            let w = self.as_ty(v, if f.double { types::I64X2 } else { types::I32X4 });
-            self.b.ins().extractlane(w, 0)
+            };
+            return self.b.ins().bitcast(f.fty, Self::le(), v);
         }
+        let tag = (f.double, f.packed);
+        if let Some(&(.., l)) = self.known().lanes.iter().find(|&&(x, t, _)| x == v && t == tag) {
+            return l;
+        }
+        let l = if f.packed {
+            self.as_ty(v, f.fty)
+        } else {
+            let w = self.as_ty(v, if f.double { types::F64X2 } else { types::F32X4 });
+            let l = self.b.ins().extractlane(w, 0);
+            // What was found of every lane holds for the first.
+            let known = &mut self.known;
+            let packed = known.lanes.iter().find(|&&(x, t, _)| x == v && t == (f.double, true));
+            if let Some(&(.., p)) = packed {
+                let of_packed: Vec<Range> = known.floats.iter().filter(|&&(k, _)| k == p).map(|&(_, r)| r).collect();
+                known.floats.extend(of_packed.into_iter().map(|r| (l, r)));
+            }
+            l
+        };
+        self.known.lanes.push((v, tag, l));
+        l
     }
 
-    /// The XMM value `a` with its low lane (of vector type `w`) replaced by `r`, as I8X16.
-    fn insert_low(&mut self, a: Value, r: Value, w: Type) -> Value {
-        let av = self.as_ty(a, w);
-        let v = self.b.ins().insertlane(av, r, 0);
-        self.as_ty(v, types::I8X16)
+    /// The XMM result holding float lane `r` of format `f` (above `a`'s other lanes, for a
+    /// scalar).
+    fn xmm_result(&mut self, f: Format, a: Value, r: Value) -> Value {
+        let x = if f.packed {
+            self.as_ty(r, types::I8X16)
+        } else {
+            let av = self.as_ty(a, if f.double { types::F64X2 } else { types::F32X4 });
+            let v = self.b.ins().insertlane(av, r, 0);
+            self.as_ty(v, types::I8X16)
+        };
+        self.known().lanes.push((x, (f.double, f.packed), r));
+        x
     }
 
     /// The operands: the destination's old value (none for conversions to integers) and the
@@ -332,112 +443,137 @@ impl Lower<'_> {
         }
     }
 
-    /// add, sub, mul, div, sqrt (scalar or packed) and cvtsd2ss.
-    fn lower_rounded(&mut self, op: &FloatOp, a: Option<Value>, b: Value, ok: &mut Value) -> Out {
-        let (ins, kind, f, mx) = (op.ins, op.kind, op.f, op.mx);
-        // Default MXCSR with the precision flag already set: an inexact result then
-        // changes nothing.
-        let c = self.mxcsr_is(mx, 0xffff & !0x1f, 0x1fa0);
-        self.require(ok, c);
+    /// add, sub, mul, div, sqrt (scalar or packed) and cvtsd2ss. With the default MXCSR (the
+    /// precision flag set), an operation on normal numbers and zeros whose result neither
+    /// overflows nor underflows changes no flag: the host's correctly rounded result is exact.
+    fn lower_rounded(&mut self, op: &FloatOp, a: Option<Value>, b: Value, g: &mut Guard) -> Out {
+        let (kind, f) = (op.kind, op.f);
+        let a = a.expect("destination operand");
+        self.require_mxcsr(g, MXCSR_DEFAULT);
+        let normal = Range::normal(f.emax);
         let bi = self.lane(f, b);
-        let fb = self.b.ins().bitcast(f.fty, Self::le(), bi);
-        let c = self.exp_in(bi, f.mb, f.emax, 1, f.emax, false);
-        self.require(ok, c);
-        let (ri, rty) = if kind == Kind::Narrow {
-            let r = self.b.ins().fdemote(types::F32, fb);
-            (self.b.ins().bitcast(types::I32, Self::le(), r), types::I32)
-        } else {
-            let fr = self.ieee_arith(kind, f, a.expect("destination operand"), bi, fb, ok);
-            (self.b.ins().bitcast(f.ity, Self::le(), fr), f.ity)
+        let ai = self.lane(f, a);
+        // Operands a zero may make: a zero result is then exact (0 * x, 0 / x, a narrowed 0);
+        // from nonzero operands it is an underflow.
+        let (zero_from, ri): (&[Value], Value) = match kind {
+            Kind::Narrow => {
+                self.require_in(g, bi, normal.or_zero());
+                (&[bi], self.b.ins().fdemote(types::F32, bi))
+            }
+            Kind::Sqrt => {
+                // Of a positive normal number, a normal one; of a zero, that zero.
+                self.require_in(g, bi, normal.or_zero());
+                let sign = self.konst(f.ity, 1 << (f.bytes() * 8 - 1));
+                let bits = self.bits(bi);
+                let not_negative = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, bits, sign);
+                let c = self.all(not_negative);
+                self.require(g, c);
+                let r = self.ieee_arith(kind, ai, bi);
+                g.facts.push((r, normal.or_zero()));
+                return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
+            }
+            Kind::Div => {
+                self.require_in(g, ai, normal.or_zero());
+                self.require_in(g, bi, normal);
+                (&[ai], self.ieee_arith(kind, ai, bi))
+            }
+            Kind::Mul => {
+                self.require_in(g, ai, normal.or_zero());
+                self.require_in(g, bi, normal.or_zero());
+                (&[ai, bi], self.ieee_arith(kind, ai, bi))
+            }
+            _ => {
+                // A sum is exact whenever it is tiny: only overflow can raise a flag.
+                self.require_in(g, ai, normal.or_zero());
+                self.require_in(g, bi, normal.or_zero());
+                let r = self.ieee_arith(kind, ai, bi);
+                self.require_in(g, r, normal.or_zero());
+                return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
+            }
         };
-        // A normal result above the smallest binade: no overflow, no underflow.
-        let (rmb, remax) = if rty == types::I32 { (23, 0xff) } else { (f.mb, f.emax) };
-        let c = self.exp_in(ri, rmb, remax, 2, remax, false);
-        self.require(ok, c);
-        let d = xmm_dest(ins);
-        let r = if f.packed {
-            self.as_ty(ri, types::I8X16)
+        let zero_from: Vec<Value> = zero_from.iter().copied().filter(|&v| !self.knows(v, normal)).collect();
+        let (_, remax) = lane_format(self.b.func.dfg.value_type(ri));
+        let tiny_ok = Range::above_tiny(remax);
+        if zero_from.is_empty() {
+            self.require_in(g, ri, tiny_ok);
         } else {
-            let w = if rty == types::I64 { types::I64X2 } else { types::I32X4 };
-            self.insert_low(a.expect("destination operand"), ri, w)
-        };
-        Out::Xmm(d, r)
+            let mut c = self.exp_in(ri, tiny_ok);
+            let rz = self.is_zero(ri);
+            let mut z = self.is_zero(zero_from[0]);
+            for &v in &zero_from[1..] {
+                let vz = self.is_zero(v);
+                z = self.b.ins().bor(z, vz);
+            }
+            let exact_zero = self.b.ins().band(rz, z);
+            c = self.b.ins().bor(c, exact_zero);
+            let c = self.all(c);
+            self.require(g, c);
+            g.facts.push((ri, tiny_ok.or_zero()));
+        }
+        let rf = Format::new(kind != Kind::Narrow && f.double, f.packed);
+        Out::Xmm(xmm_dest(op.ins), self.xmm_result(rf, a, ri))
     }
 
-    /// The host operation of add, sub, mul, div or sqrt on `a` and `b` (`bi` as integers, `fb`
-    /// as floats), with its guard on the operands: `a` normal, or for sqrt `b` not negative.
-    fn ieee_arith(&mut self, kind: Kind, f: Format, a: Value, bi: Value, fb: Value, ok: &mut Value) -> Value {
-        let ai = self.lane(f, a);
-        let fa = self.b.ins().bitcast(f.fty, Self::le(), ai);
-        let fr = match kind {
+    /// The host operation of add, sub, mul, div or sqrt on float lanes `fa` and `fb`.
+    fn ieee_arith(&mut self, kind: Kind, fa: Value, fb: Value) -> Value {
+        match kind {
             Kind::Add => self.b.ins().fadd(fa, fb),
             Kind::Sub => self.b.ins().fsub(fa, fb),
             Kind::Mul => self.b.ins().fmul(fa, fb),
             Kind::Div => self.b.ins().fdiv(fa, fb),
             _ => self.b.ins().sqrt(fb),
-        };
-        if kind == Kind::Sqrt {
-            let z = self.konst(f.ity, 0);
-            let neg = self.b.ins().icmp(IntCC::SignedLessThan, bi, z);
-            let neg = if f.packed { self.b.ins().vany_true(neg) } else { neg };
-            let pos = self.b.ins().bxor_imm_u(neg, 1);
-            self.require(ok, pos);
-        } else {
-            let c = self.exp_in(ai, f.mb, f.emax, 1, f.emax, false);
-            self.require(ok, c);
         }
-        fr
     }
 
     /// cvtss2sd.
-    fn lower_widen(&mut self, op: &FloatOp, a: Option<Value>, b: Value, ok: &mut Value) -> Out {
-        let (ins, f, a) = (op.ins, op.f, a.expect("destination operand"));
+    fn lower_widen(&mut self, op: &FloatOp, a: Option<Value>, b: Value, g: &mut Guard) -> Out {
+        let (f, a) = (op.f, a.expect("destination operand"));
         // Exact for zeros and normal numbers; no flags.
         let bi = self.lane(f, b);
-        let c = self.exp_in(bi, f.mb, f.emax, 1, f.emax, true);
-        self.require(ok, c);
-        let fb = self.b.ins().bitcast(types::F32, Self::le(), bi);
-        let r = self.b.ins().fpromote(types::F64, fb);
-        let ri = self.b.ins().bitcast(types::I64, Self::le(), r);
-        Out::Xmm(xmm_dest(ins), self.insert_low(a, ri, types::I64X2))
+        self.require_in(g, bi, Range::normal(f.emax).or_zero());
+        let ri = self.b.ins().fpromote(types::F64, bi);
+        g.facts.push((ri, Range::normal(0x7ff).or_zero()));
+        Out::Xmm(xmm_dest(op.ins), self.xmm_result(Format::new(true, false), a, ri))
     }
 
     /// cvtsi2sd/ss.
-    fn lower_from_int(&mut self, op: &FloatOp, a: Option<Value>, b: Value, ok: &mut Value) -> Out {
-        let (ins, f, a) = (op.ins, op.f, a.expect("destination operand"));
+    fn lower_from_int(&mut self, op: &FloatOp, a: Option<Value>, b: Value, g: &mut Guard) -> Out {
+        let (f, a) = (op.f, a.expect("destination operand"));
         // Exact when |v| fits the significand: no flags, the rounding mode irrelevant.
         let k = if f.double { 53 } else { 24 };
         let biased = self.b.ins().iadd_imm_u(b, 1 << k);
         let c = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
-        self.require(ok, c);
-        let fv = self.b.ins().fcvt_from_sint(f.fty, b);
-        let ri = self.b.ins().bitcast(f.ity, Self::le(), fv);
-        let w = if f.double { types::I64X2 } else { types::I32X4 };
-        Out::Xmm(xmm_dest(ins), self.insert_low(a, ri, w))
+        self.require(g, c);
+        let ri = self.b.ins().fcvt_from_sint(f.fty, b);
+        g.facts.push((ri, Range::normal(f.emax).or_zero()));
+        Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, ri))
     }
 
     /// cvt(t)sd/ss2si.
-    fn lower_to_int(&mut self, op: &FloatOp, _: Option<Value>, b: Value, ok: &mut Value) -> Out {
-        let (ins, kind, f, mx) = (op.ins, op.kind, op.f, op.mx);
+    fn lower_to_int(&mut self, op: &FloatOp, _: Option<Value>, b: Value, g: &mut Guard) -> Out {
+        let (ins, kind, f) = (op.ins, op.kind, op.f);
         // In range with room to spare (no invalid), the precision flag set and masked
         // (an inexact result changes nothing); rounding: to nearest.
-        let g = semantics::operand::gpr(ins.op_register(0)).expect("general destination");
-        let ibits = g.size as i64 * 8;
+        let gpr = semantics::operand::gpr(ins.op_register(0)).expect("general destination");
+        let ibits = gpr.size as i64 * 8;
         let bias = f.emax / 2;
         let bi = self.lane(f, b);
-        let c = self.exp_in(bi, f.mb, f.emax, 1, bias + ibits - 2, true);
-        self.require(ok, c);
-        let c = if kind == Kind::Round {
-            self.mxcsr_is(mx, 0x1020 | 0x6000, 0x1020)
-        } else {
-            self.mxcsr_is(mx, 0x1020, 0x1020)
+        let range = Range {
+            lo: 1,
+            hi: bias + ibits - 2,
+            zero: true,
         };
-        self.require(ok, c);
-        let fv = self.b.ins().bitcast(f.fty, Self::le(), bi);
-        let fv = if kind == Kind::Round {
-            self.b.ins().nearest(fv)
+        self.require_in(g, bi, range);
+        let mxcsr = if kind == Kind::Round {
+            (0x1020 | 0x6000, 0x1020)
         } else {
-            fv
+            (0x1020, 0x1020)
+        };
+        self.require_mxcsr(g, mxcsr);
+        let fv = if kind == Kind::Round {
+            self.b.ins().nearest(bi)
+        } else {
+            bi
         };
         let ity_out = if ibits == 64 { types::I64 } else { types::I32 };
         let r = self.b.ins().fcvt_to_sint_sat(ity_out, fv);
@@ -446,23 +582,20 @@ impl Lower<'_> {
         } else {
             self.b.ins().uextend(types::I64, r)
         };
-        Out::Gpr(g.idx, r)
+        Out::Gpr(gpr.idx, r)
     }
 
     /// (u)comisd/ss.
-    fn lower_comi(&mut self, op: &FloatOp, a: Option<Value>, b: Value, ok: &mut Value) -> Out {
+    fn lower_comi(&mut self, op: &FloatOp, a: Option<Value>, b: Value, g: &mut Guard) -> Out {
         let (f, a) = (op.f, a.expect("destination operand"));
         // Neither operand a NaN or a denormal: an ordered comparison, no flags.
         let ai = self.lane(f, a);
         let bi = self.lane(f, b);
-        let c = self.exp_in(ai, f.mb, f.emax, 1, f.emax, true);
-        self.require(ok, c);
-        let c = self.exp_in(bi, f.mb, f.emax, 1, f.emax, true);
-        self.require(ok, c);
-        let fa = self.b.ins().bitcast(f.fty, Self::le(), ai);
-        let fb = self.b.ins().bitcast(f.fty, Self::le(), bi);
-        let lt = self.b.ins().fcmp(FloatCC::LessThan, fa, fb);
-        let eq = self.b.ins().fcmp(FloatCC::Equal, fa, fb);
+        let range = Range::normal(f.emax).or_zero();
+        self.require_in(g, ai, range);
+        self.require_in(g, bi, range);
+        let lt = self.b.ins().fcmp(FloatCC::LessThan, ai, bi);
+        let eq = self.b.ins().fcmp(FloatCC::Equal, ai, bi);
         let zf = self.b.ins().iconst(types::I64, 0x40);
         let cf = self.b.ins().iconst(types::I64, 0x01);
         let z = self.b.ins().iconst(types::I64, 0);
@@ -470,15 +603,17 @@ impl Lower<'_> {
         Out::Flags(self.b.ins().select(eq, zf, r))
     }
 
-    /// Lowers one SSE float instruction with the guarded host fast path; false if `ins` is not
-    /// one of those forms (the caller then emits it as usual).
+    /// Lowers one SSE float instruction to the host's float arithmetic under a guard; false if
+    /// `ins` is not one of those forms (the caller then emits it as usual). Where the guard
+    /// fails the unit returns for a replay from its last checkpoint (`finish_cold_exits`): the
+    /// code after it relies on the guard, so the checks of later instructions skip what it
+    /// established.
     pub(super) fn float_fast(&mut self, ins: &Instruction) -> bool {
         let Some((kind, f)) = form(ins) else {
             return false;
         };
         let (a, b) = self.float_operands(ins, kind, f);
-        let mx = self.b.ins().load(types::I32, mf(), self.cpu, off::MXCSR);
-        let mut ok = self.b.ins().iconst(types::I8, 1);
+        let mut g = Guard::default();
         let lower: Lowering<Self> = match kind {
             Kind::Widen => Self::lower_widen,
             Kind::FromInt => Self::lower_from_int,
@@ -486,48 +621,31 @@ impl Lower<'_> {
             Kind::Comi => Self::lower_comi,
             _ => Self::lower_rounded,
         };
-        let op = FloatOp { ins, kind, f, mx };
-        let out = lower(self, &op, a, b, &mut ok);
-        let result = self.fast_or_slow(ins, out, ok);
-        self.cache_result(out, result);
+        let out = lower(self, &FloatOp { ins, kind, f }, a, b, &mut g);
+        if let Some(ok) = g.ok {
+            let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
+            let replay = self.replay_block();
+            self.leave_if(failed, replay);
+        }
+        let known = self.known();
+        known.floats.extend(g.facts);
+        known.mxcsr_default |= g.mxcsr_default;
+        self.set_result(out);
         true
     }
 
-    /// Branches on the guard: the fast path keeps the result in SSA values; the slow path
-    /// stores the cached state for the helper (which runs the whole instruction) and reloads
-    /// the result. Returns the result where both paths join.
-    fn fast_or_slow(&mut self, ins: &Instruction, out: Out, ok: Value) -> Value {
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let join = self.b.create_block();
-        let (rty, slot) = out.slot();
-        let param = self.b.append_block_param(join, rty);
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.seal(&[fast, slow]);
-        self.b.switch_to_block(fast);
-        self.b.ins().jump(join, &[BlockArg::Value(out.value())]);
-        self.b.switch_to_block(slow);
-        self.slow_path(ins);
-        let cpu = self.cpu;
-        let r = self.b.ins().load(rty, mf(), cpu, slot);
-        self.b.ins().jump(join, &[BlockArg::Value(r)]);
-        self.b.switch_to_block(join);
-        self.seal(&[join]);
-        param
-    }
-
-    /// Caches the joined result as the destination's value (stored at the next flush); MXCSR
-    /// lives in the context only.
-    fn cache_result(&mut self, out: Out, result: Value) {
+    /// The result as the destination's value (stored at the next flush); MXCSR lives in the
+    /// context only.
+    fn set_result(&mut self, out: Out) {
         match out {
-            Out::Xmm(d, _) => self.set_xmm(d, result),
-            Out::Gpr(g, _) => self.set_reg(g, result),
-            Out::Flags(_) => {
+            Out::Xmm(d, r) => self.set_xmm(d, r),
+            Out::Gpr(g, r) => self.set_reg(g, r),
+            Out::Flags(r) => {
                 let z = self.imm(0);
                 self.state.flags = Some(Flags {
                     kind: FlagKind::Raw,
                     size: 8,
-                    res: result,
+                    res: r,
                     a: z,
                     b: z,
                     aux: z,

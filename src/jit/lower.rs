@@ -155,10 +155,28 @@ pub(super) struct Lower<'a> {
     /// Where the slow path of the instruction being lowered joins its common case
     /// (`slow_unless`), once the instruction is done.
     join: Option<cranelift_codegen::ir::Block>,
-    /// The block addresses outside the guest space branch to (`finish_outside` fills it).
+    /// The block addresses outside the guest space branch to (`finish_cold_exits` fills it).
     outside: Option<cranelift_codegen::ir::Block>,
-    /// Values checked to lie in the guest space, by checks that dominate the block named.
-    in_space: (Option<cranelift_codegen::ir::Block>, Vec<Value>),
+    /// The block a failed float guard branches to (`finish_cold_exits` fills it).
+    replay: Option<cranelift_codegen::ir::Block>,
+    /// What checks that dominate the current block established.
+    known: Known,
+}
+
+/// Facts established by checks that dominate the block named: reset when lowering moves to a
+/// block they may not dominate, kept across a branch to a cold exit.
+#[derive(Default)]
+struct Known {
+    block: Option<cranelift_codegen::ir::Block>,
+    /// Values checked to lie in the guest space.
+    in_space: Vec<Value>,
+    /// Float lanes checked to lie in a range (`float.rs`).
+    floats: Vec<(Value, float::Range)>,
+    /// The lane an XMM value holds in a float format (value, format tag, lane).
+    lanes: Vec<(Value, (bool, bool), Value)>,
+    /// MXCSR checked to hold its default settings with the precision flag set (cleared by any
+    /// helper call, which may change it).
+    mxcsr_default: bool,
 }
 
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
@@ -213,7 +231,8 @@ impl<'a> Lower<'a> {
             tracked,
             join: None,
             outside: None,
-            in_space: (None, Vec::new()),
+            replay: None,
+            known: Known::default(),
             flags_live: true,
             helper_sig,
             unit_sig,
@@ -368,6 +387,7 @@ impl<'a> Lower<'a> {
     }
 
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
+        self.known.mxcsr_default = false;
         let table = self.b.ins().load(types::I64, mf(), self.cpu, off::HELPERS);
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
         let call = self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, a0, a1]);
@@ -390,29 +410,52 @@ impl<'a> Lower<'a> {
     /// Branches to `outside` unless `x` lies in the guest space, when no check of `x`
     /// dominates the current block.
     fn check_in_space(&mut self, x: Value) {
-        let here = self.b.current_block();
-        if self.in_space.0 != here {
-            self.in_space = (here, Vec::new());
-        }
         // The unit's own address is guest code, inside the guest space.
-        if x == self.entry_rip || self.in_space.1.contains(&x) {
+        if x == self.entry_rip || self.known().in_space.contains(&x) {
             return;
         }
         let top = self.b.ins().iconst(types::I64, GUEST_SPACE as i64);
         let outside = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, x, top);
         let fault = *self.outside.get_or_insert_with(|| self.b.create_block());
-        let on = self.b.create_block();
-        self.b.ins().brif(outside, fault, &[], on, &[]);
-        self.b.seal_block(on);
-        self.b.switch_to_block(on);
-        // Everything checked before dominates the rest of the stretch.
-        self.in_space.0 = Some(on);
-        self.in_space.1.push(x);
+        self.leave_if(outside, fault);
+        self.known.in_space.push(x);
     }
 
-    /// Fills the block an address outside the guest space branches to: a load from the
-    /// guard above it, which faults. Called once the unit's code is in place.
-    pub fn finish_outside(&mut self) {
+    /// The facts the current block may rely on.
+    fn known(&mut self) -> &mut Known {
+        let here = self.b.current_block();
+        if self.known.block != here {
+            self.known = Known {
+                block: here,
+                ..Known::default()
+            };
+        }
+        &mut self.known
+    }
+
+    /// Branches to the cold block `exit` (which leaves the unit) when `leave` is true, and goes
+    /// on in a new block, which keeps what the current one knew: every check before dominates
+    /// the rest of the stretch.
+    fn leave_if(&mut self, leave: Value, exit: cranelift_codegen::ir::Block) {
+        self.known();
+        let on = self.b.create_block();
+        self.b.ins().brif(leave, exit, &[], on, &[]);
+        self.b.seal_block(on);
+        self.b.switch_to_block(on);
+        self.known.block = Some(on);
+    }
+
+    /// The block a failed float guard branches to.
+    fn replay_block(&mut self) -> cranelift_codegen::ir::Block {
+        *self.replay.get_or_insert_with(|| self.b.create_block())
+    }
+
+    /// Fills the cold blocks the unit's checks branch to, once its code is in place: an
+    /// address outside the guest space loads from the guard above it, which faults; a failed
+    /// float guard returns with `fault::REPLAY`. Either way the dispatcher runs the baseline
+    /// tier again from the last checkpoint, which nothing after it changed (`checkpoint`), and
+    /// the count of instructions the chain ran is lost (statistics only).
+    pub fn finish_cold_exits(&mut self) {
         if let Some(b) = self.outside.take() {
             self.b.switch_to_block(b);
             self.b.set_cold_block(b);
@@ -421,6 +464,14 @@ impl<'a> Lower<'a> {
             // A load that may trap, so it stays.
             self.b.ins().load(types::I64, MemFlagsData::new(), guard, 0);
             self.b.ins().trap(TrapCode::unwrap_user(1));
+        }
+        if let Some(b) = self.replay.take() {
+            self.b.switch_to_block(b);
+            self.b.set_cold_block(b);
+            let code = self.b.ins().iconst(types::I64, crate::cpu::fault::REPLAY as i64);
+            self.b.ins().store(mf(), code, self.cpu, off::FAULT);
+            let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
+            self.b.ins().return_(&[x]);
         }
     }
 

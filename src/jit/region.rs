@@ -70,7 +70,7 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     for (i, gb) in region.blocks.iter().enumerate() {
         layout.lower_block(&mut l, i, gb);
     }
-    l.finish_outside();
+    l.finish_cold_exits();
     l.b.seal_all_blocks();
     let ok = !l.unpredicted;
     l.b.finalize(isa.frontend_config());

@@ -1,0 +1,86 @@
+/* Chains of dependent SSE operations in straight-line code, on operands drawn from normal
+ * numbers, zeros, denormals, infinities, NaNs and numbers whose products, sums and quotients
+ * overflow or underflow: scalar and packed, double and single, with conversions between them
+ * and to integers. Each chain's results and the MXCSR flags it raised are folded into a
+ * checksum, once with the precision flag clear beforehand and once with it set (the default
+ * state most programs run in after their first inexact result). */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+static const double pool[] = {
+    1.5, -2.25, 3.0e300, -7.0e-300, 0.0, -0.0, 1e-310, -4.9e-324, INFINITY, -INFINITY, NAN,
+    0x1p-1022, 0x1.fffffffffffffp1023, 1.0, 0.1, 12345.678, -1e-20, 2.0, 0x1p-537, 0x1p+600,
+    0x1p-511, -0x1.8p-512, 3.0, 0x1p+63, -0x1p+31,
+};
+#define N (sizeof pool / sizeof pool[0])
+
+static uint64_t s = 88172645463325252ull;
+static uint64_t rnd(void) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+}
+static uint64_t h = 1469598103934665603ull;
+static void mix(uint64_t v) {
+    h ^= v;
+    h *= 1099511628211ull;
+}
+static void mix_pd(__m128d v) {
+    uint64_t b[2];
+    memcpy(b, &v, 16);
+    mix(b[0]);
+    mix(b[1]);
+}
+static void mix_ps(__m128 v) {
+    uint64_t b[2];
+    memcpy(b, &v, 16);
+    mix(b[0]);
+    mix(b[1]);
+}
+
+/* One basic block: every operation depends on an earlier one. */
+__attribute__((noinline)) static void chain(double a, double b, double c, double d) {
+    __m128d A = _mm_set_sd(a), B = _mm_set_sd(b), C = _mm_set_sd(c), D = _mm_set_sd(d);
+    __m128d x = _mm_mul_sd(A, B);
+    __m128d y = _mm_add_sd(x, C);
+    __m128d z = _mm_div_sd(y, D);
+    __m128d w = _mm_sub_sd(z, A);
+    __m128d q = _mm_sqrt_sd(w, w);
+    __m128d m = _mm_mul_sd(q, x);
+    __m128 f = _mm_cvtsd_ss(_mm_setzero_ps(), m);
+    __m128 g = _mm_mul_ss(f, _mm_cvtsd_ss(_mm_setzero_ps(), B));
+    __m128d back = _mm_cvtss_sd(w, g);
+    __m128d P = _mm_set_pd(c, a), Q = _mm_set_pd(d, b);
+    __m128d pp = _mm_mul_pd(P, Q);
+    __m128d ps = _mm_add_pd(pp, P);
+    __m128d pd = _mm_div_pd(ps, Q);
+    __m128d pr = _mm_sqrt_pd(pd);
+    __m128 sp = _mm_set_ps((float)a, (float)b, (float)c, (float)d);
+    __m128 sq = _mm_add_ps(_mm_mul_ps(sp, sp), sp);
+    int lt = _mm_comilt_sd(z, w) + 2 * _mm_ucomieq_sd(y, x) + 4 * _mm_comigt_sd(back, A);
+    long long i = _mm_cvttsd_si64(_mm_set_sd(fmin(fabs(a), 1e15)));
+    __m128d fi = _mm_cvtsi64_sd(w, i * 3);
+    __m128d last = _mm_add_sd(fi, back);
+    mix_pd(x), mix_pd(y), mix_pd(z), mix_pd(w), mix_pd(q), mix_pd(m), mix_pd(back);
+    mix_pd(pp), mix_pd(ps), mix_pd(pd), mix_pd(pr), mix_pd(last);
+    mix_ps(f), mix_ps(g), mix_ps(sq);
+    mix((uint64_t)lt);
+}
+
+int main(void) {
+    for (int precision = 0; precision < 2; precision++) {
+        for (int i = 0; i < 20000; i++) {
+            double a = pool[rnd() % N], b = pool[rnd() % N], c = pool[rnd() % N], d = pool[rnd() % N];
+            _mm_setcsr(0x1f80 | (precision ? 0x20 : 0));
+            chain(a, b, c, d);
+            mix(_mm_getcsr());
+        }
+        printf("precision flag %s: %016llx\n", precision ? "set" : "clear", (unsigned long long)h);
+    }
+    _mm_setcsr(0x1f80);
+    return 0;
+}
