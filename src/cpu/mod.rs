@@ -69,10 +69,6 @@ pub mod fault {
     pub const GP: u64 = 7;
     /// An unmasked SSE floating-point exception (#XM); MXCSR says which.
     pub const SIMD: u64 = 8;
-    /// Not a guest fault: compiled code met operands its host float arithmetic cannot be
-    /// trusted with (`jit::float`) and left the state of its last checkpoint in the context,
-    /// from where the baseline tier runs the same instructions again, exactly.
-    pub const REPLAY: u64 = 9;
 }
 
 /// Bits of `Cpu::fault_info` for `fault::MEMORY`.

@@ -15,7 +15,7 @@ pub mod runtime;
 mod threads;
 mod units;
 
-use crate::cpu::{exit, fault, Cpu};
+use crate::cpu::{exit, Cpu};
 use crate::decode::Block;
 use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
@@ -245,7 +245,7 @@ impl Engine {
             // the trampoline, and the context it receives is this engine's CPU.
             let code = unsafe { enter(&mut *self.cpu, f) };
             self.stats.chain_misses += (code == exit::NEXT) as u64;
-            if code == exit::FAULT && matches!(self.cpu.fault, fault::MEMORY | fault::REPLAY) {
+            if code == exit::FAULT && self.cpu.fault == crate::cpu::fault::MEMORY {
                 return Ok(self.replay());
             }
             return Ok(code);
@@ -274,21 +274,16 @@ impl Engine {
         Ok(code)
     }
 
-    /// Compiled code left the state of its last checkpoint in the context (rip included), and
-    /// nothing after that checkpoint wrote guest memory: a guest memory access faulted (compiled
-    /// code keeps the guest registers in host registers between checkpoints), or a float guard
-    /// failed (`fault::REPLAY`). The baseline tier runs from there: a fault happens again, with
-    /// the exact state before the faulting instruction; otherwise (a float guard, or another
-    /// thread changed the mapping meanwhile) it runs on past the next point compiled code would
+    /// A guest memory access faulted in compiled code, which keeps the guest registers in host
+    /// registers between checkpoints: the context holds the state at the last one (rip
+    /// included), and nothing after it wrote guest memory. The baseline tier runs from there
+    /// and faults again with the exact state before the faulting instruction; or, when another
+    /// thread changed the mapping meanwhile, runs on past the next point compiled code would
     /// have checkpointed (an instruction that writes memory), where the state is whole again.
     fn replay(&mut self) -> u64 {
-        if self.cpu.fault == fault::REPLAY {
-            self.stats.float_replays += 1;
-        } else {
-            self.stats.fault_replays += 1;
-        }
         self.cpu.fault = 0;
         self.cpu.insn_off = 0;
+        self.stats.fault_replays += 1;
         for _ in 0..REPLAY_BLOCKS {
             let rip = self.cpu.rip;
             let len = self.proc.mem.executable_len(rip, 4096);

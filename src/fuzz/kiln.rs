@@ -49,8 +49,7 @@ impl Kiln {
         }
         let r = if compiled {
             let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
-            let r = self.enter(&mut cpu, &u.code)?;
-            self.replay_if_asked(&mut cpu, r, |at| (at == CODE).then(|| block.clone()))?
+            self.enter(&mut cpu, &u.code)?
         } else {
             self.interpret(&mut cpu, &block)
         };
@@ -79,8 +78,7 @@ impl Kiln {
                 Mode::Interp => self.interpret(&mut cpu, &block),
                 Mode::Blocks => {
                     let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
-                    let r = self.enter(&mut cpu, &u.code)?;
-                    self.replay_if_asked(&mut cpu, r, fetch)?
+                    self.enter(&mut cpu, &u.code)?
                 }
                 Mode::Region => {
                     let limits = Limits {
@@ -89,8 +87,7 @@ impl Kiln {
                     };
                     let region = Region::form(cpu.rip, limits, fetch, |_| true, |_| None).ok_or("no region")?;
                     let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;
-                    let r = self.enter(&mut cpu, &u.code)?;
-                    self.replay_if_asked(&mut cpu, r, fetch)?
+                    self.enter(&mut cpu, &u.code)?
                 }
             };
         }
@@ -123,17 +120,6 @@ impl Kiln {
         let r = crate::interp::run_block_guarded(cpu, block);
         crate::linux::signals::set_current(std::ptr::null_mut());
         r
-    }
-
-    /// Where compiled code asked for a replay (`fault::REPLAY`), runs the block at its last
-    /// checkpoint in the baseline tier, as the dispatcher does.
-    fn replay_if_asked(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
-        if r != exit::FAULT || cpu.fault != fault::REPLAY {
-            return Ok(r);
-        }
-        cpu.fault = 0;
-        let block = fetch(cpu.rip).ok_or("replay outside the code")?;
-        Ok(self.interpret(cpu, &block))
     }
 
     /// Runs compiled `code` as a unit through the trampoline.

@@ -12,7 +12,7 @@ use crate::cpu::ops::Ops;
 use crate::cpu::{off, FlagKind};
 use crate::semantics::{self, emitter::Emitter};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -190,9 +190,13 @@ const MXCSR_DEFAULT: (i64, i64) = (0xffff & !0x1f, 0x1fa0);
 #[derive(Default)]
 struct Guard {
     ok: Option<Value>,
-    /// Lanes checked to lie in a range.
+    /// The part of `ok` about the operands, and what it found of them.
+    operands: Option<Value>,
     facts: Vec<(Value, Range)>,
+    /// `ok` requires MXCSR's default settings.
     mxcsr_default: bool,
+    /// The format of the result lane and the range it lies in.
+    result: Option<(Format, Range)>,
 }
 
 /// Lowers one kind of instruction: given the destination's old value (if read) and the
@@ -206,6 +210,32 @@ enum Out {
     Gpr(usize, Value),
     /// Materialised RFLAGS bits.
     Flags(Value),
+}
+
+impl Out {
+    fn value(self) -> Value {
+        match self {
+            Out::Xmm(_, r) | Out::Gpr(_, r) | Out::Flags(r) => r,
+        }
+    }
+
+    /// The same destination with value `v`.
+    fn with(self, v: Value) -> Out {
+        match self {
+            Out::Xmm(d, _) => Out::Xmm(d, v),
+            Out::Gpr(g, _) => Out::Gpr(g, v),
+            Out::Flags(_) => Out::Flags(v),
+        }
+    }
+
+    /// Where the slow path leaves the result in the context, and its type.
+    fn slot(self) -> (Type, i32) {
+        match self {
+            Out::Xmm(d, _) => (types::I8X16, off::xmm(d)),
+            Out::Gpr(g, _) => (types::I64, off::gpr(g)),
+            Out::Flags(_) => (types::I64, off::FLAGS_RES),
+        }
+    }
 }
 
 /// The XMM destination (operand 0) of `ins`.
@@ -260,13 +290,15 @@ impl Lower<'_> {
         let v = self.bits(v);
         let ty = self.b.func.dfg.value_type(v);
         let (mb, emax) = lane_format(ty);
+        // (field - lo) modulo the field's size: below `lo` wraps to the top, past `hi - lo`;
+        // small and positive, so a signed comparison (the one vectors have) decides.
         let e = self.b.ins().ushr_imm_u(v, mb);
-        let m = self.konst(ty, emax);
-        let e = self.b.ins().band(e, m);
         let l = self.konst(ty, r.lo);
         let e = self.b.ins().isub(e, l);
+        let m = self.konst(ty, emax);
+        let e = self.b.ins().band(e, m);
         let lim = self.konst(ty, r.hi - r.lo);
-        let c = self.b.ins().icmp(IntCC::UnsignedLessThan, e, lim);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, e, lim);
         if r.zero {
             let zero = self.int_is_zero(v);
             self.b.ins().bor(c, zero)
@@ -297,12 +329,29 @@ impl Lower<'_> {
         }
     }
 
-    /// Adds condition `c` (an i8) to the guard.
-    fn require(&mut self, g: &mut Guard, c: Value) {
-        g.ok = Some(match g.ok {
-            Some(ok) => self.b.ins().band(ok, c),
+    /// `c` ANDed into `acc` (conditions as i8).
+    fn and(&mut self, acc: Option<Value>, c: Value) -> Option<Value> {
+        Some(match acc {
+            Some(a) => self.b.ins().band(a, c),
             None => c,
-        });
+        })
+    }
+
+    /// Adds condition `c` to the guard.
+    fn require(&mut self, g: &mut Guard, c: Value) {
+        g.ok = self.and(g.ok, c);
+    }
+
+    /// Adds condition `c`, about the operands, to the guard.
+    fn require_of_operands(&mut self, g: &mut Guard, c: Value) {
+        self.require(g, c);
+        g.operands = self.and(g.operands, c);
+    }
+
+    /// Every lane of `v` in `r`, as an i8.
+    fn all_in(&mut self, v: Value, r: Range) -> Value {
+        let c = self.exp_in(v, r);
+        self.all(c)
     }
 
     /// Whether a check that dominates the current block found every lane of `v` in `r`.
@@ -310,28 +359,32 @@ impl Lower<'_> {
         self.known().floats.iter().any(|&(k, kr)| k == v && kr.within(r))
     }
 
-    /// Requires every lane of `v` in `r`, unless a dominating check found it there.
+    /// Requires every lane of operand `v` in `r`, unless a dominating check found it there.
     fn require_in(&mut self, g: &mut Guard, v: Value, r: Range) {
         if self.knows(v, r) {
             return;
         }
-        let c = self.exp_in(v, r);
-        let c = self.all(c);
-        self.require(g, c);
+        let c = self.all_in(v, r);
+        self.require_of_operands(g, c);
         g.facts.push((v, r));
     }
 
     /// Requires the bits of MXCSR in `mask` to equal `want` (which the default settings
     /// satisfy), unless the default settings were found since the last helper call.
-    fn require_mxcsr(&mut self, g: &mut Guard, (mask, want): (i64, i64)) {
+    fn require_mxcsr(&mut self, g: &mut Guard, mxcsr: (i64, i64)) {
         if self.known().mxcsr_default {
             return;
         }
+        let c = self.mxcsr_is(mxcsr);
+        self.require(g, c);
+        g.mxcsr_default |= mxcsr == MXCSR_DEFAULT;
+    }
+
+    /// Whether the bits of MXCSR in `mask` equal `want`, as an i8.
+    fn mxcsr_is(&mut self, (mask, want): (i64, i64)) -> Value {
         let mx = self.b.ins().load(types::I32, mf(), self.cpu, off::MXCSR);
         let m = self.b.ins().band_imm_u(mx, mask);
-        let c = self.b.ins().icmp_imm_u(IntCC::Equal, m, want);
-        self.require(g, c);
-        g.mxcsr_default |= (mask, want) == MXCSR_DEFAULT;
+        self.b.ins().icmp_imm_u(IntCC::Equal, m, want)
     }
 
     /// Operand `n` as an XMM register's whole value, or the low `bytes` of memory or a general
@@ -467,9 +520,9 @@ impl Lower<'_> {
                 let bits = self.bits(bi);
                 let not_negative = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, bits, sign);
                 let c = self.all(not_negative);
-                self.require(g, c);
+                self.require_of_operands(g, c);
                 let r = self.ieee_arith(kind, ai, bi);
-                g.facts.push((r, normal.or_zero()));
+                g.result = Some((f, normal.or_zero()));
                 return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
             }
             Kind::Div => {
@@ -487,15 +540,20 @@ impl Lower<'_> {
                 self.require_in(g, ai, normal.or_zero());
                 self.require_in(g, bi, normal.or_zero());
                 let r = self.ieee_arith(kind, ai, bi);
-                self.require_in(g, r, normal.or_zero());
+                let c = self.all_in(r, normal.or_zero());
+                self.require(g, c);
+                g.result = Some((f, normal.or_zero()));
                 return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
             }
         };
         let zero_from: Vec<Value> = zero_from.iter().copied().filter(|&v| !self.knows(v, normal)).collect();
         let (_, remax) = lane_format(self.b.func.dfg.value_type(ri));
         let tiny_ok = Range::above_tiny(remax);
+        let rf = Format::new(kind != Kind::Narrow && f.double, f.packed);
         if zero_from.is_empty() {
-            self.require_in(g, ri, tiny_ok);
+            let c = self.all_in(ri, tiny_ok);
+            self.require(g, c);
+            g.result = Some((rf, tiny_ok));
         } else {
             let mut c = self.exp_in(ri, tiny_ok);
             let rz = self.is_zero(ri);
@@ -508,9 +566,8 @@ impl Lower<'_> {
             c = self.b.ins().bor(c, exact_zero);
             let c = self.all(c);
             self.require(g, c);
-            g.facts.push((ri, tiny_ok.or_zero()));
+            g.result = Some((rf, tiny_ok.or_zero()));
         }
-        let rf = Format::new(kind != Kind::Narrow && f.double, f.packed);
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(rf, a, ri))
     }
 
@@ -532,7 +589,7 @@ impl Lower<'_> {
         let bi = self.lane(f, b);
         self.require_in(g, bi, Range::normal(f.emax).or_zero());
         let ri = self.b.ins().fpromote(types::F64, bi);
-        g.facts.push((ri, Range::normal(0x7ff).or_zero()));
+        g.result = Some((Format::new(true, false), Range::normal(0x7ff).or_zero()));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(Format::new(true, false), a, ri))
     }
 
@@ -543,9 +600,9 @@ impl Lower<'_> {
         let k = if f.double { 53 } else { 24 };
         let biased = self.b.ins().iadd_imm_u(b, 1 << k);
         let c = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
-        self.require(g, c);
+        self.require_of_operands(g, c);
         let ri = self.b.ins().fcvt_from_sint(f.fty, b);
-        g.facts.push((ri, Range::normal(f.emax).or_zero()));
+        g.result = Some((f, Range::normal(f.emax).or_zero()));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, ri))
     }
 
@@ -603,11 +660,9 @@ impl Lower<'_> {
         Out::Flags(self.b.ins().select(eq, zf, r))
     }
 
-    /// Lowers one SSE float instruction to the host's float arithmetic under a guard; false if
-    /// `ins` is not one of those forms (the caller then emits it as usual). Where the guard
-    /// fails the unit returns for a replay from its last checkpoint (`finish_cold_exits`): the
-    /// code after it relies on the guard, so the checks of later instructions skip what it
-    /// established.
+    /// Lowers one SSE float instruction to the host's float arithmetic under a guard, with
+    /// the slow helper where it fails; false if `ins` is not one of those forms (the caller then
+    /// emits it as usual).
     pub(super) fn float_fast(&mut self, ins: &Instruction) -> bool {
         let Some((kind, f)) = form(ins) else {
             return false;
@@ -622,16 +677,68 @@ impl Lower<'_> {
             _ => Self::lower_rounded,
         };
         let out = lower(self, &FloatOp { ins, kind, f }, a, b, &mut g);
-        if let Some(ok) = g.ok {
-            let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
-            let replay = self.replay_block();
-            self.leave_if(failed, replay);
-        }
         let known = self.known();
-        known.floats.extend(g.facts);
+        known.floats.extend(g.facts.iter().copied());
         known.mxcsr_default |= g.mxcsr_default;
+        let out = match g.ok {
+            Some(ok) => self.fast_or_slow(ins, out, ok, &g),
+            None => out,
+        };
+        if let (Out::Xmm(_, x), Some((rf, range))) = (out, g.result) {
+            // Checked on both paths: the checks of later instructions reading it skip it.
+            let l = self.lane(rf, x);
+            self.known().floats.push((l, range));
+        }
         self.set_result(out);
         true
+    }
+
+    /// Branches on the guard: the fast path keeps the host's result; the slow path stores the
+    /// cached state for the helper, which runs the whole instruction, and reloads the result.
+    /// The code after the join relies on what the guard found (the operands, MXCSR, the
+    /// result's range): where the slow path cannot confirm it, the unit is left for the next
+    /// instruction (the context holds the state after this one).
+    fn fast_or_slow(&mut self, ins: &Instruction, out: Out, ok: Value, g: &Guard) -> Out {
+        let known = std::mem::take(&mut self.known);
+        let (fast, slow, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let (rty, slot) = out.slot();
+        let param = self.b.append_block_param(join, rty);
+        self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.seal(&[fast, slow]);
+        self.b.switch_to_block(fast);
+        self.b.ins().jump(join, &[BlockArg::Value(out.value())]);
+        self.b.switch_to_block(slow);
+        self.b.set_cold_block(slow);
+        self.slow_path(ins);
+        let cpu = self.cpu;
+        let r = self.b.ins().load(rty, mf(), cpu, slot);
+        let mut confirmed = g.operands;
+        if g.mxcsr_default {
+            let c = self.mxcsr_is(MXCSR_DEFAULT);
+            confirmed = self.and(confirmed, c);
+        }
+        if let Some((rf, range)) = g.result {
+            let l = self.lane(rf, r);
+            let c = self.all_in(l, range);
+            confirmed = self.and(confirmed, c);
+        }
+        if let Some(c) = confirmed {
+            let (leave, stay) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(c, stay, &[], leave, &[]);
+            self.seal(&[leave, stay]);
+            self.b.switch_to_block(leave);
+            let next = self.code_addr(ins.next_ip());
+            super::super::region::exit_to(self, next);
+            self.b.switch_to_block(stay);
+        }
+        self.b.ins().jump(join, &[BlockArg::Value(r)]);
+        self.b.switch_to_block(join);
+        self.seal(&[join]);
+        self.known = super::Known {
+            block: Some(join),
+            ..known
+        };
+        out.with(param)
     }
 
     /// The result as the destination's value (stored at the next flush); MXCSR lives in the

@@ -155,10 +155,8 @@ pub(super) struct Lower<'a> {
     /// Where the slow path of the instruction being lowered joins its common case
     /// (`slow_unless`), once the instruction is done.
     join: Option<cranelift_codegen::ir::Block>,
-    /// The block addresses outside the guest space branch to (`finish_cold_exits` fills it).
+    /// The block addresses outside the guest space branch to (`finish_outside` fills it).
     outside: Option<cranelift_codegen::ir::Block>,
-    /// The block a failed float guard branches to (`finish_cold_exits` fills it).
-    replay: Option<cranelift_codegen::ir::Block>,
     /// What checks that dominate the current block established.
     known: Known,
 }
@@ -231,7 +229,6 @@ impl<'a> Lower<'a> {
             tracked,
             join: None,
             outside: None,
-            replay: None,
             known: Known::default(),
             flags_live: true,
             helper_sig,
@@ -445,17 +442,9 @@ impl<'a> Lower<'a> {
         self.known.block = Some(on);
     }
 
-    /// The block a failed float guard branches to.
-    fn replay_block(&mut self) -> cranelift_codegen::ir::Block {
-        *self.replay.get_or_insert_with(|| self.b.create_block())
-    }
-
-    /// Fills the cold blocks the unit's checks branch to, once its code is in place: an
-    /// address outside the guest space loads from the guard above it, which faults; a failed
-    /// float guard returns with `fault::REPLAY`. Either way the dispatcher runs the baseline
-    /// tier again from the last checkpoint, which nothing after it changed (`checkpoint`), and
-    /// the count of instructions the chain ran is lost (statistics only).
-    pub fn finish_cold_exits(&mut self) {
+    /// Fills the block an address outside the guest space branches to: a load from the
+    /// guard above it, which faults. Called once the unit's code is in place.
+    pub fn finish_outside(&mut self) {
         if let Some(b) = self.outside.take() {
             self.b.switch_to_block(b);
             self.b.set_cold_block(b);
@@ -464,14 +453,6 @@ impl<'a> Lower<'a> {
             // A load that may trap, so it stays.
             self.b.ins().load(types::I64, MemFlagsData::new(), guard, 0);
             self.b.ins().trap(TrapCode::unwrap_user(1));
-        }
-        if let Some(b) = self.replay.take() {
-            self.b.switch_to_block(b);
-            self.b.set_cold_block(b);
-            let code = self.b.ins().iconst(types::I64, crate::cpu::fault::REPLAY as i64);
-            self.b.ins().store(mf(), code, self.cpu, off::FAULT);
-            let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
-            self.b.ins().return_(&[x]);
         }
     }
 

@@ -70,7 +70,7 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     for (i, gb) in region.blocks.iter().enumerate() {
         layout.lower_block(&mut l, i, gb);
     }
-    l.finish_cold_exits();
+    l.finish_outside();
     l.b.seal_all_blocks();
     let ok = !l.unpredicted;
     l.b.finalize(isa.frontend_config());
@@ -322,10 +322,19 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
-        chain(l, next);
+        return exit_to(l, next);
     }
     l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
+    l.b.ins().return_(&[c]);
+}
+
+/// Leaves the unit for `next`, whose state the context holds: straight into its unit when
+/// chained, else back to the dispatcher.
+pub(super) fn exit_to(l: &mut Lower<'_>, next: Value) {
+    chain(l, next);
+    l.store_insns();
+    let c = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.b.ins().return_(&[c]);
 }
 
