@@ -34,6 +34,9 @@ pub struct Stats {
     /// Guest memory faults in compiled code, run again in the baseline tier from the last
     /// checkpoint to fault with the exact state.
     pub fault_replays: u64,
+    /// Rests of guest blocks run in the baseline tier after compiled code ran an instruction
+    /// through the slow helper and left (float operands or results it cannot rely on).
+    pub block_tails: u64,
     /// Cached units chained before the dispatcher met them (on unchanged module pages).
     pub units_prefilled: u64,
 }
@@ -60,6 +63,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.dispatcher_entries += o.dispatcher_entries;
         self.chain_misses += o.chain_misses;
         self.fault_replays += o.fault_replays;
+        self.block_tails += o.block_tails;
         self.units_prefilled += o.units_prefilled;
     }
 }
@@ -130,6 +134,7 @@ impl Stats {
             per_million(self.chain_misses)
         );
         eprintln!("  faults replayed from a checkpoint  {:>14}", self.fault_replays);
+        eprintln!("  block tails run in the baseline tier {:>12}", self.block_tails);
     }
 }
 

@@ -69,6 +69,10 @@ pub mod fault {
     pub const GP: u64 = 7;
     /// An unmasked SSE floating-point exception (#XM); MXCSR says which.
     pub const SIMD: u64 = 8;
+    /// Not a guest fault: compiled code ran an instruction through the slow helper and left
+    /// the rest of its guest block, from rip (the state whole in the context), to the baseline
+    /// tier (`jit::float`).
+    pub const TAIL: u64 = 9;
 }
 
 /// Bits of `Cpu::fault_info` for `fault::MEMORY`.

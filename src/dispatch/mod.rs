@@ -15,7 +15,7 @@ pub mod runtime;
 mod threads;
 mod units;
 
-use crate::cpu::{exit, Cpu};
+use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
 use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
@@ -112,6 +112,9 @@ pub struct Engine {
     compiles: compile::Compiles,
     /// This thread's wake word (`Cpu::interrupt` points at it).
     wake: Wake,
+    /// Block tails decoded for the baseline tier (`run_tail`), by address; each is used while
+    /// the guest's bytes there are still the ones it was decoded from.
+    tails: std::collections::HashMap<u64, Arc<Block>>,
 }
 
 impl Engine {
@@ -178,6 +181,7 @@ impl Engine {
             cache,
             units: units::Units::default(),
             compiles: compile::Compiles::default(),
+            tails: Default::default(),
             wake: Wake::claim(),
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
@@ -245,8 +249,11 @@ impl Engine {
             // the trampoline, and the context it receives is this engine's CPU.
             let code = unsafe { enter(&mut *self.cpu, f) };
             self.stats.chain_misses += (code == exit::NEXT) as u64;
-            if code == exit::FAULT && self.cpu.fault == crate::cpu::fault::MEMORY {
+            if code == exit::FAULT && self.cpu.fault == fault::MEMORY {
                 return Ok(self.replay());
+            }
+            if code == exit::FAULT && self.cpu.fault == fault::TAIL {
+                return Ok(self.run_tail());
             }
             return Ok(code);
         }
@@ -299,6 +306,32 @@ impl Engine {
             }
         }
         exit::NEXT
+    }
+
+    /// Runs the rest of a guest block that compiled code left mid-way (`fault::TAIL`) in the
+    /// baseline tier, to the block's end: the next unit starts where blocks start in every
+    /// tier, so the units a run meets do not depend on which tier ran what.
+    fn run_tail(&mut self) -> u64 {
+        self.cpu.fault = 0;
+        self.stats.block_tails += 1;
+        let rip = self.cpu.rip;
+        let mem = &self.proc.mem;
+        let unchanged = |b: &Block| mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..]);
+        let block = match self.tails.get(&rip) {
+            Some(b) if unchanged(b) => b.clone(),
+            _ => {
+                let len = mem.executable_len(rip, 4096);
+                let code = mem.read_bytes(rip, len as usize).unwrap_or(&[]);
+                let b = Arc::new(crate::decode::decode_block(code, rip, crate::semantics::classify));
+                self.tails.insert(rip, b.clone());
+                b
+            }
+        };
+        if block.insns.is_empty() {
+            return exit::NEXT; // the dispatcher meets what stops there
+        }
+        self.stats.guest_insns_interp += block.insns.len() as u64;
+        crate::interp::run_block_guarded(&mut self.cpu, &block)
     }
 
     /// Runs the system call the guest asked for; Some when the thread or process ends.

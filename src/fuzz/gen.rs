@@ -351,8 +351,9 @@ pub(super) fn random_state(rng: &mut Rng, base: Option<Register>) -> State {
     let arith = rf::CF | rf::PF | rf::AF | rf::ZF | rf::SF | rf::OF;
     s.rflags = 0x202 | (rng.next() & arith) | (rng.below(2) << 10);
     // Rounding, DAZ, FTZ and the sticky flags vary (half the time at their defaults, where
-    // the JIT computes float arithmetic with host instructions); one case in eight unmasks
-    // some exceptions (an unmasked one raised is SIGFPE on both sides).
+    // the JIT computes float arithmetic with host instructions, as it does with DAZ or FTZ
+    // set); one case in eight unmasks some exceptions (an unmasked one raised is SIGFPE on
+    // both sides).
     s.mxcsr = if rng.below(2) == 0 {
         0x1f80 | [0, 0x20, 0x3f][rng.below(3) as usize]
     } else {

@@ -49,7 +49,15 @@ impl Kiln {
         }
         let r = if compiled {
             let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
-            self.enter(&mut cpu, &u.code)?
+            let r = self.enter(&mut cpu, &u.code)?;
+            let fetch = |at: u64| {
+                Some(decode_block(
+                    code.get(at.checked_sub(CODE)? as usize..)?,
+                    at,
+                    semantics::classify,
+                ))
+            };
+            self.finish_tail(&mut cpu, r, fetch)?
         } else {
             self.interpret(&mut cpu, &block)
         };
@@ -78,7 +86,8 @@ impl Kiln {
                 Mode::Interp => self.interpret(&mut cpu, &block),
                 Mode::Blocks => {
                     let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
-                    self.enter(&mut cpu, &u.code)?
+                    let r = self.enter(&mut cpu, &u.code)?;
+                    self.finish_tail(&mut cpu, r, fetch)?
                 }
                 Mode::Region => {
                     let limits = Limits {
@@ -87,7 +96,8 @@ impl Kiln {
                     };
                     let region = Region::form(cpu.rip, limits, fetch, |_| true, |_| None).ok_or("no region")?;
                     let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;
-                    self.enter(&mut cpu, &u.code)?
+                    let r = self.enter(&mut cpu, &u.code)?;
+                    self.finish_tail(&mut cpu, r, fetch)?
                 }
             };
         }
@@ -120,6 +130,17 @@ impl Kiln {
         let r = crate::interp::run_block_guarded(cpu, block);
         crate::linux::signals::set_current(std::ptr::null_mut());
         r
+    }
+
+    /// Where compiled code left the rest of a block to the baseline tier (`fault::TAIL`), runs
+    /// it, as the dispatcher does.
+    fn finish_tail(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
+        if r != exit::FAULT || cpu.fault != fault::TAIL {
+            return Ok(r);
+        }
+        cpu.fault = 0;
+        let block = fetch(cpu.rip).ok_or("a block tail outside the code")?;
+        Ok(self.interpret(cpu, &block))
     }
 
     /// Runs compiled `code` as a unit through the trampoline.

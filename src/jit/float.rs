@@ -12,7 +12,7 @@ use crate::cpu::ops::Ops;
 use crate::cpu::{off, FlagKind};
 use crate::semantics::{self, emitter::Emitter};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use iced_x86::{Code, Instruction, OpKind, Register};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -182,16 +182,17 @@ impl Range {
     }
 }
 
-/// MXCSR's default settings (every exception masked, round to nearest, no DAZ or FTZ) with
-/// the precision flag already set: an inexact result then changes nothing. As (mask, value).
-const MXCSR_DEFAULT: (i64, i64) = (0xffff & !0x1f, 0x1fa0);
+/// MXCSR's default settings (every exception masked, round to nearest) with the precision
+/// flag already set: an inexact result then changes nothing. DAZ and FTZ may be set too (as
+/// `-ffast-math` programs run): they change nothing for the normal operands and the results
+/// above the smallest binade (or exact) the guards admit. As (mask, value).
+const MXCSR_DEFAULT: (i64, i64) = (0xffff & !0x1f & !0x40 & !0x8000, 0x1fa0);
 
 /// The conditions under which the host's result is the exact one, and what holds once they do.
 #[derive(Default)]
 struct Guard {
     ok: Option<Value>,
-    /// The part of `ok` about the operands, and what it found of them.
-    operands: Option<Value>,
+    /// What it found of the operands.
     facts: Vec<(Value, Range)>,
     /// `ok` requires MXCSR's default settings.
     mxcsr_default: bool,
@@ -210,32 +211,6 @@ enum Out {
     Gpr(usize, Value),
     /// Materialised RFLAGS bits.
     Flags(Value),
-}
-
-impl Out {
-    fn value(self) -> Value {
-        match self {
-            Out::Xmm(_, r) | Out::Gpr(_, r) | Out::Flags(r) => r,
-        }
-    }
-
-    /// The same destination with value `v`.
-    fn with(self, v: Value) -> Out {
-        match self {
-            Out::Xmm(d, _) => Out::Xmm(d, v),
-            Out::Gpr(g, _) => Out::Gpr(g, v),
-            Out::Flags(_) => Out::Flags(v),
-        }
-    }
-
-    /// Where the slow path leaves the result in the context, and its type.
-    fn slot(self) -> (Type, i32) {
-        match self {
-            Out::Xmm(d, _) => (types::I8X16, off::xmm(d)),
-            Out::Gpr(g, _) => (types::I64, off::gpr(g)),
-            Out::Flags(_) => (types::I64, off::FLAGS_RES),
-        }
-    }
 }
 
 /// The XMM destination (operand 0) of `ins`.
@@ -329,23 +304,12 @@ impl Lower<'_> {
         }
     }
 
-    /// `c` ANDed into `acc` (conditions as i8).
-    fn and(&mut self, acc: Option<Value>, c: Value) -> Option<Value> {
-        Some(match acc {
-            Some(a) => self.b.ins().band(a, c),
-            None => c,
-        })
-    }
-
-    /// Adds condition `c` to the guard.
+    /// Adds condition `c` (an i8) to the guard.
     fn require(&mut self, g: &mut Guard, c: Value) {
-        g.ok = self.and(g.ok, c);
-    }
-
-    /// Adds condition `c`, about the operands, to the guard.
-    fn require_of_operands(&mut self, g: &mut Guard, c: Value) {
-        self.require(g, c);
-        g.operands = self.and(g.operands, c);
+        g.ok = Some(match g.ok {
+            Some(ok) => self.b.ins().band(ok, c),
+            None => c,
+        });
     }
 
     /// Every lane of `v` in `r`, as an i8.
@@ -365,7 +329,7 @@ impl Lower<'_> {
             return;
         }
         let c = self.all_in(v, r);
-        self.require_of_operands(g, c);
+        self.require(g, c);
         g.facts.push((v, r));
     }
 
@@ -520,7 +484,7 @@ impl Lower<'_> {
                 let bits = self.bits(bi);
                 let not_negative = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, bits, sign);
                 let c = self.all(not_negative);
-                self.require_of_operands(g, c);
+                self.require(g, c);
                 let r = self.ieee_arith(kind, ai, bi);
                 g.result = Some((f, normal.or_zero()));
                 return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
@@ -600,7 +564,7 @@ impl Lower<'_> {
         let k = if f.double { 53 } else { 24 };
         let biased = self.b.ins().iadd_imm_u(b, 1 << k);
         let c = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
-        self.require_of_operands(g, c);
+        self.require(g, c);
         let ri = self.b.ins().fcvt_from_sint(f.fty, b);
         g.result = Some((f, Range::normal(f.emax).or_zero()));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, ri))
@@ -677,15 +641,13 @@ impl Lower<'_> {
             _ => Self::lower_rounded,
         };
         let out = lower(self, &FloatOp { ins, kind, f }, a, b, &mut g);
+        if let Some(ok) = g.ok {
+            self.leave_unless(ins, ok);
+        }
         let known = self.known();
-        known.floats.extend(g.facts.iter().copied());
+        known.floats.extend(g.facts);
         known.mxcsr_default |= g.mxcsr_default;
-        let out = match g.ok {
-            Some(ok) => self.fast_or_slow(ins, out, ok, &g),
-            None => out,
-        };
         if let (Out::Xmm(_, x), Some((rf, range))) = (out, g.result) {
-            // Checked on both paths: the checks of later instructions reading it skip it.
             let l = self.lane(rf, x);
             self.known().floats.push((l, range));
         }
@@ -693,52 +655,22 @@ impl Lower<'_> {
         true
     }
 
-    /// Branches on the guard: the fast path keeps the host's result; the slow path stores the
-    /// cached state for the helper, which runs the whole instruction, and reloads the result.
-    /// The code after the join relies on what the guard found (the operands, MXCSR, the
-    /// result's range): where the slow path cannot confirm it, the unit is left for the next
-    /// instruction (the context holds the state after this one).
-    fn fast_or_slow(&mut self, ins: &Instruction, out: Out, ok: Value, g: &Guard) -> Out {
-        let known = std::mem::take(&mut self.known);
-        let (fast, slow, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        let (rty, slot) = out.slot();
-        let param = self.b.append_block_param(join, rty);
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.seal(&[fast, slow]);
-        self.b.switch_to_block(fast);
-        self.b.ins().jump(join, &[BlockArg::Value(out.value())]);
+    /// Branches on the guard: where it fails, the slow helper runs the whole instruction from
+    /// the stored state, and the unit returns for the baseline tier to run the rest of the
+    /// guest block (`fault::TAIL`); so only the host's result goes on, and the code after it
+    /// relies on what the guard found. (Leaving for the next instruction's own unit instead
+    /// would make the units a run meets depend on which tier ran what.)
+    fn leave_unless(&mut self, ins: &Instruction, ok: Value) {
+        self.known();
+        let (slow, on) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(ok, on, &[], slow, &[]);
+        self.seal(&[slow, on]);
         self.b.switch_to_block(slow);
         self.b.set_cold_block(slow);
         self.slow_path(ins);
-        let cpu = self.cpu;
-        let r = self.b.ins().load(rty, mf(), cpu, slot);
-        let mut confirmed = g.operands;
-        if g.mxcsr_default {
-            let c = self.mxcsr_is(MXCSR_DEFAULT);
-            confirmed = self.and(confirmed, c);
-        }
-        if let Some((rf, range)) = g.result {
-            let l = self.lane(rf, r);
-            let c = self.all_in(l, range);
-            confirmed = self.and(confirmed, c);
-        }
-        if let Some(c) = confirmed {
-            let (leave, stay) = (self.b.create_block(), self.b.create_block());
-            self.b.ins().brif(c, stay, &[], leave, &[]);
-            self.seal(&[leave, stay]);
-            self.b.switch_to_block(leave);
-            let next = self.code_addr(ins.next_ip());
-            super::super::region::exit_to(self, next);
-            self.b.switch_to_block(stay);
-        }
-        self.b.ins().jump(join, &[BlockArg::Value(r)]);
-        self.b.switch_to_block(join);
-        self.seal(&[join]);
-        self.known = super::Known {
-            block: Some(join),
-            ..known
-        };
-        out.with(param)
+        self.leave_for_tail();
+        self.b.switch_to_block(on);
+        self.known.block = Some(on);
     }
 
     /// The result as the destination's value (stored at the next flush); MXCSR lives in the

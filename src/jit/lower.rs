@@ -146,6 +146,9 @@ pub(super) struct Lower<'a> {
     pub head: u64,
     /// How the current guest block ended, once its last instruction ran.
     pub end: Option<Terminal>,
+    /// Instructions of the current guest block after the one being lowered (counted already,
+    /// where the block starts).
+    pub insns_after: u64,
     /// The registers the current instruction may write (`Regs::written_by`), when the region
     /// relies on it; a write outside them makes the compile fail (`unpredicted`).
     pub predicted: Option<Regs>,
@@ -236,6 +239,7 @@ impl<'a> Lower<'a> {
             entry_rip,
             head,
             end: None,
+            insns_after: 0,
             predicted: None,
             unpredicted: false,
         }
@@ -440,6 +444,20 @@ impl<'a> Lower<'a> {
         self.b.seal_block(on);
         self.b.switch_to_block(on);
         self.known.block = Some(on);
+    }
+
+    /// Returns from the unit for the baseline tier to run the rest of the guest block from the
+    /// context's rip, where the whole state is (`fault::TAIL`).
+    pub(super) fn leave_for_tail(&mut self) {
+        let cpu = self.cpu;
+        let code = self.b.ins().iconst(types::I64, crate::cpu::fault::TAIL as i64);
+        self.b.ins().store(mf(), code, cpu, off::FAULT);
+        // The tail's instructions are the baseline tier's to count.
+        let c = self.b.use_var(self.insns);
+        let c = self.b.ins().iadd_imm_s(c, -(self.insns_after as i64));
+        add_insns_run(&mut self.b, cpu, c);
+        let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
+        self.b.ins().return_(&[x]);
     }
 
     /// Fills the block an address outside the guest space branches to: a load from the

@@ -167,6 +167,7 @@ impl Layout<'_> {
         let (flags_after, _) = flags_live_after(&gb.insns, self.region.flags_out[i]);
         for (k, ((ins, &live), &route)) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes).enumerate() {
             l.predicted = predict.then(|| Regs::written_by(ins));
+            l.insns_after = (gb.insns.len() - k - 1) as u64;
             l.lower_insn(ins, live, route);
             if l.end.is_some() {
                 break;
@@ -322,19 +323,10 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
-        return exit_to(l, next);
+        chain(l, next);
     }
     l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
-    l.b.ins().return_(&[c]);
-}
-
-/// Leaves the unit for `next`, whose state the context holds: straight into its unit when
-/// chained, else back to the dispatcher.
-pub(super) fn exit_to(l: &mut Lower<'_>, next: Value) {
-    chain(l, next);
-    l.store_insns();
-    let c = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.b.ins().return_(&[c]);
 }
 
