@@ -50,14 +50,7 @@ impl Kiln {
         let r = if compiled {
             let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
             let r = self.enter(&mut cpu, &u.code)?;
-            let fetch = |at: u64| {
-                Some(decode_block(
-                    code.get(at.checked_sub(CODE)? as usize..)?,
-                    at,
-                    semantics::classify,
-                ))
-            };
-            self.finish_tail(&mut cpu, r, fetch)?
+            self.finish_tail(&mut cpu, r, decoder(&code))?
         } else {
             self.interpret(&mut cpu, &block)
         };
@@ -71,10 +64,7 @@ impl Kiln {
         code.extend_from_slice(&[0xe9, 0, 0, 0, 0]);
         let end = CODE + c.bytes.len() as u64;
         let mut cpu = self.start(c, &code)?;
-        let fetch = |at: u64| -> Option<Block> {
-            let off = at.checked_sub(CODE)? as usize;
-            Some(decode_block(code.get(off..)?, at, semantics::classify))
-        };
+        let fetch = decoder(&code);
         let mut r = exit::NEXT;
         for _ in 0..1000 {
             // At the closing jump (or past it, in a region that ran it).
@@ -198,4 +188,12 @@ pub(super) enum Mode {
     Interp,
     Blocks,
     Region,
+}
+
+/// Decodes the block at a guest address of `code` (laid out at `CODE`).
+fn decoder(code: &[u8]) -> impl Fn(u64) -> Option<Block> + Copy + '_ {
+    move |at| {
+        let off = at.checked_sub(CODE)? as usize;
+        Some(decode_block(code.get(off..)?, at, semantics::classify))
+    }
 }

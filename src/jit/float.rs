@@ -661,16 +661,18 @@ impl Lower<'_> {
     /// relies on what the guard found. (Leaving for the next instruction's own unit instead
     /// would make the units a run meets depend on which tier ran what.)
     fn leave_unless(&mut self, ins: &Instruction, ok: Value) {
-        self.known();
-        let (slow, on) = (self.b.create_block(), self.b.create_block());
-        self.b.ins().brif(ok, on, &[], slow, &[]);
-        self.seal(&[slow, on]);
+        let slow = self.b.create_block();
+        let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
+        self.leave_if(failed, slow);
+        // What the slow path's helper call forgets holds where the guard passed.
+        let (kept, on) = (std::mem::take(&mut self.known), self.b.current_block());
+        self.b.seal_block(slow);
         self.b.switch_to_block(slow);
         self.b.set_cold_block(slow);
         self.slow_path(ins);
         self.leave_for_tail();
-        self.b.switch_to_block(on);
-        self.known.block = Some(on);
+        self.b.switch_to_block(on.expect("the block the guard passed to"));
+        self.known = kept;
     }
 
     /// The result as the destination's value (stored at the next flush); MXCSR lives in the

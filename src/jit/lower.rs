@@ -388,7 +388,7 @@ impl<'a> Lower<'a> {
     }
 
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
-        self.known.mxcsr_default = false;
+        self.known().mxcsr_default = false;
         let table = self.b.ins().load(types::I64, mf(), self.cpu, off::HELPERS);
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
         let call = self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, a0, a1]);
