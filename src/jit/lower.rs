@@ -590,8 +590,13 @@ impl Emitter for Lower<'_> {
         self.b.ins().store(guest_mf(), v, p, d);
     }
     fn x_from_halves(&mut self, lo: Value, hi: Value) -> Value {
+        // scalar_to_vector zeroes the other lane (a scalar load: movq, movsd).
         let v = self.b.ins().scalar_to_vector(types::I64X2, lo);
-        let v = self.b.ins().insertlane(v, hi, 1);
+        let v = if iconst_value(&self.b.func.dfg, hi) == Some(0) {
+            v
+        } else {
+            self.b.ins().insertlane(v, hi, 1)
+        };
         self.as_ty(v, types::I8X16)
     }
     fn x_half(&mut self, v: Value, hi: bool) -> Value {
