@@ -66,6 +66,33 @@ pub trait Ops {
             self.bin(Bin::And, v, m)
         }
     }
+    /// The low `size` bytes of `a` (which holds nothing above them) rotated left (`left`) or
+    /// right by `amt` (below their width), zero-extended. The default shifts and ORs; a
+    /// backend may have a rotate.
+    fn rotate(&mut self, left: bool, size: u8, a: Self::V, amt: Self::V) -> Self::V {
+        rotate_by_shifts(self, left, size, a, amt)
+    }
+}
+
+/// `Ops::rotate` by two shifts and an OR.
+pub fn rotate_by_shifts<O: Ops + ?Sized>(o: &mut O, left: bool, size: u8, a: O::V, amt: O::V) -> O::V {
+    let w = o.imm(size as u64 * 8);
+    let inv = o.bin(Bin::Sub, w, amt);
+    let (first, second) = if left {
+        (Bin::Shl, Bin::Shr)
+    } else {
+        (Bin::Shr, Bin::Shl)
+    };
+    let x = o.bin(first, a, amt);
+    // A zero count shifts the other way by the whole width: by 64, taken modulo 64, that
+    // is `a` again, which the OR absorbs.
+    let y = o.bin(second, a, inv);
+    let r = o.bin(Bin::Or, x, y);
+    if size < 8 {
+        o.extend(r, size, false)
+    } else {
+        r
+    }
 }
 
 /// Pure arithmetic on u64 values.

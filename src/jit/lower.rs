@@ -514,6 +514,18 @@ impl Ops for Lower<'_> {
             Bin::SRem => i.srem(a, b),
         }
     }
+    fn rotate(&mut self, left: bool, size: u8, a: Value, amt: Value) -> Value {
+        let rot = |i: cranelift_frontend::FuncInstBuilder<'_, '_>, x, n| if left { i.rotl(x, n) } else { i.rotr(x, n) };
+        match size {
+            8 => rot(self.b.ins(), a, amt),
+            4 => {
+                let a32 = self.b.ins().ireduce(types::I32, a);
+                let r = rot(self.b.ins(), a32, amt);
+                self.b.ins().uextend(types::I64, r)
+            }
+            _ => crate::cpu::ops::rotate_by_shifts(self, left, size, a, amt),
+        }
+    }
     fn un(&mut self, op: Un, a: Value) -> Value {
         let i = self.b.ins();
         match op {

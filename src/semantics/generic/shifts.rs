@@ -115,33 +115,14 @@ pub(super) fn rotate<E: Emitter>(e: &mut E, ins: &Instruction) {
         return;
     }
     let rol = ins.mnemonic() == Mnemonic::Rol;
-    let r = rotated(e, rol, size, a, c, fixed);
+    let bits = size as u64 * 8;
+    let wm = e.imm(bits - 1);
+    let amt = e.bin(Bin::And, c, wm);
+    let r = e.rotate(rol, size, a, amt);
     write_op(e, ins, 0, size, r, addr);
     if e.flags_needed() {
         rotate_flags(e, rol, size, r, c, fixed.is_none());
     }
-}
-
-/// `a` rotated by `c` (left if `rol`), masked to `size`.
-fn rotated<E: Emitter>(e: &mut E, rol: bool, size: u8, a: E::V, c: E::V, fixed: Option<u64>) -> E::V {
-    let bits = size as u64 * 8;
-    let wm = e.imm(bits - 1);
-    let amt = e.bin(Bin::And, c, wm);
-    let w = e.imm(bits);
-    let inv = e.bin(Bin::Sub, w, amt);
-    let (first, second) = if rol {
-        (Bin::Shl, Bin::Shr)
-    } else {
-        (Bin::Shr, Bin::Shl)
-    };
-    let x = e.bin(first, a, amt);
-    let y = if bits < 64 || fixed.is_none() || fixed.is_some_and(|f| f & 63 != 0) {
-        e.bin(second, a, inv)
-    } else {
-        a
-    };
-    let r = e.bin(Bin::Or, x, y);
-    zext(e, r, size)
 }
 
 /// CF and OF of a rotate's result `r`; a count in cl (`count_in_cl`) of zero keeps the flags.
