@@ -249,13 +249,11 @@ impl Engine {
             // the trampoline, and the context it receives is this engine's CPU.
             let code = unsafe { enter(&mut *self.cpu, f) };
             self.stats.chain_misses += (code == exit::NEXT) as u64;
-            if code == exit::FAULT && self.cpu.fault == fault::MEMORY {
-                return Ok(self.replay());
-            }
-            if code == exit::FAULT && self.cpu.fault == fault::TAIL {
-                return Ok(self.run_tail());
-            }
-            return Ok(code);
+            return Ok(match (code, self.cpu.fault) {
+                (exit::FAULT, fault::MEMORY) => self.replay(),
+                (exit::FAULT, fault::TAIL) => self.run_tail(),
+                _ => code,
+            });
         }
         let u = &mut self.units.list[i];
         let Some(block) = u.block.clone() else {
@@ -292,10 +290,7 @@ impl Engine {
         self.cpu.insn_off = 0;
         self.stats.fault_replays += 1;
         for _ in 0..REPLAY_BLOCKS {
-            let rip = self.cpu.rip;
-            let len = self.proc.mem.executable_len(rip, 4096);
-            let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]).to_vec();
-            let block = crate::decode::decode_block(&code, rip, crate::semantics::classify);
+            let block = self.decode_at(self.cpu.rip);
             if block.insns.is_empty() {
                 break; // the dispatcher meets what stops there
             }
@@ -308,6 +303,13 @@ impl Engine {
         exit::NEXT
     }
 
+    /// The block the guest's executable bytes at `rip` hold now (for the baseline tier).
+    fn decode_at(&self, rip: u64) -> Block {
+        let len = self.proc.mem.executable_len(rip, 4096);
+        let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]);
+        crate::decode::decode_block(code, rip, crate::semantics::classify)
+    }
+
     /// Runs the rest of a guest block that compiled code left mid-way (`fault::TAIL`) in the
     /// baseline tier, to the block's end: the next unit starts where blocks start in every
     /// tier, so the units a run meets do not depend on which tier ran what.
@@ -315,14 +317,11 @@ impl Engine {
         self.cpu.fault = 0;
         self.stats.block_tails += 1;
         let rip = self.cpu.rip;
-        let mem = &self.proc.mem;
-        let unchanged = |b: &Block| mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..]);
+        let unchanged = |b: &Block| self.proc.mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..]);
         let block = match self.tails.get(&rip) {
             Some(b) if unchanged(b) => b.clone(),
             _ => {
-                let len = mem.executable_len(rip, 4096);
-                let code = mem.read_bytes(rip, len as usize).unwrap_or(&[]);
-                let b = Arc::new(crate::decode::decode_block(code, rip, crate::semantics::classify));
+                let b = Arc::new(self.decode_at(rip));
                 self.tails.insert(rip, b.clone());
                 b
             }

@@ -3,8 +3,9 @@
 //! jumps between them with the guest registers in variables throughout, and exits that store
 //! the state and jump straight to the next unit through the chaining table. Edges that close a
 //! cycle, and edges out of a block that stores, check the interrupt word, so loops inside a
-//! region stay interruptible and a block rewritten by an earlier one is translated again; a block counts its instructions where it starts, and the count goes on
-//! to the next unit with the chained call.
+//! region stay interruptible and a block rewritten by an earlier one is translated again; a
+//! block counts its instructions where it starts, and the count goes on to the next unit with
+//! the chained call.
 
 use super::lower::{add_insns_run, iconst_value, writes_memory, Cached, Lower, Regs, Terminal};
 use crate::cpu::ops::Ops;
