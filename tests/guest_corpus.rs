@@ -65,6 +65,7 @@ corpus! {
     argv_and_environment_reach_the_guest => "argv_env.c";
     exit_from_deep_recursion_runs_atexit => "exit_deep.c";
     recursion_fib_ackermann => "recursion.c";
+    calls_and_returns_that_do_not_pair_up_and_faults_after_stores => "calls_returns.c", timing_dependent = true;
     large_stack_frames => "big_stack.c";
     malloc_free_realloc_churn => "malloc_churn.c";
     file_io_round_trip => "file_io.c";

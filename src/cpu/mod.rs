@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 6;
+pub const CPU_LAYOUT_VERSION: u32 = 7;
 
 /// log2 of the entries in the chaining table.
 pub const CHAIN_BITS: u32 = 20;
@@ -53,6 +53,10 @@ pub mod exit {
     pub const SYSCALL: u64 = 1;
     /// A guest fault; `cpu.fault` says which.
     pub const FAULT: u64 = 2;
+    /// A guest `ret` to `cpu.ret_expect`, the address the unit that called this one (with a
+    /// host call, `jit::region`) continues at: it returns to that unit's code, where the
+    /// host's own return prediction expects it. The trampoline turns it into `NEXT`.
+    pub const RETURN: u64 = 3;
 }
 
 /// Guest faults raised by instruction semantics.
@@ -84,6 +88,10 @@ pub mod fault_info {
     /// An instruction fetch: the guest rip (at `Cpu::fault_addr`) is not executable.
     pub const FETCH: u64 = 4;
 }
+
+/// `Cpu::ret_expect` where no unit waits for a return: a non-canonical address, which faults
+/// when a `ret` there is fetched.
+pub const NO_RETURN: u64 = 1 << 63;
 
 #[repr(C)]
 #[derive(Clone)]
@@ -132,6 +140,9 @@ pub struct Cpu {
     pub host_sp: u64,
     pub host_fp: u64,
     pub fault_info: u64,
+    /// The guest return address the innermost unit that made a host call to another waits
+    /// for (`exit::RETURN`); any value where none waits.
+    pub ret_expect: u64,
 }
 
 impl Cpu {
@@ -165,6 +176,7 @@ impl Cpu {
             host_sp: 0,
             host_fp: 0,
             fault_info: 0,
+            ret_expect: NO_RETURN,
         })
     }
 }
@@ -197,4 +209,5 @@ pub mod off {
     pub const FAULT_ADDR: i32 = offset_of!(Cpu, fault_addr) as i32;
     pub const HOST_SP: i32 = offset_of!(Cpu, host_sp) as i32;
     pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;
+    pub const RET_EXPECT: i32 = offset_of!(Cpu, ret_expect) as i32;
 }

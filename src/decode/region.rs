@@ -1,9 +1,11 @@
 //! Regions (decision 6): many guest blocks translated as one unit. A region starts at its
 //! head and holds the blocks reachable from there through static edges (fall-through, direct
 //! jumps, both sides of conditional branches; never calls, returns or indirect branches) that
-//! the caller admits, within a span of guest bytes from the head. Inside a region control
-//! moves between blocks without leaving the unit; every other way out is an exit. The same
-//! blocks admitted give the same region.
+//! the caller admits, within a span of guest bytes from the head, and the return sites of the
+//! calls its blocks end in. Inside a region control moves between blocks without leaving the
+//! unit; a call leaves it for the callee and comes back to its return site when the callee
+//! returns there; every other way out is an exit. The same blocks admitted give the same
+//! region.
 
 use super::{flag_liveness_from, Block, ARITH_FLAGS};
 use iced_x86::{FlowControl, Mnemonic, OpKind};
@@ -23,6 +25,9 @@ pub struct Region {
     /// Per block: where its end may continue at translation time, each with the index of
     /// its block when that is inside the region (`static_targets`).
     pub targets: Vec<Vec<(u64, Option<usize>)>>,
+    /// Per block: for one that ends in a call, the block of the region at its return site,
+    /// where the code continues when the callee returns there (`return_site`).
+    pub returns: Vec<Option<usize>>,
     /// Per block: whether the flags are read on entry (before being written).
     pub flags_in: Vec<bool>,
     /// Per block: the flags what may run after it reads (iced's `RflagsBits`).
@@ -40,6 +45,7 @@ impl Region {
         Region {
             blocks: vec![block],
             targets,
+            returns: vec![None],
             flags_in: vec![true],
             flags_out: vec![ARITH_FLAGS],
             outside: HashMap::new(),
@@ -81,7 +87,7 @@ impl Region {
             let Some(b) = fetch(at).filter(fits) else {
                 continue;
             };
-            for t in static_targets(&b) {
+            for t in static_targets(&b).into_iter().chain(return_site(&b)) {
                 if t >= head && t - head < limits.span && admit(t) && seen.insert(t) {
                     queue.push_back(t);
                 }
@@ -101,6 +107,10 @@ impl Region {
                     .collect()
             })
             .collect();
+        let returns = blocks
+            .iter()
+            .map(|b| return_site(b).and_then(|t| index.get(&t).copied()))
+            .collect();
         let outside = targets
             .iter()
             .zip(&blocks)
@@ -112,10 +122,18 @@ impl Region {
             flags_out: vec![ARITH_FLAGS; blocks.len()],
             blocks,
             targets,
+            returns,
             outside,
         };
         region.flag_liveness();
         Some(region)
+    }
+
+    /// The blocks of the region that block `i` continues in: its static targets inside the
+    /// region, then its return site.
+    pub fn successors(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let inner = self.targets[i].iter().filter_map(|&(_, j)| j);
+        inner.chain(self.returns[i])
     }
 
     /// The edges (from block, to block) that close a cycle in a depth-first walk from the
@@ -129,7 +147,7 @@ impl Region {
         let mut path = vec![(0usize, 0usize)];
         state[0] = ON_PATH;
         while let Some((i, k)) = path.pop() {
-            let Some(j) = self.targets[i].iter().filter_map(|&(_, j)| j).nth(k) else {
+            let Some(j) = self.successors(i).nth(k) else {
                 state[i] = ON_PATH + 1;
                 continue;
             };
@@ -204,6 +222,14 @@ fn direct_call_target(b: &Block) -> Option<u64> {
     let last = b.insns.last()?;
     (b.stop.is_none() && last.flow_control() == FlowControl::Call && last.op0_kind() == OpKind::NearBranch64)
         .then(|| last.near_branch_target())
+}
+
+/// Where the code continues after the call that ends block `b`, if it ends in one: the
+/// instruction after the call, where the callee returns.
+pub fn return_site(b: &Block) -> Option<u64> {
+    let last = b.insns.last()?;
+    let call = matches!(last.flow_control(), FlowControl::Call | FlowControl::IndirectCall);
+    (b.stop.is_none() && call).then(|| last.next_ip())
 }
 
 /// Where a block's end may continue, known at translation time: its fall-through, the

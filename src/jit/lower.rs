@@ -361,6 +361,14 @@ impl<'a> Lower<'a> {
         self.state = kept;
     }
 
+    /// After a call to another unit that returned here: the context holds the whole state
+    /// (nothing cached is current) and the callee counted every instruction run so far.
+    pub fn returned_from_call(&mut self) {
+        self.state = Cached::at_start(Regs::default(), Regs::default());
+        let none = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(self.insns, none);
+    }
+
     /// Forget cached state after a helper that may change any of it (everything was stored
     /// before the call).
     fn invalidate(&mut self) {
@@ -799,6 +807,21 @@ impl Emitter for Lower<'_> {
 /// Whether `ins` may write guest memory: a checkpoint follows it, since running it twice
 /// could differ from running it once. Instructions that only read memory are simply run
 /// again from the last checkpoint when they (or a later one) fault.
+/// Whether `ins` may read guest memory.
+pub fn reads_memory(ins: &Instruction) -> bool {
+    use iced_x86::{InstructionInfoFactory, OpAccess};
+    if ins.stack_pointer_increment() > 0 || ins.is_string_instruction() {
+        return true;
+    }
+    let mut info = InstructionInfoFactory::new();
+    info.info(ins).used_memory().iter().any(|m| {
+        !matches!(
+            m.access(),
+            OpAccess::Write | OpAccess::CondWrite | OpAccess::NoMemAccess
+        )
+    })
+}
+
 pub fn writes_memory(ins: &Instruction) -> bool {
     use iced_x86::{InstructionInfoFactory, OpAccess};
     if ins.stack_pointer_increment() < 0 || ins.is_string_instruction() {
@@ -911,20 +934,25 @@ pub(super) fn iconst_value(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value)
 }
 
 /// An address as its variable part and a constant displacement that fits a signed 32-bit
-/// number (zero when it has none), looking through additions of constants.
+/// number (zero when it has none), looking through additions and subtractions of constants.
 fn split_displacement(dfg: &cranelift_codegen::ir::DataFlowGraph, addr: Value) -> (Value, i32) {
     use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
     let constant = |v: Value| iconst_value(dfg, v);
     let (mut x, mut disp) = (addr, 0i64);
     while let ValueDef::Result(i, 0) = dfg.value_def(x) {
-        let D::Binary {
-            opcode: Opcode::Iadd,
-            args: [a, b],
-        } = dfg.insts[i]
-        else {
-            break;
+        // x + c, c + x, or x - c.
+        let step = match dfg.insts[i] {
+            D::Binary {
+                opcode: Opcode::Iadd,
+                args: [a, b],
+            } => constant(b).map(|d| (a, d)).or_else(|| constant(a).map(|d| (b, d))),
+            D::Binary {
+                opcode: Opcode::Isub,
+                args: [a, b],
+            } => constant(b).and_then(|d| Some((a, d.checked_neg()?))),
+            _ => None,
         };
-        let Some((rest, d)) = constant(b).map(|d| (a, d)).or_else(|| constant(a).map(|d| (b, d))) else {
+        let Some((rest, d)) = step else {
             break;
         };
         match disp.checked_add(d).filter(|&t| i32::try_from(t).is_ok()) {

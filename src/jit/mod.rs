@@ -8,6 +8,7 @@ mod region;
 use crate::cpu::Cpu;
 use crate::decode::{Block, Region};
 use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, BlockCall, ExceptionTableData, Function, InstBuilder, MemFlagsData, Signature,
     UserFuncName,
@@ -19,7 +20,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 8;
+pub const TRANSLATION_VERSION: u32 = 9;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -250,6 +251,8 @@ impl Jit {
         let fp = b.ins().get_frame_pointer(types::I64);
         b.ins().store(mf, sp, cpu, crate::cpu::off::HOST_SP);
         b.ins().store(mf, fp, cpu, crate::cpu::off::HOST_FP);
+        let none_waits = b.ins().iconst(types::I64, crate::cpu::NO_RETURN as i64);
+        b.ins().store(mf, none_waits, cpu, crate::cpu::off::RET_EXPECT);
         let done = b.create_block();
         b.append_block_param(done, types::I64);
         let normal = BlockCall::new(done, [BlockArg::TryCallRet(0)], &mut b.func.dfg.value_lists);
@@ -265,6 +268,10 @@ impl Jit {
         let r = b.block_params(done)[0];
         let z = b.ins().iconst(types::I64, 0);
         b.ins().store(mf, z, cpu, crate::cpu::off::HOST_SP);
+        // A return that no unit waited for continues at the context's rip like any other.
+        let returned = b.ins().icmp_imm_u(IntCC::Equal, r, crate::cpu::exit::RETURN as i64);
+        let next = b.ins().iconst(types::I64, crate::cpu::exit::NEXT as i64);
+        let r = b.ins().select(returned, next, r);
         b.ins().return_(&[r]);
         b.seal_all_blocks();
         b.finalize(isa.frontend_config());

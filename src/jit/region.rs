@@ -7,7 +7,7 @@
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
-use super::lower::{add_insns_run, iconst_value, writes_memory, Cached, Lower, Regs, Terminal};
+use super::lower::{add_insns_run, iconst_value, reads_memory, writes_memory, Cached, Lower, Regs, Terminal};
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
 use crate::decode::{flags_live_after, Block, Region};
@@ -27,8 +27,12 @@ enum Next {
     /// An address known at translation time.
     Known(u64),
     Branch(Value, u64, u64),
-    /// An address computed at run time (returns, indirect branches, calls).
+    /// An address computed at run time (indirect branches).
     Computed(Value),
+    /// A call (direct or not) to the address given, returning to the second.
+    Call(Value, u64),
+    /// A `ret` to the address given.
+    Return(Value),
     Syscall(u64),
 }
 
@@ -59,13 +63,19 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked, insns_before);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
-    let effects = block_effects(region);
+    let checkpoints = checkpoints(region);
+    let effects = block_effects(region, &checkpoints);
     let layout = Layout {
         region,
+        checkpoints,
         interrupt,
         starts,
         dirty_in: dirty_at_starts(region, &effects),
-        stores: effects.iter().map(|&(stores, _)| stores).collect(),
+        stores: region
+            .blocks
+            .iter()
+            .map(|b| b.insns.iter().any(writes_memory))
+            .collect(),
         retreating: region.retreating_edges(),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
@@ -78,24 +88,51 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     ok
 }
 
-/// Per block: whether it writes memory (so has a checkpoint), and the registers it writes
-/// after its last checkpoint.
-fn block_effects(region: &Region) -> Vec<(bool, Regs)> {
-    let effect = |b: &Block| {
-        b.insns.iter().fold((false, Regs::default()), |(cp, w), ins| {
-            if writes_memory(ins) {
-                (true, Regs::default())
-            } else {
-                (cp, w.union(Regs::written_by(ins)))
-            }
-        })
+/// Per block: after which of its instructions a checkpoint goes (`Lower::checkpoint`). A
+/// guest memory fault replays the code from the last checkpoint over memory that the stores
+/// since then already changed, and the replay must read what the first run read: so a store
+/// that follows a read of memory since the last checkpoint (or its own read) is the last
+/// instruction before the next one, while stores that follow none (a function's pushes, the
+/// stores of its arguments) share one, as a replay writes the same bytes again. Before the
+/// head (entered with the whole state in the context) nothing was read; before any other
+/// block something may have been.
+fn checkpoints(region: &Region) -> Vec<Vec<bool>> {
+    let plan = |(i, b): (usize, &Block)| {
+        let mut read = i != 0;
+        b.insns
+            .iter()
+            .map(|ins| {
+                let reads = reads_memory(ins);
+                let after = writes_memory(ins) && (read || reads);
+                read = !after && (read || reads);
+                after
+            })
+            .collect()
     };
-    region.blocks.iter().map(effect).collect()
+    region.blocks.iter().enumerate().map(plan).collect()
+}
+
+/// Per block: whether it has a checkpoint, and the registers it writes after its last one.
+fn block_effects(region: &Region, checkpoints: &[Vec<bool>]) -> Vec<(bool, Regs)> {
+    let effect = |(b, plan): (&Block, &Vec<bool>)| {
+        b.insns
+            .iter()
+            .zip(plan)
+            .fold((false, Regs::default()), |(cp, w), (ins, &after)| {
+                let w = w.union(Regs::written_by(ins));
+                if after {
+                    (true, Regs::default())
+                } else {
+                    (cp, w)
+                }
+            })
+    };
+    region.blocks.iter().zip(checkpoints).map(effect).collect()
 }
 
 /// Per block: the registers that may differ from the context where it starts. A checkpoint
-/// (after an instruction that writes memory, and on an edge into a block that reads the
-/// flags) stores every register; registers written after the last one stay only in
+/// (where `checkpoints` puts one, and on an edge into a block that reads the flags) stores
+/// every register; registers written after the last one stay only in
 /// variables, across edges and loops. Nothing differs at the region's entry.
 fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
     let n = region.blocks.len();
@@ -140,6 +177,8 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Val
 
 struct Layout<'r> {
     region: &'r Region,
+    /// Per block: after which instructions a checkpoint goes (`checkpoints`).
+    checkpoints: Vec<Vec<bool>>,
     /// The address of the thread's interrupt word.
     interrupt: Value,
     /// The Cranelift block where each guest block starts.
@@ -156,7 +195,7 @@ impl Layout<'_> {
         l.b.switch_to_block(self.starts[i]);
         // Sealed now if every edge into it comes from a block already lowered (or, for the
         // head, only from the prologue); else once all are lowered.
-        let later = (i..self.region.blocks.len()).any(|k| self.inside(k, gb.start).is_some());
+        let later = (i..self.region.blocks.len()).any(|k| self.region.successors(k).any(|j| j == i));
         if !later {
             l.seal(&[self.starts[i]]);
         }
@@ -173,12 +212,12 @@ impl Layout<'_> {
             if l.end.is_some() {
                 break;
             }
-            if writes_memory(ins) {
+            if self.checkpoints[i][k] {
                 l.checkpoint_with(ins.next_ip(), flags_after[k] != 0);
             }
         }
-        // An instruction that writes memory and ends the block has its checkpoint on the edge.
-        let written = l.end.is_some() && gb.insns.last().is_some_and(writes_memory);
+        // A checkpoint after the instruction that ends the block goes on the edge.
+        let written = l.end.is_some() && self.checkpoints[i].last() == Some(&true);
         match next_of(l, gb) {
             Next::Known(t) => self.go_to(l, i, t, written),
             Next::Branch(c, t, f) if self.inside(i, t).is_none() && self.inside(i, f).is_none() => {
@@ -202,10 +241,76 @@ impl Layout<'_> {
             }
             // What a callee reads, for a direct call; every flag, else (`Region::flags_out`).
             Next::Computed(v) => exit_unit(l, v, exit::NEXT, self.region.flags_out[i] != 0),
+            Next::Call(v, back) => self.call(l, i, v, back),
+            Next::Return(v) => exit_return(l, v, self.region.flags_out[i] != 0),
             Next::Syscall(n) => {
                 let v = l.code_addr(n);
                 exit_unit(l, v, exit::SYSCALL, true)
             }
+        }
+    }
+
+    /// Block `i` ends in a call to `target` that returns to `back`: the callee runs as a host
+    /// call, with `back` as the context's expected return, and a guest `ret` there comes back
+    /// here (`exit_return`), where the host's return prediction expects it; the code after
+    /// the call then goes on with every register reloaded, in the region's block at `back`
+    /// or through the chaining table. The call is an exit as any other where the callee has
+    /// no unit in the table yet or the host stack has no room for another unit's frame.
+    fn call(&self, l: &mut Lower<'_>, i: usize, target: Value, back: u64) {
+        l.flush_regs();
+        if self.region.flags_out[i] != 0 {
+            l.flush_flags();
+        }
+        let cpu = l.cpu;
+        l.b.ins().store(mf(), target, cpu, off::RIP);
+        let (hit, slot) = chain_lookup(l, target);
+        let room = stack_room(l);
+        let go = l.b.ins().band(hit, room);
+        let (call, exit) = (l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(go, call, &[], exit, &[]);
+        l.seal(&[call, exit]);
+        let kept = l.state;
+        l.b.switch_to_block(exit);
+        l.b.set_cold_block(exit);
+        exit_unit(l, target, exit::NEXT, false);
+        l.state = kept;
+        l.b.switch_to_block(call);
+        let f = l.b.ins().load(types::I64, mf(), slot, 8);
+        let back_v = l.code_addr(back);
+        let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
+        l.b.ins().store(mf(), back_v, cpu, off::RET_EXPECT);
+        let insns = l.insns_run();
+        let sig = l.unit_sig;
+        let inst = l.b.ins().call_indirect(sig, f, &[cpu, insns, target]);
+        let code = l.b.inst_results(inst)[0];
+        l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
+        // Anything but the return it waits for goes on to the dispatcher, which the callee
+        // made ready for: the context holds the whole state and the instructions run.
+        let returned = l.b.ins().icmp_imm_u(IntCC::Equal, code, exit::RETURN as i64);
+        let (back_here, leave) = (l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(returned, back_here, &[], leave, &[]);
+        l.seal(&[back_here, leave]);
+        l.b.switch_to_block(leave);
+        l.b.set_cold_block(leave);
+        l.b.ins().return_(&[code]);
+        l.b.switch_to_block(back_here);
+        l.returned_from_call();
+        // The callee may have changed code or a signal may wait: the dispatcher sees to it.
+        let flag = l.b.ins().atomic_load(types::I64, mf(), self.interrupt);
+        let (on, wake) = (l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(flag, wake, &[], on, &[]);
+        l.seal(&[on, wake]);
+        l.b.switch_to_block(wake);
+        l.b.set_cold_block(wake);
+        let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+        l.b.ins().return_(&[next]);
+        l.b.switch_to_block(on);
+        match self.region.returns[i] {
+            Some(j) => {
+                l.revalidate();
+                l.b.ins().jump(self.starts[j], &[]);
+            }
+            None => exit_unit(l, back_v, exit::NEXT, false),
         }
     }
 
@@ -253,6 +358,10 @@ fn next_of(l: &Lower<'_>, gb: &Block) -> Next {
             Some(j) if j.flow_control() == FlowControl::UnconditionalBranch && j.op0_kind() == OpKind::NearBranch64 => {
                 Next::Known(j.near_branch_target())
             }
+            Some(j) if matches!(j.flow_control(), FlowControl::Call | FlowControl::IndirectCall) => {
+                Next::Call(v, j.next_ip())
+            }
+            Some(j) if j.flow_control() == FlowControl::Return => Next::Return(v),
             _ => Next::Computed(v),
         },
     }
@@ -331,21 +440,67 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
     l.b.ins().return_(&[c]);
 }
 
-/// Chain: if the table slot of the next rip holds its unit, jump straight into it, passing on
-/// the count of instructions run and the next rip.
-fn chain(l: &mut Lower<'_>, next: Value) {
+/// A `ret` to `to`: back to the unit that called with a host call and waits for this
+/// address (`exit::RETURN`), else on through the chaining table like any exit. The flags go
+/// to the context only when `flags_read`.
+fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
+    l.flush_regs();
+    if flags_read {
+        l.flush_flags();
+    }
     let cpu = l.cpu;
-    let insns = l.insns_run();
+    l.b.ins().store(mf(), to, cpu, off::RIP);
+    let expected = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
+    let home = l.b.ins().icmp(IntCC::Equal, to, expected);
+    let (back, on) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(home, back, &[], on, &[]);
+    l.seal(&[back, on]);
+    l.b.switch_to_block(back);
+    l.store_insns();
+    let code = l.b.ins().iconst(types::I64, exit::RETURN as i64);
+    l.b.ins().return_(&[code]);
+    l.b.switch_to_block(on);
+    chain(l, to);
+    l.store_insns();
+    let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+    l.b.ins().return_(&[code]);
+}
+
+/// Whether the host stack has room for the frames of another call between units: at most
+/// `HOST_STACK_FOR_CALLS` bytes below where the trampoline entered compiled code.
+fn stack_room(l: &mut Lower<'_>) -> Value {
+    let cpu = l.cpu;
+    let top = l.b.ins().load(types::I64, mf(), cpu, off::HOST_SP);
+    let floor = l.b.ins().iadd_imm_s(top, -HOST_STACK_FOR_CALLS);
+    let sp = l.b.ins().get_stack_pointer(types::I64);
+    l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor)
+}
+
+/// The host stack that units calling units (`Layout::call`) may take, in bytes: far less than
+/// any thread's stack, with room left for the helpers they call and for signal handlers.
+const HOST_STACK_FOR_CALLS: i64 = 256 << 10;
+
+/// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
+/// and the slot's address (the unit's entry is its second word).
+fn chain_lookup(l: &mut Lower<'_>, next: Value) -> (Value, Value) {
+    let cpu = l.cpu;
     let b = &mut l.b;
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
-    // `cpu::chain_slot`, times the entry size.
     let sh = b.ins().ushr_imm_u(next, i64::from(crate::cpu::CHAIN_BITS));
     let h = b.ins().bxor(next, sh);
     let h = b.ins().band_imm_u(h, (crate::cpu::CHAIN_ENTRIES - 1) as i64);
     let o = b.ins().ishl_imm_u(h, 4);
     let slot = b.ins().iadd(table, o);
     let srip = b.ins().load(types::I64, mf(), slot, 0);
-    let hit = b.ins().icmp(IntCC::Equal, srip, next);
+    (b.ins().icmp(IntCC::Equal, srip, next), slot)
+}
+
+/// Chain: if the table slot of the next rip holds its unit, jump straight into it, passing on
+/// the count of instructions run and the next rip.
+fn chain(l: &mut Lower<'_>, next: Value) {
+    let (cpu, insns) = (l.cpu, l.insns_run());
+    let (hit, slot) = chain_lookup(l, next);
+    let b = &mut l.b;
     let (go, back) = (b.create_block(), b.create_block());
     b.ins().brif(hit, go, &[], back, &[]);
     b.seal_block(go);
