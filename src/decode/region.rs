@@ -17,6 +17,8 @@ pub struct Limits {
     pub blocks: usize,
     /// Guest bytes from the head: every block lies in [head, head + span).
     pub span: u64,
+    /// Whether the return sites of the region's calls join it.
+    pub returns: bool,
 }
 
 pub struct Region {
@@ -87,7 +89,8 @@ impl Region {
             let Some(b) = fetch(at).filter(fits) else {
                 continue;
             };
-            for t in static_targets(&b).into_iter().chain(return_site(&b)) {
+            let back = return_site(&b).filter(|_| limits.returns);
+            for t in static_targets(&b).into_iter().chain(back) {
                 if t >= head && t - head < limits.span && admit(t) && seen.insert(t) {
                     queue.push_back(t);
                 }
@@ -255,7 +258,11 @@ mod tests {
     use super::*;
     use crate::decode::decode_block;
 
-    const LIMITS: Limits = Limits { blocks: 8, span: 0x100 };
+    const LIMITS: Limits = Limits {
+        blocks: 8,
+        span: 0x100,
+        returns: true,
+    };
 
     /// The region at 0x1000 of `code` (a jump or call to 0x2000 leaves it), with `flags_at`
     /// saying what the code at 0x2000 reads.

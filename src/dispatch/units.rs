@@ -19,7 +19,11 @@ use std::time::Instant;
 
 /// How large a region `--tier jit` compiles at a block's first execution: small, since it
 /// compiles before anything runs and every block heads one.
-const JIT_TIER_REGIONS: Limits = Limits { blocks: 8, span: 4096 };
+const JIT_TIER_REGIONS: Limits = Limits {
+    blocks: 8,
+    span: 4096,
+    returns: true,
+};
 
 pub(super) struct Unit {
     pub rip: u64,

@@ -83,6 +83,7 @@ impl Kiln {
                     let limits = Limits {
                         blocks: 64,
                         span: CODE + code.len() as u64 - cpu.rip,
+                        returns: true,
                     };
                     let region = Region::form(cpu.rip, limits, fetch, |_| true, |_| None).ok_or("no region")?;
                     let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;

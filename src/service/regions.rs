@@ -9,7 +9,7 @@
 //! same regions and the same bytes; a region the pack already holds, as compiled from the same
 //! bytes, is not compiled again.
 
-use crate::decode::{decode_block, flags_live_after, static_targets, Block, Limits, Region, ARITH_FLAGS};
+use crate::decode::{decode_block, flags_live_after, return_site, static_targets, Block, Limits, Region, ARITH_FLAGS};
 use crate::mem::MappedFile;
 use crate::semantics;
 use cache_format::{Hash, ModuleCode, PackUnit};
@@ -17,10 +17,15 @@ use iced_x86::{FlowControl, OpKind};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-/// How large a region the service compiles.
+/// How large a region the service compiles. A region whose head is a return site or a loop
+/// header and not a function's entry stops at its calls: such heads are entered from outside
+/// only after the dispatcher ran (a return that did not come back to its caller's code, a
+/// waiting signal), and the code after each call is then not compiled again into every region
+/// that starts before it.
 pub const LIMITS: Limits = Limits {
     blocks: 24,
     span: 4 << 10,
+    returns: true,
 };
 
 /// A module's file, mapped, checked to be the module it names.
@@ -77,7 +82,12 @@ impl ModuleImage {
         let mut planned = Vec::new();
         let mut todo: Vec<u64> = heads(&blocks, base).intersection(hot).copied().collect();
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
+        let inner = inner_heads(&blocks, base);
         while let Some(head) = todo.pop() {
+            let limits = Limits {
+                returns: !inner.contains(&head),
+                ..LIMITS
+            };
             let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
             let admit = |rip: u64| blocks.contains_key(&rip.wrapping_sub(base));
             // What a block that ran reads on entry (module code, which stays as it is).
@@ -85,7 +95,7 @@ impl ModuleImage {
                 let b = blocks.get(&rip.wrapping_sub(base))?;
                 Some(flags_live_after(&b.insns, ARITH_FLAGS).1)
             };
-            let Some(region) = Region::form(base + head, LIMITS, fetch, admit, flags_at) else {
+            let Some(region) = Region::form(base + head, limits, fetch, admit, flags_at) else {
                 continue;
             };
             // A hot block the region leaves for is entered from outside a region: a head too.
@@ -116,6 +126,24 @@ impl ModuleImage {
         planned.sort_by_key(|p| p.offset);
         planned
     }
+}
+
+/// The heads that are return sites or loop headers and not the targets of direct calls.
+fn inner_heads(blocks: &HashMap<u64, Block>, base: u64) -> BTreeSet<u64> {
+    let offset = |rip: u64| rip.wrapping_sub(base);
+    let mut inner = BTreeSet::new();
+    let mut entries = BTreeSet::new();
+    for (&at, b) in blocks {
+        inner.extend(return_site(b).map(offset));
+        inner.extend(static_targets(b).into_iter().map(offset).filter(|&t| t <= at));
+        let last = b.insns.last().filter(|l| l.flow_control() == FlowControl::Call);
+        entries.extend(
+            last.filter(|l| l.op0_kind() == OpKind::NearBranch64)
+                .map(|l| offset(l.near_branch_target())),
+        );
+    }
+    inner.retain(|o| !entries.contains(o));
+    inner
 }
 
 /// Where control enters from outside a region, among the executed blocks (by module offset;
