@@ -23,8 +23,8 @@ use std::path::Path;
 /// waiting signal), and the code after each call is then not compiled again into every region
 /// that starts before it.
 pub const LIMITS: Limits = Limits {
-    blocks: 24,
-    span: 4 << 10,
+    blocks: 192,
+    span: 32 << 10,
     returns: true,
 };
 
