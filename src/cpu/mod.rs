@@ -89,6 +89,10 @@ pub mod fault_info {
     pub const FETCH: u64 = 4;
 }
 
+/// The host stack that units calling units may take, in bytes (`Cpu::call_floor`): far less
+/// than any thread's stack, with room left for the helpers they call and for signal handlers.
+pub const HOST_STACK_FOR_CALLS: u64 = 256 << 10;
+
 /// `Cpu::ret_expect` where no unit waits for a return: a non-canonical address, which faults
 /// when a `ret` there is fetched.
 pub const NO_RETURN: u64 = 1 << 63;
@@ -143,6 +147,9 @@ pub struct Cpu {
     /// The guest return address the innermost unit that made a host call to another waits
     /// for (`exit::RETURN`); any value where none waits.
     pub ret_expect: u64,
+    /// The lowest host stack pointer at which a unit may still call another (set by the
+    /// trampoline, `HOST_STACK_FOR_CALLS` below its own).
+    pub call_floor: u64,
 }
 
 impl Cpu {
@@ -177,6 +184,7 @@ impl Cpu {
             host_fp: 0,
             fault_info: 0,
             ret_expect: NO_RETURN,
+            call_floor: u64::MAX,
         })
     }
 }
@@ -210,4 +218,5 @@ pub mod off {
     pub const HOST_SP: i32 = offset_of!(Cpu, host_sp) as i32;
     pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;
     pub const RET_EXPECT: i32 = offset_of!(Cpu, ret_expect) as i32;
+    pub const CALL_FLOOR: i32 = offset_of!(Cpu, call_floor) as i32;
 }

@@ -253,6 +253,8 @@ impl Jit {
         b.ins().store(mf, fp, cpu, crate::cpu::off::HOST_FP);
         let none_waits = b.ins().iconst(types::I64, crate::cpu::NO_RETURN as i64);
         b.ins().store(mf, none_waits, cpu, crate::cpu::off::RET_EXPECT);
+        let floor = b.ins().iadd_imm_s(sp, -(crate::cpu::HOST_STACK_FOR_CALLS as i64));
+        b.ins().store(mf, floor, cpu, crate::cpu::off::CALL_FLOOR);
         let done = b.create_block();
         b.append_block_param(done, types::I64);
         let normal = BlockCall::new(done, [BlockArg::TryCallRet(0)], &mut b.func.dfg.value_lists);

@@ -264,10 +264,14 @@ impl Layout<'_> {
         let cpu = l.cpu;
         l.b.ins().store(mf(), target, cpu, off::RIP);
         let (hit, slot) = chain_lookup(l, target);
-        let room = stack_room(l);
-        let go = l.b.ins().band(hit, room);
-        let (call, exit) = (l.b.create_block(), l.b.create_block());
-        l.b.ins().brif(go, call, &[], exit, &[]);
+        let (room, call, exit) = (l.b.create_block(), l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(hit, room, &[], exit, &[]);
+        l.seal(&[room]);
+        l.b.switch_to_block(room);
+        let floor = l.b.ins().load(types::I64, mf(), cpu, off::CALL_FLOOR);
+        let sp = l.b.ins().get_stack_pointer(types::I64);
+        let has_room = l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor);
+        l.b.ins().brif(has_room, call, &[], exit, &[]);
         l.seal(&[call, exit]);
         let kept = l.state;
         l.b.switch_to_block(exit);
@@ -465,20 +469,6 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
     let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.b.ins().return_(&[code]);
 }
-
-/// Whether the host stack has room for the frames of another call between units: at most
-/// `HOST_STACK_FOR_CALLS` bytes below where the trampoline entered compiled code.
-fn stack_room(l: &mut Lower<'_>) -> Value {
-    let cpu = l.cpu;
-    let top = l.b.ins().load(types::I64, mf(), cpu, off::HOST_SP);
-    let floor = l.b.ins().iadd_imm_s(top, -HOST_STACK_FOR_CALLS);
-    let sp = l.b.ins().get_stack_pointer(types::I64);
-    l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor)
-}
-
-/// The host stack that units calling units (`Layout::call`) may take, in bytes: far less than
-/// any thread's stack, with room left for the helpers they call and for signal handlers.
-const HOST_STACK_FOR_CALLS: i64 = 256 << 10;
 
 /// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
 /// and the slot's address (the unit's entry is its second word).
