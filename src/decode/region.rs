@@ -139,6 +139,40 @@ impl Region {
         inner.chain(self.returns[i])
     }
 
+    /// Per block: its immediate dominator (the last block that every path from the head to it
+    /// passes through), None for the head.
+    pub fn dominators(&self) -> Vec<Option<usize>> {
+        let n = self.blocks.len();
+        let mut preds = vec![Vec::new(); n];
+        for i in 0..n {
+            for j in self.successors(i) {
+                preds[j].push(i);
+            }
+        }
+        // dom[j]: the blocks that dominate j, as a bit set; every block at first but the head.
+        let mut dom: Vec<Vec<bool>> = (0..n).map(|j| (0..n).map(|k| j != 0 || k == 0).collect()).collect();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for j in 1..n {
+                let mut d: Vec<bool> = vec![!preds[j].is_empty(); n];
+                for &p in &preds[j] {
+                    d.iter_mut().zip(&dom[p]).for_each(|(x, &y)| *x &= y);
+                }
+                d[j] = true;
+                if d != dom[j] {
+                    dom[j] = d;
+                    changed = true;
+                }
+            }
+        }
+        // The immediate dominator is the strict dominator that the most blocks dominate.
+        let depth = |k: usize| dom[k].iter().filter(|&&x| x).count();
+        (0..n)
+            .map(|j| (0..n).filter(|&k| k != j && dom[j][k]).max_by_key(|&k| depth(k)))
+            .collect()
+    }
+
     /// The edges (from block, to block) that close a cycle in a depth-first walk from the
     /// head: every cycle of the region has one.
     pub fn retreating_edges(&self) -> HashSet<(usize, usize)> {
@@ -303,6 +337,13 @@ mod tests {
         let edges = r.retreating_edges();
         assert_eq!(edges.len(), 1, "{edges:?}");
         assert!(edges.contains(&(index(0x1008), 0)));
+        // Both sides of the branch and their join hang off the head; the ret off the join.
+        let idom = r.dominators();
+        assert_eq!(idom[0], None);
+        for a in [0x1004, 0x1006, 0x1008] {
+            assert_eq!(idom[index(a)], Some(0), "{a:#x}");
+        }
+        assert_eq!(idom[index(0x100c)], Some(index(0x1008)));
     }
 
     #[test]

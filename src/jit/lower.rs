@@ -430,6 +430,17 @@ impl<'a> Lower<'a> {
         self.known.in_space.push(x);
     }
 
+    /// The values checked to lie in the guest space where lowering stands.
+    pub fn in_space_here(&mut self) -> Vec<Value> {
+        self.known().in_space.clone()
+    }
+
+    /// Takes the values in `checked` as lying in the guest space from here on: checks that
+    /// dominate the current block found them there.
+    pub fn assume_in_space(&mut self, checked: &[Value]) {
+        self.known().in_space.extend_from_slice(checked);
+    }
+
     /// The facts the current block may rely on.
     fn known(&mut self) -> &mut Known {
         let here = self.b.current_block();

@@ -65,8 +65,10 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     l.b.ins().jump(starts[0], &[]);
     let checkpoints = checkpoints(region);
     let effects = block_effects(region, &checkpoints);
-    let layout = Layout {
+    let mut layout = Layout {
         region,
+        idom: region.dominators(),
+        checked_at_end: Vec::new(),
         checkpoints,
         interrupt,
         starts,
@@ -79,7 +81,8 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
         retreating: region.retreating_edges(),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
-        layout.lower_block(&mut l, i, gb);
+        let checked = layout.lower_block(&mut l, i, gb);
+        layout.checked_at_end.push(checked);
     }
     l.finish_outside();
     l.b.seal_all_blocks();
@@ -177,6 +180,11 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Val
 
 struct Layout<'r> {
     region: &'r Region,
+    /// Per block: its immediate dominator (`Region::dominators`).
+    idom: Vec<Option<usize>>,
+    /// Per block lowered so far: the values checked to lie in the guest space where its
+    /// instructions end.
+    checked_at_end: Vec<Vec<Value>>,
     /// Per block: after which instructions a checkpoint goes (`checkpoints`).
     checkpoints: Vec<Vec<bool>>,
     /// The address of the thread's interrupt word.
@@ -191,8 +199,14 @@ struct Layout<'r> {
 }
 
 impl Layout<'_> {
-    fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) {
+    /// Lowers guest block `i`; returns the values checked to lie in the guest space where its
+    /// instructions end.
+    fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) -> Vec<Value> {
         l.b.switch_to_block(self.starts[i]);
+        // What the checks of the block that dominates this one found holds here too.
+        if let Some(checked) = self.idom[i].and_then(|d| self.checked_at_end.get(d)) {
+            l.assume_in_space(checked);
+        }
         // Sealed now if every edge into it comes from a block already lowered (or, for the
         // head, only from the prologue); else once all are lowered.
         let later = (i..self.region.blocks.len()).any(|k| self.region.successors(k).any(|j| j == i));
@@ -216,6 +230,7 @@ impl Layout<'_> {
                 l.checkpoint_with(ins.next_ip(), flags_after[k] != 0);
             }
         }
+        let checked = l.in_space_here();
         // A checkpoint after the instruction that ends the block goes on the edge.
         let written = l.end.is_some() && self.checkpoints[i].last() == Some(&true);
         match next_of(l, gb) {
@@ -248,6 +263,7 @@ impl Layout<'_> {
                 exit_unit(l, v, exit::SYSCALL, true)
             }
         }
+        checked
     }
 
     /// Block `i` ends in a call to `target` that returns to `back`: the callee runs as a host
