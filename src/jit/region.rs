@@ -296,41 +296,18 @@ impl Layout<'_> {
         l.state = kept;
         l.b.switch_to_block(call);
         let f = l.b.ins().load(types::I64, mf(), slot, 8);
-        let back_v = l.code_addr(back);
-        let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
-        l.b.ins().store(mf(), back_v, cpu, off::RET_EXPECT);
-        let insns = l.insns_run();
-        let sig = l.unit_sig;
-        let inst = l.b.ins().call_indirect(sig, f, &[cpu, insns, target]);
-        let code = l.b.inst_results(inst)[0];
-        l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
-        // Anything but the return it waits for goes on to the dispatcher, which the callee
-        // made ready for: the context holds the whole state and the instructions run.
-        let returned = l.b.ins().icmp_imm_u(IntCC::Equal, code, exit::RETURN as i64);
-        let (back_here, leave) = (l.b.create_block(), l.b.create_block());
-        l.b.ins().brif(returned, back_here, &[], leave, &[]);
-        l.seal(&[back_here, leave]);
-        l.b.switch_to_block(leave);
-        l.b.set_cold_block(leave);
-        l.b.ins().return_(&[code]);
-        l.b.switch_to_block(back_here);
-        l.returned_from_call();
+        call_unit(l, f, target, back);
         // The callee may have changed code or a signal may wait: the dispatcher sees to it.
-        let flag = l.b.ins().atomic_load(types::I64, mf(), self.interrupt);
-        let (on, wake) = (l.b.create_block(), l.b.create_block());
-        l.b.ins().brif(flag, wake, &[], on, &[]);
-        l.seal(&[on, wake]);
-        l.b.switch_to_block(wake);
-        l.b.set_cold_block(wake);
-        let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
-        l.b.ins().return_(&[next]);
-        l.b.switch_to_block(on);
+        interrupt_check(l, self.interrupt, back);
         match self.region.returns[i] {
             Some(j) => {
                 l.revalidate();
                 l.b.ins().jump(self.starts[j], &[]);
             }
-            None => exit_unit(l, back_v, exit::NEXT, false),
+            None => {
+                let back = l.code_addr(back);
+                exit_unit(l, back, exit::NEXT, false)
+            }
         }
     }
 
@@ -458,6 +435,31 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
     l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
     l.b.ins().return_(&[c]);
+}
+
+/// Calls unit `f` at `target` with `back` as the return it waits for, and goes on where the
+/// callee returned there, with nothing cached; any other exit code goes on up to the
+/// dispatcher, which the callee made ready for (the context holds the whole state and the
+/// instructions run).
+fn call_unit(l: &mut Lower<'_>, f: Value, target: Value, back: u64) {
+    let cpu = l.cpu;
+    let back = l.code_addr(back);
+    let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
+    l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
+    let insns = l.insns_run();
+    let sig = l.unit_sig;
+    let inst = l.b.ins().call_indirect(sig, f, &[cpu, insns, target]);
+    let code = l.b.inst_results(inst)[0];
+    l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
+    let returned = l.b.ins().icmp_imm_u(IntCC::Equal, code, exit::RETURN as i64);
+    let (back_here, leave) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(returned, back_here, &[], leave, &[]);
+    l.seal(&[back_here, leave]);
+    l.b.switch_to_block(leave);
+    l.b.set_cold_block(leave);
+    l.b.ins().return_(&[code]);
+    l.b.switch_to_block(back_here);
+    l.returned_from_call();
 }
 
 /// A `ret` to `to`: back to the unit that called with a host call and waits for this
