@@ -833,6 +833,19 @@ pub fn reads_memory(ins: &Instruction) -> bool {
     })
 }
 
+/// Whether every guest memory write of `ins` goes to its thread's stack: a push or a call, or
+/// a store addressed from rsp.
+pub fn writes_only_the_stack(ins: &Instruction) -> bool {
+    let explicit = (0..ins.op_count()).any(|i| ins.op_kind(i) == iced_x86::OpKind::Memory);
+    if ins.is_string_instruction() {
+        false
+    } else if explicit {
+        ins.memory_base() == iced_x86::Register::RSP
+    } else {
+        ins.stack_pointer_increment() < 0
+    }
+}
+
 pub fn writes_memory(ins: &Instruction) -> bool {
     use iced_x86::{InstructionInfoFactory, OpAccess};
     if ins.stack_pointer_increment() < 0 || ins.is_string_instruction() {

@@ -7,7 +7,9 @@
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
-use super::lower::{add_insns_run, iconst_value, reads_memory, writes_memory, Cached, Lower, Regs, Terminal};
+use super::lower::{
+    add_insns_run, iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal,
+};
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
 use crate::decode::{flags_live_after, Block, Region};
@@ -95,10 +97,12 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
 /// guest memory fault replays the code from the last checkpoint over memory that the stores
 /// since then already changed, and the replay must read what the first run read: so a store
 /// that follows a read of memory since the last checkpoint (or its own read) is the last
-/// instruction before the next one, while stores that follow none (a function's pushes, the
-/// stores of its arguments) share one, as a replay writes the same bytes again. Before the
-/// head (entered with the whole state in the context) nothing was read; before any other
-/// block something may have been.
+/// instruction before the next one. Stores to the thread's own stack that follow none (a
+/// function's pushes, its spills and stack arguments) share one, as a replay writes the same
+/// bytes again; any other store has its own, so that a replay never writes again where another
+/// thread may have written since (a lock released with a plain store). Before the head
+/// (entered with the whole state in the context) nothing was read; before any other block
+/// something may have been.
 fn checkpoints(region: &Region) -> Vec<Vec<bool>> {
     let plan = |(i, b): (usize, &Block)| {
         let mut read = i != 0;
@@ -106,7 +110,7 @@ fn checkpoints(region: &Region) -> Vec<Vec<bool>> {
             .iter()
             .map(|ins| {
                 let reads = reads_memory(ins);
-                let after = writes_memory(ins) && (read || reads);
+                let after = writes_memory(ins) && (read || reads || !writes_only_the_stack(ins));
                 read = !after && (read || reads);
                 after
             })
