@@ -486,10 +486,7 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
     let code = l.b.ins().iconst(types::I64, exit::RETURN as i64);
     l.b.ins().return_(&[code]);
     l.b.switch_to_block(on);
-    chain(l, to);
-    l.store_insns();
-    let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
-    l.b.ins().return_(&[code]);
+    exit_unit(l, to, exit::NEXT, false);
 }
 
 /// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
