@@ -179,7 +179,6 @@ fn writers_killed_mid_write_leave_a_cache_that_verifies_and_serves() {
 /// Over the cap, collection removes invalid files first, then the least recently used modules
 /// down to 80% of the cap; the cache still verifies and serves what is left.
 #[test]
-#[ignore = "open bug: after gc removes hello's pack, hello's next run's blocks are counted as already cached by the service and its pack is not written again (fails often since regions grew; see the closing note of the session that ignored it)"]
 fn size_cap_collects_invalid_files_then_least_recently_used_modules() {
     let progs = programs();
     let dir = tempfile::tempdir().unwrap();

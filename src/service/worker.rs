@@ -358,10 +358,7 @@ impl Worker {
         let known = self.known.entry(key.module).or_default();
         if known.looked_at != Some(self.looks) {
             known.looked_at = Some(self.looks);
-            let path = crate::cache::pack_path(&self.dir, &key.module, &self.config);
-            let stamp = std::fs::metadata(&path)
-                .ok()
-                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            let stamp = pack_stamp(&self.dir, &key.module, &self.config);
             if stamp != known.stamp {
                 known.stamp = stamp;
                 known.units.clear();
@@ -486,9 +483,17 @@ impl Worker {
             return false;
         }
         self.status.writes += 1;
+        let mut written = BTreeSet::new();
         for (k, e) in std::mem::take(&mut self.pending) {
             let known = self.known.entry(k.module).or_default();
             known.units.insert((k.offset.0, e.guest_hash));
+            written.insert(k.module);
+        }
+        // The packs as written now hold those units: a later change to one (collection removing
+        // it) must read as a change, also when the first look found no pack at all.
+        for module in written {
+            let stamp = pack_stamp(&self.dir, &module, &self.config);
+            self.known.entry(module).or_default().stamp = stamp;
         }
         for key in std::mem::take(&mut self.pending_blocks) {
             self.settle(&key);
@@ -594,4 +599,10 @@ fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
         guest_hash: *blake3::hash(&b.bytes).as_bytes(),
         code: unit.code,
     })
+}
+
+/// A pack file's size and modification time, None without one: what tells that it changed.
+fn pack_stamp(dir: &Path, module: &Hash, config: &ConfigId) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(crate::cache::pack_path(dir, module, config)).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }
