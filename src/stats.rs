@@ -39,6 +39,10 @@ pub struct Stats {
     pub block_tails: u64,
     /// Cached units chained before the dispatcher met them (on unchanged module pages).
     pub units_prefilled: u64,
+    /// 1 when units from packs could not follow their links to the end of the run (a module's
+    /// code changed, or some of its units lay where its file's bytes may not be); 0 when they
+    /// could (or there were none).
+    pub links_forbidden: u64,
 }
 
 /// Sums the statistics of several threads.
@@ -65,6 +69,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.fault_replays += o.fault_replays;
         self.block_tails += o.block_tails;
         self.units_prefilled += o.units_prefilled;
+        self.links_forbidden += o.links_forbidden;
     }
 }
 
@@ -109,8 +114,14 @@ impl Stats {
             self.units_compiled, self.compile_us
         );
         eprintln!(
-            "  units loaded from cache            {:>14}  ({} chained at once)",
-            self.units_loaded, self.units_prefilled
+            "  units loaded from cache            {:>14}  ({} chained at once; links {})",
+            self.units_loaded,
+            self.units_prefilled,
+            if self.links_forbidden > 0 {
+                "forbidden"
+            } else {
+                "allowed"
+            }
         );
         eprintln!(
             "  cache hits / misses / rejected     {:>6} / {} / {}",

@@ -118,8 +118,48 @@ corpus! {
     build_tool_syscalls => "syscalls_misc.c";
     four_threads_with_private_workloads => "threads_work.c", args = &["300"], timing_dependent = true;
     generated_code_rewritten_remapped_and_read_in => "smc.c", generates_code = true;
+    own_text_patched_under_hot_direct_calls => "text_patch.c", generates_code = true;
     generated_code_rewritten_by_another_thread => "smc_threads.c", timing_dependent = true, generates_code = true;
     data_written_beside_code_another_thread_runs => "smc_race.c", timing_dependent = true, generates_code = true;
+}
+
+/// Warm from what the compile service made of earlier runs (regions, and units that jump and
+/// call straight into one another inside their module's pack), for the programs whose control
+/// flow that stresses most: calls and returns that do not pair up, jump tables and function
+/// pointers, signals and faults, the program's own text patched under hot direct calls. The
+/// warm run matches native, and follows its links unless the program changed its text.
+#[test]
+fn warm_from_the_compile_service_with_regions_and_links() {
+    let programs: &[(&str, &[&str], bool)] = &[
+        ("calls_returns.c", ARGS, false),
+        ("switch_fnptr.c", ARGS, false),
+        ("recursion.c", ARGS, false),
+        ("setjmp_longjmp.c", ARGS, false),
+        ("segv.c", ARGS, false),
+        ("sha256.c", &["200000"], false),
+        ("text_patch.c", ARGS, true),
+    ];
+    for &(name, args, patches_text) in programs {
+        for (label, cc, opt) in [("gcc-O2", "gcc", "-O2"), ("musl-O0", "musl-gcc", "-O0")] {
+            let bin = build(name, label, cc, opt);
+            let want = native(&bin, args, b"");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cache = dir.path().join("kiln");
+            let mut stats = None;
+            for run in ["cold", "after the service's blocks", "after the service's regions"] {
+                let mut got = finish(spawn_kiln(&bin, args, b"", &cache, true));
+                stats = try_take_stats(&mut got);
+                assert_same(&format!("{name} [{label}] {run}"), &want, &got);
+                settle(&cache);
+            }
+            let stats = stats.expect("KILN_STATS=json printed a kiln-stats line");
+            assert_eq!(
+                stat(&stats, "links_forbidden"),
+                patches_text as u64,
+                "{name} [{label}]: links forbidden or not: {stats}"
+            );
+        }
+    }
 }
 
 /// Thread and signal programs run repeatedly in every tier: no hang, no difference.

@@ -5,7 +5,7 @@
 /// Magic at the start of every unit entry.
 pub const ENTRY_MAGIC: [u8; 8] = *b"KILNUNIT";
 /// Entry format version; readers reject any other.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 pub type Hash = [u8; 32];
 
@@ -83,8 +83,73 @@ pub struct UnitEntry {
     pub ninsns: u32,
     /// blake3 of the guest bytes translated; checked before first execution.
     pub guest_hash: Hash,
-    /// Relocation-free host code.
+    /// Host code, relocation-free but for its links.
     pub code: Vec<u8>,
+    /// Where the code jumps or calls straight into other units of its module: filled in when
+    /// the unit is written into its module's pack.
+    pub links: Vec<Link>,
+}
+
+/// A direct jump or call from a unit's code into the unit of its module that starts at
+/// `target`. A pack writer fills the reference in with where that unit's code lies in the
+/// pack, or, when the pack has no unit there, with the pack's link stub, which goes on through
+/// the chaining table (see `SPEC.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Link {
+    /// Offset in the unit's code of the reference to fill in.
+    pub at: u32,
+    pub kind: LinkKind,
+    pub target: ModuleOffset,
+}
+
+/// How a link's reference is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LinkKind {
+    /// Four bytes, little-endian: the target's distance from the end of the four bytes (an
+    /// x86-64 `call rel32` or `jmp rel32`).
+    Rel32 = 1,
+}
+
+impl LinkKind {
+    fn from_byte(b: u8) -> Option<LinkKind> {
+        (b == LinkKind::Rel32 as u8).then_some(LinkKind::Rel32)
+    }
+
+    /// Bytes of the reference.
+    pub fn reference_len(self) -> usize {
+        4
+    }
+
+    /// Fills in the reference at `site` (an offset in `code`) to lead to offset `to` of the
+    /// same bytes.
+    pub fn fill(self, code: &mut [u8], site: usize, to: usize) {
+        let LinkKind::Rel32 = self;
+        let rel = to as i64 - (site as i64 + 4);
+        code[site..site + 4].copy_from_slice(&(rel as i32).to_le_bytes());
+    }
+}
+
+/// Bytes of one link as entries and packs record it: target (8), offset in the code (4),
+/// kind (1), reserved (3).
+pub const LINK_LEN: usize = 16;
+
+impl Link {
+    fn encode_into(&self, v: &mut Vec<u8>) {
+        v.extend_from_slice(&self.target.0.to_le_bytes());
+        v.extend_from_slice(&self.at.to_le_bytes());
+        v.extend_from_slice(&[self.kind as u8, 0, 0, 0]);
+    }
+
+    /// A link as recorded, if its kind is known and its reference lies inside `code_len`
+    /// bytes of code.
+    fn decode(b: &[u8], code_len: usize) -> Option<Link> {
+        let b: &[u8; LINK_LEN] = b.try_into().ok()?;
+        let target = ModuleOffset(u64::from_le_bytes(b[..8].try_into().ok()?));
+        let at = u32::from_le_bytes(b[8..12].try_into().ok()?);
+        let kind = LinkKind::from_byte(b[12])?;
+        (at as usize).checked_add(kind.reference_len()).filter(|&end| end <= code_len)?;
+        Some(Link { at, kind, target })
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -125,6 +190,10 @@ impl UnitEntry {
         v.extend_from_slice(&self.guest_hash);
         v.extend_from_slice(&(self.code.len() as u32).to_le_bytes());
         v.extend_from_slice(&self.code);
+        v.extend_from_slice(&(self.links.len() as u32).to_le_bytes());
+        for l in &self.links {
+            l.encode_into(&mut v);
+        }
         let sum = blake3::hash(&v);
         v.extend_from_slice(sum.as_bytes());
         v
@@ -152,13 +221,27 @@ impl UnitEntry {
         let mut lb = [0u8; 8];
         lb.copy_from_slice(&b[12..20]);
         let code_len = u32_at(60) as usize;
-        let end = HEADER_LEN.checked_add(code_len).ok_or(EntryError::Truncated)?;
+        let code_end = HEADER_LEN.checked_add(code_len).ok_or(EntryError::Truncated)?;
+        if b.len() < code_end + 4 + 32 {
+            return Err(EntryError::Truncated);
+        }
+        let nlinks = u32_at(code_end) as usize;
+        let links_at = code_end + 4;
+        let end = nlinks
+            .checked_mul(LINK_LEN)
+            .and_then(|n| n.checked_add(links_at))
+            .ok_or(EntryError::Truncated)?;
         if b.len() != end + 32 {
             return Err(EntryError::Truncated);
         }
         if verify && blake3::hash(&b[..end]).as_bytes() != &b[end..] {
             return Err(EntryError::Checksum);
         }
+        let links = b[links_at..end]
+            .chunks(LINK_LEN)
+            .map(|l| Link::decode(l, code_len))
+            .collect::<Option<Vec<Link>>>()
+            .ok_or(EntryError::Malformed)?;
         let mut guest_hash = [0u8; 32];
         guest_hash.copy_from_slice(&b[28..60]);
         Ok(UnitEntry {
@@ -166,7 +249,8 @@ impl UnitEntry {
             guest_len: u32_at(20),
             ninsns: u32_at(24),
             guest_hash,
-            code: b[HEADER_LEN..end].to_vec(),
+            code: b[HEADER_LEN..code_end].to_vec(),
+            links,
         })
     }
 }
@@ -181,7 +265,12 @@ mod tests {
             guest_len: 17,
             ninsns: 5,
             guest_hash: [7; 32],
-            code: vec![0xc3, 1, 2, 3],
+            code: vec![0xe9, 1, 2, 3, 4, 0xc3],
+            links: vec![Link {
+                at: 1,
+                kind: LinkKind::Rel32,
+                target: ModuleOffset(0x40),
+            }],
         }
     }
 

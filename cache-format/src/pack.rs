@@ -1,25 +1,31 @@
 //! Packs: every unit of one (module, config) in one immutable file, laid out so that a reader
 //! can map the file read-only, check it, make it executable and call the units where they lie
-//! (no copy, no patching; any number of processes share the pages). See `SPEC.md`.
+//! (no copy, no patching at load; any number of processes share the pages). The writer fills in
+//! the units' links (direct jumps and calls between units of the module) with where their
+//! targets lie in the file. See `SPEC.md`.
 
-use crate::{ConfigId, EntryError, Hash, ModuleOffset, UnitEntry};
+use crate::{ConfigId, EntryError, Hash, Link, ModuleOffset, UnitEntry, LINK_LEN};
+use std::collections::HashMap;
 
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
 /// Pack format version; readers reject any other.
-pub const PACK_VERSION: u16 = 2;
+pub const PACK_VERSION: u16 = 3;
 /// Bytes before the unit records.
-pub const PACK_HEAD: usize = 80;
+pub const PACK_HEAD: usize = 88;
 /// Bytes of one unit record.
-pub const PACK_RECORD: usize = 56;
+pub const PACK_RECORD: usize = 64;
 /// Alignment of the code region's start in the file.
 pub const CODE_REGION_ALIGN: usize = 64;
 /// Alignment of each unit's code inside the code region.
 pub const UNIT_ALIGN: usize = 16;
 /// Filler between units' code (int3).
 const FILL: u8 = 0xcc;
+/// The link stub field of a pack without one.
+const NO_STUB: u32 = u32::MAX;
 
-/// One unit as a pack records it; its code is `code_len` bytes at `code_start` in the file.
+/// One unit as a pack records it; its code is `code_len` bytes at `code_start` in the file,
+/// its links entries `links` of the pack's link table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackUnit {
     pub offset: ModuleOffset,
@@ -28,39 +34,77 @@ pub struct PackUnit {
     pub guest_hash: Hash,
     pub code_start: usize,
     pub code_len: usize,
+    pub links: std::ops::Range<usize>,
 }
 
-/// Encodes a pack of `units` (offset in module, entry).
-pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, UnitEntry)]) -> Vec<u8> {
-    let records_end = PACK_HEAD + PACK_RECORD * units.len();
-    let code_start = records_end.next_multiple_of(CODE_REGION_ALIGN);
+/// Encodes a pack of `units` (offset in module, entry), with their links filled in: to the
+/// pack's unit at the link's target, else to `stub` (code entered like a unit, which goes on
+/// to the target through the chaining table; placed first in the code region when any unit
+/// has links, and then it must not be empty).
+pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, UnitEntry)], stub: &[u8]) -> Vec<u8> {
+    let nlinks: usize = units.iter().map(|(_, e)| e.links.len()).sum();
+    let links_at = PACK_HEAD + PACK_RECORD * units.len();
+    let code_start = (links_at + LINK_LEN * nlinks).next_multiple_of(CODE_REGION_ALIGN);
     let mut code = Vec::new();
-    let mut v = Vec::with_capacity(code_start + units.iter().map(|(_, e)| e.code.len() + 16).sum::<usize>() + 32);
+    let stub_at = if nlinks > 0 {
+        debug_assert!(!stub.is_empty(), "a pack with links needs a link stub");
+        code.extend_from_slice(stub);
+        0
+    } else {
+        NO_STUB
+    };
+    let mut at = Vec::with_capacity(units.len());
+    for (_, e) in units {
+        code.resize(code.len().next_multiple_of(UNIT_ALIGN), FILL);
+        at.push(code.len());
+        code.extend_from_slice(&e.code);
+    }
+    fill_links(&mut code, units, &at, stub_at as usize);
+    let mut v = Vec::with_capacity(code_start + code.len() + 32);
     v.extend_from_slice(&PACK_MAGIC);
     v.extend_from_slice(&PACK_VERSION.to_le_bytes());
     v.extend_from_slice(&0u16.to_le_bytes());
     v.extend_from_slice(module);
     v.extend_from_slice(&config.0);
     v.extend_from_slice(&(units.len() as u32).to_le_bytes());
-    let head_at = v.len();
-    v.extend_from_slice(&[0u8; 16]); // code region start and length, filled below
-    for (off, e) in units {
-        code.resize(code.len().next_multiple_of(UNIT_ALIGN), FILL);
+    v.extend_from_slice(&(code_start as u64).to_le_bytes());
+    v.extend_from_slice(&(code.len() as u64).to_le_bytes());
+    v.extend_from_slice(&(nlinks as u32).to_le_bytes());
+    v.extend_from_slice(&stub_at.to_le_bytes());
+    let mut first_link = 0u32;
+    for ((off, e), &start) in units.iter().zip(&at) {
         v.extend_from_slice(&off.0.to_le_bytes());
         v.extend_from_slice(&e.guest_len.to_le_bytes());
         v.extend_from_slice(&e.ninsns.to_le_bytes());
         v.extend_from_slice(&e.guest_hash);
-        v.extend_from_slice(&(code.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(start as u32).to_le_bytes());
         v.extend_from_slice(&(e.code.len() as u32).to_le_bytes());
-        code.extend_from_slice(&e.code);
+        v.extend_from_slice(&first_link.to_le_bytes());
+        v.extend_from_slice(&(e.links.len() as u32).to_le_bytes());
+        first_link += e.links.len() as u32;
     }
-    v[head_at..head_at + 8].copy_from_slice(&(code_start as u64).to_le_bytes());
-    v[head_at + 8..head_at + 16].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    for (_, e) in units {
+        for l in &e.links {
+            l.encode_into(&mut v);
+        }
+    }
     v.resize(code_start, 0);
     v.extend_from_slice(&code);
     let sum = blake3::hash(&v);
     v.extend_from_slice(sum.as_bytes());
     v
+}
+
+/// Fills in every unit's links in `code`, where unit `i` lies at `at[i]`: to the unit whose
+/// offset is the link's target, else to the stub at `stub`.
+fn fill_links(code: &mut [u8], units: &[(ModuleOffset, UnitEntry)], at: &[usize], stub: usize) {
+    let by_offset: HashMap<ModuleOffset, usize> = units.iter().zip(at).map(|((o, _), &a)| (*o, a)).collect();
+    for ((_, e), &start) in units.iter().zip(at) {
+        for l in &e.links {
+            let to = by_offset.get(&l.target).copied().unwrap_or(stub);
+            l.kind.fill(code, start + l.at as usize, to);
+        }
+    }
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -116,13 +160,18 @@ pub fn decode_pack_index_checked(
     let count = u32_at(body, 60) as usize;
     let code_start = u64_at(body, 64);
     let code_len = u64_at(body, 72);
-    let records_end = count
-        .checked_mul(PACK_RECORD)
-        .and_then(|n| n.checked_add(PACK_HEAD))
+    let nlinks = u32_at(body, 80) as u64;
+    let stub = u32_at(body, 84);
+    let tables_end = (count as u64)
+        .checked_mul(PACK_RECORD as u64)
+        .and_then(|n| n.checked_add(nlinks * LINK_LEN as u64))
+        .and_then(|n| n.checked_add(PACK_HEAD as u64))
         .ok_or(EntryError::Truncated)?;
     if !code_start.is_multiple_of(CODE_REGION_ALIGN as u64)
-        || code_start < records_end as u64
+        || code_start < tables_end
         || code_start.checked_add(code_len) != Some(body.len() as u64)
+        || (nlinks > 0) != (stub != NO_STUB)
+        || (stub != NO_STUB && u64::from(stub) >= code_len)
     {
         return Err(EntryError::Truncated);
     }
@@ -132,7 +181,10 @@ pub fn decode_pack_index_checked(
         let r = PACK_HEAD + i * PACK_RECORD;
         let start = u32_at(body, r + 48) as u64;
         let len = u32_at(body, r + 52) as u64;
-        if !start.is_multiple_of(UNIT_ALIGN as u64) || len == 0 || start + len > code_len {
+        let first_link = u32_at(body, r + 56) as u64;
+        let links = u32_at(body, r + 60) as u64;
+        if !start.is_multiple_of(UNIT_ALIGN as u64) || len == 0 || start + len > code_len || first_link + links > nlinks
+        {
             return Err(EntryError::Truncated);
         }
         let mut guest_hash = [0u8; 32];
@@ -144,28 +196,50 @@ pub fn decode_pack_index_checked(
             guest_hash,
             code_start: code_start + start as usize,
             code_len: len as usize,
+            links: first_link as usize..(first_link + links) as usize,
         });
     }
     Ok(out)
 }
 
+/// Where the code region of a pack checked by `decode_pack_index` lies in the file: its
+/// start and length. Units (and the link stub at its start) lie inside it, and their links
+/// lead from one to another, so it moves only whole.
+pub fn pack_code_region(b: &[u8]) -> (usize, usize) {
+    (u64_at(b, 64) as usize, u64_at(b, 72) as usize)
+}
+
+/// The links of a unit of a pack checked by `decode_pack_index`: an error if one is of an
+/// unknown kind or lies outside the unit's code.
+pub fn pack_unit_links(b: &[u8], u: &PackUnit) -> Result<Vec<Link>, EntryError> {
+    let table = PACK_HEAD + PACK_RECORD * u32_at(b, 60) as usize;
+    u.links
+        .clone()
+        .map(|i| {
+            let at = table + i * LINK_LEN;
+            Link::decode(&b[at..at + LINK_LEN], u.code_len).ok_or(EntryError::Malformed)
+        })
+        .collect()
+}
+
 /// Checks a pack and returns its units as entries (code copied out), by offset in the module.
+/// Their links' references keep what they were filled in with; writing the units into a pack
+/// fills them in again.
 pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(ModuleOffset, UnitEntry)>, EntryError> {
-    Ok(decode_pack_index(b, module, config)?
+    decode_pack_index(b, module, config)?
         .into_iter()
         .map(|u| {
-            (
-                u.offset,
-                UnitEntry {
-                    load_base: 0,
-                    guest_len: u.guest_len,
-                    ninsns: u.ninsns,
-                    guest_hash: u.guest_hash,
-                    code: b[u.code_start..u.code_start + u.code_len].to_vec(),
-                },
-            )
+            let entry = UnitEntry {
+                load_base: 0,
+                guest_len: u.guest_len,
+                ninsns: u.ninsns,
+                guest_hash: u.guest_hash,
+                code: b[u.code_start..u.code_start + u.code_len].to_vec(),
+                links: pack_unit_links(b, &u)?,
+            };
+            Ok((u.offset, entry))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -179,6 +253,62 @@ mod tests {
             ninsns: 1,
             guest_hash: [1; 32],
             code,
+            links: Vec::new(),
+        }
+    }
+
+    fn rel32_target(p: &[u8], site: usize) -> usize {
+        (site as i64 + 4 + i64::from(i32::from_le_bytes(p[site..site + 4].try_into().unwrap()))) as usize
+    }
+
+    #[test]
+    fn links_lead_to_their_units_or_to_the_stub_and_survive_a_rewrite() {
+        let (m, c) = ([9u8; 32], ConfigId([3; 16]));
+        let link = |at, target| Link {
+            at,
+            kind: crate::LinkKind::Rel32,
+            target: ModuleOffset(target),
+        };
+        let mut caller = entry(vec![0xe8, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3]);
+        caller.links = vec![link(1, 0x20), link(6, 0x99)];
+        let units = vec![
+            (ModuleOffset(0x10), caller),
+            (ModuleOffset(0x20), entry(vec![0xc3; 20])),
+        ];
+        let stub = [0x90, 0x90, 0xc3];
+        let p = encode_pack(&m, &c, &units, &stub);
+        let idx = decode_pack_index(&p, &m, &c).unwrap();
+        let code_region = idx.iter().map(|u| u.code_start).min().unwrap() - UNIT_ALIGN;
+        assert_eq!(&p[code_region..code_region + 3], &stub, "the stub comes first");
+        let site = idx[0].code_start;
+        assert_eq!(
+            rel32_target(&p, site + 1),
+            idx[1].code_start,
+            "a link to a unit of the pack"
+        );
+        assert_eq!(
+            rel32_target(&p, site + 6),
+            code_region,
+            "a link with no unit goes to the stub"
+        );
+        assert_eq!(pack_unit_links(&p, &idx[0]).unwrap(), units[0].1.links);
+        // Written again with another unit before them: every link is filled in anew.
+        let mut again = decode_pack(&p, &m, &c).unwrap();
+        again.insert(0, (ModuleOffset(0x99), entry(vec![0xc3; 40])));
+        let q = encode_pack(&m, &c, &again, &stub);
+        let idx = decode_pack_index(&q, &m, &c).unwrap();
+        let site = idx[1].code_start;
+        assert_eq!(rel32_target(&q, site + 1), idx[2].code_start);
+        assert_eq!(rel32_target(&q, site + 6), idx[0].code_start, "the new unit is linked");
+        assert_eq!(
+            encode_pack(&m, &c, &decode_pack(&q, &m, &c).unwrap(), &stub),
+            q,
+            "not deterministic"
+        );
+        for i in 0..q.len() {
+            let mut d = q.clone();
+            d[i] ^= 0x10;
+            assert!(decode_pack(&d, &m, &c).is_err(), "flip at {i} accepted");
         }
     }
 
@@ -191,7 +321,7 @@ mod tests {
             (ModuleOffset(0x20), entry(vec![0x90; 37])),
             (ModuleOffset(0x5), entry(vec![1, 2])),
         ];
-        let p = encode_pack(&m, &c, &units);
+        let p = encode_pack(&m, &c, &units, &[]);
         let idx = decode_pack_index(&p, &m, &c).unwrap();
         assert_eq!(idx.len(), 3);
         for u in &idx {
@@ -222,7 +352,7 @@ mod tests {
 
     #[test]
     fn empty_pack_round_trips() {
-        let p = encode_pack(&[0; 32], &ConfigId([0; 16]), &[]);
+        let p = encode_pack(&[0; 32], &ConfigId([0; 16]), &[], &[]);
         assert_eq!(decode_pack(&p, &[0; 32], &ConfigId([0; 16])).unwrap(), vec![]);
     }
 }

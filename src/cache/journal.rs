@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
 /// rewrites the packs of the modules they belong to. False when the index could not be opened,
 /// or some units are neither in their pack nor in the index (the caller keeps its copy).
-pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32) -> bool {
+/// `stub`: the link stub of the packs written (`crate::jit::pack_link_stub`).
+pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32, stub: &[u8]) -> bool {
     if entries.is_empty() {
         return true;
     }
@@ -35,7 +36,7 @@ pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntr
     // what could not be packed.
     let mut stored = true;
     for module in distinct_modules(entries) {
-        if let Err(e) = cache.write_pack(&module, &config, entries) {
+        if let Err(e) = cache.write_pack(&module, &config, entries, stub) {
             let mine: Vec<_> = entries.iter().filter(|(k, _)| k.module == module).cloned().collect();
             crate::klog!("cache", "cannot write the pack: {e}");
             if let Err(e) = cache.store(&mine) {
@@ -131,7 +132,7 @@ pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEnt
             .filter(|(k, _)| &k.module == module)
             .map(|(k, e)| (k.offset, e.clone()))
             .collect();
-        let bytes = cache_format::encode_pack(module, &config, &units);
+        let bytes = cache_format::encode_pack(module, &config, &units, &[]);
         let path = jdir.join(format!("{}-{}-{n}.journal", std::process::id(), stamp()));
         // Whole or not at all: a collector must never take a journal being written for a
         // damaged one.
@@ -144,7 +145,7 @@ pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEnt
 
 /// Merges a detached compile's journal into the index and rewrites its module's pack
 /// (`kiln cache merge`; work journals are the service's).
-pub fn merge_journal(path: &Path) -> anyhow::Result<()> {
+pub fn merge_journal(path: &Path, stub: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .and_then(|p| p.parent())
@@ -158,16 +159,16 @@ pub fn merge_journal(path: &Path) -> anyhow::Result<()> {
     let Journal::Units(config, entries) = journal else {
         return Ok(());
     };
-    if write_entries(dir, config, &entries, 3000) {
+    if write_entries(dir, config, &entries, 3000, stub) {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
 }
 
 /// Merges the given journals, then any others left in their directory by mergers that died.
-pub fn merge_journals(journals: &[PathBuf]) -> anyhow::Result<()> {
+pub fn merge_journals(journals: &[PathBuf], stub: &[u8]) -> anyhow::Result<()> {
     for j in journals {
-        merge_journal(j)?;
+        merge_journal(j, stub)?;
     }
     let Some(jdir) = journals.first().and_then(|j| j.parent()) else {
         return Ok(());
@@ -178,7 +179,7 @@ pub fn merge_journals(journals: &[PathBuf]) -> anyhow::Result<()> {
     left.retain(|p| p.extension().is_some_and(|x| x == "journal"));
     left.sort();
     for j in left {
-        if let Err(e) = merge_journal(&j) {
+        if let Err(e) = merge_journal(&j, stub) {
             crate::klog!("cache", "{e}");
         }
     }

@@ -41,9 +41,9 @@ pub fn load_module(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
 
 fn from_pack(pack: super::Pack) -> Loaded {
     let units = pack.units;
-    // The index (header and records, before the code) was read once, into `units`.
-    pack.map
-        .release_prefix(units.iter().map(|u| u.code_start).min().unwrap_or(0));
+    let (region, region_len) = cache_format::pack_code_region(pack.map.bytes());
+    // The index (header, records and links, before the code) was read once, into `units`.
+    pack.map.release_prefix(region);
     let runnable = |u: &cache_format::PackUnit, code| RunnableUnit {
         offset: u.offset,
         code,
@@ -62,18 +62,18 @@ fn from_pack(pack: super::Pack) -> Loaded {
             rejected: 0,
         },
         Err((e, map)) => {
-            // A cache on a file system mounted noexec: copy the code instead.
+            // A cache on a file system mounted noexec: copy the code instead, whole (the
+            // units' links lead from one to another).
             crate::klog!("cache", "cannot execute the pack in place ({e}); copying it");
-            let b = map.bytes();
-            let codes: Vec<&[u8]> = units
-                .iter()
-                .map(|u| &b[u.code_start..u.code_start + u.code_len])
-                .collect();
-            let Ok(fns) = exec::install(&codes) else {
+            let Ok(copy) = exec::install(&[&map.bytes()[region..region + region_len]]) else {
                 return Loaded::default();
             };
             Loaded {
-                units: units.iter().zip(fns).map(|(u, f)| runnable(u, f)).collect(),
+                units: units
+                    .iter()
+                    // SAFETY: each unit's code lies inside the code region, copied whole.
+                    .map(|u| runnable(u, unsafe { copy[0].add(u.code_start - region) }))
+                    .collect(),
                 rejected: 0,
             }
         }
@@ -81,13 +81,15 @@ fn from_pack(pack: super::Pack) -> Loaded {
 }
 
 fn from_index(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
-    let (units, rejected) = match Cache::open(dir) {
+    let (mut units, rejected) = match Cache::open(dir) {
         Ok(c) => c.load_module(module, config),
         Err(e) => {
             crate::klog!("cache", "{e}; running without the cache");
             return Loaded::default();
         }
     };
+    // Links are filled in only inside a pack.
+    units.retain(|u| u.entry.links.is_empty());
     let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
     let fns = match exec::install(&codes) {
         Ok(f) => f,

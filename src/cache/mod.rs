@@ -125,7 +125,15 @@ impl Cache {
     /// then the folded entries leave the index. Callers hold the index (its lock serialises
     /// every writer of packs), so no run's work is lost; a crash before the rename leaves the
     /// entries in the index for the next fold.
-    pub fn write_pack(&self, module: &Hash, config: &ConfigId, new: &[(UnitKey, UnitEntry)]) -> Result<(), CacheError> {
+    /// `stub` is the link stub of the new pack (`cache_format::encode_pack`); without one, units
+    /// with links are left out.
+    pub fn write_pack(
+        &self,
+        module: &Hash,
+        config: &ConfigId,
+        new: &[(UnitKey, UnitEntry)],
+        stub: &[u8],
+    ) -> Result<(), CacheError> {
         let path = pack_path(&self.dir, module, config);
         let mut units: std::collections::BTreeMap<ModuleOffset, UnitEntry> = std::fs::read(&path)
             .ok()
@@ -143,8 +151,11 @@ impl Cache {
         for (k, e) in new.iter().filter(|(k, _)| &k.module == module && &k.config == config) {
             units.insert(k.offset, e.clone());
         }
-        let units: Vec<(ModuleOffset, UnitEntry)> = units.into_iter().collect();
-        let bytes = cache_format::encode_pack(module, config, &units);
+        let units: Vec<(ModuleOffset, UnitEntry)> = units
+            .into_iter()
+            .filter(|(_, e)| !stub.is_empty() || e.links.is_empty())
+            .collect();
+        let bytes = cache_format::encode_pack(module, config, &units, stub);
         write_atomic(&self.dir.join("packs"), &path, &bytes)?;
         for k in folded {
             let _ = self.db.remove(k);

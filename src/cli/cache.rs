@@ -7,7 +7,7 @@ use anyhow::Context;
 
 pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
     if let CacheOp::Merge { journals } = &op {
-        cache::journal::merge_journals(journals)?;
+        cache::journal::merge_journals(journals, crate::jit::pack_link_stub())?;
         return Ok(0);
     }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;

@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 7;
+pub const CPU_LAYOUT_VERSION: u32 = 8;
 
 /// log2 of the entries in the chaining table.
 pub const CHAIN_BITS: u32 = 20;
@@ -119,6 +119,10 @@ pub struct Cpu {
     pub helpers: u64,
     /// Host address of the chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry).
     pub chain_table: u64,
+    /// Non-zero while units from packs may jump and call straight into other units of their
+    /// pack through their links, past the dispatcher's checks: while every module whose units
+    /// run is known to hold its file's bytes unchanged (`dispatch::prefill`).
+    pub links: u64,
     /// Guest instructions executed in compiled code (each unit adds its length on entry).
     pub insns_compiled: u64,
     /// Host address of a word that is non-zero when a signal waits: units then return to the
@@ -168,6 +172,7 @@ impl Cpu {
             mem_base,
             helpers: 0,
             chain_table: 0,
+            links: 0,
             insns_compiled: 0,
             interrupt: 0,
             fault: 0,
@@ -209,6 +214,7 @@ pub mod off {
     pub const MEM_BASE: i32 = offset_of!(Cpu, mem_base) as i32;
     pub const HELPERS: i32 = offset_of!(Cpu, helpers) as i32;
     pub const CHAIN_TABLE: i32 = offset_of!(Cpu, chain_table) as i32;
+    pub const LINKS: i32 = offset_of!(Cpu, links) as i32;
     pub const INSNS_COMPILED: i32 = offset_of!(Cpu, insns_compiled) as i32;
     pub const INTERRUPT: i32 = offset_of!(Cpu, interrupt) as i32;
     pub const INSN_OFF: i32 = offset_of!(Cpu, insn_off) as i32;

@@ -245,6 +245,9 @@ impl Engine {
             // A unit reached through the dispatcher takes (back) its chaining slot, so that
             // the next exit to it from compiled code goes straight there.
             self.units.chain_unit(i, f);
+            // Read after the unit was found: a module whose units were just published has
+            // forbidden links first if it must.
+            self.cpu.links = self.shared.registry.links_allowed() as u64;
             // SAFETY: `f` is executable compiled code with the unit signature, entered through
             // the trampoline, and the context it receives is this engine's CPU.
             let code = unsafe { enter(&mut *self.cpu, f) };
@@ -475,6 +478,7 @@ impl Engine {
     pub fn finish_stats(&mut self) {
         self.finish_thread_stats();
         self.stats += &self.shared.registry.ended();
+        self.stats.links_forbidden = !self.shared.registry.links_allowed() as u64;
     }
 }
 

@@ -166,6 +166,11 @@ impl Engine {
         });
         let units = CachedUnits::sorted(units.collect());
         let prefill = self.prefill_of(module.lo, module.hi, &units);
+        // A unit outside the prefill lies where the module file's bytes may not be: a link
+        // to it would skip the check of its bytes.
+        if prefill.as_ref().map_or(0, |p| p.units.len()) != units.len() {
+            self.shared.registry.forbid_links();
+        }
         let mut registry = self.shared.registry.lock();
         registry.modules.usage.entry(module.hash).or_default().loaded += count;
         if let Some(p) = prefill {

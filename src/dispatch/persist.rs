@@ -66,7 +66,7 @@ impl Engine {
                 entries.extend(self.compile_all(&todo, config));
                 // An index held for long (a service writing big packs) gets the work as a
                 // journal instead: never lost.
-                if !journal::write_entries(&dir, config, &entries, 50) {
+                if !journal::write_entries(&dir, config, &entries, 50, crate::jit::pack_link_stub()) {
                     self.hand_to_service(&dir, config, entries, &[]);
                 }
             }
@@ -132,7 +132,7 @@ impl Engine {
         }
         entries.extend(self.compile_all(todo, config));
         if todo.is_empty() {
-            journal::write_entries(dir, config, &entries, 50);
+            journal::write_entries(dir, config, &entries, 50, crate::jit::pack_link_stub());
             return;
         }
         // The detached child must not open the index itself (libraries' global worker threads
@@ -202,6 +202,7 @@ impl Engine {
                 ninsns: n.unit.ninsns,
                 guest_hash: n.guest_hash,
                 code: n.unit.code.clone(),
+                links: Vec::new(),
             };
             entries.push((key, entry));
         }

@@ -90,6 +90,7 @@ impl Engine {
             let trusted = self.shared.registry.lock().modules.trusted(p.lo, p.hi - p.lo);
             if p.revoked.load(Ordering::Acquire) || !trusted {
                 p.revoked.store(true, Ordering::Release);
+                self.shared.registry.forbid_links();
                 continue;
             }
             if p.units.len() as u64 >= HUGE_PREFILL {
@@ -126,6 +127,8 @@ impl Engine {
             .partition(|p| page.is_none_or(|n| p.covers(n)));
         self.units.prefilled = kept;
         for p in hit {
+            // The module's code changed: its units' links may lead to stale code.
+            self.shared.registry.forbid_links();
             if !p.revoked.swap(true, Ordering::AcqRel) {
                 self.shared.registry.lock().modules.untrust(p.lo, p.hi);
             }

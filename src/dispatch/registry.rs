@@ -33,6 +33,9 @@ pub(super) struct Registry {
     stopping: AtomicBool,
     /// Threads running guest code or Kiln's own (not parked, not blocked in a syscall).
     running: AtomicUsize,
+    /// Set for good once units from a pack may lead through their links to code that is not
+    /// their module file's own (`prefill.rs`): every thread's `Cpu::links` is then 0.
+    links_off: AtomicBool,
 }
 
 /// What `Registry::find` found.
@@ -78,6 +81,16 @@ impl Registry {
         }
         s.compiling.insert(rip, ());
         true
+    }
+
+    /// Whether pack units may follow their links (`Cpu::links`).
+    pub fn links_allowed(&self) -> bool {
+        !self.links_off.load(Ordering::Acquire)
+    }
+
+    /// From now on no unit follows its links.
+    pub fn forbid_links(&self) {
+        self.links_off.store(true, Ordering::Release);
     }
 
     /// How many prefills have been published.

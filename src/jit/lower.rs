@@ -11,7 +11,8 @@ use crate::semantics;
 use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, TrapCode, Type, Value,
+    types, AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData, SigRef,
+    Signature, TrapCode, Type, UserExternalName, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -162,6 +163,10 @@ pub(super) struct Lower<'a> {
     outside: Option<cranelift_codegen::ir::Block>,
     /// What checks that dominate the current block established.
     known: Known,
+    /// Compiled for a pack: the units this one links to (`cache_format::Link`), by guest
+    /// address, with the function each stands for (named by its index here). None: the unit
+    /// has no links.
+    pub links: Option<Vec<(u64, FuncRef)>>,
 }
 
 /// Facts established by checks that dominate the block named: reset when lowering moves to a
@@ -242,7 +247,27 @@ impl<'a> Lower<'a> {
             insns_after: 0,
             predicted: None,
             unpredicted: false,
+            links: None,
         }
+    }
+
+    /// The function that stands for the unit at guest address `target` when the unit is
+    /// compiled for a pack (a reference the pack's writer fills in); None otherwise.
+    pub fn link_to(&mut self, target: u64) -> Option<FuncRef> {
+        let links = self.links.as_mut()?;
+        if let Some(&(_, f)) = links.iter().find(|(t, _)| *t == target) {
+            return Some(f);
+        }
+        let name = UserExternalName::new(0, links.len() as u32);
+        let name = self.b.func.declare_imported_user_function(name);
+        let f = self.b.import_function(ExtFuncData {
+            name: ExternalName::User(name),
+            signature: self.unit_sig,
+            colocated: true,
+            patchable: false,
+        });
+        links.push((target, f));
+        Some(f)
     }
 
     /// A checkpoint at the instruction at `ip`: the context holds the guest state as it is

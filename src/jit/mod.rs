@@ -1,5 +1,6 @@
 //! The optimising tier: x86 semantics lowered to Cranelift IR through `Emitter`, compiled to
-//! relocation-free host code, and placed in W^X executable memory.
+//! relocation-free host code (units for a pack keep their links, which the pack's writer fills
+//! in), and placed in W^X executable memory.
 
 mod lower;
 pub use lower::writes_memory;
@@ -7,20 +8,22 @@ mod region;
 
 use crate::cpu::Cpu;
 use crate::decode::{Block, Region};
+use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, BlockCall, ExceptionTableData, Function, InstBuilder, MemFlagsData, Signature,
-    UserFuncName,
+    types, AbiParam, BlockArg, BlockCall, ExceptionTableData, ExternalName, Function, InstBuilder, MemFlagsData,
+    Signature, UserFuncName,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
+use cranelift_codegen::{FinalizedMachReloc, FinalizedRelocTarget};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 9;
+pub const TRANSLATION_VERSION: u32 = 10;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -141,7 +144,9 @@ pub enum JitError {
     Compile(u64, String),
     #[error("the region at {0:#x} wrote a register its analysis did not foresee")]
     Unpredicted(u64),
-    #[error("Cranelift emitted {1} relocations for the block at {0:#x}; units must be relocation-free")]
+    #[error(
+        "Cranelift emitted {1} relocations for the block at {0:#x}; units must be relocation-free but for their links"
+    )]
     Relocations(u64, usize),
 }
 
@@ -149,6 +154,9 @@ pub enum JitError {
 pub struct CompiledUnit {
     pub code: Vec<u8>,
     pub ninsns: u32,
+    /// Its links, when compiled for a pack: where in `code` a four-byte reference to the unit
+    /// at a guest address lies (`cache_format::LinkKind::Rel32`), and that address.
+    pub links: Vec<(u32, u64)>,
 }
 
 /// Units take the context, the guest instructions the units chained before them ran (not yet
@@ -335,20 +343,33 @@ impl Jit {
     /// Compiles a region (its head block alone if the region cannot be); a failure (or a
     /// panic inside Cranelift) is an error, never fatal.
     pub fn compile_region(&self, region: &Region) -> Result<CompiledUnit, JitError> {
-        match self.compile_guarded(region) {
+        self.compile_region_as(region, false)
+    }
+
+    /// `compile_region` for a pack: the unit links to the units its known exits and direct
+    /// calls lead to (without links if the host's code cannot have them).
+    pub fn compile_for_pack(&self, region: &Region) -> Result<CompiledUnit, JitError> {
+        match self.compile_region_as(region, true) {
+            Err(JitError::Relocations(..)) => self.compile_region(region),
+            r => r,
+        }
+    }
+
+    fn compile_region_as(&self, region: &Region, linked: bool) -> Result<CompiledUnit, JitError> {
+        match self.compile_guarded(region, linked) {
             Err(JitError::Unpredicted(at)) if region.blocks.len() > 1 => {
                 crate::klog!(
                     "jit",
                     "region at {at:#x}: a register write was not foreseen; compiling its head alone"
                 );
-                self.compile_guarded(&Region::single(region.blocks[0].clone()))
+                self.compile_guarded(&Region::single(region.blocks[0].clone()), linked)
             }
             r => r,
         }
     }
 
-    fn compile_guarded(&self, region: &Region) -> Result<CompiledUnit, JitError> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_inner(region))) {
+    fn compile_guarded(&self, region: &Region, linked: bool) -> Result<CompiledUnit, JitError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_inner(region, linked))) {
             Ok(r) => r,
             Err(p) => {
                 let msg = p
@@ -361,15 +382,15 @@ impl Jit {
         }
     }
 
-    fn compile_inner(&self, region: &Region) -> Result<CompiledUnit, JitError> {
+    fn compile_inner(&self, region: &Region, linked: bool) -> Result<CompiledUnit, JitError> {
         let isa = self.isa();
         let sig = unit_signature();
         let mut func = Function::with_name_signature(UserFuncName::default(), sig);
         let mut fctx = FunctionBuilderContext::new();
         let b = FunctionBuilder::new(&mut func, &mut fctx);
-        if !region::lower_region(b, isa, region) {
+        let Some(targets) = region::lower_region(b, isa, region, linked) else {
             return Err(JitError::Unpredicted(region.head()));
-        }
+        };
         let mut ctx = Context::for_function(func);
         ctx.set_disasm(crate::log::on("code"));
         let code = ctx
@@ -378,15 +399,56 @@ impl Jit {
         if let Some(text) = &code.vcode {
             crate::klog!("code", "unit at {:#x}:\n{text}", region.head());
         }
-        let relocs = code.buffer.relocs().len();
-        if relocs != 0 {
-            return Err(JitError::Relocations(region.head(), relocs));
-        }
+        let relocs = code.buffer.relocs().to_vec();
+        let bytes = code.code_buffer().to_vec();
+        let links = relocs
+            .iter()
+            .map(|r| link_site(r, &ctx.func, &targets))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(JitError::Relocations(region.head(), relocs.len()))?;
         Ok(CompiledUnit {
-            code: code.code_buffer().to_vec(),
+            code: bytes,
             ninsns: region.ninsns() as u32,
+            links,
         })
     }
+
+    /// Compiles the link stub that packs place first in their code (`region::lower_link_stub`).
+    pub fn link_stub(&self) -> Result<Vec<u8>, JitError> {
+        let isa = self.isa();
+        let mut func = Function::with_name_signature(UserFuncName::default(), unit_signature());
+        let mut fctx = FunctionBuilderContext::new();
+        region::lower_link_stub(FunctionBuilder::new(&mut func, &mut fctx), isa);
+        let mut ctx = Context::for_function(func);
+        let code = ctx
+            .compile(isa, &mut ControlPlane::default())
+            .map_err(|e| JitError::Compile(0, format!("link stub: {:?}", e.inner)))?;
+        if !code.buffer.relocs().is_empty() {
+            return Err(JitError::Relocations(0, code.buffer.relocs().len()));
+        }
+        Ok(code.code_buffer().to_vec())
+    }
+}
+
+/// The link stub of the packs this process writes (`Jit::link_stub`), compiled once; empty if
+/// it cannot be (a pack written without one keeps no unit with links).
+pub fn pack_link_stub() -> &'static [u8] {
+    static STUB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    STUB.get_or_init(|| Jit::new().and_then(|j| j.link_stub()).unwrap_or_default())
+}
+
+/// A relocation as a link: where its four bytes lie and the guest address of the unit it
+/// leads to. None for anything but a call or jump to a link function (`Lower::link_to`) in the
+/// form `cache_format::LinkKind::Rel32` fills in.
+fn link_site(r: &FinalizedMachReloc, func: &Function, targets: &[u64]) -> Option<(u32, u64)> {
+    let FinalizedRelocTarget::ExternalName(ExternalName::User(name)) = r.target else {
+        return None;
+    };
+    if r.kind != Reloc::X86CallPCRel4 || r.addend != -4 {
+        return None;
+    }
+    let index = func.params.user_named_funcs().get(name)?.index;
+    Some((r.offset, *targets.get(index as usize)?))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::cpu::{exit, off};
 use crate::decode::{flags_live_after, Block, Region};
 use crate::semantics::emitter::Emitter;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{self, types, FuncRef, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::{FlowControl, OpKind};
@@ -31,16 +31,25 @@ enum Next {
     Branch(Value, u64, u64),
     /// An address computed at run time (indirect branches).
     Computed(Value),
-    /// A call (direct or not) to the address given, returning to the second.
-    Call(Value, u64),
+    /// A call to the address given, returning to the second; the third is the callee's
+    /// address when the call is direct.
+    Call(Value, u64, Option<u64>),
     /// A `ret` to the address given.
     Return(Value),
     Syscall(u64),
 }
 
-/// Lowers `region` into `b`; false when a register was written that `Regs::written_by` did not
-/// foresee (the region's blocks rely on it to know what may differ from the context).
-pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Region) -> bool {
+/// Lowers `region` into `b`, with links to the units its known exits and direct calls lead to
+/// when `linked` (a unit for a pack: `cache_format::Link`). Returns the guest addresses the
+/// imported functions stand for, by the index in their names; None when a register was
+/// written that `Regs::written_by` did not foresee (the region's blocks rely on it to know
+/// what may differ from the context).
+pub fn lower_region(
+    mut b: FunctionBuilder<'_>,
+    isa: &dyn TargetIsa,
+    region: &Region,
+    linked: bool,
+) -> Option<Vec<u64>> {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -63,6 +72,7 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
         Regs::default()
     };
     let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked, insns_before);
+    l.links = linked.then(Vec::new);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
     let checkpoints = checkpoints(region);
@@ -89,8 +99,9 @@ pub fn lower_region(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa, region: &Re
     l.finish_outside();
     l.b.seal_all_blocks();
     let ok = !l.unpredicted;
+    let links = l.links.take().unwrap_or_default().into_iter().map(|(t, _)| t).collect();
     l.b.finalize(isa.frontend_config());
-    ok
+    ok.then_some(links)
 }
 
 /// Per block: after which of its instructions a checkpoint goes (`Lower::checkpoint`). A
@@ -239,7 +250,9 @@ impl Layout<'_> {
         let written = l.end.is_some() && self.checkpoints[i].last() == Some(&true);
         match next_of(l, gb) {
             Next::Known(t) => self.go_to(l, i, t, written),
-            Next::Branch(c, t, f) if self.inside(i, t).is_none() && self.inside(i, f).is_none() => {
+            Next::Branch(c, t, f)
+                if self.inside(i, t).is_none() && self.inside(i, f).is_none() && l.links.is_none() =>
+            {
                 // Both ways leave the region: one exit, to the selected address.
                 let (t, f) = (l.code_addr(t), l.code_addr(f));
                 let v = l.select(c, t, f);
@@ -260,7 +273,7 @@ impl Layout<'_> {
             }
             // What a callee reads, for a direct call; every flag, else (`Region::flags_out`).
             Next::Computed(v) => exit_unit(l, v, exit::NEXT, self.region.flags_out[i] != 0),
-            Next::Call(v, back) => self.call(l, i, v, back),
+            Next::Call(v, back, direct) => self.call(l, i, v, back, direct),
             Next::Return(v) => exit_return(l, v, self.region.flags_out[i] != 0),
             Next::Syscall(n) => {
                 let v = l.code_addr(n);
@@ -274,33 +287,48 @@ impl Layout<'_> {
     /// call, with `back` as the context's expected return, and a guest `ret` there comes back
     /// here (`exit_return`), where the host's return prediction expects it; the code after
     /// the call then goes on with every register reloaded, in the region's block at `back`
-    /// or through the chaining table. The call is an exit as any other where the callee has
-    /// no unit in the table yet or the host stack has no room for another unit's frame.
-    fn call(&self, l: &mut Lower<'_>, i: usize, target: Value, back: u64) {
+    /// or through the chaining table. A direct call (to `direct`) in a unit for a pack calls
+    /// its callee's unit straight where links are allowed. The call is an exit as any other
+    /// where the callee has no unit yet or the host stack has no room for another unit's frame.
+    fn call(&self, l: &mut Lower<'_>, i: usize, target: Value, back: u64, direct: Option<u64>) {
         l.flush_regs();
         if self.region.flags_out[i] != 0 {
             l.flush_flags();
         }
         let cpu = l.cpu;
         l.b.ins().store(mf(), target, cpu, off::RIP);
-        let (hit, slot) = chain_lookup(l, target);
-        let (room, call, exit) = (l.b.create_block(), l.b.create_block(), l.b.create_block());
-        l.b.ins().brif(hit, room, &[], exit, &[]);
-        l.seal(&[room]);
-        l.b.switch_to_block(room);
+        let link = direct.and_then(|t| l.link_to(t));
         let floor = l.b.ins().load(types::I64, mf(), cpu, off::CALL_FLOOR);
         let sp = l.b.ins().get_stack_pointer(types::I64);
         let has_room = l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor);
-        l.b.ins().brif(has_room, call, &[], exit, &[]);
-        l.seal(&[call, exit]);
+        let (room, exit, returned) = (l.b.create_block(), l.b.create_block(), l.b.create_block());
+        let code = l.b.append_block_param(returned, types::I64);
+        l.b.ins().brif(has_room, room, &[], exit, &[]);
+        l.seal(&[room]);
         let kept = l.state;
         l.b.switch_to_block(exit);
         l.b.set_cold_block(exit);
         exit_unit(l, target, exit::NEXT, false);
         l.state = kept;
+        l.b.switch_to_block(room);
+        if let Some(f) = link {
+            let (linked, table) = links_allowed(l);
+            l.b.switch_to_block(linked);
+            let c = call_unit(l, Callee::Linked(f), target, back);
+            l.b.ins().jump(returned, &[c.into()]);
+            l.b.switch_to_block(table);
+        }
+        let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
+        let call = l.b.create_block();
+        l.b.ins().brif(hit, call, &[], exit, &[]);
+        l.seal(&[call, exit]);
         l.b.switch_to_block(call);
         let f = l.b.ins().load(types::I64, mf(), slot, 8);
-        call_unit(l, f, target, back);
+        let c = call_unit(l, Callee::Table(f), target, back);
+        l.b.ins().jump(returned, &[c.into()]);
+        l.seal(&[returned]);
+        l.b.switch_to_block(returned);
+        went_on_here(l, code);
         // The callee may have changed code or a signal may wait: the dispatcher sees to it.
         interrupt_check(l, self.interrupt, back);
         match self.region.returns[i] {
@@ -308,10 +336,7 @@ impl Layout<'_> {
                 l.revalidate();
                 l.b.ins().jump(self.starts[j], &[]);
             }
-            None => {
-                let back = l.code_addr(back);
-                exit_unit(l, back, exit::NEXT, false)
-            }
+            None => exit_to(l, back, false),
         }
     }
 
@@ -327,8 +352,7 @@ impl Layout<'_> {
     /// block of the region, else an exit. `written`: the block's last instruction wrote memory.
     fn go_to(&self, l: &mut Lower<'_>, i: usize, target: u64, written: bool) {
         let Some(j) = self.inside(i, target) else {
-            let v = l.code_addr(target);
-            return exit_unit(l, v, exit::NEXT, self.region.flags_read_at(target) != 0);
+            return exit_to(l, target, self.region.flags_read_at(target) != 0);
         };
         if self.region.flags_in[j] || written {
             // The flags go to the context (with everything else, a checkpoint), or the
@@ -360,7 +384,8 @@ fn next_of(l: &Lower<'_>, gb: &Block) -> Next {
                 Next::Known(j.near_branch_target())
             }
             Some(j) if matches!(j.flow_control(), FlowControl::Call | FlowControl::IndirectCall) => {
-                Next::Call(v, j.next_ip())
+                let direct = (j.op0_kind() == OpKind::NearBranch64).then(|| j.near_branch_target());
+                Next::Call(v, j.next_ip(), direct)
             }
             Some(j) if j.flow_control() == FlowControl::Return => Next::Return(v),
             _ => Next::Computed(v),
@@ -427,6 +452,18 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
 /// Leaves the unit for `next` with exit `code`, writing back the cached state first (the
 /// flags only when the code there may read them).
 fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
+    leave(l, next, code, flags_read, None)
+}
+
+/// Leaves the unit for the known address `target`: through its link where the unit has links,
+/// else as `exit_unit`.
+fn exit_to(l: &mut Lower<'_>, target: u64, flags_read: bool) {
+    let link = l.link_to(target);
+    let next = l.code_addr(target);
+    leave(l, next, exit::NEXT, flags_read, link)
+}
+
+fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Option<FuncRef>) {
     l.flush_regs();
     if flags_read {
         l.flush_flags();
@@ -434,27 +471,61 @@ fn exit_unit(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool) {
     let cpu = l.cpu;
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
-        chain(l, next);
+        if let Some(f) = link {
+            let (linked, table) = links_allowed(l);
+            l.b.switch_to_block(linked);
+            let insns = l.insns_run();
+            l.b.ins().return_call(f, &[cpu, insns, next]);
+            l.b.switch_to_block(table);
+        }
+        let insns = l.insns_run();
+        chain(&mut l.b, l.unit_sig, [cpu, insns, next]);
     }
     l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
     l.b.ins().return_(&[c]);
 }
 
-/// Calls unit `f` at `target` with `back` as the return it waits for, and goes on where the
-/// callee returned there, with nothing cached; any other exit code goes on up to the
-/// dispatcher, which the callee made ready for (the context holds the whole state and the
-/// instructions run).
-fn call_unit(l: &mut Lower<'_>, f: Value, target: Value, back: u64) {
+/// Branches on the context's word that allows links (`Cpu::links`): to the first block
+/// returned where it does, else to the second (both sealed; the caller switches to them).
+fn links_allowed(l: &mut Lower<'_>) -> (ir::Block, ir::Block) {
+    let cpu = l.cpu;
+    let on = l.b.ins().load(types::I64, mf(), cpu, off::LINKS);
+    let (linked, table) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(on, linked, &[], table, &[]);
+    l.seal(&[linked, table]);
+    (linked, table)
+}
+
+/// The unit a call goes to: straight through a link, or as the chaining table found it.
+enum Callee {
+    Linked(FuncRef),
+    Table(Value),
+}
+
+/// Calls `callee` at `target` with `back` as the return it waits for; the callee's exit code.
+fn call_unit(l: &mut Lower<'_>, callee: Callee, target: Value, back: u64) -> Value {
     let cpu = l.cpu;
     let back = l.code_addr(back);
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
-    let insns = l.insns_run();
-    let sig = l.unit_sig;
-    let inst = l.b.ins().call_indirect(sig, f, &[cpu, insns, target]);
+    let args = [cpu, l.insns_run(), target];
+    let inst = match callee {
+        Callee::Linked(f) => l.b.ins().call(f, &args),
+        Callee::Table(f) => {
+            let sig = l.unit_sig;
+            l.b.ins().call_indirect(sig, f, &args)
+        }
+    };
     let code = l.b.inst_results(inst)[0];
     l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
+    code
+}
+
+/// After a host call that ended with exit `code`: on here, with nothing cached, where the
+/// callee returned to this unit; any other exit code goes on up to the dispatcher, which the
+/// callee made ready for (the context holds the whole state and the instructions run).
+fn went_on_here(l: &mut Lower<'_>, code: Value) {
     let returned = l.b.ins().icmp_imm_u(IntCC::Equal, code, exit::RETURN as i64);
     let (back_here, leave) = (l.b.create_block(), l.b.create_block());
     l.b.ins().brif(returned, back_here, &[], leave, &[]);
@@ -491,9 +562,7 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
 
 /// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
 /// and the slot's address (the unit's entry is its second word).
-fn chain_lookup(l: &mut Lower<'_>, next: Value) -> (Value, Value) {
-    let cpu = l.cpu;
-    let b = &mut l.b;
+fn chain_lookup(b: &mut FunctionBuilder<'_>, cpu: Value, next: Value) -> (Value, Value) {
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
     let sh = b.ins().ushr_imm_u(next, i64::from(crate::cpu::CHAIN_BITS));
     let h = b.ins().bxor(next, sh);
@@ -504,21 +573,37 @@ fn chain_lookup(l: &mut Lower<'_>, next: Value) -> (Value, Value) {
     (b.ins().icmp(IntCC::Equal, srip, next), slot)
 }
 
-/// Chain: if the table slot of the next rip holds its unit, jump straight into it, passing on
-/// the count of instructions run and the next rip.
-fn chain(l: &mut Lower<'_>, next: Value) {
-    let (cpu, insns) = (l.cpu, l.insns_run());
-    let (hit, slot) = chain_lookup(l, next);
-    let b = &mut l.b;
+/// Chain: if the table slot of the next rip holds its unit, jump straight into it with `args`
+/// (the context, the count of instructions run and the next rip); a miss goes on in a new
+/// block, laid out with the cold code, that returns to the dispatcher.
+fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: [Value; 3]) {
+    let (hit, slot) = chain_lookup(b, args[0], args[2]);
     let (go, back) = (b.create_block(), b.create_block());
     b.ins().brif(hit, go, &[], back, &[]);
     b.seal_block(go);
     b.seal_block(back);
     b.switch_to_block(go);
     let f = b.ins().load(types::I64, mf(), slot, 8);
-    let sig = l.unit_sig;
-    l.b.ins().return_call_indirect(sig, f, &[cpu, insns, next]);
-    // A miss returns to the dispatcher: laid out with the cold code.
-    l.b.switch_to_block(back);
-    l.b.set_cold_block(back);
+    b.ins().return_call_indirect(sig, f, &args);
+    b.switch_to_block(back);
+    b.set_cold_block(back);
+}
+
+/// The link stub of a pack (`cache_format::encode_pack`): entered like a unit by the links
+/// whose target has no unit in the pack, it goes on to its rip through the chaining table, or
+/// returns to the dispatcher.
+pub fn lower_link_stub(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let args: [Value; 3] = std::array::from_fn(|i| b.block_params(entry)[i]);
+    let [cpu, insns, rip] = args;
+    b.ins().store(mf(), rip, cpu, off::RIP);
+    let sig = b.import_signature(super::unit_signature());
+    chain(&mut b, sig, args);
+    add_insns_run(&mut b, cpu, insns);
+    let c = b.ins().iconst(types::I64, exit::NEXT as i64);
+    b.ins().return_(&[c]);
+    b.finalize(isa.frontend_config());
 }

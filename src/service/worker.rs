@@ -9,9 +9,12 @@ use super::server::Shared;
 use super::status::ServiceStatus;
 use crate::cache::journal::{self, Journal};
 use crate::decode::decode_block;
-use crate::jit::Jit;
+use crate::decode::Region;
+use crate::jit::{CompiledUnit, Jit};
 use crate::semantics;
-use cache_format::{ConfigId, Hash, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal};
+use cache_format::{
+    ConfigId, Hash, Link, LinkKind, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal,
+};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -479,7 +482,9 @@ impl Worker {
     fn write(&mut self) -> bool {
         self.last_write = Instant::now();
         // Writing would create the directory again.
-        if self.gone() || !journal::write_entries(&self.dir, self.config, &self.pending, 100) {
+        if self.gone()
+            || !journal::write_entries(&self.dir, self.config, &self.pending, 100, crate::jit::pack_link_stub())
+        {
             return false;
         }
         self.status.writes += 1;
@@ -574,14 +579,8 @@ impl Worker {
 
 /// Compiles a planned region into the entry for its head.
 fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
-    let unit = jit.compile_region(&p.region).ok()?;
-    Some(UnitEntry {
-        load_base,
-        guest_len: p.bytes.len() as u32,
-        ninsns: unit.ninsns,
-        guest_hash: *blake3::hash(&p.bytes).as_bytes(),
-        code: unit.code,
-    })
+    let unit = jit.compile_for_pack(&p.region).ok()?;
+    Some(pack_entry(unit, load_base, &p.bytes))
 }
 
 /// Compiles one submitted block as the run would have: its bytes decoded at its address must
@@ -591,14 +590,30 @@ fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
     if block.insns.is_empty() || block.len != b.bytes.len() as u64 {
         return None;
     }
-    let unit = jit.compile(&block).ok()?;
-    Some(UnitEntry {
-        load_base: b.load_base,
-        guest_len: b.bytes.len() as u32,
+    let unit = jit.compile_for_pack(&Region::single(block)).ok()?;
+    Some(pack_entry(unit, b.load_base, &b.bytes))
+}
+
+/// The entry of a unit compiled for a pack from guest `bytes` of a module loaded at
+/// `load_base`: its links lead to module offsets.
+fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8]) -> UnitEntry {
+    let links = unit
+        .links
+        .iter()
+        .map(|&(at, target)| Link {
+            at,
+            kind: LinkKind::Rel32,
+            target: ModuleOffset(target.wrapping_sub(load_base)),
+        })
+        .collect();
+    UnitEntry {
+        load_base,
+        guest_len: bytes.len() as u32,
         ninsns: unit.ninsns,
-        guest_hash: *blake3::hash(&b.bytes).as_bytes(),
+        guest_hash: *blake3::hash(bytes).as_bytes(),
         code: unit.code,
-    })
+        links,
+    }
 }
 
 /// A pack file's size and modification time, None without one: what tells that it changed.
