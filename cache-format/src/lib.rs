@@ -88,6 +88,9 @@ pub struct UnitEntry {
     /// Where the code jumps or calls straight into other units of its module: filled in when
     /// the unit is written into its module's pack.
     pub links: Vec<Link>,
+    /// Compiled for a pack: every exit to an address known at translation time and every
+    /// direct call is a link (a unit a run compiled for itself has none).
+    pub linked: bool,
 }
 
 /// A direct jump or call from a unit's code into the unit of its module that starts at
@@ -147,7 +150,9 @@ impl Link {
         let target = ModuleOffset(u64::from_le_bytes(b[..8].try_into().ok()?));
         let at = u32::from_le_bytes(b[8..12].try_into().ok()?);
         let kind = LinkKind::from_byte(b[12])?;
-        (at as usize).checked_add(kind.reference_len()).filter(|&end| end <= code_len)?;
+        (at as usize)
+            .checked_add(kind.reference_len())
+            .filter(|&end| end <= code_len)?;
         Some(Link { at, kind, target })
     }
 }
@@ -183,7 +188,7 @@ impl UnitEntry {
         let mut v = Vec::with_capacity(HEADER_LEN + self.code.len() + 32);
         v.extend_from_slice(&ENTRY_MAGIC);
         v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&u16::from(self.linked).to_le_bytes());
         v.extend_from_slice(&self.load_base.to_le_bytes());
         v.extend_from_slice(&self.guest_len.to_le_bytes());
         v.extend_from_slice(&self.ninsns.to_le_bytes());
@@ -242,6 +247,11 @@ impl UnitEntry {
             .map(|l| Link::decode(l, code_len))
             .collect::<Option<Vec<Link>>>()
             .ok_or(EntryError::Malformed)?;
+        let linked = match u16::from_le_bytes([b[10], b[11]]) {
+            0 => false,
+            1 => true,
+            _ => return Err(EntryError::Malformed),
+        };
         let mut guest_hash = [0u8; 32];
         guest_hash.copy_from_slice(&b[28..60]);
         Ok(UnitEntry {
@@ -251,6 +261,7 @@ impl UnitEntry {
             guest_hash,
             code: b[HEADER_LEN..code_end].to_vec(),
             links,
+            linked,
         })
     }
 }
@@ -271,6 +282,7 @@ mod tests {
                 kind: LinkKind::Rel32,
                 target: ModuleOffset(0x40),
             }],
+            linked: true,
         }
     }
 

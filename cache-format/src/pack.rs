@@ -10,11 +10,11 @@ use std::collections::HashMap;
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
 /// Pack format version; readers reject any other.
-pub const PACK_VERSION: u16 = 3;
+pub const PACK_VERSION: u16 = 4;
 /// Bytes before the unit records.
 pub const PACK_HEAD: usize = 88;
 /// Bytes of one unit record.
-pub const PACK_RECORD: usize = 64;
+pub const PACK_RECORD: usize = 72;
 /// Alignment of the code region's start in the file.
 pub const CODE_REGION_ALIGN: usize = 64;
 /// Alignment of each unit's code inside the code region.
@@ -35,6 +35,8 @@ pub struct PackUnit {
     pub code_start: usize,
     pub code_len: usize,
     pub links: std::ops::Range<usize>,
+    /// Compiled for a pack (`UnitEntry::linked`).
+    pub linked: bool,
 }
 
 /// Encodes a pack of `units` (offset in module, entry), with their links filled in: to the
@@ -81,6 +83,8 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
         v.extend_from_slice(&(e.code.len() as u32).to_le_bytes());
         v.extend_from_slice(&first_link.to_le_bytes());
         v.extend_from_slice(&(e.links.len() as u32).to_le_bytes());
+        v.extend_from_slice(&u32::from(e.linked).to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
         first_link += e.links.len() as u32;
     }
     for (_, e) in units {
@@ -183,7 +187,12 @@ pub fn decode_pack_index_checked(
         let len = u32_at(body, r + 52) as u64;
         let first_link = u32_at(body, r + 56) as u64;
         let links = u32_at(body, r + 60) as u64;
-        if !start.is_multiple_of(UNIT_ALIGN as u64) || len == 0 || start + len > code_len || first_link + links > nlinks
+        let flags = u32_at(body, r + 64);
+        if !start.is_multiple_of(UNIT_ALIGN as u64)
+            || len == 0
+            || start + len > code_len
+            || first_link + links > nlinks
+            || flags > 1
         {
             return Err(EntryError::Truncated);
         }
@@ -197,6 +206,7 @@ pub fn decode_pack_index_checked(
             code_start: code_start + start as usize,
             code_len: len as usize,
             links: first_link as usize..(first_link + links) as usize,
+            linked: flags == 1,
         });
     }
     Ok(out)
@@ -236,6 +246,7 @@ pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(Mo
                 guest_hash: u.guest_hash,
                 code: b[u.code_start..u.code_start + u.code_len].to_vec(),
                 links: pack_unit_links(b, &u)?,
+                linked: u.linked,
             };
             Ok((u.offset, entry))
         })
@@ -254,6 +265,7 @@ mod tests {
             guest_hash: [1; 32],
             code,
             links: Vec::new(),
+            linked: false,
         }
     }
 
@@ -271,6 +283,7 @@ mod tests {
         };
         let mut caller = entry(vec![0xe8, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3]);
         caller.links = vec![link(1, 0x20), link(6, 0x99)];
+        caller.linked = true;
         let units = vec![
             (ModuleOffset(0x10), caller),
             (ModuleOffset(0x20), entry(vec![0xc3; 20])),

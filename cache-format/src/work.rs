@@ -201,6 +201,7 @@ mod tests {
                     guest_hash: [9; 32],
                     code: vec![0xc3; 5],
                     links: Vec::new(),
+                    linked: false,
                 },
             }],
             blocks: vec![WorkBlock {

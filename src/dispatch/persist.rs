@@ -203,6 +203,7 @@ impl Engine {
                 guest_hash: n.guest_hash,
                 code: n.unit.code.clone(),
                 links: Vec::new(),
+                linked: false,
             };
             entries.push((key, entry));
         }

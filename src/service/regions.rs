@@ -17,11 +17,12 @@ use iced_x86::{FlowControl, OpKind};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-/// How large a region the service compiles. A region whose head is a return site or a loop
-/// header and not a function's entry stops at its calls: such heads are entered from outside
-/// only after the dispatcher ran (a return that did not come back to its caller's code, a
-/// waiting signal), and the code after each call is then not compiled again into every region
-/// that starts before it.
+/// How large a region the service compiles. A region whose head is a return site, or a loop
+/// header that another region holds, and not a function's entry, stops at its calls: such
+/// heads are entered from outside only after the dispatcher ran (a return that did not come
+/// back to its caller's code, a waiting signal), and the code after each call is then not
+/// compiled again into every region that starts before it. A loop whose function's entry
+/// never got hot is entered at its header: that region follows the loop's calls.
 pub const LIMITS: Limits = Limits {
     blocks: 192,
     span: 32 << 10,
@@ -74,18 +75,24 @@ impl ModuleImage {
     }
 
     /// The regions to compile: one per head among the `hot` offsets, over the blocks that
-    /// `ran`, unless it would be a lone block (the block's own unit serves) or `have` (offset
-    /// -> guest length and hash of the unit there) shows it compiled already.
+    /// `ran`, unless `have` (offset -> guest length and hash of the unit there, compiled for
+    /// the pack) shows it compiled already, or a unit there for a lone block.
     pub fn plan(&self, ran: &BTreeSet<u64>, hot: &BTreeSet<u64>, have: &HashMap<u64, (u32, Hash)>) -> Vec<Planned> {
         let base = self.code.load_base;
         let blocks: HashMap<u64, Block> = ran.iter().filter_map(|&o| Some((o, self.block_at(o)?))).collect();
         let mut planned = Vec::new();
+        let (return_sites, loop_headers) = inner_heads(&blocks, base);
+        let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
         let mut todo: Vec<u64> = heads(&blocks, base).intersection(hot).copied().collect();
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
-        let inner = inner_heads(&blocks, base);
+        // Inner heads last (taken from the end), once the regions that may hold them are formed.
+        todo.sort_by_key(|h| std::cmp::Reverse(inner(h)));
+        let mut held = BTreeSet::new();
         while let Some(head) = todo.pop() {
+            let follows_calls =
+                !return_sites.contains(&head) && !(loop_headers.contains(&head) && held.contains(&head));
             let limits = Limits {
-                returns: !inner.contains(&head),
+                returns: follows_calls,
                 ..LIMITS
             };
             let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
@@ -98,6 +105,7 @@ impl ModuleImage {
             let Some(region) = Region::form(base + head, limits, fetch, admit, flags_at) else {
                 continue;
             };
+            held.extend(region.blocks.iter().skip(1).map(|b| b.start.wrapping_sub(base)));
             // A hot block the region leaves for is entered from outside a region: a head too.
             for &(t, _) in region.targets.iter().flatten().filter(|(_, j)| j.is_none()) {
                 let t = t.wrapping_sub(base);
@@ -105,8 +113,9 @@ impl ModuleImage {
                     todo.push(t);
                 }
             }
+            // A lone block: its own unit serves, once compiled for the pack.
             let inner = region.targets.iter().flatten().any(|(_, j)| j.is_some());
-            if !inner {
+            if !inner && have.contains_key(&head) {
                 continue;
             }
             let len = region.end() - region.head();
@@ -128,22 +137,24 @@ impl ModuleImage {
     }
 }
 
-/// The heads that are return sites or loop headers and not the targets of direct calls.
-fn inner_heads(blocks: &HashMap<u64, Block>, base: u64) -> BTreeSet<u64> {
+/// The heads that are return sites, and those that are loop headers, and not the targets of
+/// direct calls.
+fn inner_heads(blocks: &HashMap<u64, Block>, base: u64) -> (BTreeSet<u64>, BTreeSet<u64>) {
     let offset = |rip: u64| rip.wrapping_sub(base);
-    let mut inner = BTreeSet::new();
+    let (mut return_sites, mut loop_headers) = (BTreeSet::new(), BTreeSet::new());
     let mut entries = BTreeSet::new();
     for (&at, b) in blocks {
-        inner.extend(return_site(b).map(offset));
-        inner.extend(static_targets(b).into_iter().map(offset).filter(|&t| t <= at));
+        return_sites.extend(return_site(b).map(offset));
+        loop_headers.extend(static_targets(b).into_iter().map(offset).filter(|&t| t <= at));
         let last = b.insns.last().filter(|l| l.flow_control() == FlowControl::Call);
         entries.extend(
             last.filter(|l| l.op0_kind() == OpKind::NearBranch64)
                 .map(|l| offset(l.near_branch_target())),
         );
     }
-    inner.retain(|o| !entries.contains(o));
-    inner
+    return_sites.retain(|o| !entries.contains(o));
+    loop_headers.retain(|o| !entries.contains(o));
+    (return_sites, loop_headers)
 }
 
 /// Where control enters from outside a region, among the executed blocks (by module offset;
@@ -173,10 +184,12 @@ fn heads(blocks: &HashMap<u64, Block>, base: u64) -> BTreeSet<u64> {
     heads
 }
 
-/// The units of a pack by offset: guest length and hash.
+/// The units of a pack compiled for it (`PackUnit::linked`), by offset: guest length and
+/// hash. The others, which runs compiled for themselves, are compiled again.
 pub fn units_by_offset(units: &[PackUnit]) -> HashMap<u64, (u32, Hash)> {
     units
         .iter()
+        .filter(|u| u.linked)
         .map(|u| (u.offset.0, (u.guest_len, u.guest_hash)))
         .collect()
 }

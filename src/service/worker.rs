@@ -613,6 +613,7 @@ fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8]) -> UnitEntry {
         guest_hash: *blake3::hash(bytes).as_bytes(),
         code: unit.code,
         links,
+        linked: true,
     }
 }
 
