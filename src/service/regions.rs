@@ -89,9 +89,9 @@ impl ModuleImage {
         todo.sort_by_key(|h| std::cmp::Reverse(inner(h)));
         let mut held = BTreeSet::new();
         while let Some(head) = todo.pop() {
-            let stays_inside = return_sites.contains(&head) || loop_headers.contains(&head) && held.contains(&head);
+            let stops_at_calls = return_sites.contains(&head) || loop_headers.contains(&head) && held.contains(&head);
             let limits = Limits {
-                returns: !stays_inside,
+                returns: !stops_at_calls,
                 ..LIMITS
             };
             let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
