@@ -69,13 +69,15 @@ impl Region {
 
     /// Grows the region at `head`: `fetch` decodes the block at an address (None where there
     /// is none to run), `admit` says which addresses may join, `flags_at` which flags the code
-    /// at an address outside the region reads on entry, where that is known and stays so.
+    /// at an address outside the region reads on entry, where that is known and stays so,
+    /// given the flags read after a `ret` that ends the block there (for a callee: what its
+    /// return site reads).
     pub fn form(
         head: u64,
         limits: Limits,
         mut fetch: impl FnMut(u64) -> Option<Block>,
         admit: impl Fn(u64) -> bool,
-        flags_at: impl Fn(u64) -> Option<u32>,
+        flags_at: impl Fn(u64, u32) -> Option<u32>,
     ) -> Option<Region> {
         let mut blocks: Vec<Block> = Vec::new();
         let mut index = HashMap::new();
@@ -114,12 +116,17 @@ impl Region {
             .iter()
             .map(|b| return_site(b).and_then(|t| index.get(&t).copied()))
             .collect();
-        let outside = targets
-            .iter()
-            .zip(&blocks)
-            .flat_map(|(ts, b)| leaves_for(ts, b))
-            .filter_map(|t| Some((t, flags_at(t)?)))
-            .collect();
+        let mut outside = HashMap::new();
+        for (ts, b) in targets.iter().zip(&blocks) {
+            let reads = |t: u64, after_ret: u32| flags_at(t, after_ret).unwrap_or(ARITH_FLAGS);
+            let exits = ts.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| (t, ARITH_FLAGS));
+            // A callee returns to its return site (a return elsewhere, as a longjmp's, finds
+            // flags a call does not keep by any convention).
+            let back = return_site(b).map_or(ARITH_FLAGS, |r| reads(r, ARITH_FLAGS));
+            for (t, after_ret) in exits.chain(direct_call_target(b).map(|t| (t, back))) {
+                *outside.entry(t).or_insert(0) |= reads(t, after_ret);
+            }
+        }
         let mut region = Region {
             flags_in: vec![false; blocks.len()],
             flags_out: vec![ARITH_FLAGS; blocks.len()],
@@ -302,7 +309,7 @@ mod tests {
     /// saying what the code at 0x2000 reads.
     fn region(code: &[u8], at_target: Option<u32>) -> Region {
         let fetch = |at: u64| (at == 0x1000).then(|| decode_block(code, at, |_| Some(0)));
-        let flags_at = |t: u64| if t == 0x2000 { at_target } else { None };
+        let flags_at = |t: u64, _| if t == 0x2000 { at_target } else { None };
         Region::form(0x1000, LIMITS, fetch, |_| true, flags_at).unwrap()
     }
 
@@ -332,7 +339,7 @@ mod tests {
             0x85, 0xc0, 0x74, 0x02, 0xeb, 0x02, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xf4, 0xc3,
         ];
         let fetch = |at: u64| Some(decode_block(&code[(at - 0x1000) as usize..], at, |_| Some(0)));
-        let r = Region::form(0x1000, LIMITS, fetch, |_| true, |_| None).unwrap();
+        let r = Region::form(0x1000, LIMITS, fetch, |_| true, |_, _| None).unwrap();
         let index = |a: u64| r.blocks.iter().position(|b| b.start == a).unwrap();
         let edges = r.retreating_edges();
         assert_eq!(edges.len(), 1, "{edges:?}");
@@ -353,5 +360,34 @@ mod tests {
         assert_eq!(region(&code, None).blocks[0].flags_live, vec![true, false]);
         assert_eq!(region(&code, Some(0)).blocks[0].flags_live, vec![false, false]);
         assert_eq!(region(&code, Some(0)).flags_read_at(0x3000), ARITH_FLAGS);
+    }
+
+    #[test]
+    fn flags_through_a_callee_that_keeps_them_are_what_its_return_site_reads() {
+        // add eax, 1; call 0x2000 (which returns to 0x1008 without writing the flags)
+        let call = [0x83, 0xc0, 0x01, 0xe8, 0xf8, 0x0f, 0x00, 0x00];
+        let callee = |after_ret: u32| {
+            // lea eax, [rdi + 1]; ret
+            let b = decode_block(&[0x8d, 0x47, 0x01, 0xc3], 0x2000, |_| Some(0));
+            super::super::flags_live_after(&b.insns, after_ret).1
+        };
+        let fetch = |at: u64| (at == 0x1000).then(|| decode_block(&call, at, |_| Some(0)));
+        let with_return_site = |site_reads: u32| {
+            let flags_at = |t: u64, after: u32| match t {
+                0x2000 => Some(callee(after)),
+                0x1008 => Some(site_reads),
+                _ => None,
+            };
+            let limits = Limits {
+                returns: false,
+                ..LIMITS
+            };
+            Region::form(0x1000, limits, fetch, |_| true, flags_at).unwrap()
+        };
+        assert_eq!(with_return_site(0).blocks[0].flags_live, vec![false, false]);
+        assert_eq!(
+            with_return_site(iced_x86::RflagsBits::ZF).blocks[0].flags_live,
+            vec![true, false]
+        );
     }
 }

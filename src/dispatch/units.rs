@@ -362,7 +362,7 @@ impl Engine {
             Some(decode_block(code, at, semantics::classify))
         };
         // Code outside the region may change without it: its flags are taken as read.
-        let Some(region) = Region::form(head, limits, fetch, |_| true, |_| None) else {
+        let Some(region) = Region::form(head, limits, fetch, |_| true, |_, _| None) else {
             return single();
         };
         let len = region.end() - head;

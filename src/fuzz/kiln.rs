@@ -85,7 +85,7 @@ impl Kiln {
                         span: CODE + code.len() as u64 - cpu.rip,
                         returns: true,
                     };
-                    let region = Region::form(cpu.rip, limits, fetch, |_| true, |_| None).ok_or("no region")?;
+                    let region = Region::form(cpu.rip, limits, fetch, |_| true, |_, _| None).ok_or("no region")?;
                     let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;
                     let r = self.enter(&mut cpu, &u.code)?;
                     self.finish_tail(&mut cpu, r, fetch)?

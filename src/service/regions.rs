@@ -97,9 +97,10 @@ impl ModuleImage {
             let fetch = |rip: u64| blocks.get(&rip.wrapping_sub(base)).cloned();
             let admit = |rip: u64| blocks.contains_key(&rip.wrapping_sub(base));
             // What a block that ran reads on entry (module code, which stays as it is).
-            let flags_at = |rip: u64| {
+            let flags_at = |rip: u64, after_ret: u32| {
                 let b = blocks.get(&rip.wrapping_sub(base))?;
-                Some(flags_live_after(&b.insns, ARITH_FLAGS).1)
+                let returns = b.insns.last().is_some_and(|l| l.flow_control() == FlowControl::Return);
+                Some(flags_live_after(&b.insns, if returns { after_ret } else { ARITH_FLAGS }).1)
             };
             let Some(region) = Region::form(base + head, limits, fetch, admit, flags_at) else {
                 continue;
