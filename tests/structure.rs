@@ -57,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dispatch",
             "fuzz",
             "cache",
+            "jit",
             "loader",
             "linux",
             "semantics",
