@@ -325,10 +325,15 @@ impl Jit {
         b.ins().return_(&[r]);
         b.seal_all_blocks();
         b.finalize(isa.frontend_config());
+        self.compile_relocation_free(func, "shim")
+    }
+
+    /// Compiles a function of Kiln's own runtime code (`what`), which must need no relocation.
+    fn compile_relocation_free(&self, func: Function, what: &str) -> Result<Vec<u8>, JitError> {
         let mut ctx = Context::for_function(func);
         let code = ctx
-            .compile(isa, &mut ControlPlane::default())
-            .map_err(|e| JitError::Compile(0, format!("shim: {:?}", e.inner)))?;
+            .compile(self.isa(), &mut ControlPlane::default())
+            .map_err(|e| JitError::Compile(0, format!("{what}: {:?}", e.inner)))?;
         if !code.buffer.relocs().is_empty() {
             return Err(JitError::Relocations(0, code.buffer.relocs().len()));
         }
@@ -419,14 +424,7 @@ impl Jit {
         let mut func = Function::with_name_signature(UserFuncName::default(), unit_signature());
         let mut fctx = FunctionBuilderContext::new();
         region::lower_link_stub(FunctionBuilder::new(&mut func, &mut fctx), isa);
-        let mut ctx = Context::for_function(func);
-        let code = ctx
-            .compile(isa, &mut ControlPlane::default())
-            .map_err(|e| JitError::Compile(0, format!("link stub: {:?}", e.inner)))?;
-        if !code.buffer.relocs().is_empty() {
-            return Err(JitError::Relocations(0, code.buffer.relocs().len()));
-        }
-        Ok(code.code_buffer().to_vec())
+        self.compile_relocation_free(func, "link stub")
     }
 }
 

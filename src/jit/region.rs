@@ -1,7 +1,8 @@
 //! A region (`decode::Region`) laid out as one Cranelift function: a prologue (a waiting
 //! signal returns at once, before anything ran), one Cranelift block per guest block, direct
 //! jumps between them with the guest registers in variables throughout, and exits that store
-//! the state and jump straight to the next unit through the chaining table. Edges that close a
+//! the state and jump straight to the next unit, through its link (a unit for a pack) or the
+//! chaining table. Edges that close a
 //! cycle, and edges out of a block that stores, check the interrupt word, so loops inside a
 //! region stay interruptible and a block rewritten by an earlier one is translated again; a
 //! block counts its instructions where it starts, and the count goes on to the next unit with
@@ -311,22 +312,7 @@ impl Layout<'_> {
         exit_unit(l, target, exit::NEXT, false);
         l.state = kept;
         l.b.switch_to_block(room);
-        if let Some(f) = link {
-            let (linked, table) = links_allowed(l);
-            l.b.switch_to_block(linked);
-            let c = call_unit(l, Callee::Linked(f), target, back);
-            l.b.ins().jump(returned, &[c.into()]);
-            l.b.switch_to_block(table);
-        }
-        let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
-        let call = l.b.create_block();
-        l.b.ins().brif(hit, call, &[], exit, &[]);
-        l.seal(&[call, exit]);
-        l.b.switch_to_block(call);
-        let f = l.b.ins().load(types::I64, mf(), slot, 8);
-        let c = call_unit(l, Callee::Table(f), target, back);
-        l.b.ins().jump(returned, &[c.into()]);
-        l.seal(&[returned]);
+        call_callee(l, link, (target, back), exit, returned);
         l.b.switch_to_block(returned);
         went_on_here(l, code);
         // The callee may have changed code or a signal may wait: the dispatcher sees to it.
@@ -495,6 +481,35 @@ fn links_allowed(l: &mut Lower<'_>) -> (ir::Block, ir::Block) {
     l.b.ins().brif(on, linked, &[], table, &[]);
     l.seal(&[linked, table]);
     (linked, table)
+}
+
+/// Calls the unit at `target` (waiting for the return to `back`) through its link where there
+/// is one and links are allowed, else as the chaining table finds it (a miss goes to `missed`),
+/// and goes on to `returned` with the callee's exit code. Seals both blocks.
+fn call_callee(
+    l: &mut Lower<'_>,
+    link: Option<FuncRef>,
+    (target, back): (Value, u64),
+    missed: ir::Block,
+    returned: ir::Block,
+) {
+    if let Some(f) = link {
+        let (linked, table) = links_allowed(l);
+        l.b.switch_to_block(linked);
+        let c = call_unit(l, Callee::Linked(f), target, back);
+        l.b.ins().jump(returned, &[c.into()]);
+        l.b.switch_to_block(table);
+    }
+    let cpu = l.cpu;
+    let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
+    let call = l.b.create_block();
+    l.b.ins().brif(hit, call, &[], missed, &[]);
+    l.seal(&[call, missed]);
+    l.b.switch_to_block(call);
+    let f = l.b.ins().load(types::I64, mf(), slot, 8);
+    let c = call_unit(l, Callee::Table(f), target, back);
+    l.b.ins().jump(returned, &[c.into()]);
+    l.seal(&[returned]);
 }
 
 /// The unit a call goes to: straight through a link, or as the chaining table found it.
