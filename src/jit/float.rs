@@ -346,7 +346,8 @@ impl Lower<'_> {
 
     /// Whether the bits of MXCSR in `mask` equal `want`, as an i8.
     fn mxcsr_is(&mut self, (mask, want): (i64, i64)) -> Value {
-        let mx = self.b.ins().load(types::I32, mf(), self.cpu, off::MXCSR);
+        let cpu = self.cpu();
+        let mx = self.b.ins().load(types::I32, mf(), cpu, off::MXCSR);
         let m = self.b.ins().band_imm_u(mx, mask);
         self.b.ins().icmp_imm_u(IntCC::Equal, m, want)
     }

@@ -126,7 +126,6 @@ impl Regs {
 
 pub(super) struct Lower<'a> {
     pub b: FunctionBuilder<'a>,
-    pub cpu: Value,
     base: Value,
     /// Guest registers as Cranelift variables, across the region's blocks and loops.
     regs: [Variable; 16],
@@ -228,7 +227,6 @@ impl<'a> Lower<'a> {
         b.def_var(insns, insns_before);
         Lower {
             b,
-            cpu,
             base,
             regs,
             xregs,
@@ -249,6 +247,12 @@ impl<'a> Lower<'a> {
             unpredicted: false,
             links: None,
         }
+    }
+
+    /// The context, from the register pinned to it (read where used: a value live across the
+    /// whole unit would take a register or a stack slot of its own).
+    pub fn cpu(&mut self) -> Value {
+        self.b.ins().get_pinned_reg(types::I64)
     }
 
     /// The function that stands for the unit at guest address `target` when the unit is
@@ -294,7 +298,7 @@ impl<'a> Lower<'a> {
     /// Stores the guest address `ip` as the context's rip; returns it.
     pub fn set_rip(&mut self, ip: u64) -> Value {
         let rip = self.code_addr(ip);
-        let cpu = self.cpu;
+        let cpu = self.cpu();
         self.b.ins().store(mf(), rip, cpu, off::RIP);
         rip
     }
@@ -328,7 +332,8 @@ impl<'a> Lower<'a> {
     /// Adds the instructions run to the context's count: on every way back to the dispatcher.
     pub fn store_insns(&mut self) {
         let c = self.b.use_var(self.insns);
-        add_insns_run(&mut self.b, self.cpu, c);
+        let cpu = self.cpu();
+        add_insns_run(&mut self.b, cpu, c);
     }
 
     /// Stores every dirty register and the flags to the context.
@@ -342,12 +347,14 @@ impl<'a> Lower<'a> {
         for r in 0..16 {
             if self.state.dirty[r] {
                 let v = self.b.use_var(self.regs[r]);
-                self.b.ins().store(mf(), v, self.cpu, off::gpr(r));
+                let cpu = self.cpu();
+                self.b.ins().store(mf(), v, cpu, off::gpr(r));
                 self.state.dirty[r] = false;
             }
             if self.state.xdirty[r] {
                 let v = self.b.use_var(self.xregs[r]);
-                self.b.ins().store(mf(), v, self.cpu, off::xmm(r));
+                let cpu = self.cpu();
+                self.b.ins().store(mf(), v, cpu, off::xmm(r));
                 self.state.xdirty[r] = false;
             }
         }
@@ -359,7 +366,7 @@ impl<'a> Lower<'a> {
             if let Some(f) = self.state.flags {
                 // Only the fields the record's kind reads; its kind and size in one word.
                 let used = f.kind.fields();
-                let cpu = self.cpu;
+                let cpu = self.cpu();
                 let k = flags::kind_and_size(f.kind, f.size);
                 let k = self.b.ins().iconst(types::I64, k as i64);
                 self.b.ins().store(mf(), k, cpu, off::FLAGS_KIND);
@@ -408,11 +415,13 @@ impl<'a> Lower<'a> {
         let (gprs, xmms) = (self.tracked.gprs(), self.tracked.xmms());
         for r in 0..16 {
             if gprs[r] && !self.state.valid[r] {
-                let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+                let cpu = self.cpu();
+                let v = self.b.ins().load(types::I64, mf(), cpu, off::gpr(r));
                 self.b.def_var(self.regs[r], v);
             }
             if xmms[r] && !self.state.xvalid[r] {
-                let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(r));
+                let cpu = self.cpu();
+                let v = self.b.ins().load(types::I8X16, mf(), cpu, off::xmm(r));
                 self.b.def_var(self.xregs[r], v);
             }
         }
@@ -422,9 +431,11 @@ impl<'a> Lower<'a> {
 
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
         self.known().mxcsr_default = false;
-        let table = self.b.ins().load(types::I64, mf(), self.cpu, off::HELPERS);
+        let cpu = self.cpu();
+        let table = self.b.ins().load(types::I64, mf(), cpu, off::HELPERS);
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
-        let call = self.b.ins().call_indirect(self.helper_sig, f, &[self.cpu, a0, a1]);
+        let cpu = self.cpu();
+        let call = self.b.ins().call_indirect(self.helper_sig, f, &[cpu, a0, a1]);
         self.b.inst_results(call)[0]
     }
 
@@ -493,7 +504,7 @@ impl<'a> Lower<'a> {
     /// Returns from the unit for the baseline tier to run the rest of the guest block from the
     /// context's rip, where the whole state is (`fault::TAIL`).
     pub(super) fn leave_for_tail(&mut self) {
-        let cpu = self.cpu;
+        let cpu = self.cpu();
         let code = self.b.ins().iconst(types::I64, crate::cpu::fault::TAIL as i64);
         self.b.ins().store(mf(), code, cpu, off::FAULT);
         // The tail's instructions are the baseline tier's to count.
@@ -623,7 +634,8 @@ impl Emitter for Lower<'_> {
     type X = Value;
     fn get_xmm(&mut self, i: usize) -> Value {
         if !self.state.xvalid[i] {
-            let v = self.b.ins().load(types::I8X16, mf(), self.cpu, off::xmm(i));
+            let cpu = self.cpu();
+            let v = self.b.ins().load(types::I8X16, mf(), cpu, off::xmm(i));
             self.b.def_var(self.xregs[i], v);
             self.state.xvalid[i] = true;
         }
@@ -731,7 +743,8 @@ impl Emitter for Lower<'_> {
     }
     fn get_reg(&mut self, r: usize) -> Value {
         if !self.state.valid[r] {
-            let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+            let cpu = self.cpu();
+            let v = self.b.ins().load(types::I64, mf(), cpu, off::gpr(r));
             self.b.def_var(self.regs[r], v);
             self.state.valid[r] = true;
         }
@@ -765,7 +778,8 @@ impl Emitter for Lower<'_> {
     }
     fn seg_base(&mut self, fs: bool) -> Value {
         let o = if fs { off::FS_BASE } else { off::GS_BASE };
-        self.b.ins().load(types::I64, mf(), self.cpu, o)
+        let cpu = self.cpu();
+        self.b.ins().load(types::I64, mf(), cpu, o)
     }
     fn set_flags(&mut self, f: Flags<Value>) {
         if self.flags_live {
@@ -823,7 +837,8 @@ impl Emitter for Lower<'_> {
         self.slow_path(ins);
         let written = Regs::written_by(ins);
         for r in (0..16).filter(|&r| written.gprs()[r]) {
-            let v = self.b.ins().load(types::I64, mf(), self.cpu, off::gpr(r));
+            let cpu = self.cpu();
+            let v = self.b.ins().load(types::I64, mf(), cpu, off::gpr(r));
             self.b.def_var(self.regs[r], v);
         }
         self.b.ins().jump(join, &[]);
@@ -955,7 +970,7 @@ impl Lower<'_> {
         self.b.set_cold_block(gp);
         self.store_dirty();
         let rip = self.code_addr(ins.ip());
-        let cpu = self.cpu;
+        let cpu = self.cpu();
         let code = self.b.ins().iconst(types::I64, crate::cpu::fault::GP as i64);
         self.b.ins().store(mf(), code, cpu, off::FAULT);
         self.b.ins().store(mf(), rip, cpu, off::FAULT_ADDR);

@@ -189,6 +189,9 @@ impl Jit {
         // Tail calls between units need frame pointers.
         fb.set("preserve_frame_pointers", "true")
             .map_err(|e| JitError::Isa(e.to_string()))?;
+        // The context lives in the pinned register from the trampoline on, through every unit.
+        fb.set("enable_pinned_reg", "true")
+            .map_err(|e| JitError::Isa(e.to_string()))?;
         let flags = settings::Flags::new(fb);
         let isa = cranelift_native::builder()
             .map_err(|e| JitError::Isa(e.to_string()))?
@@ -273,8 +276,13 @@ impl Jit {
             .push(ExceptionTableData::new(usig, normal, []));
         let none_yet = b.ins().iconst(types::I64, 0);
         let rip = b.ins().load(types::I64, mf, cpu, crate::cpu::off::RIP);
+        // The pinned register is the caller's (callee-saved in its convention) and the context
+        // inside: kept across the call, given back on every way out.
+        let callers = b.ins().get_pinned_reg(types::I64);
+        b.ins().set_pinned_reg(cpu);
         b.ins().try_call_indirect(unit, &[cpu, none_yet, rip], et);
         b.switch_to_block(done);
+        b.ins().set_pinned_reg(callers);
         let r = b.block_params(done)[0];
         let z = b.ins().iconst(types::I64, 0);
         b.ins().store(mf, z, cpu, crate::cpu::off::HOST_SP);

@@ -296,7 +296,7 @@ impl Layout<'_> {
         if self.region.flags_out[i] != 0 {
             l.flush_flags();
         }
-        let cpu = l.cpu;
+        let cpu = l.cpu();
         l.b.ins().store(mf(), target, cpu, off::RIP);
         let link = direct.and_then(|t| l.link_to(t));
         let floor = l.b.ins().load(types::I64, mf(), cpu, off::CALL_FLOOR);
@@ -454,7 +454,7 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
     if flags_read {
         l.flush_flags();
     }
-    let cpu = l.cpu;
+    let cpu = l.cpu();
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
         if let Some(f) = link {
@@ -475,7 +475,7 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
 /// Branches on the context's word that allows links (`Cpu::links`): to the first block
 /// returned where it does, else to the second (both sealed; the caller switches to them).
 fn links_allowed(l: &mut Lower<'_>) -> (ir::Block, ir::Block) {
-    let cpu = l.cpu;
+    let cpu = l.cpu();
     let on = l.b.ins().load(types::I64, mf(), cpu, off::LINKS);
     let (linked, table) = (l.b.create_block(), l.b.create_block());
     l.b.ins().brif(on, linked, &[], table, &[]);
@@ -500,7 +500,7 @@ fn call_callee(
         l.b.ins().jump(returned, &[c.into()]);
         l.b.switch_to_block(table);
     }
-    let cpu = l.cpu;
+    let cpu = l.cpu();
     let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
     let call = l.b.create_block();
     l.b.ins().brif(hit, call, &[], missed, &[]);
@@ -520,7 +520,7 @@ enum Callee {
 
 /// Calls `callee` at `target` with `back` as the return it waits for; the callee's exit code.
 fn call_unit(l: &mut Lower<'_>, callee: Callee, target: Value, back: u64) -> Value {
-    let cpu = l.cpu;
+    let cpu = l.cpu();
     let back = l.code_addr(back);
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
@@ -560,7 +560,7 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
     if flags_read {
         l.flush_flags();
     }
-    let cpu = l.cpu;
+    let cpu = l.cpu();
     l.b.ins().store(mf(), to, cpu, off::RIP);
     let expected = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     let home = l.b.ins().icmp(IntCC::Equal, to, expected);
