@@ -119,7 +119,7 @@ impl Region {
         let mut outside = HashMap::new();
         for (ts, b) in targets.iter().zip(&blocks) {
             let reads = |t: u64, after_ret: u32| flags_at(t, after_ret).unwrap_or(ARITH_FLAGS);
-            let exits = ts.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| (t, ARITH_FLAGS));
+            let exits = exits_of(ts).map(|t| (t, ARITH_FLAGS));
             // A callee returns to its return site (a return elsewhere, as a longjmp's, finds
             // flags a call does not keep by any convention).
             let back = return_site(b).map_or(ARITH_FLAGS, |r| reads(r, ARITH_FLAGS));
@@ -257,8 +257,12 @@ impl Region {
 /// `Region::targets` holds them) outside the region, and the callee of the direct call it
 /// ends in.
 fn leaves_for<'a>(targets: &'a [(u64, Option<usize>)], b: &Block) -> impl Iterator<Item = u64> + 'a {
-    let outer = targets.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| t);
-    outer.chain(direct_call_target(b))
+    exits_of(targets).chain(direct_call_target(b))
+}
+
+/// The targets (as `Region::targets` holds them) outside the region.
+fn exits_of(targets: &[(u64, Option<usize>)]) -> impl Iterator<Item = u64> + '_ {
+    targets.iter().filter(|(_, j)| j.is_none()).map(|&(t, _)| t)
 }
 
 /// The target of the direct call that ends block `b`, if it ends in one.
