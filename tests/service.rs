@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,9 +70,15 @@ fn journals(cache: &Path) -> usize {
     })
 }
 
+/// The sampler's phases: the runs go on, the service settles, the test is done.
+const RUNNING: u8 = 0;
+const SETTLING: u8 = 1;
+const STOP: u8 = 2;
+
 /// What a sampler saw of Kiln's processes and the machine's load.
 #[derive(Default, Debug)]
 struct Seen {
+    /// Samples taken while the runs went on (the sums below are over these).
     samples: u64,
     /// Most sessions of Kiln processes detached from the test's (the service, or a detached
     /// compile and its merger) alive at one moment.
@@ -87,18 +93,19 @@ struct Seen {
     load_1min_max: f64,
 }
 
-/// Every 20 ms, looks at the Kiln processes working on `cache` (their command lines name it:
-/// runs, the service, a detached compile or a merger): counts those outside this test's session
-/// by session (a daemon being started is two processes of one new session for a moment), their
-/// runnable threads, and the machine's load.
-fn sample(cache: PathBuf, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+/// Every 20 ms until `phase` is `STOP`, looks at the Kiln processes working on `cache` (their
+/// command lines name it: runs, the service, a detached compile or a merger): counts those
+/// outside this test's session by session (a daemon being started is two processes of one new
+/// session for a moment); while it is `RUNNING`, also their runnable threads and the machine's
+/// load (once the runs are over, the service may use the idle cores).
+fn sample(cache: PathBuf, phase: Arc<AtomicU8>, seen: Arc<Mutex<Seen>>) {
     let me = session_of("self").expect("own session");
     let kiln = std::fs::canonicalize(KILN).expect("kiln path");
     let cache = cache.as_os_str().as_encoded_bytes().to_vec();
     let names_cache = |pid: &str| {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(cache.len()).any(|w| w == &cache[..]))
     };
-    while !stop.load(Ordering::Relaxed) {
+    while phase.load(Ordering::Relaxed) != STOP {
         let mut sessions = std::collections::BTreeSet::new();
         let (mut busy, mut all) = (0, 0);
         for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -127,8 +134,13 @@ fn sample(cache: PathBuf, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
             .unwrap_or(1);
         let one: f64 = fields.first().and_then(|f| f.parse().ok()).unwrap_or(0.0);
         let mut s = seen.lock().unwrap();
-        s.samples += 1;
         s.max_background = s.max_background.max(sessions.len());
+        if phase.load(Ordering::Relaxed) != RUNNING {
+            drop(s);
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        s.samples += 1;
         s.runnable_sum += runnable.saturating_sub(1);
         s.background_runnable_sum += busy;
         s.kiln_runnable_sum += all;
@@ -165,9 +177,10 @@ fn session_of(pid: &str) -> Option<u64> {
 }
 
 /// 1,000 short programs, two at a time, on one fresh cache directory: every output equals
-/// native; at no sampled moment is more than one background Kiln process (session) alive; it
-/// keeps at most one thread busy on average, and Kiln's processes together about the two
-/// guests plus one; the cache verifies; and a second pass compiles nothing and interprets
+/// native; at no sampled moment is more than one background Kiln process (session) alive;
+/// while the runs go on it keeps about one thread busy on average (its compile thread, and for
+/// moments the threads answering runs), and Kiln's processes together about the two guests
+/// plus one; the cache verifies; and a second pass compiles nothing and interprets
 /// nothing.
 #[test]
 fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
@@ -176,12 +189,12 @@ fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
     let want: Vec<Run> = progs.iter().map(|p| native(&p.bin, &p.args, p.stdin)).collect();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("kiln");
-    let stop = Arc::new(AtomicBool::new(false));
+    let phase = Arc::new(AtomicU8::new(RUNNING));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let sampler = {
-        let (stop, seen) = (stop.clone(), seen.clone());
+        let (phase, seen) = (phase.clone(), seen.clone());
         let cache = cache.clone();
-        std::thread::spawn(move || sample(cache, stop, seen))
+        std::thread::spawn(move || sample(cache, phase, seen))
     };
     const RUNS: usize = 1000;
     let next = AtomicUsize::new(0);
@@ -200,16 +213,20 @@ fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
         }
     });
     let wall = t.elapsed();
+    phase.store(SETTLING, Ordering::Relaxed);
     let status = settle(&cache);
-    stop.store(true, Ordering::Relaxed);
+    phase.store(STOP, Ordering::Relaxed);
     sampler.join().unwrap();
     let seen = seen.lock().unwrap();
     eprintln!("{RUNS} runs in {wall:?}; {seen:?}; service: {status}");
     assert!(seen.samples > 50, "too few samples: {seen:?}");
     assert_eq!(seen.max_background, 1, "background Kiln processes: {seen:?}");
     let background = seen.background_runnable_sum as f64 / seen.samples as f64;
+    // One compile job while runs hand work in (1.00 measured, the service's compile thread
+    // busy throughout the runs of a fresh cache, plus the moments it answers a run; 1.08 when
+    // it took a second job whenever the cores looked idle between runs).
     assert!(
-        background <= 1.0,
+        background <= 1.05,
         "the service kept {background:.2} threads busy: {seen:?}"
     );
     // The load Kiln puts on the machine: the two guests (each a run, with its own compile

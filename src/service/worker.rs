@@ -30,9 +30,9 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 const BLOCKS_PER_JOB: usize = 8;
 /// Regions per compile job taken at a time.
 const REGIONS_PER_JOB: usize = 2;
-/// Regions wait until no journal has come for this long: a burst of runs (a build, a test
-/// suite) gets its blocks compiled first, and the regions once it is over.
-const REGIONS_AFTER_QUIET: Duration = Duration::from_secs(2);
+/// A burst of runs (a build, a test suite) is over once no journal has come for this long:
+/// until then the service compiles its blocks on one job, and regions wait.
+const BURST_QUIET: Duration = Duration::from_secs(2);
 /// How long compiled regions may wait before they are written (each write rewrites the pack).
 const REGIONS_WRITE_EVERY: Duration = Duration::from_secs(10);
 
@@ -379,7 +379,7 @@ impl Worker {
     /// module's. False with nothing to do.
     fn region_step(&mut self, jobs: usize) -> bool {
         // Blocks first; and planning reads the packs, which must hold them.
-        if self.last_journal.elapsed() < REGIONS_AFTER_QUIET || !self.pending_blocks.is_empty() {
+        if self.last_journal.elapsed() < BURST_QUIET || !self.pending_blocks.is_empty() {
             return false;
         }
         if self.regions.is_empty() {
@@ -537,8 +537,13 @@ impl Worker {
         self.journals.iter().filter(|j| j.is_some()).count()
     }
 
-    /// Compile jobs to run at once: one per core not busy with something else.
+    /// Compile jobs to run at once: one while runs are handing work in (a burst of runs, a
+    /// build, gets one core of background work, however idle the cores look between its
+    /// runs), then one per core not busy with something else.
     fn jobs(&self) -> usize {
+        if self.last_journal.elapsed() < BURST_QUIET {
+            return 1;
+        }
         crate::linux::host::idle_cores().min(self.cores)
     }
 
