@@ -39,11 +39,15 @@ pub struct PackUnit {
     pub linked: bool,
 }
 
-/// Encodes a pack of `units` (offset in module, entry), with their links filled in: to the
+/// Encodes a pack of `units` (offset in module, entry; in ascending offset order), with their links filled in: to the
 /// pack's unit at the link's target, else to `stub` (code entered like a unit, which goes on
 /// to the target through the chaining table; placed first in the code region when any unit
 /// has links, and then it must not be empty).
 pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, UnitEntry)], stub: &[u8]) -> Vec<u8> {
+    debug_assert!(
+        units.windows(2).all(|w| w[0].0 .0 < w[1].0 .0),
+        "pack units out of offset order"
+    );
     let nlinks: usize = units.iter().map(|(_, e)| e.links.len()).sum();
     let links_at = PACK_HEAD + PACK_RECORD * units.len();
     let code_start = (links_at + LINK_LEN * nlinks).next_multiple_of(CODE_REGION_ALIGN);
@@ -144,45 +148,107 @@ pub fn decode_pack_index_checked(
     config: &ConfigId,
     verify: bool,
 ) -> Result<Vec<PackUnit>, EntryError> {
-    if b.len() < PACK_HEAD + 32 {
-        return Err(EntryError::Truncated);
+    let index = PackIndex::open(b, module, config, verify)?;
+    (0..index.len())
+        .map(|i| index.unit(i).ok_or(EntryError::Truncated))
+        .collect()
+}
+
+/// A pack's unit records, read where they lie: the header is checked when it is opened, each
+/// record when it is read, so that a reader that uses a few thousand of a pack's hundred
+/// thousand units reads and checks only those. Records are in ascending offset order.
+#[derive(Clone, Copy, Debug)]
+pub struct PackIndex<'a> {
+    body: &'a [u8],
+    count: usize,
+    code_start: usize,
+    code_len: u64,
+    nlinks: u64,
+}
+
+impl<'a> PackIndex<'a> {
+    /// Checks the pack's header (and, when `verify`, the whole file's checksum) for the
+    /// expected (module, config). Any damage is an error, never a panic.
+    pub fn open(b: &'a [u8], module: &Hash, config: &ConfigId, verify: bool) -> Result<PackIndex<'a>, EntryError> {
+        if b.len() < PACK_HEAD + 32 {
+            return Err(EntryError::Truncated);
+        }
+        let (body, sum) = b.split_at(b.len() - 32);
+        if verify && blake3::hash(body).as_bytes() != sum {
+            return Err(EntryError::Checksum);
+        }
+        if body[..8] != PACK_MAGIC {
+            return Err(EntryError::BadMagic);
+        }
+        let version = u16::from_le_bytes([body[8], body[9]]);
+        if version != PACK_VERSION {
+            return Err(EntryError::Version(version));
+        }
+        if &body[12..44] != module || body[44..60] != config.0 {
+            return Err(EntryError::BadMagic);
+        }
+        let count = u32_at(body, 60) as usize;
+        let code_start = u64_at(body, 64);
+        let code_len = u64_at(body, 72);
+        let nlinks = u32_at(body, 80) as u64;
+        let stub = u32_at(body, 84);
+        let tables_end = (count as u64)
+            .checked_mul(PACK_RECORD as u64)
+            .and_then(|n| n.checked_add(nlinks * LINK_LEN as u64))
+            .and_then(|n| n.checked_add(PACK_HEAD as u64))
+            .ok_or(EntryError::Truncated)?;
+        if !code_start.is_multiple_of(CODE_REGION_ALIGN as u64)
+            || code_start < tables_end
+            || code_start.checked_add(code_len) != Some(body.len() as u64)
+            || (nlinks > 0) != (stub != NO_STUB)
+            || (stub != NO_STUB && u64::from(stub) >= code_len)
+        {
+            return Err(EntryError::Truncated);
+        }
+        Ok(PackIndex {
+            body,
+            count,
+            code_start: code_start as usize,
+            code_len,
+            nlinks,
+        })
     }
-    let (body, sum) = b.split_at(b.len() - 32);
-    if verify && blake3::hash(body).as_bytes() != sum {
-        return Err(EntryError::Checksum);
+
+    /// How many units the pack records.
+    pub fn len(&self) -> usize {
+        self.count
     }
-    if body[..8] != PACK_MAGIC {
-        return Err(EntryError::BadMagic);
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
-    let version = u16::from_le_bytes([body[8], body[9]]);
-    if version != PACK_VERSION {
-        return Err(EntryError::Version(version));
+
+    /// The module offset record `i` names (unchecked: for searching).
+    pub fn offset(&self, i: usize) -> u64 {
+        u64_at(self.body, PACK_HEAD + i * PACK_RECORD)
     }
-    if &body[12..44] != module || body[44..60] != config.0 {
-        return Err(EntryError::BadMagic);
+
+    /// The record of the unit at module offset `offset`, if the pack has one.
+    pub fn find(&self, offset: u64) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.offset(mid).cmp(&offset) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
-    let count = u32_at(body, 60) as usize;
-    let code_start = u64_at(body, 64);
-    let code_len = u64_at(body, 72);
-    let nlinks = u32_at(body, 80) as u64;
-    let stub = u32_at(body, 84);
-    let tables_end = (count as u64)
-        .checked_mul(PACK_RECORD as u64)
-        .and_then(|n| n.checked_add(nlinks * LINK_LEN as u64))
-        .and_then(|n| n.checked_add(PACK_HEAD as u64))
-        .ok_or(EntryError::Truncated)?;
-    if !code_start.is_multiple_of(CODE_REGION_ALIGN as u64)
-        || code_start < tables_end
-        || code_start.checked_add(code_len) != Some(body.len() as u64)
-        || (nlinks > 0) != (stub != NO_STUB)
-        || (stub != NO_STUB && u64::from(stub) >= code_len)
-    {
-        return Err(EntryError::Truncated);
-    }
-    let code_start = code_start as usize;
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let r = PACK_HEAD + i * PACK_RECORD;
+
+    /// Record `i`, checked: None if it is damaged (its code outside the code region, its links
+    /// outside the link table, unknown flags) or `i` is out of range.
+    pub fn unit(&self, i: usize) -> Option<PackUnit> {
+        if i >= self.count {
+            return None;
+        }
+        let (body, r) = (self.body, PACK_HEAD + i * PACK_RECORD);
         let start = u32_at(body, r + 48) as u64;
         let len = u32_at(body, r + 52) as u64;
         let first_link = u32_at(body, r + 56) as u64;
@@ -190,26 +256,25 @@ pub fn decode_pack_index_checked(
         let flags = u32_at(body, r + 64);
         if !start.is_multiple_of(UNIT_ALIGN as u64)
             || len == 0
-            || start + len > code_len
-            || first_link + links > nlinks
+            || start + len > self.code_len
+            || first_link + links > self.nlinks
             || flags > 1
         {
-            return Err(EntryError::Truncated);
+            return None;
         }
         let mut guest_hash = [0u8; 32];
         guest_hash.copy_from_slice(&body[r + 16..r + 48]);
-        out.push(PackUnit {
+        Some(PackUnit {
             offset: ModuleOffset(u64_at(body, r)),
             guest_len: u32_at(body, r + 8),
             ninsns: u32_at(body, r + 12),
             guest_hash,
-            code_start: code_start + start as usize,
+            code_start: self.code_start + start as usize,
             code_len: len as usize,
             links: first_link as usize..(first_link + links) as usize,
             linked: flags == 1,
-        });
+        })
     }
-    Ok(out)
 }
 
 /// Where the code region of a pack checked by `decode_pack_index` lies in the file: its

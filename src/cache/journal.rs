@@ -127,11 +127,14 @@ pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEnt
     }
     let mut out = Vec::new();
     for (n, module) in distinct_modules(entries).iter().enumerate() {
-        let units: Vec<(ModuleOffset, UnitEntry)> = entries
+        let mut units: Vec<(ModuleOffset, UnitEntry)> = entries
             .iter()
             .filter(|(k, _)| &k.module == module)
             .map(|(k, e)| (k.offset, e.clone()))
             .collect();
+        // A pack's records are in offset order (`cache_format::PackIndex::find`).
+        units.sort_by_key(|(o, _)| *o);
+        units.dedup_by_key(|(o, _)| *o);
         let bytes = cache_format::encode_pack(module, &config, &units, &[]);
         let path = jdir.join(format!("{}-{}-{n}.journal", std::process::id(), stamp()));
         // Whole or not at all: a collector must never take a journal being written for a

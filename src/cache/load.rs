@@ -2,13 +2,18 @@
 //! it lies (no index, no lock; copied on a noexec file system), else from the index when the
 //! pack is damaged. The result is code ready to run, still to be checked against the guest's
 //! bytes at each unit's first execution.
+//!
+//! A pack's units are not copied out: `ModuleUnits` reads each record where it lies in the
+//! mapping when it is asked for it, so loading a pack of a hundred thousand units allocates
+//! nothing per unit, and a run reads the records of the units it uses.
 
-use super::{pack_path, read_pack, Cache};
+use super::{map_pack, pack_path, Cache};
 use crate::mem::exec::{self, CodePtr};
-use cache_format::{ConfigId, Hash, ModuleOffset};
+use cache_format::{ConfigId, Hash, ModuleOffset, PackIndex, PackUnit};
 use std::path::Path;
 
 /// A cached unit whose code is executable.
+#[derive(Clone, Copy)]
 pub struct RunnableUnit {
     /// Offset of the unit's first instruction in its module.
     pub offset: ModuleOffset,
@@ -19,64 +24,133 @@ pub struct RunnableUnit {
     pub guest_hash: Hash,
 }
 
-/// A module's runnable units, and how many index entries were rejected as damaged.
-#[derive(Default)]
-pub struct Loaded {
-    pub units: Vec<RunnableUnit>,
-    pub rejected: u64,
+/// A module's runnable units, in ascending offset order, by position.
+pub struct ModuleUnits(Source);
+
+enum Source {
+    /// A pack mapped for the rest of the process: its records, and where its code runs (the
+    /// unit at file offset `o` runs at `code + (o - shift)`: in place, `shift` 0; copied out,
+    /// the code region's start).
+    Pack {
+        index: PackIndex<'static>,
+        code: CodePtr,
+        shift: usize,
+    },
+    /// Units copied out of the index, one of each offset.
+    Copied(Vec<RunnableUnit>),
 }
 
-/// Loads the module's units: from its pack when there is a good one, else from the index.
-pub fn load_module(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
-    if let Some(pack) = read_pack(dir, module, config) {
-        return from_pack(pack);
+impl ModuleUnits {
+    fn none() -> ModuleUnits {
+        ModuleUnits(Source::Copied(Vec::new()))
     }
-    // No pack: nothing cached for the module (the index only holds units whose pack write
-    // failed, folded in at the next write). A damaged pack: try the index.
-    if !pack_path(dir, module, config).exists() {
-        return Loaded::default();
+
+    /// Units held in memory, the last given of any repeated offset kept.
+    pub fn from_units(mut units: Vec<RunnableUnit>) -> ModuleUnits {
+        units.reverse();
+        // Stable: of equal offsets the first after reversing, the last given, comes first.
+        units.sort_by_key(|u| u.offset);
+        units.dedup_by_key(|u| u.offset);
+        ModuleUnits(Source::Copied(units))
     }
-    from_index(dir, module, config)
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Source::Pack { index, .. } => index.len(),
+            Source::Copied(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The unit at position `i`; None if its record is damaged.
+    pub fn unit(&self, i: usize) -> Option<RunnableUnit> {
+        match &self.0 {
+            Source::Pack { index, code, shift } => {
+                let u = index.unit(i)?;
+                // SAFETY: the record was checked: the unit's code lies inside the code region,
+                // which is executable for the rest of the process where `code` says.
+                Some(runnable(&u, unsafe { code.add(u.code_start - shift) }))
+            }
+            Source::Copied(v) => v.get(i).copied(),
+        }
+    }
+
+    /// The position of the unit at `offset`, if the module has one.
+    pub fn find(&self, offset: ModuleOffset) -> Option<usize> {
+        match &self.0 {
+            Source::Pack { index, .. } => index.find(offset.0),
+            Source::Copied(v) => v.binary_search_by_key(&offset, |u| u.offset).ok(),
+        }
+    }
+
+    /// Every unit whose record is whole, in offset order.
+    pub fn iter(&self) -> impl Iterator<Item = RunnableUnit> + '_ {
+        (0..self.len()).filter_map(|i| self.unit(i))
+    }
 }
 
-fn from_pack(pack: super::Pack) -> Loaded {
-    let units = pack.units;
-    let (region, region_len) = cache_format::pack_code_region(pack.map.bytes());
-    // The index (header, records and links, before the code) was read once, into `units`.
-    pack.map.release_prefix(region);
-    let runnable = |u: &cache_format::PackUnit, code| RunnableUnit {
+fn runnable(u: &PackUnit, code: CodePtr) -> RunnableUnit {
+    RunnableUnit {
         offset: u.offset,
         code,
         guest_len: u.guest_len as u64,
         ninsns: u.ninsns as u64,
         guest_hash: u.guest_hash,
-    };
-    match exec::make_exec(pack.map) {
-        Ok(base) => Loaded {
-            units: units
-                .iter()
-                // SAFETY: the pack was checked: each unit's code lies inside the mapping (which
-                // is now executable and stays for the process).
-                .map(|u| runnable(u, unsafe { base.add(u.code_start) }))
-                .collect(),
+    }
+}
+
+/// A module's runnable units, and how many index entries were rejected as damaged.
+pub struct Loaded {
+    pub units: ModuleUnits,
+    pub rejected: u64,
+}
+
+/// Loads the module's units: from its pack when there is a good one, else from the index.
+pub fn load_module(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
+    if let Some(map) = map_pack(dir, module, config) {
+        return Loaded {
+            units: from_pack(map, module, config),
             rejected: 0,
-        },
+        };
+    }
+    // No pack: nothing cached for the module (the index only holds units whose pack write
+    // failed, folded in at the next write). A damaged pack: try the index.
+    if !pack_path(dir, module, config).exists() {
+        return Loaded {
+            units: ModuleUnits::none(),
+            rejected: 0,
+        };
+    }
+    from_index(dir, module, config)
+}
+
+/// The units of a pack whose header `map_pack` checked.
+fn from_pack(map: crate::mem::MappedFile, module: &Hash, config: &ConfigId) -> ModuleUnits {
+    let (region, region_len) = cache_format::pack_code_region(map.bytes());
+    let (at, len) = (map.bytes().as_ptr(), map.bytes().len());
+    let (code, shift) = match exec::make_exec(map) {
+        Ok(base) => (base, 0),
         Err((e, map)) => {
             // A cache on a file system mounted noexec: copy the code instead, whole (the
             // units' links lead from one to another).
             crate::klog!("cache", "cannot execute the pack in place ({e}); copying it");
-            let Ok(copy) = exec::install(&[&map.bytes()[region..region + region_len]]) else {
-                return Loaded::default();
-            };
-            Loaded {
-                units: units
-                    .iter()
-                    // SAFETY: each unit's code lies inside the code region, copied whole.
-                    .map(|u| runnable(u, unsafe { copy[0].add(u.code_start - region) }))
-                    .collect(),
-                rejected: 0,
+            let copy = exec::install(&[&map.bytes()[region..region + region_len]]);
+            map.leak();
+            match copy {
+                Ok(copy) => (copy[0], region),
+                Err(_) => return ModuleUnits::none(),
             }
         }
+    };
+    // SAFETY: the mapping was leaked above: it stays mapped and readable (read-only, or
+    // read-execute) for the rest of the process, and nothing writes it.
+    let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(at, len) };
+    match PackIndex::open(bytes, module, config, false) {
+        Ok(index) => ModuleUnits(Source::Pack { index, code, shift }),
+        Err(_) => ModuleUnits::none(),
     }
 }
 
@@ -85,7 +159,10 @@ fn from_index(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
         Ok(c) => c.load_module(module, config),
         Err(e) => {
             crate::klog!("cache", "{e}; running without the cache");
-            return Loaded::default();
+            return Loaded {
+                units: ModuleUnits::none(),
+                rejected: 0,
+            };
         }
     };
     // Links are filled in only inside a pack.
@@ -96,7 +173,7 @@ fn from_index(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
         Err(e) => {
             crate::klog!("cache", "cannot map cached code ({e}); running without it");
             return Loaded {
-                units: Vec::new(),
+                units: ModuleUnits::none(),
                 rejected,
             };
         }
@@ -112,5 +189,8 @@ fn from_index(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
             guest_hash: u.entry.guest_hash,
         })
         .collect();
-    Loaded { units, rejected }
+    Loaded {
+        units: ModuleUnits::from_units(units),
+        rejected,
+    }
 }

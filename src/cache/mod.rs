@@ -306,20 +306,34 @@ pub struct Pack {
 /// Maps and checks a module's pack without touching the index (any number of runs at once).
 /// None when there is no pack or it is damaged (the caller falls back to the index).
 pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
+    let map = map_pack(dir, module, config)?;
+    let units = cache_format::decode_pack_index_checked(map.bytes(), module, config, false);
+    match units {
+        Ok(units) => Some(Pack { map, units }),
+        Err(e) => {
+            crate::klog!("cache", "pack for this module is damaged ({e}); using the index");
+            None
+        }
+    }
+}
+
+/// Maps a module's pack and checks its header and checksum (the checksum once per version of
+/// the file, as the memo says), leaving its records to be read where they lie
+/// (`cache_format::PackIndex`). None when there is no pack or it is damaged.
+pub fn map_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<MappedFile> {
     let path = pack_path(dir, module, config);
     let f = std::fs::File::open(&path).ok()?;
     let map = MappedFile::map(&f).ok()?;
     let b = map.bytes();
     let sum: Hash = b[b.len().saturating_sub(32)..].try_into().ok()?;
     let before = f.metadata().ok()?;
-    // Hashed whole once per version of the file, not on every run.
     let verified = memo::pack_verified(dir, &path, &before, &sum);
-    match cache_format::decode_pack_index_checked(b, module, config, !verified) {
-        Ok(units) => {
+    match cache_format::PackIndex::open(b, module, config, !verified) {
+        Ok(_) => {
             if !verified {
                 memo::record_pack_verified(dir, &path, &f, &before, &sum);
             }
-            Some(Pack { map, units })
+            Some(map)
         }
         Err(e) => {
             crate::klog!("cache", "pack for this module is damaged ({e}); using the index");

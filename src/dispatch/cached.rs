@@ -1,9 +1,14 @@
 //! The units taken from the cache, by guest rip. A module's units arrive all at once from its
-//! pack: they are kept as one array sorted by rip (built by one sort, no insert per unit) and
-//! found by binary search, so a run's start-up does not grow a hash map of every unit the cache
-//! holds for the program.
+//! pack and stay where the pack holds them (`cache::load::ModuleUnits`, in offset order, found
+//! by binary search): a run's start-up builds nothing per unit the cache holds for the program,
+//! and only the units a run meets get an entry here (when their bytes last matched, or that
+//! they were dropped).
 
 use super::units::CachedUnit;
+use super::Module;
+use crate::cache::load::ModuleUnits;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A unit from the cache, and the code epoch (`mem::watch::epoch`) at which its guest bytes
 /// were last found to match.
@@ -20,54 +25,82 @@ pub(super) struct CachedUnits {
     tables: Vec<Table>,
 }
 
+/// What a run learnt about one cached unit it met.
+#[derive(Clone, Copy)]
+enum Met {
+    /// Its guest bytes matched at this code epoch.
+    Verified(u64),
+    /// Dropped: its guest bytes changed.
+    Dropped,
+}
+
 #[derive(Clone)]
 struct Table {
-    /// The lowest and highest rip.
+    /// The lowest and highest rip of a unit.
     lo: u64,
     hi: u64,
-    rips: Vec<u64>,
-    /// None once dropped (its guest bytes changed).
-    units: Vec<Option<Cached>>,
+    load_bias: u64,
+    units: Arc<ModuleUnits>,
+    /// By position in `units`.
+    met: HashMap<usize, Met>,
+}
+
+impl Table {
+    /// The position of the unit at `rip`, unless it was dropped.
+    fn position(&self, rip: u64) -> Option<usize> {
+        if rip < self.lo || rip > self.hi {
+            return None;
+        }
+        let i = self
+            .units
+            .find(cache_format::ModuleOffset(rip.wrapping_sub(self.load_bias)))?;
+        (!matches!(self.met.get(&i), Some(Met::Dropped))).then_some(i)
+    }
 }
 
 impl CachedUnits {
-    /// A module's units in rip order, the last of any repeated rip kept.
-    pub fn sorted(mut units: Vec<(u64, Cached)>) -> Vec<(u64, Cached)> {
-        units.reverse();
-        // Stable: of equal rips the first after reversing, the last given, comes first.
-        units.sort_by_key(|&(rip, _)| rip);
-        units.dedup_by_key(|&mut (rip, _)| rip);
-        units
-    }
-
-    /// Adds a module's units, as `sorted` leaves them.
-    pub fn add_module(&mut self, units: Vec<(u64, Cached)>) {
-        debug_assert!(units.windows(2).all(|w| w[0].0 < w[1].0));
-        let (Some(&(lo, _)), Some(&(hi, _))) = (units.first(), units.last()) else {
+    /// Adds a module's units, loaded where it lies now.
+    pub fn add_module(&mut self, module: &Module, units: Arc<ModuleUnits>) {
+        let (Some(first), Some(last)) = (units.unit(0), units.len().checked_sub(1).and_then(|i| units.unit(i))) else {
             return;
         };
-        let (rips, units) = units.into_iter().map(|(rip, c)| (rip, Some(c))).unzip();
-        self.tables.push(Table { lo, hi, rips, units });
+        self.tables.push(Table {
+            lo: module.address_of(first.offset),
+            hi: module.address_of(last.offset),
+            load_bias: module.load_bias,
+            units,
+            met: HashMap::new(),
+        });
     }
 
     fn slot(&self, rip: u64) -> Option<(usize, usize)> {
-        self.tables.iter().enumerate().rev().find_map(|(t, table)| {
-            if rip < table.lo || rip > table.hi {
-                return None;
-            }
-            let i = table.rips.binary_search(&rip).ok()?;
-            table.units[i].is_some().then_some((t, i))
+        (self.tables.iter().enumerate().rev()).find_map(|(t, table)| Some((t, table.position(rip)?)))
+    }
+
+    /// The unit at `rip`, if a module holds one (None if its record is damaged).
+    pub fn get(&self, rip: u64) -> Option<Cached> {
+        let (t, i) = self.slot(rip)?;
+        let table = &self.tables[t];
+        let u = table.units.unit(i)?;
+        Some(Cached {
+            unit: CachedUnit {
+                code: u.code,
+                guest_len: u.guest_len,
+                ninsns: u.ninsns,
+                guest_hash: u.guest_hash,
+            },
+            verified_at: match table.met.get(&i) {
+                Some(&Met::Verified(epoch)) => Some(epoch),
+                _ => None,
+            },
         })
     }
 
-    pub fn get(&self, rip: u64) -> Option<&Cached> {
-        let (t, i) = self.slot(rip)?;
-        self.tables[t].units[i].as_ref()
-    }
-
-    pub fn get_mut(&mut self, rip: u64) -> Option<&mut Cached> {
-        let (t, i) = self.slot(rip)?;
-        self.tables[t].units[i].as_mut()
+    /// Records that the unit at `rip` matched its guest bytes at code epoch `epoch`.
+    pub fn set_verified(&mut self, rip: u64, epoch: u64) {
+        if let Some((t, i)) = self.slot(rip) {
+            self.tables[t].met.insert(i, Met::Verified(epoch));
+        }
     }
 
     pub fn contains(&self, rip: u64) -> bool {
@@ -77,7 +110,7 @@ impl CachedUnits {
     /// Drops the unit at `rip` for every thread.
     pub fn remove(&mut self, rip: u64) {
         if let Some((t, i)) = self.slot(rip) {
-            self.tables[t].units[i] = None;
+            self.tables[t].met.insert(i, Met::Dropped);
         }
     }
 }
@@ -85,38 +118,47 @@ impl CachedUnits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::load::RunnableUnit;
 
-    fn unit(len: u64) -> Cached {
-        Cached {
-            unit: CachedUnit {
-                code: crate::jit::UnitFn::dangling(),
-                guest_len: len,
-                ninsns: 1,
-                guest_hash: [0; 32],
-            },
-            verified_at: None,
+    fn unit(offset: u64, len: u64) -> RunnableUnit {
+        RunnableUnit {
+            offset: cache_format::ModuleOffset(offset),
+            code: crate::jit::UnitFn::dangling(),
+            guest_len: len,
+            ninsns: 1,
+            guest_hash: [0; 32],
+        }
+    }
+
+    fn module(load_bias: u64) -> Module {
+        Module {
+            hash: [0; 32],
+            load_bias,
+            lo: load_bias,
+            hi: load_bias + 0x10000,
         }
     }
 
     #[test]
     fn found_by_rip_latest_module_first_and_gone_once_removed() {
         let mut c = CachedUnits::default();
-        c.add_module(CachedUnits::sorted(vec![
-            (0x3000, unit(3)),
-            (0x1000, unit(1)),
-            (0x2000, unit(2)),
-            (0x1000, unit(4)),
-        ]));
-        c.add_module(CachedUnits::sorted(vec![(0x2000, unit(5))]));
-        assert_eq!(c.get(0x1000).map(|u| u.unit.guest_len), Some(4));
-        assert_eq!(c.get(0x2000).map(|u| u.unit.guest_len), Some(5));
-        assert_eq!(c.get(0x3000).map(|u| u.unit.guest_len), Some(3));
-        assert!(!c.contains(0x1800) && !c.contains(0x4000));
-        c.remove(0x2000);
-        assert_eq!(c.get(0x2000).map(|u| u.unit.guest_len), Some(2));
-        c.get_mut(0x3000).unwrap().verified_at = Some(7);
-        assert_eq!(c.get(0x3000).unwrap().verified_at, Some(7));
-        c.remove(0x2000);
-        assert!(c.get(0x2000).is_none());
+        let units = vec![unit(0x3000, 3), unit(0x1000, 1), unit(0x2000, 2), unit(0x1000, 4)];
+        c.add_module(&module(0x40_0000), Arc::new(ModuleUnits::from_units(units)));
+        c.add_module(
+            &module(0x40_1000),
+            Arc::new(ModuleUnits::from_units(vec![unit(0x1000, 5)])),
+        );
+        let len = |c: &CachedUnits, rip| c.get(rip).map(|u| u.unit.guest_len);
+        assert_eq!(len(&c, 0x40_1000), Some(4));
+        assert_eq!(len(&c, 0x40_2000), Some(5));
+        assert_eq!(len(&c, 0x40_3000), Some(3));
+        assert!(!c.contains(0x40_1800) && !c.contains(0x40_4000));
+        c.remove(0x40_2000);
+        assert_eq!(len(&c, 0x40_2000), Some(2));
+        c.set_verified(0x40_3000, 7);
+        assert_eq!(c.get(0x40_3000).unwrap().verified_at, Some(7));
+        assert_eq!(c.get(0x40_1000).unwrap().verified_at, None);
+        c.remove(0x40_2000);
+        assert!(c.get(0x40_2000).is_none());
     }
 }

@@ -2,13 +2,12 @@
 //! identified by the blake3 hash of their file the first time their code runs, their cached
 //! units taken from the cache, and the per-module use recorded in the cache's usage log.
 
-use super::cached::{Cached, CachedUnits};
-use super::units::CachedUnit;
 use super::{Engine, Module};
 use crate::cache::{self, file_name, usage};
 use cache_format::{CodeRange, Hash, ModuleCode, ModuleOffset};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// An executable mapping: [lo, hi) and its module (None when Kiln could not identify it).
 pub(super) type Lib = (u64, u64, Option<Module>);
@@ -148,27 +147,14 @@ impl Engine {
         };
         let loaded = cache::load::load_module(dir, &module.hash, config);
         self.stats.cache_rejected += loaded.rejected;
-        self.stats.units_loaded += loaded.units.len() as u64;
         let count = loaded.units.len() as u64;
+        self.stats.units_loaded += count;
         // Units are position-independent: they serve the module wherever it is loaded.
-        let units = loaded.units.into_iter().map(|u| {
-            let unit = CachedUnit {
-                code: u.code,
-                guest_len: u.guest_len,
-                ninsns: u.ninsns,
-                guest_hash: u.guest_hash,
-            };
-            let c = Cached {
-                unit,
-                verified_at: None,
-            };
-            (module.address_of(u.offset), c)
-        });
-        let units = CachedUnits::sorted(units.collect());
-        let prefill = self.prefill_of(module.lo, module.hi, &units);
+        let units = Arc::new(loaded.units);
+        let prefill = self.prefill_of(module, &units);
         // A unit outside the prefill lies where the module file's bytes may not be: a link
         // to it would skip the check of its bytes.
-        if prefill.as_ref().map_or(0, |p| p.units.len()) != units.len() {
+        if prefill.as_ref().map_or(0, |p| p.count) != units.len() {
             self.shared.registry.forbid_links();
         }
         let mut registry = self.shared.registry.lock();
@@ -176,7 +162,7 @@ impl Engine {
         if let Some(p) = prefill {
             self.shared.registry.add_prefill(&mut registry, p);
         }
-        registry.cached.add_module(units);
+        registry.cached.add_module(module, units);
     }
 
     /// Records where `module`'s code lies in its file `path`: `code` holds (module offset, file

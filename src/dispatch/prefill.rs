@@ -9,20 +9,26 @@
 //! prefill: each thread clears the slots it filled, and the module's units are checked against
 //! the guest's bytes again from then on (`Modules::untrusted`).
 
-use super::cached::Cached;
-use super::Engine;
+use super::{Engine, Module};
+use crate::cache::load::ModuleUnits;
 use crate::jit::UnitFn;
 use crate::mem::PAGE;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A module's units that may be chained without a check.
+/// A module's units that may be chained without a check: those of `units` lying on its
+/// runnable pages.
 pub(super) struct Prefill {
     /// The module's guest range.
     pub lo: u64,
     pub hi: u64,
-    /// (rip, code, guest bytes covered), in rip order.
-    pub units: Vec<(u64, UnitFn, u64)>,
+    load_bias: u64,
+    units: Arc<ModuleUnits>,
+    /// The first page of the range, and for each page from it whether it is runnable.
+    first: u64,
+    runnable: Vec<bool>,
+    /// How many units it holds.
+    pub count: usize,
     /// Set once the module's pages changed: threads that have not applied it yet skip it.
     pub revoked: AtomicBool,
 }
@@ -31,6 +37,28 @@ impl Prefill {
     fn covers(&self, page: u64) -> bool {
         let at = page * PAGE;
         at < self.hi && at + PAGE > self.lo
+    }
+
+    /// Whether the guest bytes [rip, rip+len) lie on runnable pages.
+    fn holds(&self, rip: u64, len: u64) -> bool {
+        crate::mem::page_numbers(rip, len.max(1))
+            .all(|n| n >= self.first && self.runnable.get((n - self.first) as usize).copied().unwrap_or(false))
+    }
+
+    /// The units it holds: (rip, code, guest bytes covered), in rip order.
+    pub fn units(&self) -> impl Iterator<Item = (u64, UnitFn, u64)> + '_ {
+        (self.units.iter())
+            .map(|u| (u.offset.0.wrapping_add(self.load_bias), u.code, u.guest_len))
+            .filter(|&(rip, _, len)| self.holds(rip, len))
+    }
+
+    /// The guest bytes the unit it holds at `rip` covers, if it holds one.
+    fn len_at(&self, rip: u64) -> Option<u64> {
+        let i = self
+            .units
+            .find(cache_format::ModuleOffset(rip.wrapping_sub(self.load_bias)))?;
+        let len = self.units.unit(i)?.guest_len;
+        self.holds(rip, len).then_some(len)
     }
 }
 
@@ -43,42 +71,38 @@ const HUGE_PREFILL: u64 = crate::cpu::CHAIN_ENTRIES / 64;
 impl Engine {
     /// Builds the prefill of a module whose cached units were just loaded: the units lying on
     /// pages that are executable and hold the file's bytes unchanged. Their pages become code
-    /// pages (`mem::watch`), so that any later change to them is seen. `units` are in rip
-    /// order.
-    pub(super) fn prefill_of(&self, lo: u64, hi: u64, units: &[(u64, Cached)]) -> Option<Prefill> {
-        let pages = crate::mem::page_numbers(lo, hi - lo);
+    /// pages (`mem::watch`), so that any later change to them is seen.
+    pub(super) fn prefill_of(&self, module: &Module, units: &Arc<ModuleUnits>) -> Option<Prefill> {
+        let pages = crate::mem::page_numbers(module.lo, module.hi - module.lo);
         let first = pages.start;
         let runnable: Vec<bool> = pages
             .map(|n| crate::mem::watch::pristine(n * PAGE, 1) && self.proc.mem.executable_len(n * PAGE, PAGE) == PAGE)
             .collect();
-        let ok = |rip: u64, len: u64| {
-            crate::mem::page_numbers(rip, len.max(1))
-                .all(|n| n >= first && runnable.get((n - first) as usize).copied().unwrap_or(false))
+        let mut p = Prefill {
+            lo: module.lo,
+            hi: module.hi,
+            load_bias: module.load_bias,
+            units: units.clone(),
+            first,
+            runnable,
+            count: 0,
+            revoked: AtomicBool::new(false),
         };
-        let chosen: Vec<(u64, UnitFn, u64)> = units
-            .iter()
-            .filter(|(rip, c)| ok(*rip, c.unit.guest_len))
-            .map(|&(rip, c)| (rip, c.unit.code, c.unit.guest_len))
-            .collect();
-        if chosen.is_empty() {
+        p.count = p.units().count();
+        if p.count == 0 {
             return None;
         }
         // Watched as code pages, each run of runnable pages at once.
         let mut n = 0;
-        while n < runnable.len() {
-            let run = runnable[n..].iter().take_while(|&&r| r).count();
+        while n < p.runnable.len() {
+            let run = p.runnable[n..].iter().take_while(|&&r| r).count();
             if run > 0 {
                 let start = (first + n as u64) * PAGE;
                 self.proc.mem.watch_code(start, run as u64 * PAGE);
             }
             n += run.max(1);
         }
-        Some(Prefill {
-            lo,
-            hi,
-            units: chosen,
-            revoked: AtomicBool::new(false),
-        })
+        Some(p)
     }
 
     /// Fills this thread's chaining table from the prefills published since it last looked.
@@ -93,15 +117,15 @@ impl Engine {
                 self.shared.registry.forbid_links();
                 continue;
             }
-            if p.units.len() as u64 >= HUGE_PREFILL {
+            if p.count as u64 >= HUGE_PREFILL {
                 self.units.chain_in_huge_pages();
             }
-            for &(rip, code, len) in &p.units {
+            for (rip, code, len) in p.units() {
                 if !self.units.index.contains_key(&rip) && !self.holds_longer(&p, rip, len) {
                     self.units.chain_rip(rip, code);
                 }
             }
-            self.stats.units_prefilled += p.units.len() as u64;
+            self.stats.units_prefilled += p.count as u64;
             self.units.prefilled.push(p);
         }
     }
@@ -113,9 +137,7 @@ impl Engine {
         let Some(held) = self.units.chained_in_slot_of(rip).filter(|&h| h != rip) else {
             return false;
         };
-        p.units
-            .binary_search_by_key(&held, |&(r, _, _)| r)
-            .is_ok_and(|i| p.units[i].2 > len)
+        p.len_at(held).is_some_and(|held_len| held_len > len)
     }
 
     /// A page whose code changed (None: any page, the thread fell behind the change log): the
@@ -132,7 +154,7 @@ impl Engine {
             if !p.revoked.swap(true, Ordering::AcqRel) {
                 self.shared.registry.lock().modules.untrust(p.lo, p.hi);
             }
-            for &(rip, code, _) in &p.units {
+            for (rip, code, _) in p.units() {
                 self.units.unchain_rip(rip, code);
             }
         }

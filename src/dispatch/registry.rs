@@ -132,7 +132,7 @@ impl Registry {
         let s = self.lock();
         match s.compiled_at.get(&rip) {
             Some(&i) => Found::Compiled(s.compiled[i].clone()),
-            None => s.cached.get(rip).map_or(Found::Nothing, |c| Found::Cached(*c)),
+            None => s.cached.get(rip).map_or(Found::Nothing, Found::Cached),
         }
     }
 

@@ -227,9 +227,7 @@ impl Engine {
                 registry.cached.remove(rip);
                 return None;
             }
-            if let Some(e) = registry.cached.get_mut(rip) {
-                e.verified_at = Some(epoch);
-            }
+            registry.cached.set_verified(rip, epoch);
             let module = module_in(self.shared.module, &registry.modules, rip, c.unit.guest_len);
             registry.modules.count_hit(module);
         }
