@@ -347,7 +347,7 @@ mod tests {
             target: ModuleOffset(target),
         };
         let mut caller = entry(vec![0xe8, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3]);
-        caller.links = vec![link(1, 0x20), link(6, 0x99)];
+        caller.links = vec![link(1, 0x20), link(6, 0x8)];
         caller.linked = true;
         let units = vec![
             (ModuleOffset(0x10), caller),
@@ -372,7 +372,7 @@ mod tests {
         assert_eq!(pack_unit_links(&p, &idx[0]).unwrap(), units[0].1.links);
         // Written again with another unit before them: every link is filled in anew.
         let mut again = decode_pack(&p, &m, &c).unwrap();
-        again.insert(0, (ModuleOffset(0x99), entry(vec![0xc3; 40])));
+        again.insert(0, (ModuleOffset(0x8), entry(vec![0xc3; 40])));
         let q = encode_pack(&m, &c, &again, &stub);
         let idx = decode_pack_index(&q, &m, &c).unwrap();
         let site = idx[1].code_start;
@@ -395,9 +395,9 @@ mod tests {
         let m = [9u8; 32];
         let c = ConfigId([3; 16]);
         let units = vec![
+            (ModuleOffset(0x5), entry(vec![1, 2])),
             (ModuleOffset(0x10), entry(vec![0xc3])),
             (ModuleOffset(0x20), entry(vec![0x90; 37])),
-            (ModuleOffset(0x5), entry(vec![1, 2])),
         ];
         let p = encode_pack(&m, &c, &units, &[]);
         let idx = decode_pack_index(&p, &m, &c).unwrap();
@@ -426,6 +426,34 @@ mod tests {
             );
         }
         assert_eq!(pack_identity(&p), Some((m, c)));
+    }
+
+    #[test]
+    fn an_index_finds_units_by_offset_and_skips_a_bad_record() {
+        let (m, c) = ([9u8; 32], ConfigId([3; 16]));
+        let units: Vec<_> = (0..40u64).map(|i| (ModuleOffset(0x100 + 8 * i), entry(vec![0x90; 1 + i as usize]))).collect();
+        let mut p = encode_pack(&m, &c, &units, &[]);
+        let index = PackIndex::open(&p, &m, &c, true).unwrap();
+        assert_eq!(index.len(), 40);
+        for (i, (o, e)) in units.iter().enumerate() {
+            assert_eq!(index.find(o.0), Some(i));
+            let u = index.unit(i).unwrap();
+            assert_eq!((u.offset, &p[u.code_start..u.code_start + u.code_len]), (*o, &e.code[..]));
+        }
+        assert_eq!((index.find(0x101), index.find(0), index.find(0x1000)), (None, None, None));
+        assert!(index.unit(40).is_none());
+        // Record 7's code moved past the code region, the checksum made to match again: that
+        // record alone is refused by a run; a whole decode refuses the pack.
+        let r = PACK_HEAD + 7 * PACK_RECORD + 48;
+        p[r..r + 4].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        let n = p.len() - 32;
+        let sum = *blake3::hash(&p[..n]).as_bytes();
+        p[n..].copy_from_slice(&sum);
+        let index = PackIndex::open(&p, &m, &c, true).unwrap();
+        assert!(index.unit(7).is_none());
+        assert_eq!(index.find(units[7].0 .0), Some(7));
+        assert!(index.unit(6).is_some() && index.unit(8).is_some());
+        assert!(decode_pack_index(&p, &m, &c).is_err());
     }
 
     #[test]

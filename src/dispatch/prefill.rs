@@ -88,7 +88,12 @@ impl Engine {
             count: 0,
             revoked: AtomicBool::new(false),
         };
-        p.count = p.units().count();
+        // Units lie inside their module's range: when all of it is runnable, all of them are
+        // held, without reading every record to count them.
+        p.count = match p.runnable.iter().all(|&r| r) {
+            true => units.len(),
+            false => p.units().count(),
+        };
         if p.count == 0 {
             return None;
         }

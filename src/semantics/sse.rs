@@ -288,8 +288,20 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             e.set_xmm(x, r);
         }
         VecOp::Unpack { w, high } => two_source(e, ins, |e, a, b| e.vshuffle(a, b, unpack_idx(w, high))),
+        VecOp::Lanewise(VOp::Xor) if same_register(ins) => {
+            // pxor/xorps/xorpd x, x: a zero idiom; the register is not read.
+            let x = dst_xmm(ins).expect("xmm destination");
+            let z = e.imm(0);
+            let r = e.x_from_halves(z, z);
+            e.set_xmm(x, r);
+        }
         VecOp::Lanewise(op) => two_source(e, ins, |e, a, b| e.vop(op, a, b)),
     }
+}
+
+/// Both operands are the same register.
+fn same_register(ins: &Instruction) -> bool {
+    ins.op_kind(0) == OpKind::Register && ins.op_kind(1) == OpKind::Register && ins.op0_register() == ins.op1_register()
 }
 
 /// Writes a vector to operand 0: an XMM register or 16 bytes of memory.
