@@ -285,8 +285,20 @@ pub(super) fn sample(code: Code, rng: &mut Rng, m: &mut Option<Register>) -> Opt
         return Some(i);
     }
     let oc = code.op_code();
-    let ops: Option<Vec<Op>> = (0..oc.op_count()).map(|i| operand(oc.op_kind(i), rng, m)).collect();
-    build(code, &ops?)
+    let mut ops: Vec<Op> = (0..oc.op_count()).map(|i| operand(oc.op_kind(i), rng, m)).collect::<Option<_>>()?;
+    // One case in four has its first two registers the same where they may be (xor eax, eax,
+    // pxor xmm1, xmm1: idioms whose semantics take a shortcut).
+    if let [Op::R(a), Op::R(b), ..] = ops[..] {
+        if a != b && same_class(a, b) && rng.below(4) == 0 {
+            ops[1] = Op::R(a);
+        }
+    }
+    build(code, &ops)
+}
+
+/// Registers of one class and size (either may stand for the other).
+fn same_class(a: Register, b: Register) -> bool {
+    a.size() == b.size() && (a.is_gpr() && b.is_gpr() || a.is_xmm() && b.is_xmm() || a.is_mm() && b.is_mm())
 }
 
 pub(super) fn encode(ins: &Instruction, rip: u64) -> Option<Vec<u8>> {

@@ -166,6 +166,8 @@ pub(super) struct Lower<'a> {
     /// address, with the function each stands for (named by its index here). None: the unit
     /// has no links.
     pub links: Option<Vec<(u64, FuncRef)>>,
+    /// The context as read in the current Cranelift block (`cpu`).
+    cpu_in: Option<(cranelift_codegen::ir::Block, Value)>,
 }
 
 /// Facts established by checks that dominate the block named: reset when lowering moves to a
@@ -246,13 +248,22 @@ impl<'a> Lower<'a> {
             predicted: None,
             unpredicted: false,
             links: None,
+            cpu_in: None,
         }
     }
 
     /// The context, from the register pinned to it (read where used: a value live across the
     /// whole unit would take a register or a stack slot of its own).
     pub fn cpu(&mut self) -> Value {
-        self.b.ins().get_pinned_reg(types::I64)
+        let here = self.b.current_block();
+        if let (Some((block, v)), Some(here)) = (self.cpu_in, here) {
+            if block == here {
+                return v;
+            }
+        }
+        let v = self.b.ins().get_pinned_reg(types::I64);
+        self.cpu_in = here.map(|h| (h, v));
+        v
     }
 
     /// The function that stands for the unit at guest address `target` when the unit is

@@ -187,6 +187,7 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Val
     b.seal_block(leave);
     b.seal_block(body);
     b.switch_to_block(leave);
+    b.set_cold_block(leave);
     add_insns_run(b, cpu, insns_before);
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[z]);
@@ -463,9 +464,10 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
             let insns = l.insns_run();
             l.b.ins().return_call(f, &[cpu, insns, next]);
             l.b.switch_to_block(table);
+            l.b.set_cold_block(table);
         }
         let insns = l.insns_run();
-        chain(&mut l.b, l.unit_sig, [cpu, insns, next]);
+        chain(&mut l.b, l.unit_sig, [cpu, insns, next], link.is_none());
     }
     l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
@@ -499,6 +501,7 @@ fn call_callee(
         let c = call_unit(l, Callee::Linked(f), target, back);
         l.b.ins().jump(returned, &[c.into()]);
         l.b.switch_to_block(table);
+        l.b.set_cold_block(table);
     }
     let cpu = l.cpu();
     let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
@@ -506,6 +509,9 @@ fn call_callee(
     l.b.ins().brif(hit, call, &[], missed, &[]);
     l.seal(&[call, missed]);
     l.b.switch_to_block(call);
+    if link.is_some() {
+        l.b.set_cold_block(call);
+    }
     let f = l.b.ins().load(types::I64, mf(), slot, 8);
     let c = call_unit(l, Callee::Table(f), target, back);
     l.b.ins().jump(returned, &[c.into()]);
@@ -590,14 +596,19 @@ fn chain_lookup(b: &mut FunctionBuilder<'_>, cpu: Value, next: Value) -> (Value,
 
 /// Chain: if the table slot of the next rip holds its unit, jump straight into it with `args`
 /// (the context, the count of instructions run and the next rip); a miss goes on in a new
-/// block, laid out with the cold code, that returns to the dispatcher.
-fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: [Value; 3]) {
+/// block, laid out with the cold code, that returns to the dispatcher. Not `hot`: the jump is
+/// laid out with the cold code too (the exit has a link, which it takes unless links are
+/// forbidden).
+fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: [Value; 3], hot: bool) {
     let (hit, slot) = chain_lookup(b, args[0], args[2]);
     let (go, back) = (b.create_block(), b.create_block());
     b.ins().brif(hit, go, &[], back, &[]);
     b.seal_block(go);
     b.seal_block(back);
     b.switch_to_block(go);
+    if !hot {
+        b.set_cold_block(go);
+    }
     let f = b.ins().load(types::I64, mf(), slot, 8);
     b.ins().return_call_indirect(sig, f, &args);
     b.switch_to_block(back);
@@ -616,7 +627,7 @@ pub fn lower_link_stub(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa) {
     let [cpu, insns, rip] = args;
     b.ins().store(mf(), rip, cpu, off::RIP);
     let sig = b.import_signature(super::unit_signature());
-    chain(&mut b, sig, args);
+    chain(&mut b, sig, args, true);
     add_insns_run(&mut b, cpu, insns);
     let c = b.ins().iconst(types::I64, exit::NEXT as i64);
     b.ins().return_(&[c]);
