@@ -431,16 +431,24 @@ mod tests {
     #[test]
     fn an_index_finds_units_by_offset_and_skips_a_bad_record() {
         let (m, c) = ([9u8; 32], ConfigId([3; 16]));
-        let units: Vec<_> = (0..40u64).map(|i| (ModuleOffset(0x100 + 8 * i), entry(vec![0x90; 1 + i as usize]))).collect();
+        let units: Vec<_> = (0..40u64)
+            .map(|i| (ModuleOffset(0x100 + 8 * i), entry(vec![0x90; 1 + i as usize])))
+            .collect();
         let mut p = encode_pack(&m, &c, &units, &[]);
         let index = PackIndex::open(&p, &m, &c, true).unwrap();
         assert_eq!(index.len(), 40);
         for (i, (o, e)) in units.iter().enumerate() {
             assert_eq!(index.find(o.0), Some(i));
             let u = index.unit(i).unwrap();
-            assert_eq!((u.offset, &p[u.code_start..u.code_start + u.code_len]), (*o, &e.code[..]));
+            assert_eq!(
+                (u.offset, &p[u.code_start..u.code_start + u.code_len]),
+                (*o, &e.code[..])
+            );
         }
-        assert_eq!((index.find(0x101), index.find(0), index.find(0x1000)), (None, None, None));
+        assert_eq!(
+            (index.find(0x101), index.find(0), index.find(0x1000)),
+            (None, None, None)
+        );
         assert!(index.unit(40).is_none());
         // Record 7's code moved past the code region, the checksum made to match again: that
         // record alone is refused by a run; a whole decode refuses the pack.

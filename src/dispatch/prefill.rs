@@ -51,15 +51,6 @@ impl Prefill {
             .map(|u| (u.offset.0.wrapping_add(self.load_bias), u.code, u.guest_len))
             .filter(|&(rip, _, len)| self.holds(rip, len))
     }
-
-    /// The guest bytes the unit it holds at `rip` covers, if it holds one.
-    fn len_at(&self, rip: u64) -> Option<u64> {
-        let i = self
-            .units
-            .find(cache_format::ModuleOffset(rip.wrapping_sub(self.load_bias)))?;
-        let len = self.units.unit(i)?.guest_len;
-        self.holds(rip, len).then_some(len)
-    }
 }
 
 /// A prefill this large touches nearly every page of the chaining table (its slots are spread
@@ -125,24 +116,19 @@ impl Engine {
             if p.count as u64 >= HUGE_PREFILL {
                 self.units.chain_in_huge_pages();
             }
-            for (rip, code, len) in p.units() {
-                if !self.units.index.contains_key(&rip) && !self.holds_longer(&p, rip, len) {
+            // A unit this thread holds keeps its slot (a thread that has none in the module's
+            // range, as at its start, need not look each one up). Of two of the module's units
+            // sharing a slot, the later in rip order takes it; the dispatcher gives a slot back
+            // to a unit it meets.
+            let mine = self.units.by_page.keys().any(|&page| p.covers(page));
+            for (rip, code, _) in p.units() {
+                if !mine || !self.units.index.contains_key(&rip) {
                     self.units.chain_rip(rip, code);
                 }
             }
             self.stats.units_prefilled += p.count as u64;
             self.units.prefilled.push(p);
         }
-    }
-
-    /// Whether the chaining slot of `rip` holds another unit of prefill `p` that covers more
-    /// guest bytes than `len`: colliding units keep the region (the head most exits lead to)
-    /// rather than the block inside it that comes later in rip order.
-    fn holds_longer(&self, p: &Prefill, rip: u64, len: u64) -> bool {
-        let Some(held) = self.units.chained_in_slot_of(rip).filter(|&h| h != rip) else {
-            return false;
-        };
-        p.len_at(held).is_some_and(|held_len| held_len > len)
     }
 
     /// A page whose code changed (None: any page, the thread fell behind the change log): the

@@ -122,12 +122,6 @@ impl Units {
         self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
     }
 
-    /// The rip whose unit the chaining slot of `rip` holds, if any.
-    pub fn chained_in_slot_of(&self, rip: u64) -> Option<u64> {
-        let [held, code] = self.chain[crate::cpu::chain_slot(rip) as usize];
-        (code != 0).then_some(held)
-    }
-
     /// Undoes `chain_rip` (if the slot still holds it).
     pub fn unchain_rip(&mut self, rip: u64, code: UnitFn) {
         let slot = &mut self.chain[crate::cpu::chain_slot(rip) as usize];

@@ -285,7 +285,9 @@ pub(super) fn sample(code: Code, rng: &mut Rng, m: &mut Option<Register>) -> Opt
         return Some(i);
     }
     let oc = code.op_code();
-    let mut ops: Vec<Op> = (0..oc.op_count()).map(|i| operand(oc.op_kind(i), rng, m)).collect::<Option<_>>()?;
+    let mut ops: Vec<Op> = (0..oc.op_count())
+        .map(|i| operand(oc.op_kind(i), rng, m))
+        .collect::<Option<_>>()?;
     // One case in four has its first two registers the same where they may be (xor eax, eax,
     // pxor xmm1, xmm1: idioms whose semantics take a shortcut).
     if let [Op::R(a), Op::R(b), ..] = ops[..] {
