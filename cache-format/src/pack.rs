@@ -245,35 +245,55 @@ impl<'a> PackIndex<'a> {
     /// Record `i`, checked: None if it is damaged (its code outside the code region, its links
     /// outside the link table, unknown flags) or `i` is out of range.
     pub fn unit(&self, i: usize) -> Option<PackUnit> {
-        if i >= self.count {
+        let r = self.record(i)?;
+        let (start, len, first_link, links, flags) = (r.u32(48), r.u32(52), r.u32(56), r.u32(60), r.u32(64));
+        if !code_fits(start, len, self.code_len) || (first_link as u64) + (links as u64) > self.nlinks || flags > 1 {
             return None;
         }
-        let (body, r) = (self.body, PACK_HEAD + i * PACK_RECORD);
-        let start = u32_at(body, r + 48) as u64;
-        let len = u32_at(body, r + 52) as u64;
-        let first_link = u32_at(body, r + 56) as u64;
-        let links = u32_at(body, r + 60) as u64;
-        let flags = u32_at(body, r + 64);
-        if !start.is_multiple_of(UNIT_ALIGN as u64)
-            || len == 0
-            || start + len > self.code_len
-            || first_link + links > self.nlinks
-            || flags > 1
-        {
-            return None;
-        }
-        let mut guest_hash = [0u8; 32];
-        guest_hash.copy_from_slice(&body[r + 16..r + 48]);
         Some(PackUnit {
-            offset: ModuleOffset(u64_at(body, r)),
-            guest_len: u32_at(body, r + 8),
-            ninsns: u32_at(body, r + 12),
-            guest_hash,
+            offset: ModuleOffset(r.u64(0)),
+            guest_len: r.u32(8),
+            ninsns: r.u32(12),
+            guest_hash: r.0[16..48].try_into().ok()?,
             code_start: self.code_start + start as usize,
             code_len: len as usize,
             links: first_link as usize..(first_link + links) as usize,
             linked: flags == 1,
         })
+    }
+
+    /// Where record `i`'s unit lies: (module offset, guest length, start of its code in the
+    /// file); None if its code lies outside the code region. What a reader needs to enter the
+    /// unit, read without the rest of the record.
+    pub fn placement(&self, i: usize) -> Option<(ModuleOffset, u32, usize)> {
+        let r = self.record(i)?;
+        let (start, len) = (r.u32(48), r.u32(52));
+        code_fits(start, len, self.code_len)
+            .then(|| (ModuleOffset(r.u64(0)), r.u32(8), self.code_start + start as usize))
+    }
+
+    fn record(&self, i: usize) -> Option<Record<'a>> {
+        let at = PACK_HEAD + i.checked_mul(PACK_RECORD)?;
+        (i < self.count).then(|| Record(&self.body[at..at + PACK_RECORD]))
+    }
+}
+
+/// A unit's code, `len` bytes from `start` in the code region of `code_len` bytes: aligned,
+/// not empty, inside the region.
+fn code_fits(start: u32, len: u32, code_len: u64) -> bool {
+    start as usize % UNIT_ALIGN == 0 && len > 0 && start as u64 + len as u64 <= code_len
+}
+
+/// One unit record's bytes.
+struct Record<'a>(&'a [u8]);
+
+impl Record<'_> {
+    fn u32(&self, o: usize) -> u32 {
+        u32::from_le_bytes(self.0[o..o + 4].try_into().unwrap_or_default())
+    }
+
+    fn u64(&self, o: usize) -> u64 {
+        u64::from_le_bytes(self.0[o..o + 8].try_into().unwrap_or_default())
     }
 }
 

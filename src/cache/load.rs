@@ -86,9 +86,17 @@ impl ModuleUnits {
         }
     }
 
-    /// Every unit whose record is whole, in offset order.
-    pub fn iter(&self) -> impl Iterator<Item = RunnableUnit> + '_ {
-        (0..self.len()).filter_map(|i| self.unit(i))
+    /// Where each unit whose code is whole lies: (offset, code, guest bytes covered), in
+    /// offset order; read from a pack without the rest of each record.
+    pub fn placements(&self) -> impl Iterator<Item = (ModuleOffset, CodePtr, u64)> + '_ {
+        (0..self.len()).filter_map(|i| match &self.0 {
+            Source::Pack { index, code, shift } => {
+                let (offset, len, start) = index.placement(i)?;
+                // SAFETY: as in `unit`: the unit's code lies inside the executable code region.
+                Some((offset, unsafe { code.add(start - shift) }, len as u64))
+            }
+            Source::Copied(v) => v.get(i).map(|u| (u.offset, u.code, u.guest_len)),
+        })
     }
 }
 

@@ -47,8 +47,8 @@ impl Prefill {
 
     /// The units it holds: (rip, code, guest bytes covered), in rip order.
     pub fn units(&self) -> impl Iterator<Item = (u64, UnitFn, u64)> + '_ {
-        (self.units.iter())
-            .map(|u| (u.offset.0.wrapping_add(self.load_bias), u.code, u.guest_len))
+        (self.units.placements())
+            .map(|(offset, code, len)| (offset.0.wrapping_add(self.load_bias), code, len))
             .filter(|&(rip, _, len)| self.holds(rip, len))
     }
 }
