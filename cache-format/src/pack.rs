@@ -281,7 +281,7 @@ impl<'a> PackIndex<'a> {
 /// A unit's code, `len` bytes from `start` in the code region of `code_len` bytes: aligned,
 /// not empty, inside the region.
 fn code_fits(start: u32, len: u32, code_len: u64) -> bool {
-    start as usize % UNIT_ALIGN == 0 && len > 0 && start as u64 + len as u64 <= code_len
+    (start as usize).is_multiple_of(UNIT_ALIGN) && len > 0 && start as u64 + len as u64 <= code_len
 }
 
 /// One unit record's bytes.
