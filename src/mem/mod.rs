@@ -585,17 +585,6 @@ impl MappedFile {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    /// Drops the pages of the first `len` bytes from this process's memory (they are read
-    /// from the file again if touched): for parts read once, such as a pack's index.
-    pub fn release_prefix(&self, len: usize) {
-        let len = (len.min(self.len) / PAGE as usize) * PAGE as usize;
-        if len > 0 {
-            // SAFETY: our own private read-only file mapping; its contents come back from the
-            // file on the next access.
-            unsafe { libc::madvise(self.ptr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
-        }
-    }
-
     /// Gives up ownership: the mapping stays for the rest of the process.
     pub fn leak(self) -> (*mut u8, usize) {
         let r = (self.ptr, self.len);
