@@ -252,8 +252,9 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// The context, from the register pinned to it (read where used: a value live across the
-    /// whole unit would take a register or a stack slot of its own).
+    /// The context, from the register pinned to it, read once per Cranelift block (a value
+    /// live across the whole unit would take a register or a stack slot of its own; one read
+    /// per use costs a copy at every access).
     pub fn cpu(&mut self) -> Value {
         let here = self.b.current_block();
         if let (Some((block, v)), Some(here)) = (self.cpu_in, here) {
@@ -445,7 +446,6 @@ impl<'a> Lower<'a> {
         let cpu = self.cpu();
         let table = self.b.ins().load(types::I64, mf(), cpu, off::HELPERS);
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
-        let cpu = self.cpu();
         let call = self.b.ins().call_indirect(self.helper_sig, f, &[cpu, a0, a1]);
         self.b.inst_results(call)[0]
     }

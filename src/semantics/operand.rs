@@ -116,6 +116,11 @@ pub fn ea<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
 
 /// Whether an operand kind is an immediate (the one list of them; `Instruction::immediate`
 /// reads every one).
+/// Operands 0 and 1 are one register (`xor eax, eax`, `pxor xmm1, xmm1`).
+pub fn same_register(ins: &Instruction) -> bool {
+    ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register && ins.op0_register() == ins.op1_register()
+}
+
 pub fn is_imm(k: OpKind) -> bool {
     matches!(
         k,

@@ -4,7 +4,7 @@
 
 use super::concrete::{load, Live};
 use super::emitter::{Emitter, VOp, VShift};
-use super::operand::{ea, gpr, read_gpr, write_gpr};
+use super::operand::{ea, gpr, read_gpr, same_register, write_gpr};
 use super::table::{row, Family};
 use super::vector::{effective_shift_count, lanes, lanewise, pack, sext, shift_by_count};
 use crate::cpu::{fault, Cpu};
@@ -280,10 +280,7 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             let v = e.get_xmm(x);
             let r = match effective_shift_count(s, ins.immediate(1)) {
                 Some(c) => e.vshift(s, v, c),
-                None => {
-                    let z = e.imm(0);
-                    e.x_from_halves(z, z)
-                }
+                None => zero_x(e),
             };
             e.set_xmm(x, r);
         }
@@ -291,17 +288,17 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
         VecOp::Lanewise(VOp::Xor) if same_register(ins) => {
             // pxor/xorps/xorpd x, x: a zero idiom; the register is not read.
             let x = dst_xmm(ins).expect("xmm destination");
-            let z = e.imm(0);
-            let r = e.x_from_halves(z, z);
+            let r = zero_x(e);
             e.set_xmm(x, r);
         }
         VecOp::Lanewise(op) => two_source(e, ins, |e, a, b| e.vop(op, a, b)),
     }
 }
 
-/// Both operands are the same register.
-fn same_register(ins: &Instruction) -> bool {
-    ins.op_kind(0) == OpKind::Register && ins.op_kind(1) == OpKind::Register && ins.op0_register() == ins.op1_register()
+/// A vector of zero bits.
+fn zero_x<E: Emitter>(e: &mut E) -> E::X {
+    let z = e.imm(0);
+    e.x_from_halves(z, z)
 }
 
 /// Writes a vector to operand 0: an XMM register or 16 bytes of memory.
@@ -453,8 +450,7 @@ fn byte_shift<E: Emitter>(e: &mut E, ins: &Instruction, right: bool) {
     let x = dst_xmm(ins).expect("xmm destination");
     let n = ins.immediate(1).min(16) as u8;
     let v = e.get_xmm(x);
-    let z = e.imm(0);
-    let zero = e.x_from_halves(z, z);
+    let zero = zero_x(e);
     let mut idx = [16u8; 16];
     for (i, slot) in idx.iter_mut().enumerate() {
         let i = i as u8;

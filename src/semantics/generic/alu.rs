@@ -6,8 +6,8 @@ use crate::cpu::flags::{zext, Cc};
 use crate::cpu::ops::{Bin, Un};
 use crate::cpu::{rflags, FlagKind};
 use crate::semantics::emitter::Emitter;
-use crate::semantics::operand::{op_size, read_op, read_rmw, write_op};
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use crate::semantics::operand::{op_size, read_op, read_rmw, same_register, write_op};
+use iced_x86::{Instruction, Mnemonic};
 
 /// The ALU core of add/sub/and/... on operands already masked to `size`. Returns the result
 /// (masked) and records flags.
@@ -53,7 +53,7 @@ fn with_carry<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V,
 /// add/or/adc/sbb/and/sub/xor: the destination is read, combined and written back.
 pub(super) fn binary<E: Emitter>(e: &mut E, ins: &Instruction) {
     let size = op_size(ins, 0);
-    if same_register_idiom(ins) {
+    if matches!(ins.mnemonic(), Mnemonic::Xor | Mnemonic::Sub | Mnemonic::Sbb) && same_register(ins) {
         // xor r, r and sub r, r give 0, sbb r, r gives -CF, with flags that depend on the
         // register's value nowhere (its bits cancel): it is not read, so nothing waits for it.
         let z = e.imm(0);
@@ -65,14 +65,6 @@ pub(super) fn binary<E: Emitter>(e: &mut E, ins: &Instruction) {
     let b = read_op(e, ins, 1, size).expect("checked operand");
     let r = alu(e, ins.mnemonic(), size, a, b);
     write_op(e, ins, 0, size, r, addr);
-}
-
-/// xor, sub or sbb of a register with itself.
-fn same_register_idiom(ins: &Instruction) -> bool {
-    matches!(ins.mnemonic(), Mnemonic::Xor | Mnemonic::Sub | Mnemonic::Sbb)
-        && ins.op0_kind() == OpKind::Register
-        && ins.op1_kind() == OpKind::Register
-        && ins.op0_register() == ins.op1_register()
 }
 
 /// cmp/test: flags only.
