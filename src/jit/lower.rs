@@ -2,7 +2,7 @@
 //! tracked at translation time, memory accessed as `base + (addr & mask)`, everything else
 //! through the helper table reached from the context.
 
-use super::{H_COND, H_RFLAGS, H_SLOW};
+use super::{CARRIED, H_COND, H_RFLAGS, H_SLOW};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off};
@@ -201,19 +201,20 @@ fn guest_mf() -> MemFlagsData {
 
 impl<'a> Lower<'a> {
     /// Starts lowering into `b`, whose current block is the unit's body. The registers in
-    /// `tracked` are loaded into their variables there and kept current on every edge, as a
-    /// unit of many blocks needs them defined on every path (the registers its instructions
-    /// use); any other register is loaded in the block that reads it, where it is first read.
+    /// `tracked` are loaded into their variables there (the `CARRIED` ones come in `carried`)
+    /// and kept current on every edge, as a unit of many blocks needs them defined on every
+    /// path (the registers its instructions use); any other register is loaded in the block
+    /// that reads it, where it is first read.
     pub fn new(
         mut b: FunctionBuilder<'a>,
         isa: &dyn TargetIsa,
-        cpu: Value,
         (entry_rip, head): (Value, u64),
         tracked: Regs,
-        insns_before: Value,
+        (insns_before, carried): (Value, [Value; 4]),
     ) -> Self {
         let helper_sig = b.import_signature(helper_signature(isa));
         let unit_sig = b.import_signature(super::unit_signature());
+        let cpu = b.ins().get_pinned_reg(types::I64);
         let base = b.ins().load(types::I64, mf(), cpu, off::MEM_BASE);
         let mut var = |ty: Type, offset: i32, load: bool| {
             let var = b.declare_var(ty);
@@ -223,8 +224,13 @@ impl<'a> Lower<'a> {
             }
             var
         };
-        let regs = std::array::from_fn(|r| var(types::I64, off::gpr(r), tracked.gprs()[r]));
+        let gprs = tracked.gprs();
+        let in_context = |r: usize| gprs[r] && !CARRIED.contains(&r);
+        let regs: [Variable; 16] = std::array::from_fn(|r| var(types::I64, off::gpr(r), in_context(r)));
         let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r), tracked.xmms()[r]));
+        for (r, v) in CARRIED.into_iter().zip(carried) {
+            b.def_var(regs[r], v);
+        }
         let insns = b.declare_var(types::I64);
         b.def_var(insns, insns_before);
         Lower {
@@ -341,11 +347,11 @@ impl<'a> Lower<'a> {
         self.b.use_var(self.insns)
     }
 
-    /// Adds the instructions run to the context's count: on every way back to the dispatcher.
-    pub fn store_insns(&mut self) {
-        let c = self.b.use_var(self.insns);
-        let cpu = self.cpu();
-        add_insns_run(&mut self.b, cpu, c);
+    /// Returns from the unit with exit `code`, the instructions run and the `CARRIED`
+    /// registers' values (where the code is `exit::RETURN`).
+    pub fn return_with(&mut self, code: Value, carried: Option<[Value; 4]>) {
+        let insns = self.b.use_var(self.insns);
+        super::return_code(&mut self.b, code, insns, carried);
     }
 
     /// Stores every dirty register and the flags to the context.
@@ -406,11 +412,15 @@ impl<'a> Lower<'a> {
     }
 
     /// After a call to another unit that returned here: the context holds the whole state
-    /// (nothing cached is current) and the callee counted every instruction run so far.
-    pub fn returned_from_call(&mut self) {
+    /// (nothing cached is current but the `CARRIED` registers, which came back in `carried`),
+    /// and `insns` instructions ran so far, the callee's included.
+    pub fn returned_from_call(&mut self, insns: Value, carried: [Value; 4]) {
         self.state = Cached::at_start(Regs::default(), Regs::default());
-        let none = self.b.ins().iconst(types::I64, 0);
-        self.b.def_var(self.insns, none);
+        for (r, v) in CARRIED.into_iter().zip(carried) {
+            self.b.def_var(self.regs[r], v);
+            self.state.valid[r] = true;
+        }
+        self.b.def_var(self.insns, insns);
     }
 
     /// Forget cached state after a helper that may change any of it (everything was stored
@@ -521,9 +531,8 @@ impl<'a> Lower<'a> {
         // The tail's instructions are the baseline tier's to count.
         let c = self.b.use_var(self.insns);
         let c = self.b.ins().iadd_imm_s(c, -(self.insns_after as i64));
-        add_insns_run(&mut self.b, cpu, c);
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
-        self.b.ins().return_(&[x]);
+        super::return_code(&mut self.b, x, c, None);
     }
 
     /// Fills the block an address outside the guest space branches to: a load from the
@@ -909,13 +918,6 @@ pub fn writes_memory(ins: &Instruction) -> bool {
         .any(|m| !matches!(m.access(), OpAccess::Read | OpAccess::NoMemAccess))
 }
 
-/// Adds `n` guest instructions run to the context's count.
-pub(super) fn add_insns_run(b: &mut FunctionBuilder<'_>, cpu: Value, n: Value) {
-    let total = b.ins().load(types::I64, mf(), cpu, off::INSNS_COMPILED);
-    let total = b.ins().iadd(total, n);
-    b.ins().store(mf(), total, cpu, off::INSNS_COMPILED);
-}
-
 /// The signature of the helpers: (context, two arguments) -> result.
 fn helper_signature(isa: &dyn TargetIsa) -> Signature {
     let mut hs = Signature::new(isa.default_call_conv());
@@ -947,8 +949,7 @@ impl Lower<'_> {
         self.b.ins().brif(code, fault, &[], cont, &[]);
         self.seal(&[fault, cont]);
         self.b.switch_to_block(fault);
-        self.store_insns();
-        self.b.ins().return_(&[code]);
+        self.return_with(code, None);
         self.b.switch_to_block(cont);
         self.set_rip(ins.next_ip());
     }
@@ -986,9 +987,8 @@ impl Lower<'_> {
         self.b.ins().store(mf(), code, cpu, off::FAULT);
         self.b.ins().store(mf(), rip, cpu, off::FAULT_ADDR);
         self.b.ins().store(mf(), rip, cpu, off::RIP);
-        self.store_insns();
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
-        self.b.ins().return_(&[x]);
+        self.return_with(x, None);
         self.b.switch_to_block(cont);
     }
 }

@@ -13,7 +13,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, BlockCall, ExceptionTableData, ExternalName, Function, InstBuilder, MemFlagsData,
-    Signature, UserFuncName,
+    Signature, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -23,7 +23,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 10;
+pub const TRANSLATION_VERSION: u32 = 11;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -159,19 +159,49 @@ pub struct CompiledUnit {
     pub links: Vec<(u32, u64)>,
 }
 
-/// Units take the context, the guest instructions the units chained before them ran (not yet
-/// added to the context's count: the count rides in a register from unit to unit and is
-/// stored only where control returns to the dispatcher) and their own guest address (also in
-/// the context's rip, but a register spares every unit's code addresses a reload of it), and
-/// return an exit code, in the tail-call convention so that one unit can jump straight into
-/// the next.
+/// The guest registers that ride in host registers from one unit to the next, besides the
+/// context: the stack pointer, the first two argument registers of the guest's calling
+/// convention and its return value, which every call and return hands over. The context holds
+/// them too (a unit is entered with the whole state there, for a replay from its start); the
+/// copies in registers spare the next unit reloading a value just stored, a store-to-load
+/// round trip on every chain through a call or a return.
+pub const CARRIED: [usize; 4] = [4, 7, 6, 0];
+
+/// Units take the guest instructions the units chained before them ran (not yet added to the
+/// context's count: the count rides in a register from unit to unit, and back to the caller
+/// of a host call, and the trampoline adds it to the context), their own guest address (also
+/// in the context's rip, but a register spares every unit's code addresses a reload of it)
+/// and the `CARRIED` registers, and return an exit code, the instructions run (theirs
+/// included) and the `CARRIED` registers (their values where the code is `exit::RETURN`,
+/// anything else otherwise), in the tail-call convention so that one unit can jump straight
+/// into the next. The context is in the pinned register.
 pub fn unit_signature() -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
-    for _ in 0..3 {
+    for _ in 0..2 + CARRIED.len() {
         sig.params.push(AbiParam::new(types::I64));
     }
-    sig.returns.push(AbiParam::new(types::I64));
+    for _ in 0..2 + CARRIED.len() {
+        sig.returns.push(AbiParam::new(types::I64));
+    }
     sig
+}
+
+/// Returns from a unit-shaped function with exit `code`, `insns` guest instructions run and
+/// `carried` as the `CARRIED` registers, or zeros in their place (where the code is not
+/// `exit::RETURN`).
+fn return_code(b: &mut FunctionBuilder<'_>, code: Value, insns: Value, carried: Option<[Value; 4]>) {
+    let carried = carried.unwrap_or_else(|| [b.ins().iconst(types::I64, 0); 4]);
+    let mut values = vec![code, insns];
+    values.extend(carried);
+    b.ins().return_(&values);
+}
+
+/// The `CARRIED` registers as the context holds them.
+fn carried_from_context(b: &mut FunctionBuilder<'_>, cpu: Value) -> [Value; 4] {
+    CARRIED.map(|r| {
+        b.ins()
+            .load(types::I64, MemFlagsData::trusted(), cpu, crate::cpu::off::gpr(r))
+    })
 }
 
 #[derive(Clone)]
@@ -268,7 +298,9 @@ impl Jit {
         b.ins().store(mf, floor, cpu, crate::cpu::off::CALL_FLOOR);
         let done = b.create_block();
         b.append_block_param(done, types::I64);
-        let normal = BlockCall::new(done, [BlockArg::TryCallRet(0)], &mut b.func.dfg.value_lists);
+        b.append_block_param(done, types::I64);
+        let results = [BlockArg::TryCallRet(0), BlockArg::TryCallRet(1)];
+        let normal = BlockCall::new(done, results, &mut b.func.dfg.value_lists);
         let et = b
             .func
             .dfg
@@ -280,10 +312,15 @@ impl Jit {
         // inside: kept across the call, given back on every way out.
         let callers = b.ins().get_pinned_reg(types::I64);
         b.ins().set_pinned_reg(cpu);
-        b.ins().try_call_indirect(unit, &[cpu, none_yet, rip], et);
+        let mut args = vec![none_yet, rip];
+        args.extend(carried_from_context(&mut b, cpu));
+        b.ins().try_call_indirect(unit, &args, et);
         b.switch_to_block(done);
         b.ins().set_pinned_reg(callers);
-        let r = b.block_params(done)[0];
+        let (r, insns) = (b.block_params(done)[0], b.block_params(done)[1]);
+        let total = b.ins().load(types::I64, mf, cpu, crate::cpu::off::INSNS_COMPILED);
+        let total = b.ins().iadd(total, insns);
+        b.ins().store(mf, total, cpu, crate::cpu::off::INSNS_COMPILED);
         let z = b.ins().iconst(types::I64, 0);
         b.ins().store(mf, z, cpu, crate::cpu::off::HOST_SP);
         // A return that no unit waited for continues at the context's rip like any other.
@@ -317,7 +354,7 @@ impl Jit {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
-        let cpu = b.block_params(entry)[0];
+        let cpu = b.ins().get_pinned_reg(types::I64);
         let mut hs = Signature::new(isa.default_call_conv());
         for _ in 0..3 {
             hs.params.push(AbiParam::new(types::I64));
@@ -330,7 +367,10 @@ impl Jit {
         let z = b.ins().iconst(types::I64, 0);
         let call = b.ins().call_indirect(hsig, f, &[cpu, z, z]);
         let r = b.inst_results(call)[0];
-        b.ins().return_(&[r]);
+        // The baseline tier left the whole state in the context (and counts what it ran).
+        let carried = carried_from_context(&mut b, cpu);
+        let insns = b.block_params(entry)[0];
+        return_code(&mut b, r, insns, Some(carried));
         b.seal_all_blocks();
         b.finalize(isa.frontend_config());
         self.compile_relocation_free(func, "shim")

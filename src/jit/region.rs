@@ -8,9 +8,8 @@
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
-use super::lower::{
-    add_insns_run, iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal,
-};
+use super::lower::{iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
+use super::{return_code, CARRIED};
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
 use crate::decode::{flags_live_after, Block, Region};
@@ -55,24 +54,28 @@ pub fn lower_region(
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
-    let (cpu, insns_before, entry_rip) = (
-        b.block_params(entry)[0],
-        b.block_params(entry)[1],
-        b.block_params(entry)[2],
-    );
-    let interrupt = prologue(&mut b, cpu, insns_before);
+    let params = b.block_params(entry).to_vec();
+    let (insns_before, entry_rip) = (params[0], params[1]);
+    let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
+    let interrupt = prologue(&mut b, insns_before);
     // A unit of many blocks keeps the registers its instructions use in variables throughout;
-    // a unit of one block loads each where it is first read.
+    // a unit of one block loads each where it is first read, but for the `CARRIED` registers,
+    // which come in variables already.
+    let used = region
+        .blocks
+        .iter()
+        .flat_map(|b| &b.insns)
+        .fold(Regs::default(), |r, ins| r.union(Regs::used_by(ins)));
+    let carried_mask = CARRIED.iter().fold(0u16, |m, &r| m | 1 << r);
     let tracked = if region.blocks.len() > 1 {
-        region
-            .blocks
-            .iter()
-            .flat_map(|b| &b.insns)
-            .fold(Regs::default(), |r, ins| r.union(Regs::used_by(ins)))
+        used
     } else {
-        Regs::default()
+        Regs {
+            gpr: used.gpr & carried_mask,
+            xmm: 0,
+        }
     };
-    let mut l = Lower::new(b, isa, cpu, (entry_rip, region.head()), tracked, insns_before);
+    let mut l = Lower::new(b, isa, (entry_rip, region.head()), tracked, (insns_before, carried));
     l.links = linked.then(Vec::new);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
@@ -178,7 +181,8 @@ fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
 /// The unit's entry: returns at once when a signal waits (rip already holds this unit's
 /// address), adding the instructions the units before it ran to the context's count.
 /// Returns the address of the thread's interrupt word.
-fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Value {
+fn prologue(b: &mut FunctionBuilder<'_>, insns_before: Value) -> Value {
+    let cpu = b.ins().get_pinned_reg(types::I64);
     let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let flag = b.ins().load(types::I64, mf(), iw, 0);
     let leave = b.create_block();
@@ -188,9 +192,8 @@ fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value, insns_before: Value) -> Val
     b.seal_block(body);
     b.switch_to_block(leave);
     b.set_cold_block(leave);
-    add_insns_run(b, cpu, insns_before);
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
-    b.ins().return_(&[z]);
+    return_code(b, z, insns_before, None);
     b.switch_to_block(body);
     iw
 }
@@ -305,6 +308,8 @@ impl Layout<'_> {
         let has_room = l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor);
         let (room, exit, returned) = (l.b.create_block(), l.b.create_block(), l.b.create_block());
         let code = l.b.append_block_param(returned, types::I64);
+        let insns = l.b.append_block_param(returned, types::I64);
+        let carried = CARRIED.map(|_| l.b.append_block_param(returned, types::I64));
         l.b.ins().brif(has_room, room, &[], exit, &[]);
         l.seal(&[room]);
         let kept = l.state;
@@ -315,7 +320,7 @@ impl Layout<'_> {
         l.b.switch_to_block(room);
         call_callee(l, link, (target, back), exit, returned);
         l.b.switch_to_block(returned);
-        went_on_here(l, code);
+        went_on_here(l, code, insns, carried);
         // The callee may have changed code or a signal may wait: the dispatcher sees to it.
         interrupt_check(l, self.interrupt, back);
         match self.region.returns[i] {
@@ -430,9 +435,8 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
     let kept = l.state;
     l.checkpoint(target);
     l.state = kept;
-    l.store_insns();
     let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
-    l.b.ins().return_(&[code]);
+    l.return_with(code, None);
     l.b.switch_to_block(stay);
 }
 
@@ -458,20 +462,30 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
     let cpu = l.cpu();
     l.b.ins().store(mf(), next, cpu, off::RIP);
     if code == exit::NEXT {
+        let carried = carried_now(l);
         if let Some(f) = link {
             let (linked, table) = links_allowed(l);
             l.b.switch_to_block(linked);
-            let insns = l.insns_run();
-            l.b.ins().return_call(f, &[cpu, insns, next]);
+            let args = unit_args(l.insns_run(), next, carried);
+            l.b.ins().return_call(f, &args);
             l.b.switch_to_block(table);
             l.b.set_cold_block(table);
         }
-        let insns = l.insns_run();
-        chain(&mut l.b, l.unit_sig, [cpu, insns, next], link.is_none());
+        let args = unit_args(l.insns_run(), next, carried);
+        chain(&mut l.b, l.unit_sig, args, link.is_none());
     }
-    l.store_insns();
     let c = l.b.ins().iconst(types::I64, code as i64);
-    l.b.ins().return_(&[c]);
+    l.return_with(c, None);
+}
+
+/// The `CARRIED` registers' current values (loaded where no variable holds them).
+fn carried_now(l: &mut Lower<'_>) -> [Value; 4] {
+    CARRIED.map(|r| l.get_reg(r))
+}
+
+/// The arguments of a unit: the instructions run, its guest address, the `CARRIED` registers.
+fn unit_args(insns: Value, rip: Value, carried: [Value; 4]) -> [Value; 6] {
+    [insns, rip, carried[0], carried[1], carried[2], carried[3]]
 }
 
 /// Branches on the context's word that allows links (`Cpu::links`): to the first block
@@ -498,13 +512,12 @@ fn call_callee(
     if let Some(f) = link {
         let (linked, table) = links_allowed(l);
         l.b.switch_to_block(linked);
-        let c = call_unit(l, Callee::Linked(f), target, back);
-        l.b.ins().jump(returned, &[c.into()]);
+        let results = call_unit(l, Callee::Linked(f), target, back);
+        l.b.ins().jump(returned, &results);
         l.b.switch_to_block(table);
         l.b.set_cold_block(table);
     }
-    let cpu = l.cpu();
-    let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
+    let (hit, slot) = chain_lookup(&mut l.b, target);
     let call = l.b.create_block();
     l.b.ins().brif(hit, call, &[], missed, &[]);
     l.seal(&[call, missed]);
@@ -513,8 +526,8 @@ fn call_callee(
         l.b.set_cold_block(call);
     }
     let f = l.b.ins().load(types::I64, mf(), slot, 8);
-    let c = call_unit(l, Callee::Table(f), target, back);
-    l.b.ins().jump(returned, &[c.into()]);
+    let results = call_unit(l, Callee::Table(f), target, back);
+    l.b.ins().jump(returned, &results);
     l.seal(&[returned]);
 }
 
@@ -524,13 +537,15 @@ enum Callee {
     Table(Value),
 }
 
-/// Calls `callee` at `target` with `back` as the return it waits for; the callee's exit code.
-fn call_unit(l: &mut Lower<'_>, callee: Callee, target: Value, back: u64) -> Value {
+/// Calls `callee` at `target` with `back` as the return it waits for; the callee's exit code
+/// and its `CARRIED` registers, as the arguments of a jump to the block that goes on.
+fn call_unit(l: &mut Lower<'_>, callee: Callee, target: Value, back: u64) -> Vec<ir::BlockArg> {
     let cpu = l.cpu();
     let back = l.code_addr(back);
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
-    let args = [cpu, l.insns_run(), target];
+    let carried = carried_now(l);
+    let args = unit_args(l.insns_run(), target, carried);
     let inst = match callee {
         Callee::Linked(f) => l.b.ins().call(f, &args),
         Callee::Table(f) => {
@@ -538,24 +553,25 @@ fn call_unit(l: &mut Lower<'_>, callee: Callee, target: Value, back: u64) -> Val
             l.b.ins().call_indirect(sig, f, &args)
         }
     };
-    let code = l.b.inst_results(inst)[0];
+    let results: Vec<ir::BlockArg> = l.b.inst_results(inst).iter().map(|&v| v.into()).collect();
     l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
-    code
+    results
 }
 
-/// After a host call that ended with exit `code`: on here, with nothing cached, where the
-/// callee returned to this unit; any other exit code goes on up to the dispatcher, which the
-/// callee made ready for (the context holds the whole state and the instructions run).
-fn went_on_here(l: &mut Lower<'_>, code: Value) {
+/// After a host call that ended with exit `code`: on here, with nothing cached but the
+/// `CARRIED` registers the callee gave back, where the callee returned to this unit; any other
+/// exit code goes on up to the dispatcher, which the callee made ready for (the context holds
+/// the whole state and the instructions run).
+fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4]) {
     let returned = l.b.ins().icmp_imm_u(IntCC::Equal, code, exit::RETURN as i64);
     let (back_here, leave) = (l.b.create_block(), l.b.create_block());
     l.b.ins().brif(returned, back_here, &[], leave, &[]);
     l.seal(&[back_here, leave]);
     l.b.switch_to_block(leave);
     l.b.set_cold_block(leave);
-    l.b.ins().return_(&[code]);
+    return_code(&mut l.b, code, insns, None);
     l.b.switch_to_block(back_here);
-    l.returned_from_call();
+    l.returned_from_call(insns, carried);
 }
 
 /// A `ret` to `to`: back to the unit that called with a host call and waits for this
@@ -574,16 +590,17 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
     l.b.ins().brif(home, back, &[], on, &[]);
     l.seal(&[back, on]);
     l.b.switch_to_block(back);
-    l.store_insns();
+    let carried = carried_now(l);
     let code = l.b.ins().iconst(types::I64, exit::RETURN as i64);
-    l.b.ins().return_(&[code]);
+    l.return_with(code, Some(carried));
     l.b.switch_to_block(on);
     exit_unit(l, to, exit::NEXT, false);
 }
 
 /// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
 /// and the slot's address (the unit's entry is its second word).
-fn chain_lookup(b: &mut FunctionBuilder<'_>, cpu: Value, next: Value) -> (Value, Value) {
+fn chain_lookup(b: &mut FunctionBuilder<'_>, next: Value) -> (Value, Value) {
+    let cpu = b.ins().get_pinned_reg(types::I64);
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
     let sh = b.ins().ushr_imm_u(next, i64::from(crate::cpu::CHAIN_BITS));
     let h = b.ins().bxor(next, sh);
@@ -595,12 +612,12 @@ fn chain_lookup(b: &mut FunctionBuilder<'_>, cpu: Value, next: Value) -> (Value,
 }
 
 /// Chain: if the table slot of the next rip holds its unit, jump straight into it with `args`
-/// (the context, the count of instructions run and the next rip); a miss goes on in a new
-/// block, laid out with the cold code, that returns to the dispatcher. Not `hot`: the jump is
-/// laid out with the cold code too (the exit has a link, which it takes unless links are
-/// forbidden).
-fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: [Value; 3], hot: bool) {
-    let (hit, slot) = chain_lookup(b, args[0], args[2]);
+/// (`unit_args`: the count of instructions run, the next rip, the `CARRIED` registers); a miss
+/// goes on in a new block, laid out with the cold code, that returns to the dispatcher. Not
+/// `hot`: the jump is laid out with the cold code too (the exit has a link, which it takes
+/// unless links are forbidden).
+fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: [Value; 6], hot: bool) {
+    let (hit, slot) = chain_lookup(b, args[1]);
     let (go, back) = (b.create_block(), b.create_block());
     b.ins().brif(hit, go, &[], back, &[]);
     b.seal_block(go);
@@ -623,13 +640,13 @@ pub fn lower_link_stub(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa) {
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
-    let args: [Value; 3] = std::array::from_fn(|i| b.block_params(entry)[i]);
-    let [cpu, insns, rip] = args;
+    let args: [Value; 6] = std::array::from_fn(|i| b.block_params(entry)[i]);
+    let [insns, rip, ..] = args;
+    let cpu = b.ins().get_pinned_reg(types::I64);
     b.ins().store(mf(), rip, cpu, off::RIP);
     let sig = b.import_signature(super::unit_signature());
     chain(&mut b, sig, args, true);
-    add_insns_run(&mut b, cpu, insns);
     let c = b.ins().iconst(types::I64, exit::NEXT as i64);
-    b.ins().return_(&[c]);
+    return_code(&mut b, c, insns, None);
     b.finalize(isa.frontend_config());
 }

@@ -119,7 +119,8 @@ extern "C" fn on_host_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc
 }
 
 /// Makes the interrupted thread continue at `pc` as if the trampoline's call had returned
-/// `ret`, with its stack and frame pointers as they were at the call.
+/// `ret` (and no guest instructions run: the count of the chain the fault ended is lost, a
+/// statistic only), with its stack and frame pointers as they were at the call.
 #[cfg(target_arch = "x86_64")]
 fn resume_at_landing(ctx: *mut libc::c_void, pc: u64, sp: u64, fp: u64, ret: u64) {
     // SAFETY: the kernel passes the interrupted thread's ucontext.
@@ -129,6 +130,7 @@ fn resume_at_landing(ctx: *mut libc::c_void, pc: u64, sp: u64, fp: u64, ret: u64
     g[libc::REG_RSP as usize] = sp as i64;
     g[libc::REG_RBP as usize] = fp as i64;
     g[libc::REG_RAX as usize] = ret as i64;
+    g[libc::REG_RCX as usize] = 0;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -140,6 +142,7 @@ fn resume_at_landing(ctx: *mut libc::c_void, pc: u64, sp: u64, fp: u64, ret: u64
     m.sp = sp;
     m.regs[29] = fp;
     m.regs[0] = ret;
+    m.regs[1] = 0;
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
