@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 8;
+pub const CPU_LAYOUT_VERSION: u32 = 9;
 
 /// log2 of the entries in the chaining table.
 pub const CHAIN_BITS: u32 = 20;
@@ -154,6 +154,9 @@ pub struct Cpu {
     /// The lowest host stack pointer at which a unit may still call another (set by the
     /// trampoline, `HOST_STACK_FOR_CALLS` below its own).
     pub call_floor: u64,
+    /// `call_floor` while `links` allows links, else `u64::MAX`: a linked call tests both with
+    /// one comparison (set by the trampoline).
+    pub link_floor: u64,
 }
 
 impl Cpu {
@@ -190,6 +193,7 @@ impl Cpu {
             fault_info: 0,
             ret_expect: NO_RETURN,
             call_floor: u64::MAX,
+            link_floor: u64::MAX,
         })
     }
 }
@@ -225,4 +229,5 @@ pub mod off {
     pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;
     pub const RET_EXPECT: i32 = offset_of!(Cpu, ret_expect) as i32;
     pub const CALL_FLOOR: i32 = offset_of!(Cpu, call_floor) as i32;
+    pub const LINK_FLOOR: i32 = offset_of!(Cpu, link_floor) as i32;
 }

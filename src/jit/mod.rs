@@ -296,6 +296,10 @@ impl Jit {
         b.ins().store(mf, none_waits, cpu, crate::cpu::off::RET_EXPECT);
         let floor = b.ins().iadd_imm_s(sp, -(crate::cpu::HOST_STACK_FOR_CALLS as i64));
         b.ins().store(mf, floor, cpu, crate::cpu::off::CALL_FLOOR);
+        let links = b.ins().load(types::I64, mf, cpu, crate::cpu::off::LINKS);
+        let no_floor = b.ins().iconst(types::I64, -1);
+        let link_floor = b.ins().select(links, floor, no_floor);
+        b.ins().store(mf, link_floor, cpu, crate::cpu::off::LINK_FLOOR);
         let done = b.create_block();
         b.append_block_param(done, types::I64);
         b.append_block_param(done, types::I64);

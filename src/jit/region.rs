@@ -279,7 +279,12 @@ impl Layout<'_> {
             // What a callee reads, for a direct call; every flag, else (`Region::flags_out`).
             Next::Computed(v) => exit_unit(l, v, exit::NEXT, self.region.flags_out[i] != 0),
             Next::Call(v, back, direct) => self.call(l, i, v, back, direct),
-            Next::Return(v) => exit_return(l, v, self.region.flags_out[i] != 0),
+            Next::Return(v) => {
+                // What the unit stored may have rewritten the caller's code: the caller, which
+                // goes on without a check of its own, must not run it stale.
+                let check = self.stores.iter().any(|&s| s).then_some(self.interrupt);
+                exit_return(l, v, self.region.flags_out[i] != 0, check)
+            }
             Next::Syscall(n) => {
                 let v = l.code_addr(n);
                 exit_unit(l, v, exit::SYSCALL, true)
@@ -303,26 +308,20 @@ impl Layout<'_> {
         let cpu = l.cpu();
         l.b.ins().store(mf(), target, cpu, off::RIP);
         let link = direct.and_then(|t| l.link_to(t));
-        let floor = l.b.ins().load(types::I64, mf(), cpu, off::CALL_FLOOR);
-        let sp = l.b.ins().get_stack_pointer(types::I64);
-        let has_room = l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor);
-        let (room, exit, returned) = (l.b.create_block(), l.b.create_block(), l.b.create_block());
+        let (exit, returned) = (l.b.create_block(), l.b.create_block());
         let code = l.b.append_block_param(returned, types::I64);
         let insns = l.b.append_block_param(returned, types::I64);
         let carried = CARRIED.map(|_| l.b.append_block_param(returned, types::I64));
-        l.b.ins().brif(has_room, room, &[], exit, &[]);
-        l.seal(&[room]);
         let kept = l.state;
+        call_callee(l, link, (target, back), exit, returned);
         l.b.switch_to_block(exit);
         l.b.set_cold_block(exit);
         exit_unit(l, target, exit::NEXT, false);
         l.state = kept;
-        l.b.switch_to_block(room);
-        call_callee(l, link, (target, back), exit, returned);
         l.b.switch_to_block(returned);
+        // A callee that stored checked the interrupt word before it returned here; a signal
+        // that came meanwhile waits for the next check.
         went_on_here(l, code, insns, carried);
-        // The callee may have changed code or a signal may wait: the dispatcher sees to it.
-        interrupt_check(l, self.interrupt, back);
         match self.region.returns[i] {
             Some(j) => {
                 l.revalidate();
@@ -500,8 +499,9 @@ fn links_allowed(l: &mut Lower<'_>) -> (ir::Block, ir::Block) {
 }
 
 /// Calls the unit at `target` (waiting for the return to `back`) through its link where there
-/// is one and links are allowed, else as the chaining table finds it (a miss goes to `missed`),
-/// and goes on to `returned` with the callee's exit code. Seals both blocks.
+/// is one, links are allowed and the host stack has room (one comparison with
+/// `Cpu::link_floor`), else as the chaining table finds it where the stack has room; goes on
+/// to `returned` with the callee's results, or to `missed` where it cannot call. Seals both.
 fn call_callee(
     l: &mut Lower<'_>,
     link: Option<FuncRef>,
@@ -509,13 +509,30 @@ fn call_callee(
     missed: ir::Block,
     returned: ir::Block,
 ) {
+    let carried = carried_now(l);
+    let sp = l.b.ins().get_stack_pointer(types::I64);
     if let Some(f) = link {
-        let (linked, table) = links_allowed(l);
+        let cpu = l.cpu();
+        let floor = l.b.ins().load(types::I64, mf(), cpu, off::LINK_FLOOR);
+        let linked_room = l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor);
+        let (linked, other) = (l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(linked_room, linked, &[], other, &[]);
+        l.seal(&[linked, other]);
         l.b.switch_to_block(linked);
-        let results = call_unit(l, Callee::Linked(f), target, back);
+        let results = call_unit(l, Callee::Linked(f), (target, back), carried);
         l.b.ins().jump(returned, &results);
-        l.b.switch_to_block(table);
-        l.b.set_cold_block(table);
+        l.b.switch_to_block(other);
+        l.b.set_cold_block(other);
+    }
+    let cpu = l.cpu();
+    let floor = l.b.ins().load(types::I64, mf(), cpu, off::CALL_FLOOR);
+    let has_room = l.b.ins().icmp(IntCC::UnsignedGreaterThan, sp, floor);
+    let room = l.b.create_block();
+    l.b.ins().brif(has_room, room, &[], missed, &[]);
+    l.seal(&[room]);
+    l.b.switch_to_block(room);
+    if link.is_some() {
+        l.b.set_cold_block(room);
     }
     let (hit, slot) = chain_lookup(&mut l.b, target);
     let call = l.b.create_block();
@@ -526,7 +543,7 @@ fn call_callee(
         l.b.set_cold_block(call);
     }
     let f = l.b.ins().load(types::I64, mf(), slot, 8);
-    let results = call_unit(l, Callee::Table(f), target, back);
+    let results = call_unit(l, Callee::Table(f), (target, back), carried);
     l.b.ins().jump(returned, &results);
     l.seal(&[returned]);
 }
@@ -537,14 +554,19 @@ enum Callee {
     Table(Value),
 }
 
-/// Calls `callee` at `target` with `back` as the return it waits for; the callee's exit code
-/// and its `CARRIED` registers, as the arguments of a jump to the block that goes on.
-fn call_unit(l: &mut Lower<'_>, callee: Callee, target: Value, back: u64) -> Vec<ir::BlockArg> {
+/// Calls `callee` at `target` with `back` as the return it waits for and `carried` as the
+/// `CARRIED` registers; the callee's results, as the arguments of a jump to the block that
+/// goes on.
+fn call_unit(
+    l: &mut Lower<'_>,
+    callee: Callee,
+    (target, back): (Value, u64),
+    carried: [Value; 4],
+) -> Vec<ir::BlockArg> {
     let cpu = l.cpu();
     let back = l.code_addr(back);
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
-    let carried = carried_now(l);
     let args = unit_args(l.insns_run(), target, carried);
     let inst = match callee {
         Callee::Linked(f) => l.b.ins().call(f, &args),
@@ -576,21 +598,34 @@ fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4
 
 /// A `ret` to `to`: back to the unit that called with a host call and waits for this
 /// address (`exit::RETURN`), else on through the chaining table like any exit. The flags go
-/// to the context only when `flags_read`.
-fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
+/// to the context only when `flags_read`. With `check` (the interrupt word's address), a
+/// waiting signal or a change of code returns to the dispatcher instead of the caller.
+fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: Option<Value>) {
     l.flush_regs();
     if flags_read {
         l.flush_flags();
     }
     let cpu = l.cpu();
     l.b.ins().store(mf(), to, cpu, off::RIP);
+    // Read before the paths part: a value a path loads would not reach the other.
+    let carried = carried_now(l);
     let expected = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     let home = l.b.ins().icmp(IntCC::Equal, to, expected);
     let (back, on) = (l.b.create_block(), l.b.create_block());
     l.b.ins().brif(home, back, &[], on, &[]);
     l.seal(&[back, on]);
     l.b.switch_to_block(back);
-    let carried = carried_now(l);
+    if let Some(iw) = check {
+        let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
+        let (stop, home) = (l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(flag, stop, &[], home, &[]);
+        l.seal(&[stop, home]);
+        l.b.switch_to_block(stop);
+        l.b.set_cold_block(stop);
+        let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+        l.return_with(code, None);
+        l.b.switch_to_block(home);
+    }
     let code = l.b.ins().iconst(types::I64, exit::RETURN as i64);
     l.return_with(code, Some(carried));
     l.b.switch_to_block(on);
