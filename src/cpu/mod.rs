@@ -123,7 +123,8 @@ pub struct Cpu {
     /// pack through their links, past the dispatcher's checks: while every module whose units
     /// run is known to hold its file's bytes unchanged (`dispatch::prefill`).
     pub links: u64,
-    /// Guest instructions executed in compiled code (each unit adds its length on entry).
+    /// Guest instructions executed in compiled code (the trampoline adds what the units it
+    /// entered ran: `jit::unit_signature`).
     pub insns_compiled: u64,
     /// Host address of a word that is non-zero when a signal waits: units then return to the
     /// dispatcher at entry.

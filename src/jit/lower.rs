@@ -132,8 +132,7 @@ pub(super) struct Lower<'a> {
     /// XMM registers as I8X16 variables.
     xregs: [Variable; 16],
     /// Guest instructions run since the dispatcher last entered compiled code (the units
-    /// chained before this one pass their count on), added to the context's count where
-    /// control returns to the dispatcher.
+    /// chained before this one pass their count on), returned with the exit code.
     insns: Variable,
     pub state: Cached,
     /// Liveness of the current instruction's flags.
