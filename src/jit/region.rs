@@ -422,21 +422,29 @@ fn branch_condition(dfg: &ir::DataFlowGraph, mut c: Value) -> (Value, bool) {
 }
 
 /// On an edge: a waiting signal or a change of code (in the interrupt word at `iw`) leaves
-/// the unit for `target`. An atomic load, which Cranelift never merges with an earlier one: a loop that
-/// stores nothing must still see the word change.
+/// the unit for `target` (`when_interrupted`: a loop that stores nothing must still see the
+/// word change).
 fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
-    let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
-    let (leave, stay) = (l.b.create_block(), l.b.create_block());
-    l.b.ins().brif(flag, leave, &[], stay, &[]);
-    l.seal(&[leave, stay]);
-    l.b.switch_to_block(leave);
-    l.b.set_cold_block(leave);
+    let stay = when_interrupted(l, iw);
     let kept = l.state;
     l.checkpoint(target);
     l.state = kept;
     let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_with(code, None);
     l.b.switch_to_block(stay);
+}
+
+/// Branches on the interrupt word at `iw`: goes on in a new block, laid out with the cold
+/// code, where it is set (the caller leaves the unit there); returns the block where it is
+/// clear. An atomic load, which Cranelift never merges with an earlier one.
+fn when_interrupted(l: &mut Lower<'_>, iw: Value) -> ir::Block {
+    let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
+    let (leave, stay) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(flag, leave, &[], stay, &[]);
+    l.seal(&[leave, stay]);
+    l.b.switch_to_block(leave);
+    l.b.set_cold_block(leave);
+    stay
 }
 
 /// Leaves the unit for `next` with exit `code`, writing back the cached state first (the
@@ -616,12 +624,7 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: Option<Val
     l.seal(&[back, on]);
     l.b.switch_to_block(back);
     if let Some(iw) = check {
-        let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
-        let (stop, home) = (l.b.create_block(), l.b.create_block());
-        l.b.ins().brif(flag, stop, &[], home, &[]);
-        l.seal(&[stop, home]);
-        l.b.switch_to_block(stop);
-        l.b.set_cold_block(stop);
+        let home = when_interrupted(l, iw);
         let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
         l.return_with(code, None);
         l.b.switch_to_block(home);
