@@ -2,7 +2,7 @@
 //! tracked at translation time, memory accessed as `base + (addr & mask)`, everything else
 //! through the helper table reached from the context.
 
-use super::{CARRIED, H_COND, H_RFLAGS, H_SLOW};
+use super::{CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off};
@@ -101,9 +101,46 @@ impl Regs {
         })
     }
 
-    /// The registers `ins` may read or write.
-    pub fn used_by(ins: &Instruction) -> Regs {
-        Regs::accessed_by(ins, |a| a != iced_x86::OpAccess::None)
+    /// The registers `ins` may read: what it reads, and what it writes in part (the rest of
+    /// the register is kept) or only under a condition.
+    pub fn read_by(ins: &Instruction) -> Regs {
+        use iced_x86::OpAccess;
+        Regs::accessed_by(ins, |a| match a {
+            OpAccess::None | OpAccess::NoMemAccess => false,
+            OpAccess::Write => false,
+            _ => true,
+        })
+        .union(Regs::written_in_part(ins))
+    }
+
+    /// The registers `ins` writes whole without reading them first.
+    pub fn replaced_by(ins: &Instruction) -> Regs {
+        Regs::accessed_by(ins, |a| a == iced_x86::OpAccess::Write).minus(Regs::read_by(ins))
+    }
+
+    /// The GPRs `ins` writes 8 or 16 bits of, which keeps the rest.
+    fn written_in_part(ins: &Instruction) -> Regs {
+        let mut info = iced_x86::InstructionInfoFactory::new();
+        let gpr = info
+            .info(ins)
+            .used_registers()
+            .iter()
+            .filter(|u| u.access() == iced_x86::OpAccess::Write && u.register().is_gpr() && u.register().size() < 4)
+            .fold(0u16, |m, u| m | 1 << u.register().full_register().number());
+        Regs { gpr, xmm: 0 }
+    }
+
+    /// The `CARRIED` registers.
+    pub const CARRIED: Regs = Regs {
+        gpr: CARRIED_MASK,
+        xmm: 0,
+    };
+
+    pub fn minus(self, o: Regs) -> Regs {
+        Regs {
+            gpr: self.gpr & !o.gpr,
+            xmm: self.xmm & !o.xmm,
+        }
     }
 
     fn accessed_by(ins: &Instruction, counts: impl Fn(iced_x86::OpAccess) -> bool) -> Regs {
@@ -152,8 +189,6 @@ pub(super) struct Lower<'a> {
     /// relies on it; a write outside them makes the compile fail (`unpredicted`).
     pub predicted: Option<Regs>,
     pub unpredicted: bool,
-    /// The registers whose variables are current at every block's start.
-    pub tracked: Regs,
     /// Where the slow path of the instruction being lowered joins its common case
     /// (`slow_unless`), once the instruction is done.
     join: Option<cranelift_codegen::ir::Block>,
@@ -200,15 +235,13 @@ fn guest_mf() -> MemFlagsData {
 
 impl<'a> Lower<'a> {
     /// Starts lowering into `b`, whose current block is the unit's body. The registers in
-    /// `tracked` are loaded into their variables there (the `CARRIED` ones come in `carried`)
-    /// and kept current on every edge, as a unit of many blocks needs them defined on every
-    /// path (the registers its instructions use); any other register is loaded in the block
-    /// that reads it, where it is first read.
+    /// `live` are loaded into their variables there (the `CARRIED` ones come in `carried`);
+    /// any other register is loaded where it is first read.
     pub fn new(
         mut b: FunctionBuilder<'a>,
         isa: &dyn TargetIsa,
         (entry_rip, head): (Value, u64),
-        tracked: Regs,
+        live: Regs,
         (insns_before, carried): (Value, [Value; 4]),
     ) -> Self {
         let helper_sig = b.import_signature(helper_signature(isa));
@@ -223,10 +256,11 @@ impl<'a> Lower<'a> {
             }
             var
         };
-        let gprs = tracked.gprs();
-        let in_context = |r: usize| gprs[r] && !CARRIED.contains(&r);
+        let live = live.union(Regs::CARRIED);
+        let gprs = live.gprs();
+        let in_context = |r: usize| gprs[r] && CARRIED_MASK & 1 << r == 0;
         let regs: [Variable; 16] = std::array::from_fn(|r| var(types::I64, off::gpr(r), in_context(r)));
-        let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r), tracked.xmms()[r]));
+        let xregs = std::array::from_fn(|r| var(types::I8X16, off::xmm(r), live.xmms()[r]));
         for (r, v) in CARRIED.into_iter().zip(carried) {
             b.def_var(regs[r], v);
         }
@@ -238,8 +272,7 @@ impl<'a> Lower<'a> {
             regs,
             xregs,
             insns,
-            state: Cached::at_start(Regs::default(), tracked),
-            tracked,
+            state: Cached::at_start(Regs::default(), live),
             join: None,
             outside: None,
             known: Known::default(),
@@ -430,10 +463,11 @@ impl<'a> Lower<'a> {
         self.state.flags = None;
     }
 
-    /// Makes the tracked registers' variables hold the current value again (reloading what a
-    /// helper may have changed), as every block of the region expects at its start.
-    pub fn revalidate(&mut self) {
-        let (gprs, xmms) = (self.tracked.gprs(), self.tracked.xmms());
+    /// Makes the variables of the registers in `live` hold the current value (loading what a
+    /// helper may have changed or what was not loaded yet), as the block the code goes on in
+    /// expects at its start.
+    pub fn revalidate(&mut self, live: Regs) {
+        let (gprs, xmms) = (live.gprs(), live.xmms());
         for r in 0..16 {
             if gprs[r] && !self.state.valid[r] {
                 let cpu = self.cpu();
@@ -445,9 +479,9 @@ impl<'a> Lower<'a> {
                 let v = self.b.ins().load(types::I8X16, mf(), cpu, off::xmm(r));
                 self.b.def_var(self.xregs[r], v);
             }
+            self.state.valid[r] |= gprs[r];
+            self.state.xvalid[r] |= xmms[r];
         }
-        self.state.valid = gprs;
-        self.state.xvalid = xmms;
     }
 
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
@@ -479,8 +513,10 @@ impl<'a> Lower<'a> {
         if x == self.entry_rip || self.known().in_space.contains(&x) {
             return;
         }
-        let top = self.b.ins().iconst(types::I64, GUEST_SPACE as i64);
-        let outside = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, x, top);
+        // The high bits, shifted down: a comparison with the guest space's top would load the
+        // 64-bit constant from the unit's code, a data access to code pages on every check.
+        const _: () = assert!(GUEST_SPACE.is_power_of_two());
+        let outside = self.b.ins().ushr_imm_u(x, i64::from(GUEST_SPACE.trailing_zeros()));
         let fault = *self.outside.get_or_insert_with(|| self.b.create_block());
         self.leave_if(outside, fault);
         self.known.in_space.push(x);

@@ -58,37 +58,21 @@ pub fn lower_region(
     let (insns_before, entry_rip) = (params[0], params[1]);
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
     let interrupt = prologue(&mut b, insns_before);
-    // A unit of many blocks keeps the registers its instructions use in variables throughout;
-    // a unit of one block loads each where it is first read, but for the `CARRIED` registers,
-    // which come in variables already.
-    let used = region
-        .blocks
-        .iter()
-        .flat_map(|b| &b.insns)
-        .fold(Regs::default(), |r, ins| r.union(Regs::used_by(ins)));
-    let carried_mask = CARRIED.iter().fold(0u16, |m, &r| m | 1 << r);
-    let tracked = if region.blocks.len() > 1 {
-        used
-    } else {
-        Regs {
-            gpr: used.gpr & carried_mask,
-            xmm: 0,
-        }
-    };
-    let mut l = Lower::new(b, isa, (entry_rip, region.head()), tracked, (insns_before, carried));
+    let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints(region)));
+    let live_in = live_at_starts(region, &dirty_in);
+    let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
     l.links = linked.then(Vec::new);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);
-    let checkpoints = checkpoints(region);
-    let effects = block_effects(region, &checkpoints);
     let mut layout = Layout {
         region,
         idom: region.dominators(),
         checked_at_end: Vec::new(),
-        checkpoints,
+        checkpoints: checkpoints(region),
         interrupt,
         starts,
-        dirty_in: dirty_at_starts(region, &effects),
+        dirty_in,
+        live_in,
         stores: region
             .blocks
             .iter()
@@ -178,6 +162,53 @@ fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
     }
 }
 
+/// Per block: the registers whose variables must hold their value where it starts: those that
+/// may differ from the context there (`dirty_in`: an exit or a checkpoint stores them), the
+/// `CARRIED` ones (every exit hands them on) and, in a unit of many blocks, those that some
+/// path from there reads before it replaces them (within the region: after a call the code
+/// goes on from the context). Any other register is loaded where a block first reads it: a
+/// unit of one block loads every register so, and none it does not read.
+fn live_at_starts(region: &Region, dirty_in: &[Regs]) -> Vec<Regs> {
+    let at_least = |i: usize| dirty_in[i].union(Regs::CARRIED);
+    let n = region.blocks.len();
+    if n == 1 {
+        return vec![at_least(0)];
+    }
+    // Per block: what it reads before replacing it, and what it replaces.
+    let transfer: Vec<(Regs, Regs)> = region
+        .blocks
+        .iter()
+        .map(|b| {
+            b.insns
+                .iter()
+                .rev()
+                .fold((Regs::default(), Regs::default()), |(read, replaced), ins| {
+                    let (r, w) = (Regs::read_by(ins), Regs::replaced_by(ins));
+                    (read.minus(w).union(r), replaced.union(w).minus(r))
+                })
+        })
+        .collect();
+    let mut live: Vec<Regs> = (0..n).map(at_least).collect();
+    loop {
+        let mut changed = false;
+        for i in (0..n).rev() {
+            let out = region.targets[i]
+                .iter()
+                .filter_map(|&(_, j)| j)
+                .fold(Regs::default(), |o, j| o.union(live[j]));
+            let (read, replaced) = transfer[i];
+            let now = out.minus(replaced).union(read).union(live[i]);
+            if now != live[i] {
+                live[i] = now;
+                changed = true;
+            }
+        }
+        if !changed {
+            return live;
+        }
+    }
+}
+
 /// The unit's entry: returns at once when a signal waits (rip already holds this unit's
 /// address), adding the instructions the units before it ran to the context's count.
 /// Returns the address of the thread's interrupt word.
@@ -212,6 +243,9 @@ struct Layout<'r> {
     /// The Cranelift block where each guest block starts.
     starts: Vec<ir::Block>,
     dirty_in: Vec<Regs>,
+    /// Per block: the registers whose variables hold their value where it starts
+    /// (`live_at_starts`).
+    live_in: Vec<Regs>,
     /// Per block: whether it may write guest memory.
     stores: Vec<bool>,
     /// The edges that close a cycle (`Region::retreating_edges`).
@@ -233,8 +267,8 @@ impl Layout<'_> {
         if !later {
             l.seal(&[self.starts[i]]);
         }
-        // Every edge into a block leaves the variables current.
-        l.state = Cached::at_start(self.dirty_in[i], l.tracked);
+        // Every edge into a block leaves the variables of its live registers current.
+        l.state = Cached::at_start(self.dirty_in[i], self.live_in[i]);
         l.end = None;
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
@@ -324,7 +358,7 @@ impl Layout<'_> {
         went_on_here(l, code, insns, carried);
         match self.region.returns[i] {
             Some(j) => {
-                l.revalidate();
+                l.revalidate(self.live_in[j]);
                 l.b.ins().jump(self.starts[j], &[]);
             }
             None => exit_to(l, back, false),
@@ -352,7 +386,7 @@ impl Layout<'_> {
         } else if !self.dirty_in[j].contains(l.state.dirty()) {
             l.unpredicted = true;
         }
-        l.revalidate();
+        l.revalidate(self.live_in[j]);
         // Every cycle has a retreating edge (one that closes it in a depth-first walk), so
         // loops stay interruptible; and after a block that stores, the store may have
         // rewritten the next block (its write fault wakes the thread), which must then be
