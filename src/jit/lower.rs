@@ -105,10 +105,8 @@ impl Regs {
     /// the register is kept) or only under a condition.
     pub fn read_by(ins: &Instruction) -> Regs {
         use iced_x86::OpAccess;
-        Regs::accessed_by(ins, |a| match a {
-            OpAccess::None | OpAccess::NoMemAccess => false,
-            OpAccess::Write => false,
-            _ => true,
+        Regs::accessed_by(ins, |a| {
+            !matches!(a, OpAccess::None | OpAccess::NoMemAccess | OpAccess::Write)
         })
         .union(Regs::written_in_part(ins))
     }
