@@ -269,6 +269,9 @@ pub fn cond<O: Ops>(o: &mut O, f: &Flags<O::V>, cc: Cc) -> O::V {
     let negate = (cc as u8) & 1 == 1;
     let base = Cc::from_u8(cc as u8 & !1);
     let v = match (f.kind, base) {
+        // The operands are zero-extended from the operation's size, so their difference
+        // is zero exactly when they are equal.
+        (FlagKind::Sub, Cc::E) => o.cmp(Cmp::Eq, f.a, f.b),
         (FlagKind::Sub, Cc::B) => o.cmp(Cmp::Ult, f.a, f.b),
         (FlagKind::Sub, Cc::Be) => o.cmp(Cmp::Ule, f.a, f.b),
         (FlagKind::Sub, Cc::L) => {
