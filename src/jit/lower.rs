@@ -11,8 +11,8 @@ use crate::semantics;
 use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData, SigRef,
-    Signature, TrapCode, Type, UserExternalName, Value,
+    types, AbiParam, BlockArg, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData,
+    SigRef, Signature, TrapCode, Type, UserExternalName, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -192,6 +192,10 @@ pub(super) struct Lower<'a> {
     join: Option<cranelift_codegen::ir::Block>,
     /// The block addresses outside the guest space branch to (`finish_outside` fills it).
     outside: Option<cranelift_codegen::ir::Block>,
+    /// The unit's one return (`return_counted`), and the block every exit through the
+    /// chaining table goes through (`region::finish_chain` fills it).
+    ret_block: Option<cranelift_codegen::ir::Block>,
+    pub chain_block: Option<cranelift_codegen::ir::Block>,
     /// What checks that dominate the current block established.
     known: Known,
     /// Compiled for a pack: the units this one links to (`cache_format::Link`), by guest
@@ -273,6 +277,8 @@ impl<'a> Lower<'a> {
             state: Cached::at_start(Regs::default(), live),
             join: None,
             outside: None,
+            ret_block: None,
+            chain_block: None,
             known: Known::default(),
             flags_live: true,
             helper_sig,
@@ -381,7 +387,35 @@ impl<'a> Lower<'a> {
     /// registers' values (where the code is `exit::RETURN`).
     pub fn return_with(&mut self, code: Value, carried: Option<[Value; 4]>) {
         let insns = self.b.use_var(self.insns);
-        super::return_code(&mut self.b, code, insns, carried);
+        self.return_counted(code, insns, carried);
+    }
+
+    /// Returns from the unit with exit `code`, `insns` instructions run and the `CARRIED`
+    /// registers' values (zeros where none are given), through the unit's one return
+    /// (`finish_return`): a unit has many ways out, and its frame is torn down in one place.
+    pub fn return_counted(&mut self, code: Value, insns: Value, carried: Option<[Value; 4]>) {
+        let carried = carried.unwrap_or_else(|| [self.b.ins().iconst(types::I64, 0); 4]);
+        let ret = match self.ret_block {
+            Some(r) => r,
+            None => {
+                let r = self.b.create_block();
+                for _ in 0..2 + CARRIED.len() {
+                    self.b.append_block_param(r, types::I64);
+                }
+                *self.ret_block.insert(r)
+            }
+        };
+        let args: Vec<BlockArg> = [code, insns].into_iter().chain(carried).map(BlockArg::from).collect();
+        self.b.ins().jump(ret, &args);
+    }
+
+    /// Fills the unit's one return (`return_counted`), once every way out is lowered.
+    pub fn finish_return(&mut self) {
+        if let Some(r) = self.ret_block.take() {
+            self.b.switch_to_block(r);
+            let values = self.b.block_params(r).to_vec();
+            self.b.ins().return_(&values);
+        }
     }
 
     /// Stores every dirty register and the flags to the context.
@@ -565,7 +599,7 @@ impl<'a> Lower<'a> {
         let c = self.b.use_var(self.insns);
         let c = self.b.ins().iadd_imm_s(c, -(self.insns_after as i64));
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
-        super::return_code(&mut self.b, x, c, None);
+        self.return_counted(x, c, None);
     }
 
     /// Fills the block an address outside the guest space branches to: a load from the

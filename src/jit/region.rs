@@ -85,6 +85,8 @@ pub fn lower_region(
         layout.checked_at_end.push(checked);
     }
     l.finish_outside();
+    finish_chain(&mut l);
+    l.finish_return();
     l.b.seal_all_blocks();
     let ok = !l.unpredicted;
     let links = l.links.take().unwrap_or_default().into_iter().map(|(t, _)| t).collect();
@@ -502,21 +504,43 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
     }
     let cpu = l.cpu();
     l.b.ins().store(mf(), next, cpu, off::RIP);
-    if code == exit::NEXT {
-        let carried = carried_now(l);
-        if let Some(f) = link {
-            let (linked, table) = links_allowed(l);
-            l.b.switch_to_block(linked);
-            let args = unit_args(l.insns_run(), next, carried);
-            l.b.ins().return_call(f, &args);
-            l.b.switch_to_block(table);
-            l.b.set_cold_block(table);
-        }
-        let args = unit_args(l.insns_run(), next, carried);
-        chain(&mut l.b, l.unit_sig, args, link.is_none());
+    if code != exit::NEXT {
+        let c = l.b.ins().iconst(types::I64, code as i64);
+        return l.return_with(c, None);
     }
-    let c = l.b.ins().iconst(types::I64, code as i64);
-    l.return_with(c, None);
+    let args = unit_args(l.insns_run(), next, carried_now(l));
+    if let Some(f) = link {
+        let (linked, table) = links_allowed(l);
+        l.b.switch_to_block(linked);
+        l.b.ins().return_call(f, &args);
+        l.b.switch_to_block(table);
+        l.b.set_cold_block(table);
+    }
+    let shared = match l.chain_block {
+        Some(c) => c,
+        None => {
+            let c = l.b.create_block();
+            for _ in args {
+                l.b.append_block_param(c, types::I64);
+            }
+            *l.chain_block.insert(c)
+        }
+    };
+    let args: Vec<ir::BlockArg> = args.into_iter().map(ir::BlockArg::from).collect();
+    l.b.ins().jump(shared, &args);
+}
+
+/// Fills the block every exit through the chaining table goes through (`leave`): one lookup
+/// per unit, on to the unit found, else back to the dispatcher.
+fn finish_chain(l: &mut Lower<'_>) {
+    let Some(c) = l.chain_block.take() else {
+        return;
+    };
+    l.b.switch_to_block(c);
+    let args: [Value; 6] = std::array::from_fn(|i| l.b.block_params(c)[i]);
+    chain(&mut l.b, l.unit_sig, args, true);
+    let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+    l.return_counted(next, args[0], None);
 }
 
 /// The `CARRIED` registers' current values (loaded where no variable holds them).
@@ -633,7 +657,7 @@ fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4
     l.seal(&[back_here, leave]);
     l.b.switch_to_block(leave);
     l.b.set_cold_block(leave);
-    return_code(&mut l.b, code, insns, None);
+    l.return_counted(code, insns, None);
     l.b.switch_to_block(back_here);
     l.returned_from_call(insns, carried);
 }
