@@ -94,6 +94,7 @@ corpus! {
     raw_syscalls_without_libc => "asm_syscalls.S";
     atomic_instructions => "asm_atomics.S";
     flags_read_directly => "asm_flags.S";
+    stack_pointer_far_from_any_mapping => "asm_far_stack.S";
     sse2_integer_and_moves => "sse2_integer.c";
     sse_floating_point => "float_sse.c";
     x87_long_double => "x87_long_double.c";

@@ -241,6 +241,17 @@ impl Engine {
             self.stats.units_invalidated += 1;
             i = self.unit_for(rip);
         }
+        let compiled = self.units.list[i].code.is_some() && self.shared.enter.is_some();
+        if compiled && !crate::jit::stack_near(self.cpu.gpr[4]) {
+            // Compiled code accesses the stack unchecked at the stack pointer it is entered
+            // with: where that lies far from the guest space, the baseline tier runs the block.
+            let block = self.decode_at(rip);
+            if block.insns.is_empty() {
+                return Ok(self.fetch_fault(rip));
+            }
+            self.stats.guest_insns_interp += block.insns.len() as u64;
+            return Ok(crate::interp::run_block_guarded(&mut self.cpu, &block));
+        }
         if let (Some(f), Some(enter)) = (self.units.list[i].code, self.shared.enter) {
             // A unit reached through the dispatcher takes (back) its chaining slot, so that
             // the next exit to it from compiled code goes straight there.

@@ -140,6 +140,9 @@ impl Kiln {
         if code.len() > 65536 {
             return Err("unit too large".into());
         }
+        if !crate::jit::stack_near(cpu.gpr[4]) {
+            return Err("a stack pointer compiled code may not be entered with".into());
+        }
         let f = self.page.replace(code).map_err(|e| e.to_string())?;
         crate::linux::signals::set_current(cpu);
         // SAFETY: `f` is the unit just compiled, entered through the trampoline with this

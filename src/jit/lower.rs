@@ -195,7 +195,10 @@ pub(super) struct Lower<'a> {
     /// The unit's one return (`return_counted`), and the block every exit through the
     /// chaining table goes through (`region::finish_chain` fills it).
     ret_block: Option<cranelift_codegen::ir::Block>,
-    pub chain_block: Option<cranelift_codegen::ir::Block>,
+    chain_block: Option<cranelift_codegen::ir::Block>,
+    /// Values that lie near the guest space wherever they are defined (`jit::stack_near`): the
+    /// stack pointer the unit was entered with, and those its callees gave back.
+    near: Vec<Value>,
     /// What checks that dominate the current block established.
     known: Known,
     /// Compiled for a pack: the units this one links to (`cache_format::Link`), by guest
@@ -229,6 +232,25 @@ mod float;
 fn mf() -> MemFlagsData {
     MemFlagsData::trusted()
 }
+
+/// Jumps with `values` to the block in `tail` (made first, with a parameter per value, where
+/// there is none yet): a tail that many ways out of a unit share.
+fn jump_to_shared(b: &mut FunctionBuilder<'_>, tail: &mut Option<cranelift_codegen::ir::Block>, values: &[Value]) {
+    let block = *tail.get_or_insert_with(|| {
+        let t = b.create_block();
+        for _ in values {
+            b.append_block_param(t, types::I64);
+        }
+        t
+    });
+    let args: Vec<BlockArg> = values.iter().copied().map(BlockArg::from).collect();
+    b.ins().jump(block, &args);
+}
+
+/// How far from a value known in the guest space another computed from it by adding a
+/// constant may lie and still count as near it (`Lower::known_near`).
+const NEAR_STEP: u64 = 1 << 20;
+const _: () = assert!(NEAR_STEP < super::STACK_SLACK && super::CARRIED[0] == 4);
 
 /// Guest memory may be unaligned and may fault like the guest's own access.
 fn guest_mf() -> MemFlagsData {
@@ -279,6 +301,7 @@ impl<'a> Lower<'a> {
             outside: None,
             ret_block: None,
             chain_block: None,
+            near: vec![carried[0]],
             known: Known::default(),
             flags_live: true,
             helper_sig,
@@ -395,18 +418,20 @@ impl<'a> Lower<'a> {
     /// (`finish_return`): a unit has many ways out, and its frame is torn down in one place.
     pub fn return_counted(&mut self, code: Value, insns: Value, carried: Option<[Value; 4]>) {
         let carried = carried.unwrap_or_else(|| [self.b.ins().iconst(types::I64, 0); 4]);
-        let ret = match self.ret_block {
-            Some(r) => r,
-            None => {
-                let r = self.b.create_block();
-                for _ in 0..2 + CARRIED.len() {
-                    self.b.append_block_param(r, types::I64);
-                }
-                *self.ret_block.insert(r)
-            }
-        };
-        let args: Vec<BlockArg> = [code, insns].into_iter().chain(carried).map(BlockArg::from).collect();
-        self.b.ins().jump(ret, &args);
+        let values: Vec<Value> = [code, insns].into_iter().chain(carried).collect();
+        jump_to_shared(&mut self.b, &mut self.ret_block, &values);
+    }
+
+    /// Leaves the unit for the unit at the chaining table's slot for the guest address in
+    /// `args` (the next unit's arguments, `region::unit_args`), through the one lookup all the
+    /// unit's ways out through the table share (`take_chain_block`).
+    pub fn exit_through_chain(&mut self, args: [Value; 6]) {
+        jump_to_shared(&mut self.b, &mut self.chain_block, &args);
+    }
+
+    /// The block `exit_through_chain` jumps to, for the caller to fill, if any way out did.
+    pub fn take_chain_block(&mut self) -> Option<cranelift_codegen::ir::Block> {
+        self.chain_block.take()
     }
 
     /// Fills the unit's one return (`return_counted`), once every way out is lowered.
@@ -479,6 +504,7 @@ impl<'a> Lower<'a> {
     /// (nothing cached is current but the `CARRIED` registers, which came back in `carried`),
     /// and `insns` instructions ran so far, the callee's included.
     pub fn returned_from_call(&mut self, insns: Value, carried: [Value; 4]) {
+        self.near.push(carried[0]);
         self.state = Cached::at_start(Regs::default(), Regs::default());
         for (r, v) in CARRIED.into_iter().zip(carried) {
             self.b.def_var(self.regs[r], v);
@@ -541,8 +567,9 @@ impl<'a> Lower<'a> {
     /// Branches to `outside` unless `x` lies in the guest space, when no check of `x`
     /// dominates the current block.
     fn check_in_space(&mut self, x: Value) {
-        // The unit's own address is guest code, inside the guest space.
-        if x == self.entry_rip || self.known().in_space.contains(&x) {
+        // The unit's own address is guest code, inside the guest space; a stack pointer near
+        // it is as good (`jit::stack_near`).
+        if x == self.entry_rip || self.near.contains(&x) || self.known().in_space.contains(&x) {
             return;
         }
         // The high bits, shifted down: a comparison with the guest space's top would load the
@@ -552,6 +579,33 @@ impl<'a> Lower<'a> {
         let fault = *self.outside.get_or_insert_with(|| self.b.create_block());
         self.leave_if(outside, fault);
         self.known.in_space.push(x);
+    }
+
+    /// Records that guest memory at `addr` was accessed: where the access did not fault, the
+    /// address lies in the guest space.
+    fn accessed(&mut self, addr: Value) {
+        self.known().in_space.push(addr);
+    }
+
+    /// Whether `v` is known to lie near the guest space (`jit::stack_near`) where lowering
+    /// stands: a stack pointer the unit was entered with or a callee gave back, or a value
+    /// within `NEAR_STEP` of one checked or accessed in the guest space.
+    pub fn known_near(&mut self, v: Value) -> bool {
+        if self.near.contains(&v) {
+            return true;
+        }
+        let in_space = self.known().in_space.clone();
+        let dfg = &self.b.func.dfg;
+        let (mut u, mut d) = (v, 0i64);
+        loop {
+            if in_space.contains(&u) {
+                return d.unsigned_abs() <= NEAR_STEP;
+            }
+            match constant_step(dfg, u) {
+                Some((rest, step)) if (d + step).unsigned_abs() <= NEAR_STEP => (u, d) = (rest, d + step),
+                _ => return false,
+            }
+        }
     }
 
     /// The values checked to lie in the guest space where lowering stands.
@@ -737,12 +791,15 @@ impl Emitter for Lower<'_> {
     }
     fn load_x(&mut self, addr: Value) -> Value {
         let (p, d) = self.host_addr(addr);
-        self.b.ins().load(types::I8X16, guest_mf(), p, d)
+        let v = self.b.ins().load(types::I8X16, guest_mf(), p, d);
+        self.accessed(addr);
+        v
     }
     fn store_x(&mut self, addr: Value, v: Value) {
         let (p, d) = self.host_addr(addr);
         let v = self.as_ty(v, types::I8X16);
         self.b.ins().store(guest_mf(), v, p, d);
+        self.accessed(addr);
     }
     fn x_from_halves(&mut self, lo: Value, hi: Value) -> Value {
         // scalar_to_vector zeroes the other lane (a scalar load: movq, movsd).
@@ -846,12 +903,14 @@ impl Emitter for Lower<'_> {
     fn load(&mut self, addr: Value, size: u8) -> Value {
         let (p, d) = self.host_addr(addr);
         let i = self.b.ins();
-        match size {
+        let v = match size {
             1 => i.uload8(types::I64, guest_mf(), p, d),
             2 => i.uload16(types::I64, guest_mf(), p, d),
             4 => i.uload32(guest_mf(), p, d),
             _ => i.load(types::I64, guest_mf(), p, d),
-        }
+        };
+        self.accessed(addr);
+        v
     }
     fn store(&mut self, addr: Value, v: Value, size: u8) {
         let (p, d) = self.host_addr(addr);
@@ -862,6 +921,7 @@ impl Emitter for Lower<'_> {
             4 => i.istore32(guest_mf(), v, p, d),
             _ => i.store(guest_mf(), v, p, d),
         };
+        self.accessed(addr);
     }
     fn seg_base(&mut self, fs: bool) -> Value {
         let o = if fs { off::FS_BASE } else { off::GS_BASE };
@@ -1078,29 +1138,32 @@ pub(super) fn iconst_value(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value)
 /// An address as its variable part and a constant displacement that fits a signed 32-bit
 /// number (zero when it has none), looking through additions and subtractions of constants.
 fn split_displacement(dfg: &cranelift_codegen::ir::DataFlowGraph, addr: Value) -> (Value, i32) {
-    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    let constant = |v: Value| iconst_value(dfg, v);
     let (mut x, mut disp) = (addr, 0i64);
-    while let ValueDef::Result(i, 0) = dfg.value_def(x) {
-        // x + c, c + x, or x - c.
-        let step = match dfg.insts[i] {
-            D::Binary {
-                opcode: Opcode::Iadd,
-                args: [a, b],
-            } => constant(b).map(|d| (a, d)).or_else(|| constant(a).map(|d| (b, d))),
-            D::Binary {
-                opcode: Opcode::Isub,
-                args: [a, b],
-            } => constant(b).and_then(|d| Some((a, d.checked_neg()?))),
-            _ => None,
-        };
-        let Some((rest, d)) = step else {
-            break;
-        };
+    while let Some((rest, d)) = constant_step(dfg, x) {
         match disp.checked_add(d).filter(|&t| i32::try_from(t).is_ok()) {
             Some(t) => (x, disp) = (rest, t),
             None => break,
         }
     }
     (x, disp as i32)
+}
+
+/// `v` as another value plus a constant, where it is computed so: x + c, c + x, or x - c.
+fn constant_step(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value) -> Option<(Value, i64)> {
+    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
+    let constant = |v: Value| iconst_value(dfg, v);
+    let ValueDef::Result(i, 0) = dfg.value_def(v) else {
+        return None;
+    };
+    match dfg.insts[i] {
+        D::Binary {
+            opcode: Opcode::Iadd,
+            args: [a, b],
+        } => constant(b).map(|d| (a, d)).or_else(|| constant(a).map(|d| (b, d))),
+        D::Binary {
+            opcode: Opcode::Isub,
+            args: [a, b],
+        } => constant(b).and_then(|d| Some((a, d.checked_neg()?))),
+        _ => None,
+    }
 }

@@ -343,6 +343,7 @@ impl Layout<'_> {
         }
         let cpu = l.cpu();
         l.b.ins().store(mf(), target, cpu, off::RIP);
+        stack_handed_on(l);
         let link = direct.and_then(|t| l.link_to(t));
         let (exit, returned) = (l.b.create_block(), l.b.create_block());
         let code = l.b.append_block_param(returned, types::I64);
@@ -508,6 +509,7 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
         let c = l.b.ins().iconst(types::I64, code as i64);
         return l.return_with(c, None);
     }
+    stack_handed_on(l);
     let args = unit_args(l.insns_run(), next, carried_now(l));
     if let Some(f) = link {
         let (linked, table) = links_allowed(l);
@@ -516,24 +518,13 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
         l.b.switch_to_block(table);
         l.b.set_cold_block(table);
     }
-    let shared = match l.chain_block {
-        Some(c) => c,
-        None => {
-            let c = l.b.create_block();
-            for _ in args {
-                l.b.append_block_param(c, types::I64);
-            }
-            *l.chain_block.insert(c)
-        }
-    };
-    let args: Vec<ir::BlockArg> = args.into_iter().map(ir::BlockArg::from).collect();
-    l.b.ins().jump(shared, &args);
+    l.exit_through_chain(args);
 }
 
 /// Fills the block every exit through the chaining table goes through (`leave`): one lookup
 /// per unit, on to the unit found, else back to the dispatcher.
 fn finish_chain(l: &mut Lower<'_>) {
-    let Some(c) = l.chain_block.take() else {
+    let Some(c) = l.take_chain_block() else {
         return;
     };
     l.b.switch_to_block(c);
@@ -541,6 +532,30 @@ fn finish_chain(l: &mut Lower<'_>) {
     chain(&mut l.b, l.unit_sig, args, true);
     let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_counted(next, args[0], None);
+}
+
+/// Before the stack pointer goes to another unit (an exit, a call, a return to the caller),
+/// with the state and rip in the context: checks that it lies near the guest space
+/// (`jit::stack_near`) where nothing shows it does, and returns to the dispatcher where it
+/// does not.
+fn stack_handed_on(l: &mut Lower<'_>) {
+    let rsp = l.get_reg(4);
+    if l.known_near(rsp) {
+        return;
+    }
+    let shifted = l.b.ins().iadd_imm_u(rsp, super::STACK_SLACK as i64);
+    let shifted = l.b.ins().ushr_imm_u(shifted, i64::from(super::STACK_NEAR_SHIFT));
+    let far =
+        l.b.ins()
+            .icmp_imm_u(IntCC::UnsignedGreaterThan, shifted, super::STACK_NEAR_MAX as i64);
+    let (away, near) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(far, away, &[], near, &[]);
+    l.seal(&[away, near]);
+    l.b.switch_to_block(away);
+    l.b.set_cold_block(away);
+    let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+    l.return_with(next, None);
+    l.b.switch_to_block(near);
 }
 
 /// The `CARRIED` registers' current values (loaded where no variable holds them).
@@ -673,6 +688,7 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: Option<Val
     }
     let cpu = l.cpu();
     l.b.ins().store(mf(), to, cpu, off::RIP);
+    stack_handed_on(l);
     // Read before the paths part: a value a path loads would not reach the other.
     let carried = carried_now(l);
     let expected = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
