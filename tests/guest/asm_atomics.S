@@ -2,25 +2,7 @@
  * results as hex through write(2). No libc. */
     .globl _start
     .text
-hex:                            /* print rax as 16 hex digits and a newline */
-    lea buf+16(%rip), %rdi
-    movb $10, (%rdi)
-    mov $16, %ecx
-2:  dec %rdi
-    mov %eax, %edx
-    and $15, %edx
-    lea digits(%rip), %r8
-    movb (%r8,%rdx), %dl
-    mov %dl, (%rdi)
-    shr $4, %rax
-    dec %ecx
-    jnz 2b
-    mov $1, %eax
-    mov $1, %edi
-    lea buf(%rip), %rsi
-    mov $17, %edx
-    syscall
-    ret
+#include "print_hex.inc"
 _start:
     movq $100, cell(%rip)
     mov $5, %rax
@@ -63,5 +45,3 @@ _start:
     .data
 cell: .quad 0
 cell32: .long 0
-buf: .space 17
-digits: .ascii "0123456789abcdef"

@@ -3,25 +3,7 @@
  * which faults: the SIGSEGV handler runs on an alternate stack, prints and exits. No libc. */
     .globl _start
     .text
-hex:
-    lea buf+16(%rip), %rdi
-    movb $10, (%rdi)
-    mov $16, %ecx
-2:  dec %rdi
-    mov %eax, %edx
-    and $15, %edx
-    lea digits(%rip), %r8
-    movb (%r8,%rdx), %dl
-    mov %dl, (%rdi)
-    shr $4, %rax
-    dec %ecx
-    jnz 2b
-    mov $1, %eax
-    mov $1, %edi
-    lea buf(%rip), %rsi
-    mov $17, %edx
-    syscall
-    ret
+#include "print_hex.inc"
 /* rax = a sum over 3000 steps of a loop of several blocks, stepping rsp by rdx each time
  * (rsp as a counter); rsp is as it came in afterwards. */
 walk:
@@ -97,5 +79,3 @@ msg: .ascii "caught SIGSEGV\n"
     .align 16
 altstack: .space 65536
     .data
-buf: .space 17
-digits: .ascii "0123456789abcdef"

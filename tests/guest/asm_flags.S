@@ -2,25 +2,7 @@
  * adc chains, setcc after test, cmov zero-extension. Printed as hex; no libc. */
     .globl _start
     .text
-hex:
-    lea buf+16(%rip), %rdi
-    movb $10, (%rdi)
-    mov $16, %ecx
-2:  dec %rdi
-    mov %eax, %edx
-    and $15, %edx
-    lea digits(%rip), %r8
-    movb (%r8,%rdx), %dl
-    mov %dl, (%rdi)
-    shr $4, %rax
-    dec %ecx
-    jnz 2b
-    mov $1, %eax
-    mov $1, %edi
-    lea buf(%rip), %rsi
-    mov $17, %edx
-    syscall
-    ret
+#include "print_hex.inc"
 flags:                           /* rax = arithmetic flags at entry */
     pushfq
     pop %rax
@@ -76,5 +58,3 @@ _start:
     xor %edi, %edi
     syscall
     .data
-buf: .space 17
-digits: .ascii "0123456789abcdef"
