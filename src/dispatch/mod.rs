@@ -249,8 +249,7 @@ impl Engine {
             if block.insns.is_empty() {
                 return Ok(self.fetch_fault(rip));
             }
-            self.stats.guest_insns_interp += block.insns.len() as u64;
-            return Ok(crate::interp::run_block_guarded(&mut self.cpu, &block));
+            return Ok(self.interpret(&block));
         }
         if let (Some(f), Some(enter)) = (self.units.list[i].code, self.shared.enter) {
             // A unit reached through the dispatcher takes (back) its chaining slot, so that
@@ -308,8 +307,7 @@ impl Engine {
             if block.insns.is_empty() {
                 break; // the dispatcher meets what stops there
             }
-            self.stats.guest_insns_interp += block.insns.len() as u64;
-            let code = crate::interp::run_block_guarded(&mut self.cpu, &block);
+            let code = self.interpret(&block);
             if code != exit::NEXT || block.insns.iter().any(crate::jit::writes_memory) {
                 return code;
             }
@@ -343,8 +341,13 @@ impl Engine {
         if block.insns.is_empty() {
             return exit::NEXT; // the dispatcher meets what stops there
         }
+        self.interpret(&block)
+    }
+
+    /// Runs a block decoded from the guest's bytes in the baseline tier, counting it.
+    fn interpret(&mut self, block: &Block) -> u64 {
         self.stats.guest_insns_interp += block.insns.len() as u64;
-        crate::interp::run_block_guarded(&mut self.cpu, &block)
+        crate::interp::run_block_guarded(&mut self.cpu, block)
     }
 
     /// Runs the system call the guest asked for; Some when the thread or process ends.

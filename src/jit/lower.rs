@@ -101,31 +101,24 @@ impl Regs {
         })
     }
 
-    /// The registers `ins` may read: what it reads, and what it writes in part (the rest of
-    /// the register is kept) or only under a condition.
-    pub fn read_by(ins: &Instruction) -> Regs {
+    /// The registers `ins` may read (what it reads, and what it writes in part, keeping the
+    /// rest of the register, or only under a condition), and those it writes whole without
+    /// reading them first.
+    pub fn read_and_replaced_by(ins: &Instruction) -> (Regs, Regs) {
         use iced_x86::OpAccess;
-        Regs::accessed_by(ins, |a| {
-            !matches!(a, OpAccess::None | OpAccess::NoMemAccess | OpAccess::Write)
-        })
-        .union(Regs::written_in_part(ins))
-    }
-
-    /// The registers `ins` writes whole without reading them first.
-    pub fn replaced_by(ins: &Instruction) -> Regs {
-        Regs::accessed_by(ins, |a| a == iced_x86::OpAccess::Write).minus(Regs::read_by(ins))
-    }
-
-    /// The GPRs `ins` writes 8 or 16 bits of, which keeps the rest.
-    fn written_in_part(ins: &Instruction) -> Regs {
         let mut info = iced_x86::InstructionInfoFactory::new();
-        let gpr = info
-            .info(ins)
-            .used_registers()
-            .iter()
-            .filter(|u| u.access() == iced_x86::OpAccess::Write && u.register().is_gpr() && u.register().size() < 4)
-            .fold(0u16, |m, u| m | 1 << u.register().full_register().number());
-        Regs { gpr, xmm: 0 }
+        let (mut read, mut written) = (Regs::default(), Regs::default());
+        for u in info.info(ins).used_registers() {
+            let reg = u.register();
+            let whole = !reg.is_gpr() || reg.size() >= 4;
+            let set = match u.access() {
+                OpAccess::None | OpAccess::NoMemAccess => continue,
+                OpAccess::Write if whole => &mut written,
+                _ => &mut read,
+            };
+            set.add(reg);
+        }
+        (read, written.minus(read))
     }
 
     /// The `CARRIED` registers.
@@ -148,14 +141,19 @@ impl Regs {
             if !counts(u.access()) {
                 continue;
             }
-            let reg = u.register().full_register();
-            if reg.is_gpr64() {
-                r.gpr |= 1 << reg.number();
-            } else if reg.is_vector_register() {
-                r.xmm |= 1 << (reg.number() & 15);
-            }
+            r.add(u.register());
         }
         r
+    }
+
+    /// Adds the GPR or XMM register that `reg` is part of (none for other registers).
+    fn add(&mut self, reg: iced_x86::Register) {
+        let full = reg.full_register();
+        if full.is_gpr64() {
+            self.gpr |= 1 << full.number();
+        } else if full.is_vector_register() {
+            self.xmm |= 1 << (full.number() & 15);
+        }
     }
 }
 
@@ -594,8 +592,8 @@ impl<'a> Lower<'a> {
         if self.near.contains(&v) {
             return true;
         }
-        let in_space = self.known().in_space.clone();
-        let dfg = &self.b.func.dfg;
+        self.known();
+        let (in_space, dfg) = (&self.known.in_space, &self.b.func.dfg);
         let (mut u, mut d) = (v, 0i64);
         loop {
             if in_space.contains(&u) {

@@ -58,7 +58,8 @@ pub fn lower_region(
     let (insns_before, entry_rip) = (params[0], params[1]);
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
     let interrupt = prologue(&mut b, insns_before);
-    let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints(region)));
+    let checkpoints = checkpoints(region);
+    let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints));
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
     l.links = linked.then(Vec::new);
@@ -68,7 +69,7 @@ pub fn lower_region(
         region,
         idom: region.dominators(),
         checked_at_end: Vec::new(),
-        checkpoints: checkpoints(region),
+        checkpoints,
         interrupt,
         starts,
         dirty_in,
@@ -185,7 +186,7 @@ fn live_at_starts(region: &Region, dirty_in: &[Regs]) -> Vec<Regs> {
                 .iter()
                 .rev()
                 .fold((Regs::default(), Regs::default()), |(read, replaced), ins| {
-                    let (r, w) = (Regs::read_by(ins), Regs::replaced_by(ins));
+                    let (r, w) = Regs::read_and_replaced_by(ins);
                     (read.minus(w).union(r), replaced.union(w).minus(r))
                 })
         })
@@ -476,11 +477,17 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
 /// clear. An atomic load, which Cranelift never merges with an earlier one.
 fn when_interrupted(l: &mut Lower<'_>, iw: Value) -> ir::Block {
     let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
-    let (leave, stay) = (l.b.create_block(), l.b.create_block());
-    l.b.ins().brif(flag, leave, &[], stay, &[]);
-    l.seal(&[leave, stay]);
-    l.b.switch_to_block(leave);
-    l.b.set_cold_block(leave);
+    when(l, flag)
+}
+
+/// Branches on `leave`: goes on in a new block, laid out with the cold code, where it is true
+/// (the caller leaves the unit there); returns the block where it is false.
+fn when(l: &mut Lower<'_>, leave: Value) -> ir::Block {
+    let (away, stay) = (l.b.create_block(), l.b.create_block());
+    l.b.ins().brif(leave, away, &[], stay, &[]);
+    l.seal(&[away, stay]);
+    l.b.switch_to_block(away);
+    l.b.set_cold_block(away);
     stay
 }
 
@@ -548,11 +555,7 @@ fn stack_handed_on(l: &mut Lower<'_>) {
     let far =
         l.b.ins()
             .icmp_imm_u(IntCC::UnsignedGreaterThan, shifted, super::STACK_NEAR_MAX as i64);
-    let (away, near) = (l.b.create_block(), l.b.create_block());
-    l.b.ins().brif(far, away, &[], near, &[]);
-    l.seal(&[away, near]);
-    l.b.switch_to_block(away);
-    l.b.set_cold_block(away);
+    let near = when(l, far);
     let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_with(next, None);
     l.b.switch_to_block(near);
