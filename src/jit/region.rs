@@ -57,7 +57,7 @@ pub fn lower_region(
     let params = b.block_params(entry).to_vec();
     let (insns_before, entry_rip) = (params[0], params[1]);
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
-    let interrupt = prologue(&mut b, insns_before);
+    prologue(&mut b, insns_before);
     let checkpoints = checkpoints(region);
     let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints));
     let live_in = live_at_starts(region, &dirty_in);
@@ -70,7 +70,6 @@ pub fn lower_region(
         idom: region.dominators(),
         checked_at_end: Vec::new(),
         checkpoints,
-        interrupt,
         starts,
         dirty_in,
         live_in,
@@ -80,6 +79,8 @@ pub fn lower_region(
             .map(|b| b.insns.iter().any(writes_memory))
             .collect(),
         retreating: region.retreating_edges(),
+        single_entry: single_entries(region),
+        count_in: vec![Default::default(); region.blocks.len()],
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
@@ -214,8 +215,7 @@ fn live_at_starts(region: &Region, dirty_in: &[Regs]) -> Vec<Regs> {
 
 /// The unit's entry: returns at once when a signal waits (rip already holds this unit's
 /// address), adding the instructions the units before it ran to the context's count.
-/// Returns the address of the thread's interrupt word.
-fn prologue(b: &mut FunctionBuilder<'_>, insns_before: Value) -> Value {
+fn prologue(b: &mut FunctionBuilder<'_>, insns_before: Value) {
     let cpu = b.ins().get_pinned_reg(types::I64);
     let iw = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let flag = b.ins().load(types::I64, mf(), iw, 0);
@@ -229,7 +229,6 @@ fn prologue(b: &mut FunctionBuilder<'_>, insns_before: Value) -> Value {
     let z = b.ins().iconst(types::I64, exit::NEXT as i64);
     return_code(b, z, insns_before, None);
     b.switch_to_block(body);
-    iw
 }
 
 struct Layout<'r> {
@@ -241,8 +240,6 @@ struct Layout<'r> {
     checked_at_end: Vec<Vec<Value>>,
     /// Per block: after which instructions a checkpoint goes (`checkpoints`).
     checkpoints: Vec<Vec<bool>>,
-    /// The address of the thread's interrupt word.
-    interrupt: Value,
     /// The Cranelift block where each guest block starts.
     starts: Vec<ir::Block>,
     dirty_in: Vec<Regs>,
@@ -253,6 +250,12 @@ struct Layout<'r> {
     stores: Vec<bool>,
     /// The edges that close a cycle (`Region::retreating_edges`).
     retreating: std::collections::HashSet<(usize, usize)>,
+    /// Per block: the one block before it in the layout whose one edge leads into it, if that
+    /// is the only way in (`single_entries`).
+    single_entry: Vec<Option<usize>>,
+    /// Per block with a single entry: the instructions counted on the way there and not yet
+    /// added to the count (`Lower::pending`).
+    count_in: Vec<std::cell::Cell<i64>>,
 }
 
 impl Layout<'_> {
@@ -273,6 +276,7 @@ impl Layout<'_> {
         // Every edge into a block leaves the variables of its live registers current.
         l.state = Cached::at_start(self.dirty_in[i], self.live_in[i]);
         l.end = None;
+        l.pending = self.count_in[i].get();
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
         let (flags_after, _) = flags_live_after(&gb.insns, self.region.flags_out[i]);
@@ -319,7 +323,7 @@ impl Layout<'_> {
             Next::Return(v) => {
                 // What the unit stored may have rewritten the caller's code: the caller, which
                 // goes on without a check of its own, must not run it stale.
-                let check = self.stores.iter().any(|&s| s).then_some(self.interrupt);
+                let check = self.stores.iter().any(|&s| s);
                 exit_return(l, v, self.region.flags_out[i] != 0, check)
             }
             Next::Syscall(n) => {
@@ -348,7 +352,7 @@ impl Layout<'_> {
         let link = direct.and_then(|t| l.link_to(t));
         let (exit, returned) = (l.b.create_block(), l.b.create_block());
         let code = l.b.append_block_param(returned, types::I64);
-        let insns = l.b.append_block_param(returned, types::I64);
+        let insns = l.b.append_block_param(returned, super::COUNT);
         let carried = CARRIED.map(|_| l.b.append_block_param(returned, types::I64));
         let kept = l.state;
         call_callee(l, link, (target, back), exit, returned);
@@ -396,10 +400,39 @@ impl Layout<'_> {
         // rewritten the next block (its write fault wakes the thread), which must then be
         // translated again.
         if self.retreating.contains(&(i, j)) || self.stores[i] {
-            interrupt_check(l, self.interrupt, target);
+            interrupt_check(l, target);
+        }
+        // The count goes on uncounted into a block no other way leads to.
+        match self.single_entry[j] == Some(i) {
+            true => self.count_in[j].set(l.pending),
+            false => l.settle_count(),
         }
         l.b.ins().jump(self.starts[j], &[]);
     }
+}
+
+/// Per block: the block whose one edge (a jump, a branch or a fall-through) is the only way
+/// into it, when that block comes before it in the layout (and it is not the head, which the
+/// unit's entry also leads to).
+fn single_entries(region: &Region) -> Vec<Option<usize>> {
+    let n = region.blocks.len();
+    let mut ways_in = vec![Vec::new(); n];
+    for i in 0..n {
+        for (_, j) in &region.targets[i] {
+            if let Some(j) = *j {
+                ways_in[j].push(i);
+            }
+        }
+        if let Some(j) = region.returns[i] {
+            ways_in[j].push(usize::MAX);
+        }
+    }
+    (ways_in.iter().enumerate())
+        .map(|(j, from)| match from[..] {
+            [i] if j != 0 && i < j => Some(i),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How block `gb` ended: a direct jump's target is known even though its semantics computed it.
@@ -462,8 +495,8 @@ fn branch_condition(dfg: &ir::DataFlowGraph, mut c: Value) -> (Value, bool) {
 /// On an edge: a waiting signal or a change of code (in the interrupt word at `iw`) leaves
 /// the unit for `target` (`when_interrupted`: a loop that stores nothing must still see the
 /// word change).
-fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
-    let stay = when_interrupted(l, iw);
+fn interrupt_check(l: &mut Lower<'_>, target: u64) {
+    let stay = when_interrupted(l);
     let kept = l.state;
     l.checkpoint(target);
     l.state = kept;
@@ -472,10 +505,14 @@ fn interrupt_check(l: &mut Lower<'_>, iw: Value, target: u64) {
     l.b.switch_to_block(stay);
 }
 
-/// Branches on the interrupt word at `iw`: goes on in a new block, laid out with the cold
+/// Branches on the thread's interrupt word: goes on in a new block, laid out with the cold
 /// code, where it is set (the caller leaves the unit there); returns the block where it is
-/// clear. An atomic load, which Cranelift never merges with an earlier one.
-fn when_interrupted(l: &mut Lower<'_>, iw: Value) -> ir::Block {
+/// clear. The word's address is read from the context at each check rather than kept in a
+/// register for the whole unit, where the guest's registers need them all; the word itself
+/// with an atomic load, which Cranelift never merges with an earlier one.
+fn when_interrupted(l: &mut Lower<'_>) -> ir::Block {
+    let cpu = l.cpu();
+    let iw = l.b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
     when(l, flag)
 }
@@ -682,9 +719,9 @@ fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4
 
 /// A `ret` to `to`: back to the unit that called with a host call and waits for this
 /// address (`exit::RETURN`), else on through the chaining table like any exit. The flags go
-/// to the context only when `flags_read`. With `check` (the interrupt word's address), a
-/// waiting signal or a change of code returns to the dispatcher instead of the caller.
-fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: Option<Value>) {
+/// to the context only when `flags_read`. With `check`, a waiting signal or a change of code
+/// (the interrupt word) returns to the dispatcher instead of the caller.
+fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: bool) {
     l.flush_regs();
     if flags_read {
         l.flush_flags();
@@ -700,8 +737,8 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: Option<Val
     l.b.ins().brif(home, back, &[], on, &[]);
     l.seal(&[back, on]);
     l.b.switch_to_block(back);
-    if let Some(iw) = check {
-        let home = when_interrupted(l, iw);
+    if check {
+        let home = when_interrupted(l);
         let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
         l.return_with(code, None);
         l.b.switch_to_block(home);
