@@ -5,7 +5,7 @@
 /// Magic at the start of every unit entry.
 pub const ENTRY_MAGIC: [u8; 8] = *b"KILNUNIT";
 /// Entry format version; readers reject any other.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 pub type Hash = [u8; 32];
 
@@ -91,6 +91,10 @@ pub struct UnitEntry {
     /// Compiled for a pack: every exit to an address known at translation time and every
     /// direct call is a link (a unit a run compiled for itself has none).
     pub linked: bool,
+    /// How often runs were seen executing the unit's code before it was compiled (saturating;
+    /// the tiering threshold for code a run compiled because it ran that often): a pack lays
+    /// its code out hottest first, so that a run's hot code shares pages and cache lines.
+    pub heat: u32,
 }
 
 /// A direct jump or call from a unit's code into the unit of its module that starts at
@@ -181,7 +185,7 @@ impl std::fmt::Display for EntryError {
 
 impl std::error::Error for EntryError {}
 
-const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 4 + 4 + 32 + 4;
+const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 4 + 4 + 32 + 4 + 4;
 
 impl UnitEntry {
     pub fn encode(&self) -> Vec<u8> {
@@ -193,6 +197,7 @@ impl UnitEntry {
         v.extend_from_slice(&self.guest_len.to_le_bytes());
         v.extend_from_slice(&self.ninsns.to_le_bytes());
         v.extend_from_slice(&self.guest_hash);
+        v.extend_from_slice(&self.heat.to_le_bytes());
         v.extend_from_slice(&(self.code.len() as u32).to_le_bytes());
         v.extend_from_slice(&self.code);
         v.extend_from_slice(&(self.links.len() as u32).to_le_bytes());
@@ -225,7 +230,7 @@ impl UnitEntry {
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let mut lb = [0u8; 8];
         lb.copy_from_slice(&b[12..20]);
-        let code_len = u32_at(60) as usize;
+        let code_len = u32_at(64) as usize;
         let code_end = HEADER_LEN.checked_add(code_len).ok_or(EntryError::Truncated)?;
         if b.len() < code_end + 4 + 32 {
             return Err(EntryError::Truncated);
@@ -262,6 +267,7 @@ impl UnitEntry {
             code: b[HEADER_LEN..code_end].to_vec(),
             links,
             linked,
+            heat: u32_at(60),
         })
     }
 }
@@ -283,6 +289,7 @@ mod tests {
                 target: ModuleOffset(0x40),
             }],
             linked: true,
+            heat: 7,
         }
     }
 

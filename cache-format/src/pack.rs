@@ -10,7 +10,7 @@ use std::collections::HashMap;
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
 /// Pack format version; readers reject any other.
-pub const PACK_VERSION: u16 = 4;
+pub const PACK_VERSION: u16 = 5;
 /// Bytes before the unit records.
 pub const PACK_HEAD: usize = 88;
 /// Bytes of one unit record.
@@ -37,6 +37,8 @@ pub struct PackUnit {
     pub links: std::ops::Range<usize>,
     /// Compiled for a pack (`UnitEntry::linked`).
     pub linked: bool,
+    /// `UnitEntry::heat`.
+    pub heat: u32,
 }
 
 /// Encodes a pack of `units` (offset in module, entry; in ascending offset order), with their links filled in: to the
@@ -59,11 +61,14 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
     } else {
         NO_STUB
     };
-    let mut at = Vec::with_capacity(units.len());
-    for (_, e) in units {
+    // Hottest first (among equals, in offset order): the code runs use most lies together.
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(units[i].1.heat));
+    let mut at = vec![0; units.len()];
+    for i in order {
         code.resize(code.len().next_multiple_of(UNIT_ALIGN), FILL);
-        at.push(code.len());
-        code.extend_from_slice(&e.code);
+        at[i] = code.len();
+        code.extend_from_slice(&units[i].1.code);
     }
     fill_links(&mut code, units, &at, stub_at as usize);
     let mut v = Vec::with_capacity(code_start + code.len() + 32);
@@ -88,7 +93,7 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
         v.extend_from_slice(&first_link.to_le_bytes());
         v.extend_from_slice(&(e.links.len() as u32).to_le_bytes());
         v.extend_from_slice(&u32::from(e.linked).to_le_bytes());
-        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&e.heat.to_le_bytes());
         first_link += e.links.len() as u32;
     }
     for (_, e) in units {
@@ -259,6 +264,7 @@ impl<'a> PackIndex<'a> {
             code_len: len as usize,
             links: first_link as usize..(first_link + links) as usize,
             linked: flags == 1,
+            heat: r.u32(68),
         })
     }
 
@@ -332,6 +338,7 @@ pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(Mo
                 code: b[u.code_start..u.code_start + u.code_len].to_vec(),
                 links: pack_unit_links(b, &u)?,
                 linked: u.linked,
+                heat: u.heat,
             };
             Ok((u.offset, entry))
         })
@@ -351,11 +358,41 @@ mod tests {
             code,
             links: Vec::new(),
             linked: false,
+            heat: 0,
         }
     }
 
     fn rel32_target(p: &[u8], site: usize) -> usize {
         (site as i64 + 4 + i64::from(i32::from_le_bytes(p[site..site + 4].try_into().unwrap()))) as usize
+    }
+
+    #[test]
+    fn code_lies_hottest_first_and_keeps_its_heat() {
+        let (m, c) = ([9u8; 32], ConfigId([3; 16]));
+        let heats = [3, 64, 0, 64, 900];
+        let units: Vec<(ModuleOffset, UnitEntry)> = (heats.iter().enumerate())
+            .map(|(i, &heat)| {
+                (
+                    ModuleOffset(0x10 * i as u64),
+                    UnitEntry {
+                        heat,
+                        ..entry(vec![0xc3; 20])
+                    },
+                )
+            })
+            .collect();
+        let p = encode_pack(&m, &c, &units, &[]);
+        let idx = decode_pack_index(&p, &m, &c).unwrap();
+        let mut by_place: Vec<(usize, u64)> = idx.iter().map(|u| (u.code_start, u.offset.0)).collect();
+        by_place.sort();
+        let order: Vec<u64> = by_place.iter().map(|&(_, o)| o).collect();
+        assert_eq!(
+            order,
+            [0x40, 0x10, 0x30, 0x0, 0x20],
+            "hottest first, equals in offset order"
+        );
+        let again = decode_pack(&p, &m, &c).unwrap();
+        assert_eq!(again.iter().map(|(_, e)| e.heat).collect::<Vec<_>>(), heats);
     }
 
     #[test]

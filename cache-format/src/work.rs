@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Magic at the start of a work journal.
 pub const WORK_MAGIC: [u8; 8] = *b"KILNWORK";
 /// Work journal format version; readers reject any other.
-pub const WORK_VERSION: u16 = 3;
+pub const WORK_VERSION: u16 = 4;
 /// Bytes before the payload: magic, version, reserved, payload length.
 const WORK_HEAD: usize = 8 + 2 + 2 + 8;
 
@@ -202,6 +202,7 @@ mod tests {
                     code: vec![0xc3; 5],
                     links: Vec::new(),
                     linked: false,
+                    heat: 0,
                 },
             }],
             blocks: vec![WorkBlock {

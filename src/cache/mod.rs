@@ -149,7 +149,9 @@ impl Cache {
             folded.push(k);
         }
         for (k, e) in new.iter().filter(|(k, _)| &k.module == module && &k.config == config) {
-            units.insert(k.offset, e.clone());
+            // A unit compiled again (for the pack, or as a region) is as hot as it was.
+            let heat = units.get(&k.offset).map_or(0, |old| old.heat).max(e.heat);
+            units.insert(k.offset, UnitEntry { heat, ..e.clone() });
         }
         let units: Vec<(ModuleOffset, UnitEntry)> = units
             .into_iter()

@@ -204,6 +204,8 @@ impl Engine {
                 code: n.unit.code.clone(),
                 links: Vec::new(),
                 linked: false,
+                // The run compiled it for having run this often.
+                heat: compile::HOT_THRESHOLD,
             };
             entries.push((key, entry));
         }

@@ -35,11 +35,23 @@ pub struct ModuleImage {
     map: MappedFile,
 }
 
-/// A region to compile: its head's offset in the module, and its guest bytes.
+/// A region to compile: its head's offset in the module, its guest bytes, and how hot its code
+/// ran (`UnitEntry::heat`: the hottest of the units at its blocks, `Planned::heat_from`).
 pub struct Planned {
     pub offset: u64,
     pub region: Region,
     pub bytes: Vec<u8>,
+    pub heat: u32,
+}
+
+impl Planned {
+    /// Takes its heat from the hottest of `units` (a pack's) at its blocks' offsets, in a
+    /// module loaded at `base`.
+    pub fn heat_from(&mut self, units: &[PackUnit], base: u64) {
+        let heat_at = |offset: u64| (units.binary_search_by_key(&offset, |u| u.offset.0)).map_or(0, |i| units[i].heat);
+        let blocks = self.region.blocks.iter();
+        self.heat = blocks.map(|b| heat_at(b.start.wrapping_sub(base))).max().unwrap_or(0);
+    }
 }
 
 impl ModuleImage {
@@ -130,6 +142,7 @@ impl ModuleImage {
                 offset: head,
                 region,
                 bytes: bytes.to_vec(),
+                heat: 0,
             });
         }
         planned.sort_by_key(|p| p.offset);

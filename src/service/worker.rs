@@ -427,7 +427,8 @@ impl Worker {
         let have = regions::units_by_offset(&pack.units);
         let load_base = code.load_base;
         let hot = self.hot.remove(&module).unwrap_or_default();
-        for p in image.plan(&ran, &hot, &have) {
+        for mut p in image.plan(&ran, &hot, &have) {
+            p.heat_from(&pack.units, load_base);
             let key = UnitKey {
                 module,
                 config: self.config,
@@ -585,7 +586,7 @@ impl Worker {
 /// Compiles a planned region into the entry for its head.
 fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
     let unit = jit.compile_for_pack(&p.region).ok()?;
-    Some(pack_entry(unit, load_base, &p.bytes))
+    Some(pack_entry(unit, load_base, &p.bytes, p.heat))
 }
 
 /// Compiles one submitted block as the run would have: its bytes decoded at its address must
@@ -596,12 +597,13 @@ fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
         return None;
     }
     let unit = jit.compile_for_pack(&Region::single(block)).ok()?;
-    Some(pack_entry(unit, b.load_base, &b.bytes))
+    let heat = u32::try_from(b.executions).unwrap_or(u32::MAX);
+    Some(pack_entry(unit, b.load_base, &b.bytes, heat))
 }
 
 /// The entry of a unit compiled for a pack from guest `bytes` of a module loaded at
-/// `load_base`: its links lead to module offsets.
-fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8]) -> UnitEntry {
+/// `load_base`, `heat` hot: its links lead to module offsets.
+fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8], heat: u32) -> UnitEntry {
     let links = unit
         .links
         .iter()
@@ -619,6 +621,7 @@ fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8]) -> UnitEntry {
         code: unit.code,
         links,
         linked: true,
+        heat,
     }
 }
 
