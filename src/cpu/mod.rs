@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 9;
+pub const CPU_LAYOUT_VERSION: u32 = 10;
 
 /// log2 of the entries in the chaining table.
 pub const CHAIN_BITS: u32 = 20;
@@ -158,7 +158,14 @@ pub struct Cpu {
     /// `call_floor` while `links` allows links, else `u64::MAX`: a linked call tests both with
     /// one comparison (set by the trampoline).
     pub link_floor: u64,
+    /// The numbers 0 to `COUNTS - 1` in the first lane of each: what compiled code adds to its
+    /// instruction count (`jit::COUNT`) is read here, next to the rest of the context, rather
+    /// than from the unit's own code.
+    pub counts: [[u64; 2]; COUNTS],
 }
+
+/// How many small numbers `Cpu::counts` holds.
+pub const COUNTS: usize = 256;
 
 impl Cpu {
     pub fn new(mem_base: u64) -> Box<Cpu> {
@@ -195,6 +202,7 @@ impl Cpu {
             ret_expect: NO_RETURN,
             call_floor: u64::MAX,
             link_floor: u64::MAX,
+            counts: std::array::from_fn(|n| [n as u64, 0]),
         })
     }
 }
@@ -231,4 +239,8 @@ pub mod off {
     pub const RET_EXPECT: i32 = offset_of!(Cpu, ret_expect) as i32;
     pub const CALL_FLOOR: i32 = offset_of!(Cpu, call_floor) as i32;
     pub const LINK_FLOOR: i32 = offset_of!(Cpu, link_floor) as i32;
+    /// The offset of `Cpu::counts[n]`.
+    pub const fn count(n: usize) -> i32 {
+        (offset_of!(Cpu, counts) + 16 * n) as i32
+    }
 }

@@ -229,11 +229,22 @@ pub fn unit_signature() -> Signature {
 /// count in one) and adding to it lengthens no integer dependency chain.
 pub const COUNT: cranelift_codegen::ir::Type = types::I64X2;
 
-/// The count `n`, as a `COUNT` constant.
+/// The count `n`, as a `COUNT` value: read from the context's table of small numbers
+/// (`Cpu::counts`), a load that an add takes as its operand, else a constant (which would be
+/// loaded from the unit's code: a data access to code pages).
 pub fn count_const(b: &mut FunctionBuilder<'_>, n: i64) -> Value {
-    let bytes: Vec<u8> = (n as u64).to_le_bytes().into_iter().chain([0; 8]).collect();
-    let c = b.func.dfg.constants.insert(bytes.into());
-    b.ins().vconst(COUNT, c)
+    match usize::try_from(n) {
+        Ok(k) if k > 0 && k < crate::cpu::COUNTS => {
+            let cpu = b.ins().get_pinned_reg(types::I64);
+            let mf = MemFlagsData::trusted().with_readonly();
+            b.ins().load(COUNT, mf, cpu, crate::cpu::off::count(k))
+        }
+        _ => {
+            let bytes: Vec<u8> = (n as u64).to_le_bytes().into_iter().chain([0; 8]).collect();
+            let c = b.func.dfg.constants.insert(bytes.into());
+            b.ins().vconst(COUNT, c)
+        }
+    }
 }
 
 /// Returns from a unit-shaped function with exit `code`, `insns` guest instructions run and
