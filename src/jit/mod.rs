@@ -203,23 +203,20 @@ pub const CARRIED_MASK: u16 = {
 };
 
 /// Units take the guest instructions the units chained before them ran (not yet added to the
-/// context's count: the count rides in a register from unit to unit, and back to the caller
-/// of a host call, and the trampoline adds it to the context), their own guest address (also
-/// in the context's rip, but a register spares every unit's code addresses a reload of it)
-/// and the `CARRIED` registers, and return an exit code, the instructions run (theirs
-/// included) and the `CARRIED` registers (their values where the code is `exit::RETURN`,
-/// anything else otherwise), in the tail-call convention so that one unit can jump straight
-/// into the next. The context is in the pinned register.
+/// context's count: the count rides in a vector register, `COUNT`, from unit to unit, and back
+/// to the caller of a host call, and the trampoline adds it to the context), their own guest
+/// address (also in the context's rip, but a register spares every unit's code addresses a
+/// reload of it) and the `CARRIED` registers, and return an exit code, the instructions run
+/// (theirs included) and the `CARRIED` registers (their values where the code is
+/// `exit::RETURN`, anything else otherwise), in the tail-call convention so that one unit can
+/// jump straight into the next. The context is in the pinned register.
 pub fn unit_signature() -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
-    let values = [COUNT, types::I64].into_iter().chain([types::I64; CARRIED.len()]);
-    sig.params.extend(values.clone().map(AbiParam::new));
-    sig.returns.extend(
-        [types::I64, COUNT]
-            .into_iter()
-            .chain([types::I64; CARRIED.len()])
-            .map(AbiParam::new),
-    );
+    let carried = [types::I64; CARRIED.len()];
+    sig.params
+        .extend([COUNT, types::I64].into_iter().chain(carried).map(AbiParam::new));
+    sig.returns
+        .extend([types::I64, COUNT].into_iter().chain(carried).map(AbiParam::new));
     sig
 }
 
