@@ -142,16 +142,19 @@ impl Cache {
             .into_iter()
             .collect();
         let mut folded = Vec::new();
+        // A unit compiled again (for the pack, or as a region) is as hot as it was.
+        let mut put = |offset: ModuleOffset, e: UnitEntry| {
+            let heat = units.get(&offset).map_or(0, |old| old.heat).max(e.heat);
+            units.insert(offset, UnitEntry { heat, ..e });
+        };
         for (k, v) in self.db.scan_prefix(UnitKey::prefix(module, config)).flatten() {
             if let (Some(key), Ok(e)) = (UnitKey::decode(&k), UnitEntry::decode(&v)) {
-                units.insert(key.offset, e);
+                put(key.offset, e);
             }
             folded.push(k);
         }
         for (k, e) in new.iter().filter(|(k, _)| &k.module == module && &k.config == config) {
-            // A unit compiled again (for the pack, or as a region) is as hot as it was.
-            let heat = units.get(&k.offset).map_or(0, |old| old.heat).max(e.heat);
-            units.insert(k.offset, UnitEntry { heat, ..e.clone() });
+            put(k.offset, e.clone());
         }
         let units: Vec<(ModuleOffset, UnitEntry)> = units
             .into_iter()

@@ -36,22 +36,12 @@ pub struct ModuleImage {
 }
 
 /// A region to compile: its head's offset in the module, its guest bytes, and how hot its code
-/// ran (`UnitEntry::heat`: the hottest of the units at its blocks, `Planned::heat_from`).
+/// ran (`UnitEntry::heat`: the hottest of the pack's units at its blocks).
 pub struct Planned {
     pub offset: u64,
     pub region: Region,
     pub bytes: Vec<u8>,
     pub heat: u32,
-}
-
-impl Planned {
-    /// Takes its heat from the hottest of `units` (a pack's) at its blocks' offsets, in a
-    /// module loaded at `base`.
-    pub fn heat_from(&mut self, units: &[PackUnit], base: u64) {
-        let heat_at = |offset: u64| (units.binary_search_by_key(&offset, |u| u.offset.0)).map_or(0, |i| units[i].heat);
-        let blocks = self.region.blocks.iter();
-        self.heat = blocks.map(|b| heat_at(b.start.wrapping_sub(base))).max().unwrap_or(0);
-    }
 }
 
 impl ModuleImage {
@@ -86,12 +76,20 @@ impl ModuleImage {
         (!b.insns.is_empty()).then_some(b)
     }
 
-    /// The regions to compile: one per head among the `hot` offsets, over the blocks that
-    /// `ran`, unless `have` (offset -> guest length and hash of the unit there, compiled for
-    /// the pack) shows it compiled already, or a unit there for a lone block.
-    pub fn plan(&self, ran: &BTreeSet<u64>, hot: &BTreeSet<u64>, have: &HashMap<u64, (u32, Hash)>) -> Vec<Planned> {
+    /// The regions to compile: one per head among the `hot` offsets, over the blocks of the
+    /// module's pack `units` (in offset order: code some run ran), unless a unit there compiled
+    /// for the pack has the region's guest length and hash already, or is a lone block's.
+    pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>) -> Vec<Planned> {
         let base = self.code.load_base;
-        let blocks: HashMap<u64, Block> = ran.iter().filter_map(|&o| Some((o, self.block_at(o)?))).collect();
+        let have = units_by_offset(units);
+        let heat_at = |o: u64| {
+            units
+                .binary_search_by_key(&o, |u| u.offset.0)
+                .map_or(0, |i| units[i].heat)
+        };
+        let blocks: HashMap<u64, Block> = (units.iter())
+            .filter_map(|u| Some((u.offset.0, self.block_at(u.offset.0)?)))
+            .collect();
         let mut planned = Vec::new();
         let (return_sites, loop_headers) = inner_heads(&blocks, base);
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
@@ -138,11 +136,12 @@ impl ModuleImage {
             if have.get(&head) == Some(&(len as u32, hash)) {
                 continue;
             }
+            let heat = region.blocks.iter().map(|b| heat_at(b.start.wrapping_sub(base))).max();
             planned.push(Planned {
                 offset: head,
+                heat: heat.unwrap_or(0),
                 region,
                 bytes: bytes.to_vec(),
-                heat: 0,
             });
         }
         planned.sort_by_key(|p| p.offset);
@@ -199,7 +198,7 @@ fn heads(blocks: &HashMap<u64, Block>, base: u64) -> BTreeSet<u64> {
 
 /// The units of a pack compiled for it (`PackUnit::linked`), by offset: guest length and
 /// hash. The others, which runs compiled for themselves, are compiled again.
-pub fn units_by_offset(units: &[PackUnit]) -> HashMap<u64, (u32, Hash)> {
+fn units_by_offset(units: &[PackUnit]) -> HashMap<u64, (u32, Hash)> {
     units
         .iter()
         .filter(|u| u.linked)

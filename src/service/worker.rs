@@ -4,7 +4,7 @@
 //! removed.
 
 use super::queue::{BlockKey, WorkQueue};
-use super::regions::{self, ModuleImage, Planned};
+use super::regions::{ModuleImage, Planned};
 use super::server::Shared;
 use super::status::ServiceStatus;
 use crate::cache::journal::{self, Journal};
@@ -423,12 +423,9 @@ impl Worker {
         ) else {
             return;
         };
-        let ran: BTreeSet<u64> = pack.units.iter().map(|u| u.offset.0).collect();
-        let have = regions::units_by_offset(&pack.units);
         let load_base = code.load_base;
         let hot = self.hot.remove(&module).unwrap_or_default();
-        for mut p in image.plan(&ran, &hot, &have) {
-            p.heat_from(&pack.units, load_base);
+        for p in image.plan(&pack.units, &hot) {
             let key = UnitKey {
                 module,
                 config: self.config,
