@@ -5,6 +5,13 @@
 //! result is the soft-float one and no MXCSR flag can change. Anything else runs the whole
 //! instruction through the slow helper, which runs those semantics: that path stores the cached
 //! registers for it and reloads the result, the fast path keeps everything in SSA values.
+//!
+//! Most results need no check of their own. An operand not yet known to be a normal number or
+//! a zero is checked to lie within `TIGHT` binades of 1.0; from where its operands lie,
+//! `derive` bounds where a result lies, and where that bound is certainly normal (a product of
+//! two checked operands, a sum, a root of a sum of squares), the result is known without a
+//! check and its bound goes on to the operations that use it. What checks and bounds found
+//! holds in the blocks they dominate (`Known::floats`).
 
 use super::{mf, Lower};
 use crate::cpu::flags::Flags;
@@ -102,25 +109,22 @@ fn form(ins: &Instruction) -> Option<(Kind, Format)> {
 struct Format {
     double: bool,
     packed: bool,
-    /// The integer type of a lane (or of the vector), the float type and the exponent
-    /// field's maximum.
-    ity: Type,
+    /// The float type of a lane (or of the vector) and the exponent field's maximum.
     fty: Type,
     emax: i64,
 }
 
 impl Format {
     fn new(double: bool, packed: bool) -> Format {
-        let (ity, fty, emax) = match (double, packed) {
-            (true, true) => (types::I64X2, types::F64X2, 0x7ff),
-            (false, true) => (types::I32X4, types::F32X4, 0xff),
-            (true, false) => (types::I64, types::F64, 0x7ff),
-            (false, false) => (types::I32, types::F32, 0xff),
+        let (fty, emax) = match (double, packed) {
+            (true, true) => (types::F64X2, 0x7ff),
+            (false, true) => (types::F32X4, 0xff),
+            (true, false) => (types::F64, 0x7ff),
+            (false, false) => (types::F32, 0xff),
         };
         Format {
             double,
             packed,
-            ity,
             fty,
             emax,
         }
@@ -144,13 +148,19 @@ struct FloatOp<'i> {
 }
 
 /// Where a float lane's exponent field may lie: in [lo, hi), or (`zero`) the lane a zero of
-/// either sign.
-#[derive(Clone, Copy, PartialEq)]
+/// either sign; `nonneg`: the lane is not below zero.
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub(super) struct Range {
     lo: i64,
     hi: i64,
     zero: bool,
+    nonneg: bool,
 }
+
+/// How far (in binades) from 1.0 a checked operand may lie: far enough for almost every value
+/// programs compute with, near enough that the result of any one operation on two such operands
+/// is a normal number, so that it needs no check of its own (`derive`). As (binary64, binary32).
+const TIGHT: (i64, i64) = (340, 60);
 
 impl Range {
     /// Normal numbers (no NaN, infinity, denormal).
@@ -159,6 +169,19 @@ impl Range {
             lo: 1,
             hi: emax,
             zero: false,
+            nonneg: false,
+        }
+    }
+
+    /// Numbers within `TIGHT` binades of 1.0, or zeros.
+    fn tight(emax: i64) -> Range {
+        let t = if emax == 0x7ff { TIGHT.0 } else { TIGHT.1 };
+        let bias = emax / 2;
+        Range {
+            lo: bias - t,
+            hi: bias + t + 1,
+            zero: true,
+            nonneg: false,
         }
     }
 
@@ -173,13 +196,95 @@ impl Range {
             lo: 2,
             hi: emax,
             zero: false,
+            nonneg: false,
         }
     }
 
     /// Every lane in `self` lies in `o` too.
     fn within(self, o: Range) -> bool {
-        self.lo >= o.lo && self.hi <= o.hi && (o.zero || !self.zero)
+        self.lo >= o.lo && self.hi <= o.hi && (o.zero || !self.zero) && (self.nonneg || !o.nonneg)
     }
+
+    /// What two facts about one lane say together.
+    fn meet(self, o: Range) -> Range {
+        Range {
+            lo: self.lo.max(o.lo),
+            hi: self.hi.min(o.hi),
+            zero: self.zero && o.zero,
+            nonneg: self.nonneg || o.nonneg,
+        }
+    }
+
+    /// The range of the exactly widened lane (binary32 to binary64).
+    fn widened(self) -> Range {
+        let shift = 0x7ff / 2 - 0xff / 2;
+        Range {
+            lo: self.lo + shift,
+            hi: self.hi + shift,
+            ..self
+        }
+    }
+}
+
+/// Where the result of `kind` lies if it is a normal number or a zero, from where its operands
+/// lie (`a` and `b`; `same`: one value), in a format whose exponent field's maximum is `emax` and
+/// whose significand has `mb` bits; and whether it certainly is one, so that the operation raises
+/// no flag. Products and quotients of significands lie in [1, 4) and (1/2, 2); a sum is a
+/// multiple of the smaller operand's last place, so cancellation costs at most `mb + 1`
+/// binades below the larger.
+fn derive(kind: Kind, (mb, emax): (i64, i64), a: Range, b: Range, same: bool) -> (Range, bool) {
+    let bias = emax / 2;
+    let r = match kind {
+        Kind::Mul => Range {
+            lo: a.lo + b.lo - bias,
+            hi: a.hi + b.hi - bias,
+            zero: a.zero || b.zero,
+            nonneg: same || (a.nonneg && b.nonneg),
+        },
+        Kind::Div => Range {
+            lo: a.lo - b.hi + bias,
+            hi: a.hi - b.lo + bias,
+            zero: a.zero,
+            nonneg: a.nonneg && b.nonneg,
+        },
+        Kind::Add if a.nonneg && b.nonneg => Range {
+            lo: if a.zero || b.zero {
+                a.lo.min(b.lo)
+            } else {
+                a.lo.max(b.lo)
+            },
+            hi: a.hi.max(b.hi) + 1,
+            zero: a.zero && b.zero,
+            nonneg: true,
+        },
+        Kind::Sqrt => Range {
+            lo: (b.lo - bias).div_euclid(2) + bias,
+            hi: (b.hi - 1 - bias).div_euclid(2) + bias + 2,
+            zero: b.zero,
+            nonneg: true,
+        },
+        _ => {
+            // Where exponents differ by two or more, |a ± b| is at least half the larger;
+            // otherwise a multiple of the smaller one's last place. An operand that is a zero
+            // leaves the other.
+            let mut lo = a.lo.max(b.lo) - 1 - mb;
+            if a.zero {
+                lo = lo.min(b.lo);
+            }
+            if b.zero {
+                lo = lo.min(a.lo);
+            }
+            Range {
+                lo,
+                hi: a.hi.max(b.hi) + 1,
+                zero: true,
+                nonneg: false,
+            }
+        }
+    };
+    // A zero divisor, or the root of a negative number.
+    let undefined = (kind == Kind::Div && b.zero) || (kind == Kind::Sqrt && !b.nonneg);
+    (r, !undefined && r.within(Range::normal(emax).or_zero()))
 }
 
 /// MXCSR's default settings (every exception masked, round to nearest) with the precision
@@ -318,9 +423,28 @@ impl Lower<'_> {
         self.all(c)
     }
 
+    /// What the checks that dominate the current block found of every lane of `v`, together.
+    fn range_of(&mut self, v: Value) -> Option<Range> {
+        let facts = self.known().floats.iter().filter(|&&(k, _)| k == v);
+        facts.map(|&(_, r)| r).reduce(Range::meet)
+    }
+
     /// Whether a check that dominates the current block found every lane of `v` in `r`.
     fn knows(&mut self, v: Value, r: Range) -> bool {
-        self.known().floats.iter().any(|&(k, kr)| k == v && kr.within(r))
+        self.range_of(v).is_some_and(|k| k.within(r))
+    }
+
+    /// Where the lanes of operand `v` lie: known to be normal numbers or zeros, or else
+    /// required to lie within `Range::tight`.
+    fn operand_range(&mut self, g: &mut Guard, f: Format, v: Value) -> Range {
+        match self.range_of(v) {
+            Some(r) if r.within(Range::normal(f.emax).or_zero()) => r,
+            _ => {
+                let t = Range::tight(f.emax);
+                self.require_in(g, v, t);
+                t
+            }
+        }
     }
 
     /// Requires every lane of operand `v` in `r`, unless a dominating check found it there.
@@ -464,76 +588,81 @@ impl Lower<'_> {
     /// add, sub, mul, div, sqrt (scalar or packed) and cvtsd2ss. With the default MXCSR (the
     /// precision flag set), an operation on normal numbers and zeros whose result neither
     /// overflows nor underflows changes no flag: the host's correctly rounded result is exact.
+    /// Where the operands lie decides that for most results (`derive`); the others are checked.
     fn lower_rounded(&mut self, op: &FloatOp, a: Option<Value>, b: Value, g: &mut Guard) -> Out {
         let (kind, f) = (op.kind, op.f);
         let a = a.expect("destination operand");
         self.require_mxcsr(g, MXCSR_DEFAULT);
-        let normal = Range::normal(f.emax);
         let bi = self.lane(f, b);
         let ai = self.lane(f, a);
-        // Operands a zero may make: a zero result is then exact (0 * x, 0 / x, a narrowed 0);
-        // from nonzero operands it is an underflow.
-        let (zero_from, ri): (&[Value], Value) = match kind {
-            Kind::Narrow => {
-                self.require_in(g, bi, normal.or_zero());
-                (&[bi], self.b.ins().fdemote(types::F32, bi))
-            }
-            Kind::Sqrt => {
-                // Of a positive normal number, a normal one; of a zero, that zero.
-                self.require_in(g, bi, normal.or_zero());
-                let sign = self.konst(f.ity, 1 << (f.bytes() * 8 - 1));
-                let bits = self.bits(bi);
-                let not_negative = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, bits, sign);
-                let c = self.all(not_negative);
-                self.require(g, c);
-                let r = self.ieee_arith(kind, ai, bi);
-                g.result = Some((f, normal.or_zero()));
-                return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
-            }
-            Kind::Div => {
-                self.require_in(g, ai, normal.or_zero());
-                self.require_in(g, bi, normal);
-                (&[ai], self.ieee_arith(kind, ai, bi))
-            }
-            Kind::Mul => {
-                self.require_in(g, ai, normal.or_zero());
-                self.require_in(g, bi, normal.or_zero());
-                (&[ai, bi], self.ieee_arith(kind, ai, bi))
-            }
-            _ => {
-                // A sum is exact whenever it is tiny: only overflow can raise a flag.
-                self.require_in(g, ai, normal.or_zero());
-                self.require_in(g, bi, normal.or_zero());
-                let r = self.ieee_arith(kind, ai, bi);
-                let c = self.all_in(r, normal.or_zero());
-                self.require(g, c);
-                g.result = Some((f, normal.or_zero()));
-                return Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, r));
-            }
-        };
-        let zero_from: Vec<Value> = zero_from.iter().copied().filter(|&v| !self.knows(v, normal)).collect();
-        let (_, remax) = lane_format(self.b.func.dfg.value_type(ri));
-        let tiny_ok = Range::above_tiny(remax);
-        let rf = Format::new(kind != Kind::Narrow && f.double, f.packed);
-        if zero_from.is_empty() {
-            let c = self.all_in(ri, tiny_ok);
-            self.require(g, c);
-            g.result = Some((rf, tiny_ok));
-        } else {
-            let mut c = self.exp_in(ri, tiny_ok);
-            let rz = self.is_zero(ri);
-            let mut z = self.is_zero(zero_from[0]);
-            for &v in &zero_from[1..] {
-                let vz = self.is_zero(v);
-                z = self.b.ins().bor(z, vz);
-            }
-            let exact_zero = self.b.ins().band(rz, z);
-            c = self.b.ins().bor(c, exact_zero);
-            let c = self.all(c);
-            self.require(g, c);
-            g.result = Some((rf, tiny_ok.or_zero()));
+        if kind == Kind::Narrow {
+            return self.lower_narrow(op, a, bi, g);
         }
+        let rb = self.operand_range(g, f, bi);
+        let ra = if kind == Kind::Sqrt {
+            rb
+        } else {
+            self.operand_range(g, f, ai)
+        };
+        let ri = self.ieee_arith(kind, ai, bi);
+        let (derived, certain) = derive(kind, lane_format(f.fty), ra, rb, ai == bi);
+        let range = if certain {
+            derived
+        } else {
+            // Zeros some operand may make: a zero result is then exact (0 * x, 0 / x,
+            // sqrt(-0)); a sum is exact whenever it is tiny. Where the check passes, the
+            // result lies where `derive` says too.
+            let zero_from = match kind {
+                Kind::Add | Kind::Sub => vec![],
+                Kind::Mul => vec![(ai, ra), (bi, rb)],
+                Kind::Div => vec![(ai, ra)],
+                _ => vec![(bi, rb)],
+            };
+            let zero_from: Vec<Value> = zero_from.into_iter().filter(|(_, r)| r.zero).map(|(v, _)| v).collect();
+            let exact_zero = matches!(kind, Kind::Add | Kind::Sub);
+            let r = self.require_result(g, ri, Range::tight(f.emax), exact_zero, &zero_from);
+            r.meet(derived)
+        };
+        g.result = Some((f, range));
+        Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, ri))
+    }
+
+    /// cvtsd2ss of lane `bi`: exact for zeros, and raising no flag for normal numbers whose
+    /// result neither overflows nor underflows.
+    fn lower_narrow(&mut self, op: &FloatOp, a: Value, bi: Value, g: &mut Guard) -> Out {
+        self.require_in(g, bi, Range::normal(op.f.emax).or_zero());
+        let ri = self.b.ins().fdemote(types::F32, bi);
+        let zero_from: Vec<Value> = [bi]
+            .into_iter()
+            .filter(|&v| !self.knows(v, Range::normal(0x7ff)))
+            .collect();
+        let range = self.require_result(g, ri, Range::above_tiny(0xff), false, &zero_from);
+        let rf = Format::new(false, op.f.packed);
+        g.result = Some((rf, range));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(rf, a, ri))
+    }
+
+    /// Requires every lane of result `ri` in `r`, or a zero where `exact_zero`, or where a lane
+    /// of some value in `zero_from` is a zero too; returns where the result then lies.
+    fn require_result(&mut self, g: &mut Guard, ri: Value, r: Range, exact_zero: bool, zero_from: &[Value]) -> Range {
+        if exact_zero || zero_from.is_empty() {
+            let r = Range { zero: exact_zero, ..r };
+            let c = self.all_in(ri, r);
+            self.require(g, c);
+            return r;
+        }
+        let mut c = self.exp_in(ri, Range { zero: false, ..r });
+        let rz = self.is_zero(ri);
+        let mut z = self.is_zero(zero_from[0]);
+        for &v in &zero_from[1..] {
+            let vz = self.is_zero(v);
+            z = self.b.ins().bor(z, vz);
+        }
+        let exact_zero = self.b.ins().band(rz, z);
+        c = self.b.ins().bor(c, exact_zero);
+        let c = self.all(c);
+        self.require(g, c);
+        r.or_zero()
     }
 
     /// The host operation of add, sub, mul, div or sqrt on float lanes `fa` and `fb`.
@@ -552,9 +681,14 @@ impl Lower<'_> {
         let (f, a) = (op.f, a.expect("destination operand"));
         // Exact for zeros and normal numbers; no flags.
         let bi = self.lane(f, b);
-        self.require_in(g, bi, Range::normal(f.emax).or_zero());
+        let r = self.range_of(bi).filter(|r| r.within(Range::normal(f.emax).or_zero()));
+        let r = r.unwrap_or_else(|| {
+            let r = Range::normal(f.emax).or_zero();
+            self.require_in(g, bi, r);
+            r
+        });
         let ri = self.b.ins().fpromote(types::F64, bi);
-        g.result = Some((Format::new(true, false), Range::normal(0x7ff).or_zero()));
+        g.result = Some((Format::new(true, false), r.widened()));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(Format::new(true, false), a, ri))
     }
 
@@ -567,7 +701,15 @@ impl Lower<'_> {
         let c = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
         self.require(g, c);
         let ri = self.b.ins().fcvt_from_sint(f.fty, b);
-        g.result = Some((f, Range::normal(f.emax).or_zero()));
+        // |v| <= 2^k: the exponent at most k above the bias.
+        let bias = f.emax / 2;
+        let range = Range {
+            lo: bias,
+            hi: bias + k + 1,
+            zero: true,
+            nonneg: false,
+        };
+        g.result = Some((f, range));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(f, a, ri))
     }
 
@@ -584,6 +726,7 @@ impl Lower<'_> {
             lo: 1,
             hi: bias + ibits - 2,
             zero: true,
+            nonneg: false,
         };
         self.require_in(g, bi, range);
         let mxcsr = if kind == Kind::Round {
@@ -701,6 +844,80 @@ impl Lower<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Numbers at the edges of `r` (binary64 exponent fields): the least and greatest
+    /// significands and their neighbours in its lowest and highest binades, of both signs
+    /// unless it holds no negative ones, and zero where it may be one.
+    fn edges(r: Range) -> Vec<f64> {
+        let mut v = Vec::new();
+        for field in [r.lo, r.lo + 1, r.hi - 2, r.hi - 1] {
+            for frac in [0u64, 1, 2, (1 << 52) - 2, (1 << 52) - 1] {
+                let x = f64::from_bits((field as u64) << 52 | frac);
+                v.push(x);
+                if !r.nonneg {
+                    v.push(-x);
+                }
+            }
+        }
+        if r.zero {
+            v.extend([0.0, -0.0]);
+        }
+        v
+    }
+
+    /// Where `derive` says a result is certainly normal or an exact zero, every result from
+    /// operands at the edges of their ranges is, and lies where it says.
+    #[test]
+    fn derived_ranges_hold_at_their_edges() {
+        let tight = Range::tight(0x7ff);
+        let positive = Range {
+            nonneg: true,
+            zero: false,
+            ..tight
+        };
+        let narrow = Range {
+            lo: 1000,
+            hi: 1010,
+            zero: false,
+            nonneg: false,
+        };
+        let wide = Range {
+            lo: 700,
+            hi: 1700,
+            zero: true,
+            nonneg: false,
+        };
+        let ranges = [tight, positive, narrow, wide, Range::normal(0x7ff).or_zero()];
+        let ops: [(Kind, fn(f64, f64) -> f64); 5] = [
+            (Kind::Add, |a, b| a + b),
+            (Kind::Sub, |a, b| a - b),
+            (Kind::Mul, |a, b| a * b),
+            (Kind::Div, |a, b| a / b),
+            (Kind::Sqrt, |_, b| b.sqrt()),
+        ];
+        let mut certain_cases = 0;
+        for (kind, op) in ops {
+            for &ra in &ranges {
+                for &rb in &ranges {
+                    let (r, certain) = derive(kind, (52, 0x7ff), ra, rb, false);
+                    if !certain {
+                        continue;
+                    }
+                    certain_cases += 1;
+                    for &a in &edges(ra) {
+                        for &b in &edges(rb) {
+                            let x = op(a, b);
+                            let field = (x.to_bits() >> 52 & 0x7ff) as i64;
+                            let inside = if x == 0.0 { r.zero } else { field >= r.lo && field < r.hi };
+                            assert!(inside && (!r.nonneg || x >= 0.0), "{a:e} {b:e} -> {x:e} outside {r:?}");
+                            assert!(x.is_normal() || x == 0.0, "{a:e} {b:e} -> {x:e}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(certain_cases > 20, "only {certain_cases} derivations were certain");
+    }
 
     #[test]
     fn each_form_is_listed_once_and_scalar_conversions_are_not_packed() {

@@ -13,7 +13,8 @@
 static const double pool[] = {
     1.5, -2.25, 3.0e300, -7.0e-300, 0.0, -0.0, 1e-310, -4.9e-324, INFINITY, -INFINITY, NAN,
     0x1p-1022, 0x1.fffffffffffffp1023, 1.0, 0.1, 12345.678, -1e-20, 2.0, 0x1p-537, 0x1p+600,
-    0x1p-511, -0x1.8p-512, 3.0, 0x1p+63, -0x1p+31,
+    0x1p-511, -0x1.8p-512, 3.0, 0x1p+63, -0x1p+31, 0x1p+340, -0x1.fffffffffffffp+340, 0x1p+341,
+    0x1p-340, -0x1p-341, 0x1.8p+680, 0x1p-680, 0x1p+60, -0x1.fffffep+60, 0x1p-61, 0x1.0000000000001p0,
 };
 #define N (sizeof pool / sizeof pool[0])
 
@@ -71,6 +72,31 @@ __attribute__((noinline)) static void chain(double a, double b, double c, double
     mix((uint64_t)lt);
 }
 
+/* Products of four and their square, a root of a sum of squares, a quotient and the tiny
+ * difference of nearly equal numbers: results that overflow or underflow only after several
+ * operations, each of which alone stays in range. */
+__attribute__((noinline)) static void products(double a, double b, double c, double d) {
+    __m128d A = _mm_set_sd(a), B = _mm_set_sd(b), C = _mm_set_sd(c), D = _mm_set_sd(d);
+    __m128d ab = _mm_mul_sd(A, B);
+    __m128d abc = _mm_mul_sd(ab, C);
+    __m128d abcd = _mm_mul_sd(abc, D);
+    __m128d sq = _mm_mul_sd(abcd, abcd);
+    __m128d s1 = _mm_add_sd(_mm_mul_sd(A, A), _mm_mul_sd(B, B));
+    __m128d r = _mm_sqrt_sd(s1, s1);
+    __m128d q = _mm_div_sd(abc, r);
+    __m128d dq = _mm_sub_sd(q, _mm_mul_sd(q, _mm_set_sd(0x1.0000000000001p0)));
+    __m128d e = _mm_mul_sd(dq, abcd);
+    __m128d P = _mm_set_pd(b, a), Q = _mm_set_pd(d, c);
+    __m128d pq = _mm_mul_pd(_mm_mul_pd(P, Q), _mm_mul_pd(P, P));
+    __m128d pdiff = _mm_sub_pd(_mm_div_pd(pq, Q), _mm_mul_pd(P, _mm_mul_pd(P, P)));
+    __m128 sp = _mm_set_ps((float)a, (float)b, (float)c, (float)d);
+    __m128 s3 = _mm_mul_ps(_mm_mul_ps(sp, sp), sp);
+    __m128 sr = _mm_sqrt_ps(_mm_add_ps(_mm_mul_ps(sp, sp), s3));
+    mix_pd(ab), mix_pd(abc), mix_pd(abcd), mix_pd(sq), mix_pd(s1), mix_pd(r), mix_pd(q);
+    mix_pd(dq), mix_pd(e), mix_pd(pq), mix_pd(pdiff);
+    mix_ps(s3), mix_ps(sr);
+}
+
 int main(void) {
     /* Precision flag clear; set; set with FTZ and DAZ (as -ffast-math programs run). */
     const unsigned csr[] = {0x1f80, 0x1fa0, 0x9fe0};
@@ -79,6 +105,9 @@ int main(void) {
             double a = pool[rnd() % N], b = pool[rnd() % N], c = pool[rnd() % N], d = pool[rnd() % N];
             _mm_setcsr(csr[m]);
             chain(a, b, c, d);
+            mix(_mm_getcsr());
+            _mm_setcsr(csr[m]);
+            products(a, b, c, d);
             mix(_mm_getcsr());
         }
         printf("MXCSR %04x: %016llx\n", csr[m], (unsigned long long)h);
