@@ -888,7 +888,8 @@ mod tests {
             nonneg: false,
         };
         let ranges = [tight, positive, narrow, wide, Range::normal(0x7ff).or_zero()];
-        let ops: [(Kind, fn(f64, f64) -> f64); 5] = [
+        type Op = fn(f64, f64) -> f64;
+        let ops: [(Kind, Op); 5] = [
             (Kind::Add, |a, b| a + b),
             (Kind::Sub, |a, b| a - b),
             (Kind::Mul, |a, b| a * b),
@@ -908,7 +909,11 @@ mod tests {
                         for &b in &edges(rb) {
                             let x = op(a, b);
                             let field = (x.to_bits() >> 52 & 0x7ff) as i64;
-                            let inside = if x == 0.0 { r.zero } else { field >= r.lo && field < r.hi };
+                            let inside = if x == 0.0 {
+                                r.zero
+                            } else {
+                                field >= r.lo && field < r.hi
+                            };
                             assert!(inside && (!r.nonneg || x >= 0.0), "{a:e} {b:e} -> {x:e} outside {r:?}");
                             assert!(x.is_normal() || x == 0.0, "{a:e} {b:e} -> {x:e}");
                         }
