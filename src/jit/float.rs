@@ -215,6 +215,16 @@ impl Range {
         }
     }
 
+    /// Where a lane that is one of two lanes lies.
+    fn join(self, o: Range) -> Range {
+        Range {
+            lo: self.lo.min(o.lo),
+            hi: self.hi.max(o.hi),
+            zero: self.zero || o.zero,
+            nonneg: self.nonneg && o.nonneg,
+        }
+    }
+
     /// The range of the exactly widened lane (binary32 to binary64).
     fn widened(self) -> Range {
         let shift = 0x7ff / 2 - 0xff / 2;
@@ -494,6 +504,45 @@ impl Lower<'_> {
                 let a = semantics::operand::ea(self, ins);
                 self.load(a, bytes)
             }
+        }
+    }
+
+    /// Where lane `n` (of `bytes` bytes) of XMM value `x` lies, as far as checks found.
+    fn lane_range(&mut self, x: Value, bytes: u8, n: u8) -> Option<Range> {
+        let double = bytes == 8;
+        let lanes: Vec<Value> = (self.known().lanes.iter())
+            .filter(|&&(v, (d, packed), _)| v == x && d == double && (packed || n == 0))
+            .map(|&(.., l)| l)
+            .collect();
+        lanes.into_iter().filter_map(|l| self.range_of(l)).reduce(Range::meet)
+    }
+
+    /// What is known of the lanes of `srcs` goes to the lanes of `result`, a shuffle of them
+    /// (`idx` as in `Emitter::vshuffle`) that moves whole double or single lanes: where every
+    /// lane it takes is known, every lane of the result lies where one of them does.
+    pub(super) fn shuffled(&mut self, srcs: [Value; 2], idx: [u8; 16], result: Value) {
+        for bytes in [8u8, 4] {
+            let whole = idx
+                .chunks(bytes as usize)
+                .all(|c| c[0] % bytes == 0 && c.iter().enumerate().all(|(k, &i)| i == c[0] + k as u8));
+            if !whole {
+                continue;
+            }
+            let taken = idx.chunks(bytes as usize).map(|c| {
+                let (src, lane) = (c[0] / 16, c[0] % 16 / bytes);
+                self.lane_range(srcs[src as usize], bytes, lane)
+            });
+            let Some(range) = taken
+                .collect::<Option<Vec<Range>>>()
+                .and_then(|r| r.into_iter().reduce(Range::join))
+            else {
+                continue;
+            };
+            let f = Format::new(bytes == 8, true);
+            let l = self.as_ty(result, f.fty);
+            self.known().lanes.push((result, (f.double, true), l));
+            self.known().floats.push((l, range));
+            return;
         }
     }
 

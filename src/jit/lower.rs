@@ -896,7 +896,9 @@ impl Emitter for Lower<'_> {
         let a = self.as_ty(a, types::I8X16);
         let b = self.as_ty(b, types::I8X16);
         let mask = self.b.func.dfg.immediates.push(ConstantData::from(idx.to_vec()));
-        self.b.ins().shuffle(a, b, mask)
+        let r = self.b.ins().shuffle(a, b, mask);
+        self.shuffled([a, b], idx, r);
+        r
     }
     fn vmovmsk(&mut self, a: Value, lane: u8) -> Value {
         let a = self.as_ty(a, lane_ty(lane));

@@ -93,8 +93,21 @@ __attribute__((noinline)) static void products(double a, double b, double c, dou
     __m128 s3 = _mm_mul_ps(_mm_mul_ps(sp, sp), sp);
     __m128 sr = _mm_sqrt_ps(_mm_add_ps(_mm_mul_ps(sp, sp), s3));
     mix_pd(ab), mix_pd(abc), mix_pd(abcd), mix_pd(sq), mix_pd(s1), mix_pd(r), mix_pd(q);
-    mix_pd(dq), mix_pd(e), mix_pd(pq), mix_pd(pdiff);
-    mix_ps(s3), mix_ps(sr);
+    /* Lanes of computed values moved by shuffles, then computed with again. */
+    __m128d u = _mm_unpackhi_pd(pq, pdiff), v = _mm_shuffle_pd(pq, _mm_mul_pd(pq, pq), 1);
+    __m128d uv = _mm_div_pd(_mm_mul_pd(u, v), _mm_unpacklo_pd(v, u));
+    __m128 t = _mm_unpacklo_ps(s3, sr), tt = _mm_mul_ps(_mm_mul_ps(t, t), _mm_movehl_ps(sr, s3));
+
+    mix_pd(dq), mix_pd(e), mix_pd(pq), mix_pd(pdiff), mix_pd(uv);
+    mix_ps(s3), mix_ps(sr), mix_ps(tt);
+}
+
+/* A lane of a square moved beside a lane of its root: squared again, it overflows where the
+ * root's lane alone would not. */
+__attribute__((noinline)) static __m128d square_beside_root(double a, double b) {
+    __m128d P = _mm_set_pd(b, a);
+    __m128d s = _mm_mul_pd(P, P), z = _mm_unpackhi_pd(s, P);
+    return _mm_mul_pd(z, z);
 }
 
 int main(void) {
@@ -108,6 +121,9 @@ int main(void) {
             mix(_mm_getcsr());
             _mm_setcsr(csr[m]);
             products(a, b, c, d);
+            mix(_mm_getcsr());
+            _mm_setcsr(csr[m]);
+            mix_pd(square_beside_root(a, b));
             mix(_mm_getcsr());
         }
         printf("MXCSR %04x: %016llx\n", csr[m], (unsigned long long)h);
