@@ -103,6 +103,32 @@ fn set(map: &AtomicPtr<AtomicU64>, page: u64, on: bool) -> bool {
     }
 }
 
+/// Sets or clears the bits of `pages`, a word at a time, writing only words that change (the
+/// bitmaps' pages stay untouched where nothing is set); calls `was_set` with each page whose
+/// bit was set before.
+fn set_pages(map: &AtomicPtr<AtomicU64>, pages: std::ops::Range<u64>, on: bool, mut was_set: impl FnMut(u64)) {
+    let mut n = pages.start;
+    while n < pages.end {
+        let Some((w, _)) = bit(map, n) else {
+            return;
+        };
+        let (lo, count) = (n % 64, (64 - n % 64).min(pages.end - n));
+        let mask = (u64::MAX >> (64 - count)) << lo;
+        let old = w.load(Ordering::Acquire);
+        let old = match on {
+            true if old & mask != mask => w.fetch_or(mask, Ordering::AcqRel),
+            false if old & mask != 0 => w.fetch_and(!mask, Ordering::AcqRel),
+            _ => old,
+        };
+        let mut hit = old & mask;
+        while hit != 0 {
+            was_set(n - lo + u64::from(hit.trailing_zeros()));
+            hit &= hit - 1;
+        }
+        n += count;
+    }
+}
+
 fn log_change(page: u64) {
     let i = LOG_COUNT.fetch_add(1, Ordering::AcqRel);
     LOG[(i % LOG_LEN) as usize].store(((i + 1) << 28) | page, Ordering::Release);
@@ -152,9 +178,7 @@ pub fn changes_since(from: u64) -> Option<(Vec<u64>, u64)> {
 
 /// Marks [start, start+len) as holding its file's bytes unchanged (or no longer).
 pub(super) fn set_pristine(start: u64, len: u64, on: bool) {
-    for n in page_numbers(start, len) {
-        set(&PRISTINE, n, on);
-    }
+    set_pages(&PRISTINE, page_numbers(start, len), on, |_| ());
 }
 
 /// Whether every page of [start, start+len) holds its file's bytes unchanged.
@@ -211,13 +235,10 @@ impl Memory {
     /// reprotected them); their protection is Kiln's to set again. Called with the range's new
     /// protection already applied to the host mapping.
     pub(super) fn changed_range(&self, start: u64, len: u64) {
-        for n in page_numbers(start, len) {
-            set(&PROTECTED, n, false);
-            set(&VOLATILE, n, false);
-            if set(&CODE, n, false) {
-                log_change(n);
-            }
-        }
+        let pages = page_numbers(start, len);
+        set_pages(&PROTECTED, pages.clone(), false, |_| ());
+        set_pages(&VOLATILE, pages.clone(), false, |_| ());
+        set_pages(&CODE, pages, false, log_change);
     }
 
     /// Before the kernel writes guest memory on the guest's behalf (a syscall's output buffer):
@@ -291,4 +312,31 @@ pub fn on_write_fault(addr: u64) -> bool {
     }
     unprotect(n);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ranges that start and end inside words, span whole words or fit in one: exactly their
+    /// bits change, and the pages reported are those that were set before.
+    #[test]
+    fn page_ranges_set_and_clear_exactly_their_bits() {
+        static MAP: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+        let words: &'static [AtomicU64] = Box::leak((0..8).map(|_| AtomicU64::new(0)).collect());
+        MAP.store(words.as_ptr() as *mut AtomicU64, Ordering::SeqCst);
+        let bits = || -> Vec<u64> { (0..512).filter(|&n| test(&MAP, n)).collect() };
+        set_pages(&MAP, 3..200, true, |n| panic!("page {n} was not set"));
+        assert_eq!(bits(), (3..200).collect::<Vec<_>>());
+        set_pages(&MAP, 64..128, true, |_| ());
+        let mut seen = Vec::new();
+        set_pages(&MAP, 60..70, false, |n| seen.push(n));
+        assert_eq!(seen, (60..70).collect::<Vec<_>>());
+        let mut seen = Vec::new();
+        set_pages(&MAP, 0..512, false, |n| seen.push(n));
+        assert_eq!(seen, (3..60).chain(70..200).collect::<Vec<_>>());
+        assert!(bits().is_empty());
+        set_pages(&MAP, 130..131, true, |_| ());
+        assert_eq!(bits(), vec![130]);
+    }
 }

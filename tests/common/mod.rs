@@ -156,8 +156,9 @@ pub fn settle(cache: &Path) -> serde_json::Value {
         .expect("kiln serve --wait");
     assert!(
         o.status.success(),
-        "the compile service for {} did not finish: {}",
+        "the compile service for {} did not finish ({}): {}",
         cache.display(),
+        o.status,
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).unwrap_or_default()
