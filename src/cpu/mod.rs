@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 10;
+pub const CPU_LAYOUT_VERSION: u32 = 11;
 
 /// log2 of the entries in the chaining table.
 pub const CHAIN_BITS: u32 = 20;
@@ -22,15 +22,21 @@ pub const CHAIN_BITS: u32 = 20;
 /// Entries in the chaining table.
 pub const CHAIN_ENTRIES: u64 = 1 << CHAIN_BITS;
 
-/// The chaining table slot of a guest rip: its low bits with the bits above them folded on
-/// once. Rips less than a table's span apart never collide; a fold by fewer bits than the
-/// table's (16 did) makes rips that differ both low and high collide in pairs (warm cc1
-/// lparser.i: 56 dispatcher entries per million guest instructions with it, 28 with this).
-/// A multiplicative hash spreads better still but lengthens every exit's dependency chain
-/// (8% slower on the same run).
+/// log2 of the guest code bytes one chaining table slot stands for.
+pub const CHAIN_GRAIN: u32 = 2;
+
+/// The chaining table slot of a guest rip: its bits above the grain with the bits above the
+/// table's span folded on once. Rips less than the span (4 MiB) apart never collide unless they
+/// lie in one grain, as block starts seldom do; a fold by fewer bits than the table's (16
+/// did) makes rips that differ both low and high collide in pairs (warm cc1 lparser.i: 56
+/// dispatcher entries per million guest instructions with it, 28 with this). A multiplicative
+/// hash spreads better still but lengthens every exit's dependency chain (8% slower on the
+/// same run). The grain keeps the units of one guest page in few pages of the table: each
+/// table page a unit is the first to use costs a page fault, and a slot per byte (no grain)
+/// spread a short run's units over as many table pages as units.
 #[inline]
 pub fn chain_slot(rip: u64) -> u64 {
-    (rip ^ (rip >> CHAIN_BITS)) & (CHAIN_ENTRIES - 1)
+    ((rip ^ (rip >> (CHAIN_BITS + CHAIN_GRAIN))) >> CHAIN_GRAIN) & (CHAIN_ENTRIES - 1)
 }
 
 /// RFLAGS bit positions.
