@@ -447,12 +447,17 @@ impl Lower<'_> {
     /// Where the lanes of operand `v` lie: known to be normal numbers or zeros, or else
     /// required to lie within `Range::tight`.
     fn operand_range(&mut self, g: &mut Guard, f: Format, v: Value) -> Range {
+        self.normal_or_required(g, f, v, Range::tight(f.emax))
+    }
+
+    /// Where the lanes of `v` lie: known to be normal numbers or zeros, or else required to
+    /// lie in `r` (normal numbers or zeros too).
+    fn normal_or_required(&mut self, g: &mut Guard, f: Format, v: Value, r: Range) -> Range {
         match self.range_of(v) {
-            Some(r) if r.within(Range::normal(f.emax).or_zero()) => r,
+            Some(k) if k.within(Range::normal(f.emax).or_zero()) => k,
             _ => {
-                let t = Range::tight(f.emax);
-                self.require_in(g, v, t);
-                t
+                self.require_in(g, v, r);
+                r
             }
         }
     }
@@ -730,12 +735,7 @@ impl Lower<'_> {
         let (f, a) = (op.f, a.expect("destination operand"));
         // Exact for zeros and normal numbers; no flags.
         let bi = self.lane(f, b);
-        let r = self.range_of(bi).filter(|r| r.within(Range::normal(f.emax).or_zero()));
-        let r = r.unwrap_or_else(|| {
-            let r = Range::normal(f.emax).or_zero();
-            self.require_in(g, bi, r);
-            r
-        });
+        let r = self.normal_or_required(g, f, bi, Range::normal(f.emax).or_zero());
         let ri = self.b.ins().fpromote(types::F64, bi);
         g.result = Some((Format::new(true, false), r.widened()));
         Out::Xmm(xmm_dest(op.ins), self.xmm_result(Format::new(true, false), a, ri))
