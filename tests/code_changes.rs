@@ -34,13 +34,22 @@ fn threads_share_the_cache_and_every_thread_is_counted() {
             "[{label}] {counted} instructions counted, the workers alone run over {floor}"
         );
 
-        let mut cold = kiln(&bin, "auto", &dir, &args, b"", &stats);
-        take_stats(&mut cold);
-        assert_same(&format!("threads_work [{label}] cold"), &want, &cold);
+        // Which paths run (a lock found taken, a thread that waits) depends on how the
+        // threads interleave: two runs fill the cache, and the warm run may still meet a few
+        // blocks neither ran, but the cache serves everything else.
+        for run in ["cold", "second"] {
+            let mut filling = kiln(&bin, "auto", &dir, &args, b"", &stats);
+            take_stats(&mut filling);
+            assert_same(&format!("threads_work [{label}] {run}"), &want, &filling);
+        }
         let mut warm = kiln(&bin, "auto", &dir, &args, b"", &stats);
         let s = take_stats(&mut warm);
         assert_same(&format!("threads_work [{label}] warm"), &want, &warm);
-        assert_eq!(stat(&s, "units_compiled"), 0, "[{label}] the warm run compiled: {s}");
+        let served = stat(&s, "units_loaded") + stat(&s, "units_prefilled");
+        assert!(
+            stat(&s, "units_compiled") * 100 <= served,
+            "[{label}] the warm run compiled over 1% of what the cache served: {s}"
+        );
         let (warm_total, diff) = (total_insns(&s), total_insns(&s).abs_diff(counted));
         assert!(
             diff * 100 < counted,
