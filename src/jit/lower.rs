@@ -12,7 +12,7 @@ use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData,
-    SigRef, Signature, TrapCode, Type, UserExternalName, Value,
+    SigRef, Signature, StackSlotData, StackSlotKind, TrapCode, Type, UserExternalName, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -192,6 +192,8 @@ pub(super) struct Lower<'a> {
     join: Option<cranelift_codegen::ir::Block>,
     /// The block addresses outside the guest space branch to (`finish_outside` fills it).
     outside: Option<cranelift_codegen::ir::Block>,
+    /// Where the unit stores an instruction's record for the slow helper (`slow_record`).
+    record_slot: Option<cranelift_codegen::ir::StackSlot>,
     /// The unit's one return (`return_counted`), and the block every exit through the
     /// chaining table goes through (`region::finish_chain` fills it).
     ret_block: Option<cranelift_codegen::ir::Block>,
@@ -301,6 +303,7 @@ impl<'a> Lower<'a> {
             state: Cached::at_start(Regs::default(), live),
             join: None,
             outside: None,
+            record_slot: None,
             ret_block: None,
             chain_block: None,
             near: vec![carried[0]],
@@ -1089,8 +1092,8 @@ impl Lower<'_> {
     /// the state: a fault (rip and the fault code left in the context) returns from the unit at
     /// once; otherwise the context's rip becomes the next instruction's.
     fn run_slow_helper(&mut self, ins: &Instruction, rip: Value) {
-        let z = self.imm(0);
-        let code = self.call_helper(H_SLOW, rip, z);
+        let record = self.slow_record(ins);
+        let code = self.call_helper(H_SLOW, rip, record);
         let (fault, cont) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(code, fault, &[], cont, &[]);
         self.seal(&[fault, cont]);
@@ -1098,6 +1101,25 @@ impl Lower<'_> {
         self.return_with(code, None);
         self.b.switch_to_block(cont);
         self.set_rip(ins.next_ip());
+    }
+
+    /// The address of `ins`'s record for the slow helper (`semantics::slow::record`), stored
+    /// in the unit's frame, or 0 (the helper decodes) if it has none.
+    fn slow_record(&mut self, ins: &Instruction) -> Value {
+        use semantics::slow::record;
+        let Some(words) = record::encode(ins) else {
+            return self.imm(0);
+        };
+        let slot = *self.record_slot.get_or_insert_with(|| {
+            let size = (record::WORDS * 8) as u32;
+            let data = StackSlotData::new(StackSlotKind::ExplicitSlot, size, 3);
+            self.b.create_sized_stack_slot(data)
+        });
+        for (i, w) in words.into_iter().enumerate() {
+            let v = self.imm(w);
+            self.b.ins().stack_store(types::I64, v, slot, (i * 8) as i32);
+        }
+        self.b.ins().stack_addr(types::I64, slot, 0)
     }
 
     /// Lowers one instruction of the block (`live`: whether its flags are read later).

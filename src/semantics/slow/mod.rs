@@ -1,11 +1,12 @@
 //! The slow path: instructions written over concrete CPU state, reached from the baseline tier
-//! through `exec` and from compiled code through `helper_slow` (which re-decodes the instruction
-//! at the guest rip). `exec` routes to the concrete families (MMX, the extensions, SSE, x87,
+//! through `exec` and from compiled code through `helper_slow` (which gets the instruction as
+//! a `record`, or decodes it again at the guest rip). `exec` routes to the concrete families (MMX, the extensions, SSE, x87,
 //! locked read-modify-writes) and runs this family's own rows otherwise.
 
 mod bits;
 mod exchange;
 mod muldiv;
+pub mod record;
 mod strings;
 mod system;
 mod x87_env;
@@ -215,15 +216,22 @@ fn acc(size: u8) -> Gpr {
     }
 }
 
-/// Compiled code's entry to the slow path: decode the instruction at `rip` and run it.
-/// Returns an exit code (`exit::NEXT` or `exit::FAULT`).
+/// Compiled code's entry to the slow path: run the instruction at `rip`, which `record`
+/// points to (a `record::Record`, or 0: decode the guest's bytes). Returns an exit code
+/// (`exit::NEXT` or `exit::FAULT`).
 ///
 /// # Safety
-/// `cpu` is the live context of the calling thread (compiled code passes its own).
-pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, _: u64) -> u64 {
+/// `cpu` is the live context of the calling thread (compiled code passes its own), and
+/// `record` is 0 or points to `record::WORDS` readable words.
+pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, record: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &mut *cpu };
-    let ins = decoded_at(cpu, rip);
+    // SAFETY: compiled code passes a record on its stack, or 0.
+    let given = (record != 0).then(|| unsafe { (record as *const record::Record).read_unaligned() });
+    let ins = match given.and_then(|r| record::decode(&r, rip)) {
+        Some(ins) => ins,
+        None => decoded_at(cpu, rip),
+    };
     match exec(cpu, &ins) {
         Ok(()) => exit::NEXT,
         Err(code) => {
