@@ -1,7 +1,8 @@
 //! The slow path: instructions written over concrete CPU state, reached from the baseline tier
 //! through `exec` and from compiled code through `helper_slow` (which gets the instruction as
-//! a `record`, or decodes it again at the guest rip). `exec` routes to the concrete families (MMX, the extensions, SSE, x87,
-//! locked read-modify-writes) and runs this family's own rows otherwise.
+//! a `record`, or decodes it again at the guest rip). `exec` routes to the concrete families
+//! (MMX, the extensions, SSE, x87, locked read-modify-writes) and runs this family's own rows
+//! otherwise.
 
 mod bits;
 mod exchange;
