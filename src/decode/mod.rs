@@ -119,6 +119,23 @@ pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu)
 /// The six arithmetic flags in iced's `RflagsBits` encoding.
 pub const ARITH_FLAGS: u32 = 0x3f;
 
+/// The RFLAGS bits (`cpu::rflags`) of the arithmetic flags in `iced` (iced's `RflagsBits`).
+pub fn rflags_bits(iced: u32) -> u64 {
+    use crate::cpu::rflags as rf;
+    use iced_x86::RflagsBits as I;
+    [
+        (I::OF, rf::OF),
+        (I::SF, rf::SF),
+        (I::ZF, rf::ZF),
+        (I::AF, rf::AF),
+        (I::CF, rf::CF),
+        (I::PF, rf::PF),
+    ]
+    .into_iter()
+    .filter(|&(bit, _)| iced & bit != 0)
+    .fold(0, |m, (_, f)| m | f)
+}
+
 /// Whether the instruction's flag writes depend on a run-time count (a zero count writes none),
 /// so it cannot be trusted to overwrite earlier flags.
 fn conditional_flag_write(ins: &Instruction) -> bool {

@@ -30,20 +30,7 @@ pub(super) fn undefined_flags(ins: &Instruction) -> u32 {
 
 /// The RFLAGS bits compared when the flags in `u` (iced's `RflagsBits`) are undefined.
 pub(super) fn defined_flags(u: u32) -> u64 {
-    let mut m = rf::ARITH | (1 << 10);
-    for (bit, f) in [
-        (RflagsBits::OF, rf::OF),
-        (RflagsBits::SF, rf::SF),
-        (RflagsBits::ZF, rf::ZF),
-        (RflagsBits::AF, rf::AF),
-        (RflagsBits::CF, rf::CF),
-        (RflagsBits::PF, rf::PF),
-    ] {
-        if u & bit != 0 {
-            m &= !f;
-        }
-    }
-    m
+    (rf::ARITH | (1 << 10)) & !crate::decode::rflags_bits(u)
 }
 
 /// Whether a rotate's count is an immediate 1 (after the CPU's masking of the count).

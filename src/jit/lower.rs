@@ -172,6 +172,8 @@ pub(super) struct Lower<'a> {
     pub state: Cached,
     /// Liveness of the current instruction's flags.
     flags_live: bool,
+    /// The flags (RFLAGS bits) that may be read after the current instruction.
+    flags_read_later: u64,
     helper_sig: SigRef,
     pub unit_sig: SigRef,
     /// The unit's guest address at run time (its entry rip) and at translation time: code
@@ -309,6 +311,7 @@ impl<'a> Lower<'a> {
             near: vec![carried[0]],
             known: Known::default(),
             flags_live: true,
+            flags_read_later: crate::cpu::rflags::ARITH,
             helper_sig,
             unit_sig,
             entry_rip,
@@ -532,6 +535,19 @@ impl<'a> Lower<'a> {
         }
         self.b.def_var(self.insns, insns);
         self.pending = 0;
+    }
+
+    /// The flag record where lowering stands, if the unit computed it (else the context holds
+    /// the flags).
+    pub fn flags_now(&self) -> Option<Flags<Value>> {
+        self.state.flags
+    }
+
+    /// Starts a block whose one way in left the flags as `flags` (`flags_now` there): where
+    /// the flags were live on that edge, its checkpoint stored them, so they are not dirty.
+    pub fn flags_from_edge(&mut self, flags: Option<Flags<Value>>) {
+        self.state.flags = flags;
+        self.state.flags_dirty = false;
     }
 
     /// Forget cached state after a helper that may change any of it (everything was stored
@@ -959,6 +975,9 @@ impl Emitter for Lower<'_> {
     fn flags_needed(&self) -> bool {
         self.flags_live
     }
+    fn flags_read_later(&self) -> u64 {
+        self.flags_read_later
+    }
     fn cond(&mut self, cc: Cc) -> Value {
         match self.state.flags {
             Some(f) => flags::cond(self, &f, cc),
@@ -1123,8 +1142,11 @@ impl Lower<'_> {
     }
 
     /// Lowers one instruction of the block (`live`: whether its flags are read later).
-    pub fn lower_insn(&mut self, ins: &Instruction, live: bool, route: u8) {
+    /// Lowers `ins`; `live`: a flag it writes may be read later; `read_later`: the flags (iced's
+    /// `RflagsBits`) that may be read after it before they are written again.
+    pub fn lower_insn(&mut self, ins: &Instruction, live: bool, read_later: u32, route: u8) {
         self.flags_live = live;
+        self.flags_read_later = crate::decode::rflags_bits(read_later);
         if route & semantics::route::ALIGN16 != 0 {
             self.gp_if_misaligned(ins);
         }

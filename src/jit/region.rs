@@ -10,6 +10,7 @@
 
 use super::lower::{iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
 use super::{return_code, CARRIED};
+use crate::cpu::flags::Flags;
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
 use crate::decode::{flags_live_after, Block, Region};
@@ -81,6 +82,7 @@ pub fn lower_region(
         retreating: region.retreating_edges(),
         single_entry: single_entries(region),
         count_in: vec![Default::default(); region.blocks.len()],
+        flags_in: vec![Default::default(); region.blocks.len()],
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
@@ -256,6 +258,9 @@ struct Layout<'r> {
     /// Per block with a single entry: the instructions counted on the way there and not yet
     /// added to the count (`Lower::pending`).
     count_in: Vec<std::cell::Cell<i64>>,
+    /// Per block with a single entry: the flag record as the block before it left it (its
+    /// values dominate the block), so that reading the flags there needs no helper call.
+    flags_in: Vec<std::cell::Cell<Option<Flags<Value>>>>,
 }
 
 impl Layout<'_> {
@@ -275,6 +280,9 @@ impl Layout<'_> {
         }
         // Every edge into a block leaves the variables of its live registers current.
         l.state = Cached::at_start(self.dirty_in[i], self.live_in[i]);
+        if self.single_entry[i].is_some() {
+            l.flags_from_edge(self.flags_in[i].get());
+        }
         l.end = None;
         l.pending = self.count_in[i].get();
         l.count_insns(gb.insns.len());
@@ -283,7 +291,7 @@ impl Layout<'_> {
         for (k, ((ins, &live), &route)) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes).enumerate() {
             l.predicted = predict.then(|| Regs::written_by(ins));
             l.insns_after = (gb.insns.len() - k - 1) as u64;
-            l.lower_insn(ins, live, route);
+            l.lower_insn(ins, live, flags_after[k], route);
             if l.end.is_some() {
                 break;
             }
@@ -404,7 +412,10 @@ impl Layout<'_> {
         }
         // The count goes on uncounted into a block no other way leads to.
         match self.single_entry[j] == Some(i) {
-            true => self.count_in[j].set(l.pending),
+            true => {
+                self.count_in[j].set(l.pending);
+                self.flags_in[j].set(l.flags_now());
+            }
             false => l.settle_count(),
         }
         l.b.ins().jump(self.starts[j], &[]);

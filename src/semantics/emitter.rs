@@ -75,6 +75,12 @@ pub trait Emitter: Ops {
     fn set_flags(&mut self, f: Flags<Self::V>);
     /// Whether the current instruction's flag results may be read later.
     fn flags_needed(&self) -> bool;
+    /// The arithmetic flags (RFLAGS bits) that may be read after the current instruction
+    /// before they are written again: an instruction that keeps some flags as they were need
+    /// not read those that nothing reads (reading them may take a helper call).
+    fn flags_read_later(&self) -> u64 {
+        crate::cpu::rflags::ARITH
+    }
     /// The condition `cc` of the current flags, as 0 or 1.
     fn cond(&mut self, cc: Cc) -> Self::V;
     /// The arithmetic RFLAGS bits of the current flags.

@@ -110,12 +110,11 @@ pub(super) fn not<E: Emitter>(e: &mut E, ins: &Instruction) {
 
 /// clc/stc/cmc.
 pub(super) fn carry<E: Emitter>(e: &mut E, op: CarryOp) {
-    update_flags(e, rflags::CF, |e, f| match op {
+    update_flags(e, rflags::CF, |e| match op {
         CarryOp::Clear => e.imm(0),
         CarryOp::Set => e.imm(1),
         CarryOp::Complement => {
-            let one = e.imm(1);
-            let cf = e.bin(Bin::And, f, one);
+            let (cf, one) = (e.cond(Cc::B), e.imm(1));
             e.bin(Bin::Xor, cf, one)
         }
     });

@@ -55,7 +55,7 @@ pub(super) fn bit_test<E: Emitter>(e: &mut E, ins: &Instruction) {
     if let Some(v) = changed {
         write_op(e, ins, 0, size, v, addr).expect("checked operand");
     }
-    update_flags(e, rf::CF, |_, _| cf);
+    update_flags(e, rf::CF, |_| cf);
 }
 
 /// bsf/bsr (a zero source leaves the destination register as it was, all of it), tzcnt and
@@ -79,7 +79,7 @@ pub(super) fn bit_count<E: Emitter>(e: &mut E, ins: &Instruction) {
             };
             write_unless(e, ins, zero, r);
             let zf = e.bin(Bin::Shl, zero, six);
-            update_flags(e, rf::ZF, |_, _| zf);
+            update_flags(e, rf::ZF, |_| zf);
         }
         Mnemonic::Popcnt => {
             let r = e.un(Un::Popcnt, src);
@@ -101,7 +101,7 @@ pub(super) fn bit_count<E: Emitter>(e: &mut E, ins: &Instruction) {
             let rz = e.cmp(Cmp::Eq, r, z);
             let zf = e.bin(Bin::Shl, rz, six);
             let f = e.bin(Bin::Or, zero, zf);
-            update_flags(e, rf::CF | rf::ZF, |_, _| f);
+            update_flags(e, rf::CF | rf::ZF, |_| f);
         }
     }
 }

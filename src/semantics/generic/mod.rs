@@ -209,6 +209,16 @@ fn set_flags<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, res: E::V, a: E::V
     });
 }
 
+/// The current RFLAGS bits, for an instruction that changes those in `changed` and keeps the
+/// others: zero where none of the others may be read later (they are dead, whatever they
+/// hold), which spares reading flags the unit has not computed itself.
+fn kept_flags<E: Emitter>(e: &mut E, changed: u64) -> E::V {
+    match e.flags_read_later() & crate::cpu::rflags::ARITH & !changed {
+        0 => e.imm(0),
+        _ => e.rflags(),
+    }
+}
+
 /// Records flags computed in full (rflags bits), as `FlagKind::Raw`.
 fn set_raw_flags<E: Emitter>(e: &mut E, f: E::V) {
     let z = e.imm(0);
@@ -216,13 +226,14 @@ fn set_raw_flags<E: Emitter>(e: &mut E, f: E::V) {
 }
 
 /// Records flags equal to the current ones except the bits in `changed`, which take the
-/// values `bits` computes from the current RFLAGS bits; nothing where the flags are dead.
-fn update_flags<E: Emitter>(e: &mut E, changed: u64, bits: impl FnOnce(&mut E, E::V) -> E::V) {
+/// values `bits` computes; nothing where the flags are dead. The current flags are read only
+/// where one of those kept may be read later.
+fn update_flags<E: Emitter>(e: &mut E, changed: u64, bits: impl FnOnce(&mut E) -> E::V) {
     if !e.flags_needed() {
         return;
     }
-    let f = e.rflags();
-    let new = bits(e, f);
+    let new = bits(e);
+    let f = kept_flags(e, changed);
     let keep = e.imm(!changed);
     let kept = e.bin(crate::cpu::ops::Bin::And, f, keep);
     let r = e.bin(crate::cpu::ops::Bin::Or, kept, new);

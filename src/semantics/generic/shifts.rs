@@ -128,7 +128,11 @@ pub(super) fn rotate<E: Emitter>(e: &mut E, ins: &Instruction) {
 /// CF and OF of a rotate's result `r`; a count in cl (`count_in_cl`) of zero keeps the flags.
 fn rotate_flags<E: Emitter>(e: &mut E, rol: bool, size: u8, r: E::V, c: E::V, count_in_cl: bool) {
     let bits = size as u64 * 8;
-    let old = e.rflags();
+    // A zero count in cl keeps every flag; else only the others are kept.
+    let old = match count_in_cl {
+        true => e.rflags(),
+        false => super::kept_flags(e, crate::cpu::rflags::CF | crate::cpu::rflags::OF),
+    };
     let msb = bit(e, r, bits - 1);
     let (cf, of) = if rol {
         let cf = bit(e, r, 0);
