@@ -78,8 +78,10 @@ impl ModuleImage {
 
     /// The regions to compile: one per head among the `hot` offsets, over the blocks of the
     /// module's pack `units` (in offset order: code some run ran), unless a unit there compiled
-    /// for the pack has the region's guest length and hash already, or is a lone block's.
-    pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>) -> Vec<Planned> {
+    /// for the pack has the region's guest length and hash already, or is a lone block's; and
+    /// the regions at `regrow` formed again (`leaving_for`: they left for code that has run
+    /// since, which they may now hold, though their bytes are the same).
+    pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>, regrow: &BTreeSet<u64>) -> Vec<Planned> {
         let base = self.code.load_base;
         let have = units_by_offset(units);
         let heat_at = |o: u64| {
@@ -94,6 +96,7 @@ impl ModuleImage {
         let (return_sites, loop_headers) = inner_heads(&blocks, base);
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
         let mut todo: Vec<u64> = heads(&blocks, base).intersection(hot).copied().collect();
+        todo.extend(regrow.iter().filter(|&h| blocks.contains_key(h) && !hot.contains(h)));
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
         // Inner heads last (taken from the end), once the regions that may hold them are formed.
         todo.sort_by_key(|h| std::cmp::Reverse(inner(h)));
@@ -133,7 +136,7 @@ impl ModuleImage {
                 continue;
             };
             let hash = *blake3::hash(bytes).as_bytes();
-            if have.get(&head) == Some(&(len as u32, hash)) {
+            if have.get(&head) == Some(&(len as u32, hash)) && !regrow.contains(&head) {
                 continue;
             }
             let heat = region.blocks.iter().map(|b| heat_at(b.start.wrapping_sub(base))).max();
@@ -147,6 +150,20 @@ impl ModuleImage {
         planned.sort_by_key(|p| p.offset);
         planned
     }
+}
+
+/// The offsets of the units a pack's own compiles made (regions and lone blocks) whose links
+/// lead to one of the `hot` offsets: code that ran since they were formed, and that they left
+/// for then, as it had not run.
+pub fn leaving_for(pack: &crate::cache::Pack, hot: &BTreeSet<u64>) -> BTreeSet<u64> {
+    let leads_to_hot = |u: &PackUnit| {
+        cache_format::pack_unit_links(pack.map.bytes(), u)
+            .is_ok_and(|links| links.iter().any(|l| hot.contains(&l.target.0)))
+    };
+    (pack.units.iter())
+        .filter(|u| u.linked && !hot.contains(&u.offset.0) && leads_to_hot(u))
+        .map(|u| u.offset.0)
+        .collect()
 }
 
 /// The heads that are return sites, and those that are loop headers, and not the targets of
@@ -204,4 +221,57 @@ fn units_by_offset(units: &[PackUnit]) -> HashMap<u64, (u32, Hash)> {
         .filter(|u| u.linked)
         .map(|u| (u.offset.0, (u.guest_len, u.guest_hash)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cache_format::{ConfigId, Link, LinkKind, ModuleOffset, UnitEntry};
+
+    /// A unit at module offset `offset` with links to `targets`.
+    fn unit(offset: u64, linked: bool, targets: &[u64]) -> (ModuleOffset, UnitEntry) {
+        let links = (targets.iter().enumerate())
+            .map(|(i, &t)| Link {
+                at: 4 * i as u32,
+                kind: LinkKind::Rel32,
+                target: ModuleOffset(t),
+            })
+            .collect();
+        let entry = UnitEntry {
+            load_base: 0,
+            guest_len: 8,
+            ninsns: 2,
+            guest_hash: [0; 32],
+            code: vec![0xcc; 16],
+            links,
+            linked,
+            heat: 1,
+        };
+        (ModuleOffset(offset), entry)
+    }
+
+    #[test]
+    fn regions_that_left_for_code_run_since_are_formed_again() {
+        let (module, config) = ([7u8; 32], ConfigId([3; 16]));
+        let units = [
+            unit(0x10, true, &[0x40, 0x18]),
+            unit(0x20, true, &[0x80]),
+            unit(0x30, false, &[]),
+            unit(0x40, false, &[]),
+            unit(0x50, true, &[0x40]),
+            unit(0x60, false, &[0x40]),
+        ];
+        let bytes = cache_format::encode_pack(&module, &config, &units, &[0xc3; 16]);
+        let mut file = tempfile::tempfile().expect("temporary file");
+        std::io::Write::write_all(&mut file, &bytes).expect("written");
+        let pack = crate::cache::Pack {
+            map: MappedFile::map(&file).expect("mapped"),
+            units: cache_format::decode_pack_index_checked(&bytes, &module, &config, false).expect("a valid pack"),
+        };
+        // 0x40 ran since: the pack's own units that left for it (not the one a run compiled,
+        // which has no links to fill, nor 0x40 itself) are formed again.
+        let hot = BTreeSet::from([0x40]);
+        assert_eq!(leaving_for(&pack, &hot), BTreeSet::from([0x10, 0x50]));
+        assert!(leaving_for(&pack, &BTreeSet::from([0x70])).is_empty());
+    }
 }

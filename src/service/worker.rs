@@ -425,7 +425,8 @@ impl Worker {
         };
         let load_base = code.load_base;
         let hot = self.hot.remove(&module).unwrap_or_default();
-        for p in image.plan(&pack.units, &hot) {
+        let regrow = super::regions::leaving_for(&pack, &hot);
+        for p in image.plan(&pack.units, &hot, &regrow) {
             let key = UnitKey {
                 module,
                 config: self.config,
