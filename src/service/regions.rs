@@ -95,8 +95,17 @@ impl ModuleImage {
         let mut planned = Vec::new();
         let (return_sites, loop_headers) = inner_heads(&blocks, base);
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
-        let mut todo: Vec<u64> = heads(&blocks, base).intersection(hot).copied().collect();
-        todo.extend(regrow.iter().filter(|&h| blocks.contains_key(h) && !hot.contains(h)));
+        let heads = heads(&blocks, base);
+        let mut todo: Vec<u64> = heads.intersection(hot).copied().collect();
+        // Of those, the heads and the regions of more than their head's block: a lone block
+        // elsewhere, whose unit left for new code, does not make a new head.
+        let unit_len =
+            |h: u64| (units.binary_search_by_key(&h, |u| u.offset.0)).map_or(0, |i| u64::from(units[i].guest_len));
+        let regrow: BTreeSet<u64> = (regrow.iter().copied())
+            .filter(|h| !hot.contains(h))
+            .filter(|h| heads.contains(h) || blocks.get(h).is_some_and(|b| unit_len(*h) > b.len))
+            .collect();
+        todo.extend(&regrow);
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
         // Inner heads last (taken from the end), once the regions that may hold them are formed.
         todo.sort_by_key(|h| std::cmp::Reverse(inner(h)));
@@ -136,7 +145,10 @@ impl ModuleImage {
                 continue;
             };
             let hash = *blake3::hash(bytes).as_bytes();
-            if have.get(&head) == Some(&(len as u32, hash)) && !regrow.contains(&head) {
+            // Formed again, it holds code that ran since, or it is as it was.
+            let grown =
+                regrow.contains(&head) && (region.blocks.iter()).any(|b| hot.contains(&b.start.wrapping_sub(base)));
+            if have.get(&head) == Some(&(len as u32, hash)) && !grown {
                 continue;
             }
             let heat = region.blocks.iter().map(|b| heat_at(b.start.wrapping_sub(base))).max();
