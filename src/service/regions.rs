@@ -97,14 +97,7 @@ impl ModuleImage {
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
         let heads = heads(&blocks, base);
         let mut todo: Vec<u64> = heads.intersection(hot).copied().collect();
-        // Of those, the heads and the regions of more than their head's block: a lone block
-        // elsewhere, whose unit left for new code, does not make a new head.
-        let unit_len =
-            |h: u64| (units.binary_search_by_key(&h, |u| u.offset.0)).map_or(0, |i| u64::from(units[i].guest_len));
-        let regrow: BTreeSet<u64> = (regrow.iter().copied())
-            .filter(|h| !hot.contains(h))
-            .filter(|h| heads.contains(h) || blocks.get(h).is_some_and(|b| unit_len(*h) > b.len))
-            .collect();
+        let regrow = to_form_again(regrow, hot, &heads, &blocks, units);
         todo.extend(&regrow);
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
         // Inner heads last (taken from the end), once the regions that may hold them are formed.
@@ -162,6 +155,24 @@ impl ModuleImage {
         planned.sort_by_key(|p| p.offset);
         planned
     }
+}
+
+/// Of the `regrow` offsets (`leaving_for`), those whose regions are formed again: not the hot
+/// ones (formed anyway), and only heads or regions of more than their head's block (a lone
+/// block elsewhere, whose unit left for new code, does not make a new head).
+fn to_form_again(
+    regrow: &BTreeSet<u64>,
+    hot: &BTreeSet<u64>,
+    heads: &BTreeSet<u64>,
+    blocks: &HashMap<u64, Block>,
+    units: &[PackUnit],
+) -> BTreeSet<u64> {
+    let unit_len =
+        |h: u64| (units.binary_search_by_key(&h, |u| u.offset.0)).map_or(0, |i| u64::from(units[i].guest_len));
+    (regrow.iter().copied())
+        .filter(|h| !hot.contains(h))
+        .filter(|h| heads.contains(h) || blocks.get(h).is_some_and(|b| unit_len(*h) > b.len))
+        .collect()
 }
 
 /// The offsets of the units a pack's own compiles made (regions and lone blocks) whose links
