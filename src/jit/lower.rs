@@ -218,7 +218,7 @@ pub(super) struct Lower<'a> {
 #[derive(Default)]
 struct Known {
     block: Option<cranelift_codegen::ir::Block>,
-    /// Values checked to lie in the guest space.
+    /// Values checked to lie in or near the guest space (`check_in_space`), or accessed there.
     in_space: Vec<Value>,
     /// Float lanes checked to lie in a range (`float.rs`).
     floats: Vec<(Value, float::Range)>,
@@ -601,21 +601,31 @@ impl<'a> Lower<'a> {
         (self.b.ins().iadd(base, x), disp)
     }
 
-    /// Branches to `outside` unless `x` lies in the guest space, when no check of `x`
-    /// dominates the current block.
+    /// Branches to `outside` unless `x` lies near the guest space (`jit::stack_near`), when no
+    /// check of `x` dominates the current block. Near is enough: any displacement added to it
+    /// lands in the space or in a guard, and a register part below zero is common (an index
+    /// counting up to zero from below, with the array's address as the displacement), which
+    /// a test against the space itself sent to the baseline tier at every execution.
     fn check_in_space(&mut self, x: Value) {
         // The unit's own address is guest code, inside the guest space; a stack pointer near
         // it is as good (`jit::stack_near`).
         if x == self.entry_rip || self.near.contains(&x) || self.known().in_space.contains(&x) {
             return;
         }
-        // The high bits, shifted down: a comparison with the guest space's top would load the
-        // 64-bit constant from the unit's code, a data access to code pages on every check.
-        const _: () = assert!(GUEST_SPACE.is_power_of_two());
-        let outside = self.b.ins().ushr_imm_u(x, i64::from(GUEST_SPACE.trailing_zeros()));
+        let outside = self.far_from_space(x);
         let fault = *self.outside.get_or_insert_with(|| self.b.create_block());
         self.leave_if(outside, fault);
         self.known.in_space.push(x);
+    }
+
+    /// Whether `v` lies far from the guest space (`jit::stack_near`'s test, with a shift and a
+    /// small constant: a comparison with the space's top would load the 64-bit constant from
+    /// the unit's code, a data access to code pages on every check).
+    pub fn far_from_space(&mut self, v: Value) -> Value {
+        use super::{STACK_NEAR_MAX, STACK_NEAR_SHIFT, STACK_SLACK};
+        let shifted = self.b.ins().iadd_imm_u(v, STACK_SLACK as i64);
+        let shifted = self.b.ins().ushr_imm_u(shifted, i64::from(STACK_NEAR_SHIFT));
+        (self.b.ins()).icmp_imm_u(IntCC::UnsignedGreaterThan, shifted, STACK_NEAR_MAX as i64)
     }
 
     /// Records that guest memory at `addr` was accessed: where the access did not fault, the

@@ -598,11 +598,7 @@ fn stack_handed_on(l: &mut Lower<'_>) {
     if l.known_near(rsp) {
         return;
     }
-    let shifted = l.b.ins().iadd_imm_u(rsp, super::STACK_SLACK as i64);
-    let shifted = l.b.ins().ushr_imm_u(shifted, i64::from(super::STACK_NEAR_SHIFT));
-    let far =
-        l.b.ins()
-            .icmp_imm_u(IntCC::UnsignedGreaterThan, shifted, super::STACK_NEAR_MAX as i64);
+    let far = l.far_from_space(rsp);
     let near = when(l, far);
     let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_with(next, None);

@@ -3,9 +3,9 @@
 //! Guest address `A` lives at host `base + clamp(A)`. Everything outside the guest's mappings
 //! stays `PROT_NONE`, so the host MMU enforces the guest's view. The guest space has a
 //! `PROT_NONE` guard on each side: Rust code clamps an address at or above `GUEST_SPACE` into
-//! the guard above; compiled code checks the register part of an address against
-//! `GUEST_SPACE` and adds the displacement in the host access, which then lands in a guard
-//! when it leaves the guest space. Either way the access faults inside the reservation and
+//! the guard above; compiled code checks that the register part of an address lies within
+//! `jit::STACK_SLACK` of the guest space and adds the displacement in the host access, which
+//! then lands in a guard when it leaves the guest space. Either way the access faults inside the reservation and
 //! never reaches another guest address or Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
