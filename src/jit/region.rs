@@ -82,7 +82,7 @@ pub fn lower_region(
         retreating: region.retreating_edges(),
         single_entry: single_entries(region),
         count_in: vec![Default::default(); region.blocks.len()],
-        flags_in: vec![Default::default(); region.blocks.len()],
+        entry_flags: vec![Default::default(); region.blocks.len()],
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
@@ -260,7 +260,7 @@ struct Layout<'r> {
     count_in: Vec<std::cell::Cell<i64>>,
     /// Per block with a single entry: the flag record as the block before it left it (its
     /// values dominate the block), so that reading the flags there needs no helper call.
-    flags_in: Vec<std::cell::Cell<Option<Flags<Value>>>>,
+    entry_flags: Vec<std::cell::Cell<Option<Flags<Value>>>>,
 }
 
 impl Layout<'_> {
@@ -281,7 +281,7 @@ impl Layout<'_> {
         // Every edge into a block leaves the variables of its live registers current.
         l.state = Cached::at_start(self.dirty_in[i], self.live_in[i]);
         if self.single_entry[i].is_some() {
-            l.flags_from_edge(self.flags_in[i].get());
+            l.flags_from_edge(self.entry_flags[i].get());
         }
         l.end = None;
         l.pending = self.count_in[i].get();
@@ -414,7 +414,7 @@ impl Layout<'_> {
         match self.single_entry[j] == Some(i) {
             true => {
                 self.count_in[j].set(l.pending);
-                self.flags_in[j].set(l.flags_now());
+                self.entry_flags[j].set(l.flags_now());
             }
             false => l.settle_count(),
         }
