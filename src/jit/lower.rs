@@ -1151,11 +1151,11 @@ impl Lower<'_> {
         self.b.ins().stack_addr(types::I64, slot, 0)
     }
 
-    /// Lowers one instruction of the block (`live`: whether its flags are read later).
-    /// Lowers `ins`; `live`: a flag it writes may be read later; `read_later`: the flags (iced's
-    /// `RflagsBits`) that may be read after it before they are written again.
-    pub fn lower_insn(&mut self, ins: &Instruction, live: bool, read_later: u32, route: u8) {
-        self.flags_live = live;
+    /// Lowers one instruction of the block; `read_later`: the flags (iced's `RflagsBits`) that
+    /// may be read after it before they are written again (its own are live where it writes one
+    /// of them, as `decode::flag_liveness_from` has it).
+    pub fn lower_insn(&mut self, ins: &Instruction, read_later: u32, route: u8) {
+        self.flags_live = ins.rflags_modified() & crate::decode::ARITH_FLAGS & read_later != 0;
         self.flags_read_later = crate::decode::rflags_bits(read_later);
         if route & semantics::route::ALIGN16 != 0 {
             self.gp_if_misaligned(ins);

@@ -288,10 +288,10 @@ impl Layout<'_> {
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
         let (flags_after, _) = flags_live_after(&gb.insns, self.region.flags_out[i]);
-        for (k, ((ins, &live), &route)) in gb.insns.iter().zip(&gb.flags_live).zip(&gb.routes).enumerate() {
+        for (k, (ins, &route)) in gb.insns.iter().zip(&gb.routes).enumerate() {
             l.predicted = predict.then(|| Regs::written_by(ins));
             l.insns_after = (gb.insns.len() - k - 1) as u64;
-            l.lower_insn(ins, live, flags_after[k], route);
+            l.lower_insn(ins, flags_after[k], route);
             if l.end.is_some() {
                 break;
             }

@@ -5,8 +5,8 @@
 //! `PROT_NONE` guard on each side: Rust code clamps an address at or above `GUEST_SPACE` into
 //! the guard above; compiled code checks that the register part of an address lies within
 //! `jit::STACK_SLACK` of the guest space and adds the displacement in the host access, which
-//! then lands in a guard when it leaves the guest space. Either way the access faults inside the reservation and
-//! never reaches another guest address or Kiln's memory.
+//! then lands in a guard when it leaves the guest space. Either way the access faults inside
+//! the reservation and never reaches another guest address or Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;

@@ -80,15 +80,11 @@ impl ModuleImage {
     /// module's pack `units` (in offset order: code some run ran), unless a unit there compiled
     /// for the pack has the region's guest length and hash already, or is a lone block's; and
     /// the regions at `regrow` formed again (`leaving_for`: they left for code that has run
-    /// since, which they may now hold, though their bytes are the same).
+    /// since, which they may now hold, though their bytes are the same; none of them hot).
     pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>, regrow: &BTreeSet<u64>) -> Vec<Planned> {
         let base = self.code.load_base;
         let have = units_by_offset(units);
-        let heat_at = |o: u64| {
-            units
-                .binary_search_by_key(&o, |u| u.offset.0)
-                .map_or(0, |i| units[i].heat)
-        };
+        let heat_at = |o: u64| unit_at(units, o).map_or(0, |u| u.heat);
         let blocks: HashMap<u64, Block> = (units.iter())
             .filter_map(|u| Some((u.offset.0, self.block_at(u.offset.0)?)))
             .collect();
@@ -97,7 +93,7 @@ impl ModuleImage {
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
         let heads = heads(&blocks, base);
         let mut todo: Vec<u64> = heads.intersection(hot).copied().collect();
-        let regrow = to_form_again(regrow, hot, &heads, &blocks, units);
+        let regrow = to_form_again(regrow, &heads, &blocks, units);
         todo.extend(&regrow);
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
         // Inner heads last (taken from the end), once the regions that may hold them are formed.
@@ -157,20 +153,22 @@ impl ModuleImage {
     }
 }
 
-/// Of the `regrow` offsets (`leaving_for`), those whose regions are formed again: not the hot
-/// ones (formed anyway), and only heads or regions of more than their head's block (a lone
+/// The pack unit at module offset `o` (`units` in offset order).
+fn unit_at(units: &[PackUnit], o: u64) -> Option<&PackUnit> {
+    units.binary_search_by_key(&o, |u| u.offset.0).ok().map(|i| &units[i])
+}
+
+/// Of the `regrow` offsets (`leaving_for`: none of them hot, those are formed anyway), those
+/// whose regions are formed again: heads, and regions of more than their head's block (a lone
 /// block elsewhere, whose unit left for new code, does not make a new head).
 fn to_form_again(
     regrow: &BTreeSet<u64>,
-    hot: &BTreeSet<u64>,
     heads: &BTreeSet<u64>,
     blocks: &HashMap<u64, Block>,
     units: &[PackUnit],
 ) -> BTreeSet<u64> {
-    let unit_len =
-        |h: u64| (units.binary_search_by_key(&h, |u| u.offset.0)).map_or(0, |i| u64::from(units[i].guest_len));
+    let unit_len = |h: u64| unit_at(units, h).map_or(0, |u| u64::from(u.guest_len));
     (regrow.iter().copied())
-        .filter(|h| !hot.contains(h))
         .filter(|h| heads.contains(h) || blocks.get(h).is_some_and(|b| unit_len(*h) > b.len))
         .collect()
 }
