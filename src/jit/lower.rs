@@ -929,6 +929,16 @@ impl Emitter for Lower<'_> {
         self.shuffled([a, b], idx, r);
         r
     }
+    fn vswizzle(&mut self, a: Value, idx: Value) -> Value {
+        let a = self.as_ty(a, types::I8X16);
+        let idx = self.as_ty(idx, types::I8X16);
+        // Cranelift's swizzle zeroes where an index is 16 or more: keep the top bit (zero) and
+        // the low four (which byte).
+        let keep = self.b.ins().iconst(types::I8, 0x8f);
+        let keep = self.b.ins().splat(types::I8X16, keep);
+        let idx = self.b.ins().band(idx, keep);
+        self.b.ins().swizzle(a, idx)
+    }
     fn vmovmsk(&mut self, a: Value, lane: u8) -> Value {
         let a = self.as_ty(a, lane_ty(lane));
         self.b.ins().vhigh_bits(types::I64, a)

@@ -148,6 +148,9 @@ impl Emitter for Live<'_> {
     fn vshuffle(&mut self, a: u128, b: u128, idx: [u8; 16]) -> u128 {
         vector::vshuffle(a, b, idx)
     }
+    fn vswizzle(&mut self, a: u128, idx: u128) -> u128 {
+        vector::vswizzle(a, idx)
+    }
     fn vmovmsk(&mut self, a: u128, lane: u8) -> u64 {
         vector::vmovmsk(a, lane)
     }

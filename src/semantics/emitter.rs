@@ -60,6 +60,9 @@ pub trait Emitter: Ops {
     fn vshift(&mut self, op: VShift, a: Self::X, count: u8) -> Self::X;
     /// Byte shuffle: result byte i is `a[idx[i]]` for idx < 16, else `b[idx[i] - 16]`.
     fn vshuffle(&mut self, a: Self::X, b: Self::X, idx: [u8; 16]) -> Self::X;
+    /// Byte shuffle by a vector (pshufb): result byte i is `a[idx[i] & 15]`, or zero where
+    /// `idx[i]` has its top bit set.
+    fn vswizzle(&mut self, a: Self::X, idx: Self::X) -> Self::X;
     /// The sign bits of each lane (lane width in bytes) as an integer.
     fn vmovmsk(&mut self, a: Self::X, lane: u8) -> Self::V;
 

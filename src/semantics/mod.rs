@@ -186,7 +186,7 @@ mod tests {
         ];
         let mut out = Vec::new();
         for p in prefixes {
-            for escape in [&[][..], &[0x0f][..]] {
+            for escape in [&[][..], &[0x0f][..], &[0x0f, 0x38][..], &[0x0f, 0x3a][..]] {
                 for op in 0..=255u8 {
                     for modrm in (0..8)
                         .map(|r| 0xc1 | r << 3)

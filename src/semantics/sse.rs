@@ -58,6 +58,10 @@ pub enum VecOp {
     },
     /// Two-operand lane-wise operations.
     Lanewise(VOp),
+    /// pshufb: the destination's bytes picked by the source's.
+    Swizzle,
+    /// palignr: the destination:source pair shifted right by an immediate count of bytes.
+    ByteAlign,
 }
 
 /// Which lanes the one-source shuffles permute.
@@ -152,6 +156,21 @@ pub static FAMILY: Family<VecOp> = Family::new(
         row(&[Packuswb], lw(VOp::PackUs(2))),
         row(&[Packsswb], lw(VOp::PackSs(2))),
         row(&[Packssdw], lw(VOp::PackSs(4))),
+        // SSSE3, SSE4.1, SSE4.2
+        row(&[Pshufb], VecOp::Swizzle),
+        row(&[Palignr], VecOp::ByteAlign),
+        row(&[Pminsb], lw(VOp::MinS(1))),
+        row(&[Pminsd], lw(VOp::MinS(4))),
+        row(&[Pmaxsb], lw(VOp::MaxS(1))),
+        row(&[Pmaxsd], lw(VOp::MaxS(4))),
+        row(&[Pminuw], lw(VOp::MinU(2))),
+        row(&[Pminud], lw(VOp::MinU(4))),
+        row(&[Pmaxuw], lw(VOp::MaxU(2))),
+        row(&[Pmaxud], lw(VOp::MaxU(4))),
+        row(&[Pmulld], lw(VOp::MulLo(4))),
+        row(&[Packusdw], lw(VOp::PackUs(4))),
+        row(&[Pcmpeqq], lw(VOp::CmpEq(8))),
+        row(&[Pcmpgtq], lw(VOp::CmpGt(8))),
     ],
 );
 
@@ -292,7 +311,23 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             e.set_xmm(x, r);
         }
         VecOp::Lanewise(op) => two_source(e, ins, |e, a, b| e.vop(op, a, b)),
+        VecOp::Swizzle => two_source(e, ins, |e, a, b| e.vswizzle(a, b)),
+        VecOp::ByteAlign => {
+            let n = ins.immediate(2);
+            two_source(e, ins, |e, a, b| byte_align(e, a, b, n))
+        }
     }
+}
+
+/// palignr: bytes `n`.. of the 32-byte pair `a:b` (`b` the low half), zero beyond it.
+fn byte_align<E: Emitter>(e: &mut E, a: E::X, b: E::X, n: u64) -> E::X {
+    let zero = zero_x(e);
+    let (lo, hi, n) = match n {
+        0..16 => (b, a, n as u8),
+        16..32 => (a, zero, n as u8 - 16),
+        _ => return zero,
+    };
+    e.vshuffle(lo, hi, std::array::from_fn(|i| i as u8 + n))
 }
 
 /// A vector of zero bits.
@@ -522,6 +557,8 @@ pub static SLOW_FAMILY: Family<SlowVecOp> = Family::new(
 pub fn slow_supported(ins: &Instruction) -> bool {
     match SLOW_FAMILY.row(ins.mnemonic()) {
         Some(r) if r.handler == SlowVecOp::LaneShiftByVector => ins.op_kind(1) != OpKind::Immediate8,
+        // pextrw to memory is SSE4.1 (`ext`).
+        Some(r) if r.handler == SlowVecOp::Pextrw => ins.op_kind(0) == OpKind::Register,
         Some(_) => true,
         None => false,
     }

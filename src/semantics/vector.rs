@@ -114,6 +114,11 @@ pub fn vshuffle(a: u128, b: u128, idx: [u8; 16]) -> u128 {
     u128::from_le_bytes(o)
 }
 
+pub fn vswizzle(a: u128, idx: u128) -> u128 {
+    let (x, s) = (a.to_le_bytes(), idx.to_le_bytes());
+    u128::from_le_bytes(s.map(|j| if j & 0x80 != 0 { 0 } else { x[(j & 15) as usize] }))
+}
+
 pub fn vmovmsk(a: u128, lane: u8) -> u64 {
     let bits = lane as u32 * 8;
     let mut r = 0u64;

@@ -11,72 +11,12 @@ use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Instruction, Mnemonic::*, OpKind};
 
-pub(super) fn pmulld(o: &mut Operands) -> Option<u128> {
-    let (x, y) = (ls(o.a, 4), ls(o.b, 4));
-    let out: Vec<u64> = (0..4).map(|i| x[i].wrapping_mul(y[i]) & 0xffff_ffff).collect();
-    Some(pk(&out, 4))
-}
-
 /// pmuldq: signed products of the even dwords.
 pub(super) fn pmuldq(o: &mut Operands) -> Option<u128> {
     let (x, y) = (ls(o.a, 4), ls(o.b, 4));
     let lo = (sext(x[0], 4) * sext(y[0], 4)) as u64;
     let hi = (sext(x[2], 4) * sext(y[2], 4)) as u64;
     Some(lo as u128 | (hi as u128) << 64)
-}
-
-pub(super) fn min_max_signed(o: &mut Operands) -> Option<u128> {
-    let w = if matches!(o.m, Pminsb | Pmaxsb) { 1 } else { 4 };
-    let (x, y) = (ls(o.a, w), ls(o.b, w));
-    let min = matches!(o.m, Pminsb | Pminsd);
-    let out: Vec<u64> = (0..x.len())
-        .map(|i| {
-            let lt = sext(x[i], w) < sext(y[i], w);
-            if lt == min {
-                x[i]
-            } else {
-                y[i]
-            }
-        })
-        .collect();
-    Some(pk(&out, w))
-}
-
-pub(super) fn min_max_unsigned(o: &mut Operands) -> Option<u128> {
-    let w = if matches!(o.m, Pminuw | Pmaxuw) { 2 } else { 4 };
-    let (x, y) = (ls(o.a, w), ls(o.b, w));
-    let min = matches!(o.m, Pminuw | Pminud);
-    let out: Vec<u64> = (0..x.len())
-        .map(|i| if min { x[i].min(y[i]) } else { x[i].max(y[i]) })
-        .collect();
-    Some(pk(&out, w))
-}
-
-/// pcmpeqq, pcmpgtq (signed): all ones where true.
-pub(super) fn compare_quadwords(o: &mut Operands) -> Option<u128> {
-    let (x, y) = (ls(o.a, 8), ls(o.b, 8));
-    let out: Vec<u64> = (0..2)
-        .map(|i| {
-            let t = if o.m == Pcmpeqq {
-                x[i] == y[i]
-            } else {
-                (x[i] as i64) > (y[i] as i64)
-            };
-            if t {
-                u64::MAX
-            } else {
-                0
-            }
-        })
-        .collect();
-    Some(pk(&out, 8))
-}
-
-/// packusdw: signed dwords saturated to unsigned words.
-pub(super) fn packusdw(o: &mut Operands) -> Option<u128> {
-    let mut out: Vec<u64> = ls(o.a, 4).iter().map(|&v| sext(v, 4).clamp(0, 65535) as u64).collect();
-    out.extend(ls(o.b, 4).iter().map(|&v| sext(v, 4).clamp(0, 65535) as u64));
-    Some(pk(&out, 2))
 }
 
 /// pmovsx*, pmovzx*: the low lanes of the source, sign- or zero-extended.

@@ -91,28 +91,3 @@ pub(in crate::semantics) fn ssse3_op(m: Mnemonic, a: u128, b: u128) -> Option<u1
 pub(super) fn lanes(o: &mut Operands) -> Option<u128> {
     ssse3_op(o.m, o.a, o.b)
 }
-
-/// pshufb: each byte picks a destination byte by its low four bits, or zero with its top bit.
-pub(super) fn pshufb(o: &mut Operands) -> Option<u128> {
-    let (x, y) = (ls(o.a, 1), ls(o.b, 1));
-    let out: Vec<u64> = y
-        .iter()
-        .map(|&s| if s & 0x80 != 0 { 0 } else { x[(s & 15) as usize] })
-        .collect();
-    Some(pk(&out, 1))
-}
-
-/// palignr: the destination:source pair shifted right by `imm` bytes.
-pub(super) fn palignr(o: &mut Operands) -> Option<u128> {
-    let (a, b) = (o.a, o.b);
-    let sh = o.imm * 8;
-    Some(if sh >= 256 {
-        0
-    } else if sh >= 128 {
-        a >> (sh - 128)
-    } else if sh == 0 {
-        b
-    } else {
-        (b >> sh) | (a << (128 - sh))
-    })
-}

@@ -229,7 +229,7 @@ pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, record: u64) -> u6
     let cpu = unsafe { &mut *cpu };
     // SAFETY: compiled code passes a record on its stack, or 0.
     let given = (record != 0).then(|| unsafe { (record as *const record::Record).read_unaligned() });
-    let ins = match given.and_then(|r| record::decode(&r, rip)) {
+    let ins = match given.and_then(|r| record::decode_at(&r, rip)) {
         Some(ins) => ins,
         None => decoded_at(cpu, rip),
     };

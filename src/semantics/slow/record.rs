@@ -36,6 +36,26 @@ pub fn encode(ins: &Instruction) -> Option<Record> {
     Some(words)
 }
 
+thread_local! {
+    /// The records already decoded, by the address they were moved to: a slow instruction in a
+    /// loop runs its helper at every pass, and deserialising the record each time cost about
+    /// as much as running it (`pcmpistri` in libc's string functions, `palignr`).
+    static DECODED: std::cell::RefCell<crate::mem::AddrMap<(Record, Instruction)>> =
+        std::cell::RefCell::new(Default::default());
+}
+
+/// `decode`, remembered per address: the same record at the same address is the same
+/// instruction, so a changed one (code translated again) is decoded afresh.
+pub fn decode_at(record: &Record, rip: u64) -> Option<Instruction> {
+    let known = DECODED.with(|d| d.borrow().get(&rip).filter(|(r, _)| r == record).map(|(_, i)| *i));
+    if known.is_some() {
+        return known;
+    }
+    let ins = decode(record, rip)?;
+    DECODED.with(|d| d.borrow_mut().insert(rip, (*record, ins)));
+    Some(ins)
+}
+
 /// The instruction `record` holds, moved to `rip`; None if the record is not one.
 pub fn decode(record: &Record, rip: u64) -> Option<Instruction> {
     let mut bytes = [0u8; WORDS * 8];
