@@ -16,8 +16,12 @@ pub mod fxsave;
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
 pub const CPU_LAYOUT_VERSION: u32 = 11;
 
-/// log2 of the entries in the chaining table.
-pub const CHAIN_BITS: u32 = 20;
+/// log2 of the entries in the chaining table. Every run touches nearly all of it (a warm
+/// run's prefill spreads its units over every page), and fresh memory costs its zeroing: 2^20
+/// entries (16 MiB) cost warm `cc1 -O2 hello.i` about 5% more CPU than 2^18 (4 MiB), whose
+/// extra collisions cost a large run nothing measurable (lparser.i 1.00x, dispatcher entries 7
+/// -> 8 per million instructions).
+pub const CHAIN_BITS: u32 = 18;
 
 /// Entries in the chaining table.
 pub const CHAIN_ENTRIES: u64 = 1 << CHAIN_BITS;
@@ -26,7 +30,7 @@ pub const CHAIN_ENTRIES: u64 = 1 << CHAIN_BITS;
 pub const CHAIN_GRAIN: u32 = 2;
 
 /// The chaining table slot of a guest rip: its bits above the grain with the bits above the
-/// table's span folded on once. Rips less than the span (4 MiB) apart never collide unless they
+/// table's span folded on once. Rips less than the span (1 MiB) apart never collide unless they
 /// lie in one grain, as block starts seldom do; a fold by fewer bits than the table's (16
 /// did) makes rips that differ both low and high collide in pairs (warm cc1 lparser.i: 56
 /// dispatcher entries per million guest instructions with it, 28 with this). A multiplicative

@@ -3,7 +3,6 @@
 
 use super::super::concrete::Live;
 use super::super::operand::{gpr, op_size, read_gpr, read_op, write_gpr};
-use super::super::vector::sext;
 use super::{get, lane, pk, set, src, xmm};
 use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
@@ -27,11 +26,12 @@ pub(super) fn crc32(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 
 /// The control byte's fields and the two strings of one string compare.
 struct Strings {
-    a: u128,
-    b: u128,
+    /// The elements of each string, sign-extended when the compare is signed (read once: an
+    /// aggregation compares up to 16 x 16 pairs).
+    a: [i64; 16],
+    b: [i64; 16],
     /// Elements are words (else bytes).
     words: bool,
-    signed: bool,
     /// Element count of a register (16 bytes or 8 words).
     n: u32,
     /// Valid lengths of `a` and `b`.
@@ -48,21 +48,10 @@ impl Strings {
         }
     }
 
-    /// Element `i` of `v`, sign-extended when the compare is signed.
-    fn elem(&self, v: u128, i: u32) -> i64 {
-        let w = self.width();
-        let x = lane(v, w, i);
-        if self.signed {
-            sext(x, w as u8)
-        } else {
-            x as i64
-        }
-    }
-
     /// Intermediate result 1: one bit per element of b, by the aggregation imm[3:2].
     fn aggregate(&self, agg: u32) -> u32 {
-        let (a, b, n, la, lb) = (self.a, self.b, self.n, self.la, self.lb);
-        let elem = |v: u128, i: u32| self.elem(v, i);
+        let (a, b, n, la, lb) = (&self.a, &self.b, self.n, self.la, self.lb);
+        let elem = |v: &[i64; 16], i: u32| v[i as usize];
         let mut res1 = 0u32;
         for j in 0..n {
             let bit = match agg {
@@ -132,6 +121,22 @@ impl Strings {
     }
 }
 
+/// The bytes or words of `v`, sign-extended when `signed` (words: the first eight).
+fn elements(v: u128, words: bool, signed: bool) -> [i64; 16] {
+    let b = v.to_le_bytes();
+    let mut e = [0i64; 16];
+    for (i, x) in e.iter_mut().enumerate() {
+        *x = match (words, signed) {
+            (false, false) => i64::from(b[i]),
+            (false, true) => i64::from(b[i] as i8),
+            (true, _) if i >= 8 => 0,
+            (true, false) => i64::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
+            (true, true) => i64::from(i16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
+        };
+    }
+    e
+}
+
 /// A string's valid length: from rax/rdx (explicit forms; 64 bits wide with REX.W, else 32,
 /// absolute value, at most a register), or up to its first zero element (implicit forms).
 fn string_length(cpu: &Cpu, ins: &Instruction, v: u128, reg: usize, words: bool) -> u32 {
@@ -158,12 +163,13 @@ pub(super) fn pcmpstr(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let b = src(cpu, ins, 1, 16).ok_or(bad)?;
     let imm = ins.immediate(2) as u32;
     let words = imm & 1 != 0;
+    let n = if words { 8 } else { 16 };
+    let signed = imm & 2 != 0;
     let s = Strings {
-        a,
-        b,
+        a: elements(a, words, signed),
+        b: elements(b, words, signed),
         words,
-        signed: imm & 2 != 0,
-        n: if words { 8 } else { 16 },
+        n,
         la: string_length(cpu, ins, a, 0, words),
         lb: string_length(cpu, ins, b, 2, words),
     };
