@@ -1,8 +1,9 @@
 //! The extensions beyond the x86-64 baseline that compilers and libc use (x86-64-v2 and the
 //! bit-manipulation sets): SSE3, SSSE3, SSE4.1, SSE4.2 (string compares, CRC32), BMI1, BMI2,
-//! MOVBE and CMPXCHG16B, written over concrete state and reached through the slow path. This
-//! module holds the family's table and the shared operand plumbing; one file per extension
-//! holds the meaning.
+//! MOVBE and CMPXCHG16B, written over concrete state and reached through the slow path (the
+//! lane-wise SSSE3 and SSE4.1 forms libc's string functions use are `sse`'s table, written over
+//! `Emitter` and run inline). This module holds the family's table and the shared operand
+//! plumbing; one file per extension holds the meaning.
 
 mod bmi;
 mod movbe_cmpxchg16b;

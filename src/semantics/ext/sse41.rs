@@ -1,6 +1,6 @@
-//! SSE4.1 (with pcmpgtq, SSE4.2, beside pcmpeqq): dword multiplies, signed/unsigned min and
-//! max, quadword compares, packusdw, sign/zero extension, blends, inserts and extracts,
-//! phminposuw, dot products, mpsadbw, rounding and ptest.
+//! SSE4.1 over concrete state: pmuldq, sign/zero extension, blends, inserts and extracts,
+//! phminposuw, dot products, mpsadbw, rounding and ptest. Its lane-wise forms (min and max,
+//! pmulld, packusdw, pcmpeqq, and SSE4.2's pcmpgtq) are `sse`'s, written over `Emitter`.
 
 use super::super::concrete::{store, Live};
 use super::super::fp::{self, FOp, W};

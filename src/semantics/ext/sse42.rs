@@ -1,5 +1,5 @@
 //! SSE4.2: CRC32 (the Castagnoli polynomial) and the string compares pcmpistri, pcmpistrm,
-//! pcmpestri, pcmpestrm (pcmpgtq is with pcmpeqq in `sse41`).
+//! pcmpestri, pcmpestrm (pcmpgtq is `sse`'s, written over `Emitter`).
 
 use super::super::concrete::Live;
 use super::super::operand::{gpr, op_size, read_gpr, read_op, write_gpr};

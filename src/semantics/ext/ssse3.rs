@@ -1,6 +1,6 @@
-//! SSSE3: byte shuffle, align, and the lane operations also reached by their MMX forms
+//! SSSE3 over concrete state: the lane operations also reached by their MMX forms
 //! (`ssse3_op`, used by `mmx`): horizontal add/subtract, multiply-add, rounded high multiply,
-//! sign and absolute value.
+//! sign and absolute value. pshufb and palignr are `sse`'s, written over `Emitter`.
 
 use super::super::vector::sext;
 use super::{lane, ls, pk, Operands};
