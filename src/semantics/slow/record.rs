@@ -36,6 +36,9 @@ pub fn encode(ins: &Instruction) -> Option<Record> {
     Some(words)
 }
 
+/// At most this many decoded records are remembered per thread.
+const REMEMBERED: usize = 1 << 16;
+
 thread_local! {
     /// The records already decoded, by the address they were moved to: a slow instruction in a
     /// loop runs its helper at every pass, and deserialising the record each time cost about
@@ -52,7 +55,14 @@ pub fn decode_at(record: &Record, rip: u64) -> Option<Instruction> {
         return known;
     }
     let ins = decode(record, rip)?;
-    DECODED.with(|d| d.borrow_mut().insert(rip, (*record, ins)));
+    DECODED.with(|d| {
+        let mut d = d.borrow_mut();
+        // Code generated at ever new addresses (a guest's own JIT) must not grow it forever.
+        if d.len() >= REMEMBERED {
+            d.clear();
+        }
+        d.insert(rip, (*record, ins))
+    });
     Some(ins)
 }
 
