@@ -3,6 +3,7 @@
 
 use super::super::concrete::Live;
 use super::super::operand::{gpr, op_size, read_gpr, read_op, write_gpr};
+use super::super::vector::{lanes, sext};
 use super::{get, lane, pk, set, src, xmm};
 use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
@@ -121,20 +122,10 @@ impl Strings {
     }
 }
 
-/// The bytes or words of `v`, sign-extended when `signed` (words: the first eight).
+/// The bytes or words of `v` (`vector::lanes`), sign-extended when `signed`.
 fn elements(v: u128, words: bool, signed: bool) -> [i64; 16] {
-    let b = v.to_le_bytes();
-    let mut e = [0i64; 16];
-    for (i, x) in e.iter_mut().enumerate() {
-        *x = match (words, signed) {
-            (false, false) => i64::from(b[i]),
-            (false, true) => i64::from(b[i] as i8),
-            (true, _) if i >= 8 => 0,
-            (true, false) => i64::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
-            (true, true) => i64::from(i16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
-        };
-    }
-    e
+    let w = if words { 2 } else { 1 };
+    lanes(v, w).map(|x| if signed { sext(x, w) } else { x as i64 })
 }
 
 /// A string's valid length: from rax/rdx (explicit forms; 64 bits wide with REX.W, else 32,
