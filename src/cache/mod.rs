@@ -329,6 +329,7 @@ pub fn map_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<MappedFi
     let path = pack_path(dir, module, config);
     let f = std::fs::File::open(&path).ok()?;
     let map = MappedFile::map(&f).ok()?;
+    map.prefer_huge_pages();
     let b = map.bytes();
     let sum: Hash = b[b.len().saturating_sub(32)..].try_into().ok()?;
     let before = f.metadata().ok()?;

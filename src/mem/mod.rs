@@ -580,6 +580,15 @@ impl MappedFile {
         Ok(MappedFile { ptr: p as *mut u8, len })
     }
 
+    /// Asks for the mapping in huge pages: pages the page cache does not hold yet are read in
+    /// as 2 MiB folios, and the kernel maps those with one TLB entry each. For cache packs,
+    /// whose compiled code runs where it lies: with 4 KiB pages a warm run pays a page fault and
+    /// a TLB miss for nearly every page of code it enters.
+    pub fn prefer_huge_pages(&self) {
+        // SAFETY: advice on our own mapping; it changes no contents.
+        unsafe { libc::madvise(self.ptr as *mut libc::c_void, self.len, libc::MADV_HUGEPAGE) };
+    }
+
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: ptr..ptr+len is our readable mapping for as long as self lives.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
