@@ -6,6 +6,7 @@
 
 mod bits;
 mod exchange;
+mod memo;
 mod muldiv;
 pub mod record;
 mod strings;
@@ -248,13 +249,13 @@ thread_local! {
     /// Instructions already decoded for `helper_slow`, by guest address, with their bytes: an
     /// entry serves only while the guest still has those bytes there (code rewritten and
     /// translated again calls the helper at the same address).
-    static DECODED: std::cell::RefCell<crate::mem::AddrMap<(Instruction, [u8; 15])>> =
+    static DECODED: std::cell::RefCell<memo::Memo<(Instruction, [u8; 15])>> =
         std::cell::RefCell::new(Default::default());
 }
 
 /// Forgets every memoised decode (the fuzzer reuses one guest address for many instructions).
 pub fn forget_decoded() {
-    DECODED.with(|m| m.borrow_mut().clear());
+    DECODED.with(|m| m.borrow_mut().forget());
 }
 
 fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
@@ -262,10 +263,9 @@ fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
     // SAFETY: the unit was translated from these bytes, so they are mapped.
     let bytes = unsafe { std::slice::from_raw_parts(p, 15) };
     let known = DECODED.with(|d| {
-        d.borrow()
-            .get(&rip)
-            .filter(|(i, b)| b[..i.len()] == bytes[..i.len()])
-            .map(|(i, _)| *i)
+        (d.borrow())
+            .get(rip, |(i, b)| b[..i.len()] == bytes[..i.len()])
+            .map(|(i, _)| i)
     });
     if let Some(i) = known {
         return i;
@@ -275,7 +275,7 @@ fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
     // Only the instruction's own bytes: the rest may lie beyond the mapping.
     let mut copy = [0u8; 15];
     copy[..ins.len()].copy_from_slice(&bytes[..ins.len()]);
-    DECODED.with(|m| m.borrow_mut().insert(rip, (ins, copy)));
+    DECODED.with(|m| m.borrow_mut().remember(rip, (ins, copy)));
     ins
 }
 

@@ -36,33 +36,23 @@ pub fn encode(ins: &Instruction) -> Option<Record> {
     Some(words)
 }
 
-/// At most this many decoded records are remembered per thread.
-const REMEMBERED: usize = 1 << 16;
-
 thread_local! {
     /// The records already decoded, by the address they were moved to: a slow instruction in a
     /// loop runs its helper at every pass, and deserialising the record each time cost about
     /// as much as running it (`pcmpistri` in libc's string functions, `palignr`).
-    static DECODED: std::cell::RefCell<crate::mem::AddrMap<(Record, Instruction)>> =
+    static DECODED: std::cell::RefCell<super::memo::Memo<(Record, Instruction)>> =
         std::cell::RefCell::new(Default::default());
 }
 
 /// `decode`, remembered per address: the same record at the same address is the same
 /// instruction, so a changed one (code translated again) is decoded afresh.
 pub fn decode_at(record: &Record, rip: u64) -> Option<Instruction> {
-    let known = DECODED.with(|d| d.borrow().get(&rip).filter(|(r, _)| r == record).map(|(_, i)| *i));
+    let known = DECODED.with(|d| d.borrow().get(rip, |(r, _)| r == record).map(|(_, i)| i));
     if known.is_some() {
         return known;
     }
     let ins = decode(record, rip)?;
-    DECODED.with(|d| {
-        let mut d = d.borrow_mut();
-        // Code generated at ever new addresses (a guest's own JIT) must not grow it forever.
-        if d.len() >= REMEMBERED {
-            d.clear();
-        }
-        d.insert(rip, (*record, ins))
-    });
+    DECODED.with(|d| d.borrow_mut().remember(rip, (*record, ins)));
     Some(ins)
 }
 
