@@ -114,7 +114,7 @@ impl Engine {
                 continue;
             }
             if p.count as u64 >= HUGE_PREFILL {
-                self.units.chain_in_huge_pages();
+                self.cpu.chain_table = self.units.chain_in_huge_pages();
             }
             // A unit this thread holds keeps its slot (a thread that has none in the module's
             // range, as at its start, need not look each one up). Of two of the module's units

@@ -74,7 +74,7 @@ pub(super) struct Units {
     /// Units by guest page (a unit is listed under each page it covers).
     pub by_page: AddrMap<Vec<usize>>,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
-    chain: Box<[[u64; 2]]>,
+    chain: ChainTable,
     /// How far this thread has read the code change log (`mem::watch::changes_since`).
     pub log_cursor: u64,
     /// The prefills applied to the chaining table (`prefill.rs`), and how many of the
@@ -89,7 +89,7 @@ impl Default for Units {
             list: Vec::new(),
             index: AddrMap::default(),
             by_page: AddrMap::default(),
-            chain: new_chain_table(),
+            chain: ChainTable::new(false),
             log_cursor: crate::mem::watch::epoch(),
             prefilled: Vec::new(),
             prefills_seen: 0,
@@ -100,7 +100,7 @@ impl Default for Units {
 impl Units {
     /// The host address of the chaining table, for `Cpu::chain_table`.
     pub fn chain_table_addr(&self) -> u64 {
-        self.chain.as_ptr() as u64
+        self.chain.0.as_ptr() as u64
     }
 
     /// Lets compiled code jump straight to unit `i`'s `code` when it leaves for its rip
@@ -112,19 +112,37 @@ impl Units {
         }
     }
 
-    /// Asks for the chaining table in huge pages (for the pages not touched yet).
-    pub fn chain_in_huge_pages(&mut self) {
-        crate::mem::advise_huge_pages(self.chain.as_ptr() as usize, std::mem::size_of_val(&*self.chain));
+    /// Moves the chaining table into huge pages, with the entries it holds: a table already
+    /// touched in small pages (its first entry is written when it is made) stays in them, so a
+    /// new one replaces it. Returns its address, for `Cpu::chain_table` (compiled code reads
+    /// it from there at each lookup, and none runs while the dispatcher does this).
+    pub fn chain_in_huge_pages(&mut self) -> u64 {
+        if self.chain.1 {
+            return self.chain_table_addr();
+        }
+        let mut fresh = ChainTable::new(true);
+        let old = &self.chain;
+        let (page, touched) = old.0.touched();
+        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
+        // Only the touched pages are read: reading the others would map them.
+        for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
+            let slots = n * per_page..((n + 1) * per_page).min(old.slots().len());
+            for slot in slots.filter(|&i| old.slots()[i] != [0, 0]) {
+                fresh.slots_mut()[slot] = old.slots()[slot];
+            }
+        }
+        self.chain = fresh;
+        self.chain_table_addr()
     }
 
     /// Lets compiled code jump straight to `code` when it leaves for `rip`.
     pub fn chain_rip(&mut self, rip: u64, code: UnitFn) {
-        self.chain[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
+        self.chain.slots_mut()[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
     }
 
     /// Undoes `chain_rip` (if the slot still holds it).
     pub fn unchain_rip(&mut self, rip: u64, code: UnitFn) {
-        let slot = &mut self.chain[crate::cpu::chain_slot(rip) as usize];
+        let slot = &mut self.chain.slots_mut()[crate::cpu::chain_slot(rip) as usize];
         if *slot == [rip, code.addr()] {
             *slot = [u64::MAX, 0];
         }
@@ -159,13 +177,32 @@ impl Units {
     }
 }
 
-/// An empty chaining table. Zeroed memory costs nothing until touched; an entry matches when
-/// its rip equals the exit's rip, and rip 0 (the only one a zero entry could match) lives in
-/// slot 0, which is marked with an impossible rip instead.
-fn new_chain_table() -> Box<[[u64; 2]]> {
-    let mut t = vec![[0u64; 2]; crate::cpu::CHAIN_ENTRIES as usize].into_boxed_slice();
-    t[crate::cpu::chain_slot(0) as usize] = [u64::MAX, 0];
-    t
+/// A chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry), in a mapping of its own
+/// aligned so that huge pages can back all of it (`mem::HugeAligned`).
+struct ChainTable(crate::mem::HugeAligned, bool);
+
+impl ChainTable {
+    /// An empty table, in huge pages where `huge` (the second field says so). Zeroed memory
+    /// costs nothing until touched; an entry matches when its rip equals the exit's rip, and
+    /// rip 0 (the only one a zero entry could match) lives in slot 0, which is marked with an
+    /// impossible rip instead.
+    fn new(huge: bool) -> ChainTable {
+        let len = crate::cpu::CHAIN_ENTRIES as usize * std::mem::size_of::<[u64; 2]>();
+        let mut t = ChainTable(crate::mem::HugeAligned::zeroed(len, huge), huge);
+        t.slots_mut()[crate::cpu::chain_slot(0) as usize] = [u64::MAX, 0];
+        t
+    }
+
+    fn slots(&self) -> &[[u64; 2]] {
+        // SAFETY: the mapping holds `CHAIN_ENTRIES` pairs of u64 (`new`), aligned to a huge
+        // page, zeroed or written as pairs since, and owned by this table.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const [u64; 2], crate::cpu::CHAIN_ENTRIES as usize) }
+    }
+
+    fn slots_mut(&mut self) -> &mut [[u64; 2]] {
+        // SAFETY: as in `slots`, borrowed mutably through the table.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr() as *mut [u64; 2], crate::cpu::CHAIN_ENTRIES as usize) }
+    }
 }
 
 impl Engine {

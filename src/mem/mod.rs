@@ -80,14 +80,104 @@ impl std::hash::Hasher for AddrHasher {
 /// A map keyed by guest address.
 pub type AddrMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<AddrHasher>>;
 
+/// Zeroed memory in a mapping of its own that starts on a huge-page boundary, for a table that
+/// compiled code reads at random (the chaining table): huge pages can then back all of it,
+/// where memory from the heap straddles huge-page boundaries, and its parts outside a whole
+/// aligned huge page take a page fault and a TLB entry per 4 KiB.
+pub struct HugeAligned {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; access goes through it.
+unsafe impl Send for HugeAligned {}
+
+/// The huge page size the alignment serves (x86-64's and aarch64's 2 MiB).
+const HUGE_PAGE: usize = 2 << 20;
+
+impl HugeAligned {
+    /// `len` zeroed bytes, untouched until used; in huge pages where `huge`. Out of memory
+    /// aborts, as a failed allocation does.
+    pub fn zeroed(len: usize, huge: bool) -> HugeAligned {
+        let over = len + HUGE_PAGE;
+        // SAFETY: a fresh private anonymous mapping, trimmed below to the aligned part.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                over,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let layout = std::alloc::Layout::from_size_align(len, HUGE_PAGE).expect("a valid table size");
+            std::alloc::handle_alloc_error(layout);
+        }
+        let (start, end) = (p as usize, p as usize + over);
+        let at = start.next_multiple_of(HUGE_PAGE);
+        // SAFETY: unmapping the parts of our own mapping before and after the aligned table.
+        unsafe {
+            if at > start {
+                libc::munmap(p, at - start);
+            }
+            if end > at + len {
+                libc::munmap((at + len) as *mut libc::c_void, end - at - len);
+            }
+        }
+        if huge {
+            advise_huge_pages(at, len);
+        }
+        HugeAligned {
+            ptr: at as *mut u8,
+            len,
+        }
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether each of its pages was touched (written, or read; all of them where the kernel
+    /// cannot say), with the size of a page.
+    pub fn touched(&self) -> (usize, Vec<bool>) {
+        let page = host_page_size();
+        let mut resident = vec![0u8; self.len.div_ceil(page)];
+        // SAFETY: our own mapping, and a vector of one byte per page of it.
+        let known = unsafe { libc::mincore(self.ptr as *mut libc::c_void, self.len, resident.as_mut_ptr()) } == 0;
+        (page, resident.iter().map(|&r| !known || r & 1 != 0).collect())
+    }
+}
+
+impl Drop for HugeAligned {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no view of it outlives self.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// The host's page size (4 KiB here; 16 or 64 KiB on some aarch64 hosts).
+fn host_page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .unwrap_or(4096)
+        .max(1)
+}
+
 /// Asks the host kernel to back the whole pages inside [addr, addr+len) of this process's own
 /// memory with huge pages (transparent huge pages) where it is touched from now on; a hint,
 /// ignored where unsupported.
 pub fn advise_huge_pages(addr: usize, len: usize) {
-    // SAFETY: sysconf has no preconditions.
-    let host_page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .unwrap_or(4096)
-        .max(1);
+    let host_page = host_page_size();
     let start = addr.next_multiple_of(host_page);
     let end = (addr + len) & !(host_page - 1);
     if end > start {
