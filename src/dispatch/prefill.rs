@@ -54,7 +54,7 @@ impl Prefill {
 }
 
 /// A prefill this large touches nearly every page of the chaining table (its slots are spread
-/// over all of it): the table is then asked for huge pages before it is filled, which saves
+/// over all of it): the table is then moved into huge pages before it is filled, which saves
 /// thousands of page faults and TLB misses on every exit. Smaller programs keep the table in
 /// small pages, touched only where used.
 const HUGE_PREFILL: u64 = crate::cpu::CHAIN_ENTRIES / 64;

@@ -139,14 +139,6 @@ impl HugeAligned {
         self.ptr
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Whether each of its pages was touched (written, or read; all of them where the kernel
     /// cannot say), with the size of a page.
     pub fn touched(&self) -> (usize, Vec<bool>) {
