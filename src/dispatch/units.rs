@@ -100,7 +100,7 @@ impl Default for Units {
 impl Units {
     /// The host address of the chaining table, for `Cpu::chain_table`.
     pub fn chain_table_addr(&self) -> u64 {
-        self.chain.0.as_ptr() as u64
+        self.chain.map.as_ptr() as u64
     }
 
     /// Lets compiled code jump straight to unit `i`'s `code` when it leaves for its rip
@@ -117,19 +117,17 @@ impl Units {
     /// new one replaces it. Returns its address, for `Cpu::chain_table` (compiled code reads
     /// it from there at each lookup, and none runs while the dispatcher does this).
     pub fn chain_in_huge_pages(&mut self) -> u64 {
-        if self.chain.1 {
+        if self.chain.huge {
             return self.chain_table_addr();
         }
         let mut fresh = ChainTable::new(true);
-        let old = &self.chain;
-        let (page, touched) = old.0.touched();
+        let (page, touched) = self.chain.map.touched();
         let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
+        let (old, new) = (self.chain.slots(), fresh.slots_mut());
         // Only the touched pages are read: reading the others would map them.
         for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
-            let slots = n * per_page..((n + 1) * per_page).min(old.slots().len());
-            for slot in slots.filter(|&i| old.slots()[i] != [0, 0]) {
-                fresh.slots_mut()[slot] = old.slots()[slot];
-            }
+            let slots = n * per_page..((n + 1) * per_page).min(old.len());
+            new[slots.clone()].copy_from_slice(&old[slots]);
         }
         self.chain = fresh;
         self.chain_table_addr()
@@ -179,16 +177,21 @@ impl Units {
 
 /// A chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry), in a mapping of its own
 /// aligned so that huge pages can back all of it (`mem::HugeAligned`).
-struct ChainTable(crate::mem::HugeAligned, bool);
+struct ChainTable {
+    map: crate::mem::HugeAligned,
+    /// Whether it is in huge pages.
+    huge: bool,
+}
 
 impl ChainTable {
-    /// An empty table, in huge pages where `huge` (the second field says so). Zeroed memory
+    /// An empty table, in huge pages where `huge`. Zeroed memory
     /// costs nothing until touched; an entry matches when its rip equals the exit's rip, and
     /// rip 0 (the only one a zero entry could match) lives in slot 0, which is marked with an
     /// impossible rip instead.
     fn new(huge: bool) -> ChainTable {
         let len = crate::cpu::CHAIN_ENTRIES as usize * std::mem::size_of::<[u64; 2]>();
-        let mut t = ChainTable(crate::mem::HugeAligned::zeroed(len, huge), huge);
+        let map = crate::mem::HugeAligned::zeroed(len, huge);
+        let mut t = ChainTable { map, huge };
         t.slots_mut()[crate::cpu::chain_slot(0) as usize] = [u64::MAX, 0];
         t
     }
@@ -196,12 +199,14 @@ impl ChainTable {
     fn slots(&self) -> &[[u64; 2]] {
         // SAFETY: the mapping holds `CHAIN_ENTRIES` pairs of u64 (`new`), aligned to a huge
         // page, zeroed or written as pairs since, and owned by this table.
-        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const [u64; 2], crate::cpu::CHAIN_ENTRIES as usize) }
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr() as *const [u64; 2], crate::cpu::CHAIN_ENTRIES as usize) }
     }
 
     fn slots_mut(&mut self) -> &mut [[u64; 2]] {
         // SAFETY: as in `slots`, borrowed mutably through the table.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr() as *mut [u64; 2], crate::cpu::CHAIN_ENTRIES as usize) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_ptr() as *mut [u64; 2], crate::cpu::CHAIN_ENTRIES as usize)
+        }
     }
 }
 

@@ -667,8 +667,7 @@ impl MappedFile {
     /// whose compiled code runs where it lies: with 4 KiB pages a warm run pays a page fault and
     /// a TLB miss for nearly every page of code it enters.
     pub fn prefer_huge_pages(&self) {
-        // SAFETY: advice on our own mapping; it changes no contents.
-        unsafe { libc::madvise(self.ptr as *mut libc::c_void, self.len, libc::MADV_HUGEPAGE) };
+        advise_huge_pages(self.ptr as usize, self.len);
     }
 
     pub fn bytes(&self) -> &[u8] {
