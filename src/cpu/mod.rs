@@ -43,6 +43,19 @@ pub fn chain_slot(rip: u64) -> u64 {
     ((rip ^ (rip >> (CHAIN_BITS + CHAIN_GRAIN))) >> CHAIN_GRAIN) & (CHAIN_ENTRIES - 1)
 }
 
+/// Where, in `Cpu::rip`, compiled code keeps the signed distance of its last checkpoint from
+/// the address below it (the unit's head as the unit found it at its entry, or a call's
+/// return address). Guest addresses are below `mem::GUEST_SPACE`, far below this bit; regions
+/// span less than 32 KiB.
+pub const CHECKPOINT_SHIFT: u32 = 48;
+
+/// `Cpu::rip` as compiled code may leave it at a fault, settled to the guest address it
+/// stands for.
+#[inline]
+pub fn settled_rip(rip: u64) -> u64 {
+    (rip & ((1 << CHECKPOINT_SHIFT) - 1)).wrapping_add(((rip as i64) >> CHECKPOINT_SHIFT) as u64)
+}
+
 /// RFLAGS bit positions.
 pub mod rflags {
     pub const CF: u64 = 1 << 0;
@@ -111,6 +124,10 @@ pub const NO_RETURN: u64 = 1 << 63;
 #[derive(Clone)]
 pub struct Cpu {
     pub gpr: [u64; 16],
+    /// The guest's rip. Inside compiled code the top bits (from `CHECKPOINT_SHIFT` up) may hold
+    /// the last checkpoint's distance from the address the rest holds: a checkpoint then
+    /// stores one 16-bit constant. The trampoline settles it (`settled_rip`) where a unit
+    /// returns with a fault, the one way out that leaves it so.
     pub rip: u64,
     /// The lazy-flags record (`flags::cpu_flags`): its kind in bits 0-7 and its operand size
     /// in bytes in bits 8-15 (compiled code stores both with one immediate), then its values.
@@ -252,5 +269,22 @@ pub mod off {
     /// The offset of `Cpu::counts[n]`.
     pub const fn count(n: usize) -> i32 {
         (offset_of!(Cpu, counts) + 16 * n) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint's distance, as compiled code stores it (16 signed bits at the rip's top),
+    /// settles to the address it stands for, before or after the base; a whole rip is kept.
+    #[test]
+    fn settled_rip_adds_the_signed_distance() {
+        let base = 0x7f00_1234_5678u64;
+        for d in [0i16, 1, 0x55, i16::MAX, -1, -0x40, i16::MIN] {
+            let kept = base | u64::from(d as u16) << CHECKPOINT_SHIFT;
+            assert_eq!(settled_rip(kept), base.wrapping_add(d as i64 as u64), "distance {d}");
+        }
+        assert_eq!(settled_rip(0x40_1000), 0x40_1000);
     }
 }

@@ -5,7 +5,7 @@
 use super::{CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
-use crate::cpu::{exit, off};
+use crate::cpu::{exit, off, CHECKPOINT_SHIFT};
 use crate::mem::GUEST_SPACE;
 use crate::semantics;
 use crate::semantics::emitter::{Emitter, VOp, VShift};
@@ -180,6 +180,11 @@ pub(super) struct Lower<'a> {
     /// addresses and instruction offsets are relative to it.
     pub entry_rip: Value,
     pub head: u64,
+    /// The guest address the context's rip holds below a checkpoint's distance where lowering
+    /// stands, when known (`set_rip`): per block from `region::rip_bases`.
+    pub rip_base: Option<u64>,
+    /// A checkpoint lay too far from `rip_base` for its distance: the region fails.
+    pub rip_too_far: bool,
     /// How the current guest block ended, once its last instruction ran.
     pub end: Option<Terminal>,
     /// Instructions of the current guest block after the one being lowered (counted already,
@@ -232,6 +237,9 @@ struct Known {
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
 #[path = "float.rs"]
 mod float;
+
+/// The byte of `Cpu::rip` where a checkpoint's distance goes (`set_rip`; little-endian).
+const CHECKPOINT_BYTE: i32 = (CHECKPOINT_SHIFT / 8) as i32;
 
 fn mf() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -316,6 +324,8 @@ impl<'a> Lower<'a> {
             unit_sig,
             entry_rip,
             head,
+            rip_base: Some(head),
+            rip_too_far: false,
             end: None,
             insns_after: 0,
             predicted: None,
@@ -363,16 +373,16 @@ impl<'a> Lower<'a> {
     /// there, rip included. Between checkpoints the registers live in host registers only; a
     /// guest memory fault there abandons them, and the dispatcher runs the baseline tier again
     /// from the last checkpoint (nothing after a checkpoint writes guest memory before the
-    /// next), which faults with the exact state. Returns `ip` as a value.
-    pub fn checkpoint(&mut self, ip: u64) -> Value {
+    /// next), which faults with the exact state.
+    pub fn checkpoint(&mut self, ip: u64) {
         self.flush();
-        self.set_rip(ip)
+        self.set_rip(ip);
     }
 
     /// `checkpoint`, with the flags only when the code after it may read them: where it writes
     /// them before reading them, they stay out of the context (a replay from here writes them
     /// before reading them too).
-    pub fn checkpoint_with(&mut self, ip: u64, flags_read: bool) -> Value {
+    pub fn checkpoint_with(&mut self, ip: u64, flags_read: bool) {
         if !flags_read {
             self.flush_regs();
             return self.set_rip(ip);
@@ -380,8 +390,33 @@ impl<'a> Lower<'a> {
         self.checkpoint(ip)
     }
 
-    /// Stores the guest address `ip` as the context's rip; returns it.
-    pub fn set_rip(&mut self, ip: u64) -> Value {
+    /// Makes the context's rip stand for the guest address `ip` of this unit. Where the rip's
+    /// low bits hold a known address (`rip_base`: the head from the unit's entry, a call's
+    /// return address after the callee came back), that is one 16-bit constant, `ip`'s signed
+    /// distance from it, stored in the rip's top bits (`cpu::CHECKPOINT_SHIFT`): computing and
+    /// storing the whole address took three instructions and the unit's address kept at hand.
+    /// Elsewhere the whole address, which becomes the base. Only a fault reads this rip,
+    /// settled by the trampoline (`cpu::settled_rip`).
+    pub fn set_rip(&mut self, ip: u64) {
+        let distance = self.rip_base.map(|b| ip.wrapping_sub(b) as i64);
+        match distance.and_then(|d| i16::try_from(d).ok()) {
+            Some(d) => {
+                let cpu = self.cpu();
+                let d = self.b.ins().iconst(types::I16, i64::from(d));
+                self.b.ins().store(mf(), d, cpu, off::RIP + CHECKPOINT_BYTE);
+            }
+            None => {
+                // Within a region (`region::lower_region`) only a base-less block comes here.
+                self.rip_too_far |= self.rip_base.is_some();
+                self.set_rip_whole(ip);
+                self.rip_base = Some(ip);
+            }
+        }
+    }
+
+    /// Stores the guest address `ip` whole as the context's rip, for a way out of the unit that
+    /// the dispatcher reads without a fault; returns it.
+    pub fn set_rip_whole(&mut self, ip: u64) -> Value {
         let rip = self.code_addr(ip);
         let cpu = self.cpu();
         self.b.ins().store(mf(), rip, cpu, off::RIP);
@@ -526,7 +561,9 @@ impl<'a> Lower<'a> {
     /// After a call to another unit that returned here: the context holds the whole state
     /// (nothing cached is current but the `CARRIED` registers, which came back in `carried`),
     /// and `insns` instructions ran so far, the callee's included.
-    pub fn returned_from_call(&mut self, insns: Value, carried: [Value; 4]) {
+    /// The callee left `back` whole as the context's rip (`rip_base`).
+    pub fn returned_from_call(&mut self, insns: Value, carried: [Value; 4], back: u64) {
+        self.rip_base = Some(back);
         self.near.push(carried[0]);
         self.state = Cached::at_start(Regs::default(), Regs::default());
         for (r, v) in CARRIED.into_iter().zip(carried) {
@@ -1057,8 +1094,8 @@ impl Emitter for Lower<'_> {
     fn slow(&mut self, ins: &Instruction) {
         // A checkpoint before (a memory fault in the helper runs the instruction again) and
         // after it (the helper left all of its effects in the context).
-        let rip = self.checkpoint(ins.ip());
-        self.run_slow_helper(ins, rip);
+        self.checkpoint(ins.ip());
+        self.run_slow_helper(ins);
         self.invalidate();
     }
 }
@@ -1123,14 +1160,15 @@ impl Lower<'_> {
     /// after the instruction (a checkpoint at the next one).
     pub(super) fn slow_path(&mut self, ins: &Instruction) {
         self.store_dirty();
-        let rip = self.set_rip(ins.ip());
-        self.run_slow_helper(ins, rip);
+        self.set_rip(ins.ip());
+        self.run_slow_helper(ins);
     }
 
-    /// Calls the slow helper on `ins`, whose address `rip` the context holds with the rest of
-    /// the state: a fault (rip and the fault code left in the context) returns from the unit at
-    /// once; otherwise the context's rip becomes the next instruction's.
-    fn run_slow_helper(&mut self, ins: &Instruction, rip: Value) {
+    /// Calls the slow helper on `ins`, whose address the context's rip stands for, with the
+    /// rest of the state: a fault (rip and the fault code left in the context) returns from
+    /// the unit at once; otherwise the context's rip becomes the next instruction's.
+    fn run_slow_helper(&mut self, ins: &Instruction) {
+        let rip = self.code_addr(ins.ip());
         let record = self.slow_record(ins);
         let code = self.call_helper(H_SLOW, rip, record);
         let (fault, cont) = (self.b.create_block(), self.b.create_block());

@@ -23,7 +23,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 14;
+pub const TRANSLATION_VERSION: u32 = 15;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -386,6 +386,7 @@ impl Jit {
         b.ins().store(mf, total, cpu, crate::cpu::off::INSNS_COMPILED);
         let z = b.ins().iconst(types::I64, 0);
         b.ins().store(mf, z, cpu, crate::cpu::off::HOST_SP);
+        settle_rip_after_fault(&mut b, cpu, r);
         // A return that no unit waited for continues at the context's rip like any other.
         let returned = b.ins().icmp_imm_u(IntCC::Equal, r, crate::cpu::exit::RETURN as i64);
         let next = b.ins().iconst(types::I64, crate::cpu::exit::NEXT as i64);
@@ -558,6 +559,22 @@ fn link_site(r: &FinalizedMachReloc, func: &Function, targets: &[u64]) -> Option
     }
     let index = func.params.user_named_funcs().get(name)?.index;
     Some((r.offset, *targets.get(index as usize)?))
+}
+
+/// After exit `r`: where it is a fault, the context's rip as the last checkpoint left it
+/// (`Lower::set_rip`: its distance from the address below in the top bits) becomes the guest address it
+/// stands for (`cpu::settled_rip`). Every other way out stores the next rip whole, so only a
+/// fault's rip is settled (a jump to a wild address leaves it as it is).
+fn settle_rip_after_fault(b: &mut FunctionBuilder<'_>, cpu: Value, r: Value) {
+    use crate::cpu::{off, CHECKPOINT_SHIFT};
+    let mf = MemFlagsData::trusted();
+    let kept = b.ins().load(types::I64, mf, cpu, off::RIP);
+    let address = b.ins().band_imm_u(kept, (1i64 << CHECKPOINT_SHIFT) - 1);
+    let distance = b.ins().sshr_imm_u(kept, i64::from(CHECKPOINT_SHIFT));
+    let settled = b.ins().iadd(address, distance);
+    let faulted = b.ins().icmp_imm_u(IntCC::Equal, r, crate::cpu::exit::FAULT as i64);
+    let rip = b.ins().select(faulted, settled, kept);
+    b.ins().store(mf, rip, cpu, off::RIP);
 }
 
 #[cfg(test)]

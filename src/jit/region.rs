@@ -44,13 +44,18 @@ enum Next {
 /// when `linked` (a unit for a pack: `cache_format::Link`). Returns the guest addresses the
 /// imported functions stand for, by the index in their names; None when a register was
 /// written that `Regs::written_by` did not foresee (the region's blocks rely on it to know
-/// what may differ from the context).
+/// what may differ from the context), or when the region spans more than 32 KiB less a byte
+/// (its checkpoints store their distance from an address in it in 16 signed bits,
+/// `Lower::set_rip`; the regions Kiln forms span no more).
 pub fn lower_region(
     mut b: FunctionBuilder<'_>,
     isa: &dyn TargetIsa,
     region: &Region,
     linked: bool,
 ) -> Option<Vec<u64>> {
+    if region.end().wrapping_sub(region.head()) > i16::MAX as u64 {
+        return None;
+    }
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -83,6 +88,7 @@ pub fn lower_region(
         single_entry: single_entries(region),
         count_in: vec![Default::default(); region.blocks.len()],
         entry_flags: vec![Default::default(); region.blocks.len()],
+        rip_bases: rip_bases(region),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
@@ -92,7 +98,7 @@ pub fn lower_region(
     finish_chain(&mut l);
     l.finish_return();
     l.b.seal_all_blocks();
-    let ok = !l.unpredicted;
+    let ok = !l.unpredicted && !l.rip_too_far;
     let links = l.links.take().unwrap_or_default().into_iter().map(|(t, _)| t).collect();
     l.b.finalize(isa.frontend_config());
     ok.then_some(links)
@@ -261,6 +267,8 @@ struct Layout<'r> {
     /// Per block with a single entry: the flag record as the block before it left it (its
     /// values dominate the block), so that reading the flags there needs no helper call.
     entry_flags: Vec<std::cell::Cell<Option<Flags<Value>>>>,
+    /// Per block: the address the context's rip holds where it starts (`rip_bases`).
+    rip_bases: Vec<Option<u64>>,
 }
 
 impl Layout<'_> {
@@ -284,6 +292,7 @@ impl Layout<'_> {
             l.flags_from_edge(self.entry_flags[i].get());
         }
         l.end = None;
+        l.rip_base = self.rip_bases[i];
         l.pending = self.count_in[i].get();
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
@@ -371,7 +380,7 @@ impl Layout<'_> {
         l.b.switch_to_block(returned);
         // A callee that stored checked the interrupt word before it returned here; a signal
         // that came meanwhile waits for the next check.
-        went_on_here(l, code, insns, carried);
+        went_on_here(l, code, insns, carried, back);
         match self.region.returns[i] {
             Some(j) => {
                 l.revalidate(self.live_in[j]);
@@ -420,6 +429,49 @@ impl Layout<'_> {
         }
         l.b.ins().jump(self.starts[j], &[]);
     }
+}
+
+/// Per block: the guest address the context's rip holds (below a checkpoint's distance,
+/// `Lower::set_rip`) wherever the block is entered from, if every way in agrees: the head's
+/// from the unit's entry, a call's return address where the callee came back (its `ret`
+/// stored it whole). A block keeps what it was entered with to its end as far as its
+/// successors know (a base it finds itself stays its own).
+fn rip_bases(region: &Region) -> Vec<Option<u64>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Base {
+        Unseen,
+        At(u64),
+        Mixed,
+    }
+    let n = region.blocks.len();
+    let mut base = vec![Base::Unseen; n];
+    base[0] = Base::At(region.head());
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..n {
+            if base[i] == Base::Unseen {
+                continue;
+            }
+            let edges = region.targets[i].iter().filter_map(|&(_, j)| j).map(|j| (j, base[i]));
+            let returns = region.returns[i].map(|j| (j, Base::At(region.blocks[j].start)));
+            for (j, b) in edges.chain(returns).collect::<Vec<_>>() {
+                let met = match (base[j], b) {
+                    (Base::Unseen, b) => b,
+                    (a, b) if a == b => a,
+                    _ => Base::Mixed,
+                };
+                changed |= met != base[j];
+                base[j] = met;
+            }
+        }
+    }
+    (base.into_iter())
+        .map(|b| match b {
+            Base::At(a) => Some(a),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Per block: the block whose one edge (a jump, a branch or a fall-through) is the only way
@@ -509,7 +561,9 @@ fn branch_condition(dfg: &ir::DataFlowGraph, mut c: Value) -> (Value, bool) {
 fn interrupt_check(l: &mut Lower<'_>, target: u64) {
     let stay = when_interrupted(l);
     let kept = l.state;
-    l.checkpoint(target);
+    // A checkpoint whose rip the dispatcher reads whole.
+    l.flush();
+    l.set_rip_whole(target);
     l.state = kept;
     let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_with(code, None);
@@ -708,11 +762,11 @@ fn call_unit(
     results
 }
 
-/// After a host call that ended with exit `code`: on here, with nothing cached but the
-/// `CARRIED` registers the callee gave back, where the callee returned to this unit; any other
-/// exit code goes on up to the dispatcher, which the callee made ready for (the context holds
-/// the whole state and the instructions run).
-fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4]) {
+/// After a host call that ended with exit `code`: on here (at `back`), with nothing cached but
+/// the `CARRIED` registers the callee gave back, where the callee returned to this unit; any
+/// other exit code goes on up to the dispatcher, which the callee made ready for (the context
+/// holds the whole state and the instructions run).
+fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4], back: u64) {
     let returned = l.b.ins().icmp_imm_u(IntCC::Equal, code, exit::RETURN as i64);
     let (back_here, leave) = (l.b.create_block(), l.b.create_block());
     l.b.ins().brif(returned, back_here, &[], leave, &[]);
@@ -721,7 +775,7 @@ fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4
     l.b.set_cold_block(leave);
     l.return_counted(code, insns, None);
     l.b.switch_to_block(back_here);
-    l.returned_from_call(insns, carried);
+    l.returned_from_call(insns, carried, back);
 }
 
 /// A `ret` to `to`: back to the unit that called with a host call and waits for this

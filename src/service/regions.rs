@@ -22,10 +22,12 @@ use std::path::Path;
 /// heads are entered from outside only after the dispatcher ran (a return that did not come
 /// back to its caller's code, a waiting signal), and the code after each call is then not
 /// compiled again into every region that starts before it. A loop whose function's entry
-/// never got hot is entered at its header: that region follows the loop's calls.
+/// never got hot is entered at its header: that region follows the loop's calls. The span
+/// stays below 32 KiB: compiled code keeps a checkpoint's distance within the region in 16
+/// signed bits (`jit::Lower::set_rip`).
 pub const LIMITS: Limits = Limits {
     blocks: 192,
-    span: 32 << 10,
+    span: (32 << 10) - 1,
     returns: true,
 };
 
