@@ -414,13 +414,12 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// Stores the guest address `ip` whole as the context's rip, for a way out of the unit that
-    /// the dispatcher reads without a fault; returns it.
-    pub fn set_rip_whole(&mut self, ip: u64) -> Value {
+    /// Stores the guest address `ip` whole as the context's rip (its top bits clear): for a way
+    /// out that the dispatcher reads without a fault, or a block that knows no base.
+    pub fn set_rip_whole(&mut self, ip: u64) {
         let rip = self.code_addr(ip);
         let cpu = self.cpu();
         self.b.ins().store(mf(), rip, cpu, off::RIP);
-        rip
     }
 
     fn check_predicted(&mut self, w: Regs) {

@@ -562,9 +562,9 @@ fn link_site(r: &FinalizedMachReloc, func: &Function, targets: &[u64]) -> Option
 }
 
 /// After exit `r`: where it is a fault, the context's rip as the last checkpoint left it
-/// (`Lower::set_rip`: its distance from the address below in the top bits) becomes the guest address it
-/// stands for (`cpu::settled_rip`). Every other way out stores the next rip whole, so only a
-/// fault's rip is settled (a jump to a wild address leaves it as it is).
+/// (`Lower::set_rip`: its distance from the address below in the top bits) becomes the guest
+/// address it stands for (`cpu::settled_rip`). Every other way out stores the next rip whole,
+/// so only a fault's rip is settled (a jump to a wild address keeps its top bits).
 fn settle_rip_after_fault(b: &mut FunctionBuilder<'_>, cpu: Value, r: Value) {
     use crate::cpu::{off, CHECKPOINT_SHIFT};
     let mf = MemFlagsData::trusted();
