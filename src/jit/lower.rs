@@ -183,8 +183,6 @@ pub(super) struct Lower<'a> {
     /// The guest address the context's rip holds below a checkpoint's distance where lowering
     /// stands, when known (`set_rip`): per block from `region::rip_bases`.
     pub rip_base: Option<u64>,
-    /// A checkpoint lay too far from `rip_base` for its distance: the region fails.
-    pub rip_too_far: bool,
     /// How the current guest block ended, once its last instruction ran.
     pub end: Option<Terminal>,
     /// Instructions of the current guest block after the one being lowered (counted already,
@@ -325,7 +323,6 @@ impl<'a> Lower<'a> {
             entry_rip,
             head,
             rip_base: Some(head),
-            rip_too_far: false,
             end: None,
             insns_after: 0,
             predicted: None,
@@ -406,8 +403,9 @@ impl<'a> Lower<'a> {
                 self.b.ins().store(mf(), d, cpu, off::RIP + CHECKPOINT_BYTE);
             }
             None => {
-                // Within a region (`region::lower_region`) only a base-less block comes here.
-                self.rip_too_far |= self.rip_base.is_some();
+                // Only a block that knows no base: a region's span (`region::lower_region`
+                // refuses larger ones) keeps every distance from a known one in 16 bits.
+                debug_assert!(self.rip_base.is_none(), "a checkpoint {ip:#x} too far from its base");
                 self.set_rip_whole(ip);
                 self.rip_base = Some(ip);
             }

@@ -98,7 +98,7 @@ pub fn lower_region(
     finish_chain(&mut l);
     l.finish_return();
     l.b.seal_all_blocks();
-    let ok = !l.unpredicted && !l.rip_too_far;
+    let ok = !l.unpredicted;
     let links = l.links.take().unwrap_or_default().into_iter().map(|(t, _)| t).collect();
     l.b.finalize(isa.frontend_config());
     ok.then_some(links)
@@ -453,9 +453,12 @@ fn rip_bases(region: &Region) -> Vec<Option<u64>> {
             if base[i] == Base::Unseen {
                 continue;
             }
-            let edges = region.targets[i].iter().filter_map(|&(_, j)| j).map(|j| (j, base[i]));
-            let returns = region.returns[i].map(|j| (j, Base::At(region.blocks[j].start)));
-            for (j, b) in edges.chain(returns).collect::<Vec<_>>() {
+            let out = base[i];
+            for j in region.successors(i) {
+                let b = match region.returns[i] == Some(j) {
+                    true => Base::At(region.blocks[j].start),
+                    false => out,
+                };
                 let met = match (base[j], b) {
                     (Base::Unseen, b) => b,
                     (a, b) if a == b => a,
