@@ -49,47 +49,41 @@ impl Strings {
         }
     }
 
-    /// Intermediate result 1: one bit per element of b, by the aggregation imm[3:2].
+    /// Intermediate result 1: one bit per element of b, by the aggregation imm[3:2]. Built
+    /// from masks over b's elements (`Strings::matches`), one per element of a, rather than
+    /// pair by pair: an aggregation compares up to 16 x 16 pairs.
     fn aggregate(&self, agg: u32) -> u32 {
-        let (a, b, n, la, lb) = (&self.a, &self.b, self.n, self.la, self.lb);
-        let elem = |v: &[i64; 16], i: u32| v[i as usize];
-        let mut res1 = 0u32;
-        for j in 0..n {
-            let bit = match agg {
-                0 => {
-                    // equal any: b[j] is one of a's valid elements
-                    j < lb && (0..la).any(|i| elem(a, i) == elem(b, j))
-                }
-                1 => {
-                    // ranges: a holds pairs (lo, hi)
-                    j < lb
-                        && (0..la / 2 * 2)
-                            .step_by(2)
-                            .any(|i| elem(a, i) <= elem(b, j) && elem(b, j) <= elem(a, i + 1))
-                }
-                2 => {
-                    // equal each
-                    match (j < la, j < lb) {
-                        (true, true) => elem(a, j) == elem(b, j),
-                        (false, false) => true,
-                        _ => false,
-                    }
-                }
-                _ => {
-                    // equal ordered: a occurs in b starting at j
-                    (0..n - j).all(|i| {
-                        let k = j + i;
-                        match (i < la, k < lb) {
-                            (false, _) => true,
-                            (true, false) => false,
-                            (true, true) => elem(a, i) == elem(b, k),
-                        }
-                    })
-                }
-            };
-            res1 |= (bit as u32) << j;
+        let (a, n, la, lb) = (&self.a, self.n, self.la, self.lb);
+        let full = (1u32 << n) - 1;
+        let valid_b = (1u32 << lb) - 1;
+        let eq = |i: u32| self.matches(|x| x == a[i as usize]);
+        match agg {
+            // Equal any: b[j] is one of a's valid elements.
+            0 => (0..la).fold(0, |r, i| r | eq(i)) & valid_b,
+            // Ranges: a holds pairs (lo, hi).
+            1 => {
+                let range = |k: usize| self.matches(|x| a[2 * k] <= x && x <= a[2 * k + 1]);
+                (0..la as usize / 2).fold(0, |r, k| r | range(k)) & valid_b
+            }
+            // Equal each: element by element, true where both are past their ends.
+            2 => {
+                let both_valid = (1u32 << la.min(lb)) - 1;
+                let both_past = full & !((1u32 << la.max(lb)) - 1);
+                let same = (0..n).fold(0, |r, j| r | ((a[j as usize] == self.b[j as usize]) as u32) << j);
+                (same & both_valid) | both_past
+            }
+            // Equal ordered: a's valid elements occur in b from j on (those that would lie
+            // past b's register match).
+            _ => (0..la).fold(full, |r, i| {
+                let past_register = full & !((1u32 << (n - i)) - 1);
+                r & (((eq(i) & valid_b) >> i) | past_register)
+            }),
         }
-        res1
+    }
+
+    /// One bit per element of b (all `n`) where `test` holds for it.
+    fn matches(&self, test: impl Fn(i64) -> bool) -> u32 {
+        (0..self.n).fold(0, |m, j| m | (test(self.b[j as usize]) as u32) << j)
     }
 
     /// Intermediate result 2: result 1 with the polarity imm[5:4] applied.
@@ -201,6 +195,57 @@ fn match_mask(res2: u32, n: u32, w: u32, expanded: bool) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The aggregations as the manual defines them, pair by pair.
+    fn aggregate_by_pairs(s: &Strings, agg: u32) -> u32 {
+        let (a, b, n, la, lb) = (&s.a, &s.b, s.n, s.la, s.lb);
+        let (a, b) = (|i: u32| a[i as usize], |j: u32| b[j as usize]);
+        (0..n).fold(0, |res, j| {
+            let bit = match agg {
+                0 => j < lb && (0..la).any(|i| a(i) == b(j)),
+                1 => j < lb && (0..la / 2).any(|k| a(2 * k) <= b(j) && b(j) <= a(2 * k + 1)),
+                2 => match (j < la, j < lb) {
+                    (true, true) => a(j) == b(j),
+                    (valid_a, valid_b) => !valid_a && !valid_b,
+                },
+                _ => (0..n - j).all(|i| i >= la || (j + i < lb && a(i) == b(j + i))),
+            };
+            res | (bit as u32) << j
+        })
+    }
+
+    #[test]
+    fn aggregations_match_their_pairwise_definitions() {
+        // Elements from a small alphabet (signed and not), so that matches, ranges and
+        // occurrences are common; every length of each string.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..4000 {
+            let words = case % 2 == 0;
+            let n = if words { 8 } else { 16 };
+            let mut elems = || [0; 16].map(|_: i64| (next() % 4) as i64 - (case % 3 == 0) as i64);
+            let s = Strings {
+                a: elems(),
+                b: elems(),
+                words,
+                n,
+                la: (next() % (n as u64 + 1)) as u32,
+                lb: (next() % (n as u64 + 1)) as u32,
+            };
+            for agg in 0..4 {
+                assert_eq!(
+                    s.aggregate(agg),
+                    aggregate_by_pairs(&s, agg),
+                    "aggregation {agg}, case {case}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn match_results_pick_bits_or_count() {
