@@ -10,11 +10,16 @@ use std::collections::HashMap;
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
 /// Pack format version; readers reject any other.
-pub const PACK_VERSION: u16 = 5;
+pub const PACK_VERSION: u16 = 6;
 /// Bytes before the unit records.
 pub const PACK_HEAD: usize = 88;
-/// Bytes of one unit record.
-pub const PACK_RECORD: usize = 72;
+/// Bytes of one unit record: its placement (`PLACEMENT`), in one table, and the rest of it, in
+/// another after it.
+pub const PACK_RECORD: usize = PLACEMENT + 56;
+/// Bytes of a unit's placement: what a reader needs to enter it (its offset, where its code
+/// starts, its guest length), kept apart from the rest of its record so that a reader that
+/// chains every unit of a large pack at once, or searches it, reads 16 bytes per unit.
+const PLACEMENT: usize = 16;
 /// Alignment of the code region's start in the file.
 pub const CODE_REGION_ALIGN: usize = 64;
 /// Alignment of each unit's code inside the code region.
@@ -82,13 +87,15 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
     v.extend_from_slice(&(code.len() as u64).to_le_bytes());
     v.extend_from_slice(&(nlinks as u32).to_le_bytes());
     v.extend_from_slice(&stub_at.to_le_bytes());
-    let mut first_link = 0u32;
     for ((off, e), &start) in units.iter().zip(&at) {
         v.extend_from_slice(&off.0.to_le_bytes());
+        v.extend_from_slice(&(start as u32).to_le_bytes());
         v.extend_from_slice(&e.guest_len.to_le_bytes());
+    }
+    let mut first_link = 0u32;
+    for (_, e) in units {
         v.extend_from_slice(&e.ninsns.to_le_bytes());
         v.extend_from_slice(&e.guest_hash);
-        v.extend_from_slice(&(start as u32).to_le_bytes());
         v.extend_from_slice(&(e.code.len() as u32).to_le_bytes());
         v.extend_from_slice(&first_link.to_le_bytes());
         v.extend_from_slice(&(e.links.len() as u32).to_le_bytes());
@@ -230,7 +237,7 @@ impl<'a> PackIndex<'a> {
 
     /// The module offset record `i` names (unchecked: for searching).
     pub fn offset(&self, i: usize) -> u64 {
-        u64_at(self.body, PACK_HEAD + i * PACK_RECORD)
+        u64_at(self.body, PACK_HEAD + i * PLACEMENT)
     }
 
     /// The record of the unit at module offset `offset`, if the pack has one.
@@ -251,36 +258,48 @@ impl<'a> PackIndex<'a> {
     /// outside the link table, unknown flags) or `i` is out of range.
     pub fn unit(&self, i: usize) -> Option<PackUnit> {
         let r = self.record(i)?;
-        let (start, len, first_link, links, flags) = (r.u32(48), r.u32(52), r.u32(56), r.u32(60), r.u32(64));
-        if !code_fits(start, len, self.code_len) || (first_link as u64) + (links as u64) > self.nlinks || flags > 1 {
+        let (start, len, links) = (r.code_start(), r.code_len(), r.links());
+        if !code_fits(start, len, self.code_len) || links.end as u64 > self.nlinks || r.flags() > 1 {
             return None;
         }
         Some(PackUnit {
-            offset: ModuleOffset(r.u64(0)),
-            guest_len: r.u32(8),
-            ninsns: r.u32(12),
-            guest_hash: r.0[16..48].try_into().ok()?,
+            offset: ModuleOffset(r.offset()),
+            guest_len: r.guest_len(),
+            ninsns: r.ninsns(),
+            guest_hash: r.guest_hash()?,
             code_start: self.code_start + start as usize,
             code_len: len as usize,
-            links: first_link as usize..(first_link + links) as usize,
-            linked: flags == 1,
-            heat: r.u32(68),
+            links,
+            linked: r.flags() == 1,
+            heat: r.heat(),
         })
     }
 
     /// Where record `i`'s unit lies: (module offset, guest length, start of its code in the
-    /// file); None if its code lies outside the code region. What a reader needs to enter the
-    /// unit, read without the rest of the record.
+    /// file); None if its code starts outside the code region. What a reader needs to enter the
+    /// unit, read from its placement alone.
     pub fn placement(&self, i: usize) -> Option<(ModuleOffset, u32, usize)> {
         let r = self.record(i)?;
-        let (start, len) = (r.u32(48), r.u32(52));
-        code_fits(start, len, self.code_len)
-            .then(|| (ModuleOffset(r.u64(0)), r.u32(8), self.code_start + start as usize))
+        let start = r.code_start();
+        ((start as usize).is_multiple_of(UNIT_ALIGN) && u64::from(start) < self.code_len).then(|| {
+            (
+                ModuleOffset(r.offset()),
+                r.guest_len(),
+                self.code_start + start as usize,
+            )
+        })
     }
 
     fn record(&self, i: usize) -> Option<Record<'a>> {
-        let at = PACK_HEAD + i.checked_mul(PACK_RECORD)?;
-        (i < self.count).then(|| Record(&self.body[at..at + PACK_RECORD]))
+        if i >= self.count {
+            return None;
+        }
+        let place = PACK_HEAD + i * PLACEMENT;
+        let detail = PACK_HEAD + self.count * PLACEMENT + i * (PACK_RECORD - PLACEMENT);
+        Some(Record {
+            place: &self.body[place..place + PLACEMENT],
+            detail: &self.body[detail..detail + PACK_RECORD - PLACEMENT],
+        })
     }
 }
 
@@ -290,16 +309,50 @@ fn code_fits(start: u32, len: u32, code_len: u64) -> bool {
     (start as usize).is_multiple_of(UNIT_ALIGN) && len > 0 && start as u64 + len as u64 <= code_len
 }
 
-/// One unit record's bytes.
-struct Record<'a>(&'a [u8]);
+/// One unit's record: its placement and the rest of it, each where its table holds it (the
+/// fields in `SPEC.md`'s order).
+struct Record<'a> {
+    place: &'a [u8],
+    detail: &'a [u8],
+}
 
 impl Record<'_> {
-    fn u32(&self, o: usize) -> u32 {
-        u32::from_le_bytes(self.0[o..o + 4].try_into().unwrap_or_default())
+    fn offset(&self) -> u64 {
+        u64_at(self.place, 0)
     }
 
-    fn u64(&self, o: usize) -> u64 {
-        u64::from_le_bytes(self.0[o..o + 8].try_into().unwrap_or_default())
+    fn code_start(&self) -> u32 {
+        u32_at(self.place, 8)
+    }
+
+    fn guest_len(&self) -> u32 {
+        u32_at(self.place, 12)
+    }
+
+    fn ninsns(&self) -> u32 {
+        u32_at(self.detail, 0)
+    }
+
+    fn guest_hash(&self) -> Option<Hash> {
+        self.detail[4..36].try_into().ok()
+    }
+
+    fn code_len(&self) -> u32 {
+        u32_at(self.detail, 36)
+    }
+
+    /// Its entries of the pack's link table.
+    fn links(&self) -> std::ops::Range<usize> {
+        let (first, count) = (u32_at(self.detail, 40) as usize, u32_at(self.detail, 44) as usize);
+        first..first + count
+    }
+
+    fn flags(&self) -> u32 {
+        u32_at(self.detail, 48)
+    }
+
+    fn heat(&self) -> u32 {
+        u32_at(self.detail, 52)
     }
 }
 
@@ -509,13 +562,13 @@ mod tests {
         assert!(index.unit(40).is_none());
         // Record 7's code moved past the code region, the checksum made to match again: that
         // record alone is refused by a run; a whole decode refuses the pack.
-        let r = PACK_HEAD + 7 * PACK_RECORD + 48;
+        let r = PACK_HEAD + 7 * PLACEMENT + 8;
         p[r..r + 4].copy_from_slice(&0x10_0000u32.to_le_bytes());
         let n = p.len() - 32;
         let sum = *blake3::hash(&p[..n]).as_bytes();
         p[n..].copy_from_slice(&sum);
         let index = PackIndex::open(&p, &m, &c, true).unwrap();
-        assert!(index.unit(7).is_none());
+        assert!(index.unit(7).is_none() && index.placement(7).is_none());
         assert_eq!(index.find(units[7].0 .0), Some(7));
         assert!(index.unit(6).is_some() && index.unit(8).is_some());
         assert!(decode_pack_index(&p, &m, &c).is_err());
