@@ -258,13 +258,13 @@ impl<'a> PackIndex<'a> {
     /// outside the link table, unknown flags) or `i` is out of range.
     pub fn unit(&self, i: usize) -> Option<PackUnit> {
         let r = self.record(i)?;
-        let (start, len, links) = (r.code_start(), r.code_len(), r.links());
+        let (start, len, links) = (r.place.code_start(), r.code_len(), r.links());
         if !code_fits(start, len, self.code_len) || links.end as u64 > self.nlinks || r.flags() > 1 {
             return None;
         }
         Some(PackUnit {
-            offset: ModuleOffset(r.offset()),
-            guest_len: r.guest_len(),
+            offset: ModuleOffset(r.place.offset()),
+            guest_len: r.place.guest_len(),
             ninsns: r.ninsns(),
             guest_hash: r.guest_hash()?,
             code_start: self.code_start + start as usize,
@@ -279,25 +279,26 @@ impl<'a> PackIndex<'a> {
     /// file); None if its code starts outside the code region. What a reader needs to enter the
     /// unit, read from its placement alone.
     pub fn placement(&self, i: usize) -> Option<(ModuleOffset, u32, usize)> {
-        let r = self.record(i)?;
-        let start = r.code_start();
+        let p = self.placement_record(i)?;
+        let start = p.code_start();
         ((start as usize).is_multiple_of(UNIT_ALIGN) && u64::from(start) < self.code_len).then(|| {
             (
-                ModuleOffset(r.offset()),
-                r.guest_len(),
+                ModuleOffset(p.offset()),
+                p.guest_len(),
                 self.code_start + start as usize,
             )
         })
     }
 
+    fn placement_record(&self, i: usize) -> Option<Placement<'a>> {
+        let at = PACK_HEAD + i * PLACEMENT;
+        (i < self.count).then(|| Placement(&self.body[at..at + PLACEMENT]))
+    }
+
     fn record(&self, i: usize) -> Option<Record<'a>> {
-        if i >= self.count {
-            return None;
-        }
-        let place = PACK_HEAD + i * PLACEMENT;
         let detail = PACK_HEAD + self.count * PLACEMENT + i * (PACK_RECORD - PLACEMENT);
         Some(Record {
-            place: &self.body[place..place + PLACEMENT],
+            place: self.placement_record(i)?,
             detail: &self.body[detail..detail + PACK_RECORD - PLACEMENT],
         })
     }
@@ -309,26 +310,31 @@ fn code_fits(start: u32, len: u32, code_len: u64) -> bool {
     (start as usize).is_multiple_of(UNIT_ALIGN) && len > 0 && start as u64 + len as u64 <= code_len
 }
 
+/// A unit's placement (`PLACEMENT`).
+struct Placement<'a>(&'a [u8]);
+
+impl Placement<'_> {
+    fn offset(&self) -> u64 {
+        u64_at(self.0, 0)
+    }
+
+    fn code_start(&self) -> u32 {
+        u32_at(self.0, 8)
+    }
+
+    fn guest_len(&self) -> u32 {
+        u32_at(self.0, 12)
+    }
+}
+
 /// One unit's record: its placement and the rest of it, each where its table holds it (the
 /// fields in `SPEC.md`'s order).
 struct Record<'a> {
-    place: &'a [u8],
+    place: Placement<'a>,
     detail: &'a [u8],
 }
 
 impl Record<'_> {
-    fn offset(&self) -> u64 {
-        u64_at(self.place, 0)
-    }
-
-    fn code_start(&self) -> u32 {
-        u32_at(self.place, 8)
-    }
-
-    fn guest_len(&self) -> u32 {
-        u32_at(self.place, 12)
-    }
-
     fn ninsns(&self) -> u32 {
         u32_at(self.detail, 0)
     }

@@ -27,6 +27,8 @@ pub(super) struct Prefill {
     /// The first page of the range, and for each page from it whether it is runnable.
     first: u64,
     runnable: Vec<bool>,
+    /// Whether every page of the range is runnable (then it holds every unit).
+    all_runnable: bool,
     /// How many units it holds.
     pub count: usize,
     /// Set once the module's pages changed: threads that have not applied it yet skip it.
@@ -49,7 +51,7 @@ impl Prefill {
     pub fn units(&self) -> impl Iterator<Item = (u64, UnitFn, u64)> + '_ {
         (self.units.placements())
             .map(|(offset, code, len)| (offset.0.wrapping_add(self.load_bias), code, len))
-            .filter(|&(rip, _, len)| self.holds(rip, len))
+            .filter(|&(rip, _, len)| self.all_runnable || self.holds(rip, len))
     }
 }
 
@@ -75,13 +77,14 @@ impl Engine {
             load_bias: module.load_bias,
             units: units.clone(),
             first,
+            all_runnable: runnable.iter().all(|&r| r),
             runnable,
             count: 0,
             revoked: AtomicBool::new(false),
         };
         // Units lie inside their module's range: when all of it is runnable, all of them are
         // held, without reading every record to count them.
-        p.count = match p.runnable.iter().all(|&r| r) {
+        p.count = match p.all_runnable {
             true => units.len(),
             false => p.units().count(),
         };
