@@ -28,8 +28,10 @@ pub enum FlagKind {
     Mul = 11,
 }
 
-/// The fields of a flag record its kind reads besides `kind`, `size` and `res`: the others
-/// may hold anything (compiled code does not store them).
+/// The fields of a flag record the context must hold besides `kind`, `size` and `res`: the
+/// others may hold anything (compiled code does not store them). The second operand of an add
+/// or a subtraction follows from the result and the first (`cpu_flags`), so that a unit keeps
+/// neither the store nor the value alive to its exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fields {
     pub a: bool,
@@ -44,7 +46,8 @@ impl FlagKind {
         let (a, b, aux) = match self {
             Raw | Logic => (false, false, false),
             Mul => (false, false, true),
-            Add | Sub | Shl | Shr | Sar => (true, true, false),
+            Add | Sub => (true, false, false),
+            Shl | Shr | Sar => (true, true, false),
             Adc | Sbb | Inc | Dec => (true, true, true),
         };
         Fields { a, b, aux }
@@ -351,14 +354,24 @@ pub const fn kind_and_size(kind: FlagKind, size: u8) -> u64 {
     kind as u64 | (size as u64) << 8
 }
 
-/// The lazy-flags record stored in the CPU.
+/// The lazy-flags record stored in the CPU, with the fields its kind needs not stored
+/// (`FlagKind::fields`) derived: an add's or a subtraction's second operand, from its result
+/// and first operand (all three zero-extended from the operation's size).
 pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
+    let kind = FlagKind::from_u64(cpu.flags_kind & 0xff);
+    let size = (cpu.flags_kind >> 8) as u8;
+    let (res, a) = (cpu.flags_res, cpu.flags_a);
+    let b = match kind {
+        FlagKind::Add => res.wrapping_sub(a) & size_mask(size),
+        FlagKind::Sub => a.wrapping_sub(res) & size_mask(size),
+        _ => cpu.flags_b,
+    };
     Flags {
-        kind: FlagKind::from_u64(cpu.flags_kind & 0xff),
-        size: (cpu.flags_kind >> 8) as u8,
-        res: cpu.flags_res,
-        a: cpu.flags_a,
-        b: cpu.flags_b,
+        kind,
+        size,
+        res,
+        a,
+        b,
         aux: cpu.flags_aux,
     }
 }
