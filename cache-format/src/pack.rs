@@ -296,10 +296,11 @@ impl<'a> PackIndex<'a> {
     }
 
     fn record(&self, i: usize) -> Option<Record<'a>> {
-        let detail = PACK_HEAD + self.count * PLACEMENT + i * (PACK_RECORD - PLACEMENT);
+        let place = self.placement_record(i)?;
+        let at = PACK_HEAD + self.count * PLACEMENT + i * (PACK_RECORD - PLACEMENT);
         Some(Record {
-            place: self.placement_record(i)?,
-            detail: &self.body[detail..detail + PACK_RECORD - PLACEMENT],
+            place,
+            detail: &self.body[at..at + PACK_RECORD - PLACEMENT],
         })
     }
 }
