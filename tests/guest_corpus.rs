@@ -94,6 +94,7 @@ corpus! {
     raw_syscalls_without_libc => "asm_syscalls.S";
     atomic_instructions => "asm_atomics.S";
     flags_read_directly => "asm_flags.S";
+    flags_returned_by_calls => "asm_flags_across_calls.S";
     stack_pointer_far_from_any_mapping => "asm_far_stack.S";
     sse2_integer_and_moves => "sse2_integer.c";
     sse_floating_point => "float_sse.c";
@@ -138,6 +139,7 @@ fn warm_from_the_compile_service_with_regions_and_links() {
         ("setjmp_longjmp.c", ARGS, false),
         ("segv.c", ARGS, false),
         ("sha256.c", &["200000"], false),
+        ("asm_flags_across_calls.S", ARGS, false),
         ("text_patch.c", ARGS, true),
     ];
     for &(name, args, patches_text) in programs {
