@@ -120,12 +120,6 @@ pub const HOST_STACK_FOR_CALLS: u64 = 256 << 10;
 /// when a `ret` there is fetched.
 pub const NO_RETURN: u64 = 1 << 63;
 
-/// Set in `Cpu::ret_expect` beside the address a unit waits for when its code there may read
-/// the flags before it writes them: the callee's `ret` then stores its flag record before it
-/// returns. Where it is clear, the flags are dead at the return address and the `ret` leaves
-/// them out (most return sites test or compute before they branch).
-pub const RETURN_WANTS_FLAGS: u64 = 1 << 62;
-
 #[repr(C)]
 #[derive(Clone)]
 pub struct Cpu {

@@ -365,19 +365,14 @@ impl Layout<'_> {
         }
         let cpu = l.cpu();
         l.b.ins().store(mf(), target, cpu, off::RIP);
-        stack_handed_on(l, false);
+        stack_handed_on(l);
         let link = direct.and_then(|t| l.link_to(t));
         let (exit, returned) = (l.b.create_block(), l.b.create_block());
         let code = l.b.append_block_param(returned, types::I64);
         let insns = l.b.append_block_param(returned, super::COUNT);
         let carried = CARRIED.map(|_| l.b.append_block_param(returned, types::I64));
         let kept = l.state;
-        // Whether the code at the return address may read the flags the callee leaves.
-        let wants_flags = match self.region.returns[i] {
-            Some(j) => self.region.flags_in[j],
-            None => self.region.flags_read_at(back) != 0,
-        };
-        call_callee(l, link, (target, back, wants_flags), exit, returned);
+        call_callee(l, link, (target, back), exit, returned);
         l.b.switch_to_block(exit);
         l.b.set_cold_block(exit);
         exit_unit(l, target, exit::NEXT, false);
@@ -626,7 +621,7 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
         let c = l.b.ins().iconst(types::I64, code as i64);
         return l.return_with(c, None);
     }
-    stack_handed_on(l, false);
+    stack_handed_on(l);
     let args = unit_args(l.insns_run(), next, carried_now(l));
     if let Some(f) = link {
         let (linked, table) = links_allowed(l);
@@ -652,31 +647,19 @@ fn finish_chain(l: &mut Lower<'_>) {
 }
 
 /// Before the stack pointer goes to another unit (an exit, a call, a return to the caller),
-/// with the state and rip in the context (the flags too, or they go there on the way to the
-/// dispatcher where `flags_read`): checks that it lies near the guest space
+/// with the state and rip in the context: checks that it lies near the guest space
 /// (`jit::stack_near`) where nothing shows it does, and returns to the dispatcher where it
 /// does not.
-fn stack_handed_on(l: &mut Lower<'_>, flags_read: bool) {
+fn stack_handed_on(l: &mut Lower<'_>) {
     let rsp = l.get_reg(4);
     if l.known_near(rsp) {
         return;
     }
     let far = l.far_from_space(rsp);
     let near = when(l, far);
-    if flags_read {
-        flags_on_this_path(l);
-    }
     let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_with(next, None);
     l.b.switch_to_block(near);
-}
-
-/// Stores the flag record on a path that leaves the unit, where the paths that go on keep it
-/// as they found it (dirty).
-fn flags_on_this_path(l: &mut Lower<'_>) {
-    let kept = l.state;
-    l.flush_flags();
-    l.state = kept;
 }
 
 /// The `CARRIED` registers' current values (loaded where no variable holds them).
@@ -700,19 +683,17 @@ fn links_allowed(l: &mut Lower<'_>) -> (ir::Block, ir::Block) {
     (linked, table)
 }
 
-/// Calls the unit at `target` (waiting for the return to `back`, whose code reads the flags
-/// the callee leaves where `wants_flags`) through its link where there is one, links are
-/// allowed and the host stack has room (one comparison with `Cpu::link_floor`), else as the
-/// chaining table finds it where the stack has room; goes on to `returned` with the callee's
-/// results, or to `missed` where it cannot call. Seals both.
+/// Calls the unit at `target` (waiting for the return to `back`) through its link where there
+/// is one, links are allowed and the host stack has room (one comparison with
+/// `Cpu::link_floor`), else as the chaining table finds it where the stack has room; goes on
+/// to `returned` with the callee's results, or to `missed` where it cannot call. Seals both.
 fn call_callee(
     l: &mut Lower<'_>,
     link: Option<FuncRef>,
-    to: (Value, u64, bool),
+    (target, back): (Value, u64),
     missed: ir::Block,
     returned: ir::Block,
 ) {
-    let target = to.0;
     let carried = carried_now(l);
     let sp = l.b.ins().get_stack_pointer(types::I64);
     if let Some(f) = link {
@@ -723,7 +704,7 @@ fn call_callee(
         l.b.ins().brif(linked_room, linked, &[], other, &[]);
         l.seal(&[linked, other]);
         l.b.switch_to_block(linked);
-        let results = call_unit(l, Callee::Linked(f), to, carried);
+        let results = call_unit(l, Callee::Linked(f), (target, back), carried);
         l.b.ins().jump(returned, &results);
         l.b.switch_to_block(other);
         l.b.set_cold_block(other);
@@ -747,7 +728,7 @@ fn call_callee(
         l.b.set_cold_block(call);
     }
     let f = l.b.ins().load(types::I64, mf(), slot, 8);
-    let results = call_unit(l, Callee::Table(f), to, carried);
+    let results = call_unit(l, Callee::Table(f), (target, back), carried);
     l.b.ins().jump(returned, &results);
     l.seal(&[returned]);
 }
@@ -758,20 +739,17 @@ enum Callee {
     Table(Value),
 }
 
-/// Calls `callee` at `target` with `back` as the return it waits for (marked when the code
-/// there wants the flags, `cpu::RETURN_WANTS_FLAGS`) and `carried` as the `CARRIED`
-/// registers; the callee's results, as the arguments of a jump to the block that goes on.
+/// Calls `callee` at `target` with `back` as the return it waits for and `carried` as the
+/// `CARRIED` registers; the callee's results, as the arguments of a jump to the block that
+/// goes on.
 fn call_unit(
     l: &mut Lower<'_>,
     callee: Callee,
-    (target, back, wants_flags): (Value, u64, bool),
+    (target, back): (Value, u64),
     carried: [Value; 4],
 ) -> Vec<ir::BlockArg> {
     let cpu = l.cpu();
-    let mut back = l.code_addr(back);
-    if wants_flags {
-        back = l.b.ins().bor_imm_u(back, crate::cpu::RETURN_WANTS_FLAGS as i64);
-    }
+    let back = l.code_addr(back);
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
     let args = unit_args(l.insns_run(), target, carried);
@@ -805,58 +783,34 @@ fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4
 
 /// A `ret` to `to`: back to the unit that called with a host call and waits for this
 /// address (`exit::RETURN`), else on through the chaining table like any exit. The flags go
-/// to the context where `flags_read`, but for the way back to a caller that waits without
-/// `cpu::RETURN_WANTS_FLAGS`: its code at `to` writes them before it reads them. With `check`,
-/// a waiting signal or a change of code (the interrupt word) returns to the dispatcher
-/// instead of the caller.
+/// to the context only when `flags_read`. With `check`, a waiting signal or a change of code
+/// (the interrupt word) returns to the dispatcher instead of the caller.
 fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: bool) {
     l.flush_regs();
+    if flags_read {
+        l.flush_flags();
+    }
     let cpu = l.cpu();
     l.b.ins().store(mf(), to, cpu, off::RIP);
-    stack_handed_on(l, flags_read);
+    stack_handed_on(l);
     // Read before the paths part: a value a path loads would not reach the other.
     let carried = carried_now(l);
     let expected = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     let home = l.b.ins().icmp(IntCC::Equal, to, expected);
-    let (back, other) = (l.b.create_block(), l.b.create_block());
-    l.b.ins().brif(home, back, &[], other, &[]);
-    l.seal(&[back, other]);
-    l.b.switch_to_block(back);
-    return_to_caller(l, carried, check, flags_read);
-    l.b.switch_to_block(other);
-    if flags_read {
-        l.flush_flags();
-    }
-    // Whether the two differ in the mark alone, tested as a rotation that brings it to bit 0
-    // (a comparison with the mark would load the 64-bit constant from the unit's code).
-    let differs = l.b.ins().bxor(to, expected);
-    let mark_low = 64 - i64::from(crate::cpu::RETURN_WANTS_FLAGS.trailing_zeros());
-    let differs = l.b.ins().rotl_imm_u(differs, mark_low);
-    let wants_flags = l.b.ins().icmp_imm_u(IntCC::Equal, differs, 1);
     let (back, on) = (l.b.create_block(), l.b.create_block());
-    l.b.ins().brif(wants_flags, back, &[], on, &[]);
+    l.b.ins().brif(home, back, &[], on, &[]);
     l.seal(&[back, on]);
     l.b.switch_to_block(back);
-    return_to_caller(l, carried, check, false);
-    l.b.switch_to_block(on);
-    exit_unit(l, to, exit::NEXT, false);
-}
-
-/// Returns to the unit waiting for this return (`exit::RETURN`) with the `CARRIED`
-/// registers; with `check`, to the dispatcher instead where the interrupt word is set, with
-/// the flags where `flags_read` (the code at the return address may have changed meanwhile).
-fn return_to_caller(l: &mut Lower<'_>, carried: [Value; 4], check: bool, flags_read: bool) {
     if check {
         let home = when_interrupted(l);
-        if flags_read {
-            flags_on_this_path(l);
-        }
         let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
         l.return_with(code, None);
         l.b.switch_to_block(home);
     }
     let code = l.b.ins().iconst(types::I64, exit::RETURN as i64);
     l.return_with(code, Some(carried));
+    l.b.switch_to_block(on);
+    exit_unit(l, to, exit::NEXT, false);
 }
 
 /// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
