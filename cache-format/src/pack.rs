@@ -237,7 +237,8 @@ impl<'a> PackIndex<'a> {
 
     /// The module offset record `i` names (unchecked: for searching).
     pub fn offset(&self, i: usize) -> u64 {
-        u64_at(self.body, PACK_HEAD + i * PLACEMENT)
+        let at = PACK_HEAD + i * PLACEMENT;
+        Placement(&self.body[at..at + PLACEMENT]).offset()
     }
 
     /// The record of the unit at module offset `offset`, if the pack has one.
@@ -281,7 +282,8 @@ impl<'a> PackIndex<'a> {
     pub fn placement(&self, i: usize) -> Option<(ModuleOffset, u32, usize)> {
         let p = self.placement_record(i)?;
         let start = p.code_start();
-        ((start as usize).is_multiple_of(UNIT_ALIGN) && u64::from(start) < self.code_len).then(|| {
+        // Its code's first byte fits, whatever its length.
+        code_fits(start, 1, self.code_len).then(|| {
             (
                 ModuleOffset(p.offset()),
                 p.guest_len(),
