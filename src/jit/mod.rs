@@ -2,6 +2,7 @@
 //! relocation-free host code (units for a pack keep their links, which the pack's writer fills
 //! in), and placed in W^X executable memory.
 
+mod host;
 mod lower;
 pub use lower::writes_memory;
 mod region;
@@ -281,8 +282,8 @@ impl Jit {
         fb.set("enable_pinned_reg", "true")
             .map_err(|e| JitError::Isa(e.to_string()))?;
         let flags = settings::Flags::new(fb);
-        let isa = cranelift_native::builder()
-            .map_err(|e| JitError::Isa(e.to_string()))?
+        let isa = host::isa_builder()
+            .map_err(JitError::Isa)?
             .finish(flags)
             .map_err(|e| JitError::Isa(e.to_string()))?;
         Ok(Jit { isa: Arc::new(isa) })
