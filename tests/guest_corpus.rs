@@ -148,6 +148,9 @@ fn warm_from_the_compile_service_with_regions_and_links() {
             let want = native(&bin, args, b"");
             let dir = tempfile::tempdir().expect("tempdir");
             let cache = dir.path().join("kiln");
+            let stats_on = [("KILN_STATS", "json")];
+            let mut interp = kiln(&bin, "interp", &dir.path().join("interp"), args, b"", &stats_on);
+            let counted = total_insns(&take_stats(&mut interp));
             let mut stats = None;
             for run in ["cold", "after the service's blocks", "after the service's regions"] {
                 let mut got = finish(spawn_kiln(&bin, args, b"", &cache, true));
@@ -156,6 +159,15 @@ fn warm_from_the_compile_service_with_regions_and_links() {
                 settle(&cache);
             }
             let stats = stats.expect("KILN_STATS=json printed a kiln-stats line");
+            // Compiled code counts the instructions it runs exactly, through the joins, loops,
+            // calls and returns of regions (a host fault loses the count of the chain it ends).
+            if stat(&stats, "fault_replays") == 0 {
+                assert_eq!(
+                    total_insns(&stats),
+                    counted,
+                    "{name} [{label}]: instructions counted warm and in the baseline tier: {stats}"
+                );
+            }
             assert_eq!(
                 stat(&stats, "links_forbidden"),
                 patches_text as u64,
@@ -163,6 +175,10 @@ fn warm_from_the_compile_service_with_regions_and_links() {
             );
         }
     }
+}
+
+fn total_insns(s: &serde_json::Value) -> u64 {
+    stat(s, "guest_insns_interp") + stat(s, "guest_insns_compiled")
 }
 
 /// Thread and signal programs run repeatedly in every tier: no hang, no difference.

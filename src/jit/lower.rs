@@ -450,14 +450,16 @@ impl<'a> Lower<'a> {
         if n == 0 {
             return c;
         }
-        let n = super::count_const(&mut self.b, n);
+        let cpu = self.cpu();
+        let n = super::count_const(&mut self.b, n, |_| cpu);
         self.b.ins().iadd(c, n)
     }
 
-    /// Adds the pending count to the variable, on a way into a block that other ways also
-    /// lead to (the count then arrives as one value whichever way came).
-    pub fn settle_count(&mut self) {
-        let c = self.insns_run();
+    /// Adds the pending count to the variable but for `left_pending`, on a way into a block
+    /// that other ways also lead to: every way leaves the same number pending there, so the
+    /// count arrives as one value whichever way came.
+    pub fn settle_count(&mut self, left_pending: i64) {
+        let c = self.count_plus(self.pending - left_pending);
         self.b.def_var(self.insns, c);
     }
 

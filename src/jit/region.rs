@@ -261,9 +261,11 @@ struct Layout<'r> {
     /// Per block: the one block before it in the layout whose one edge leads into it, if that
     /// is the only way in (`single_entries`).
     single_entry: Vec<Option<usize>>,
-    /// Per block with a single entry: the instructions counted on the way there and not yet
-    /// added to the count (`Lower::pending`).
-    count_in: Vec<std::cell::Cell<i64>>,
+    /// Per block: the instructions counted on the way there and not yet added to the count
+    /// (`Lower::pending`), the same on every way in: what the first way lowered into it left
+    /// pending (none if the block is lowered first), so that way adds nothing and every other
+    /// adds the difference (`Lower::settle_count`).
+    count_in: Vec<std::cell::Cell<Option<i64>>>,
     /// Per block with a single entry: the flag record as the block before it left it (its
     /// values dominate the block), so that reading the flags there needs no helper call.
     entry_flags: Vec<std::cell::Cell<Option<Flags<Value>>>>,
@@ -293,7 +295,8 @@ impl Layout<'_> {
         }
         l.end = None;
         l.rip_base = self.rip_bases[i];
-        l.pending = self.count_in[i].get();
+        l.pending = self.count_in[i].get().unwrap_or(0);
+        self.count_in[i].set(Some(l.pending));
         l.count_insns(gb.insns.len());
         let predict = self.region.blocks.len() > 1;
         let (flags_after, _) = flags_live_after(&gb.insns, self.region.flags_out[i]);
@@ -384,10 +387,18 @@ impl Layout<'_> {
         match self.region.returns[i] {
             Some(j) => {
                 l.revalidate(self.live_in[j]);
+                self.settle_count_into(l, j);
                 l.b.ins().jump(self.starts[j], &[]);
             }
             None => exit_to(l, back, false),
         }
+    }
+
+    /// Leaves the count as every way into block `j` leaves it (`count_in`), on a way there.
+    fn settle_count_into(&self, l: &mut Lower<'_>, j: usize) {
+        let pending_there = self.count_in[j].get().unwrap_or(l.pending);
+        self.count_in[j].set(Some(pending_there));
+        l.settle_count(pending_there);
     }
 
     /// The block of the region that block `i` continues in when it goes to `target`.
@@ -419,14 +430,12 @@ impl Layout<'_> {
         if self.retreating.contains(&(i, j)) || self.stores[i] {
             interrupt_check(l, target);
         }
-        // The count goes on uncounted into a block no other way leads to.
-        match self.single_entry[j] == Some(i) {
-            true => {
-                self.count_in[j].set(l.pending);
-                self.entry_flags[j].set(l.flags_now());
-            }
-            false => l.settle_count(),
+        // The count goes on uncounted into a block no other way leads to, and into any
+        // other block on the first way lowered into it.
+        if self.single_entry[j] == Some(i) {
+            self.entry_flags[j].set(l.flags_now());
         }
+        self.settle_count_into(l, j);
         l.b.ins().jump(self.starts[j], &[]);
     }
 }
