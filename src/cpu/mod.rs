@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 11;
+pub const CPU_LAYOUT_VERSION: u32 = 12;
 
 /// log2 of the entries in the chaining table. Every run touches nearly all of it (a warm
 /// run's prefill spreads its units over every page), and fresh memory costs its zeroing: 2^20
@@ -136,26 +136,35 @@ pub struct Cpu {
     pub flags_a: u64,
     pub flags_b: u64,
     pub flags_aux: u64,
-    /// Direction flag (0 or 1).
-    pub df: u64,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    /// The guest return address the innermost unit that made a host call to another waits
+    /// for (`exit::RETURN`); any value where none waits.
+    pub ret_expect: u64,
+    /// The lowest host stack pointer at which a unit may still call another (set by the
+    /// trampoline, `HOST_STACK_FOR_CALLS` below its own).
+    pub call_floor: u64,
+    /// `call_floor` while `links` allows links, else `u64::MAX`: a linked call tests both with
+    /// one comparison (set by the trampoline).
+    pub link_floor: u64,
     /// Host address of guest address 0 (the reservation's base).
     pub mem_base: u64,
-    /// Host address of the helper table compiled code calls through.
-    pub helpers: u64,
     /// Host address of the chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry).
     pub chain_table: u64,
+    /// Host address of a word that is non-zero when a signal waits: units then return to the
+    /// dispatcher at entry.
+    pub interrupt: u64,
     /// Non-zero while units from packs may jump and call straight into other units of their
     /// pack through their links, past the dispatcher's checks: while every module whose units
     /// run is known to hold its file's bytes unchanged (`dispatch::prefill`).
     pub links: u64,
+    pub fs_base: u64,
+    /// Host address of the helper table compiled code calls through.
+    pub helpers: u64,
+    pub gs_base: u64,
+    /// Direction flag (0 or 1).
+    pub df: u64,
     /// Guest instructions executed in compiled code (the trampoline adds what the units it
     /// entered ran: `jit::unit_signature`).
     pub insns_compiled: u64,
-    /// Host address of a word that is non-zero when a signal waits: units then return to the
-    /// dispatcher at entry.
-    pub interrupt: u64,
     /// Pending fault code and the guest address it concerns.
     pub fault: u64,
     pub fault_addr: u64,
@@ -176,15 +185,6 @@ pub struct Cpu {
     pub host_sp: u64,
     pub host_fp: u64,
     pub fault_info: u64,
-    /// The guest return address the innermost unit that made a host call to another waits
-    /// for (`exit::RETURN`); any value where none waits.
-    pub ret_expect: u64,
-    /// The lowest host stack pointer at which a unit may still call another (set by the
-    /// trampoline, `HOST_STACK_FOR_CALLS` below its own).
-    pub call_floor: u64,
-    /// `call_floor` while `links` allows links, else `u64::MAX`: a linked call tests both with
-    /// one comparison (set by the trampoline).
-    pub link_floor: u64,
     /// The numbers 0 to `COUNTS - 1` in the first lane of each: what compiled code adds to its
     /// instruction count (`jit::COUNT`) is read here, next to the rest of the context, rather
     /// than from the unit's own code.
@@ -234,47 +234,81 @@ impl Cpu {
     }
 }
 
-/// Byte offsets of the fields compiled code touches.
+/// Byte offsets of the fields compiled code touches, from the address compiled code holds the
+/// context at: `BIAS` bytes into the `Cpu` (the trampoline adds it before it pins the
+/// register), so that the guest registers below it and the sixteen words from `rip` up (the
+/// flag record, what calls and returns test, the guest space's and the chaining table's
+/// addresses, the interrupt word's) all lie within a signed byte of it, the one-byte
+/// displacement of x86-64 addressing: each access three bytes shorter than with four.
 pub mod off {
     use super::*;
+    /// Where compiled code's context pointer points into the `Cpu`.
+    pub const BIAS: i32 = offset_of!(Cpu, rip) as i32;
+    const fn at(offset: usize) -> i32 {
+        offset as i32 - BIAS
+    }
     pub const fn gpr(i: usize) -> i32 {
-        (offset_of!(Cpu, gpr) + 8 * i) as i32
+        at(offset_of!(Cpu, gpr) + 8 * i)
     }
     pub const fn xmm(i: usize) -> i32 {
-        (offset_of!(Cpu, xmm) + 16 * i) as i32
+        at(offset_of!(Cpu, xmm) + 16 * i)
     }
-    pub const RIP: i32 = offset_of!(Cpu, rip) as i32;
-    pub const FLAGS_KIND: i32 = offset_of!(Cpu, flags_kind) as i32;
-    pub const FLAGS_RES: i32 = offset_of!(Cpu, flags_res) as i32;
-    pub const FLAGS_A: i32 = offset_of!(Cpu, flags_a) as i32;
-    pub const FLAGS_B: i32 = offset_of!(Cpu, flags_b) as i32;
-    pub const FLAGS_AUX: i32 = offset_of!(Cpu, flags_aux) as i32;
-    pub const FS_BASE: i32 = offset_of!(Cpu, fs_base) as i32;
-    pub const GS_BASE: i32 = offset_of!(Cpu, gs_base) as i32;
-    pub const MEM_BASE: i32 = offset_of!(Cpu, mem_base) as i32;
-    pub const HELPERS: i32 = offset_of!(Cpu, helpers) as i32;
-    pub const CHAIN_TABLE: i32 = offset_of!(Cpu, chain_table) as i32;
-    pub const LINKS: i32 = offset_of!(Cpu, links) as i32;
-    pub const INSNS_COMPILED: i32 = offset_of!(Cpu, insns_compiled) as i32;
-    pub const INTERRUPT: i32 = offset_of!(Cpu, interrupt) as i32;
-    pub const INSN_OFF: i32 = offset_of!(Cpu, insn_off) as i32;
-    pub const FAULT: i32 = offset_of!(Cpu, fault) as i32;
-    pub const MXCSR: i32 = offset_of!(Cpu, mxcsr) as i32;
-    pub const FAULT_ADDR: i32 = offset_of!(Cpu, fault_addr) as i32;
-    pub const HOST_SP: i32 = offset_of!(Cpu, host_sp) as i32;
-    pub const HOST_FP: i32 = offset_of!(Cpu, host_fp) as i32;
-    pub const RET_EXPECT: i32 = offset_of!(Cpu, ret_expect) as i32;
-    pub const CALL_FLOOR: i32 = offset_of!(Cpu, call_floor) as i32;
-    pub const LINK_FLOOR: i32 = offset_of!(Cpu, link_floor) as i32;
+    pub const RIP: i32 = at(offset_of!(Cpu, rip));
+    pub const FLAGS_KIND: i32 = at(offset_of!(Cpu, flags_kind));
+    pub const FLAGS_RES: i32 = at(offset_of!(Cpu, flags_res));
+    pub const FLAGS_A: i32 = at(offset_of!(Cpu, flags_a));
+    pub const FLAGS_B: i32 = at(offset_of!(Cpu, flags_b));
+    pub const FLAGS_AUX: i32 = at(offset_of!(Cpu, flags_aux));
+    pub const FS_BASE: i32 = at(offset_of!(Cpu, fs_base));
+    pub const GS_BASE: i32 = at(offset_of!(Cpu, gs_base));
+    pub const MEM_BASE: i32 = at(offset_of!(Cpu, mem_base));
+    pub const HELPERS: i32 = at(offset_of!(Cpu, helpers));
+    pub const CHAIN_TABLE: i32 = at(offset_of!(Cpu, chain_table));
+    pub const LINKS: i32 = at(offset_of!(Cpu, links));
+    pub const INSNS_COMPILED: i32 = at(offset_of!(Cpu, insns_compiled));
+    pub const INTERRUPT: i32 = at(offset_of!(Cpu, interrupt));
+    pub const INSN_OFF: i32 = at(offset_of!(Cpu, insn_off));
+    pub const FAULT: i32 = at(offset_of!(Cpu, fault));
+    pub const MXCSR: i32 = at(offset_of!(Cpu, mxcsr));
+    pub const FAULT_ADDR: i32 = at(offset_of!(Cpu, fault_addr));
+    pub const HOST_SP: i32 = at(offset_of!(Cpu, host_sp));
+    pub const HOST_FP: i32 = at(offset_of!(Cpu, host_fp));
+    pub const RET_EXPECT: i32 = at(offset_of!(Cpu, ret_expect));
+    pub const CALL_FLOOR: i32 = at(offset_of!(Cpu, call_floor));
+    pub const LINK_FLOOR: i32 = at(offset_of!(Cpu, link_floor));
     /// The offset of `Cpu::counts[n]`.
     pub const fn count(n: usize) -> i32 {
-        (offset_of!(Cpu, counts) + 16 * n) as i32
+        at(offset_of!(Cpu, counts) + 16 * n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields compiled code touches most lie within a signed byte of its context pointer.
+    #[test]
+    fn the_hot_fields_take_one_byte_displacements() {
+        let hot = [
+            off::gpr(0),
+            off::gpr(15),
+            off::RIP,
+            off::FLAGS_KIND,
+            off::FLAGS_AUX,
+            off::RET_EXPECT,
+        ]
+        .into_iter()
+        .chain([
+            off::CALL_FLOOR,
+            off::LINK_FLOOR,
+            off::MEM_BASE,
+            off::CHAIN_TABLE,
+            off::INTERRUPT,
+        ]);
+        for o in hot {
+            assert!((-128..128).contains(&o), "offset {o} from the context pointer");
+        }
+    }
 
     /// A checkpoint's distance, as compiled code stores it (16 signed bits at the rip's top),
     /// settles to the address it stands for, before or after the base; a whole rip is kept.

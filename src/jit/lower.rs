@@ -620,7 +620,8 @@ impl<'a> Lower<'a> {
         let cpu = self.cpu();
         let table = self.b.ins().load(types::I64, mf(), cpu, off::HELPERS);
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
-        let call = self.b.ins().call_indirect(self.helper_sig, f, &[cpu, a0, a1]);
+        let context = super::context_for_helper(&mut self.b, cpu);
+        let call = self.b.ins().call_indirect(self.helper_sig, f, &[context, a0, a1]);
         self.b.inst_results(call)[0]
     }
 

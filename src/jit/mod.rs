@@ -255,6 +255,12 @@ fn return_code(b: &mut FunctionBuilder<'_>, code: Value, insns: Value, carried: 
     b.ins().return_(&values);
 }
 
+/// The `Cpu` that compiled code's context pointer `cpu` points into (`off::BIAS`), for a
+/// helper, which takes the context as Rust does.
+fn context_for_helper(b: &mut FunctionBuilder<'_>, cpu: Value) -> Value {
+    b.ins().iadd_imm_s(cpu, -(crate::cpu::off::BIAS as i64))
+}
+
 /// The `CARRIED` registers as the context holds them.
 fn carried_from_context(b: &mut FunctionBuilder<'_>, cpu: Value) -> [Value; 4] {
     CARRIED.map(|r| {
@@ -345,6 +351,8 @@ impl Jit {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let (cpu, unit) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+        // Compiled code holds the context `off::BIAS` bytes into it.
+        let cpu = b.ins().iadd_imm_s(cpu, crate::cpu::off::BIAS as i64);
         let usig = b.import_signature(unit_signature());
         let mf = MemFlagsData::trusted();
         let sp = b.ins().get_stack_pointer(types::I64);
@@ -430,7 +438,8 @@ impl Jit {
         let table = b.ins().load(types::I64, mf, cpu, crate::cpu::off::HELPERS);
         let f = b.ins().load(types::I64, mf, table, (h * 8) as i32);
         let z = b.ins().iconst(types::I64, 0);
-        let call = b.ins().call_indirect(hsig, f, &[cpu, z, z]);
+        let context = context_for_helper(&mut b, cpu);
+        let call = b.ins().call_indirect(hsig, f, &[context, z, z]);
         let r = b.inst_results(call)[0];
         // The baseline tier leaves the whole state in the context and counts what it ran; it
         // never returns `exit::RETURN`, so nothing waits for the carried registers.
