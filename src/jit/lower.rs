@@ -451,7 +451,7 @@ impl<'a> Lower<'a> {
             return c;
         }
         let cpu = self.cpu();
-        let n = super::count_const(&mut self.b, n, |_| cpu);
+        let n = super::count_const(&mut self.b, n, cpu);
         self.b.ins().iadd(c, n)
     }
 

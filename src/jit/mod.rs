@@ -228,12 +228,11 @@ pub fn unit_signature() -> Signature {
 pub const COUNT: cranelift_codegen::ir::Type = types::I64X2;
 
 /// The count `n`, as a `COUNT` value: read from the context's table of small numbers
-/// (`Cpu::counts`), a load that an add takes as its operand, else a constant (which would be
-/// loaded from the unit's code: a data access to code pages).
-pub fn count_const(b: &mut FunctionBuilder<'_>, n: i64, cpu: impl FnOnce(&mut FunctionBuilder<'_>) -> Value) -> Value {
+/// (`Cpu::counts`, through the context pointer `cpu`), a load that an add takes as its operand,
+/// else a constant (which would be loaded from the unit's code: a data access to code pages).
+pub fn count_const(b: &mut FunctionBuilder<'_>, n: i64, cpu: Value) -> Value {
     match usize::try_from(n) {
         Ok(k) if k > 0 && k < crate::cpu::COUNTS => {
-            let cpu = cpu(b);
             let mf = MemFlagsData::trusted().with_readonly();
             b.ins().load(COUNT, mf, cpu, crate::cpu::off::count(k))
         }
@@ -377,7 +376,7 @@ impl Jit {
             .dfg
             .exception_tables
             .push(ExceptionTableData::new(usig, normal, []));
-        let none_yet = count_const(&mut b, 0, |b| b.ins().get_pinned_reg(types::I64));
+        let none_yet = count_const(&mut b, 0, cpu);
         let rip = b.ins().load(types::I64, mf, cpu, crate::cpu::off::RIP);
         // The pinned register is the caller's (callee-saved in its convention) and the context
         // inside: kept across the call, given back on every way out.
