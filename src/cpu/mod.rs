@@ -289,23 +289,10 @@ mod tests {
     /// The fields compiled code touches most lie within a signed byte of its context pointer.
     #[test]
     fn the_hot_fields_take_one_byte_displacements() {
-        let hot = [
-            off::gpr(0),
-            off::gpr(15),
-            off::RIP,
-            off::FLAGS_KIND,
-            off::FLAGS_AUX,
-            off::RET_EXPECT,
-        ]
-        .into_iter()
-        .chain([
-            off::CALL_FLOOR,
-            off::LINK_FLOOR,
-            off::MEM_BASE,
-            off::CHAIN_TABLE,
-            off::INTERRUPT,
-        ]);
-        for o in hot {
+        let hot = [off::gpr(0), off::gpr(15), off::RIP, off::FLAGS_KIND, off::FLAGS_AUX];
+        let calls = [off::RET_EXPECT, off::CALL_FLOOR, off::LINK_FLOOR];
+        let addresses = [off::MEM_BASE, off::CHAIN_TABLE, off::INTERRUPT];
+        for o in hot.into_iter().chain(calls).chain(addresses) {
             assert!((-128..128).contains(&o), "offset {o} from the context pointer");
         }
     }
