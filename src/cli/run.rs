@@ -106,7 +106,7 @@ fn start(
         interp_base,
     };
     let (sp, auxv) = loader::build_stack(&mut mem, &img, argv, &envp, &info)?;
-    let mut cpu = cpu::Cpu::new(mem.base());
+    let mut cpu = cpu::Cpu::new();
     cpu.rip = entry;
     cpu.gpr[4] = sp;
     let exe = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());

@@ -241,7 +241,7 @@ fn every_condition_agrees_with_materialized_rflags() {
 
 #[test]
 fn fields_a_kind_does_not_need_may_hold_anything_in_the_context() {
-    let mut cpu = Cpu::new(0);
+    let mut cpu = Cpu::new();
     for (size, a, b, c) in samples() {
         let defined = defined_cases(size, a, b, c).into_iter().map(|(f, _)| f);
         for f in defined.chain(other_records(size, a, b)) {
@@ -267,7 +267,7 @@ fn fields_a_kind_does_not_need_may_hold_anything_in_the_context() {
 
 #[test]
 fn cpu_views_round_trip_the_record_and_add_df() {
-    let mut cpu = Cpu::new(0);
+    let mut cpu = Cpu::new();
     let (f, want) = sub(FlagKind::Sub, 4, 3, 5, 0);
     store_flags(&mut cpu, f);
     let back = cpu_flags(&cpu);

@@ -76,8 +76,8 @@ pub fn apply_image(cpu: &mut Cpu, img: &Image) {
 }
 
 /// The host address of guest quadword `i` of an image at guest `a`.
-fn host_qword(cpu: &Cpu, a: u64, i: usize) -> *mut u64 {
-    (cpu.mem_base + crate::mem::clamp(a.wrapping_add(8 * i as u64))) as *mut u64
+fn host_qword(a: u64, i: usize) -> *mut u64 {
+    crate::mem::host(a.wrapping_add(8 * i as u64)) as *mut u64
 }
 
 /// Stores the image of the current state at guest `a` (FXSAVE, and the signal frame's FP
@@ -86,7 +86,7 @@ pub fn fxsave_to(cpu: &Cpu, a: u64) {
     for (i, q) in image_of(cpu).iter().enumerate() {
         // SAFETY: the address is clamped into the guest reservation; unmapped pages fault as the
         // guest's own store would.
-        unsafe { host_qword(cpu, a, i).write_unaligned(*q) };
+        unsafe { host_qword(a, i).write_unaligned(*q) };
     }
 }
 
@@ -95,7 +95,7 @@ pub fn fxrstor_from(cpu: &mut Cpu, a: u64) {
     let mut img = [0u64; IMAGE_BYTES / 8];
     for (i, q) in img.iter_mut().enumerate() {
         // SAFETY: as in `fxsave_to`, for a load.
-        *q = unsafe { host_qword(cpu, a, i).read_unaligned() };
+        *q = unsafe { host_qword(a, i).read_unaligned() };
     }
     apply_image(cpu, &img);
 }
@@ -105,7 +105,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Box<Cpu> {
-        let mut cpu = Cpu::new(0);
+        let mut cpu = Cpu::new();
         cpu.fpu_cw = 0x37f;
         cpu.fpu_sw = 0x3841;
         cpu.fpu_top = 5;

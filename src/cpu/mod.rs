@@ -14,7 +14,7 @@ use std::mem::offset_of;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 12;
+pub const CPU_LAYOUT_VERSION: u32 = 13;
 
 /// log2 of the entries in the chaining table. Every run touches nearly all of it (a warm
 /// run's prefill spreads its units over every page), and fresh memory costs its zeroing: 2^20
@@ -145,8 +145,9 @@ pub struct Cpu {
     /// `call_floor` while `links` allows links, else `u64::MAX`: a linked call tests both with
     /// one comparison (set by the trampoline).
     pub link_floor: u64,
-    /// Host address of guest address 0 (the reservation's base).
-    pub mem_base: u64,
+    /// `mem::SPACE_LIMIT`: what compiled code compares the register part of an address with
+    /// (a 64-bit constant in the code would be loaded from its own pages at every check).
+    pub space_limit: u64,
     /// Host address of the chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry).
     pub chain_table: u64,
     /// Host address of a word that is non-zero when a signal waits: units then return to the
@@ -195,7 +196,7 @@ pub struct Cpu {
 pub const COUNTS: usize = 256;
 
 impl Cpu {
-    pub fn new(mem_base: u64) -> Box<Cpu> {
+    pub fn new() -> Box<Cpu> {
         Box::new(Cpu {
             gpr: [0; 16],
             rip: 0,
@@ -207,7 +208,7 @@ impl Cpu {
             df: 0,
             fs_base: 0,
             gs_base: 0,
-            mem_base,
+            space_limit: crate::mem::SPACE_LIMIT,
             helpers: 0,
             chain_table: 0,
             links: 0,
@@ -237,8 +238,8 @@ impl Cpu {
 /// Byte offsets of the fields compiled code touches, from the address compiled code holds the
 /// context at: `BIAS` bytes into the `Cpu` (the trampoline adds it before it pins the
 /// register), so that the guest registers below it and the sixteen words from `rip` up (the
-/// flag record, what calls and returns test, the guest space's and the chaining table's
-/// addresses, the interrupt word's) all lie within a signed byte of it, the one-byte
+/// flag record, what calls and returns test, the limit of addresses in reach, the chaining
+/// table's and the interrupt word's addresses) all lie within a signed byte of it, the one-byte
 /// displacement of x86-64 addressing: each access three bytes shorter than with four.
 pub mod off {
     use super::*;
@@ -261,7 +262,7 @@ pub mod off {
     pub const FLAGS_AUX: i32 = at(offset_of!(Cpu, flags_aux));
     pub const FS_BASE: i32 = at(offset_of!(Cpu, fs_base));
     pub const GS_BASE: i32 = at(offset_of!(Cpu, gs_base));
-    pub const MEM_BASE: i32 = at(offset_of!(Cpu, mem_base));
+    pub const SPACE_LIMIT: i32 = at(offset_of!(Cpu, space_limit));
     pub const HELPERS: i32 = at(offset_of!(Cpu, helpers));
     pub const CHAIN_TABLE: i32 = at(offset_of!(Cpu, chain_table));
     pub const LINKS: i32 = at(offset_of!(Cpu, links));
@@ -291,7 +292,7 @@ mod tests {
     fn the_hot_fields_take_one_byte_displacements() {
         let hot = [off::gpr(0), off::gpr(15), off::RIP, off::FLAGS_KIND, off::FLAGS_AUX];
         let calls = [off::RET_EXPECT, off::CALL_FLOOR, off::LINK_FLOOR];
-        let addresses = [off::MEM_BASE, off::CHAIN_TABLE, off::INTERRUPT];
+        let addresses = [off::SPACE_LIMIT, off::CHAIN_TABLE, off::INTERRUPT];
         for o in hot.into_iter().chain(calls).chain(addresses) {
             assert!((-128..128).contains(&o), "offset {o} from the context pointer");
         }

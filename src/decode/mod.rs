@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn address_outside_is_the_access_beyond_the_space_with_its_direction() {
         let space = 1 << 40;
-        let mut cpu = crate::cpu::Cpu::new(0);
+        let mut cpu = crate::cpu::Cpu::new();
         cpu.gpr[3] = 0x200_0000_0000; // rbx
         let load = [0x48, 0x8b, 0x43, 0x08]; // mov rax, [rbx+8]
         assert_eq!(

@@ -242,9 +242,9 @@ impl Engine {
             i = self.unit_for(rip);
         }
         let compiled = self.units.list[i].code.is_some() && self.shared.enter.is_some();
-        if compiled && !crate::jit::stack_near(self.cpu.gpr[4]) {
+        if compiled && !crate::jit::stack_in_reach(self.cpu.gpr[4]) {
             // Compiled code accesses the stack unchecked at the stack pointer it is entered
-            // with: where that lies far from the guest space, the baseline tier runs the block.
+            // with: where that is out of reach, the baseline tier runs the block.
             let block = self.decode_at(rip);
             if block.insns.is_empty() {
                 return Ok(self.fetch_fault(rip));

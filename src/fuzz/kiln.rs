@@ -100,7 +100,7 @@ impl Kiln {
         self.mem.write_bytes(CODE, code).map_err(|e| e.to_string())?;
         self.mem.write_bytes(SCRATCH, &c.memory).map_err(|e| e.to_string())?;
         semantics::slow::forget_decoded();
-        let mut cpu = Cpu::new(self.mem.base());
+        let mut cpu = Cpu::new();
         cpu.helpers = crate::dispatch::runtime::HELPERS.as_ptr() as u64;
         cpu.chain_table = self.chain.as_ptr() as u64;
         cpu.interrupt = &*self.interrupt as *const AtomicU64 as u64;
@@ -140,7 +140,7 @@ impl Kiln {
         if code.len() > 65536 {
             return Err("unit too large".into());
         }
-        if !crate::jit::stack_near(cpu.gpr[4]) {
+        if !crate::jit::stack_in_reach(cpu.gpr[4]) {
             return Err("a stack pointer compiled code may not be entered with".into());
         }
         let f = self.page.replace(code).map_err(|e| e.to_string())?;

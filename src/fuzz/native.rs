@@ -175,6 +175,9 @@ pub(super) fn run_native(cases: &[Case]) -> Option<Vec<Outcome>> {
 }
 
 unsafe fn native_child(cases: &[Case], shared: *mut u8, rec: usize) -> ! {
+    // The guest space's reservation holds the addresses the cases run at natively (and those
+    // they make up stay unmapped, as under Kiln).
+    crate::mem::release_reservation();
     let scratch = libc::mmap(
         SCRATCH as *mut libc::c_void,
         SCRATCH_LEN,

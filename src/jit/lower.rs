@@ -1,12 +1,12 @@
 //! `Emitter` over Cranelift: guest registers cached in SSA values within the unit, lazy flags
-//! tracked at translation time, memory accessed as `base + (addr & mask)`, everything else
-//! through the helper table reached from the context.
+//! tracked at translation time, guest memory accessed at its own address (`mem::in_reach`),
+//! everything else through the helper table reached from the context.
 
 use super::{CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off, CHECKPOINT_SHIFT};
-use crate::mem::GUEST_SPACE;
+use crate::mem::{GUEST_SPACE, REACH_STEP};
 use crate::semantics;
 use crate::semantics::emitter::{Emitter, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -159,7 +159,6 @@ impl Regs {
 
 pub(super) struct Lower<'a> {
     pub b: FunctionBuilder<'a>,
-    base: Value,
     /// Guest registers as Cranelift variables, across the region's blocks and loops.
     regs: [Variable; 16],
     /// XMM registers as I8X16 variables.
@@ -203,9 +202,9 @@ pub(super) struct Lower<'a> {
     /// chaining table goes through (`region::finish_chain` fills it).
     ret_block: Option<cranelift_codegen::ir::Block>,
     chain_block: Option<cranelift_codegen::ir::Block>,
-    /// Values that lie near the guest space wherever they are defined (`jit::stack_near`): the
-    /// stack pointer the unit was entered with, and those its callees gave back.
-    near: Vec<Value>,
+    /// Values in reach wherever they are defined (`jit::stack_in_reach`): the stack pointer the
+    /// unit was entered with, and those its callees gave back.
+    in_reach: Vec<Value>,
     /// What checks that dominate the current block established.
     known: Known,
     /// Compiled for a pack: the units this one links to (`cache_format::Link`), by guest
@@ -221,8 +220,8 @@ pub(super) struct Lower<'a> {
 #[derive(Default)]
 struct Known {
     block: Option<cranelift_codegen::ir::Block>,
-    /// Values checked to lie in or near the guest space (`check_in_space`), or accessed there.
-    in_space: Vec<Value>,
+    /// Values checked to be in reach (`check_in_reach`), or accessed in the guest space.
+    in_reach: Vec<Value>,
     /// Float lanes checked to lie in a range (`float.rs`).
     floats: Vec<(Value, float::Range)>,
     /// The lane an XMM value holds in a float format (value, format tag, lane).
@@ -258,10 +257,7 @@ fn jump_to_shared(b: &mut FunctionBuilder<'_>, tail: &mut Option<cranelift_codeg
     b.ins().jump(block, &args);
 }
 
-/// How far from a value known in the guest space another computed from it by adding a
-/// constant may lie and still count as near it (`Lower::known_near`).
-const NEAR_STEP: u64 = 1 << 20;
-const _: () = assert!(NEAR_STEP < super::STACK_SLACK && super::CARRIED[0] == 4);
+const _: () = assert!(super::CARRIED[0] == 4);
 
 /// Guest memory may be unaligned and may fault like the guest's own access.
 fn guest_mf() -> MemFlagsData {
@@ -282,7 +278,6 @@ impl<'a> Lower<'a> {
         let helper_sig = b.import_signature(helper_signature(isa));
         let unit_sig = b.import_signature(super::unit_signature());
         let cpu = b.ins().get_pinned_reg(types::I64);
-        let base = b.ins().load(types::I64, mf(), cpu, off::MEM_BASE);
         let mut var = |ty: Type, offset: i32, load: bool| {
             let var = b.declare_var(ty);
             if load {
@@ -303,7 +298,6 @@ impl<'a> Lower<'a> {
         b.def_var(insns, insns_before);
         Lower {
             b,
-            base,
             regs,
             xregs,
             insns,
@@ -314,7 +308,7 @@ impl<'a> Lower<'a> {
             record_slot: None,
             ret_block: None,
             chain_block: None,
-            near: vec![carried[0]],
+            in_reach: vec![carried[0]],
             known: Known::default(),
             flags_live: true,
             flags_read_later: crate::cpu::rflags::ARITH,
@@ -563,7 +557,7 @@ impl<'a> Lower<'a> {
     /// The callee left `back` whole as the context's rip (`rip_base`).
     pub fn returned_from_call(&mut self, insns: Value, carried: [Value; 4], back: u64) {
         self.rip_base = Some(back);
-        self.near.push(carried[0]);
+        self.in_reach.push(carried[0]);
         self.state = Cached::at_start(Regs::default(), Regs::default());
         for (r, v) in CARRIED.into_iter().zip(carried) {
             self.b.def_var(self.regs[r], v);
@@ -625,82 +619,80 @@ impl<'a> Lower<'a> {
         self.b.inst_results(call)[0]
     }
 
-    /// A guest address as a host pointer and a displacement for the access to add: the
-    /// address's variable part is checked to lie in the guest space (once per stretch of code
-    /// without a join), and its constant part, a signed 32-bit number, is added by the access
-    /// itself, which then lands in a guard (`mem::GUARD`) when it leaves the guest space. An
-    /// address outside it branches to `outside`, which faults in the guard: compiled code
-    /// faults are replayed in the baseline tier, which reports the guest's own address.
+    /// A guest address as a host pointer and a displacement for the access to add: guest
+    /// memory lies at its own address in the host's, the address's register part is checked
+    /// to be in reach (`mem::in_reach`, once per stretch of code without a join), and its
+    /// constant part, a signed 32-bit number, is added by the access itself, which then
+    /// faults when it leaves the guest space. A register part out of reach branches to
+    /// `outside`, which faults in the guard: compiled code faults are replayed in the baseline
+    /// tier, which reports the guest's own address.
     fn host_addr(&mut self, addr: Value) -> (Value, i32) {
         let (x, disp) = split_displacement(&self.b.func.dfg, addr);
-        self.check_in_space(x);
-        let base = self.base;
-        (self.b.ins().iadd(base, x), disp)
+        self.check_in_reach(x);
+        (x, disp)
     }
 
-    /// Branches to `outside` unless `x` lies near the guest space (`jit::stack_near`), when no
-    /// check of `x` dominates the current block. Near is enough: any displacement added to it
-    /// lands in the space or in a guard, and a register part below zero is common (an index
-    /// counting up to zero from below, with the array's address as the displacement), which
-    /// a test against the space itself sent to the baseline tier at every execution.
-    fn check_in_space(&mut self, x: Value) {
-        // The unit's own address is guest code, inside the guest space; a stack pointer near
-        // it is as good (`jit::stack_near`).
-        if x == self.entry_rip || self.near.contains(&x) || self.known().in_space.contains(&x) {
+    /// Branches to `outside` unless `x` is in reach (`mem::in_reach`), when no check of `x`
+    /// dominates the current block. A register part below zero passes: it is common (an index
+    /// counting up to zero from below, with the array's address as the displacement), and an
+    /// access from one faults unless the displacement brings it back into the guest space.
+    fn check_in_reach(&mut self, x: Value) {
+        // The unit's own address is guest code, inside the guest space; a stack pointer it
+        // was entered with is in reach (`jit::stack_in_reach`).
+        if x == self.entry_rip || self.in_reach.contains(&x) || self.known().in_reach.contains(&x) {
             return;
         }
-        let outside = self.far_from_space(x);
+        let outside = self.out_of_reach(x);
         let fault = *self.outside.get_or_insert_with(|| self.b.create_block());
         self.leave_if(outside, fault);
-        self.known.in_space.push(x);
+        self.known.in_reach.push(x);
     }
 
-    /// Whether `v` lies far from the guest space (`jit::stack_near`'s test, with a shift and a
-    /// small constant: a comparison with the space's top would load the 64-bit constant from
-    /// the unit's code, a data access to code pages on every check).
-    pub fn far_from_space(&mut self, v: Value) -> Value {
-        use super::{STACK_NEAR_MAX, STACK_NEAR_SHIFT, STACK_SLACK};
-        let shifted = self.b.ins().iadd_imm_u(v, STACK_SLACK as i64);
-        let shifted = self.b.ins().ushr_imm_u(shifted, i64::from(STACK_NEAR_SHIFT));
-        (self.b.ins()).icmp_imm_u(IntCC::UnsignedGreaterThan, shifted, STACK_NEAR_MAX as i64)
+    /// Whether `v` is out of reach (`mem::in_reach`): one comparison with the limit the
+    /// context holds, which the branch after it fuses with (a 64-bit constant would take an
+    /// instruction of its own, or a load from the unit's code pages).
+    pub fn out_of_reach(&mut self, v: Value) -> Value {
+        let cpu = self.cpu();
+        let limit = self.b.ins().load(types::I64, mf(), cpu, off::SPACE_LIMIT);
+        self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, v, limit)
     }
 
     /// Records that guest memory at `addr` was accessed: where the access did not fault, the
     /// address lies in the guest space.
     fn accessed(&mut self, addr: Value) {
-        self.known().in_space.push(addr);
+        self.known().in_reach.push(addr);
     }
 
-    /// Whether `v` is known to lie near the guest space (`jit::stack_near`) where lowering
-    /// stands: a stack pointer the unit was entered with or a callee gave back, or a value
-    /// within `NEAR_STEP` of one checked or accessed in the guest space.
-    pub fn known_near(&mut self, v: Value) -> bool {
-        if self.near.contains(&v) {
+    /// Whether `v` is known to be in reach where lowering stands: a stack pointer the unit was
+    /// entered with or a callee gave back, or a value within `mem::REACH_STEP` of one checked
+    /// or accessed.
+    pub fn known_in_reach(&mut self, v: Value) -> bool {
+        if self.in_reach.contains(&v) {
             return true;
         }
         self.known();
-        let (in_space, dfg) = (&self.known.in_space, &self.b.func.dfg);
+        let (in_reach, dfg) = (&self.known.in_reach, &self.b.func.dfg);
         let (mut u, mut d) = (v, 0i64);
         loop {
-            if in_space.contains(&u) {
-                return d.unsigned_abs() <= NEAR_STEP;
+            if in_reach.contains(&u) {
+                return d.unsigned_abs() <= REACH_STEP;
             }
             match constant_step(dfg, u) {
-                Some((rest, step)) if (d + step).unsigned_abs() <= NEAR_STEP => (u, d) = (rest, d + step),
+                Some((rest, step)) if (d + step).unsigned_abs() <= REACH_STEP => (u, d) = (rest, d + step),
                 _ => return false,
             }
         }
     }
 
-    /// The values checked to lie in the guest space where lowering stands.
-    pub fn in_space_here(&mut self) -> Vec<Value> {
-        self.known().in_space.clone()
+    /// The values checked to be in reach where lowering stands.
+    pub fn in_reach_here(&mut self) -> Vec<Value> {
+        self.known().in_reach.clone()
     }
 
-    /// Takes the values in `checked` as lying in the guest space from here on: checks that
-    /// dominate the current block found them there.
-    pub fn assume_in_space(&mut self, checked: &[Value]) {
-        self.known().in_space.extend_from_slice(checked);
+    /// Takes the values in `checked` as in reach from here on: checks that dominate the
+    /// current block found them so.
+    pub fn assume_in_reach(&mut self, checked: &[Value]) {
+        self.known().in_reach.extend_from_slice(checked);
     }
 
     /// The facts the current block may rely on.
@@ -745,8 +737,7 @@ impl<'a> Lower<'a> {
         if let Some(b) = self.outside.take() {
             self.b.switch_to_block(b);
             self.b.set_cold_block(b);
-            let base = self.base;
-            let guard = self.b.ins().iadd_imm_u(base, GUEST_SPACE as i64);
+            let guard = self.b.ins().iconst(types::I64, GUEST_SPACE as i64);
             // A load that may trap, so it stays.
             self.b.ins().load(types::I64, MemFlagsData::new(), guard, 0);
             self.b.ins().trap(TrapCode::unwrap_user(1));

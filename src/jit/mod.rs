@@ -168,29 +168,15 @@ pub struct CompiledUnit {
 /// round trip on every chain through a call or a return.
 pub const CARRIED: [usize; 4] = [4, 7, 6, 0];
 
-/// How far outside the guest space (below it or above its top) a stack pointer may lie for a
-/// unit to be entered with it (`stack_near`). Units access the stack at the stack pointer they were
-/// entered with (or one a callee gave back), plus a displacement of at most 2 GiB, without
-/// checking it first: such an access lands in the guest space or in one of its 4 GiB guards
-/// (`mem::GUARD`), and faults there. So every way into a unit checks the stack pointer where
-/// nothing shows it near: the dispatcher before it enters compiled code (else the baseline tier
-/// runs the block), a unit before an exit, a call or a return to its caller (else it returns
-/// to the dispatcher, `region::stack_handed_on`).
-pub const STACK_SLACK: u64 = 1 << 30;
-const _: () = assert!(STACK_SLACK + (1 << 31) + 4096 < crate::mem::GUARD);
-
-/// Whether a unit may be entered with stack pointer `rsp`: it lies in
-/// [-`STACK_SLACK`, `GUEST_SPACE` + `STACK_SLACK`). Compiled code tests the same way, with a
-/// shift and a small constant (`region::stack_handed_on`).
-pub fn stack_near(rsp: u64) -> bool {
-    rsp.wrapping_add(STACK_SLACK) >> STACK_NEAR_SHIFT <= STACK_NEAR_MAX
+/// Whether a unit may be entered with stack pointer `rsp`: it is in reach (`mem::in_reach`).
+/// Units access the stack at the stack pointer they were entered with (or one a callee gave
+/// back), plus a displacement, without checking it first. So every way into a unit checks the
+/// stack pointer where nothing shows it in reach: the dispatcher before it enters compiled
+/// code (else the baseline tier runs the block), a unit before an exit, a call or a return to
+/// its caller (else it returns to the dispatcher, `region::stack_handed_on`).
+pub fn stack_in_reach(rsp: u64) -> bool {
+    crate::mem::in_reach(rsp)
 }
-
-/// `stack_near`'s test: the stack pointer plus `STACK_SLACK`, shifted right by this, is at
-/// most `STACK_NEAR_MAX`.
-pub const STACK_NEAR_SHIFT: u32 = STACK_SLACK.trailing_zeros() + 1;
-pub const STACK_NEAR_MAX: u64 = crate::mem::GUEST_SPACE >> STACK_NEAR_SHIFT;
-const _: () = assert!(STACK_SLACK.is_power_of_two() && crate::mem::GUEST_SPACE.is_multiple_of(2 * STACK_SLACK));
 
 /// `CARRIED` as a mask of register numbers (bit `r` for register `r`).
 pub const CARRIED_MASK: u16 = {
@@ -591,22 +577,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stack_near_takes_the_guest_space_and_its_slack_on_both_sides() {
-        use crate::mem::GUEST_SPACE;
-        for rsp in [0, 8, GUEST_SPACE - 8, GUEST_SPACE, GUEST_SPACE + STACK_SLACK - 1] {
-            assert!(stack_near(rsp), "{rsp:#x}");
+    fn a_stack_pointer_is_in_reach_below_the_limit_as_a_signed_number() {
+        use crate::mem::{GUEST_SPACE, SPACE_LIMIT};
+        for rsp in [0, 8, GUEST_SPACE - 8, GUEST_SPACE, SPACE_LIMIT - 1, u64::MAX, 1 << 63] {
+            assert!(stack_in_reach(rsp), "{rsp:#x}");
         }
-        for rsp in [u64::MAX, 0u64.wrapping_sub(STACK_SLACK)] {
-            assert!(stack_near(rsp), "{rsp:#x}");
-        }
-        let far = [
-            GUEST_SPACE + STACK_SLACK,
-            0u64.wrapping_sub(STACK_SLACK + 1),
-            0x0000_7000_0000_0000,
-            0x4000_0000_0000_0000,
-        ];
-        for rsp in far {
-            assert!(!stack_near(rsp), "{rsp:#x}");
+        for rsp in [SPACE_LIMIT, 0x0000_7000_0000_0000, 0x4000_0000_0000_0000, (1 << 63) - 1] {
+            assert!(!stack_in_reach(rsp), "{rsp:#x}");
         }
     }
 

@@ -280,7 +280,7 @@ impl Layout<'_> {
         l.b.switch_to_block(self.starts[i]);
         // What the checks of the block that dominates this one found holds here too.
         if let Some(checked) = self.idom[i].and_then(|d| self.checked_at_end.get(d)) {
-            l.assume_in_space(checked);
+            l.assume_in_reach(checked);
         }
         // Sealed now if every edge into it comes from a block already lowered (or, for the
         // head, only from the prologue); else once all are lowered.
@@ -311,7 +311,7 @@ impl Layout<'_> {
                 l.checkpoint_with(ins.next_ip(), flags_after[k] != 0);
             }
         }
-        let checked = l.in_space_here();
+        let checked = l.in_reach_here();
         // A checkpoint after the instruction that ends the block goes on the edge.
         let written = l.end.is_some() && self.checkpoints[i].last() == Some(&true);
         match next_of(l, gb) {
@@ -656,19 +656,18 @@ fn finish_chain(l: &mut Lower<'_>) {
 }
 
 /// Before the stack pointer goes to another unit (an exit, a call, a return to the caller),
-/// with the state and rip in the context: checks that it lies near the guest space
-/// (`jit::stack_near`) where nothing shows it does, and returns to the dispatcher where it
-/// does not.
+/// with the state and rip in the context: checks that it is in reach (`jit::stack_in_reach`)
+/// where nothing shows it is, and returns to the dispatcher where it is not.
 fn stack_handed_on(l: &mut Lower<'_>) {
     let rsp = l.get_reg(4);
-    if l.known_near(rsp) {
+    if l.known_in_reach(rsp) {
         return;
     }
-    let far = l.far_from_space(rsp);
-    let near = when(l, far);
+    let out = l.out_of_reach(rsp);
+    let in_reach = when(l, out);
     let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_with(next, None);
-    l.b.switch_to_block(near);
+    l.b.switch_to_block(in_reach);
 }
 
 /// The `CARRIED` registers' current values (loaded where no variable holds them).

@@ -85,11 +85,10 @@ extern "C" fn on_host_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc
     if !cpu.is_null() && landing != 0 {
         // SAFETY: as above; only plain fields are touched.
         let c = unsafe { &mut *cpu };
-        let base = c.mem_base;
-        if c.host_sp != 0 && crate::mem::in_reservation(base, host) {
+        if c.host_sp != 0 && crate::mem::is_guest_fault(host) {
             let write = host_fault_was_write(ctx);
             c.fault = crate::cpu::fault::MEMORY;
-            c.fault_addr = host.wrapping_sub(base);
+            c.fault_addr = host;
             c.fault_info = (write as u64 * crate::cpu::fault_info::WRITE)
                 | if sig == libc::SIGBUS {
                     crate::cpu::fault_info::BUS

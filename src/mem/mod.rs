@@ -1,26 +1,59 @@
 //! The guest address space: one host reservation, guest mappings inside it, and checked access.
 //!
-//! Guest address `A` lives at host `base + clamp(A)`. Everything outside the guest's mappings
-//! stays `PROT_NONE`, so the host MMU enforces the guest's view. The guest space has a
-//! `PROT_NONE` guard on each side: Rust code clamps an address at or above `GUEST_SPACE` into
-//! the guard above; compiled code checks that the register part of an address lies within
-//! `jit::STACK_SLACK` of the guest space and adds the displacement in the host access, which
-//! then lands in a guard when it leaves the guest space. Either way the access faults inside
-//! the reservation and never reaches another guest address or Kiln's memory.
+//! Guest address `A` lives at host address `clamp(A)`: the guest space is the bottom of the
+//! host's own address space, reserved whole at start-up (`Memory::reserve`), with Kiln's
+//! executable, heap, stacks and mappings all above it. Everything outside the guest's
+//! mappings stays `PROT_NONE`, so the host MMU enforces the guest's view. Above the guest
+//! space lies a `PROT_NONE` guard; below it there is nothing to guard, as an address below
+//! zero wraps to the top half of the host's address space, which is the kernel's or not an
+//! address at all (non-canonical), and faults. Rust code clamps an address at or above
+//! `GUEST_SPACE` into the guard; compiled code checks that the register part of an address
+//! lies below `SPACE_LIMIT` as a signed number and adds the displacement in the host access,
+//! which then lands in the guard or the top half when it leaves the guest space. Either way
+//! the access faults (`is_guest_fault`) and never reaches Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;
-/// The `PROT_NONE` guard reserved on each side of the guest space: larger than any
-/// displacement (a signed 32-bit number) plus any single access (an fxsave image, a string
-/// instruction's element), so an access whose register part is inside the guest space, or one
-/// clamped to `GUEST_SPACE`, faults inside the reservation.
+/// The `PROT_NONE` guard reserved above the guest space: larger than any displacement (a
+/// signed 32-bit number) plus any single access (an fxsave image, a string instruction's
+/// element) beyond `SPACE_LIMIT`, so an access whose register part passed compiled code's
+/// check, or one clamped to `GUEST_SPACE`, faults inside the reservation.
 pub const GUARD: u64 = 1 << 32;
-/// The whole host reservation: the guest space and its two guards.
-const RESERVATION: u64 = GUARD + GUEST_SPACE + GUARD;
+/// The bound (exclusive, as a signed number) of an address's register part that compiled code
+/// accesses without branching to its fault path (`in_reach`): 1 GiB above the guest space.
+pub const SPACE_LIMIT: u64 = GUEST_SPACE + (1 << 30);
+/// The lowest host address the reservation starts at: the kernel's default floor for
+/// mappings (`vm.mmap_min_addr`); guest addresses below it fault natively as well.
+const RESERVATION_START: u64 = 1 << 16;
+/// Where the reservation ends: the guard's top.
+const RESERVATION_END: u64 = GUEST_SPACE + GUARD;
+/// The start of the host's top half (kernel or non-canonical addresses), where the host
+/// address of an address below zero lands.
+#[cfg(not(target_arch = "aarch64"))]
+const TOP_HALF: u64 = 1 << 47;
+#[cfg(target_arch = "aarch64")]
+const TOP_HALF: u64 = 1 << 48;
 
-/// Whether host address `host` lies in the reservation of the guest space at `base`.
-pub fn in_reservation(base: u64, host: u64) -> bool {
-    host.wrapping_sub(base).wrapping_add(GUARD) < RESERVATION
+/// Whether compiled code may access guest memory with `v` as an address's register part, plus
+/// any 32-bit displacement, without checking it first (or with one within `REACH_STEP` of such
+/// a value): `v` lies below `SPACE_LIMIT` as a signed number. The host access then lands in
+/// the guest space or the guard above it; or, from a part below zero, at an address that wraps
+/// to the host's top half (the kernel's, or non-canonical: from at most `REACH_STEP` below
+/// the most negative number, one just under 2^63); every one of them faults or is the
+/// guest's.
+pub fn in_reach(v: u64) -> bool {
+    (v as i64) < SPACE_LIMIT as i64
+}
+
+/// How far from a value in reach (`in_reach`) compiled code may use another computed from it
+/// by adding a constant, without checking that one.
+pub const REACH_STEP: u64 = 1 << 20;
+const _: () = assert!(SPACE_LIMIT + REACH_STEP + (1 << 31) + PAGE <= GUEST_SPACE + GUARD);
+
+/// Whether a host fault at `host` (the faulting address, 0 for a non-canonical one) is a
+/// guest access's: in the reservation, below it (the null pages), or in the top half.
+pub fn is_guest_fault(host: u64) -> bool {
+    !(RESERVATION_END..TOP_HALF).contains(&host)
 }
 
 /// The offset in the reservation of guest address `addr`: itself inside the guest space, the
@@ -29,6 +62,12 @@ pub fn in_reservation(base: u64, host: u64) -> bool {
 #[inline(always)]
 pub fn clamp(addr: u64) -> u64 {
     addr.min(GUEST_SPACE)
+}
+
+/// The host pointer of guest address `addr` (clamped into the guard beyond the space).
+#[inline(always)]
+pub fn host(addr: u64) -> *mut u8 {
+    clamp(addr) as *mut u8
 }
 pub const PAGE: u64 = 4096;
 
@@ -51,8 +90,8 @@ pub mod layout {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemError {
-    #[error("cannot reserve {0} bytes of host address space for the guest: {1}")]
-    Reserve(u64, std::io::Error),
+    #[error("cannot reserve host addresses {0:#x}-{1:#x} for the guest space: {2}")]
+    Reserve(u64, u64, std::io::Error),
     #[error("guest range {0:#x}+{1:#x} is outside the guest address space")]
     OutOfRange(u64, u64),
     #[error("host mmap for guest range {0:#x}+{1:#x} failed: {2}")]
@@ -192,9 +231,56 @@ pub fn page_up(a: u64) -> u64 {
     a.wrapping_add(PAGE - 1) & !(PAGE - 1)
 }
 
+/// Maps the reservation `PROT_NONE` from `start` to `RESERVATION_END` where nothing else lies
+/// (a kernel without `MAP_FIXED_NOREPLACE` takes it as a hint, and a range it moved is given
+/// back); returns `start`.
+fn reserve_from(start: u64) -> std::io::Result<u64> {
+    let len = (RESERVATION_END - start) as usize;
+    // SAFETY: a fresh anonymous PROT_NONE mapping that replaces nothing.
+    let p = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    if p as u64 != start {
+        // SAFETY: the mapping just made, elsewhere.
+        unsafe { libc::munmap(p, len) };
+        return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    Ok(start)
+}
+
+/// The kernel's floor for mappings (`vm.mmap_min_addr`), page aligned.
+fn mmap_min_addr() -> u64 {
+    let text = std::fs::read_to_string("/proc/sys/vm/mmap_min_addr").unwrap_or_default();
+    page_up(text.trim().parse().unwrap_or(RESERVATION_START))
+}
+
+/// Gives the reservation back, in a forked child that runs code natively and needs its
+/// addresses (`kiln fuzz`).
+///
+/// # Safety
+/// Nothing may use the guest space afterwards.
+pub unsafe fn release_reservation() {
+    // SAFETY: the caller's promise; munmap of a range without mappings is harmless.
+    unsafe {
+        libc::munmap(
+            RESERVATION_START as *mut libc::c_void,
+            (RESERVATION_END - RESERVATION_START) as usize,
+        )
+    };
+}
+
 /// The host reservation that holds the whole guest address space.
 pub struct Memory {
-    base: *mut u8,
     /// Mapping bookkeeping, shared by the guest's threads.
     state: std::sync::Mutex<MemState>,
 }
@@ -217,26 +303,18 @@ unsafe impl Send for Memory {}
 unsafe impl Sync for Memory {}
 
 impl Memory {
+    /// Reserves the host range the guest space lives in, from `RESERVATION_START` (or the
+    /// kernel's floor for mappings, where that is higher) to the guard's end. It must be free:
+    /// Kiln's own memory lies above it (the executable is position-independent, placed by
+    /// the kernel high up with its heap), and one process holds one guest space.
     pub fn reserve() -> Result<Memory, MemError> {
-        // SAFETY: a fresh anonymous PROT_NONE mapping touches no existing memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                RESERVATION as usize,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
+        let start = match reserve_from(RESERVATION_START) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => reserve_from(mmap_min_addr()),
+            r => r,
         };
-        if p == libc::MAP_FAILED {
-            return Err(MemError::Reserve(RESERVATION, std::io::Error::last_os_error()));
-        }
-        // The guest space starts after the lower guard.
-        let p = (p as u64 + GUARD) as *mut u8;
-        watch::init(p as u64).map_err(|e| MemError::Reserve(GUEST_SPACE, e))?;
+        let start = start.map_err(|e| MemError::Reserve(RESERVATION_START, RESERVATION_END, e))?;
+        watch::init().map_err(|e| MemError::Reserve(start, RESERVATION_END, e))?;
         Ok(Memory {
-            base: p,
             state: std::sync::Mutex::new(MemState {
                 maps: Default::default(),
                 brk_start: 0,
@@ -251,10 +329,6 @@ impl Memory {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn base(&self) -> u64 {
-        self.base as u64
-    }
-
     fn check(addr: u64, len: u64) -> Result<(), MemError> {
         match addr.checked_add(len) {
             Some(end) if end <= GUEST_SPACE => Ok(()),
@@ -265,8 +339,7 @@ impl Memory {
     /// Host pointer for a guest range, or None if the range leaves the guest space.
     pub fn host_ptr(&self, addr: u64, len: u64) -> Option<*mut u8> {
         Self::check(addr, len).ok()?;
-        // SAFETY: addr + len is inside the reservation (checked above).
-        Some(unsafe { self.base.add(addr as usize) })
+        Some(host(addr))
     }
 
     /// Maps anonymous zeroed memory at a fixed guest range (page aligned) with guest `prot`.
@@ -346,7 +419,7 @@ impl Memory {
         // guest memory.
         let p = unsafe {
             libc::mmap(
-                self.base.add(addr as usize) as *mut libc::c_void,
+                host(addr) as *mut libc::c_void,
                 len as usize,
                 hprot,
                 (flags & !(libc::MAP_FIXED_NOREPLACE | libc::MAP_GROWSDOWN)) | libc::MAP_FIXED,
@@ -576,13 +649,7 @@ impl Memory {
             return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
         }
         // SAFETY: inside the reservation.
-        let r = unsafe {
-            libc::mprotect(
-                self.base.add(addr as usize) as *mut libc::c_void,
-                len as usize,
-                host_prot(prot),
-            )
-        };
+        let r = unsafe { libc::mprotect(host(addr) as *mut libc::c_void, len as usize, host_prot(prot)) };
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -687,5 +754,30 @@ impl Drop for MappedFile {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; no view of it outlives self.
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every host address a guest access from a register part in reach can land at, with a
+    /// 32-bit displacement and a page, is one a fault there is taken as the guest's at.
+    #[test]
+    fn accesses_in_reach_land_where_faults_are_the_guests() {
+        let parts = [0, GUEST_SPACE - 1, SPACE_LIMIT - 1, u64::MAX, 1 << 63, (1u64 << 63) + 5];
+        let steps = [0, REACH_STEP as i64, -(REACH_STEP as i64)];
+        let disps = [i32::MIN as i64, -1, 0, i32::MAX as i64 + PAGE as i64];
+        for part in parts {
+            assert!(in_reach(part), "{part:#x}");
+            for (step, disp) in steps.iter().flat_map(|s| disps.iter().map(move |d| (s, d))) {
+                let host = part.wrapping_add(*step as u64).wrapping_add(*disp as u64);
+                assert!(is_guest_fault(host), "{part:#x} {step:+} {disp:+}: {host:#x}");
+            }
+        }
+        for host in [RESERVATION_END, 0x5555_5555_0000, TOP_HALF - 1] {
+            assert!(!is_guest_fault(host), "{host:#x}");
+        }
+        assert!(!in_reach(SPACE_LIMIT) && !in_reach(i64::MAX as u64));
     }
 }

@@ -43,8 +43,8 @@ static PRISTINE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 static LOG: [AtomicU64; LOG_LEN as usize] = [const { AtomicU64::new(0) }; LOG_LEN as usize];
 /// Entries ever appended to the log (also the code epoch: it moves whenever code changes).
 static LOG_COUNT: AtomicU64 = AtomicU64::new(0);
-/// The host base of the reservation, for the fault handler.
-static BASE: AtomicU64 = AtomicU64::new(0);
+/// Whether the bitmaps are set up, for the fault handler.
+static READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// How a code page is watched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,9 +55,8 @@ pub enum Watch {
     Volatile,
 }
 
-/// Sets up the bitmaps for the reservation at `base` (once per process).
-pub(super) fn init(base: u64) -> std::io::Result<()> {
-    BASE.store(base, Ordering::SeqCst);
+/// Sets up the bitmaps for the guest space (once per process).
+pub(super) fn init() -> std::io::Result<()> {
     for map in [&CODE, &PROTECTED, &VOLATILE, &PRISTINE] {
         if !map.load(Ordering::SeqCst).is_null() {
             continue;
@@ -78,6 +77,7 @@ pub(super) fn init(base: u64) -> std::io::Result<()> {
         }
         map.store(p as *mut AtomicU64, Ordering::SeqCst);
     }
+    READY.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -285,11 +285,10 @@ fn unprotect(n: u64) {
     if !set(&PROTECTED, n, false) {
         return;
     }
-    let host = BASE.load(Ordering::Acquire) + n * PAGE;
     // SAFETY: one page inside the reservation; async-signal-safe.
     unsafe {
         libc::mprotect(
-            host as *mut libc::c_void,
+            super::host(n * PAGE) as *mut libc::c_void,
             PAGE as usize,
             libc::PROT_READ | libc::PROT_WRITE,
         )
@@ -302,11 +301,10 @@ fn unprotect(n: u64) {
 /// is the guest writing its code. The page becomes writable again and its code changed; true
 /// when the faulting access should simply be retried.
 pub fn on_write_fault(addr: u64) -> bool {
-    let base = BASE.load(Ordering::Acquire);
-    if base == 0 || addr < base || addr - base >= GUEST_SPACE {
+    if !READY.load(Ordering::Acquire) || addr >= GUEST_SPACE {
         return false;
     }
-    let n = (addr - base) / PAGE;
+    let n = addr / PAGE;
     if !test(&PROTECTED, n) {
         return false;
     }

@@ -3,11 +3,12 @@
 //! compare-and-swap, retried until no other thread intervened. Concrete state only (compiled
 //! code reaches it through the slow helper).
 
-use super::concrete::{host, Live};
+use super::concrete::Live;
 use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
 use super::table::{row, Family};
 use crate::cpu::flags::{cpu_flags, sext, size_mask, store_flags, store_raw_flags, Cc};
 use crate::cpu::{rflags as rf, Cpu, FlagKind};
+use crate::mem::host;
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
@@ -69,12 +70,12 @@ pub fn wide_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Applies `f(old) -> new` atomically at guest `addr`; returns the old value of the successful
 /// attempt. `f` may run several times; it must set everything it sets from scratch each time.
 fn rmw(cpu: &mut Cpu, addr: u64, size: u8, mut f: impl FnMut(&mut Cpu, u64) -> u64) -> u64 {
-    let p = host(cpu, addr);
+    let p = host(addr);
     if !aligned(p, size) {
         let _g = UNALIGNED.lock().unwrap_or_else(|e| e.into_inner());
-        let old = super::concrete::load(cpu, addr, size);
+        let old = super::concrete::load(addr, size);
         let new = f(cpu, old);
-        super::concrete::store(cpu, addr, new, size);
+        super::concrete::store(addr, new, size);
         return old;
     }
     let saved = cpu_flags(cpu);

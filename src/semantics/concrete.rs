@@ -30,16 +30,9 @@ pub unsafe extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
     arith_rflags(cpu)
 }
 
-/// Host pointer of a guest address (clamped into the reservation: an address beyond the guest
-/// space lands in the guard and faults).
 #[inline]
-pub fn host(cpu: &Cpu, addr: u64) -> *mut u8 {
-    (cpu.mem_base + crate::mem::clamp(addr)) as *mut u8
-}
-
-#[inline]
-pub fn load(cpu: &Cpu, addr: u64, size: u8) -> u64 {
-    let p = host(cpu, addr);
+pub fn load(addr: u64, size: u8) -> u64 {
+    let p = crate::mem::host(addr);
     // SAFETY: the address is clamped into the reservation (beyond the guest space: into the
     // guard); unmapped pages fault like the guest's.
     unsafe {
@@ -53,8 +46,8 @@ pub fn load(cpu: &Cpu, addr: u64, size: u8) -> u64 {
 }
 
 #[inline]
-pub fn store(cpu: &Cpu, addr: u64, v: u64, size: u8) {
-    let p = host(cpu, addr);
+pub fn store(addr: u64, v: u64, size: u8) {
+    let p = crate::mem::host(addr);
     // SAFETY: as in `load`.
     unsafe {
         match size {
@@ -123,11 +116,11 @@ impl Emitter for Live<'_> {
         self.cpu.xmm[i] = [v as u64, (v >> 64) as u64];
     }
     fn load_x(&mut self, addr: u64) -> u128 {
-        load(self.cpu, addr, 8) as u128 | (load(self.cpu, addr.wrapping_add(8), 8) as u128) << 64
+        load(addr, 8) as u128 | (load(addr.wrapping_add(8), 8) as u128) << 64
     }
     fn store_x(&mut self, addr: u64, v: u128) {
-        store(self.cpu, addr, v as u64, 8);
-        store(self.cpu, addr.wrapping_add(8), (v >> 64) as u64, 8);
+        store(addr, v as u64, 8);
+        store(addr.wrapping_add(8), (v >> 64) as u64, 8);
     }
     fn x_from_halves(&mut self, lo: u64, hi: u64) -> u128 {
         lo as u128 | (hi as u128) << 64
@@ -164,11 +157,11 @@ impl Emitter for Live<'_> {
     }
     #[inline]
     fn load(&mut self, addr: u64, size: u8) -> u64 {
-        load(self.cpu, addr, size)
+        load(addr, size)
     }
     #[inline]
     fn store(&mut self, addr: u64, v: u64, size: u8) {
-        store(self.cpu, addr, v, size)
+        store(addr, v, size)
     }
     fn seg_base(&mut self, fs: bool) -> u64 {
         if fs {

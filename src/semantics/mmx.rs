@@ -119,8 +119,8 @@ fn read(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) -> Option<u128> {
         OpKind::Memory => {
             let a = ea(&mut Live::new(cpu), ins);
             Some(match bytes {
-                16 => load(cpu, a, 8) as u128 | (load(cpu, a.wrapping_add(8), 8) as u128) << 64,
-                n => load(cpu, a, n) as u128,
+                16 => load(a, 8) as u128 | (load(a.wrapping_add(8), 8) as u128) << 64,
+                n => load(a, n) as u128,
             })
         }
         _ => None,
@@ -209,7 +209,7 @@ fn move_op(cpu: &mut Cpu, ins: &Instruction, bytes: u8) -> Option<()> {
         }
         _ => {
             let a = ea(&mut Live::new(cpu), ins);
-            store(cpu, a, v, bytes);
+            store(a, v, bytes);
             enter(cpu);
         }
     }
@@ -365,7 +365,7 @@ pub(super) fn masked_store(cpu: &mut Cpu, ins: &Instruction, v: u128, mask: u128
     }
     for i in 0..bytes {
         if mask >> (8 * i + 7) & 1 != 0 {
-            store(cpu, at.wrapping_add(i as u64), (v >> (8 * i)) as u8 as u64, 1);
+            store(at.wrapping_add(i as u64), (v >> (8 * i)) as u8 as u64, 1);
         }
     }
 }

@@ -519,8 +519,8 @@ pub(super) fn src_concrete(cpu: &mut Cpu, ins: &Instruction, n: u32, bytes: u8) 
         OpKind::Memory => {
             let a = ea(&mut Live::new(cpu), ins);
             Some(match bytes {
-                16 => load(cpu, a, 8) as u128 | (load(cpu, a.wrapping_add(8), 8) as u128) << 64,
-                n => load(cpu, a, n) as u128,
+                16 => load(a, 8) as u128 | (load(a.wrapping_add(8), 8) as u128) << 64,
+                n => load(a, n) as u128,
             })
         }
         _ => None,

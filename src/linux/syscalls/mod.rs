@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn unknown_numbers_return_enosys() {
         let mem = crate::mem::Memory::reserve().expect("reservation");
-        let mut cpu = Cpu::new(mem.base());
+        let mut cpu = Cpu::new();
         let proc = Process::new(mem, "/bin/true".into());
         for nr in [335u64, 334, 435, 4096] {
             cpu.gpr[0] = nr;

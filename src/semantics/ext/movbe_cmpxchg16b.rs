@@ -31,19 +31,19 @@ pub(super) fn cmpxchg16b(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         return Err(fault::GP);
     }
     // Touch the operand first: a fault must not happen while the lock is held.
-    let _ = (load(cpu, a, 8), load(cpu, a + 8, 8));
+    let _ = (load(a, 8), load(a + 8, 8));
     let _g = super::super::atomic::wide_lock();
-    let lo = load(cpu, a, 8);
-    let hi = load(cpu, a + 8, 8);
+    let lo = load(a, 8);
+    let hi = load(a + 8, 8);
     let mut f = rflags(cpu) & rf::ARITH;
     if lo == cpu.gpr[0] && hi == cpu.gpr[2] {
-        store(cpu, a, cpu.gpr[3], 8);
-        store(cpu, a + 8, cpu.gpr[1], 8);
+        store(a, cpu.gpr[3], 8);
+        store(a + 8, cpu.gpr[1], 8);
         f |= rf::ZF;
     } else {
         // The hardware writes the old value back (the access is always a write).
-        store(cpu, a, lo, 8);
-        store(cpu, a + 8, hi, 8);
+        store(a, lo, 8);
+        store(a + 8, hi, 8);
         cpu.gpr[0] = lo;
         cpu.gpr[2] = hi;
         f &= !rf::ZF;

@@ -220,7 +220,7 @@ pub(super) fn extract(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let x = lane(v, w, ins.immediate(2) as u32 % n);
     if ins.op_kind(0) == OpKind::Memory {
         let a = ea(&mut Live::new(cpu), ins);
-        store(cpu, a, x, w as u8);
+        store(a, x, w as u8);
     } else {
         write_gpr(&mut Live::new(cpu), gpr(ins.op_register(0)).ok_or(bad)?, x);
     }

@@ -232,7 +232,7 @@ pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, record: u64) -> u6
     let given = (record != 0).then(|| unsafe { (record as *const record::Record).read_unaligned() });
     let ins = match given.and_then(|r| record::decode_at(&r, rip)) {
         Some(ins) => ins,
-        None => decoded_at(cpu, rip),
+        None => decoded_at(rip),
     };
     match exec(cpu, &ins) {
         Ok(()) => exit::NEXT,
@@ -258,8 +258,8 @@ pub fn forget_decoded() {
     DECODED.with(|m| m.borrow_mut().forget());
 }
 
-fn decoded_at(cpu: &Cpu, rip: u64) -> Instruction {
-    let p = super::concrete::host(cpu, rip);
+fn decoded_at(rip: u64) -> Instruction {
+    let p = crate::mem::host(rip);
     // SAFETY: the unit was translated from these bytes, so they are mapped.
     let bytes = unsafe { std::slice::from_raw_parts(p, 15) };
     let known = DECODED.with(|d| {

@@ -1,11 +1,12 @@
 //! String instructions (movs, stos, lods, cmps, scas) with their rep/repe/repne prefixes, over
 //! concrete state: one element per step, rsi/rdi moving by the direction flag, rcx counting.
 
-use super::super::concrete::{host, load, store, Live};
+use super::super::concrete::{load, store, Live};
 use super::super::operand::write_gpr;
 use super::acc;
 use crate::cpu::flags::{cpu_cond, size_mask, Cc};
 use crate::cpu::{fault, Cpu};
+use crate::mem::host;
 use iced_x86::{Instruction, Mnemonic};
 
 /// Element size of each string mnemonic.
@@ -68,14 +69,14 @@ fn bulk_forward(cpu: &mut Cpu, m: Mnemonic) -> bool {
     if !(ok && (m == Mnemonic::Stosb || src.checked_add(n).is_some_and(|e| e <= dst || dst + n <= src))) {
         return false;
     }
-    let d = host(cpu, dst);
+    let d = host(dst);
     // SAFETY: both ranges lie inside the reservation (checked); unmapped pages fault
     // as the guest's own access would.
     unsafe {
         if m == Mnemonic::Stosb {
             std::ptr::write_bytes(d, cpu.gpr[0] as u8, n as usize);
         } else {
-            std::ptr::copy_nonoverlapping(host(cpu, src), d, n as usize);
+            std::ptr::copy_nonoverlapping(host(src), d, n as usize);
             cpu.gpr[6] = src + n;
         }
     }
@@ -89,28 +90,28 @@ fn one_element(cpu: &mut Cpu, m: Mnemonic, size: u8, step: u64) {
     use Mnemonic::*;
     match m {
         Movsb | Movsw | Movsd | Movsq => {
-            let v = load(cpu, cpu.gpr[6], size);
-            store(cpu, cpu.gpr[7], v, size);
+            let v = load(cpu.gpr[6], size);
+            store(cpu.gpr[7], v, size);
             cpu.gpr[6] = cpu.gpr[6].wrapping_add(step);
             cpu.gpr[7] = cpu.gpr[7].wrapping_add(step);
         }
         Stosb | Stosw | Stosd | Stosq => {
-            store(cpu, cpu.gpr[7], cpu.gpr[0], size);
+            store(cpu.gpr[7], cpu.gpr[0], size);
             cpu.gpr[7] = cpu.gpr[7].wrapping_add(step);
         }
         Lodsb | Lodsw | Lodsd | Lodsq => {
-            let v = load(cpu, cpu.gpr[6], size);
+            let v = load(cpu.gpr[6], size);
             write_gpr(&mut Live::new(cpu), acc(size), v);
             cpu.gpr[6] = cpu.gpr[6].wrapping_add(step);
         }
         _ => {
             let (a, b) = if matches!(m, Cmpsb | Cmpsw | Cmpsd | Cmpsq) {
-                let a = load(cpu, cpu.gpr[6], size);
-                let b = load(cpu, cpu.gpr[7], size);
+                let a = load(cpu.gpr[6], size);
+                let b = load(cpu.gpr[7], size);
                 cpu.gpr[6] = cpu.gpr[6].wrapping_add(step);
                 (a, b)
             } else {
-                (cpu.gpr[0] & size_mask(size), load(cpu, cpu.gpr[7], size))
+                (cpu.gpr[0] & size_mask(size), load(cpu.gpr[7], size))
             };
             cpu.gpr[7] = cpu.gpr[7].wrapping_add(step);
             super::super::alu(&mut Live::new(cpu), Cmp, size, a, b);

@@ -105,14 +105,14 @@ pub(super) fn pushfq(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
     // Bit 1 and IF are always set in user mode.
     let f = rflags(cpu) | 0x202;
     let sp = cpu.gpr[4].wrapping_sub(8);
-    store(cpu, sp, f, 8);
+    store(sp, f, 8);
     cpu.gpr[4] = sp;
     Ok(())
 }
 
 pub(super) fn popfq(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
     let sp = cpu.gpr[4];
-    let f = load(cpu, sp, 8);
+    let f = load(sp, 8);
     cpu.gpr[4] = sp.wrapping_add(8);
     cpu.df = (f >> 10) & 1;
     store_raw_flags(cpu, f & rf::ARITH);
@@ -123,7 +123,7 @@ pub(super) fn popfq(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
 pub(super) fn push16(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let v = read_op(&mut Live::new(cpu), ins, 0, 2).ok_or(fault::UNIMPLEMENTED)?;
     let sp = cpu.gpr[4].wrapping_sub(2);
-    store(cpu, sp, v, 2);
+    store(sp, v, 2);
     cpu.gpr[4] = sp;
     Ok(())
 }
@@ -131,7 +131,7 @@ pub(super) fn push16(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 /// pop of a 16-bit operand (a memory destination's address uses the new rsp).
 pub(super) fn pop16(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let sp = cpu.gpr[4];
-    let v = load(cpu, sp, 2);
+    let v = load(sp, 2);
     cpu.gpr[4] = sp.wrapping_add(2);
     write_op(&mut Live::new(cpu), ins, 0, 2, v, None).ok_or(fault::UNIMPLEMENTED)?;
     Ok(())
@@ -140,7 +140,7 @@ pub(super) fn pop16(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 /// 16-bit leave: sp = bp, then bp = a 16-bit pop.
 pub(super) fn leave16(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
     let bp = cpu.gpr[5];
-    let v = load(cpu, bp, 2);
+    let v = load(bp, 2);
     cpu.gpr[4] = bp.wrapping_add(2);
     cpu.gpr[5] = (bp & !0xffff) | v;
     Ok(())
@@ -161,13 +161,13 @@ pub(super) fn sahf(cpu: &mut Cpu, _: &Instruction) -> Result<(), u64> {
 
 pub(super) fn stmxcsr(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let a = ea(&mut Live::new(cpu), ins);
-    store(cpu, a, cpu.mxcsr as u64, 4);
+    store(a, cpu.mxcsr as u64, 4);
     Ok(())
 }
 
 pub(super) fn ldmxcsr(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let a = ea(&mut Live::new(cpu), ins);
-    let v = load(cpu, a, 4) as u32;
+    let v = load(a, 4) as u32;
     // Bits outside MXCSR_MASK (0xffff, as FXSAVE reports it) raise #GP.
     if v >> 16 != 0 {
         return Err(fault::GP);

@@ -34,13 +34,13 @@ fn reset(cpu: &mut Cpu) {
 
 pub(super) fn fnstcw(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let a = ea(&mut Live::new(cpu), ins);
-    store(cpu, a, cpu.fpu_cw as u64, 2);
+    store(a, cpu.fpu_cw as u64, 2);
     Ok(())
 }
 
 pub(super) fn fldcw(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let a = ea(&mut Live::new(cpu), ins);
-    cpu.fpu_cw = loaded_control_word(load(cpu, a, 2));
+    cpu.fpu_cw = loaded_control_word(load(a, 2));
     // Pending exceptions the new word unmasks set the summary and busy bits.
     update_summary(cpu);
     Ok(())
@@ -52,7 +52,7 @@ pub(super) fn fnstsw(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         cpu.gpr[0] = (cpu.gpr[0] & !0xffff) | v;
     } else {
         let a = ea(&mut Live::new(cpu), ins);
-        store(cpu, a, v, 2);
+        store(a, v, 2);
     }
     Ok(())
 }
@@ -94,8 +94,8 @@ pub(super) fn fnsave(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let base = registers_at(a, small);
     for i in 0..8u64 {
         let r = cpu.st[((cpu.fpu_top + i) & 7) as usize];
-        store(cpu, base.wrapping_add(10 * i), r[0], 8);
-        store(cpu, base.wrapping_add(10 * i + 8), r[1], 2);
+        store(base.wrapping_add(10 * i), r[0], 8);
+        store(base.wrapping_add(10 * i + 8), r[1], 2);
     }
     reset(cpu);
     Ok(())
@@ -108,7 +108,7 @@ pub(super) fn frstor(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let mut regs = [[0u64; 2]; 8];
     for (i, r) in regs.iter_mut().enumerate() {
         let o = base.wrapping_add(10 * i as u64);
-        *r = [load(cpu, o, 8), load(cpu, o.wrapping_add(8), 2)];
+        *r = [load(o, 8), load(o.wrapping_add(8), 2)];
     }
     load_env(cpu, a, small);
     for (i, r) in regs.iter().enumerate() {
@@ -124,7 +124,7 @@ fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
     if small {
         let words = [cpu.fpu_cw as u64, sw, full_tag_word(cpu), 0, 0, 0, 0];
         for (i, w) in words.iter().enumerate() {
-            store(cpu, a.wrapping_add(2 * i as u64), *w, 2);
+            store(a.wrapping_add(2 * i as u64), *w, 2);
         }
     } else {
         let words = [
@@ -137,7 +137,7 @@ fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
             0xffff_0000,
         ];
         for (i, w) in words.iter().enumerate() {
-            store(cpu, a.wrapping_add(4 * i as u64), *w, 4);
+            store(a.wrapping_add(4 * i as u64), *w, 4);
         }
     }
 }
@@ -146,11 +146,11 @@ fn store_env(cpu: &mut Cpu, a: u64, small: bool) {
 /// clear), status word and stack top, tag word.
 fn load_env(cpu: &mut Cpu, a: u64, small: bool) {
     let step = if small { 2 } else { 4 };
-    cpu.fpu_cw = loaded_control_word(load(cpu, a, 2));
-    let sw = load(cpu, a.wrapping_add(step), 2);
+    cpu.fpu_cw = loaded_control_word(load(a, 2));
+    let sw = load(a.wrapping_add(step), 2);
     cpu.fpu_sw = sw as u16;
     cpu.fpu_top = (sw >> 11) & 7;
-    cpu.fpu_tag = load(cpu, a.wrapping_add(2 * step), 2);
+    cpu.fpu_tag = load(a.wrapping_add(2 * step), 2);
     // Pending exceptions the new control word unmasks set the summary and busy bits.
     update_summary(cpu);
 }

@@ -19,7 +19,7 @@ pub(super) fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16
     let mut flags = 0;
     let mut l = false;
     let v = if int {
-        let raw = load(cpu, a, size as u8);
+        let raw = load(a, size as u8);
         let i = match size {
             2 => raw as u16 as i16 as i128,
             4 => raw as u32 as i32 as i128,
@@ -29,7 +29,7 @@ pub(super) fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16
     } else {
         match size {
             4 => {
-                let bits = load(cpu, a, 4);
+                let bits = load(a, 4);
                 if W::S.is_snan(bits) {
                     flags |= IE;
                 }
@@ -44,7 +44,7 @@ pub(super) fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16
                 }
             }
             8 => {
-                let bits = load(cpu, a, 8);
+                let bits = load(a, 8);
                 if W::D.is_snan(bits) {
                     flags |= IE;
                 }
@@ -58,7 +58,7 @@ pub(super) fn load_mem(cpu: &mut Cpu, ins: &Instruction, int: bool) -> (Ext, u16
                     d.convert_r(Round::NearestTiesToEven, &mut l).value
                 }
             }
-            _ => to_ext([load(cpu, a, 8), load(cpu, a.wrapping_add(8), 2)]),
+            _ => to_ext([load(a, 8), load(a.wrapping_add(8), 2)]),
         }
     };
     (v, flags)
@@ -126,12 +126,12 @@ fn store_float(f: &mut Fpu, v: Ext, a: u64, size: usize) {
             } else {
                 narrow::<Double>(f, v, r)
             };
-            store(f.cpu, a, bits, size as u8);
+            store(a, bits, size as u8);
         }
         _ => {
             let b = from_ext(v);
-            store(f.cpu, a, b[0], 8);
-            store(f.cpu, a.wrapping_add(8), b[1], 2);
+            store(a, b[0], 8);
+            store(a.wrapping_add(8), b[1], 2);
         }
     }
 }
@@ -152,7 +152,7 @@ fn store_int(f: &mut Fpu, v: Ext, a: u64, size: usize, truncate: bool) {
         }
         s.value as u64
     };
-    store(f.cpu, a, out, size as u8);
+    store(a, out, size as u8);
 }
 
 /// fld: extended operands (memory or register) are copied as they are, without checks.
@@ -160,7 +160,7 @@ pub(super) fn fld(f: &mut Fpu, ins: &Instruction) {
     let mem = has_memory(ins);
     let b = if mem && ins.memory_size().size() == 10 {
         let a = ea(&mut Live::new(f.cpu), ins);
-        [load(f.cpu, a, 8), load(f.cpu, a.wrapping_add(8), 2)]
+        [load(a, 8), load(a.wrapping_add(8), 2)]
     } else if mem {
         let (v, fl) = load_mem(f.cpu, ins, false);
         // A stack overflow makes the load invalid: no denormal report then.
@@ -197,8 +197,8 @@ pub(super) fn fst(f: &mut Fpu, ins: &Instruction) {
         // Extended stores copy the register's bits.
         let a = ea(&mut Live::new(f.cpu), ins);
         let b = f.cpu.st[f.phys(0)];
-        store(f.cpu, a, b[0], 8);
-        store(f.cpu, a.wrapping_add(8), b[1], 2);
+        store(a, b[0], 8);
+        store(a.wrapping_add(8), b[1], 2);
     } else if mem {
         let a = ea(&mut Live::new(f.cpu), ins);
         store_float(f, v, a, ins.memory_size().size());
@@ -263,8 +263,8 @@ pub(super) fn fld_constant(f: &mut Fpu, ins: &Instruction) {
 /// fbld: 18 packed BCD digits and a sign byte.
 pub(super) fn fbld(f: &mut Fpu, ins: &Instruction) {
     let a = ea(&mut Live::new(f.cpu), ins);
-    let lo = load(f.cpu, a, 8);
-    let hi = load(f.cpu, a.wrapping_add(8), 2);
+    let lo = load(a, 8);
+    let hi = load(a.wrapping_add(8), 2);
     let digits = lo as u128 | ((hi & 0xff) as u128) << 64;
     let mut n: i128 = 0;
     for i in (0..9).rev() {
@@ -310,8 +310,8 @@ pub(super) fn fbstp(f: &mut Fpu, ins: &Instruction) {
             (bcd >> 64) as u64 | if v.is_negative() { 0x8000 } else { 0 },
         )
     };
-    store(f.cpu, a, lo, 8);
-    store(f.cpu, a.wrapping_add(8), hi, 2);
+    store(a, lo, 8);
+    store(a.wrapping_add(8), hi, 2);
     f.pop();
 }
 
