@@ -87,11 +87,17 @@ fn decode_bytes(buf: &[u8], rip: u64, classify: &impl Fn(&Instruction) -> Option
 }
 
 /// The guest address of the memory operand of the instruction in `code` (at guest `rip`) that
-/// lies outside the guest space (at or above `space`, or non-canonical), computed from the
-/// registers of `cpu` as they were before the instruction: what a fault clamped into the guard
-/// reports as the guest's own address; with whether that access writes (only: a
+/// lies outside `space` (the guest addresses that are their own host address: beyond it, in
+/// the null page, or non-canonical), computed from the registers of `cpu` as they were
+/// before the instruction: what a fault in the guard (`mem::host`) reports as the guest's own
+/// address; with whether that access writes (only: a
 /// read-modify-write faults on its read).
-pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu) -> Option<(u64, bool)> {
+pub fn address_outside(
+    code: &[u8],
+    rip: u64,
+    space: std::ops::Range<u64>,
+    cpu: &crate::cpu::Cpu,
+) -> Option<(u64, bool)> {
     use iced_x86::{InstructionInfoFactory, OpAccess, Register};
     let ins = Decoder::with_ip(64, code, rip, DecoderOptions::NONE).decode();
     if ins.code() == Code::INVALID {
@@ -112,7 +118,7 @@ pub fn address_outside(code: &[u8], rip: u64, space: u64, cpu: &crate::cpu::Cpu)
     let used = info.info(&ins).used_memory().to_vec();
     used.iter()
         .filter_map(|m| Some((m.virtual_address(0, value)?, m.access())))
-        .find(|&(a, _)| a >= space)
+        .find(|&(a, _)| !space.contains(&a))
         .map(|(a, access)| (a, matches!(access, OpAccess::Write | OpAccess::CondWrite)))
 }
 
@@ -253,32 +259,32 @@ mod tests {
 
     #[test]
     fn address_outside_is_the_access_beyond_the_space_with_its_direction() {
-        let space = 1 << 40;
+        let space = 4096..1 << 40;
         let mut cpu = crate::cpu::Cpu::new();
         cpu.gpr[3] = 0x200_0000_0000; // rbx
         let load = [0x48, 0x8b, 0x43, 0x08]; // mov rax, [rbx+8]
         assert_eq!(
-            address_outside(&load, 0x1000, space, &cpu),
+            address_outside(&load, 0x1000, space.clone(), &cpu),
             Some((0x200_0000_0008, false))
         );
         let store = [0x89, 0x03]; // mov [rbx], eax
         assert_eq!(
-            address_outside(&store, 0x1000, space, &cpu),
+            address_outside(&store, 0x1000, space.clone(), &cpu),
             Some((0x200_0000_0000, true))
         );
         cpu.gpr[4] = 0x300_0000_0000; // rsp
         assert_eq!(
-            address_outside(&[0x50], 0x1000, space, &cpu),
+            address_outside(&[0x50], 0x1000, space.clone(), &cpu),
             Some((0x300_0000_0000 - 8, true))
         );
         cpu.fs_base = 0x8000_0000_0000_0000;
         let fs = [0x64, 0x48, 0x8b, 0x04, 0x25, 0x10, 0, 0, 0]; // mov rax, fs:[0x10]
         assert_eq!(
-            address_outside(&fs, 0x1000, space, &cpu),
+            address_outside(&fs, 0x1000, space.clone(), &cpu),
             Some((0x8000_0000_0000_0010, false))
         );
         cpu.gpr[3] = 0x1000;
-        assert_eq!(address_outside(&load, 0x1000, space, &cpu), None);
+        assert_eq!(address_outside(&load, 0x1000, space.clone(), &cpu), None);
     }
 
     #[test]

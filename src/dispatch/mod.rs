@@ -385,7 +385,8 @@ impl Engine {
     }
 
     /// A memory fault at or beyond the end of the guest space, in the guard. When the
-    /// instruction's access used an address outside the guest space (clamped into the guard),
+    /// instruction's access used an address outside the guest space or in its null page
+    /// (`mem::host` puts both in the guard),
     /// reports the guest's own address, recovered from the instruction and the registers as
     /// they were before it; a non-canonical one is #GP, as on the CPU.
     fn fault_outside_space(&mut self) {
@@ -394,7 +395,7 @@ impl Engine {
         let Some(code) = self.proc.mem.read_bytes(rip, len as usize) else {
             return;
         };
-        let Some((a, write)) = crate::decode::address_outside(code, rip, GUEST_SPACE, &self.cpu) else {
+        let Some((a, write)) = crate::decode::address_outside(code, rip, crate::mem::OWN_ADDRESSES, &self.cpu) else {
             return;
         };
         if ((a as i64) << 16) >> 16 == a as i64 {

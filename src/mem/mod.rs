@@ -1,23 +1,24 @@
 //! The guest address space: one host reservation, guest mappings inside it, and checked access.
 //!
-//! Guest address `A` lives at host address `clamp(A)`: the guest space is the bottom of the
+//! Guest address `A` lives at host address `A`: the guest space is the bottom of the
 //! host's own address space, reserved whole at start-up (`Memory::reserve`), with Kiln's
 //! executable, heap, stacks and mappings all above it. Everything outside the guest's
 //! mappings stays `PROT_NONE`, so the host MMU enforces the guest's view. Above the guest
 //! space lies a `PROT_NONE` guard; below it there is nothing to guard, as an address below
 //! zero wraps to the top half of the host's address space, which is the kernel's or not an
-//! address at all (non-canonical), and faults. Rust code clamps an address at or above
-//! `GUEST_SPACE` into the guard; compiled code checks that the register part of an address
-//! lies below `SPACE_LIMIT` as a signed number and adds the displacement in the host access,
-//! which then lands in the guard or the top half when it leaves the guest space. Either way
-//! the access faults (`is_guest_fault`) and never reaches Kiln's memory.
+//! address at all (non-canonical), and faults. Rust code puts an address at or above
+//! `GUEST_SPACE`, or in the null page, into the guard (`host`); compiled code checks that the
+//! register part of an address lies below `SPACE_LIMIT` as a signed number and adds the
+//! displacement in the host access, which then lands in the guard or the top half when it
+//! leaves the guest space. Either way the access faults (`is_guest_fault`) and never reaches
+//! Kiln's memory.
 
 /// Size of the guest address space (1 TiB).
 pub const GUEST_SPACE: u64 = 1 << 40;
 /// The `PROT_NONE` guard reserved above the guest space: larger than any displacement (a
 /// signed 32-bit number) plus any single access (an fxsave image, a string instruction's
 /// element) beyond `SPACE_LIMIT`, so an access whose register part passed compiled code's
-/// check, or one clamped to `GUEST_SPACE`, faults inside the reservation.
+/// check, or one Rust code puts there (`host`), faults inside the reservation.
 pub const GUARD: u64 = 1 << 32;
 /// The bound (exclusive, as a signed number) of an address's register part that compiled code
 /// accesses without branching to its fault path (`in_reach`): 1 GiB above the guest space.
@@ -56,18 +57,16 @@ pub fn is_guest_fault(host: u64) -> bool {
     !(RESERVATION_END..TOP_HALF).contains(&host)
 }
 
-/// The offset in the reservation of guest address `addr`: itself inside the guest space, the
-/// start of the guard above it. A fault there is reported with the guest's own address
-/// (recovered from the faulting instruction).
-#[inline(always)]
-pub fn clamp(addr: u64) -> u64 {
-    addr.min(GUEST_SPACE)
-}
+/// The guest addresses Rust code accesses at their own host address (`host`).
+pub const OWN_ADDRESSES: std::ops::Range<u64> = PAGE..GUEST_SPACE;
 
-/// The host pointer of guest address `addr` (clamped into the guard beyond the space).
+/// The host pointer Rust code accesses guest address `addr` through: the address itself in
+/// `OWN_ADDRESSES`; in the guard above the space for one beyond it or in the null page (a
+/// null pointer is never made, let alone read). A fault in the guard is reported with the
+/// guest's own address, recovered from the faulting instruction.
 #[inline(always)]
 pub fn host(addr: u64) -> *mut u8 {
-    clamp(addr) as *mut u8
+    (addr.wrapping_sub(PAGE).min(GUEST_SPACE) + PAGE) as *mut u8
 }
 pub const PAGE: u64 = 4096;
 
@@ -779,5 +778,18 @@ mod tests {
             assert!(!is_guest_fault(host), "{host:#x}");
         }
         assert!(!in_reach(SPACE_LIMIT) && !in_reach(i64::MAX as u64));
+    }
+
+    /// Rust code reaches a guest address at its own host address, or in the guard: never at a
+    /// null pointer, nor beyond the reservation.
+    #[test]
+    fn rust_code_reaches_the_guest_space_at_its_own_addresses_and_the_rest_in_the_guard() {
+        for a in [PAGE, 0x40_0000, GUEST_SPACE - 1] {
+            assert_eq!(host(a) as u64, a);
+        }
+        for a in [0, 1, PAGE - 1, GUEST_SPACE, GUEST_SPACE + PAGE, u64::MAX, 1 << 63] {
+            let h = host(a) as u64;
+            assert!((GUEST_SPACE..GUEST_SPACE + 2 * PAGE).contains(&h), "{a:#x}: {h:#x}");
+        }
     }
 }

@@ -33,8 +33,8 @@ pub unsafe extern "C" fn helper_rflags(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
 #[inline]
 pub fn load(addr: u64, size: u8) -> u64 {
     let p = crate::mem::host(addr);
-    // SAFETY: the address is clamped into the reservation (beyond the guest space: into the
-    // guard); unmapped pages fault like the guest's.
+    // SAFETY: the pointer lies in the reservation (`mem::host`: beyond the guest space or in
+    // its null page, in the guard); unmapped pages fault like the guest's.
     unsafe {
         match size {
             1 => *p as u64,
