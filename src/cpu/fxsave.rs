@@ -84,8 +84,8 @@ fn host_qword(a: u64, i: usize) -> *mut u64 {
 /// state).
 pub fn fxsave_to(cpu: &Cpu, a: u64) {
     for (i, q) in image_of(cpu).iter().enumerate() {
-        // SAFETY: the address is clamped into the guest reservation; unmapped pages fault as the
-        // guest's own store would.
+        // SAFETY: `mem::host` keeps the pointer in the guest reservation; unmapped pages fault
+        // as the guest's own store would.
         unsafe { host_qword(a, i).write_unaligned(*q) };
     }
 }

@@ -285,6 +285,8 @@ mod tests {
         );
         cpu.gpr[3] = 0x1000;
         assert_eq!(address_outside(&load, 0x1000, space.clone(), &cpu), None);
+        cpu.gpr[3] = 0; // the null page
+        assert_eq!(address_outside(&load, 0x1000, space, &cpu), Some((8, false)));
     }
 
     #[test]

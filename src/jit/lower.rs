@@ -202,9 +202,9 @@ pub(super) struct Lower<'a> {
     /// chaining table goes through (`region::finish_chain` fills it).
     ret_block: Option<cranelift_codegen::ir::Block>,
     chain_block: Option<cranelift_codegen::ir::Block>,
-    /// Values in reach wherever they are defined (`jit::stack_in_reach`): the stack pointer the
+    /// Stack pointers in reach wherever they are defined (`jit::stack_in_reach`): the one the
     /// unit was entered with, and those its callees gave back.
-    in_reach: Vec<Value>,
+    stacks_in_reach: Vec<Value>,
     /// What checks that dominate the current block established.
     known: Known,
     /// Compiled for a pack: the units this one links to (`cache_format::Link`), by guest
@@ -308,7 +308,7 @@ impl<'a> Lower<'a> {
             record_slot: None,
             ret_block: None,
             chain_block: None,
-            in_reach: vec![carried[0]],
+            stacks_in_reach: vec![carried[0]],
             known: Known::default(),
             flags_live: true,
             flags_read_later: crate::cpu::rflags::ARITH,
@@ -557,7 +557,7 @@ impl<'a> Lower<'a> {
     /// The callee left `back` whole as the context's rip (`rip_base`).
     pub fn returned_from_call(&mut self, insns: Value, carried: [Value; 4], back: u64) {
         self.rip_base = Some(back);
-        self.in_reach.push(carried[0]);
+        self.stacks_in_reach.push(carried[0]);
         self.state = Cached::at_start(Regs::default(), Regs::default());
         for (r, v) in CARRIED.into_iter().zip(carried) {
             self.b.def_var(self.regs[r], v);
@@ -639,7 +639,7 @@ impl<'a> Lower<'a> {
     fn check_in_reach(&mut self, x: Value) {
         // The unit's own address is guest code, inside the guest space; a stack pointer it
         // was entered with is in reach (`jit::stack_in_reach`).
-        if x == self.entry_rip || self.in_reach.contains(&x) || self.known().in_reach.contains(&x) {
+        if x == self.entry_rip || self.stacks_in_reach.contains(&x) || self.known().in_reach.contains(&x) {
             return;
         }
         let outside = self.out_of_reach(x);
@@ -648,9 +648,9 @@ impl<'a> Lower<'a> {
         self.known.in_reach.push(x);
     }
 
-    /// Whether `v` is out of reach (`mem::in_reach`): one comparison with the limit the
-    /// context holds, which the branch after it fuses with (a 64-bit constant would take an
-    /// instruction of its own, or a load from the unit's code pages).
+    /// Whether `v` is out of reach (`mem::in_reach`): a signed comparison with the limit the
+    /// context holds, read through the block's copy of the context pointer (a 64-bit constant
+    /// would be a ten-byte instruction at every check).
     pub fn out_of_reach(&mut self, v: Value) -> Value {
         let cpu = self.cpu();
         let limit = self.b.ins().load(types::I64, mf(), cpu, off::SPACE_LIMIT);
@@ -667,7 +667,7 @@ impl<'a> Lower<'a> {
     /// entered with or a callee gave back, or a value within `mem::REACH_STEP` of one checked
     /// or accessed.
     pub fn known_in_reach(&mut self, v: Value) -> bool {
-        if self.in_reach.contains(&v) {
+        if self.stacks_in_reach.contains(&v) {
             return true;
         }
         self.known();
