@@ -3,24 +3,26 @@
 
 use super::emitter::{VOp, VShift};
 
+/// The `16 / w` lanes of `w` bytes of `v`, lowest first, zero-extended (the rest zero).
 pub fn lanes(v: u128, w: u8) -> [u64; 16] {
     let mut out = [0u64; 16];
-    let n = 16 / w as usize;
-    let mask = if w == 8 { u64::MAX } else { (1u64 << (w as u32 * 8)) - 1 };
-    for (i, o) in out.iter_mut().enumerate().take(n) {
-        *o = (v >> (i * w as usize * 8)) as u64 & mask;
+    let w = w as usize;
+    for (o, c) in out.iter_mut().zip(v.to_le_bytes().chunks_exact(w)) {
+        let mut x = [0u8; 8];
+        x[..w].copy_from_slice(c);
+        *o = u64::from_le_bytes(x);
     }
     out
 }
 
+/// The vector of the first `16 / w` lanes of `l`, each cut to `w` bytes (`lanes`' inverse).
 pub fn pack(l: &[u64; 16], w: u8) -> u128 {
-    let n = 16 / w as usize;
-    let mask = if w == 8 { u64::MAX } else { (1u64 << (w as u32 * 8)) - 1 };
-    let mut v = 0u128;
-    for (i, x) in l.iter().enumerate().take(n) {
-        v |= ((x & mask) as u128) << (i * w as usize * 8);
+    let mut bytes = [0u8; 16];
+    let w = w as usize;
+    for (c, x) in bytes.chunks_exact_mut(w).zip(l) {
+        c.copy_from_slice(&x.to_le_bytes()[..w]);
     }
-    v
+    u128::from_le_bytes(bytes)
 }
 
 pub fn sext(v: u64, w: u8) -> i64 {

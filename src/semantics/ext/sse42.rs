@@ -3,8 +3,7 @@
 
 use super::super::concrete::Live;
 use super::super::operand::{gpr, op_size, read_gpr, read_op, write_gpr};
-use super::super::vector::{lanes, sext};
-use super::{get, lane, pk, set, src, xmm};
+use super::{get, pk, set, src, xmm};
 use crate::cpu::flags::store_raw_flags;
 use crate::cpu::{fault, rflags as rf, Cpu};
 use iced_x86::{Code, Instruction, Mnemonic::*};
@@ -28,9 +27,9 @@ pub(super) fn crc32(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
 /// The control byte's fields and the two strings of one string compare.
 struct Strings {
     /// The elements of each string, sign-extended when the compare is signed (read once: an
-    /// aggregation compares up to 16 x 16 pairs).
-    a: [i64; 16],
-    b: [i64; 16],
+    /// aggregation compares up to 16 x 16 pairs); word strings leave their last 8 zero.
+    a: [i32; 16],
+    b: [i32; 16],
     /// Elements are words (else bytes).
     words: bool,
     /// Element count of a register (16 bytes or 8 words).
@@ -81,9 +80,15 @@ impl Strings {
         }
     }
 
-    /// One bit per element of b (all `n`) where `test` holds for it.
-    fn matches(&self, test: impl Fn(i64) -> bool) -> u32 {
-        (0..self.n).fold(0, |m, j| m | (test(self.b[j as usize]) as u32) << j)
+    /// One bit per element of b (all `n`) where `test` holds for it. All 16 lanes are
+    /// tested and the mask cut to `n` after, so that the loop is a few vector compares.
+    #[inline(always)]
+    fn matches(&self, test: impl Fn(i32) -> bool) -> u32 {
+        let mut m = 0;
+        for (j, &x) in self.b.iter().enumerate() {
+            m |= (test(x) as u32) << j;
+        }
+        m & ((1u32 << self.n) - 1)
     }
 
     /// Intermediate result 2: result 1 with the polarity imm[5:4] applied.
@@ -116,16 +121,26 @@ impl Strings {
     }
 }
 
-/// The bytes or words of `v` (`vector::lanes`), sign-extended when `signed`.
-fn elements(v: u128, words: bool, signed: bool) -> [i64; 16] {
-    let w = if words { 2 } else { 1 };
-    lanes(v, w).map(|x| if signed { sext(x, w) } else { x as i64 })
+/// The bytes or words of `v`, sign-extended when `signed` (word strings: the last 8 zero).
+fn elements(v: u128, words: bool, signed: bool) -> [i32; 16] {
+    let b = v.to_le_bytes();
+    let mut out = [0i32; 16];
+    if words {
+        for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let x = u16::from_le_bytes([c[0], c[1]]);
+            *o = if signed { x as i16 as i32 } else { x as i32 };
+        }
+    } else {
+        for (o, &x) in out.iter_mut().zip(&b) {
+            *o = if signed { x as i8 as i32 } else { x as i32 };
+        }
+    }
+    out
 }
 
 /// A string's valid length: from rax/rdx (explicit forms; 64 bits wide with REX.W, else 32,
 /// absolute value, at most a register), or up to its first zero element (implicit forms).
-fn string_length(cpu: &Cpu, ins: &Instruction, v: u128, reg: usize, words: bool) -> u32 {
-    let (n, w) = if words { (8, 2) } else { (16, 1) };
+fn string_length(cpu: &Cpu, ins: &Instruction, elems: &[i32; 16], reg: usize, n: u32) -> u32 {
     let explicit = matches!(ins.mnemonic(), Pcmpestri | Pcmpestrm | Pcmpestri64 | Pcmpestrm64);
     if explicit {
         let l = cpu.gpr[reg] as i64;
@@ -137,7 +152,7 @@ fn string_length(cpu: &Cpu, ins: &Instruction, v: u128, reg: usize, words: bool)
         let l = if wide { l } else { l as i32 as i64 };
         l.unsigned_abs().min(n as u64) as u32
     } else {
-        (0..n).find(|&i| lane(v, w, i) == 0).unwrap_or(n)
+        elems[..n as usize].iter().position(|&x| x == 0).unwrap_or(n as usize) as u32
     }
 }
 
@@ -150,13 +165,14 @@ pub(super) fn pcmpstr(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     let words = imm & 1 != 0;
     let n = if words { 8 } else { 16 };
     let signed = imm & 2 != 0;
+    let (a, b) = (elements(a, words, signed), elements(b, words, signed));
     let s = Strings {
-        a: elements(a, words, signed),
-        b: elements(b, words, signed),
+        la: string_length(cpu, ins, &a, 0, n),
+        lb: string_length(cpu, ins, &b, 2, n),
+        a,
+        b,
         words,
         n,
-        la: string_length(cpu, ins, a, 0, words),
-        lb: string_length(cpu, ins, b, 2, words),
     };
     let res2 = s.polarity(s.aggregate((imm >> 2) & 3), (imm >> 4) & 3);
     let most_significant = imm & 0x40 != 0;
@@ -228,7 +244,7 @@ mod tests {
         for case in 0..4000 {
             let words = case % 2 == 0;
             let n = if words { 8 } else { 16 };
-            let mut elems = || [0; 16].map(|_: i64| (next() % 4) as i64 - (case % 3 == 0) as i64);
+            let mut elems = || [0; 16].map(|_: i32| (next() % 4) as i32 - (case % 3 == 0) as i32);
             let s = Strings {
                 a: elems(),
                 b: elems(),
