@@ -15,6 +15,7 @@ pub mod operand;
 pub mod slow;
 pub mod sse;
 pub mod sse_fp;
+pub mod sse_strings;
 pub mod table;
 pub mod vector;
 pub mod x87;
@@ -177,6 +178,7 @@ mod tests {
             &[],
             &[0x48],
             &[0x66],
+            &[0x66, 0x48],
             &[0x67],
             &[0xf2],
             &[0xf3],

@@ -62,6 +62,8 @@ pub enum VecOp {
     Swizzle,
     /// palignr: the destination:source pair shifted right by an immediate count of bytes.
     ByteAlign,
+    /// pcmpistri and its kin: SSE4.2's string compares (`sse_strings`).
+    StringCompare,
 }
 
 /// Which lanes the one-source shuffles permute.
@@ -159,6 +161,10 @@ pub static FAMILY: Family<VecOp> = Family::new(
         // SSSE3, SSE4.1, SSE4.2
         row(&[Pshufb], VecOp::Swizzle),
         row(&[Palignr], VecOp::ByteAlign),
+        row(
+            &[Pcmpistri, Pcmpistrm, Pcmpestri, Pcmpestrm, Pcmpestri64, Pcmpestrm64],
+            VecOp::StringCompare,
+        ),
         row(&[Pminsb], lw(VOp::MinS(1))),
         row(&[Pminsd], lw(VOp::MinS(4))),
         row(&[Pmaxsb], lw(VOp::MaxS(1))),
@@ -210,7 +216,7 @@ pub(super) fn lane_shift(m: Mnemonic) -> Option<VShift> {
     }
 }
 /// Reads operand `n` as a vector; memory operands narrower than 16 bytes are zero-extended.
-fn src<E: Emitter>(e: &mut E, ins: &Instruction, n: u32, bytes: u8) -> E::X {
+pub(super) fn src<E: Emitter>(e: &mut E, ins: &Instruction, n: u32, bytes: u8) -> E::X {
     match ins.op_kind(n) {
         OpKind::Register => {
             let r = ins.op_register(n);
@@ -316,6 +322,7 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
             let n = ins.immediate(2);
             two_source(e, ins, |e, a, b| byte_align(e, a, b, n))
         }
+        VecOp::StringCompare => super::sse_strings::exec(e, ins),
     }
 }
 
@@ -331,7 +338,7 @@ fn byte_align<E: Emitter>(e: &mut E, a: E::X, b: E::X, n: u64) -> E::X {
 }
 
 /// A vector of zero bits.
-fn zero_x<E: Emitter>(e: &mut E) -> E::X {
+pub(super) fn zero_x<E: Emitter>(e: &mut E) -> E::X {
     let z = e.imm(0);
     e.x_from_halves(z, z)
 }

@@ -86,10 +86,6 @@ pub static FAMILY: Family<Handler> = Family::new(
         row(&[Pextrb, Pextrw, Pextrd, Pextrq, Extractps], Whole(sse41::extract)),
         // SSE4.2
         row(&[Crc32], Whole(sse42::crc32)),
-        row(
-            &[Pcmpistri, Pcmpistrm, Pcmpestri, Pcmpestrm, Pcmpestri64, Pcmpestrm64],
-            Whole(sse42::pcmpstr),
-        ),
         // BMI1, BMI2
         row(&[Andn, Bextr, Blsi, Blsmsk, Blsr], Whole(bmi::bmi1)),
         row(&[Bzhi, Mulx, Pdep, Pext, Rorx, Sarx, Shlx, Shrx], Whole(bmi::bmi2)),
