@@ -2,7 +2,7 @@
 //! tracked at translation time, guest memory accessed at its own address (`mem::in_reach`),
 //! everything else through the helper table reached from the context.
 
-use super::{CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW};
+use super::{CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW, STACK_POINTER};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off, CHECKPOINT_SHIFT};
@@ -693,6 +693,22 @@ impl<'a> Lower<'a> {
     /// current block found them so.
     pub fn assume_in_reach(&mut self, checked: &[Value]) {
         self.known().in_reach.extend_from_slice(checked);
+    }
+
+    /// On an edge into a block that starts with the stack pointer in its variable: checks it
+    /// is in reach (nothing when lowering knows it is), so that the block can take it as in
+    /// reach from its start (`stack_in_reach_from_start`) wherever it is entered from.
+    pub(super) fn stack_in_reach_on_edge(&mut self) {
+        let sp = self.b.use_var(self.regs[STACK_POINTER]);
+        self.check_in_reach(sp);
+    }
+
+    /// At the start of a block whose every way in leaves the stack pointer in its variable and
+    /// in reach (`stack_in_reach_on_edge`, a call's return, the unit's entry): the unit may
+    /// access the stack from it without a check, as from the one it was entered with.
+    pub(super) fn stack_in_reach_from_start(&mut self) {
+        let sp = self.b.use_var(self.regs[STACK_POINTER]);
+        self.stacks_in_reach.push(sp);
     }
 
     /// The facts the current block may rely on.

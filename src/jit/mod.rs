@@ -166,7 +166,10 @@ pub struct CompiledUnit {
 /// them too (a unit is entered with the whole state there, for a replay from its start); the
 /// copies in registers spare the next unit reloading a value just stored, a store-to-load
 /// round trip on every chain through a call or a return.
-pub const CARRIED: [usize; 4] = [4, 7, 6, 0];
+pub const CARRIED: [usize; 4] = [STACK_POINTER, 7, 6, 0];
+
+/// The guest's stack pointer, rsp, as a general register number.
+pub const STACK_POINTER: usize = 4;
 
 /// Whether a unit may be entered with stack pointer `rsp`: it is in reach (`mem::in_reach`).
 /// Units access the stack at the stack pointer they were entered with (or one a callee gave

@@ -9,7 +9,7 @@
 //! the chained call.
 
 use super::lower::{iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
-use super::{return_code, CARRIED};
+use super::{return_code, CARRIED, STACK_POINTER};
 use crate::cpu::flags::Flags;
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
@@ -290,6 +290,9 @@ impl Layout<'_> {
         }
         // Every edge into a block leaves the variables of its live registers current.
         l.state = Cached::at_start(self.dirty_in[i], self.live_in[i]);
+        if self.stack_held(i) {
+            l.stack_in_reach_from_start();
+        }
         if self.single_entry[i].is_some() {
             l.flags_from_edge(self.entry_flags[i].get());
         }
@@ -394,6 +397,13 @@ impl Layout<'_> {
         }
     }
 
+    /// Whether block `j` starts with the guest stack pointer in its variable: then every way
+    /// in leaves it in reach (`Lower::stack_in_reach_on_edge`; the unit's entry and a call's
+    /// return hand over one in reach).
+    fn stack_held(&self, j: usize) -> bool {
+        self.live_in[j].gprs()[STACK_POINTER]
+    }
+
     /// Leaves the count as every way into block `j` leaves it (`count_in`), on a way there.
     fn settle_count_into(&self, l: &mut Lower<'_>, j: usize) {
         let pending_there = self.count_in[j].get().unwrap_or(l.pending);
@@ -423,6 +433,9 @@ impl Layout<'_> {
             l.unpredicted = true;
         }
         l.revalidate(self.live_in[j]);
+        if self.stack_held(j) {
+            l.stack_in_reach_on_edge();
+        }
         // Every cycle has a retreating edge (one that closes it in a depth-first walk), so
         // loops stay interruptible; and after a block that stores, the store may have
         // rewritten the next block (its write fault wakes the thread), which must then be
