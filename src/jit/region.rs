@@ -439,9 +439,16 @@ impl Layout<'_> {
         // Every cycle has a retreating edge (one that closes it in a depth-first walk), so
         // loops stay interruptible; and after a block that stores, the store may have
         // rewritten the next block (its write fault wakes the thread), which must then be
-        // translated again.
-        if self.retreating.contains(&(i, j)) || self.stores[i] {
+        // translated again. A loop leaves with its state written back, so that what it did
+        // stands; so does the head, whose stack stores before any read share the unit's entry
+        // as their checkpoint (`checkpoints`), which a loop may have left long ago. In any
+        // other block every store has its own checkpoint, near, and the baseline tier runs
+        // again from there (`Lower::replay_if`).
+        if self.retreating.contains(&(i, j)) || (self.stores[i] && i == 0) {
             interrupt_check(l, target);
+        } else if self.stores[i] {
+            let word = interrupt_word(l);
+            l.replay_if(word);
         }
         // The count goes on uncounted into a block no other way leads to, and into any
         // other block on the first way lowered into it.
@@ -601,10 +608,15 @@ fn interrupt_check(l: &mut Lower<'_>, target: u64) {
 /// register for the whole unit, where the guest's registers need them all; the word itself
 /// with an atomic load, which Cranelift never merges with an earlier one.
 fn when_interrupted(l: &mut Lower<'_>) -> ir::Block {
+    let flag = interrupt_word(l);
+    when(l, flag)
+}
+
+/// The thread's interrupt word (non-zero: a signal waits or code changed).
+fn interrupt_word(l: &mut Lower<'_>) -> Value {
     let cpu = l.cpu();
     let iw = l.b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
-    let flag = l.b.ins().atomic_load(types::I64, mf(), iw);
-    when(l, flag)
+    l.b.ins().atomic_load(types::I64, mf(), iw)
 }
 
 /// Branches on `leave`: goes on in a new block, laid out with the cold code, where it is true
