@@ -441,9 +441,9 @@ impl Layout<'_> {
         // rewritten the next block (its write fault wakes the thread), which must then be
         // translated again. A loop leaves with its state written back, so that what it did
         // stands; so does the head, whose stack stores before any read share the unit's entry
-        // as their checkpoint (`checkpoints`), which a loop may have left long ago. In any
-        // other block every store has its own checkpoint, near, and the baseline tier runs
-        // again from there (`Lower::replay_if`).
+        // as their checkpoint (`checkpoints`), which a loop may have left long ago. Any other
+        // block has a checkpoint at or after its first store, near, and the baseline tier
+        // runs again from the last one (`Lower::replay_if`).
         if self.retreating.contains(&(i, j)) || (self.stores[i] && i == 0) {
             interrupt_check(l, target);
         } else if self.stores[i] {
