@@ -744,17 +744,23 @@ impl Lower<'_> {
     /// cvtsi2sd/ss.
     fn lower_from_int(&mut self, op: &FloatOp, a: Option<Value>, b: Value, g: &mut Guard) -> Out {
         let (f, a) = (op.f, a.expect("destination operand"));
-        // Exact when |v| fits the significand: no flags, the rounding mode irrelevant.
+        // Exact when |v| fits the significand: no flags, the rounding mode irrelevant. Else
+        // rounded as the host does, to nearest, which changes no flag where MXCSR says so,
+        // the precision flag already set and masked (an inexact `(float) n` of a large `n` in
+        // a loop sets it at the first pass, through the slow helper).
         let k = if f.double { 53 } else { 24 };
         let biased = self.b.ins().iadd_imm_u(b, 1 << k);
-        let c = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
+        let exact = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
+        let inexact_unseen = self.mxcsr_is((0x6000 | 0x1020, 0x1020));
+        let c = self.b.ins().bor(exact, inexact_unseen);
         self.require(g, c);
         let ri = self.b.ins().fcvt_from_sint(f.fty, b);
-        // |v| <= 2^k: the exponent at most k above the bias.
+        // |v| <= 2^bits: the exponent at most that many above the bias.
+        let bits = i64::from(self.b.func.dfg.value_type(b).bits());
         let bias = f.emax / 2;
         let range = Range {
             lo: bias,
-            hi: bias + k + 1,
+            hi: bias + bits + 1,
             zero: true,
             nonneg: false,
         };
