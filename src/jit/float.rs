@@ -303,6 +303,10 @@ fn derive(kind: Kind, (mb, emax): (i64, i64), a: Range, b: Range, same: bool) ->
 /// above the smallest binade (or exact) the guards admit. As (mask, value).
 const MXCSR_DEFAULT: (i64, i64) = (0xffff & !0x1f & !0x40 & !0x8000, 0x1fa0);
 
+/// The precision flag set and masked (an inexact result then changes nothing), rounding to
+/// nearest (the host's). As (mask, value).
+const INEXACT_SEEN_NEAREST: (i64, i64) = (0x1020 | 0x6000, 0x1020);
+
 /// The conditions under which the host's result is the exact one, and what holds once they do.
 #[derive(Default)]
 struct Guard {
@@ -751,8 +755,8 @@ impl Lower<'_> {
         let k = if f.double { 53 } else { 24 };
         let biased = self.b.ins().iadd_imm_u(b, 1 << k);
         let exact = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, biased, 2 << k);
-        let inexact_unseen = self.mxcsr_is((0x6000 | 0x1020, 0x1020));
-        let c = self.b.ins().bor(exact, inexact_unseen);
+        let inexact_seen = self.mxcsr_is(INEXACT_SEEN_NEAREST);
+        let c = self.b.ins().bor(exact, inexact_seen);
         self.require(g, c);
         let ri = self.b.ins().fcvt_from_sint(f.fty, b);
         // |v| <= 2^bits: the exponent at most that many above the bias.
@@ -785,7 +789,7 @@ impl Lower<'_> {
         };
         self.require_in(g, bi, range);
         let mxcsr = if kind == Kind::Round {
-            (0x1020 | 0x6000, 0x1020)
+            INEXACT_SEEN_NEAREST
         } else {
             (0x1020, 0x1020)
         };

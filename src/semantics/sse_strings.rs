@@ -49,12 +49,14 @@ impl Control {
     }
 }
 
-/// The two strings: their registers and their valid lengths (0..=n).
+/// The two strings: their registers, their valid lengths (0..=n) and one bit per valid
+/// element of b.
 struct Strings<V, X> {
     a: X,
     b: X,
     la: V,
     lb: V,
+    valid_b: V,
 }
 
 /// Executes (or emits) a string compare: operand 0 is string a (an XMM register), operand 1
@@ -76,7 +78,8 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
     } else {
         (implicit_length(e, c, a), implicit_length(e, c, b))
     };
-    let s = Strings { a, b, la, lb };
+    let valid_b = below(e, lb);
+    let s = Strings { a, b, la, lb, valid_b };
     let res1 = aggregate(e, c, &s);
     let res2 = polarity(e, c, &s, res1);
     let index_form = matches!(
@@ -172,8 +175,7 @@ fn or_if_below<E: Emitter>(e: &mut E, acc: E::V, m: E::V, i: u32, len: E::V) -> 
 
 /// Intermediate result 1: one bit per element of b, by the aggregation.
 fn aggregate<E: Emitter>(e: &mut E, c: Control, s: &Strings<E::V, E::X>) -> E::V {
-    let n = c.n();
-    let valid_b = below(e, s.lb);
+    let (n, valid_b) = (c.n(), s.valid_b);
     match c.aggregation {
         // Equal any: b[j] is one of a's valid elements.
         0 => {
@@ -236,10 +238,7 @@ fn polarity<E: Emitter>(e: &mut E, c: Control, s: &Strings<E::V, E::X>, res1: E:
             let full = e.imm(c.full());
             e.bin(Bin::Xor, res1, full)
         }
-        3 => {
-            let valid_b = below(e, s.lb);
-            e.bin(Bin::Xor, res1, valid_b)
-        }
+        3 => e.bin(Bin::Xor, res1, s.valid_b),
         _ => res1,
     }
 }
@@ -315,6 +314,7 @@ mod tests {
     use super::*;
     use crate::cpu::Cpu;
     use crate::semantics::concrete::Live;
+    use crate::semantics::vector::{lanes, sext};
     use iced_x86::{Decoder, DecoderOptions};
 
     /// The compare as the manual defines it, pair by pair over the elements: (rcx or xmm0,
@@ -323,10 +323,9 @@ mod tests {
         let c = Control::of(imm);
         let (n, w) = (c.n(), c.w as u32);
         let elem = |v: u128, i: u32| -> i64 {
-            let x = (v >> (i * w * 8)) as u64 & ((1u64 << (w * 8)) - 1);
+            let x = lanes(v, c.w)[i as usize];
             if c.signed {
-                let s = 64 - w * 8;
-                ((x << s) as i64) >> s
+                sext(x, c.w)
             } else {
                 x as i64
             }
