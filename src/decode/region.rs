@@ -22,7 +22,7 @@ pub struct Limits {
 }
 
 pub struct Region {
-    /// The head first, then the others in the order they were reached.
+    /// The head first, then the others in reverse postorder (`in_reverse_postorder`).
     pub blocks: Vec<Block>,
     /// Per block: where its end may continue at translation time, each with the index of
     /// its block when that is inside the region (`static_targets`).
@@ -103,6 +103,9 @@ impl Region {
         if blocks.first()?.start != head {
             return None;
         }
+        end_at_other_starts(&mut blocks);
+        let blocks = in_reverse_postorder(blocks);
+        let index: HashMap<u64, usize> = blocks.iter().enumerate().map(|(i, b)| (b.start, i)).collect();
         let targets: Vec<Vec<(u64, Option<usize>)>> = blocks
             .iter()
             .map(|b| {
@@ -253,6 +256,62 @@ impl Region {
     }
 }
 
+/// Ends each block where another block of the region starts inside it, so that it falls
+/// through to that block instead of holding a copy of its instructions: a block from before a
+/// loop that ran on into the loop's first block (decoded before the loop's head was known to be
+/// one) then meets the loop's edge at the head. The loop's body is translated once, and the
+/// block after the head has the head as its one way in, so that what the head's checks found
+/// holds there.
+fn end_at_other_starts(blocks: &mut [Block]) {
+    let starts: HashSet<u64> = blocks.iter().map(|b| b.start).collect();
+    for b in blocks.iter_mut() {
+        let Some(k) = (1..b.insns.len()).find(|&k| starts.contains(&b.insns[k].ip())) else {
+            continue;
+        };
+        let len = b.insns[k].ip() - b.start;
+        b.insns.truncate(k);
+        b.routes.truncate(k);
+        b.flags_live.truncate(k);
+        b.bytes.truncate(len as usize);
+        b.len = len;
+    }
+}
+
+/// The blocks (the head first) in reverse postorder of a depth-first walk from the head over
+/// the edges between them: each block after every block that dominates it, so that lowering
+/// meets a block's dominators, and the block before it that is its one way in, before the
+/// block itself.
+fn in_reverse_postorder(mut blocks: Vec<Block>) -> Vec<Block> {
+    let at: HashMap<u64, usize> = blocks.iter().enumerate().map(|(i, b)| (b.start, i)).collect();
+    let successors: Vec<Vec<usize>> = (blocks.iter())
+        .map(|b| {
+            let ends = static_targets(b).into_iter().chain(return_site(b));
+            ends.filter_map(|t| at.get(&t).copied()).collect()
+        })
+        .collect();
+    let mut seen = vec![false; blocks.len()];
+    let mut postorder = Vec::with_capacity(blocks.len());
+    // (block, how many of its successors were walked)
+    let mut path = vec![(0usize, 0usize)];
+    seen[0] = true;
+    while let Some((i, k)) = path.pop() {
+        match successors[i].get(k) {
+            Some(&j) => {
+                path.push((i, k + 1));
+                if !seen[j] {
+                    seen[j] = true;
+                    path.push((j, 0));
+                }
+            }
+            None => postorder.push(i),
+        }
+    }
+    let mut order: Vec<usize> = postorder.into_iter().rev().collect();
+    order.extend((0..blocks.len()).filter(|&i| !seen[i]));
+    let mut taken: Vec<Option<Block>> = blocks.drain(..).map(Some).collect();
+    order.into_iter().filter_map(|i| taken[i].take()).collect()
+}
+
 /// The known addresses outside the region block `b` goes to: its targets (`targets`, as
 /// `Region::targets` holds them) outside the region, and the callee of the direct call it
 /// ends in.
@@ -355,6 +414,30 @@ mod tests {
             assert_eq!(idom[index(a)], Some(0), "{a:#x}");
         }
         assert_eq!(idom[index(0x100c)], Some(index(0x1008)));
+    }
+
+    #[test]
+    fn a_loop_entered_by_running_into_it_is_translated_once_after_its_dominators() {
+        // 0x1000: xor ecx, ecx
+        // 0x1002: inc ecx; cmp ecx, 10; jl 0x1002    (the loop, entered by falling into it)
+        // 0x1009: ret
+        let code = [0x31, 0xc9, 0xff, 0xc1, 0x83, 0xf9, 0x0a, 0x7c, 0xf9, 0xc3];
+        let fetch = |at: u64| Some(decode_block(&code[(at - 0x1000) as usize..], at, |_| Some(0)));
+        let r = Region::form(0x1000, LIMITS, fetch, |_| true, |_, _| None).unwrap();
+        let starts: Vec<u64> = r.blocks.iter().map(|b| b.start).collect();
+        assert_eq!(starts, vec![0x1000, 0x1002, 0x1009]);
+        // The head ends where the loop starts and falls through to it.
+        assert_eq!((r.blocks[0].len, r.blocks[0].insns.len()), (2, 1));
+        assert_eq!(r.targets[0], vec![(0x1002, Some(1))]);
+        assert_eq!(r.blocks[0].bytes, code[..2]);
+        // No instruction is in two blocks, and each block comes after its dominators.
+        let mut ips: Vec<u64> = r.blocks.iter().flat_map(|b| b.insns.iter().map(|i| i.ip())).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        assert_eq!(ips.len(), r.ninsns());
+        let idom = r.dominators();
+        assert!((1..r.blocks.len()).all(|j| idom[j].is_some_and(|d| d < j)), "{idom:?}");
+        assert_eq!(r.retreating_edges(), HashSet::from([(1, 1)]));
     }
 
     #[test]
