@@ -437,6 +437,28 @@ fn a_socket_activated_service_serves_on_the_socket_it_is_given() {
 
 /// A service whose cache directory is removed (a test's temporary directory, a user's `rm -r`)
 /// exits within seconds and never creates the directory again.
+/// `kiln serve --wait` on a cache directory no run made (nothing to merge) returns at once,
+/// and does not make it.
+#[test]
+fn waiting_on_a_directory_no_run_made_returns_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("none");
+    let t = Instant::now();
+    let o = Command::new(KILN)
+        .args(["serve", "--wait", "--json", "--timeout", "30", "--cache-dir"])
+        .arg(&cache)
+        .output()
+        .expect("kiln serve --wait");
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "waited {:?}", t.elapsed());
+    assert!(!cache.exists(), "waiting made the directory");
+}
+
 #[test]
 fn a_service_whose_directory_is_removed_exits_without_recreating_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -86,10 +86,15 @@ pub fn status(dir: &Path) -> Option<ServiceStatus> {
 }
 
 /// Waits until every journal in the directory is merged (starting a service if journals wait
-/// and none runs), up to `timeout`; the service's status then, or None on time-out.
+/// and none runs), up to `timeout`; the service's status then, or None on time-out. A
+/// directory that does not exist (no run used it, or it was removed meanwhile) holds nothing
+/// to wait for.
 pub fn wait_idle(dir: &Path, timeout: Duration) -> Option<ServiceStatus> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
+        if !dir.is_dir() {
+            return Some(ServiceStatus::default());
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if let Some(s) = ask(dir, "wait", left).and_then(|l| serde_json::from_str::<ServiceStatus>(&l).ok()) {
             if s.idle() {
