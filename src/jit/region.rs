@@ -92,6 +92,7 @@ pub fn lower_region(
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
+        l.end_of_guest_block();
         layout.checked_at_end.push(checked);
     }
     l.finish_outside();
@@ -278,6 +279,7 @@ impl Layout<'_> {
     /// instructions end.
     fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) -> Vec<Value> {
         l.b.switch_to_block(self.starts[i]);
+        l.read_cpu_for_guest_block();
         // What the checks of the block that dominates this one found holds here too.
         if let Some(checked) = self.idom[i].and_then(|d| self.checked_at_end.get(d)) {
             l.assume_in_reach(checked);
