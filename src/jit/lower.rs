@@ -218,9 +218,10 @@ pub(super) struct Lower<'a> {
 }
 
 /// Facts established by checks that dominate the block named: reset when lowering moves to a
-/// block they may not dominate, kept across a branch to a cold exit.
-#[derive(Default)]
-struct Known {
+/// block they may not dominate, kept across a branch to a cold exit and into both sides of a
+/// guest block's closing branch (`switch_keeping`).
+#[derive(Default, Clone)]
+pub struct Known {
     block: Option<cranelift_codegen::ir::Block>,
     /// Values checked to be in reach (`check_in_reach`), or accessed in the guest space.
     in_reach: Vec<Value>,
@@ -600,6 +601,33 @@ impl<'a> Lower<'a> {
     pub fn flags_from_edge(&mut self, flags: Option<Flags<Value>>) {
         self.state.flags = flags;
         self.state.flags_dirty = false;
+    }
+
+    /// What the checks that dominate where lowering stands found.
+    pub fn known_here(&mut self) -> Known {
+        self.known().clone()
+    }
+
+    /// Switches to `block`, which the current block dominates (a side of the branch that ends
+    /// it), with `known` (`known_here` at the branch) holding there.
+    pub fn switch_keeping(&mut self, block: cranelift_codegen::ir::Block, known: Known) {
+        self.b.switch_to_block(block);
+        self.known = Known {
+            block: Some(block),
+            ..known
+        };
+    }
+
+    /// Whether MXCSR's default settings were found where lowering stands (`float.rs`), for
+    /// the block that the current one's only edge leads to (`mxcsr_from_edge`).
+    pub fn mxcsr_default_now(&mut self) -> bool {
+        self.known().mxcsr_default
+    }
+
+    /// Starts a block whose one way in found MXCSR's default settings (`mxcsr_default_now`
+    /// there), with no helper call since.
+    pub fn mxcsr_from_edge(&mut self, found: bool) {
+        self.known().mxcsr_default |= found;
     }
 
     /// Forget cached state after a helper that may change any of it (everything was stored

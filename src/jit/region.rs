@@ -88,6 +88,7 @@ pub fn lower_region(
         single_entry: single_entries(region),
         count_in: vec![Default::default(); region.blocks.len()],
         entry_flags: vec![Default::default(); region.blocks.len()],
+        entry_mxcsr: vec![Default::default(); region.blocks.len()],
         rip_bases: rip_bases(region),
     };
     for (i, gb) in region.blocks.iter().enumerate() {
@@ -270,6 +271,10 @@ struct Layout<'r> {
     /// Per block with a single entry: the flag record as the block before it left it (its
     /// values dominate the block), so that reading the flags there needs no helper call.
     entry_flags: Vec<std::cell::Cell<Option<Flags<Value>>>>,
+    /// Per block with a single entry: whether the block before it found MXCSR's default
+    /// settings on its way there (no helper call since), so that its float code need not
+    /// check them again.
+    entry_mxcsr: Vec<std::cell::Cell<bool>>,
     /// Per block: the address the context's rip holds where it starts (`rip_bases`).
     rip_bases: Vec<Option<u64>>,
 }
@@ -297,6 +302,7 @@ impl Layout<'_> {
         }
         if self.single_entry[i].is_some() {
             l.flags_from_edge(self.entry_flags[i].get());
+            l.mxcsr_from_edge(self.entry_mxcsr[i].get());
         }
         l.end = None;
         l.rip_base = self.rip_bases[i];
@@ -335,11 +341,11 @@ impl Layout<'_> {
                 let (taken, fall) = (l.b.create_block(), l.b.create_block());
                 l.b.ins().brif(c, taken, &[], fall, &[]);
                 l.seal(&[taken, fall]);
-                let kept = l.state;
-                l.b.switch_to_block(taken);
+                let (kept, known) = (l.state, l.known_here());
+                l.switch_keeping(taken, known.clone());
                 self.go_to(l, i, t, written);
                 l.state = kept;
-                l.b.switch_to_block(fall);
+                l.switch_keeping(fall, known);
                 self.go_to(l, i, f, written);
             }
             // What a callee reads, for a direct call; every flag, else (`Region::flags_out`).
@@ -456,6 +462,7 @@ impl Layout<'_> {
         // other block on the first way lowered into it.
         if self.single_entry[j] == Some(i) {
             self.entry_flags[j].set(l.flags_now());
+            self.entry_mxcsr[j].set(l.mxcsr_default_now());
         }
         self.settle_count_into(l, j);
         l.b.ins().jump(self.starts[j], &[]);
