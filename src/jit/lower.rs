@@ -221,7 +221,7 @@ pub(super) struct Lower<'a> {
 /// block they may not dominate, kept across a branch to a cold exit and into both sides of a
 /// guest block's closing branch (`switch_keeping`).
 #[derive(Default, Clone)]
-pub struct Known {
+pub(super) struct Known {
     block: Option<cranelift_codegen::ir::Block>,
     /// Values checked to be in reach (`check_in_reach`), or accessed in the guest space.
     in_reach: Vec<Value>,
