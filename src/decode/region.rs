@@ -186,31 +186,8 @@ impl Region {
     /// The edges (from block, to block) that close a cycle in a depth-first walk from the
     /// head: every cycle of the region has one.
     pub fn retreating_edges(&self) -> HashSet<(usize, usize)> {
-        const NEW: u8 = 0;
-        const ON_PATH: u8 = 1;
-        let mut state = vec![NEW; self.blocks.len()];
-        let mut edges = HashSet::new();
-        // (block, how many of its inner successors were walked)
-        let mut path = vec![(0usize, 0usize)];
-        state[0] = ON_PATH;
-        while let Some((i, k)) = path.pop() {
-            let Some(j) = self.successors(i).nth(k) else {
-                state[i] = ON_PATH + 1;
-                continue;
-            };
-            path.push((i, k + 1));
-            match state[j] {
-                NEW => {
-                    state[j] = ON_PATH;
-                    path.push((j, 0));
-                }
-                ON_PATH => {
-                    edges.insert((i, j));
-                }
-                _ => {}
-            }
-        }
-        edges
+        let successors: Vec<Vec<usize>> = (0..self.blocks.len()).map(|i| self.successors(i).collect()).collect();
+        depth_first(&successors).retreating
     }
 
     /// The flags read by the code outside the region at `target`.
@@ -289,27 +266,52 @@ fn in_reverse_postorder(mut blocks: Vec<Block>) -> Vec<Block> {
             ends.filter_map(|t| at.get(&t).copied()).collect()
         })
         .collect();
-    let mut seen = vec![false; blocks.len()];
-    let mut postorder = Vec::with_capacity(blocks.len());
-    // (block, how many of its successors were walked)
-    let mut path = vec![(0usize, 0usize)];
-    seen[0] = true;
-    while let Some((i, k)) = path.pop() {
-        match successors[i].get(k) {
-            Some(&j) => {
-                path.push((i, k + 1));
-                if !seen[j] {
-                    seen[j] = true;
-                    path.push((j, 0));
-                }
-            }
-            None => postorder.push(i),
-        }
-    }
-    let mut order: Vec<usize> = postorder.into_iter().rev().collect();
-    order.extend((0..blocks.len()).filter(|&i| !seen[i]));
+    let reached = depth_first(&successors).postorder;
+    let unreached = (0..blocks.len()).filter(|i| !reached.contains(i));
+    let order: Vec<usize> = reached.iter().rev().copied().chain(unreached).collect();
     let mut taken: Vec<Option<Block>> = blocks.drain(..).map(Some).collect();
     order.into_iter().filter_map(|i| taken[i].take()).collect()
+}
+
+/// What a depth-first walk from block 0 over `successors` (each block's, in order) finds.
+struct DepthFirst {
+    /// The blocks it reaches, each after every block it reaches from there first.
+    postorder: Vec<usize>,
+    /// The edges (from block, to block) that close a cycle: to a block on the walk's path.
+    retreating: HashSet<(usize, usize)>,
+}
+
+fn depth_first(successors: &[Vec<usize>]) -> DepthFirst {
+    const NEW: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; successors.len()];
+    let mut walk = DepthFirst {
+        postorder: Vec::with_capacity(successors.len()),
+        retreating: HashSet::new(),
+    };
+    // (block, how many of its successors were walked)
+    let mut path = vec![(0usize, 0usize)];
+    state[0] = ON_PATH;
+    while let Some((i, k)) = path.pop() {
+        let Some(&j) = successors[i].get(k) else {
+            state[i] = DONE;
+            walk.postorder.push(i);
+            continue;
+        };
+        path.push((i, k + 1));
+        match state[j] {
+            NEW => {
+                state[j] = ON_PATH;
+                path.push((j, 0));
+            }
+            ON_PATH => {
+                walk.retreating.insert((i, j));
+            }
+            _ => {}
+        }
+    }
+    walk
 }
 
 /// The known addresses outside the region block `b` goes to: its targets (`targets`, as
