@@ -1,4 +1,4 @@
-//! Diagnostics selected with `KILN_LOG=topic,topic` (topics: syscall, cache, jit, code, decode,
+//! Diagnostics selected with `KILN_LOG=topic,topic` (topics: syscall, cache, jit, clif, code, decode,
 //! signal). Kiln's
 //! stderr is the guest's stderr, so nothing is printed unless asked for.
 

@@ -190,6 +190,44 @@ impl Region {
         depth_first(&successors).retreating
     }
 
+    /// Per block that heads a loop: the blocks of its loops, the head's own first. A loop is
+    /// a retreating edge whose source the head dominates, with every block that reaches that
+    /// source without passing through the head. None for any other block.
+    pub fn loop_bodies(&self) -> Vec<Option<Vec<usize>>> {
+        let n = self.blocks.len();
+        let mut preds = vec![Vec::new(); n];
+        for i in 0..n {
+            for j in self.successors(i) {
+                preds[j].push(i);
+            }
+        }
+        let idom = self.dominators();
+        let dominates = |head: usize, mut k: usize| loop {
+            if k == head {
+                return true;
+            }
+            match idom[k] {
+                Some(d) => k = d,
+                None => return false,
+            }
+        };
+        let mut bodies: Vec<Option<Vec<usize>>> = vec![None; n];
+        for (latch, head) in self.retreating_edges() {
+            if !dominates(head, latch) {
+                continue;
+            }
+            let body = bodies[head].get_or_insert_with(|| vec![head]);
+            let mut work = vec![latch];
+            while let Some(k) = work.pop() {
+                if !body.contains(&k) {
+                    body.push(k);
+                    work.extend(&preds[k]);
+                }
+            }
+        }
+        bodies
+    }
+
     /// The flags read by the code outside the region at `target`.
     pub fn flags_read_at(&self, target: u64) -> u32 {
         self.outside.get(&target).copied().unwrap_or(ARITH_FLAGS)
@@ -440,6 +478,7 @@ mod tests {
         let idom = r.dominators();
         assert!((1..r.blocks.len()).all(|j| idom[j].is_some_and(|d| d < j)), "{idom:?}");
         assert_eq!(r.retreating_edges(), HashSet::from([(1, 1)]));
+        assert_eq!(r.loop_bodies(), vec![None, Some(vec![1]), None]);
     }
 
     #[test]

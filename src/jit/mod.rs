@@ -24,7 +24,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 17;
+pub const TRANSLATION_VERSION: u32 = 18;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -506,6 +506,7 @@ impl Jit {
         let Some(targets) = region::lower_region(b, isa, region, linked) else {
             return Err(JitError::Unpredicted(region.head()));
         };
+        crate::klog!("clif", "unit at {:#x}:\n{}", region.head(), func.display());
         let mut ctx = Context::for_function(func);
         ctx.set_disasm(crate::log::on("code"));
         let code = ctx

@@ -20,6 +20,7 @@ use cranelift_codegen::ir::{self, types, FuncRef, InstBuilder, MemFlagsData, Val
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::{FlowControl, OpKind};
+use std::collections::HashSet;
 
 fn mf() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -65,7 +66,9 @@ pub fn lower_region(
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
     prologue(&mut b, insns_before);
     let checkpoints = checkpoints(region);
-    let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints));
+    let retreating = region.retreating_edges();
+    let loop_entries = loop_entries(region, &checkpoints, &retreating);
+    let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints), &loop_entries);
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
     l.links = linked.then(Vec::new);
@@ -84,7 +87,8 @@ pub fn lower_region(
             .iter()
             .map(|b| b.insns.iter().any(writes_memory))
             .collect(),
-        retreating: region.retreating_edges(),
+        retreating,
+        loop_entries,
         single_entry: single_entries(region),
         count_in: vec![Default::default(); region.blocks.len()],
         entry_flags: vec![Default::default(); region.blocks.len()],
@@ -150,11 +154,34 @@ fn block_effects(region: &Region, checkpoints: &[Vec<bool>]) -> Vec<(bool, Regs)
     region.blocks.iter().zip(checkpoints).map(effect).collect()
 }
 
+/// The edges into a loop from outside it (not retreating) where the loop has a checkpoint
+/// (`Region::loop_bodies`, `checkpoints`): each takes a checkpoint of its own (`Layout::go_to`),
+/// so that what was written before the loop is stored once, not again at the loop's
+/// checkpoints on every round (a register that differs from the context at the loop's head on
+/// any way in is stored at each of them).
+fn loop_entries(
+    region: &Region,
+    checkpoints: &[Vec<bool>],
+    retreating: &HashSet<(usize, usize)>,
+) -> HashSet<(usize, usize)> {
+    let has_checkpoint = |body: &Vec<usize>| body.iter().any(|&k| checkpoints[k].contains(&true));
+    let heads: Vec<bool> = region
+        .loop_bodies()
+        .iter()
+        .map(|b| b.as_ref().is_some_and(has_checkpoint))
+        .collect();
+    let edges = (0..region.blocks.len()).flat_map(|i| region.successors(i).map(move |j| (i, j)));
+    edges
+        .filter(|&(i, j)| heads[j] && !retreating.contains(&(i, j)))
+        .collect()
+}
+
 /// Per block: the registers that may differ from the context where it starts. A checkpoint
 /// (where `checkpoints` puts one, and on an edge into a block that reads the flags) stores
 /// every register; registers written after the last one stay only in
-/// variables, across edges and loops. Nothing differs at the region's entry.
-fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
+/// variables, across edges and loops, but for the ways into a loop that take a checkpoint
+/// (`loop_entries`). Nothing differs at the region's entry.
+fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)], loop_entries: &HashSet<(usize, usize)>) -> Vec<Regs> {
     let n = region.blocks.len();
     let mut dirty_in = vec![Regs::default(); n];
     loop {
@@ -164,7 +191,8 @@ fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)]) -> Vec<Regs> {
             let out = if cp { after } else { dirty_in[i].union(after) };
             for &(_, j) in &region.targets[i] {
                 let Some(j) = j else { continue };
-                if !region.flags_in[j] && !dirty_in[j].contains(out) {
+                let checkpointed = region.flags_in[j] || loop_entries.contains(&(i, j));
+                if !checkpointed && !dirty_in[j].contains(out) {
                     dirty_in[j] = dirty_in[j].union(out);
                     changed = true;
                 }
@@ -259,7 +287,9 @@ struct Layout<'r> {
     /// Per block: whether it may write guest memory.
     stores: Vec<bool>,
     /// The edges that close a cycle (`Region::retreating_edges`).
-    retreating: std::collections::HashSet<(usize, usize)>,
+    retreating: HashSet<(usize, usize)>,
+    /// The ways into a loop that take a checkpoint (`loop_entries`).
+    loop_entries: HashSet<(usize, usize)>,
     /// Per block: the one block before it in the layout whose one edge leads into it, if that
     /// is the only way in (`single_entries`).
     single_entry: Vec<Option<usize>>,
@@ -433,9 +463,9 @@ impl Layout<'_> {
         let Some(j) = self.inside(i, target) else {
             return exit_to(l, target, self.region.flags_read_at(target) != 0);
         };
-        if self.region.flags_in[j] || written {
-            // The flags go to the context (with everything else, a checkpoint), or the
-            // block's memory write needs its checkpoint.
+        if self.region.flags_in[j] || written || self.loop_entries.contains(&(i, j)) {
+            // The flags go to the context (with everything else, a checkpoint), the block's
+            // memory write needs its checkpoint, or a loop is entered (`loop_entries`).
             l.checkpoint_with(target, self.region.flags_in[j]);
         } else if !self.dirty_in[j].contains(l.state.dirty()) {
             l.unpredicted = true;
