@@ -10,6 +10,7 @@ pub mod ops;
 
 pub use flags::FlagKind;
 use std::mem::offset_of;
+use std::sync::atomic::AtomicU64;
 
 pub mod fxsave;
 
@@ -150,9 +151,10 @@ pub struct Cpu {
     pub space_limit: u64,
     /// Host address of the chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry).
     pub chain_table: u64,
-    /// Host address of a word that is non-zero when a signal waits: units then return to the
-    /// dispatcher at entry.
-    pub interrupt: u64,
+    /// This thread's wake word (`linux::wake`): non-zero when a signal waits or code changed;
+    /// compiled code then returns to the dispatcher at its next check. Other threads and signal
+    /// handlers set it too.
+    pub interrupt: WakeWord,
     /// Non-zero while units from packs may jump and call straight into other units of their
     /// pack through their links, past the dispatcher's checks: while every module whose units
     /// run is known to hold its file's bytes unchanged (`dispatch::prefill`).
@@ -213,7 +215,7 @@ impl Cpu {
             chain_table: 0,
             links: 0,
             insns_compiled: 0,
-            interrupt: 0,
+            interrupt: WakeWord::default(),
             fault: 0,
             fault_addr: 0,
             mxcsr: 0x1f80,
@@ -235,11 +237,23 @@ impl Cpu {
     }
 }
 
+/// A thread's wake word (`linux::wake`), which other threads and signal handlers set while the
+/// thread runs. A copy of a context starts with a clear one of its own.
+#[derive(Default)]
+#[repr(transparent)]
+pub struct WakeWord(pub AtomicU64);
+
+impl Clone for WakeWord {
+    fn clone(&self) -> WakeWord {
+        WakeWord::default()
+    }
+}
+
 /// Byte offsets of the fields compiled code touches, from the address compiled code holds the
 /// context at: `BIAS` bytes into the `Cpu` (the trampoline adds it before it pins the
 /// register), so that the guest registers below it and the sixteen words from `rip` up (the
 /// flag record, what calls and returns test, the limit of addresses in reach, the chaining
-/// table's and the interrupt word's addresses) all lie within a signed byte of it, the one-byte
+/// table's address and the wake word) all lie within a signed byte of it, the one-byte
 /// displacement of x86-64 addressing: each access three bytes shorter than with four.
 pub mod off {
     use super::*;

@@ -23,8 +23,10 @@ use crate::linux::wake::Wake;
 use crate::linux::{Process, SysResult};
 use crate::mem::GUEST_SPACE;
 use crate::stats::Stats;
+use anyhow::Context;
 use cache_format::{ConfigId, Hash, ModuleOffset};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,6 +66,15 @@ impl Module {
     pub fn address_of(&self, offset: ModuleOffset) -> u64 {
         offset.0.wrapping_add(self.load_bias)
     }
+}
+
+/// Registers the wake word of `cpu`, a context that is never freed (`threads::retire`); None
+/// when the table of wake words is full (`linux::wake`).
+fn claim_wake(cpu: &Cpu) -> Option<Wake> {
+    // SAFETY: the context is never freed, so its word lives as long as the table that holds
+    // its address.
+    let word: &'static AtomicU64 = unsafe { &*(&cpu.interrupt.0 as *const AtomicU64) };
+    Wake::claim(word)
 }
 
 /// How a run ended.
@@ -110,7 +121,7 @@ pub struct Engine {
     cache: Option<PathBuf>,
     units: units::Units,
     compiles: compile::Compiles,
-    /// This thread's wake word (`Cpu::interrupt` points at it).
+    /// This thread's wake word (`Cpu::interrupt`), registered.
     wake: Wake,
     /// Block tails decoded for the baseline tier (`run_tail`), by address; each is used while
     /// the guest's bytes there are still the ones it was decoded from.
@@ -158,7 +169,8 @@ impl Engine {
             program: None,
         };
         shared.registry.lock().modules.libs = extra.iter().map(|m| (m.lo, m.hi, Some(*m))).collect();
-        let mut e = Engine::assemble(cpu, proc, shared, cache);
+        let wake = claim_wake(&cpu).context("no wake word left for the main thread")?;
+        let mut e = Engine::assemble(cpu, wake, proc, shared, cache);
         e.is_main = true;
         if let Some(dir) = e.cache.clone() {
             for m in std::iter::once(module).chain(extra) {
@@ -170,7 +182,8 @@ impl Engine {
 
     /// A dispatcher with empty unit tables over a CPU, wired to the helper table, the signal
     /// word and its own chaining table.
-    fn assemble(cpu: Box<Cpu>, proc: Arc<Process>, shared: Shared, cache: Option<PathBuf>) -> Engine {
+    /// `wake`: the wake word of `cpu`, registered (`claim_wake`).
+    fn assemble(cpu: Box<Cpu>, wake: Wake, proc: Arc<Process>, shared: Shared, cache: Option<PathBuf>) -> Engine {
         let mut e = Engine {
             cpu,
             proc,
@@ -182,10 +195,9 @@ impl Engine {
             units: units::Units::default(),
             compiles: compile::Compiles::default(),
             tails: Default::default(),
-            wake: Wake::claim(),
+            wake,
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
-        e.cpu.interrupt = e.wake.addr();
         e.shared.registry.count_running(1);
         e.cpu.chain_table = e.units.chain_table_addr();
         e
@@ -454,12 +466,12 @@ impl Engine {
         }
     }
 
-    /// What a thread leaves when it stops: its statistics, and its wake word.
+    /// What a thread leaves when it stops: its statistics (its wake word and context when the
+    /// dispatcher is dropped).
     fn end_thread(&mut self) {
         self.finish_thread_stats();
         self.shared.registry.add_ended(&self.stats);
         self.shared.registry.count_running(-1);
-        self.wake.release();
     }
 
     /// Ends the process from this thread, once the guest asked for it: stops the other threads,

@@ -10,13 +10,11 @@ use crate::jit::Jit;
 use crate::mem::exec::RewritableCode;
 use crate::mem::Memory;
 use crate::semantics;
-use std::sync::atomic::AtomicU64;
 
 pub(super) struct Kiln {
     mem: Memory,
     jit: Jit,
     chain: Vec<[u64; 2]>,
-    interrupt: Box<AtomicU64>,
     page: RewritableCode,
 }
 
@@ -34,7 +32,6 @@ impl Kiln {
             mem,
             jit: Jit::new()?,
             chain: vec![[0, 0]; crate::cpu::CHAIN_ENTRIES as usize],
-            interrupt: Box::new(AtomicU64::new(0)),
             page,
         })
     }
@@ -103,7 +100,6 @@ impl Kiln {
         let mut cpu = Cpu::new();
         cpu.helpers = crate::dispatch::runtime::HELPERS.as_ptr() as u64;
         cpu.chain_table = self.chain.as_ptr() as u64;
-        cpu.interrupt = &*self.interrupt as *const AtomicU64 as u64;
         cpu.gpr = c.state.gpr;
         cpu.rip = CODE;
         store_raw_flags(&mut cpu, c.state.rflags & rf::ARITH);
