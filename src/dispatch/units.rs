@@ -8,7 +8,7 @@ use super::modules::module_in;
 use super::registry::Found;
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block, Limits, Region};
-use crate::jit::UnitFn;
+use crate::jit::{Placement, UnitFn};
 use crate::mem::watch::Watch;
 use crate::mem::AddrMap;
 use crate::semantics;
@@ -421,7 +421,8 @@ impl Engine {
     fn compile_now(&mut self, region: &Region, bytes: Vec<u8>) -> Option<UnitFn> {
         let jit = self.shared.jit.as_ref()?;
         let t = Instant::now();
-        let cu = match jit.compile_region(region) {
+        // For this process only, where the code lies where it was decoded.
+        let cu = match jit.compile_region(region, Placement::Fixed) {
             Ok(cu) => cu,
             Err(e) => {
                 crate::klog!("jit", "{e}; the block runs in the baseline tier");

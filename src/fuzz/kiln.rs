@@ -6,7 +6,7 @@ use super::{from_fx_image, fx_image, Case, Outcome, State, CODE, FX_AREA, SCRATC
 use crate::cpu::flags::{rflags, store_raw_flags};
 use crate::cpu::{exit, fault, rflags as rf, Cpu};
 use crate::decode::{decode_block, Block, Limits, Region};
-use crate::jit::Jit;
+use crate::jit::{Jit, Placement};
 use crate::mem::exec::RewritableCode;
 use crate::mem::Memory;
 use crate::semantics;
@@ -83,7 +83,11 @@ impl Kiln {
                         returns: true,
                     };
                     let region = Region::form(cpu.rip, limits, fetch, |_| true, |_, _| None).ok_or("no region")?;
-                    let u = self.jit.compile_region(&region).map_err(|e| e.to_string())?;
+                    // At the fixed address the case runs at: code addresses are constants.
+                    let u = self
+                        .jit
+                        .compile_region(&region, Placement::Fixed)
+                        .map_err(|e| e.to_string())?;
                     let r = self.enter(&mut cpu, &u.code)?;
                     self.finish_tail(&mut cpu, r, fetch)?
                 }

@@ -2,7 +2,7 @@
 //! tracked at translation time, guest memory accessed at its own address (`mem::in_reach`),
 //! everything else through the helper table reached from the context.
 
-use super::{CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW, STACK_POINTER};
+use super::{Placement, CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW, STACK_POINTER};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off, CHECKPOINT_SHIFT};
@@ -179,6 +179,8 @@ pub(super) struct Lower<'a> {
     /// addresses and instruction offsets are relative to it.
     pub entry_rip: Value,
     pub head: u64,
+    /// Whether code addresses are constants (`Placement::Fixed`) or relative to `entry_rip`.
+    pub placement: Placement,
     /// The guest address the context's rip holds below a checkpoint's distance where lowering
     /// stands, when known (`set_rip`): per block from `region::rip_bases`.
     pub rip_base: Option<u64>,
@@ -198,9 +200,11 @@ pub(super) struct Lower<'a> {
     outside: Option<cranelift_codegen::ir::Block>,
     /// Where the unit stores an instruction's record for the slow helper (`slow_record`).
     record_slot: Option<cranelift_codegen::ir::StackSlot>,
-    /// The unit's one return (`return_counted`), and the block every exit through the
-    /// chaining table goes through (`region::finish_chain` fills it).
+    /// The unit's one return (`return_counted`), the one for the ways out that hand on no
+    /// registers, and the block every exit through the chaining table goes through
+    /// (`region::finish_chain` fills it).
     ret_block: Option<cranelift_codegen::ir::Block>,
+    ret_uncarried_block: Option<cranelift_codegen::ir::Block>,
     chain_block: Option<cranelift_codegen::ir::Block>,
     /// Stack pointers in reach wherever they are defined (`jit::stack_in_reach`): the one the
     /// unit was entered with, and those its callees gave back.
@@ -310,6 +314,7 @@ impl<'a> Lower<'a> {
             outside: None,
             record_slot: None,
             ret_block: None,
+            ret_uncarried_block: None,
             chain_block: None,
             stacks_in_reach: vec![carried[0]],
             known: Known::default(),
@@ -318,6 +323,7 @@ impl<'a> Lower<'a> {
             helper_sig,
             unit_sig,
             entry_rip,
+            placement: Placement::Relocatable,
             head,
             rip_base: Some(head),
             end: None,
@@ -490,10 +496,16 @@ impl<'a> Lower<'a> {
     /// Returns from the unit with exit `code`, `insns` instructions run and the `CARRIED`
     /// registers' values (zeros where none are given), through the unit's one return
     /// (`finish_return`): a unit has many ways out, and its frame is torn down in one place.
+    /// The ways out that give no registers share one more, which makes the zeros (each way
+    /// making its own, Cranelift kept one zero on the stack, reloaded four times in each).
     pub fn return_counted(&mut self, code: Value, insns: Value, carried: Option<[Value; 4]>) {
-        let carried = carried.unwrap_or_else(|| [self.b.ins().iconst(types::I64, 0); 4]);
-        let values: Vec<Value> = [code, insns].into_iter().chain(carried).collect();
-        jump_to_shared(&mut self.b, &mut self.ret_block, &values);
+        match carried {
+            Some(carried) => {
+                let values: Vec<Value> = [code, insns].into_iter().chain(carried).collect();
+                jump_to_shared(&mut self.b, &mut self.ret_block, &values);
+            }
+            None => jump_to_shared(&mut self.b, &mut self.ret_uncarried_block, &[code, insns]),
+        }
     }
 
     /// Leaves the unit for the unit at the chaining table's slot for the guest address in
@@ -510,6 +522,14 @@ impl<'a> Lower<'a> {
 
     /// Fills the unit's one return (`return_counted`), once every way out is lowered.
     pub fn finish_return(&mut self) {
+        if let Some(r) = self.ret_uncarried_block.take() {
+            // Only ways back to the dispatcher take it.
+            self.b.switch_to_block(r);
+            self.b.set_cold_block(r);
+            let zero = self.b.ins().iconst(types::I64, 0);
+            let values: Vec<Value> = self.b.block_params(r).iter().copied().chain([zero; 4]).collect();
+            self.b.ins().return_(&values);
+        }
         if let Some(r) = self.ret_block.take() {
             self.b.switch_to_block(r);
             let values = self.b.block_params(r).to_vec();
@@ -699,6 +719,10 @@ impl<'a> Lower<'a> {
         // The unit's own address is guest code, inside the guest space; a stack pointer it
         // was entered with is in reach (`jit::stack_in_reach`).
         if x == self.entry_rip || self.stacks_in_reach.contains(&x) || self.known().in_reach.contains(&x) {
+            return;
+        }
+        // A constant address (a fixed unit's code and data, `Placement::Fixed`) is known.
+        if iconst_value(&self.b.func.dfg, x).is_some_and(|c| crate::mem::in_reach(c as u64)) {
             return;
         }
         let outside = self.out_of_reach(x);
@@ -1121,6 +1145,9 @@ impl Emitter for Lower<'_> {
         }
     }
     fn code_addr(&mut self, abs: u64) -> Value {
+        if self.placement == Placement::Fixed {
+            return self.b.ins().iconst(types::I64, abs as i64);
+        }
         let delta = abs.wrapping_sub(self.head) as i64;
         if delta == 0 {
             return self.entry_rip;

@@ -23,8 +23,21 @@ use cranelift_codegen::{FinalizedMachReloc, FinalizedRelocTarget};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
 
+/// Where the guest code a unit is compiled from lies in the processes that run it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Placement {
+    /// Anywhere: the unit computes code addresses from its entry rip (a module loaded with
+    /// relocation, and code compiled for one run).
+    Relocatable,
+    /// At the addresses it was decoded at, in every process (a module loaded where its file
+    /// says, an `ET_EXEC` program): code addresses are constants, and no register holds the
+    /// entry rip for them across the unit (warm `cc1`, which is such a program, spilled it and
+    /// reloaded it at most exits and calls).
+    Fixed,
+}
+
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 18;
+pub const TRANSLATION_VERSION: u32 = 19;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -452,39 +465,40 @@ impl Jit {
 
     /// Compiles a block as a unit of its own.
     pub fn compile(&self, block: &Block) -> Result<CompiledUnit, JitError> {
-        self.compile_region(&Region::single(block.clone()))
+        self.compile_region(&Region::single(block.clone()), Placement::Relocatable)
     }
 
     /// Compiles a region (its head block alone if the region cannot be); a failure (or a
     /// panic inside Cranelift) is an error, never fatal.
-    pub fn compile_region(&self, region: &Region) -> Result<CompiledUnit, JitError> {
-        self.compile_region_as(region, false)
+    pub fn compile_region(&self, region: &Region, placement: Placement) -> Result<CompiledUnit, JitError> {
+        self.compile_region_as(region, false, placement)
     }
 
     /// `compile_region` for a pack: the unit links to the units its known exits and direct
     /// calls lead to (without links if the host's code cannot have them).
-    pub fn compile_for_pack(&self, region: &Region) -> Result<CompiledUnit, JitError> {
-        match self.compile_region_as(region, true) {
-            Err(JitError::Relocations(..)) => self.compile_region(region),
+    pub fn compile_for_pack(&self, region: &Region, placement: Placement) -> Result<CompiledUnit, JitError> {
+        match self.compile_region_as(region, true, placement) {
+            Err(JitError::Relocations(..)) => self.compile_region_as(region, false, placement),
             r => r,
         }
     }
 
-    fn compile_region_as(&self, region: &Region, linked: bool) -> Result<CompiledUnit, JitError> {
-        match self.compile_guarded(region, linked) {
+    fn compile_region_as(&self, region: &Region, linked: bool, placement: Placement) -> Result<CompiledUnit, JitError> {
+        match self.compile_guarded(region, linked, placement) {
             Err(JitError::Unpredicted(at)) if region.blocks.len() > 1 => {
                 crate::klog!(
                     "jit",
                     "region at {at:#x}: a register write was not foreseen; compiling its head alone"
                 );
-                self.compile_guarded(&Region::single(region.blocks[0].clone()), linked)
+                self.compile_guarded(&Region::single(region.blocks[0].clone()), linked, placement)
             }
             r => r,
         }
     }
 
-    fn compile_guarded(&self, region: &Region, linked: bool) -> Result<CompiledUnit, JitError> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_inner(region, linked))) {
+    fn compile_guarded(&self, region: &Region, linked: bool, placement: Placement) -> Result<CompiledUnit, JitError> {
+        let compile = || self.compile_inner(region, linked, placement);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile)) {
             Ok(r) => r,
             Err(p) => {
                 let msg = p
@@ -497,13 +511,13 @@ impl Jit {
         }
     }
 
-    fn compile_inner(&self, region: &Region, linked: bool) -> Result<CompiledUnit, JitError> {
+    fn compile_inner(&self, region: &Region, linked: bool, placement: Placement) -> Result<CompiledUnit, JitError> {
         let isa = self.isa();
         let sig = unit_signature();
         let mut func = Function::with_name_signature(UserFuncName::default(), sig);
         let mut fctx = FunctionBuilderContext::new();
         let b = FunctionBuilder::new(&mut func, &mut fctx);
-        let Some(targets) = region::lower_region(b, isa, region, linked) else {
+        let Some(targets) = region::lower_region(b, isa, region, linked, placement) else {
             return Err(JitError::Unpredicted(region.head()));
         };
         crate::klog!("clif", "unit at {:#x}:\n{}", region.head(), func.display());

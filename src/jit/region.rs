@@ -9,7 +9,7 @@
 //! the chained call.
 
 use super::lower::{iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
-use super::{return_code, CARRIED, STACK_POINTER};
+use super::{return_code, Placement, CARRIED, STACK_POINTER};
 use crate::cpu::flags::Flags;
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
@@ -53,6 +53,7 @@ pub fn lower_region(
     isa: &dyn TargetIsa,
     region: &Region,
     linked: bool,
+    placement: Placement,
 ) -> Option<Vec<u64>> {
     if region.end().wrapping_sub(region.head()) > i16::MAX as u64 {
         return None;
@@ -71,6 +72,7 @@ pub fn lower_region(
     let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints), &loop_entries);
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
+    l.placement = placement;
     l.links = linked.then(Vec::new);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
     l.b.ins().jump(starts[0], &[]);

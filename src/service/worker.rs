@@ -10,7 +10,7 @@ use super::status::ServiceStatus;
 use crate::cache::journal::{self, Journal};
 use crate::decode::decode_block;
 use crate::decode::Region;
-use crate::jit::{CompiledUnit, Jit};
+use crate::jit::{CompiledUnit, Jit, Placement};
 use crate::semantics;
 use cache_format::{
     ConfigId, Hash, Link, LinkKind, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal,
@@ -581,9 +581,20 @@ impl Worker {
     }
 }
 
+/// Where a module's code lies in the runs that use its pack, from where a run loaded it: a
+/// module loaded at its own addresses (no relocation: a program that is not position
+/// independent; no other can lie at 0) lies there in every run.
+fn placement(load_base: u64) -> Placement {
+    if load_base == 0 {
+        Placement::Fixed
+    } else {
+        Placement::Relocatable
+    }
+}
+
 /// Compiles a planned region into the entry for its head.
 fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
-    let unit = jit.compile_for_pack(&p.region).ok()?;
+    let unit = jit.compile_for_pack(&p.region, placement(load_base)).ok()?;
     Some(pack_entry(unit, load_base, &p.bytes, p.heat))
 }
 
@@ -594,7 +605,9 @@ fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
     if block.insns.is_empty() || block.len != b.bytes.len() as u64 {
         return None;
     }
-    let unit = jit.compile_for_pack(&Region::single(block)).ok()?;
+    let unit = jit
+        .compile_for_pack(&Region::single(block), placement(b.load_base))
+        .ok()?;
     let heat = u32::try_from(b.executions).unwrap_or(u32::MAX);
     Some(pack_entry(unit, b.load_base, &b.bytes, heat))
 }
