@@ -236,6 +236,9 @@ pub(super) struct Known {
     /// MXCSR checked to hold its default settings with the precision flag set (cleared by any
     /// helper call, which may change it).
     mxcsr_default: bool,
+    /// The limit of addresses in reach, loaded from the context in this guest block
+    /// (`out_of_reach`).
+    limit: Option<Value>,
 }
 
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
@@ -362,6 +365,7 @@ impl<'a> Lower<'a> {
     /// `end_of_guest_block`.
     pub(super) fn read_cpu_for_guest_block(&mut self) {
         self.cpu_of_guest_block = Some(self.b.ins().get_pinned_reg(types::I64));
+        self.known().limit = None;
     }
 
     /// Ends what `read_cpu_for_guest_block` began: the blocks lowered from here on (the
@@ -733,10 +737,19 @@ impl<'a> Lower<'a> {
 
     /// Whether `v` is out of reach (`mem::in_reach`): a signed comparison with the limit the
     /// context holds, read through the block's copy of the context pointer (a 64-bit constant
-    /// would be a ten-byte instruction at every check).
+    /// would be a ten-byte instruction at every check), once per guest block where checks
+    /// dominate each other (`Known::limit`): Cranelift's alias analysis does not merge the
+    /// loads in a loop, where each check starts a block whose state it meets with a stale one.
     pub fn out_of_reach(&mut self, v: Value) -> Value {
-        let cpu = self.cpu();
-        let limit = self.b.ins().load(types::I64, mf(), cpu, off::SPACE_LIMIT);
+        let limit = match self.known().limit {
+            Some(limit) => limit,
+            None => {
+                let cpu = self.cpu();
+                let limit = self.b.ins().load(types::I64, mf(), cpu, off::SPACE_LIMIT);
+                self.known.limit = Some(limit);
+                limit
+            }
+        };
         self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, v, limit)
     }
 
