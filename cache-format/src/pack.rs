@@ -22,8 +22,13 @@ pub const PACK_RECORD: usize = PLACEMENT + 56;
 const PLACEMENT: usize = 16;
 /// Alignment of the code region's start in the file.
 pub const CODE_REGION_ALIGN: usize = 64;
-/// Alignment of each unit's code inside the code region.
+/// Alignment of each unit's code inside the code region, as readers check it.
 pub const UNIT_ALIGN: usize = 16;
+/// Where the writer puts each unit's code: at the start of a cache line, so that entering a
+/// unit fetches no line of the code before it (warm `cc1 -O2 hello.i` 0.95x CPU, `python3 -c
+/// pass` 0.98x, against 16 bytes, for packs 7% larger).
+const UNIT_PLACE: usize = 64;
+const _: () = assert!(UNIT_PLACE.is_multiple_of(UNIT_ALIGN));
 /// Filler between units' code (int3).
 const FILL: u8 = 0xcc;
 /// The link stub field of a pack without one.
@@ -71,7 +76,7 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
     order.sort_by_key(|&i| std::cmp::Reverse(units[i].1.heat));
     let mut at = vec![0; units.len()];
     for i in order {
-        code.resize(code.len().next_multiple_of(UNIT_ALIGN), FILL);
+        code.resize(code.len().next_multiple_of(UNIT_PLACE), FILL);
         at[i] = code.len();
         code.extend_from_slice(&units[i].1.code);
     }
@@ -475,7 +480,7 @@ mod tests {
         let stub = [0x90, 0x90, 0xc3];
         let p = encode_pack(&m, &c, &units, &stub);
         let idx = decode_pack_index(&p, &m, &c).unwrap();
-        let code_region = idx.iter().map(|u| u.code_start).min().unwrap() - UNIT_ALIGN;
+        let code_region = idx.iter().map(|u| u.code_start).min().unwrap() - UNIT_PLACE;
         assert_eq!(&p[code_region..code_region + 3], &stub, "the stub comes first");
         let site = idx[0].code_start;
         assert_eq!(
