@@ -311,3 +311,80 @@ fn python3_script_and_busybox_script_match_native() {
         }
     }
 }
+
+/// A program that is not position independent (gcc's cc1) has its units at the same offsets
+/// whether the kernel maps it or the dynamic loader, run as the program, does: with a cache
+/// filled by direct runs, cc1 through ld.so writes what it writes natively (its units were
+/// looked up at file offsets instead of virtual addresses, and ran where another unit's code
+/// belonged).
+#[test]
+fn a_program_run_through_the_dynamic_loader_uses_its_own_units() {
+    let Some(cc1) = Command::new("gcc")
+        .arg("-print-prog-name=cc1")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| Path::new(p).exists())
+    else {
+        eprintln!("skipped: no cc1");
+        return;
+    };
+    let ld_so = Path::new("/lib64/ld-linux-x86-64.so.2");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let src = dir.path().join("t.i");
+    std::fs::write(
+        &src,
+        "int square(int x) { return x * x; }\nint main(void) { return square(3); }\n",
+    )
+    .unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let args = |o: &str| {
+        vec![
+            "-quiet".to_string(),
+            "-O2".into(),
+            src.to_str().unwrap().into(),
+            "-o".into(),
+            o.into(),
+        ]
+    };
+    let want = native(
+        Path::new(&cc1),
+        &args(&out("native.s")).iter().map(String::as_str).collect::<Vec<_>>(),
+        b"",
+    );
+    assert_eq!(want.status, Some(0), "native cc1: {}", show(&want));
+    let expected = std::fs::read(out("native.s")).unwrap();
+    for _ in 0..2 {
+        let a = args(&out("direct.s"));
+        let r = kiln(
+            Path::new(&cc1),
+            "auto",
+            &cache,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            b"",
+            &[],
+        );
+        assert_eq!(r.status, Some(0), "cc1 under kiln: {}", show(&r));
+        settle(&cache);
+    }
+    for round in 0..2 {
+        let mut a = vec![cc1.clone()];
+        a.extend(args(&out("via-ld.s")));
+        let r = kiln(
+            ld_so,
+            "auto",
+            &cache,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            b"",
+            &[],
+        );
+        assert_eq!(r.status, Some(0), "cc1 through ld.so, run {round}: {}", show(&r));
+        assert_eq!(
+            std::fs::read(out("via-ld.s")).unwrap(),
+            expected,
+            "run {round}: output differs"
+        );
+        settle(&cache);
+    }
+}

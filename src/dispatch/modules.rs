@@ -120,9 +120,17 @@ impl Engine {
             }
             cache::memo::file_hash(dir, &f, None)
         });
+        // Offsets in a module are its ELF virtual addresses, as for the program and its
+        // interpreter (`cli/run.rs`), whichever way it was found: a program that is not
+        // position independent, mapped by an interpreter run as the program, has the same
+        // units at the same offsets as when the kernel maps it.
+        let delta = || {
+            let file = path.to_str().and_then(|p| crate::loader::ImageFile::open(p).ok());
+            file.map_or(0, |f| crate::loader::vaddr_delta_at(f.bytes(), off))
+        };
         let module = hash.map(|hash| Module {
             hash,
-            load_bias: start.wrapping_sub(off),
+            load_bias: start.wrapping_sub(off).wrapping_sub(delta()),
             lo: start,
             hi: end,
         });

@@ -46,6 +46,23 @@ impl ImageFile {
     }
 }
 
+/// How far the ELF virtual address of file offset `off` lies from the offset itself: the
+/// `p_vaddr - p_offset` of the loadable segment that holds it (0 where none does, or where
+/// `data` is no 64-bit ELF). A mapping of the file at `start` from `off` has its load bias
+/// (where virtual address 0 would lie) at `start - off - vaddr_delta_at(data, off)`.
+pub fn vaddr_delta_at(data: &[u8], off: u64) -> u64 {
+    let delta = || {
+        let hdr = elf::FileHeader64::<Endianness>::parse(data).ok()?;
+        let en = hdr.endian().ok()?;
+        let loads = hdr.program_headers(en, data).ok()?;
+        let ph = loads.iter().find(|ph| {
+            ph.p_type(en) == elf::PT_LOAD && ph.p_offset(en) <= off && off - ph.p_offset(en) < ph.p_filesz(en)
+        })?;
+        Some(ph.p_vaddr(en).wrapping_sub(ph.p_offset(en)))
+    };
+    delta().unwrap_or(0)
+}
+
 /// A loaded executable image.
 pub struct Image {
     pub entry: u64,
