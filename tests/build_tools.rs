@@ -355,30 +355,19 @@ fn a_program_run_through_the_dynamic_loader_uses_its_own_units() {
     );
     assert_eq!(want.status, Some(0), "native cc1: {}", show(&want));
     let expected = std::fs::read(out("native.s")).unwrap();
+    let run = |bin: &Path, a: &[String]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        kiln(bin, "auto", &cache, &a, b"", &[])
+    };
     for _ in 0..2 {
-        let a = args(&out("direct.s"));
-        let r = kiln(
-            Path::new(&cc1),
-            "auto",
-            &cache,
-            &a.iter().map(String::as_str).collect::<Vec<_>>(),
-            b"",
-            &[],
-        );
+        let r = run(Path::new(&cc1), &args(&out("direct.s")));
         assert_eq!(r.status, Some(0), "cc1 under kiln: {}", show(&r));
         settle(&cache);
     }
     for round in 0..2 {
         let mut a = vec![cc1.clone()];
         a.extend(args(&out("via-ld.s")));
-        let r = kiln(
-            ld_so,
-            "auto",
-            &cache,
-            &a.iter().map(String::as_str).collect::<Vec<_>>(),
-            b"",
-            &[],
-        );
+        let r = run(ld_so, &a);
         assert_eq!(r.status, Some(0), "cc1 through ld.so, run {round}: {}", show(&r));
         assert_eq!(
             std::fs::read(out("via-ld.s")).unwrap(),
