@@ -191,9 +191,10 @@ impl Region {
     }
 
     /// Per block that heads a loop: the blocks of its loops, the head's own first. A loop is
-    /// a retreating edge whose source the head dominates, with every block that reaches that
-    /// source without passing through the head. None for any other block.
-    pub fn loop_bodies(&self) -> Vec<Option<Vec<usize>>> {
+    /// a retreating edge (of `retreating`, `retreating_edges`) whose source the head dominates
+    /// (`idom`, `dominators`), with every block that reaches that source without passing
+    /// through the head. None for any other block.
+    pub fn loop_bodies(&self, retreating: &HashSet<(usize, usize)>, idom: &[Option<usize>]) -> Vec<Option<Vec<usize>>> {
         let n = self.blocks.len();
         let mut preds = vec![Vec::new(); n];
         for i in 0..n {
@@ -201,7 +202,6 @@ impl Region {
                 preds[j].push(i);
             }
         }
-        let idom = self.dominators();
         let dominates = |head: usize, mut k: usize| loop {
             if k == head {
                 return true;
@@ -212,7 +212,7 @@ impl Region {
             }
         };
         let mut bodies: Vec<Option<Vec<usize>>> = vec![None; n];
-        for (latch, head) in self.retreating_edges() {
+        for &(latch, head) in retreating {
             if !dominates(head, latch) {
                 continue;
             }
@@ -478,7 +478,10 @@ mod tests {
         let idom = r.dominators();
         assert!((1..r.blocks.len()).all(|j| idom[j].is_some_and(|d| d < j)), "{idom:?}");
         assert_eq!(r.retreating_edges(), HashSet::from([(1, 1)]));
-        assert_eq!(r.loop_bodies(), vec![None, Some(vec![1]), None]);
+        assert_eq!(
+            r.loop_bodies(&r.retreating_edges(), &idom),
+            vec![None, Some(vec![1]), None]
+        );
     }
 
     #[test]

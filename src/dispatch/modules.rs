@@ -111,26 +111,23 @@ impl Engine {
         };
         let (start, end, off, path) = (map.start, map.end, map.offset, map.path);
         // The file at the path now must be the one mapped (not a replacement renamed there).
-        let hash = self.cache.as_ref().and_then(|dir| {
+        // Offsets in a module are its ELF virtual addresses, as for the program and its
+        // interpreter (`cli/run.rs`), whichever way it was found: a program that is not
+        // position independent, mapped by an interpreter run as the program, has the same
+        // units at the same offsets as when the kernel maps it.
+        let identified = self.cache.as_ref().and_then(|dir| {
             use std::os::unix::fs::MetadataExt;
             let f = std::fs::File::open(&path).ok()?;
             let md = f.metadata().ok()?;
             if (md.dev(), md.ino()) != map.file_id {
                 return None;
             }
-            cache::memo::file_hash(dir, &f, None)
+            let delta = crate::mem::MappedFile::map(&f).map_or(0, |m| crate::loader::vaddr_delta_at(m.bytes(), off));
+            Some((cache::memo::file_hash(dir, &f, None)?, delta))
         });
-        // Offsets in a module are its ELF virtual addresses, as for the program and its
-        // interpreter (`cli/run.rs`), whichever way it was found: a program that is not
-        // position independent, mapped by an interpreter run as the program, has the same
-        // units at the same offsets as when the kernel maps it.
-        let delta = || {
-            let file = path.to_str().and_then(|p| crate::loader::ImageFile::open(p).ok());
-            file.map_or(0, |f| crate::loader::vaddr_delta_at(f.bytes(), off))
-        };
-        let module = hash.map(|hash| Module {
+        let module = identified.map(|(hash, delta)| Module {
             hash,
-            load_bias: start.wrapping_sub(off).wrapping_sub(delta()),
+            load_bias: start.wrapping_sub(off).wrapping_sub(delta),
             lo: start,
             hi: end,
         });

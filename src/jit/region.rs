@@ -67,8 +67,8 @@ pub fn lower_region(
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
     prologue(&mut b, insns_before);
     let checkpoints = checkpoints(region);
-    let retreating = region.retreating_edges();
-    let loop_entries = loop_entries(region, &checkpoints, &retreating);
+    let (retreating, idom) = (region.retreating_edges(), region.dominators());
+    let loop_entries = loop_entries(region, &checkpoints, &retreating, &idom);
     let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints), &loop_entries);
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
@@ -78,7 +78,7 @@ pub fn lower_region(
     l.b.ins().jump(starts[0], &[]);
     let mut layout = Layout {
         region,
-        idom: region.dominators(),
+        idom,
         checked_at_end: Vec::new(),
         checkpoints,
         starts,
@@ -165,10 +165,11 @@ fn loop_entries(
     region: &Region,
     checkpoints: &[Vec<bool>],
     retreating: &HashSet<(usize, usize)>,
+    idom: &[Option<usize>],
 ) -> HashSet<(usize, usize)> {
     let has_checkpoint = |body: &Vec<usize>| body.iter().any(|&k| checkpoints[k].contains(&true));
     let heads: Vec<bool> = region
-        .loop_bodies()
+        .loop_bodies(retreating, idom)
         .iter()
         .map(|b| b.as_ref().is_some_and(has_checkpoint))
         .collect();

@@ -55,12 +55,17 @@ pub fn vaddr_delta_at(data: &[u8], off: u64) -> u64 {
         let hdr = elf::FileHeader64::<Endianness>::parse(data).ok()?;
         let en = hdr.endian().ok()?;
         let loads = hdr.program_headers(en, data).ok()?;
-        let ph = loads.iter().find(|ph| {
-            ph.p_type(en) == elf::PT_LOAD && ph.p_offset(en) <= off && off - ph.p_offset(en) < ph.p_filesz(en)
-        })?;
+        let ph = loads
+            .iter()
+            .find(|ph| ph.p_type(en) == elf::PT_LOAD && holds_offset(ph, en, off))?;
         Some(ph.p_vaddr(en).wrapping_sub(ph.p_offset(en)))
     };
     delta().unwrap_or(0)
+}
+
+/// Whether segment `ph` holds the byte at file offset `off`.
+fn holds_offset(ph: &elf::ProgramHeader64<Endianness>, en: Endianness, off: u64) -> bool {
+    ph.p_offset(en) <= off && off - ph.p_offset(en) < ph.p_filesz(en)
 }
 
 /// A loaded executable image.
@@ -204,7 +209,7 @@ pub fn load_elf(
     let phoff = hdr.e_phoff(en);
     let phdr = loads
         .iter()
-        .find(|ph| ph.p_offset(en) <= phoff && phoff < ph.p_offset(en) + ph.p_filesz(en))
+        .find(|ph| holds_offset(ph, en, phoff))
         .map(|ph| ph.p_vaddr(en) + (phoff - ph.p_offset(en)) + bias)
         .unwrap_or(0);
     let code = loads
