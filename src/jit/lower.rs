@@ -725,6 +725,11 @@ impl<'a> Lower<'a> {
         if x == self.entry_rip || self.stacks_in_reach.contains(&x) || self.known().in_reach.contains(&x) {
             return;
         }
+        // The same sum of the same registers, computed again for another access.
+        let dfg = &self.b.func.dfg;
+        if self.known.in_reach.iter().any(|&u| same_value(dfg, u, x, 3)) {
+            return;
+        }
         // A constant address (a fixed unit's code and data, `Placement::Fixed`) is known.
         if iconst_value(&self.b.func.dfg, x).is_some_and(|c| crate::mem::in_reach(c as u64)) {
             return;
@@ -1359,6 +1364,46 @@ pub(super) fn iconst_value(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value)
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Whether `a` and `b` compute the same number from the same values: one value, equal
+/// constants, or one operation (shifts, extensions, additions either way round) of operands
+/// that are, looking `depth` operations deep.
+fn same_value(dfg: &cranelift_codegen::ir::DataFlowGraph, a: Value, b: Value, depth: u32) -> bool {
+    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
+    if a == b {
+        return true;
+    }
+    if depth == 0 || dfg.value_type(a) != dfg.value_type(b) {
+        return false;
+    }
+    let (ValueDef::Result(i, 0), ValueDef::Result(j, 0)) = (dfg.value_def(a), dfg.value_def(b)) else {
+        return false;
+    };
+    let same = |x: Value, y: Value| same_value(dfg, x, y, depth - 1);
+    match (dfg.insts[i], dfg.insts[j]) {
+        (D::UnaryImm { opcode: p, imm: x }, D::UnaryImm { opcode: q, imm: y }) => {
+            p == Opcode::Iconst && p == q && x.bits() == y.bits()
+        }
+        (D::Unary { opcode: p, arg: x }, D::Unary { opcode: q, arg: y }) => {
+            p == q && matches!(p, Opcode::Uextend | Opcode::Sextend | Opcode::Ireduce) && same(x, y)
+        }
+        (
+            D::Binary {
+                opcode: p,
+                args: [x0, x1],
+            },
+            D::Binary {
+                opcode: q,
+                args: [y0, y1],
+            },
+        ) if p == q => match p {
+            Opcode::Iadd => same(x0, y0) && same(x1, y1) || same(x0, y1) && same(x1, y0),
+            Opcode::Ishl | Opcode::Ushr | Opcode::Isub => same(x0, y0) && same(x1, y1),
+            _ => false,
+        },
+        _ => false,
     }
 }
 

@@ -71,46 +71,72 @@ pub fn write_gpr<E: Emitter>(e: &mut E, g: Gpr, v: E::V) {
 
 /// Effective address of the memory operand, without the segment base.
 pub fn ea_no_seg<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
-    if ins.is_ip_rel_memory_operand() {
-        return e.code_addr(ins.ip_rel_memory_address());
-    }
-    let mut addr = e.imm(ins.memory_displacement64());
-    if let Some(b) = gpr(ins.memory_base()) {
-        let v = e.get_reg(b.idx);
-        let v = zext(e, v, b.size);
-        addr = e.bin(Bin::Add, addr, v);
-    }
-    if let Some(i) = gpr(ins.memory_index()) {
-        let v = e.get_reg(i.idx);
-        let v = zext(e, v, i.size);
-        let sc = ins.memory_index_scale();
-        let v = if sc > 1 {
-            let s = e.imm(sc.trailing_zeros() as u64);
-            e.bin(Bin::Shl, v, s)
-        } else {
-            v
-        };
-        addr = e.bin(Bin::Add, addr, v);
-    }
-    if ins.memory_base().size() == 4 || ins.memory_index().size() == 4 {
-        addr = zext(e, addr, 4);
-    }
-    addr
+    ea_with(e, ins, None)
 }
 
 /// Effective address including an fs/gs segment base.
 pub fn ea<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
-    let a = ea_no_seg(e, ins);
-    match ins.memory_segment() {
-        Register::FS => {
-            let b = e.seg_base(true);
-            e.bin(Bin::Add, a, b)
+    let seg = match ins.memory_segment() {
+        Register::FS => Some(true),
+        Register::GS => Some(false),
+        _ => None,
+    };
+    ea_with(e, ins, seg)
+}
+
+/// Effective address: base, scaled index and segment base (`Some(true)` fs, `Some(false)`
+/// gs) summed first and the constant displacement added last, so that compiled code checks
+/// the register part alone and the access adds the displacement (`jit::Lower::host_addr`):
+/// accesses at several displacements from one base share one check. A 32-bit address wraps
+/// before the segment base is added.
+fn ea_with<E: Emitter>(e: &mut E, ins: &Instruction, seg: Option<bool>) -> E::V {
+    let seg_base = |e: &mut E| seg.map(|fs| e.seg_base(fs));
+    if ins.is_ip_rel_memory_operand() {
+        let a = e.code_addr(ins.ip_rel_memory_address());
+        let s = seg_base(e);
+        return sum(e, Some(a), s).unwrap_or(a);
+    }
+    let base = gpr(ins.memory_base()).map(|b| {
+        let v = e.get_reg(b.idx);
+        zext(e, v, b.size)
+    });
+    let index = gpr(ins.memory_index()).map(|i| {
+        let v = e.get_reg(i.idx);
+        let v = zext(e, v, i.size);
+        match ins.memory_index_scale() {
+            1 => v,
+            sc => {
+                let s = e.imm(sc.trailing_zeros() as u64);
+                e.bin(Bin::Shl, v, s)
+            }
         }
-        Register::GS => {
-            let b = e.seg_base(false);
-            e.bin(Bin::Add, a, b)
-        }
-        _ => a,
+    });
+    let parts = sum(e, base, index);
+    let disp = ins.memory_displacement64();
+    if ins.memory_base().size() == 4 || ins.memory_index().size() == 4 {
+        let d = e.imm(disp);
+        let a = sum(e, parts, Some(d)).unwrap_or(d);
+        let a = zext(e, a, 4);
+        let s = seg_base(e);
+        return sum(e, Some(a), s).unwrap_or(a);
+    }
+    let parts = match seg_base(e) {
+        Some(s) => sum(e, parts, Some(s)),
+        None => parts,
+    };
+    let d = e.imm(disp);
+    match parts {
+        Some(p) if disp != 0 => e.bin(Bin::Add, p, d),
+        Some(p) => p,
+        None => d,
+    }
+}
+
+/// `a + b` where both are present, else the one that is.
+fn sum<E: Emitter>(e: &mut E, a: Option<E::V>, b: Option<E::V>) -> Option<E::V> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(e.bin(Bin::Add, a, b)),
+        (a, b) => a.or(b),
     }
 }
 
