@@ -240,6 +240,7 @@ impl Engine {
                 Some(_) => Miss::NotInCache,
                 None => Miss::Unidentified,
             };
+            crate::klog!("cache", "miss at {rip:#x}: {why:?}");
             self.stats.count_miss(why);
         }
         self.decode_unit(rip)
