@@ -14,15 +14,6 @@ pub type Hash = [u8; 32];
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConfigId(pub [u8; 16]);
 
-impl ConfigId {
-    pub fn from_description(desc: &str) -> ConfigId {
-        let h = blake3::hash(desc.as_bytes());
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&h.as_bytes()[..16]);
-        ConfigId(id)
-    }
-}
-
 /// Where a unit starts within its module: its guest address minus the module's load bias.
 /// Units are position-independent, so this (not a guest address) is what the cache keys on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]

@@ -270,6 +270,22 @@ fn carried_from_context(b: &mut FunctionBuilder<'_>, cpu: Value) -> [Value; 4] {
     })
 }
 
+/// A `Hasher` that feeds what is hashed into blake3 (for the configuration id, which the
+/// executable's own hash makes specific to this build, so the bytes need no stability across
+/// builds).
+struct HashInto(blake3::Hasher);
+
+impl std::hash::Hasher for HashInto {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.0.finalize();
+        u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default())
+    }
+}
+
 #[derive(Clone)]
 pub struct Jit {
     isa: Arc<OwnedTargetIsa>,
@@ -306,29 +322,26 @@ impl Jit {
     /// to bump; with it the JIT's settings and host features and the guest CPUID profile, which
     /// the same binary may vary from run to run.
     pub fn config_id(&self, exe: &cache_format::Hash) -> cache_format::ConfigId {
-        let cpuid: Vec<[u32; 4]> = [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001]
-            .iter()
-            .map(|&l| crate::semantics::slow::cpuid(l, 0))
-            .collect();
-        let exe: String = exe.iter().map(|b| format!("{b:02x}")).collect();
-        cache_format::ConfigId::from_description(&format!(
-            "kiln exe={exe} {} cpuid={cpuid:?}",
-            self.config_description()
-        ))
-    }
-
-    /// A description of everything about code generation that compiled code depends on.
-    fn config_description(&self) -> String {
+        use std::hash::Hash;
         let isa = self.isa();
-        let isa_flags: Vec<String> = isa.isa_flags().iter().map(|v| v.to_string()).collect();
-        format!(
-            "translation={} cpu_layout={} triple={} flags={} isa_flags={}",
-            TRANSLATION_VERSION,
-            crate::cpu::CPU_LAYOUT_VERSION,
-            isa.triple(),
-            isa.flags(),
-            isa_flags.join(",")
-        )
+        let mut h = HashInto(blake3::Hasher::new());
+        h.0.update(b"kiln configuration\0");
+        h.0.update(exe);
+        h.0.update(&TRANSLATION_VERSION.to_le_bytes());
+        h.0.update(&crate::cpu::CPU_LAYOUT_VERSION.to_le_bytes());
+        h.0.update(isa.triple().to_string().as_bytes());
+        // Cranelift's own hash keys of its settings: formatting them as text cost a warm
+        // static hello world 2% of its CPU.
+        isa.flags().hash(&mut h);
+        isa.isa_flags_hash_key().hash(&mut h);
+        for leaf in [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001] {
+            for r in crate::semantics::slow::cpuid(leaf, 0) {
+                h.0.update(&r.to_le_bytes());
+            }
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.0.finalize().as_bytes()[..16]);
+        cache_format::ConfigId(id)
     }
 
     /// Compiles the trampoline that calls a unit (tail convention) from Rust (C convention).
