@@ -190,6 +190,22 @@ fn expect_one_line_error(path: &std::path::Path, needle: &str) {
 }
 
 #[test]
+fn options_after_the_program_are_the_programs_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = Path::new("/bin/echo");
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["--no-cache", "--tier", "x"],
+        &["a", "--help"],
+    ] {
+        let native = native(echo, args, b"");
+        let under = kiln(echo, "auto", dir.path(), args, b"", &[]);
+        assert_same(&format!("echo {args:?}"), &native, &under);
+    }
+}
+
+#[test]
 fn bad_elf_files_get_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");

@@ -37,7 +37,7 @@ enum RunCmd {
     Run(RunArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug, PartialEq)]
 struct RunArgs {
     /// Execution tier.
     #[arg(long, value_enum, default_value = "auto")]
@@ -55,11 +55,15 @@ struct RunArgs {
     /// hex masks (used by Kiln itself).
     #[arg(long, hide = true)]
     signals: Option<String>,
-    /// The program to run.
-    program: PathBuf,
-    /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<std::ffi::OsString>,
+    /// The program to run, then its arguments: everything from the program on is the
+    /// guest's, options included (`kiln run gcc --version`).
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Subcommand)]
@@ -137,11 +141,95 @@ enum CacheOp {
     Merge { journals: Vec<PathBuf> },
 }
 
+/// The arguments of `kiln run` (those after `run`) read without clap, as clap would read them
+/// (`RunArgs`), for the common shapes: each option once, as `--name value` or `--name=value`,
+/// then the program and its arguments. None for anything else (help, an unknown or repeated
+/// option, `--`, a missing program, a bad value), which clap then parses and reports. Clap's
+/// first use costs a warm static hello world about 8% of its CPU, mostly in its own code
+/// running for the first time.
+fn quick_run_args(args: &[std::ffi::OsString]) -> Option<RunArgs> {
+    use clap::ValueEnum;
+    let mut r = RunArgs {
+        tier: Tier::Auto,
+        no_cache: false,
+        cache_dir: None,
+        argv0: None,
+        signals: None,
+        command: Vec::new(),
+    };
+    let (mut tier, mut i) = (None, 0);
+    while i < args.len() {
+        let arg = args[i].to_str();
+        let Some(option) = arg.and_then(|a| a.strip_prefix("--")) else {
+            // The program: it and everything after it as they are.
+            r.command = args[i..].to_vec();
+            r.tier = tier.unwrap_or(Tier::Auto);
+            return arg.is_none_or(|a| !a.starts_with('-')).then_some(r);
+        };
+        let (name, inline) = match option.split_once('=') {
+            Some((n, v)) => (n, Some(std::ffi::OsString::from(v))),
+            None => (option, None),
+        };
+        if name == "no-cache" {
+            if r.no_cache || inline.is_some() {
+                return None;
+            }
+            r.no_cache = true;
+            i += 1;
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i)?.clone()
+            }
+        };
+        i += 1;
+        match name {
+            "tier" => set_once(&mut tier, Tier::from_str(value.to_str()?, false).ok()?)?,
+            "cache-dir" => set_once(&mut r.cache_dir, PathBuf::from(value))?,
+            "argv0" => set_once(&mut r.argv0, value)?,
+            "signals" => set_once(&mut r.signals, value.into_string().ok()?)?,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Runs `kiln run`'s program.
+fn run_command(a: RunArgs) -> anyhow::Result<i32> {
+    let Some((program, args)) = a.command.split_first() else {
+        anyhow::bail!("no program to run");
+    };
+    let signals = a.signals.and_then(|s| {
+        let (i, b) = s.split_once(':')?;
+        Some((u64::from_str_radix(i, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+    });
+    let options = run::RunOptions {
+        tier: a.tier,
+        no_cache: a.no_cache,
+        cache_dir: a.cache_dir,
+        argv0: a.argv0,
+        signals,
+    };
+    run::run(options, PathBuf::from(program), args.to_vec())
+}
+
+/// Sets an option given once; None when it was given before.
+fn set_once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+    slot.replace(v).is_none().then_some(())
+}
+
 /// Parses the command line, runs the command and returns the process's exit status.
 pub fn main() -> i32 {
-    let cli = match std::env::args_os().nth(1) {
-        Some(a) if a == "run" => match RunCli::parse().cmd {
-            RunCmd::Run(a) => Cli { cmd: Cmd::Run(a) },
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match argv.get(1) {
+        Some(a) if a == "run" => match quick_run_args(&argv[2..]) {
+            Some(a) => Cli { cmd: Cmd::Run(a) },
+            None => match RunCli::parse().cmd {
+                RunCmd::Run(a) => Cli { cmd: Cmd::Run(a) },
+            },
         },
         _ => Cli::parse(),
     };
@@ -158,28 +246,7 @@ pub fn main() -> i32 {
         crate::linux::host::default_sigpipe();
     }
     let r = match cli.cmd {
-        Cmd::Run(RunArgs {
-            tier,
-            no_cache,
-            cache_dir,
-            argv0,
-            signals,
-            program,
-            args,
-        }) => run::run(
-            run::RunOptions {
-                tier,
-                no_cache,
-                cache_dir,
-                argv0,
-                signals: signals.and_then(|s| {
-                    let (i, b) = s.split_once(':')?;
-                    Some((u64::from_str_radix(i, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
-                }),
-            },
-            program,
-            args,
-        ),
+        Cmd::Run(a) => run_command(a),
         Cmd::Cache { op } => cache::cache_cmd(op),
         Cmd::Serve(a) => serve::serve_cmd(a),
         Cmd::Fuzz {
@@ -205,6 +272,50 @@ pub fn main() -> i32 {
         Err(e) => {
             eprintln!("kiln: {e:#}");
             127
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever `quick_run_args` reads, it reads as clap does; what it leaves to clap includes
+    /// every line clap refuses.
+    #[test]
+    fn run_arguments_read_without_clap_are_read_as_clap_reads_them() {
+        let lines: &[&[&str]] = &[
+            &["p"],
+            &["p", "--help"],
+            &["p", "--no-cache", "--version"],
+            &["p", "a", "--tier", "-x"],
+            &["--tier", "jit", "p", "--no-cache"],
+            &["--tier=interp", "--no-cache", "--cache-dir", "/c", "p"],
+            &["--argv0", "zz", "--signals=1:2", "--cache-dir=/d", "p", "--", "q"],
+            &["--tier", "bogus", "p"],
+            &["--tier"],
+            &["--no-cache", "--no-cache", "p"],
+            &["--no-cache=1", "p"],
+            &["--tier", "jit", "--tier", "auto", "p"],
+            &["--help"],
+            &["--bogus", "p"],
+            &["--", "p"],
+            &["-x", "p"],
+            &[],
+        ];
+        for line in lines {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            let quick = quick_run_args(&args);
+            let clap = RunCli::try_parse_from(["kiln", "run"].iter().chain(line.iter()))
+                .ok()
+                .map(|c| match c.cmd {
+                    RunCmd::Run(a) => a,
+                });
+            match (quick, clap) {
+                (Some(q), Some(c)) => assert_eq!(q, c, "{line:?}"),
+                (Some(q), None) => panic!("{line:?}: read as {q:?}, which clap refuses"),
+                (None, _) => {}
+            }
         }
     }
 }
