@@ -94,7 +94,7 @@ fn ea_with<E: Emitter>(e: &mut E, ins: &Instruction, seg: Option<bool>) -> E::V 
     if ins.is_ip_rel_memory_operand() {
         let a = e.code_addr(ins.ip_rel_memory_address());
         let s = seg_base(e);
-        return sum(e, Some(a), s).unwrap_or(a);
+        return plus(e, a, s);
     }
     let base = gpr(ins.memory_base()).map(|b| {
         let v = e.get_reg(b.idx);
@@ -111,32 +111,37 @@ fn ea_with<E: Emitter>(e: &mut E, ins: &Instruction, seg: Option<bool>) -> E::V 
             }
         }
     });
-    let parts = sum(e, base, index);
+    let parts = match (base, index) {
+        (Some(b), i) => Some(plus(e, b, i)),
+        (None, i) => i,
+    };
     let disp = ins.memory_displacement64();
     if ins.memory_base().size() == 4 || ins.memory_index().size() == 4 {
         let d = e.imm(disp);
-        let a = sum(e, parts, Some(d)).unwrap_or(d);
+        let a = plus(e, d, parts);
         let a = zext(e, a, 4);
         let s = seg_base(e);
-        return sum(e, Some(a), s).unwrap_or(a);
+        return plus(e, a, s);
     }
-    let parts = match seg_base(e) {
-        Some(s) => sum(e, parts, Some(s)),
-        None => parts,
+    let parts = match (parts, seg_base(e)) {
+        (Some(p), s) => Some(plus(e, p, s)),
+        (None, s) => s,
     };
-    let d = e.imm(disp);
     match parts {
-        Some(p) if disp != 0 => e.bin(Bin::Add, p, d),
-        Some(p) => p,
-        None => d,
+        Some(p) if disp == 0 => p,
+        Some(p) => {
+            let d = e.imm(disp);
+            e.bin(Bin::Add, p, d)
+        }
+        None => e.imm(disp),
     }
 }
 
-/// `a + b` where both are present, else the one that is.
-fn sum<E: Emitter>(e: &mut E, a: Option<E::V>, b: Option<E::V>) -> Option<E::V> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(e.bin(Bin::Add, a, b)),
-        (a, b) => a.or(b),
+/// `a + b`, or `a` where there is no `b`.
+fn plus<E: Emitter>(e: &mut E, a: E::V, b: Option<E::V>) -> E::V {
+    match b {
+        Some(b) => e.bin(Bin::Add, a, b),
+        None => a,
     }
 }
 
