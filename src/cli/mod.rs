@@ -149,33 +149,31 @@ enum CacheOp {
 /// for the first time.
 fn quick_run_args(args: &[std::ffi::OsString]) -> Option<RunArgs> {
     use clap::ValueEnum;
-    let mut r = RunArgs {
-        tier: Tier::Auto,
-        no_cache: false,
-        cache_dir: None,
-        argv0: None,
-        signals: None,
-        command: Vec::new(),
-    };
-    let (mut tier, mut i) = (None, 0);
+    let (mut tier, mut no_cache, mut cache_dir, mut argv0, mut signals) = (None, false, None, None, None);
+    let mut i = 0;
     while i < args.len() {
         let arg = args[i].to_str();
         let Some(option) = arg.and_then(|a| a.strip_prefix("--")) else {
             // The program: it and everything after it as they are.
-            r.command = args[i..].to_vec();
-            r.tier = tier.unwrap_or(Tier::Auto);
-            return arg.is_none_or(|a| !a.starts_with('-')).then_some(r);
+            return arg.is_none_or(|a| !a.starts_with('-')).then(|| RunArgs {
+                tier: tier.unwrap_or(Tier::Auto),
+                no_cache,
+                cache_dir,
+                argv0,
+                signals,
+                command: args[i..].to_vec(),
+            });
         };
         let (name, inline) = match option.split_once('=') {
             Some((n, v)) => (n, Some(std::ffi::OsString::from(v))),
             None => (option, None),
         };
+        i += 1;
         if name == "no-cache" {
-            if r.no_cache || inline.is_some() {
+            if no_cache || inline.is_some() {
                 return None;
             }
-            r.no_cache = true;
-            i += 1;
+            no_cache = true;
             continue;
         }
         let value = match inline {
@@ -183,15 +181,16 @@ fn quick_run_args(args: &[std::ffi::OsString]) -> Option<RunArgs> {
             None => {
                 i += 1;
                 // What looks like an option is one to clap, not a value.
-                args.get(i).filter(|v| !v.as_encoded_bytes().starts_with(b"-"))?.clone()
+                args.get(i - 1)
+                    .filter(|v| !v.as_encoded_bytes().starts_with(b"-"))?
+                    .clone()
             }
         };
-        i += 1;
         match name {
             "tier" => set_once(&mut tier, Tier::from_str(value.to_str()?, false).ok()?)?,
-            "cache-dir" => set_once(&mut r.cache_dir, PathBuf::from(value))?,
-            "argv0" => set_once(&mut r.argv0, value)?,
-            "signals" => set_once(&mut r.signals, value.into_string().ok()?)?,
+            "cache-dir" => set_once(&mut cache_dir, PathBuf::from(value))?,
+            "argv0" => set_once(&mut argv0, value)?,
+            "signals" => set_once(&mut signals, value.into_string().ok()?)?,
             _ => return None,
         }
     }

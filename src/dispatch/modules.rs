@@ -122,8 +122,12 @@ impl Engine {
             if (md.dev(), md.ino()) != map.file_id {
                 return None;
             }
-            let delta = crate::mem::MappedFile::map(&f).map_or(0, |m| crate::loader::vaddr_delta_at(m.bytes(), off));
-            Some((cache::memo::file_hash(dir, &f, None)?, delta))
+            // One mapping serves both: the ELF headers, and the bytes to hash where the memo
+            // has no hash yet.
+            let map = crate::mem::MappedFile::map(&f).ok();
+            let bytes = map.as_ref().map(|m| m.bytes());
+            let delta = bytes.map_or(0, |b| crate::loader::vaddr_delta_at(b, off));
+            Some((cache::memo::file_hash(dir, &f, bytes)?, delta))
         });
         let module = identified.map(|(hash, delta)| Module {
             hash,
