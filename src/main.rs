@@ -1,5 +1,15 @@
 //! The `kiln` command; everything it does is in the library (`kiln::cli`).
+//!
+//! The C runtime calls `main` directly (`no_main`): the Rust runtime's start-up would read
+//! the whole of /proc/self/maps to place a guard below the main thread's stack, about 4% of a
+//! short warm run, for a stack overflow message. `linux::host::prepare_process` does the rest
+//! of what that start-up did and Kiln relies on; a panic still ends the process with status 101.
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(kiln::cli::main())
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    kiln::linux::host::prepare_process();
+    let code = std::panic::catch_unwind(kiln::cli::main).unwrap_or(101);
+    std::process::exit(code)
 }

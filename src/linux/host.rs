@@ -52,7 +52,27 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Restores SIGPIPE's default disposition (the Rust runtime ignores it), so that Kiln's own
+/// What the process needs before anything else runs (`main.rs` calls it first: the Rust
+/// runtime's own start-up, which read all of /proc/self/maps to find the main thread's stack,
+/// is not used): the standard descriptors open, on /dev/null where they were closed, so that
+/// no file Kiln opens takes their numbers; and SIGPIPE ignored, so that a write to a closed
+/// pipe or socket fails with EPIPE instead of ending Kiln (`run` gives its guest the
+/// disposition the guest must see: `Process::inherit_signals`).
+pub fn prepare_process() {
+    for fd in 0..3 {
+        // SAFETY: fcntl on a descriptor number, and an open whose descriptor is the lowest
+        // free one: this one, as the lower ones are open by now.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+    // SAFETY: ignoring a signal; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Restores SIGPIPE's default disposition (`prepare_process` ignores it), so that Kiln's own
 /// reports end quietly when their reader goes away. Call before any thread starts.
 pub fn default_sigpipe() {
     // SAFETY: setting a signal's default disposition; no handler runs.

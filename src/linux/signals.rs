@@ -225,8 +225,8 @@ impl Process {
 
     /// The signal state a new program starts with: `inherited` = (ignored, blocked) from a
     /// guest's execve, or None when Kiln was started natively; then the host's own state is
-    /// the guest's, except SIGPIPE, which the Rust runtime ignores for itself and which goes
-    /// back to its default. Blocking is Kiln's to apply: the host unblocks everything.
+    /// the guest's, except SIGPIPE, which Kiln ignores for itself (`host::prepare_process`) and
+    /// which goes back to its default. Blocking is Kiln's to apply: the host unblocks everything.
     pub fn inherit_signals(&self, inherited: Option<(u64, u64)>) {
         let (ignored, blocked) = inherited.unwrap_or_else(|| {
             let mut ign = 0u64;
