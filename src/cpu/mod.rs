@@ -28,17 +28,22 @@ pub const CHAIN_BITS: u32 = 18;
 pub const CHAIN_ENTRIES: u64 = 1 << CHAIN_BITS;
 
 /// log2 of the guest code bytes one chaining table slot stands for.
-pub const CHAIN_GRAIN: u32 = 2;
+pub const CHAIN_GRAIN: u32 = 3;
 
 /// The chaining table slot of a guest rip: its bits above the grain with the bits above the
-/// table's span folded on once. Rips less than the span (1 MiB) apart never collide unless they
-/// lie in one grain, as block starts seldom do; a fold by fewer bits than the table's (16
-/// did) makes rips that differ both low and high collide in pairs (warm cc1 lparser.i: 56
-/// dispatcher entries per million guest instructions with it, 28 with this). A multiplicative
-/// hash spreads better still but lengthens every exit's dependency chain (8% slower on the
-/// same run). The grain keeps the units of one guest page in few pages of the table: each
-/// table page a unit is the first to use costs a page fault, and a slot per byte (no grain)
-/// spread a short run's units over as many table pages as units.
+/// table's span folded on once. Rips less than the span (2 MiB) apart never collide unless they
+/// lie in one grain; a fold by fewer bits than the table's (16 did) makes rips that differ
+/// both low and high collide in pairs (warm cc1 lparser.i: 56 dispatcher entries per million
+/// guest instructions with it, 28 with this). A multiplicative hash spreads better still but
+/// lengthens every exit's dependency chain (8% slower on the same run). The grain keeps the
+/// units of one guest page in few pages of the table: each table page a unit is the first to
+/// use costs a page fault, and a slot per byte (no grain) spread a short run's units over as
+/// many table pages as units. A slot per 8 bytes puts a guest page's units in 2 table pages
+/// (a warm static hello's prefill touched 94 table pages with a slot per 4 bytes, about 60
+/// with this: static hello and `busybox sort` 0.86x CPU, `as` 0.99x, `cc1 -O2 lparser.i`
+/// 1.00x, with dispatcher entries 2 -> 4 per million guest instructions there; a slot per 16
+/// bytes shares one among a fifth of `cc1`'s units, and two entries to a bucket of 16 bytes
+/// cost every lookup a second comparison and the packs 5% more code).
 #[inline]
 pub fn chain_slot(rip: u64) -> u64 {
     ((rip ^ (rip >> (CHAIN_BITS + CHAIN_GRAIN))) >> CHAIN_GRAIN) & (CHAIN_ENTRIES - 1)
