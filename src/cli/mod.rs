@@ -179,11 +179,10 @@ fn quick_run_args(args: &[std::ffi::OsString]) -> Option<RunArgs> {
         let value = match inline {
             Some(v) => v,
             None => {
-                i += 1;
                 // What looks like an option is one to clap, not a value.
-                args.get(i - 1)
-                    .filter(|v| !v.as_encoded_bytes().starts_with(b"-"))?
-                    .clone()
+                let v = args.get(i).filter(|v| !v.as_encoded_bytes().starts_with(b"-"))?;
+                i += 1;
+                v.clone()
             }
         };
         match name {

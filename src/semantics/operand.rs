@@ -111,10 +111,7 @@ fn ea_with<E: Emitter>(e: &mut E, ins: &Instruction, seg: Option<bool>) -> E::V 
             }
         }
     });
-    let parts = match (base, index) {
-        (Some(b), i) => Some(plus(e, b, i)),
-        (None, i) => i,
-    };
+    let parts = sum(e, base, index);
     let disp = ins.memory_displacement64();
     if ins.memory_base().size() == 4 || ins.memory_index().size() == 4 {
         let d = e.imm(disp);
@@ -123,10 +120,8 @@ fn ea_with<E: Emitter>(e: &mut E, ins: &Instruction, seg: Option<bool>) -> E::V 
         let s = seg_base(e);
         return plus(e, a, s);
     }
-    let parts = match (parts, seg_base(e)) {
-        (Some(p), s) => Some(plus(e, p, s)),
-        (None, s) => s,
-    };
+    let s = seg_base(e);
+    let parts = sum(e, parts, s);
     match parts {
         Some(p) if disp == 0 => p,
         Some(p) => {
@@ -142,6 +137,14 @@ fn plus<E: Emitter>(e: &mut E, a: E::V, b: Option<E::V>) -> E::V {
     match b {
         Some(b) => e.bin(Bin::Add, a, b),
         None => a,
+    }
+}
+
+/// `a + b` where both are present, else the one that is.
+fn sum<E: Emitter>(e: &mut E, a: Option<E::V>, b: Option<E::V>) -> Option<E::V> {
+    match a {
+        Some(a) => Some(plus(e, a, b)),
+        None => b,
     }
 }
 
