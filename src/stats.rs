@@ -31,11 +31,11 @@ pub struct Stats {
     /// Returns from compiled code that only asked for the next unit: its exit found no
     /// chained successor.
     pub chain_misses: u64,
-    /// Guest memory faults in compiled code, run again in the baseline tier from the last
-    /// checkpoint to fault with the exact state.
+    /// Compiled code run again in the baseline tier from the last checkpoint: after a guest
+    /// memory fault there (to fault with the exact state), or a float guard that failed.
     pub fault_replays: u64,
-    /// Rests of guest blocks run in the baseline tier after compiled code ran an instruction
-    /// through the slow helper and left (float operands or results it cannot rely on).
+    /// Of those, the float guards' (`fault::REPLAY`): float operands or results compiled code
+    /// cannot rely on.
     pub block_tails: u64,
     /// Cached units chained before the dispatcher met them (on unchanged module pages).
     pub units_prefilled: u64,
@@ -145,7 +145,7 @@ impl Stats {
             per_million(self.chain_misses)
         );
         eprintln!("  faults replayed from a checkpoint  {:>14}", self.fault_replays);
-        eprintln!("  block tails run in the baseline tier {:>12}", self.block_tails);
+        eprintln!("  float guards replayed from a checkpoint {:>9}", self.block_tails);
     }
 }
 

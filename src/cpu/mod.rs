@@ -102,10 +102,10 @@ pub mod fault {
     pub const GP: u64 = 7;
     /// An unmasked SSE floating-point exception (#XM); MXCSR says which.
     pub const SIMD: u64 = 8;
-    /// Not a guest fault: compiled code ran an instruction through the slow helper and left
-    /// the rest of its guest block, from rip (the state whole in the context), to the baseline
-    /// tier (`jit::float`).
-    pub const TAIL: u64 = 9;
+    /// Not a guest fault: compiled code found a float guard failed after it ran on past it
+    /// (`jit::float`); the baseline tier runs the guest block from the last checkpoint, whose
+    /// rip and state the context holds, as after a host fault.
+    pub const REPLAY: u64 = 9;
 }
 
 /// Bits of `Cpu::fault_info` for `fault::MEMORY`.

@@ -123,7 +123,7 @@ pub struct Engine {
     compiles: compile::Compiles,
     /// This thread's wake word (`Cpu::interrupt`), registered.
     wake: Wake,
-    /// Block tails decoded for the baseline tier (`run_tail`), by address; each is used while
+    /// Blocks decoded for the baseline tier to replay (`replay_block`), by address; each is used while
     /// the guest's bytes there are still the ones it was decoded from.
     tails: std::collections::HashMap<u64, Arc<Block>>,
 }
@@ -276,7 +276,7 @@ impl Engine {
             self.stats.chain_misses += (code == exit::NEXT) as u64;
             return Ok(match (code, self.cpu.fault) {
                 (exit::FAULT, fault::MEMORY) => self.replay(),
-                (exit::FAULT, fault::TAIL) => self.run_tail(),
+                (exit::FAULT, fault::REPLAY) => self.replay_block(),
                 _ => code,
             });
         }
@@ -334,11 +334,13 @@ impl Engine {
         crate::decode::decode_block(code, rip, crate::semantics::classify)
     }
 
-    /// Runs the rest of a guest block that compiled code left mid-way (`fault::TAIL`) in the
-    /// baseline tier, to the block's end: the next unit starts where blocks start in every
-    /// tier, so the units a run meets do not depend on which tier ran what.
-    fn run_tail(&mut self) -> u64 {
+    /// Runs the guest block from the last checkpoint before a float guard that failed
+    /// (`fault::REPLAY`: the context's rip and state are the checkpoint's) in the baseline
+    /// tier, to the block's end: the next unit starts where blocks start in every tier, so the
+    /// units a run meets do not depend on which tier ran what.
+    fn replay_block(&mut self) -> u64 {
         self.cpu.fault = 0;
+        self.stats.fault_replays += 1;
         self.stats.block_tails += 1;
         let rip = self.cpu.rip;
         let unchanged = |b: &Block| self.proc.mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..]);

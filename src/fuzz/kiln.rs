@@ -47,7 +47,7 @@ impl Kiln {
         let r = if compiled {
             let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
             let r = self.enter(&mut cpu, &u.code)?;
-            self.finish_tail(&mut cpu, r, decoder(&code))?
+            self.finish_replay(&mut cpu, r, decoder(&code))?
         } else {
             self.interpret(&mut cpu, &block)
         };
@@ -74,7 +74,7 @@ impl Kiln {
                 Mode::Blocks => {
                     let u = self.jit.compile(&block).map_err(|e| e.to_string())?;
                     let r = self.enter(&mut cpu, &u.code)?;
-                    self.finish_tail(&mut cpu, r, fetch)?
+                    self.finish_replay(&mut cpu, r, fetch)?
                 }
                 Mode::Region => {
                     let limits = Limits {
@@ -89,7 +89,7 @@ impl Kiln {
                         .compile_region(&region, Placement::Fixed)
                         .map_err(|e| e.to_string())?;
                     let r = self.enter(&mut cpu, &u.code)?;
-                    self.finish_tail(&mut cpu, r, fetch)?
+                    self.finish_replay(&mut cpu, r, fetch)?
                 }
             };
         }
@@ -123,14 +123,14 @@ impl Kiln {
         r
     }
 
-    /// Where compiled code left the rest of a block to the baseline tier (`fault::TAIL`), runs
-    /// it, as the dispatcher does.
-    fn finish_tail(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
-        if r != exit::FAULT || cpu.fault != fault::TAIL {
+    /// Where compiled code left the guest block from its last checkpoint to the baseline tier
+    /// (`fault::REPLAY`), runs that block, as the dispatcher does.
+    fn finish_replay(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
+        if r != exit::FAULT || cpu.fault != fault::REPLAY {
             return Ok(r);
         }
         cpu.fault = 0;
-        let block = fetch(cpu.rip).ok_or("a block tail outside the code")?;
+        let block = fetch(cpu.rip).ok_or("a replayed block outside the code")?;
         Ok(self.interpret(cpu, &block))
     }
 

@@ -311,6 +311,8 @@ const INEXACT_SEEN_NEAREST: (i64, i64) = (0x1020 | 0x6000, 0x1020);
 #[derive(Default)]
 struct Guard {
     ok: Option<Value>,
+    /// Conditions per lane of vectors, each to hold in every lane.
+    lanes: Vec<Value>,
     /// What it found of the operands.
     facts: Vec<(Value, Range)>,
     /// `ok` requires MXCSR's default settings.
@@ -431,10 +433,14 @@ impl Lower<'_> {
         });
     }
 
-    /// Every lane of `v` in `r`, as an i8.
-    fn all_in(&mut self, v: Value, r: Range) -> Value {
-        let c = self.exp_in(v, r);
-        self.all(c)
+    /// Adds a condition per lane (`exp_in`) to the guard: of every lane of a vector, kept
+    /// unreduced (`Guard::lanes`), or of a scalar.
+    fn require_lanes(&mut self, g: &mut Guard, c: Value) {
+        if self.b.func.dfg.value_type(c).is_vector() {
+            g.lanes.push(c);
+        } else {
+            self.require(g, c);
+        }
     }
 
     /// What the checks that dominate the current block found of every lane of `v`, together.
@@ -471,8 +477,8 @@ impl Lower<'_> {
         if self.knows(v, r) {
             return;
         }
-        let c = self.all_in(v, r);
-        self.require(g, c);
+        let c = self.exp_in(v, r);
+        self.require_lanes(g, c);
         g.facts.push((v, r));
     }
 
@@ -705,8 +711,8 @@ impl Lower<'_> {
     fn require_result(&mut self, g: &mut Guard, ri: Value, r: Range, exact_zero: bool, zero_from: &[Value]) -> Range {
         if exact_zero || zero_from.is_empty() {
             let r = Range { zero: exact_zero, ..r };
-            let c = self.all_in(ri, r);
-            self.require(g, c);
+            let c = self.exp_in(ri, r);
+            self.require_lanes(g, c);
             return r;
         }
         let mut c = self.exp_in(ri, Range { zero: false, ..r });
@@ -718,8 +724,7 @@ impl Lower<'_> {
         }
         let exact_zero = self.b.ins().band(rz, z);
         c = self.b.ins().bor(c, exact_zero);
-        let c = self.all(c);
-        self.require(g, c);
+        self.require_lanes(g, c);
         r.or_zero()
     }
 
@@ -844,9 +849,7 @@ impl Lower<'_> {
             _ => Self::lower_rounded,
         };
         let out = lower(self, &FloatOp { ins, kind, f }, a, b, &mut g);
-        if let Some(ok) = g.ok {
-            self.leave_unless(ins, ok);
-        }
+        self.defer(g.ok, g.lanes);
         let known = self.known();
         known.floats.extend(g.facts);
         known.mxcsr_default |= g.mxcsr_default;
@@ -858,23 +861,55 @@ impl Lower<'_> {
         true
     }
 
-    /// Branches on the guard: where it fails, the slow helper runs the whole instruction from
-    /// the stored state, and the unit returns for the baseline tier to run the rest of the
-    /// guest block (`fault::TAIL`); so only the host's result goes on, and the code after it
-    /// relies on what the guard found. (Leaving for the next instruction's own unit instead
-    /// would make the units a run meets depend on which tier ran what.)
-    fn leave_unless(&mut self, ins: &Instruction, ok: Value) {
-        let slow = self.b.create_block();
+    /// Defers a guard (`ok`, and conditions per lane in `lanes`) to `settle_guards`: each
+    /// per-lane condition is and-ed with those before of its lane type, reduced to one
+    /// condition only there.
+    fn defer(&mut self, ok: Option<Value>, lanes: Vec<Value>) {
+        if let Some(ok) = ok {
+            self.deferred_guard = Some(self.both(self.deferred_guard, ok));
+        }
+        for c in lanes {
+            let ty = self.b.func.dfg.value_type(c);
+            let dfg = &self.b.func.dfg;
+            match self.deferred_lanes.iter_mut().find(|d| dfg.value_type(**d) == ty) {
+                Some(d) => *d = self.b.ins().band(*d, c),
+                None => self.deferred_lanes.push(c),
+            }
+        }
+    }
+
+    /// `c`, and-ed with `before` if any.
+    fn both(&mut self, before: Option<Value>, c: Value) -> Value {
+        match before {
+            Some(b) => self.b.ins().band(b, c),
+            None => c,
+        }
+    }
+
+    /// Branches on the guards deferred so far: where one failed, the unit returns for the
+    /// baseline tier to run again from the last checkpoint, where the context holds the whole
+    /// state, as after a host fault (`fault::REPLAY`). What ran since wrote registers only
+    /// (`runs_ahead_of_guards`), so dropping it loses nothing, and a fault there replays from
+    /// the same checkpoint: an operation on a value no guard admits never shows.
+    pub(in crate::jit) fn settle_guards(&mut self) {
+        let lanes = std::mem::take(&mut self.deferred_lanes);
+        let ok = lanes.into_iter().fold(self.deferred_guard.take(), |ok, c| {
+            let all = self.all(c);
+            Some(self.both(ok, all))
+        });
+        let Some(ok) = ok else {
+            return;
+        };
+        let counted = self.replay_count;
+        let replay = self.b.create_block();
         let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
-        self.leave_if(failed, slow);
-        // What the slow path's helper call forgets holds where the guard passed.
+        self.leave_if(failed, replay);
         let (kept, on) = (std::mem::take(&mut self.known), self.b.current_block());
-        self.b.seal_block(slow);
-        self.b.switch_to_block(slow);
-        self.b.set_cold_block(slow);
-        self.slow_path(ins);
-        self.leave_for_tail();
-        self.b.switch_to_block(on.expect("the block the guard passed to"));
+        self.b.seal_block(replay);
+        self.b.switch_to_block(replay);
+        self.b.set_cold_block(replay);
+        self.leave_for_replay(counted);
+        self.b.switch_to_block(on.expect("the block the guards passed to"));
         self.known = kept;
     }
 
@@ -898,6 +933,79 @@ impl Lower<'_> {
             }
         }
     }
+}
+
+/// Whether `ins` may run while float guards before it are deferred (`Lower::settle_guards`):
+/// it writes registers only, never leaves the unit on its own and calls no helper, so a failed
+/// guard can drop what it did. One of the float forms here, or a move, address computation,
+/// integer operation or SSE logic and shuffle among those listed (their loads of guest
+/// memory fault and replay as anywhere).
+pub(super) fn runs_ahead_of_guards(ins: &Instruction, route: u8) -> bool {
+    use iced_x86::{FlowControl, Mnemonic::*};
+    use semantics::route::{ALIGN16, SLOW};
+    if ins.flow_control() != FlowControl::Next
+        || route & ALIGN16 != 0
+        || ins.has_lock_prefix()
+        || ins.is_string_instruction()
+        || super::writes_memory(ins)
+        || (0..ins.op_count()).any(|n| ins.op_kind(n) == OpKind::Register && ins.op_register(n).is_mm())
+    {
+        return false;
+    }
+    if route == SLOW {
+        return form(ins).is_some();
+    }
+    matches!(
+        ins.mnemonic(),
+        Mov | Movzx
+            | Movsx
+            | Movsxd
+            | Lea
+            | Add
+            | Sub
+            | And
+            | Or
+            | Xor
+            | Cmp
+            | Test
+            | Movd
+            | Movq
+            | Movsd
+            | Movss
+            | Movapd
+            | Movaps
+            | Movupd
+            | Movups
+            | Movdqa
+            | Movdqu
+            | Movlpd
+            | Movhpd
+            | Movlps
+            | Movhps
+            | Movlhps
+            | Movhlps
+            | Unpcklpd
+            | Unpckhpd
+            | Unpcklps
+            | Unpckhps
+            | Shufpd
+            | Shufps
+            | Andpd
+            | Andps
+            | Andnpd
+            | Andnps
+            | Orpd
+            | Orps
+            | Xorpd
+            | Xorps
+            | Pand
+            | Pandn
+            | Por
+            | Pxor
+            | Pshufd
+            | Punpcklqdq
+            | Punpckhqdq
+    )
 }
 
 #[cfg(test)]
@@ -990,5 +1098,25 @@ mod tests {
             let arithmetic = matches!(kind, Kind::Add | Kind::Sub | Kind::Mul | Kind::Div | Kind::Sqrt);
             assert!(arithmetic || !packed, "{code:?} is a scalar-only kind");
         }
+    }
+
+    #[test]
+    fn only_register_writing_instructions_run_ahead_of_deferred_guards() {
+        use iced_x86::{Decoder, DecoderOptions};
+        let decode = |bytes: &[u8]| Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode();
+        let ahead = |bytes: &[u8]| {
+            let ins = decode(bytes);
+            runs_ahead_of_guards(&ins, semantics::classify(&ins).expect("implemented"))
+        };
+        assert!(ahead(&[0xf2, 0x0f, 0x58, 0xc1])); // addsd xmm0, xmm1
+        assert!(ahead(&[0x66, 0x0f, 0x10, 0x06])); // movupd xmm0, [rsi]
+        assert!(ahead(&[0x48, 0x8b, 0x06])); // mov rax, [rsi]
+        assert!(ahead(&[0x48, 0x01, 0xd8])); // add rax, rbx
+        assert!(!ahead(&[0xf2, 0x0f, 0x11, 0x06])); // movsd [rsi], xmm0: writes memory
+        assert!(!ahead(&[0x48, 0x01, 0x06])); // add [rsi], rax
+        assert!(!ahead(&[0x48, 0xf7, 0xf1])); // div rcx: may raise #DE
+        assert!(!ahead(&[0x74, 0x00])); // je: leaves the block
+        assert!(!ahead(&[0x66, 0x0f, 0x28, 0x06])); // movapd xmm0, [rsi]: may raise #GP
+        assert!(!ahead(&[0x0f, 0x6f, 0xc1])); // movq mm0, mm1: the x87 state
     }
 }

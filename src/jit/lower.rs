@@ -189,6 +189,17 @@ pub(super) struct Lower<'a> {
     /// Instructions of the current guest block after the one being lowered (counted already,
     /// where the block starts).
     pub insns_after: u64,
+    /// Float guards (`float.rs`) not branched on yet, as one condition: they are settled
+    /// before the first instruction after them that could show what ran under them
+    /// (`Lower::settle_guards`).
+    deferred_guard: Option<Value>,
+    /// Deferred float guards per lane, one vector condition per lane type.
+    deferred_lanes: Vec<Value>,
+    /// The instructions run before the last checkpoint, counted as `pending` counts, for a
+    /// replay from there to return with (`fault::REPLAY`): exact after a checkpoint in the
+    /// current guest block, else those before the block (a checkpoint before it makes the
+    /// replay run some again, as after a host fault).
+    pub replay_count: i64,
     /// The registers the current instruction may write (`Regs::written_by`), when the region
     /// relies on it; a write outside them makes the compile fail (`unpredicted`).
     pub predicted: Option<Regs>,
@@ -331,6 +342,9 @@ impl<'a> Lower<'a> {
             rip_base: Some(head),
             end: None,
             insns_after: 0,
+            deferred_guard: None,
+            deferred_lanes: Vec::new(),
+            replay_count: 0,
             predicted: None,
             unpredicted: false,
             links: None,
@@ -399,6 +413,7 @@ impl<'a> Lower<'a> {
     /// from the last checkpoint (nothing after a checkpoint writes guest memory before the
     /// next), which faults with the exact state.
     pub fn checkpoint(&mut self, ip: u64) {
+        self.settle_guards();
         self.flush();
         self.set_rip(ip);
     }
@@ -407,6 +422,7 @@ impl<'a> Lower<'a> {
     /// them before reading them, they stay out of the context (a replay from here writes them
     /// before reading them too).
     pub fn checkpoint_with(&mut self, ip: u64, flags_read: bool) {
+        self.settle_guards();
         if !flags_read {
             self.flush_regs();
             return self.set_rip(ip);
@@ -836,14 +852,14 @@ impl<'a> Lower<'a> {
         self.known.block = Some(on);
     }
 
-    /// Returns from the unit for the baseline tier to run the rest of the guest block from the
-    /// context's rip, where the whole state is (`fault::TAIL`).
-    pub(super) fn leave_for_tail(&mut self) {
+    /// Returns from the unit for the baseline tier to run the guest block at the context's
+    /// rip, where the whole state is (`fault::REPLAY`), with `counted` instructions run before
+    /// it (as `pending` counts them): the block's are the baseline tier's to count.
+    pub(super) fn leave_for_replay(&mut self, counted: i64) {
         let cpu = self.cpu();
-        let code = self.b.ins().iconst(types::I64, crate::cpu::fault::TAIL as i64);
+        let code = self.b.ins().iconst(types::I64, crate::cpu::fault::REPLAY as i64);
         self.b.ins().store(mf(), code, cpu, off::FAULT);
-        // The tail's instructions are the baseline tier's to count.
-        let c = self.count_plus(self.pending - self.insns_after as i64);
+        let c = self.count_plus(counted);
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
         self.return_counted(x, c, None);
     }
@@ -1314,6 +1330,9 @@ impl Lower<'_> {
     /// may be read after it before they are written again (its own are live where it writes one
     /// of them, as `decode::flag_liveness_from` has it).
     pub fn lower_insn(&mut self, ins: &Instruction, read_later: u32, route: u8) {
+        if !float::runs_ahead_of_guards(ins, route) {
+            self.settle_guards();
+        }
         self.flags_live = ins.rflags_modified() & crate::decode::ARITH_FLAGS & read_later != 0;
         self.flags_read_later = crate::decode::rflags_bits(read_later);
         if route & semantics::route::ALIGN16 != 0 {

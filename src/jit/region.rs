@@ -341,6 +341,7 @@ impl Layout<'_> {
         l.pending = self.count_in[i].get().unwrap_or(0);
         self.count_in[i].set(Some(l.pending));
         l.count_insns(gb.insns.len());
+        l.replay_count = l.pending - gb.insns.len() as i64;
         let predict = self.region.blocks.len() > 1;
         let (flags_after, _) = flags_live_after(&gb.insns, self.region.flags_out[i]);
         for (k, (ins, &route)) in gb.insns.iter().zip(&gb.routes).enumerate() {
@@ -352,8 +353,10 @@ impl Layout<'_> {
             }
             if self.checkpoints[i][k] {
                 l.checkpoint_with(ins.next_ip(), flags_after[k] != 0);
+                l.replay_count = l.pending - l.insns_after as i64;
             }
         }
+        l.settle_guards();
         let checked = l.in_reach_here();
         // A checkpoint after the instruction that ends the block goes on the edge.
         let written = l.end.is_some() && self.checkpoints[i].last() == Some(&true);
