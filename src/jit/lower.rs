@@ -1224,6 +1224,7 @@ impl Emitter for Lower<'_> {
         self.checkpoint(ins.ip());
         self.run_slow_helper(ins);
         self.invalidate();
+        self.replay_count = self.pending - self.insns_after as i64;
     }
 }
 
