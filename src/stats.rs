@@ -36,7 +36,7 @@ pub struct Stats {
     pub fault_replays: u64,
     /// Of those, the float guards' (`fault::REPLAY`): float operands or results compiled code
     /// cannot rely on.
-    pub block_tails: u64,
+    pub guard_replays: u64,
     /// Cached units chained before the dispatcher met them (on unchanged module pages).
     pub units_prefilled: u64,
     /// 1 when units from packs could not follow their links to the end of the run (a module's
@@ -67,7 +67,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.dispatcher_entries += o.dispatcher_entries;
         self.chain_misses += o.chain_misses;
         self.fault_replays += o.fault_replays;
-        self.block_tails += o.block_tails;
+        self.guard_replays += o.guard_replays;
         self.units_prefilled += o.units_prefilled;
         self.links_forbidden += o.links_forbidden;
     }
@@ -144,8 +144,8 @@ impl Stats {
             per_million(self.dispatcher_entries),
             per_million(self.chain_misses)
         );
-        eprintln!("  faults replayed from a checkpoint  {:>14}", self.fault_replays);
-        eprintln!("  float guards replayed from a checkpoint {:>9}", self.block_tails);
+        eprintln!("  replays from a checkpoint          {:>14}", self.fault_replays);
+        eprintln!("  float guards replayed from a checkpoint {:>9}", self.guard_replays);
     }
 }
 

@@ -123,9 +123,9 @@ pub struct Engine {
     compiles: compile::Compiles,
     /// This thread's wake word (`Cpu::interrupt`), registered.
     wake: Wake,
-    /// Blocks decoded for the baseline tier to replay (`replay_block`), by address; each is used while
-    /// the guest's bytes there are still the ones it was decoded from.
-    tails: std::collections::HashMap<u64, Arc<Block>>,
+    /// Blocks decoded for the baseline tier to replay (`replay_block`), by address; each is
+    /// used while the guest's bytes there are still the ones it was decoded from.
+    replayed_blocks: std::collections::HashMap<u64, Arc<Block>>,
 }
 
 impl Engine {
@@ -194,7 +194,7 @@ impl Engine {
             cache,
             units: units::Units::default(),
             compiles: compile::Compiles::default(),
-            tails: Default::default(),
+            replayed_blocks: Default::default(),
             wake,
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
@@ -341,14 +341,14 @@ impl Engine {
     fn replay_block(&mut self) -> u64 {
         self.cpu.fault = 0;
         self.stats.fault_replays += 1;
-        self.stats.block_tails += 1;
+        self.stats.guard_replays += 1;
         let rip = self.cpu.rip;
         let unchanged = |b: &Block| self.proc.mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..]);
-        let block = match self.tails.get(&rip) {
+        let block = match self.replayed_blocks.get(&rip) {
             Some(b) if unchanged(b) => b.clone(),
             _ => {
                 let b = Arc::new(self.decode_at(rip));
-                self.tails.insert(rip, b.clone());
+                self.replayed_blocks.insert(rip, b.clone());
                 b
             }
         };
