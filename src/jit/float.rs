@@ -427,10 +427,7 @@ impl Lower<'_> {
 
     /// Adds condition `c` (an i8) to the guard.
     fn require(&mut self, g: &mut Guard, c: Value) {
-        g.ok = Some(match g.ok {
-            Some(ok) => self.b.ins().band(ok, c),
-            None => c,
-        });
+        g.ok = Some(self.both(g.ok, c));
     }
 
     /// Adds a condition per lane (`exp_in`) to the guard: of every lane of a vector, kept
@@ -884,6 +881,11 @@ impl Lower<'_> {
             Some(b) => self.b.ins().band(b, c),
             None => c,
         }
+    }
+
+    /// Whether guards wait for `settle_guards`.
+    pub(in crate::jit) fn guards_deferred(&self) -> bool {
+        self.deferred_guard.is_some() || !self.deferred_lanes.is_empty()
     }
 
     /// Branches on the guards deferred so far: where one failed, the unit returns for the

@@ -1331,7 +1331,8 @@ impl Lower<'_> {
     /// may be read after it before they are written again (its own are live where it writes one
     /// of them, as `decode::flag_liveness_from` has it).
     pub fn lower_insn(&mut self, ins: &Instruction, read_later: u32, route: u8) {
-        if !float::runs_ahead_of_guards(ins, route) {
+        // Decided only where guards wait: it asks iced what the instruction writes.
+        if self.guards_deferred() && !float::runs_ahead_of_guards(ins, route) {
             self.settle_guards();
         }
         self.flags_live = ins.rflags_modified() & crate::decode::ARITH_FLAGS & read_later != 0;
