@@ -5,7 +5,7 @@
 /// Magic at the start of every unit entry.
 pub const ENTRY_MAGIC: [u8; 8] = *b"KILNUNIT";
 /// Entry format version; readers reject any other.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 
 pub type Hash = [u8; 32];
 
@@ -72,7 +72,8 @@ pub struct UnitEntry {
     pub guest_len: u32,
     /// Guest instructions in the unit.
     pub ninsns: u32,
-    /// blake3 of the guest bytes translated; checked before first execution.
+    /// blake3 of the guest bytes translated (those at the unit's offset, `guest_len` of them,
+    /// then those of each `outer` range in turn); checked before first execution.
     pub guest_hash: Hash,
     /// Host code, relocation-free but for its links.
     pub code: Vec<u8>,
@@ -86,6 +87,37 @@ pub struct UnitEntry {
     /// the tiering threshold for code a run compiled because it ran that often): a pack lays
     /// its code out hottest first, so that a run's hot code shares pages and cache lines.
     pub heat: u32,
+    /// The guest code of its module the unit translates beyond its own bytes (the callees a
+    /// region inlines), in ascending offset order.
+    pub outer: Vec<OuterRange>,
+}
+
+/// Guest bytes of a unit's module that the unit translates apart from the bytes at its
+/// offset: `len` bytes at `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OuterRange {
+    pub offset: ModuleOffset,
+    pub len: u32,
+}
+
+/// Bytes of an encoded `OuterRange`.
+pub const OUTER_LEN: usize = 12;
+
+impl OuterRange {
+    pub fn encode_into(&self, v: &mut Vec<u8>) {
+        v.extend_from_slice(&self.offset.0.to_le_bytes());
+        v.extend_from_slice(&self.len.to_le_bytes());
+    }
+
+    /// Decodes `OUTER_LEN` bytes; None unless there are that many and the range is not empty.
+    pub fn decode(b: &[u8]) -> Option<OuterRange> {
+        let offset = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+        let len = u32::from_le_bytes(b.get(8..OUTER_LEN)?.try_into().ok()?);
+        (len > 0).then_some(OuterRange {
+            offset: ModuleOffset(offset),
+            len,
+        })
+    }
 }
 
 /// A direct jump or call from a unit's code into the unit of its module that starts at
@@ -195,6 +227,10 @@ impl UnitEntry {
         for l in &self.links {
             l.encode_into(&mut v);
         }
+        v.extend_from_slice(&(self.outer.len() as u32).to_le_bytes());
+        for r in &self.outer {
+            r.encode_into(&mut v);
+        }
         let sum = blake3::hash(&v);
         v.extend_from_slice(sum.as_bytes());
         v
@@ -228,9 +264,18 @@ impl UnitEntry {
         }
         let nlinks = u32_at(code_end) as usize;
         let links_at = code_end + 4;
-        let end = nlinks
+        let links_end = nlinks
             .checked_mul(LINK_LEN)
             .and_then(|n| n.checked_add(links_at))
+            .ok_or(EntryError::Truncated)?;
+        if b.len() < links_end + 4 + 32 {
+            return Err(EntryError::Truncated);
+        }
+        let nouter = u32_at(links_end) as usize;
+        let outer_at = links_end + 4;
+        let end = nouter
+            .checked_mul(OUTER_LEN)
+            .and_then(|n| n.checked_add(outer_at))
             .ok_or(EntryError::Truncated)?;
         if b.len() != end + 32 {
             return Err(EntryError::Truncated);
@@ -238,7 +283,12 @@ impl UnitEntry {
         if verify && blake3::hash(&b[..end]).as_bytes() != &b[end..] {
             return Err(EntryError::Checksum);
         }
-        let links = b[links_at..end]
+        let outer = b[outer_at..end]
+            .chunks(OUTER_LEN)
+            .map(OuterRange::decode)
+            .collect::<Option<Vec<OuterRange>>>()
+            .ok_or(EntryError::Malformed)?;
+        let links = b[links_at..links_end]
             .chunks(LINK_LEN)
             .map(|l| Link::decode(l, code_len))
             .collect::<Option<Vec<Link>>>()
@@ -259,6 +309,7 @@ impl UnitEntry {
             links,
             linked,
             heat: u32_at(60),
+            outer,
         })
     }
 }
@@ -281,6 +332,10 @@ mod tests {
             }],
             linked: true,
             heat: 7,
+            outer: vec![OuterRange {
+                offset: ModuleOffset(0x9000),
+                len: 12,
+            }],
         }
     }
 

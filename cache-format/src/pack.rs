@@ -4,18 +4,18 @@
 //! the units' links (direct jumps and calls between units of the module) with where their
 //! targets lie in the file. See `SPEC.md`.
 
-use crate::{ConfigId, EntryError, Hash, Link, ModuleOffset, UnitEntry, LINK_LEN};
+use crate::{ConfigId, EntryError, Hash, Link, ModuleOffset, OuterRange, UnitEntry, LINK_LEN, OUTER_LEN};
 use std::collections::HashMap;
 
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
 /// Pack format version; readers reject any other.
-pub const PACK_VERSION: u16 = 6;
+pub const PACK_VERSION: u16 = 7;
 /// Bytes before the unit records.
-pub const PACK_HEAD: usize = 88;
+pub const PACK_HEAD: usize = 96;
 /// Bytes of one unit record: its placement (`PLACEMENT`), in one table, and the rest of it, in
 /// another after it.
-pub const PACK_RECORD: usize = PLACEMENT + 56;
+pub const PACK_RECORD: usize = PLACEMENT + 64;
 /// Bytes of a unit's placement: what a reader needs to enter it (its offset, where its code
 /// starts, its guest length), kept apart from the rest of its record so that a reader that
 /// chains every unit of a large pack at once, or searches it, reads 16 bytes per unit.
@@ -49,6 +49,8 @@ pub struct PackUnit {
     pub linked: bool,
     /// `UnitEntry::heat`.
     pub heat: u32,
+    /// Its entries of the pack's table of outer ranges (`UnitEntry::outer`).
+    pub outer: std::ops::Range<usize>,
 }
 
 /// Encodes a pack of `units` (offset in module, entry; in ascending offset order), with their links filled in: to the
@@ -61,8 +63,9 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
         "pack units out of offset order"
     );
     let nlinks: usize = units.iter().map(|(_, e)| e.links.len()).sum();
+    let nouter: usize = units.iter().map(|(_, e)| e.outer.len()).sum();
     let links_at = PACK_HEAD + PACK_RECORD * units.len();
-    let code_start = (links_at + LINK_LEN * nlinks).next_multiple_of(CODE_REGION_ALIGN);
+    let code_start = (links_at + LINK_LEN * nlinks + OUTER_LEN * nouter).next_multiple_of(CODE_REGION_ALIGN);
     let mut code = Vec::new();
     let stub_at = if nlinks > 0 {
         debug_assert!(!stub.is_empty(), "a pack with links needs a link stub");
@@ -92,12 +95,14 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
     v.extend_from_slice(&(code.len() as u64).to_le_bytes());
     v.extend_from_slice(&(nlinks as u32).to_le_bytes());
     v.extend_from_slice(&stub_at.to_le_bytes());
+    v.extend_from_slice(&(nouter as u32).to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes());
     for ((off, e), &start) in units.iter().zip(&at) {
         v.extend_from_slice(&off.0.to_le_bytes());
         v.extend_from_slice(&(start as u32).to_le_bytes());
         v.extend_from_slice(&e.guest_len.to_le_bytes());
     }
-    let mut first_link = 0u32;
+    let (mut first_link, mut first_outer) = (0u32, 0u32);
     for (_, e) in units {
         v.extend_from_slice(&e.ninsns.to_le_bytes());
         v.extend_from_slice(&e.guest_hash);
@@ -106,11 +111,19 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
         v.extend_from_slice(&(e.links.len() as u32).to_le_bytes());
         v.extend_from_slice(&u32::from(e.linked).to_le_bytes());
         v.extend_from_slice(&e.heat.to_le_bytes());
+        v.extend_from_slice(&first_outer.to_le_bytes());
+        v.extend_from_slice(&(e.outer.len() as u32).to_le_bytes());
         first_link += e.links.len() as u32;
+        first_outer += e.outer.len() as u32;
     }
     for (_, e) in units {
         for l in &e.links {
             l.encode_into(&mut v);
+        }
+    }
+    for (_, e) in units {
+        for r in &e.outer {
+            r.encode_into(&mut v);
         }
     }
     v.resize(code_start, 0);
@@ -181,6 +194,7 @@ pub struct PackIndex<'a> {
     code_start: usize,
     code_len: u64,
     nlinks: u64,
+    nouter: u64,
 }
 
 impl<'a> PackIndex<'a> {
@@ -209,9 +223,11 @@ impl<'a> PackIndex<'a> {
         let code_len = u64_at(body, 72);
         let nlinks = u32_at(body, 80) as u64;
         let stub = u32_at(body, 84);
+        let nouter = u32_at(body, 88) as u64;
         let tables_end = (count as u64)
             .checked_mul(PACK_RECORD as u64)
             .and_then(|n| n.checked_add(nlinks * LINK_LEN as u64))
+            .and_then(|n| n.checked_add(nouter * OUTER_LEN as u64))
             .and_then(|n| n.checked_add(PACK_HEAD as u64))
             .ok_or(EntryError::Truncated)?;
         if !code_start.is_multiple_of(CODE_REGION_ALIGN as u64)
@@ -228,6 +244,7 @@ impl<'a> PackIndex<'a> {
             code_start: code_start as usize,
             code_len,
             nlinks,
+            nouter,
         })
     }
 
@@ -261,11 +278,12 @@ impl<'a> PackIndex<'a> {
     }
 
     /// Record `i`, checked: None if it is damaged (its code outside the code region, its links
-    /// outside the link table, unknown flags) or `i` is out of range.
+    /// or outer ranges outside their tables, unknown flags) or `i` is out of range.
     pub fn unit(&self, i: usize) -> Option<PackUnit> {
         let r = self.record(i)?;
-        let (start, len, links) = (r.place.code_start(), r.code_len(), r.links());
-        if !code_fits(start, len, self.code_len) || links.end as u64 > self.nlinks || r.flags() > 1 {
+        let (start, len, links, outer) = (r.place.code_start(), r.code_len(), r.links(), r.outer());
+        let tables = links.end as u64 <= self.nlinks && outer.end as u64 <= self.nouter;
+        if !code_fits(start, len, self.code_len) || !tables || r.flags() > 1 {
             return None;
         }
         Some(PackUnit {
@@ -278,7 +296,33 @@ impl<'a> PackIndex<'a> {
             links,
             linked: r.flags() == 1,
             heat: r.heat(),
+            outer,
         })
+    }
+
+    /// The outer ranges of `u`, a unit this index gave (None if one is empty).
+    pub fn outer(&self, u: &PackUnit) -> Option<Vec<OuterRange>> {
+        self.outer_ranges(u)?.iter().collect()
+    }
+
+    /// The outer ranges of `u`, a unit this index gave, where they lie in the pack.
+    pub fn outer_ranges(&self, u: &PackUnit) -> Option<OuterRanges<'a>> {
+        self.outer_table(u.outer.clone())
+    }
+
+    /// The outer ranges of record `i`, read from that record alone (None if they lie outside
+    /// their table or `i` is out of range).
+    pub fn outer_of(&self, i: usize) -> Option<OuterRanges<'a>> {
+        self.outer_table(self.record(i)?.outer())
+    }
+
+    fn outer_table(&self, entries: std::ops::Range<usize>) -> Option<OuterRanges<'a>> {
+        if entries.end as u64 > self.nouter {
+            return None;
+        }
+        let table = PACK_HEAD + PACK_RECORD * self.count + LINK_LEN * self.nlinks as usize;
+        let at = table + entries.start * OUTER_LEN;
+        Some(OuterRanges(self.body.get(at..at + entries.len() * OUTER_LEN)?))
     }
 
     /// Where record `i`'s unit lies: (module offset, guest length, start of its code in the
@@ -309,6 +353,21 @@ impl<'a> PackIndex<'a> {
             place,
             detail: &self.body[at..at + PACK_RECORD - PLACEMENT],
         })
+    }
+}
+
+/// A unit's outer ranges as a pack holds them (`OUTER_LEN` bytes each).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OuterRanges<'a>(&'a [u8]);
+
+impl OuterRanges<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each range, None for one that is empty (a damaged record).
+    pub fn iter(&self) -> impl Iterator<Item = Option<OuterRange>> + '_ {
+        self.0.chunks(OUTER_LEN).map(OuterRange::decode)
     }
 }
 
@@ -368,6 +427,12 @@ impl Record<'_> {
     fn heat(&self) -> u32 {
         u32_at(self.detail, 52)
     }
+
+    /// Its entries of the pack's table of outer ranges.
+    fn outer(&self) -> std::ops::Range<usize> {
+        let (first, count) = (u32_at(self.detail, 56) as usize, u32_at(self.detail, 60) as usize);
+        first..first.saturating_add(count)
+    }
 }
 
 /// Where the code region of a pack checked by `decode_pack_index` lies in the file: its
@@ -394,10 +459,12 @@ pub fn pack_unit_links(b: &[u8], u: &PackUnit) -> Result<Vec<Link>, EntryError> 
 /// Their links' references keep what they were filled in with; writing the units into a pack
 /// fills them in again.
 pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(ModuleOffset, UnitEntry)>, EntryError> {
-    decode_pack_index(b, module, config)?
-        .into_iter()
-        .map(|u| {
+    let index = PackIndex::open(b, module, config, true)?;
+    (0..index.len())
+        .map(|i| {
+            let u = index.unit(i).ok_or(EntryError::Truncated)?;
             let entry = UnitEntry {
+                outer: index.outer(&u).ok_or(EntryError::Malformed)?,
                 load_base: 0,
                 guest_len: u.guest_len,
                 ninsns: u.ninsns,
@@ -426,11 +493,39 @@ mod tests {
             links: Vec::new(),
             linked: false,
             heat: 0,
+            outer: Vec::new(),
         }
     }
 
     fn rel32_target(p: &[u8], site: usize) -> usize {
         (site as i64 + 4 + i64::from(i32::from_le_bytes(p[site..site + 4].try_into().unwrap()))) as usize
+    }
+
+    #[test]
+    fn outer_ranges_round_trip() {
+        let (m, c) = ([9u8; 32], ConfigId([3; 16]));
+        let outer = |o: u64| OuterRange {
+            offset: ModuleOffset(o),
+            len: 5,
+        };
+        let units: Vec<(ModuleOffset, UnitEntry)> = [vec![], vec![outer(0x900), outer(0x700)], vec![outer(0x40)]]
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                (
+                    ModuleOffset(0x10 * i as u64),
+                    UnitEntry {
+                        outer: o,
+                        ..entry(vec![0xc3; 4])
+                    },
+                )
+            })
+            .collect();
+        let p = encode_pack(&m, &c, &units, &[]);
+        assert_eq!(decode_pack(&p, &m, &c).unwrap(), units);
+        let index = PackIndex::open(&p, &m, &c, true).unwrap();
+        let second = index.unit(1).unwrap();
+        assert_eq!(index.outer(&second).unwrap(), units[1].1.outer);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Magic at the start of a work journal.
 pub const WORK_MAGIC: [u8; 8] = *b"KILNWORK";
 /// Work journal format version; readers reject any other.
-pub const WORK_VERSION: u16 = 4;
+pub const WORK_VERSION: u16 = 5;
 /// Bytes before the payload: magic, version, reserved, payload length.
 const WORK_HEAD: usize = 8 + 2 + 2 + 8;
 
@@ -203,6 +203,7 @@ mod tests {
                     links: Vec::new(),
                     linked: false,
                     heat: 0,
+                    outer: Vec::new(),
                 },
             }],
             blocks: vec![WorkBlock {

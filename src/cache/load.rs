@@ -9,7 +9,7 @@
 
 use super::{map_pack, pack_path, Cache};
 use crate::mem::exec::{self, CodePtr};
-use cache_format::{ConfigId, Hash, ModuleOffset, PackIndex, PackUnit};
+use cache_format::{ConfigId, Hash, ModuleOffset, OuterRanges, PackIndex, PackUnit};
 use std::path::Path;
 
 /// A cached unit whose code is executable.
@@ -20,8 +20,10 @@ pub struct RunnableUnit {
     pub code: CodePtr,
     pub guest_len: u64,
     pub ninsns: u64,
-    /// blake3 of the guest bytes it was translated from.
+    /// blake3 of the guest bytes it was translated from (`UnitEntry::guest_hash`).
     pub guest_hash: Hash,
+    /// The module's code it translates beyond [offset, offset + guest_len).
+    pub outer: OuterRanges<'static>,
 }
 
 /// A module's runnable units, in ascending offset order, by position.
@@ -70,11 +72,21 @@ impl ModuleUnits {
         match &self.0 {
             Source::Pack { index, code, shift } => {
                 let u = index.unit(i)?;
+                let outer = index.outer_ranges(&u)?;
                 // SAFETY: the record was checked: the unit's code lies inside the code region,
                 // which is executable for the rest of the process where `code` says.
-                Some(runnable(&u, unsafe { code.add(u.code_start - shift) }))
+                Some(runnable(&u, unsafe { code.add(u.code_start - shift) }, outer))
             }
             Source::Copied(v) => v.get(i).copied(),
+        }
+    }
+
+    /// The outer ranges of the unit at position `i`, read without the rest of its record;
+    /// None if they are damaged.
+    pub fn outer_of(&self, i: usize) -> Option<OuterRanges<'static>> {
+        match &self.0 {
+            Source::Pack { index, .. } => index.outer_of(i),
+            Source::Copied(v) => v.get(i).map(|u| u.outer),
         }
     }
 
@@ -86,27 +98,28 @@ impl ModuleUnits {
         }
     }
 
-    /// Where each unit whose code is whole lies: (offset, code, guest bytes covered), in
-    /// offset order; read from a pack without the rest of each record.
-    pub fn placements(&self) -> impl Iterator<Item = (ModuleOffset, CodePtr, u64)> + '_ {
+    /// Where each unit whose code is whole lies: (position, offset, code, guest bytes covered
+    /// from the offset), in offset order; read from a pack without the rest of each record.
+    pub fn placements(&self) -> impl Iterator<Item = (usize, ModuleOffset, CodePtr, u64)> + '_ {
         (0..self.len()).filter_map(|i| match &self.0 {
             Source::Pack { index, code, shift } => {
                 let (offset, len, start) = index.placement(i)?;
                 // SAFETY: as in `unit`: the unit's code lies inside the executable code region.
-                Some((offset, unsafe { code.add(start - shift) }, len as u64))
+                Some((i, offset, unsafe { code.add(start - shift) }, len as u64))
             }
-            Source::Copied(v) => v.get(i).map(|u| (u.offset, u.code, u.guest_len)),
+            Source::Copied(v) => v.get(i).map(|u| (i, u.offset, u.code, u.guest_len)),
         })
     }
 }
 
-fn runnable(u: &PackUnit, code: CodePtr) -> RunnableUnit {
+fn runnable(u: &PackUnit, code: CodePtr, outer: OuterRanges<'static>) -> RunnableUnit {
     RunnableUnit {
         offset: u.offset,
         code,
         guest_len: u.guest_len as u64,
         ninsns: u.ninsns as u64,
         guest_hash: u.guest_hash,
+        outer,
     }
 }
 
@@ -173,8 +186,8 @@ fn from_index(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
             };
         }
     };
-    // Links are filled in only inside a pack.
-    units.retain(|u| u.entry.links.is_empty());
+    // Links are filled in only inside a pack, and only a pack's units have outer ranges.
+    units.retain(|u| u.entry.links.is_empty() && u.entry.outer.is_empty());
     let codes: Vec<&[u8]> = units.iter().map(|u| &u.entry.code[..]).collect();
     let fns = match exec::install(&codes) {
         Ok(f) => f,
@@ -195,6 +208,7 @@ fn from_index(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
             guest_len: u.entry.guest_len as u64,
             ninsns: u.entry.ninsns as u64,
             guest_hash: u.entry.guest_hash,
+            outer: OuterRanges::default(),
         })
         .collect();
     Loaded {

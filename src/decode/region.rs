@@ -4,8 +4,10 @@
 //! the caller admits, within a span of guest bytes from the head, and the return sites of the
 //! calls its blocks end in. Inside a region control moves between blocks without leaving the
 //! unit; a call leaves it for the callee and comes back to its return site when the callee
-//! returns there; every other way out is an exit. The same blocks admitted give the same
-//! region.
+//! returns there, unless the callee is small enough to be inlined: its blocks then join the
+//! region wherever they lie, the call jumps to its entry, and each of its returns goes on at
+//! the return sites of the calls inlined there when the address it pops is one of them. Every
+//! other way out is an exit. The same blocks admitted give the same region.
 
 use super::{flag_liveness_from, Block, ARITH_FLAGS};
 use iced_x86::{FlowControl, Mnemonic, OpKind};
@@ -19,6 +21,9 @@ pub struct Limits {
     pub span: u64,
     /// Whether the return sites of the region's calls join it.
     pub returns: bool,
+    /// The most guest instructions a direct call's callee may have for its blocks to join the
+    /// region (`Region::inlined`); 0 inlines none.
+    pub inline: usize,
 }
 
 pub struct Region {
@@ -28,8 +33,13 @@ pub struct Region {
     /// its block when that is inside the region (`static_targets`).
     pub targets: Vec<Vec<(u64, Option<usize>)>>,
     /// Per block: for one that ends in a call, the block of the region at its return site,
-    /// where the code continues when the callee returns there (`return_site`).
+    /// where the code continues when the callee returns there (`return_site`); None for an
+    /// inlined call, whose callee's returns lead there.
     pub returns: Vec<Option<usize>>,
+    /// Per block: whether it ends in a call whose callee is inlined. Its one target is then
+    /// the callee's entry, and the targets of the callee's returns are the return sites of the
+    /// calls inlined there (a return to any other address leaves the region).
+    pub inlined: Vec<bool>,
     /// Per block: whether the flags are read on entry (before being written).
     pub flags_in: Vec<bool>,
     /// Per block: the flags what may run after it reads (iced's `RflagsBits`).
@@ -48,6 +58,7 @@ impl Region {
             blocks: vec![block],
             targets,
             returns: vec![None],
+            inlined: vec![false],
             flags_in: vec![true],
             flags_out: vec![ARITH_FLAGS],
             outside: HashMap::new(),
@@ -58,9 +69,36 @@ impl Region {
         self.blocks[0].start
     }
 
-    /// One past the last guest byte of any block: the unit covers [head, end).
+    /// One past the last guest byte of the blocks that lie after the head and within 32 KiB
+    /// less a byte of it (compiled code keeps distances there in 16 signed bits, and every
+    /// block but an inlined callee's lies there): the unit covers [head, end) and the
+    /// `outer_ranges`.
     pub fn end(&self) -> u64 {
-        self.blocks.iter().map(|b| b.start + b.len).max().unwrap_or(0)
+        let head = self.head();
+        (self.blocks.iter())
+            .map(|b| b.start + b.len)
+            .filter(|e| e.wrapping_sub(head) <= i16::MAX as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The guest bytes the region's inlined callees hold beyond [head, end): sorted ranges
+    /// (start, length), each the union of blocks that touch or overlap.
+    pub fn outer_ranges(&self) -> Vec<(u64, u64)> {
+        let (head, end) = (self.head(), self.end());
+        let mut outer: Vec<(u64, u64)> = (self.blocks.iter())
+            .filter(|b| b.start < head || b.start >= end)
+            .map(|b| (b.start, b.start + b.len))
+            .collect();
+        outer.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in outer {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged.into_iter().map(|(s, e)| (s, e - s)).collect()
     }
 
     pub fn ninsns(&self) -> usize {
@@ -80,14 +118,18 @@ impl Region {
         flags_at: impl Fn(u64, u32) -> Option<u32>,
     ) -> Option<Region> {
         let mut blocks: Vec<Block> = Vec::new();
-        let mut index = HashMap::new();
         let mut queue = VecDeque::from([head]);
-        let mut seen = std::collections::HashSet::from([head]);
+        let mut seen = HashSet::from([head]);
+        // The calls inlined (by the address of the call instruction), with their callees.
+        let mut inlined: HashMap<u64, u64> = HashMap::new();
+        let runnable = |b: &Block| !b.insns.is_empty() && b.stop.is_none();
+        // Inlined callees' blocks come on top of the region's own, at most half as many.
+        let (mut own, mut callee_room) = (0, limits.blocks / 2);
         while let Some(at) = queue.pop_front() {
-            if blocks.len() == limits.blocks {
+            if own == limits.blocks {
                 break;
             }
-            let fits = |b: &Block| !b.insns.is_empty() && b.stop.is_none() && b.start + b.len - head <= limits.span;
+            let fits = |b: &Block| runnable(b) && b.start + b.len - head <= limits.span;
             let Some(b) = fetch(at).filter(fits) else {
                 continue;
             };
@@ -97,36 +139,55 @@ impl Region {
                     queue.push_back(t);
                 }
             }
-            index.insert(at, blocks.len());
+            let call = direct_call_target(&b).filter(|_| back.is_some() && limits.inline > 0);
+            let call_at = b.insns.last().map_or(0, |l| l.ip());
             blocks.push(b);
+            own += 1;
+            let Some(body) = call.and_then(|t| callee_body(t, limits.inline, callee_room, &mut fetch, &admit)) else {
+                continue;
+            };
+            inlined.insert(call_at, body[0].start);
+            // Blocks seen before are in the region already or queued to join it.
+            let before = blocks.len();
+            blocks.extend(body.into_iter().filter(|c| seen.insert(c.start)));
+            callee_room -= blocks.len() - before;
         }
         if blocks.first()?.start != head {
             return None;
         }
         end_at_other_starts(&mut blocks);
-        let blocks = in_reverse_postorder(blocks);
+        let is_inlined = |b: &Block| b.insns.last().is_some_and(|l| inlined.contains_key(&l.ip())) && b.stop.is_none();
+        let return_targets = returns_of_inlined(&blocks, &inlined);
+        let ends = |b: &Block| -> Vec<u64> {
+            if is_inlined(b) {
+                return direct_call_target(b).into_iter().collect();
+            }
+            match return_targets.get(&b.start) {
+                Some(sites) => sites.clone(),
+                None => static_targets(b),
+            }
+        };
+        let blocks = in_reverse_postorder(blocks, |b| {
+            let back = return_site(b).filter(|_| !is_inlined(b));
+            ends(b).into_iter().chain(back).collect()
+        });
         let index: HashMap<u64, usize> = blocks.iter().enumerate().map(|(i, b)| (b.start, i)).collect();
-        let targets: Vec<Vec<(u64, Option<usize>)>> = blocks
-            .iter()
-            .map(|b| {
-                static_targets(b)
-                    .into_iter()
-                    .map(|t| (t, index.get(&t).copied()))
-                    .collect()
-            })
+        let targets: Vec<Vec<(u64, Option<usize>)>> = (blocks.iter())
+            .map(|b| ends(b).into_iter().map(|t| (t, index.get(&t).copied())).collect())
             .collect();
-        let returns = blocks
-            .iter()
-            .map(|b| return_site(b).and_then(|t| index.get(&t).copied()))
+        let inlined: Vec<bool> = blocks.iter().map(is_inlined).collect();
+        let returns = (blocks.iter().zip(&inlined))
+            .map(|(b, &inl)| return_site(b).filter(|_| !inl).and_then(|t| index.get(&t).copied()))
             .collect();
         let mut outside = HashMap::new();
-        for (ts, b) in targets.iter().zip(&blocks) {
+        for ((ts, b), &inl) in targets.iter().zip(&blocks).zip(&inlined) {
             let reads = |t: u64, after_ret: u32| flags_at(t, after_ret).unwrap_or(ARITH_FLAGS);
             let exits = exits_of(ts).map(|t| (t, ARITH_FLAGS));
             // A callee returns to its return site (a return elsewhere, as a longjmp's, finds
             // flags a call does not keep by any convention).
             let back = return_site(b).map_or(ARITH_FLAGS, |r| reads(r, ARITH_FLAGS));
-            for (t, after_ret) in exits.chain(direct_call_target(b).map(|t| (t, back))) {
+            let callee = direct_call_target(b).filter(|_| !inl);
+            for (t, after_ret) in exits.chain(callee.map(|t| (t, back))) {
                 *outside.entry(t).or_insert(0) |= reads(t, after_ret);
             }
         }
@@ -136,6 +197,7 @@ impl Region {
             blocks,
             targets,
             returns,
+            inlined,
             outside,
         };
         region.flag_liveness();
@@ -234,14 +296,18 @@ impl Region {
     }
 
     /// The flags read after block `i` by code outside the region: at its exits to known
-    /// addresses what their code reads, after a direct call what the callee reads, after
-    /// anything else (returns, indirect branches, system calls) every flag.
+    /// addresses what their code reads, after a direct call that is not inlined what the
+    /// callee reads, after anything else (returns, indirect branches, system calls) every flag.
     fn flags_read_outside(&self, i: usize) -> u32 {
         let (targets, b) = (&self.targets[i], &self.blocks[i]);
-        if targets.is_empty() && direct_call_target(b).is_none() {
+        let callee = direct_call_target(b).filter(|_| !self.inlined[i]);
+        let returns = b.insns.last().is_some_and(|l| l.flow_control() == FlowControl::Return);
+        if returns || targets.is_empty() && callee.is_none() {
             return ARITH_FLAGS;
         }
-        leaves_for(targets, b).fold(0, |m, t| m | self.flags_read_at(t))
+        exits_of(targets)
+            .chain(callee)
+            .fold(0, |m, t| m | self.flags_read_at(t))
     }
 
     /// Flag liveness over the whole region: flags written in one block and read by none of
@@ -293,22 +359,88 @@ fn end_at_other_starts(blocks: &mut [Block]) {
 }
 
 /// The blocks (the head first) in reverse postorder of a depth-first walk from the head over
-/// the edges between them: each block after every block that dominates it, so that lowering
-/// meets a block's dominators, and the block before it that is its one way in, before the
-/// block itself.
-fn in_reverse_postorder(mut blocks: Vec<Block>) -> Vec<Block> {
+/// the edges between them (`ends`: where a block continues): each block after every block that
+/// dominates it, so that lowering meets a block's dominators, and the block before it that is
+/// its one way in, before the block itself.
+fn in_reverse_postorder(mut blocks: Vec<Block>, ends: impl Fn(&Block) -> Vec<u64>) -> Vec<Block> {
     let at: HashMap<u64, usize> = blocks.iter().enumerate().map(|(i, b)| (b.start, i)).collect();
     let successors: Vec<Vec<usize>> = (blocks.iter())
-        .map(|b| {
-            let ends = static_targets(b).into_iter().chain(return_site(b));
-            ends.filter_map(|t| at.get(&t).copied()).collect()
-        })
+        .map(|b| ends(b).into_iter().filter_map(|t| at.get(&t).copied()).collect())
         .collect();
     let reached = depth_first(&successors).postorder;
     let unreached = (0..blocks.len()).filter(|i| !reached.contains(i));
     let order: Vec<usize> = reached.iter().rev().copied().chain(unreached).collect();
     let mut taken: Vec<Option<Block>> = blocks.drain(..).map(Some).collect();
     order.into_iter().filter_map(|i| taken[i].take()).collect()
+}
+
+/// The blocks of the callee at `t` when it may be inlined: those its entry reaches through
+/// static edges and the return sites of its own calls, at most `room` of them with at most
+/// `budget` instructions in all, every one runnable and with a return among them. A target
+/// not admitted (code that did not run) is an exit; a callee that may leave otherwise (an
+/// indirect jump, a system call) is not inlined: it would leave the code after the call, which
+/// its return then reaches through the chaining table, out of the region.
+fn callee_body(
+    t: u64,
+    budget: usize,
+    room: usize,
+    fetch: &mut impl FnMut(u64) -> Option<Block>,
+    admit: &impl Fn(u64) -> bool,
+) -> Option<Vec<Block>> {
+    let mut body: Vec<Block> = Vec::new();
+    let mut queue = VecDeque::from([t]);
+    let mut seen = HashSet::from([t]);
+    let (mut insns, mut returns) = (0, false);
+    while let Some(at) = queue.pop_front() {
+        if !admit(at) {
+            continue;
+        }
+        let b = fetch(at).filter(|b| !b.insns.is_empty() && b.stop.is_none())?;
+        insns += b.insns.len();
+        let last = b.insns.last()?;
+        let ret = last.flow_control() == FlowControl::Return;
+        let next: Vec<u64> = static_targets(&b).into_iter().chain(return_site(&b)).collect();
+        if insns > budget || body.len() == room || next.is_empty() && !ret {
+            return None;
+        }
+        returns |= ret;
+        queue.extend(next.into_iter().filter(|n| seen.insert(*n)));
+        body.push(b);
+    }
+    (returns && body.first().is_some_and(|b| b.start == t)).then_some(body)
+}
+
+/// Per block that ends in a return reached from the entry of an inlined callee (`inlined`:
+/// call instruction address -> callee): the return sites of the calls inlined there, where
+/// its return goes on when the address it pops is one of them. Reached through static edges
+/// and the return sites of calls.
+fn returns_of_inlined(blocks: &[Block], inlined: &HashMap<u64, u64>) -> HashMap<u64, Vec<u64>> {
+    let at: HashMap<u64, &Block> = blocks.iter().map(|b| (b.start, b)).collect();
+    let mut sites: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut calls: Vec<(u64, u64)> = (blocks.iter())
+        .filter_map(|b| b.insns.last())
+        .filter_map(|l| inlined.get(&l.ip()).map(|&t| (t, l.next_ip())))
+        .collect();
+    calls.sort_unstable();
+    for (t, site) in calls {
+        let mut work = vec![t];
+        let mut seen = HashSet::from([t]);
+        while let Some(a) = work.pop() {
+            let Some(b) = at.get(&a) else { continue };
+            let last = b.insns.last();
+            if last.is_some_and(|l| l.flow_control() == FlowControl::Return) {
+                let s = sites.entry(a).or_default();
+                if !s.contains(&site) {
+                    s.push(site);
+                }
+                continue;
+            }
+            // Past a call (inlined or not) the code goes on at its return site.
+            let next = static_targets(b).into_iter().chain(return_site(b));
+            work.extend(next.filter(|n| seen.insert(*n)));
+        }
+    }
+    sites
 }
 
 /// What a depth-first walk from block 0 over `successors` (each block's, in order) finds.
@@ -350,13 +482,6 @@ fn depth_first(successors: &[Vec<usize>]) -> DepthFirst {
         }
     }
     walk
-}
-
-/// The known addresses outside the region block `b` goes to: its targets (`targets`, as
-/// `Region::targets` holds them) outside the region, and the callee of the direct call it
-/// ends in.
-fn leaves_for<'a>(targets: &'a [(u64, Option<usize>)], b: &Block) -> impl Iterator<Item = u64> + 'a {
-    exits_of(targets).chain(direct_call_target(b))
 }
 
 /// The targets (as `Region::targets` holds them) outside the region.
@@ -406,6 +531,7 @@ mod tests {
         blocks: 8,
         span: 0x100,
         returns: true,
+        inline: 0,
     };
 
     /// The region at 0x1000 of `code` (a jump or call to 0x2000 leaves it), with `flags_at`
@@ -485,6 +611,42 @@ mod tests {
     }
 
     #[test]
+    fn a_small_callee_is_inlined_and_its_return_goes_on_at_the_return_site() {
+        // 0x1000: add eax, 1; call 0x9000
+        // 0x1008: cmp eax, 3; ret
+        // 0x9000: lea eax, [rax + 2]; test eax, eax; ret   (the callee, 32 KiB away)
+        let mut code = vec![0x83, 0xc0, 0x01, 0xe8, 0xf8, 0x7f, 0x00, 0x00, 0x83, 0xf8, 0x03, 0xc3];
+        code.resize(0x8000, 0x90);
+        code.extend([0x8d, 0x40, 0x02, 0x85, 0xc0, 0xc3]);
+        let fetch = |at: u64| Some(decode_block(&code[(at - 0x1000) as usize..], at, |_| Some(0)));
+        let limits = |inline| Limits {
+            span: 0x10,
+            inline,
+            ..LIMITS
+        };
+        let r = Region::form(0x1000, limits(8), fetch, |_| true, |_, _| None).unwrap();
+        let index = |a: u64| r.blocks.iter().position(|b| b.start == a).unwrap();
+        let (call, callee, site) = (index(0x1000), index(0x9000), index(0x1008));
+        assert!(r.inlined[call] && !r.inlined[callee] && !r.inlined[site]);
+        assert_eq!(r.targets[call], vec![(0x9000, Some(callee))]);
+        assert_eq!(r.returns[call], None);
+        assert_eq!(r.targets[callee], vec![(0x1008, Some(site))]);
+        // The region's own return leaves it.
+        assert!(r.targets[site].is_empty());
+        // The callee's flags stay live for a return elsewhere (one that does not pop its
+        // return site), as the return site's do for the region's own return.
+        assert_eq!(r.blocks[callee].flags_live, vec![false, true, false]);
+        assert_eq!(r.blocks[site].flags_live, vec![true, false]);
+        assert_eq!((r.head(), r.end()), (0x1000, 0x100c));
+        assert_eq!(r.outer_ranges(), vec![(0x9000, 6)]);
+        // Too large a callee is called.
+        let called = Region::form(0x1000, limits(2), fetch, |_| true, |_, _| None).unwrap();
+        assert_eq!(called.blocks.len(), 2);
+        assert!(!called.inlined.iter().any(|&i| i));
+        assert!(called.outer_ranges().is_empty());
+    }
+
+    #[test]
     fn flags_after_a_direct_call_are_what_the_callee_reads() {
         // add eax, 1; call 0x2000
         let code = [0x83, 0xc0, 0x01, 0xe8, 0xf8, 0x0f, 0x00, 0x00];
@@ -511,6 +673,7 @@ mod tests {
             };
             let limits = Limits {
                 returns: false,
+                inline: 0,
                 ..LIMITS
             };
             Region::form(0x1000, limits, fetch, |_| true, flags_at).unwrap()

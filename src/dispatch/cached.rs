@@ -88,6 +88,8 @@ impl CachedUnits {
                 guest_len: u.guest_len,
                 ninsns: u.ninsns,
                 guest_hash: u.guest_hash,
+                outer: u.outer,
+                load_bias: table.load_bias,
             },
             verified_at: match table.met.get(&i) {
                 Some(&Met::Verified(epoch)) => Some(epoch),
@@ -127,6 +129,7 @@ mod tests {
             guest_len: len,
             ninsns: 1,
             guest_hash: [0; 32],
+            outer: Default::default(),
         }
     }
 

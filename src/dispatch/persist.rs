@@ -206,6 +206,7 @@ impl Engine {
                 linked: false,
                 // The run compiled it for having run this often.
                 heat: compile::HOT_THRESHOLD,
+                outer: Vec::new(),
             };
             entries.push((key, entry));
         }

@@ -47,11 +47,21 @@ impl Prefill {
             .all(|n| n >= self.first && self.runnable.get((n - self.first) as usize).copied().unwrap_or(false))
     }
 
-    /// The units it holds: (rip, code, guest bytes covered), in rip order.
+    /// The units it holds: (rip, code, guest bytes covered from the rip), in rip order.
     pub fn units(&self) -> impl Iterator<Item = (u64, UnitFn, u64)> + '_ {
         (self.units.placements())
-            .map(|(offset, code, len)| (offset.0.wrapping_add(self.load_bias), code, len))
-            .filter(|&(rip, _, len)| self.all_runnable || self.holds(rip, len))
+            .filter(|&(i, offset, _, len)| self.all_runnable || self.holds_unit(i, offset.0, len))
+            .map(|(_, offset, code, len)| (offset.0.wrapping_add(self.load_bias), code, len))
+    }
+
+    /// Whether every guest byte the unit at position `i` translates (`len` at module offset
+    /// `offset`, and its outer ranges) lies on runnable pages.
+    fn holds_unit(&self, i: usize, offset: u64, len: u64) -> bool {
+        let at = |o: u64| o.wrapping_add(self.load_bias);
+        let outer_held = self.units.outer_of(i).is_some_and(|outer| {
+            (outer.iter()).all(|r| r.is_some_and(|r| self.holds(at(r.offset.0), u64::from(r.len))))
+        });
+        self.holds(at(offset), len) && outer_held
     }
 }
 

@@ -23,6 +23,7 @@ const JIT_TIER_REGIONS: Limits = Limits {
     blocks: 8,
     span: 4096,
     returns: true,
+    inline: 0,
 };
 
 pub(super) struct Unit {
@@ -41,6 +42,9 @@ pub(super) struct Unit {
     /// For a unit on a volatile page (`mem::watch`): the guest bytes it was made from,
     /// compared at each entry (such units are never chained).
     pub check: Option<Box<[u8]>>,
+    /// Guest bytes it translates beyond [rip, rip+guest_len): (start, length) of each range
+    /// (the callees a region inlines).
+    pub outer: Vec<(u64, u64)>,
 }
 
 impl Unit {
@@ -55,7 +59,13 @@ impl Unit {
             queued: false,
             dead: false,
             check: None,
+            outer: Vec::new(),
         }
+    }
+
+    /// Every range of guest bytes it translates: [rip, rip+guest_len) first.
+    fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        std::iter::once((self.rip, self.guest_len)).chain(self.outer.iter().copied())
     }
 }
 
@@ -65,7 +75,20 @@ pub(super) struct CachedUnit {
     pub code: UnitFn,
     pub guest_len: u64,
     pub ninsns: u64,
+    /// Of its guest bytes: [rip, rip+guest_len), then its outer ranges'.
     pub guest_hash: Hash,
+    pub outer: cache_format::OuterRanges<'static>,
+    /// Where its module lies (its outer ranges are module offsets).
+    pub load_bias: u64,
+}
+
+impl CachedUnit {
+    /// Its outer ranges as guest (start, length); None if one is damaged.
+    fn outer_ranges(&self) -> Option<Vec<(u64, u64)>> {
+        (self.outer.iter())
+            .map(|r| r.map(|r| (r.offset.0.wrapping_add(self.load_bias), u64::from(r.len))))
+            .collect()
+    }
 }
 
 pub(super) struct Units {
@@ -149,8 +172,10 @@ impl Units {
     fn add(&mut self, u: Unit) -> usize {
         let i = self.list.len();
         self.index.insert(u.rip, i);
-        for page in crate::mem::page_numbers(u.rip, u.guest_len.max(1)) {
-            self.by_page.entry(page).or_default().push(i);
+        for (start, len) in u.ranges() {
+            for page in crate::mem::page_numbers(start, len.max(1)) {
+                self.by_page.entry(page).or_default().push(i);
+            }
         }
         self.list.push(u);
         i
@@ -248,16 +273,25 @@ impl Engine {
 
     /// The unit for a cached translation, if its guest bytes match the ones it came from (the
     /// first thread to meet it checks, again whenever guest code changed since; a mismatch
-    /// drops it for every thread).
+    /// drops it for every thread). A unit with outer ranges (inlined callees) is not used on
+    /// pages whose code is checked at each entry.
     fn use_cached(&mut self, rip: u64, c: Cached) -> Option<usize> {
-        let watch = self.watch_code(rip, c.unit.guest_len);
+        let outer = c.unit.outer_ranges();
+        let ranges: Vec<(u64, u64)> = std::iter::once((rip, c.unit.guest_len))
+            .chain(outer.iter().flatten().copied())
+            .collect();
+        let watches: Vec<Watch> = ranges.iter().map(|&(at, len)| self.watch_code(at, len)).collect();
+        let watch = watches[0];
+        let volatile = watches.contains(&Watch::Volatile);
         let epoch = crate::mem::watch::epoch();
         // Pages holding the module file's bytes unchanged need no check: units are kept only
         // for the module's own code (`persist`), unless its pages changed since it was found.
-        let unchanged = self.unchanged_module_code(rip, c.unit.guest_len)
-            && self.proc.mem.executable_len(rip, c.unit.guest_len) == c.unit.guest_len;
-        let check = (c.verified_at != Some(epoch) && !unchanged) || watch == Watch::Volatile;
-        let matches = !check || self.bytes_hash_to(rip, c.unit.guest_len, &c.unit.guest_hash);
+        let unchanged = ranges
+            .iter()
+            .all(|&(at, len)| self.unchanged_module_code(at, len) && self.proc.mem.executable_len(at, len) == len);
+        let check = (c.verified_at != Some(epoch) && !unchanged) || volatile;
+        let usable = outer.as_ref().is_some_and(|o| o.is_empty() || !volatile);
+        let matches = usable && (!check || self.ranges_hash_to(&ranges, &c.unit.guest_hash));
         {
             let mut registry = self.shared.registry.lock();
             if !matches {
@@ -271,6 +305,7 @@ impl Engine {
         self.stats.cache_hits += 1;
         let mut unit = Unit::new(rip, c.unit.guest_len, c.unit.ninsns);
         unit.queued = true;
+        unit.outer = outer.unwrap_or_default();
         Some(self.add_compiled(unit, c.unit.code, watch))
     }
 
@@ -289,8 +324,19 @@ impl Engine {
 
     /// Whether the guest bytes at [rip, rip+len) hash to `hash`.
     pub(super) fn bytes_hash_to(&self, rip: u64, len: u64, hash: &Hash) -> bool {
-        self.guest_bytes(rip, len)
-            .is_some_and(|b| blake3::hash(b).as_bytes() == hash)
+        self.ranges_hash_to(&[(rip, len)], hash)
+    }
+
+    /// Whether the guest bytes of `ranges` (start, length), one after another, hash to `hash`.
+    fn ranges_hash_to(&self, ranges: &[(u64, u64)], hash: &Hash) -> bool {
+        let mut h = blake3::Hasher::new();
+        for &(at, len) in ranges {
+            match self.guest_bytes(at, len) {
+                Some(b) => h.update(b),
+                None => return false,
+            };
+        }
+        h.finalize().as_bytes() == hash
     }
 
     /// Installs copies of compiled code in this thread's arena.

@@ -81,6 +81,7 @@ impl Kiln {
                         blocks: 64,
                         span: CODE + code.len() as u64 - cpu.rip,
                         returns: true,
+                        inline: 32,
                     };
                     let region = Region::form(cpu.rip, limits, fetch, |_| true, |_, _| None).ok_or("no region")?;
                     // At the fixed address the case runs at: code addresses are constants.

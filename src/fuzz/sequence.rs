@@ -1,14 +1,18 @@
 //! The multi-instruction fuzzer (`kiln fuzz --sequences`): random straight-line runs of the
-//! fuzzed forms put together with a conditional branch over one of them and a small loop
-//! around another, so that state is carried across instructions, blocks and loop iterations,
-//! which is what regions change. Each case runs natively and under Kiln in the baseline tier,
-//! block by block in compiled code, and as one compiled region; the end state must agree.
+//! fuzzed forms put together with a conditional branch over one of them, a small loop around
+//! another and a call to a function holding a third, so that state is carried across
+//! instructions, blocks, loop iterations and calls, which is what regions change (a region
+//! inlines the function). Each case runs natively and under Kiln in the baseline tier, block
+//! by block in compiled code, and as one compiled region; the end state must agree.
 //!
-//! Layout: `A; cmp r14, imm; jcc over B; B; L: C; dec r15; jnz L; D`. r14 and r15 (the branch
-//! input and the loop count, 1 to 4) and rsp are left alone by the random instructions, and
-//! every memory operand uses one base register, which none of them writes, pointing into the
-//! scratch pages. A case where an instruction may read a flag an earlier one left undefined is
-//! not made; a case that faults natively is not compared.
+//! Layout: `A; cmp r14, imm; jcc over B; B; L: C; dec r15; jnz L; call F; mov qword [rsp-8],
+//! 0; D; jmp out; F: E; ret; out:` (the `mov` clears the return address the call left below
+//! the stack pointer, which differs between the sides). r14 and r15 (the branch input and the
+//! loop count, 1 to 4) and rsp are left alone by the random instructions, and every memory
+//! operand uses one base register, which none of them writes, pointing into the scratch
+//! pages; E has no memory operand (it would meet its return address). A case where an
+//! instruction may read a flag an earlier one left undefined is not made; a case that faults
+//! natively is not compared.
 
 use super::compare::{defined_flags, undefined_flags};
 use super::gen::{constrain, encode, fuzzable, random_state, sample, Rng};
@@ -37,10 +41,10 @@ pub(super) fn make_sequence(forms: &[(Code, String)], seed: u64, n: u64) -> Opti
     let mut state = random_state(&mut rng, Some(base));
     state.gpr[15] = 1 + rng.below(4);
     let mut parts: Vec<Vec<Instruction>> = Vec::new();
-    for _ in 0..4 {
+    for k in 0..5 {
         let len = rng.below(PART + 1);
         let part: Vec<Instruction> = (0..len)
-            .filter_map(|_| pick(forms, &mut rng, base, &mut state))
+            .filter_map(|_| pick(forms, &mut rng, base, &mut state, k == 4))
             .collect();
         parts.push(part);
     }
@@ -66,8 +70,15 @@ pub(super) fn make_sequence(forms: &[(Code, String)], seed: u64, n: u64) -> Opti
 
 /// A random fuzzed instruction that fits a sequence: on the straight path, touching neither
 /// rsp, r14, r15 nor the memory base (except to address through it), nor the x87 stack, and
-/// without rip-relative operands (the native side runs the bytes elsewhere).
-fn pick(forms: &[(Code, String)], rng: &mut Rng, base: Register, state: &mut super::State) -> Option<Instruction> {
+/// without rip-relative operands (the native side runs the bytes elsewhere); without memory
+/// operands where `registers_only`.
+fn pick(
+    forms: &[(Code, String)],
+    rng: &mut Rng,
+    base: Register,
+    state: &mut super::State,
+    registers_only: bool,
+) -> Option<Instruction> {
     for _ in 0..32 {
         let (code, feature) = &forms[rng.below(forms.len() as u64) as usize];
         let code = *code;
@@ -79,7 +90,13 @@ fn pick(forms: &[(Code, String)], rng: &mut Rng, base: Register, state: &mut sup
         let Some(ins) = sample(code, rng, &mut m) else { continue };
         let Some(bytes) = encode(&ins, 0) else { continue };
         let d = Decoder::with_ip(64, &bytes, 0, DecoderOptions::NONE).decode();
-        if d.code() != code || !fuzzable(&d) || d.is_ip_rel_memory_operand() || !fits(&d, base) {
+        let memory = (0..d.op_count()).any(|i| d.op_kind(i) == iced_x86::OpKind::Memory);
+        if d.code() != code
+            || !fuzzable(&d)
+            || d.is_ip_rel_memory_operand()
+            || !fits(&d, base)
+            || registers_only && memory
+        {
             continue;
         }
         if constrain(&d, state, rng) {
@@ -138,10 +155,12 @@ fn undefined_at_end(parts: &[Vec<Instruction>]) -> Option<u32> {
     let twice = run(&parts[2], after_b | dec(once))?;
     let loop_out = dec(once | twice);
     let _ = after_a;
-    run(&parts[3], loop_out)
+    let after_call = run(&parts[4], loop_out)?;
+    run(&parts[3], after_call)
 }
 
-/// The bytes: `A; cmp r14, imm8; jcc over B; B; L: C; dec r15; jnz L; D`.
+/// The bytes: `A; cmp r14, imm8; jcc over B; B; L: C; dec r15; jnz L; call F; mov qword
+/// [rsp-8], 0; D; jmp out; F: E; ret; out:`.
 fn lay_out(parts: &[Vec<Instruction>], cc: u8, imm: i8) -> Option<Vec<u8>> {
     let bytes = |part: &[Instruction]| -> Option<Vec<u8>> {
         part.iter().try_fold(Vec::new(), |mut v, i| {
@@ -149,12 +168,8 @@ fn lay_out(parts: &[Vec<Instruction>], cc: u8, imm: i8) -> Option<Vec<u8>> {
             Some(v)
         })
     };
-    let (a, b, c, d) = (
-        bytes(&parts[0])?,
-        bytes(&parts[1])?,
-        bytes(&parts[2])?,
-        bytes(&parts[3])?,
-    );
+    let [a, b, c, d, e] = [0, 1, 2, 3, 4].map(|k| bytes(&parts[k]));
+    let (a, b, c, d, e) = (a?, b?, c?, d?, e?);
     let mut out = a;
     out.extend([0x49, 0x83, 0xfe, imm as u8]); // cmp r14, imm8
     out.extend([0x0f, 0x80 | (cc & 15)]); // jcc rel32 over B
@@ -166,7 +181,15 @@ fn lay_out(parts: &[Vec<Instruction>], cc: u8, imm: i8) -> Option<Vec<u8>> {
     let back = body as i64 - (out.len() as i64 + 6);
     out.extend([0x0f, 0x85]); // jnz rel32 back to the body
     out.extend((back as i32).to_le_bytes());
+    let clear = [0x48, 0xc7, 0x44, 0x24, 0xf8, 0, 0, 0, 0]; // mov qword [rsp-8], 0
+    out.push(0xe8); // call rel32 to F, after D and the jump over F
+    out.extend(((clear.len() + d.len() + 5) as i32).to_le_bytes());
+    out.extend(clear);
     out.extend(d);
+    out.push(0xe9); // jmp rel32 over F
+    out.extend(((e.len() + 1) as i32).to_le_bytes());
+    out.extend(e);
+    out.push(0xc3); // ret
     Some(out)
 }
 

@@ -446,9 +446,8 @@ impl<'a> Lower<'a> {
                 self.b.ins().store(mf(), d, cpu, off::RIP + CHECKPOINT_BYTE);
             }
             None => {
-                // Only a block that knows no base: a region's span (`region::lower_region`
-                // refuses larger ones) keeps every distance from a known one in 16 bits.
-                debug_assert!(self.rip_base.is_none(), "a checkpoint {ip:#x} too far from its base");
+                // A block that knows no base, or an edge into an inlined callee's code beyond
+                // the region's span (`region::lower_region` refuses larger spans).
                 self.set_rip_whole(ip);
                 self.rip_base = Some(ip);
             }

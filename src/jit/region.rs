@@ -373,20 +373,21 @@ impl Layout<'_> {
             Next::Branch(c, t, f) => {
                 let (c, inverted) = branch_condition(&l.b.func.dfg, c);
                 let (t, f) = if inverted { (f, t) } else { (t, f) };
-                let (taken, fall) = (l.b.create_block(), l.b.create_block());
-                l.b.ins().brif(c, taken, &[], fall, &[]);
-                l.seal(&[taken, fall]);
-                let (kept, known) = (l.state, l.known_here());
-                l.switch_keeping(taken, known.clone());
-                self.go_to(l, i, t, written);
-                l.state = kept;
-                l.switch_keeping(fall, known);
+                self.go_to_when(l, i, c, t, written);
                 self.go_to(l, i, f, written);
             }
             // What a callee reads, for a direct call; every flag, else (`Region::flags_out`).
             Next::Computed(v) => exit_unit(l, v, exit::NEXT, self.region.flags_out[i] != 0),
+            Next::Call(_, _, Some(callee)) if self.region.inlined[i] => self.go_to(l, i, callee, written),
             Next::Call(v, back, direct) => self.call(l, i, v, back, direct),
             Next::Return(v) => {
+                // An inlined callee's return goes on at the return site it popped, where that
+                // is one of the calls inlined there.
+                for &(site, _) in &self.region.targets[i] {
+                    let a = l.code_addr(site);
+                    let c = l.b.ins().icmp(IntCC::Equal, v, a);
+                    self.go_to_when(l, i, c, site, written);
+                }
                 // What the unit stored may have rewritten the caller's code: the caller, which
                 // goes on without a check of its own, must not run it stale.
                 let check = self.stores.iter().any(|&s| s);
@@ -398,6 +399,19 @@ impl Layout<'_> {
             }
         }
         checked
+    }
+
+    /// Continues from block `i` at `target` where `c` holds (`go_to`), and lowering goes on
+    /// where it does not, with what held before.
+    fn go_to_when(&self, l: &mut Lower<'_>, i: usize, c: Value, target: u64, written: bool) {
+        let (taken, other) = (l.b.create_block(), l.b.create_block());
+        l.b.ins().brif(c, taken, &[], other, &[]);
+        l.seal(&[taken, other]);
+        let (kept, known, base) = (l.state, l.known_here(), l.rip_base);
+        l.switch_keeping(taken, known.clone());
+        self.go_to(l, i, target, written);
+        (l.state, l.rip_base) = (kept, base);
+        l.switch_keeping(other, known);
     }
 
     /// Block `i` ends in a call to `target` that returns to `back`: the callee runs as a host
@@ -528,9 +542,12 @@ fn rip_bases(region: &Region) -> Vec<Option<u64>> {
             }
             let out = base[i];
             for j in region.successors(i) {
-                let b = match region.returns[i] == Some(j) {
-                    true => Base::At(region.blocks[j].start),
-                    false => out,
+                let (start, end) = (region.blocks[j].start, region.blocks[j].start + region.blocks[j].len);
+                let b = match (region.returns[i] == Some(j), out) {
+                    (true, _) => Base::At(start),
+                    // An inlined callee's blocks may lie beyond a checkpoint's reach from it.
+                    (false, Base::At(a)) if !within_i16(start, a) || !within_i16(end, a) => Base::Mixed,
+                    (false, b) => b,
                 };
                 let met = match (base[j], b) {
                     (Base::Unseen, b) => b,
@@ -548,6 +565,11 @@ fn rip_bases(region: &Region) -> Vec<Option<u64>> {
             _ => None,
         })
         .collect()
+}
+
+/// Whether `ip` lies within a checkpoint's 16 signed bits of `base` (`Lower::set_rip`).
+fn within_i16(ip: u64, base: u64) -> bool {
+    i16::try_from(ip.wrapping_sub(base) as i64).is_ok()
 }
 
 /// Per block: the block whose one edge (a jump, a branch or a fall-through) is the only way

@@ -595,7 +595,12 @@ fn placement(load_base: u64) -> Placement {
 /// Compiles a planned region into the entry for its head.
 fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
     let unit = jit.compile_for_pack(&p.region, placement(load_base)).ok()?;
-    Some(pack_entry(unit, load_base, &p.bytes, p.heat))
+    let entry = pack_entry(unit, load_base, &p.bytes, p.heat);
+    Some(UnitEntry {
+        guest_len: p.guest_len,
+        outer: p.outer.clone(),
+        ..entry
+    })
 }
 
 /// Compiles one submitted block as the run would have: its bytes decoded at its address must
@@ -613,7 +618,8 @@ fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
 }
 
 /// The entry of a unit compiled for a pack from guest `bytes` of a module loaded at
-/// `load_base`, `heat` hot: its links lead to module offsets.
+/// `load_base` (all of them at its offset: no outer ranges), `heat` hot: its links lead to
+/// module offsets.
 fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8], heat: u32) -> UnitEntry {
     let links = unit
         .links
@@ -633,6 +639,7 @@ fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8], heat: u32) -> Un
         links,
         linked: true,
         heat,
+        outer: Vec::new(),
     }
 }
 
