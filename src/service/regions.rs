@@ -26,9 +26,7 @@ use std::path::Path;
 /// stays below 32 KiB: compiled code keeps a checkpoint's distance within the region in 16
 /// signed bits (`jit::Lower::set_rip`). A direct call's callee of at most 24 instructions that
 /// ran, whose every way through returns or leaves for code that did not run, is inlined
-/// wherever it lies (`Region::inlined`): warm `cc1 -O2 lparser.i` 0.976x CPU against none,
-/// and a budget of 48 instructions 1.016x slower than 24, of 96 1.016x slower than 48 (the
-/// caller's values held across more code, the code larger).
+/// wherever it lies (`Region::inlined`; docs/ARCHITECTURE.md has what it measured).
 pub const LIMITS: Limits = Limits {
     blocks: 192,
     span: (32 << 10) - 1,
