@@ -113,51 +113,19 @@ impl Region {
     pub fn form(
         head: u64,
         limits: Limits,
-        mut fetch: impl FnMut(u64) -> Option<Block>,
+        fetch: impl FnMut(u64) -> Option<Block>,
         admit: impl Fn(u64) -> bool,
         flags_at: impl Fn(u64, u32) -> Option<u32>,
     ) -> Option<Region> {
-        let mut blocks: Vec<Block> = Vec::new();
-        let mut queue = VecDeque::from([head]);
-        let mut seen = HashSet::from([head]);
-        // The calls inlined (by the address of the call instruction), with their callees.
-        let mut inlined: HashMap<u64, u64> = HashMap::new();
-        let runnable = |b: &Block| !b.insns.is_empty() && b.stop.is_none();
-        // Inlined callees' blocks come on top of the region's own, at most half as many.
-        let (mut own, mut callee_room) = (0, limits.blocks / 2);
-        while let Some(at) = queue.pop_front() {
-            if own == limits.blocks {
-                break;
-            }
-            let fits = |b: &Block| runnable(b) && b.start + b.len - head <= limits.span;
-            let Some(b) = fetch(at).filter(fits) else {
-                continue;
-            };
-            let back = return_site(&b).filter(|_| limits.returns);
-            for t in static_targets(&b).into_iter().chain(back) {
-                if t >= head && t - head < limits.span && admit(t) && seen.insert(t) {
-                    queue.push_back(t);
-                }
-            }
-            let call = direct_call_target(&b).filter(|_| back.is_some() && limits.inline > 0);
-            let call_at = b.insns.last().map_or(0, |l| l.ip());
-            blocks.push(b);
-            own += 1;
-            let Some(body) = call.and_then(|t| callee_body(t, limits.inline, callee_room, &mut fetch, &admit)) else {
-                continue;
-            };
-            inlined.insert(call_at, body[0].start);
-            // Blocks seen before are in the region already or queued to join it.
-            let before = blocks.len();
-            blocks.extend(body.into_iter().filter(|c| seen.insert(c.start)));
-            callee_room -= blocks.len() - before;
-        }
+        let (mut blocks, inlined) = gather(head, limits, fetch, admit);
         if blocks.first()?.start != head {
             return None;
         }
         end_at_other_starts(&mut blocks);
-        let is_inlined = |b: &Block| b.insns.last().is_some_and(|l| inlined.contains_key(&l.ip())) && b.stop.is_none();
+        let is_inlined = |b: &Block| b.insns.last().is_some_and(|l| inlined.contains_key(&l.ip()));
         let return_targets = returns_of_inlined(&blocks, &inlined);
+        // Where a block goes on: an inlined call at its callee's entry, an inlined callee's
+        // return at the return sites of the calls inlined there.
         let ends = |b: &Block| -> Vec<u64> {
             if is_inlined(b) {
                 return direct_call_target(b).into_iter().collect();
@@ -179,18 +147,7 @@ impl Region {
         let returns = (blocks.iter().zip(&inlined))
             .map(|(b, &inl)| return_site(b).filter(|_| !inl).and_then(|t| index.get(&t).copied()))
             .collect();
-        let mut outside = HashMap::new();
-        for ((ts, b), &inl) in targets.iter().zip(&blocks).zip(&inlined) {
-            let reads = |t: u64, after_ret: u32| flags_at(t, after_ret).unwrap_or(ARITH_FLAGS);
-            let exits = exits_of(ts).map(|t| (t, ARITH_FLAGS));
-            // A callee returns to its return site (a return elsewhere, as a longjmp's, finds
-            // flags a call does not keep by any convention).
-            let back = return_site(b).map_or(ARITH_FLAGS, |r| reads(r, ARITH_FLAGS));
-            let callee = direct_call_target(b).filter(|_| !inl);
-            for (t, after_ret) in exits.chain(callee.map(|t| (t, back))) {
-                *outside.entry(t).or_insert(0) |= reads(t, after_ret);
-            }
-        }
+        let outside = flags_outside(&blocks, &targets, &inlined, flags_at);
         let mut region = Region {
             flags_in: vec![false; blocks.len()],
             flags_out: vec![ARITH_FLAGS; blocks.len()],
@@ -335,6 +292,76 @@ impl Region {
         }
         self.flags_in = live_in.iter().map(|&m| m != 0).collect();
     }
+}
+
+/// The blocks of the region at `head` (the head first, if it can run) and the calls inlined
+/// (by the address of the call instruction, with the callee's entry): those `admit`ted that
+/// its head reaches through static edges (and its calls' return sites, where `limits` say),
+/// within its span, at most `limits.blocks` of them, breadth first; and the blocks of the
+/// callees inlined (`callee_body`), at most half as many more.
+fn gather(
+    head: u64,
+    limits: Limits,
+    mut fetch: impl FnMut(u64) -> Option<Block>,
+    admit: impl Fn(u64) -> bool,
+) -> (Vec<Block>, HashMap<u64, u64>) {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut queue = VecDeque::from([head]);
+    let mut seen = HashSet::from([head]);
+    let mut inlined: HashMap<u64, u64> = HashMap::new();
+    let (mut own, mut callee_room) = (0, limits.blocks / 2);
+    while let Some(at) = queue.pop_front() {
+        if own == limits.blocks {
+            break;
+        }
+        let fits = |b: &Block| !b.insns.is_empty() && b.stop.is_none() && b.start + b.len - head <= limits.span;
+        let Some(b) = fetch(at).filter(fits) else {
+            continue;
+        };
+        let back = return_site(&b).filter(|_| limits.returns);
+        for t in static_targets(&b).into_iter().chain(back) {
+            if t >= head && t - head < limits.span && admit(t) && seen.insert(t) {
+                queue.push_back(t);
+            }
+        }
+        let call = direct_call_target(&b).filter(|_| back.is_some() && limits.inline > 0);
+        let call_at = b.insns.last().map_or(0, |l| l.ip());
+        blocks.push(b);
+        own += 1;
+        let Some(body) = call.and_then(|t| callee_body(t, limits.inline, callee_room, &mut fetch, &admit)) else {
+            continue;
+        };
+        inlined.insert(call_at, body[0].start);
+        // Blocks seen before are in the region already or queued to join it.
+        let before = blocks.len();
+        blocks.extend(body.into_iter().filter(|c| seen.insert(c.start)));
+        callee_room -= blocks.len() - before;
+    }
+    (blocks, inlined)
+}
+
+/// What the code outside the region reads of the flags where the region's blocks leave for
+/// it (`Region::outside`): at exits to known addresses, and at the callees of direct calls
+/// that are not inlined (given what their return sites read).
+fn flags_outside(
+    blocks: &[Block],
+    targets: &[Vec<(u64, Option<usize>)>],
+    inlined: &[bool],
+    flags_at: impl Fn(u64, u32) -> Option<u32>,
+) -> HashMap<u64, u32> {
+    let mut outside = HashMap::new();
+    for ((ts, b), &inl) in targets.iter().zip(blocks).zip(inlined) {
+        let reads = |t: u64, after_ret: u32| flags_at(t, after_ret).unwrap_or(ARITH_FLAGS);
+        let exits = exits_of(ts).map(|t| (t, ARITH_FLAGS));
+        // A callee returns to its return site (a return elsewhere, as a longjmp's, finds
+        // flags a call does not keep by any convention).
+        let back = return_site(b).map_or(ARITH_FLAGS, |r| reads(r, ARITH_FLAGS));
+        let callee = direct_call_target(b).filter(|_| !inl);
+        for (t, after_ret) in exits.chain(callee.map(|t| (t, back))) {
+            *outside.entry(t).or_insert(0) |= reads(t, after_ret);
+        }
+    }
+    outside
 }
 
 /// Ends each block where another block of the region starts inside it, so that it falls
