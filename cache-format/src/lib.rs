@@ -259,40 +259,17 @@ impl UnitEntry {
         lb.copy_from_slice(&b[12..20]);
         let code_len = u32_at(64) as usize;
         let code_end = HEADER_LEN.checked_add(code_len).ok_or(EntryError::Truncated)?;
-        if b.len() < code_end + 4 + 32 {
-            return Err(EntryError::Truncated);
-        }
-        let nlinks = u32_at(code_end) as usize;
-        let links_at = code_end + 4;
-        let links_end = nlinks
-            .checked_mul(LINK_LEN)
-            .and_then(|n| n.checked_add(links_at))
-            .ok_or(EntryError::Truncated)?;
-        if b.len() < links_end + 4 + 32 {
-            return Err(EntryError::Truncated);
-        }
-        let nouter = u32_at(links_end) as usize;
-        let outer_at = links_end + 4;
-        let end = nouter
-            .checked_mul(OUTER_LEN)
-            .and_then(|n| n.checked_add(outer_at))
-            .ok_or(EntryError::Truncated)?;
+        let links = counted_table(b, code_end, LINK_LEN)?;
+        let outer = counted_table(b, links.end, OUTER_LEN)?;
+        let end = outer.end;
         if b.len() != end + 32 {
             return Err(EntryError::Truncated);
         }
         if verify && blake3::hash(&b[..end]).as_bytes() != &b[end..] {
             return Err(EntryError::Checksum);
         }
-        let outer = b[outer_at..end]
-            .chunks(OUTER_LEN)
-            .map(OuterRange::decode)
-            .collect::<Option<Vec<OuterRange>>>()
-            .ok_or(EntryError::Malformed)?;
-        let links = b[links_at..links_end]
-            .chunks(LINK_LEN)
-            .map(|l| Link::decode(l, code_len))
-            .collect::<Option<Vec<Link>>>()
-            .ok_or(EntryError::Malformed)?;
+        let outer = decode_all(&b[outer], OUTER_LEN, OuterRange::decode)?;
+        let links = decode_all(&b[links], LINK_LEN, |l| Link::decode(l, code_len))?;
         let linked = match u16::from_le_bytes([b[10], b[11]]) {
             0 => false,
             1 => true,
@@ -312,6 +289,30 @@ impl UnitEntry {
             outer,
         })
     }
+}
+
+/// The entries of a table in an entry `b` whose count (4 bytes) lies at `at`, `item` bytes
+/// each, where the count and the checksum after the table fit.
+fn counted_table(b: &[u8], at: usize, item: usize) -> Result<std::ops::Range<usize>, EntryError> {
+    let count = b.get(at..at + 4).ok_or(EntryError::Truncated)?;
+    let n = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    let start = at + 4;
+    let end = (n.checked_mul(item))
+        .and_then(|len| len.checked_add(start))
+        .ok_or(EntryError::Truncated)?;
+    if b.len() < end + 32 {
+        return Err(EntryError::Truncated);
+    }
+    Ok(start..end)
+}
+
+/// Each `item` bytes of `table` decoded; malformed if one does not decode.
+fn decode_all<T>(table: &[u8], item: usize, decode: impl Fn(&[u8]) -> Option<T>) -> Result<Vec<T>, EntryError> {
+    table
+        .chunks(item)
+        .map(decode)
+        .collect::<Option<Vec<T>>>()
+        .ok_or(EntryError::Malformed)
 }
 
 #[cfg(test)]
