@@ -316,6 +316,11 @@ impl<'a> PackIndex<'a> {
         self.outer_table(self.record(i)?.outer())
     }
 
+    /// Every unit's outer ranges together: the whole table, in record order.
+    pub fn all_outer(&self) -> Option<OuterRanges<'a>> {
+        self.outer_table(0..self.nouter as usize)
+    }
+
     fn outer_table(&self, entries: std::ops::Range<usize>) -> Option<OuterRanges<'a>> {
         if entries.end as u64 > self.nouter {
             return None;

@@ -90,6 +90,15 @@ impl ModuleUnits {
         }
     }
 
+    /// Every unit's outer ranges together, where one table holds them all (a pack's); None
+    /// where each unit holds its own, or the table is damaged.
+    pub fn all_outer(&self) -> Option<OuterRanges<'static>> {
+        match &self.0 {
+            Source::Pack { index, .. } => index.all_outer(),
+            Source::Copied(_) => None,
+        }
+    }
+
     /// The position of the unit at `offset`, if the module has one.
     pub fn find(&self, offset: ModuleOffset) -> Option<usize> {
         match &self.0 {
