@@ -3,7 +3,9 @@
 //! executed). Heads are where control enters from outside a region: call targets, return
 //! sites, loop headers, code no static edge leads to (entered indirectly) and the blocks other
 //! regions leave for (beyond their limits); each region holds the executed blocks its head
-//! reaches through static edges. What the executed blocks a region leaves for read of the
+//! reaches through static edges. Every head that ran heads a region, however few times it ran:
+//! a short run spends most of its time in code it runs a few times (start-up, one file's
+//! worth of a compiler's passes), where each block of its own was a unit entered and left. What the executed blocks a region leaves for read of the
 //! flags on entry goes into its flag liveness: the region assumes that code stays as the
 //! module file has it (only its own bytes are checked before it runs). The same pack gives the
 //! same regions and the same bytes; a region the pack already holds, as compiled from the same
@@ -84,11 +86,11 @@ impl ModuleImage {
         (!b.insns.is_empty()).then_some(b)
     }
 
-    /// The regions to compile: one per head among the `hot` offsets, over the blocks of the
-    /// module's pack `units` (in offset order: code some run ran), unless a unit there compiled
-    /// for the pack has the region's guest length and hash already, or is a lone block's; and
-    /// the regions at `regrow` formed again (`leaving_for`: they left for code that has run
-    /// since, which they may now hold, though their bytes are the same; none of them hot).
+    /// The regions to compile: one per head, over the blocks of the module's pack `units` (in
+    /// offset order: code some run ran), unless a unit there compiled for the pack has the
+    /// region's guest length and hash already, or is a lone block's; and the regions at
+    /// `regrow` formed again (`leaving_for`: they left for code that has run since, which they
+    /// may now hold, though their bytes are the same), where they grew by `hot` code.
     pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>, regrow: &BTreeSet<u64>) -> Vec<Planned> {
         let base = self.code.load_base;
         let have = units_by_offset(units);
@@ -100,9 +102,8 @@ impl ModuleImage {
         let (return_sites, loop_headers) = inner_heads(&blocks, base);
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
         let heads = heads(&blocks, base);
-        let mut todo: Vec<u64> = heads.intersection(hot).copied().collect();
         let regrow = to_form_again(regrow, &heads, &blocks, units);
-        todo.extend(&regrow);
+        let mut todo: Vec<u64> = heads.union(&regrow).copied().collect();
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
         // Inner heads last (taken from the end), once the regions that may hold them are formed.
         todo.sort_by_key(|h| std::cmp::Reverse(inner(h)));
@@ -125,10 +126,11 @@ impl ModuleImage {
                 continue;
             };
             held.extend(region.blocks.iter().skip(1).map(|b| b.start.wrapping_sub(base)));
-            // A hot block the region leaves for is entered from outside a region: a head too.
+            // A block that ran and the region leaves for is entered from outside a region: a
+            // head too.
             for &(t, _) in region.targets.iter().flatten().filter(|(_, j)| j.is_none()) {
                 let t = t.wrapping_sub(base);
-                if hot.contains(&t) && blocks.contains_key(&t) && seen.insert(t) {
+                if blocks.contains_key(&t) && seen.insert(t) {
                     todo.push(t);
                 }
             }
@@ -188,9 +190,9 @@ fn unit_at(units: &[PackUnit], o: u64) -> Option<&PackUnit> {
     units.binary_search_by_key(&o, |u| u.offset.0).ok().map(|i| &units[i])
 }
 
-/// Of the `regrow` offsets (`leaving_for`: none of them hot, those are formed anyway), those
-/// whose regions are formed again: heads, and regions of more than their head's block (a lone
-/// block elsewhere, whose unit left for new code, does not make a new head).
+/// Of the `regrow` offsets (`leaving_for`), those whose regions are formed again: heads, and
+/// regions of more than their head's block (a lone block elsewhere, whose unit left for new
+/// code, does not make a new head).
 fn to_form_again(
     regrow: &BTreeSet<u64>,
     heads: &BTreeSet<u64>,

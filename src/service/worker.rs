@@ -347,6 +347,8 @@ impl Worker {
             if self.is_cached(&key) {
                 self.status.already_cached += 1;
             } else if !self.failed.contains(&key) {
+                // Its pack grows: the module's regions are planned again (every head heads one).
+                self.touched.insert(key.module);
                 self.queue.add(key, b, id);
                 j.blocks_left += 1;
             }
