@@ -4,8 +4,9 @@
 //! sites, loop headers, code no static edge leads to (entered indirectly) and the blocks other
 //! regions leave for (beyond their limits); each region holds the executed blocks its head
 //! reaches through static edges. Every head that ran heads a region, however few times it ran:
-//! a short run spends most of its time in code it runs a few times (start-up, one file's
-//! worth of a compiler's passes), where each block of its own was a unit entered and left. What the executed blocks a region leaves for read of the
+//! a short run spends much of its time in code it runs a few times (start-up, one small input's
+//! worth of a compiler's passes), which without a region runs as blocks, each a unit entered
+//! and left on its own. What the executed blocks a region leaves for read of the
 //! flags on entry goes into its flag liveness: the region assumes that code stays as the
 //! module file has it (only its own bytes are checked before it runs). The same pack gives the
 //! same regions and the same bytes; a region the pack already holds, as compiled from the same
