@@ -24,8 +24,8 @@ use std::path::Path;
 /// header that another region holds, and not a function's entry, stops at its calls: such
 /// heads are entered from outside only after the dispatcher ran (a return that did not come
 /// back to its caller's code, a waiting signal), and the code after each call is then not
-/// compiled again into every region that starts before it. A loop whose function's entry
-/// never got hot is entered at its header: that region follows the loop's calls. The span
+/// compiled again into every region that starts before it. A loop that no other region holds
+/// is entered at its header: that region follows the loop's calls. The span
 /// stays below 32 KiB: compiled code keeps a checkpoint's distance within the region in 16
 /// signed bits (`jit::Lower::set_rip`). A direct call's callee of at most 24 instructions that
 /// ran, whose every way through returns or leaves for code that did not run, is inlined
