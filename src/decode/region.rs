@@ -257,9 +257,8 @@ impl Region {
     /// callee reads, after anything else (returns, indirect branches, system calls) every flag.
     fn flags_read_outside(&self, i: usize) -> u32 {
         let (targets, b) = (&self.targets[i], &self.blocks[i]);
-        let callee = direct_call_target(b).filter(|_| !self.inlined[i]);
-        let returns = b.insns.last().is_some_and(|l| l.flow_control() == FlowControl::Return);
-        if returns || targets.is_empty() && callee.is_none() {
+        let callee = callee_left_for(b, self.inlined[i]);
+        if ends_in_return(b) || targets.is_empty() && callee.is_none() {
             return ARITH_FLAGS;
         }
         exits_of(targets)
@@ -356,7 +355,7 @@ fn flags_outside(
         // A callee returns to its return site (a return elsewhere, as a longjmp's, finds
         // flags a call does not keep by any convention).
         let back = return_site(b).map_or(ARITH_FLAGS, |r| reads(r, ARITH_FLAGS));
-        let callee = direct_call_target(b).filter(|_| !inl);
+        let callee = callee_left_for(b, inl);
         for (t, after_ret) in exits.chain(callee.map(|t| (t, back))) {
             *outside.entry(t).or_insert(0) |= reads(t, after_ret);
         }
@@ -424,9 +423,8 @@ fn callee_body(
         }
         let b = fetch(at).filter(|b| !b.insns.is_empty() && b.stop.is_none())?;
         insns += b.insns.len();
-        let last = b.insns.last()?;
-        let ret = last.flow_control() == FlowControl::Return;
-        let next: Vec<u64> = static_targets(&b).into_iter().chain(return_site(&b)).collect();
+        let ret = ends_in_return(&b);
+        let next: Vec<u64> = onward(&b).collect();
         if insns > budget || body.len() == room || next.is_empty() && !ret {
             return None;
         }
@@ -454,17 +452,14 @@ fn returns_of_inlined(blocks: &[Block], inlined: &HashMap<u64, u64>) -> HashMap<
         let mut seen = HashSet::from([t]);
         while let Some(a) = work.pop() {
             let Some(b) = at.get(&a) else { continue };
-            let last = b.insns.last();
-            if last.is_some_and(|l| l.flow_control() == FlowControl::Return) {
+            if ends_in_return(b) {
                 let s = sites.entry(a).or_default();
                 if !s.contains(&site) {
                     s.push(site);
                 }
                 continue;
             }
-            // Past a call (inlined or not) the code goes on at its return site.
-            let next = static_targets(b).into_iter().chain(return_site(b));
-            work.extend(next.filter(|n| seen.insert(*n)));
+            work.extend(onward(b).filter(|n| seen.insert(*n)));
         }
     }
     sites
@@ -521,6 +516,23 @@ fn direct_call_target(b: &Block) -> Option<u64> {
     let last = b.insns.last()?;
     (b.stop.is_none() && last.flow_control() == FlowControl::Call && last.op0_kind() == OpKind::NearBranch64)
         .then(|| last.near_branch_target())
+}
+
+/// The callee of the direct call that ends block `b`, where the region leaves for it (the call
+/// is not `inlined`).
+fn callee_left_for(b: &Block, inlined: bool) -> Option<u64> {
+    direct_call_target(b).filter(|_| !inlined)
+}
+
+/// Whether block `b` ends in a return.
+pub fn ends_in_return(b: &Block) -> bool {
+    b.insns.last().is_some_and(|l| l.flow_control() == FlowControl::Return)
+}
+
+/// Where the code after block `b` goes on, known at translation time: its static targets,
+/// and past a call (inlined or not) its return site.
+fn onward(b: &Block) -> impl Iterator<Item = u64> {
+    static_targets(b).into_iter().chain(return_site(b))
 }
 
 /// Where the code continues after the call that ends block `b`, if it ends in one: the

@@ -12,7 +12,9 @@
 //! same regions and the same bytes; a region the pack already holds, as compiled from the same
 //! bytes, is not compiled again.
 
-use crate::decode::{decode_block, flags_live_after, return_site, static_targets, Block, Limits, Region, ARITH_FLAGS};
+use crate::decode::{
+    decode_block, ends_in_return, flags_live_after, return_site, static_targets, Block, Limits, Region, ARITH_FLAGS,
+};
 use crate::mem::MappedFile;
 use crate::semantics;
 use cache_format::{Hash, ModuleCode, ModuleOffset, OuterRange, PackUnit};
@@ -120,8 +122,7 @@ impl ModuleImage {
             // What a block that ran reads on entry (module code, which stays as it is).
             let flags_at = |rip: u64, after_ret: u32| {
                 let b = blocks.get(&rip.wrapping_sub(base))?;
-                let returns = b.insns.last().is_some_and(|l| l.flow_control() == FlowControl::Return);
-                Some(flags_live_after(&b.insns, if returns { after_ret } else { ARITH_FLAGS }).1)
+                Some(flags_live_after(&b.insns, if ends_in_return(b) { after_ret } else { ARITH_FLAGS }).1)
             };
             let Some(region) = Region::form(base + head, limits, fetch, admit, flags_at) else {
                 continue;
