@@ -6,7 +6,8 @@
 //! only when all three still match: any write to the file changes its ctime, which no user can
 //! set back. A damaged or stale memo is simply recomputed and replaced. A pack's memo is
 //! `hashes/<pack file name>` (one per pack, replaced as the pack is rewritten) and holds the
-//! pack's own checksum, which must also still end the file.
+//! pack's own checksum, which must also still end the file; the pack's writer records it as it
+//! writes the file, the first run to map a pack without one records it once it verified it.
 
 use cache_format::Hash;
 use std::os::unix::fs::MetadataExt;
@@ -123,6 +124,15 @@ pub fn record_pack_verified(dir: &Path, pack: &Path, f: &std::fs::File, before: 
     };
     if identity(&after) == identity(before) {
         record_at(dir, &path, before, &sum);
+    }
+}
+
+/// Records that the pack at `pack` (its metadata `md` as its writer left it, ending in the
+/// checksum `sum`) holds what its writer checksummed: the writer computed `sum` over the very
+/// bytes it wrote and synced, which is all that verifying the file whole would find.
+pub fn record_pack_written(dir: &Path, pack: &Path, md: &std::fs::Metadata, sum: &[u8]) {
+    if let (Some(path), Ok(sum)) = (pack_memo_path(dir, pack), Hash::try_from(sum)) {
+        record_at(dir, &path, md, &sum);
     }
 }
 

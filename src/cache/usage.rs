@@ -84,7 +84,9 @@ pub fn trim(dir: &Path, keep: usize) -> std::io::Result<()> {
             out.push_str(&format!("{} {json}\n", checksum(&json)));
         }
     }
-    super::write_atomic(dir, &dir.join(LOG), out.as_bytes()).map_err(std::io::Error::other)
+    super::write_atomic(dir, &dir.join(LOG), out.as_bytes())
+        .map(|_| ())
+        .map_err(std::io::Error::other)
 }
 
 /// Last use (Unix milliseconds) of each module (hex hash) that any run loaded or hit.
