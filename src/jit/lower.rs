@@ -1018,6 +1018,9 @@ impl Emitter for Lower<'_> {
         self.as_ty(v, types::I8X16)
     }
     fn x_half(&mut self, v: Value, hi: bool) -> Value {
+        if let Some(x) = i64_lane_source(&self.b.func.dfg, v, hi as u8) {
+            return x;
+        }
         let v = self.as_ty(v, types::I64X2);
         self.b.ins().extractlane(v, hi as u8)
     }
@@ -1373,6 +1376,38 @@ impl Lower<'_> {
 }
 
 /// The constant `v` is, when an `iconst` defines it.
+/// The i64 that lane `lane` of the 128-bit value `v` was made from, where `v` was built (through
+/// bitcasts) by `scalar_to_vector` (lane 0) or `insertlane` into two i64 lanes: a half read back
+/// needs no extract (`movq xmm, m64` loaded the quadword, made a vector of it, then took its low
+/// half back out to zero the other: three moves between register files for one load).
+fn i64_lane_source(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value, lane: u8) -> Option<Value> {
+    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
+    let ValueDef::Result(i, 0) = dfg.value_def(v) else {
+        return None;
+    };
+    let two_i64 = dfg.value_type(v) == types::I64X2;
+    match dfg.insts[i] {
+        D::LoadNoOffset {
+            opcode: Opcode::Bitcast,
+            arg,
+            ..
+        } if dfg.value_type(arg).bits() == 128 => i64_lane_source(dfg, arg, lane),
+        D::Unary {
+            opcode: Opcode::ScalarToVector,
+            arg,
+        } if two_i64 && lane == 0 => Some(arg),
+        D::TernaryImm8 {
+            opcode: Opcode::Insertlane,
+            args,
+            imm,
+        } if two_i64 => match imm == lane {
+            true => Some(args[1]),
+            false => i64_lane_source(dfg, args[0], lane),
+        },
+        _ => None,
+    }
+}
+
 pub(super) fn iconst_value(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value) -> Option<i64> {
     use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
     match dfg.value_def(v) {
