@@ -1135,8 +1135,11 @@ impl Emitter for Lower<'_> {
     }
     fn store(&mut self, addr: Value, v: Value, size: u8) {
         let (p, d) = self.host_addr(addr);
+        let v = stored_bits(&self.b.func.dfg, v, u32::from(size) * 8);
+        let whole = self.b.func.dfg.value_type(v).bits() == u32::from(size) * 8;
         let i = self.b.ins();
         match size {
+            _ if whole => i.store(guest_mf(), v, p, d),
             1 => i.istore8(guest_mf(), v, p, d),
             2 => i.istore16(guest_mf(), v, p, d),
             4 => i.istore32(guest_mf(), v, p, d),
@@ -1376,6 +1379,28 @@ impl Lower<'_> {
 }
 
 /// The constant `v` is, when an `iconst` defines it.
+/// The value whose low `bits` a store of `bits` bits of `v` may take instead: `v` with the
+/// extensions and reductions that leave those bits as they are taken off (`mov [m], eax` read
+/// eax as the zero-extended low half of rax, a `mov r32, r32` before every 32-bit store, and a
+/// `movzx` before every byte store).
+fn stored_bits(dfg: &cranelift_codegen::ir::DataFlowGraph, mut v: Value, bits: u32) -> Value {
+    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
+    while let ValueDef::Result(i, 0) = dfg.value_def(v) {
+        match dfg.insts[i] {
+            D::Unary {
+                opcode: Opcode::Uextend | Opcode::Sextend,
+                arg,
+            } if dfg.value_type(arg).bits() >= bits => v = arg,
+            D::Unary {
+                opcode: Opcode::Ireduce,
+                arg,
+            } if dfg.value_type(v).bits() >= bits => v = arg,
+            _ => break,
+        }
+    }
+    v
+}
+
 /// The i64 that lane `lane` of the 128-bit value `v` was made from, where `v` was built (through
 /// bitcasts) by `scalar_to_vector` (lane 0) or `insertlane` into two i64 lanes: a half read back
 /// needs no extract (`movq xmm, m64` loaded the quadword, made a vector of it, then took its low
