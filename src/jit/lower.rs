@@ -2,6 +2,10 @@
 //! tracked at translation time, guest memory accessed at its own address (`mem::in_reach`),
 //! everything else through the helper table reached from the context.
 
+use super::values::{
+    constant_step, i64_lane_source, iconst_value, negated_condition, same_value, split_displacement, stored_bits,
+    zero_above,
+};
 use super::{Placement, CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW, STACK_POINTER};
 use crate::cpu::flags::{self, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un};
@@ -903,7 +907,13 @@ impl Ops for Lower<'_> {
             Bin::Sub => i.isub(a, b),
             Bin::And => i.band(a, b),
             Bin::Or => i.bor(a, b),
-            Bin::Xor => i.bxor(a, b),
+            Bin::Xor => match negated_condition(&self.b.func.dfg, a, b) {
+                Some((cc, x, y)) => {
+                    let c = self.b.ins().icmp(cc, x, y);
+                    self.bool_to_i64(c)
+                }
+                None => self.b.ins().bxor(a, b),
+            },
             Bin::Shl => i.ishl(a, b),
             Bin::Shr => i.ushr(a, b),
             Bin::Sar => i.sshr(a, b),
@@ -954,6 +964,10 @@ impl Ops for Lower<'_> {
         self.b.ins().select(c, a, b)
     }
     fn extend(&mut self, v: Value, size: u8, signed: bool) -> Value {
+        let dfg = &self.b.func.dfg;
+        if !signed && dfg.value_type(v) == types::I64 && zero_above(dfg, v, u32::from(size) * 8) {
+            return v;
+        }
         let ty = match size {
             1 => types::I8,
             2 => types::I16,
@@ -1375,147 +1389,5 @@ impl Lower<'_> {
         let x = self.b.ins().iconst(types::I64, exit::FAULT as i64);
         self.return_with(x, None);
         self.b.switch_to_block(cont);
-    }
-}
-
-/// The constant `v` is, when an `iconst` defines it.
-/// The value whose low `bits` a store of `bits` bits of `v` may take instead: `v` with the
-/// extensions and reductions that leave those bits as they are taken off (`mov [m], eax` read
-/// eax as the zero-extended low half of rax, a `mov r32, r32` before every 32-bit store, and a
-/// `movzx` before every byte store).
-fn stored_bits(dfg: &cranelift_codegen::ir::DataFlowGraph, mut v: Value, bits: u32) -> Value {
-    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    while let ValueDef::Result(i, 0) = dfg.value_def(v) {
-        match dfg.insts[i] {
-            D::Unary {
-                opcode: Opcode::Uextend | Opcode::Sextend,
-                arg,
-            } if dfg.value_type(arg).bits() >= bits => v = arg,
-            D::Unary {
-                opcode: Opcode::Ireduce,
-                arg,
-            } if dfg.value_type(v).bits() >= bits => v = arg,
-            _ => break,
-        }
-    }
-    v
-}
-
-/// The i64 that lane `lane` of the 128-bit value `v` was made from, where `v` was built (through
-/// bitcasts) by `scalar_to_vector` (lane 0) or `insertlane` into two i64 lanes: a half read back
-/// needs no extract (`movq xmm, m64` loaded the quadword, made a vector of it, then took its low
-/// half back out to zero the other: three moves between register files for one load).
-fn i64_lane_source(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value, lane: u8) -> Option<Value> {
-    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    let ValueDef::Result(i, 0) = dfg.value_def(v) else {
-        return None;
-    };
-    let two_i64 = dfg.value_type(v) == types::I64X2;
-    match dfg.insts[i] {
-        D::LoadNoOffset {
-            opcode: Opcode::Bitcast,
-            arg,
-            ..
-        } if dfg.value_type(arg).bits() == 128 => i64_lane_source(dfg, arg, lane),
-        D::Unary {
-            opcode: Opcode::ScalarToVector,
-            arg,
-        } if two_i64 && lane == 0 => Some(arg),
-        D::TernaryImm8 {
-            opcode: Opcode::Insertlane,
-            args,
-            imm,
-        } if two_i64 => match imm == lane {
-            true => Some(args[1]),
-            false => i64_lane_source(dfg, args[0], lane),
-        },
-        _ => None,
-    }
-}
-
-pub(super) fn iconst_value(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value) -> Option<i64> {
-    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    match dfg.value_def(v) {
-        ValueDef::Result(i, 0) => match dfg.insts[i] {
-            D::UnaryImm {
-                opcode: Opcode::Iconst,
-                imm,
-            } => Some(imm.bits()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Whether `a` and `b` compute the same number from the same values: one value, equal
-/// constants, or one operation (shifts, extensions, additions either way round) of operands
-/// that are, looking `depth` operations deep.
-fn same_value(dfg: &cranelift_codegen::ir::DataFlowGraph, a: Value, b: Value, depth: u32) -> bool {
-    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    if a == b {
-        return true;
-    }
-    if depth == 0 || dfg.value_type(a) != dfg.value_type(b) {
-        return false;
-    }
-    let (ValueDef::Result(i, 0), ValueDef::Result(j, 0)) = (dfg.value_def(a), dfg.value_def(b)) else {
-        return false;
-    };
-    let same = |x: Value, y: Value| same_value(dfg, x, y, depth - 1);
-    match (dfg.insts[i], dfg.insts[j]) {
-        (D::UnaryImm { opcode: p, imm: x }, D::UnaryImm { opcode: q, imm: y }) => {
-            p == Opcode::Iconst && p == q && x.bits() == y.bits()
-        }
-        (D::Unary { opcode: p, arg: x }, D::Unary { opcode: q, arg: y }) => {
-            p == q && matches!(p, Opcode::Uextend | Opcode::Sextend | Opcode::Ireduce) && same(x, y)
-        }
-        (
-            D::Binary {
-                opcode: p,
-                args: [x0, x1],
-            },
-            D::Binary {
-                opcode: q,
-                args: [y0, y1],
-            },
-        ) if p == q => match p {
-            Opcode::Iadd => same(x0, y0) && same(x1, y1) || same(x0, y1) && same(x1, y0),
-            Opcode::Ishl | Opcode::Ushr | Opcode::Isub => same(x0, y0) && same(x1, y1),
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// An address as its variable part and a constant displacement that fits a signed 32-bit
-/// number (zero when it has none), looking through additions and subtractions of constants.
-fn split_displacement(dfg: &cranelift_codegen::ir::DataFlowGraph, addr: Value) -> (Value, i32) {
-    let (mut x, mut disp) = (addr, 0i64);
-    while let Some((rest, d)) = constant_step(dfg, x) {
-        match disp.checked_add(d).filter(|&t| i32::try_from(t).is_ok()) {
-            Some(t) => (x, disp) = (rest, t),
-            None => break,
-        }
-    }
-    (x, disp as i32)
-}
-
-/// `v` as another value plus a constant, where it is computed so: x + c, c + x, or x - c.
-fn constant_step(dfg: &cranelift_codegen::ir::DataFlowGraph, v: Value) -> Option<(Value, i64)> {
-    use cranelift_codegen::ir::{InstructionData as D, Opcode, ValueDef};
-    let constant = |v: Value| iconst_value(dfg, v);
-    let ValueDef::Result(i, 0) = dfg.value_def(v) else {
-        return None;
-    };
-    match dfg.insts[i] {
-        D::Binary {
-            opcode: Opcode::Iadd,
-            args: [a, b],
-        } => constant(b).map(|d| (a, d)).or_else(|| constant(a).map(|d| (b, d))),
-        D::Binary {
-            opcode: Opcode::Isub,
-            args: [a, b],
-        } => constant(b).and_then(|d| Some((a, d.checked_neg()?))),
-        _ => None,
     }
 }

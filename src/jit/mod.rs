@@ -6,6 +6,7 @@ mod host;
 mod lower;
 pub use lower::writes_memory;
 mod region;
+mod values;
 
 use crate::cpu::Cpu;
 use crate::decode::{Block, Region};

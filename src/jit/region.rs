@@ -8,7 +8,8 @@
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
-use super::lower::{iconst_value, reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
+use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
+use super::values::iconst_value;
 use super::{return_code, Placement, CARRIED, STACK_POINTER};
 use crate::cpu::flags::Flags;
 use crate::cpu::ops::Ops;
