@@ -96,6 +96,7 @@ corpus! {
     flags_read_directly => "asm_flags.S";
     flags_returned_by_calls => "asm_flags_across_calls.S";
     stack_pointer_far_from_any_mapping => "asm_far_stack.S";
+    loads_right_after_stores_to_the_same_address => "asm_store_forwarding.S";
     sse2_integer_and_moves => "sse2_integer.c";
     sse_floating_point => "float_sse.c";
     x87_long_double => "x87_long_double.c";

@@ -234,6 +234,22 @@ pub(super) struct Lower<'a> {
     cpu_in: Option<(cranelift_codegen::ir::Block, Value)>,
     /// The context as read where the guest block being lowered starts (`cpu`).
     cpu_of_guest_block: Option<Value>,
+    /// The guest store lowered last (`forwarded`).
+    last_store: Option<LastStore>,
+    /// Guest stores and calls lowered so far: anything that may have written guest memory.
+    pub guest_writes: u64,
+}
+
+/// A guest store: where (the Cranelift block, the address's variable part and displacement),
+/// how many bytes, the value stored, and `Lower::guest_writes` once it was counted.
+#[derive(Clone, Copy)]
+struct LastStore {
+    block: cranelift_codegen::ir::Block,
+    part: Value,
+    disp: i32,
+    size: u8,
+    value: Value,
+    writes: u64,
 }
 
 /// Facts established by checks that dominate the block named: reset when lowering moves to a
@@ -354,6 +370,8 @@ impl<'a> Lower<'a> {
             links: None,
             cpu_in: None,
             cpu_of_guest_block: None,
+            last_store: None,
+            guest_writes: 0,
         }
     }
 
@@ -702,8 +720,38 @@ impl<'a> Lower<'a> {
         }
     }
 
+    /// Records a guest store of `size` bytes of `value` at `addr`, the last one lowered.
+    fn stored(&mut self, addr: Value, size: u8, value: Value) {
+        self.guest_writes += 1;
+        let (part, disp) = split_displacement(&self.b.func.dfg, addr);
+        self.last_store = self.b.current_block().map(|block| LastStore {
+            block,
+            part,
+            disp,
+            size,
+            value,
+            writes: self.guest_writes,
+        });
+    }
+
+    /// The store a load at `addr` may take its bytes from: the last one lowered, at the same
+    /// address, in the same Cranelift block with nothing that may write guest memory since.
+    /// The CPU forwards a store to a load it covers whole; a load wider than the store (`movsd
+    /// [m], xmm` then `movupd xmm, [m]`, as a compiler updates half a pair) waits until the
+    /// store and every store before it reach the cache: compiled code, which stores the
+    /// registers at the checkpoint between them, waited the longer (a warm n-body run spent a
+    /// quarter of its samples there). A thread may read its own store before other threads
+    /// see it, so taking the value stored is what the CPU may do.
+    fn forwarded(&self, addr: Value) -> Option<LastStore> {
+        let s = self.last_store?;
+        let (part, disp) = split_displacement(&self.b.func.dfg, addr);
+        let here = self.b.current_block() == Some(s.block) && s.writes == self.guest_writes;
+        (here && s.disp == disp && same_value(&self.b.func.dfg, s.part, part, 3)).then_some(s)
+    }
+
     fn call_helper(&mut self, h: i64, a0: Value, a1: Value) -> Value {
         self.known().mxcsr_default = false;
+        self.guest_writes += 1;
         let cpu = self.cpu();
         let table = self.b.ins().load(types::I64, mf(), cpu, off::HELPERS);
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
@@ -1010,6 +1058,16 @@ impl Emitter for Lower<'_> {
         self.state.xdirty[i] = true;
     }
     fn load_x(&mut self, addr: Value) -> Value {
+        match self.forwarded(addr) {
+            Some(s) if s.size == 16 => return s.value,
+            Some(s) if s.size == 8 && self.b.func.dfg.value_type(s.value) == types::I64 => {
+                // The low half as stored; only the high half comes from memory.
+                let high = self.b.ins().iadd_imm_s(addr, 8);
+                let high = self.load(high, 8);
+                return self.x_from_halves(s.value, high);
+            }
+            _ => {}
+        }
         let (p, d) = self.host_addr(addr);
         let v = self.b.ins().load(types::I8X16, guest_mf(), p, d);
         self.accessed(addr);
@@ -1020,6 +1078,7 @@ impl Emitter for Lower<'_> {
         let v = self.as_ty(v, types::I8X16);
         self.b.ins().store(guest_mf(), v, p, d);
         self.accessed(addr);
+        self.stored(addr, 16, v);
     }
     fn x_from_halves(&mut self, lo: Value, hi: Value) -> Value {
         // scalar_to_vector zeroes the other lane (a scalar load: movq, movsd).
@@ -1136,6 +1195,11 @@ impl Emitter for Lower<'_> {
         self.state.dirty[r] = true;
     }
     fn load(&mut self, addr: Value, size: u8) -> Value {
+        if let Some(s) = self.forwarded(addr) {
+            if s.size >= size && s.size <= 8 && self.b.func.dfg.value_type(s.value) == types::I64 {
+                return crate::cpu::flags::zext(self, s.value, size);
+            }
+        }
         let (p, d) = self.host_addr(addr);
         let i = self.b.ins();
         let v = match size {
@@ -1149,17 +1213,18 @@ impl Emitter for Lower<'_> {
     }
     fn store(&mut self, addr: Value, v: Value, size: u8) {
         let (p, d) = self.host_addr(addr);
-        let v = stored_bits(&self.b.func.dfg, v, u32::from(size) * 8);
-        let whole = self.b.func.dfg.value_type(v).bits() == u32::from(size) * 8;
+        let bits = stored_bits(&self.b.func.dfg, v, u32::from(size) * 8);
+        let whole = self.b.func.dfg.value_type(bits).bits() == u32::from(size) * 8;
         let i = self.b.ins();
         match size {
-            _ if whole => i.store(guest_mf(), v, p, d),
-            1 => i.istore8(guest_mf(), v, p, d),
-            2 => i.istore16(guest_mf(), v, p, d),
-            4 => i.istore32(guest_mf(), v, p, d),
-            _ => i.store(guest_mf(), v, p, d),
+            _ if whole => i.store(guest_mf(), bits, p, d),
+            1 => i.istore8(guest_mf(), bits, p, d),
+            2 => i.istore16(guest_mf(), bits, p, d),
+            4 => i.istore32(guest_mf(), bits, p, d),
+            _ => i.store(guest_mf(), bits, p, d),
         };
         self.accessed(addr);
+        self.stored(addr, size, v);
     }
     fn seg_base(&mut self, fs: bool) -> Value {
         let o = if fs { off::FS_BASE } else { off::GS_BASE };

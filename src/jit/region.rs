@@ -853,6 +853,8 @@ fn call_unit(
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
     let args = unit_args(l.insns_run(), target, carried);
+    // The callee may write guest memory (`Lower::forwarded`).
+    l.guest_writes += 1;
     let inst = match callee {
         Callee::Linked(f) => l.b.ins().call(f, &args),
         Callee::Table(f) => {
