@@ -720,10 +720,10 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// Records a guest store of `size` bytes of `value` at `addr`, the last one lowered.
-    fn stored(&mut self, addr: Value, size: u8, value: Value) {
+    /// Records a guest store of `size` bytes of `value` at `(part, disp)` (`host_addr`), the
+    /// last one lowered.
+    fn stored(&mut self, (part, disp): (Value, i32), size: u8, value: Value) {
         self.guest_writes += 1;
-        let (part, disp) = split_displacement(&self.b.func.dfg, addr);
         self.last_store = self.b.current_block().map(|block| LastStore {
             block,
             part,
@@ -742,9 +742,8 @@ impl<'a> Lower<'a> {
     /// registers at the checkpoint between them, waited the longer (a warm n-body run spent a
     /// quarter of its samples there). A thread may read its own store before other threads
     /// see it, so taking the value stored is what the CPU may do.
-    fn forwarded(&self, addr: Value) -> Option<LastStore> {
+    fn forwarded(&self, (part, disp): (Value, i32)) -> Option<LastStore> {
         let s = self.last_store?;
-        let (part, disp) = split_displacement(&self.b.func.dfg, addr);
         let here = self.b.current_block() == Some(s.block) && s.writes == self.guest_writes;
         (here && s.disp == disp && same_value(&self.b.func.dfg, s.part, part, 3)).then_some(s)
     }
@@ -768,7 +767,12 @@ impl<'a> Lower<'a> {
     /// `outside`, which faults in the guard: compiled code faults are replayed in the baseline
     /// tier, which reports the guest's own address.
     fn host_addr(&mut self, addr: Value) -> (Value, i32) {
-        let (x, disp) = split_displacement(&self.b.func.dfg, addr);
+        let at = split_displacement(&self.b.func.dfg, addr);
+        self.checked(at)
+    }
+
+    /// `host_addr` of an address already split into its variable part and displacement.
+    fn checked(&mut self, (x, disp): (Value, i32)) -> (Value, i32) {
         self.check_in_reach(x);
         (x, disp)
     }
@@ -1058,7 +1062,8 @@ impl Emitter for Lower<'_> {
         self.state.xdirty[i] = true;
     }
     fn load_x(&mut self, addr: Value) -> Value {
-        match self.forwarded(addr) {
+        let at = split_displacement(&self.b.func.dfg, addr);
+        match self.forwarded(at) {
             Some(s) if s.size == 16 => return s.value,
             Some(s) if s.size == 8 && self.b.func.dfg.value_type(s.value) == types::I64 => {
                 // The low half as stored; only the high half comes from memory.
@@ -1068,7 +1073,7 @@ impl Emitter for Lower<'_> {
             }
             _ => {}
         }
-        let (p, d) = self.host_addr(addr);
+        let (p, d) = self.checked(at);
         let v = self.b.ins().load(types::I8X16, guest_mf(), p, d);
         self.accessed(addr);
         v
@@ -1078,7 +1083,7 @@ impl Emitter for Lower<'_> {
         let v = self.as_ty(v, types::I8X16);
         self.b.ins().store(guest_mf(), v, p, d);
         self.accessed(addr);
-        self.stored(addr, 16, v);
+        self.stored((p, d), 16, v);
     }
     fn x_from_halves(&mut self, lo: Value, hi: Value) -> Value {
         // scalar_to_vector zeroes the other lane (a scalar load: movq, movsd).
@@ -1195,12 +1200,14 @@ impl Emitter for Lower<'_> {
         self.state.dirty[r] = true;
     }
     fn load(&mut self, addr: Value, size: u8) -> Value {
-        if let Some(s) = self.forwarded(addr) {
-            if s.size >= size && s.size <= 8 && self.b.func.dfg.value_type(s.value) == types::I64 {
+        let at = split_displacement(&self.b.func.dfg, addr);
+        // A vector store's value is no word; a narrower store leaves bytes to memory.
+        if let Some(s) = self.forwarded(at) {
+            if s.size >= size && self.b.func.dfg.value_type(s.value) == types::I64 {
                 return crate::cpu::flags::zext(self, s.value, size);
             }
         }
-        let (p, d) = self.host_addr(addr);
+        let (p, d) = self.checked(at);
         let i = self.b.ins();
         let v = match size {
             1 => i.uload8(types::I64, guest_mf(), p, d),
@@ -1224,7 +1231,7 @@ impl Emitter for Lower<'_> {
             _ => i.store(guest_mf(), bits, p, d),
         };
         self.accessed(addr);
-        self.stored(addr, size, v);
+        self.stored((p, d), size, v);
     }
     fn seg_base(&mut self, fs: bool) -> Value {
         let o = if fs { off::FS_BASE } else { off::GS_BASE };

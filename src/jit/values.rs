@@ -148,11 +148,11 @@ pub(super) fn same_value(dfg: &DataFlowGraph, a: Value, b: Value, depth: u32) ->
     if depth == 0 || dfg.value_type(a) != dfg.value_type(b) {
         return false;
     }
-    let (ValueDef::Result(i, 0), ValueDef::Result(j, 0)) = (dfg.value_def(a), dfg.value_def(b)) else {
+    let (Some(da), Some(db)) = (def(dfg, a), def(dfg, b)) else {
         return false;
     };
     let same = |x: Value, y: Value| same_value(dfg, x, y, depth - 1);
-    match (dfg.insts[i], dfg.insts[j]) {
+    match (da, db) {
         (D::UnaryImm { opcode: p, imm: x }, D::UnaryImm { opcode: q, imm: y }) => {
             p == Opcode::Iconst && p == q && x.bits() == y.bits()
         }
@@ -193,10 +193,7 @@ pub(super) fn split_displacement(dfg: &DataFlowGraph, addr: Value) -> (Value, i3
 /// `v` as another value plus a constant, where it is computed so: x + c, c + x, or x - c.
 pub(super) fn constant_step(dfg: &DataFlowGraph, v: Value) -> Option<(Value, i64)> {
     let constant = |v: Value| iconst_value(dfg, v);
-    let ValueDef::Result(i, 0) = dfg.value_def(v) else {
-        return None;
-    };
-    match dfg.insts[i] {
+    match def(dfg, v)? {
         D::Binary {
             opcode: Opcode::Iadd,
             args: [a, b],
