@@ -791,9 +791,21 @@ impl<'a> Lower<'a> {
     /// counting up to zero from below, with the array's address as the displacement), and an
     /// access from one faults unless the displacement brings it back into the guest space.
     fn check_in_reach(&mut self, x: Value) {
-        // The unit's own address is guest code, inside the guest space; a stack pointer it
-        // was entered with is in reach (`jit::stack_in_reach`).
-        if x == self.entry_rip || self.stacks_in_reach.contains(&x) || self.known().in_reach.contains(&x) {
+        // The unit's own address is guest code, inside the guest space; a value within
+        // `REACH_STEP` of one in reach (a stack pointer the unit was entered with, below a
+        // push or a frame) is in reach for an access (`mem::in_reach`): the check is for a
+        // value never seen in reach, and the access's address is not taken as in reach for
+        // more (only what it found: `accessed`).
+        if x == self.entry_rip || self.reach_from(x).is_some() {
+            return;
+        }
+        self.require_in_reach(x);
+    }
+
+    /// Branches to `outside` unless `x` is in reach, as `check_in_reach`, for a value that
+    /// lowering then takes as in reach (and derives more from).
+    fn require_in_reach(&mut self, x: Value) {
+        if self.stacks_in_reach.contains(&x) || self.known().in_reach.contains(&x) {
             return;
         }
         // The same sum of the same registers, computed again for another access.
@@ -835,24 +847,40 @@ impl<'a> Lower<'a> {
         self.known().in_reach.push(addr);
     }
 
-    /// Whether `v` is known to be in reach where lowering stands: a stack pointer the unit was
-    /// entered with or a callee gave back, or a value within `mem::REACH_STEP` of one checked
-    /// or accessed.
-    pub fn known_in_reach(&mut self, v: Value) -> bool {
-        if self.stacks_in_reach.contains(&v) {
-            return true;
-        }
+    /// Where `v` lies from a value in reach where lowering stands, when it is one plus a
+    /// constant within `mem::REACH_STEP`: the constant, and whether that value is a stack
+    /// pointer the unit took as in reach (`stacks_in_reach`), where no value checked or
+    /// accessed here lies on the way.
+    fn reach_from(&mut self, v: Value) -> Option<(i64, bool)> {
         self.known();
-        let (in_reach, dfg) = (&self.known.in_reach, &self.b.func.dfg);
+        let (in_reach, stacks, dfg) = (&self.known.in_reach, &self.stacks_in_reach, &self.b.func.dfg);
         let (mut u, mut d) = (v, 0i64);
+        let mut stack = None;
         loop {
             if in_reach.contains(&u) {
-                return d.unsigned_abs() <= REACH_STEP;
+                return Some((d, false));
+            }
+            if stack.is_none() && stacks.contains(&u) {
+                stack = Some((d, true));
             }
             match constant_step(dfg, u) {
                 Some((rest, step)) if (d + step).unsigned_abs() <= REACH_STEP => (u, d) = (rest, d + step),
-                _ => return false,
+                _ => return stack,
             }
+        }
+    }
+
+    /// Whether `v` is known to be in reach where lowering stands, as a value the unit may hand
+    /// on (a stack pointer the next unit takes as in reach, and accesses and derives more from
+    /// unchecked): a stack pointer the unit took as in reach or one below it (a value below
+    /// one in reach is in reach), or a value within `mem::REACH_STEP` of one checked or
+    /// accessed here. Not one above a stack pointer taken as in reach: units handing on such
+    /// values would drift further on from each other's without a check.
+    pub fn known_in_reach(&mut self, v: Value) -> bool {
+        match self.reach_from(v) {
+            Some((d, true)) => d <= 0,
+            Some((_, false)) => true,
+            None => false,
         }
     }
 
@@ -872,7 +900,12 @@ impl<'a> Lower<'a> {
     /// reach from its start (`stack_in_reach_from_start`) wherever it is entered from.
     pub(super) fn stack_in_reach_on_edge(&mut self) {
         let sp = self.b.use_var(self.regs[STACK_POINTER]);
-        self.check_in_reach(sp);
+        // Below a value in reach (pushes, a frame) is in reach; one above is checked, as the
+        // block derives more from it unchecked.
+        if self.reach_from(sp).is_some_and(|(d, _)| d <= 0) {
+            return;
+        }
+        self.require_in_reach(sp);
     }
 
     /// At the start of a block whose every way in leaves the stack pointer in its variable and

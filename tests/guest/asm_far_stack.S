@@ -1,6 +1,7 @@
 /* The stack pointer used as a plain register: loops that run with it far outside any mapping
- * (and just below zero), their results printed once it is back; then a push with it far away,
- * which faults: the SIGSEGV handler runs on an alternate stack, prints and exits. No libc. */
+ * (and just below zero), their results printed once it is back; a loop that pushes on its way
+ * down the stack; then a push with it far away, which faults: the SIGSEGV handler runs on an
+ * alternate stack, prints and exits. No libc. */
     .globl _start
     .text
 #include "print_hex.inc"
@@ -21,8 +22,30 @@ walk:
     jnz 1b
     mov %r12, %rsp
     jmp *%r13                     /* back without the stack */
+/* rax = a sum over 200 steps of a loop of several blocks that pushes a value each step, reads
+ * it back and leaves a gap below it: the stack pointer goes down 16 bytes a step from where
+ * the loop started (compiled code takes a stack pointer below one in reach as in reach),
+ * then back up. */
+pushes:
+    mov %rsp, %r12
+    xor %eax, %eax
+    mov $200, %ecx
+1:  push %rcx
+    test $1, %cl
+    jz 3f
+    add (%rsp), %rax
+    rol $3, %rax
+    jmp 4f
+3:  xor (%rsp), %rax
+4:  sub $8, %rsp
+    dec %ecx
+    jnz 1b
+    mov %r12, %rsp
+    ret
 _start:
     mov %rsp, %r14
+    call pushes
+    call hex
     mov $0x4000000000000000, %rsp /* non-canonical */
     mov $0x10, %rdx
     lea 5f(%rip), %r13
