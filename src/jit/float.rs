@@ -386,6 +386,17 @@ impl Lower<'_> {
         let v = self.bits(v);
         let ty = self.b.func.dfg.value_type(v);
         let (mb, emax) = lane_format(ty);
+        if r.zero && !ty.is_vector() {
+            // A scalar's bits without the sign, once for both tests: a zero has none set, and
+            // the exponent field is their top, which an unsigned comparison (scalars have it)
+            // decides without a mask (one instruction fewer per checked scalar).
+            let a = self.b.ins().ishl_imm_u(v, 1);
+            let e = self.b.ins().ushr_imm_u(a, mb + 1);
+            let e = self.b.ins().iadd_imm_s(e, -r.lo);
+            let c = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, e, r.hi - r.lo);
+            let zero = self.b.ins().icmp_imm_u(IntCC::Equal, a, 0);
+            return self.b.ins().bor(c, zero);
+        }
         // (field - lo) modulo the field's size: below `lo` wraps to the top, past `hi - lo`;
         // small and positive, so a signed comparison (the one vectors have) decides.
         let e = self.b.ins().ushr_imm_u(v, mb);
