@@ -515,8 +515,7 @@ impl<'a> Lower<'a> {
             return c;
         }
         let cpu = self.cpu();
-        let n = super::count_const(&mut self.b, n, cpu);
-        self.b.ins().iadd(c, n)
+        super::count_added(&mut self.b, c, n, cpu)
     }
 
     /// Adds the pending count to the variable but for `left_pending`, on a way into a block

@@ -38,7 +38,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 25;
+pub const TRANSLATION_VERSION: u32 = 26;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -234,17 +234,30 @@ pub const COUNT: cranelift_codegen::ir::Type = types::I64X2;
 /// (`Cpu::counts`, through the context pointer `cpu`), a load that an add takes as its operand,
 /// else a constant (which would be loaded from the unit's code: a data access to code pages).
 pub fn count_const(b: &mut FunctionBuilder<'_>, n: i64, cpu: Value) -> Value {
-    match usize::try_from(n) {
-        Ok(k) if k > 0 && k < crate::cpu::COUNTS => {
-            let mf = MemFlagsData::trusted().with_readonly();
-            b.ins().load(COUNT, mf, cpu, crate::cpu::off::count(k))
-        }
-        _ => {
-            let bytes: Vec<u8> = (n as u64).to_le_bytes().into_iter().chain([0; 8]).collect();
-            let c = b.func.dfg.constants.insert(bytes.into());
-            b.ins().vconst(COUNT, c)
-        }
+    count_in_table(b, n, cpu).unwrap_or_else(|| {
+        let bytes: Vec<u8> = (n as u64).to_le_bytes().into_iter().chain([0; 8]).collect();
+        let c = b.func.dfg.constants.insert(bytes.into());
+        b.ins().vconst(COUNT, c)
+    })
+}
+
+/// The count `n` read from the context's table of small numbers, where it holds it.
+fn count_in_table(b: &mut FunctionBuilder<'_>, n: i64, cpu: Value) -> Option<Value> {
+    let k = usize::try_from(n).ok().filter(|&k| k > 0 && k < crate::cpu::COUNTS)?;
+    let mf = MemFlagsData::trusted().with_readonly();
+    Some(b.ins().load(COUNT, mf, cpu, crate::cpu::off::count(k)))
+}
+
+/// `count` (a `COUNT` value) with `n` more instructions run. `n` is below zero on a way into
+/// a block where the first way lowered left more pending (`Lower::settle_count`): that
+/// subtracts the table's `-n`, one instruction, where a constant of `n` was loaded from the
+/// unit's code and then added.
+pub fn count_added(b: &mut FunctionBuilder<'_>, count: Value, n: i64, cpu: Value) -> Value {
+    if let Some(m) = n.checked_neg().and_then(|m| count_in_table(b, m, cpu)) {
+        return b.ins().isub(count, m);
     }
+    let k = count_const(b, n, cpu);
+    b.ins().iadd(count, k)
 }
 
 /// Returns from a unit-shaped function with exit `code`, `insns` guest instructions run and
