@@ -41,9 +41,10 @@ pub const fn unfuzzed<H>(mnemonics: &'static [Mnemonic], handler: H, why: &'stat
     }
 }
 
-/// A family: its name and rows, with an index from mnemonic to row built with it, when Kiln is
-/// compiled (built at first use, the families a warm run meets cost it their tables' heap
-/// pages and the time to fill them; a mnemonic in two rows is a compile-time error).
+/// A family: its name and rows, with an index from mnemonic to row built with it when Kiln is
+/// compiled (`index_of`: a mnemonic in two rows does not compile). Built at a family's first
+/// use, each family a warm run met through the slow helper cost it the index's heap pages and
+/// the time to fill them.
 pub struct Family<H: 'static> {
     pub name: &'static str,
     pub rows: &'static [Row<H>],
