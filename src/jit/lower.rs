@@ -802,12 +802,11 @@ impl<'a> Lower<'a> {
     }
 
     /// Branches to `outside` unless `x` is in reach, as `check_in_reach`, for a value that
-    /// lowering then takes as in reach (and derives more from).
+    /// lowering then takes as in reach (and derives more from). Its callers asked `reach_from`
+    /// first, which finds `x` where it is itself a value in reach.
     fn require_in_reach(&mut self, x: Value) {
-        if self.stacks_in_reach.contains(&x) || self.known().in_reach.contains(&x) {
-            return;
-        }
         // The same sum of the same registers, computed again for another access.
+        self.known();
         let dfg = &self.b.func.dfg;
         if self.known.in_reach.iter().any(|&u| same_value(dfg, u, x, 3)) {
             return;
@@ -848,8 +847,9 @@ impl<'a> Lower<'a> {
 
     /// Where `v` lies from a value in reach where lowering stands, when it is one plus a
     /// constant within `mem::REACH_STEP`: the constant, and whether that value is a stack
-    /// pointer the unit took as in reach (`stacks_in_reach`), where no value checked or
-    /// accessed here lies on the way.
+    /// pointer the unit took as in reach (`stacks_in_reach`). A stack pointer `v` is at or
+    /// below answers at once (what every caller accepts); one it is above only where no value
+    /// checked or accessed here lies further on the way.
     fn reach_from(&mut self, v: Value) -> Option<(i64, bool)> {
         self.known();
         let (in_reach, stacks, dfg) = (&self.known.in_reach, &self.stacks_in_reach, &self.b.func.dfg);
@@ -860,6 +860,9 @@ impl<'a> Lower<'a> {
                 return Some((d, false));
             }
             if stack.is_none() && stacks.contains(&u) {
+                if d <= 0 {
+                    return Some((d, true));
+                }
                 stack = Some((d, true));
             }
             match constant_step(dfg, u) {
