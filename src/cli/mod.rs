@@ -220,17 +220,17 @@ fn set_once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
     slot.replace(v).is_none().then_some(())
 }
 
-/// Parses the command line, runs the command and returns the process's exit status.
-pub fn main() -> i32 {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// Parses the command line `argv` (the program's name first), runs the command and returns the
+/// process's exit status.
+pub fn main(argv: Vec<std::ffi::OsString>) -> i32 {
     let cli = match argv.get(1) {
         Some(a) if a == "run" => match quick_run_args(&argv[2..]) {
             Some(a) => Cli { cmd: Cmd::Run(a) },
-            None => match RunCli::parse().cmd {
+            None => match RunCli::parse_from(&argv).cmd {
                 RunCmd::Run(a) => Cli { cmd: Cmd::Run(a) },
             },
         },
-        _ => Cli::parse(),
+        _ => Cli::parse_from(&argv),
     };
     let report = match &cli.cmd {
         Cmd::Fuzz { .. } => true,

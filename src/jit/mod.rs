@@ -539,16 +539,26 @@ impl Jit {
     }
 
     fn compile_inner(&self, region: &Region, linked: bool, placement: Placement) -> Result<CompiledUnit, JitError> {
+        Workspace::with(|Workspace { ctx, fctx }| self.compile_in(ctx, fctx, region, linked, placement))
+    }
+
+    /// `compile_inner` in a thread's reused Cranelift state.
+    fn compile_in(
+        &self,
+        ctx: &mut Context,
+        fctx: &mut FunctionBuilderContext,
+        region: &Region,
+        linked: bool,
+        placement: Placement,
+    ) -> Result<CompiledUnit, JitError> {
         let isa = self.isa();
-        let sig = unit_signature();
-        let mut func = Function::with_name_signature(UserFuncName::default(), sig);
-        let mut fctx = FunctionBuilderContext::new();
-        let b = FunctionBuilder::new(&mut func, &mut fctx);
+        ctx.clear();
+        ctx.func.signature = unit_signature();
+        let b = FunctionBuilder::new(&mut ctx.func, fctx);
         let Some(targets) = region::lower_region(b, isa, region, linked, placement) else {
             return Err(JitError::Unpredicted(region.head()));
         };
-        crate::klog!("clif", "unit at {:#x}:\n{}", region.head(), func.display());
-        let mut ctx = Context::for_function(func);
+        crate::klog!("clif", "unit at {:#x}:\n{}", region.head(), ctx.func.display());
         ctx.set_disasm(crate::log::on("code"));
         let code = ctx
             .compile(isa, &mut ControlPlane::default())
@@ -577,6 +587,34 @@ impl Jit {
         let mut fctx = FunctionBuilderContext::new();
         region::lower_link_stub(FunctionBuilder::new(&mut func, &mut fctx), isa);
         self.compile_relocation_free(func, "link stub")
+    }
+}
+
+/// Cranelift's state for compiling units, one per thread and reused: a compile clears it and
+/// keeps its allocations (the function's tables, the control-flow graph, the dominator tree,
+/// the register allocator's), which fresh for every unit made the allocator a large part of a
+/// compile.
+struct Workspace {
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+}
+
+impl Workspace {
+    /// Runs `f` with this thread's workspace. One that a panic left halfway is not kept: the
+    /// next compile starts from a new one.
+    fn with<R>(f: impl FnOnce(&mut Workspace) -> R) -> R {
+        thread_local! {
+            static KEPT: std::cell::Cell<Option<Box<Workspace>>> = const { std::cell::Cell::new(None) };
+        }
+        let mut ws = KEPT.take().unwrap_or_else(|| {
+            Box::new(Workspace {
+                ctx: Context::new(),
+                fctx: FunctionBuilderContext::new(),
+            })
+        });
+        let r = f(&mut ws);
+        KEPT.set(Some(ws));
+        r
     }
 }
 

@@ -72,6 +72,21 @@ pub fn prepare_process() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// The command line the C runtime passed to `main`, the program's name first.
+///
+/// # Safety
+/// `argv` must hold `argc` pointers to NUL-terminated strings, as the C runtime's do.
+pub unsafe fn command_line(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    (0..argc.max(0) as usize)
+        .map(|i| {
+            // SAFETY: the caller vouches for `argc` strings in `argv`.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_os_string()
+        })
+        .collect()
+}
+
 /// Restores SIGPIPE's default disposition (`prepare_process` ignores it), so that Kiln's own
 /// reports end quietly when their reader goes away. Call before any thread starts.
 pub fn default_sigpipe() {
