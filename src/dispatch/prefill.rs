@@ -25,11 +25,12 @@ pub(super) struct Prefill {
     pub hi: u64,
     load_bias: u64,
     units: Arc<ModuleUnits>,
-    /// The first page of the range, and for each page from it whether it is runnable.
+    /// The first page of the range, and for each page from it the end (a page index, from
+    /// `first`) of the run of runnable pages it lies in, or 0 where it is not runnable.
     first: u64,
-    runnable: Vec<bool>,
-    /// Whether every page of the range is runnable (then it holds every unit).
-    all_runnable: bool,
+    run_end: Vec<u32>,
+    /// Whether it holds every unit of the module (then none need be looked at again).
+    all_held: bool,
     /// Whether every outer range of every unit lies on runnable pages (then a unit is held
     /// where its own bytes are, and its record need not be read).
     all_outer_runnable: bool,
@@ -45,16 +46,20 @@ impl Prefill {
         at < self.hi && at + PAGE > self.lo
     }
 
-    /// Whether the guest bytes [rip, rip+len) lie on runnable pages.
+    /// Whether the guest bytes [rip, rip+len) lie on runnable pages: their first page is
+    /// runnable, and its run of runnable pages reaches past their last.
     fn holds(&self, rip: u64, len: u64) -> bool {
-        crate::mem::page_numbers(rip, len.max(1))
-            .all(|n| n >= self.first && self.runnable.get((n - self.first) as usize).copied().unwrap_or(false))
+        let pages = crate::mem::page_numbers(rip, len.max(1));
+        let Some(k) = pages.start.checked_sub(self.first) else {
+            return false;
+        };
+        (self.run_end.get(k as usize)).is_some_and(|&end| u64::from(end) >= pages.end - self.first)
     }
 
     /// The units it holds: (rip, code, guest bytes covered from the rip), in rip order.
     pub fn units(&self) -> impl Iterator<Item = (u64, UnitFn, u64)> + '_ {
         (self.units.placements())
-            .filter(|&(i, offset, _, len)| self.all_runnable || self.holds_unit(i, offset.0, len))
+            .filter(|&(i, offset, _, len)| self.all_held || self.holds_unit(i, offset.0, len))
             .map(|(_, offset, code, len)| (offset.0.wrapping_add(self.load_bias), code, len))
     }
 
@@ -69,6 +74,23 @@ impl Prefill {
     fn holds_all(&self, outer: OuterRanges) -> bool {
         (outer.iter()).all(|r| r.is_some_and(|r| self.holds(r.offset.0.wrapping_add(self.load_bias), u64::from(r.len))))
     }
+}
+
+/// For each page of `runnable`, the end of the run of runnable pages it lies in (the index of
+/// the first page after it), or 0 where it is not runnable.
+fn run_ends(runnable: &[bool]) -> Vec<u32> {
+    let mut ends = vec![0; runnable.len()];
+    let mut end = 0;
+    for k in (0..runnable.len()).rev() {
+        if !runnable[k] {
+            continue;
+        }
+        if k + 1 == runnable.len() || !runnable[k + 1] {
+            end = k as u32 + 1;
+        }
+        ends[k] = end;
+    }
+    ends
 }
 
 /// A prefill this large touches nearly every page of the chaining table (its slots are spread
@@ -93,9 +115,9 @@ impl Engine {
             load_bias: module.load_bias,
             units: units.clone(),
             first,
-            all_runnable: runnable.iter().all(|&r| r),
+            run_end: run_ends(&runnable),
+            all_held: runnable.iter().all(|&r| r),
             all_outer_runnable: false,
-            runnable,
             count: 0,
             revoked: AtomicBool::new(false),
         };
@@ -105,23 +127,27 @@ impl Engine {
         // answers for every unit.
         p.all_outer_runnable = units.all_outer().is_some_and(|outer| p.holds_all(outer));
         // Units lie inside their module's range: when all of it is runnable, all of them are
-        // held, without reading every record to count them.
-        p.count = match p.all_runnable {
+        // held, without reading every record to count them; when the count finds them all held
+        // (the pages outside its code are not runnable, but no unit lies there), filling the
+        // chaining table need not look at each again.
+        p.count = match p.all_held {
             true => units.len(),
             false => p.units().count(),
         };
+        p.all_held = p.count == units.len();
         if p.count == 0 {
             return None;
         }
         // Watched as code pages, each run of runnable pages at once.
         let mut n = 0;
-        while n < p.runnable.len() {
-            let run = p.runnable[n..].iter().take_while(|&&r| r).count();
-            if run > 0 {
-                let start = (first + n as u64) * PAGE;
-                self.proc.mem.watch_code(start, run as u64 * PAGE);
+        while n < p.run_end.len() {
+            let end = (p.run_end[n] as usize).max(n + 1);
+            if p.run_end[n] != 0 {
+                self.proc
+                    .mem
+                    .watch_code((first + n as u64) * PAGE, (end - n) as u64 * PAGE);
             }
-            n += run.max(1);
+            n = end;
         }
         Some(p)
     }
@@ -174,5 +200,19 @@ impl Engine {
                 self.units.unchain_rip(rip, code);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ends_mark_each_runnable_page_with_the_end_of_its_run() {
+        let (t, f) = (true, false);
+        assert_eq!(
+            super::run_ends(&[t, t, f, t, f, f, t, t, t]),
+            [2, 2, 0, 4, 0, 0, 9, 9, 9]
+        );
+        assert_eq!(super::run_ends(&[f, f]), [0, 0]);
+        assert_eq!(super::run_ends(&[]), Vec::<u32>::new());
     }
 }
