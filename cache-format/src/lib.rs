@@ -377,7 +377,9 @@ mod tests {
     }
 }
 
+mod fnv;
 mod pack;
 mod work;
+pub use fnv::*;
 pub use pack::*;
 pub use work::*;

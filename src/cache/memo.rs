@@ -14,7 +14,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"KILNHASH";
-const LEN: usize = 8 + 3 * 8 + 32 + 16;
+const LEN: usize = 8 + 3 * 8 + 32 + CHECK;
+/// The checksum's size (`cache_format::fnv1a`).
+const CHECK: usize = 16;
 
 /// What identifies one version of a file's contents.
 fn identity(md: &std::fs::Metadata) -> [u64; 3] {
@@ -30,10 +32,9 @@ fn memo_path(dir: &Path, md: &std::fs::Metadata) -> std::path::PathBuf {
     dir.join("hashes").join(format!("{:x}-{:x}", md.dev(), md.ino()))
 }
 
-fn checksum(b: &[u8]) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c.copy_from_slice(&blake3::hash(b).as_bytes()[..16]);
-    c
+/// The memo's checksum (FNV-1a, not blake3: see `cache_format::fnv1a`).
+fn checksum(b: &[u8]) -> [u8; CHECK] {
+    cache_format::fnv1a(b)
 }
 
 /// The memoised hash of the file `md` describes, if a valid memo exists.
@@ -43,7 +44,7 @@ fn lookup(dir: &Path, md: &std::fs::Metadata) -> Option<Hash> {
 
 fn lookup_at(path: &Path, md: &std::fs::Metadata) -> Option<Hash> {
     let b = std::fs::read(path).ok()?;
-    if b.len() != LEN || &b[..8] != MAGIC || b[LEN - 16..] != checksum(&b[..LEN - 16]) {
+    if b.len() != LEN || &b[..8] != MAGIC || b[LEN - CHECK..] != checksum(&b[..LEN - CHECK]) {
         return None;
     }
     let id = identity(md);

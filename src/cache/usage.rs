@@ -38,7 +38,8 @@ pub struct RunRecord {
 }
 
 fn checksum(s: &str) -> String {
-    blake3::hash(s.as_bytes()).to_hex()[..16].to_string()
+    let sum = cache_format::fnv1a(s.as_bytes());
+    sum[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Appends a record (one `write` of one line to a file opened for appending).

@@ -101,7 +101,7 @@ pub struct RuntimeCode {
 }
 
 /// Magic of a runtime code file.
-const RUNTIME_MAGIC: [u8; 8] = *b"KILNRT01";
+const RUNTIME_MAGIC: [u8; 8] = *b"KILNRT02";
 
 impl RuntimeCode {
     /// Compiles the trampoline and the baseline tier's shim (which calls helper `H_INTERP`).
@@ -115,8 +115,8 @@ impl RuntimeCode {
         })
     }
 
-    /// Magic, the landing offset and both lengths (u32 each), the code, and a blake3 of all
-    /// that.
+    /// Magic, the landing offset and both lengths (u32 each), the code, and a checksum of all
+    /// that (`cache_format::fnv1a`).
     pub fn encode(&self) -> Vec<u8> {
         let mut v = RUNTIME_MAGIC.to_vec();
         for n in [self.landing, self.trampoline.len(), self.shim.len()] {
@@ -124,15 +124,15 @@ impl RuntimeCode {
         }
         v.extend_from_slice(&self.trampoline);
         v.extend_from_slice(&self.shim);
-        let sum = blake3::hash(&v);
-        v.extend_from_slice(sum.as_bytes());
+        let sum = cache_format::fnv1a(&v);
+        v.extend_from_slice(&sum);
         v
     }
 
     /// Decodes what `encode` wrote; None for anything damaged or foreign.
     pub fn decode(b: &[u8]) -> Option<RuntimeCode> {
-        let (body, sum) = b.split_at(b.len().checked_sub(32)?);
-        if blake3::hash(body).as_bytes() != sum || body.get(..8)? != RUNTIME_MAGIC {
+        let (body, sum) = b.split_at(b.len().checked_sub(16)?);
+        if cache_format::fnv1a(body) != sum || body.get(..8)? != RUNTIME_MAGIC {
             return None;
         }
         let n = |i: usize| -> Option<usize> {
@@ -284,10 +284,10 @@ fn carried_from_context(b: &mut FunctionBuilder<'_>, cpu: Value) -> [Value; 4] {
     })
 }
 
-/// A `Hasher` that feeds what is hashed into blake3 (for the configuration id, which the
+/// A `Hasher` that feeds what is hashed into FNV-1a (for the configuration id, which the
 /// executable's own hash makes specific to this build, so the bytes need no stability across
-/// builds).
-struct HashInto(blake3::Hasher);
+/// builds; not blake3, see `cache_format::fnv1a`).
+struct HashInto(cache_format::Fnv1a);
 
 impl std::hash::Hasher for HashInto {
     fn write(&mut self, bytes: &[u8]) {
@@ -295,8 +295,7 @@ impl std::hash::Hasher for HashInto {
     }
 
     fn finish(&self) -> u64 {
-        let h = self.0.finalize();
-        u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default())
+        u64::from_le_bytes(self.0.digest()[..8].try_into().unwrap_or_default())
     }
 }
 
@@ -338,7 +337,7 @@ impl Jit {
     pub fn config_id(&self, exe: &cache_format::Hash) -> cache_format::ConfigId {
         use std::hash::Hash;
         let isa = self.isa();
-        let mut h = HashInto(blake3::Hasher::new());
+        let mut h = HashInto(cache_format::Fnv1a::default());
         h.0.update(b"kiln configuration\0");
         h.0.update(exe);
         h.0.update(&TRANSLATION_VERSION.to_le_bytes());
@@ -353,9 +352,7 @@ impl Jit {
                 h.0.update(&r.to_le_bytes());
             }
         }
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&h.0.finalize().as_bytes()[..16]);
-        cache_format::ConfigId(id)
+        cache_format::ConfigId(h.0.digest())
     }
 
     /// Compiles the trampoline that calls a unit (tail convention) from Rust (C convention).
