@@ -37,6 +37,12 @@ pub struct RunRecord {
     pub modules: Vec<ModuleUse>,
 }
 
+/// The checksum lines written before FNV-1a had (blake3's first 16 hex digits), still read
+/// (`kiln cache stats`, never a run) so that a log keeps its history across the change.
+fn legacy_checksum(s: &str) -> String {
+    blake3::hash(s.as_bytes()).to_hex()[..16].to_string()
+}
+
 fn checksum(s: &str) -> String {
     let sum = cache_format::fnv1a(s.as_bytes());
     sum[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -67,7 +73,7 @@ pub fn read(dir: &Path) -> Vec<RunRecord> {
         .lines()
         .filter_map(|l| {
             let (sum, json) = l.split_once(' ')?;
-            (checksum(json) == sum).then(|| serde_json::from_str(json).ok())?
+            (checksum(json) == sum || legacy_checksum(json) == sum).then(|| serde_json::from_str(json).ok())?
         })
         .collect()
 }
@@ -210,4 +216,42 @@ pub fn summarise(recs: &[RunRecord]) -> UsageSummary {
     s.modules
         .sort_by(|a, b| b.programs.len().cmp(&a.programs.len()).then(b.hits.cmp(&a.hits)));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(t: u64) -> RunRecord {
+        RunRecord {
+            t,
+            program: "00".into(),
+            name: "prog".into(),
+            wall_us: 1,
+            insns_interp: 0,
+            insns_compiled: 0,
+            hits: 0,
+            misses: 0,
+            compiled: 0,
+            compile_us: 0,
+            modules: Vec::new(),
+        }
+    }
+
+    /// Lines written now and lines written with the former checksum are read; a damaged line
+    /// is not.
+    #[test]
+    fn reads_intact_lines_of_either_checksum() {
+        let t = tempfile::tempdir().expect("temporary directory");
+        append(t.path(), &record(1));
+        let json = serde_json::to_string(&record(2)).expect("json");
+        let legacy = format!("{} {json}\n", legacy_checksum(&json));
+        let damaged = format!("{} {}\n", checksum(&json), json.replace("prog", "prof"));
+        let mut log = std::fs::read_to_string(t.path().join(LOG)).expect("log");
+        log.push_str(&legacy);
+        log.push_str(&damaged);
+        std::fs::write(t.path().join(LOG), log).expect("write");
+        let times: Vec<u64> = read(t.path()).iter().map(|r| r.t).collect();
+        assert_eq!(times, [1, 2]);
+    }
 }
