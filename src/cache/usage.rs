@@ -44,8 +44,7 @@ fn legacy_checksum(s: &str) -> String {
 }
 
 fn checksum(s: &str) -> String {
-    let sum = cache_format::fnv1a(s.as_bytes());
-    sum[..8].iter().map(|b| format!("{b:02x}")).collect()
+    super::hex(&cache_format::fnv1a(s.as_bytes())[..8])
 }
 
 /// Appends a record (one `write` of one line to a file opened for appending).

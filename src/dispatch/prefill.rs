@@ -29,8 +29,6 @@ pub(super) struct Prefill {
     /// `first`) of the run of runnable pages it lies in, or 0 where it is not runnable.
     first: u64,
     run_end: Vec<u32>,
-    /// Whether it holds every unit of the module (then none need be looked at again).
-    all_held: bool,
     /// Whether every outer range of every unit lies on runnable pages (then a unit is held
     /// where its own bytes are, and its record need not be read).
     all_outer_runnable: bool,
@@ -56,10 +54,16 @@ impl Prefill {
         (self.run_end.get(k as usize)).is_some_and(|&end| u64::from(end) >= pages.end - self.first)
     }
 
+    /// Whether it holds every unit of its module (`count` set, all of them counted): then none
+    /// need be tested again.
+    fn holds_every_unit(&self) -> bool {
+        self.count == self.units.len()
+    }
+
     /// The units it holds: (rip, code, guest bytes covered from the rip), in rip order.
     pub fn units(&self) -> impl Iterator<Item = (u64, UnitFn, u64)> + '_ {
         (self.units.placements())
-            .filter(|&(i, offset, _, len)| self.all_held || self.holds_unit(i, offset.0, len))
+            .filter(|&(i, offset, _, len)| self.holds_every_unit() || self.holds_unit(i, offset.0, len))
             .map(|(_, offset, code, len)| (offset.0.wrapping_add(self.load_bias), code, len))
     }
 
@@ -120,7 +124,6 @@ impl Engine {
             units: units.clone(),
             first,
             run_end: run_ends(&runnable),
-            all_held: runnable.iter().all(|&r| r),
             all_outer_runnable: false,
             count: 0,
             revoked: AtomicBool::new(false),
@@ -131,14 +134,13 @@ impl Engine {
         // answers for every unit.
         p.all_outer_runnable = units.all_outer().is_some_and(|outer| p.holds_all(outer));
         // Units lie inside their module's range: when all of it is runnable, all of them are
-        // held, without reading every record to count them; when the count finds them all held
-        // (the pages outside its code are not runnable, but no unit lies there), filling the
-        // chaining table need not look at each again.
-        p.count = match p.all_held {
+        // held, without reading every record to count them; when the count (each unit tested,
+        // as `count` is 0 meanwhile) finds them all held (the pages outside its code are not
+        // runnable, but no unit lies there), filling the chaining table need not test each again.
+        p.count = match runnable.iter().all(|&r| r) {
             true => units.len(),
             false => p.units().count(),
         };
-        p.all_held = p.count == units.len();
         if p.count == 0 {
             return None;
         }
