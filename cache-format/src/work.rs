@@ -100,59 +100,73 @@ pub fn encode_work(j: &WorkJournal) -> Vec<u8> {
 /// Writes a work journal as `encode_work` lays it out, streamed: the payload is sized in a
 /// first pass and never held in memory whole.
 pub fn write_work(j: &WorkJournal, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let mut size = Sink::default();
+    let mut size = bincode::enc::write::SizeWriter::default();
     encode_payload(j, &mut size)?;
     let mut head = Vec::with_capacity(WORK_HEAD);
     head.extend_from_slice(&WORK_MAGIC);
     head.extend_from_slice(&WORK_VERSION.to_le_bytes());
     head.extend_from_slice(&0u16.to_le_bytes());
-    head.extend_from_slice(&size.bytes.to_le_bytes());
-    let mut hashed = Hashed {
-        out,
-        hash: blake3::Hasher::new(),
-    };
-    std::io::Write::write_all(&mut hashed, &head)?;
+    head.extend_from_slice(&(size.bytes_written as u64).to_le_bytes());
+    let mut hashed = Hashed::new(out);
+    bincode::enc::write::Writer::write(&mut hashed, &head).map_err(std::io::Error::other)?;
     encode_payload(j, &mut hashed)?;
-    let sum = hashed.hash.finalize();
-    hashed.out.write_all(sum.as_bytes())
+    hashed.finish()
 }
 
-fn encode_payload(j: &WorkJournal, w: &mut impl std::io::Write) -> std::io::Result<()> {
-    bincode::serde::encode_into_std_write(j, w, bincode_config())
-        .map(|_| ())
-        .map_err(std::io::Error::other)
+fn encode_payload(j: &WorkJournal, w: impl bincode::enc::write::Writer) -> std::io::Result<()> {
+    bincode::serde::encode_into_writer(j, w, bincode_config()).map_err(std::io::Error::other)
 }
 
-/// Counts what is written to it.
-#[derive(Default)]
-struct Sink {
-    bytes: u64,
-}
-
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.bytes += b.len() as u64;
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Writes through to `out`, hashing what passes.
+/// bincode's output for `write_work`: gathers what bincode writes (a byte or a few at a
+/// time, more than six million writes for a large journal) into chunks, each hashed and
+/// written to `out` at once, then the hash of everything.
 struct Hashed<'a, W: std::io::Write> {
     out: &'a mut W,
     hash: blake3::Hasher,
+    chunk: Vec<u8>,
 }
 
-impl<W: std::io::Write> std::io::Write for Hashed<'_, W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(b)?;
-        self.hash.update(&b[..n]);
-        Ok(n)
+impl<'a, W: std::io::Write> Hashed<'a, W> {
+    const CHUNK: usize = 64 << 10;
+
+    fn new(out: &'a mut W) -> Self {
+        Hashed {
+            out,
+            hash: blake3::Hasher::new(),
+            chunk: Vec::with_capacity(Self::CHUNK),
+        }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+
+    fn drain(&mut self) -> std::io::Result<()> {
+        self.hash.update(&self.chunk);
+        self.out.write_all(&self.chunk)?;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and the hash.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.drain()?;
+        self.out.write_all(self.hash.finalize().as_bytes())
+    }
+}
+
+impl<W: std::io::Write> bincode::enc::write::Writer for Hashed<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        if self.chunk.len() + bytes.len() > Self::CHUNK {
+            self.drain()
+                .map_err(|e| bincode::error::EncodeError::Io { inner: e, index: 0 })?;
+        }
+        if bytes.len() <= 16 {
+            // Byte by byte: a copy of a length known only here is a call to `memcpy`, which
+            // costs more than these few stores.
+            for &b in bytes {
+                self.chunk.push(b);
+            }
+        } else {
+            self.chunk.extend_from_slice(bytes);
+        }
+        Ok(())
     }
 }
 
