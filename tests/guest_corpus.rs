@@ -102,6 +102,7 @@ corpus! {
     x87_long_double => "x87_long_double.c";
     pthreads_mutex_condvar_atomics => "pthreads.c", timing_dependent = true;
     signal_handlers_timers_and_masks => "signals.c", timing_dependent = true;
+    real_time_signals_from_another_process => "rt_signals.c";
     faults_become_guest_signals => "faults.c";
     bad_memory_accesses_become_guest_signals => "segv.c";
     execute_permission_and_addresses_outside_the_guest_space => "nx_far.c";

@@ -186,9 +186,61 @@ pub fn install_host(sig: usize, act: &[u64; 4]) {
         };
         sa.sa_flags = libc::SA_SIGINFO | if act[1] & SA_RESTART != 0 { libc::SA_RESTART } else { 0 };
         libc::sigfillset(&mut sa.sa_mask);
-        libc::sigaction(sig as i32, &sa, std::ptr::null_mut());
+        if libc::sigaction(sig as i32, &sa, std::ptr::null_mut()) != 0 {
+            install_kept_by_libc(sig as i32, sa.sa_sigaction, sa.sa_flags as u64);
+        }
     }
 }
+
+/// Installs a disposition with the kernel's own call, for the signals the C library keeps for
+/// its threads and refuses to `sigaction` (32 and 33 with glibc, 32 to 34 with musl): a guest
+/// may use those numbers (a glibc guest's thread cancellation, its SIGRTMIN under a musl
+/// Kiln), and what other processes send it must reach it. Every signal is blocked while the
+/// handler runs, as for the others.
+#[cfg(target_arch = "x86_64")]
+fn install_kept_by_libc(sig: i32, handler: usize, flags: u64) {
+    /// The kernel's `struct sigaction` on x86-64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    unsafe extern "C" {
+        fn kiln_signal_return();
+    }
+    let act = KernelSigaction {
+        handler,
+        flags: flags | SA_RESTORER,
+        restorer: kiln_signal_return as *const () as usize,
+        mask: !0,
+    };
+    // SAFETY: the kernel reads the action; the restorer returns through rt_sigreturn.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
+
+// Where a handler installed by `install_kept_by_libc` returns: the kernel's rt_sigreturn.
+#[cfg(target_arch = "x86_64")]
+std::arch::global_asm!(
+    ".globl kiln_signal_return",
+    ".hidden kiln_signal_return",
+    "kiln_signal_return:",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+);
+
+#[cfg(not(target_arch = "x86_64"))]
+fn install_kept_by_libc(_sig: i32, _handler: usize, _flags: u64) {}
 
 /// Signals that arrived while blocked by the guest's mask.
 pub fn pending_blocked(p: &Process) -> u64 {
@@ -438,6 +490,32 @@ impl Process {
     }
 
     /// After the guest unblocks signals: deliver any that arrived meanwhile.
+    /// Sleeps until a signal arrives, or returns at once if one the guest's mask lets through
+    /// is pending already (it arrived while blocked). The host's signals are blocked while
+    /// that is tested and unblocked by the sleep itself (`rt_sigsuspend`), so one arriving in
+    /// between still ends the sleep.
+    pub fn wait_for_unblocked_signal(&self) {
+        let all = !0u64;
+        let mut host_mask = 0u64;
+        // SAFETY: the kernel's calls on this thread's mask, with 8-byte sets; every signal
+        // is blocked and then the mask restored (C libraries' own calls would leave the
+        // signals they keep for themselves out).
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut host_mask, 8usize);
+            let blocked = self.signals.lock().unwrap_or_else(|e| e.into_inner()).blocked;
+            if PENDING.load(Ordering::SeqCst) & !blocked == 0 {
+                libc::syscall(libc::SYS_rt_sigsuspend, &host_mask, 8usize);
+            }
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &host_mask,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+
     pub fn recheck_pending(&self) {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {

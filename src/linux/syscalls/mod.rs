@@ -231,6 +231,8 @@ const TABLE: &[Syscall] = &[
     returns(62, "kill", pass_through),
     returns(200, "tkill", pass_through),
     returns(234, "tgkill", pass_through),
+    returns(129, "rt_sigqueueinfo", sg::sigqueueinfo),
+    returns(297, "rt_tgsigqueueinfo", sg::sigqueueinfo),
     // time
     returns(37, "alarm", pass_through),
     returns(36, "getitimer", t::itimer),

@@ -76,14 +76,18 @@ pub(super) fn rt_sigsuspend(proc: &Process, _: &mut Cpu, _: u64, a: Args) -> Res
         let old = std::mem::replace(&mut sigs.blocked, mask);
         sigs.suspended_mask = Some(old);
     }
-    // SAFETY: waits for any host signal with none blocked.
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigsuspend(&none);
-    }
+    proc.wait_for_unblocked_signal();
     crate::linux::wake::wake_all();
     Ok(-(libc::EINTR as i64))
+}
+
+/// rt_sigqueueinfo (pid, sig, siginfo) and rt_tgsigqueueinfo (tgid, tid, sig, siginfo): sent
+/// by the host, whose processes and threads are the guest's, with the guest's siginfo.
+pub(super) fn sigqueueinfo(proc: &Process, _: &mut Cpu, nr: u64, a: Args) -> Result {
+    let info = if nr == 129 { 2 } else { 3 };
+    let mut args = a;
+    args[info] = proc.buf(a[info], 128)?;
+    Ok(super::host_syscall(nr, args))
 }
 
 /// sigaltstack: stack_t {ss_sp, ss_flags (int), ss_size}
