@@ -2,6 +2,7 @@
 //! binary (`src/main.rs`) is a thin shell over `cli`; every other module is usable (and unit
 //! tested) as a library. The layering is drawn in `docs/ARCHITECTURE.md`.
 
+pub mod allocator;
 pub mod cache;
 pub mod cli;
 pub mod cpu;

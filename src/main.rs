@@ -8,6 +8,9 @@
 //! only glibc hands it to the standard library (`std::env::args` is empty with musl).
 #![cfg_attr(not(test), no_main)]
 
+#[global_allocator]
+static ALLOCATOR: kiln::allocator::HostAllocator = kiln::allocator::HostAllocator;
+
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {

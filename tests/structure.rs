@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// `docs/ARCHITECTURE.md`; `log`'s macro and `stats` may be used everywhere).
 const LAYERS: &[(&str, &[&str])] = &[
     ("log", &[]),
+    ("allocator", &[]),
     ("stats", &[]),
     ("mem", &[]),
     ("cpu", &["mem"]),
@@ -16,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("cache", &["mem"]),
     ("semantics", &["cpu", "mem", "decode"]),
     ("interp", &["semantics", "decode", "cpu", "mem"]),
-    ("jit", &["semantics", "decode", "cpu", "mem"]),
+    ("jit", &["semantics", "decode", "cpu", "mem", "allocator"]),
     ("linux", &["loader", "cpu", "mem"]),
     (
         "service",

@@ -604,6 +604,7 @@ impl Workspace {
             static KEPT: std::cell::Cell<Option<Box<Workspace>>> = const { std::cell::Cell::new(None) };
         }
         let mut ws = KEPT.take().unwrap_or_else(|| {
+            crate::allocator::compiling();
             Box::new(Workspace {
                 ctx: Context::new(),
                 fctx: FunctionBuilderContext::new(),
