@@ -490,10 +490,11 @@ impl Process {
     }
 
     /// After the guest unblocks signals: deliver any that arrived meanwhile.
-    /// Sleeps until a signal arrives, or returns at once if one the guest's mask lets through
-    /// is pending already (it arrived while blocked). The host's signals are blocked while
-    /// that is tested and unblocked by the sleep itself (`rt_sigsuspend`), so one arriving in
-    /// between still ends the sleep.
+    /// Sleeps until a signal the guest's mask lets through is pending, as the kernel's
+    /// `rt_sigsuspend` does: at once if one arrived while blocked, and on through signals the
+    /// mask still blocks (which end the host's sleep, as the host blocks none). The host's
+    /// signals are blocked while that is tested and unblocked by the sleep itself
+    /// (`rt_sigsuspend`), so one arriving in between still ends the sleep.
     pub fn wait_for_unblocked_signal(&self) {
         let all = !0u64;
         let mut host_mask = 0u64;
@@ -502,8 +503,11 @@ impl Process {
         // signals they keep for themselves out).
         unsafe {
             libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut host_mask, 8usize);
-            let blocked = self.signals.lock().unwrap_or_else(|e| e.into_inner()).blocked;
-            if PENDING.load(Ordering::SeqCst) & !blocked == 0 {
+            loop {
+                let blocked = self.signals.lock().unwrap_or_else(|e| e.into_inner()).blocked;
+                if PENDING.load(Ordering::SeqCst) & !blocked != 0 {
+                    break;
+                }
                 libc::syscall(libc::SYS_rt_sigsuspend, &host_mask, 8usize);
             }
             libc::syscall(

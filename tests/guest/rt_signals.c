@@ -2,6 +2,7 @@
  * that the C library of the emulator's own process may keep for its threads), SIGRTMIN+1 and
  * SIGRTMAX, queued while blocked and taken one at a time by sigsuspend. A signal that never
  * arrives ends the program by SIGALRM instead of leaving it waiting. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,7 +41,10 @@ int main(void) {
         }
         _exit(0);
     }
-    waitpid(child, 0, 0);
+    /* A signal the process blocks does not interrupt waitpid natively; under an emulator it
+     * may (a separate matter from this program's). */
+    while (waitpid(child, 0, 0) < 0 && errno == EINTR)
+        ;
     /* All three are pending now; each sigsuspend lets exactly one through. */
     for (int i = 2; i >= 0; i--) {
         sigset_t wait = block;
