@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "dispatch",
         &[
+            "allocator",
             "service",
             "interp",
             "jit",

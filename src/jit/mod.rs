@@ -604,7 +604,7 @@ impl Workspace {
             static KEPT: std::cell::Cell<Option<Box<Workspace>>> = const { std::cell::Cell::new(None) };
         }
         let mut ws = KEPT.take().unwrap_or_else(|| {
-            crate::allocator::compiling();
+            crate::allocator::heavy_use();
             Box::new(Workspace {
                 ctx: Context::new(),
                 fctx: FunctionBuilderContext::new(),
