@@ -21,11 +21,10 @@
 //! With any other C library the process's allocator is that library's own `malloc`
 //! (glibc's serves both kinds of process well).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set once the process compiles: new blocks come from mimalloc.
-static COMPILING: AtomicBool = AtomicBool::new(false);
+/// Set once the process is in heavy use (`heavy_use`): new blocks come from mimalloc.
+static HEAVY_USE: AtomicBool = AtomicBool::new(false);
 
 /// Tells the allocator that this process will allocate much from now on: it compiles
 /// (`jit::Workspace` calls it before a thread's first compile) or it has loaded many cached
@@ -33,16 +32,19 @@ static COMPILING: AtomicBool = AtomicBool::new(false);
 pub fn heavy_use() {
     #[cfg(target_env = "musl")]
     mixed::start_mimalloc();
-    COMPILING.store(true, Ordering::Release);
+    HEAVY_USE.store(true, Ordering::Release);
 }
 
 /// The global allocator of the `kiln` executable (see the module documentation).
+#[cfg(target_env = "musl")]
 pub struct HostAllocator;
 
 #[cfg(target_env = "musl")]
 mod mixed {
-    use super::*;
+    use super::{HostAllocator, HEAVY_USE};
     use libmimalloc_sys as mi;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::Ordering;
 
     unsafe extern "C" {
         /// mimalloc's process start-up, which its C sources would run from a constructor
@@ -64,14 +66,14 @@ mod mixed {
     /// True if mimalloc made the block at `p`.
     fn mimalloc_owns(p: *mut u8) -> bool {
         // SAFETY: a page-map lookup; any address may be asked about.
-        COMPILING.load(Ordering::Acquire) && unsafe { mi::mi_is_in_heap_region(p.cast()) }
+        HEAVY_USE.load(Ordering::Acquire) && unsafe { mi::mi_is_in_heap_region(p.cast()) }
     }
 
     // SAFETY: every block is made by one of two allocators and returned to the one that made
     // it (see the module documentation); each keeps GlobalAlloc's contract.
     unsafe impl GlobalAlloc for HostAllocator {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            if !COMPILING.load(Ordering::Acquire) {
+            if !HEAVY_USE.load(Ordering::Acquire) {
                 // SAFETY: the caller's layout, passed on.
                 return unsafe { System.alloc(layout) };
             }
@@ -80,7 +82,7 @@ mod mixed {
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            if !COMPILING.load(Ordering::Acquire) {
+            if !HEAVY_USE.load(Ordering::Acquire) {
                 // SAFETY: the caller's layout, passed on.
                 return unsafe { System.alloc_zeroed(layout) };
             }
@@ -110,26 +112,6 @@ mod mixed {
     }
 }
 
+/// With any other C library, its own allocator.
 #[cfg(not(target_env = "musl"))]
-// SAFETY: the C library's allocator, unchanged.
-unsafe impl GlobalAlloc for HostAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        // SAFETY: passed on.
-        unsafe { System.dealloc(p, layout) }
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: passed on.
-        unsafe { System.realloc(p, layout, new_size) }
-    }
-}
+pub use std::alloc::System as HostAllocator;

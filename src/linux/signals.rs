@@ -242,6 +242,18 @@ std::arch::global_asm!(
 #[cfg(not(target_arch = "x86_64"))]
 fn install_kept_by_libc(_sig: i32, _handler: usize, _flags: u64) {}
 
+/// Signals that arrived and that a guest mask of `blocked` lets through.
+fn deliverable(blocked: u64) -> u64 {
+    PENDING.load(Ordering::SeqCst) & !blocked
+}
+
+/// Wakes every guest thread if a signal that `blocked` lets through is pending.
+fn wake_if_deliverable(blocked: u64) {
+    if deliverable(blocked) != 0 {
+        super::wake::wake_all();
+    }
+}
+
 /// Signals that arrived while blocked by the guest's mask.
 pub fn pending_blocked(p: &Process) -> u64 {
     let sigs = p.signals.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,7 +341,7 @@ impl Process {
     /// Delivers one pending, unmasked signal to the guest, if any.
     pub fn deliver_signal(&self, cpu: &mut Cpu) -> Delivery {
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
-        let pending = PENDING.load(Ordering::SeqCst) & !sigs.blocked;
+        let pending = deliverable(sigs.blocked);
         let suspended = sigs.suspended_mask.take();
         if pending == 0 {
             if let Some(old) = suspended {
@@ -339,9 +351,7 @@ impl Process {
         }
         let sig = pending.trailing_zeros() as usize + 1;
         PENDING.fetch_and(!(1 << (sig - 1)), Ordering::SeqCst);
-        if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {
-            super::wake::wake_all();
-        }
+        wake_if_deliverable(sigs.blocked);
         let act = sigs.actions[sig];
         match act[0] {
             0 if default_ignores(sig) => return Delivery::None,
@@ -484,12 +494,9 @@ impl Process {
         let mask = r(uc + 296) & !UNBLOCKABLE;
         let mut sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         sigs.blocked = mask;
-        if PENDING.load(Ordering::SeqCst) & !mask != 0 {
-            super::wake::wake_all();
-        }
+        wake_if_deliverable(mask);
     }
 
-    /// After the guest unblocks signals: deliver any that arrived meanwhile.
     /// Sleeps until a signal the guest's mask lets through is pending, as the kernel's
     /// `rt_sigsuspend` does: at once if one arrived while blocked, and on through signals the
     /// mask still blocks (which end the host's sleep, as the host blocks none). The host's
@@ -505,7 +512,7 @@ impl Process {
             libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut host_mask, 8usize);
             loop {
                 let blocked = self.signals.lock().unwrap_or_else(|e| e.into_inner()).blocked;
-                if PENDING.load(Ordering::SeqCst) & !blocked != 0 {
+                if deliverable(blocked) != 0 {
                     break;
                 }
                 libc::syscall(libc::SYS_rt_sigsuspend, &host_mask, 8usize);
@@ -520,11 +527,10 @@ impl Process {
         }
     }
 
+    /// After the guest unblocks signals: deliver any that arrived meanwhile.
     pub fn recheck_pending(&self) {
         let sigs = self.signals.lock().unwrap_or_else(|e| e.into_inner());
-        if PENDING.load(Ordering::SeqCst) & !sigs.blocked != 0 {
-            super::wake::wake_all();
-        }
+        wake_if_deliverable(sigs.blocked);
     }
 }
 
