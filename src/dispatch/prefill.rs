@@ -99,13 +99,18 @@ fn run_ends(runnable: &[bool]) -> Vec<u32> {
 
 /// A prefill this large moves the chaining table into huge pages before it is filled: its
 /// slots are spread over the table at about one per table page (a unit every few hundred bytes
-/// of guest code, a 4 KiB table page per 2 KiB of it), so even a small program's prefill
-/// touches a hundred table pages, each a page fault, where one or two 2 MiB pages cost less
-/// (a zeroed huge page takes about as long as 30 to 70 small faults here). From 4,096 units
-/// down to 256: warm static hello 176 -> 112 page faults, 0.88x CPU, the `sh` loop 302 -> 164
-/// faults, 0.94x, busybox sort 0.92x; peak RSS 2 MiB more (static hello 9.7 -> 11.5 MiB).
-/// Smaller prefills keep the table in small pages, touched only where used.
-const HUGE_PREFILL: u64 = 256;
+/// of guest code, a 4 KiB table page per 2 KiB of it), so a program's prefill touches a table
+/// page per few units, each a page fault, where one or two 2 MiB pages cost less once there
+/// are enough. How much a huge page costs depends on the caches: zeroing one that the last
+/// process freed a moment ago writes into lines still cached, zeroing one after an idle spell
+/// or another program's run (as the benchmark measures, and as a build runs tools) fetches
+/// all 2 MiB. Measured after 0.3 s idle (medians of 30 to 40): a warm static hello world (950
+/// units) 1.32 -> 1.18 ms in small pages, busybox sort (1,725) 1.47 -> 1.40 ms; the `sh` loop
+/// (3,300 over three modules) the same either way; `as` (9,900) 5.68 -> 5.89 ms and
+/// `python3 -c pass` (38,000) 19.2 -> 20.0 ms, which keep huge pages. Back to back, the static
+/// hello world takes the same time either way. Smaller prefills keep the table in small pages,
+/// touched only where used.
+const HUGE_PREFILL: u64 = 4096;
 
 /// Cached units loaded by a process beyond which its heap is in heavy use
 /// (`allocator::heavy_use`): `cc1` loads 87,000, `as` 9,900, a static hello world 950 and the
