@@ -113,9 +113,11 @@ fn run_ends(runnable: &[bool]) -> Vec<u32> {
 const HUGE_PREFILL: u64 = 4096;
 
 /// Cached units loaded by a process beyond which its heap is in heavy use
-/// (`allocator::heavy_use`): `cc1` loads 87,000, `as` 9,900, a static hello world 950 and the
-/// `sh` loop 3,300, which allocate too little to repay mimalloc's start-up.
-const HEAVY_HEAP_UNITS: usize = 8192;
+/// (`allocator::heavy_use`): `cc1` loads 87,000 and `python3` 38,000, which run faster with
+/// mimalloc (`python3 -c pass` 1.05x slower without it); `as` and `ld` 9,900, a static hello
+/// world 950 and the `sh` loop 3,300 allocate too little to repay its start-up (`as` 0.96x
+/// without it, `ld` the same; the threshold was 8,192 until 2026-12-05).
+const HEAVY_HEAP_UNITS: usize = 16384;
 
 /// Counts the cached units this process has loaded.
 fn note_cached_units(n: usize) {
