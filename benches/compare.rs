@@ -384,18 +384,26 @@ fn main() {
             c.args(&w.args);
             c
         };
+        let qemu_cmd = || {
+            let mut c = Command::new("qemu-x86_64");
+            c.arg(&w.bin).args(&w.args);
+            c
+        };
         for i in 0..runs {
-            // A native run nobody measures first: the waits for the service leave the CPU
-            // idle, and the first process after an idle spell runs slower (a warm static hello
-            // world 3.0 ms right after 0.2 s of sleep against 2.4 ms back to back), which the
-            // warm run, measured right after them, alone paid until 2026-12-04's sixth session.
+            // Each measured run comes right after an unmeasured run of the same command: the
+            // waits for the service leave the CPU idle and the cold run's compiles fill the
+            // caches with other data, and a first run after them pays for both (a warm static
+            // hello world 3.0 ms right after 0.2 s of sleep against 2.4 ms back to back). Until
+            // 2026-12-05 only native had its run first, which also brought its own code back
+            // into the caches, and the warm run alone paid (`as` 5.3 ms warm against 4.3 ms
+            // right after a warm run of its own, native 2.0 ms either way).
             time_once(native_cmd());
             nat.push(time_once(native_cmd()));
+            time_once(kiln_cmd(w, &warm_dir, "auto"));
             warm.push(time_once(kiln_cmd(w, &warm_dir, "auto")));
             if qemu {
-                let mut c = Command::new("qemu-x86_64");
-                c.arg(&w.bin).args(&w.args);
-                qm.push(time_once(c));
+                time_once(qemu_cmd());
+                qm.push(time_once(qemu_cmd()));
             }
             let cold_dir = tmp.join(format!("cold-{i}"));
             let _ = std::fs::remove_dir_all(&cold_dir);
