@@ -126,7 +126,14 @@ fn fits(ins: &Instruction, base: Register) -> bool {
     // 16-bit double shifts by more than 16 are undefined, and a sequence cannot keep its
     // count in range as the single-instruction cases do.
     let wide_count = matches!(ins.mnemonic(), Shld | Shrd) && ins.op1_register().size() == 2;
-    mem_ok && regs_ok && !ins.is_string_instruction() && !any_nan && !wide_count
+    // A bit string's offset in a register reaches as far from the base as the register says,
+    // and the instructions before it in a sequence move it out of the scratch pages (natively
+    // then onto whatever the fuzzer's own process maps there, or a fault); the single-
+    // instruction cases keep it small.
+    let far_bit = matches!(ins.mnemonic(), Bt | Bts | Btr | Btc)
+        && ins.op0_kind() == iced_x86::OpKind::Memory
+        && ins.op1_kind() == iced_x86::OpKind::Register;
+    mem_ok && regs_ok && !ins.is_string_instruction() && !any_nan && !wide_count && !far_bit
 }
 
 /// The arithmetic flags that may be undefined at the end (iced's `RflagsBits`), or None when
