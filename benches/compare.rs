@@ -395,8 +395,8 @@ fn main() {
             // caches with other data, and a first run after them pays for both (a warm static
             // hello world 3.0 ms right after 0.2 s of sleep against 2.4 ms back to back). Until
             // 2026-12-05 only native had its run first, which also brought its own code back
-            // into the caches, and the warm run alone paid (`as` 5.3 ms warm against 4.3 ms
-            // right after a warm run of its own, native 2.0 ms either way).
+            // into the caches, and the warm run alone paid (`as` warm 5.3 ms after 0.3 s of
+            // sleep and two native runs, 4.3 ms back to back; native 2.0 ms either way).
             time_once(native_cmd());
             nat.push(time_once(native_cmd()));
             time_once(kiln_cmd(w, &warm_dir, "auto"));
