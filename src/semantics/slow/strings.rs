@@ -1,12 +1,13 @@
 //! String instructions (movs, stos, lods, cmps, scas) with their rep/repe/repne prefixes, over
-//! concrete state: one element per step, rsi/rdi moving by the direction flag, rcx counting.
+//! concrete state: one element per step, rsi/rdi moving by the direction flag, rcx counting;
+//! a forward rep movs or rep stos a page of elements per step (`bulk_forward`).
 
 use super::super::concrete::{load, store, Live};
 use super::super::operand::write_gpr;
 use super::acc;
 use crate::cpu::flags::{cpu_cond, size_mask, Cc};
 use crate::cpu::{fault, Cpu};
-use crate::mem::host;
+use crate::mem::{host, PAGE};
 use iced_x86::{Instruction, Mnemonic};
 
 /// Element size of each string mnemonic.
@@ -27,7 +28,6 @@ fn is_compare(m: Mnemonic) -> bool {
 }
 
 pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    use Mnemonic::*;
     let m = ins.mnemonic();
     let size = element_size(m).ok_or(fault::UNIMPLEMENTED)?;
     let rep = ins.has_rep_prefix() || ins.has_repne_prefix();
@@ -37,7 +37,7 @@ pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         size as u64
     };
     let is_cmp = is_compare(m);
-    if rep && !is_cmp && cpu.df == 0 && matches!(m, Movsb | Stosb) && bulk_forward(cpu, m) {
+    if rep && !is_cmp && cpu.df == 0 && is_store(m) && bulk_forward(cpu, m, size) {
         return Ok(());
     }
     loop {
@@ -59,29 +59,63 @@ pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     Ok(())
 }
 
-/// rep movsb / rep stosb forward as one host copy or fill when the ranges do not overlap;
-/// false (nothing done) otherwise.
-fn bulk_forward(cpu: &mut Cpu, m: Mnemonic) -> bool {
-    let n = cpu.gpr[1];
+/// Whether `m` is a movs or a stos: the string instructions that store and read no flags.
+fn is_store(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(m, Movsb | Movsw | Movsd | Movsq | Stosb | Stosw | Stosd | Stosq)
+}
+
+/// rep movs / rep stos forward, of elements of `size` bytes, as host copies or fills a page at
+/// a time: each step takes the elements that lie whole on one page of the destination (and
+/// of the source) and counts them done before the next, so that a fault comes at the first
+/// element on its page, with rcx, rsi and rdi where the CPU leaves them; an element across a
+/// page boundary goes alone. False (nothing done) where the ranges overlap (element by
+/// element, a copy then reads what it wrote) or leave the guest space.
+fn bulk_forward(cpu: &mut Cpu, m: Mnemonic, size: u8) -> bool {
+    let stos = matches!(m, Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq);
+    let step = size as u64;
+    let Some(n) = cpu.gpr[1].checked_mul(step) else {
+        return false;
+    };
     let (src, dst) = (cpu.gpr[6], cpu.gpr[7]);
     let inside = |a: u64| a.checked_add(n).is_some_and(|e| e <= crate::mem::GUEST_SPACE);
-    let ok = inside(dst) && (m == Mnemonic::Stosb || inside(src));
-    if !(ok && (m == Mnemonic::Stosb || src.checked_add(n).is_some_and(|e| e <= dst || dst + n <= src))) {
+    let apart = stos || src.checked_add(n).is_some_and(|e| e <= dst) || dst.checked_add(n).is_some_and(|e| e <= src);
+    if !(inside(dst) && (stos || inside(src)) && apart) {
         return false;
     }
-    let d = host(dst);
-    // SAFETY: both ranges lie inside the reservation (checked); unmapped pages fault
-    // as the guest's own access would.
-    unsafe {
-        if m == Mnemonic::Stosb {
-            std::ptr::write_bytes(d, cpu.gpr[0] as u8, n as usize);
-        } else {
-            std::ptr::copy_nonoverlapping(host(src), d, n as usize);
-            cpu.gpr[6] = src + n;
+    let pattern = cpu.gpr[0].to_le_bytes();
+    let whole_on_page = |a: u64| (PAGE - a % PAGE) / step;
+    while cpu.gpr[1] != 0 {
+        let mut k = whole_on_page(cpu.gpr[7]).min(cpu.gpr[1]);
+        if !stos {
+            k = k.min(whole_on_page(cpu.gpr[6]));
         }
+        if k == 0 {
+            one_element(cpu, m, size, step);
+            cpu.gpr[1] -= 1;
+            continue;
+        }
+        let (d, bytes) = (host(cpu.gpr[7]), (k * step) as usize);
+        // SAFETY: both ranges lie inside the reservation (checked), each on one guest page;
+        // an unmapped or read-only page faults at its first byte, as the guest's own first
+        // access there would.
+        unsafe {
+            if !stos {
+                std::ptr::copy_nonoverlapping(host(cpu.gpr[6]), d, bytes);
+            } else if size == 1 {
+                std::ptr::write_bytes(d, pattern[0], bytes);
+            } else {
+                for at in (0..bytes).step_by(size as usize) {
+                    std::ptr::copy_nonoverlapping(pattern.as_ptr(), d.add(at), size as usize);
+                }
+            }
+        }
+        cpu.gpr[7] += k * step;
+        if !stos {
+            cpu.gpr[6] += k * step;
+        }
+        cpu.gpr[1] -= k;
     }
-    cpu.gpr[7] = dst + n;
-    cpu.gpr[1] = 0;
     true
 }
 
