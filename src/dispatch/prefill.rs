@@ -104,12 +104,12 @@ fn run_ends(runnable: &[bool]) -> Vec<u32> {
 /// are enough. How much a huge page costs depends on the caches: zeroing one that the last
 /// process freed a moment ago writes into lines still cached, zeroing one after an idle spell
 /// or another program's run (as the benchmark measures, and as a build runs tools) fetches
-/// all 2 MiB. Measured after 0.3 s idle (medians of 30 to 40, huge pages -> small): a warm static hello world (950
-/// units) 1.32 -> 1.18 ms in small pages, busybox sort (1,725) 1.47 -> 1.40 ms; the `sh` loop
-/// (3,300 over three modules) the same either way; `as` (9,900) 5.68 -> 5.89 ms and
+/// all 2 MiB. Measured after 0.3 s idle (medians of 30 to 40, huge pages -> small): a warm
+/// static hello world (950 units) 1.32 -> 1.18 ms, busybox sort (1,725) 1.47 -> 1.40 ms; the
+/// `sh` loop (3,300 over three modules) the same either way; `as` (9,900) 5.68 -> 5.89 ms and
 /// `python3 -c pass` (38,000) 19.2 -> 20.0 ms, which keep huge pages. Back to back, the static
-/// hello world takes the same time either way. Smaller prefills keep the table in small pages,
-/// touched only where used.
+/// hello world takes 0.97x the time in small pages. Smaller prefills keep the table in small
+/// pages, touched only where used.
 const HUGE_PREFILL: u64 = 4096;
 
 /// Cached units loaded by a process beyond which its heap is in heavy use

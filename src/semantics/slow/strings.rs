@@ -59,10 +59,16 @@ pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
     Ok(())
 }
 
+/// Whether `m` is a stos.
+fn is_stos(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(m, Stosb | Stosw | Stosd | Stosq)
+}
+
 /// Whether `m` is a movs or a stos: the string instructions that store and read no flags.
 fn is_store(m: Mnemonic) -> bool {
     use Mnemonic::*;
-    matches!(m, Movsb | Movsw | Movsd | Movsq | Stosb | Stosw | Stosd | Stosq)
+    is_stos(m) || matches!(m, Movsb | Movsw | Movsd | Movsq)
 }
 
 /// rep movs / rep stos forward, of elements of `size` bytes, as host copies or fills a page at
@@ -72,7 +78,7 @@ fn is_store(m: Mnemonic) -> bool {
 /// page boundary goes alone. False (nothing done) where the ranges overlap (element by
 /// element, a copy then reads what it wrote) or leave the guest space.
 fn bulk_forward(cpu: &mut Cpu, m: Mnemonic, size: u8) -> bool {
-    let stos = matches!(m, Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq);
+    let stos = is_stos(m);
     let step = size as u64;
     let Some(n) = cpu.gpr[1].checked_mul(step) else {
         return false;
@@ -84,6 +90,8 @@ fn bulk_forward(cpu: &mut Cpu, m: Mnemonic, size: u8) -> bool {
         return false;
     }
     let pattern = cpu.gpr[0].to_le_bytes();
+    // An element of one repeated byte (zero, as memset's most often is) fills bytewise.
+    let one_byte = pattern[..size as usize].iter().all(|&b| b == pattern[0]);
     let whole_on_page = |a: u64| (PAGE - a % PAGE) / step;
     while cpu.gpr[1] != 0 {
         let mut k = whole_on_page(cpu.gpr[7]).min(cpu.gpr[1]);
@@ -102,7 +110,7 @@ fn bulk_forward(cpu: &mut Cpu, m: Mnemonic, size: u8) -> bool {
         unsafe {
             if !stos {
                 std::ptr::copy_nonoverlapping(host(cpu.gpr[6]), d, bytes);
-            } else if size == 1 {
+            } else if one_byte {
                 std::ptr::write_bytes(d, pattern[0], bytes);
             } else {
                 for at in (0..bytes).step_by(size as usize) {
