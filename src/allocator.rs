@@ -44,7 +44,7 @@ mod mixed {
     use super::{HostAllocator, HEAVY_USE};
     use libmimalloc_sys as mi;
     use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     unsafe extern "C" {
         /// mimalloc's process start-up, which its C sources would run from a constructor
@@ -56,11 +56,35 @@ mod mixed {
         fn _mi_auto_process_init();
     }
 
+    /// Set in a child forked after mimalloc started: mimalloc has no fork handlers, and a lock
+    /// of its (arenas, heaps) that another thread of the parent held at the fork stays held
+    /// in the child for good (a cold run's `sh` forked while a compile worker allocated, and
+    /// the child hung in its first allocation). The child's new blocks come from the C
+    /// library, whose `fork` leaves its own lock usable; mimalloc's blocks are still told
+    /// apart (a page-map lookup, which takes no lock) and are not given back to it.
+    static FORKED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn forked_child() {
+        FORKED.store(true, Ordering::Relaxed);
+    }
+
     /// Starts mimalloc, once per process.
     pub(super) fn start_mimalloc() {
         static STARTED: std::sync::Once = std::sync::Once::new();
-        // SAFETY: mimalloc's start-up, run once, before any block of mimalloc's is made.
-        STARTED.call_once(|| unsafe { _mi_auto_process_init() });
+        STARTED.call_once(|| {
+            // SAFETY: mimalloc's start-up, run once, before any block of mimalloc's is made;
+            // then a handler that only sets a flag, for the C library's `fork` to run in the
+            // child.
+            unsafe {
+                _mi_auto_process_init();
+                libc::pthread_atfork(None, None, Some(forked_child));
+            }
+        });
+    }
+
+    /// Whether new blocks come from mimalloc: it started, and this is not a child forked since.
+    fn mimalloc_allocates() -> bool {
+        HEAVY_USE.load(Ordering::Acquire) && !FORKED.load(Ordering::Relaxed)
     }
 
     /// True if mimalloc made the block at `p`.
@@ -73,7 +97,7 @@ mod mixed {
     // it (see the module documentation); each keeps GlobalAlloc's contract.
     unsafe impl GlobalAlloc for HostAllocator {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            if !HEAVY_USE.load(Ordering::Acquire) {
+            if !mimalloc_allocates() {
                 // SAFETY: the caller's layout, passed on.
                 return unsafe { System.alloc(layout) };
             }
@@ -82,7 +106,7 @@ mod mixed {
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            if !HEAVY_USE.load(Ordering::Acquire) {
+            if !mimalloc_allocates() {
                 // SAFETY: the caller's layout, passed on.
                 return unsafe { System.alloc_zeroed(layout) };
             }
@@ -92,8 +116,10 @@ mod mixed {
 
         unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
             if mimalloc_owns(p) {
-                // SAFETY: a block of mimalloc's, freed once (the caller's contract).
-                unsafe { mi::mi_free(p.cast()) }
+                if !FORKED.load(Ordering::Relaxed) {
+                    // SAFETY: a block of mimalloc's, freed once (the caller's contract).
+                    unsafe { mi::mi_free(p.cast()) }
+                }
             } else {
                 // SAFETY: a block of the C library's, with the layout it was made with.
                 unsafe { System.dealloc(p, layout) }
@@ -101,6 +127,19 @@ mod mixed {
         }
 
         unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if mimalloc_owns(p) && FORKED.load(Ordering::Relaxed) {
+                // A forked child's: moved into a new block of the C library's (the old one kept).
+                // SAFETY: a layout like the caller's with the new size, which the caller's
+                // contract keeps valid; both blocks hold at least the bytes copied.
+                unsafe {
+                    let grown = Layout::from_size_align_unchecked(new_size, layout.align());
+                    let q = System.alloc(grown);
+                    if !q.is_null() {
+                        std::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                    }
+                    return q;
+                }
+            }
             if mimalloc_owns(p) {
                 // SAFETY: a block of mimalloc's, grown by it with its alignment kept.
                 unsafe { mi::mi_realloc_aligned(p.cast(), new_size, layout.align()).cast() }
