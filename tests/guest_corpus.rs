@@ -76,6 +76,7 @@ corpus! {
     shifts_and_rotates_by_any_count => "shifts.c";
     rep_string_instructions => "string_ops.c";
     rep_string_faults_show_the_elements_done => "rep_fault.c";
+    loops_walking_memory_fault_where_the_cpu_does => "strided_loops.c";
     libc_string_functions_on_all_alignments => "libc_strings.c";
     crc32_compute => "crc32.c", args = &["300000"];
     sha256_compute => "sha256.c", args = &["200000"];

@@ -3,8 +3,8 @@
 //! everything else through the helper table reached from the context.
 
 use super::values::{
-    constant_step, i64_lane_source, iconst_value, negated_condition, same_value, split_displacement, stored_bits,
-    zero_above,
+    constant_step, i64_lane_source, iconst_value, negated_condition, same_value, signed_range, split_displacement,
+    stored_bits, sum_operands, zero_above,
 };
 use super::{Placement, CARRIED, CARRIED_MASK, H_COND, H_RFLAGS, H_SLOW, STACK_POINTER};
 use crate::cpu::flags::{self, Cc, Flags};
@@ -208,6 +208,9 @@ pub(super) struct Lower<'a> {
     /// relies on it; a write outside them makes the compile fail (`unpredicted`).
     pub predicted: Option<Regs>,
     pub unpredicted: bool,
+    /// The instruction being lowered is an access of a loop's head that needs no check on a
+    /// round (`strides`): its address was checked on the way into the loop.
+    pub strided: bool,
     /// Where the slow path of the instruction being lowered joins its common case
     /// (`slow_unless`), once the instruction is done.
     join: Option<cranelift_codegen::ir::Block>,
@@ -278,6 +281,9 @@ mod float;
 
 /// The byte of `Cpu::rip` where a checkpoint's distance goes (`set_rip`; little-endian).
 const CHECKPOINT_BYTE: i32 = (CHECKPOINT_SHIFT / 8) as i32;
+
+/// How many operations deep `Lower::in_reach_by_range` looks into how an address was made.
+const RANGE_DEPTH: u32 = 6;
 
 fn mf() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -367,6 +373,7 @@ impl<'a> Lower<'a> {
             replay_count: 0,
             predicted: None,
             unpredicted: false,
+            strided: false,
             links: None,
             cpu_in: None,
             cpu_of_guest_block: None,
@@ -795,10 +802,39 @@ impl<'a> Lower<'a> {
         // push or a frame) is in reach for an access (`mem::in_reach`): the check is for a
         // value never seen in reach, and the access's address is not taken as in reach for
         // more (only what it found: `accessed`).
-        if x == self.entry_rip || self.reach_from(x).is_some() {
+        if self.strided || x == self.entry_rip || self.reach_from(x).is_some() || self.in_reach_by_range(x) {
             return;
         }
         self.require_in_reach(x);
+    }
+
+    /// Checks, on a way into a loop, that `x` is in reach: the register part of an address
+    /// the loop's first round will access without a check of its own (`strides`).
+    pub(super) fn check_reach_ahead(&mut self, x: Value) {
+        self.check_in_reach(x);
+    }
+
+    /// Whether every number `x` may hold is in reach (`values::signed_range`: a masked, shifted
+    /// or extended index, with a constant table's address as the displacement), or lies within
+    /// `REACH_STEP` of a value in reach, where `x` is one plus such an index (`tab[i & 63]`, a
+    /// byte's entry): then an access from `x` needs no check, as one from a value `reach_from`
+    /// finds. Not taken as in reach for more, as those are not.
+    fn in_reach_by_range(&mut self, x: Value) -> bool {
+        let dfg = &self.b.func.dfg;
+        if signed_range(dfg, x, RANGE_DEPTH).1 < crate::mem::SPACE_LIMIT as i64 {
+            return true;
+        }
+        let Some([a, b]) = sum_operands(dfg, x) else {
+            return false;
+        };
+        let step = REACH_STEP as i64;
+        [(a, b), (b, a)].into_iter().any(|(base, index)| {
+            let (lo, hi) = signed_range(&self.b.func.dfg, index, RANGE_DEPTH);
+            let far = lo.unsigned_abs().max(hi.unsigned_abs());
+            lo >= -step
+                && hi <= step
+                && (self.reach_from(base)).is_some_and(|(d, _)| d.unsigned_abs() + far <= REACH_STEP)
+        })
     }
 
     /// Branches to `outside` unless `x` is in reach, as `check_in_reach`, for a value that

@@ -6,6 +6,7 @@ mod host;
 mod lower;
 pub use lower::writes_memory;
 mod region;
+mod strides;
 mod values;
 
 use crate::cpu::Cpu;
@@ -38,7 +39,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 26;
+pub const TRANSLATION_VERSION: u32 = 27;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;

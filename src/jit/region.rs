@@ -9,6 +9,7 @@
 //! the chained call.
 
 use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
+use super::strides::{strided_accesses, Strided};
 use super::values::iconst_value;
 use super::{return_code, Placement, CARRIED, STACK_POINTER};
 use crate::cpu::flags::Flags;
@@ -69,7 +70,9 @@ pub fn lower_region(
     prologue(&mut b, insns_before);
     let checkpoints = checkpoints(region);
     let (retreating, idom) = (region.retreating_edges(), region.dominators());
-    let loop_entries = loop_entries(region, &checkpoints, &retreating, &idom);
+    let bodies = region.loop_bodies(&retreating, &idom);
+    let loop_entries = loop_entries(region, &checkpoints, &retreating, &bodies);
+    let strided = strided_accesses(region, &retreating, &bodies);
     let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints), &loop_entries);
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
@@ -97,6 +100,8 @@ pub fn lower_region(
         entry_flags: vec![Default::default(); region.blocks.len()],
         entry_mxcsr: vec![Default::default(); region.blocks.len()],
         rip_bases: rip_bases(region),
+        strided,
+        bodies,
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
@@ -166,14 +171,10 @@ fn loop_entries(
     region: &Region,
     checkpoints: &[Vec<bool>],
     retreating: &HashSet<(usize, usize)>,
-    idom: &[Option<usize>],
+    bodies: &[Option<Vec<usize>>],
 ) -> HashSet<(usize, usize)> {
     let has_checkpoint = |body: &Vec<usize>| body.iter().any(|&k| checkpoints[k].contains(&true));
-    let heads: Vec<bool> = region
-        .loop_bodies(retreating, idom)
-        .iter()
-        .map(|b| b.as_ref().is_some_and(has_checkpoint))
-        .collect();
+    let heads: Vec<bool> = bodies.iter().map(|b| b.as_ref().is_some_and(has_checkpoint)).collect();
     let edges = (0..region.blocks.len()).flat_map(|i| region.successors(i).map(move |j| (i, j)));
     edges
         .filter(|&(i, j)| heads[j] && !retreating.contains(&(i, j)))
@@ -310,6 +311,11 @@ struct Layout<'r> {
     entry_mxcsr: Vec<std::cell::Cell<bool>>,
     /// Per block: the address the context's rip holds where it starts (`rip_bases`).
     rip_bases: Vec<Option<u64>>,
+    /// Per block that heads a loop: its accesses that need no check on a round, whose first
+    /// round's address each way into the loop checks (`strides`).
+    strided: Vec<Vec<Strided>>,
+    /// Per block that heads a loop: the loop's blocks (`Region::loop_bodies`).
+    bodies: Vec<Option<Vec<usize>>>,
 }
 
 impl Layout<'_> {
@@ -348,7 +354,9 @@ impl Layout<'_> {
         for (k, (ins, &route)) in gb.insns.iter().zip(&gb.routes).enumerate() {
             l.predicted = predict.then(|| Regs::written_by(ins));
             l.insns_after = (gb.insns.len() - k - 1) as u64;
+            l.strided = self.strided.iter().flatten().any(|s| (s.block, s.at) == (i, k));
             l.lower_insn(ins, flags_after[k], route);
+            l.strided = false;
             if l.end.is_some() {
                 break;
             }
@@ -413,6 +421,35 @@ impl Layout<'_> {
         self.go_to(l, i, target, written);
         (l.state, l.rip_base) = (kept, base);
         l.switch_keeping(other, known);
+    }
+
+    /// On a way into the loop that block `j` heads: checks the register part of the address
+    /// of each of its accesses that a round does not check (`strides`) as the first round
+    /// will compute it, from the registers here and what the head adds to them before.
+    fn check_strided(&self, l: &mut Lower<'_>, j: usize) {
+        for s in &self.strided[j] {
+            let moved = |l: &mut Lower<'_>, (r, added): (usize, i64)| {
+                let v = l.get_reg(r);
+                if added == 0 {
+                    return v;
+                }
+                l.b.ins().iadd_imm_s(v, added)
+            };
+            let base = s.base.map(|b| moved(l, b));
+            let index = s.index.map(|(r, added, scale)| {
+                let v = moved(l, (r, added));
+                match scale {
+                    1 => v,
+                    _ => l.b.ins().imul_imm_s(v, i64::from(scale)),
+                }
+            });
+            let x = match (base, index) {
+                (Some(b), Some(i)) => l.b.ins().iadd(b, i),
+                (Some(v), None) | (None, Some(v)) => v,
+                (None, None) => continue,
+            };
+            l.check_reach_ahead(x);
+        }
     }
 
     /// Block `i` ends in a call to `target` that returns to `back`: the callee runs as a host
@@ -507,6 +544,9 @@ impl Layout<'_> {
         } else if self.stores[i] {
             let word = interrupt_word(l);
             l.replay_if(word);
+        }
+        if !self.bodies[j].as_ref().is_some_and(|body| body.contains(&i)) {
+            self.check_strided(l, j);
         }
         // The count goes on uncounted into a block no other way leads to, and into any
         // other block on the first way lowered into it.

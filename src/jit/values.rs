@@ -205,3 +205,103 @@ pub(super) fn constant_step(dfg: &DataFlowGraph, v: Value) -> Option<(Value, i64
         _ => None,
     }
 }
+
+/// The least and the greatest number (signed) the i64 `v` may hold, from the instructions
+/// that made it, looking `depth` operations deep: constants, zero and sign extensions and
+/// narrow loads, masks, shifts by constants, sums, differences and multiples by constants
+/// (what an index into an array is made of); any number where it cannot tell.
+pub(super) fn signed_range(dfg: &DataFlowGraph, v: Value, depth: u32) -> (i64, i64) {
+    let (lo, hi) = range(dfg, v, depth);
+    (lo as i64, hi as i64)
+}
+
+/// Every i64, as `range` bounds it.
+const ANY: (i128, i128) = (i64::MIN as i128, i64::MAX as i128);
+
+/// `signed_range` in a wider type, where sums and shifts of bounds cannot overflow.
+fn range(dfg: &DataFlowGraph, v: Value, depth: u32) -> (i128, i128) {
+    let Some(d) = def(dfg, v).filter(|_| depth > 0 && dfg.value_type(v) == types::I64) else {
+        return ANY;
+    };
+    let unsigned = |bits: u32| (0, (1i128 << bits) - 1);
+    let signed = |bits: u32| (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+    let of = |x: Value| range(dfg, x, depth - 1);
+    // A result outside the i64 range wrapped: it may be anything.
+    let fit = |(lo, hi): (i128, i128)| if lo >= ANY.0 && hi <= ANY.1 { (lo, hi) } else { ANY };
+    match d {
+        D::UnaryImm {
+            opcode: Opcode::Iconst,
+            imm,
+        } => (i128::from(imm.bits()), i128::from(imm.bits())),
+        D::Unary {
+            opcode: Opcode::Uextend,
+            arg,
+        } => unsigned(dfg.value_type(arg).bits()),
+        D::Unary {
+            opcode: Opcode::Sextend,
+            arg,
+        } => signed(dfg.value_type(arg).bits()),
+        D::Load { opcode, .. } => match opcode {
+            Opcode::Uload8 => unsigned(8),
+            Opcode::Uload16 => unsigned(16),
+            Opcode::Uload32 => unsigned(32),
+            Opcode::Sload8 => signed(8),
+            Opcode::Sload16 => signed(16),
+            Opcode::Sload32 => signed(32),
+            _ => ANY,
+        },
+        D::Binary { opcode, args: [a, b] } => {
+            let shift = iconst_value(dfg, b).filter(|k| (0..64).contains(k)).map(|k| k as u32);
+            match (opcode, shift) {
+                (Opcode::Iadd, _) => {
+                    let (x, y) = (of(a), of(b));
+                    fit((x.0 + y.0, x.1 + y.1))
+                }
+                (Opcode::Isub, _) => {
+                    let (x, y) = (of(a), of(b));
+                    fit((x.0 - y.1, x.1 - y.0))
+                }
+                // A mask with a bound at or above zero keeps the result between zero and it.
+                (Opcode::Band, _) => [of(a), of(b)]
+                    .into_iter()
+                    .filter(|r| r.0 >= 0)
+                    .map(|r| r.1)
+                    .min()
+                    .map_or(ANY, |hi| (0, hi)),
+                (Opcode::Imul, _) => match (iconst_value(dfg, a), iconst_value(dfg, b)) {
+                    (_, Some(c)) | (Some(c), _) => {
+                        let x = of(if iconst_value(dfg, b).is_some() { a } else { b });
+                        let (p, q) = (x.0 * i128::from(c), x.1 * i128::from(c));
+                        fit((p.min(q), p.max(q)))
+                    }
+                    _ => ANY,
+                },
+                (Opcode::Ishl, Some(k)) => {
+                    let x = of(a);
+                    fit((x.0 << k, x.1 << k))
+                }
+                (Opcode::Ushr, Some(k)) if k > 0 => match of(a) {
+                    (lo, hi) if lo >= 0 => (lo >> k, hi >> k),
+                    _ => (0, i128::from(u64::MAX >> k)),
+                },
+                (Opcode::Sshr, Some(k)) => {
+                    let x = of(a);
+                    (x.0 >> k, x.1 >> k)
+                }
+                _ => ANY,
+            }
+        }
+        _ => ANY,
+    }
+}
+
+/// The operands of `v`, where an addition computes it.
+pub(super) fn sum_operands(dfg: &DataFlowGraph, v: Value) -> Option<[Value; 2]> {
+    match def(dfg, v)? {
+        D::Binary {
+            opcode: Opcode::Iadd,
+            args,
+        } => Some(args),
+        _ => None,
+    }
+}
