@@ -72,7 +72,7 @@ pub fn lower_region(
     let (retreating, idom) = (region.retreating_edges(), region.dominators());
     let bodies = region.loop_bodies(&retreating, &idom);
     let loop_entries = loop_entries(region, &checkpoints, &retreating, &bodies);
-    let strided = strided_accesses(region, &retreating, &bodies);
+    let strided = strided_accesses(region, &retreating, &bodies, &idom);
     let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints), &loop_entries);
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
@@ -424,20 +424,13 @@ impl Layout<'_> {
     }
 
     /// On a way into the loop that block `j` heads: checks the register part of the address
-    /// of each of its accesses that a round does not check (`strides`) as the first round
-    /// will compute it, from the registers here and what the head adds to them before.
+    /// of each of its accesses that a round does not check (`strides`), from the registers
+    /// as they enter (the first round moves them no further from there than a round does).
     fn check_strided(&self, l: &mut Lower<'_>, j: usize) {
         for s in &self.strided[j] {
-            let moved = |l: &mut Lower<'_>, (r, added): (usize, i64)| {
+            let base = s.base.map(|r| l.get_reg(r));
+            let index = s.index.map(|(r, scale)| {
                 let v = l.get_reg(r);
-                if added == 0 {
-                    return v;
-                }
-                l.b.ins().iadd_imm_s(v, added)
-            };
-            let base = s.base.map(|b| moved(l, b));
-            let index = s.index.map(|(r, added, scale)| {
-                let v = moved(l, (r, added));
                 match scale {
                     1 => v,
                     _ => l.b.ins().imul_imm_s(v, i64::from(scale)),

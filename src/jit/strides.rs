@@ -1,12 +1,14 @@
-//! Accesses of a loop whose address needs no check on every round. In a loop's head (which
-//! every round runs from its start) an access through registers that the loop only moves by
-//! constants (`add`/`sub` of an immediate, `inc`, `dec`, `lea r, [r+d]`) moves by at most the
-//! sum of those constants per round, within `mem::REACH_STEP`. Its address is checked once on
-//! every way into the loop (`Layout::go_to`); after that, a round's access lies that little
-//! from the last round's, which did not fault and so lay in the guest space: it lands in the
-//! guest space or faults in the guard above it (`mem::GUARD`), as any access from a value in
-//! reach does. A loop of a stretch of code with a `memset` or an array walk then checks
-//! nothing per round where it checked every access.
+//! Accesses of a loop whose address needs no check on every round. An access that every round
+//! makes (in a block that each way back to the loop's head passes through) through registers
+//! that the loop only moves by constants (`add`/`sub` of an immediate, `inc`, `dec`,
+//! `lea r, [r+d]`) lies, from one round to the next, at most the sum of those constants away,
+//! and so does the first round's from where the registers stood on the way in: within
+//! `mem::REACH_STEP` with its displacement, where that sum is small. The registers' part is
+//! checked once on every way into the loop (`Layout::check_strided`); after that, a round's
+//! access lies that little from the last round's, which did not fault and so lay in the guest
+//! space: it lands in the guest space or faults in the guard above it (`mem::GUARD`), as any
+//! access from a value in reach does. A `memset` loop or an array walk then checks nothing on
+//! a round where it checked every access.
 
 use super::lower::Regs;
 use crate::decode::Region;
@@ -20,25 +22,36 @@ pub struct Strided {
     /// The instruction's block and its position there.
     pub block: usize,
     pub at: usize,
-    /// The base register (a GPR number) and what the head added to it before the access.
-    pub base: Option<(usize, i64)>,
-    /// The index register, what the head added to it before the access, and its scale.
-    pub index: Option<(usize, i64, u32)>,
+    /// Its base register (a GPR number).
+    pub base: Option<usize>,
+    /// Its index register and the index's scale.
+    pub index: Option<(usize, u32)>,
 }
 
 /// Per block: the accesses of the loop it heads that need no check on a round (none for a
-/// block that heads no loop), in the head and the blocks every round runs after it. Only for a loop whose head is not the region's (whose ways in
-/// are all edges of the region, where the first round's address is checked), is no call's
-/// return site, and holds no inner loop and no call that leaves the region.
+/// block that heads no loop). Only for a loop whose head is not the region's and is no call's
+/// return site (so that every way in is an edge of the region, which checks the first round's
+/// addresses), with no inner loop and no call that leaves the region.
 pub fn strided_accesses(
     region: &Region,
     retreating: &HashSet<(usize, usize)>,
     bodies: &[Option<Vec<usize>>],
+    idom: &[Option<usize>],
 ) -> Vec<Vec<Strided>> {
     (bodies.iter().enumerate())
         .map(|(head, body)| match body {
             Some(body) if head != 0 && plain_loop(region, retreating, head, body) => {
-                round_accesses(region, head, body, &steps_in(region, body))
+                let steps = steps_in(region, body);
+                (every_round(retreating, idom, head, body).into_iter())
+                    .flat_map(|k| {
+                        region.blocks[k]
+                            .insns
+                            .iter()
+                            .enumerate()
+                            .map(move |(at, ins)| (k, at, ins))
+                    })
+                    .filter_map(|(block, at, ins)| strided(ins, &steps).map(|s| Strided { block, at, ..s }))
+                    .collect()
             }
             _ => Vec::new(),
         })
@@ -103,56 +116,45 @@ fn step_of(ins: &Instruction, r: usize) -> Option<i64> {
     }
 }
 
-/// The accesses of the loop at `head` that every round makes, whose address moves by at most
-/// `REACH_STEP` a round, less its displacement, given what the loop moves each register by
-/// (`steps`): those of the head and of the blocks that only it leads to, one after another
-/// (a head split where a block grew long), where what the round added to each register before
-/// the access is known.
-fn round_accesses(region: &Region, head: usize, body: &[usize], steps: &[Option<u64>; 16]) -> Vec<Strided> {
-    let mut added = [0i64; 16];
-    let mut found = Vec::new();
-    let mut block = Some(head);
-    while let Some(k) = block {
-        for (at, ins) in region.blocks[k].insns.iter().enumerate() {
-            if let Some(s) = strided(ins, steps, &added) {
-                found.push(Strided { block: k, at, ..s });
-            }
-            for (r, written) in Regs::written_by(ins).gprs().into_iter().enumerate() {
-                if written {
-                    // Only a register the loop moves by constants is of use after a write.
-                    added[r] = added[r].wrapping_add(step_of(ins, r).unwrap_or(0));
-                }
-            }
+/// The blocks of the loop at `head` (its `body`) that every round runs: those that each of
+/// its edges back to the head comes from or passes through (dominates, `idom`).
+fn every_round(
+    retreating: &HashSet<(usize, usize)>,
+    idom: &[Option<usize>],
+    head: usize,
+    body: &[usize],
+) -> Vec<usize> {
+    // The blocks from `k` up through its dominators to the head, which dominates the loop.
+    let up_to_head = |mut k: usize| {
+        let mut path = vec![k];
+        while let (false, Some(d)) = (k == head, idom[k]) {
+            k = d;
+            path.push(k);
         }
-        block = next_in_round(region, head, body, k);
-    }
-    found
+        path
+    };
+    let latches = body.iter().filter(|&&k| retreating.contains(&(k, head)));
+    let paths: Vec<Vec<usize>> = latches.map(|&k| up_to_head(k)).collect();
+    let mut every: Vec<usize> = (body.iter().copied())
+        .filter(|k| !paths.is_empty() && paths.iter().all(|p| p.contains(k)))
+        .collect();
+    every.sort_unstable();
+    every
 }
 
-/// The block that every round goes on to after block `k` of the loop at `head`: its one
-/// successor in the loop, where `k` is its only way in.
-fn next_in_round(region: &Region, head: usize, body: &[usize], k: usize) -> Option<usize> {
-    let mut inside = region.successors(k).filter(|j| body.contains(j));
-    let (next, more) = (inside.next()?, inside.next());
-    let ways_in = (0..region.blocks.len())
-        .filter(|&i| region.successors(i).any(|j| j == next))
-        .count();
-    (more.is_none() && next != head && ways_in == 1 && region.returns.iter().all(|&r| r != Some(next))).then_some(next)
-}
-
-/// `ins` as an access that needs no check on a round, where it is one (`plain_access`) through
-/// registers the loop moves by at most `REACH_STEP` in all, its displacement included; `added`
-/// is what the round added to each register before it.
-fn strided(ins: &Instruction, steps: &[Option<u64>; 16], added: &[i64; 16]) -> Option<Strided> {
+/// `ins` as an access that needs no check on a round, where it is one (`plain_access`)
+/// through registers the loop moves by at most `REACH_STEP` in all (`steps`), its
+/// displacement included.
+fn strided(ins: &Instruction, steps: &[Option<u64>; 16]) -> Option<Strided> {
     let (base, index, scale) = plain_access(ins)?;
     let step = |r: Option<usize>| r.map_or(Some(0), |r| steps[r]);
     let round = step(base)?.checked_add(step(index)?.checked_mul(u64::from(scale))?)?;
     let disp = ins.memory_displacement64() as i64;
-    (round.checked_add(disp.unsigned_abs())? <= REACH_STEP).then(|| Strided {
+    (round.checked_add(disp.unsigned_abs())? <= REACH_STEP).then_some(Strided {
         block: 0,
         at: 0,
-        base: base.map(|r| (r, added[r])),
-        index: index.map(|r| (r, added[r], scale)),
+        base,
+        index: index.map(|r| (r, scale)),
     })
 }
 
