@@ -79,6 +79,8 @@ pub fn lower_region(
     l.placement = placement;
     l.links = linked.then(Vec::new);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
+    // The unit's entry is the one way into a loop at the region's head from outside it.
+    check_strided(&mut l, &strided[0]);
     l.b.ins().jump(starts[0], &[]);
     let mut layout = Layout {
         region,
@@ -423,28 +425,6 @@ impl Layout<'_> {
         l.switch_keeping(other, known);
     }
 
-    /// On a way into the loop that block `j` heads: checks the register part of the address
-    /// of each of its accesses that a round does not check (`strides`), from the registers
-    /// as they enter (the first round moves them no further from there than a round does).
-    fn check_strided(&self, l: &mut Lower<'_>, j: usize) {
-        for s in &self.strided[j] {
-            let base = s.base.map(|r| l.get_reg(r));
-            let index = s.index.map(|(r, scale)| {
-                let v = l.get_reg(r);
-                match scale {
-                    1 => v,
-                    _ => l.b.ins().imul_imm_s(v, i64::from(scale)),
-                }
-            });
-            let x = match (base, index) {
-                (Some(b), Some(i)) => l.b.ins().iadd(b, i),
-                (Some(v), None) | (None, Some(v)) => v,
-                (None, None) => continue,
-            };
-            l.check_reach_ahead(x);
-        }
-    }
-
     /// Block `i` ends in a call to `target` that returns to `back`: the callee runs as a host
     /// call, with `back` as the context's expected return, and a guest `ret` there comes back
     /// here (`exit_return`), where the host's return prediction expects it; the code after
@@ -539,7 +519,7 @@ impl Layout<'_> {
             l.replay_if(word);
         }
         if !self.bodies[j].as_ref().is_some_and(|body| body.contains(&i)) {
-            self.check_strided(l, j);
+            check_strided(l, &self.strided[j]);
         }
         // The count goes on uncounted into a block no other way leads to, and into any
         // other block on the first way lowered into it.
@@ -549,6 +529,28 @@ impl Layout<'_> {
         }
         self.settle_count_into(l, j);
         l.b.ins().jump(self.starts[j], &[]);
+    }
+}
+
+/// On a way into a loop: checks the register part of the address of each of its accesses
+/// that a round does not check (`strides`), from the registers as they enter (the first round
+/// moves them no further from there than a round does).
+fn check_strided(l: &mut Lower<'_>, strided: &[Strided]) {
+    for s in strided {
+        let base = s.base.map(|r| l.get_reg(r));
+        let index = s.index.map(|(r, scale)| {
+            let v = l.get_reg(r);
+            match scale {
+                1 => v,
+                _ => l.b.ins().imul_imm_s(v, i64::from(scale)),
+            }
+        });
+        let x = match (base, index) {
+            (Some(b), Some(i)) => l.b.ins().iadd(b, i),
+            (Some(v), None) | (None, Some(v)) => v,
+            (None, None) => continue,
+        };
+        l.check_reach_ahead(x);
     }
 }
 

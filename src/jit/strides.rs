@@ -29,9 +29,10 @@ pub struct Strided {
 }
 
 /// Per block: the accesses of the loop it heads that need no check on a round (none for a
-/// block that heads no loop). Only for a loop whose head is not the region's and is no call's
-/// return site (so that every way in is an edge of the region, which checks the first round's
-/// addresses), with no inner loop and no call that leaves the region.
+/// block that heads no loop). Only for a loop whose head is no call's return site (so that
+/// every way in is an edge of the region or, at the region's head, the unit's entry, each of
+/// which checks the first round's addresses), with no inner loop and no call that leaves the
+/// region.
 pub fn strided_accesses(
     region: &Region,
     retreating: &HashSet<(usize, usize)>,
@@ -40,7 +41,7 @@ pub fn strided_accesses(
 ) -> Vec<Vec<Strided>> {
     (bodies.iter().enumerate())
         .map(|(head, body)| match body {
-            Some(body) if head != 0 && plain_loop(region, retreating, head, body) => {
+            Some(body) if plain_loop(region, retreating, head, body) => {
                 let steps = steps_in(region, body);
                 (every_round(retreating, idom, head, body).into_iter())
                     .flat_map(|k| {
