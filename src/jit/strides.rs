@@ -4,7 +4,7 @@
 //! `lea r, [r+d]`) lies, from one round to the next, at most the sum of those constants away,
 //! and so does the first round's from where the registers stood on the way in: within
 //! `mem::REACH_STEP` with its displacement, where that sum is small. The registers' part is
-//! checked once on every way into the loop (`Layout::check_strided`); after that, a round's
+//! checked once on every way into the loop (`region::check_strided`); after that, a round's
 //! access lies that little from the last round's, which did not fault and so lay in the guest
 //! space: it lands in the guest space or faults in the guard above it (`mem::GUARD`), as any
 //! access from a value in reach does. A `memset` loop or an array walk then checks nothing on
@@ -60,8 +60,9 @@ pub fn strided_accesses(
 }
 
 /// Whether every round of the loop at `head` runs its blocks at most once each (no inner
-/// loop), every way into it is an edge of the region, and no register changes out of sight
-/// (a call that leaves the region).
+/// loop), no way into it is a call's return (every way in is then an edge of the region or
+/// the unit's entry, which can check), and no register changes out of sight (a call that
+/// leaves the region).
 fn plain_loop(region: &Region, retreating: &HashSet<(usize, usize)>, head: usize, body: &[usize]) -> bool {
     let inner = retreating
         .iter()
