@@ -796,7 +796,7 @@ impl<'a> Lower<'a> {
     /// dominates the current block. A register part below zero passes: it is common (an index
     /// counting up to zero from below, with the array's address as the displacement), and an
     /// access from one faults unless the displacement brings it back into the guest space.
-    fn check_in_reach(&mut self, x: Value) {
+    pub(super) fn check_in_reach(&mut self, x: Value) {
         // The unit's own address is guest code, inside the guest space; a value within
         // `REACH_STEP` of one in reach (a stack pointer the unit was entered with, below a
         // push or a frame) is in reach for an access (`mem::in_reach`): the check is for a
@@ -806,12 +806,6 @@ impl<'a> Lower<'a> {
             return;
         }
         self.require_in_reach(x);
-    }
-
-    /// Checks, on a way into a loop, that `x` is in reach: the register part of an address
-    /// the loop's first round will access without a check of its own (`strides`).
-    pub(super) fn check_reach_ahead(&mut self, x: Value) {
-        self.check_in_reach(x);
     }
 
     /// Whether every number `x` may hold is in reach (`values::signed_range`: a masked, shifted

@@ -550,7 +550,7 @@ fn check_strided(l: &mut Lower<'_>, strided: &[Strided]) {
             (Some(v), None) | (None, Some(v)) => v,
             (None, None) => continue,
         };
-        l.check_reach_ahead(x);
+        l.check_in_reach(x);
     }
 }
 

@@ -68,15 +68,7 @@ fn plain_loop(region: &Region, retreating: &HashSet<(usize, usize)>, head: usize
         .iter()
         .any(|&(a, b)| b != head && body.contains(&a) && body.contains(&b));
     let return_site = region.returns.contains(&Some(head));
-    let calls = body.iter().any(|&k| {
-        let call = region.blocks[k].insns.last().is_some_and(|l| {
-            matches!(
-                l.flow_control(),
-                iced_x86::FlowControl::Call | iced_x86::FlowControl::IndirectCall
-            )
-        });
-        call && !region.inlined[k]
-    });
+    let calls = (body.iter()).any(|&k| crate::decode::return_site(&region.blocks[k]).is_some() && !region.inlined[k]);
     !inner && !return_site && !calls
 }
 
