@@ -2,7 +2,7 @@
 //! qemu-x86_64 when installed, all in one run; prints median wall times and ratios to native,
 //! plus the baseline tier's cost per guest instruction.
 //!
-//! `cargo bench --bench compare` (set `KILN_BENCH_RUNS` to change the repetitions, default 5).
+//! `cargo bench --bench compare` (set `KILN_BENCH_RUNS` to change the rounds, default 5).
 
 #[path = "../tests/common/lua_src.rs"]
 mod lua_src;
@@ -356,22 +356,26 @@ fn main() {
         });
     }
     let tmp = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
-    println!("{runs} runs each; median wall time in ms, ratio to native in parentheses; peak RSS in MiB");
+    println!(
+        "{runs} rounds each (a short workload's round takes up to 7 samples of native, warm and qemu, \
+         interleaved); median wall time in ms, ratio to native in parentheses; peak RSS in MiB"
+    );
     println!(
         "{:<28} {:>8} {:>17} {:>17} {:>17} {:>8} {:>6} {:>23}",
         "workload", "native", "kiln cold", "kiln warm", "qemu-x86_64", "cached", "comp.", "RSS nat/cold/warm/qemu"
     );
     let mut rows = Vec::new();
-    // KILN_BENCH_ONLY=text keeps the workloads whose name contains it.
+    // KILN_BENCH_ONLY=text keeps the workloads whose name contains it, or one of several texts
+    // separated by `|` (in the harness's order).
     if let Ok(only) = std::env::var("KILN_BENCH_ONLY") {
-        workloads.retain(|w| w.name.contains(only.as_str()));
+        workloads.retain(|w| only.split('|').any(|text| w.name.contains(text)));
     }
-    for w in &workloads {
+    for (index, w) in workloads.iter().enumerate() {
         let mut nat = Vec::new();
         let mut cold = Vec::new();
         let mut warm = Vec::new();
         let mut qm = Vec::new();
-        let warm_dir = tmp.join(format!("warm-{}", w.name.len()));
+        let warm_dir = tmp.join(format!("warm-{index}"));
         let _ = std::fs::remove_dir_all(&warm_dir);
         // Filled the way users get it: the run's work handed to the compile service, which
         // also forms the regions, waited for (the service leaves a second after).
@@ -389,7 +393,10 @@ fn main() {
             c.arg(&w.bin).args(&w.args);
             c
         };
-        for i in 0..runs {
+        // Short workloads take several interleaved samples a round (native, warm and qemu in
+        // turn), so that a noisy moment of this shared machine moves one sample, not the row.
+        let reps = samples_per_round(time_once(native_cmd()).0);
+        for i in 0..runs * reps {
             // Each measured run comes right after an unmeasured run of the same command: the
             // waits for the service leave the CPU idle and the cold run's compiles fill the
             // caches with other data, and a first run after them pays for both (a warm static
@@ -404,6 +411,9 @@ fn main() {
             if qemu {
                 time_once(qemu_cmd());
                 qm.push(time_once(qemu_cmd()));
+            }
+            if i % reps != reps - 1 {
+                continue;
             }
             let cold_dir = tmp.join(format!("cold-{i}"));
             let _ = std::fs::remove_dir_all(&cold_dir);
@@ -472,6 +482,12 @@ fn main() {
         batch_rows(w, &tmp, qemu);
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Measured runs of each kind per round for a workload that runs natively for `native`
+/// seconds: as many as fit in a quarter of a second natively, from 1 to 7.
+fn samples_per_round(native: f64) -> usize {
+    ((0.25 / native.max(1e-6)) as usize).clamp(1, 7)
 }
 
 /// Baseline tier cost: guest instructions per second of the interpreter on a compute loop.
