@@ -155,7 +155,9 @@ impl Units {
         self.chain.set(rip, code.addr());
         let bits = ChainTable::bits_for(self.chain.used);
         if bits > self.chain.bits {
-            self.chain = self.chain.grown(bits + 1);
+            // Twice what it needs, so that units chained one at a time (a cold run's) grow
+            // it seldom.
+            self.chain = self.chain.grown((bits + 1).min(crate::cpu::CHAIN_MAX_BITS));
         }
     }
 
@@ -586,5 +588,63 @@ impl Engine {
             return None;
         }
         self.proc.mem.read_bytes(rip, len as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{chain_mask, chain_slot, CHAIN_MAX_BITS, CHAIN_MIN_BITS};
+    use crate::mem::exec::CodePtr;
+
+    /// The unit entry the table holds for `rip`, where compiled code looks for it.
+    fn chained(u: &Units, rip: u64) -> Option<u64> {
+        let [r, code] = u.chain.slots()[chain_slot(rip, u.chain.bits) as usize];
+        assert_eq!(u.chain_mask() >> crate::cpu::CHAIN_GRAIN, (1 << u.chain.bits) - 1);
+        (r == rip && code != 0).then_some(code)
+    }
+
+    /// Units 24 bytes of guest code apart, as a module's lie, all within one span of the
+    /// largest table (so that no two share a slot at any size), with made-up entries.
+    fn units(n: u64) -> Vec<(u64, CodePtr)> {
+        (0..n)
+            .map(|k| (0x40_0000 + 24 * k, CodePtr::fake(0x1000 + k as usize)))
+            .collect()
+    }
+
+    #[test]
+    fn the_chaining_table_grows_with_the_units_chained_into_it() {
+        let mut u = Units::default();
+        assert_eq!(u.chain.bits, CHAIN_MIN_BITS);
+        let all = units(20_000);
+        for &(rip, code) in &all {
+            u.chain_rip(rip, code);
+        }
+        assert_eq!(u.chain.bits, CHAIN_MAX_BITS, "8 slots a unit, up to the largest size");
+        assert_eq!(u.chain_mask(), chain_mask(CHAIN_MAX_BITS));
+        assert!(all.iter().all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
+        assert_eq!(u.chain.used, all.len());
+        u.unchain_rip(all[7].0, all[7].1);
+        assert_eq!((chained(&u, all[7].0), u.chain.used), (None, all.len() - 1));
+    }
+
+    #[test]
+    fn a_prefill_grows_the_table_once_keeping_what_it_holds() {
+        let mut u = Units::default();
+        let all = units(2_000);
+        for &(rip, code) in &all[..100] {
+            u.chain_rip(rip, code);
+        }
+        assert_eq!(u.chain.bits, 12, "100 units in 4,096 slots");
+        u.reserve_chain(1_900);
+        assert_eq!(u.chain.bits, 14, "2,000 units in 16,384 slots");
+        assert!(all[..100]
+            .iter()
+            .all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
+        for &(rip, code) in &all[100..] {
+            u.chain_rip(rip, code);
+        }
+        assert_eq!(u.chain.bits, 14, "reserved: no growth while it fills");
+        assert!(all.iter().all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
     }
 }
