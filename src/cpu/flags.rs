@@ -139,8 +139,13 @@ fn bit<O: Ops>(o: &mut O, v: O::V, n: u64) -> O::V {
     o.bin(Bin::And, t, one)
 }
 
+/// The sign bit of the low `size` bytes of `v`, as a comparison: a branch on it (`js`, `jns`,
+/// `jl` after a logic result) then tests the value itself, where a shift and a mask of it made
+/// the branch test their result, negated by one more instruction.
 fn sign<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
-    bit(o, v, size as u64 * 8 - 1)
+    let s = sext(o, v, size);
+    let z = o.imm(0);
+    o.cmp(Cmp::Slt, s, z)
 }
 
 fn not01<O: Ops>(o: &mut O, v: O::V) -> O::V {
