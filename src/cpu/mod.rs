@@ -15,38 +15,46 @@ use std::sync::atomic::AtomicU64;
 pub mod fxsave;
 
 /// Bumped whenever a field of [`Cpu`] moves: compiled units depend on the offsets.
-pub const CPU_LAYOUT_VERSION: u32 = 13;
+pub const CPU_LAYOUT_VERSION: u32 = 14;
 
-/// log2 of the entries in the chaining table. Every run touches nearly all of it (a warm
-/// run's prefill spreads its units over every page), and fresh memory costs its zeroing: 2^20
-/// entries (16 MiB) cost warm `cc1 -O2 hello.i` about 5% more CPU than 2^18 (4 MiB), whose
-/// extra collisions cost a large run nothing measurable (lparser.i 1.00x, dispatcher entries 7
-/// -> 8 per million instructions).
-pub const CHAIN_BITS: u32 = 18;
+/// log2 of the most entries a chaining table grows to. A table is sized to the units chained
+/// into it (`dispatch::units`), since every run touches nearly all of it (a warm run's prefill
+/// spreads its units over every page) and fresh memory costs its zeroing: 2^20 entries
+/// (16 MiB) cost warm `cc1 -O2 hello.i` about 5% more CPU than 2^18 (4 MiB), whose extra
+/// collisions cost a large run nothing measurable (lparser.i 1.00x, dispatcher entries 7 -> 8
+/// per million instructions).
+pub const CHAIN_MAX_BITS: u32 = 18;
 
-/// Entries in the chaining table.
-pub const CHAIN_ENTRIES: u64 = 1 << CHAIN_BITS;
+/// log2 of the fewest entries a chaining table has.
+pub const CHAIN_MIN_BITS: u32 = 12;
 
 /// log2 of the guest code bytes one chaining table slot stands for.
 pub const CHAIN_GRAIN: u32 = 3;
 
-/// The chaining table slot of a guest rip: its bits above the grain with the bits above the
-/// table's span folded on once. Rips less than the span (2 MiB) apart never collide unless they
-/// lie in one grain; a fold by fewer bits than the table's (16 did) makes rips that differ
-/// both low and high collide in pairs (warm cc1 lparser.i: 56 dispatcher entries per million
-/// guest instructions with it, 28 with this). A multiplicative hash spreads better still but
-/// lengthens every exit's dependency chain (8% slower on the same run). The grain keeps the
-/// units of one guest page in few pages of the table: each table page a unit is the first to
-/// use costs a page fault, and a slot per byte (no grain) spread a short run's units over as
-/// many table pages as units. A slot per 8 bytes puts a guest page's units in 2 table pages
-/// (a warm static hello's prefill touched 94 table pages with a slot per 4 bytes, about 60
-/// with this: static hello and `busybox sort` 0.86x CPU, `as` 0.99x, `cc1 -O2 lparser.i`
-/// 1.00x, with dispatcher entries 2 -> 4 per million guest instructions there; a slot per 16
-/// bytes shares one among a fifth of `cc1`'s units, and two entries to a bucket of 16 bytes
-/// cost every lookup a second comparison and the packs 5% more code).
+/// The chaining table slot of a guest rip in a table of 2^`bits` entries: its bits above the
+/// grain with the bits above the largest table's span folded on once. Rips less than the
+/// table's span apart never collide unless they lie in one grain; a fold by fewer bits than
+/// the table's (16 did) makes rips that differ both low and high collide in pairs (warm cc1
+/// lparser.i: 56 dispatcher entries per million guest instructions with it, 28 with this). A
+/// multiplicative hash spreads better still but lengthens every exit's dependency chain (8%
+/// slower on the same run). The grain keeps the units of one guest page in few pages of the
+/// table: each table page a unit is the first to use costs a page fault, and a slot per byte
+/// (no grain) spread a short run's units over as many table pages as units. A slot per 8
+/// bytes puts a guest page's units in 2 table pages (a warm static hello's prefill touched 94
+/// table pages with a slot per 4 bytes, about 60 with this: static hello and `busybox sort`
+/// 0.86x CPU, `as` 0.99x, `cc1 -O2 lparser.i` 1.00x, with dispatcher entries 2 -> 4 per
+/// million guest instructions there; a slot per 16 bytes shares one among a fifth of `cc1`'s
+/// units, and two entries to a bucket of 16 bytes cost every lookup a second comparison and
+/// the packs 5% more code). Compiled code takes the slot's offset with `Cpu::chain_mask`.
 #[inline]
-pub fn chain_slot(rip: u64) -> u64 {
-    ((rip ^ (rip >> (CHAIN_BITS + CHAIN_GRAIN))) >> CHAIN_GRAIN) & (CHAIN_ENTRIES - 1)
+pub fn chain_slot(rip: u64, bits: u32) -> u64 {
+    ((rip ^ (rip >> (CHAIN_MAX_BITS + CHAIN_GRAIN))) >> CHAIN_GRAIN) & ((1 << bits) - 1)
+}
+
+/// What compiled code ands a folded rip with for its slot's offset in a table of 2^`bits`
+/// entries (`Cpu::chain_mask`).
+pub const fn chain_mask(bits: u32) -> u64 {
+    ((1 << bits) - 1) << CHAIN_GRAIN
 }
 
 /// Where, in `Cpu::rip`, compiled code keeps the signed distance of its last checkpoint from
@@ -154,8 +162,12 @@ pub struct Cpu {
     /// `mem::SPACE_LIMIT`: what compiled code compares the register part of an address with
     /// (a 64-bit constant in the code would be loaded from its own pages at every check).
     pub space_limit: u64,
-    /// Host address of the chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry).
+    /// Host address of the chaining table: pairs (guest rip, unit entry), as many as
+    /// `chain_mask` says.
     pub chain_table: u64,
+    /// `chain_mask` of the chaining table's size (set by the dispatcher, which may grow the
+    /// table, before it enters compiled code).
+    pub chain_mask: u64,
     /// This thread's wake word (`linux::wake`): non-zero when a signal waits or code changed;
     /// compiled code then returns to the dispatcher at its next check. Other threads and signal
     /// handlers set it too.
@@ -218,6 +230,7 @@ impl Cpu {
             space_limit: crate::mem::SPACE_LIMIT,
             helpers: 0,
             chain_table: 0,
+            chain_mask: 0,
             links: 0,
             insns_compiled: 0,
             interrupt: WakeWord::default(),
@@ -284,6 +297,7 @@ pub mod off {
     pub const SPACE_LIMIT: i32 = at(offset_of!(Cpu, space_limit));
     pub const HELPERS: i32 = at(offset_of!(Cpu, helpers));
     pub const CHAIN_TABLE: i32 = at(offset_of!(Cpu, chain_table));
+    pub const CHAIN_MASK: i32 = at(offset_of!(Cpu, chain_mask));
     pub const LINKS: i32 = at(offset_of!(Cpu, links));
     pub const INSNS_COMPILED: i32 = at(offset_of!(Cpu, insns_compiled));
     pub const INTERRUPT: i32 = at(offset_of!(Cpu, interrupt));
@@ -311,7 +325,7 @@ mod tests {
     fn the_hot_fields_take_one_byte_displacements() {
         let hot = [off::gpr(0), off::gpr(15), off::RIP, off::FLAGS_KIND, off::FLAGS_AUX];
         let calls = [off::RET_EXPECT, off::CALL_FLOOR, off::LINK_FLOOR];
-        let addresses = [off::SPACE_LIMIT, off::CHAIN_TABLE, off::INTERRUPT];
+        let addresses = [off::SPACE_LIMIT, off::CHAIN_TABLE, off::CHAIN_MASK, off::INTERRUPT];
         for o in hot.into_iter().chain(calls).chain(addresses) {
             assert!((-128..128).contains(&o), "offset {o} from the context pointer");
         }

@@ -199,7 +199,6 @@ impl Engine {
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
         e.shared.registry.count_running(1);
-        e.cpu.chain_table = e.units.chain_table_addr();
         e
     }
 
@@ -270,6 +269,9 @@ impl Engine {
             // Read after the unit was found: a module whose units were just published has
             // forbidden links first if it must.
             self.cpu.links = self.shared.registry.links_allowed() as u64;
+            // The table may have grown since the last entry.
+            self.cpu.chain_table = self.units.chain_table_addr();
+            self.cpu.chain_mask = self.units.chain_mask();
             // SAFETY: `f` is executable compiled code with the unit signature, entered through
             // the trampoline, and the context it receives is this engine's CPU.
             let code = unsafe { enter(&mut *self.cpu, f) };

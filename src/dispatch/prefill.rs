@@ -97,21 +97,6 @@ fn run_ends(runnable: &[bool]) -> Vec<u32> {
     ends
 }
 
-/// A prefill this large moves the chaining table into huge pages before it is filled: its
-/// slots are spread over the table at about one per table page (a unit every few hundred bytes
-/// of guest code, a 4 KiB table page per 2 KiB of it), so a program's prefill touches a table
-/// page per few units, each a page fault, where one or two 2 MiB pages cost less once there
-/// are enough. How much a huge page costs depends on the caches: zeroing one that the last
-/// process freed a moment ago writes into lines still cached, zeroing one after an idle spell
-/// or another program's run (as the benchmark measures, and as a build runs tools) fetches
-/// all 2 MiB. Measured after 0.3 s idle (medians of 30 to 40, huge pages -> small): a warm
-/// static hello world (950 units) 1.32 -> 1.18 ms, busybox sort (1,725) 1.47 -> 1.40 ms; the
-/// `sh` loop (3,300 over three modules) the same either way; `as` (9,900) 5.68 -> 5.89 ms and
-/// `python3 -c pass` (38,000) 19.2 -> 20.0 ms, which keep huge pages. Back to back, the static
-/// hello world takes 0.97x the time in small pages. Smaller prefills keep the table in small
-/// pages, touched only where used.
-const HUGE_PREFILL: u64 = 4096;
-
 /// Cached units loaded by a process beyond which its heap is in heavy use
 /// (`allocator::heavy_use`): `cc1` loads 87,000 and `python3` 38,000, which run faster with
 /// mimalloc (`python3 -c pass` 1.05x slower without it); `as` and `ld` 9,900, a static hello
@@ -191,9 +176,7 @@ impl Engine {
                 self.shared.registry.forbid_links();
                 continue;
             }
-            if p.count as u64 >= HUGE_PREFILL {
-                self.cpu.chain_table = self.units.chain_in_huge_pages();
-            }
+            self.units.reserve_chain(p.count);
             // A unit this thread holds keeps its slot (a thread that has none in the module's
             // range, as at its start, need not look each one up). Of two of the module's units
             // sharing a slot, the later in rip order takes it; the dispatcher gives a slot back

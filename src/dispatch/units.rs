@@ -112,7 +112,7 @@ impl Default for Units {
             list: Vec::new(),
             index: AddrMap::default(),
             by_page: AddrMap::default(),
-            chain: ChainTable::new(false),
+            chain: ChainTable::new(crate::cpu::CHAIN_MIN_BITS),
             log_cursor: crate::mem::watch::epoch(),
             prefilled: Vec::new(),
             prefills_seen: 0,
@@ -126,6 +126,11 @@ impl Units {
         self.chain.map.as_ptr() as u64
     }
 
+    /// The chaining table's size as compiled code takes it, for `Cpu::chain_mask`.
+    pub fn chain_mask(&self) -> u64 {
+        crate::cpu::chain_mask(self.chain.bits)
+    }
+
     /// Lets compiled code jump straight to unit `i`'s `code` when it leaves for its rip
     /// (unless the unit must check its bytes at entry, which only the dispatcher does).
     pub fn chain_unit(&mut self, i: usize, code: UnitFn) {
@@ -135,37 +140,32 @@ impl Units {
         }
     }
 
-    /// Moves the chaining table into huge pages, with the entries it holds: a table already
-    /// touched in small pages (its first entry is written when it is made) stays in them, so a
-    /// new one replaces it. Returns its address, for `Cpu::chain_table` (compiled code reads
-    /// it from there at each lookup, and none runs while the dispatcher does this).
-    pub fn chain_in_huge_pages(&mut self) -> u64 {
-        if self.chain.huge {
-            return self.chain_table_addr();
+    /// Grows the chaining table, with the entries it holds, to room for `more` units besides
+    /// them (a prefill about to be chained), so that it is filled once at its final size.
+    pub fn reserve_chain(&mut self, more: usize) {
+        let bits = ChainTable::bits_for(self.chain.used + more);
+        if bits > self.chain.bits {
+            self.chain = self.chain.grown(bits);
         }
-        let mut fresh = ChainTable::new(true);
-        let (page, touched) = self.chain.map.touched();
-        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
-        let (old, new) = (self.chain.slots(), fresh.slots_mut());
-        // Only the touched pages are read: reading the others would map them.
-        for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
-            let slots = n * per_page..((n + 1) * per_page).min(old.len());
-            new[slots.clone()].copy_from_slice(&old[slots]);
-        }
-        self.chain = fresh;
-        self.chain_table_addr()
     }
 
-    /// Lets compiled code jump straight to `code` when it leaves for `rip`.
+    /// Lets compiled code jump straight to `code` when it leaves for `rip`. The table grows
+    /// when it gets too full for few collisions.
     pub fn chain_rip(&mut self, rip: u64, code: UnitFn) {
-        self.chain.slots_mut()[crate::cpu::chain_slot(rip) as usize] = [rip, code.addr()];
+        self.chain.set(rip, code.addr());
+        let bits = ChainTable::bits_for(self.chain.used);
+        if bits > self.chain.bits {
+            // Twice what it needs, so that units chained one at a time (a cold run's) grow
+            // it seldom.
+            self.chain = self.chain.grown((bits + 1).min(crate::cpu::CHAIN_MAX_BITS));
+        }
     }
 
     /// Undoes `chain_rip` (if the slot still holds it).
     pub fn unchain_rip(&mut self, rip: u64, code: UnitFn) {
-        let slot = &mut self.chain.slots_mut()[crate::cpu::chain_slot(rip) as usize];
-        if *slot == [rip, code.addr()] {
-            *slot = [u64::MAX, 0];
+        let i = self.chain.slot(rip);
+        if self.chain.slots()[i] == [rip, code.addr()] {
+            self.chain.clear(i);
         }
     }
 
@@ -200,38 +200,95 @@ impl Units {
     }
 }
 
-/// A chaining table: `CHAIN_ENTRIES` pairs (guest rip, unit entry), in a mapping of its own
-/// aligned so that huge pages can back all of it (`mem::HugeAligned`).
+/// A chaining table: 2^`bits` pairs (guest rip, unit entry), in a mapping of its own aligned
+/// so that huge pages can back all of it (`mem::HugeAligned`). It is sized to the units
+/// chained into it, at most one per `SLOTS_PER_UNIT` slots: every table page a run uses costs
+/// it a page fault and the zeroing of the page, and a run's prefill spreads its units over the
+/// whole table (a warm static hello world 1.13 -> 0.91 ms in a table of 2^14 entries instead
+/// of 2^18, the `sh` loop 2.78 -> 2.66 ms).
 struct ChainTable {
     map: crate::mem::HugeAligned,
-    /// Whether it is in huge pages.
-    huge: bool,
+    bits: u32,
+    /// Slots holding a unit.
+    used: usize,
 }
 
+/// Slots a chaining table has per unit it holds, at least: of n units in 8n direct-mapped
+/// slots, about one in nine shares its slot with another.
+const SLOTS_PER_UNIT: usize = 8;
+
+/// log2 of the fewest entries for which a chaining table takes huge pages (2 MiB of them):
+/// a program that chains that many units (`as` 9,900, `python3 -c pass` 38,000, `cc1`
+/// 87,000) touches all of it, where one or two 2 MiB pages cost less than a page fault per
+/// 4 KiB page. How much a huge page costs depends on the caches: zeroing one that the last
+/// process freed a moment ago writes into lines still cached, zeroing one after an idle spell
+/// or another program's run (as the benchmark measures, and as a build runs tools) fetches
+/// all 2 MiB. Measured after 0.3 s idle with a table of 2^18 entries (medians of 30 to 40,
+/// huge pages -> small): `as` 5.68 -> 5.89 ms and `python3 -c pass` 19.2 -> 20.0 ms.
+const HUGE_BITS: u32 = 17;
+
 impl ChainTable {
-    /// An empty table, in huge pages where `huge`. Zeroed memory
-    /// costs nothing until touched; an entry matches when its rip equals the exit's rip, and
-    /// rip 0 (the only one a zero entry could match) lives in slot 0, which is marked with an
-    /// impossible rip instead.
-    fn new(huge: bool) -> ChainTable {
-        let len = crate::cpu::CHAIN_ENTRIES as usize * std::mem::size_of::<[u64; 2]>();
-        let map = crate::mem::HugeAligned::zeroed(len, huge);
-        let mut t = ChainTable { map, huge };
-        t.slots_mut()[crate::cpu::chain_slot(0) as usize] = [u64::MAX, 0];
+    /// An empty table of 2^`bits` entries. Zeroed memory costs nothing until touched; an
+    /// entry matches when its rip equals the exit's rip, and rip 0 (the only one a zero entry
+    /// could match) lives in slot 0, which is marked with an impossible rip instead.
+    fn new(bits: u32) -> ChainTable {
+        let len = (1usize << bits) * std::mem::size_of::<[u64; 2]>();
+        let map = crate::mem::HugeAligned::zeroed(len, bits >= HUGE_BITS);
+        let mut t = ChainTable { map, bits, used: 0 };
+        t.slots_mut()[crate::cpu::chain_slot(0, bits) as usize] = [u64::MAX, 0];
         t
     }
 
+    /// log2 of the entries a table holding `units` needs.
+    fn bits_for(units: usize) -> u32 {
+        let want = (units * SLOTS_PER_UNIT).next_power_of_two().trailing_zeros();
+        want.clamp(crate::cpu::CHAIN_MIN_BITS, crate::cpu::CHAIN_MAX_BITS)
+    }
+
+    /// A table of 2^`bits` entries holding this one's units (of two that then share a slot,
+    /// the later in this table's order).
+    fn grown(&self, bits: u32) -> ChainTable {
+        let mut t = ChainTable::new(bits);
+        let (page, touched) = self.map.touched();
+        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
+        let old = self.slots();
+        // Only the touched pages are read: reading the others would map them.
+        for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
+            for &[rip, code] in &old[n * per_page..((n + 1) * per_page).min(old.len())] {
+                if code != 0 {
+                    t.set(rip, code);
+                }
+            }
+        }
+        t
+    }
+
+    fn slot(&self, rip: u64) -> usize {
+        crate::cpu::chain_slot(rip, self.bits) as usize
+    }
+
+    fn set(&mut self, rip: u64, code: u64) {
+        let i = self.slot(rip);
+        let slot = &mut self.slots_mut()[i];
+        let was_empty = slot[1] == 0;
+        *slot = [rip, code];
+        self.used += was_empty as usize;
+    }
+
+    fn clear(&mut self, i: usize) {
+        self.slots_mut()[i] = [u64::MAX, 0];
+        self.used -= 1;
+    }
+
     fn slots(&self) -> &[[u64; 2]] {
-        // SAFETY: the mapping holds `CHAIN_ENTRIES` pairs of u64 (`new`), aligned to a huge
-        // page, zeroed or written as pairs since, and owned by this table.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr() as *const [u64; 2], crate::cpu::CHAIN_ENTRIES as usize) }
+        // SAFETY: the mapping holds 2^bits pairs of u64 (`new`), aligned to a huge page,
+        // zeroed or written as pairs since, and owned by this table.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr() as *const [u64; 2], 1 << self.bits) }
     }
 
     fn slots_mut(&mut self) -> &mut [[u64; 2]] {
         // SAFETY: as in `slots`, borrowed mutably through the table.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.map.as_ptr() as *mut [u64; 2], crate::cpu::CHAIN_ENTRIES as usize)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr() as *mut [u64; 2], 1 << self.bits) }
     }
 }
 
@@ -531,5 +588,63 @@ impl Engine {
             return None;
         }
         self.proc.mem.read_bytes(rip, len as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{chain_mask, chain_slot, CHAIN_MAX_BITS, CHAIN_MIN_BITS};
+    use crate::mem::exec::CodePtr;
+
+    /// The unit entry the table holds for `rip`, where compiled code looks for it.
+    fn chained(u: &Units, rip: u64) -> Option<u64> {
+        let [r, code] = u.chain.slots()[chain_slot(rip, u.chain.bits) as usize];
+        assert_eq!(u.chain_mask() >> crate::cpu::CHAIN_GRAIN, (1 << u.chain.bits) - 1);
+        (r == rip && code != 0).then_some(code)
+    }
+
+    /// Units 24 bytes of guest code apart, as a module's lie, all within one span of the
+    /// largest table (so that no two share a slot at any size), with made-up entries.
+    fn units(n: u64) -> Vec<(u64, CodePtr)> {
+        (0..n)
+            .map(|k| (0x40_0000 + 24 * k, CodePtr::fake(0x1000 + k as usize)))
+            .collect()
+    }
+
+    #[test]
+    fn the_chaining_table_grows_with_the_units_chained_into_it() {
+        let mut u = Units::default();
+        assert_eq!(u.chain.bits, CHAIN_MIN_BITS);
+        let all = units(20_000);
+        for &(rip, code) in &all {
+            u.chain_rip(rip, code);
+        }
+        assert_eq!(u.chain.bits, CHAIN_MAX_BITS, "8 slots a unit, up to the largest size");
+        assert_eq!(u.chain_mask(), chain_mask(CHAIN_MAX_BITS));
+        assert!(all.iter().all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
+        assert_eq!(u.chain.used, all.len());
+        u.unchain_rip(all[7].0, all[7].1);
+        assert_eq!((chained(&u, all[7].0), u.chain.used), (None, all.len() - 1));
+    }
+
+    #[test]
+    fn a_prefill_grows_the_table_once_keeping_what_it_holds() {
+        let mut u = Units::default();
+        let all = units(2_000);
+        for &(rip, code) in &all[..100] {
+            u.chain_rip(rip, code);
+        }
+        assert_eq!(u.chain.bits, 12, "100 units in 4,096 slots");
+        u.reserve_chain(1_900);
+        assert_eq!(u.chain.bits, 14, "2,000 units in 16,384 slots");
+        assert!(all[..100]
+            .iter()
+            .all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
+        for &(rip, code) in &all[100..] {
+            u.chain_rip(rip, code);
+        }
+        assert_eq!(u.chain.bits, 14, "reserved: no growth while it fills");
+        assert!(all.iter().all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
     }
 }

@@ -31,7 +31,7 @@ impl Kiln {
         Ok(Kiln {
             mem,
             jit: Jit::new()?,
-            chain: vec![[0, 0]; crate::cpu::CHAIN_ENTRIES as usize],
+            chain: vec![[0, 0]; 1 << crate::cpu::CHAIN_MIN_BITS],
             page,
         })
     }
@@ -105,6 +105,7 @@ impl Kiln {
         let mut cpu = Cpu::new();
         cpu.helpers = crate::dispatch::runtime::HELPERS.as_ptr() as u64;
         cpu.chain_table = self.chain.as_ptr() as u64;
+        cpu.chain_mask = crate::cpu::chain_mask(crate::cpu::CHAIN_MIN_BITS);
         cpu.gpr = c.state.gpr;
         cpu.rip = CODE;
         store_raw_flags(&mut cpu, c.state.rflags & rf::ARITH);

@@ -955,11 +955,12 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: bool) {
 fn chain_lookup(b: &mut FunctionBuilder<'_>, next: Value) -> (Value, Value) {
     let cpu = b.ins().get_pinned_reg(types::I64);
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
-    use crate::cpu::{CHAIN_BITS, CHAIN_ENTRIES, CHAIN_GRAIN};
-    let sh = b.ins().ushr_imm_u(next, i64::from(CHAIN_BITS + CHAIN_GRAIN));
+    let mask = b.ins().load(types::I64, mf(), cpu, off::CHAIN_MASK);
+    use crate::cpu::{CHAIN_GRAIN, CHAIN_MAX_BITS};
+    let sh = b.ins().ushr_imm_u(next, i64::from(CHAIN_MAX_BITS + CHAIN_GRAIN));
     let h = b.ins().bxor(next, sh);
     // The slot's byte offset: its index (the bits above the grain) times 16.
-    let h = b.ins().band_imm_u(h, ((CHAIN_ENTRIES - 1) << CHAIN_GRAIN) as i64);
+    let h = b.ins().band(h, mask);
     let o = b.ins().ishl_imm_u(h, i64::from(4 - CHAIN_GRAIN));
     let slot = b.ins().iadd(table, o);
     let srip = b.ins().load(types::I64, mf(), slot, 0);

@@ -21,6 +21,12 @@ impl CodePtr {
         CodePtr(std::ptr::null())
     }
 
+    /// A pointer to no real code at `addr`, for tests that only store and compare them.
+    #[cfg(test)]
+    pub fn fake(addr: usize) -> CodePtr {
+        CodePtr(addr as *const u8)
+    }
+
     /// The host address, as compiled code and the chaining table hold it.
     pub fn addr(self) -> u64 {
         self.0 as u64

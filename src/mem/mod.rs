@@ -137,7 +137,8 @@ impl HugeAligned {
     /// `len` zeroed bytes, untouched until used; in huge pages where `huge`. Out of memory
     /// aborts, as a failed allocation does.
     pub fn zeroed(len: usize, huge: bool) -> HugeAligned {
-        let over = len + HUGE_PAGE;
+        // Small pages need no alignment beyond the page's, which every mapping has.
+        let over = if huge { len + HUGE_PAGE } else { len };
         // SAFETY: a fresh private anonymous mapping, trimmed below to the aligned part.
         let p = unsafe {
             libc::mmap(
@@ -154,7 +155,7 @@ impl HugeAligned {
             std::alloc::handle_alloc_error(layout);
         }
         let (start, end) = (p as usize, p as usize + over);
-        let at = start.next_multiple_of(HUGE_PAGE);
+        let at = if huge { start.next_multiple_of(HUGE_PAGE) } else { start };
         // SAFETY: unmapping the parts of our own mapping before and after the aligned table.
         unsafe {
             if at > start {
