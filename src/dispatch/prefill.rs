@@ -168,6 +168,9 @@ impl Engine {
     pub(super) fn apply_prefills(&mut self) {
         let (news, len) = self.shared.registry.prefills_since(self.units.prefills_seen);
         self.units.prefills_seen = len;
+        // Those that came together (a program and its interpreter, at the start) grow the
+        // table once, to the size they need between them.
+        self.units.reserve_chain(news.iter().map(|p| p.count).sum());
         for p in news {
             // Revoked, or its pages changed before this thread got to it.
             let trusted = self.shared.registry.lock().modules.trusted(p.lo, p.hi - p.lo);
@@ -176,7 +179,6 @@ impl Engine {
                 self.shared.registry.forbid_links();
                 continue;
             }
-            self.units.reserve_chain(p.count);
             // A unit this thread holds keeps its slot (a thread that has none in the module's
             // range, as at its start, need not look each one up). Of two of the module's units
             // sharing a slot, the later in rip order takes it; the dispatcher gives a slot back
