@@ -145,7 +145,7 @@ impl Units {
     pub fn reserve_chain(&mut self, more: usize) {
         let bits = ChainTable::bits_for(self.chain.used + more);
         if bits > self.chain.bits {
-            self.chain = self.chain.grown(bits);
+            self.chain.grow(bits);
         }
     }
 
@@ -157,7 +157,7 @@ impl Units {
         if bits > self.chain.bits {
             // Twice what it needs, so that units chained one at a time (a cold run's) grow
             // it seldom.
-            self.chain = self.chain.grown((bits + 1).min(crate::cpu::CHAIN_MAX_BITS));
+            self.chain.grow((bits + 1).min(crate::cpu::CHAIN_MAX_BITS));
         }
     }
 
@@ -243,6 +243,36 @@ impl ChainTable {
     fn bits_for(units: usize) -> u32 {
         let want = (units * SLOTS_PER_UNIT).next_power_of_two().trailing_zeros();
         want.clamp(crate::cpu::CHAIN_MIN_BITS, crate::cpu::CHAIN_MAX_BITS)
+    }
+
+    /// Grows the table to 2^`bits` entries with the units it holds. One that stays in small
+    /// pages grows in place (`mem::HugeAligned::grow`): a unit keeps its slot or moves to the
+    /// one its rip takes in the larger table, past the old end (units apart in the old table
+    /// stay apart), so the pages it touched serve on and only the new part's are touched anew
+    /// (a table made afresh at each step touched them all again: the `sh` loop's prefills, a
+    /// table of 2^14 slots and then one of 2^15). One that reaches huge pages is made afresh.
+    fn grow(&mut self, bits: u32) {
+        if bits >= HUGE_BITS {
+            *self = self.grown(bits);
+            return;
+        }
+        let (page, touched) = self.map.touched();
+        let old_len = 1usize << self.bits;
+        self.map.grow((1usize << bits) * std::mem::size_of::<[u64; 2]>());
+        self.bits = bits;
+        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
+        // Only the touched pages are read: reading the others would map them.
+        for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
+            for i in n * per_page..((n + 1) * per_page).min(old_len) {
+                let [rip, code] = self.slots()[i];
+                let j = self.slot(rip);
+                if code != 0 && j != i {
+                    let slots = self.slots_mut();
+                    slots[j] = [rip, code];
+                    slots[i] = [u64::MAX, 0];
+                }
+            }
+        }
     }
 
     /// A table of 2^`bits` entries holding this one's units (of two that then share a slot,
@@ -646,5 +676,22 @@ mod tests {
         }
         assert_eq!(u.chain.bits, 14, "reserved: no growth while it fills");
         assert!(all.iter().all(|&(rip, code)| chained(&u, rip) == Some(code.addr())));
+    }
+
+    #[test]
+    fn a_unit_that_moves_as_the_table_grows_leaves_its_slot_matching_nothing() {
+        let mut u = Units::default();
+        // Slot 0 of a table of 2^12 slots, slot 4,096 of one of 2^14.
+        let (rip, code) = (0x8000, CodePtr::fake(0x1000));
+        u.chain_rip(rip, code);
+        assert_eq!(u.chain.slots()[0], [rip, code.addr()]);
+        u.reserve_chain(1_900);
+        assert_eq!(chained(&u, rip), Some(code.addr()));
+        assert_eq!(
+            u.chain.slots()[0],
+            [u64::MAX, 0],
+            "not a zero entry, which rip 0 would match"
+        );
+        assert_eq!((chained(&u, 0), u.chain.used), (None, 1));
     }
 }

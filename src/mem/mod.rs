@@ -178,6 +178,21 @@ impl HugeAligned {
         self.ptr
     }
 
+    /// Grows a table in small pages (`zeroed` with `huge` false) to `len` bytes, keeping its
+    /// contents and its pages (the new part zeroed and untouched); the mapping may move. Out of
+    /// memory aborts, as a failed allocation does.
+    pub fn grow(&mut self, len: usize) {
+        // SAFETY: our own mapping, moved or extended by the kernel; no view of it outlives
+        // the borrow (callers take the address again afterwards).
+        let p = unsafe { libc::mremap(self.ptr as *mut libc::c_void, self.len, len, libc::MREMAP_MAYMOVE) };
+        if p == libc::MAP_FAILED {
+            let layout = std::alloc::Layout::from_size_align(len, HUGE_PAGE).expect("a valid table size");
+            std::alloc::handle_alloc_error(layout);
+        }
+        self.ptr = p as *mut u8;
+        self.len = len;
+    }
+
     /// Whether each of its pages was touched (written, or read; all of them where the kernel
     /// cannot say), with the size of a page.
     pub fn touched(&self) -> (usize, Vec<bool>) {
