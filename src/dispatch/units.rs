@@ -256,21 +256,16 @@ impl ChainTable {
             *self = self.grown(bits);
             return;
         }
-        let (page, touched) = self.map.touched();
-        let old_len = 1usize << self.bits;
+        let held = self.touched_slots();
         self.map.grow((1usize << bits) * std::mem::size_of::<[u64; 2]>());
         self.bits = bits;
-        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
-        // Only the touched pages are read: reading the others would map them.
-        for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
-            for i in n * per_page..((n + 1) * per_page).min(old_len) {
-                let [rip, code] = self.slots()[i];
-                let j = self.slot(rip);
-                if code != 0 && j != i {
-                    let slots = self.slots_mut();
-                    slots[j] = [rip, code];
-                    slots[i] = [u64::MAX, 0];
-                }
+        for i in held.into_iter().flatten() {
+            let [rip, code] = self.slots()[i];
+            let j = self.slot(rip);
+            if code != 0 && j != i {
+                let slots = self.slots_mut();
+                slots[j] = [rip, code];
+                slots[i] = [u64::MAX, 0];
             }
         }
     }
@@ -279,18 +274,25 @@ impl ChainTable {
     /// the later in this table's order).
     fn grown(&self, bits: u32) -> ChainTable {
         let mut t = ChainTable::new(bits);
-        let (page, touched) = self.map.touched();
-        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
-        let old = self.slots();
-        // Only the touched pages are read: reading the others would map them.
-        for (n, _) in touched.iter().enumerate().filter(|(_, &t)| t) {
-            for &[rip, code] in &old[n * per_page..((n + 1) * per_page).min(old.len())] {
-                if code != 0 {
-                    t.set(rip, code);
-                }
+        for i in self.touched_slots().into_iter().flatten() {
+            let [rip, code] = self.slots()[i];
+            if code != 0 {
+                t.set(rip, code);
             }
         }
         t
+    }
+
+    /// The slots on the table's touched pages, a range a page: only those may hold a unit, and
+    /// reading the others would map them.
+    fn touched_slots(&self) -> Vec<std::ops::Range<usize>> {
+        let (page, touched) = self.map.touched();
+        let per_page = (page / std::mem::size_of::<[u64; 2]>()).max(1);
+        let len = 1usize << self.bits;
+        (touched.iter().enumerate())
+            .filter(|(_, &t)| t)
+            .map(|(n, _)| n * per_page..((n + 1) * per_page).min(len))
+            .collect()
     }
 
     fn slot(&self, rip: u64) -> usize {
