@@ -11,7 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+const KILN_BUILT: &str = env!("CARGO_BIN_EXE_kiln");
+
+/// The Kiln executable measured: the one built with the benchmark, or `KILN_BENCH_KILN` (another
+/// build, to compare two in the harness's own sequence).
+fn kiln_exe() -> String {
+    std::env::var("KILN_BENCH_KILN").unwrap_or_else(|_| KILN_BUILT.to_string())
+}
 
 struct Workload {
     name: &'static str,
@@ -204,7 +210,7 @@ fn plot(rows: &[Row], runs: usize) -> String {
 }
 
 fn kiln_cmd(w: &Workload, cache: &Path, tier: &str) -> Command {
-    let mut c = Command::new(KILN);
+    let mut c = Command::new(kiln_exe());
     c.args(["run", "--tier", tier])
         .arg(&w.bin)
         .args(&w.args)
@@ -513,7 +519,7 @@ fn baseline_cost(w: &Workload, tmp: &Path) {
 
 /// Waits until the cache's compile service has merged everything and formed the regions.
 fn wait_for_service(cache: &Path) {
-    let _ = Command::new(KILN)
+    let _ = Command::new(kiln_exe())
         .args(["serve", "--wait", "--cache-dir"])
         .arg(cache)
         .stdout(Stdio::null())
@@ -540,7 +546,7 @@ fn no_kiln_left() {
 
 /// Kiln processes alive.
 fn kiln_processes() -> usize {
-    let kiln = std::fs::canonicalize(KILN).unwrap_or_default();
+    let kiln = std::fs::canonicalize(kiln_exe()).unwrap_or_default();
     std::fs::read_dir("/proc").map_or(0, |rd| {
         rd.flatten()
             .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p == kiln))
@@ -656,7 +662,7 @@ fn batch_rows(w: &Workload, tmp: &Path, qemu: bool) {
     let mut rows: Vec<(&str, BatchResult)> = vec![("native", run_batch(n, &native, &|| {}))];
     let _ = std::fs::remove_dir_all(&cache);
     let service_done = || {
-        let _ = Command::new(KILN)
+        let _ = Command::new(kiln_exe())
             .args(["serve", "--wait", "--cache-dir"])
             .arg(&cache)
             .stdout(Stdio::null())
