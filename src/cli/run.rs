@@ -31,6 +31,11 @@ pub(super) fn run(opts: RunOptions, program: PathBuf, args: Vec<std::ffi::OsStri
     engine.set_program(&program, started);
     let outcome = engine.run();
     engine.finish_process();
+    if !matches!(outcome, Outcome::Exec(_)) {
+        // The process ends now: the kernel takes back its mappings in one go, where dropping
+        // the engine would unmap its table, packs and heap blocks one by one first.
+        std::mem::forget(engine);
+    }
     match outcome {
         Outcome::Exit(c) | Outcome::ExitGroup(c) => Ok(c & 0xff),
         Outcome::Signal(s) => linux::signals::die_of(s),
