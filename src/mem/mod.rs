@@ -151,8 +151,7 @@ impl HugeAligned {
             )
         };
         if p == libc::MAP_FAILED {
-            let layout = std::alloc::Layout::from_size_align(len, HUGE_PAGE).expect("a valid table size");
-            std::alloc::handle_alloc_error(layout);
+            out_of_memory(len);
         }
         let (start, end) = (p as usize, p as usize + over);
         let at = if huge { start.next_multiple_of(HUGE_PAGE) } else { start };
@@ -186,8 +185,7 @@ impl HugeAligned {
         // the borrow (callers take the address again afterwards).
         let p = unsafe { libc::mremap(self.ptr as *mut libc::c_void, self.len, len, libc::MREMAP_MAYMOVE) };
         if p == libc::MAP_FAILED {
-            let layout = std::alloc::Layout::from_size_align(len, HUGE_PAGE).expect("a valid table size");
-            std::alloc::handle_alloc_error(layout);
+            out_of_memory(len);
         }
         self.ptr = p as *mut u8;
         self.len = len;
@@ -202,6 +200,12 @@ impl HugeAligned {
         let known = unsafe { libc::mincore(self.ptr as *mut libc::c_void, self.len, resident.as_mut_ptr()) } == 0;
         (page, resident.iter().map(|&r| !known || r & 1 != 0).collect())
     }
+}
+
+/// A table of `len` bytes could not be mapped: aborts, as a failed allocation does.
+fn out_of_memory(len: usize) -> ! {
+    let layout = std::alloc::Layout::from_size_align(len, HUGE_PAGE).expect("a valid table size");
+    std::alloc::handle_alloc_error(layout)
 }
 
 impl Drop for HugeAligned {
