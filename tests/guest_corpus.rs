@@ -125,6 +125,7 @@ corpus! {
     four_threads_with_private_workloads => "threads_work.c", args = &["300"], timing_dependent = true;
     generated_code_rewritten_remapped_and_read_in => "smc.c", generates_code = true;
     own_text_patched_under_hot_direct_calls => "text_patch.c", generates_code = true;
+    code_rewritten_just_ahead_and_run_at_once => "smc_ahead.c", generates_code = true;
     generated_code_rewritten_by_another_thread => "smc_threads.c", timing_dependent = true, generates_code = true;
     data_written_beside_code_another_thread_runs => "smc_race.c", timing_dependent = true, generates_code = true;
 }

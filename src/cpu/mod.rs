@@ -114,6 +114,13 @@ pub mod fault {
     /// (`jit::float`); the baseline tier runs the guest block from the last checkpoint, whose
     /// rip and state the context holds, as after a host fault.
     pub const REPLAY: u64 = 9;
+    /// Not a guest fault: the guest wrote a page of translated code (`mem::watch`) from
+    /// compiled code, which left at once (`linux::signals::on_host_fault`: the instruction runs
+    /// again from the last checkpoint, whose rip and state the context holds), or from the slow
+    /// helper, which finished the instruction first (the context's rip is the next one). The
+    /// baseline tier runs the guest block from the rip, after the dispatcher dropped the code
+    /// that changed, so that no later block of the region runs on from its old translation.
+    pub const WROTE_CODE: u64 = 10;
 }
 
 /// Bits of `Cpu::fault_info` for `fault::MEMORY`.

@@ -28,6 +28,22 @@ pub struct Block {
     pub stop: Option<(u64, Vec<u8>, Instruction)>,
 }
 
+impl Block {
+    /// The block cut to its first instruction (none if it has none), whose flags are taken as
+    /// read after it: what runs after it may no longer be what the block held.
+    pub fn first_only(mut self) -> Block {
+        self.insns.truncate(1);
+        self.routes.truncate(1);
+        self.flags_live = vec![true; self.insns.len()];
+        self.len = self.insns.first().map_or(0, |i| i.len() as u64);
+        self.bytes.truncate(self.len as usize);
+        if !self.insns.is_empty() {
+            self.stop = None;
+        }
+        self
+    }
+}
+
 /// Decodes the block at guest `rip` from `code`, the readable guest bytes starting there.
 /// `supported` says which instructions the semantics implement.
 pub fn decode_block(code: &[u8], rip: u64, classify: impl Fn(&Instruction) -> Option<u8>) -> Block {

@@ -279,6 +279,7 @@ impl Engine {
             return Ok(match (code, self.cpu.fault) {
                 (exit::FAULT, fault::MEMORY) => self.replay(),
                 (exit::FAULT, fault::REPLAY) => self.replay_block(),
+                (exit::FAULT, fault::WROTE_CODE) => self.step_to_block_end(),
                 _ => code,
             });
         }
@@ -358,6 +359,28 @@ impl Engine {
             return exit::NEXT; // the dispatcher meets what stops there
         }
         self.interpret(&block)
+    }
+
+    /// Runs the guest from the context's rip (the last checkpoint, or the instruction after
+    /// the slow helper's) to the end of its block in the baseline tier, after compiled code
+    /// wrote translated code (`fault::WROTE_CODE`): one instruction at a time, each decoded
+    /// from the bytes there when it comes to run, as the write may have changed any of them.
+    fn step_to_block_end(&mut self) -> u64 {
+        self.cpu.fault = 0;
+        self.stats.fault_replays += 1;
+        for _ in 0..crate::decode::MAX_BLOCK_INSNS {
+            let block = self.decode_at(self.cpu.rip);
+            let ends_block = block.insns.len() <= 1;
+            let step = block.first_only();
+            if step.insns.is_empty() {
+                return exit::NEXT; // the dispatcher meets what stops there
+            }
+            let code = self.interpret(&step);
+            if code != exit::NEXT || ends_block {
+                return code;
+            }
+        }
+        exit::NEXT
     }
 
     /// Runs a block decoded from the guest's bytes in the baseline tier, counting it.

@@ -70,6 +70,12 @@ pub fn run_block(cpu: &mut Cpu, block: &Block) -> u64 {
             e.cpu.rip = t;
             return code;
         }
+        // Woken meanwhile, maybe by this instruction writing translated code (`mem::watch`),
+        // perhaps the rest of this block: the dispatcher sees to it before the block goes on.
+        if e.cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            e.cpu.rip = ins.next_ip();
+            return exit::NEXT;
+        }
     }
     cpu.rip = block.start + block.len;
     exit::NEXT

@@ -783,15 +783,6 @@ impl<'a> Lower<'a> {
         (x, disp)
     }
 
-    /// Where `leave` is non-zero, leaves the unit as a fault does (`outside`): the baseline
-    /// tier runs again from the last checkpoint, where the context holds the whole state, and
-    /// the dispatcher goes on from there. For a way out that needs no code of its own, where
-    /// redoing what the unit did since that checkpoint costs little.
-    pub(super) fn replay_if(&mut self, leave: Value) {
-        let fault = *self.outside.get_or_insert_with(|| self.b.create_block());
-        self.leave_if(leave, fault);
-    }
-
     /// Branches to `outside` unless `x` is in reach (`mem::in_reach`), when no check of `x`
     /// dominates the current block. A register part below zero passes: it is common (an index
     /// counting up to zero from below, with the array's address as the displacement), and an

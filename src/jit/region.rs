@@ -3,8 +3,8 @@
 //! jumps between them with the guest registers in variables throughout, and exits that store
 //! the state and jump straight to the next unit, through its link (a unit for a pack) or the
 //! chaining table. Edges that close a
-//! cycle, and edges out of a block that stores, check the interrupt word, so loops inside a
-//! region stay interruptible and a block rewritten by an earlier one is translated again; a
+//! cycle check the interrupt word, so loops inside a region stay interruptible (a store that
+//! rewrites translated code leaves the unit at once, `cpu::fault::WROTE_CODE`); a
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
@@ -90,11 +90,6 @@ pub fn lower_region(
         starts,
         dirty_in,
         live_in,
-        stores: region
-            .blocks
-            .iter()
-            .map(|b| b.insns.iter().any(writes_memory))
-            .collect(),
         retreating,
         loop_entries,
         single_entry: single_entries(region),
@@ -290,8 +285,6 @@ struct Layout<'r> {
     /// Per block: the registers whose variables hold their value where it starts
     /// (`live_at_starts`).
     live_in: Vec<Regs>,
-    /// Per block: whether it may write guest memory.
-    stores: Vec<bool>,
     /// The edges that close a cycle (`Region::retreating_edges`).
     retreating: HashSet<(usize, usize)>,
     /// The ways into a loop that take a checkpoint (`loop_entries`).
@@ -399,10 +392,7 @@ impl Layout<'_> {
                     let c = l.b.ins().icmp(IntCC::Equal, v, a);
                     self.go_to_when(l, i, c, site, written);
                 }
-                // What the unit stored may have rewritten the caller's code: the caller, which
-                // goes on without a check of its own, must not run it stale.
-                let check = self.stores.iter().any(|&s| s);
-                exit_return(l, v, self.region.flags_out[i] != 0, check)
+                exit_return(l, v, self.region.flags_out[i] != 0)
             }
             Next::Syscall(n) => {
                 let v = l.code_addr(n);
@@ -505,18 +495,11 @@ impl Layout<'_> {
             l.stack_in_reach_on_edge();
         }
         // Every cycle has a retreating edge (one that closes it in a depth-first walk), so
-        // loops stay interruptible; and after a block that stores, the store may have
-        // rewritten the next block (its write fault wakes the thread), which must then be
-        // translated again. A loop leaves with its state written back, so that what it did
-        // stands; so does the head, whose stack stores before any read share the unit's entry
-        // as their checkpoint (`checkpoints`), which a loop may have left long ago. Any other
-        // block has a checkpoint at or after its first store, near, and the baseline tier
-        // runs again from the last one (`Lower::replay_if`).
-        if self.retreating.contains(&(i, j)) || (self.stores[i] && i == 0) {
+        // loops stay interruptible; a loop leaves with its state written back, so that what
+        // it did stands. A store that rewrites translated code leaves the unit at once
+        // (`fault::WROTE_CODE`), so no edge checks for that.
+        if self.retreating.contains(&(i, j)) {
             interrupt_check(l, target);
-        } else if self.stores[i] {
-            let word = interrupt_word(l);
-            l.replay_if(word);
         }
         if !self.bodies[j].as_ref().is_some_and(|body| body.contains(&i)) {
             check_strided(l, &self.strided[j]);
@@ -922,7 +905,7 @@ fn went_on_here(l: &mut Lower<'_>, code: Value, insns: Value, carried: [Value; 4
 /// address (`exit::RETURN`), else on through the chaining table like any exit. The flags go
 /// to the context only when `flags_read`. With `check`, a waiting signal or a change of code
 /// (the interrupt word) returns to the dispatcher instead of the caller.
-fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: bool) {
+fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
     l.flush_regs();
     if flags_read {
         l.flush_flags();
@@ -938,12 +921,6 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool, check: bool) {
     l.b.ins().brif(home, back, &[], on, &[]);
     l.seal(&[back, on]);
     l.b.switch_to_block(back);
-    if check {
-        let home = when_interrupted(l);
-        let code = l.b.ins().iconst(types::I64, exit::NEXT as i64);
-        l.return_with(code, None);
-        l.b.switch_to_block(home);
-    }
     let code = l.b.ins().iconst(types::I64, exit::RETURN as i64);
     l.return_with(code, Some(carried));
     l.b.switch_to_block(on);

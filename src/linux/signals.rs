@@ -75,13 +75,19 @@ pub fn install_fault_handlers(landing: usize) {
 extern "C" fn on_host_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo.
     let host = unsafe { (*info).si_addr() } as u64;
-    // The guest (or Kiln for it) writing a page of translated code: its translations are
-    // dropped, and the write is retried on the page made writable again.
-    if crate::mem::watch::on_write_fault(host) {
-        return;
-    }
     let cpu = CURRENT.get();
     let landing = LANDING.load(Ordering::Relaxed);
+    // The guest (or Kiln for it) writing a page of translated code: its translations are
+    // dropped, and the write is retried on the page made writable again, by the baseline tier
+    // where compiled code wrote (`leave_compiled_code`).
+    if crate::mem::watch::on_write_fault(host) {
+        if !cpu.is_null() && landing != 0 {
+            // SAFETY: the thread's own context, registered while it runs guest code; only
+            // plain fields are touched.
+            leave_compiled_code(unsafe { &mut *cpu }, ctx, landing);
+        }
+        return;
+    }
     if !cpu.is_null() && landing != 0 {
         // SAFETY: as above; only plain fields are touched.
         let c = unsafe { &mut *cpu };
@@ -115,6 +121,51 @@ extern "C" fn on_host_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc
         }
         libc::sigaction(sig, &sa, std::ptr::null_mut());
     }
+}
+
+/// Where compiled code wrote a page of translated code, leaves it for the dispatcher
+/// (`fault::WROTE_CODE`), which runs the guest block again from the last checkpoint in the
+/// baseline tier, decoded afresh, so that no block of the region runs on in its old
+/// translation: compiled code checks for changed code only where a unit starts and where a
+/// loop goes round. Kiln's own code (a helper, the baseline tier, the dispatcher) retries the
+/// write, and the slow helper leaves after it (`semantics::slow::helper_slow`).
+fn leave_compiled_code(c: &mut crate::cpu::Cpu, ctx: *mut libc::c_void, landing: u64) {
+    if c.host_sp == 0 || fault_pc(ctx).is_none_or(in_kiln_image) {
+        return;
+    }
+    c.fault = crate::cpu::fault::WROTE_CODE;
+    resume_at_landing(ctx, landing, c.host_sp, c.host_fp, crate::cpu::exit::FAULT);
+}
+
+/// Whether `pc` lies in Kiln's own executable code rather than compiled code.
+fn in_kiln_image(pc: u64) -> bool {
+    extern "C" {
+        // The linker's bounds of the executable's image and text.
+        static __executable_start: u8;
+        static etext: u8;
+    }
+    let (start, end) = (&raw const __executable_start as u64, &raw const etext as u64);
+    (start..end).contains(&pc)
+}
+
+/// The host address of the faulting instruction.
+#[cfg(target_arch = "x86_64")]
+fn fault_pc(ctx: *mut libc::c_void) -> Option<u64> {
+    // SAFETY: the kernel passes the interrupted thread's ucontext.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    Some(uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64)
+}
+
+#[cfg(target_arch = "aarch64")]
+fn fault_pc(ctx: *mut libc::c_void) -> Option<u64> {
+    // SAFETY: the kernel passes the interrupted thread's ucontext.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    Some(uc.uc_mcontext.pc)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn fault_pc(_ctx: *mut libc::c_void) -> Option<u64> {
+    None
 }
 
 /// Makes the interrupted thread continue at `pc` as if the trampoline's call had returned
@@ -573,4 +624,23 @@ pub fn die_of(sig: i32) -> ! {
         libc::raise(sig);
     }
     std::process::exit(128 + sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kiln's own functions lie in its image; its heap, its stack and code mapped at run time
+    /// (as packs and compiled units are) do not.
+    #[test]
+    fn only_kilns_own_code_lies_in_its_image() {
+        assert!(in_kiln_image(in_kiln_image as fn(u64) -> bool as usize as u64));
+        assert!(in_kiln_image(die_of as fn(i32) -> ! as usize as u64));
+        let heap = Box::new(0u64);
+        let local = 0u64;
+        assert!(!in_kiln_image(&*heap as *const u64 as u64));
+        assert!(!in_kiln_image(&local as *const u64 as u64));
+        let code = crate::mem::exec::install(&[&[0xc3]]).unwrap();
+        assert!(!in_kiln_image(code[0].addr()));
+    }
 }

@@ -235,6 +235,15 @@ pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, record: u64) -> u6
         None => decoded_at(rip),
     };
     match exec(cpu, &ins) {
+        // The thread was woken meanwhile, maybe by this instruction writing translated code
+        // (`mem::watch`): the dispatcher sees to it now, as compiled code checks the word only
+        // where units start and loops go round (`fault::WROTE_CODE`). Never control flow, the
+        // instruction goes on at the next.
+        Ok(()) if cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 => {
+            cpu.fault = fault::WROTE_CODE;
+            cpu.rip = ins.next_ip();
+            exit::FAULT
+        }
         Ok(()) => exit::NEXT,
         Err(code) => {
             cpu.fault = code;
