@@ -118,8 +118,9 @@ pub mod fault {
     /// compiled code, which left at once (`linux::signals::on_host_fault`: the instruction runs
     /// again from the last checkpoint, whose rip and state the context holds), or from the slow
     /// helper, which finished the instruction first (the context's rip is the next one). The
-    /// baseline tier runs the guest block from the rip, after the dispatcher dropped the code
-    /// that changed, so that no later block of the region runs on from its old translation.
+    /// baseline tier runs the rest of the guest block from the rip one instruction at a time,
+    /// each decoded from the bytes there now (`Engine::step_to_block_end`), so that no later
+    /// block of the region runs on from its old translation.
     pub const WROTE_CODE: u64 = 10;
 }
 

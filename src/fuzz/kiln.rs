@@ -125,11 +125,10 @@ impl Kiln {
         r
     }
 
-    /// Where compiled code left the guest block from its last checkpoint (or a slow helper from
-    /// the next instruction) to the baseline tier (`fault::REPLAY`, `fault::WROTE_CODE`), runs
-    /// that block, as the dispatcher does.
+    /// Where compiled code left the guest block from its last checkpoint to the baseline tier
+    /// (`fault::REPLAY`), runs that block, as the dispatcher does.
     fn finish_replay(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
-        if r != exit::FAULT || !matches!(cpu.fault, fault::REPLAY | fault::WROTE_CODE) {
+        if r != exit::FAULT || cpu.fault != fault::REPLAY {
             return Ok(r);
         }
         cpu.fault = 0;
