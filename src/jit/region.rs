@@ -881,6 +881,8 @@ fn call_unit(
         }
     };
     let results: Vec<ir::BlockArg> = l.b.inst_results(inst).iter().map(|&v| v.into()).collect();
+    l.context_read_anew();
+    let cpu = l.cpu();
     l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
     results
 }
