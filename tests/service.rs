@@ -493,6 +493,34 @@ fn a_service_whose_directory_is_removed_exits_without_recreating_it() {
     }
 }
 
+/// A service whose cache directory is removed and made again by the next run (a user's `rm -r`
+/// between two builds) leaves the new directory to the service that run starts: it exits within
+/// seconds, and the journal is merged by the new one (the old one's record of what the packs
+/// held left the new directory's packs without what it believed written there: no regions, a
+/// warm `sh` loop 94,000 dispatcher entries instead of 37).
+#[test]
+fn a_service_whose_directory_is_made_again_leaves_it_to_a_new_service() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let p = &short_programs()[0];
+    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+    let old = settle(&cache)["pid"].as_u64().expect("service pid");
+    std::fs::remove_dir_all(&cache).unwrap();
+    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+    let t = Instant::now();
+    while session_of(&old.to_string()).is_some() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the service outlived its directory, made again by a run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = settle(&cache);
+    assert_ne!(status["pid"].as_u64(), Some(old), "{status}");
+    assert!(status["journals_merged"].as_u64() >= Some(1), "{status}");
+}
+
 /// The service holds its directory's lock whatever descriptors the run left it: a program that
 /// closes its own stdout and stderr at exit (coreutils) makes the lock one of the low
 /// descriptors, which the daemon's stdio must not replace.

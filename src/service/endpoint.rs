@@ -52,6 +52,19 @@ pub fn holds_lock(dir: &Path, fd: &OwnedFd) -> bool {
         && flock(fd, FlockOperation::NonBlockingLockExclusive).is_ok()
 }
 
+/// The lock file `fd` holds, as (device, inode): while the descriptor is open its inode is not
+/// freed, so no file made later has the same pair.
+pub fn lock_identity(fd: &OwnedFd) -> Option<(u64, u64)> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// Whether the directory's lock file is still the one of `identity` (`lock_identity`): false
+/// once the directory was removed, also when a run has made it again since.
+pub fn lock_file_is(dir: &Path, identity: (u64, u64)) -> bool {
+    rustix::fs::stat(lock_path(dir)).is_ok_and(|st| (st.st_dev, st.st_ino) == identity)
+}
+
 fn open_lock(dir: &Path) -> Option<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()

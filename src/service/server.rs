@@ -55,7 +55,7 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
     let _ = rustix::process::setpriority_process(None, 19);
     let activated = activation_listener();
     let handed = handed.filter(|fd| endpoint::holds_lock(&o.dir, fd));
-    let _lock = match (handed, &activated) {
+    let lock = match (handed, &activated) {
         (Some(fd), _) => fd,
         (None, Some(_)) => endpoint::wait_lock(&o.dir).context("cannot lock the service")?,
         (None, None) => endpoint::try_lock(&o.dir)
@@ -67,7 +67,7 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
         None => endpoint::listen(&o.dir).with_context(|| format!("cannot listen in {}", o.dir.display()))?,
     };
     let shared = Arc::new(Shared::default());
-    let mut worker = Worker::new(&o.dir, shared.clone(), bound)?;
+    let mut worker = Worker::new(&o.dir, shared.clone(), (bound, endpoint::lock_identity(&lock)))?;
     {
         let shared = shared.clone();
         std::thread::Builder::new()
