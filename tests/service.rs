@@ -435,8 +435,6 @@ fn a_socket_activated_service_serves_on_the_socket_it_is_given() {
     let _ = service.wait();
 }
 
-/// A service whose cache directory is removed (a test's temporary directory, a user's `rm -r`)
-/// exits within seconds and never creates the directory again.
 /// `kiln serve --wait` on a cache directory no run made (nothing to merge) returns at once,
 /// and does not make it.
 #[test]
@@ -459,23 +457,34 @@ fn waiting_on_a_directory_no_run_made_returns_at_once() {
     assert!(!cache.exists(), "waiting made the directory");
 }
 
+/// A cache directory in `dir` after a short program's run, its service settled: the directory
+/// and the service's pid.
+fn settled_directory(dir: &Path) -> (PathBuf, u64) {
+    let cache = dir.join("kiln");
+    let p = &short_programs()[0];
+    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+    let pid = settle(&cache)["pid"].as_u64().expect("service pid");
+    (cache, pid)
+}
+
+/// Waits up to 10 s for process `pid` to exit; `outlived` says what it must not outlive.
+fn wait_for_exit(pid: u64, outlived: &str) {
+    let t = Instant::now();
+    while session_of(&pid.to_string()).is_some() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the service outlived {outlived}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A service whose cache directory is removed (a test's temporary directory, a user's `rm -r`)
+/// exits within seconds and never creates the directory again.
 #[test]
 fn a_service_whose_directory_is_removed_exits_without_recreating_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("kiln");
-    let p = &short_programs()[0];
-    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
-    let pid = settle(&cache)["pid"].as_u64().expect("service pid").to_string();
+    let (cache, pid) = settled_directory(dir.path());
     std::fs::remove_dir_all(&cache).unwrap();
-    let t = Instant::now();
-    while session_of(&pid).is_some() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the service outlived its directory"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_exit(pid, "its directory");
     std::thread::sleep(Duration::from_millis(100));
     assert!(!cache.exists(), "the service created its removed directory again");
     // Removed while the service is still starting, or while it has work in hand.
@@ -502,20 +511,11 @@ fn a_service_whose_directory_is_removed_exits_without_recreating_it() {
 fn a_service_whose_directory_is_made_again_leaves_it_to_a_new_service() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("kiln");
+    let (cache, old) = settled_directory(dir.path());
+    std::fs::remove_dir_all(&cache).unwrap();
     let p = &short_programs()[0];
     assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
-    let old = settle(&cache)["pid"].as_u64().expect("service pid");
-    std::fs::remove_dir_all(&cache).unwrap();
-    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
-    let t = Instant::now();
-    while session_of(&old.to_string()).is_some() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the service outlived its directory, made again by a run"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_exit(old, "its directory, made again by a run");
     let status = settle(&cache);
     assert_ne!(status["pid"].as_u64(), Some(old), "{status}");
     assert!(status["journals_merged"].as_u64() >= Some(1), "{status}");
