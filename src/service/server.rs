@@ -67,7 +67,8 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<()> {
         None => endpoint::listen(&o.dir).with_context(|| format!("cannot listen in {}", o.dir.display()))?,
     };
     let shared = Arc::new(Shared::default());
-    let mut worker = Worker::new(&o.dir, shared.clone(), (bound, endpoint::lock_identity(&lock)))?;
+    let identity = endpoint::lock_identity(&lock).context("cannot read the service lock")?;
+    let mut worker = Worker::new(&o.dir, shared.clone(), identity)?;
     {
         let shared = shared.clone();
         std::thread::Builder::new()

@@ -85,9 +85,8 @@ pub(super) struct Worker {
     regions: Vec<(UnitKey, u64, Planned)>,
     last_journal: Instant,
     last_write: Instant,
-    watch_socket: bool,
     /// The lock file this service holds (`endpoint::lock_identity`).
-    lock: Option<(u64, u64)>,
+    lock: (u64, u64),
     /// The directory was removed: nothing is written any more.
     gone: bool,
     /// A run of another configuration (another Kiln build) handed in work since this service
@@ -100,14 +99,9 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    /// `watch_socket`: the service bound the directory's socket itself, so the socket's
-    /// disappearance means the directory was removed; `lock`: the lock file the service
-    /// holds, which is no longer the directory's once the directory was removed.
-    pub fn new(
-        dir: &Path,
-        shared: Arc<Shared>,
-        (watch_socket, lock): (bool, Option<(u64, u64)>),
-    ) -> anyhow::Result<Worker> {
+    /// `lock`: the lock file the service holds (`endpoint::lock_identity`), which is no longer
+    /// the directory's once the directory was removed.
+    pub fn new(dir: &Path, shared: Arc<Shared>, lock: (u64, u64)) -> anyhow::Result<Worker> {
         let jit = Arc::new(Jit::new()?);
         let exe = crate::cache::memo::own_executable_hash(dir)
             .ok_or_else(|| anyhow::anyhow!("cannot hash Kiln's own executable"))?;
@@ -148,7 +142,6 @@ impl Worker {
             regions: Vec::new(),
             last_journal: Instant::now(),
             last_write: Instant::now(),
-            watch_socket,
             lock,
             gone: false,
             retired: false,
@@ -224,16 +217,12 @@ impl Worker {
         }
     }
 
-    /// Whether the directory was removed (its socket, which this service bound, is gone, or
-    /// its lock file is not the one this service holds: a run may have made the directory
-    /// again, with a service of its own, and this one's record of what the packs hold would
-    /// leave that directory's packs without what it believes written); remembered.
+    /// Whether the directory was removed: its lock file is not the one this service holds
+    /// (also when a run has made the directory again, with a service of its own: this one's
+    /// record of what the packs hold would leave that directory's packs without what it
+    /// believes written); remembered.
     fn gone(&mut self) -> bool {
-        let socket_gone = self.watch_socket && !super::endpoint::socket_path(&self.dir).exists();
-        let lock_gone = self
-            .lock
-            .is_some_and(|id| !super::endpoint::lock_file_is(&self.dir, id));
-        self.gone |= socket_gone || lock_gone;
+        self.gone |= !super::endpoint::lock_file_is(&self.dir, self.lock);
         self.gone
     }
 
