@@ -1467,10 +1467,15 @@ impl Lower<'_> {
         self.set_rip(ins.next_ip());
     }
 
-    /// The address of `ins`'s record for the slow helper (`semantics::slow::record`), stored
-    /// in the unit's frame, or 0 (the helper decodes) if it has none.
+    /// What the slow helper gets to know `ins` by: a string instruction's compact word
+    /// (`semantics::slow::strings::Compact`), else the address of its record
+    /// (`semantics::slow::record`), stored in the unit's frame, or 0 (the helper decodes) if it
+    /// has none.
     fn slow_record(&mut self, ins: &Instruction) -> Value {
-        use semantics::slow::record;
+        use semantics::slow::{record, strings};
+        if let Some(op) = strings::Compact::of(ins) {
+            return self.imm(op.word());
+        }
         let Some(words) = record::encode(ins) else {
             return self.imm(0);
         };

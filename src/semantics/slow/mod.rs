@@ -9,7 +9,7 @@ mod exchange;
 mod memo;
 mod muldiv;
 pub mod record;
-mod strings;
+pub mod strings;
 mod system;
 mod x87_env;
 
@@ -219,29 +219,35 @@ fn acc(size: u8) -> Gpr {
 }
 
 /// Compiled code's entry to the slow path: run the instruction at `rip`, which `record`
-/// points to (a `record::Record`, or 0: decode the guest's bytes). Returns an exit code
-/// (`exit::NEXT` or `exit::FAULT`).
+/// describes (a string instruction's `strings::Compact` word, or a `record::Record`'s address,
+/// or 0: decode the guest's bytes). Returns an exit code (`exit::NEXT` or `exit::FAULT`).
 ///
 /// # Safety
 /// `cpu` is the live context of the calling thread (compiled code passes its own), and
-/// `record` is 0 or points to `record::WORDS` readable words.
+/// `record` is a compact word, 0 or points to `record::WORDS` readable words.
 pub unsafe extern "C" fn helper_slow(cpu: *mut Cpu, rip: u64, record: u64) -> u64 {
     // SAFETY: compiled code passes its own live context.
     let cpu = unsafe { &mut *cpu };
-    // SAFETY: compiled code passes a record on its stack, or 0.
-    let given = (record != 0).then(|| unsafe { (record as *const record::Record).read_unaligned() });
-    let ins = match given.and_then(|r| record::decode_at(&r, rip)) {
-        Some(ins) => ins,
-        None => decoded_at(rip),
+    let (done, next) = match strings::Compact::from_word(record) {
+        Some(op) => (strings::run(cpu, op), rip.wrapping_add(op.len)),
+        None => {
+            // SAFETY: compiled code passes a record on its stack, or 0.
+            let given = (record != 0).then(|| unsafe { (record as *const record::Record).read_unaligned() });
+            let ins = match given.and_then(|r| record::decode_at(&r, rip)) {
+                Some(ins) => ins,
+                None => decoded_at(rip),
+            };
+            (exec(cpu, &ins), ins.next_ip())
+        }
     };
-    match exec(cpu, &ins) {
+    match done {
         // The thread was woken meanwhile, maybe by this instruction writing translated code
         // (`mem::watch`): the dispatcher sees to it now, as compiled code checks the word only
         // where units start and loops go round (`fault::WROTE_CODE`). Never control flow, the
         // instruction goes on at the next.
         Ok(()) if cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 => {
             cpu.fault = fault::WROTE_CODE;
-            cpu.rip = ins.next_ip();
+            cpu.rip = next;
             exit::FAULT
         }
         Ok(()) => exit::NEXT,

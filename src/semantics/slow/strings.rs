@@ -1,6 +1,7 @@
 //! String instructions (movs, stos, lods, cmps, scas) with their rep/repe/repne prefixes, over
 //! concrete state: one element per step, rsi/rdi moving by the direction flag, rcx counting;
-//! a forward rep movs or rep stos a page of elements per step (`bulk_forward`).
+//! a forward rep movs or rep stos a page of elements per step (`bulk_forward`). Compiled code
+//! hands the slow helper a string instruction as one word (`Compact`) rather than a record.
 
 use super::super::concrete::{load, store, Live};
 use super::super::operand::write_gpr;
@@ -27,10 +28,81 @@ fn is_compare(m: Mnemonic) -> bool {
     matches!(m, Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq)
 }
 
+/// The string instructions a `Compact` word names, by their index in it.
+const MNEMONICS: [Mnemonic; 20] = {
+    use Mnemonic::*;
+    [
+        Movsb, Movsw, Movsd, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb, Lodsw, Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq,
+        Scasb, Scasw, Scasd, Scasq,
+    ]
+};
+
+/// A string instruction as one word, for compiled code to hand the slow helper (which then
+/// neither deserialises a record nor asks each family whether the instruction is its own):
+/// bit 63 set (no record's stack address has it), the mnemonic's index in `MNEMONICS` in bits
+/// 0-4, rep (repe) in bit 8, repne in bit 9, the instruction's length in bits 12-15.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compact {
+    m: Mnemonic,
+    rep: bool,
+    repne: bool,
+    /// The instruction's length in bytes.
+    pub len: u64,
+}
+
+const COMPACT: u64 = 1 << 63;
+
+impl Compact {
+    /// The compact form of `ins`: a string instruction with 64-bit addresses and no segment
+    /// or lock prefix (the others go as records).
+    pub fn of(ins: &Instruction) -> Option<Compact> {
+        use iced_x86::OpKind::*;
+        let index = MNEMONICS.iter().position(|&m| m == ins.mnemonic())?;
+        let wide =
+            (0..ins.op_count()).all(|i| matches!(ins.op_kind(i), Register | MemorySegRSI | MemorySegRDI | MemoryESRDI));
+        let plain = ins.segment_prefix() == iced_x86::Register::None && !ins.has_lock_prefix();
+        (ins.is_string_instruction() && wide && plain).then(|| Compact {
+            m: MNEMONICS[index],
+            rep: ins.has_rep_prefix(),
+            repne: ins.has_repne_prefix(),
+            len: ins.len() as u64,
+        })
+    }
+
+    pub fn word(self) -> u64 {
+        let index = MNEMONICS.iter().position(|&m| m == self.m).unwrap_or(0) as u64;
+        COMPACT | index | (self.rep as u64) << 8 | (self.repne as u64) << 9 | self.len << 12
+    }
+
+    /// The instruction a word names; None for a word that is not a compact one.
+    pub fn from_word(w: u64) -> Option<Compact> {
+        let m = *MNEMONICS.get((w & 0x1f) as usize)?;
+        (w & COMPACT != 0 && w & !(COMPACT | 0xf31f) == 0).then_some(Compact {
+            m,
+            rep: w & 1 << 8 != 0,
+            repne: w & 1 << 9 != 0,
+            len: (w >> 12) & 0xf,
+        })
+    }
+}
+
 pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    let m = ins.mnemonic();
+    run(
+        cpu,
+        Compact {
+            m: ins.mnemonic(),
+            rep: ins.has_rep_prefix(),
+            repne: ins.has_repne_prefix(),
+            len: ins.len() as u64,
+        },
+    )
+}
+
+/// Runs the string instruction `op` names.
+pub fn run(cpu: &mut Cpu, op: Compact) -> Result<(), u64> {
+    let m = op.m;
     let size = element_size(m).ok_or(fault::UNIMPLEMENTED)?;
-    let rep = ins.has_rep_prefix() || ins.has_repne_prefix();
+    let rep = op.rep || op.repne;
     let step = if cpu.df != 0 {
         (size as u64).wrapping_neg()
     } else {
@@ -51,7 +123,7 @@ pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         cpu.gpr[1] -= 1;
         if is_cmp {
             let z = cpu_cond(cpu, Cc::E);
-            if (ins.has_rep_prefix() && !z) || (ins.has_repne_prefix() && z) {
+            if (op.rep && !z) || (op.repne && z) {
                 break;
             }
         }
@@ -157,6 +229,70 @@ fn one_element(cpu: &mut Cpu, m: Mnemonic, size: u8, step: u64) {
             };
             cpu.gpr[7] = cpu.gpr[7].wrapping_add(step);
             super::super::alu(&mut Live::new(cpu), Cmp, size, a, b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions};
+
+    fn decoded(bytes: &[u8]) -> Instruction {
+        Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn a_compact_word_names_the_instruction_it_was_made_of() {
+        let forms: [&[u8]; 12] = [
+            &[0xa4],             // movsb
+            &[0x66, 0xa5],       // movsw
+            &[0xf3, 0xa5],       // rep movsd
+            &[0xf3, 0x48, 0xa5], // rep movsq
+            &[0xf3, 0xaa],       // rep stosb
+            &[0xf3, 0x48, 0xab], // rep stosq
+            &[0xac],             // lodsb
+            &[0x48, 0xad],       // lodsq
+            &[0xf3, 0xa6],       // repe cmpsb
+            &[0xf2, 0x48, 0xa7], // repne cmpsq
+            &[0xf2, 0xae],       // repne scasb
+            &[0x66, 0xaf],       // scasw
+        ];
+        for bytes in forms {
+            let ins = decoded(bytes);
+            let op = Compact::of(&ins).unwrap_or_else(|| panic!("{ins} has a compact form"));
+            assert_eq!(op.m, ins.mnemonic(), "{ins}");
+            assert_eq!(
+                (op.rep, op.repne),
+                (ins.has_rep_prefix(), ins.has_repne_prefix()),
+                "{ins}"
+            );
+            assert_eq!(op.len, bytes.len() as u64, "{ins}");
+            assert_eq!(Compact::from_word(op.word()), Some(op), "{ins}");
+        }
+    }
+
+    #[test]
+    fn only_plain_string_instructions_with_64_bit_addresses_have_a_compact_form() {
+        let others: [&[u8]; 6] = [
+            &[0x67, 0xf3, 0x48, 0xab],       // rep stosq with 32-bit addresses
+            &[0x67, 0xac],                   // lodsb [esi]
+            &[0x64, 0xa4],                   // movsb from fs:
+            &[0xf2, 0x0f, 0x10, 0xc1],       // movsd xmm0, xmm1 (SSE2)
+            &[0xf2, 0x0f, 0xc2, 0xc1, 0x00], // cmpsd xmm0, xmm1, 0 (SSE2)
+            &[0x48, 0x01, 0xc8],             // add rax, rcx
+        ];
+        for bytes in others {
+            let ins = decoded(bytes);
+            assert_eq!(Compact::of(&ins), None, "{ins}");
+        }
+    }
+
+    #[test]
+    fn words_that_are_not_compact_ones_name_nothing() {
+        // 0 (no record), a record's stack address, an index past the mnemonics, stray bits.
+        for w in [0, 0x7ffd_1234_5670, COMPACT | 20, COMPACT | 1 << 10, COMPACT | 1 << 40] {
+            assert_eq!(Compact::from_word(w), None, "{w:#x}");
         }
     }
 }
