@@ -354,6 +354,40 @@ pub fn materialize<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     acc
 }
 
+/// The condition `cc` of a record whose kind is known only at run time (the context's, whose
+/// `flags_kind` word and result `record` reads), where the result alone decides it: E, NE (ZF)
+/// and S, NS (SF), which every kind but `Raw` takes from the zero-extended result and `Raw`
+/// from its bits 6 and 7. None for the other conditions (and `record` not called). Compiled
+/// code reads the flags a unit did not compute itself this way instead of calling a helper.
+pub fn result_cond<O: Ops>(o: &mut O, cc: Cc, record: impl FnOnce(&mut O) -> (O::V, O::V)) -> Option<O::V> {
+    let (zf, negated) = match cc {
+        Cc::E => (true, false),
+        Cc::Ne => (true, true),
+        Cc::S => (false, false),
+        Cc::Ns => (false, true),
+        _ => return None,
+    };
+    let (kind_word, res) = record(o);
+    let kind_mask = o.imm(0xff);
+    let kind = o.bin(Bin::And, kind_word, kind_mask);
+    let raw_kind = o.imm(FlagKind::Raw as u64);
+    let raw = o.cmp(Cmp::Eq, kind, raw_kind);
+    let (from_raw, from_result) = if zf {
+        let z = o.imm(0);
+        (bit(o, res, 6), o.cmp(Cmp::Eq, res, z))
+    } else {
+        // The sign bit: bit 8 * size - 1 of the result.
+        let size_shift = o.imm(5);
+        let bits = o.bin(Bin::Shr, kind_word, size_shift);
+        let one = o.imm(1);
+        let top = o.bin(Bin::Sub, bits, one);
+        let shifted = o.bin(Bin::Shr, res, top);
+        (bit(o, res, 7), o.bin(Bin::And, shifted, one))
+    };
+    let v = o.select(raw, from_raw, from_result);
+    Some(if negated { not01(o, v) } else { v })
+}
+
 /// A record's kind and operand size as the context's `flags_kind` word holds them.
 pub const fn kind_and_size(kind: FlagKind, size: u8) -> u64 {
     kind as u64 | (size as u64) << 8

@@ -1319,14 +1319,21 @@ impl Emitter for Lower<'_> {
         self.flags_read_later
     }
     fn cond(&mut self, cc: Cc) -> Value {
-        match self.state.flags {
-            Some(f) => flags::cond(self, &f, cc),
-            None => {
-                let c = self.imm(cc as u64);
-                let z = self.imm(0);
-                self.call_helper(H_COND, c, z)
-            }
+        if let Some(f) = self.state.flags {
+            return flags::cond(self, &f, cc);
         }
+        // The context's record: ZF and SF from its kind and result, the rest by the helper.
+        let in_context = |l: &mut Self| {
+            let cpu = l.cpu();
+            let kind = l.b.ins().load(types::I64, mf(), cpu, off::FLAGS_KIND);
+            (kind, l.b.ins().load(types::I64, mf(), cpu, off::FLAGS_RES))
+        };
+        if let Some(v) = flags::result_cond(self, cc, in_context) {
+            return v;
+        }
+        let c = self.imm(cc as u64);
+        let z = self.imm(0);
+        self.call_helper(H_COND, c, z)
     }
     fn rflags(&mut self) -> Value {
         match self.state.flags {
