@@ -43,7 +43,8 @@ const MNEMONICS: [Mnemonic; 20] = {
 /// 0-4, rep (repe) in bit 8, repne in bit 9, the instruction's length in bits 12-15.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compact {
-    m: Mnemonic,
+    /// The mnemonic's index in `MNEMONICS`.
+    index: u8,
     rep: bool,
     repne: bool,
     /// The instruction's length in bytes.
@@ -57,28 +58,37 @@ impl Compact {
     /// or lock prefix (the others go as records).
     pub fn of(ins: &Instruction) -> Option<Compact> {
         use iced_x86::OpKind::*;
-        let index = MNEMONICS.iter().position(|&m| m == ins.mnemonic())?;
         let wide =
             (0..ins.op_count()).all(|i| matches!(ins.op_kind(i), Register | MemorySegRSI | MemorySegRDI | MemoryESRDI));
         let plain = ins.segment_prefix() == iced_x86::Register::None && !ins.has_lock_prefix();
-        (ins.is_string_instruction() && wide && plain).then(|| Compact {
-            m: MNEMONICS[index],
+        Compact::named(ins).filter(|_| ins.is_string_instruction() && wide && plain)
+    }
+
+    /// The mnemonic, repeat prefix and length of `ins`, if its mnemonic is a string one.
+    fn named(ins: &Instruction) -> Option<Compact> {
+        let index = MNEMONICS.iter().position(|&m| m == ins.mnemonic())?;
+        Some(Compact {
+            index: index as u8,
             rep: ins.has_rep_prefix(),
             repne: ins.has_repne_prefix(),
             len: ins.len() as u64,
         })
     }
 
+    fn mnemonic(self) -> Mnemonic {
+        MNEMONICS[self.index as usize]
+    }
+
     pub fn word(self) -> u64 {
-        let index = MNEMONICS.iter().position(|&m| m == self.m).unwrap_or(0) as u64;
-        COMPACT | index | (self.rep as u64) << 8 | (self.repne as u64) << 9 | self.len << 12
+        COMPACT | u64::from(self.index) | (self.rep as u64) << 8 | (self.repne as u64) << 9 | self.len << 12
     }
 
     /// The instruction a word names; None for a word that is not a compact one.
     pub fn from_word(w: u64) -> Option<Compact> {
-        let m = *MNEMONICS.get((w & 0x1f) as usize)?;
-        (w & COMPACT != 0 && w & !(COMPACT | 0xf31f) == 0).then_some(Compact {
-            m,
+        let index = (w & 0x1f) as u8;
+        let compact = w & COMPACT != 0 && w & !(COMPACT | 0xf31f) == 0 && (index as usize) < MNEMONICS.len();
+        compact.then_some(Compact {
+            index,
             rep: w & 1 << 8 != 0,
             repne: w & 1 << 9 != 0,
             len: (w >> 12) & 0xf,
@@ -87,20 +97,12 @@ impl Compact {
 }
 
 pub(super) fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
-    run(
-        cpu,
-        Compact {
-            m: ins.mnemonic(),
-            rep: ins.has_rep_prefix(),
-            repne: ins.has_repne_prefix(),
-            len: ins.len() as u64,
-        },
-    )
+    run(cpu, Compact::named(ins).ok_or(fault::UNIMPLEMENTED)?)
 }
 
 /// Runs the string instruction `op` names.
 pub fn run(cpu: &mut Cpu, op: Compact) -> Result<(), u64> {
-    let m = op.m;
+    let m = op.mnemonic();
     let size = element_size(m).ok_or(fault::UNIMPLEMENTED)?;
     let rep = op.rep || op.repne;
     let step = if cpu.df != 0 {
@@ -261,7 +263,7 @@ mod tests {
         for bytes in forms {
             let ins = decoded(bytes);
             let op = Compact::of(&ins).unwrap_or_else(|| panic!("{ins} has a compact form"));
-            assert_eq!(op.m, ins.mnemonic(), "{ins}");
+            assert_eq!(op.mnemonic(), ins.mnemonic(), "{ins}");
             assert_eq!(
                 (op.rep, op.repne),
                 (ins.has_rep_prefix(), ins.has_repne_prefix()),
