@@ -376,7 +376,8 @@ pub fn result_cond<O: Ops>(o: &mut O, cc: Cc, record: impl FnOnce(&mut O) -> (O:
         let z = o.imm(0);
         (bit(o, res, 6), o.cmp(Cmp::Eq, res, z))
     } else {
-        // The sign bit: bit 8 * size - 1 of the result.
+        // The sign bit: bit 8 * size - 1 of the result (the word's size times 8 is the word
+        // shifted right by 5, as every kind is below 32).
         let size_shift = o.imm(5);
         let bits = o.bin(Bin::Shr, kind_word, size_shift);
         let one = o.imm(1);
