@@ -461,10 +461,16 @@ fn waiting_on_a_directory_no_run_made_returns_at_once() {
 /// and the service's pid.
 fn settled_directory(dir: &Path) -> (PathBuf, u64) {
     let cache = dir.join("kiln");
-    let p = &short_programs()[0];
-    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+    run_first_short_program(&cache);
     let pid = settle(&cache)["pid"].as_u64().expect("service pid");
     (cache, pid)
+}
+
+/// Runs the first short program with cache directory `cache`, its output checked against
+/// native.
+fn run_first_short_program(cache: &Path) {
+    let p = &short_programs()[0];
+    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, cache, false));
 }
 
 /// Waits up to 10 s for process `pid` to exit; `outlived` says what it must not outlive.
@@ -513,8 +519,7 @@ fn a_service_whose_directory_is_made_again_leaves_it_to_a_new_service() {
     let dir = tempfile::tempdir().unwrap();
     let (cache, old) = settled_directory(dir.path());
     std::fs::remove_dir_all(&cache).unwrap();
-    let p = &short_programs()[0];
-    assert_same("run", &native(&p.bin, &p.args, p.stdin), &run_kiln(p, &cache, false));
+    run_first_short_program(&cache);
     wait_for_exit(old, "its directory, made again by a run");
     let status = settle(&cache);
     assert_ne!(status["pid"].as_u64(), Some(old), "{status}");

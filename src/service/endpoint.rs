@@ -43,12 +43,8 @@ pub fn wait_lock(dir: &Path) -> Option<OwnedFd> {
 /// Whether `fd` is this directory's service lock and is held through it (a lock handed over by
 /// the run that started this service).
 pub fn holds_lock(dir: &Path, fd: &OwnedFd) -> bool {
-    let (Ok(held), Ok(file)) = (rustix::fs::fstat(fd), rustix::fs::stat(lock_path(dir))) else {
-        return false;
-    };
     // flock on the description that holds the lock succeeds; on any other it would not.
-    held.st_dev == file.st_dev
-        && held.st_ino == file.st_ino
+    lock_identity(fd).is_some_and(|held| lock_file_is(dir, held))
         && flock(fd, FlockOperation::NonBlockingLockExclusive).is_ok()
 }
 
