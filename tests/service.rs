@@ -221,12 +221,17 @@ fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
     eprintln!("{RUNS} runs in {wall:?}; {seen:?}; service: {status}");
     assert!(seen.samples > 50, "too few samples: {seen:?}");
     assert_eq!(seen.max_background, 1, "background Kiln processes: {seen:?}");
+    // One compile job while runs hand work in, however idle the cores look between them.
+    assert_eq!(
+        status["burst_jobs_most"], 1,
+        "compile jobs at once during the runs: {status}"
+    );
     let background = seen.background_runnable_sum as f64 / seen.samples as f64;
-    // One compile job while runs hand work in (1.00 measured, the service's compile thread
-    // busy throughout the runs of a fresh cache, plus the moments it answers a run; 1.08 when
-    // it took a second job whenever the cores looked idle between runs).
+    // About one thread busy: the compile job throughout the runs of a fresh cache, plus the
+    // moments the service answers a run (1.00 to 1.06 measured on 2-core machines; two jobs
+    // would keep about 2 busy).
     assert!(
-        background <= 1.05,
+        background <= 1.3,
         "the service kept {background:.2} threads busy: {seen:?}"
     );
     // The load Kiln puts on the machine: the two guests (each a run, with its own compile

@@ -37,6 +37,10 @@ pub struct ServiceStatus {
     /// Compile jobs the last batch ran at once (at most one per core, fewer while the
     /// machine is busy).
     pub jobs: u64,
+    /// The most compile jobs run at once while runs were handing work in (one: a burst of
+    /// runs gets one core of background work).
+    #[serde(default)]
+    pub burst_jobs_most: u64,
 }
 
 impl ServiceStatus {
@@ -58,7 +62,7 @@ impl ServiceStatus {
              merged: {} journals, {} units from runs, {} pack writes\n\
              compiled: {} done, {} failed, {} already cached\n\
              regions: {} compiled, {} failed, {} to do\n\
-             cpu: {} ms; jobs at once: {}\n",
+             cpu: {} ms; jobs at once: {} ({} at most while runs handed work in)\n",
             self.pid,
             self.uptime_s,
             self.queue,
@@ -74,6 +78,7 @@ impl ServiceStatus {
             self.regions_queued,
             self.cpu_ms,
             self.jobs,
+            self.burst_jobs_most,
         )
     }
 

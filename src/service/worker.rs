@@ -240,6 +240,9 @@ impl Worker {
         let mut worked = !batch.is_empty();
         if worked {
             self.set_state("compiling");
+            if self.in_burst() {
+                self.status.burst_jobs_most = self.status.burst_jobs_most.max(jobs as u64);
+            }
             self.compile(batch, jobs);
         } else {
             // Every block is compiled: regions, formed from them.
@@ -384,7 +387,7 @@ impl Worker {
     /// module's. False with nothing to do.
     fn region_step(&mut self, jobs: usize) -> bool {
         // Blocks first; and planning reads the packs, which must hold them.
-        if self.last_journal.elapsed() < BURST_QUIET || !self.pending_blocks.is_empty() {
+        if self.in_burst() || !self.pending_blocks.is_empty() {
             return false;
         }
         if self.regions.is_empty() {
@@ -545,10 +548,15 @@ impl Worker {
     /// build, gets one core of background work, however idle the cores look between its
     /// runs), then one per core not busy with something else.
     fn jobs(&self) -> usize {
-        if self.last_journal.elapsed() < BURST_QUIET {
+        if self.in_burst() {
             return 1;
         }
         crate::linux::host::idle_cores().min(self.cores)
+    }
+
+    /// Whether runs are handing work in: a journal came in within `BURST_QUIET`.
+    fn in_burst(&self) -> bool {
+        self.last_journal.elapsed() < BURST_QUIET
     }
 
     /// Shows what the worker starts doing.
