@@ -295,7 +295,13 @@ pub(super) fn sample(code: Code, rng: &mut Rng, m: &mut Option<Register>) -> Opt
             ops[1] = Op::R(a);
         }
     }
-    build(code, &ops)
+    let mut ins = build(code, &ops)?;
+    // Half the forms that may be locked are, with a memory destination (lock add [m], r,
+    // lock cmpxchg [m], r: the atomic read-modify-writes).
+    if oc.can_use_lock_prefix() && matches!(ops.first(), Some(Op::M(_))) && rng.below(2) == 0 {
+        ins.set_has_lock_prefix(true);
+    }
+    Some(ins)
 }
 
 /// Registers of one class and size (either may stand for the other).

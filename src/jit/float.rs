@@ -913,17 +913,8 @@ impl Lower<'_> {
         let Some(ok) = ok else {
             return;
         };
-        let counted = self.replay_count;
-        let replay = self.b.create_block();
         let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
-        self.leave_if(failed, replay);
-        let (kept, on) = (std::mem::take(&mut self.known), self.b.current_block());
-        self.b.seal_block(replay);
-        self.b.switch_to_block(replay);
-        self.b.set_cold_block(replay);
-        self.leave_for_replay(counted);
-        self.b.switch_to_block(on.expect("the block the guards passed to"));
-        self.known = kept;
+        self.replay_if(failed);
     }
 
     /// The result as the destination's value (stored at the next flush); MXCSR lives in the

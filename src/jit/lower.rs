@@ -12,11 +12,11 @@ use crate::cpu::ops::{Bin, Cmp, Ops, Un};
 use crate::cpu::{exit, off, CHECKPOINT_SHIFT};
 use crate::mem::{GUEST_SPACE, REACH_STEP};
 use crate::semantics;
-use crate::semantics::emitter::{Emitter, VOp, VShift};
+use crate::semantics::emitter::{Emitter, Rmw, VOp, VShift};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData,
-    SigRef, Signature, StackSlotData, StackSlotKind, TrapCode, Type, UserExternalName, Value,
+    types, AbiParam, AtomicRmwOp, BlockArg, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder,
+    MemFlagsData, SigRef, Signature, StackSlotData, StackSlotKind, TrapCode, Type, UserExternalName, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -975,6 +975,65 @@ impl<'a> Lower<'a> {
         self.known.block = Some(on);
     }
 
+    /// Where `cond` holds, returns from the unit for the baseline tier to run again from the
+    /// last checkpoint, where the context holds the whole state, as after a host fault
+    /// (`leave_for_replay`); the code goes on where it does not.
+    pub(super) fn replay_if(&mut self, cond: Value) {
+        let counted = self.replay_count;
+        let replay = self.b.create_block();
+        self.leave_if(cond, replay);
+        let (kept, on) = (std::mem::take(&mut self.known), self.b.current_block());
+        self.b.seal_block(replay);
+        self.b.switch_to_block(replay);
+        self.b.set_cold_block(replay);
+        self.leave_for_replay(counted);
+        self.b.switch_to_block(on.expect("the block the code goes on in"));
+        self.known = kept;
+    }
+
+    /// The host address of a locked access of `size` bytes at guest `addr`: in reach (as
+    /// `host_addr` checks), with its displacement added (atomic operations take none), and
+    /// naturally aligned. A misaligned one, which not every host can access atomically, leaves
+    /// for the baseline tier to run from the last checkpoint (`replay_if`), whose atomics take
+    /// a lock for it (`semantics::atomic::update`).
+    fn atomic_address(&mut self, addr: Value, size: u8) -> Value {
+        let (x, d) = self.host_addr(addr);
+        let p = if d == 0 {
+            x
+        } else {
+            self.b.ins().iadd_imm_s(x, i64::from(d))
+        };
+        if size > 1 {
+            let misaligned = self.b.ins().band_imm_u(p, i64::from(size) - 1);
+            self.replay_if(misaligned);
+        }
+        p
+    }
+
+    /// The low `size` bytes of `v`, as an integer of that width (an atomic access's operand).
+    fn narrowed(&mut self, v: Value, size: u8) -> Value {
+        match Type::int(u16::from(size) * 8) {
+            Some(ty) if size < 8 => self.b.ins().ireduce(ty, v),
+            _ => v,
+        }
+    }
+
+    /// `v` zero-extended to 64 bits (an atomic access's result).
+    fn widened(&mut self, v: Value) -> Value {
+        if self.b.func.dfg.value_type(v) == types::I64 {
+            v
+        } else {
+            self.b.ins().uextend(types::I64, v)
+        }
+    }
+
+    /// After an atomic access at guest `addr`: it lies in the guest space, and no store before
+    /// it forwards to a load after it.
+    fn atomic_done(&mut self, addr: Value) {
+        self.accessed(addr);
+        self.guest_writes += 1;
+    }
+
     /// Returns from the unit for the baseline tier to run the guest block at the context's
     /// rip, where the whole state is (`fault::REPLAY`), with `counted` instructions run before
     /// it (as `pending` counts them): the block's are the baseline tier's to count.
@@ -1300,6 +1359,28 @@ impl Emitter for Lower<'_> {
         };
         self.accessed(addr);
         self.stored((p, d), size, v);
+    }
+    fn atomic_rmw(&mut self, op: Rmw, addr: Value, v: Value, size: u8) -> Value {
+        let p = self.atomic_address(addr, size);
+        let v = self.narrowed(v, size);
+        let op = match op {
+            Rmw::Swap => AtomicRmwOp::Xchg,
+            Rmw::Add => AtomicRmwOp::Add,
+            Rmw::And => AtomicRmwOp::And,
+            Rmw::Or => AtomicRmwOp::Or,
+            Rmw::Xor => AtomicRmwOp::Xor,
+        };
+        let ty = self.b.func.dfg.value_type(v);
+        let old = self.b.ins().atomic_rmw(ty, guest_mf(), op, p, v);
+        self.atomic_done(addr);
+        self.widened(old)
+    }
+    fn atomic_cas(&mut self, addr: Value, expected: Value, new: Value, size: u8) -> Value {
+        let p = self.atomic_address(addr, size);
+        let (expected, new) = (self.narrowed(expected, size), self.narrowed(new, size));
+        let old = self.b.ins().atomic_cas(guest_mf(), p, expected, new);
+        self.atomic_done(addr);
+        self.widened(old)
     }
     fn seg_base(&mut self, fs: bool) -> Value {
         let o = if fs { off::FS_BASE } else { off::GS_BASE };

@@ -1,7 +1,9 @@
 //! Locked read-modify-write instructions (the `lock` prefix, and xchg with memory) done as
 //! host atomics: the new value is computed from an atomically read old value and published with
 //! compare-and-swap, retried until no other thread intervened. Concrete state only (compiled
-//! code reaches it through the slow helper).
+//! code reaches it through the slow helper); the commonest forms also have semantics over the
+//! `Emitter`'s atomic operations (`semantics::locked`), which `update` serves in the baseline
+//! tier.
 
 use super::concrete::Live;
 use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
@@ -70,19 +72,28 @@ pub fn wide_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Applies `f(old) -> new` atomically at guest `addr`; returns the old value of the successful
 /// attempt. `f` may run several times; it must set everything it sets from scratch each time.
 fn rmw(cpu: &mut Cpu, addr: u64, size: u8, mut f: impl FnMut(&mut Cpu, u64) -> u64) -> u64 {
+    let saved = cpu_flags(cpu);
+    update(addr, size, |old| {
+        store_flags(cpu, saved);
+        f(cpu, old)
+    })
+}
+
+/// Replaces the `size` bytes at guest `addr` with `f(old)` atomically (a compare-and-swap
+/// retried until no other thread intervened; under `wide_lock` where the address is not
+/// naturally aligned); returns the old value of the successful attempt. `f` may run several
+/// times.
+pub fn update(addr: u64, size: u8, mut f: impl FnMut(u64) -> u64) -> u64 {
     let p = host(addr);
     if !aligned(p, size) {
-        let _g = UNALIGNED.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = wide_lock();
         let old = super::concrete::load(addr, size);
-        let new = f(cpu, old);
-        super::concrete::store(addr, new, size);
+        super::concrete::store(addr, f(old), size);
         return old;
     }
-    let saved = cpu_flags(cpu);
     loop {
-        store_flags(cpu, saved);
         let old = load(p, size);
-        let new = f(cpu, old) & size_mask(size);
+        let new = f(old) & size_mask(size);
         if cas(p, size, old, new) {
             return old;
         }

@@ -3,7 +3,7 @@
 //! so do the helpers compiled code calls, so both tiers execute literally the same code for
 //! everything not lowered inline.
 
-use super::emitter::{Emitter, VOp, VShift};
+use super::emitter::{Emitter, Rmw, VOp, VShift};
 use super::vector;
 use crate::cpu::flags::{arith_rflags, cpu_cond, store_flags, Cc, Flags};
 use crate::cpu::ops::{Bin, Cmp, Ops, Un, Values};
@@ -162,6 +162,18 @@ impl Emitter for Live<'_> {
     #[inline]
     fn store(&mut self, addr: u64, v: u64, size: u8) {
         store(addr, v, size)
+    }
+    fn atomic_rmw(&mut self, op: Rmw, addr: u64, v: u64, size: u8) -> u64 {
+        super::atomic::update(addr, size, |old| match op {
+            Rmw::Swap => v,
+            Rmw::Add => old.wrapping_add(v),
+            Rmw::And => old & v,
+            Rmw::Or => old | v,
+            Rmw::Xor => old ^ v,
+        })
+    }
+    fn atomic_cas(&mut self, addr: u64, expected: u64, new: u64, size: u8) -> u64 {
+        super::atomic::update(addr, size, |old| if old == expected { new } else { old })
     }
     fn seg_base(&mut self, fs: bool) -> u64 {
         if fs {

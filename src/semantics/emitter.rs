@@ -46,6 +46,19 @@ pub enum VShift {
     Sar(u8),
 }
 
+/// What an atomic read-modify-write of guest memory does with its operand
+/// (`Emitter::atomic_rmw`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rmw {
+    /// Stores the operand.
+    Swap,
+    /// Stores the sum (modulo the access's size).
+    Add,
+    And,
+    Or,
+    Xor,
+}
+
 pub trait Emitter: Ops {
     /// A 128-bit vector value.
     type X: Copy;
@@ -72,6 +85,13 @@ pub trait Emitter: Ops {
     /// Loads `size` bytes (1, 2, 4, 8), zero-extended.
     fn load(&mut self, addr: Self::V, size: u8) -> Self::V;
     fn store(&mut self, addr: Self::V, v: Self::V, size: u8);
+    /// Combines `size` bytes (1, 2, 4, 8) at `addr` with `v` as `op` says, as one atomic
+    /// access that orders every memory access around it (a locked instruction); returns the
+    /// bytes it replaced, zero-extended.
+    fn atomic_rmw(&mut self, op: Rmw, addr: Self::V, v: Self::V, size: u8) -> Self::V;
+    /// Stores `new` at `addr` if the `size` bytes there equal `expected`, atomically and
+    /// ordered as `atomic_rmw`; returns the bytes it found, zero-extended.
+    fn atomic_cas(&mut self, addr: Self::V, expected: Self::V, new: Self::V, size: u8) -> Self::V;
     /// fs (true) or gs (false) segment base.
     fn seg_base(&mut self, fs: bool) -> Self::V;
     /// Records the flags of the current instruction (ignored when they are dead).

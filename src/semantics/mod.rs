@@ -1,8 +1,8 @@
 //! x86-64 semantics: the index of the instruction families and the route an instruction takes
-//! to them (`classify`). Families written over the `Emitter` trait (`generic`, `sse`) run in the
-//! baseline tier over concrete values and in the JIT over Cranelift values; the families written
-//! over concrete state (`slow` and the families it routes to) are reached by both tiers
-//! through `Emitter::slow`.
+//! to them (`classify`). Families written over the `Emitter` trait (`generic`, `sse`, and the
+//! common locked forms in `locked`) run in the baseline tier over concrete values and in the JIT
+//! over Cranelift values; the families written over concrete state (`slow` and the families it
+//! routes to) are reached by both tiers through `Emitter::slow`.
 
 pub mod atomic;
 pub mod concrete;
@@ -10,6 +10,7 @@ pub mod emitter;
 pub mod ext;
 pub mod fp;
 pub mod generic;
+pub mod locked;
 pub mod mmx;
 pub mod operand;
 pub mod slow;
@@ -45,6 +46,8 @@ pub mod route {
     pub const GENERIC: u8 = 0;
     pub const SSE: u8 = 1;
     pub const SLOW: u8 = 2;
+    /// A locked read-modify-write over the `Emitter`'s atomic operations (`locked`).
+    pub const LOCKED: u8 = 3;
     /// Added to a route: the instruction's 16-byte memory operand must be 16-byte aligned
     /// (the CPU raises #GP otherwise); see `misalignment`.
     pub const ALIGN16: u8 = 0x80;
@@ -88,7 +91,9 @@ pub fn misalignment<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
 }
 
 fn classify_route(ins: &Instruction) -> Option<u8> {
-    if atomic::needs_atomic(ins) {
+    if locked::supported(ins) {
+        Some(route::LOCKED)
+    } else if atomic::needs_atomic(ins) {
         (generic::supported(ins) || slow::supported(ins)).then_some(route::SLOW)
     } else if generic::supported(ins) {
         Some(route::GENERIC)
@@ -118,6 +123,7 @@ pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
     match r & !route::ALIGN16 {
         route::GENERIC => generic::exec(e, ins),
         route::SSE => sse::exec(e, ins),
+        route::LOCKED => locked::exec(e, ins),
         _ => e.slow(ins),
     }
 }
@@ -141,8 +147,8 @@ mod tests {
         use route::*;
         let cases: &[(&[u8], Option<u8>)] = &[
             (&[0x48, 0x01, 0xd8], Some(GENERIC)),              // add rax, rbx
-            (&[0xf0, 0x48, 0x01, 0x18], Some(SLOW)),           // lock add [rax], rbx
-            (&[0x48, 0x87, 0x18], Some(SLOW)),                 // xchg [rax], rbx
+            (&[0xf0, 0x48, 0x01, 0x18], Some(LOCKED)),         // lock add [rax], rbx
+            (&[0x48, 0x87, 0x18], Some(LOCKED)),               // xchg [rax], rbx
             (&[0x48, 0x87, 0xd8], Some(GENERIC)),              // xchg rax, rbx
             (&[0xc9], Some(GENERIC)),                          // leave
             (&[0x0f, 0x05], Some(GENERIC)),                    // syscall
@@ -151,6 +157,7 @@ mod tests {
             (&[0x48, 0xf7, 0xf3], Some(GENERIC)),              // div rbx (the slow path divides 128 bits)
             (&[0x48, 0x0f, 0xa3, 0x18], Some(GENERIC)),        // bt [rax], rbx
             (&[0xf0, 0x48, 0x0f, 0xab, 0x18], Some(SLOW)),     // lock bts [rax], rbx
+            (&[0xf0, 0x48, 0x0f, 0xb1, 0x18], Some(LOCKED)),   // lock cmpxchg [rax], rbx
             (&[0x0f, 0xa2], Some(SLOW)),                       // cpuid
             (&[0x66, 0x0f, 0xef, 0xc1], Some(SSE)),            // pxor xmm0, xmm1
             (&[0x66, 0x0f, 0xef, 0x00], Some(SSE | ALIGN16)),  // pxor xmm0, [rax]
@@ -240,6 +247,7 @@ mod tests {
             let claims = match r & !route::ALIGN16 {
                 route::GENERIC => vec![generic::supported(&ins)],
                 route::SSE => vec![sse::generic_supported(&ins)],
+                route::LOCKED => vec![locked::supported(&ins)],
                 // sse's concrete rows share mnemonics with MMX rows; `slow::exec` gives the MMX
                 // forms to mmx first, so sse claims only the others.
                 _ => vec![
