@@ -302,6 +302,7 @@ pub mod off {
     pub const FLAGS_AUX: i32 = at(offset_of!(Cpu, flags_aux));
     pub const FS_BASE: i32 = at(offset_of!(Cpu, fs_base));
     pub const GS_BASE: i32 = at(offset_of!(Cpu, gs_base));
+    pub const DF: i32 = at(offset_of!(Cpu, df));
     pub const SPACE_LIMIT: i32 = at(offset_of!(Cpu, space_limit));
     pub const HELPERS: i32 = at(offset_of!(Cpu, helpers));
     pub const CHAIN_TABLE: i32 = at(offset_of!(Cpu, chain_table));

@@ -1027,6 +1027,30 @@ impl<'a> Lower<'a> {
         }
     }
 
+    /// A loop over `count` elements of `size` bytes (`Emitter::repeat_store`, `repeat_copy`):
+    /// `body` lowers one, given its offset in bytes, the lowest first. Its accesses need no
+    /// check of their own: the caller checked the first address, and the elements lie on its
+    /// page. No store before it forwards to a load after it.
+    fn element_loop(&mut self, count: Value, size: u8, mut body: impl FnMut(&mut Self, Value)) {
+        let (head, each, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let end = self.b.ins().ishl_imm_u(count, i64::from(size.trailing_zeros()));
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.append_block_param(head, types::I64);
+        self.b.ins().jump(head, &[BlockArg::from(zero)]);
+        self.b.switch_to_block(head);
+        let at = self.b.block_params(head)[0];
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, at, end);
+        self.b.ins().brif(more, each, &[], done, &[]);
+        self.seal(&[each, done]);
+        self.b.switch_to_block(each);
+        body(self, at);
+        let next = self.b.ins().iadd_imm_s(at, i64::from(size));
+        self.b.ins().jump(head, &[BlockArg::from(next)]);
+        self.seal(&[head]);
+        self.b.switch_to_block(done);
+        self.guest_writes += 1;
+    }
+
     /// After an atomic access at guest `addr`: it lies in the guest space, and no store before
     /// it forwards to a load after it.
     fn atomic_done(&mut self, addr: Value) {
@@ -1381,6 +1405,29 @@ impl Emitter for Lower<'_> {
         let old = self.b.ins().atomic_cas(guest_mf(), p, expected, new);
         self.atomic_done(addr);
         self.widened(old)
+    }
+    fn repeat_store(&mut self, dst: Value, v: Value, count: Value, size: u8) {
+        let (p, d) = self.host_addr(dst);
+        let v = self.narrowed(v, size);
+        self.element_loop(count, size, |l, at| {
+            let a = l.b.ins().iadd(p, at);
+            l.b.ins().store(guest_mf(), v, a, d);
+        });
+    }
+    fn repeat_copy(&mut self, dst: Value, src: Value, count: Value, size: u8) {
+        let (ps, ds) = self.host_addr(src);
+        let (pd, dd) = self.host_addr(dst);
+        let ty = Type::int(u16::from(size) * 8).expect("an element size");
+        self.element_loop(count, size, |l, at| {
+            let a = l.b.ins().iadd(ps, at);
+            let v = l.b.ins().load(ty, guest_mf(), a, ds);
+            let a = l.b.ins().iadd(pd, at);
+            l.b.ins().store(guest_mf(), v, a, dd);
+        });
+    }
+    fn direction(&mut self) -> Value {
+        let cpu = self.cpu();
+        self.b.ins().load(types::I64, mf(), cpu, off::DF)
     }
     fn seg_base(&mut self, fs: bool) -> Value {
         let o = if fs { off::FS_BASE } else { off::GS_BASE };

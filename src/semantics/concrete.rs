@@ -175,6 +175,21 @@ impl Emitter for Live<'_> {
     fn atomic_cas(&mut self, addr: u64, expected: u64, new: u64, size: u8) -> u64 {
         super::atomic::update(addr, size, |old| if old == expected { new } else { old })
     }
+    fn repeat_store(&mut self, dst: u64, v: u64, count: u64, size: u8) {
+        for k in 0..count {
+            store(dst.wrapping_add(k * u64::from(size)), v, size);
+        }
+    }
+    fn repeat_copy(&mut self, dst: u64, src: u64, count: u64, size: u8) {
+        for k in 0..count {
+            let at = k * u64::from(size);
+            let v = load(src.wrapping_add(at), size);
+            store(dst.wrapping_add(at), v, size);
+        }
+    }
+    fn direction(&mut self) -> u64 {
+        self.cpu.df
+    }
     fn seg_base(&mut self, fs: bool) -> u64 {
         if fs {
             self.cpu.fs_base

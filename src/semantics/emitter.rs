@@ -92,6 +92,17 @@ pub trait Emitter: Ops {
     /// Stores `new` at `addr` if the `size` bytes there equal `expected`, atomically and
     /// ordered as `atomic_rmw`; returns the bytes it found, zero-extended.
     fn atomic_cas(&mut self, addr: Self::V, expected: Self::V, new: Self::V, size: u8) -> Self::V;
+    /// Stores the low `size` bytes of `v` into `count` consecutive elements of that size from
+    /// `dst` up, the lowest first (a forward `rep stos`). The caller has checked that they lie
+    /// on `dst`'s page (`semantics::repeat`).
+    fn repeat_store(&mut self, dst: Self::V, v: Self::V, count: Self::V, size: u8);
+    /// Copies `count` elements of `size` bytes from `src` up to `dst` up, one at a time, the
+    /// lowest first, each loaded after the one before was stored (a forward `rep movs`, which
+    /// repeats a pattern where the ranges overlap). The caller has checked that each range
+    /// lies on one page.
+    fn repeat_copy(&mut self, dst: Self::V, src: Self::V, count: Self::V, size: u8);
+    /// The direction flag (DF), 0 or 1.
+    fn direction(&mut self) -> Self::V;
     /// fs (true) or gs (false) segment base.
     fn seg_base(&mut self, fs: bool) -> Self::V;
     /// Records the flags of the current instruction (ignored when they are dead).

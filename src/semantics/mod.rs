@@ -1,8 +1,9 @@
 //! x86-64 semantics: the index of the instruction families and the route an instruction takes
-//! to them (`classify`). Families written over the `Emitter` trait (`generic`, `sse`, and the
-//! common locked forms in `locked`) run in the baseline tier over concrete values and in the JIT
-//! over Cranelift values; the families written over concrete state (`slow` and the families it
-//! routes to) are reached by both tiers through `Emitter::slow`.
+//! to them (`classify`). Families written over the `Emitter` trait (`generic`, `sse`, the
+//! common locked forms in `locked`, `rep stos`/`rep movs` in `repeat`) run in the baseline tier
+//! over concrete values and in the JIT over Cranelift values; the families written over concrete
+//! state (`slow` and the families it routes to) are reached by both tiers through
+//! `Emitter::slow`.
 
 pub mod atomic;
 pub mod concrete;
@@ -13,6 +14,7 @@ pub mod generic;
 pub mod locked;
 pub mod mmx;
 pub mod operand;
+pub mod repeat;
 pub mod slow;
 pub mod sse;
 pub mod sse_fp;
@@ -48,6 +50,8 @@ pub mod route {
     pub const SLOW: u8 = 2;
     /// A locked read-modify-write over the `Emitter`'s atomic operations (`locked`).
     pub const LOCKED: u8 = 3;
+    /// A `rep stos` or `rep movs` over the `Emitter`'s repeated stores and copies (`repeat`).
+    pub const REPEAT: u8 = 4;
     /// Added to a route: the instruction's 16-byte memory operand must be 16-byte aligned
     /// (the CPU raises #GP otherwise); see `misalignment`.
     pub const ALIGN16: u8 = 0x80;
@@ -93,6 +97,8 @@ pub fn misalignment<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
 fn classify_route(ins: &Instruction) -> Option<u8> {
     if locked::supported(ins) {
         Some(route::LOCKED)
+    } else if repeat::supported(ins) {
+        Some(route::REPEAT)
     } else if atomic::needs_atomic(ins) {
         (generic::supported(ins) || slow::supported(ins)).then_some(route::SLOW)
     } else if generic::supported(ins) {
@@ -124,6 +130,7 @@ pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
         route::GENERIC => generic::exec(e, ins),
         route::SSE => sse::exec(e, ins),
         route::LOCKED => locked::exec(e, ins),
+        route::REPEAT => repeat::exec(e, ins),
         _ => e.slow(ins),
     }
 }
@@ -166,6 +173,7 @@ mod tests {
             (&[0x66, 0x0f, 0xf1, 0xc1], Some(SLOW)),           // psllw xmm0, xmm1
             (&[0xf2, 0x0f, 0x10, 0xc1], Some(SSE)),            // movsd xmm0, xmm1
             (&[0xa5], Some(SLOW)),                             // movsd (string)
+            (&[0xf3, 0x48, 0xab], Some(REPEAT)),               // rep stosq
             (&[0xf2, 0x0f, 0x58, 0xc1], Some(SLOW)),           // addsd xmm0, xmm1
             (&[0x66, 0x0f, 0x58, 0x00], Some(SLOW | ALIGN16)), // addpd xmm0, [rax]
             (&[0x0f, 0xef, 0xc1], Some(SLOW)),                 // pxor mm0, mm1
@@ -248,6 +256,7 @@ mod tests {
                 route::GENERIC => vec![generic::supported(&ins)],
                 route::SSE => vec![sse::generic_supported(&ins)],
                 route::LOCKED => vec![locked::supported(&ins)],
+                route::REPEAT => vec![repeat::supported(&ins)],
                 // sse's concrete rows share mnemonics with MMX rows; `slow::exec` gives the MMX
                 // forms to mmx first, so sse claims only the others.
                 _ => vec![
