@@ -1012,9 +1012,10 @@ impl<'a> Lower<'a> {
 
     /// The low `size` bytes of `v`, as an integer of that width (an atomic access's operand).
     fn narrowed(&mut self, v: Value, size: u8) -> Value {
-        match Type::int(u16::from(size) * 8) {
-            Some(ty) if size < 8 => self.b.ins().ireduce(ty, v),
-            _ => v,
+        if size < 8 {
+            self.b.ins().ireduce(int_type(size), v)
+        } else {
+            v
         }
     }
 
@@ -1171,17 +1172,22 @@ impl Ops for Lower<'_> {
         if !signed && dfg.value_type(v) == types::I64 && zero_above(dfg, v, u32::from(size) * 8) {
             return v;
         }
-        let ty = match size {
-            1 => types::I8,
-            2 => types::I16,
-            _ => types::I32,
-        };
-        let low = self.b.ins().ireduce(ty, v);
+        let low = self.b.ins().ireduce(int_type(size.min(4)), v);
         if signed {
             self.b.ins().sextend(types::I64, low)
         } else {
             self.b.ins().uextend(types::I64, low)
         }
+    }
+}
+
+/// The integer type of `size` bytes (1, 2, 4; 8 and anything else is I64).
+fn int_type(size: u8) -> Type {
+    match size {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
     }
 }
 
@@ -1417,7 +1423,7 @@ impl Emitter for Lower<'_> {
     fn repeat_copy(&mut self, dst: Value, src: Value, count: Value, size: u8) {
         let (ps, ds) = self.host_addr(src);
         let (pd, dd) = self.host_addr(dst);
-        let ty = Type::int(u16::from(size) * 8).expect("an element size");
+        let ty = int_type(size);
         self.element_loop(count, size, |l, at| {
             let a = l.b.ins().iadd(ps, at);
             let v = l.b.ins().load(ty, guest_mf(), a, ds);

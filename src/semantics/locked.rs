@@ -8,11 +8,10 @@
 
 use super::atomic::{self, AtomicOp};
 use super::emitter::{Emitter, Rmw};
-use super::generic::alu;
+use super::generic::{alu, inc_dec_of};
 use super::operand::{ea, gpr, read_gpr, read_op, write_gpr, Gpr};
-use crate::cpu::flags::{size_mask, zext, Cc, Flags};
+use crate::cpu::flags::size_mask;
 use crate::cpu::ops::Bin;
-use crate::cpu::FlagKind;
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use Mnemonic::*;
 
@@ -100,39 +99,18 @@ fn cmpxchg<E: Emitter>(e: &mut E, ins: &Instruction, addr: E::V, size: u8) {
     e.set_reg(0, rax);
 }
 
-/// inc/dec: an atomic add of one or minus one; CF is kept (carried as aux into the flag
-/// record), read before the add.
+/// inc/dec: an atomic add of one or minus one, with the flags of the plain instruction.
 fn inc_dec<E: Emitter>(e: &mut E, inc: bool, addr: E::V, size: u8) {
-    let one = e.imm(1);
-    let c = if e.flags_needed() { e.cond(Cc::B) } else { one };
     let delta = e.imm(if inc { 1 } else { size_mask(size) });
     let old = e.atomic_rmw(Rmw::Add, addr, delta, size);
-    let (op, kind) = if inc {
-        (Bin::Add, FlagKind::Inc)
-    } else {
-        (Bin::Sub, FlagKind::Dec)
-    };
-    let r = e.bin(op, old, one);
-    let r = zext(e, r, size);
-    e.set_flags(Flags {
-        kind,
-        size,
-        res: r,
-        a: old,
-        b: one,
-        aux: c,
-    });
+    inc_dec_of(e, inc, size, old);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semantics::decoded;
     use crate::semantics::operand::op_size;
-    use iced_x86::{Decoder, DecoderOptions};
-
-    fn decode(bytes: &[u8]) -> Instruction {
-        Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
-    }
 
     #[test]
     fn the_common_locked_forms_run_inline_and_the_rest_do_not() {
@@ -150,7 +128,7 @@ mod tests {
             &[0xf0, 0x48, 0xff, 0x08],       // lock dec qword [rax]
         ];
         for bytes in inline {
-            let ins = decode(bytes);
+            let ins = decoded(bytes);
             assert!(supported(&ins), "{ins} runs inline");
             assert_eq!(op_size(&ins, 0), ins.memory_size().size() as u8, "{ins}");
         }
@@ -163,7 +141,7 @@ mod tests {
             &[0x48, 0x87, 0xd8],             // xchg rax, rbx (no memory)
         ];
         for bytes in slow {
-            let ins = decode(bytes);
+            let ins = decoded(bytes);
             assert!(!supported(&ins), "{ins} stays on the slow path");
         }
     }

@@ -135,18 +135,19 @@ pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
     }
 }
 
+/// `bytes` decoded as one 64-bit instruction at 0x1000, for the families' tests.
+#[cfg(test)]
+pub(crate) fn decoded(bytes: &[u8]) -> Instruction {
+    iced_x86::Decoder::with_ip(64, bytes, 0x1000, iced_x86::DecoderOptions::NONE).decode()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iced_x86::{Decoder, DecoderOptions};
     use std::collections::HashSet;
 
-    fn decode(bytes: &[u8]) -> Instruction {
-        Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
-    }
-
     fn route_of(bytes: &[u8]) -> Option<u8> {
-        classify(&decode(bytes))
+        classify(&decoded(bytes))
     }
 
     #[test]
@@ -181,7 +182,7 @@ mod tests {
             (&[0xc5, 0xf8, 0x58, 0xc1], None),                 // vaddps xmm0, xmm0, xmm1
         ];
         for (bytes, want) in cases {
-            assert_eq!(route_of(bytes), *want, "{bytes:02x?} ({})", decode(bytes));
+            assert_eq!(route_of(bytes), *want, "{bytes:02x?} ({})", decoded(bytes));
         }
         assert_ne!(route_of(&[0x66, 0x50]), Some(route::GENERIC), "push ax");
     }
@@ -213,7 +214,7 @@ mod tests {
                         let mut b = p.to_vec();
                         b.extend_from_slice(escape);
                         b.extend_from_slice(&[op, modrm, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-                        let ins = decode(&b);
+                        let ins = decoded(&b);
                         if !ins.is_invalid() {
                             out.push(ins);
                         }
@@ -275,11 +276,11 @@ mod tests {
 
     #[test]
     fn fuzz_decisions_follow_the_rows() {
-        assert_eq!(fuzz_decision(&decode(&[0x48, 0x01, 0xd8])), Some(Fuzz::Yes));
-        assert!(matches!(fuzz_decision(&decode(&[0x0f, 0x05])), Some(Fuzz::No(_))));
-        assert!(matches!(fuzz_decision(&decode(&[0x74, 0x00])), Some(Fuzz::No(_))));
-        assert_eq!(fuzz_decision(&decode(&[0xf2, 0x0f, 0x58, 0xc1])), Some(Fuzz::Yes));
-        assert_eq!(fuzz_decision(&decode(&[0xc5, 0xf8, 0x58, 0xc1])), None);
+        assert_eq!(fuzz_decision(&decoded(&[0x48, 0x01, 0xd8])), Some(Fuzz::Yes));
+        assert!(matches!(fuzz_decision(&decoded(&[0x0f, 0x05])), Some(Fuzz::No(_))));
+        assert!(matches!(fuzz_decision(&decoded(&[0x74, 0x00])), Some(Fuzz::No(_))));
+        assert_eq!(fuzz_decision(&decoded(&[0xf2, 0x0f, 0x58, 0xc1])), Some(Fuzz::Yes));
+        assert_eq!(fuzz_decision(&decoded(&[0xc5, 0xf8, 0x58, 0xc1])), None);
     }
 
     #[test]

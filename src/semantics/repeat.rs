@@ -93,11 +93,7 @@ fn on_one_page<E: Emitter>(e: &mut E, addr: E::V, bytes: E::V) -> E::V {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iced_x86::{Decoder, DecoderOptions};
-
-    fn decode(bytes: &[u8]) -> Instruction {
-        Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
-    }
+    use crate::semantics::decoded;
 
     #[test]
     fn rep_stos_and_rep_movs_with_64_bit_addresses_run_here_and_no_other_string_form() {
@@ -110,7 +106,7 @@ mod tests {
             &[0xf3, 0x48, 0xa5], // rep movsq
         ];
         for bytes in here {
-            let ins = decode(bytes);
+            let ins = decoded(bytes);
             assert!(supported(&ins), "{ins} runs here");
         }
         let elsewhere: &[&[u8]] = &[
@@ -123,7 +119,7 @@ mod tests {
             &[0xf2, 0x0f, 0x10, 0xc1], // movsd xmm0, xmm1 (SSE2)
         ];
         for bytes in elsewhere {
-            let ins = decode(bytes);
+            let ins = decoded(bytes);
             assert!(!supported(&ins), "{ins} runs elsewhere");
         }
     }

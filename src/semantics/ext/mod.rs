@@ -194,23 +194,19 @@ fn from_float_lanes(l: &[u64], w: W) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iced_x86::{Decoder, DecoderOptions};
-
-    fn decode(bytes: &[u8]) -> Instruction {
-        Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE).decode()
-    }
+    use crate::semantics::decoded;
 
     #[test]
     fn only_the_memory_form_of_pextrw_is_here() {
         // pextrw eax, xmm1, 3 (SSE2) and pextrw [rax], xmm1, 3 (SSE4.1)
-        assert!(!supported(&decode(&[0x66, 0x0f, 0xc5, 0xc1, 0x03])));
-        assert!(supported(&decode(&[0x66, 0x0f, 0x3a, 0x15, 0x08, 0x03])));
+        assert!(!supported(&decoded(&[0x66, 0x0f, 0xc5, 0xc1, 0x03])));
+        assert!(supported(&decoded(&[0x66, 0x0f, 0x3a, 0x15, 0x08, 0x03])));
     }
 
     #[test]
     fn mmx_forms_of_ssse3_are_not_here() {
         // phaddw mm0, mm1 / phaddw xmm0, xmm1
-        assert!(!supported(&decode(&[0x0f, 0x38, 0x01, 0xc1])));
-        assert!(supported(&decode(&[0x66, 0x0f, 0x38, 0x01, 0xc1])));
+        assert!(!supported(&decoded(&[0x0f, 0x38, 0x01, 0xc1])));
+        assert!(supported(&decoded(&[0x66, 0x0f, 0x38, 0x01, 0xc1])));
     }
 }

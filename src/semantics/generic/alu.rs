@@ -80,17 +80,24 @@ pub(super) fn compare<E: Emitter>(e: &mut E, ins: &Instruction) {
 pub(super) fn inc_dec<E: Emitter>(e: &mut E, ins: &Instruction) {
     let size = op_size(ins, 0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
+    let r = inc_dec_of(e, ins.mnemonic() == Mnemonic::Inc, size, a);
+    write_op(e, ins, 0, size, r, addr);
+}
+
+/// The ALU core of inc (where `inc`) or dec of `a`, masked to `size`: returns the result and records
+/// its flags (CF kept, carried in as aux).
+pub fn inc_dec_of<E: Emitter>(e: &mut E, inc: bool, size: u8, a: E::V) -> E::V {
     let one = e.imm(1);
     let c = if e.flags_needed() { e.cond(Cc::B) } else { one };
-    let (op, kind) = if ins.mnemonic() == Mnemonic::Inc {
+    let (op, kind) = if inc {
         (Bin::Add, FlagKind::Inc)
     } else {
         (Bin::Sub, FlagKind::Dec)
     };
     let r = e.bin(op, a, one);
     let r = zext(e, r, size);
-    write_op(e, ins, 0, size, r, addr);
     set_flags(e, kind, size, r, a, one, c);
+    r
 }
 
 pub(super) fn neg<E: Emitter>(e: &mut E, ins: &Instruction) {

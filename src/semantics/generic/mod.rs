@@ -13,7 +13,7 @@ mod multiply;
 mod shifts;
 mod stack;
 
-pub use alu::alu;
+pub use alu::{alu, inc_dec_of};
 
 use super::emitter::Emitter;
 use super::operand::{gpr, is_imm, op_size};

@@ -238,11 +238,7 @@ fn one_element(cpu: &mut Cpu, m: Mnemonic, size: u8, step: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iced_x86::{Decoder, DecoderOptions};
-
-    fn decoded(bytes: &[u8]) -> Instruction {
-        Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
-    }
+    use crate::semantics::decoded;
 
     #[test]
     fn a_compact_word_names_the_instruction_it_was_made_of() {
