@@ -1,15 +1,15 @@
 //! Locked read-modify-write instructions (the `lock` prefix, and xchg with memory) done as
 //! host atomics: the new value is computed from an atomically read old value and published with
 //! compare-and-swap, retried until no other thread intervened. Concrete state only (compiled
-//! code reaches it through the slow helper); the commonest forms also have semantics over the
-//! `Emitter`'s atomic operations (`semantics::locked`), which `update` serves in the baseline
-//! tier.
+//! code reaches it through the slow helper) for adc, sbb, neg, not and bts/btr/btc; the other
+//! forms have their semantics in `semantics::locked`, over the `Emitter`'s atomic operations,
+//! which `update` serves in the baseline tier, and `exec` hands them there.
 
 use super::concrete::Live;
-use super::operand::{ea, gpr, op_size, read_gpr, write_gpr, Gpr};
+use super::operand::{ea, gpr, op_size, read_gpr, Gpr};
 use super::table::{row, Family};
-use crate::cpu::flags::{cpu_flags, sext, size_mask, store_flags, store_raw_flags, Cc};
-use crate::cpu::{rflags as rf, Cpu, FlagKind};
+use crate::cpu::flags::{cpu_flags, sext, size_mask, store_flags, store_raw_flags};
+use crate::cpu::{rflags as rf, Cpu};
 use crate::mem::host;
 use iced_x86::{Instruction, Mnemonic, OpKind};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
@@ -134,8 +134,6 @@ pub static FAMILY: Family<AtomicOp> = Family::new(
 struct Operands {
     size: u8,
     addr: u64,
-    /// The register operand, if any.
-    reg: Option<Gpr>,
     /// The register operand's value, or the immediate (masked to `size`), or 0.
     src: u64,
 }
@@ -153,11 +151,16 @@ fn operands(cpu: &mut Cpu, ins: &Instruction) -> Operands {
             .map(|i| ins.immediate(i) & size_mask(size))
             .unwrap_or(0),
     };
-    Operands { size, addr, reg, src }
+    Operands { size, addr, src }
 }
 
-/// Runs one locked instruction (`needs_atomic`) of the family.
+/// Runs one locked instruction (`needs_atomic`) of the family: the forms `semantics::locked`
+/// runs (every valid encoding of its rows) with its semantics, the others here.
 pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
+    if super::locked::supported(ins) {
+        super::locked::exec(&mut Live::new(cpu), ins);
+        return Ok(());
+    }
     let bad = crate::cpu::fault::UNIMPLEMENTED;
     let op = FAMILY.row(ins.mnemonic()).ok_or(bad)?.handler;
     let o = operands(cpu, ins);
@@ -169,9 +172,6 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
                 super::alu(&mut Live::new(c), m, size, old, o.src)
             });
         }
-        AtomicOp::IncDec => {
-            rmw(cpu, o.addr, size, |c, old| inc_dec(c, m == Inc, size, old));
-        }
         AtomicOp::Neg => {
             rmw(cpu, o.addr, size, |c, old| {
                 super::alu(&mut Live::new(c), Sub, size, 0, old)
@@ -180,62 +180,11 @@ pub fn exec(cpu: &mut Cpu, ins: &Instruction) -> Result<(), u64> {
         AtomicOp::Not => {
             rmw(cpu, o.addr, size, |_, old| !old);
         }
-        AtomicOp::Xadd => {
-            let g = o.reg.ok_or(bad)?;
-            let old = rmw(cpu, o.addr, size, |c, old| {
-                super::alu(&mut Live::new(c), Add, size, old, o.src)
-            });
-            write_gpr(&mut Live::new(cpu), g, old);
-        }
-        AtomicOp::Xchg => {
-            let g = o.reg.ok_or(bad)?;
-            let old = rmw(cpu, o.addr, size, |_, _| o.src);
-            write_gpr(&mut Live::new(cpu), g, old);
-        }
-        AtomicOp::Cmpxchg => cmpxchg(cpu, &o),
         AtomicOp::BitTestModify => bit_test_modify(cpu, ins, &o),
+        // `locked` runs every form of these there is.
+        AtomicOp::IncDec | AtomicOp::Xadd | AtomicOp::Xchg | AtomicOp::Cmpxchg => return Err(bad),
     }
     Ok(())
-}
-
-/// inc/dec of `old`: CF is kept (carried as aux into the flag record).
-fn inc_dec(cpu: &mut Cpu, inc: bool, size: u8, old: u64) -> u64 {
-    let cf = crate::cpu::flags::cpu_cond(cpu, Cc::B) as u64;
-    let r = if inc { old.wrapping_add(1) } else { old.wrapping_sub(1) } & size_mask(size);
-    let kind = if inc { FlagKind::Inc } else { FlagKind::Dec };
-    store_flags(
-        cpu,
-        crate::cpu::flags::Flags {
-            kind,
-            size,
-            res: r,
-            a: old,
-            b: 1,
-            aux: cf,
-        },
-    );
-    r
-}
-
-fn cmpxchg(cpu: &mut Cpu, o: &Operands) {
-    let size = o.size;
-    let ax = cpu.gpr[0] & size_mask(size);
-    let old = rmw(cpu, o.addr, size, |c, old| {
-        super::alu(&mut Live::new(c), Cmp, size, ax, old);
-        if old == ax {
-            o.src
-        } else {
-            old
-        }
-    });
-    if old != ax {
-        let acc = Gpr {
-            idx: 0,
-            size,
-            high8: false,
-        };
-        write_gpr(&mut Live::new(cpu), acc, old);
-    }
 }
 
 /// bts/btr/btc: a register bit offset may address beyond the operand (signed, in units of
