@@ -17,7 +17,7 @@ use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
 use crate::decode::{flags_live_after, Block, Region};
 use crate::semantics::emitter::Emitter;
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::{self, types, FuncRef, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
@@ -377,6 +377,7 @@ impl Layout<'_> {
             Next::Branch(c, t, f) => {
                 let (c, inverted) = branch_condition(&l.b.func.dfg, c);
                 let (t, f) = if inverted { (f, t) } else { (t, f) };
+                let (c, t, f) = self.loop_edge_last(l, i, (c, t, f));
                 self.go_to_when(l, i, c, t, written);
                 self.go_to(l, i, f, written);
             }
@@ -400,6 +401,36 @@ impl Layout<'_> {
             }
         }
         checked
+    }
+
+    /// A branch of block `i` to `t` where `c` holds, else to `f`, turned around where `t` closes
+    /// a loop and `f` leaves it: the edge lowered second (`f`) is laid out right after the
+    /// branch (Cranelift orders blocks in reverse postorder, and its walk takes the first
+    /// successor first), so a round of the loop takes one jump, back to its head, instead of
+    /// a jump to the edge laid out with the code after the loop and one back from there
+    /// (sha256 of 16 MiB, whose data loop runs 7 instructions a round, 0.955x).
+    fn loop_edge_last(&self, l: &mut Lower<'_>, i: usize, (c, t, f): (Value, u64, u64)) -> (Value, u64, u64) {
+        if !self.closes_loop(i, t) || self.stays_in_loop(i, f) {
+            return (c, t, f);
+        }
+        match negated(&mut l.b, c) {
+            Some(n) => (n, f, t),
+            None => (c, t, f),
+        }
+    }
+
+    /// Whether going from block `i` to `target` closes a loop (`retreating`).
+    fn closes_loop(&self, i: usize, target: u64) -> bool {
+        self.inside(i, target)
+            .is_some_and(|j| self.retreating.contains(&(i, j)))
+    }
+
+    /// Whether going from block `i` to `target` stays in a loop that `i` is in.
+    fn stays_in_loop(&self, i: usize, target: u64) -> bool {
+        let Some(j) = self.inside(i, target) else {
+            return false;
+        };
+        (self.bodies.iter().flatten()).any(|body| body.contains(&i) && body.contains(&j))
     }
 
     /// Continues from block `i` at `target` where `c` holds (`go_to`), and lowering goes on
@@ -632,6 +663,20 @@ fn next_of(l: &Lower<'_>, gb: &Block) -> Next {
             Some(j) if j.flow_control() == FlowControl::Return => Next::Return(v),
             _ => Next::Computed(v),
         },
+    }
+}
+
+/// The opposite of comparison `c`, where `c` is one (a comparison of the opposite condition
+/// on the same operands, which the branch then tests directly).
+fn negated(b: &mut FunctionBuilder<'_>, c: Value) -> Option<Value> {
+    use ir::InstructionData as D;
+    let ir::ValueDef::Result(inst, 0) = b.func.dfg.value_def(c) else {
+        return None;
+    };
+    match b.func.dfg.insts[inst] {
+        D::IntCompare { cond, args: [x, y], .. } => Some(b.ins().icmp(cond.complement(), x, y)),
+        D::FloatCompare { cond, args: [x, y], .. } => Some(b.ins().fcmp(cond.complement(), x, y)),
+        _ => None,
     }
 }
 
