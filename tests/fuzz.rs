@@ -30,8 +30,8 @@ fn random_instructions_match_the_cpu_in_both_tiers() {
 
 /// The multi-instruction fuzzer, seeded: sequences with a branch and a loop, natively and in
 /// the baseline tier, block by block compiled and as compiled regions (state carried across
-/// instructions, blocks and iterations). Most sequences must be compared, not skipped as
-/// faulting.
+/// instructions, blocks and iterations). Most sequences must be compared, and among them those
+/// that fault natively, where the state the guest's handler sees must agree.
 #[test]
 fn random_sequences_with_branches_and_loops_match_the_cpu() {
     let o = Command::new(KILN)
@@ -50,4 +50,10 @@ fn random_sequences_with_branches_and_loops_match_the_cpu() {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     assert!(compared >= 2000, "too few sequences compared:\n{out}");
+    let faulted: u64 = out
+        .split(" sequences compared in three ways (")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(faulted >= 400, "too few faulting sequences compared:\n{out}");
 }

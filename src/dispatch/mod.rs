@@ -32,7 +32,7 @@ use std::time::Instant;
 
 /// Blocks the baseline tier runs at most to replay a fault from a checkpoint before control
 /// returns to the dispatcher (which continues correctly from wherever it stopped).
-const REPLAY_BLOCKS: usize = 10_000;
+pub const REPLAY_BLOCKS: usize = 10_000;
 
 pub use compile::HOT_THRESHOLD;
 

@@ -127,13 +127,24 @@ impl Kiln {
 
     /// Where compiled code left the guest block from its last checkpoint to the baseline tier
     /// (`fault::REPLAY`), runs that block, as the dispatcher does.
+    /// Where a guest memory access faulted in compiled code (`fault::MEMORY`), runs the baseline
+    /// tier from the last checkpoint as the dispatcher does (`Engine::replay`), up to the fault
+    /// again or past the first block that writes memory.
     fn finish_replay(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
-        if r != exit::FAULT || cpu.fault != fault::REPLAY {
+        if r != exit::FAULT || !matches!(cpu.fault, fault::REPLAY | fault::MEMORY) {
             return Ok(r);
         }
-        cpu.fault = 0;
-        let block = fetch(cpu.rip).ok_or("a replayed block outside the code")?;
-        Ok(self.interpret(cpu, &block))
+        let memory = cpu.fault == fault::MEMORY;
+        (cpu.fault, cpu.insn_off) = (0, 0);
+        let blocks = if memory { crate::dispatch::REPLAY_BLOCKS } else { 1 };
+        for _ in 0..blocks {
+            let block = fetch(cpu.rip).ok_or("a replayed block outside the code")?;
+            let r = self.interpret(cpu, &block);
+            if r != exit::NEXT || block.insns.iter().any(crate::jit::writes_memory) {
+                return Ok(r);
+            }
+        }
+        Ok(exit::NEXT)
     }
 
     /// Runs compiled `code` as a unit through the trampoline.

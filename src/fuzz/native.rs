@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 pub(super) static FAULT_SIG: AtomicI32 = AtomicI32::new(0);
 pub(super) static RESTORE_AT: AtomicU64 = AtomicU64::new(0);
+/// Where the current case's state and FXSAVE image go (a fault stores them there itself).
+static STATE_AT: AtomicU64 = AtomicU64::new(0);
+static FX_AT: AtomicU64 = AtomicU64::new(0);
 /// [saved rsp, mxcsr to restore]
 static mut SAVED: [u64; 2] = [0, 0x1f80];
 
@@ -15,7 +18,29 @@ extern "C" fn on_native_fault(sig: i32, _info: *mut libc::siginfo_t, ctx: *mut l
     FAULT_SIG.store(sig, Ordering::SeqCst);
     // SAFETY: the kernel passes the interrupted context; continue at the harness's restore path.
     let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+    // SAFETY: the case's state and FXSAVE image (set before it ran) are the child's own.
+    unsafe { store_fault_state(uc) };
     uc.uc_mcontext.gregs[libc::REG_RIP as usize] = RESTORE_AT.load(Ordering::SeqCst) as i64;
+}
+
+/// The state the kernel saved where the case faulted (before the faulting instruction), as the
+/// harness stores it where a case ends: the general registers, the flags and the FXSAVE image.
+unsafe fn store_fault_state(uc: &libc::ucontext_t) {
+    use libc::*;
+    let g = &uc.uc_mcontext.gregs;
+    let order = [
+        REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI, REG_R8, REG_R9, REG_R10, REG_R11,
+        REG_R12, REG_R13, REG_R14, REG_R15,
+    ];
+    let state = STATE_AT.load(Ordering::SeqCst) as *mut State;
+    (*state).gpr = order.map(|r| g[r as usize] as u64);
+    (*state).rflags = g[REG_EFL as usize] as u64;
+    // The kernel's sigcontext: the 23 general words, then the pointer to the FXSAVE-format
+    // state (as the C libraries lay out their mcontext_t, whose field only glibc names).
+    let fx = *(g.as_ptr().add(23) as *const *const u8);
+    if !fx.is_null() {
+        std::ptr::copy_nonoverlapping(fx, FX_AT.load(Ordering::SeqCst) as *mut u8, 512);
+    }
 }
 
 /// Machine code: save callee-saved registers and rsp, load `input`, run `bytes`, store the
@@ -247,6 +272,8 @@ unsafe fn native_child(cases: &[Case], shared: *mut u8, rec: usize) -> ! {
         std::ptr::copy_nonoverlapping(code.as_ptr(), page, code.len());
         libc::mprotect(page as *mut libc::c_void, 65536, libc::PROT_READ | libc::PROT_EXEC);
         RESTORE_AT.store(page as u64 + restore as u64, Ordering::SeqCst);
+        STATE_AT.store(&mut *output as *mut State as u64, Ordering::SeqCst);
+        FX_AT.store(fx_out.0.as_mut_ptr() as u64, Ordering::SeqCst);
         FAULT_SIG.store(0, Ordering::SeqCst);
         let f: extern "C" fn() = std::mem::transmute::<*mut u8, extern "C" fn()>(page);
         f();

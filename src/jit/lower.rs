@@ -125,6 +125,12 @@ impl Regs {
         (read, written.minus(read))
     }
 
+    /// Every register.
+    pub const ALL: Regs = Regs {
+        gpr: u16::MAX,
+        xmm: u16::MAX,
+    };
+
     /// The `CARRIED` registers.
     pub const CARRIED: Regs = Regs {
         gpr: CARRIED_MASK,
@@ -449,14 +455,16 @@ impl<'a> Lower<'a> {
 
     /// `checkpoint`, with the flags only when the code after it may read them: where it writes
     /// them before reading them, they stay out of the context (a replay from here writes them
-    /// before reading them too).
-    pub fn checkpoint_with(&mut self, ip: u64, flags_read: bool) {
+    /// before reading them too), and of the dirty registers only those in `observed` (what the
+    /// code after it may observe before replacing them, `jit::observed`): the others stay
+    /// dirty, for a later checkpoint or the exit to store.
+    pub fn checkpoint_of(&mut self, ip: u64, flags_read: bool, observed: Regs) {
         self.settle_guards();
-        if !flags_read {
-            self.flush_regs();
-            return self.set_rip(ip);
+        self.flush_regs_in(observed);
+        if flags_read {
+            self.flush_flags();
         }
-        self.checkpoint(ip)
+        self.set_rip(ip)
     }
 
     /// Makes the context's rip stand for the guest address `ip` of this unit. Where the rip's
@@ -592,14 +600,20 @@ impl<'a> Lower<'a> {
 
     /// Stores the dirty registers (not the flags).
     pub fn flush_regs(&mut self) {
+        self.flush_regs_in(Regs::ALL)
+    }
+
+    /// Stores the dirty registers of `which`.
+    fn flush_regs_in(&mut self, which: Regs) {
+        let (gprs, xmms) = (which.gprs(), which.xmms());
         for r in 0..16 {
-            if self.state.dirty[r] {
+            if self.state.dirty[r] && gprs[r] {
                 let v = self.b.use_var(self.regs[r]);
                 let cpu = self.cpu();
                 self.b.ins().store(mf(), v, cpu, off::gpr(r));
                 self.state.dirty[r] = false;
             }
-            if self.state.xdirty[r] {
+            if self.state.xdirty[r] && xmms[r] {
                 let v = self.b.use_var(self.xregs[r]);
                 let cpu = self.cpu();
                 self.b.ins().store(mf(), v, cpu, off::xmm(r));

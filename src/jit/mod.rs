@@ -4,6 +4,7 @@
 
 mod host;
 mod lower;
+mod observed;
 pub use lower::writes_memory;
 mod region;
 mod strides;
@@ -39,7 +40,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 36;
+pub const TRANSLATION_VERSION: u32 = 37;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;

@@ -9,6 +9,7 @@
 //! the chained call.
 
 use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
+use super::observed::Observed;
 use super::strides::{strided_accesses, Strided};
 use super::values::iconst_value;
 use super::{return_code, Placement, CARRIED, STACK_POINTER};
@@ -71,9 +72,10 @@ pub fn lower_region(
     let checkpoints = checkpoints(region);
     let (retreating, idom) = (region.retreating_edges(), region.dominators());
     let bodies = region.loop_bodies(&retreating, &idom);
-    let loop_entries = loop_entries(region, &checkpoints, &retreating, &bodies);
+    let checkpointed_edges = checkpointed_edges(region, &checkpoints, &retreating, &bodies);
     let strided = strided_accesses(region, &retreating, &bodies, &idom);
-    let dirty_in = dirty_at_starts(region, &block_effects(region, &checkpoints), &loop_entries);
+    let observed = Observed::of(region, &checkpointed_edges);
+    let dirty_in = dirty_at_starts(region, &checkpoints, &observed, &checkpointed_edges);
     let live_in = live_at_starts(region, &dirty_in);
     let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
     l.placement = placement;
@@ -91,7 +93,7 @@ pub fn lower_region(
         dirty_in,
         live_in,
         retreating,
-        loop_entries,
+        checkpointed_edges,
         single_entry: single_entries(region),
         count_in: vec![Default::default(); region.blocks.len()],
         entry_flags: vec![Default::default(); region.blocks.len()],
@@ -99,6 +101,7 @@ pub fn lower_region(
         rip_bases: rip_bases(region),
         strided,
         bodies,
+        observed,
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
@@ -141,60 +144,72 @@ fn checkpoints(region: &Region) -> Vec<Vec<bool>> {
     region.blocks.iter().enumerate().map(plan).collect()
 }
 
-/// Per block: whether it has a checkpoint, and the registers it writes after its last one.
-fn block_effects(region: &Region, checkpoints: &[Vec<bool>]) -> Vec<(bool, Regs)> {
-    let effect = |(b, plan): (&Block, &Vec<bool>)| {
-        b.insns
-            .iter()
-            .zip(plan)
-            .fold((false, Regs::default()), |(cp, w), (ins, &after)| {
-                let w = w.union(Regs::written_by(ins));
-                if after {
-                    (true, Regs::default())
-                } else {
-                    (cp, w)
-                }
-            })
-    };
-    region.blocks.iter().zip(checkpoints).map(effect).collect()
+/// The registers that may differ from the context where block `i` ends, given those that may
+/// where it starts: each instruction may write some, and each checkpoint stores those that the
+/// code after it may observe (`Observed`).
+fn dirty_at_end(region: &Region, i: usize, dirty: Regs, checkpoints: &[Vec<bool>], observed: &Observed) -> Regs {
+    let steps = region.blocks[i]
+        .insns
+        .iter()
+        .zip(&checkpoints[i])
+        .zip(&observed.after[i]);
+    steps.fold(dirty, |d, ((ins, &checkpoint), &seen)| {
+        let d = d.union(Regs::written_by(ins));
+        if checkpoint {
+            d.minus(seen)
+        } else {
+            d
+        }
+    })
 }
 
-/// The edges into a loop from outside it (not retreating) where the loop has a checkpoint
-/// (`Region::loop_bodies`, `checkpoints`): each takes a checkpoint of its own (`Layout::go_to`),
-/// so that what was written before the loop is stored once, not again at the loop's
-/// checkpoints on every round (a register that differs from the context at the loop's head on
-/// any way in is stored at each of them).
-fn loop_entries(
+/// The edges that take a checkpoint of their own (`Layout::go_to`): those into a block that
+/// reads the flags (which go to the context), and the ways into and out of a loop that has a
+/// checkpoint (`Region::loop_bodies`, `checkpoints`). Into the loop, so that what was written
+/// before it is stored once, not again at its checkpoints on every round (a register that
+/// differs from the context at the loop's head on any way in is stored at each of them); out
+/// of it, so that what the code after the loop may observe is stored there, not at the loop's
+/// checkpoints on every round (`Observed`: a temporary that each round replaces before the
+/// next fault is then stored only as the loop ends).
+fn checkpointed_edges(
     region: &Region,
     checkpoints: &[Vec<bool>],
     retreating: &HashSet<(usize, usize)>,
     bodies: &[Option<Vec<usize>>],
 ) -> HashSet<(usize, usize)> {
-    let has_checkpoint = |body: &Vec<usize>| body.iter().any(|&k| checkpoints[k].contains(&true));
-    let heads: Vec<bool> = bodies.iter().map(|b| b.as_ref().is_some_and(has_checkpoint)).collect();
+    let has_checkpoint = |body: &&Vec<usize>| body.iter().any(|&k| checkpoints[k].contains(&true));
+    let loops: Vec<&Vec<usize>> = bodies.iter().flatten().filter(has_checkpoint).collect();
     let edges = (0..region.blocks.len()).flat_map(|i| region.successors(i).map(move |j| (i, j)));
+    let into = |i: usize, j: usize| loops.iter().any(|b| b[0] == j && !retreating.contains(&(i, j)));
+    let out_of = |i: usize, j: usize| loops.iter().any(|b| b.contains(&i) && !b.contains(&j));
     edges
-        .filter(|&(i, j)| heads[j] && !retreating.contains(&(i, j)))
+        .filter(|&(i, j)| region.flags_in[j] || into(i, j) || out_of(i, j))
         .collect()
 }
 
 /// Per block: the registers that may differ from the context where it starts. A checkpoint
-/// (where `checkpoints` puts one, and on an edge into a block that reads the flags) stores
-/// every register; registers written after the last one stay only in
-/// variables, across edges and loops, but for the ways into a loop that take a checkpoint
-/// (`loop_entries`). Nothing differs at the region's entry.
-fn dirty_at_starts(region: &Region, effect: &[(bool, Regs)], loop_entries: &HashSet<(usize, usize)>) -> Vec<Regs> {
+/// (where `checkpoints` puts one, and on the `checkpointed_edges`) stores the registers that
+/// the code after it may observe (`Observed`); the others stay only in variables, across
+/// edges and loops. Nothing differs at the region's entry.
+fn dirty_at_starts(
+    region: &Region,
+    checkpoints: &[Vec<bool>],
+    observed: &Observed,
+    checkpointed_edges: &HashSet<(usize, usize)>,
+) -> Vec<Regs> {
     let n = region.blocks.len();
     let mut dirty_in = vec![Regs::default(); n];
     loop {
         let mut changed = false;
         for i in 0..n {
-            let (cp, after) = effect[i];
-            let out = if cp { after } else { dirty_in[i].union(after) };
+            let out = dirty_at_end(region, i, dirty_in[i], checkpoints, observed);
             for &(_, j) in &region.targets[i] {
                 let Some(j) = j else { continue };
-                let checkpointed = region.flags_in[j] || loop_entries.contains(&(i, j));
-                if !checkpointed && !dirty_in[j].contains(out) {
+                let out = match checkpointed_edges.contains(&(i, j)) {
+                    true => out.minus(observed.at_start[j]),
+                    false => out,
+                };
+                if !dirty_in[j].contains(out) {
                     dirty_in[j] = dirty_in[j].union(out);
                     changed = true;
                 }
@@ -287,8 +302,8 @@ struct Layout<'r> {
     live_in: Vec<Regs>,
     /// The edges that close a cycle (`Region::retreating_edges`).
     retreating: HashSet<(usize, usize)>,
-    /// The ways into a loop that take a checkpoint (`loop_entries`).
-    loop_entries: HashSet<(usize, usize)>,
+    /// The edges that take a checkpoint of their own (`checkpointed_edges`).
+    checkpointed_edges: HashSet<(usize, usize)>,
     /// Per block: the one block before it in the layout whose one edge leads into it, if that
     /// is the only way in (`single_entries`).
     single_entry: Vec<Option<usize>>,
@@ -311,6 +326,8 @@ struct Layout<'r> {
     strided: Vec<Vec<Strided>>,
     /// Per block that heads a loop: the loop's blocks (`Region::loop_bodies`).
     bodies: Vec<Option<Vec<usize>>>,
+    /// What a checkpoint stores (`observed`).
+    observed: Observed,
 }
 
 impl Layout<'_> {
@@ -356,7 +373,7 @@ impl Layout<'_> {
                 break;
             }
             if self.checkpoints[i][k] {
-                l.checkpoint_with(ins.next_ip(), flags_after[k] != 0);
+                l.checkpoint_of(ins.next_ip(), flags_after[k] != 0, self.observed.after[i][k]);
                 l.replay_count = l.pending - l.insns_after as i64;
             }
         }
@@ -514,11 +531,17 @@ impl Layout<'_> {
         let Some(j) = self.inside(i, target) else {
             return exit_to(l, target, self.region.flags_read_at(target) != 0);
         };
-        if self.region.flags_in[j] || written || self.loop_entries.contains(&(i, j)) {
-            // The flags go to the context (with everything else, a checkpoint), the block's
-            // memory write needs its checkpoint, or a loop is entered (`loop_entries`).
-            l.checkpoint_with(target, self.region.flags_in[j]);
-        } else if !self.dirty_in[j].contains(l.state.dirty()) {
+        let edge = self.checkpointed_edges.contains(&(i, j));
+        if edge || written {
+            // The edge's own checkpoint (`checkpointed_edges`) stores what the code there may
+            // observe; the block's memory write needs its checkpoint, which stores what the
+            // code after it may observe on the ways without one (`Observed`).
+            let after_write = written.then(|| self.observed.after[i].last().copied()).flatten();
+            let at_target = edge.then_some(self.observed.at_start[j]);
+            let observed = at_target.unwrap_or_default().union(after_write.unwrap_or_default());
+            l.checkpoint_of(target, self.region.flags_in[j], observed);
+        }
+        if !self.dirty_in[j].contains(l.state.dirty()) {
             l.unpredicted = true;
         }
         l.revalidate(self.live_in[j]);
