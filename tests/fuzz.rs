@@ -44,16 +44,15 @@ fn random_sequences_with_branches_and_loops_match_the_cpu() {
         "kiln fuzz --sequences:\n{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let compared: u64 = out
-        .split("--sequences: ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let compared = number_after(&out, "--sequences: ");
     assert!(compared >= 2000, "too few sequences compared:\n{out}");
-    let faulted: u64 = out
-        .split(" sequences compared in three ways (")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let faulted = number_after(&out, " sequences compared in three ways (");
     assert!(faulted >= 400, "too few faulting sequences compared:\n{out}");
+}
+
+/// The number that follows `marker` in `out` (0 if none does).
+fn number_after(out: &str, marker: &str) -> u64 {
+    (out.split(marker).nth(1))
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -79,136 +79,22 @@ impl Observed {
 /// else (a float operation may raise an unmasked exception, a division a divide error) counts
 /// as a fault, which observes every register.
 pub fn cannot_fault(ins: &Instruction) -> bool {
-    use Mnemonic::*;
     let segment = |k| ins.op_kind(k) == OpKind::Register && ins.op_register(k).is_segment_register();
-    if reads_memory(ins) || writes_memory(ins) || (0..ins.op_count()).any(segment) {
-        return false;
-    }
-    matches!(
-        ins.mnemonic(),
-        Mov | Movzx
-            | Movsx
-            | Movsxd
-            | Lea
-            | Add
-            | Sub
-            | Adc
-            | Sbb
-            | And
-            | Or
-            | Xor
-            | Not
-            | Neg
-            | Inc
-            | Dec
-            | Cmp
-            | Test
-            | Shl
-            | Shr
-            | Sar
-            | Rol
-            | Ror
-            | Shld
-            | Shrd
-            | Rorx
-            | Shlx
-            | Shrx
-            | Sarx
-            | Andn
-            | Imul
-            | Bswap
-            | Bt
-            | Cdq
-            | Cqo
-            | Cdqe
-            | Cwde
-            | Nop
-            | Jmp
-            | Ja
-            | Jae
-            | Jb
-            | Jbe
-            | Je
-            | Jne
-            | Jg
-            | Jge
-            | Jl
-            | Jle
-            | Js
-            | Jns
-            | Jo
-            | Jno
-            | Jp
-            | Jnp
-            | Cmova
-            | Cmovae
-            | Cmovb
-            | Cmovbe
-            | Cmove
-            | Cmovne
-            | Cmovg
-            | Cmovge
-            | Cmovl
-            | Cmovle
-            | Cmovs
-            | Cmovns
-            | Sete
-            | Setne
-            | Seta
-            | Setae
-            | Setb
-            | Setbe
-            | Setg
-            | Setge
-            | Setl
-            | Setle
-            | Sets
-            | Setns
-            | Movd
-            | Movq
-            | Movdqa
-            | Movdqu
-            | Movaps
-            | Movups
-            | Movapd
-            | Pxor
-            | Por
-            | Pand
-            | Pandn
-            | Xorps
-            | Andps
-            | Orps
-            | Paddb
-            | Paddw
-            | Paddd
-            | Paddq
-            | Psubb
-            | Psubw
-            | Psubd
-            | Psubq
-            | Psllw
-            | Pslld
-            | Psllq
-            | Psrlw
-            | Psrld
-            | Psrlq
-            | Psraw
-            | Psrad
-            | Pslldq
-            | Psrldq
-            | Pshufd
-            | Punpcklbw
-            | Punpcklwd
-            | Punpckldq
-            | Punpcklqdq
-            | Punpckhbw
-            | Punpckhwd
-            | Punpckhdq
-            | Punpckhqdq
-            | Pcmpeqb
-            | Pcmpeqw
-            | Pcmpeqd
-            | Pmovmskb
-            | Packuswb
-    )
+    let touches_memory = reads_memory(ins) || writes_memory(ins);
+    !touches_memory && !(0..ins.op_count()).any(segment) && CANNOT_FAULT.contains(&ins.mnemonic())
 }
+
+/// The instructions `cannot_fault` takes, where they touch no memory.
+const CANNOT_FAULT: &[Mnemonic] = {
+    use Mnemonic::*;
+    &[
+        Mov, Movzx, Movsx, Movsxd, Lea, Add, Sub, Adc, Sbb, And, Or, Xor, Not, Neg, Inc, Dec, Cmp, Test, Shl, Shr, Sar,
+        Rol, Ror, Shld, Shrd, Rorx, Shlx, Shrx, Sarx, Andn, Imul, Bswap, Bt, Cdq, Cqo, Cdqe, Cwde, Nop, Jmp, Ja, Jae,
+        Jb, Jbe, Je, Jne, Jg, Jge, Jl, Jle, Js, Jns, Jo, Jno, Jp, Jnp, Cmova, Cmovae, Cmovb, Cmovbe, Cmove, Cmovne,
+        Cmovg, Cmovge, Cmovl, Cmovle, Cmovs, Cmovns, Sete, Setne, Seta, Setae, Setb, Setbe, Setg, Setge, Setl, Setle,
+        Sets, Setns, Movd, Movq, Movdqa, Movdqu, Movaps, Movups, Movapd, Pxor, Por, Pand, Pandn, Xorps, Andps, Orps,
+        Paddb, Paddw, Paddd, Paddq, Psubb, Psubw, Psubd, Psubq, Psllw, Pslld, Psllq, Psrlw, Psrld, Psrlq, Psraw, Psrad,
+        Pslldq, Psrldq, Pshufd, Punpcklbw, Punpcklwd, Punpckldq, Punpcklqdq, Punpckhbw, Punpckhwd, Punpckhdq,
+        Punpckhqdq, Pcmpeqb, Pcmpeqw, Pcmpeqd, Pmovmskb, Packuswb,
+    ]
+};
