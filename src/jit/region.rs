@@ -68,7 +68,7 @@ pub fn lower_region(
     let params = b.block_params(entry).to_vec();
     let (insns_before, entry_rip) = (params[0], params[1]);
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
-    prologue(&mut b, insns_before);
+    let waiting = prologue(&mut b);
     let checkpoints = checkpoints(region);
     let (retreating, idom) = (region.retreating_edges(), region.dominators());
     let bodies = region.loop_bodies(&retreating, &idom);
@@ -110,6 +110,7 @@ pub fn lower_region(
     }
     l.finish_outside();
     finish_chain(&mut l);
+    leave_at_entry(&mut l, waiting, insns_before);
     l.finish_return();
     l.b.seal_all_blocks();
     let ok = !l.unpredicted;
@@ -268,9 +269,9 @@ fn live_at_starts(region: &Region, dirty_in: &[Regs]) -> Vec<Regs> {
     }
 }
 
-/// The unit's entry: returns at once when a signal waits (rip already holds this unit's
-/// address), adding the instructions the units before it ran to the context's count.
-fn prologue(b: &mut FunctionBuilder<'_>, insns_before: Value) {
+/// The unit's entry: leaves at once when a signal waits (rip already holds this unit's
+/// address), through the block returned, which `leave_at_entry` fills.
+fn prologue(b: &mut FunctionBuilder<'_>) -> ir::Block {
     let cpu = b.ins().get_pinned_reg(types::I64);
     let flag = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let leave = b.create_block();
@@ -278,11 +279,19 @@ fn prologue(b: &mut FunctionBuilder<'_>, insns_before: Value) {
     b.ins().brif(flag, leave, &[], body, &[]);
     b.seal_block(leave);
     b.seal_block(body);
-    b.switch_to_block(leave);
     b.set_cold_block(leave);
-    let z = b.ins().iconst(types::I64, exit::NEXT as i64);
-    return_code(b, z, insns_before, None);
     b.switch_to_block(body);
+    leave
+}
+
+/// Where a signal waits at the unit's entry: back to the dispatcher, adding the instructions
+/// the units before it ran to the count, through the return the unit's other ways back to the
+/// dispatcher share (its own return, one more place to tear the frame down, made warm
+/// `cc1 -O2 hello.i`'s pack 1.9% larger).
+fn leave_at_entry(l: &mut Lower<'_>, leave: ir::Block, insns_before: Value) {
+    l.b.switch_to_block(leave);
+    let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
+    l.return_counted(next, insns_before, None);
 }
 
 struct Layout<'r> {
