@@ -4,10 +4,11 @@
 //! leaves for the baseline tier), which reads the context where it reads a register, and the
 //! guest's signal handler, which sees every register at the instruction that faults. So a
 //! register that every path from the checkpoint replaces before it reads it, and before any
-//! instruction that may fault or leave the unit, need not be stored there: it stays in its
-//! variable, still differing from the context, and a later checkpoint or the exit stores it.
+//! instruction that may fault, need not be stored there: it stays in its variable, still
+//! differing from the context, and a later checkpoint or the way out of the unit stores it.
 //! A loop whose round recomputes its temporaries from its counters stores only the counters at
-//! its checkpoint (sha256's message schedule stored three vector temporaries of five a round).
+//! its checkpoint (sha256's message schedule stored five vector registers a round, three of
+//! them such temporaries).
 
 use super::lower::{reads_memory, writes_memory, Regs};
 use crate::decode::Region;
