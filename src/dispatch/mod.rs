@@ -32,7 +32,23 @@ use std::time::Instant;
 
 /// Blocks the baseline tier runs at most to replay a fault from a checkpoint before control
 /// returns to the dispatcher (which continues correctly from wherever it stopped).
-pub const REPLAY_BLOCKS: usize = 10_000;
+const REPLAY_BLOCKS: usize = 10_000;
+
+/// Replays a guest memory fault in compiled code from the last checkpoint (`Engine::replay`):
+/// `run` runs the guest block at the context's rip in the baseline tier and gives its exit
+/// code and whether it writes memory (None where no block is there to run). Stops at the
+/// fault again, or past the first block that writes memory, where the state is whole again.
+pub fn replay_blocks(mut run: impl FnMut() -> Option<(u64, bool)>) -> u64 {
+    for _ in 0..REPLAY_BLOCKS {
+        let Some((code, wrote)) = run() else {
+            break; // the dispatcher meets what stops there
+        };
+        if code != exit::NEXT || wrote {
+            return code;
+        }
+    }
+    exit::NEXT
+}
 
 pub use compile::HOT_THRESHOLD;
 
@@ -317,17 +333,11 @@ impl Engine {
         self.cpu.fault = 0;
         self.cpu.insn_off = 0;
         self.stats.fault_replays += 1;
-        for _ in 0..REPLAY_BLOCKS {
+        replay_blocks(|| {
             let block = self.decode_at(self.cpu.rip);
-            if block.insns.is_empty() {
-                break; // the dispatcher meets what stops there
-            }
-            let code = self.interpret(&block);
-            if code != exit::NEXT || block.insns.iter().any(crate::jit::writes_memory) {
-                return code;
-            }
-        }
-        exit::NEXT
+            let wrote = block.insns.iter().any(crate::jit::writes_memory);
+            (!block.insns.is_empty()).then(|| (self.interpret(&block), wrote))
+        })
     }
 
     /// The block the guest's executable bytes at `rip` hold now (for the baseline tier).

@@ -125,26 +125,24 @@ impl Kiln {
         r
     }
 
-    /// Where compiled code left the guest block from its last checkpoint to the baseline tier
-    /// (`fault::REPLAY`), runs that block, as the dispatcher does.
-    /// Where a guest memory access faulted in compiled code (`fault::MEMORY`), runs the baseline
-    /// tier from the last checkpoint as the dispatcher does (`Engine::replay`), up to the fault
-    /// again or past the first block that writes memory.
+    /// Where compiled code left for the baseline tier, runs on there as the dispatcher does:
+    /// the guest block from the last checkpoint after a failed guard (`fault::REPLAY`), the
+    /// replay of a guest memory fault (`fault::MEMORY`, `dispatch::replay_blocks`).
     fn finish_replay(&mut self, cpu: &mut Cpu, r: u64, fetch: impl Fn(u64) -> Option<Block>) -> Result<u64, String> {
         if r != exit::FAULT || !matches!(cpu.fault, fault::REPLAY | fault::MEMORY) {
             return Ok(r);
         }
         let memory = cpu.fault == fault::MEMORY;
         (cpu.fault, cpu.insn_off) = (0, 0);
-        let blocks = if memory { crate::dispatch::REPLAY_BLOCKS } else { 1 };
-        for _ in 0..blocks {
-            let block = fetch(cpu.rip).ok_or("a replayed block outside the code")?;
-            let r = self.interpret(cpu, &block);
-            if r != exit::NEXT || block.insns.iter().any(crate::jit::writes_memory) {
-                return Ok(r);
-            }
+        if memory {
+            return Ok(crate::dispatch::replay_blocks(|| {
+                let block = fetch(cpu.rip)?;
+                let wrote = block.insns.iter().any(crate::jit::writes_memory);
+                Some((self.interpret(cpu, &block), wrote))
+            }));
         }
-        Ok(exit::NEXT)
+        let block = fetch(cpu.rip).ok_or("a replayed block outside the code")?;
+        Ok(self.interpret(cpu, &block))
     }
 
     /// Runs compiled `code` as a unit through the trampoline.

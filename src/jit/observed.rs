@@ -28,18 +28,27 @@ impl Observed {
     /// itself and observes nothing of the last checkpoint's.
     pub fn of(region: &Region, checkpointed: &HashSet<(usize, usize)>) -> Observed {
         let n = region.blocks.len();
+        // Per instruction, once: None where it may fault, else what it reads and replaces.
+        let steps: Vec<Vec<Step>> = (region.blocks.iter())
+            .map(|b| {
+                b.insns
+                    .iter()
+                    .map(|ins| cannot_fault(ins).then(|| Regs::read_and_replaced_by(ins)))
+                    .collect()
+            })
+            .collect();
         let mut at_start = vec![Regs::default(); n];
         loop {
             let mut changed = false;
             for i in (0..n).rev() {
-                let first = Self::through_block(region, i, &at_start, checkpointed).0;
+                let first = Self::through_block(region, i, &steps[i], &at_start, checkpointed).0;
                 if first != at_start[i] {
                     at_start[i] = first;
                     changed = true;
                 }
             }
             if !changed {
-                let after = (0..n).map(|i| Self::through_block(region, i, &at_start, checkpointed).1);
+                let after = (0..n).map(|i| Self::through_block(region, i, &steps[i], &at_start, checkpointed).1);
                 return Observed {
                     after: after.collect(),
                     at_start,
@@ -48,32 +57,34 @@ impl Observed {
         }
     }
 
-    /// What block `i` observes where it starts and after each of its instructions, given
-    /// what its successors observe where they start.
+    /// What block `i` (its instructions' `steps`) observes where it starts and after each of
+    /// its instructions, given what its successors observe where they start.
     fn through_block(
         region: &Region,
         i: usize,
+        steps: &[Step],
         at_start: &[Regs],
         checkpointed: &HashSet<(usize, usize)>,
     ) -> (Regs, Vec<Regs>) {
-        let insns = &region.blocks[i].insns;
         let inside = region.targets[i].iter().filter_map(|&(_, j)| j);
         let mut seen = inside
             .filter(|&j| !checkpointed.contains(&(i, j)))
             .fold(Regs::default(), |s, j| s.union(at_start[j]));
-        let mut after = vec![Regs::default(); insns.len()];
-        for (k, ins) in insns.iter().enumerate().rev() {
+        let mut after = vec![Regs::default(); steps.len()];
+        for (k, step) in steps.iter().enumerate().rev() {
             after[k] = seen;
-            seen = if cannot_fault(ins) {
-                let (read, replaced) = Regs::read_and_replaced_by(ins);
-                seen.minus(replaced).union(read)
-            } else {
-                Regs::ALL
+            seen = match step {
+                Some((read, replaced)) => seen.minus(*replaced).union(*read),
+                None => Regs::ALL,
             };
         }
         (seen, after)
     }
 }
+
+/// An instruction's part in the dataflow: None where it may fault, else the registers it
+/// reads and those it replaces (`Regs::read_and_replaced_by`).
+type Step = Option<(Regs, Regs)>;
 
 /// Whether `ins` can neither fault nor raise anything, in any tier: it touches no memory and is
 /// one of the integer, move and bitwise vector operations compiled code runs inline. Anything
