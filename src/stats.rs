@@ -20,6 +20,9 @@ pub struct Stats {
     /// Damaged entries: failed their checksum when loaded, never run.
     pub cache_rejected: u64,
     pub units_stored: u64,
+    /// Cached units this run entered that their packs did not record as entered yet (handed
+    /// to the compile service, which lays them out first).
+    pub units_entered_new: u64,
     pub compile_us: u64,
     pub interp_us: u64,
     /// Units dropped because the guest changed their code.
@@ -60,6 +63,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.miss_unidentified += o.miss_unidentified;
         self.cache_rejected += o.cache_rejected;
         self.units_stored += o.units_stored;
+        self.units_entered_new += o.units_entered_new;
         self.compile_us += o.compile_us;
         self.interp_us += o.interp_us;
         self.units_invalidated += o.units_invalidated;
@@ -132,6 +136,7 @@ impl Stats {
             self.miss_not_in_cache, self.miss_bytes_changed, self.miss_unidentified
         );
         eprintln!("  units stored at exit               {:>14}", self.units_stored);
+        eprintln!("  units newly entered                {:>14}", self.units_entered_new);
         eprintln!(
             "  units invalidated / volatile       {:>6} / {}",
             self.units_invalidated, self.volatile_units

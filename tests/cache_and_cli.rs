@@ -38,6 +38,49 @@ fn warm_run_executes_no_translation_and_stays_in_compiled_code() {
     );
 }
 
+/// A warm run hands the compile service the cached units it entered; the service records them
+/// in the packs, which lay them out first, and the next warm run has nothing new to hand over.
+#[test]
+fn the_units_warm_runs_enter_are_recorded_in_their_packs() {
+    let bin = sha256_bin();
+    let args = ["100000"];
+    let want = native(&bin, &args, b"");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let cold = finish(spawn_kiln(&bin, &args, b"", &cache, false));
+    assert_same("sha256 cold", &want, &cold);
+    settle(&cache);
+    let mut first = finish(spawn_kiln(&bin, &args, b"", &cache, true));
+    let fs = take_stats(&mut first);
+    assert_same("sha256 first warm", &want, &first);
+    assert!(
+        stat(&fs, "units_entered_new") > 0,
+        "the first warm run entered nothing new: {fs}"
+    );
+    settle(&cache);
+    let o = Command::new(KILN)
+        .args(["cache", "stats", "--json"])
+        .env("KILN_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entered = s["entered_units"].as_u64().unwrap_or(0);
+    assert!(
+        entered >= stat(&fs, "units_entered_new"),
+        "the packs record {entered}: {fs} {s}"
+    );
+    assert!(
+        s["units"].as_u64() > Some(entered),
+        "every unit counted as entered: {s}"
+    );
+    let mut next = finish(spawn_kiln(&bin, &args, b"", &cache, true));
+    let ns = take_stats(&mut next);
+    assert_same("sha256 next warm", &want, &next);
+    assert_eq!(stat(&ns, "units_entered_new"), 0, "{ns}");
+    assert_eq!(stat(&ns, "units_compiled"), 0, "{ns}");
+    settle(&cache);
+}
+
 /// The memo of each pack in `cache`: (file name, its memo's inode and contents).
 fn pack_memos(cache: &Path) -> Vec<(String, u64, Vec<u8>)> {
     use std::os::unix::fs::MetadataExt;
@@ -67,6 +110,11 @@ fn packs_the_service_writes_are_not_hashed_again_by_the_next_run() {
     let cache = dir.path().join("kiln");
     let cold = finish(spawn_kiln(&bin, &args, b"", &cache, false));
     assert_same("sha256 cold", &want, &cold);
+    settle(&cache);
+    // The first warm run hands over the units it entered, which the service records in the
+    // packs it writes again.
+    let first = finish(spawn_kiln(&bin, &args, b"", &cache, false));
+    assert_same("sha256 first warm", &want, &first);
     settle(&cache);
     let before = pack_memos(&cache);
     assert!(!before.is_empty(), "the service wrote no pack");

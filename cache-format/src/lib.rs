@@ -5,7 +5,7 @@
 /// Magic at the start of every unit entry.
 pub const ENTRY_MAGIC: [u8; 8] = *b"KILNUNIT";
 /// Entry format version; readers reject any other.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 pub type Hash = [u8; 32];
 
@@ -83,6 +83,10 @@ pub struct UnitEntry {
     /// Compiled for a pack: every exit to an address known at translation time and every
     /// direct call is a link (a unit a run compiled for itself has none).
     pub linked: bool,
+    /// A warm run entered the unit (its entry mark, `LinkKind::EntryMark`, was set): a pack
+    /// lays out the units runs enter before the others, so that a run touches the pages of
+    /// its own code only.
+    pub entered: bool,
     /// How often runs were seen executing the unit's code before it was compiled (saturating;
     /// the tiering threshold for code a run compiled because it ran that often): a pack lays
     /// its code out hottest first, so that a run's hot code shares pages and cache lines.
@@ -138,11 +142,19 @@ pub enum LinkKind {
     /// Four bytes, little-endian: the target's distance from the end of the four bytes (an
     /// x86-64 `call rel32` or `jmp rel32`).
     Rel32 = 1,
+    /// The unit's entry mark: four bytes as `Rel32`, the distance to the unit's own byte in
+    /// the pack's entry marks (`pack::entry_marks`), which the unit sets each time it is
+    /// entered (an x86-64 `lea` of it). Its target is unused, 0.
+    EntryMark = 2,
 }
 
 impl LinkKind {
     fn from_byte(b: u8) -> Option<LinkKind> {
-        (b == LinkKind::Rel32 as u8).then_some(LinkKind::Rel32)
+        match b {
+            1 => Some(LinkKind::Rel32),
+            2 => Some(LinkKind::EntryMark),
+            _ => None,
+        }
     }
 
     /// Bytes of the reference.
@@ -153,7 +165,6 @@ impl LinkKind {
     /// Fills in the reference at `site` (an offset in `code`) to lead to offset `to` of the
     /// same bytes.
     pub fn fill(self, code: &mut [u8], site: usize, to: usize) {
-        let LinkKind::Rel32 = self;
         let rel = to as i64 - (site as i64 + 4);
         code[site..site + 4].copy_from_slice(&(rel as i32).to_le_bytes());
     }
@@ -215,7 +226,7 @@ impl UnitEntry {
         let mut v = Vec::with_capacity(HEADER_LEN + self.code.len() + 32);
         v.extend_from_slice(&ENTRY_MAGIC);
         v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        v.extend_from_slice(&u16::from(self.linked).to_le_bytes());
+        v.extend_from_slice(&(self.flags() as u16).to_le_bytes());
         v.extend_from_slice(&self.load_base.to_le_bytes());
         v.extend_from_slice(&self.guest_len.to_le_bytes());
         v.extend_from_slice(&self.ninsns.to_le_bytes());
@@ -270,11 +281,7 @@ impl UnitEntry {
         }
         let outer = decode_all(&b[outer], OUTER_LEN, OuterRange::decode)?;
         let links = decode_all(&b[links], LINK_LEN, |l| Link::decode(l, code_len))?;
-        let linked = match u16::from_le_bytes([b[10], b[11]]) {
-            0 => false,
-            1 => true,
-            _ => return Err(EntryError::Malformed),
-        };
+        let (linked, entered) = unit_flags(u16::from_le_bytes([b[10], b[11]]).into()).ok_or(EntryError::Malformed)?;
         let mut guest_hash = [0u8; 32];
         guest_hash.copy_from_slice(&b[28..60]);
         Ok(UnitEntry {
@@ -285,10 +292,28 @@ impl UnitEntry {
             code: b[HEADER_LEN..code_end].to_vec(),
             links,
             linked,
+            entered,
             heat: u32_at(60),
             outer,
         })
     }
+}
+
+/// Flag bits of an entry and of a pack record: compiled for a pack (`UnitEntry::linked`).
+pub const FLAG_LINKED: u32 = 1;
+/// Flag bit: a warm run entered the unit (`UnitEntry::entered`).
+pub const FLAG_ENTERED: u32 = 2;
+
+impl UnitEntry {
+    /// Its flags as entries and pack records hold them.
+    pub fn flags(&self) -> u32 {
+        (u32::from(self.linked) * FLAG_LINKED) | (u32::from(self.entered) * FLAG_ENTERED)
+    }
+}
+
+/// (linked, entered) from flags; None for an unknown bit.
+pub fn unit_flags(flags: u32) -> Option<(bool, bool)> {
+    (flags & !(FLAG_LINKED | FLAG_ENTERED) == 0).then_some((flags & FLAG_LINKED != 0, flags & FLAG_ENTERED != 0))
 }
 
 /// The entries of a table in an entry `b` whose count (4 bytes) lies at `at`, `item` bytes
@@ -332,6 +357,7 @@ mod tests {
                 target: ModuleOffset(0x40),
             }],
             linked: true,
+            entered: false,
             heat: 7,
             outer: vec![OuterRange {
                 offset: ModuleOffset(0x9000),

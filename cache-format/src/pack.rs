@@ -4,13 +4,13 @@
 //! the units' links (direct jumps and calls between units of the module) with where their
 //! targets lie in the file. See `SPEC.md`.
 
-use crate::{ConfigId, EntryError, Hash, Link, ModuleOffset, OuterRange, UnitEntry, LINK_LEN, OUTER_LEN};
+use crate::{ConfigId, EntryError, Hash, Link, LinkKind, ModuleOffset, OuterRange, UnitEntry, LINK_LEN, OUTER_LEN};
 use std::collections::HashMap;
 
 /// Magic at the start of a pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"KILNPACK";
 /// Pack format version; readers reject any other.
-pub const PACK_VERSION: u16 = 7;
+pub const PACK_VERSION: u16 = 8;
 /// Bytes before the unit records.
 pub const PACK_HEAD: usize = 96;
 /// Bytes of one unit record: its placement (`PLACEMENT`), in one table, and the rest of it, in
@@ -47,6 +47,8 @@ pub struct PackUnit {
     pub links: std::ops::Range<usize>,
     /// Compiled for a pack (`UnitEntry::linked`).
     pub linked: bool,
+    /// `UnitEntry::entered`.
+    pub entered: bool,
     /// `UnitEntry::heat`.
     pub heat: u32,
     /// Its entries of the pack's table of outer ranges (`UnitEntry::outer`).
@@ -74,16 +76,19 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
     } else {
         NO_STUB
     };
-    // Hottest first (among equals, in offset order): the code runs use most lies together.
+    // The units warm runs enter first, then the rest, each part hottest first (among equals,
+    // in offset order): the code runs use lies together, and a warm run touches none of the
+    // units it never enters (regions hold most blocks that runs compiled alone).
     let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(units[i].1.heat));
+    order.sort_by_key(|&i| std::cmp::Reverse((units[i].1.entered, units[i].1.heat)));
     let mut at = vec![0; units.len()];
     for i in order {
         code.resize(code.len().next_multiple_of(UNIT_PLACE), FILL);
         at[i] = code.len();
         code.extend_from_slice(&units[i].1.code);
     }
-    fill_links(&mut code, units, &at, stub_at as usize);
+    let marks = entry_marks_at(code_start + code.len() + 32) - code_start;
+    fill_links(&mut code, units, &at, (stub_at as usize, marks));
     let mut v = Vec::with_capacity(code_start + code.len() + 32);
     v.extend_from_slice(&PACK_MAGIC);
     v.extend_from_slice(&PACK_VERSION.to_le_bytes());
@@ -109,7 +114,7 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
         v.extend_from_slice(&(e.code.len() as u32).to_le_bytes());
         v.extend_from_slice(&first_link.to_le_bytes());
         v.extend_from_slice(&(e.links.len() as u32).to_le_bytes());
-        v.extend_from_slice(&u32::from(e.linked).to_le_bytes());
+        v.extend_from_slice(&e.flags().to_le_bytes());
         v.extend_from_slice(&e.heat.to_le_bytes());
         v.extend_from_slice(&first_outer.to_le_bytes());
         v.extend_from_slice(&(e.outer.len() as u32).to_le_bytes());
@@ -134,16 +139,38 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
 }
 
 /// Fills in every unit's links in `code`, where unit `i` lies at `at[i]`: to the unit whose
-/// offset is the link's target, else to the stub at `stub`.
-fn fill_links(code: &mut [u8], units: &[(ModuleOffset, UnitEntry)], at: &[usize], stub: usize) {
+/// offset is the link's target, else to the stub at `stub`; an entry mark to the unit's byte
+/// of the entry marks at `marks` (both from the code region's start).
+fn fill_links(code: &mut [u8], units: &[(ModuleOffset, UnitEntry)], at: &[usize], (stub, marks): (usize, usize)) {
     let by_offset: HashMap<ModuleOffset, usize> = units.iter().zip(at).map(|((o, _), &a)| (*o, a)).collect();
-    for ((_, e), &start) in units.iter().zip(at) {
+    for (i, ((_, e), &start)) in units.iter().zip(at).enumerate() {
         for l in &e.links {
-            let to = by_offset.get(&l.target).copied().unwrap_or(stub);
+            let to = match l.kind {
+                LinkKind::Rel32 => by_offset.get(&l.target).copied().unwrap_or(stub),
+                LinkKind::EntryMark => marks + i,
+            };
             l.kind.fill(code, start + l.at as usize, to);
         }
     }
 }
+
+/// Where a pack of `file_len` bytes has its units' entry marks, from the start of its file as
+/// a run maps it: past the file's end, at a multiple of `ENTRY_MARKS_ALIGN` (any host's
+/// page), one byte per record in record order. A run maps them readable and writable there
+/// (`pack_entry_marks`); a unit's entry mark (`LinkKind::EntryMark`) sets its byte.
+pub fn entry_marks_at(file_len: usize) -> usize {
+    file_len.next_multiple_of(ENTRY_MARKS_ALIGN)
+}
+
+/// The entry marks of a pack of `file_len` bytes and `count` units: start (as
+/// `entry_marks_at`) and length, a multiple of `ENTRY_MARKS_ALIGN`.
+pub fn pack_entry_marks(file_len: usize, count: u32) -> (usize, usize) {
+    let len = (count as usize).max(1).next_multiple_of(ENTRY_MARKS_ALIGN);
+    (entry_marks_at(file_len), len)
+}
+
+/// Alignment of a pack's entry marks (the largest page size of a host Kiln runs on).
+pub const ENTRY_MARKS_ALIGN: usize = 64 << 10;
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
@@ -283,7 +310,8 @@ impl<'a> PackIndex<'a> {
         let r = self.record(i)?;
         let (start, len, links, outer) = (r.place.code_start(), r.code_len(), r.links(), r.outer());
         let tables = links.end as u64 <= self.nlinks && outer.end as u64 <= self.nouter;
-        if !code_fits(start, len, self.code_len) || !tables || r.flags() > 1 {
+        let (linked, entered) = crate::unit_flags(r.flags())?;
+        if !code_fits(start, len, self.code_len) || !tables {
             return None;
         }
         Some(PackUnit {
@@ -294,7 +322,8 @@ impl<'a> PackIndex<'a> {
             code_start: self.code_start + start as usize,
             code_len: len as usize,
             links,
-            linked: r.flags() == 1,
+            linked,
+            entered,
             heat: r.heat(),
             outer,
         })
@@ -477,6 +506,7 @@ pub fn decode_pack(b: &[u8], module: &Hash, config: &ConfigId) -> Result<Vec<(Mo
                 code: b[u.code_start..u.code_start + u.code_len].to_vec(),
                 links: pack_unit_links(b, &u)?,
                 linked: u.linked,
+                entered: u.entered,
                 heat: u.heat,
             };
             Ok((u.offset, entry))
@@ -497,6 +527,7 @@ mod tests {
             code,
             links: Vec::new(),
             linked: false,
+            entered: false,
             heat: 0,
             outer: Vec::new(),
         }
@@ -560,6 +591,42 @@ mod tests {
         );
         let again = decode_pack(&p, &m, &c).unwrap();
         assert_eq!(again.iter().map(|(_, e)| e.heat).collect::<Vec<_>>(), heats);
+    }
+
+    #[test]
+    fn entered_units_lie_first_and_their_marks_lead_past_the_file() {
+        let (m, c) = ([9u8; 32], ConfigId([3; 16]));
+        let mark = Link {
+            at: 3,
+            kind: crate::LinkKind::EntryMark,
+            target: ModuleOffset(0),
+        };
+        let units: Vec<(ModuleOffset, UnitEntry)> = [(900, false), (3, true), (0, false), (1, true)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (heat, entered))| {
+                let mut e = entry(vec![0x48, 0x8d, 0x05, 0, 0, 0, 0, 0xc3]);
+                (e.heat, e.entered, e.linked, e.links) = (heat, entered, true, vec![mark]);
+                (ModuleOffset(0x10 * i as u64), e)
+            })
+            .collect();
+        let p = encode_pack(&m, &c, &units, &[0xc3]);
+        let idx = decode_pack_index(&p, &m, &c).unwrap();
+        let mut by_place: Vec<(usize, u64)> = idx.iter().map(|u| (u.code_start, u.offset.0)).collect();
+        by_place.sort();
+        let order: Vec<u64> = by_place.iter().map(|&(_, o)| o).collect();
+        assert_eq!(order, [0x10, 0x30, 0x0, 0x20], "entered first, each part hottest first");
+        let (marks, len) = pack_entry_marks(p.len(), idx.len() as u32);
+        assert!(marks >= p.len() && marks.is_multiple_of(ENTRY_MARKS_ALIGN) && len >= idx.len());
+        for (i, u) in idx.iter().enumerate() {
+            assert_eq!(rel32_target(&p, u.code_start + 3), marks + i, "unit {i}'s mark");
+        }
+        let flags = |u: &[(ModuleOffset, UnitEntry)]| u.iter().map(|(_, e)| (e.linked, e.entered)).collect::<Vec<_>>();
+        assert_eq!(
+            flags(&decode_pack(&p, &m, &c).unwrap()),
+            flags(&units),
+            "the flags survive"
+        );
     }
 
     #[test]

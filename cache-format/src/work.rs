@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Magic at the start of a work journal.
 pub const WORK_MAGIC: [u8; 8] = *b"KILNWORK";
 /// Work journal format version; readers reject any other.
-pub const WORK_VERSION: u16 = 5;
+pub const WORK_VERSION: u16 = 6;
 /// Bytes before the payload: magic, version, reserved, payload length.
 const WORK_HEAD: usize = 8 + 2 + 2 + 8;
 
@@ -26,6 +26,16 @@ pub struct WorkJournal {
     /// Where the code of the run's modules lies in their files: the service reads it there
     /// to form regions from everything the module's pack says ran.
     pub modules: Vec<ModuleCode>,
+    /// The units of the modules' packs that the run entered and the packs do not yet record
+    /// as entered (`UnitEntry::entered`): a pack lays those out first.
+    pub entered: Vec<EnteredUnits>,
+}
+
+/// Units of one module's pack that a run entered, by offset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnteredUnits {
+    pub module: Hash,
+    pub offsets: Vec<ModuleOffset>,
 }
 
 /// A module's file as the run opened it, and which module offsets its code came from.
@@ -216,6 +226,7 @@ mod tests {
                     code: vec![0xc3; 5],
                     links: Vec::new(),
                     linked: false,
+                    entered: true,
                     heat: 0,
                     outer: Vec::new(),
                 },
@@ -236,6 +247,10 @@ mod tests {
                     file_offset: 0x28000,
                     len: 0x1000,
                 }],
+            }],
+            entered: vec![EnteredUnits {
+                module: [1; 32],
+                offsets: vec![ModuleOffset(0x40), ModuleOffset(0x99)],
             }],
         }
     }

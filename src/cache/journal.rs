@@ -7,14 +7,26 @@
 
 use super::{file_name, gc, stamp, write_atomic, Cache};
 use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey, WorkJournal};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// Per module, offsets of units of its pack that runs entered (`UnitEntry::entered`).
+pub type Entered = BTreeMap<Hash, BTreeSet<ModuleOffset>>;
 
 /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
 /// rewrites the packs of the modules they belong to. False when the index could not be opened,
 /// or some units are neither in their pack nor in the index (the caller keeps its copy).
 /// `stub`: the link stub of the packs written (`crate::jit::pack_link_stub`).
-pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)], tries: u32, stub: &[u8]) -> bool {
-    if entries.is_empty() {
+/// `entered`: per module, units of its pack that runs entered, which the pack records as such.
+pub fn write_entries(
+    dir: &Path,
+    config: ConfigId,
+    entries: &[(UnitKey, UnitEntry)],
+    entered: &Entered,
+    tries: u32,
+    stub: &[u8],
+) -> bool {
+    if entries.is_empty() && entered.is_empty() {
         return true;
     }
     let mut opened = Cache::open(dir);
@@ -35,8 +47,18 @@ pub fn write_entries(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntr
     // Straight into the packs (the index's lock serialises writers); the index keeps only
     // what could not be packed.
     let mut stored = true;
-    for module in distinct_modules(entries) {
-        if let Err(e) = cache.write_pack(&module, &config, entries, stub) {
+    let mut modules = distinct_modules(entries);
+    modules.extend(
+        entered
+            .keys()
+            .filter(|m| !modules.contains(m))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    for module in modules {
+        let none = BTreeSet::new();
+        let marks = entered.get(&module).unwrap_or(&none);
+        if let Err(e) = cache.write_pack(&module, &config, entries, marks, stub) {
             let mine: Vec<_> = entries.iter().filter(|(k, _)| k.module == module).cloned().collect();
             crate::klog!("cache", "cannot write the pack: {e}");
             if let Err(e) = cache.store(&mine) {
@@ -162,7 +184,7 @@ pub fn merge_journal(path: &Path, stub: &[u8]) -> anyhow::Result<()> {
     let Journal::Units(config, entries) = journal else {
         return Ok(());
     };
-    if write_entries(dir, config, &entries, 3000, stub) {
+    if write_entries(dir, config, &entries, &Entered::new(), 3000, stub) {
         let _ = std::fs::remove_file(path);
     }
     Ok(())

@@ -26,17 +26,27 @@ pub struct RunnableUnit {
     pub outer: OuterRanges<'static>,
 }
 
+/// A pack's entry marks (`cache_format::pack_entry_marks`), mapped readable and writable for
+/// the rest of the process: one byte per record, set by the unit's code when it is entered.
+#[derive(Clone, Copy)]
+struct EntryMarks(*const u8, usize);
+
+// SAFETY: the marks stay mapped for the process; units set bytes to 1 and readers only read
+// them, so a racy read sees 0 or 1 and nothing else.
+unsafe impl Send for EntryMarks {}
+// SAFETY: as for Send.
+unsafe impl Sync for EntryMarks {}
+
 /// A module's runnable units, in ascending offset order, by position.
 pub struct ModuleUnits(Source);
 
 enum Source {
-    /// A pack mapped for the rest of the process: its records, and where its code runs (the
-    /// unit at file offset `o` runs at `code + (o - shift)`: in place, `shift` 0; copied out,
-    /// the code region's start).
+    /// A pack mapped for the rest of the process: its records, where its code runs (the unit at
+    /// file offset `o` at `code + o`) and its units' entry marks.
     Pack {
         index: PackIndex<'static>,
         code: CodePtr,
-        shift: usize,
+        marks: Option<EntryMarks>,
     },
     /// Units copied out of the index, one of each offset.
     Copied(Vec<RunnableUnit>),
@@ -70,12 +80,12 @@ impl ModuleUnits {
     /// The unit at position `i`; None if its record is damaged.
     pub fn unit(&self, i: usize) -> Option<RunnableUnit> {
         match &self.0 {
-            Source::Pack { index, code, shift } => {
+            Source::Pack { index, code, .. } => {
                 let u = index.unit(i)?;
                 let outer = index.outer_ranges(&u)?;
                 // SAFETY: the record was checked: the unit's code lies inside the code region,
                 // which is executable for the rest of the process where `code` says.
-                Some(runnable(&u, unsafe { code.add(u.code_start - shift) }, outer))
+                Some(runnable(&u, unsafe { code.add(u.code_start) }, outer))
             }
             Source::Copied(v) => v.get(i).copied(),
         }
@@ -111,13 +121,33 @@ impl ModuleUnits {
     /// from the offset), in offset order; read from a pack without the rest of each record.
     pub fn placements(&self) -> impl Iterator<Item = (usize, ModuleOffset, CodePtr, u64)> + '_ {
         (0..self.len()).filter_map(|i| match &self.0 {
-            Source::Pack { index, code, shift } => {
+            Source::Pack { index, code, .. } => {
                 let (offset, len, start) = index.placement(i)?;
                 // SAFETY: as in `unit`: the unit's code lies inside the executable code region.
-                Some((i, offset, unsafe { code.add(start - shift) }, len as u64))
+                Some((i, offset, unsafe { code.add(start) }, len as u64))
             }
             Source::Copied(v) => v.get(i).map(|u| (i, u.offset, u.code, u.guest_len)),
         })
+    }
+}
+
+impl ModuleUnits {
+    /// The offsets of the units whose entry marks are set and whose records do not say yet
+    /// that a run entered them.
+    pub fn newly_entered(&self) -> Vec<ModuleOffset> {
+        let Source::Pack {
+            index,
+            marks: Some(EntryMarks(at, len)),
+            ..
+        } = &self.0
+        else {
+            return Vec::new();
+        };
+        // SAFETY: the marks stay mapped, `len` bytes, for the rest of the process.
+        let marks = unsafe { std::slice::from_raw_parts(*at, *len) };
+        let set = marks.iter().take(index.len()).enumerate().filter(|(_, &m)| m != 0);
+        set.filter_map(|(i, _)| index.unit(i).filter(|u| !u.entered).map(|u| u.offset))
+            .collect()
     }
 }
 
@@ -159,27 +189,16 @@ pub fn load_module(dir: &Path, module: &Hash, config: &ConfigId) -> Loaded {
 
 /// The units of a pack whose header `map_pack` checked.
 fn from_pack(map: crate::mem::MappedFile, module: &Hash, config: &ConfigId) -> ModuleUnits {
-    let (region, region_len) = cache_format::pack_code_region(map.bytes());
     let (at, len) = (map.bytes().as_ptr(), map.bytes().len());
-    let (code, shift) = match exec::make_exec(map) {
-        Ok(base) => (base, 0),
-        Err((e, map)) => {
-            // A cache on a file system mounted noexec: copy the code instead, whole (the
-            // units' links lead from one to another).
-            crate::klog!("cache", "cannot execute the pack in place ({e}); copying it");
-            let copy = exec::install(&[&map.bytes()[region..region + region_len]]);
-            map.leak();
-            match copy {
-                Ok(copy) => (copy[0], region),
-                Err(_) => return ModuleUnits::none(),
-            }
-        }
+    let marks = map.tail().map(|(p, len)| EntryMarks(p as *const u8, len));
+    let Ok(code) = exec::make_exec(map) else {
+        return ModuleUnits::none();
     };
     // SAFETY: the mapping was leaked above: it stays mapped and readable (read-only, or
     // read-execute) for the rest of the process, and nothing writes it.
     let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(at, len) };
     match PackIndex::open(bytes, module, config, false) {
-        Ok(index) => ModuleUnits(Source::Pack { index, code, shift }),
+        Ok(index) => ModuleUnits(Source::Pack { index, code, marks }),
         Err(_) => ModuleUnits::none(),
     }
 }

@@ -74,6 +74,9 @@ pub struct Summary {
     pub units: u64,
     pub guest_insns: u64,
     pub code_bytes: u64,
+    /// Units of the packs that warm runs entered (laid out first), and their code's bytes.
+    pub entered_units: u64,
+    pub entered_code_bytes: u64,
     pub packs: u64,
     pub pack_bytes: u64,
     pub journals: u64,
@@ -132,20 +135,31 @@ impl Cache {
         module: &Hash,
         config: &ConfigId,
         new: &[(UnitKey, UnitEntry)],
+        entered: &std::collections::BTreeSet<ModuleOffset>,
         stub: &[u8],
     ) -> Result<(), CacheError> {
         let path = pack_path(&self.dir, module, config);
-        let mut units: std::collections::BTreeMap<ModuleOffset, UnitEntry> = std::fs::read(&path)
-            .ok()
-            .and_then(|b| cache_format::decode_pack(&b, module, config).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let old = std::fs::read(&path).ok();
+        let old = old.and_then(|b| cache_format::decode_pack(&b, module, config).ok());
+        let has_new = new.iter().any(|(k, _)| &k.module == module && &k.config == config);
+        if old.is_none() && !has_new {
+            return Ok(()); // entry marks of units no pack holds any more
+        }
+        let mut units: std::collections::BTreeMap<ModuleOffset, UnitEntry> =
+            old.unwrap_or_default().into_iter().collect();
+        for offset in entered {
+            if let Some(u) = units.get_mut(offset) {
+                u.entered = true;
+            }
+        }
         let mut folded = Vec::new();
-        // A unit compiled again (for the pack, or as a region) is as hot as it was.
+        // A unit compiled again (for the pack, or as a region) is as hot as it was, and was
+        // entered where it was.
         let mut put = |offset: ModuleOffset, e: UnitEntry| {
-            let heat = units.get(&offset).map_or(0, |old| old.heat).max(e.heat);
-            units.insert(offset, UnitEntry { heat, ..e });
+            let old = units.get(&offset);
+            let heat = old.map_or(0, |old| old.heat).max(e.heat);
+            let entered = old.is_some_and(|old| old.entered) || e.entered;
+            units.insert(offset, UnitEntry { heat, entered, ..e });
         };
         for (k, v) in self.db.scan_prefix(UnitKey::prefix(module, config)).flatten() {
             if let (Some(key), Ok(e)) = (UnitKey::decode(&k), UnitEntry::decode(&v)) {
@@ -246,6 +260,10 @@ impl Cache {
                 s.units += 1;
                 s.code_bytes += u.code_len as u64;
                 s.guest_insns += u.ninsns as u64;
+                if u.entered {
+                    s.entered_units += 1;
+                    s.entered_code_bytes += u.code_len as u64;
+                }
             }
         }
         for (k, v) in self.db.iter().flatten() {
@@ -336,7 +354,7 @@ pub fn read_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<Pack> {
 pub fn map_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<MappedFile> {
     let path = pack_path(dir, module, config);
     let f = std::fs::File::open(&path).ok()?;
-    let map = MappedFile::map(&f).ok()?;
+    let map = map_with_entry_marks(&f)?;
     map.prefer_huge_pages();
     let b = map.bytes();
     let sum: Hash = b[b.len().saturating_sub(32)..].try_into().ok()?;
@@ -354,6 +372,18 @@ pub fn map_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<MappedFi
             None
         }
     }
+}
+
+/// A pack mapped with its entry marks after it (`cache_format::pack_entry_marks`), from the
+/// unit count its header gives (checked with the rest of the header once mapped).
+fn map_with_entry_marks(f: &std::fs::File) -> Option<MappedFile> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata().ok()?.len() as usize;
+    let mut head = [0u8; cache_format::PACK_HEAD];
+    f.read_exact_at(&mut head, 0).ok()?;
+    let count = u32::from_le_bytes(head[60..64].try_into().ok()?);
+    let (at, marks) = cache_format::pack_entry_marks(len, count);
+    MappedFile::map_with_tail(f, len, at, marks).ok()
 }
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file in `dir`, synced, renamed.

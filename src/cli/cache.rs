@@ -94,7 +94,8 @@ fn open_waiting(dir: &std::path::Path) -> Result<cache::Cache, cache::CacheError
 fn print_stats(d: &str, s: &cache::Summary, u: &cache::usage::UsageSummary, bytes: u64) {
     println!(
         "{d}: {bytes} bytes on disk (cap {}); {} modules, {} configurations, {} units ({} guest \
-         instructions, {} bytes of code, {} not yet packed); {} packs ({} bytes); {} journals to merge",
+         instructions, {} bytes of code, {} not yet packed; {} entered by runs, {} bytes of code); \
+         {} packs ({} bytes); {} journals to merge",
         cache::gc::max_bytes(),
         s.modules,
         s.configs,
@@ -102,6 +103,8 @@ fn print_stats(d: &str, s: &cache::Summary, u: &cache::usage::UsageSummary, byte
         s.guest_insns,
         s.code_bytes,
         s.unpacked,
+        s.entered_units,
+        s.entered_code_bytes,
         s.packs,
         s.pack_bytes,
         s.journals

@@ -40,6 +40,7 @@ struct Table {
     lo: u64,
     hi: u64,
     load_bias: u64,
+    module: cache_format::Hash,
     units: Arc<ModuleUnits>,
     /// By position in `units`.
     met: HashMap<usize, Met>,
@@ -68,6 +69,7 @@ impl CachedUnits {
             lo: module.address_of(first.offset),
             hi: module.address_of(last.offset),
             load_bias: module.load_bias,
+            module: module.hash,
             units,
             met: HashMap::new(),
         });
@@ -96,6 +98,26 @@ impl CachedUnits {
                 _ => None,
             },
         })
+    }
+
+    /// The units this process entered that their packs do not record as entered yet, by
+    /// module.
+    pub fn newly_entered(&self) -> Vec<cache_format::EnteredUnits> {
+        let mut out: Vec<cache_format::EnteredUnits> = Vec::new();
+        for t in &self.tables {
+            let offsets = t.units.newly_entered();
+            if offsets.is_empty() {
+                continue;
+            }
+            match out.iter_mut().find(|e| e.module == t.module) {
+                Some(e) => e.offsets.extend(offsets),
+                None => out.push(cache_format::EnteredUnits {
+                    module: t.module,
+                    offsets,
+                }),
+            }
+        }
+        out
     }
 
     /// Records that the unit at `rip` matched its guest bytes at code epoch `epoch`.

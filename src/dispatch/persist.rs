@@ -10,7 +10,7 @@ use super::Engine;
 use crate::cache::journal;
 use crate::decode::Block;
 use crate::linux::host;
-use cache_format::{ConfigId, UnitEntry, UnitKey, WorkBlock, WorkJournal, WorkUnit};
+use cache_format::{ConfigId, EnteredUnits, UnitEntry, UnitKey, WorkBlock, WorkJournal, WorkUnit};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,17 +57,26 @@ impl Engine {
         let compiled = self.shared.registry.compiled_since(0).0;
         let mut entries = self.entries_for(compiled.iter().map(|n| &**n), config);
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
-        if entries.is_empty() && todo.is_empty() {
+        let entered = self.shared.registry.lock().cached.newly_entered();
+        self.stats.units_entered_new = entered.iter().map(|e| e.offsets.len() as u64).sum();
+        if entries.is_empty() && todo.is_empty() && (entered.is_empty() || handoff != Handoff::Service) {
             return;
         }
         match handoff {
-            Handoff::Service => self.hand_to_service(&dir, config, entries, &todo),
+            Handoff::Service => self.hand_to_service(&dir, config, entries, &todo, entered),
             Handoff::Sync => {
                 entries.extend(self.compile_all(&todo, config));
                 // An index held for long (a service writing big packs) gets the work as a
                 // journal instead: never lost.
-                if !journal::write_entries(&dir, config, &entries, 50, crate::jit::pack_link_stub()) {
-                    self.hand_to_service(&dir, config, entries, &[]);
+                if !journal::write_entries(
+                    &dir,
+                    config,
+                    &entries,
+                    &Default::default(),
+                    50,
+                    crate::jit::pack_link_stub(),
+                ) {
+                    self.hand_to_service(&dir, config, entries, &[], Vec::new());
                 }
             }
             Handoff::Detached => self.compile_detached(&dir, config, entries, &todo),
@@ -75,7 +84,14 @@ impl Engine {
     }
 
     /// Writes the work journal and wakes (or starts) the service; never waits for it long.
-    fn hand_to_service(&self, dir: &Path, config: ConfigId, entries: Vec<(UnitKey, UnitEntry)>, todo: &[Arc<Block>]) {
+    fn hand_to_service(
+        &self,
+        dir: &Path,
+        config: ConfigId,
+        entries: Vec<(UnitKey, UnitEntry)>,
+        todo: &[Arc<Block>],
+        entered: Vec<EnteredUnits>,
+    ) {
         let work = WorkJournal {
             config,
             units: entries
@@ -88,6 +104,7 @@ impl Engine {
                 .collect(),
             blocks: todo.iter().filter_map(|b| self.work_block(b)).collect(),
             modules: self.shared.registry.lock().modules.files.values().cloned().collect(),
+            entered,
         };
         if journal::write_work(dir, &work).is_some() {
             crate::service::client::hand_over(dir);
@@ -132,7 +149,14 @@ impl Engine {
         }
         entries.extend(self.compile_all(todo, config));
         if todo.is_empty() {
-            journal::write_entries(dir, config, &entries, 50, crate::jit::pack_link_stub());
+            journal::write_entries(
+                dir,
+                config,
+                &entries,
+                &Default::default(),
+                50,
+                crate::jit::pack_link_stub(),
+            );
             return;
         }
         // The detached child must not open the index itself (libraries' global worker threads
@@ -204,6 +228,7 @@ impl Engine {
                 code: n.unit.code.clone(),
                 links: Vec::new(),
                 linked: false,
+                entered: false,
                 // The run compiled it for having run this often.
                 heat: compile::HOT_THRESHOLD,
                 outer: Vec::new(),

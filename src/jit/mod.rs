@@ -40,7 +40,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 38;
+pub const TRANSLATION_VERSION: u32 = 39;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -174,7 +174,14 @@ pub struct CompiledUnit {
     /// Its links, when compiled for a pack: where in `code` a four-byte reference to the unit
     /// at a guest address lies (`cache_format::LinkKind::Rel32`), and that address.
     pub links: Vec<(u32, u64)>,
+    /// When compiled for a pack: where in `code` the four-byte reference to its entry mark
+    /// lies (`cache_format::LinkKind::EntryMark`).
+    pub entry_mark: Option<u32>,
 }
+
+/// The namespace of the external name a unit's entry mark refers to (`region::mark_entry`);
+/// links to other units are in namespace 0.
+pub(crate) const ENTRY_MARK_NAMESPACE: u32 = 1;
 
 /// The guest registers that ride in host registers from one unit to the next, besides the
 /// context: the stack pointer, the first two argument registers of the guest's calling
@@ -567,15 +574,23 @@ impl Jit {
         }
         let relocs = code.buffer.relocs().to_vec();
         let bytes = code.code_buffer().to_vec();
-        let links = relocs
+        let (marks, links): (Vec<_>, Vec<_>) = relocs.iter().partition(|r| is_entry_mark(r, &ctx.func));
+        let links = links
             .iter()
             .map(|r| link_site(r, &ctx.func, &targets))
             .collect::<Option<Vec<_>>>()
             .ok_or(JitError::Relocations(region.head(), relocs.len()))?;
+        let entry_mark = match marks[..] {
+            [] => None,
+            // Cranelift relocates a near symbol's `lea` as it does a call.
+            [m] if matches!(m.kind, Reloc::X86PCRel4 | Reloc::X86CallPCRel4) && m.addend == -4 => Some(m.offset),
+            _ => return Err(JitError::Relocations(region.head(), relocs.len())),
+        };
         Ok(CompiledUnit {
             code: bytes,
             ninsns: region.ninsns() as u32,
             links,
+            entry_mark,
         })
     }
 
@@ -637,6 +652,17 @@ fn link_site(r: &FinalizedMachReloc, func: &Function, targets: &[u64]) -> Option
     }
     let index = func.params.user_named_funcs().get(name)?.index;
     Some((r.offset, *targets.get(index as usize)?))
+}
+
+/// Whether a relocation refers to the unit's entry mark (`region::mark_entry`).
+fn is_entry_mark(r: &FinalizedMachReloc, func: &Function) -> bool {
+    let FinalizedRelocTarget::ExternalName(ExternalName::User(name)) = r.target else {
+        return false;
+    };
+    func.params
+        .user_named_funcs()
+        .get(name)
+        .is_some_and(|n| n.namespace == ENTRY_MARK_NAMESPACE)
 }
 
 /// After exit `r`: where it is a fault, the context's rip as the last checkpoint left it

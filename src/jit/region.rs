@@ -68,6 +68,9 @@ pub fn lower_region(
     let params = b.block_params(entry).to_vec();
     let (insns_before, entry_rip) = (params[0], params[1]);
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
+    if linked {
+        mark_entry(&mut b);
+    }
     let waiting = prologue(&mut b);
     let checkpoints = checkpoints(region);
     let (retreating, idom) = (region.retreating_edges(), region.dominators());
@@ -267,6 +270,26 @@ fn live_at_starts(region: &Region, dirty_in: &[Regs]) -> Vec<Regs> {
             return live;
         }
     }
+}
+
+/// A unit compiled for a pack sets its byte of the pack's entry marks
+/// (`cache_format::pack_entry_marks`) each time it is entered: a store through a rip-relative
+/// address that the pack's writer fills in (`cache_format::LinkKind::EntryMark`). A warm run
+/// hands the pack's writer the units it entered, which the pack then lays out first: a warm
+/// `cc1 -O2 hello.i` entered 13,764 of its pack's 82,298 units (22.6 of 62.9 MB of code),
+/// spread over the whole pack.
+fn mark_entry(b: &mut FunctionBuilder<'_>) {
+    let name = ir::UserExternalName::new(super::ENTRY_MARK_NAMESPACE, 0);
+    let name = ir::ExternalName::User(b.func.declare_imported_user_function(name));
+    let mark = b.create_global_value(ir::GlobalValueData::Symbol {
+        name,
+        offset: ir::immediates::Imm64::new(0),
+        colocated: true,
+        tls: false,
+    });
+    let at = b.ins().symbol_value(types::I64, mark);
+    let one = b.ins().iconst(types::I8, 1);
+    b.ins().store(mf(), one, at, 0);
 }
 
 /// The unit's entry: leaves at once when a signal waits (rip already holds this unit's

@@ -101,22 +101,33 @@ pub fn install(codes: &[&[u8]]) -> Result<Vec<CodePtr>, ExecMemError> {
 }
 
 /// Makes a checked, read-only file mapping (a cache pack) executable where it lies and keeps it
-/// for the rest of the process; returns its base. The mapping is never writable. On failure (a
-/// cache on a noexec file system) the mapping is left readable for the caller to copy from.
-pub fn make_exec(m: super::MappedFile) -> Result<CodePtr, (ExecMemError, super::MappedFile)> {
-    let b = m.bytes();
-    // SAFETY: switches our own read-only private file mapping to read-execute.
-    if unsafe {
+/// for the rest of the process; returns its base. The mapping is never writable and executable
+/// at once: on a noexec file system its pages are replaced by copies, written first.
+pub fn make_exec(mut m: super::MappedFile) -> Result<CodePtr, ExecMemError> {
+    if let Err(e) = protect_rx(m.bytes()) {
+        // A cache on a file system mounted noexec: the same bytes, in anonymous pages where the
+        // file's were (units reach their links and entry marks at fixed distances).
+        crate::klog!("cache", "cannot execute the pack in place ({e}); copying it");
+        m.copy_in_place().map_err(|e| ExecMemError::Map(m.bytes().len(), e))?;
+        protect_rx(m.bytes())?;
+    }
+    Ok(CodePtr(m.leak().0 as *const u8))
+}
+
+/// Switches our own read-only mapping `b` to read-execute.
+fn protect_rx(b: &[u8]) -> Result<(), ExecMemError> {
+    // SAFETY: changes only the protection of a mapping the caller owns, which stays readable.
+    let r = unsafe {
         libc::mprotect(
             b.as_ptr() as *mut libc::c_void,
             b.len(),
             libc::PROT_READ | libc::PROT_EXEC,
         )
-    } != 0
-    {
-        return Err((ExecMemError::Protect(std::io::Error::last_os_error()), m));
+    };
+    if r != 0 {
+        return Err(ExecMemError::Protect(std::io::Error::last_os_error()));
     }
-    Ok(CodePtr(m.leak().0 as *const u8))
+    Ok(())
 }
 
 /// Executable memory owned by one guest thread's dispatcher: code is appended to the current

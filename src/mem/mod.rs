@@ -739,6 +739,10 @@ pub fn host_prot(prot: i32) -> i32 {
 pub struct MappedFile {
     ptr: *mut u8,
     len: usize,
+    /// Bytes mapped from `ptr` in all: the file, then (`map_with_tail`) a gap and the tail.
+    span: usize,
+    /// Where the readable and writable tail lies from `ptr`, and its length.
+    tail: Option<(usize, usize)>,
 }
 
 // SAFETY: the mapping is read-only and owned by this value; sharing `&[u8]` views is sound.
@@ -767,7 +771,65 @@ impl MappedFile {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(MappedFile { ptr: p as *mut u8, len })
+        Ok(MappedFile {
+            ptr: p as *mut u8,
+            len,
+            span: len,
+            tail: None,
+        })
+    }
+
+    /// Maps `f` (`len` bytes) as `map` does, at a multiple of the huge page size, with `tail_len`
+    /// zeroed bytes, readable and writable, at `tail_at` from the file's start (past its
+    /// end, a multiple of the host's page): a cache pack's entry marks, which its code reaches
+    /// at a fixed distance.
+    pub fn map_with_tail(
+        f: &std::fs::File,
+        len: usize,
+        tail_at: usize,
+        tail_len: usize,
+    ) -> std::io::Result<MappedFile> {
+        use std::os::fd::AsRawFd;
+        if len == 0 || tail_at < len || !tail_at.is_multiple_of(host_page_size()) || tail_len == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        }
+        let span = tail_at + tail_len;
+        // SAFETY: a fresh private anonymous mapping, trimmed to `span` bytes at a multiple of
+        // the huge page size; the file and the tail then replace parts of it, and
+        // `MappedFile` owns it from here on.
+        unsafe {
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+            let p = libc::mmap(std::ptr::null_mut(), span + HUGE_PAGE, rw, anon, -1, 0);
+            if p == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            let at = (p as usize).next_multiple_of(HUGE_PAGE);
+            libc::munmap(p, at - p as usize);
+            libc::munmap((at + span) as *mut libc::c_void, p as usize + HUGE_PAGE - at);
+            let at = at as *mut u8;
+            let fixed = libc::MAP_PRIVATE | libc::MAP_FIXED;
+            let file = libc::mmap(at.cast(), len, libc::PROT_READ, fixed, f.as_raw_fd(), 0);
+            let gap = len.next_multiple_of(host_page_size());
+            let gone = libc::mprotect(at.add(gap).cast(), tail_at - gap, libc::PROT_NONE);
+            if file == libc::MAP_FAILED || gone != 0 {
+                let e = std::io::Error::last_os_error();
+                libc::munmap(at.cast(), span);
+                return Err(e);
+            }
+            Ok(MappedFile {
+                ptr: at,
+                len,
+                span,
+                tail: Some((tail_at, tail_len)),
+            })
+        }
+    }
+
+    /// The readable and writable tail (`map_with_tail`): its start and length.
+    pub fn tail(&self) -> Option<(*mut u8, usize)> {
+        // SAFETY: the tail lies inside the span this value maps.
+        self.tail.map(|(at, len)| (unsafe { self.ptr.add(at) }, len))
     }
 
     /// Asks for the mapping in huge pages: pages the page cache does not hold yet are read in
@@ -826,6 +888,28 @@ impl MappedFile {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
+    /// Replaces the file's pages, where they are, by private anonymous pages holding the same
+    /// bytes (for code on a file system mounted noexec, which cannot be executed in place).
+    pub fn copy_in_place(&mut self) -> std::io::Result<()> {
+        let mut chunk = vec![0u8; HUGE_PAGE];
+        for start in (0..self.len).step_by(HUGE_PAGE) {
+            let n = HUGE_PAGE.min(self.len - start);
+            chunk[..n].copy_from_slice(&self.bytes()[start..start + n]);
+            // SAFETY: replaces pages of our own mapping (no view of them is held across the
+            // replacement) by fresh anonymous ones, and writes the bytes saved back.
+            unsafe {
+                let at = self.ptr.add(start);
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                let rw = libc::PROT_READ | libc::PROT_WRITE;
+                if libc::mmap(at.cast(), n, rw, flags, -1, 0) == libc::MAP_FAILED {
+                    return Err(std::io::Error::last_os_error());
+                }
+                std::ptr::copy_nonoverlapping(chunk.as_ptr(), at, n);
+            }
+        }
+        Ok(())
+    }
+
     /// Gives up ownership: the mapping stays for the rest of the process.
     pub fn leak(self) -> (*mut u8, usize) {
         let r = (self.ptr, self.len);
@@ -837,7 +921,7 @@ impl MappedFile {
 impl Drop for MappedFile {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; no view of it outlives self.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.span) };
     }
 }
 

@@ -300,6 +300,7 @@ mod tests {
             code: vec![0xcc; 16],
             links,
             linked,
+            entered: false,
             heat: 1,
             outer: Vec::new(),
         };

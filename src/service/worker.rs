@@ -16,7 +16,7 @@ use cache_format::{
     ConfigId, Hash, Link, LinkKind, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal,
 };
 use rayon::prelude::*;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +74,9 @@ pub(super) struct Worker {
     pending: Vec<(UnitKey, UnitEntry)>,
     pending_blocks: Vec<BlockKey>,
     pending_journals: Vec<usize>,
+    /// Written at the next write too: per module, the units runs entered that its pack does
+    /// not record as entered (`UnitEntry::entered`).
+    pending_entered: BTreeMap<Hash, BTreeSet<ModuleOffset>>,
     /// Where each module's code lies in its file, as the latest journal told.
     module_files: HashMap<Hash, ModuleCode>,
     /// Modules whose packs grew since their regions were last planned.
@@ -136,6 +139,7 @@ impl Worker {
             pending: Vec::new(),
             pending_blocks: Vec::new(),
             pending_journals: Vec::new(),
+            pending_entered: BTreeMap::new(),
             module_files: HashMap::new(),
             touched: BTreeSet::new(),
             hot: HashMap::new(),
@@ -255,7 +259,7 @@ impl Worker {
         } else {
             self.queue.waiting() == 0 || self.last_write.elapsed() >= WRITE_EVERY
         };
-        let wrote = due && !self.pending.is_empty() && {
+        let wrote = due && !(self.pending.is_empty() && self.pending_entered.is_empty()) && {
             self.set_state("writing");
             self.write()
         };
@@ -294,12 +298,13 @@ impl Worker {
                 return false;
             }
         };
-        let (config, units, blocks) = match journal {
+        let (config, units, blocks, entered) = match journal {
             Journal::Work(WorkJournal {
                 config,
                 units,
                 blocks,
                 modules,
+                entered,
             }) => {
                 if config == self.config {
                     for m in modules {
@@ -319,9 +324,9 @@ impl Worker {
                         )
                     })
                     .collect();
-                (config, units, blocks)
+                (config, units, blocks, entered)
             }
-            Journal::Units(config, units) => (config, units, Vec::new()),
+            Journal::Units(config, units) => (config, units, Vec::new(), Vec::new()),
         };
         if config != self.config {
             // For a service of that configuration; one written while this service runs means
@@ -340,12 +345,15 @@ impl Worker {
         let id = self.journals.len();
         let mut j = OpenJournal {
             path,
-            units_written: units.is_empty(),
+            units_written: units.is_empty() && entered.is_empty(),
             blocks_left: 0,
         };
-        if !units.is_empty() {
+        if !j.units_written {
             self.status.units_merged += units.len() as u64;
             self.pending.extend(units);
+            for e in entered {
+                self.pending_entered.entry(e.module).or_default().extend(e.offsets);
+            }
             self.pending_journals.push(id);
         }
         for b in blocks {
@@ -489,13 +497,14 @@ impl Worker {
     fn write(&mut self) -> bool {
         self.last_write = Instant::now();
         // Writing would create the directory again.
-        if self.gone()
-            || !journal::write_entries(&self.dir, self.config, &self.pending, 100, crate::jit::pack_link_stub())
-        {
+        let entered = std::mem::take(&mut self.pending_entered);
+        let stub = crate::jit::pack_link_stub();
+        if self.gone() || !journal::write_entries(&self.dir, self.config, &self.pending, &entered, 100, stub) {
+            self.pending_entered = entered;
             return false;
         }
         self.status.writes += 1;
-        let mut written = BTreeSet::new();
+        let mut written: BTreeSet<Hash> = entered.into_keys().collect();
         for (k, e) in std::mem::take(&mut self.pending) {
             let known = self.known.entry(k.module).or_default();
             known.units.insert((k.offset.0, e.guest_hash));
@@ -634,6 +643,11 @@ fn compile_block(jit: &Jit, b: &WorkBlock) -> Option<UnitEntry> {
 /// `load_base` (all of them at its offset: no outer ranges), `heat` hot: its links lead to
 /// module offsets.
 fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8], heat: u32) -> UnitEntry {
+    let mark = unit.entry_mark.map(|at| Link {
+        at,
+        kind: LinkKind::EntryMark,
+        target: ModuleOffset(0),
+    });
     let links = unit
         .links
         .iter()
@@ -642,6 +656,7 @@ fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8], heat: u32) -> Un
             kind: LinkKind::Rel32,
             target: ModuleOffset(target.wrapping_sub(load_base)),
         })
+        .chain(mark)
         .collect();
     UnitEntry {
         load_base,
@@ -651,6 +666,7 @@ fn pack_entry(unit: CompiledUnit, load_base: u64, bytes: &[u8], heat: u32) -> Un
         code: unit.code,
         links,
         linked: true,
+        entered: false,
         heat,
         outer: Vec::new(),
     }
