@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn sha256_bin() -> std::path::PathBuf {
@@ -38,6 +38,21 @@ fn warm_run_executes_no_translation_and_stays_in_compiled_code() {
     );
 }
 
+/// A cache filled by a cold run of `bin` and then a first warm run, each output checked against
+/// `want` and the service waited for after each: its directory, path and the warm run's stats.
+fn cold_then_first_warm(bin: &Path, args: &[&str], want: &Run) -> (tempfile::TempDir, PathBuf, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kiln");
+    let cold = finish(spawn_kiln(bin, args, b"", &cache, false));
+    assert_same("cold", want, &cold);
+    settle(&cache);
+    let mut first = finish(spawn_kiln(bin, args, b"", &cache, true));
+    let stats = take_stats(&mut first);
+    assert_same("first warm", want, &first);
+    settle(&cache);
+    (dir, cache, stats)
+}
+
 /// A warm run hands the compile service the cached units it entered; the service records them
 /// in the packs, which lay them out first, and the next warm run has nothing new to hand over.
 #[test]
@@ -45,19 +60,11 @@ fn the_units_warm_runs_enter_are_recorded_in_their_packs() {
     let bin = sha256_bin();
     let args = ["100000"];
     let want = native(&bin, &args, b"");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("kiln");
-    let cold = finish(spawn_kiln(&bin, &args, b"", &cache, false));
-    assert_same("sha256 cold", &want, &cold);
-    settle(&cache);
-    let mut first = finish(spawn_kiln(&bin, &args, b"", &cache, true));
-    let fs = take_stats(&mut first);
-    assert_same("sha256 first warm", &want, &first);
+    let (_dir, cache, fs) = cold_then_first_warm(&bin, &args, &want);
     assert!(
         stat(&fs, "units_entered_new") > 0,
         "the first warm run entered nothing new: {fs}"
     );
-    settle(&cache);
     let o = Command::new(KILN)
         .args(["cache", "stats", "--json"])
         .env("KILN_CACHE_DIR", &cache)
@@ -106,16 +113,9 @@ fn packs_the_service_writes_are_not_hashed_again_by_the_next_run() {
     let bin = sha256_bin();
     let args = ["100000"];
     let want = native(&bin, &args, b"");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("kiln");
-    let cold = finish(spawn_kiln(&bin, &args, b"", &cache, false));
-    assert_same("sha256 cold", &want, &cold);
-    settle(&cache);
     // The first warm run hands over the units it entered, which the service records in the
     // packs it writes again.
-    let first = finish(spawn_kiln(&bin, &args, b"", &cache, false));
-    assert_same("sha256 first warm", &want, &first);
-    settle(&cache);
+    let (_dir, cache, _) = cold_then_first_warm(&bin, &args, &want);
     let before = pack_memos(&cache);
     assert!(!before.is_empty(), "the service wrote no pack");
     for (name, ino, memo) in &before {

@@ -76,11 +76,13 @@ pub fn encode_pack(module: &Hash, config: &ConfigId, units: &[(ModuleOffset, Uni
     } else {
         NO_STUB
     };
-    // The units warm runs enter first, then the rest, each part hottest first (among equals,
-    // in offset order): the code runs use lies together, and a warm run touches none of the
-    // units it never enters (regions hold most blocks that runs compiled alone).
+    // The units warm runs enter first, then those without entry marks (a run compiled them
+    // for itself: entered or not, nobody knows), then the rest, each part hottest first (among
+    // equals, in offset order): the code runs use lies together, and a warm run touches none
+    // of the units it never enters (regions hold most blocks that runs compiled alone).
+    let rank = |e: &UnitEntry| (e.entered, !e.linked, e.heat);
     let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse((units[i].1.entered, units[i].1.heat)));
+    order.sort_by_key(|&i| std::cmp::Reverse(rank(&units[i].1)));
     let mut at = vec![0; units.len()];
     for i in order {
         code.resize(code.len().next_multiple_of(UNIT_PLACE), FILL);
@@ -564,6 +566,13 @@ mod tests {
         assert_eq!(index.outer(&second).unwrap(), units[1].1.outer);
     }
 
+    /// The units' offsets in the order their code lies in the pack.
+    fn code_order(idx: &[PackUnit]) -> Vec<u64> {
+        let mut by_place: Vec<(usize, u64)> = idx.iter().map(|u| (u.code_start, u.offset.0)).collect();
+        by_place.sort();
+        by_place.iter().map(|&(_, o)| o).collect()
+    }
+
     #[test]
     fn code_lies_hottest_first_and_keeps_its_heat() {
         let (m, c) = ([9u8; 32], ConfigId([3; 16]));
@@ -581,11 +590,8 @@ mod tests {
             .collect();
         let p = encode_pack(&m, &c, &units, &[]);
         let idx = decode_pack_index(&p, &m, &c).unwrap();
-        let mut by_place: Vec<(usize, u64)> = idx.iter().map(|u| (u.code_start, u.offset.0)).collect();
-        by_place.sort();
-        let order: Vec<u64> = by_place.iter().map(|&(_, o)| o).collect();
         assert_eq!(
-            order,
+            code_order(&idx),
             [0x40, 0x10, 0x30, 0x0, 0x20],
             "hottest first, equals in offset order"
         );
@@ -601,7 +607,7 @@ mod tests {
             kind: crate::LinkKind::EntryMark,
             target: ModuleOffset(0),
         };
-        let units: Vec<(ModuleOffset, UnitEntry)> = [(900, false), (3, true), (0, false), (1, true)]
+        let mut units: Vec<(ModuleOffset, UnitEntry)> = [(900, false), (3, true), (0, false), (1, true)]
             .into_iter()
             .enumerate()
             .map(|(i, (heat, entered))| {
@@ -610,15 +616,18 @@ mod tests {
                 (ModuleOffset(0x10 * i as u64), e)
             })
             .collect();
+        // A unit a run compiled for itself has no mark: between those entered and the rest.
+        units.push((ModuleOffset(0x40), entry(vec![0xc3; 8])));
         let p = encode_pack(&m, &c, &units, &[0xc3]);
         let idx = decode_pack_index(&p, &m, &c).unwrap();
-        let mut by_place: Vec<(usize, u64)> = idx.iter().map(|u| (u.code_start, u.offset.0)).collect();
-        by_place.sort();
-        let order: Vec<u64> = by_place.iter().map(|&(_, o)| o).collect();
-        assert_eq!(order, [0x10, 0x30, 0x0, 0x20], "entered first, each part hottest first");
+        assert_eq!(
+            code_order(&idx),
+            [0x10, 0x30, 0x40, 0x0, 0x20],
+            "entered first, each part hottest first"
+        );
         let (marks, len) = pack_entry_marks(p.len(), idx.len() as u32);
         assert!(marks >= p.len() && marks.is_multiple_of(ENTRY_MARKS_ALIGN) && len >= idx.len());
-        for (i, u) in idx.iter().enumerate() {
+        for (i, u) in idx.iter().enumerate().filter(|(_, u)| u.linked) {
             assert_eq!(rel32_target(&p, u.code_start + 3), marks + i, "unit {i}'s mark");
         }
         let flags = |u: &[(ModuleOffset, UnitEntry)]| u.iter().map(|(_, e)| (e.linked, e.entered)).collect::<Vec<_>>();
