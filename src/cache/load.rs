@@ -129,9 +129,7 @@ impl ModuleUnits {
             Source::Copied(v) => v.get(i).map(|u| (i, u.offset, u.code, u.guest_len)),
         })
     }
-}
 
-impl ModuleUnits {
     /// The offsets of the units whose entry marks are set and whose records do not say yet
     /// that a run entered them.
     pub fn newly_entered(&self) -> Vec<ModuleOffset> {

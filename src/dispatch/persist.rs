@@ -59,7 +59,7 @@ impl Engine {
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
         let entered = self.shared.registry.lock().cached.newly_entered();
         self.stats.units_entered_new = entered.iter().map(|e| e.offsets.len() as u64).sum();
-        if entries.is_empty() && todo.is_empty() && (entered.is_empty() || handoff != Handoff::Service) {
+        if entries.is_empty() && todo.is_empty() && (entered.is_empty() || handoff == Handoff::Detached) {
             return;
         }
         match handoff {
@@ -68,15 +68,16 @@ impl Engine {
                 entries.extend(self.compile_all(&todo, config));
                 // An index held for long (a service writing big packs) gets the work as a
                 // journal instead: never lost.
+                let marks = entered.iter().map(|e| (e.module, e.offsets.iter().copied().collect()));
                 if !journal::write_entries(
                     &dir,
                     config,
                     &entries,
-                    &Default::default(),
+                    &marks.collect(),
                     50,
                     crate::jit::pack_link_stub(),
                 ) {
-                    self.hand_to_service(&dir, config, entries, &[], Vec::new());
+                    self.hand_to_service(&dir, config, entries, &[], entered);
                 }
             }
             Handoff::Detached => self.compile_detached(&dir, config, entries, &todo),
