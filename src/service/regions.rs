@@ -17,7 +17,7 @@ use crate::decode::{
 };
 use crate::mem::MappedFile;
 use crate::semantics;
-use cache_format::{Hash, ModuleCode, ModuleOffset, OuterRange, PackUnit};
+use cache_format::{Hash, LinkKind, ModuleCode, ModuleOffset, OuterRange, PackUnit};
 use iced_x86::{FlowControl, OpKind};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -213,7 +213,7 @@ fn to_form_again(
 pub fn leaving_for(pack: &crate::cache::Pack, hot: &BTreeSet<u64>) -> BTreeSet<u64> {
     let leads_to_hot = |u: &PackUnit| {
         cache_format::pack_unit_links(pack.map.bytes(), u)
-            .is_ok_and(|links| links.iter().any(|l| hot.contains(&l.target.0)))
+            .is_ok_and(|links| (links.iter()).any(|l| l.kind == LinkKind::Rel32 && hot.contains(&l.target.0)))
     };
     (pack.units.iter())
         .filter(|u| u.linked && !hot.contains(&u.offset.0) && leads_to_hot(u))
