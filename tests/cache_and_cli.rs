@@ -53,6 +53,19 @@ fn cold_then_first_warm(bin: &Path, args: &[&str], want: &Run) -> (tempfile::Tem
     (dir, cache, stats)
 }
 
+/// `kiln cache ARGS --json` over `cache`: its answer.
+fn cache_json(cache: &Path, args: &[&str]) -> serde_json::Value {
+    let o = Command::new(KILN)
+        .arg("cache")
+        .args(args)
+        .arg("--json")
+        .env("KILN_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
 /// A warm run hands the compile service the cached units it entered; the service records them
 /// in the packs, which lay them out first, and the next warm run has nothing new to hand over.
 #[test]
@@ -65,12 +78,7 @@ fn the_units_warm_runs_enter_are_recorded_in_their_packs() {
         stat(&fs, "units_entered_new") > 0,
         "the first warm run entered nothing new: {fs}"
     );
-    let o = Command::new(KILN)
-        .args(["cache", "stats", "--json"])
-        .env("KILN_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = cache_json(&cache, &["stats"]);
     let entered = s["entered_units"].as_u64().unwrap_or(0);
     assert!(
         entered >= stat(&fs, "units_entered_new"),
@@ -412,17 +420,7 @@ fn cache_commands_report_json() {
     let cache = dir.path().join("kiln");
     let r = kiln(&bin, "auto", &cache, &["1000"], b"", &[]);
     assert_eq!(r.status, Some(0), "{}", show(&r));
-    let cmd = |args: &[&str]| -> serde_json::Value {
-        let o = Command::new(KILN)
-            .arg("cache")
-            .args(args)
-            .arg("--json")
-            .env("KILN_CACHE_DIR", &cache)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
-    };
+    let cmd = |args: &[&str]| cache_json(&cache, args);
     let s = cmd(&["stats"]);
     let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
     assert!(

@@ -164,11 +164,15 @@ pub fn entry_marks_at(file_len: usize) -> usize {
     file_len.next_multiple_of(ENTRY_MARKS_ALIGN)
 }
 
-/// The entry marks of a pack of `file_len` bytes and `count` units: start (as
-/// `entry_marks_at`) and length, a multiple of `ENTRY_MARKS_ALIGN`.
-pub fn pack_entry_marks(file_len: usize, count: u32) -> (usize, usize) {
-    let len = (count as usize).max(1).next_multiple_of(ENTRY_MARKS_ALIGN);
-    (entry_marks_at(file_len), len)
+/// The entry marks of a pack of `file_len` bytes whose header (its first `PACK_HEAD` bytes,
+/// read before the file is mapped and checked) is `head`: start (as `entry_marks_at`) and
+/// length, a multiple of `ENTRY_MARKS_ALIGN`.
+pub fn pack_entry_marks(file_len: usize, head: &[u8; PACK_HEAD]) -> (usize, usize) {
+    let count = u32_at(head, 60) as usize;
+    (
+        entry_marks_at(file_len),
+        count.max(1).next_multiple_of(ENTRY_MARKS_ALIGN),
+    )
 }
 
 /// Alignment of a pack's entry marks (the largest page size of a host Kiln runs on).
@@ -625,7 +629,7 @@ mod tests {
             [0x10, 0x30, 0x40, 0x0, 0x20],
             "entered first, each part hottest first"
         );
-        let (marks, len) = pack_entry_marks(p.len(), idx.len() as u32);
+        let (marks, len) = pack_entry_marks(p.len(), p[..PACK_HEAD].try_into().unwrap());
         assert!(marks >= p.len() && marks.is_multiple_of(ENTRY_MARKS_ALIGN) && len >= idx.len());
         for (i, u) in idx.iter().enumerate().filter(|(_, u)| u.linked) {
             assert_eq!(rel32_target(&p, u.code_start + 3), marks + i, "unit {i}'s mark");

@@ -28,15 +28,11 @@ pub struct WorkJournal {
     pub modules: Vec<ModuleCode>,
     /// The units of the modules' packs that the run entered and the packs do not yet record
     /// as entered (`UnitEntry::entered`): a pack lays those out first.
-    pub entered: Vec<EnteredUnits>,
+    pub entered: EnteredUnits,
 }
 
-/// Units of one module's pack that a run entered, by offset.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnteredUnits {
-    pub module: Hash,
-    pub offsets: Vec<ModuleOffset>,
-}
+/// Per module, the offsets of units of its pack that runs entered.
+pub type EnteredUnits = std::collections::BTreeMap<Hash, std::collections::BTreeSet<ModuleOffset>>;
 
 /// A module's file as the run opened it, and which module offsets its code came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,10 +244,7 @@ mod tests {
                     len: 0x1000,
                 }],
             }],
-            entered: vec![EnteredUnits {
-                module: [1; 32],
-                offsets: vec![ModuleOffset(0x40), ModuleOffset(0x99)],
-            }],
+            entered: [([1; 32], [ModuleOffset(0x40), ModuleOffset(0x99)].into())].into(),
         }
     }
 

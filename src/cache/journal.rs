@@ -6,12 +6,10 @@
 //! writers that died are picked up.
 
 use super::{file_name, gc, stamp, write_atomic, Cache};
+use cache_format::EnteredUnits;
 use cache_format::{ConfigId, Hash, ModuleOffset, UnitEntry, UnitKey, WorkJournal};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-/// Per module, offsets of units of its pack that runs entered (`UnitEntry::entered`).
-pub type Entered = BTreeMap<Hash, BTreeSet<ModuleOffset>>;
 
 /// Adds entries to the index (waiting up to `tries` x 20 ms for another run's lock) and
 /// rewrites the packs of the modules they belong to. False when the index could not be opened,
@@ -22,7 +20,7 @@ pub fn write_entries(
     dir: &Path,
     config: ConfigId,
     entries: &[(UnitKey, UnitEntry)],
-    entered: &Entered,
+    entered: &EnteredUnits,
     tries: u32,
     stub: &[u8],
 ) -> bool {
@@ -47,16 +45,13 @@ pub fn write_entries(
     // Straight into the packs (the index's lock serialises writers); the index keeps only
     // what could not be packed.
     let mut stored = true;
-    let mut modules = distinct_modules(entries);
-    modules.extend(
-        entered
-            .keys()
-            .filter(|m| !modules.contains(m))
-            .copied()
-            .collect::<Vec<_>>(),
-    );
+    let none = BTreeSet::new();
+    let modules: BTreeSet<Hash> = entries
+        .iter()
+        .map(|(k, _)| k.module)
+        .chain(entered.keys().copied())
+        .collect();
     for module in modules {
-        let none = BTreeSet::new();
         let marks = entered.get(&module).unwrap_or(&none);
         if let Err(e) = cache.write_pack(&module, &config, entries, marks, stub) {
             let mine: Vec<_> = entries.iter().filter(|(k, _)| k.module == module).cloned().collect();
@@ -184,7 +179,7 @@ pub fn merge_journal(path: &Path, stub: &[u8]) -> anyhow::Result<()> {
     let Journal::Units(config, entries) = journal else {
         return Ok(());
     };
-    if write_entries(dir, config, &entries, &Entered::new(), 3000, stub) {
+    if write_entries(dir, config, &entries, &EnteredUnits::new(), 3000, stub) {
         let _ = std::fs::remove_file(path);
     }
     Ok(())

@@ -374,15 +374,14 @@ pub fn map_pack(dir: &Path, module: &Hash, config: &ConfigId) -> Option<MappedFi
     }
 }
 
-/// A pack mapped with its entry marks after it (`cache_format::pack_entry_marks`), from the
-/// unit count its header gives (checked with the rest of the header once mapped).
+/// A pack mapped with its entry marks after it (`cache_format::pack_entry_marks`, from its
+/// header, which is checked with the rest once mapped).
 fn map_with_entry_marks(f: &std::fs::File) -> Option<MappedFile> {
     use std::os::unix::fs::FileExt;
     let len = f.metadata().ok()?.len() as usize;
     let mut head = [0u8; cache_format::PACK_HEAD];
     f.read_exact_at(&mut head, 0).ok()?;
-    let count = u32::from_le_bytes(head[60..64].try_into().ok()?);
-    let (at, marks) = cache_format::pack_entry_marks(len, count);
+    let (at, marks) = cache_format::pack_entry_marks(len, &head);
     MappedFile::map_with_tail(f, len, at, marks).ok()
 }
 

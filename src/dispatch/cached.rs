@@ -102,19 +102,12 @@ impl CachedUnits {
 
     /// The units this process entered that their packs do not record as entered yet, by
     /// module.
-    pub fn newly_entered(&self) -> Vec<cache_format::EnteredUnits> {
-        let mut out: Vec<cache_format::EnteredUnits> = Vec::new();
+    pub fn newly_entered(&self) -> cache_format::EnteredUnits {
+        let mut out = cache_format::EnteredUnits::new();
         for t in &self.tables {
             let offsets = t.units.newly_entered();
-            if offsets.is_empty() {
-                continue;
-            }
-            match out.iter_mut().find(|e| e.module == t.module) {
-                Some(e) => e.offsets.extend(offsets),
-                None => out.push(cache_format::EnteredUnits {
-                    module: t.module,
-                    offsets,
-                }),
+            if !offsets.is_empty() {
+                out.entry(t.module).or_default().extend(offsets);
             }
         }
         out

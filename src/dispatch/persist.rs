@@ -58,7 +58,7 @@ impl Engine {
         let mut entries = self.entries_for(compiled.iter().map(|n| &**n), config);
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
         let entered = self.shared.registry.lock().cached.newly_entered();
-        self.stats.units_entered_new = entered.iter().map(|e| e.offsets.len() as u64).sum();
+        self.stats.units_entered_new = entered.values().map(|o| o.len() as u64).sum();
         if entries.is_empty() && todo.is_empty() && (entered.is_empty() || handoff == Handoff::Detached) {
             return;
         }
@@ -68,15 +68,7 @@ impl Engine {
                 entries.extend(self.compile_all(&todo, config));
                 // An index held for long (a service writing big packs) gets the work as a
                 // journal instead: never lost.
-                let marks = entered.iter().map(|e| (e.module, e.offsets.iter().copied().collect()));
-                if !journal::write_entries(
-                    &dir,
-                    config,
-                    &entries,
-                    &marks.collect(),
-                    50,
-                    crate::jit::pack_link_stub(),
-                ) {
+                if !journal::write_entries(&dir, config, &entries, &entered, 50, crate::jit::pack_link_stub()) {
                     self.hand_to_service(&dir, config, entries, &[], entered);
                 }
             }
@@ -91,7 +83,7 @@ impl Engine {
         config: ConfigId,
         entries: Vec<(UnitKey, UnitEntry)>,
         todo: &[Arc<Block>],
-        entered: Vec<EnteredUnits>,
+        entered: EnteredUnits,
     ) {
         let work = WorkJournal {
             config,

@@ -130,6 +130,39 @@ pub struct HugeAligned {
 // SAFETY: the mapping is owned by this value alone; access goes through it.
 unsafe impl Send for HugeAligned {}
 
+/// A fresh private anonymous mapping of `len` zeroed bytes, readable and writable, not
+/// reserved against the commit limit, at a multiple of `align` (a multiple of the page size):
+/// its address.
+fn map_zeroed_aligned(len: usize, align: usize) -> std::io::Result<usize> {
+    let over = len + align - host_page_size();
+    // SAFETY: a fresh private anonymous mapping, trimmed below to the aligned part.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            over,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (start, end) = (p as usize, p as usize + over);
+    let at = start.next_multiple_of(align);
+    // SAFETY: unmapping the parts of our own mapping before and after the aligned part.
+    unsafe {
+        if at > start {
+            libc::munmap(p, at - start);
+        }
+        if end > at + len {
+            libc::munmap((at + len) as *mut libc::c_void, end - at - len);
+        }
+    }
+    Ok(at)
+}
+
 /// The huge page size the alignment serves (x86-64's and aarch64's 2 MiB).
 const HUGE_PAGE: usize = 2 << 20;
 
@@ -138,32 +171,10 @@ impl HugeAligned {
     /// aborts, as a failed allocation does.
     pub fn zeroed(len: usize, huge: bool) -> HugeAligned {
         // Small pages need no alignment beyond the page's, which every mapping has.
-        let over = if huge { len + HUGE_PAGE } else { len };
-        // SAFETY: a fresh private anonymous mapping, trimmed below to the aligned part.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                over,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let align = if huge { HUGE_PAGE } else { host_page_size() };
+        let Ok(at) = map_zeroed_aligned(len, align) else {
             out_of_memory(len);
-        }
-        let (start, end) = (p as usize, p as usize + over);
-        let at = if huge { start.next_multiple_of(HUGE_PAGE) } else { start };
-        // SAFETY: unmapping the parts of our own mapping before and after the aligned table.
-        unsafe {
-            if at > start {
-                libc::munmap(p, at - start);
-            }
-            if end > at + len {
-                libc::munmap((at + len) as *mut libc::c_void, end - at - len);
-            }
-        }
+        };
         if huge {
             advise_huge_pages(at, len);
         }
@@ -794,20 +805,10 @@ impl MappedFile {
             return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
         }
         let span = tail_at + tail_len;
-        // SAFETY: a fresh private anonymous mapping, trimmed to `span` bytes at a multiple of
-        // the huge page size; the file and the tail then replace parts of it, and
-        // `MappedFile` owns it from here on.
+        let at = map_zeroed_aligned(span, HUGE_PAGE)? as *mut u8;
+        // SAFETY: the file and the gap replace parts of the mapping just made (the tail stays
+        // as made), which `MappedFile` owns from here on.
         unsafe {
-            let rw = libc::PROT_READ | libc::PROT_WRITE;
-            let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-            let p = libc::mmap(std::ptr::null_mut(), span + HUGE_PAGE, rw, anon, -1, 0);
-            if p == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
-            let at = (p as usize).next_multiple_of(HUGE_PAGE);
-            libc::munmap(p, at - p as usize);
-            libc::munmap((at + span) as *mut libc::c_void, p as usize + HUGE_PAGE - at);
-            let at = at as *mut u8;
             let fixed = libc::MAP_PRIVATE | libc::MAP_FIXED;
             let file = libc::mmap(at.cast(), len, libc::PROT_READ, fixed, f.as_raw_fd(), 0);
             let gap = len.next_multiple_of(host_page_size());

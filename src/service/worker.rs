@@ -13,10 +13,10 @@ use crate::decode::Region;
 use crate::jit::{CompiledUnit, Jit, Placement};
 use crate::semantics;
 use cache_format::{
-    ConfigId, Hash, Link, LinkKind, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal,
+    ConfigId, EnteredUnits, Hash, Link, LinkKind, ModuleCode, ModuleOffset, UnitEntry, UnitKey, WorkBlock, WorkJournal,
 };
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ pub(super) struct Worker {
     pending_journals: Vec<usize>,
     /// Written at the next write too: per module, the units runs entered that its pack does
     /// not record as entered (`UnitEntry::entered`).
-    pending_entered: BTreeMap<Hash, BTreeSet<ModuleOffset>>,
+    pending_entered: EnteredUnits,
     /// Where each module's code lies in its file, as the latest journal told.
     module_files: HashMap<Hash, ModuleCode>,
     /// Modules whose packs grew since their regions were last planned.
@@ -139,7 +139,7 @@ impl Worker {
             pending: Vec::new(),
             pending_blocks: Vec::new(),
             pending_journals: Vec::new(),
-            pending_entered: BTreeMap::new(),
+            pending_entered: EnteredUnits::new(),
             module_files: HashMap::new(),
             touched: BTreeSet::new(),
             hot: HashMap::new(),
@@ -326,7 +326,7 @@ impl Worker {
                     .collect();
                 (config, units, blocks, entered)
             }
-            Journal::Units(config, units) => (config, units, Vec::new(), Vec::new()),
+            Journal::Units(config, units) => (config, units, Vec::new(), EnteredUnits::new()),
         };
         if config != self.config {
             // For a service of that configuration; one written while this service runs means
@@ -351,8 +351,8 @@ impl Worker {
         if !j.units_written {
             self.status.units_merged += units.len() as u64;
             self.pending.extend(units);
-            for e in entered {
-                self.pending_entered.entry(e.module).or_default().extend(e.offsets);
+            for (module, offsets) in entered {
+                self.pending_entered.entry(module).or_default().extend(offsets);
             }
             self.pending_journals.push(id);
         }
