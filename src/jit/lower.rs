@@ -239,10 +239,8 @@ pub(super) struct Lower<'a> {
     /// address, with the function each stands for (named by its index here). None: the unit
     /// has no links.
     pub links: Option<Vec<(u64, FuncRef)>>,
-    /// The context as read in the current Cranelift block (`cpu`).
-    cpu_in: Option<(cranelift_codegen::ir::Block, Value)>,
-    /// The context as read where the guest block being lowered starts (`cpu`).
-    cpu_of_guest_block: Option<Value>,
+    /// The context pointer (`cpu`).
+    context: Variable,
     /// The guest store lowered last (`forwarded`).
     last_store: Option<LastStore>,
     /// Guest stores and calls lowered so far: anything that may have written guest memory.
@@ -326,11 +324,10 @@ impl<'a> Lower<'a> {
         isa: &dyn TargetIsa,
         (entry_rip, head): (Value, u64),
         live: Regs,
-        (insns_before, carried): (Value, [Value; 4]),
+        (insns_before, carried, cpu): (Value, [Value; 4], Value),
     ) -> Self {
         let helper_sig = b.import_signature(helper_signature(isa));
         let unit_sig = b.import_signature(super::unit_signature());
-        let cpu = b.ins().get_pinned_reg(types::I64);
         let mut var = |ty: Type, offset: i32, load: bool| {
             let var = b.declare_var(ty);
             if load {
@@ -349,7 +346,10 @@ impl<'a> Lower<'a> {
         }
         let insns = b.declare_var(super::COUNT);
         b.def_var(insns, insns_before);
+        let context = b.declare_var(types::I64);
+        b.def_var(context, cpu);
         Lower {
+            context,
             b,
             regs,
             xregs,
@@ -381,46 +381,25 @@ impl<'a> Lower<'a> {
             unpredicted: false,
             strided: false,
             links: None,
-            cpu_in: None,
-            cpu_of_guest_block: None,
             last_store: None,
             guest_writes: 0,
         }
     }
 
-    /// The context, from the register pinned to it, read once per guest block of a region
-    /// (`read_cpu_for_guest_block`), else once per Cranelift block. A value live across the
-    /// whole unit would take a register or a stack slot of its own; one read per use costs a
-    /// copy at every access; one per Cranelift block cost a copy after every check (each
-    /// starts a block), which a guest block's one read leaves to the register allocator
-    /// (warm `cc1` regions 3% smaller).
+    /// The context pointer: the unit's argument, or what the last unit it called gave back.
     pub fn cpu(&mut self) -> Value {
-        if let Some(v) = self.cpu_of_guest_block {
-            return v;
-        }
-        let here = self.b.current_block();
-        if let (Some((block, v)), Some(here)) = (self.cpu_in, here) {
-            if block == here {
-                return v;
-            }
-        }
-        let v = self.b.ins().get_pinned_reg(types::I64);
-        self.cpu_in = here.map(|h| (h, v));
-        v
+        self.b.use_var(self.context)
     }
 
-    /// Reads the context where a guest block of a region starts, for `cpu` to give every block
-    /// lowered for the guest block (all of which its start dominates) until
-    /// `end_of_guest_block`.
-    pub(super) fn read_cpu_for_guest_block(&mut self) {
-        self.cpu_of_guest_block = Some(self.b.ins().get_pinned_reg(types::I64));
+    /// Where a guest block of a region starts: the limit of addresses in reach is read from the
+    /// context again where the block first needs it, not kept from a block before.
+    pub(super) fn start_guest_block(&mut self) {
         self.known().limit = None;
     }
 
-    /// Ends what `read_cpu_for_guest_block` began: the blocks lowered from here on (the
-    /// unit's shared tails) are not the guest block's.
-    pub(super) fn end_of_guest_block(&mut self) {
-        self.cpu_of_guest_block = None;
+    /// Takes `cpu` as the context pointer from here on (a callee's result).
+    pub(super) fn set_cpu(&mut self, cpu: Value) {
+        self.b.def_var(self.context, cpu);
     }
 
     /// The function that stands for the unit at guest address `target` when the unit is
@@ -554,19 +533,20 @@ impl<'a> Lower<'a> {
     /// The ways out that give no registers share one more, which makes the zeros (each way
     /// making its own, Cranelift kept one zero on the stack, reloaded four times in each).
     pub fn return_counted(&mut self, code: Value, insns: Value, carried: Option<[Value; 4]>) {
+        let cpu = self.cpu();
         match carried {
             Some(carried) => {
-                let values: Vec<Value> = [code, insns].into_iter().chain(carried).collect();
+                let values: Vec<Value> = [code, insns].into_iter().chain(carried).chain([cpu]).collect();
                 jump_to_shared(&mut self.b, &mut self.ret_block, &values);
             }
-            None => jump_to_shared(&mut self.b, &mut self.ret_uncarried_block, &[code, insns]),
+            None => jump_to_shared(&mut self.b, &mut self.ret_uncarried_block, &[code, insns, cpu]),
         }
     }
 
     /// Leaves the unit for the unit at the chaining table's slot for the guest address in
     /// `args` (the next unit's arguments, `region::unit_args`), through the one lookup all the
     /// unit's ways out through the table share (`take_chain_block`).
-    pub fn exit_through_chain(&mut self, args: [Value; 6]) {
+    pub fn exit_through_chain(&mut self, args: super::UnitArgs) {
         jump_to_shared(&mut self.b, &mut self.chain_block, &args);
     }
 
@@ -581,9 +561,10 @@ impl<'a> Lower<'a> {
             // Only ways back to the dispatcher take it.
             self.b.switch_to_block(r);
             self.b.set_cold_block(r);
-            let zero = self.b.ins().iconst(types::I64, 0);
-            let values: Vec<Value> = self.b.block_params(r).iter().copied().chain([zero; 4]).collect();
-            self.b.ins().return_(&values);
+            let [code, insns, cpu] = self.b.block_params(r)[..] else {
+                unreachable!("the uncarried return's block takes three values")
+            };
+            super::return_code(&mut self.b, (code, insns), None, cpu);
         }
         if let Some(r) = self.ret_block.take() {
             self.b.switch_to_block(r);
@@ -776,18 +757,15 @@ impl<'a> Lower<'a> {
         let f = self.b.ins().load(types::I64, mf(), table, (h * 8) as i32);
         let context = super::context_for_helper(&mut self.b, cpu);
         let call = self.b.ins().call_indirect(self.helper_sig, f, &[context, a0, a1]);
-        self.context_read_anew();
+        self.after_host_call();
         self.b.inst_results(call)[0]
     }
 
-    /// After a call: the code after it reads the context pointer from the pinned register
-    /// again (once per Cranelift block until the next guest block), which every callee keeps,
-    /// and the limit of addresses in reach from the context, so that neither lives across the
-    /// call in a callee-saved register (saved and restored by the unit's prologue and every
-    /// exit): warm `cc1 -O2 lparser.i` 0.980x, sha256.i 0.990x in paired rounds.
-    pub(super) fn context_read_anew(&mut self) {
-        self.cpu_of_guest_block = None;
-        self.cpu_in = None;
+    /// After a call: the code after it reads the limit of addresses in reach from the context
+    /// again, so that it does not live across the call in a callee-saved register (saved and
+    /// restored by the unit's prologue and every exit): warm `cc1 -O2 lparser.i` 0.980x,
+    /// sha256.i 0.990x in paired rounds.
+    pub(super) fn after_host_call(&mut self) {
         self.known().limit = None;
     }
 

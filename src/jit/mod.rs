@@ -40,7 +40,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 39;
+pub const TRANSLATION_VERSION: u32 = 40;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -219,19 +219,40 @@ pub const CARRIED_MASK: u16 = {
 /// context's count: the count rides in a vector register, `COUNT`, from unit to unit, and back
 /// to the caller of a host call, and the trampoline adds it to the context), their own guest
 /// address (also in the context's rip, but a register spares every unit's code addresses a
-/// reload of it) and the `CARRIED` registers, and return an exit code, the instructions run
-/// (theirs included) and the `CARRIED` registers (their values where the code is
-/// `exit::RETURN`, anything else otherwise), in the tail-call convention so that one unit can
-/// jump straight into the next. The context is in the pinned register.
+/// reload of it), the `CARRIED` registers and the context pointer, and return an exit code,
+/// the instructions run (theirs included), the `CARRIED` registers (their values where the
+/// code is `exit::RETURN`, anything else otherwise) and the context pointer, in the
+/// tail-call convention so that one unit can jump straight into the next. The context is an
+/// argument, not a register kept for it: inside a unit it is one more value for the register
+/// allocator, which spills it in a loop that needs every register for the guest's own (the
+/// SHA-256 rounds), and a caller has it back from its callee, as it would from a register
+/// every unit kept.
 pub fn unit_signature() -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
     let carried = [types::I64; CARRIED.len()];
-    sig.params
-        .extend([COUNT, types::I64].into_iter().chain(carried).map(AbiParam::new));
-    sig.returns
-        .extend([types::I64, COUNT].into_iter().chain(carried).map(AbiParam::new));
+    sig.params.extend(
+        [COUNT, types::I64]
+            .into_iter()
+            .chain(carried)
+            .chain([types::I64])
+            .map(AbiParam::new),
+    );
+    sig.returns.extend(
+        [types::I64, COUNT]
+            .into_iter()
+            .chain(carried)
+            .chain([types::I64])
+            .map(AbiParam::new),
+    );
     sig
 }
+
+/// The arguments of a unit (`unit_signature`): the instructions run, its guest address, the
+/// `CARRIED` registers and the context pointer.
+pub type UnitArgs = [Value; 3 + CARRIED.len()];
+
+/// Where the context pointer is among a unit's arguments and results.
+pub const CONTEXT_ARG: usize = 2 + CARRIED.len();
 
 /// The type of the guest instruction count that rides from unit to unit: its first lane is
 /// the count. A vector register holds it, so that it takes none of the general registers the
@@ -269,13 +290,14 @@ pub fn count_added(b: &mut FunctionBuilder<'_>, count: Value, n: i64, cpu: Value
     b.ins().iadd(count, k)
 }
 
-/// Returns from a unit-shaped function with exit `code`, `insns` guest instructions run and
+/// Returns from a unit-shaped function with exit `code`, `insns` guest instructions run,
 /// `carried` as the `CARRIED` registers, or zeros in their place (where the code is not
-/// `exit::RETURN`).
-fn return_code(b: &mut FunctionBuilder<'_>, code: Value, insns: Value, carried: Option<[Value; 4]>) {
+/// `exit::RETURN`), and the context pointer `cpu`.
+fn return_code(b: &mut FunctionBuilder<'_>, (code, insns): (Value, Value), carried: Option<[Value; 4]>, cpu: Value) {
     let carried = carried.unwrap_or_else(|| [b.ins().iconst(types::I64, 0); 4]);
     let mut values = vec![code, insns];
     values.extend(carried);
+    values.push(cpu);
     b.ins().return_(&values);
 }
 
@@ -322,9 +344,6 @@ impl Jit {
             .map_err(|e| JitError::Isa(e.to_string()))?;
         // Tail calls between units need frame pointers.
         fb.set("preserve_frame_pointers", "true")
-            .map_err(|e| JitError::Isa(e.to_string()))?;
-        // The context lives in the pinned register from the trampoline on, through every unit.
-        fb.set("enable_pinned_reg", "true")
             .map_err(|e| JitError::Isa(e.to_string()))?;
         let flags = settings::Flags::new(fb);
         let isa = host::isa_builder()
@@ -413,15 +432,11 @@ impl Jit {
             .push(ExceptionTableData::new(usig, normal, []));
         let none_yet = count_const(&mut b, 0, cpu);
         let rip = b.ins().load(types::I64, mf, cpu, crate::cpu::off::RIP);
-        // The pinned register is the caller's (callee-saved in its convention) and the context
-        // inside: kept across the call, given back on every way out.
-        let callers = b.ins().get_pinned_reg(types::I64);
-        b.ins().set_pinned_reg(cpu);
         let mut args = vec![none_yet, rip];
         args.extend(carried_from_context(&mut b, cpu));
+        args.push(cpu);
         b.ins().try_call_indirect(unit, &args, et);
         b.switch_to_block(done);
-        b.ins().set_pinned_reg(callers);
         let (r, insns) = (b.block_params(done)[0], b.block_params(done)[1]);
         let total = b.ins().load(types::I64, mf, cpu, crate::cpu::off::INSNS_COMPILED);
         let insns = b.ins().extractlane(insns, 0);
@@ -461,7 +476,7 @@ impl Jit {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
-        let cpu = b.ins().get_pinned_reg(types::I64);
+        let cpu = b.block_params(entry)[CONTEXT_ARG];
         let mut hs = Signature::new(isa.default_call_conv());
         for _ in 0..3 {
             hs.params.push(AbiParam::new(types::I64));
@@ -478,7 +493,7 @@ impl Jit {
         // The baseline tier leaves the whole state in the context and counts what it ran; it
         // never returns `exit::RETURN`, so nothing waits for the carried registers.
         let insns = b.block_params(entry)[0];
-        return_code(&mut b, r, insns, None);
+        return_code(&mut b, (r, insns), None, cpu);
         b.seal_all_blocks();
         b.finalize(isa.frontend_config());
         self.compile_relocation_free(func, "shim")

@@ -12,7 +12,7 @@ use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, L
 use super::observed::Observed;
 use super::strides::{strided_accesses, Strided};
 use super::values::iconst_value;
-use super::{return_code, Placement, CARRIED, STACK_POINTER};
+use super::{return_code, Placement, UnitArgs, CARRIED, CONTEXT_ARG, STACK_POINTER};
 use crate::cpu::flags::Flags;
 use crate::cpu::ops::Ops;
 use crate::cpu::{exit, off};
@@ -66,12 +66,12 @@ pub fn lower_region(
     b.switch_to_block(entry);
     b.seal_block(entry);
     let params = b.block_params(entry).to_vec();
-    let (insns_before, entry_rip) = (params[0], params[1]);
+    let (insns_before, entry_rip, cpu) = (params[0], params[1], params[CONTEXT_ARG]);
     let carried: [Value; 4] = std::array::from_fn(|k| params[2 + k]);
     if linked {
         mark_entry(&mut b);
     }
-    let waiting = prologue(&mut b);
+    let waiting = prologue(&mut b, cpu);
     let checkpoints = checkpoints(region);
     let (retreating, idom) = (region.retreating_edges(), region.dominators());
     let bodies = region.loop_bodies(&retreating, &idom);
@@ -80,7 +80,13 @@ pub fn lower_region(
     let observed = Observed::of(region, &checkpointed_edges);
     let dirty_in = dirty_at_starts(region, &checkpoints, &observed, &checkpointed_edges);
     let live_in = live_at_starts(region, &dirty_in);
-    let mut l = Lower::new(b, isa, (entry_rip, region.head()), live_in[0], (insns_before, carried));
+    let mut l = Lower::new(
+        b,
+        isa,
+        (entry_rip, region.head()),
+        live_in[0],
+        (insns_before, carried, cpu),
+    );
     l.placement = placement;
     l.links = linked.then(Vec::new);
     let starts: Vec<ir::Block> = region.blocks.iter().map(|_| l.b.create_block()).collect();
@@ -108,7 +114,6 @@ pub fn lower_region(
     };
     for (i, gb) in region.blocks.iter().enumerate() {
         let checked = layout.lower_block(&mut l, i, gb);
-        l.end_of_guest_block();
         layout.checked_at_end.push(checked);
     }
     l.finish_outside();
@@ -294,8 +299,7 @@ fn mark_entry(b: &mut FunctionBuilder<'_>) {
 
 /// The unit's entry: leaves at once when a signal waits (rip already holds this unit's
 /// address), through the block returned, which `leave_at_entry` fills.
-fn prologue(b: &mut FunctionBuilder<'_>) -> ir::Block {
-    let cpu = b.ins().get_pinned_reg(types::I64);
+fn prologue(b: &mut FunctionBuilder<'_>, cpu: Value) -> ir::Block {
     let flag = b.ins().load(types::I64, mf(), cpu, off::INTERRUPT);
     let leave = b.create_block();
     let body = b.create_block();
@@ -367,7 +371,7 @@ impl Layout<'_> {
     /// instructions end.
     fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) -> Vec<Value> {
         l.b.switch_to_block(self.starts[i]);
-        l.read_cpu_for_guest_block();
+        l.start_guest_block();
         // What the checks of the block that dominates this one found holds here too.
         if let Some(checked) = self.idom[i].and_then(|d| self.checked_at_end.get(d)) {
             l.assume_in_reach(checked);
@@ -515,6 +519,7 @@ impl Layout<'_> {
         let code = l.b.append_block_param(returned, types::I64);
         let insns = l.b.append_block_param(returned, super::COUNT);
         let carried = CARRIED.map(|_| l.b.append_block_param(returned, types::I64));
+        let cpu_back = l.b.append_block_param(returned, types::I64);
         let kept = l.state;
         call_callee(l, link, (target, back), exit, returned);
         l.b.switch_to_block(exit);
@@ -522,6 +527,7 @@ impl Layout<'_> {
         exit_unit(l, target, exit::NEXT, false);
         l.state = kept;
         l.b.switch_to_block(returned);
+        l.set_cpu(cpu_back);
         // A callee that stored checked the interrupt word before it returned here; a signal
         // that came meanwhile waits for the next check.
         went_on_here(l, code, insns, carried, back);
@@ -841,7 +847,7 @@ fn leave(l: &mut Lower<'_>, next: Value, code: u64, flags_read: bool, link: Opti
         return l.return_with(c, None);
     }
     stack_handed_on(l);
-    let args = unit_args(l.insns_run(), next, carried_now(l));
+    let args = unit_args(l, next);
     if let Some(f) = link {
         let (linked, table) = links_allowed(l);
         l.b.switch_to_block(linked);
@@ -859,7 +865,8 @@ fn finish_chain(l: &mut Lower<'_>) {
         return;
     };
     l.b.switch_to_block(c);
-    let args: [Value; 6] = std::array::from_fn(|i| l.b.block_params(c)[i]);
+    let args: UnitArgs = std::array::from_fn(|i| l.b.block_params(c)[i]);
+    l.set_cpu(args[CONTEXT_ARG]);
     chain(&mut l.b, l.unit_sig, args, true);
     let next = l.b.ins().iconst(types::I64, exit::NEXT as i64);
     l.return_counted(next, args[0], None);
@@ -885,9 +892,17 @@ fn carried_now(l: &mut Lower<'_>) -> [Value; 4] {
     CARRIED.map(|r| l.get_reg(r))
 }
 
-/// The arguments of a unit: the instructions run, its guest address, the `CARRIED` registers.
-fn unit_args(insns: Value, rip: Value, carried: [Value; 4]) -> [Value; 6] {
-    [insns, rip, carried[0], carried[1], carried[2], carried[3]]
+/// The arguments of the unit at guest address `rip` (`jit::UnitArgs`), from the `CARRIED`
+/// registers' current values.
+fn unit_args(l: &mut Lower<'_>, rip: Value) -> UnitArgs {
+    let carried = carried_now(l);
+    unit_args_carrying(l, rip, carried)
+}
+
+/// `unit_args` with `carried` as the `CARRIED` registers.
+fn unit_args_carrying(l: &mut Lower<'_>, rip: Value, carried: [Value; 4]) -> UnitArgs {
+    let (insns, cpu) = (l.insns_run(), l.cpu());
+    [insns, rip, carried[0], carried[1], carried[2], carried[3], cpu]
 }
 
 /// Branches on the context's word that allows links (`Cpu::links`): to the first block
@@ -937,7 +952,8 @@ fn call_callee(
     if link.is_some() {
         l.b.set_cold_block(room);
     }
-    let (hit, slot) = chain_lookup(&mut l.b, target);
+    let cpu = l.cpu();
+    let (hit, slot) = chain_lookup(&mut l.b, cpu, target);
     let call = l.b.create_block();
     l.b.ins().brif(hit, call, &[], missed, &[]);
     l.seal(&[call, missed]);
@@ -970,7 +986,7 @@ fn call_unit(
     let back = l.code_addr(back);
     let outer = l.b.ins().load(types::I64, mf(), cpu, off::RET_EXPECT);
     l.b.ins().store(mf(), back, cpu, off::RET_EXPECT);
-    let args = unit_args(l.insns_run(), target, carried);
+    let args = unit_args_carrying(l, target, carried);
     // The callee may write guest memory (`Lower::forwarded`).
     l.guest_writes += 1;
     let inst = match callee {
@@ -981,8 +997,9 @@ fn call_unit(
         }
     };
     let results: Vec<ir::BlockArg> = l.b.inst_results(inst).iter().map(|&v| v.into()).collect();
-    l.context_read_anew();
-    let cpu = l.cpu();
+    let cpu = l.b.inst_results(inst)[CONTEXT_ARG];
+    l.after_host_call();
+    l.set_cpu(cpu);
     l.b.ins().store(mf(), outer, cpu, off::RET_EXPECT);
     results
 }
@@ -1031,8 +1048,7 @@ fn exit_return(l: &mut Lower<'_>, to: Value, flags_read: bool) {
 
 /// The chaining table's slot for `next` (`cpu::chain_slot`): whether it holds `next`'s unit,
 /// and the slot's address (the unit's entry is its second word).
-fn chain_lookup(b: &mut FunctionBuilder<'_>, next: Value) -> (Value, Value) {
-    let cpu = b.ins().get_pinned_reg(types::I64);
+fn chain_lookup(b: &mut FunctionBuilder<'_>, cpu: Value, next: Value) -> (Value, Value) {
     let table = b.ins().load(types::I64, mf(), cpu, off::CHAIN_TABLE);
     let mask = b.ins().load(types::I64, mf(), cpu, off::CHAIN_MASK);
     use crate::cpu::{CHAIN_GRAIN, CHAIN_MAX_BITS};
@@ -1051,8 +1067,8 @@ fn chain_lookup(b: &mut FunctionBuilder<'_>, next: Value) -> (Value, Value) {
 /// goes on in a new block, laid out with the cold code, that returns to the dispatcher. Not
 /// `hot`: the jump is laid out with the cold code too (the exit has a link, which it takes
 /// unless links are forbidden).
-fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: [Value; 6], hot: bool) {
-    let (hit, slot) = chain_lookup(b, args[1]);
+fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: UnitArgs, hot: bool) {
+    let (hit, slot) = chain_lookup(b, args[CONTEXT_ARG], args[1]);
     let (go, back) = (b.create_block(), b.create_block());
     b.ins().brif(hit, go, &[], back, &[]);
     b.seal_block(go);
@@ -1075,13 +1091,13 @@ pub fn lower_link_stub(mut b: FunctionBuilder<'_>, isa: &dyn TargetIsa) {
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
-    let args: [Value; 6] = std::array::from_fn(|i| b.block_params(entry)[i]);
+    let args: UnitArgs = std::array::from_fn(|i| b.block_params(entry)[i]);
     let [insns, rip, ..] = args;
-    let cpu = b.ins().get_pinned_reg(types::I64);
+    let cpu = args[CONTEXT_ARG];
     b.ins().store(mf(), rip, cpu, off::RIP);
     let sig = b.import_signature(super::unit_signature());
     chain(&mut b, sig, args, true);
     let c = b.ins().iconst(types::I64, exit::NEXT as i64);
-    return_code(&mut b, c, insns, None);
+    return_code(&mut b, (c, insns), None, cpu);
     b.finalize(isa.frontend_config());
 }
