@@ -561,10 +561,9 @@ impl<'a> Lower<'a> {
             // Only ways back to the dispatcher take it.
             self.b.switch_to_block(r);
             self.b.set_cold_block(r);
-            let [code, insns, cpu] = self.b.block_params(r)[..] else {
-                unreachable!("the uncarried return's block takes three values")
-            };
-            super::return_code(&mut self.b, (code, insns), None, cpu);
+            // The code, the instructions run and the context (`return_counted`).
+            let taken = self.b.block_params(r).to_vec();
+            super::return_code(&mut self.b, (taken[0], taken[1]), None, taken[2]);
         }
         if let Some(r) = self.ret_block.take() {
             self.b.switch_to_block(r);

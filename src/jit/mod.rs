@@ -224,9 +224,9 @@ pub const CARRIED_MASK: u16 = {
 /// code is `exit::RETURN`, anything else otherwise) and the context pointer, in the
 /// tail-call convention so that one unit can jump straight into the next. The context is an
 /// argument, not a register kept for it: inside a unit it is one more value for the register
-/// allocator, which spills it in a loop that needs every register for the guest's own (the
-/// SHA-256 rounds), and a caller has it back from its callee, as it would from a register
-/// every unit kept.
+/// allocator, which may hold it in any register or a stack slot, so that the register that
+/// was pinned to it is free for the guest's values; a caller has it back from its callee, as
+/// it would from a register every unit kept.
 pub fn unit_signature() -> Signature {
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
     let carried = [types::I64; CARRIED.len()];
