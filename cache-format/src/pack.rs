@@ -168,11 +168,16 @@ pub fn entry_marks_at(file_len: usize) -> usize {
 /// read before the file is mapped and checked) is `head`: start (as `entry_marks_at`) and
 /// length, a multiple of `ENTRY_MARKS_ALIGN`.
 pub fn pack_entry_marks(file_len: usize, head: &[u8; PACK_HEAD]) -> (usize, usize) {
-    let count = u32_at(head, 60) as usize;
+    let count = pack_unit_count(head);
     (
         entry_marks_at(file_len),
         count.max(1).next_multiple_of(ENTRY_MARKS_ALIGN),
     )
+}
+
+/// The number of units a pack's header (`b`, from the pack's first byte) gives.
+fn pack_unit_count(b: &[u8]) -> usize {
+    u32_at(b, 60) as usize
 }
 
 /// Alignment of a pack's entry marks (the largest page size of a host Kiln runs on).
@@ -251,7 +256,7 @@ impl<'a> PackIndex<'a> {
         if &body[12..44] != module || body[44..60] != config.0 {
             return Err(EntryError::BadMagic);
         }
-        let count = u32_at(body, 60) as usize;
+        let count = pack_unit_count(body);
         let code_start = u64_at(body, 64);
         let code_len = u64_at(body, 72);
         let nlinks = u32_at(body, 80) as u64;
@@ -485,7 +490,7 @@ pub fn pack_code_region(b: &[u8]) -> (usize, usize) {
 /// The links of a unit of a pack checked by `decode_pack_index`: an error if one is of an
 /// unknown kind or lies outside the unit's code.
 pub fn pack_unit_links(b: &[u8], u: &PackUnit) -> Result<Vec<Link>, EntryError> {
-    let table = PACK_HEAD + PACK_RECORD * u32_at(b, 60) as usize;
+    let table = PACK_HEAD + PACK_RECORD * pack_unit_count(b);
     u.links
         .clone()
         .map(|i| {

@@ -17,7 +17,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, BlockCall, ExceptionTableData, ExternalName, Function, InstBuilder, MemFlagsData,
-    Signature, UserFuncName, Value,
+    Signature, Type, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -228,22 +228,14 @@ pub const CARRIED_MASK: u16 = {
 /// was pinned to it is free for the guest's values; a caller has it back from its callee, as
 /// it would from a register every unit kept.
 pub fn unit_signature() -> Signature {
+    // The two values that differ in order, then the `CARRIED` registers and the context.
+    let values = |first: [Type; 2]| {
+        let rest = [types::I64; CARRIED.len() + 1];
+        first.into_iter().chain(rest).map(AbiParam::new)
+    };
     let mut sig = Signature::new(cranelift_codegen::isa::CallConv::Tail);
-    let carried = [types::I64; CARRIED.len()];
-    sig.params.extend(
-        [COUNT, types::I64]
-            .into_iter()
-            .chain(carried)
-            .chain([types::I64])
-            .map(AbiParam::new),
-    );
-    sig.returns.extend(
-        [types::I64, COUNT]
-            .into_iter()
-            .chain(carried)
-            .chain([types::I64])
-            .map(AbiParam::new),
-    );
+    sig.params.extend(values([COUNT, types::I64]));
+    sig.returns.extend(values([types::I64, COUNT]));
     sig
 }
 
