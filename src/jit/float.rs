@@ -14,9 +14,10 @@
 //! holds in the blocks they dominate (`Known::floats`).
 
 use super::{mf, Lower};
-use crate::cpu::flags::Flags;
+use crate::cpu::flags::{Cc, Flags};
 use crate::cpu::ops::Ops;
 use crate::cpu::{off, FlagKind};
+use crate::jit::values::float_bits_source;
 use crate::semantics::{self, emitter::Emitter};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
@@ -374,8 +375,12 @@ impl Lower<'_> {
         }
     }
 
-    /// The bits of float lane `v` as integers (off the float data path: only checks read them).
+    /// The bits of float lane `v` as integers (off the float data path: only checks read them),
+    /// taken from the integer it was made from where there is one.
     fn bits(&mut self, v: Value) -> Value {
+        if let Some(x) = float_bits_source(&self.b.func.dfg, v) {
+            return x;
+        }
         let ty = self.b.func.dfg.value_type(v);
         self.b.ins().bitcast(bits_type(ty), Self::le(), v)
     }
@@ -837,7 +842,32 @@ impl Lower<'_> {
         let cf = self.b.ins().iconst(types::I64, 0x01);
         let z = self.b.ins().iconst(types::I64, 0);
         let r = self.b.ins().select(lt, cf, z);
-        Out::Flags(self.b.ins().select(eq, zf, r))
+        let word = self.b.ins().select(eq, zf, r);
+        self.known().compares.push((word, ai, bi));
+        Out::Flags(word)
+    }
+
+    /// Condition `cc` on flags `f` (as a 0/1 word) as one comparison of the float operands that made them,
+    /// where a (u)comisd/ss whose operands were checked to be ordered did (`lower_comi`): its
+    /// flags are CF for less, ZF for equal, none for greater (`ucomisd` then `ja` is one
+    /// compare and branch, where the flags word was made and tested bit by bit).
+    pub(super) fn float_cond(&mut self, f: &Flags<Value>, cc: Cc) -> Option<Value> {
+        if f.kind != FlagKind::Raw {
+            return None;
+        }
+        let &(_, a, b) = self.known().compares.iter().find(|&&(w, ..)| w == f.res)?;
+        let fcc = match ordered_truth(cc) {
+            [false, false, false] => return Some(self.imm(0)),
+            [true, true, true] => return Some(self.imm(1)),
+            [true, false, false] => FloatCC::LessThan,
+            [false, true, false] => FloatCC::Equal,
+            [false, false, true] => FloatCC::GreaterThan,
+            [true, true, false] => FloatCC::LessThanOrEqual,
+            [false, true, true] => FloatCC::GreaterThanOrEqual,
+            [true, false, true] => FloatCC::OrderedNotEqual,
+        };
+        let c = self.b.ins().fcmp(fcc, a, b);
+        Some(self.bool_to_i64(c))
     }
 
     /// Lowers one SSE float instruction to the host's float arithmetic under a guard, with
@@ -936,6 +966,23 @@ impl Lower<'_> {
                 self.state.flags_dirty = true;
             }
         }
+    }
+}
+
+/// For which outcomes of an ordered (u)comisd/ss condition `cc` holds: [less, equal,
+/// greater], whose flags are CF, ZF and none (PF, OF, SF and AF stay clear).
+fn ordered_truth(cc: Cc) -> [bool; 3] {
+    const NEVER: [bool; 3] = [false, false, false];
+    const ALWAYS: [bool; 3] = [true, true, true];
+    match cc {
+        Cc::O | Cc::S | Cc::P | Cc::L => NEVER,
+        Cc::No | Cc::Ns | Cc::Np | Cc::Ge => ALWAYS,
+        Cc::B => [true, false, false],
+        Cc::Ae => [false, true, true],
+        Cc::E | Cc::Le => [false, true, false],
+        Cc::Ne | Cc::G => [true, false, true],
+        Cc::Be => [true, true, false],
+        Cc::A => [false, false, true],
     }
 }
 
@@ -1093,6 +1140,27 @@ mod tests {
             }
         }
         assert!(certain_cases > 20, "only {certain_cases} derivations were certain");
+    }
+
+    #[test]
+    fn ordered_comparisons_hold_where_their_flags_do() {
+        use crate::cpu::ops::Values;
+        for n in 0..16u8 {
+            let cc = Cc::from_u8(n);
+            let on_word = |res: u64| {
+                let f = Flags {
+                    kind: FlagKind::Raw,
+                    size: 8,
+                    res,
+                    a: 0,
+                    b: 0,
+                    aux: 0,
+                };
+                crate::cpu::flags::cond(&mut Values, &f, cc) != 0
+            };
+            // Less sets CF, equal ZF, greater neither.
+            assert_eq!(ordered_truth(cc), [on_word(0x01), on_word(0x40), on_word(0)], "{cc:?}");
+        }
     }
 
     #[test]

@@ -274,6 +274,9 @@ pub(super) struct Known {
     /// MXCSR checked to hold its default settings with the precision flag set (cleared by any
     /// helper call, which may change it).
     mxcsr_default: bool,
+    /// Flag words of (u)comisd/ss and the float operands they compared, checked to be
+    /// ordered (`float.rs`): a condition on such flags is a comparison of those operands.
+    compares: Vec<(Value, Value, Value)>,
     /// The limit of addresses in reach, loaded from the context in this guest block
     /// (`out_of_reach`).
     limit: Option<Value>,
@@ -1445,6 +1448,9 @@ impl Emitter for Lower<'_> {
     }
     fn cond(&mut self, cc: Cc) -> Value {
         if let Some(f) = self.state.flags {
+            if let Some(c) = self.float_cond(&f, cc) {
+                return c;
+            }
             return flags::cond(self, &f, cc);
         }
         // The context's record: ZF and SF from its kind and result, the rest by the helper.

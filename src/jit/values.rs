@@ -138,6 +138,27 @@ pub(super) fn i64_lane_source(dfg: &DataFlowGraph, v: Value, lane: u8) -> Option
     }
 }
 
+/// The integer whose bits the float value `v` is, where `v` was made from one without a
+/// change of bits: a bitcast of a scalar (a float operand loaded from memory as an integer),
+/// or a lane of a vector built from i64 lanes (`i64_lane_source`). A check of a float's bits
+/// then reads that integer, where it moved the loaded number to a vector register and back.
+pub(super) fn float_bits_source(dfg: &DataFlowGraph, v: Value) -> Option<Value> {
+    let bits = dfg.value_type(v).bits();
+    match def(dfg, v)? {
+        D::LoadNoOffset {
+            opcode: Opcode::Bitcast,
+            arg,
+            ..
+        } if dfg.value_type(arg).is_int() && dfg.value_type(arg).bits() == bits => Some(arg),
+        D::BinaryImm8 {
+            opcode: Opcode::Extractlane,
+            arg,
+            imm,
+        } if bits == 64 => i64_lane_source(dfg, arg, imm),
+        _ => None,
+    }
+}
+
 /// Whether `a` and `b` compute the same number from the same values: one value, equal
 /// constants, or one operation (shifts, extensions, additions either way round) of operands
 /// that are, looking `depth` operations deep.
