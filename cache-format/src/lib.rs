@@ -403,9 +403,11 @@ mod tests {
     }
 }
 
+mod bundle;
 mod fnv;
 mod pack;
 mod work;
+pub use bundle::*;
 pub use fnv::*;
 pub use pack::*;
 pub use work::*;

@@ -2,6 +2,7 @@
 //! one entry per compiled unit, keyed by (module hash, config id, offset in module).
 //! Damaged or foreign entries are skipped (and later overwritten), never executed.
 
+pub mod bundle;
 pub mod gc;
 pub mod journal;
 pub mod load;
@@ -417,7 +418,7 @@ pub fn write_atomic_with(
     r.map_err(err)
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len())
         .step_by(2)
         .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))

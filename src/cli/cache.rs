@@ -2,8 +2,10 @@
 //! detached compile re-executes.
 
 use super::CacheOp;
-use crate::cache;
+use crate::cache::{self, bundle};
 use anyhow::Context;
+use cache_format::ConfigId;
+use std::path::{Path, PathBuf};
 
 pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
     if let CacheOp::Merge { journals } = &op {
@@ -11,6 +13,21 @@ pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let dir = cache::default_dir().context("no cache directory: set KILN_CACHE_DIR or HOME")?;
+    match op {
+        CacheOp::Export {
+            out,
+            sign,
+            json,
+            programs,
+        } => return export(&dir, &out, sign.as_deref(), json, &programs),
+        CacheOp::Import { file, trust, json } => return import(&dir, &file, &trust, json),
+        CacheOp::Keygen { out } => {
+            let public = bundle::generate_key(&out)?;
+            println!("{}", cache::hex(public.as_bytes()));
+            return Ok(0);
+        }
+        _ => {}
+    }
     let c = open_waiting(&dir)?;
     let d = dir.display().to_string();
     match op {
@@ -71,7 +88,69 @@ pub(super) fn cache_cmd(op: CacheOp) -> anyhow::Result<i32> {
                 println!("{d}: cleared");
             }
         }
-        CacheOp::Merge { .. } => {}
+        CacheOp::Merge { .. } | CacheOp::Export { .. } | CacheOp::Import { .. } | CacheOp::Keygen { .. } => {}
+    }
+    Ok(0)
+}
+
+/// The configuration id of this Kiln's translations (`jit::Jit::config_id`), which a bundle
+/// is made for.
+fn own_config(dir: &Path) -> anyhow::Result<ConfigId> {
+    let jit = crate::jit::Jit::new()?;
+    let exe = cache::memo::own_executable_hash(dir).context("cannot hash Kiln's own executable")?;
+    Ok(jit.config_id(&exe))
+}
+
+/// `kiln cache export`.
+fn export(dir: &Path, out: &Path, sign: Option<&Path>, json: bool, programs: &[PathBuf]) -> anyhow::Result<i32> {
+    let config = own_config(dir)?;
+    let key = sign.map(bundle::read_signing_key).transpose()?;
+    let only = match programs {
+        [] => None,
+        _ => Some(bundle::modules_of_programs(dir, programs)?),
+    };
+    let e = bundle::export(dir, &config, only.as_ref(), out, key.as_ref())?;
+    if json {
+        let mut v = serde_json::to_value(&e)?;
+        v["file"] = out.display().to_string().into();
+        println!("{v}");
+    } else {
+        let signed = if e.signed { ", signed" } else { "" };
+        println!(
+            "{}: {} packs ({} units), {} bytes{signed}",
+            out.display(),
+            e.packs,
+            e.units,
+            e.bytes
+        );
+    }
+    Ok(0)
+}
+
+/// `kiln cache import`: everything is checked before anything is written.
+fn import(dir: &Path, file: &Path, trust: &[String], json: bool) -> anyhow::Result<i32> {
+    let config = own_config(dir)?;
+    let trust: Vec<_> = trust
+        .iter()
+        .map(|t| bundle::parse_public_key(t))
+        .collect::<Result<_, _>>()?;
+    let checked = bundle::check(file, &config, &trust)?;
+    let c = open_waiting(dir)?;
+    let done = bundle::import(&c, &checked, &config, crate::jit::pack_link_stub())?;
+    if json {
+        let mut v = serde_json::to_value(&done)?;
+        v["dir"] = dir.display().to_string().into();
+        v["signer"] = checked.signer.map(|k| cache::hex(&k)).into();
+        println!("{v}");
+    } else {
+        println!(
+            "{}: {} packs added, {} merged, {} unchanged; {} units added",
+            dir.display(),
+            done.packs_added,
+            done.packs_merged,
+            done.packs_unchanged,
+            done.units_added
+        );
     }
     Ok(0)
 }

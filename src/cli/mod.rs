@@ -136,6 +136,42 @@ enum CacheOp {
         #[arg(long)]
         json: bool,
     },
+    /// Write the packs of this Kiln's configuration to one bundle file: those of the named
+    /// programs (and of the libraries and interpreter their runs used, as the usage log
+    /// records them), or the whole cache's.
+    Export {
+        /// The bundle file to write.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Sign the bundle with the ed25519 key in this file (`kiln cache keygen`).
+        #[arg(long)]
+        sign: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Programs whose packs to export (default: every pack).
+        programs: Vec<PathBuf>,
+    },
+    /// Merge a bundle into the cache, once its checksum, signature, configuration and every
+    /// pack were checked; units the cache holds are never replaced.
+    Import {
+        /// The bundle file.
+        file: PathBuf,
+        /// Take only bundles signed by this public key (64 hex digits, or a file holding
+        /// them); may be given more than once.
+        #[arg(long)]
+        trust: Vec<String>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an ed25519 key pair for signing bundles: the secret in FILE, the public key in
+    /// FILE.pub (and printed).
+    Keygen {
+        /// Where the secret key goes (it must not exist).
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+    },
     /// Merge journals written by a detached compile into the index (used by Kiln itself).
     #[command(hide = true)]
     Merge { journals: Vec<PathBuf> },
