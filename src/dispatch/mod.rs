@@ -111,6 +111,10 @@ pub enum Outcome {
 struct Shared {
     tier: Tier,
     jit: Option<Jit>,
+    /// The quick JIT of the blocks the baseline tier finds hot (`--tier auto`): their units
+    /// serve this process only, and their blocks go to the cache as blocks, for optimised
+    /// compiles (`persist`).
+    quick: Option<Jit>,
     /// Trampoline into compiled code.
     enter: Option<EnterFn>,
     /// Compile workers (started on demand; afresh in a forked child).
@@ -174,9 +178,11 @@ impl Engine {
         } else {
             compile::Workers::none()
         };
+        let quick = if tier == Tier::Auto { Some(Jit::quick()?) } else { None };
         let shared = Shared {
             tier,
             jit,
+            quick,
             enter,
             pool,
             config,

@@ -1,6 +1,7 @@
-//! Giving this run's translations to the cache at exit. Everything that ran gets compiled:
-//! the units this run compiled, and the blocks the tiering threshold left in the baseline tier
-//! too. By default both go to the directory's compile service as a work journal
+//! Giving this run's translations to the cache at exit. Everything that ran gets compiled
+//! for it, optimised: the blocks the tiering threshold left in the baseline tier, and those the
+//! quick JIT compiled for this run alone (`--tier auto`; the units of another tier's run are
+//! kept as they are). By default both go to the directory's compile service as a work journal
 //! (`crate::service`), off the critical path; `KILN_CACHE_SYNC=1` compiles and writes them in
 //! this process before it exits; `KILN_SERVICE=0` compiles them in a detached child that
 //! writes journals and re-executes Kiln to merge them (one such child per run).
@@ -53,8 +54,12 @@ impl Engine {
         let (Some(dir), Some(config)) = (self.cache.clone(), self.shared.config) else {
             return;
         };
-        let todo = self.uncompiled_blocks();
-        let compiled = self.shared.registry.compiled_since(0).0;
+        let todo = self.blocks_to_hand_over();
+        // The quick JIT's units serve this run only: their blocks are in `todo`.
+        let compiled = match self.shared.quick {
+            Some(_) => Vec::new(),
+            None => self.shared.registry.compiled_since(0).0,
+        };
         let mut entries = self.entries_for(compiled.iter().map(|n| &**n), config);
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
         let entered = self.shared.registry.lock().cached.newly_entered();
@@ -163,12 +168,14 @@ impl Engine {
         host::exit_now(0);
     }
 
-    /// Blocks of known modules that ran only in the baseline tier, in any thread.
-    fn uncompiled_blocks(&self) -> Vec<Arc<Block>> {
+    /// Blocks of known modules that ran in any thread and go to the cache as blocks: those
+    /// that ran only in the baseline tier, and those the quick JIT compiled.
+    fn blocks_to_hand_over(&self) -> Vec<Arc<Block>> {
+        let quick = self.shared.quick.is_some();
         let blocks: Vec<Arc<Block>> = {
             let registry = self.shared.registry.lock();
             (registry.blocks.iter())
-                .filter(|(rip, _)| !registry.compiled_at.contains_key(rip))
+                .filter(|(rip, _)| quick || !registry.compiled_at.contains_key(rip))
                 .map(|(_, b)| b.clone())
                 .collect()
         };

@@ -327,17 +327,36 @@ pub struct Jit {
     isa: Arc<OwnedTargetIsa>,
 }
 
+/// Cranelift's settings for units: optimised, or `quick` (no optimisation passes, the
+/// single-pass register allocator) for the blocks a cold run finds hot, whose code serves
+/// that run only (the compile service compiles them again for the cache).
+fn unit_settings(quick: bool) -> Result<settings::Flags, JitError> {
+    let mut fb = settings::builder();
+    let mut set = |name: &str, value: &str| fb.set(name, value).map_err(|e| JitError::Isa(e.to_string()));
+    set("opt_level", if quick { "none" } else { "speed" })?;
+    if quick {
+        set("regalloc_algorithm", "single_pass")?;
+    }
+    // The IR verifier is a debugging aid; it costs a large share of compile time.
+    set("enable_verifier", "false")?;
+    // Tail calls between units need frame pointers.
+    set("preserve_frame_pointers", "true")?;
+    Ok(settings::Flags::new(fb))
+}
+
 impl Jit {
+    /// The JIT of optimised units: those the cache keeps.
     pub fn new() -> Result<Jit, JitError> {
-        let mut fb = settings::builder();
-        fb.set("opt_level", "speed").map_err(|e| JitError::Isa(e.to_string()))?;
-        // The IR verifier is a debugging aid; it costs a large share of compile time.
-        fb.set("enable_verifier", "false")
-            .map_err(|e| JitError::Isa(e.to_string()))?;
-        // Tail calls between units need frame pointers.
-        fb.set("preserve_frame_pointers", "true")
-            .map_err(|e| JitError::Isa(e.to_string()))?;
-        let flags = settings::Flags::new(fb);
+        Jit::with(unit_settings(false)?)
+    }
+
+    /// The quick JIT (`unit_settings`): its units run in this process only. The same
+    /// configuration as `new`'s (`config_id`): what it makes differs in speed, not meaning.
+    pub fn quick() -> Result<Jit, JitError> {
+        Jit::with(unit_settings(true)?)
+    }
+
+    fn with(flags: settings::Flags) -> Result<Jit, JitError> {
         let isa = host::isa_builder()
             .map_err(JitError::Isa)?
             .finish(flags)
@@ -363,9 +382,13 @@ impl Jit {
         h.0.update(&TRANSLATION_VERSION.to_le_bytes());
         h.0.update(&crate::cpu::CPU_LAYOUT_VERSION.to_le_bytes());
         h.0.update(isa.triple().to_string().as_bytes());
-        // Cranelift's own hash keys of its settings: formatting them as text cost a warm
-        // static hello world 2% of its CPU.
-        isa.flags().hash(&mut h);
+        // Cranelift's own hash keys of its settings (the optimised ones, which the quick JIT
+        // shares the configuration of): formatting them as text cost a warm static hello
+        // world 2% of its CPU.
+        match unit_settings(false) {
+            Ok(flags) => flags.hash(&mut h),
+            Err(_) => isa.flags().hash(&mut h),
+        }
         isa.isa_flags_hash_key().hash(&mut h);
         for leaf in [0u32, 1, 2, 7, 0x8000_0000, 0x8000_0001] {
             for r in crate::semantics::slow::cpuid(leaf, 0) {
