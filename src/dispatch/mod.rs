@@ -111,9 +111,9 @@ pub enum Outcome {
 struct Shared {
     tier: Tier,
     jit: Option<Jit>,
-    /// The quick JIT of the blocks the baseline tier finds hot (`--tier auto`): their units
-    /// serve this process only, and their blocks go to the cache as blocks, for optimised
-    /// compiles (`persist`).
+    /// The quick JIT (`--tier auto`), for the blocks that become hot while compiles are
+    /// backlogged (`compile::QUICK_BACKLOG`): their units serve this process only, and their
+    /// blocks go to the cache as blocks, for optimised compiles (`persist`).
     quick: Option<Jit>,
     /// Trampoline into compiled code.
     enter: Option<EnterFn>,
@@ -230,6 +230,8 @@ impl Engine {
         loop {
             if self.compiles.pending > 0 {
                 self.collect_compiled(false);
+            } else if !self.compiles.quick_units.is_empty() {
+                self.tier_up();
             }
             if crate::mem::watch::epoch() != self.units.log_cursor {
                 self.drop_changed_code();

@@ -1,7 +1,7 @@
 //! Giving this run's translations to the cache at exit. Everything that ran gets compiled
-//! for it, optimised: the blocks the tiering threshold left in the baseline tier, and those the
-//! quick JIT compiled for this run alone (`--tier auto`; the units of another tier's run are
-//! kept as they are). By default both go to the directory's compile service as a work journal
+//! for it, optimised: the units this run compiled optimised, and as blocks those the tiering
+//! threshold left in the baseline tier and those whose code the quick JIT made for this run
+//! alone. By default both go to the directory's compile service as a work journal
 //! (`crate::service`), off the critical path; `KILN_CACHE_SYNC=1` compiles and writes them in
 //! this process before it exits; `KILN_SERVICE=0` compiles them in a detached child that
 //! writes journals and re-executes Kiln to merge them (one such child per run).
@@ -56,11 +56,8 @@ impl Engine {
         };
         let todo = self.blocks_to_hand_over();
         // The quick JIT's units serve this run only: their blocks are in `todo`.
-        let compiled = match self.shared.quick {
-            Some(_) => Vec::new(),
-            None => self.shared.registry.compiled_since(0).0,
-        };
-        let mut entries = self.entries_for(compiled.iter().map(|n| &**n), config);
+        let compiled = self.shared.registry.compiled_since(0).0;
+        let mut entries = self.entries_for(compiled.iter().filter(|n| !n.quick).map(|n| &**n), config);
         self.stats.units_stored = (entries.len() + todo.len()) as u64;
         let entered = self.shared.registry.lock().cached.newly_entered();
         self.stats.units_entered_new = entered.values().map(|o| o.len() as u64).sum();
@@ -171,11 +168,16 @@ impl Engine {
     /// Blocks of known modules that ran in any thread and go to the cache as blocks: those
     /// that ran only in the baseline tier, and those the quick JIT compiled.
     fn blocks_to_hand_over(&self) -> Vec<Arc<Block>> {
-        let quick = self.shared.quick.is_some();
         let blocks: Vec<Arc<Block>> = {
             let registry = self.shared.registry.lock();
+            let quick_or_none = |rip: &u64| {
+                registry
+                    .compiled_at
+                    .get(rip)
+                    .is_none_or(|&i| registry.compiled[i].quick)
+            };
             (registry.blocks.iter())
-                .filter(|(rip, _)| quick || !registry.compiled_at.contains_key(rip))
+                .filter(|(rip, _)| quick_or_none(rip))
                 .map(|(_, b)| b.clone())
                 .collect()
         };

@@ -847,10 +847,11 @@ impl Lower<'_> {
         Out::Flags(word)
     }
 
-    /// Condition `cc` on flags `f` (as a 0/1 word) as one comparison of the float operands that made them,
-    /// where a (u)comisd/ss whose operands were checked to be ordered did (`lower_comi`): its
-    /// flags are CF for less, ZF for equal, none for greater (`ucomisd` then `ja` is one
-    /// compare and branch, where the flags word was made and tested bit by bit).
+    /// Condition `cc` on flags `f` (as a 0/1 word) as one comparison of the float operands
+    /// that made them, where a (u)comisd/ss whose operands were checked to be ordered did
+    /// (`lower_comi`): its flags are CF for less, ZF for equal, none for greater (`ucomisd`
+    /// then `ja` is one compare and branch, where the flags word was made and tested bit by
+    /// bit).
     pub(super) fn float_cond(&mut self, f: &Flags<Value>, cc: Cc) -> Option<Value> {
         if f.kind != FlagKind::Raw {
             return None;

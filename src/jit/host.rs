@@ -69,9 +69,12 @@ mod x86 {
         ("has_lzcnt", LEAF_80000001, ECX, 5),
     ];
 
-    /// The flags of the features a program may use.
+    /// The flags of the features a program may use. The leaves are read once per process:
+    /// each `cpuid` traps to the hypervisor on a virtual machine, and a run builds two ISAs
+    /// (the optimised JIT's and the quick one's).
     pub fn flags() -> impl Iterator<Item = &'static str> {
-        let leaves = leaves();
+        static LEAVES: std::sync::OnceLock<Leaves> = std::sync::OnceLock::new();
+        let leaves = *LEAVES.get_or_init(leaves);
         FLAGS
             .into_iter()
             .filter_map(move |(flag, leaf, reg, bit)| (leaves[leaf][reg] & 1 << bit != 0).then_some(flag))

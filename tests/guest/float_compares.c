@@ -31,23 +31,19 @@ static volatile float fvals[] = {
         h = h * 7 + (a > b ? 3u : 1u) + (a <= b ? 5u : 11u) + (a != b ? 13u : 17u);             \
     } while (0)
 
-static uint64_t doubles(uint64_t h) {
-    for (unsigned i = 0; i < N; i++)
-        for (unsigned j = 0; j < N; j++) {
-            double a = dvals[i], b = dvals[j];
-            RELATIONS(a, b, h);
-        }
-    return h;
-}
+// Every relation over every pair of `vals`, of type T, folded into h.
+#define SWEEP(name, T, vals)                                                                   \
+    static uint64_t name(uint64_t h) {                                                         \
+        for (unsigned i = 0; i < N; i++)                                                       \
+            for (unsigned j = 0; j < N; j++) {                                                 \
+                T a = vals[i], b = vals[j];                                                    \
+                RELATIONS(a, b, h);                                                            \
+            }                                                                                  \
+        return h;                                                                              \
+    }
 
-static uint64_t floats(uint64_t h) {
-    for (unsigned i = 0; i < N; i++)
-        for (unsigned j = 0; j < N; j++) {
-            float a = fvals[i], b = fvals[j];
-            RELATIONS(a, b, h);
-        }
-    return h;
-}
+SWEEP(doubles, double, dvals)
+SWEEP(floats, float, fvals)
 
 // A hot loop that compares computed values: the compiled loop takes the compare-and-branch.
 static int crossings(int n) {
