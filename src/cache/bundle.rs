@@ -94,11 +94,12 @@ pub fn export(
     })
 }
 
-/// A pack of a checked bundle: its module, its bytes and its units.
+/// A pack of a checked bundle: its module, its bytes and how many units it holds (decoded
+/// again only where it is merged into a pack the cache has, not held twice in memory).
 struct CheckedPack {
     module: Hash,
     bytes: Vec<u8>,
-    units: Vec<(ModuleOffset, UnitEntry)>,
+    units: usize,
 }
 
 /// A bundle whose every part was checked (`check`).
@@ -152,7 +153,7 @@ pub fn check(path: &Path, config: &ConfigId, trust: &[VerifyingKey]) -> Result<C
         packs.push(CheckedPack {
             module,
             bytes: b.to_vec(),
-            units,
+            units: units.len(),
         });
     }
     Ok(Checked {
@@ -187,9 +188,11 @@ pub fn import(cache: &Cache, bundle: &Checked, config: &ConfigId, stub: &[u8]) -
             let written = write_atomic(&cache.dir.join("packs"), &path, bytes)?;
             memo::record_pack_written(&cache.dir, &path, &written, &bytes[bytes.len().saturating_sub(32)..]);
             done.packs_added += 1;
-            done.units_added += units.len();
+            done.units_added += units;
             continue;
         };
+        // Checked whole by `check`: the same bytes decode again.
+        let units = cache_format::decode_pack(bytes, module, config).unwrap_or_default();
         let held: BTreeSet<ModuleOffset> = old.iter().map(|(o, _)| *o).collect();
         let new: Vec<(UnitKey, UnitEntry)> = (units.iter())
             .filter(|(o, _)| !held.contains(o))
@@ -235,13 +238,17 @@ fn unhex32(s: &str) -> Option<Hash> {
     super::unhex(s)?.try_into().ok()
 }
 
+/// A key's 32 bytes from its 64 hex digits (surrounding white space ignored).
+fn key_bytes(text: &str, shown: &str) -> Result<[u8; 32], BundleFault> {
+    (super::unhex(text.trim()).and_then(|b| b.try_into().ok()))
+        .ok_or_else(|| BundleFault::Key(shown.to_string(), "not 64 hex digits".into()))
+}
+
 /// The signing key in the file at `path`: its 32-byte secret as 64 hex digits.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, BundleFault> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| BundleFault::Key(shown.clone(), e.to_string()))?;
-    let seed: [u8; 32] = (super::unhex(text.trim()).and_then(|b| b.try_into().ok()))
-        .ok_or_else(|| BundleFault::Key(shown, "not 64 hex digits".into()))?;
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(SigningKey::from_bytes(&key_bytes(&text, &shown)?))
 }
 
 /// A public key given as 64 hex digits, or as the file holding them.
@@ -250,9 +257,7 @@ pub fn parse_public_key(arg: &str) -> Result<VerifyingKey, BundleFault> {
         Some(_) => arg.to_string(),
         None => std::fs::read_to_string(arg).map_err(|e| BundleFault::Key(arg.to_string(), e.to_string()))?,
     };
-    let bytes: [u8; 32] = (super::unhex(text.trim()).and_then(|b| b.try_into().ok()))
-        .ok_or_else(|| BundleFault::Key(arg.to_string(), "not 64 hex digits".into()))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| BundleFault::Key(arg.to_string(), e.to_string()))
+    VerifyingKey::from_bytes(&key_bytes(&text, arg)?).map_err(|e| BundleFault::Key(arg.to_string(), e.to_string()))
 }
 
 /// Makes a signing key from the system's random bytes: its secret goes to `path` (readable by
