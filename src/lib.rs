@@ -3,6 +3,7 @@
 //! tested) as a library. The layering is drawn in `docs/ARCHITECTURE.md`.
 
 pub mod allocator;
+pub mod bake;
 pub mod cache;
 pub mod cli;
 pub mod cpu;

@@ -117,6 +117,7 @@ corpus! {
     underflow_at_the_bottom_of_the_normal_range => "underflow.c";
     chains_of_float_operations_on_special_values => "float_chains.c";
     float_comparisons_into_branches_setcc_and_cmov => "float_compares.c";
+    jump_tables_function_pointers_and_computed_gotos => "indirect_flow.c";
     nbody_double_arithmetic_and_sqrt => "nbody.c";
     unmasked_sse_exceptions_raise_sigfpe => "fp_traps.c";
     mmx_forms_and_their_x87_register_sharing => "mmx.c";

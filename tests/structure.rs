@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "service",
         &["jit", "semantics", "decode", "linux", "cache", "cpu", "mem"],
     ),
+    ("bake", &["service", "jit", "decode", "cache"]),
     (
         "dispatch",
         &[
@@ -55,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "bake",
             "service",
             "dispatch",
             "fuzz",

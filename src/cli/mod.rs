@@ -2,6 +2,7 @@
 //! manages the cache (`cache.rs`); `kiln serve` runs or asks the compile service (`serve.rs`);
 //! `kiln fuzz` runs the differential fuzzer (`crate::fuzz`).
 
+mod bake;
 mod cache;
 mod run;
 mod serve;
@@ -101,6 +102,10 @@ enum Cmd {
         #[command(subcommand)]
         op: CacheOp,
     },
+    /// Compile programs and the shared libraries they need into the cache ahead of time,
+    /// from what their files say (and what earlier runs recorded), so that their first run
+    /// starts warm.
+    Bake(bake::BakeArgs),
     /// The compile service of a cache directory: compiles and merges what runs leave at exit.
     /// Runs start it on demand; it exits after an idle time-out.
     Serve(serve::ServeArgs),
@@ -272,6 +277,7 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> i32 {
         Cmd::Fuzz { .. } => true,
         Cmd::Cache { op } => !matches!(op, CacheOp::Merge { .. }),
         Cmd::Serve(a) => a.status || a.wait,
+        Cmd::Bake(_) => true,
         _ => false,
     };
     if report {
@@ -284,6 +290,7 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> i32 {
         Cmd::Run(a) => run_command(a),
         Cmd::Cache { op } => cache::cache_cmd(op),
         Cmd::Serve(a) => serve::serve_cmd(a),
+        Cmd::Bake(a) => bake::bake_cmd(a),
         Cmd::Fuzz {
             cases,
             seed,

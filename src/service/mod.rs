@@ -21,4 +21,6 @@ mod server;
 pub mod status;
 mod worker;
 
+pub use regions::{ModuleImage, Planned};
 pub use server::{serve, ServeOptions};
+pub use worker::compile_region;

@@ -79,7 +79,7 @@ impl ModuleImage {
     }
 
     /// The block at module offset `at`, decoded where the run had it.
-    fn block_at(&self, at: u64) -> Option<Block> {
+    pub fn block_at(&self, at: u64) -> Option<Block> {
         let bytes = self.bytes_at(at)?;
         let b = decode_block(
             &bytes[..bytes.len().min(4096)],
@@ -95,17 +95,36 @@ impl ModuleImage {
     /// `regrow` formed again (`leaving_for`: they left for code that has run since, which they
     /// may now hold, though their bytes are the same), where they grew by `hot` code.
     pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>, regrow: &BTreeSet<u64>) -> Vec<Planned> {
-        let base = self.code.load_base;
-        let have = units_by_offset(units);
-        let heat_at = |o: u64| unit_at(units, o).map_or(0, |u| u.heat);
         let blocks: HashMap<u64, Block> = (units.iter())
             .filter_map(|u| Some((u.offset.0, self.block_at(u.offset.0)?)))
             .collect();
         let mut planned = Vec::new();
-        let (return_sites, loop_headers) = inner_heads(&blocks, base);
+        self.plan_each(&blocks, &BTreeSet::new(), units, (hot, regrow), |p| planned.push(p));
+        planned.sort_by_key(|p| p.offset);
+        planned
+    }
+
+    /// Forms the regions `plan` returns over `blocks` (by module offset: code that ran, or
+    /// that `kiln bake` found) rather than those of the pack's `units`, each of `entries`
+    /// heading one too (code entered other than through static edges), and hands each to
+    /// `each` as it is formed (in an order the inputs alone decide), so that a caller need
+    /// not hold them all.
+    pub fn plan_each(
+        &self,
+        blocks: &HashMap<u64, Block>,
+        entries: &BTreeSet<u64>,
+        units: &[PackUnit],
+        (hot, regrow): (&BTreeSet<u64>, &BTreeSet<u64>),
+        mut each: impl FnMut(Planned),
+    ) {
+        let base = self.code.load_base;
+        let have = units_by_offset(units);
+        let heat_at = |o: u64| unit_at(units, o).map_or(0, |u| u.heat);
+        let (return_sites, loop_headers) = inner_heads(blocks, base);
         let inner = |h: &u64| return_sites.contains(h) || loop_headers.contains(h);
-        let heads = heads(&blocks, base);
-        let regrow = to_form_again(regrow, &heads, &blocks, units);
+        let mut heads = heads(blocks, base);
+        heads.extend(entries.iter().filter(|o| blocks.contains_key(o)));
+        let regrow = to_form_again(regrow, &heads, blocks, units);
         let mut todo: Vec<u64> = heads.union(&regrow).copied().collect();
         let mut seen: BTreeSet<u64> = todo.iter().copied().collect();
         // Inner heads last (taken from the end), once the regions that may hold them are formed.
@@ -152,7 +171,7 @@ impl ModuleImage {
                 continue;
             }
             let heat = region.blocks.iter().map(|b| heat_at(b.start.wrapping_sub(base))).max();
-            planned.push(Planned {
+            each(Planned {
                 offset: head,
                 heat: heat.unwrap_or(0),
                 region,
@@ -161,8 +180,6 @@ impl ModuleImage {
                 bytes,
             });
         }
-        planned.sort_by_key(|p| p.offset);
-        planned
     }
 }
 

@@ -615,7 +615,7 @@ fn placement(load_base: u64) -> Placement {
 }
 
 /// Compiles a planned region into the entry for its head.
-fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
+pub fn compile_region(jit: &Jit, p: &Planned, load_base: u64) -> Option<UnitEntry> {
     let unit = jit.compile_for_pack(&p.region, placement(load_base)).ok()?;
     let entry = pack_entry(unit, load_base, &p.bytes, p.heat);
     Some(UnitEntry {
