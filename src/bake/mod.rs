@@ -42,7 +42,8 @@ pub struct ModuleBake {
     pub code_bytes: u64,
     pub pack_bytes: u64,
     pub seconds: f64,
-    /// What could not be decoded: reason, blocks that stop there, the first address and bytes.
+    /// What could not be decoded: reason, blocks that stop there, the first address (in the
+    /// file's virtual addresses) and bytes.
     pub undecoded: Vec<(String, u64, String)>,
 }
 
@@ -70,101 +71,117 @@ pub fn bake(dir: &Path, inputs: &[PathBuf]) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let files = with_libraries(&input_files(inputs)?, &mut summary.missing)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cores).build()?;
     // How many regions there are is known only once they are all formed.
     let bar = indicatif::ProgressBar::new_spinner().with_style(indicatif::ProgressStyle::with_template(
         "{spinner} {elapsed:>4} {pos} regions compiled ({per_sec})  {msg}",
     )?);
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let baker = Baker {
+        dir,
+        config,
+        jit,
+        pool: rayon::ThreadPoolBuilder::new().num_threads(cores).build()?,
+        bar,
+    };
     let mut baked: HashSet<Hash> = HashSet::new();
     for (path, facts) in &files {
         let file = std::fs::File::open(path)?;
         let hash = cache::memo::file_hash(dir, &file, None)
             .ok_or_else(|| anyhow::anyhow!("{}: cannot hash it", path.display()))?;
         if baked.insert(hash) {
-            bar.set_message(file_name(path));
-            let m = bake_module(dir, config, &jit, &pool, &bar, path, facts, hash)?;
-            summary.modules.push(m);
+            baker.bar.set_message(file_name(path));
+            summary.modules.push(baker.bake_module(path, facts, hash)?);
         }
     }
-    bar.finish_and_clear();
+    baker.bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.cache_bytes = cache::gc::disk_usage(dir);
     summary.cap_bytes = cache::gc::max_bytes();
     Ok(summary)
 }
 
-/// Finds, compiles and writes the regions of one module.
-#[allow(clippy::too_many_arguments)]
-fn bake_module(
-    dir: &Path,
+/// What baking every module shares: the cache, the configuration and compiler, the pool
+/// compiles run on, and the progress line.
+struct Baker<'a> {
+    dir: &'a Path,
     config: ConfigId,
-    jit: &Jit,
-    pool: &rayon::ThreadPool,
-    bar: &indicatif::ProgressBar,
-    path: &Path,
-    facts: &ElfFacts,
-    module: Hash,
-) -> anyhow::Result<ModuleBake> {
-    use std::os::unix::ffi::OsStrExt;
-    let started = Instant::now();
-    let load_base = if facts.fixed { 0 } else { RELOCATED_BASE };
-    let code = ModuleCode {
-        module,
-        path: path.as_os_str().as_bytes().to_vec(),
-        load_base,
-        ranges: (facts.code_ranges().into_iter())
-            .map(|(vaddr, file_offset, len)| CodeRange {
-                offset: ModuleOffset(vaddr),
-                file_offset,
-                len,
-            })
-            .collect(),
-    };
-    let image =
-        ModuleImage::open(dir, &code).ok_or_else(|| anyhow::anyhow!("{}: changed while baking", path.display()))?;
-    // What runs executed is code too (indirect targets no file names).
-    let pack = cache::read_pack(dir, &module, &config);
-    let units = pack.map(|p| p.units).unwrap_or_default();
-    let data = std::fs::read(path)?;
-    let seeds = facts.seeds.all().chain(units.iter().map(|u| u.offset.0));
-    let found = discover::discover(facts, &data, load_base, seeds, |o| image.block_at(o));
-    let none = BTreeSet::new();
-    let mut out = Compiled::new(dir, module, config);
-    let mut batch = Vec::new();
-    let compile = |batch: &mut Vec<Planned>, out: &mut Compiled| {
-        let entries: Vec<Option<UnitEntry>> =
-            pool.install(|| (batch.par_iter()).map(|p| compile_region(jit, p, load_base)).collect());
-        bar.inc(batch.len() as u64);
-        out.add(batch.drain(..).zip(entries))
-    };
-    let mut written = Ok(());
-    image.plan_each(&found.blocks, &found.entries, &units, (&none, &none), |p| {
-        batch.push(p);
-        if batch.len() == REGIONS_PER_BATCH && written.is_ok() {
-            written = compile(&mut batch, &mut out);
-        }
-    });
-    written?;
-    compile(&mut batch, &mut out)?;
-    out.write()?;
-    let pack_bytes = std::fs::metadata(cache::pack_path(dir, &module, &config)).map_or(0, |m| m.len());
-    Ok(ModuleBake {
-        path: path.display().to_string(),
-        functions: facts.seeds.functions.len(),
-        blocks: found.blocks.len(),
-        insns: found.insns,
-        jump_tables: found.tables,
-        regions: out.regions,
-        failed: out.failed,
-        translated_insns: out.insns,
-        code_bytes: out.code_bytes,
-        pack_bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        undecoded: (found.stops.into_iter())
-            .map(|(why, (n, at, bytes))| (why, n, format!("{at:#x}: {}", cache::hex(&bytes))))
-            .collect(),
-    })
+    jit: Jit,
+    pool: rayon::ThreadPool,
+    bar: indicatif::ProgressBar,
+}
+
+impl Baker<'_> {
+    /// Finds, compiles and writes the regions of one module.
+    fn bake_module(&self, path: &Path, facts: &ElfFacts, module: Hash) -> anyhow::Result<ModuleBake> {
+        use std::os::unix::ffi::OsStrExt;
+        let started = Instant::now();
+        let load_base = if facts.fixed { 0 } else { RELOCATED_BASE };
+        let code = ModuleCode {
+            module,
+            path: path.as_os_str().as_bytes().to_vec(),
+            load_base,
+            ranges: (facts.code_ranges().into_iter())
+                .map(|(vaddr, file_offset, len)| CodeRange {
+                    offset: ModuleOffset(vaddr),
+                    file_offset,
+                    len,
+                })
+                .collect(),
+        };
+        let image = ModuleImage::open(self.dir, &code)
+            .ok_or_else(|| anyhow::anyhow!("{}: changed while baking", path.display()))?;
+        // What runs executed is code too (indirect targets no file names).
+        let pack = cache::read_pack(self.dir, &module, &self.config);
+        let units = pack.map(|p| p.units).unwrap_or_default();
+        let data = std::fs::read(path)?;
+        let seeds = facts.seeds.all().chain(units.iter().map(|u| u.offset.0));
+        let found = discover::discover(facts, &data, load_base, seeds, |o| image.block_at(o));
+        let none = BTreeSet::new();
+        let mut out = Compiled::new(self.dir, module, self.config);
+        let mut batch = Vec::new();
+        let compile = |batch: &mut Vec<Planned>, out: &mut Compiled| {
+            let entries: Vec<Option<UnitEntry>> = (self.pool).install(|| {
+                (batch.par_iter())
+                    .map(|p| compile_region(&self.jit, p, load_base))
+                    .collect()
+            });
+            self.bar.inc(batch.len() as u64);
+            out.add(batch.drain(..).zip(entries))
+        };
+        let mut written = Ok(());
+        image.plan_each(&found.blocks, &found.entries, &units, (&none, &none), |p| {
+            batch.push(p);
+            if batch.len() == REGIONS_PER_BATCH && written.is_ok() {
+                written = compile(&mut batch, &mut out);
+            }
+        });
+        written?;
+        compile(&mut batch, &mut out)?;
+        out.write()?;
+        let pack_bytes = std::fs::metadata(cache::pack_path(self.dir, &module, &self.config)).map_or(0, |m| m.len());
+        Ok(ModuleBake {
+            path: path.display().to_string(),
+            functions: facts.seeds.functions.len(),
+            blocks: found.blocks.len(),
+            insns: found.insns,
+            jump_tables: found.tables,
+            regions: out.regions,
+            failed: out.failed,
+            translated_insns: out.insns,
+            code_bytes: out.code_bytes,
+            pack_bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            undecoded: (found.stops.into_iter())
+                .map(|(why, (n, at, bytes))| {
+                    (
+                        why,
+                        n,
+                        format!("{:#x}: {}", at.wrapping_sub(load_base), cache::hex(&bytes)),
+                    )
+                })
+                .collect(),
+        })
+    }
 }
 
 /// Regions compiled at once (then their blocks are let go).

@@ -52,6 +52,10 @@ pub fn replay_blocks(mut run: impl FnMut() -> Option<(u64, bool)>) -> u64 {
 
 pub use compile::HOT_THRESHOLD;
 
+/// Most blocks the baseline tier runs in one entry before the dispatcher looks at compiles
+/// that finished.
+const INTERPRETED_RUN: u32 = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tier {
     /// Baseline tier only.
@@ -324,11 +328,40 @@ impl Engine {
         u.count += 1;
         let hot = self.shared.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
         self.stats.guest_insns_interp += u.ninsns;
-        let code = crate::interp::run_block_guarded(&mut self.cpu, &block);
         if hot {
+            let code = crate::interp::run_block_guarded(&mut self.cpu, &block);
             self.queue_compile(i);
+            return Ok(code);
         }
-        Ok(code)
+        Ok(self.interpret_on(&block))
+    }
+
+    /// Runs `block` in the baseline tier, then the blocks after it that are known, still in
+    /// the baseline tier and not about to be compiled, up to `INTERPRETED_RUN` of them, in
+    /// one entry (each counted as the dispatcher counts it); back in the dispatcher for
+    /// anything else, and whenever the thread is woken or guest code changed.
+    fn interpret_on(&mut self, block: &Block) -> u64 {
+        let epoch = crate::mem::watch::epoch();
+        let auto = self.shared.tier == Tier::Auto;
+        let (units, stats) = (&mut self.units, &mut self.stats);
+        let mut left = INTERPRETED_RUN;
+        let mut next = |cpu: &mut Cpu| -> Option<*const Block> {
+            left -= 1;
+            let woken = cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0;
+            if left == 0 || woken || crate::mem::watch::epoch() != epoch {
+                return None;
+            }
+            let u = &mut units.list[*units.index.get(&cpu.rip)?];
+            let interpreted = u.code.is_none() && u.check.is_none() && !u.dead;
+            let block = u.block.as_ref().filter(|b| interpreted && !b.insns.is_empty())?;
+            if auto && !u.queued && u.count + 1 >= HOT_THRESHOLD {
+                return None;
+            }
+            u.count += 1;
+            stats.guest_insns_interp += u.ninsns;
+            Some(Arc::as_ptr(block))
+        };
+        crate::interp::run_blocks_guarded(&mut self.cpu, block, &mut next)
     }
 
     /// A guest memory access faulted in compiled code, which keeps the guest registers in host

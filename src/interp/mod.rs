@@ -7,9 +7,15 @@ use crate::semantics::{self, concrete::Live};
 use std::cell::Cell;
 use std::sync::OnceLock;
 
+/// What gives the block to run next, for the rip the last one left (`run_blocks_guarded`):
+/// the closure's address and the function that calls it.
+type Next = (*mut (), unsafe fn(*mut (), &mut Cpu) -> Option<*const Block>);
+
 thread_local! {
     /// The block `helper_run_block` runs (set just before entering it).
     static BLOCK: Cell<*const Block> = const { Cell::new(std::ptr::null()) };
+    /// What gives the blocks it runs on to, if it runs on.
+    static NEXT: Cell<Option<Next>> = const { Cell::new(None) };
 }
 
 /// The trampoline into guest code: `enter(cpu, code)` (the JIT's `EnterFn`).
@@ -39,15 +45,49 @@ pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
     }
 }
 
+/// Runs `first`, then block after block as long as `next` gives one for the rip the last
+/// left (and that one ended with `exit::NEXT`), all in one entry through the trampoline: an
+/// interpreted block costs no return to the dispatcher and no new entry. `next` gives
+/// blocks that stay alive and unchanged until this returns; None sends the run back to the
+/// dispatcher.
+pub fn run_blocks_guarded<F: FnMut(&mut Cpu) -> Option<*const Block>>(
+    cpu: &mut Cpu,
+    first: &Block,
+    next: &mut F,
+) -> u64 {
+    /// Calls the closure at `f`.
+    unsafe fn call<F: FnMut(&mut Cpu) -> Option<*const Block>>(f: *mut (), cpu: &mut Cpu) -> Option<*const Block> {
+        // SAFETY: `f` is the `F` `run_blocks_guarded` borrows for as long as NEXT holds it.
+        unsafe { (*(f as *mut F))(cpu) }
+    }
+    if ENTRY.get().is_none() {
+        return run_block(cpu, first);
+    }
+    NEXT.set(Some((next as *mut F as *mut (), call::<F>)));
+    let code = run_block_guarded(cpu, first);
+    // Also where a guest fault left the shim early.
+    NEXT.set(None);
+    code
+}
+
 /// The helper behind the baseline tier's shim.
 ///
 /// # Safety
 /// `cpu` is the live context of the calling thread (compiled code passes its own).
 pub unsafe extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
-    let b = BLOCK.get();
     // SAFETY: `run_block_guarded` set the block and holds it for the duration of the call;
-    // the shim passes the live context.
-    unsafe { run_block(&mut *cpu, &*b) }
+    // the shim passes the live context; blocks `next` gives live until the call returns.
+    unsafe {
+        let cpu = &mut *cpu;
+        let mut code = run_block(cpu, &*BLOCK.get());
+        if let Some((f, call)) = NEXT.get() {
+            while code == exit::NEXT {
+                let Some(b) = call(f, cpu) else { break };
+                code = run_block(cpu, &*b);
+            }
+        }
+        code
+    }
 }
 
 /// Runs one block; returns the exit code and leaves the next rip in `cpu.rip`.
