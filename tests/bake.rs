@@ -42,8 +42,8 @@ fn first_run(bin: &Path, cache: &Path, want: &Run) -> serde_json::Value {
 }
 
 /// Baked, a program's first run executes at least 99% of its instructions in cached code and
-/// compiles under 1% of what an unbaked first run compiles.
-fn assert_baked_run_is_warm(bin: &Path, modules: &[&str]) {
+/// compiles under 1% of what an unbaked first run compiles; the baked cache's directory.
+fn assert_baked_run_is_warm(bin: &Path, modules: &[&str]) -> tempfile::TempDir {
     let want = native(bin, ARGS, b"");
     let dir = tempfile::tempdir().unwrap();
     let cold = first_run(bin, &dir.path().join("cold"), &want);
@@ -62,6 +62,33 @@ fn assert_baked_run_is_warm(bin: &Path, modules: &[&str]) {
         unbaked > 0 && baked * 100 < unbaked,
         "compiles {baked} baked, {unbaked} not:\n{first}\n{cold}"
     );
+    // The service forms regions again over a baked pack after a run hands it work: they
+    // still hold the baked code the pack has no units for.
+    assert_same(
+        "indirect_flow",
+        &want,
+        &finish(spawn_kiln(bin, ARGS, b"", &cache, false)),
+    );
+    settle(&cache);
+    let again = first_run(bin, &cache, &want);
+    assert!(compiled_share(&again) >= 0.99, "after the service: {again}");
+    dir
+}
+
+/// `kiln cache ARGS` over the cache directory `cache`, which must succeed: its output.
+fn cache_ok(cache: &Path, args: &[&str]) -> String {
+    let o = Command::new(KILN)
+        .arg("cache")
+        .args(args)
+        .env("KILN_CACHE_DIR", cache)
+        .output();
+    let o = o.expect("kiln cache");
+    assert!(
+        o.status.success(),
+        "kiln cache {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
@@ -75,7 +102,21 @@ fn a_baked_static_program_runs_warm_the_first_time() {
 #[test]
 fn a_baked_dynamic_program_and_its_libraries_run_warm_the_first_time() {
     let bin = build_dynamic("indirect_flow.c");
-    assert_baked_run_is_warm(&bin, &["indirect_flow", "libc.so.6", "ld-linux-x86-64.so.2"]);
+    let dir = assert_baked_run_is_warm(&bin, &["indirect_flow", "libc.so.6", "ld-linux-x86-64.so.2"]);
+    // A bundle of the program takes its libraries too, though it never ran in that cache
+    // (the bake recorded them), and serves a first run elsewhere as the bake did.
+    let (baked, bundle) = (dir.path().join("baked"), dir.path().join("program.kbundle"));
+    let bundle_s = bundle.to_str().unwrap();
+    let out = cache_ok(&baked, &["export", "--json", "-o", bundle_s, bin.to_str().unwrap()]);
+    let exported: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(exported["packs"], 3, "{exported}");
+    let other = dir.path().join("imported");
+    cache_ok(&other, &["import", bundle_s]);
+    let first = first_run(&bin, &other, &native(&bin, ARGS, b""));
+    assert!(compiled_share(&first) >= 0.99, "first run after the import: {first}");
+    // Baking is not a run: the statistics count only the three runs made in that cache.
+    let stats: serde_json::Value = serde_json::from_str(&cache_ok(&baked, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["usage"]["runs"], 3, "{stats}");
 }
 
 /// Every pack file of `cache`, by name, with its bytes.

@@ -11,13 +11,13 @@ mod discover;
 mod elf;
 mod libs;
 
-use crate::cache::{self, journal};
+use crate::cache::{self, journal, usage};
 use crate::jit::Jit;
 use crate::service::{compile_region, ModuleImage, Planned};
 use cache_format::{CodeRange, ConfigId, EnteredUnits, Hash, ModuleCode, ModuleOffset, UnitEntry, UnitKey};
 use elf::ElfFacts;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,16 +83,18 @@ pub fn bake(dir: &Path, inputs: &[PathBuf]) -> anyhow::Result<Summary> {
         pool: rayon::ThreadPoolBuilder::new().num_threads(cores).build()?,
         bar,
     };
-    let mut baked: HashSet<Hash> = HashSet::new();
-    for (path, facts) in &files {
-        let file = std::fs::File::open(path)?;
+    let mut hashes: HashMap<PathBuf, Hash> = HashMap::new();
+    for f in &files {
+        let file = std::fs::File::open(&f.path)?;
         let hash = cache::memo::file_hash(dir, &file, None)
-            .ok_or_else(|| anyhow::anyhow!("{}: cannot hash it", path.display()))?;
-        if baked.insert(hash) {
-            baker.bar.set_message(file_name(path));
-            summary.modules.push(baker.bake_module(path, facts, hash)?);
+            .ok_or_else(|| anyhow::anyhow!("{}: cannot hash it", f.path.display()))?;
+        if !hashes.values().any(|h| *h == hash) {
+            baker.bar.set_message(file_name(&f.path));
+            summary.modules.push(baker.bake_module(&f.path, &f.facts, hash)?);
         }
+        hashes.insert(f.path.clone(), hash);
     }
+    record_baked(dir, &files, &hashes);
     baker.bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.cache_bytes = cache::gc::disk_usage(dir);
@@ -287,9 +289,9 @@ fn elf_files_under(dir: &Path, found: &mut Vec<PathBuf>) {
 /// `files` and, in the order the loader would load them, the interpreters and libraries they
 /// need (each file once, by its canonical path), with their facts. A named file that is not
 /// an x86-64 ELF file is an error; needed libraries not found go to `missing`.
-fn with_libraries(files: &[PathBuf], missing: &mut Vec<(String, String)>) -> anyhow::Result<Vec<(PathBuf, ElfFacts)>> {
+fn with_libraries(files: &[PathBuf], missing: &mut Vec<(String, String)>) -> anyhow::Result<Vec<ElfFile>> {
     let resolver = libs::Resolver::new();
-    let mut out: Vec<(PathBuf, ElfFacts)> = Vec::new();
+    let mut out: Vec<ElfFile> = Vec::new();
     let mut seen: BTreeMap<PathBuf, ()> = BTreeMap::new();
     let mut todo: VecDeque<(PathBuf, bool)> = files.iter().map(|f| (f.clone(), true)).collect();
     while let Some((path, named)) = todo.pop_front() {
@@ -305,16 +307,65 @@ fn with_libraries(files: &[PathBuf], missing: &mut Vec<(String, String)>) -> any
             Err(why) if named => anyhow::bail!("{}: {why}", path.display()),
             Err(_) => continue,
         };
-        todo.extend(facts.interp.iter().map(|i| (PathBuf::from(i), false)));
+        let mut needs: Vec<PathBuf> = facts.interp.iter().map(PathBuf::from).collect();
         for name in &facts.needed {
             match resolver.find(name, &path, &facts) {
-                Some(lib) => todo.push_back((lib, false)),
+                Some(lib) => needs.push(lib),
                 None => missing.push((name.clone(), path.display().to_string())),
             }
         }
-        out.push((path, facts));
+        let needs: Vec<PathBuf> = (needs.into_iter())
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+            .collect();
+        todo.extend(needs.iter().map(|p| (p.clone(), false)));
+        out.push(ElfFile {
+            path,
+            facts,
+            named,
+            needs,
+        });
     }
     Ok(out)
+}
+
+/// A file to bake: its canonical path, its facts, whether the command line named it (or a
+/// directory it named holds it), and the files it needs (interpreter and libraries).
+struct ElfFile {
+    path: PathBuf,
+    facts: ElfFacts,
+    named: bool,
+    needs: Vec<PathBuf>,
+}
+
+/// Records, for each named file of `files`, the modules its runs would load (itself and
+/// every file it needs, directly or not; `hashes` by path) in the usage log as baked: what
+/// `kiln cache export PROGRAM` takes, and their last use for collection.
+fn record_baked(dir: &Path, files: &[ElfFile], hashes: &HashMap<PathBuf, Hash>) {
+    let by_path: HashMap<&Path, &ElfFile> = files.iter().map(|f| (f.path.as_path(), f)).collect();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for f in files.iter().filter(|f| f.named) {
+        let mut seen: BTreeSet<&Path> = BTreeSet::from([f.path.as_path()]);
+        let mut todo = vec![f];
+        while let Some(g) = todo.pop() {
+            let next = g.needs.iter().filter_map(|p| by_path.get(p.as_path()));
+            todo.extend(next.filter(|h| seen.insert(h.path.as_path())));
+        }
+        let modules = (seen.iter())
+            .filter_map(|p| {
+                Some(usage::ModuleUse {
+                    hash: cache::hex(hashes.get(*p)?),
+                    name: file_name(p),
+                    loaded: 0,
+                    hits: 0,
+                })
+            })
+            .collect();
+        let Some(program) = hashes.get(&f.path) else { continue };
+        let record = usage::RunRecord::baked(t, cache::hex(program), file_name(&f.path), modules);
+        usage::append(dir, &record);
+    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -35,6 +35,31 @@ pub struct RunRecord {
     pub compiled: u64,
     pub compile_us: u64,
     pub modules: Vec<ModuleUse>,
+    /// Written by `kiln bake`, not by a run: the modules a program needs, baked (their last
+    /// use for collection, and what `kiln cache export PROGRAM` takes); no run statistics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub baked: bool,
+}
+
+impl RunRecord {
+    /// The record `kiln bake` leaves for a program (its file's hash and name) at time `t`:
+    /// the modules it needs, and no run statistics.
+    pub fn baked(t: u64, program: String, name: String, modules: Vec<ModuleUse>) -> RunRecord {
+        RunRecord {
+            t,
+            program,
+            name,
+            wall_us: 0,
+            insns_interp: 0,
+            insns_compiled: 0,
+            hits: 0,
+            misses: 0,
+            compiled: 0,
+            compile_us: 0,
+            modules,
+            baked: true,
+        }
+    }
 }
 
 /// The checksum lines written before FNV-1a had (blake3's first 16 hex digits), still read
@@ -148,6 +173,7 @@ pub struct UsageSummary {
 }
 
 pub fn summarise(recs: &[RunRecord]) -> UsageSummary {
+    let recs: Vec<&RunRecord> = recs.iter().filter(|r| !r.baked).collect();
     let (cu, cn) = recs
         .iter()
         .fold((0u64, 0u64), |(a, b), r| (a + r.compile_us, b + r.compiled));
@@ -223,17 +249,9 @@ mod tests {
 
     fn record(t: u64) -> RunRecord {
         RunRecord {
-            t,
-            program: "00".into(),
-            name: "prog".into(),
             wall_us: 1,
-            insns_interp: 0,
-            insns_compiled: 0,
-            hits: 0,
-            misses: 0,
-            compiled: 0,
-            compile_us: 0,
-            modules: Vec::new(),
+            baked: false,
+            ..RunRecord::baked(t, "00".into(), "prog".into(), Vec::new())
         }
     }
 

@@ -234,6 +234,7 @@ impl Engine {
             compiled: s.units_compiled,
             compile_us: s.compile_us,
             modules,
+            baked: false,
         };
         usage::append(dir, &r);
     }

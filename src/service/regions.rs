@@ -95,9 +95,13 @@ impl ModuleImage {
     /// `regrow` formed again (`leaving_for`: they left for code that has run since, which they
     /// may now hold, though their bytes are the same), where they grew by `hot` code.
     pub fn plan(&self, units: &[PackUnit], hot: &BTreeSet<u64>, regrow: &BTreeSet<u64>) -> Vec<Planned> {
-        let blocks: HashMap<u64, Block> = (units.iter())
+        let mut blocks: HashMap<u64, Block> = (units.iter())
             .filter_map(|u| Some((u.offset.0, self.block_at(u.offset.0)?)))
             .collect();
+        // A unit no run measured (`kiln bake`'s) holds blocks no unit starts at.
+        for u in units.iter().filter(|u| u.heat == 0) {
+            self.add_held_blocks(u, &mut blocks);
+        }
         let mut planned = Vec::new();
         self.plan_each(&blocks, &BTreeSet::new(), units, (hot, regrow), |p| planned.push(p));
         planned.sort_by_key(|p| p.offset);
@@ -201,6 +205,33 @@ impl ModuleImage {
             .map(|(at, n)| self.bytes_at(at)?.get(..n as usize))
             .collect::<Option<Vec<&[u8]>>>()?;
         Some((len as u32, outer, parts.concat()))
+    }
+}
+
+impl ModuleImage {
+    /// Adds to `blocks` those unit `u`'s head reaches through static edges (and the returns
+    /// of calls) inside its span: the blocks a region `kiln bake` formed holds, which have no
+    /// units of their own, as code that ran has. Without them, forming regions again over the
+    /// pack's units alone (after a run) made regions that left at every one of those blocks.
+    fn add_held_blocks(&self, u: &PackUnit, blocks: &mut HashMap<u64, Block>) {
+        let base = self.code.load_base;
+        let span = u.offset.0..u.offset.0 + u64::from(u.guest_len);
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![u.offset.0];
+        while let Some(at) = todo.pop() {
+            if !seen.insert(at) {
+                continue;
+            }
+            let b = match blocks.entry(at) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => match self.block_at(at) {
+                    Some(b) => e.insert(b),
+                    None => continue,
+                },
+            };
+            let next = static_targets(b).into_iter().chain(return_site(b));
+            todo.extend(next.map(|t| t.wrapping_sub(base)).filter(|t| span.contains(t)));
+        }
     }
 }
 
@@ -322,6 +353,50 @@ mod tests {
             outer: Vec::new(),
         };
         (ModuleOffset(offset), entry)
+    }
+
+    /// A region `kiln bake` made (heat 0) is formed again with the blocks it held, which
+    /// have no units; a unit runs made is formed over its own blocks only, as before.
+    #[test]
+    fn regions_formed_again_over_a_baked_unit_hold_its_blocks() {
+        // 0: cmp eax, 1; je +3 / 5: add eax, 2 / 8: add eax, 3; ret
+        let code = [0x83, 0xf8, 0x01, 0x74, 0x03, 0x83, 0xc0, 0x02, 0x83, 0xc0, 0x03, 0xc3];
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("module");
+        std::fs::write(&path, code).expect("written");
+        let file = std::fs::File::open(&path).expect("opened");
+        let module = crate::cache::memo::file_hash(dir.path(), &file, None).expect("hashed");
+        let image = ModuleImage::open(
+            dir.path(),
+            &ModuleCode {
+                module,
+                path: path.to_str().expect("a path").as_bytes().to_vec(),
+                load_base: 0,
+                ranges: vec![cache_format::CodeRange {
+                    offset: ModuleOffset(0),
+                    file_offset: 0,
+                    len: code.len() as u64,
+                }],
+            },
+        )
+        .expect("the module");
+        let unit = |heat| PackUnit {
+            offset: ModuleOffset(0),
+            guest_len: code.len() as u32,
+            ninsns: 5,
+            guest_hash: [0; 32],
+            code_start: 0,
+            code_len: 0,
+            links: 0..0,
+            linked: false,
+            entered: false,
+            heat,
+            outer: 0..0,
+        };
+        let none = BTreeSet::new();
+        let blocks_of = |heat| image.plan(&[unit(heat)], &none, &none)[0].region.blocks.len();
+        assert_eq!(blocks_of(0), 3, "the baked region's blocks");
+        assert_eq!(blocks_of(1), 1, "a run's unit: its own block");
     }
 
     #[test]
