@@ -75,22 +75,6 @@ fn assert_baked_run_is_warm(bin: &Path, modules: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// `kiln cache ARGS` over the cache directory `cache`, which must succeed: its output.
-fn cache_ok(cache: &Path, args: &[&str]) -> String {
-    let o = Command::new(KILN)
-        .arg("cache")
-        .args(args)
-        .env("KILN_CACHE_DIR", cache)
-        .output();
-    let o = o.expect("kiln cache");
-    assert!(
-        o.status.success(),
-        "kiln cache {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn a_baked_static_program_runs_warm_the_first_time() {
     assert_baked_run_is_warm(

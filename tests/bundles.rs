@@ -5,33 +5,11 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const ARGS: &[&str] = &["300000"];
 
 fn sha256_bin() -> std::path::PathBuf {
     build("sha256.c", "gcc-O2", "gcc", "-O2")
-}
-
-/// `kiln cache ARGS` over the cache directory `cache`.
-fn cache_cmd(cache: &Path, args: &[&str]) -> Output {
-    let o = Command::new(KILN)
-        .arg("cache")
-        .args(args)
-        .env("KILN_CACHE_DIR", cache)
-        .output();
-    o.expect("kiln cache")
-}
-
-/// Like `cache_cmd`, for a command that must succeed.
-fn cache_ok(cache: &Path, args: &[&str]) -> String {
-    let o = cache_cmd(cache, args);
-    assert!(
-        o.status.success(),
-        "kiln cache {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A warm run of the sha256 program in `cache`: its statistics (output checked).

@@ -6,7 +6,7 @@
 //! checked against its guest bytes before it runs.
 
 use super::elf::ElfFacts;
-use crate::decode::{return_site, static_targets, Block};
+use crate::decode::{direct_call_target, return_site, static_targets, Block};
 use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind, Register};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -26,9 +26,8 @@ pub struct Discovered {
     /// (each needs a unit of its own).
     pub entries: BTreeSet<u64>,
     pub insns: u64,
-    /// Jump tables read, and the entries they held.
+    /// Jump tables read.
     pub tables: u64,
-    pub table_entries: u64,
     /// What could not be decoded, by reason: how many blocks stopped there, and the first
     /// such address with its bytes.
     pub stops: BTreeMap<String, (u64, u64, Vec<u8>)>,
@@ -80,10 +79,10 @@ pub fn discover(
         let Some(b) = block_at(at) else { continue };
         found.note_stop(&b);
         let Some(last) = b.insns.last() else { continue };
-        let mut entered: Vec<u64> = return_site(&b).map(offset).into_iter().collect();
-        if last.flow_control() == FlowControl::Call && last.op0_kind() == OpKind::NearBranch64 {
-            entered.push(offset(last.near_branch_target()));
-        }
+        let mut entered: Vec<u64> = (return_site(&b).into_iter())
+            .chain(direct_call_target(&b))
+            .map(offset)
+            .collect();
         if last.mnemonic() == Mnemonic::Syscall && b.stop.is_none() {
             entered.push(offset(last.next_ip()));
         }
@@ -94,7 +93,6 @@ pub fn discover(
             let check = before.get(&at).and_then(|p| found.blocks.get(p));
             let entries = table_targets(facts, data, base, &b, check);
             found.tables += u64::from(!entries.is_empty());
-            found.table_entries += entries.len() as u64;
             entered.extend(entries);
         }
         entered.extend(b.insns.iter().filter_map(|i| code_address_taken(i, facts, base)));

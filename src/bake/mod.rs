@@ -17,7 +17,7 @@ use crate::service::{compile_region, ModuleImage, Planned};
 use cache_format::{CodeRange, ConfigId, EnteredUnits, Hash, ModuleCode, ModuleOffset, UnitEntry, UnitKey};
 use elf::ElfFacts;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -135,9 +135,8 @@ impl Baker<'_> {
         // What runs executed is code too (indirect targets no file names).
         let pack = cache::read_pack(self.dir, &module, &self.config);
         let units = pack.map(|p| p.units).unwrap_or_default();
-        let data = std::fs::read(path)?;
         let seeds = facts.seeds.all().chain(units.iter().map(|u| u.offset.0));
-        let found = discover::discover(facts, &data, load_base, seeds, |o| image.block_at(o));
+        let found = discover::discover(facts, image.file_bytes(), load_base, seeds, |o| image.block_at(o));
         let none = BTreeSet::new();
         let mut out = Compiled::new(self.dir, module, self.config);
         let mut batch = Vec::new();
@@ -292,11 +291,11 @@ fn elf_files_under(dir: &Path, found: &mut Vec<PathBuf>) {
 fn with_libraries(files: &[PathBuf], missing: &mut Vec<(String, String)>) -> anyhow::Result<Vec<ElfFile>> {
     let resolver = libs::Resolver::new();
     let mut out: Vec<ElfFile> = Vec::new();
-    let mut seen: BTreeMap<PathBuf, ()> = BTreeMap::new();
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut todo: VecDeque<(PathBuf, bool)> = files.iter().map(|f| (f.clone(), true)).collect();
     while let Some((path, named)) = todo.pop_front() {
         let path = std::fs::canonicalize(&path).unwrap_or(path);
-        if seen.insert(path.clone(), ()).is_some() {
+        if !seen.insert(path.clone()) {
             continue;
         }
         let facts = std::fs::read(&path)

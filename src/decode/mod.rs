@@ -3,7 +3,7 @@
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, Mnemonic};
 
 mod region;
-pub use region::{ends_in_return, return_site, static_targets, Limits, Region};
+pub use region::{direct_call_target, ends_in_return, return_site, static_targets, Limits, Region};
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK_INSNS: usize = 128;

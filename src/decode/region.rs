@@ -512,7 +512,7 @@ fn exits_of(targets: &[(u64, Option<usize>)]) -> impl Iterator<Item = u64> + '_ 
 }
 
 /// The target of the direct call that ends block `b`, if it ends in one.
-fn direct_call_target(b: &Block) -> Option<u64> {
+pub fn direct_call_target(b: &Block) -> Option<u64> {
     let last = b.insns.last()?;
     (b.stop.is_none() && last.flow_control() == FlowControl::Call && last.op0_kind() == OpKind::NearBranch64)
         .then(|| last.near_branch_target())

@@ -70,6 +70,11 @@ impl ModuleImage {
         })
     }
 
+    /// The module's whole file.
+    pub fn file_bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
     /// The module's code from offset `at` to the end of its range in the file.
     fn bytes_at(&self, at: u64) -> Option<&[u8]> {
         let (from, len) = self.code.file_range(at)?;

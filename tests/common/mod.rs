@@ -252,3 +252,24 @@ pub fn make_lua(dir: &Path, wrap: &[&str], env: &[(&str, &Path)], vars: &[&str])
     }
     cmd.output().expect("run make")
 }
+
+/// `kiln cache ARGS` over the cache directory `cache`.
+pub fn cache_cmd(cache: &Path, args: &[&str]) -> Output {
+    let o = Command::new(KILN)
+        .arg("cache")
+        .args(args)
+        .env("KILN_CACHE_DIR", cache)
+        .output();
+    o.expect("kiln cache")
+}
+
+/// Like `cache_cmd`, for a command that must succeed.
+pub fn cache_ok(cache: &Path, args: &[&str]) -> String {
+    let o = cache_cmd(cache, args);
+    assert!(
+        o.status.success(),
+        "kiln cache {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
