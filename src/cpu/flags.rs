@@ -118,6 +118,7 @@ pub fn size_mask(size: u8) -> u64 {
     }
 }
 
+#[inline(always)]
 pub fn zext<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     if size >= 8 {
         return v;
@@ -125,6 +126,7 @@ pub fn zext<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     o.extend(v, size, false)
 }
 
+#[inline(always)]
 pub fn sext<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     if size >= 8 {
         return v;
@@ -132,6 +134,7 @@ pub fn sext<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     o.extend(v, size, true)
 }
 
+#[inline]
 fn bit<O: Ops>(o: &mut O, v: O::V, n: u64) -> O::V {
     let s = o.imm(n);
     let t = o.bin(Bin::Shr, v, s);
@@ -142,17 +145,20 @@ fn bit<O: Ops>(o: &mut O, v: O::V, n: u64) -> O::V {
 /// The sign bit of the low `size` bytes of `v`, as a comparison: a branch on it (`js`, `jns`,
 /// `jl` after a logic result) then tests the value itself, where a shift and a mask of it made
 /// the branch test their result, negated by one more instruction.
+#[inline]
 fn sign<O: Ops>(o: &mut O, v: O::V, size: u8) -> O::V {
     let s = sext(o, v, size);
     let z = o.imm(0);
     o.cmp(Cmp::Slt, s, z)
 }
 
+#[inline]
 fn not01<O: Ops>(o: &mut O, v: O::V) -> O::V {
     let one = o.imm(1);
     o.bin(Bin::Xor, v, one)
 }
 
+#[inline]
 pub fn cf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     match f.kind {
         FlagKind::Raw => bit(o, f.res, 0),
@@ -204,6 +210,7 @@ pub fn cf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     }
 }
 
+#[inline]
 pub fn zf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     if f.kind == FlagKind::Raw {
         return bit(o, f.res, 6);
@@ -212,6 +219,7 @@ pub fn zf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     o.cmp(Cmp::Eq, f.res, z)
 }
 
+#[inline]
 pub fn sf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     if f.kind == FlagKind::Raw {
         return bit(o, f.res, 7);
@@ -219,6 +227,7 @@ pub fn sf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     sign(o, f.res, f.size)
 }
 
+#[inline]
 pub fn pf<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     if f.kind == FlagKind::Raw {
         return bit(o, f.res, 2);
@@ -243,6 +252,7 @@ pub fn af<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     }
 }
 
+#[inline]
 pub fn of<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
     match f.kind {
         FlagKind::Raw => bit(o, f.res, 11),
@@ -273,6 +283,7 @@ pub fn of<O: Ops>(o: &mut O, f: &Flags<O::V>) -> O::V {
 }
 
 /// The condition `cc` as 0/1, with fast paths for compares and logic results.
+#[inline(always)]
 pub fn cond<O: Ops>(o: &mut O, f: &Flags<O::V>, cc: Cc) -> O::V {
     let negate = (cc as u8) & 1 == 1;
     let base = Cc::from_u8(cc as u8 & !1);
@@ -397,6 +408,7 @@ pub const fn kind_and_size(kind: FlagKind, size: u8) -> u64 {
 /// The lazy-flags record stored in the CPU, with the fields its kind needs not stored
 /// (`FlagKind::fields`) derived: an add's or a subtraction's second operand, from its result
 /// and first operand (all three zero-extended from the operation's size).
+#[inline]
 pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
     let kind = FlagKind::from_u64(cpu.flags_kind & 0xff);
     let size = (cpu.flags_kind >> 8) as u8;
@@ -416,6 +428,7 @@ pub fn cpu_flags(cpu: &Cpu) -> Flags<u64> {
     }
 }
 
+#[inline]
 pub fn store_flags(cpu: &mut Cpu, f: Flags<u64>) {
     cpu.flags_kind = kind_and_size(f.kind, f.size);
     cpu.flags_res = f.res;
@@ -441,6 +454,7 @@ pub fn store_raw_flags(cpu: &mut Cpu, rflags: u64) {
 }
 
 /// Whether the condition `cc` holds for the CPU's flags.
+#[inline(always)]
 pub fn cpu_cond(cpu: &Cpu, cc: Cc) -> bool {
     cond(&mut Values, &cpu_flags(cpu), cc) != 0
 }

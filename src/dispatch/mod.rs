@@ -17,6 +17,7 @@ mod units;
 
 use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
+use crate::interp::Program;
 use crate::jit::{EnterFn, Jit};
 use crate::linux::signals::Delivery;
 use crate::linux::wake::Wake;
@@ -54,7 +55,7 @@ pub use compile::HOT_THRESHOLD;
 
 /// Most blocks the baseline tier runs in one entry before the dispatcher looks at compiles
 /// that finished.
-const INTERPRETED_RUN: u32 = 64;
+const INTERPRETED_RUN: u32 = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tier {
@@ -149,7 +150,7 @@ pub struct Engine {
     wake: Wake,
     /// Blocks decoded for the baseline tier to replay (`replay_block`), by address; each is
     /// used while the guest's bytes there are still the ones it was decoded from.
-    replayed_blocks: std::collections::HashMap<u64, Arc<Block>>,
+    replayed_blocks: std::collections::HashMap<u64, Arc<Program>>,
 }
 
 impl Engine {
@@ -288,7 +289,7 @@ impl Engine {
             if block.insns.is_empty() {
                 return Ok(self.fetch_fault(rip));
             }
-            return Ok(self.interpret(&block));
+            return Ok(self.interpret(block));
         }
         if let (Some(f), Some(enter)) = (self.units.list[i].code, self.shared.enter) {
             // A unit reached through the dispatcher takes (back) its chaining slot, so that
@@ -328,30 +329,40 @@ impl Engine {
         u.count += 1;
         let hot = self.shared.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
         self.stats.guest_insns_interp += u.ninsns;
+        let program = u.program.get_or_insert_with(|| Arc::new(Program::new(block))).clone();
         if hot {
-            let code = crate::interp::run_block_guarded(&mut self.cpu, &block);
+            let code = crate::interp::run_block_guarded(&mut self.cpu, &program);
             self.queue_compile(i);
             return Ok(code);
         }
-        Ok(self.interpret_on(&block))
+        Ok(self.interpret_on(&program))
     }
 
     /// Runs `block` in the baseline tier, then the blocks after it that are known, still in
     /// the baseline tier and not about to be compiled, up to `INTERPRETED_RUN` of them, in
     /// one entry (each counted as the dispatcher counts it); back in the dispatcher for
     /// anything else, and whenever the thread is woken or guest code changed.
-    fn interpret_on(&mut self, block: &Block) -> u64 {
+    fn interpret_on(&mut self, first: &Program) -> u64 {
         let epoch = crate::mem::watch::epoch();
         let auto = self.shared.tier == Tier::Auto;
         let (units, stats) = (&mut self.units, &mut self.stats);
         let mut left = INTERPRETED_RUN;
-        let mut next = |cpu: &mut Cpu| -> Option<*const Block> {
+        let mut next = |cpu: &mut Cpu, last: &Program| -> Option<*const Program> {
             left -= 1;
             let woken = cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0;
             if left == 0 || woken || crate::mem::watch::epoch() != epoch {
                 return None;
             }
-            let u = &mut units.list[*units.index.get(&cpu.rip)?];
+            // A unit keeps its place in the list; one that died is replaced by a new one.
+            let i = match last.successor(cpu.rip) {
+                Some(i) => i as usize,
+                None => {
+                    let i = *units.index.get(&cpu.rip)?;
+                    last.remember(cpu.rip, i as u64);
+                    i
+                }
+            };
+            let u = &mut units.list[i];
             let interpreted = u.code.is_none() && u.check.is_none() && !u.dead;
             let block = u.block.as_ref().filter(|b| interpreted && !b.insns.is_empty())?;
             if auto && !u.queued && u.count + 1 >= HOT_THRESHOLD {
@@ -359,9 +370,10 @@ impl Engine {
             }
             u.count += 1;
             stats.guest_insns_interp += u.ninsns;
-            Some(Arc::as_ptr(block))
+            let program = u.program.get_or_insert_with(|| Arc::new(Program::new(block.clone())));
+            Some(Arc::as_ptr(program))
         };
-        crate::interp::run_blocks_guarded(&mut self.cpu, block, &mut next)
+        crate::interp::run_blocks_guarded(&mut self.cpu, first, &mut next)
     }
 
     /// A guest memory access faulted in compiled code, which keeps the guest registers in host
@@ -377,7 +389,7 @@ impl Engine {
         replay_blocks(|| {
             let block = self.decode_at(self.cpu.rip);
             let wrote = block.insns.iter().any(crate::jit::writes_memory);
-            (!block.insns.is_empty()).then(|| (self.interpret(&block), wrote))
+            (!block.insns.is_empty()).then(|| (self.interpret(block), wrote))
         })
     }
 
@@ -397,19 +409,23 @@ impl Engine {
         self.stats.fault_replays += 1;
         self.stats.guard_replays += 1;
         let rip = self.cpu.rip;
-        let unchanged = |b: &Block| self.proc.mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..]);
-        let block = match self.replayed_blocks.get(&rip) {
-            Some(b) if unchanged(b) => b.clone(),
+        let unchanged = |p: &Program| {
+            let b = p.block();
+            self.proc.mem.read_bytes(rip, b.bytes.len()) == Some(&b.bytes[..])
+        };
+        let program = match self.replayed_blocks.get(&rip) {
+            Some(p) if unchanged(p) => p.clone(),
             _ => {
-                let b = Arc::new(self.decode_at(rip));
-                self.replayed_blocks.insert(rip, b.clone());
-                b
+                let p = Arc::new(Program::new(Arc::new(self.decode_at(rip))));
+                self.replayed_blocks.insert(rip, p.clone());
+                p
             }
         };
-        if block.insns.is_empty() {
+        if program.block().insns.is_empty() {
             return exit::NEXT; // the dispatcher meets what stops there
         }
-        self.interpret(&block)
+        self.stats.guest_insns_interp += program.block().insns.len() as u64;
+        crate::interp::run_block_guarded(&mut self.cpu, &program)
     }
 
     /// Runs the guest from the context's rip (the last checkpoint, or the instruction after
@@ -426,7 +442,7 @@ impl Engine {
             if step.insns.is_empty() {
                 return exit::NEXT; // the dispatcher meets what stops there
             }
-            let code = self.interpret(&step);
+            let code = self.interpret(step);
             if code != exit::NEXT || ends_block {
                 return code;
             }
@@ -435,9 +451,9 @@ impl Engine {
     }
 
     /// Runs a block decoded from the guest's bytes in the baseline tier, counting it.
-    fn interpret(&mut self, block: &Block) -> u64 {
+    fn interpret(&mut self, block: Block) -> u64 {
         self.stats.guest_insns_interp += block.insns.len() as u64;
-        crate::interp::run_block_guarded(&mut self.cpu, block)
+        crate::interp::run_block_guarded(&mut self.cpu, &Program::new(Arc::new(block)))
     }
 
     /// Runs the system call the guest asked for; Some when the thread or process ends.

@@ -8,6 +8,7 @@ use super::modules::module_in;
 use super::registry::Found;
 use super::{Engine, Tier};
 use crate::decode::{decode_block, Block, Limits, Region};
+use crate::interp::Program;
 use crate::jit::{Placement, UnitFn};
 use crate::mem::watch::Watch;
 use crate::mem::AddrMap;
@@ -31,6 +32,8 @@ pub(super) struct Unit {
     /// Guest bytes covered, from `rip`.
     pub guest_len: u64,
     pub block: Option<Arc<Block>>,
+    /// The block in the baseline tier's form, made at its first run there.
+    pub program: Option<Arc<Program>>,
     pub code: Option<UnitFn>,
     pub ninsns: u64,
     /// Executions in the baseline tier.
@@ -53,6 +56,7 @@ impl Unit {
             rip,
             guest_len,
             block: None,
+            program: None,
             code: None,
             ninsns,
             count: 0,
@@ -190,6 +194,7 @@ impl Units {
         u.dead = true;
         u.queued = true;
         u.block = None;
+        u.program = None;
         let rip = u.rip;
         if let Some(code) = u.code.take() {
             self.unchain_rip(rip, code);

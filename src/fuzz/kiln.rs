@@ -120,7 +120,8 @@ impl Kiln {
 
     fn interpret(&mut self, cpu: &mut Cpu, block: &Block) -> u64 {
         crate::linux::signals::set_current(cpu);
-        let r = crate::interp::run_block_guarded(cpu, block);
+        let program = crate::interp::Program::new(std::sync::Arc::new(block.clone()));
+        let r = crate::interp::run_block_guarded(cpu, &program);
         crate::linux::signals::set_current(std::ptr::null_mut());
         r
     }

@@ -3,17 +3,28 @@
 use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
 use crate::mem::exec::CodePtr;
-use crate::semantics::{self, concrete::Live};
+use crate::semantics::generic::Op;
+use crate::semantics::insn::{At, Compact, Insn, Operand};
+use crate::semantics::{self, concrete::Live, Handler};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use steps::StepFn;
+
+mod steps;
 use std::cell::Cell;
 use std::sync::OnceLock;
 
 /// What gives the block to run next, for the rip the last one left (`run_blocks_guarded`):
 /// the closure's address and the function that calls it.
-type Next = (*mut (), unsafe fn(*mut (), &mut Cpu) -> Option<*const Block>);
+type Next = (
+    *mut (),
+    unsafe fn(*mut (), &mut Cpu, &Program) -> Option<*const Program>,
+);
 
 thread_local! {
-    /// The block `helper_run_block` runs (set just before entering it).
-    static BLOCK: Cell<*const Block> = const { Cell::new(std::ptr::null()) };
+    /// The program `helper_run_block` runs (set just before entering it).
+    static PROGRAM: Cell<*const Program> = const { Cell::new(std::ptr::null()) };
     /// What gives the blocks it runs on to, if it runs on.
     static NEXT: Cell<Option<Next>> = const { Cell::new(None) };
 }
@@ -33,15 +44,15 @@ pub fn register_trampoline(enter: Trampoline, shim: CodePtr) {
 
 /// Runs one block entered through the registered trampoline, so that a guest memory fault
 /// inside it becomes a guest signal; without one, runs it directly.
-pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
+pub fn run_block_guarded(cpu: &mut Cpu, program: &Program) -> u64 {
     match ENTRY.get() {
         Some(&(enter, shim)) => {
-            BLOCK.set(block);
+            PROGRAM.set(program);
             // SAFETY: the shim is a unit-shaped function calling `helper_run_block` with this
-            // context; `block` outlives the call.
+            // context; `program` outlives the call.
             unsafe { enter(cpu, shim) }
         }
-        None => run_block(cpu, block),
+        None => run_block(cpu, program),
     }
 }
 
@@ -50,15 +61,19 @@ pub fn run_block_guarded(cpu: &mut Cpu, block: &Block) -> u64 {
 /// interpreted block costs no return to the dispatcher and no new entry. `next` gives
 /// blocks that stay alive and unchanged until this returns; None sends the run back to the
 /// dispatcher.
-pub fn run_blocks_guarded<F: FnMut(&mut Cpu) -> Option<*const Block>>(
+pub fn run_blocks_guarded<F: FnMut(&mut Cpu, &Program) -> Option<*const Program>>(
     cpu: &mut Cpu,
-    first: &Block,
+    first: &Program,
     next: &mut F,
 ) -> u64 {
     /// Calls the closure at `f`.
-    unsafe fn call<F: FnMut(&mut Cpu) -> Option<*const Block>>(f: *mut (), cpu: &mut Cpu) -> Option<*const Block> {
+    unsafe fn call<F: FnMut(&mut Cpu, &Program) -> Option<*const Program>>(
+        f: *mut (),
+        cpu: &mut Cpu,
+        last: &Program,
+    ) -> Option<*const Program> {
         // SAFETY: `f` is the `F` `run_blocks_guarded` borrows for as long as NEXT holds it.
-        unsafe { (*(f as *mut F))(cpu) }
+        unsafe { (*(f as *mut F))(cpu, last) }
     }
     if ENTRY.get().is_none() {
         return run_block(cpu, first);
@@ -79,44 +94,137 @@ pub unsafe extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 
     // the shim passes the live context; blocks `next` gives live until the call returns.
     unsafe {
         let cpu = &mut *cpu;
-        let mut code = run_block(cpu, &*BLOCK.get());
+        let mut program = PROGRAM.get();
+        let mut code = run_block(cpu, &*program);
         if let Some((f, call)) = NEXT.get() {
             while code == exit::NEXT {
-                let Some(b) = call(f, cpu) else { break };
-                code = run_block(cpu, &*b);
+                let Some(p) = call(f, cpu, &*program) else { break };
+                program = p;
+                code = run_block(cpu, &*program);
             }
         }
         code
     }
 }
 
+/// A block in the baseline tier's form: each instruction with its answers to the semantics'
+/// questions (`semantics::insn::Compact`) and its handler, both worked out once, here.
+pub struct Program {
+    block: Arc<Block>,
+    steps: Box<[Step]>,
+    /// The last two blocks run after this one, for the caller of `run_blocks_guarded`: each
+    /// a rip and what the caller found for it (`successor`, `remember`).
+    successors: [[AtomicU64; 2]; 2],
+}
+
+/// One instruction of a `Program`.
+struct Step {
+    compact: Compact,
+    handler: Handler,
+    /// What runs it (`steps::step_fn`).
+    run: StepFn,
+    /// Its offset in the block (`Cpu::insn_off`).
+    offset: u32,
+    /// Whether an arithmetic flag it writes may be read afterwards.
+    flags_live: bool,
+    /// Its 16-byte memory operand must be 16-byte aligned (`semantics::route::ALIGN16`).
+    aligned: bool,
+    /// It may write guest memory.
+    may_write: bool,
+}
+
+impl Program {
+    pub fn new(block: Arc<Block>) -> Program {
+        let steps = block
+            .insns
+            .iter()
+            .zip(&block.routes)
+            .zip(&block.flags_live)
+            .map(|((ins, &route), &flags_live)| {
+                let compact = Compact::new(ins);
+                let handler = semantics::handler(ins, route);
+                let may_write = match handler {
+                    Handler::Generic(op) => {
+                        (0..2).any(|n| compact.operand(n) == Operand::Mem) || matches!(op, Op::Push | Op::Call)
+                    }
+                    _ => true,
+                };
+                Step {
+                    may_write,
+                    run: steps::step_fn(handler, ins.mnemonic(), compact.shape(), compact.op_size(0)),
+                    compact,
+                    handler,
+                    offset: (ins.ip() - block.start) as u32,
+                    flags_live,
+                    aligned: route & semantics::route::ALIGN16 != 0,
+                }
+            })
+            .collect();
+        Program {
+            block,
+            steps,
+            successors: Default::default(),
+        }
+    }
+
+    pub fn block(&self) -> &Arc<Block> {
+        &self.block
+    }
+
+    /// What `remember` was last given for a block after this one at `rip`, if it was one of
+    /// the last two.
+    pub fn successor(&self, rip: u64) -> Option<u64> {
+        self.successors
+            .iter()
+            .find(|[at, _]| at.load(Relaxed) == rip)
+            .map(|[_, what]| what.load(Relaxed))
+    }
+
+    /// Remembers `what` for the block after this one at `rip`, in place of the older of the
+    /// two it holds.
+    pub fn remember(&self, rip: u64, what: u64) {
+        let [newer, older] = &self.successors;
+        for k in 0..2 {
+            older[k].store(newer[k].load(Relaxed), Relaxed);
+        }
+        newer[0].store(rip, Relaxed);
+        newer[1].store(what, Relaxed);
+    }
+}
+
 /// Runs one block; returns the exit code and leaves the next rip in `cpu.rip`.
-pub fn run_block(cpu: &mut Cpu, block: &Block) -> u64 {
+pub fn run_block(cpu: &mut Cpu, program: &Program) -> u64 {
     let mut e = Live::new(cpu);
-    for ((ins, &live), &route) in block.insns.iter().zip(&block.flags_live).zip(&block.routes) {
+    for (step, ins) in program.steps.iter().zip(&program.block.insns) {
+        let at = At {
+            compact: &step.compact,
+            ins,
+        };
         // Semantics touch memory before they write registers, so at a host fault the context
         // holds the state before this instruction.
-        e.cpu.insn_off = ins.ip() - block.start;
-        e.flags_live = live;
-        if route & semantics::route::ALIGN16 != 0 && semantics::misalignment(&mut e, ins) != 0 {
+        e.cpu.insn_off = step.offset as u64;
+        e.flags_live = step.flags_live;
+        if step.aligned && semantics::misalignment(&mut e, &at) != 0 {
             e.cpu.fault = fault::GP;
             e.cpu.fault_addr = ins.ip();
             e.cpu.rip = ins.ip();
             return exit::FAULT;
         }
-        semantics::exec_routed(&mut e, ins, route);
+        (step.run)(&mut e, at, step.handler);
         if let Some(t) = e.jumped {
             let code = e.exit;
             e.cpu.rip = t;
             return code;
         }
-        // Woken meanwhile, maybe by this instruction writing translated code (`mem::watch`),
-        // perhaps the rest of this block: the dispatcher sees to it before the block goes on.
-        if e.cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-            e.cpu.rip = ins.next_ip();
+        // Woken by this instruction writing translated code (`mem::watch`), perhaps the rest
+        // of this block: the dispatcher sees to it before the block goes on. Anything else
+        // that wakes the thread waits for the block's end.
+        if step.may_write && e.cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            e.cpu.rip = at.next_ip();
             return exit::NEXT;
         }
     }
+    let block = &program.block;
     cpu.rip = block.start + block.len;
     exit::NEXT
 }

@@ -824,7 +824,7 @@ impl Lower<'_> {
         } else {
             self.b.ins().uextend(types::I64, r)
         };
-        Out::Gpr(gpr.idx, r)
+        Out::Gpr(gpr.idx as usize, r)
     }
 
     /// (u)comisd/ss.

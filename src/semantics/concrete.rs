@@ -149,11 +149,11 @@ impl Emitter for Live<'_> {
     }
     #[inline]
     fn get_reg(&mut self, r: usize) -> u64 {
-        self.cpu.gpr[r]
+        self.cpu.gpr[r & 15]
     }
     #[inline]
     fn set_reg(&mut self, r: usize, v: u64) {
-        self.cpu.gpr[r] = v;
+        self.cpu.gpr[r & 15] = v;
     }
     #[inline]
     fn load(&mut self, addr: u64, size: u8) -> u64 {
@@ -207,7 +207,7 @@ impl Emitter for Live<'_> {
     fn flags_needed(&self) -> bool {
         self.flags_live
     }
-    #[inline]
+    #[inline(always)]
     fn cond(&mut self, cc: Cc) -> u64 {
         cpu_cond(self.cpu, cc) as u64
     }

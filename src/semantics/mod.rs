@@ -11,6 +11,7 @@ pub mod emitter;
 pub mod ext;
 pub mod fp;
 pub mod generic;
+pub mod insn;
 pub mod locked;
 pub mod mmx;
 pub mod operand;
@@ -28,6 +29,7 @@ pub use generic::alu;
 use crate::cpu::ops::Bin;
 use emitter::Emitter;
 use iced_x86::{Instruction, Mnemonic, OpKind};
+use insn::Insn;
 use table::{Fuzz, Rows};
 
 /// Every instruction family; each is a table (`table::Family`).
@@ -88,7 +90,7 @@ pub fn needs_alignment(ins: &Instruction) -> bool {
 
 /// The low four bits of the memory operand's address (non-zero: #GP) of an instruction whose
 /// route carries `route::ALIGN16`; both tiers test it before the instruction runs.
-pub fn misalignment<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
+pub fn misalignment<E: Emitter, I: Insn>(e: &mut E, ins: &I) -> E::V {
     let a = operand::ea(e, ins);
     let m = e.imm(15);
     e.bin(Bin::And, a, m)
@@ -123,15 +125,43 @@ pub fn fuzz_decision(ins: &Instruction) -> Option<Fuzz> {
     }
 }
 
+/// Where an instruction's semantics live, resolved once from its route: the general-purpose
+/// family's operation, or the family that runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    Generic(generic::Op),
+    Sse,
+    Locked,
+    Repeat,
+    Slow,
+}
+
+/// The handler of an instruction on the route `classify` gave it.
+pub fn handler(ins: &Instruction, r: u8) -> Handler {
+    match r & !route::ALIGN16 {
+        route::GENERIC => Handler::Generic(generic::op(ins)),
+        route::SSE => Handler::Sse,
+        route::LOCKED => Handler::Locked,
+        route::REPEAT => Handler::Repeat,
+        _ => Handler::Slow,
+    }
+}
+
 /// Executes (or emits) one instruction along the route `classify` gave it. Block-ending
 /// instructions call `jump` or `syscall`.
 pub fn exec_routed<E: Emitter>(e: &mut E, ins: &Instruction, r: u8) {
-    match r & !route::ALIGN16 {
-        route::GENERIC => generic::exec(e, ins),
-        route::SSE => sse::exec(e, ins),
-        route::LOCKED => locked::exec(e, ins),
-        route::REPEAT => repeat::exec(e, ins),
-        _ => e.slow(ins),
+    exec_handler(e, ins, handler(ins, r))
+}
+
+/// Executes (or emits) one instruction with the handler `handler` gave it.
+#[inline]
+pub fn exec_handler<E: Emitter, I: Insn>(e: &mut E, ins: &I, h: Handler) {
+    match h {
+        Handler::Generic(op) => generic::exec_op(e, ins, op),
+        Handler::Sse => sse::exec(e, ins.iced()),
+        Handler::Locked => locked::exec(e, ins.iced()),
+        Handler::Repeat => repeat::exec(e, ins.iced()),
+        Handler::Slow => e.slow(ins.iced()),
     }
 }
 

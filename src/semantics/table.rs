@@ -84,10 +84,10 @@ impl<H> Family<H> {
     }
 
     /// The row implementing `m`, if the family has one.
-    pub fn row(&self, m: Mnemonic) -> Option<&'static Row<H>> {
-        match self.index.get(m as usize) {
-            Some(&i) if i != NO_ROW => Some(&self.rows[i as usize]),
-            _ => None,
+    pub const fn row(&self, m: Mnemonic) -> Option<&'static Row<H>> {
+        match self.index[m as usize] {
+            NO_ROW => None,
+            i => Some(&self.rows[i as usize]),
         }
     }
 

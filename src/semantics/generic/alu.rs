@@ -6,11 +6,13 @@ use crate::cpu::flags::{zext, Cc};
 use crate::cpu::ops::{Bin, Un};
 use crate::cpu::{rflags, FlagKind};
 use crate::semantics::emitter::Emitter;
-use crate::semantics::operand::{op_size, read_op, read_rmw, same_register, write_op};
-use iced_x86::{Instruction, Mnemonic};
+use crate::semantics::insn::Insn;
+use crate::semantics::operand::{op_size, read_op, read_rmw, same_gpr, write_op};
+use iced_x86::Mnemonic;
 
 /// The ALU core of add/sub/and/... on operands already masked to `size`. Returns the result
 /// (masked) and records flags.
+#[inline(always)]
 pub fn alu<E: Emitter>(e: &mut E, m: Mnemonic, size: u8, a: E::V, b: E::V) -> E::V {
     match m {
         Mnemonic::Add => arithmetic(e, Bin::Add, FlagKind::Add, size, a, b),
@@ -32,6 +34,7 @@ pub fn alu<E: Emitter>(e: &mut E, m: Mnemonic, size: u8, a: E::V, b: E::V) -> E:
 }
 
 /// add/sub: `a op b`, masked, with flags of `kind`.
+#[inline(always)]
 fn arithmetic<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V, b: E::V) -> E::V {
     let z = e.imm(0);
     let r = e.bin(op, a, b);
@@ -41,6 +44,7 @@ fn arithmetic<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V,
 }
 
 /// adc/sbb: `a op b op CF`, masked, with flags of `kind` (the carry in as aux).
+#[inline(always)]
 fn with_carry<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V, b: E::V) -> E::V {
     let c = e.cond(Cc::B);
     let t = e.bin(op, a, b);
@@ -51,9 +55,10 @@ fn with_carry<E: Emitter>(e: &mut E, op: Bin, kind: FlagKind, size: u8, a: E::V,
 }
 
 /// add/or/adc/sbb/and/sub/xor: the destination is read, combined and written back.
-pub(super) fn binary<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn binary<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
-    if matches!(ins.mnemonic(), Mnemonic::Xor | Mnemonic::Sub | Mnemonic::Sbb) && same_register(ins) {
+    if matches!(ins.mnemonic(), Mnemonic::Xor | Mnemonic::Sub | Mnemonic::Sbb) && same_gpr(ins) {
         // xor r, r and sub r, r give 0, sbb r, r gives -CF, with flags that depend on the
         // register's value nowhere (its bits cancel): it is not read, so nothing waits for it.
         let z = e.imm(0);
@@ -68,7 +73,8 @@ pub(super) fn binary<E: Emitter>(e: &mut E, ins: &Instruction) {
 }
 
 /// cmp/test: flags only.
-pub(super) fn compare<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn compare<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let a = read_op(e, ins, 0, size).expect("checked operand");
     let b = read_op(e, ins, 1, size).expect("checked operand");
@@ -77,7 +83,8 @@ pub(super) fn compare<E: Emitter>(e: &mut E, ins: &Instruction) {
 
 /// inc/dec: CF is kept (carried as aux into the flag record). Where nothing reads the flags
 /// it sets, the old CF is not computed either (it may take a helper call).
-pub(super) fn inc_dec<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn inc_dec<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
     let r = inc_dec_of(e, ins.mnemonic() == Mnemonic::Inc, size, a);
@@ -86,6 +93,7 @@ pub(super) fn inc_dec<E: Emitter>(e: &mut E, ins: &Instruction) {
 
 /// The ALU core of inc (where `inc`) or dec of `a`, masked to `size`: returns the result and records
 /// its flags (CF kept, carried in as aux).
+#[inline(always)]
 pub fn inc_dec_of<E: Emitter>(e: &mut E, inc: bool, size: u8, a: E::V) -> E::V {
     let one = e.imm(1);
     let c = if e.flags_needed() { e.cond(Cc::B) } else { one };
@@ -100,7 +108,8 @@ pub fn inc_dec_of<E: Emitter>(e: &mut E, inc: bool, size: u8, a: E::V) -> E::V {
     r
 }
 
-pub(super) fn neg<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn neg<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let z = e.imm(0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
@@ -108,7 +117,8 @@ pub(super) fn neg<E: Emitter>(e: &mut E, ins: &Instruction) {
     write_op(e, ins, 0, size, r, addr);
 }
 
-pub(super) fn not<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn not<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
     let r = e.un(Un::Not, a);
@@ -116,6 +126,7 @@ pub(super) fn not<E: Emitter>(e: &mut E, ins: &Instruction) {
 }
 
 /// clc/stc/cmc.
+#[inline(always)]
 pub(super) fn carry<E: Emitter>(e: &mut E, op: CarryOp) {
     update_flags(e, rflags::CF, |e| match op {
         CarryOp::Clear => e.imm(0),

@@ -8,20 +8,21 @@ use crate::cpu::flags::sext;
 use crate::cpu::ops::{Bin, Cmp, Un};
 use crate::cpu::rflags as rf;
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::{Insn, Operand};
 use crate::semantics::operand::{ea, gpr, op_size, read_gpr, read_op, read_rmw, write_gpr, write_op};
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use iced_x86::Mnemonic;
 
 /// bt/bts/btr/btc: CF = the selected bit, which bts, btr and btc then set, clear or flip. A
 /// register bit offset with a memory operand selects the operand-sized word it falls in,
 /// before or after the operand (the offset is signed).
-pub(super) fn bit_test<E: Emitter>(e: &mut E, ins: &Instruction) {
+pub(super) fn bit_test<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let bits = size as u64 * 8;
-    let (val, addr, bit) = if ins.op_kind(1) == OpKind::Register {
+    let (val, addr, bit) = if matches!(ins.operand(1), Operand::Reg(_)) {
         let off = read_op(e, ins, 1, size).expect("checked operand");
         let low = e.imm(bits - 1);
         let bit = e.bin(Bin::And, off, low);
-        if ins.op_kind(0) == OpKind::Memory {
+        if ins.operand(0) == Operand::Mem {
             let off = sext(e, off, size);
             let word_shift = e.imm(bits.trailing_zeros() as u64);
             let word = e.bin(Bin::Sar, off, word_shift);
@@ -60,7 +61,7 @@ pub(super) fn bit_test<E: Emitter>(e: &mut E, ins: &Instruction) {
 
 /// bsf/bsr (a zero source leaves the destination register as it was, all of it), tzcnt and
 /// lzcnt (the operand width for a zero source), popcnt.
-pub(super) fn bit_count<E: Emitter>(e: &mut E, ins: &Instruction) {
+pub(super) fn bit_count<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let m = ins.mnemonic();
     let size = op_size(ins, 0);
     let bits = size as u64 * 8;
@@ -108,15 +109,15 @@ pub(super) fn bit_count<E: Emitter>(e: &mut E, ins: &Instruction) {
 
 /// Writes `v` to the destination register unless `keep` (0 or 1) is set, when the whole
 /// register stays as it was (a 32-bit destination is not zero-extended either).
-fn write_unless<E: Emitter>(e: &mut E, ins: &Instruction, keep: E::V, v: E::V) {
+fn write_unless<E: Emitter, I: Insn>(e: &mut E, ins: &I, keep: E::V, v: E::V) {
     let g = gpr(ins.op_register(0)).expect("checked operand");
     if g.size == 2 {
         let old = read_gpr(e, g);
         let w = e.select(keep, old, v);
         write_gpr(e, g, w);
     } else {
-        let old = e.get_reg(g.idx);
+        let old = e.get_reg(g.idx as usize);
         let w = e.select(keep, old, v);
-        e.set_reg(g.idx, w);
+        e.set_reg(g.idx as usize, w);
     }
 }

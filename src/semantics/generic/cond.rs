@@ -2,42 +2,49 @@
 
 use crate::cpu::flags::Cc;
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::Insn;
 use crate::semantics::operand::{op_size, read_op, write_op};
-use iced_x86::{ConditionCode as C, Instruction};
+use iced_x86::Mnemonic;
 
-/// The emitter condition of an instruction's condition code.
-fn cc_of(ins: &Instruction) -> Cc {
-    match ins.condition_code() {
-        C::o => Cc::O,
-        C::no => Cc::No,
-        C::b => Cc::B,
-        C::ae => Cc::Ae,
-        C::e => Cc::E,
-        C::ne => Cc::Ne,
-        C::be => Cc::Be,
-        C::a => Cc::A,
-        C::s => Cc::S,
-        C::ns => Cc::Ns,
-        C::p => Cc::P,
-        C::np => Cc::Np,
-        C::l => Cc::L,
-        C::ge => Cc::Ge,
-        C::le => Cc::Le,
+/// The condition an instruction tests, by its mnemonic (so that code specialised for one
+/// mnemonic knows it).
+#[inline(always)]
+fn cc_of<I: Insn>(ins: &I) -> Cc {
+    use Mnemonic::*;
+    match ins.mnemonic() {
+        Jo | Seto | Cmovo => Cc::O,
+        Jno | Setno | Cmovno => Cc::No,
+        Jb | Setb | Cmovb => Cc::B,
+        Jae | Setae | Cmovae => Cc::Ae,
+        Je | Sete | Cmove => Cc::E,
+        Jne | Setne | Cmovne => Cc::Ne,
+        Jbe | Setbe | Cmovbe => Cc::Be,
+        Ja | Seta | Cmova => Cc::A,
+        Js | Sets | Cmovs => Cc::S,
+        Jns | Setns | Cmovns => Cc::Ns,
+        Jp | Setp | Cmovp => Cc::P,
+        Jnp | Setnp | Cmovnp => Cc::Np,
+        Jl | Setl | Cmovl => Cc::L,
+        Jge | Setge | Cmovge => Cc::Ge,
+        Jle | Setle | Cmovle => Cc::Le,
         _ => Cc::G,
     }
 }
 
-pub(super) fn jcc<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn jcc<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let c = e.cond(cc_of(ins));
     e.branch(c, ins.near_branch_target(), ins.next_ip());
 }
 
-pub(super) fn setcc<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn setcc<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let c = e.cond(cc_of(ins));
     write_op(e, ins, 0, 1, c, None);
 }
 
-pub(super) fn cmovcc<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn cmovcc<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let c = e.cond(cc_of(ins));
     let size = op_size(ins, 0);
     let src = read_op(e, ins, 1, size).expect("checked operand");

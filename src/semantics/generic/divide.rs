@@ -8,10 +8,11 @@ use super::moves::{accumulator, data_register};
 use crate::cpu::flags::{sext, size_mask, zext};
 use crate::cpu::ops::{Bin, Cmp};
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::Insn;
 use crate::semantics::operand::{op_size, read_op, write_gpr};
-use iced_x86::{Instruction, Mnemonic};
+use iced_x86::Mnemonic;
 
-pub(super) fn divide<E: Emitter>(e: &mut E, ins: &Instruction) {
+pub(super) fn divide<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let signed = ins.mnemonic() == Mnemonic::Idiv;
     let src = read_op(e, ins, 0, size).expect("checked operand");
@@ -48,7 +49,7 @@ pub(super) fn divide<E: Emitter>(e: &mut E, ins: &Instruction) {
     let nonzero = e.cmp(Cmp::Ne, d, z);
     let ok = e.bin(Bin::And, fits, nonzero);
     let ok = e.bin(Bin::And, ok, in_range);
-    if !e.slow_unless(ok, ins) {
+    if !e.slow_unless(ok, ins.iced()) {
         return;
     }
     if size == 1 {

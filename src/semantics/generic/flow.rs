@@ -4,26 +4,29 @@ use super::stack::{pop, push, RSP};
 use crate::cpu::flags::zext;
 use crate::cpu::ops::{Bin, Cmp};
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::{Insn, Operand};
 use crate::semantics::operand::read_op;
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use iced_x86::Mnemonic;
 
 /// The target of a near call or jump: the decoded branch target or the register/memory operand.
-fn target<E: Emitter>(e: &mut E, ins: &Instruction) -> E::V {
-    if ins.op_kind(0) == OpKind::NearBranch64 {
-        e.code_addr(ins.near_branch_target())
-    } else {
-        read_op(e, ins, 0, 8).expect("checked operand")
+#[inline(always)]
+fn target<E: Emitter, I: Insn>(e: &mut E, ins: &I) -> E::V {
+    match ins.operand(0) {
+        Operand::Branch(t) => e.code_addr(t),
+        _ => read_op(e, ins, 0, 8).expect("checked operand"),
     }
 }
 
-pub(super) fn call<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn call<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let target = target(e, ins);
     let ret = e.code_addr(ins.next_ip());
     push(e, ret);
     e.jump(target);
 }
 
-pub(super) fn ret<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn ret<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let t = pop(e);
     if ins.op_count() == 1 {
         let sp = e.get_reg(RSP);
@@ -34,12 +37,14 @@ pub(super) fn ret<E: Emitter>(e: &mut E, ins: &Instruction) {
     e.jump(t);
 }
 
-pub(super) fn jmp<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn jmp<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let target = target(e, ins);
     e.jump(target);
 }
 
-pub(super) fn jump_if_cx_zero<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn jump_if_cx_zero<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let z = e.imm(0);
     let c = e.get_reg(1);
     let c = if ins.mnemonic() == Mnemonic::Jecxz {

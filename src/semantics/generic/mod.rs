@@ -16,6 +16,7 @@ mod stack;
 pub use alu::{alu, inc_dec_of};
 
 use super::emitter::Emitter;
+use super::insn::Insn;
 use super::operand::{gpr, is_imm, op_size};
 use super::table::{row, unfuzzed, Family};
 use crate::cpu::flags::Flags;
@@ -155,12 +156,28 @@ fn form_excluded(ins: &Instruction) -> bool {
     short_stack_op || (ins.mnemonic() == Leave && ins.code() != Code::Leaveq)
 }
 
-/// Executes (or emits) one instruction `supported` admitted.
-pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
-    let op = match FAMILY.row(ins.mnemonic()) {
+/// The operation of an instruction `supported` admitted (the baseline tier keeps it with the
+/// instruction).
+pub fn op(ins: &Instruction) -> Op {
+    op_of(ins.mnemonic())
+}
+
+fn op_of(m: Mnemonic) -> Op {
+    match FAMILY.row(m) {
         Some(r) => r.handler,
-        None => unreachable!("generic::supported admitted {:?}", ins.mnemonic()),
-    };
+        None => unreachable!("generic::supported admitted {m:?}"),
+    }
+}
+
+/// Executes (or emits) one instruction `supported` admitted.
+#[inline(always)]
+pub fn exec<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
+    exec_op(e, ins, op_of(ins.mnemonic()))
+}
+
+/// Executes (or emits) one instruction whose operation is `op`.
+#[inline(always)]
+pub fn exec_op<E: Emitter, I: Insn>(e: &mut E, ins: &I, op: Op) {
     match op {
         Op::Nop => {}
         Op::Mov => moves::mov(e, ins),
@@ -198,6 +215,7 @@ pub fn exec<E: Emitter>(e: &mut E, ins: &Instruction) {
 }
 
 /// Records the flag-writing operation of an instruction.
+#[inline(always)]
 fn set_flags<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, res: E::V, a: E::V, b: E::V, aux: E::V) {
     e.set_flags(Flags {
         kind,
@@ -212,6 +230,7 @@ fn set_flags<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, res: E::V, a: E::V
 /// The current RFLAGS bits, for an instruction that changes those in `changed` and keeps the
 /// others: zero where none of the others may be read later (they are dead, whatever they
 /// hold), which spares reading flags the unit has not computed itself.
+#[inline(always)]
 fn kept_flags<E: Emitter>(e: &mut E, changed: u64) -> E::V {
     match e.flags_read_later() & crate::cpu::rflags::ARITH & !changed {
         0 => e.imm(0),
@@ -220,6 +239,7 @@ fn kept_flags<E: Emitter>(e: &mut E, changed: u64) -> E::V {
 }
 
 /// Records flags computed in full (rflags bits), as `FlagKind::Raw`.
+#[inline(always)]
 fn set_raw_flags<E: Emitter>(e: &mut E, f: E::V) {
     let z = e.imm(0);
     set_flags(e, FlagKind::Raw, 8, f, z, z, z);
@@ -228,6 +248,7 @@ fn set_raw_flags<E: Emitter>(e: &mut E, f: E::V) {
 /// Records flags equal to the current ones except the bits in `changed`, which take the
 /// values `bits` computes; nothing where the flags are dead. The current flags are read only
 /// where one of those kept may be read later.
+#[inline(always)]
 fn update_flags<E: Emitter>(e: &mut E, changed: u64, bits: impl FnOnce(&mut E) -> E::V) {
     if !e.flags_needed() {
         return;

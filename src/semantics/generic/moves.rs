@@ -4,33 +4,38 @@
 use crate::cpu::flags::sext;
 use crate::cpu::ops::{Bin, Un};
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::Insn;
 use crate::semantics::operand::{ea_no_seg, op_size, read_op, read_rmw, write_gpr, write_op, Gpr};
-use iced_x86::Instruction;
 
-pub(super) fn mov<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn mov<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let v = read_op(e, ins, 1, size).expect("checked operand");
     write_op(e, ins, 0, size, v, None);
 }
 
-pub(super) fn movzx<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn movzx<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let v = read_op(e, ins, 1, op_size(ins, 1)).expect("checked operand");
     write_op(e, ins, 0, op_size(ins, 0), v, None);
 }
 
-pub(super) fn movsx<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn movsx<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let s = op_size(ins, 1);
     let v = read_op(e, ins, 1, s).expect("checked operand");
     let v = sext(e, v, s);
     write_op(e, ins, 0, op_size(ins, 0), v, None);
 }
 
-pub(super) fn lea<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn lea<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let a = ea_no_seg(e, ins);
     write_op(e, ins, 0, op_size(ins, 0), a, None);
 }
 
-pub(super) fn xchg<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn xchg<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let (a, addr0) = read_rmw(e, ins, 0, size).expect("checked operand");
     let (b, addr1) = read_rmw(e, ins, 1, size).expect("checked operand");
@@ -38,7 +43,8 @@ pub(super) fn xchg<E: Emitter>(e: &mut E, ins: &Instruction) {
     write_op(e, ins, 1, size, a, addr1);
 }
 
-pub(super) fn bswap<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn bswap<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let a = read_op(e, ins, 0, size).expect("checked operand");
     let r = e.un(Un::Bswap64, a);
@@ -52,7 +58,7 @@ pub(super) fn bswap<E: Emitter>(e: &mut E, ins: &Instruction) {
 }
 
 /// The accumulator (rax) or rdx at `size` bytes.
-fn reg(idx: usize, size: u8) -> Gpr {
+fn reg(idx: u8, size: u8) -> Gpr {
     Gpr {
         idx,
         size,
@@ -61,6 +67,7 @@ fn reg(idx: usize, size: u8) -> Gpr {
 }
 
 /// cbw/cwde/cdqe: the accumulator's low `n` bytes sign-extended into its low `2n` bytes.
+#[inline(always)]
 pub(super) fn widen_accumulator<E: Emitter>(e: &mut E, n: u8) {
     let a = e.get_reg(0);
     let v = sext(e, a, n);
@@ -68,6 +75,7 @@ pub(super) fn widen_accumulator<E: Emitter>(e: &mut E, n: u8) {
 }
 
 /// cwd/cdq/cqo: rdx's low `n` bytes all set to the sign of the accumulator's low `n` bytes.
+#[inline(always)]
 pub(super) fn sign_into_dx<E: Emitter>(e: &mut E, n: u8) {
     let a = e.get_reg(0);
     let v = sext(e, a, n);

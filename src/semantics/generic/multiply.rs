@@ -7,10 +7,11 @@ use crate::cpu::flags::{sext, zext};
 use crate::cpu::ops::{Bin, Cmp};
 use crate::cpu::FlagKind;
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::Insn;
 use crate::semantics::operand::{op_size, read_op, write_gpr, write_op};
-use iced_x86::{Instruction, Mnemonic};
+use iced_x86::Mnemonic;
 
-pub(super) fn multiply<E: Emitter>(e: &mut E, ins: &Instruction) {
+pub(super) fn multiply<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     if ins.op_count() == 1 {
         widening_mul(e, ins)
     } else {
@@ -54,7 +55,7 @@ fn widening_product<E: Emitter>(e: &mut E, signed: bool, size: u8, a: E::V, src:
 }
 
 /// One-operand mul/imul: rdx:rax (or ax) = rax * src.
-fn widening_mul<E: Emitter>(e: &mut E, ins: &Instruction) {
+fn widening_mul<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let signed = ins.mnemonic() == Mnemonic::Imul;
     let src = read_op(e, ins, 0, size).expect("checked operand");
@@ -75,7 +76,7 @@ fn widening_mul<E: Emitter>(e: &mut E, ins: &Instruction) {
 }
 
 /// Two- and three-operand imul: the destination gets the truncated signed product.
-fn truncating_imul<E: Emitter>(e: &mut E, ins: &Instruction) {
+fn truncating_imul<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let first = if ins.op_count() == 3 { 1 } else { 0 };
     let a = read_op(e, ins, first, size).expect("checked operand");

@@ -5,8 +5,9 @@ use crate::cpu::flags::{self, sext, zext, Flags};
 use crate::cpu::ops::{Bin, Cmp};
 use crate::cpu::FlagKind;
 use crate::semantics::emitter::Emitter;
-use crate::semantics::operand::{is_imm, op_size, read_rmw, write_op, write_zero_count_result};
-use iced_x86::{Instruction, Mnemonic};
+use crate::semantics::insn::{Insn, Operand};
+use crate::semantics::operand::{op_size, read_rmw, write_op, write_zero_count_result};
+use iced_x86::Mnemonic;
 
 /// The count mask of an operand of `size` bytes (counts are taken modulo 64 or 32).
 fn count_mask(size: u8) -> u64 {
@@ -18,17 +19,17 @@ fn count_mask(size: u8) -> u64 {
 }
 
 /// The count when it is fixed at decode (the one-operand form or an immediate), masked.
-fn fixed_count(ins: &Instruction, size: u8) -> Option<u64> {
-    if ins.op_count() == 1 {
-        Some(1)
-    } else if is_imm(ins.op_kind(1)) {
-        Some(ins.immediate(1) & count_mask(size))
-    } else {
-        None
+#[inline(always)]
+fn fixed_count<I: Insn>(ins: &I, size: u8) -> Option<u64> {
+    match ins.operand(1) {
+        _ if ins.op_count() == 1 => Some(1),
+        Operand::Imm(c) => Some(c & count_mask(size)),
+        _ => None,
     }
 }
 
 /// cl masked to the operand's count width.
+#[inline(always)]
 fn cl_count<E: Emitter>(e: &mut E, size: u8) -> E::V {
     let cl = e.get_reg(1);
     let m = e.imm(count_mask(size));
@@ -36,6 +37,7 @@ fn cl_count<E: Emitter>(e: &mut E, size: u8) -> E::V {
 }
 
 /// `a` shifted by `c` as `kind` says, masked to `size`.
+#[inline(always)]
 fn shifted<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, a: E::V, c: E::V) -> E::V {
     match kind {
         FlagKind::Shl => {
@@ -51,7 +53,8 @@ fn shifted<E: Emitter>(e: &mut E, kind: FlagKind, size: u8, a: E::V, c: E::V) ->
     }
 }
 
-pub(super) fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn shift<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
     let kind = match ins.mnemonic() {
@@ -94,6 +97,7 @@ pub(super) fn shift<E: Emitter>(e: &mut E, ins: &Instruction) {
     set_raw_flags(e, f);
 }
 
+#[inline(always)]
 fn bit<E: Emitter>(e: &mut E, v: E::V, n: u64) -> E::V {
     let s = e.imm(n);
     let t = e.bin(Bin::Shr, v, s);
@@ -102,7 +106,8 @@ fn bit<E: Emitter>(e: &mut E, v: E::V, n: u64) -> E::V {
 }
 
 /// rol/ror: only CF and OF change (OF is defined for a count of 1); a zero count changes nothing.
-pub(super) fn rotate<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn rotate<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let size = op_size(ins, 0);
     let (a, addr) = read_rmw(e, ins, 0, size).expect("checked operand");
     let fixed = fixed_count(ins, size);
@@ -126,6 +131,7 @@ pub(super) fn rotate<E: Emitter>(e: &mut E, ins: &Instruction) {
 }
 
 /// CF and OF of a rotate's result `r`; a count in cl (`count_in_cl`) of zero keeps the flags.
+#[inline(always)]
 fn rotate_flags<E: Emitter>(e: &mut E, rol: bool, size: u8, r: E::V, c: E::V, count_in_cl: bool) {
     let bits = size as u64 * 8;
     // A zero count in cl keeps every flag; else only the others are kept.

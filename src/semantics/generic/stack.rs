@@ -2,12 +2,13 @@
 
 use crate::cpu::ops::Bin;
 use crate::semantics::emitter::Emitter;
+use crate::semantics::insn::Insn;
 use crate::semantics::operand::{read_op, write_op};
-use iced_x86::Instruction;
 
 pub(super) const RSP: usize = 4;
 const RBP: usize = 5;
 
+#[inline(always)]
 pub(super) fn push<E: Emitter>(e: &mut E, v: E::V) {
     let sp = e.get_reg(RSP);
     let eight = e.imm(8);
@@ -16,6 +17,7 @@ pub(super) fn push<E: Emitter>(e: &mut E, v: E::V) {
     e.set_reg(RSP, nsp);
 }
 
+#[inline(always)]
 pub(super) fn pop<E: Emitter>(e: &mut E) -> E::V {
     let sp = e.get_reg(RSP);
     let v = e.load(sp, 8);
@@ -25,16 +27,19 @@ pub(super) fn pop<E: Emitter>(e: &mut E) -> E::V {
     v
 }
 
-pub(super) fn push_op<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn push_op<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let v = read_op(e, ins, 0, 8).expect("checked operand");
     push(e, v);
 }
 
-pub(super) fn pop_op<E: Emitter>(e: &mut E, ins: &Instruction) {
+#[inline(always)]
+pub(super) fn pop_op<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let v = pop(e);
     write_op(e, ins, 0, 8, v, None);
 }
 
+#[inline(always)]
 pub(super) fn leave<E: Emitter>(e: &mut E) {
     // The load comes first: if it faults, no register has changed.
     let bp = e.get_reg(RBP);
