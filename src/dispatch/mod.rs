@@ -364,13 +364,18 @@ impl Engine {
             };
             let u = &mut units.list[i];
             let interpreted = u.code.is_none() && u.check.is_none() && !u.dead;
-            let block = u.block.as_ref().filter(|b| interpreted && !b.insns.is_empty())?;
-            if auto && !u.queued && u.count + 1 >= HOT_THRESHOLD {
+            if !interpreted || (auto && !u.queued && u.count + 1 >= HOT_THRESHOLD) {
                 return None;
             }
+            let program = match &mut u.program {
+                Some(p) => p,
+                empty => {
+                    let block = u.block.as_ref().filter(|b| !b.insns.is_empty())?;
+                    empty.insert(Arc::new(Program::new(block.clone())))
+                }
+            };
             u.count += 1;
             stats.guest_insns_interp += u.ninsns;
-            let program = u.program.get_or_insert_with(|| Arc::new(Program::new(block.clone())));
             Some(Arc::as_ptr(program))
         };
         crate::interp::run_blocks_guarded(&mut self.cpu, first, &mut next)

@@ -18,6 +18,12 @@ use cache_format::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The guest bytes copied to decode a block from, first (`decode_copy`).
+const DECODE_COPY: u64 = 256;
+
+/// The longest x86 instruction, in bytes.
+const MAX_INSN_LEN: u64 = 15;
+
 /// How large a region `--tier jit` compiles at a block's first execution: small, since it
 /// compiles before anything runs and every block heads one.
 const JIT_TIER_REGIONS: Limits = Limits {
@@ -477,6 +483,22 @@ impl Engine {
         self.proc.mem.watch_code(rip, len).0
     }
 
+    /// The block decoded from a copy of the `len` executable guest bytes at `rip`: of its
+    /// first `DECODE_COPY` bytes, and of all of them only when the block may reach past those
+    /// (a block is seldom longer).
+    fn decode_copy(&self, rip: u64, len: u64) -> Block {
+        let mut copied = len.min(DECODE_COPY);
+        loop {
+            let code = self.proc.mem.read_bytes(rip, copied as usize).unwrap_or(&[]).to_vec();
+            let block = decode_block(&code, rip, semantics::classify);
+            let whole = copied == len || block.len + MAX_INSN_LEN < copied;
+            if whole {
+                return block;
+            }
+            copied = len;
+        }
+    }
+
     /// Decodes the block at `rip` into a new unit, from executable guest memory only. The bytes
     /// are decoded from a copy, and
     /// compared with the guest's after their pages are watched: a write that came in between
@@ -487,8 +509,7 @@ impl Engine {
         let mut watch;
         let mut tries = 0;
         loop {
-            let code = self.proc.mem.read_bytes(rip, len as usize).unwrap_or(&[]).to_vec();
-            block = decode_block(&code, rip, semantics::classify);
+            block = self.decode_copy(rip, len);
             crate::klog!("decode", "decoding the block at {rip:#x}");
             self.stats.blocks_decoded += 1;
             let newly;

@@ -4,8 +4,9 @@ use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
 use crate::mem::exec::CodePtr;
 use crate::semantics::generic::Op;
-use crate::semantics::insn::{At, Compact, Insn, Operand};
+use crate::semantics::insn::{At, Compact};
 use crate::semantics::{self, concrete::Live, Handler};
+use iced_x86::Instruction;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -120,17 +121,59 @@ pub struct Program {
 /// One instruction of a `Program`.
 struct Step {
     compact: Compact,
-    handler: Handler,
     /// What runs it (`steps::step_fn`).
     run: StepFn,
+    handler: Handler,
     /// Its offset in the block (`Cpu::insn_off`).
     offset: u32,
-    /// Whether an arithmetic flag it writes may be read afterwards.
-    flags_live: bool,
+    /// What it is (`mark`).
+    marks: u8,
+}
+
+/// What a step is, as bits of `Step::marks`.
+mod mark {
+    /// An arithmetic flag it writes may be read afterwards.
+    pub const FLAGS_LIVE: u8 = 1;
     /// Its 16-byte memory operand must be 16-byte aligned (`semantics::route::ALIGN16`).
-    aligned: bool,
+    pub const ALIGNED: u8 = 2;
+    /// It may access guest memory (and so fault there).
+    pub const ACCESSES: u8 = 4;
     /// It may write guest memory.
-    may_write: bool,
+    pub const WRITES: u8 = 8;
+}
+
+impl Step {
+    fn new(ins: &Instruction, route: u8, flags_live: bool, block_start: u64) -> Step {
+        let compact = Compact::new(ins);
+        let handler = semantics::handler(ins, route);
+        let (accesses, writes) = match handler {
+            Handler::Generic(op) => (
+                compact.has_memory() || matches!(op, Op::Push | Op::Pop | Op::Call | Op::Ret | Op::Leave),
+                compact.has_memory() || matches!(op, Op::Push | Op::Call),
+            ),
+            _ => (true, true),
+        };
+        let marks = [
+            (flags_live, mark::FLAGS_LIVE),
+            (route & semantics::route::ALIGN16 != 0, mark::ALIGNED),
+            (accesses, mark::ACCESSES),
+            (writes, mark::WRITES),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |m, (_, bit)| m | bit);
+        Step {
+            run: steps::step_fn(handler, ins.mnemonic(), compact.shape(), compact.op_size(0)),
+            compact,
+            handler,
+            offset: (ins.ip() - block_start) as u32,
+            marks,
+        }
+    }
+
+    fn is(&self, m: u8) -> bool {
+        self.marks & m != 0
+    }
 }
 
 impl Program {
@@ -140,25 +183,7 @@ impl Program {
             .iter()
             .zip(&block.routes)
             .zip(&block.flags_live)
-            .map(|((ins, &route), &flags_live)| {
-                let compact = Compact::new(ins);
-                let handler = semantics::handler(ins, route);
-                let may_write = match handler {
-                    Handler::Generic(op) => {
-                        (0..2).any(|n| compact.operand(n) == Operand::Mem) || matches!(op, Op::Push | Op::Call)
-                    }
-                    _ => true,
-                };
-                Step {
-                    may_write,
-                    run: steps::step_fn(handler, ins.mnemonic(), compact.shape(), compact.op_size(0)),
-                    compact,
-                    handler,
-                    offset: (ins.ip() - block.start) as u32,
-                    flags_live,
-                    aligned: route & semantics::route::ALIGN16 != 0,
-                }
-            })
+            .map(|((ins, &route), &flags_live)| Step::new(ins, route, flags_live, block.start))
             .collect();
         Program {
             block,
@@ -196,21 +221,16 @@ impl Program {
 pub fn run_block(cpu: &mut Cpu, program: &Program) -> u64 {
     let mut e = Live::new(cpu);
     for (step, ins) in program.steps.iter().zip(&program.block.insns) {
-        let at = At {
-            compact: &step.compact,
-            ins,
-        };
         // Semantics touch memory before they write registers, so at a host fault the context
         // holds the state before this instruction.
-        e.cpu.insn_off = step.offset as u64;
-        e.flags_live = step.flags_live;
-        if step.aligned && semantics::misalignment(&mut e, &at) != 0 {
-            e.cpu.fault = fault::GP;
-            e.cpu.fault_addr = ins.ip();
-            e.cpu.rip = ins.ip();
+        if step.is(mark::ACCESSES) {
+            e.cpu.insn_off = step.offset as u64;
+        }
+        e.flags_live = step.is(mark::FLAGS_LIVE);
+        if step.is(mark::ALIGNED) && misaligned(&mut e, step, ins) {
             return exit::FAULT;
         }
-        (step.run)(&mut e, at, step.handler);
+        (step.run)(&mut e, step, ins);
         if let Some(t) = e.jumped {
             let code = e.exit;
             e.cpu.rip = t;
@@ -219,12 +239,29 @@ pub fn run_block(cpu: &mut Cpu, program: &Program) -> u64 {
         // Woken by this instruction writing translated code (`mem::watch`), perhaps the rest
         // of this block: the dispatcher sees to it before the block goes on. Anything else
         // that wakes the thread waits for the block's end.
-        if step.may_write && e.cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-            e.cpu.rip = at.next_ip();
+        if step.is(mark::WRITES) && e.cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            e.cpu.rip = step.compact.next_ip();
             return exit::NEXT;
         }
     }
     let block = &program.block;
     cpu.rip = block.start + block.len;
     exit::NEXT
+}
+
+/// Whether the 16-byte memory operand of a step that must be aligned is not; then the
+/// context holds the #GP.
+#[cold]
+fn misaligned(e: &mut Live<'_>, step: &Step, ins: &Instruction) -> bool {
+    let at = At {
+        compact: &step.compact,
+        ins,
+    };
+    if semantics::misalignment(e, &at) == 0 {
+        return false;
+    }
+    e.cpu.fault = fault::GP;
+    e.cpu.fault_addr = ins.ip();
+    e.cpu.rip = ins.ip();
+    true
 }

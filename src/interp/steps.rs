@@ -5,15 +5,16 @@
 //! operand's kind when it runs. Every other instruction goes through
 //! `semantics::exec_handler`.
 
+use super::Step;
 use crate::semantics::concrete::Live;
 use crate::semantics::generic::{self, exec_op, Op};
 use crate::semantics::insn::{shape, At, Form, Shaped};
 use crate::semantics::{exec_handler, Handler};
-use iced_x86::Mnemonic;
+use iced_x86::{Instruction, Mnemonic};
 use std::marker::PhantomData;
 
-/// A handler as a step calls it: the live context, the instruction and its handler.
-pub type StepFn = fn(&mut Live<'_>, At<'_>, Handler);
+/// A handler as a step calls it: the live context, the step and its instruction.
+pub type StepFn = fn(&mut Live<'_>, &Step, &Instruction);
 
 /// The operand shapes specialised: register, memory, immediate or none (or another kind:
 /// a branch target) for each of the first two operands.
@@ -59,7 +60,11 @@ const fn same_sizes(m: Mnemonic) -> bool {
 }
 
 /// The handler of an instruction of form `Known<MN, S, Z>`.
-fn run<const MN: u16, const S: u8, const Z: u8>(e: &mut Live<'_>, at: At<'_>, _: Handler) {
+fn run<const MN: u16, const S: u8, const Z: u8>(e: &mut Live<'_>, step: &Step, ins: &Instruction) {
+    let at = At {
+        compact: &step.compact,
+        ins,
+    };
     exec_op(e, &Shaped::<Known<MN, S, Z>>(at, PhantomData), Known::<MN, S, Z>::OP);
 }
 
@@ -67,8 +72,12 @@ fn run<const MN: u16, const S: u8, const Z: u8>(e: &mut Live<'_>, at: At<'_>, _:
 const SIZES: [u8; 2] = [4, 8];
 
 /// The handler of everything else.
-fn run_any(e: &mut Live<'_>, at: At<'_>, h: Handler) {
-    exec_handler(e, &at, h);
+fn run_any(e: &mut Live<'_>, step: &Step, ins: &Instruction) {
+    let at = At {
+        compact: &step.compact,
+        ins,
+    };
+    exec_handler(e, &at, step.handler);
 }
 
 /// The specialised mnemonics, each with its shapes: `HOT` lists them, `specialised` finds

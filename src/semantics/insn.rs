@@ -135,48 +135,97 @@ fn address_of(ins: &Instruction) -> Address {
 /// Operands beyond the third are not held (no general-purpose form has them).
 const HELD_OPERANDS: usize = 3;
 
-/// An instruction's answers to `Insn`, worked out once.
+/// A held operand's kind besides those of `shape`: a near branch target (in `Compact::value`).
+const BRANCH: u8 = 4;
+
+/// An instruction's answers to `Insn`, worked out once, in 64 bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Compact {
-    operands: [Operand; HELD_OPERANDS],
-    /// The registers of the first two operands, where they are registers (for `Shaped`).
-    gprs: [Gpr; 2],
-    /// The immediate among the first two operands, if there is one (for `Shaped`).
-    imm: u64,
-    address: Address,
+    /// The immediate or branch target among its operands (`kinds`).
+    value: u64,
     next_ip: u64,
+    address: Address,
     mnemonic: Mnemonic,
+    /// What each operand is: `shape::REG` (its register in `gprs`), `shape::MEM`,
+    /// `shape::IMM` or `BRANCH` (in `value`), or `shape::OTHER`: what the instruction says.
+    kinds: [u8; HELD_OPERANDS],
+    gprs: [Gpr; HELD_OPERANDS],
     sizes: [u8; HELD_OPERANDS],
     op_count: u8,
 }
 
 impl Compact {
     pub fn new(ins: &Instruction) -> Compact {
-        let at = |n: usize| (n < ins.op_count() as usize).then_some(n as u32);
-        let has_memory = (0..ins.op_count()).any(|n| ins.op_kind(n) == OpKind::Memory);
-        let operands: [Operand; HELD_OPERANDS] =
-            std::array::from_fn(|n| at(n).map_or(Operand::Other, |n| operand_of(ins, n)));
-        let gpr_of = |o: Operand| match o {
-            Operand::Reg(g) => g,
-            _ => Gpr::default(),
-        };
-        let imm = operands[..2].iter().find_map(|o| match *o {
-            Operand::Imm(v) => Some(v),
-            _ => None,
-        });
-        Compact {
-            operands,
-            gprs: [gpr_of(operands[0]), gpr_of(operands[1])],
-            imm: imm.unwrap_or(0),
-            address: if has_memory {
-                address_of(ins)
-            } else {
-                Address::default()
-            },
+        let mut c = Compact {
+            value: 0,
             next_ip: ins.next_ip(),
+            address: Address::default(),
             mnemonic: ins.mnemonic(),
-            sizes: std::array::from_fn(|n| at(n).map_or(0, |n| size_of(ins, n))),
+            kinds: [shape::OTHER; HELD_OPERANDS],
+            gprs: [Gpr::default(); HELD_OPERANDS],
+            sizes: [0; HELD_OPERANDS],
             op_count: ins.op_count() as u8,
+        };
+        let mut valued = false;
+        for n in 0..ins.op_count().min(HELD_OPERANDS as u32) {
+            let k = n as usize;
+            c.sizes[k] = size_of(ins, n);
+            c.kinds[k] = match operand_of(ins, n) {
+                Operand::Reg(g) => {
+                    c.gprs[k] = g;
+                    shape::REG
+                }
+                Operand::Mem => {
+                    c.address = address_of(ins);
+                    shape::MEM
+                }
+                // One value is held; another (none of the general-purpose forms has two) is
+                // read from the instruction.
+                Operand::Imm(v) if !valued => {
+                    (c.value, valued) = (v, true);
+                    shape::IMM
+                }
+                Operand::Branch(t) if !valued => {
+                    (c.value, valued) = (t, true);
+                    BRANCH
+                }
+                _ => shape::OTHER,
+            };
+        }
+        c
+    }
+
+    /// The size of operand `n` (of the first three), in bytes (0 where there is none).
+    pub fn op_size(&self, n: usize) -> u8 {
+        self.sizes[n]
+    }
+
+    /// The address of the instruction after it.
+    pub fn next_ip(&self) -> u64 {
+        self.next_ip
+    }
+
+    /// Whether one of its first three operands is in memory.
+    pub fn has_memory(&self) -> bool {
+        self.kinds.contains(&shape::MEM)
+    }
+
+    /// The kinds of its first two operands (`shape`).
+    pub fn shape(&self) -> u8 {
+        let kind = |k: u8| if k == BRANCH { shape::OTHER } else { k };
+        shape::of(kind(self.kinds[0]), kind(self.kinds[1]))
+    }
+
+    /// Operand `n` as held, or None where the instruction itself says.
+    #[inline(always)]
+    fn operand(&self, n: u32) -> Option<Operand> {
+        let k = n as usize;
+        match *self.kinds.get(k)? {
+            shape::REG => Some(Operand::Reg(self.gprs[k])),
+            shape::MEM => Some(Operand::Mem),
+            shape::IMM => Some(Operand::Imm(self.value)),
+            BRANCH => Some(Operand::Branch(self.value)),
+            _ => None,
         }
     }
 }
@@ -207,15 +256,15 @@ impl Insn for At<'_> {
     }
     #[inline]
     fn near_branch_target(&self) -> u64 {
-        match self.compact.operands[0] {
-            Operand::Branch(t) => t,
+        match self.compact.operand(0) {
+            Some(Operand::Branch(t)) => t,
             _ => self.ins.near_branch_target(),
         }
     }
     #[inline]
     fn operand(&self, n: u32) -> Operand {
-        match self.compact.operands.get(n as usize) {
-            Some(&o) => o,
+        match self.compact.operand(n) {
+            Some(o) => o,
             None => operand_of(self.ins, n),
         }
     }
@@ -255,29 +304,6 @@ pub mod shape {
         } else {
             (shape >> (2 * n)) & 3
         }
-    }
-}
-
-impl Compact {
-    /// The size of operand `n` (of the first three), in bytes (0 where there is none).
-    pub fn op_size(&self, n: usize) -> u8 {
-        self.sizes[n]
-    }
-
-    /// Operand `n` (of the first three).
-    pub fn operand(&self, n: usize) -> Operand {
-        self.operands[n]
-    }
-
-    /// The kinds of its first two operands (`shape`).
-    pub fn shape(&self) -> u8 {
-        let kind = |o: Operand| match o {
-            Operand::Reg(_) => shape::REG,
-            Operand::Mem => shape::MEM,
-            Operand::Imm(_) => shape::IMM,
-            Operand::Branch(_) | Operand::Other => shape::OTHER,
-        };
-        shape::of(kind(self.operands[0]), kind(self.operands[1]))
     }
 }
 
@@ -334,7 +360,7 @@ impl<F: Form> Insn for Shaped<'_, F> {
                 })
             }
             shape::MEM => Operand::Mem,
-            shape::IMM => Operand::Imm(self.0.compact.imm),
+            shape::IMM => Operand::Imm(self.0.compact.value),
             _ => self.0.operand(n),
         }
     }

@@ -3,26 +3,29 @@
 
 use super::emitter::{VOp, VShift};
 
-/// The `16 / w` lanes of `w` bytes of `v`, lowest first, zero-extended (the rest zero).
+/// The mask of a lane of `w` bytes (1, 2, 4 or 8).
+fn lane_mask(w: u8) -> u64 {
+    u64::MAX >> (64 - w as u32 * 8)
+}
+
+/// The `16 / w` lanes of `w` bytes of `v` (1, 2, 4 or 8), lowest first, zero-extended (the
+/// rest zero).
 pub fn lanes(v: u128, w: u8) -> [u64; 16] {
+    let bits = w as u32 * 8;
     let mut out = [0u64; 16];
-    let w = w as usize;
-    for (o, c) in out.iter_mut().zip(v.to_le_bytes().chunks_exact(w)) {
-        let mut x = [0u8; 8];
-        x[..w].copy_from_slice(c);
-        *o = u64::from_le_bytes(x);
+    for (i, o) in out.iter_mut().take(16 / w as usize).enumerate() {
+        *o = (v >> (i as u32 * bits)) as u64 & lane_mask(w);
     }
     out
 }
 
 /// The vector of the first `16 / w` lanes of `l`, each cut to `w` bytes (`lanes`' inverse).
 pub fn pack(l: &[u64; 16], w: u8) -> u128 {
-    let mut bytes = [0u8; 16];
-    let w = w as usize;
-    for (c, x) in bytes.chunks_exact_mut(w).zip(l) {
-        c.copy_from_slice(&x.to_le_bytes()[..w]);
-    }
-    u128::from_le_bytes(bytes)
+    let bits = w as u32 * 8;
+    l.iter()
+        .take(16 / w as usize)
+        .enumerate()
+        .fold(0, |r, (i, &x)| r | ((x & lane_mask(w)) as u128) << (i as u32 * bits))
 }
 
 pub fn sext(v: u64, w: u8) -> i64 {
