@@ -130,8 +130,9 @@ fn below<E: Emitter>(e: &mut E, len: E::V) -> E::V {
 
 /// A vector of element `i` of `v` in every lane.
 fn splat<E: Emitter>(e: &mut E, c: Control, v: E::X, i: u32) -> E::X {
+    // Elements are 1 or 2 bytes wide.
     let w = c.w as u32;
-    e.vshuffle(v, v, std::array::from_fn(|k| (i * w + k as u32 % w) as u8))
+    e.vshuffle(v, v, std::array::from_fn(|k| (i * w + (k as u32 & (w - 1))) as u8))
 }
 
 /// One bit per element of b equal to element `i` of a.

@@ -33,13 +33,33 @@ pub fn sext(v: u64, w: u8) -> i64 {
     ((v << s) as i64) >> s
 }
 
+/// `f` of each pair of lanes of `w` bytes of `a` and `b` (1, 2, 4 or 8), zero-extended, each
+/// result cut to `w` bytes. Written per width, so that the compiler sees the lanes of each.
+#[inline(always)]
 pub fn lanewise(w: u8, a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
-    let (x, y) = (lanes(a, w), lanes(b, w));
-    let mut r = [0u64; 16];
-    for i in 0..16 / w as usize {
-        r[i] = f(x[i], y[i]);
+    match w {
+        1 => lanes_of::<1>(a, b, f),
+        2 => lanes_of::<2>(a, b, f),
+        4 => lanes_of::<4>(a, b, f),
+        _ => lanes_of::<8>(a, b, f),
     }
-    pack(&r, w)
+}
+
+/// `lanewise` for lanes of `W` bytes.
+#[inline(always)]
+fn lanes_of<const W: usize>(a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
+    let (x, y) = (a.to_le_bytes(), b.to_le_bytes());
+    let lane = |v: &[u8; 16], i: usize| {
+        let mut l = [0u8; 8];
+        l[..W].copy_from_slice(&v[i * W..i * W + W]);
+        u64::from_le_bytes(l)
+    };
+    let mut out = [0u8; 16];
+    for i in 0..16 / W {
+        let r = f(lane(&x, i), lane(&y, i)).to_le_bytes();
+        out[i * W..i * W + W].copy_from_slice(&r[..W]);
+    }
+    u128::from_le_bytes(out)
 }
 
 fn limits(w: u8) -> (i64, i64, u64) {
