@@ -14,17 +14,21 @@ use cache_format::Hash;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-/// Executions in the baseline tier before a block is queued for compilation. Cold, in paired
-/// rounds against 64: `cc1 -O2 hello.i` 0.97x, `python3 -c pass` 0.88x, crc32 0.93x, sha256
-/// the same, the `sh` loop 1.06x; 256 (all hot blocks to the quick JIT) took `cc1` 0.93x
-/// further but the `sh` loop 1.27x.
-pub const HOT_THRESHOLD: u32 = 128;
+/// Executions in the baseline tier before a block is queued for compilation. Since the
+/// baseline tier runs decoded programs (`interp::Program`), a compile (hundreds of
+/// microseconds) pays off only for blocks that run thousands of times. Cold wall time against
+/// qemu-x86_64 in the same rounds, at 128 / 512 / 1024 / 2048 / 8192: `cc1 -O2 hello.i` 1.76
+/// / 1.58 / 1.38 / 1.29 / 1.52x, `lparser.i` 3.89 / 3.62 / 3.55 / 3.59 / 4.18x, `python3 -c
+/// pass` 2.43 / 2.05 / 1.90 / 1.86 / 1.84x, the `sh` loop 2.36 / 2.21 / 2.10 / 2.26 / 2.23x,
+/// `as` 1.69 / 1.53 / 1.39 / 1.40 / 1.30x.
+pub const HOT_THRESHOLD: u32 = 2048;
 
-/// The compiles in flight from which a newly hot block goes to the quick JIT: a start-up's
-/// burst of new code leaves the baseline tier sooner, where an optimised compile of each
-/// block (about 440 us against 190 in `cc1`) kept the backlog, and the blocks waiting in it,
-/// in the baseline tier longer.
-const QUICK_BACKLOG: usize = 2;
+/// The compiles in flight from which a newly hot block goes to the quick JIT (about 190 us a
+/// unit in `cc1` against 440 optimised), for a burst of new hot code. At 2 (the policy while
+/// the baseline tier cost 25 ns a guest instruction in `cc1`) it now cost time: cold, in
+/// paired rounds against never, `cc1 -O2 hello.i` 1.08x, `python3 -c pass` 1.03x; at 16 the
+/// same as never (`cc1` 1.02x, `lparser.i` 1.01x).
+const QUICK_BACKLOG: usize = 16;
 
 /// A unit compiled in this run, kept for writing to the cache at exit.
 pub(super) struct NewUnit {
