@@ -1,4 +1,5 @@
-//! Baseline tier: runs decoded blocks through the semantics over concrete values.
+//! Baseline tier: runs decoded blocks through the semantics over concrete values, each block
+//! made once into a `Program` of steps whose handlers were chosen for them (`steps`).
 
 use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
@@ -7,14 +8,13 @@ use crate::semantics::generic::Op;
 use crate::semantics::insn::{At, Compact};
 use crate::semantics::{self, concrete::Live, Handler};
 use iced_x86::Instruction;
+use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use steps::StepFn;
 
 mod steps;
-use std::cell::Cell;
-use std::sync::OnceLock;
 
 /// What gives the block to run next, for the rip the last one left (`run_blocks_guarded`):
 /// the closure's address and the function that calls it.

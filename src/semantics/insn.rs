@@ -2,8 +2,10 @@
 //! `Instruction` answers each question when it is asked; `Compact`, the baseline tier's form,
 //! holds the answers the general-purpose instructions ask for (operands resolved to register
 //! numbers and sizes, immediates, branch targets, the memory operand's parts), worked out once
-//! when its block is decoded, and is read through `At` beside the instruction it came from.
-//! Both run the same semantics: a family written over `Insn` is one source for both.
+//! when its block is decoded, and is read through `At` beside the instruction it came from;
+//! `Shaped` is an `At` whose mnemonic, operand kinds and sizes are constants of its type
+//! (`Form`), for handlers monomorphised per form. All run the same semantics: a family written
+//! over `Insn` is one source for every view.
 
 use super::operand::{gpr, is_imm, Gpr};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
