@@ -341,9 +341,11 @@ impl Engine {
     /// Runs `block` in the baseline tier, then the blocks after it that are known, still in
     /// the baseline tier and not about to be compiled, up to `INTERPRETED_RUN` of them, in
     /// one entry (each counted as the dispatcher counts it); back in the dispatcher for
-    /// anything else, and whenever the thread is woken or guest code changed.
+    /// anything else, and whenever the thread is woken or guest code changed since the
+    /// dispatcher last dropped what changed (not since this entry: a write in between may have
+    /// changed the very block the guest goes to next).
     fn interpret_on(&mut self, first: &Program) -> u64 {
-        let epoch = crate::mem::watch::epoch();
+        let epoch = self.units.log_cursor;
         let auto = self.shared.tier == Tier::Auto;
         let (units, stats) = (&mut self.units, &mut self.stats);
         let mut left = INTERPRETED_RUN;
