@@ -329,7 +329,9 @@ impl Engine {
         u.count += 1;
         let hot = self.shared.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
         self.stats.guest_insns_interp += u.ninsns;
-        let program = u.program.get_or_insert_with(|| Arc::new(Program::new(block))).clone();
+        let Some(program) = u.program().cloned() else {
+            unreachable!("a unit with a non-empty block has a program")
+        };
         if hot {
             let code = crate::interp::run_block_guarded(&mut self.cpu, &program);
             self.queue_compile(i);
@@ -369,16 +371,10 @@ impl Engine {
             if !interpreted || (auto && !u.queued && u.count + 1 >= HOT_THRESHOLD) {
                 return None;
             }
-            let program = match &mut u.program {
-                Some(p) => p,
-                empty => {
-                    let block = u.block.as_ref().filter(|b| !b.insns.is_empty())?;
-                    empty.insert(Arc::new(Program::new(block.clone())))
-                }
-            };
+            let program = Arc::as_ptr(u.program()?);
             u.count += 1;
             stats.guest_insns_interp += u.ninsns;
-            Some(Arc::as_ptr(program))
+            Some(program)
         };
         crate::interp::run_blocks_guarded(&mut self.cpu, first, &mut next)
     }

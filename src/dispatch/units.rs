@@ -57,6 +57,16 @@ pub(super) struct Unit {
 }
 
 impl Unit {
+    /// Its block in the baseline tier's form, made at its first run there (None without a
+    /// block, or for an empty one).
+    pub fn program(&mut self) -> Option<&Arc<Program>> {
+        if self.program.is_none() {
+            let block = self.block.as_ref().filter(|b| !b.insns.is_empty())?;
+            self.program = Some(Arc::new(Program::new(block.clone())));
+        }
+        self.program.as_ref()
+    }
+
     fn new(rip: u64, guest_len: u64, ninsns: u64) -> Unit {
         Unit {
             rip,

@@ -53,15 +53,6 @@ pub trait Insn {
     fn op_count(&self) -> u32 {
         self.iced().op_count()
     }
-    fn op_kind(&self, n: u32) -> OpKind {
-        self.iced().op_kind(n)
-    }
-    fn op_register(&self, n: u32) -> Register {
-        self.iced().op_register(n)
-    }
-    fn immediate(&self, n: u32) -> u64 {
-        self.iced().immediate(n)
-    }
     fn next_ip(&self) -> u64 {
         self.iced().next_ip()
     }

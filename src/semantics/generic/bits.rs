@@ -9,7 +9,7 @@ use crate::cpu::ops::{Bin, Cmp, Un};
 use crate::cpu::rflags as rf;
 use crate::semantics::emitter::Emitter;
 use crate::semantics::insn::{Insn, Operand};
-use crate::semantics::operand::{ea, gpr, op_size, read_gpr, read_op, read_rmw, write_gpr, write_op};
+use crate::semantics::operand::{ea, op_size, read_gpr, read_op, read_rmw, write_gpr, write_op};
 use iced_x86::Mnemonic;
 
 /// bt/bts/btr/btc: CF = the selected bit, which bts, btr and btc then set, clear or flip. A
@@ -36,7 +36,10 @@ pub(super) fn bit_test<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
             (v, a, bit)
         }
     } else {
-        let bit = e.imm(ins.immediate(1) & (bits - 1));
+        let Operand::Imm(index) = ins.operand(1) else {
+            unreachable!("checked operand")
+        };
+        let bit = e.imm(index & (bits - 1));
         let (v, a) = read_rmw(e, ins, 0, size).expect("checked operand");
         (v, a, bit)
     };
@@ -110,7 +113,9 @@ pub(super) fn bit_count<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
 /// Writes `v` to the destination register unless `keep` (0 or 1) is set, when the whole
 /// register stays as it was (a 32-bit destination is not zero-extended either).
 fn write_unless<E: Emitter, I: Insn>(e: &mut E, ins: &I, keep: E::V, v: E::V) {
-    let g = gpr(ins.op_register(0)).expect("checked operand");
+    let Operand::Reg(g) = ins.operand(0) else {
+        unreachable!("checked operand")
+    };
     if g.size == 2 {
         let old = read_gpr(e, g);
         let w = e.select(keep, old, v);

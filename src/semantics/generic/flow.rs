@@ -28,9 +28,9 @@ pub(super) fn call<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
 #[inline(always)]
 pub(super) fn ret<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
     let t = pop(e);
-    if ins.op_count() == 1 {
+    if let Operand::Imm(bytes) = ins.operand(0) {
         let sp = e.get_reg(RSP);
-        let n = e.imm(ins.immediate(0));
+        let n = e.imm(bytes);
         let nsp = e.bin(Bin::Add, sp, n);
         e.set_reg(RSP, nsp);
     }

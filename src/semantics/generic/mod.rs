@@ -169,12 +169,6 @@ fn op_of(m: Mnemonic) -> Op {
     }
 }
 
-/// Executes (or emits) one instruction `supported` admitted.
-#[inline(always)]
-pub fn exec<E: Emitter, I: Insn>(e: &mut E, ins: &I) {
-    exec_op(e, ins, op_of(ins.mnemonic()))
-}
-
 /// Executes (or emits) one instruction whose operation is `op`.
 #[inline(always)]
 pub fn exec_op<E: Emitter, I: Insn>(e: &mut E, ins: &I, op: Op) {
