@@ -145,7 +145,7 @@ impl Engine {
         let Some(block) = self.units.list[i].block.clone() else {
             return;
         };
-        self.units.list[i].queued = true;
+        self.units.set_queued(i, true);
         if !self.shared.registry.claim_compile(block.start) {
             return; // another thread compiles it; `pull_compiled` brings it here
         }
@@ -213,9 +213,8 @@ impl Engine {
                 continue; // its guest bytes changed while it compiled
             }
             // Optimised code replaces the quick JIT's where it was compiled again.
-            self.units.list[i].code = Some(f);
+            self.units.set_code(i, f);
             if let Some(b) = self.units.list[i].block.clone() {
-                self.units.chain_unit(i, f);
                 if quick {
                     self.compiles.quick_units.push_back(i);
                 }
@@ -250,8 +249,7 @@ impl Engine {
         let codes: Vec<&[u8]> = wanted.iter().map(|(_, n)| &n.unit.code[..]).collect();
         let Some(fns) = self.install_copies(&codes) else { return };
         for ((i, _), f) in wanted.into_iter().zip(fns) {
-            self.units.list[i].code = Some(f);
-            self.units.chain_unit(i, f);
+            self.units.set_code(i, f);
         }
     }
 }

@@ -211,6 +211,10 @@ impl Engine {
     /// word and its own chaining table.
     /// `wake`: the wake word of `cpu`, registered (`claim_wake`).
     fn assemble(cpu: Box<Cpu>, wake: Wake, proc: Arc<Process>, shared: Shared, cache: Option<PathBuf>) -> Engine {
+        let hot_after = match shared.tier {
+            Tier::Auto => HOT_THRESHOLD - 1,
+            _ => u32::MAX,
+        };
         let mut e = Engine {
             cpu,
             proc,
@@ -219,7 +223,7 @@ impl Engine {
             clear_tid: None,
             is_main: false,
             cache,
-            units: units::Units::default(),
+            units: units::Units::new(hot_after),
             compiles: compile::Compiles::default(),
             replayed_blocks: Default::default(),
             wake,
@@ -326,13 +330,13 @@ impl Engine {
                 _ => Err(stop(&block)),
             };
         }
-        u.count += 1;
-        let hot = self.shared.tier == Tier::Auto && !u.queued && u.count >= HOT_THRESHOLD;
         self.stats.guest_insns_interp += u.ninsns;
-        let Some(program) = u.program().cloned() else {
+        let queued = u.queued;
+        let Some(program) = u.program(self.units.hot_after).cloned() else {
             unreachable!("a unit with a non-empty block has a program")
         };
-        if hot {
+        let count = program.counted();
+        if self.shared.tier == Tier::Auto && !queued && count >= HOT_THRESHOLD {
             let code = crate::interp::run_block_guarded(&mut self.cpu, &program);
             self.queue_compile(i);
             return Ok(code);
@@ -348,7 +352,6 @@ impl Engine {
     /// changed the very block the guest goes to next).
     fn interpret_on(&mut self, first: &Program) -> u64 {
         let epoch = self.units.log_cursor;
-        let auto = self.shared.tier == Tier::Auto;
         let (units, stats) = (&mut self.units, &mut self.stats);
         let mut left = INTERPRETED_RUN;
         let mut next = |cpu: &mut Cpu, last: &Program| -> Option<*const Program> {
@@ -357,23 +360,24 @@ impl Engine {
             if left == 0 || woken || crate::mem::watch::epoch() != epoch {
                 return None;
             }
-            // A unit keeps its place in the list; one that died is replaced by a new one.
-            let i = match last.successor(cpu.rip) {
-                Some(i) => i as usize,
+            let program = match last.successor(cpu.rip, units.generation) {
+                // SAFETY: programs are freed only when their unit is dropped, which starts a
+                // new generation.
+                Some(p) => unsafe { &*p },
                 None => {
-                    let i = *units.index.get(&cpu.rip)?;
-                    last.remember(cpu.rip, i as u64);
-                    i
+                    let u = &mut units.list[*units.index.get(&cpu.rip)?];
+                    if u.code.is_some() {
+                        return None;
+                    }
+                    let p = u.program(units.hot_after)?;
+                    last.remember(cpu.rip, p, units.generation);
+                    &**p
                 }
             };
-            let u = &mut units.list[i];
-            let interpreted = u.code.is_none() && u.check.is_none() && !u.dead;
-            if !interpreted || (auto && !u.queued && u.count + 1 >= HOT_THRESHOLD) {
+            if !program.run_on_to() {
                 return None;
             }
-            let program = Arc::as_ptr(u.program()?);
-            u.count += 1;
-            stats.guest_insns_interp += u.ninsns;
+            stats.guest_insns_interp += program.len() as u64;
             Some(program)
         };
         crate::interp::run_blocks_guarded(&mut self.cpu, first, &mut next)
@@ -419,7 +423,7 @@ impl Engine {
         let program = match self.replayed_blocks.get(&rip) {
             Some(p) if unchanged(p) => p.clone(),
             _ => {
-                let p = Arc::new(Program::new(Arc::new(self.decode_at(rip))));
+                let p = Program::new(Arc::new(self.decode_at(rip)));
                 self.replayed_blocks.insert(rip, p.clone());
                 p
             }

@@ -118,7 +118,7 @@ impl Engine {
             .units
             .index
             .get(&b.start)
-            .map_or(1, |&i| self.units.list[i].count.max(1));
+            .map_or(1, |&i| self.units.list[i].count().max(1));
         Some(WorkBlock {
             module: module.hash,
             offset: module.offset_of(b.start),

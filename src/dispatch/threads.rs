@@ -133,9 +133,10 @@ impl Engine {
         // that no thread of the child will release: a forked child does not write the cache
         // (it usually execs at once, and the new program writes its own).
         self.cache = None;
-        for u in &mut self.units.list {
+        for i in 0..self.units.list.len() {
+            let u = &self.units.list[i];
             if u.code.is_none() && u.block.is_some() {
-                u.queued = false;
+                self.units.set_queued(i, false);
             }
         }
     }

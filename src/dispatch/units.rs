@@ -42,8 +42,6 @@ pub(super) struct Unit {
     pub program: Option<Arc<Program>>,
     pub code: Option<UnitFn>,
     pub ninsns: u64,
-    /// Executions in the baseline tier.
-    pub count: u32,
     /// Compiled, being compiled, or never to be compiled again.
     pub queued: bool,
     /// Dropped because its guest bytes changed: nothing leads to it any more.
@@ -59,12 +57,30 @@ pub(super) struct Unit {
 impl Unit {
     /// Its block in the baseline tier's form, made at its first run there (None without a
     /// block, or for an empty one).
-    pub fn program(&mut self) -> Option<&Arc<Program>> {
+    pub fn program(&mut self, hot_after: u32) -> Option<&Arc<Program>> {
         if self.program.is_none() {
             let block = self.block.as_ref().filter(|b| !b.insns.is_empty())?;
-            self.program = Some(Arc::new(Program::new(block.clone())));
+            self.program = Some(Program::new(block.clone()));
+            self.open_program(hot_after);
         }
         self.program.as_ref()
+    }
+
+    /// Executions in the baseline tier.
+    pub fn count(&self) -> u32 {
+        self.program.as_ref().map_or(0, |p| p.count())
+    }
+
+    /// Lets the baseline tier run on to its program while the unit has neither code nor a
+    /// check at each entry, up to `hot_after` executions unless it is queued already: the
+    /// next one is the dispatcher's, which compiles it (`Units::hot_after`).
+    pub fn open_program(&self, hot_after: u32) {
+        let Some(p) = &self.program else { return };
+        p.open_until(match (self.code, &self.check, self.dead, self.queued) {
+            (None, None, false, false) => hot_after,
+            (None, None, false, true) => u32::MAX,
+            _ => 0,
+        });
     }
 
     fn new(rip: u64, guest_len: u64, ninsns: u64) -> Unit {
@@ -75,7 +91,6 @@ impl Unit {
             program: None,
             code: None,
             ninsns,
-            count: 0,
             queued: false,
             dead: false,
             check: None,
@@ -124,10 +139,18 @@ pub(super) struct Units {
     /// registry's this thread has looked at.
     pub prefilled: Vec<Arc<super::prefill::Prefill>>,
     pub prefills_seen: usize,
+    /// Counts the units dropped: a program remembers the programs after it together with the
+    /// generation it saw them in (`interp::Program::successor`), and a dropped unit's program
+    /// is freed.
+    pub generation: u64,
+    /// Executions in the baseline tier after which the dispatcher sees a unit that is not
+    /// queued yet, to compile it (`u32::MAX` when this thread's tier compiles nothing hot).
+    pub hot_after: u32,
 }
 
-impl Default for Units {
-    fn default() -> Self {
+impl Units {
+    /// Empty tables; `hot_after` as the field says.
+    pub fn new(hot_after: u32) -> Units {
         Units {
             list: Vec::new(),
             index: AddrMap::default(),
@@ -136,6 +159,8 @@ impl Default for Units {
             log_cursor: crate::mem::watch::epoch(),
             prefilled: Vec::new(),
             prefills_seen: 0,
+            generation: 0,
+            hot_after,
         }
     }
 }
@@ -158,6 +183,19 @@ impl Units {
         if u.check.is_none() && !u.dead {
             self.chain_rip(u.rip, code);
         }
+    }
+
+    /// Gives unit `i` compiled `code` and chains it: its program is no longer run on to.
+    pub fn set_code(&mut self, i: usize, code: UnitFn) {
+        self.list[i].code = Some(code);
+        self.list[i].open_program(self.hot_after);
+        self.chain_unit(i, code);
+    }
+
+    /// Marks unit `i` compiled or being compiled (`queued`), or not.
+    pub fn set_queued(&mut self, i: usize, queued: bool) {
+        self.list[i].queued = queued;
+        self.list[i].open_program(self.hot_after);
     }
 
     /// Grows the chaining table, with the entries it holds, to room for `more` units besides
@@ -211,6 +249,7 @@ impl Units {
         u.queued = true;
         u.block = None;
         u.program = None;
+        self.generation += 1;
         let rip = u.rip;
         if let Some(code) = u.code.take() {
             self.unchain_rip(rip, code);
@@ -549,12 +588,9 @@ impl Engine {
         }
         let i = self.units.add(unit);
         if let Some((region, _)) = region {
-            let code = self.compile_now(&region, bytes);
-            let u = &mut self.units.list[i];
-            u.code = code;
-            u.queued = true;
-            if let Some(f) = code {
-                self.units.chain_unit(i, f);
+            self.units.set_queued(i, true);
+            if let Some(f) = self.compile_now(&region, bytes) {
+                self.units.set_code(i, f);
             }
         }
         i
@@ -698,7 +734,7 @@ mod tests {
 
     #[test]
     fn the_chaining_table_grows_with_the_units_chained_into_it() {
-        let mut u = Units::default();
+        let mut u = Units::new(u32::MAX);
         assert_eq!(u.chain.bits, CHAIN_MIN_BITS);
         let all = units(20_000);
         for &(rip, code) in &all {
@@ -716,7 +752,7 @@ mod tests {
 
     #[test]
     fn a_prefill_grows_the_table_once_keeping_what_it_holds() {
-        let mut u = Units::default();
+        let mut u = Units::new(u32::MAX);
         let all = units(2_000);
         for &(rip, code) in &all[..100] {
             u.chain_rip(rip, code);
@@ -736,7 +772,7 @@ mod tests {
 
     #[test]
     fn a_unit_that_moves_as_the_table_grows_leaves_its_slot_matching_nothing() {
-        let mut u = Units::default();
+        let mut u = Units::new(u32::MAX);
         // Slot 0 of a table of 2^12 slots, slot 4,096 of one of 2^14.
         let (rip, code) = (0x8000, CodePtr::fake(0x1000));
         u.chain_rip(rip, code);

@@ -9,8 +9,8 @@ use crate::semantics::insn::{At, Compact};
 use crate::semantics::{self, concrete::Live, Handler};
 use iced_x86::Instruction;
 use std::cell::Cell;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use steps::StepFn;
 
@@ -25,7 +25,7 @@ type Next = (
 
 thread_local! {
     /// The program `helper_run_block` runs (set just before entering it).
-    static PROGRAM: Cell<*const Program> = const { Cell::new(std::ptr::null()) };
+    static PROGRAM: Cell<*const Program> = const { Cell::new(std::ptr::slice_from_raw_parts(std::ptr::null::<Step>(), 0) as *const Program) };
     /// What gives the blocks it runs on to, if it runs on.
     static NEXT: Cell<Option<Next>> = const { Cell::new(None) };
 }
@@ -110,12 +110,52 @@ pub unsafe extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 
 
 /// A block in the baseline tier's form: each instruction with its answers to the semantics'
 /// questions (`semantics::insn::Compact`) and its handler, both worked out once, here.
+///
+/// What running it and running on from it read sits in the program itself (its end, its
+/// instructions, how often it ran, whether it may be run on to, the programs after it), so
+/// that going from one interpreted block to the next touches the next program and its steps
+/// and nothing else.
+#[repr(C)]
 pub struct Program {
+    head: Head,
+    /// In the same allocation as `head`, right after it.
+    steps: [Step],
+}
+
+/// A program's fields besides its steps, those that running on to it reads first.
+#[repr(C)]
+struct Head {
+    /// Executions in the baseline tier, for its owner's tiering policy (`count`, `counted`).
+    runs: AtomicU32,
+    /// Runs before which it may be run on to without the owner's say (`open_until`): 0 when
+    /// it must not be run on to at all.
+    until: AtomicU32,
+    /// How many steps it has.
+    len: usize,
+    /// The guest address after its last instruction.
+    end: u64,
+    /// Its instructions: those of `block`, which it holds.
+    insns: *const Instruction,
     block: Arc<Block>,
-    steps: Box<[Step]>,
-    /// The last two blocks run after this one, for the caller of `run_blocks_guarded`: each
-    /// a rip and what the caller found for it (`successor`, `remember`).
-    successors: [[AtomicU64; 2]; 2],
+    /// The last two programs run after this one, for the caller of `run_blocks_guarded`
+    /// (`successor`, `remember`).
+    successors: [Successor; 2],
+}
+
+// SAFETY: `insns` points into `block`'s instructions, which `block` holds immutable for as
+// long as the program lives; everything else is Send and Sync.
+unsafe impl Send for Program {}
+// SAFETY: as above.
+unsafe impl Sync for Program {}
+
+/// A program run after another: its rip, the program, and the owner's generation of
+/// programs it was recorded in (`Program::successor`).
+#[derive(Default)]
+struct Successor {
+    rip: AtomicU64,
+    /// The program's address (`Program::at`).
+    program: AtomicPtr<u8>,
+    generation: AtomicU64,
 }
 
 /// One instruction of a `Program`.
@@ -177,50 +217,140 @@ impl Step {
 }
 
 impl Program {
-    pub fn new(block: Arc<Block>) -> Program {
-        let steps = block
+    pub fn new(block: Arc<Block>) -> Arc<Program> {
+        let steps: Vec<Step> = block
             .insns
             .iter()
             .zip(&block.routes)
             .zip(&block.flags_live)
             .map(|((ins, &route), &flags_live)| Step::new(ins, route, flags_live, block.start))
             .collect();
-        Program {
+        let head = Head {
+            runs: AtomicU32::new(0),
+            until: AtomicU32::new(0),
+            len: steps.len(),
+            end: block.start + block.len,
+            insns: block.insns.as_ptr(),
             block,
-            steps,
             successors: Default::default(),
+        };
+        Program::from_parts(head, steps)
+    }
+
+    /// The program at `addr`, from its address alone.
+    ///
+    /// # Safety
+    /// `addr` is a live program's address.
+    unsafe fn at(addr: *const u8) -> *const Program {
+        // SAFETY: a program begins with its head, which holds its length.
+        let len = unsafe { (*(addr as *const Head)).len };
+        std::ptr::slice_from_raw_parts(addr as *const Step, len) as *const Program
+    }
+
+    /// One allocation holding `head` and then `steps`.
+    fn from_parts(head: Head, steps: Vec<Step>) -> Arc<Program> {
+        let n = steps.len();
+        let (layout, at) = std::alloc::Layout::new::<Head>()
+            .extend(std::alloc::Layout::array::<Step>(n).expect("a block's steps fit in memory"))
+            .expect("a block's steps fit in memory");
+        let layout = layout.pad_to_align();
+        // SAFETY: the layout is `Program`'s (`repr(C)`: the head, then the steps at `at`) for
+        // `n` steps, and never of size 0; every field is written before the box owns it, and
+        // the box frees it with that same layout (`Layout::for_value`).
+        unsafe {
+            let mem = std::alloc::alloc(layout);
+            if mem.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            let p = std::ptr::slice_from_raw_parts_mut(mem as *mut Step, n) as *mut Program;
+            std::ptr::addr_of_mut!((*p).head).write(head);
+            let first = mem.add(at) as *mut Step;
+            for (k, step) in steps.into_iter().enumerate() {
+                first.add(k).write(step);
+            }
+            Arc::from(Box::from_raw(p))
         }
     }
 
     pub fn block(&self) -> &Arc<Block> {
-        &self.block
+        &self.head.block
     }
 
-    /// What `remember` was last given for a block after this one at `rip`, if it was one of
-    /// the last two.
-    pub fn successor(&self, rip: u64) -> Option<u64> {
-        self.successors
-            .iter()
-            .find(|[at, _]| at.load(Relaxed) == rip)
-            .map(|[_, what]| what.load(Relaxed))
+    /// Its guest instructions.
+    pub fn len(&self) -> usize {
+        self.steps.len()
     }
 
-    /// Remembers `what` for the block after this one at `rip`, in place of the older of the
-    /// two it holds.
-    pub fn remember(&self, rip: u64, what: u64) {
-        let [newer, older] = &self.successors;
-        for k in 0..2 {
-            older[k].store(newer[k].load(Relaxed), Relaxed);
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Its executions counted so far.
+    pub fn count(&self) -> u32 {
+        self.head.runs.load(Relaxed)
+    }
+
+    /// Counts one execution; returns the count.
+    pub fn counted(&self) -> u32 {
+        let n = self.head.runs.load(Relaxed).saturating_add(1);
+        self.head.runs.store(n, Relaxed);
+        n
+    }
+
+    /// Lets it be run on to (`run_on_to`) while it has run fewer than `runs` times: 0 never,
+    /// `u32::MAX` always.
+    pub fn open_until(&self, runs: u32) {
+        self.head.until.store(runs, Relaxed);
+    }
+
+    /// Counts an execution reached by running on from another block, if it may be run on
+    /// to (`open_until`).
+    pub fn run_on_to(&self) -> bool {
+        let n = self.head.runs.load(Relaxed);
+        let open = n < self.head.until.load(Relaxed);
+        if open {
+            self.head.runs.store(n + 1, Relaxed);
         }
-        newer[0].store(rip, Relaxed);
-        newer[1].store(what, Relaxed);
+        open
+    }
+
+    /// The program `remember` was last given for a block after this one at `rip`, if it was
+    /// one of the last two and given in generation `generation` of its owner's programs (its
+    /// owner frees programs only in a later generation).
+    pub fn successor(&self, rip: u64, generation: u64) -> Option<*const Program> {
+        self.head
+            .successors
+            .iter()
+            .find(|s| s.rip.load(Relaxed) == rip && s.generation.load(Relaxed) == generation)
+            // SAFETY: `remember` stored the address of a program.
+            .map(|s| unsafe { Program::at(s.program.load(Relaxed)) })
+    }
+
+    /// Remembers `next` for the block after this one at `rip`, in generation `generation` of
+    /// its owner's programs, in place of the older of the two it holds.
+    pub fn remember(&self, rip: u64, next: &Arc<Program>, generation: u64) {
+        let [newer, older] = &self.head.successors;
+        older.rip.store(newer.rip.load(Relaxed), Relaxed);
+        older.program.store(newer.program.load(Relaxed), Relaxed);
+        older.generation.store(newer.generation.load(Relaxed), Relaxed);
+        newer.rip.store(rip, Relaxed);
+        newer.program.store(Arc::as_ptr(next) as *mut u8, Relaxed);
+        newer.generation.store(generation, Relaxed);
+    }
+
+    /// Its steps, each with its instruction.
+    fn steps(&self) -> impl Iterator<Item = (&Step, &Instruction)> {
+        // SAFETY: `insns` points at `block.insns`, one instruction per step, alive as long as
+        // `self`.
+        let insns = unsafe { std::slice::from_raw_parts(self.head.insns, self.steps.len()) };
+        self.steps.iter().zip(insns)
     }
 }
 
 /// Runs one block; returns the exit code and leaves the next rip in `cpu.rip`.
 pub fn run_block(cpu: &mut Cpu, program: &Program) -> u64 {
     let mut e = Live::new(cpu);
-    for (step, ins) in program.steps.iter().zip(&program.block.insns) {
+    for (step, ins) in program.steps() {
         // Semantics touch memory before they write registers, so at a host fault the context
         // holds the state before this instruction.
         if step.is(mark::ACCESSES) {
@@ -244,8 +374,7 @@ pub fn run_block(cpu: &mut Cpu, program: &Program) -> u64 {
             return exit::NEXT;
         }
     }
-    let block = &program.block;
-    cpu.rip = block.start + block.len;
+    cpu.rip = program.head.end;
     exit::NEXT
 }
 
