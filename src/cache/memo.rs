@@ -92,7 +92,7 @@ pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<H
         return Some(h);
     }
     let hash = match data {
-        Some(d) => *blake3::hash(d).as_bytes(),
+        Some(d) => hash_bytes(d),
         None => {
             let mut h = blake3::Hasher::new();
             h.update_reader(f).ok()?;
@@ -104,6 +104,26 @@ pub fn file_hash(dir: &Path, f: &std::fs::File, data: Option<&[u8]>) -> Option<H
         _ => {}
     }
     Some(hash)
+}
+
+/// Inputs from which `hash_bytes` hashes on every core.
+const HASHED_IN_PARALLEL: usize = 4 << 20;
+
+/// The blake3 hash of `data`. A large input (the program a cold run starts, hashed before any
+/// compile keeps the other cores busy) is hashed on every core, by a pool of threads made for
+/// it and gone after (the process's compile workers may not be started, and may be busy; a
+/// pool that outlived the call would not survive a fork): `cc1`'s 33 MB took 25 ms on one core.
+pub fn hash_bytes(data: &[u8]) -> Hash {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = (data.len() >= HASHED_IN_PARALLEL && cores > 1)
+        .then(|| rayon::ThreadPoolBuilder::new().num_threads(cores).build().ok())
+        .flatten();
+    let mut h = blake3::Hasher::new();
+    match pool {
+        Some(pool) => pool.install(|| h.update_rayon(data)),
+        None => h.update(data),
+    };
+    *h.finalize().as_bytes()
 }
 
 /// The memo of a pack: `hashes/<pack file name>`.
@@ -206,6 +226,19 @@ mod tests {
         let want = *blake3::hash(b"guest code").as_bytes();
         assert_eq!(hash_of(t.path(), &file), Some(want));
         assert_eq!(lookup(t.path(), &md), Some(want), "the memo was rewritten");
+    }
+
+    #[test]
+    fn a_large_input_hashed_on_every_core_has_blake3s_hash() {
+        for len in [
+            HASHED_IN_PARALLEL - 1,
+            HASHED_IN_PARALLEL,
+            HASHED_IN_PARALLEL + 1025,
+            33_342_568,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+            assert_eq!(hash_bytes(&data), *blake3::hash(&data).as_bytes(), "{len} bytes");
+        }
     }
 
     #[test]
