@@ -317,31 +317,38 @@ impl Engine {
             });
         }
         let u = &mut self.units.list[i];
-        let Some(block) = u.block.clone() else {
-            unreachable!("uncompiled unit without a block")
-        };
-        if block.insns.is_empty() {
-            return match &block.stop {
-                Some((addr, bytes, _)) if bytes.is_empty() => {
-                    // Not executable: the fetch faults (decoded afresh if the guest recovers).
-                    self.units.drop_unit(i);
-                    Ok(self.fetch_fault(*addr))
-                }
-                _ => Err(stop(&block)),
-            };
-        }
-        self.stats.guest_insns_interp += u.ninsns;
         let queued = u.queued;
-        let Some(program) = u.program(self.units.hot_after).cloned() else {
-            unreachable!("a unit with a non-empty block has a program")
+        let ninsns = u.ninsns;
+        let Some(program) = u.program(self.units.hot_after).map(Arc::as_ptr) else {
+            return self.empty_block(i);
         };
+        // SAFETY: a program lives as long as its unit, and only the dispatcher drops units,
+        // which it does not do before this returns.
+        let program = unsafe { &*program };
+        self.stats.guest_insns_interp += ninsns;
         let count = program.counted();
         if self.shared.tier == Tier::Auto && !queued && count >= HOT_THRESHOLD {
-            let code = crate::interp::run_block_guarded(&mut self.cpu, &program);
+            let code = crate::interp::run_block_guarded(&mut self.cpu, program);
             self.queue_compile(i);
             return Ok(code);
         }
-        Ok(self.interpret_on(&program))
+        Ok(self.interpret_on(program))
+    }
+
+    /// Where the uncompiled unit `i` has no instruction to run: the fetch faults where its
+    /// bytes are not executable; anything else stops the run.
+    fn empty_block(&mut self, i: usize) -> Result<u64, Outcome> {
+        let Some(block) = self.units.list[i].block.clone() else {
+            unreachable!("uncompiled unit without a block")
+        };
+        match &block.stop {
+            Some((addr, bytes, _)) if bytes.is_empty() => {
+                // Not executable: the fetch faults (decoded afresh if the guest recovers).
+                self.units.drop_unit(i);
+                Ok(self.fetch_fault(*addr))
+            }
+            _ => Err(stop(&block)),
+        }
     }
 
     /// Runs `block` in the baseline tier, then the blocks after it that are known, still in
@@ -365,7 +372,8 @@ impl Engine {
                 // new generation.
                 Some(p) => unsafe { &*p },
                 None => {
-                    let u = &mut units.list[*units.index.get(&cpu.rip)?];
+                    let i = units.find(cpu.rip)?;
+                    let u = &mut units.list[i];
                     if u.code.is_some() {
                         return None;
                     }

@@ -18,6 +18,12 @@ use cache_format::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Slots of `Units::recent`.
+const RECENT_SLOTS: usize = 4096;
+
+/// A rip no unit has (an empty slot of `Units::recent`).
+const NO_RIP: u64 = u64::MAX;
+
 /// The guest bytes copied to decode a block from, first (`decode_copy`).
 const DECODE_COPY: u64 = 256;
 
@@ -129,6 +135,10 @@ impl CachedUnit {
 pub(super) struct Units {
     pub list: Vec<Unit>,
     pub index: AddrMap<usize>,
+    /// The units of rips looked up lately (`find`), direct-mapped: a cold run's mixed code
+    /// leaves compiled code for the baseline tier and back tens of millions of times, and the
+    /// index of a large program's units misses the caches at each.
+    recent: Box<[(u64, u32)]>,
     /// Units by guest page (a unit is listed under each page it covers).
     pub by_page: AddrMap<Vec<usize>>,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
@@ -154,6 +164,7 @@ impl Units {
         Units {
             list: Vec::new(),
             index: AddrMap::default(),
+            recent: vec![(NO_RIP, 0); RECENT_SLOTS].into_boxed_slice(),
             by_page: AddrMap::default(),
             chain: ChainTable::new(crate::cpu::CHAIN_MIN_BITS),
             log_cursor: crate::mem::watch::epoch(),
@@ -227,6 +238,19 @@ impl Units {
         }
     }
 
+    /// The unit this thread has for `rip`, if any.
+    pub fn find(&mut self, rip: u64) -> Option<usize> {
+        let k = recent_slot(rip);
+        match self.recent[k] {
+            (r, i) if r == rip => Some(i as usize),
+            _ => {
+                let i = *self.index.get(&rip)?;
+                self.recent[k] = (rip, i as u32);
+                Some(i)
+            }
+        }
+    }
+
     fn add(&mut self, u: Unit) -> usize {
         let i = self.list.len();
         self.index.insert(u.rip, i);
@@ -257,7 +281,16 @@ impl Units {
         if self.index.get(&rip) == Some(&i) {
             self.index.remove(&rip);
         }
+        let k = recent_slot(rip);
+        if self.recent[k].0 == rip {
+            self.recent[k] = (NO_RIP, 0);
+        }
     }
+}
+
+/// The slot of `rip` in `Units::recent`.
+fn recent_slot(rip: u64) -> usize {
+    (rip ^ rip >> 12) as usize & (RECENT_SLOTS - 1)
 }
 
 /// A chaining table: 2^`bits` pairs (guest rip, unit entry), in a mapping of its own aligned
@@ -405,7 +438,7 @@ impl Engine {
     /// translation whose guest bytes still match, or a freshly decoded block (compiled at once
     /// under `--tier jit`).
     pub(super) fn unit_for(&mut self, rip: u64) -> usize {
-        if let Some(&i) = self.units.index.get(&rip) {
+        if let Some(i) = self.units.find(rip) {
             return i;
         }
         let found = self.shared.registry.find(rip);
