@@ -21,9 +21,6 @@ use std::time::Instant;
 /// Slots of `Units::recent`.
 const RECENT_SLOTS: usize = 4096;
 
-/// A rip no unit has (an empty slot of `Units::recent`).
-const NO_RIP: u64 = u64::MAX;
-
 /// The guest bytes copied to decode a block from, first (`decode_copy`).
 const DECODE_COPY: u64 = 256;
 
@@ -135,10 +132,12 @@ impl CachedUnit {
 pub(super) struct Units {
     pub list: Vec<Unit>,
     pub index: AddrMap<usize>,
-    /// The units of rips looked up lately (`find`), direct-mapped: a cold run's mixed code
-    /// leaves compiled code for the baseline tier and back tens of millions of times, and the
-    /// index of a large program's units misses the caches at each.
-    recent: Box<[(u64, u32)]>,
+    /// The units of rips looked up lately (`find`), direct-mapped, each a rip and its unit's
+    /// index plus one (zero: an empty slot, so that the table starts as untouched zeroed
+    /// pages): a cold run's mixed code leaves compiled code for the baseline tier and back
+    /// tens of millions of times, and the index of a large program's units misses the caches
+    /// at each.
+    recent: Box<[[u64; 2]]>,
     /// Units by guest page (a unit is listed under each page it covers).
     pub by_page: AddrMap<Vec<usize>>,
     /// Chaining table shared with compiled code (`cpu.chain_table` points at it).
@@ -164,7 +163,7 @@ impl Units {
         Units {
             list: Vec::new(),
             index: AddrMap::default(),
-            recent: vec![(NO_RIP, 0); RECENT_SLOTS].into_boxed_slice(),
+            recent: vec![[0; 2]; RECENT_SLOTS].into_boxed_slice(),
             by_page: AddrMap::default(),
             chain: ChainTable::new(crate::cpu::CHAIN_MIN_BITS),
             log_cursor: crate::mem::watch::epoch(),
@@ -242,10 +241,10 @@ impl Units {
     pub fn find(&mut self, rip: u64) -> Option<usize> {
         let k = recent_slot(rip);
         match self.recent[k] {
-            (r, i) if r == rip => Some(i as usize),
+            [r, i] if r == rip && i != 0 => Some(i as usize - 1),
             _ => {
                 let i = *self.index.get(&rip)?;
-                self.recent[k] = (rip, i as u32);
+                self.recent[k] = [rip, i as u64 + 1];
                 Some(i)
             }
         }
@@ -282,8 +281,8 @@ impl Units {
             self.index.remove(&rip);
         }
         let k = recent_slot(rip);
-        if self.recent[k].0 == rip {
-            self.recent[k] = (NO_RIP, 0);
+        if self.recent[k][0] == rip {
+            self.recent[k] = [0; 2];
         }
     }
 }
