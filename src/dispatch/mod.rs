@@ -316,10 +316,8 @@ impl Engine {
                 _ => code,
             });
         }
-        let u = &mut self.units.list[i];
-        let queued = u.queued;
-        let ninsns = u.ninsns;
-        let Some(program) = u.program(self.units.hot_after).map(Arc::as_ptr) else {
+        let (queued, ninsns) = (self.units.list[i].queued, self.units.list[i].ninsns);
+        let Some(program) = self.units.program(i).map(Arc::as_ptr) else {
             return self.empty_block(i);
         };
         // SAFETY: a program lives as long as its unit, and only the dispatcher drops units,
@@ -373,12 +371,13 @@ impl Engine {
                 Some(p) => unsafe { &*p },
                 None => {
                     let i = units.find(cpu.rip)?;
-                    let u = &mut units.list[i];
-                    if u.code.is_some() {
+                    // A compiled unit's program would be closed: none is made for it.
+                    if units.list[i].code.is_some() {
                         return None;
                     }
-                    let p = u.program(units.hot_after)?;
-                    last.remember(cpu.rip, p, units.generation);
+                    let generation = units.generation;
+                    let p = units.program(i)?;
+                    last.remember(cpu.rip, p, generation);
                     &**p
                 }
             };

@@ -60,7 +60,7 @@ pub(super) struct Unit {
 impl Unit {
     /// Its block in the baseline tier's form, made at its first run there (None without a
     /// block, or for an empty one).
-    pub fn program(&mut self, hot_after: u32) -> Option<&Arc<Program>> {
+    fn program(&mut self, hot_after: u32) -> Option<&Arc<Program>> {
         if self.program.is_none() {
             let block = self.block.as_ref().filter(|b| !b.insns.is_empty())?;
             self.program = Some(Program::new(block.clone()));
@@ -193,6 +193,13 @@ impl Units {
         if u.check.is_none() && !u.dead {
             self.chain_rip(u.rip, code);
         }
+    }
+
+    /// Unit `i`'s block in the baseline tier's form, made at its first run there, open to be
+    /// run on to as the unit says (`Unit::open_program`); None without a block, or for an
+    /// empty one.
+    pub fn program(&mut self, i: usize) -> Option<&Arc<Program>> {
+        self.list[i].program(self.hot_after)
     }
 
     /// Gives unit `i` compiled `code` and chains it: its program is no longer run on to.
