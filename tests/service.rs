@@ -1,6 +1,7 @@
-//! The compile service under load: a thousand short runs two at a time keep at most one
-//! background Kiln process alive and leave a fully warm cache; a service killed with SIGKILL
-//! while it writes the packs loses nothing; a stopped (hung) service never holds up a run.
+//! The compile service under load: a thousand short runs two at a time keep at most two
+//! background Kiln processes alive (the service and one run's hand-over) and leave a fully
+//! warm cache; a service killed with SIGKILL while it writes the packs loses nothing; a stopped
+//! (hung) service never holds up a run; a run ends before its work is handed over.
 
 mod common;
 use common::*;
@@ -80,8 +81,8 @@ const STOP: u8 = 2;
 struct Seen {
     /// Samples taken while the runs went on (the sums below are over these).
     samples: u64,
-    /// Most sessions of Kiln processes detached from the test's (the service, or a detached
-    /// compile and its merger) alive at one moment.
+    /// Most sessions of Kiln processes detached from the test's (the service, a run's
+    /// hand-over, or a detached compile and its merger) alive at one moment.
     max_background: usize,
     /// Sum over samples of the background processes' runnable threads.
     background_runnable_sum: u64,
@@ -177,13 +178,14 @@ fn session_of(pid: &str) -> Option<u64> {
 }
 
 /// 1,000 short programs, two at a time, on one fresh cache directory: every output equals
-/// native; at no sampled moment is more than one background Kiln process (session) alive;
+/// native; at no sampled moment are more than two background Kiln processes (sessions) alive
+/// (the service, and one run's child handing its work over after the run ended);
 /// while the runs go on it keeps about one thread busy on average (its compile thread, and for
 /// moments the threads answering runs), and Kiln's processes together about the two guests
 /// plus one; the cache verifies; and a second pass compiles nothing and interprets
 /// nothing.
 #[test]
-fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
+fn a_thousand_short_runs_two_at_a_time_keep_two_background_processes_at_most() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let progs = short_programs();
     let want: Vec<Run> = progs.iter().map(|p| native(&p.bin, &p.args, p.stdin)).collect();
@@ -220,7 +222,7 @@ fn a_thousand_short_runs_two_at_a_time_keep_one_background_process() {
     let seen = seen.lock().unwrap();
     eprintln!("{RUNS} runs in {wall:?}; {seen:?}; service: {status}");
     assert!(seen.samples > 50, "too few samples: {seen:?}");
-    assert_eq!(seen.max_background, 1, "background Kiln processes: {seen:?}");
+    assert!(seen.max_background <= 2, "background Kiln processes: {seen:?}");
     // One compile job while runs hand work in, however idle the cores look between them.
     assert_eq!(
         status["burst_jobs_most"], 1,
@@ -573,4 +575,92 @@ fn ask_status_retrying(cache: &Path) -> Option<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+/// An exclusive lock on `path` (created), held while the descriptor lives.
+fn hold_lock(path: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    // SAFETY: flock on our own open descriptor.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    f
+}
+
+/// Whether someone holds a lock on `path`.
+fn locked(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on our own open descriptor.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
+/// The processes holding `path` open, with what each of their descriptors leads to.
+fn holders(path: &Path) -> Vec<(String, Vec<PathBuf>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let targets: Vec<PathBuf> = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .collect();
+        if targets.iter().any(|t| t == path) {
+            out.push((pid, targets));
+        }
+    }
+    out
+}
+
+/// A cold run ends before its work is handed over: a child of its own writes the journal and
+/// wakes the service (here it finds none it can start, the test holding the service's lock, and
+/// tries for a second), holding a hand-over slot and nothing of the guest's (its output pipes
+/// closed as the run ended); `kiln serve --wait` then finishes the work and the next run is
+/// warm. With the slot taken, a run hands its work over before it ends.
+#[test]
+fn a_run_ends_before_its_work_is_handed_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let progs = short_programs();
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| {
+        let cache = dir.path().join(name);
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+        cache
+    };
+    let cache = fresh("kiln");
+    let slot = cache.join("handover-0.lock");
+    let service = hold_lock(&cache.join("serve.lock"));
+    let want = native(&progs[0].bin, &progs[0].args, progs[0].stdin);
+    assert_same("cold run", &want, &run_kiln(&progs[0], &cache, false));
+    assert!(locked(&slot), "the run handed its work over before it ended");
+    let held = holders(&slot);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let allowed = |t: &PathBuf| t == Path::new("/dev/null") || *t == slot;
+    assert!(held[0].1.iter().all(allowed), "the hand-over keeps more open: {held:?}");
+    drop(service);
+    settle(&cache);
+    assert!(!locked(&slot), "the hand-over outlived the wait");
+    let mut warm = run_kiln(&progs[0], &cache, true);
+    let s = take_stats(&mut warm);
+    assert_same("warm run", &want, &warm);
+    assert_eq!(stat(&s, "units_compiled"), 0, "{s}");
+    // The slot taken: the journal is there as the run ends.
+    let other = fresh("other");
+    let (_slot, _service) = (
+        hold_lock(&other.join("handover-0.lock")),
+        hold_lock(&other.join("serve.lock")),
+    );
+    assert_same("slot taken", &want, &run_kiln(&progs[0], &other, false));
+    assert_eq!(journals(&other), 1, "no journal as the run ended");
 }

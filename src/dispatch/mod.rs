@@ -229,7 +229,7 @@ impl Engine {
             wake,
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
-        e.shared.registry.count_running(1);
+        e.shared.registry.count_alive(1);
         e
     }
 
@@ -579,7 +579,7 @@ impl Engine {
     fn end_thread(&mut self) {
         self.finish_thread_stats();
         self.shared.registry.add_ended(&self.stats);
-        self.shared.registry.count_running(-1);
+        self.shared.registry.count_alive(-1);
     }
 
     /// Ends the process from this thread, once the guest asked for it: stops the other threads,

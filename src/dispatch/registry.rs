@@ -33,6 +33,8 @@ pub(super) struct Registry {
     stopping: AtomicBool,
     /// Threads running guest code or Kiln's own (not parked, not blocked in a syscall).
     running: AtomicUsize,
+    /// Guest threads that have not ended (running, blocked in a syscall or not started yet).
+    alive: AtomicUsize,
     /// Set for good once units from a pack may lead through their links to code that is not
     /// their module file's own (`prefill.rs`): every thread's `Cpu::links` is then 0.
     links_off: AtomicBool,
@@ -167,6 +169,22 @@ impl Registry {
         true
     }
 
+    /// Counts a guest thread that starts, or one that ends (`delta` -1): it runs from then
+    /// (`count_running`) till it ends.
+    pub fn count_alive(&self, delta: isize) {
+        if delta > 0 {
+            self.alive.fetch_add(delta as usize, Ordering::SeqCst);
+        } else {
+            self.alive.fetch_sub(delta.unsigned_abs(), Ordering::SeqCst);
+        }
+        self.count_running(delta);
+    }
+
+    /// Guest threads that have not ended, the caller's among them.
+    pub fn alive(&self) -> usize {
+        self.alive.load(Ordering::SeqCst)
+    }
+
     /// Counts a thread that starts running (or comes back from a blocking syscall), or one
     /// that stops (`delta` -1).
     pub fn count_running(&self, delta: isize) {
@@ -190,8 +208,11 @@ impl Registry {
             state.cached = s.cached.clone();
             state.modules = s.modules.clone();
         }
+        // Its one thread, which goes on running.
         Registry {
             state: Mutex::new(state),
+            running: AtomicUsize::new(1),
+            alive: AtomicUsize::new(1),
             ..Registry::default()
         }
     }

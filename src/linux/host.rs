@@ -28,22 +28,52 @@ pub fn reexec_self(args: &[CString], env: &[CString]) -> std::io::Error {
 /// on /dev/null, every other descriptor closed), so that nothing the guest waits on stays
 /// open in it. True in the child; false in the parent and when the fork failed.
 pub fn detach_child() -> bool {
+    fork_detached(None) == Some(true)
+}
+
+/// `detach_child`, keeping descriptor `keep` open in the child (moved to 10 or above, out of
+/// the way of stdio, and closed on exec): Some(true) in the child, Some(false) in the parent,
+/// None when the fork failed.
+pub fn fork_detached(keep: Option<std::os::fd::RawFd>) -> Option<bool> {
     // SAFETY: fork has no preconditions; the caller's child only computes, writes files and
     // ends with `exit_now` or an exec.
     let pid = unsafe { libc::fork() };
     if pid != 0 {
-        return false;
+        return (pid > 0).then_some(false);
     }
     // SAFETY: plain system calls on this (child) process's own session and descriptors.
     unsafe {
         libc::setsid();
+        let held = keep.map_or(-1, |fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10));
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         for fd in 0..3 {
             libc::dup2(null, fd);
         }
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        match u32::try_from(held) {
+            Ok(held) => {
+                libc::syscall(libc::SYS_close_range, 3u32, held - 1, 0u32);
+                libc::syscall(libc::SYS_close_range, held + 1, u32::MAX, 0u32);
+            }
+            Err(_) => {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            }
+        }
     }
-    true
+    Some(true)
+}
+
+/// Ends this process (as SIGALRM does by default) if it still runs `seconds` from now: a
+/// bound on a detached child's life, whatever it waits for.
+pub fn end_after(seconds: u32) {
+    // SAFETY: plain system calls on this process's own signal state.
+    unsafe {
+        libc::signal(libc::SIGALRM, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::alarm(seconds);
+    }
 }
 
 /// Ends this process at once, without running exit handlers or the guest's exit path.

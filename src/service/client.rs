@@ -86,7 +86,7 @@ pub fn status(dir: &Path) -> Option<ServiceStatus> {
 }
 
 /// Waits until every journal in the directory is merged (starting a service if journals wait
-/// and none runs), up to `timeout`; the service's status then, or None on time-out. A
+/// and none runs), those of runs still handing their work over included, up to `timeout`; the service's status then, or None on time-out. A
 /// directory that does not exist (no run used it, or it was removed meanwhile) holds nothing
 /// to wait for.
 pub fn wait_idle(dir: &Path, timeout: Duration) -> Option<ServiceStatus> {
@@ -94,6 +94,11 @@ pub fn wait_idle(dir: &Path, timeout: Duration) -> Option<ServiceStatus> {
     while Instant::now() < deadline {
         if !dir.is_dir() {
             return Some(ServiceStatus::default());
+        }
+        // A run that ended may still be writing its journal.
+        if endpoint::handover_pending(dir) {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if let Some(s) = ask(dir, "wait", left).and_then(|l| serde_json::from_str::<ServiceStatus>(&l).ok()) {

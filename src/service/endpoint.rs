@@ -1,6 +1,7 @@
 //! Where runs find a cache directory's service: the lock whose holder is the service
 //! (`serve.lock`), its Unix socket (`serve.sock`, mode 0600, peers checked to be the same user)
-//! and the status it leaves (`service.json`).
+//! and the status it leaves (`service.json`); and the slots of the runs still handing work
+//! over after they ended (`handover-N.lock`).
 
 use rustix::fs::{flock, FlockOperation};
 use std::os::fd::OwnedFd;
@@ -62,6 +63,10 @@ pub fn lock_file_is(dir: &Path, identity: (u64, u64)) -> bool {
 }
 
 fn open_lock(dir: &Path) -> Option<OwnedFd> {
+    open_lock_file(&lock_path(dir))
+}
+
+fn open_lock_file(path: &Path) -> Option<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -69,9 +74,40 @@ fn open_lock(dir: &Path) -> Option<OwnedFd> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(lock_path(dir))
+        .open(path)
         .ok()?;
     Some(f.into())
+}
+
+/// How many runs of a directory may hand their work over after they ended at once
+/// (`try_handover_slot`): with the service, at most two processes of Kiln's own stay behind
+/// the runs.
+const HANDOVER_SLOTS: usize = 1;
+
+fn handover_slot_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("handover-{k}.lock"))
+}
+
+/// Takes a free slot for handing a run's work over after the run ended: a lock that the child
+/// writing the journal holds till it ends (`handover_pending`). At most `HANDOVER_SLOTS` such
+/// children at once, so that a burst of short runs leaves no crowd behind (a run that finds
+/// no slot free hands its work over before it ends).
+pub fn try_handover_slot(dir: &Path) -> Option<OwnedFd> {
+    (0..HANDOVER_SLOTS).find_map(|k| {
+        let f = open_lock_file(&handover_slot_path(dir, k))?;
+        flock(&f, FlockOperation::NonBlockingLockExclusive).ok()?;
+        Some(f)
+    })
+}
+
+/// Whether a run's child is still handing work over (holds a slot).
+pub fn handover_pending(dir: &Path) -> bool {
+    (0..HANDOVER_SLOTS).any(|k| {
+        let Ok(f) = std::fs::File::open(handover_slot_path(dir, k)) else {
+            return false;
+        };
+        flock(&f, FlockOperation::NonBlockingLockShared).is_err()
+    })
 }
 
 /// The socket's address as the kernel takes it: its path, or, for a directory whose path is
