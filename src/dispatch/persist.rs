@@ -200,22 +200,18 @@ impl Engine {
     /// Blocks of known modules that ran in any thread and go to the cache as blocks: those
     /// that ran only in the baseline tier, and those the quick JIT compiled.
     fn blocks_to_hand_over(&self) -> Vec<Arc<Block>> {
-        let blocks: Vec<Arc<Block>> = {
-            let registry = self.shared.registry.lock();
-            let quick_or_none = |rip: &u64| {
-                registry
-                    .compiled_at
-                    .get(rip)
-                    .is_none_or(|&i| registry.compiled[i].quick)
-            };
-            (registry.blocks.iter())
-                .filter(|(rip, _)| quick_or_none(rip))
-                .map(|(_, b)| b.clone())
-                .collect()
+        let registry = self.shared.registry.lock();
+        let quick_or_none = |rip: &u64| {
+            registry
+                .compiled_at
+                .get(rip)
+                .is_none_or(|&i| registry.compiled[i].quick)
         };
-        blocks
-            .into_iter()
-            .filter(|b| !b.insns.is_empty() && self.module_of(b.start, b.len).is_some())
+        let known =
+            |b: &Block| super::modules::module_in(self.shared.module, &registry.modules, b.start, b.len).is_some();
+        (registry.blocks.iter())
+            .filter(|(rip, b)| quick_or_none(rip) && !b.insns.is_empty() && known(b))
+            .map(|(_, b)| b.clone())
             .collect()
     }
 
