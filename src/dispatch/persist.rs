@@ -69,7 +69,10 @@ impl Engine {
         }
         match handoff {
             Handoff::Service => match self.fork_handover(&dir) {
-                Some(false) => {}
+                // Freed with the process: dropping them here would copy every page their
+                // counts lie on from the child's (the Arcs of 86,000 blocks after a cold `cc1
+                // -O2 hello.i`, 20 ms).
+                Some(false) => std::mem::forget((entries, todo, entered)),
                 Some(true) => {
                     self.hand_to_service(&dir, config, entries, &todo, entered);
                     host::exit_now(0)
