@@ -86,9 +86,9 @@ pub fn status(dir: &Path) -> Option<ServiceStatus> {
 }
 
 /// Waits until every journal in the directory is merged (starting a service if journals wait
-/// and none runs), those of runs still handing their work over included, up to `timeout`; the service's status then, or None on time-out. A
-/// directory that does not exist (no run used it, or it was removed meanwhile) holds nothing
-/// to wait for.
+/// and none runs), those of runs still handing their work over included, up to `timeout`;
+/// the service's status then, or None on time-out. A directory that does not exist (no run
+/// used it, or it was removed meanwhile) holds nothing to wait for.
 pub fn wait_idle(dir: &Path, timeout: Duration) -> Option<ServiceStatus> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
