@@ -73,11 +73,12 @@ impl Engine {
                 // counts lie on from the child's (the Arcs of 86,000 blocks after a cold `cc1
                 // -O2 hello.i`, 20 ms).
                 Some(false) => std::mem::forget((entries, todo, entered)),
-                Some(true) => {
+                in_child => {
                     self.hand_to_service(&dir, config, entries, &todo, entered);
-                    host::exit_now(0)
+                    if in_child.is_some() {
+                        host::exit_now(0)
+                    }
                 }
-                None => self.hand_to_service(&dir, config, entries, &todo, entered),
             },
             Handoff::Sync => {
                 entries.extend(self.compile_all(&todo, config));

@@ -172,11 +172,7 @@ impl Registry {
     /// Counts a guest thread that starts, or one that ends (`delta` -1): it runs from then
     /// (`count_running`) till it ends.
     pub fn count_alive(&self, delta: isize) {
-        if delta > 0 {
-            self.alive.fetch_add(delta as usize, Ordering::SeqCst);
-        } else {
-            self.alive.fetch_sub(delta.unsigned_abs(), Ordering::SeqCst);
-        }
+        add(&self.alive, delta);
         self.count_running(delta);
     }
 
@@ -188,11 +184,7 @@ impl Registry {
     /// Counts a thread that starts running (or comes back from a blocking syscall), or one
     /// that stops (`delta` -1).
     pub fn count_running(&self, delta: isize) {
-        if delta > 0 {
-            self.running.fetch_add(delta as usize, Ordering::SeqCst);
-        } else {
-            self.running.fetch_sub(delta.unsigned_abs(), Ordering::SeqCst);
-        }
+        add(&self.running, delta);
     }
 
     pub fn stopping(&self) -> bool {
@@ -216,4 +208,9 @@ impl Registry {
             ..Registry::default()
         }
     }
+}
+
+/// Adds `delta` to a count (below zero: the addition wraps round to the subtraction).
+fn add(count: &AtomicUsize, delta: isize) {
+    count.fetch_add(delta as usize, Ordering::SeqCst);
 }

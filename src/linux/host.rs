@@ -35,6 +35,7 @@ pub fn detach_child() -> bool {
 /// the way of stdio, and closed on exec): Some(true) in the child, Some(false) in the parent,
 /// None when the fork failed.
 pub fn fork_detached(keep: Option<std::os::fd::RawFd>) -> Option<bool> {
+    let max_fd = max_descriptors();
     // SAFETY: fork has no preconditions; the caller's child only computes, writes files and
     // ends with `exit_now` or an exec.
     let pid = unsafe { libc::fork() };
@@ -44,22 +45,54 @@ pub fn fork_detached(keep: Option<std::os::fd::RawFd>) -> Option<bool> {
     // SAFETY: plain system calls on this (child) process's own session and descriptors.
     unsafe {
         libc::setsid();
-        let held = keep.map_or(-1, |fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10));
+        only_stdio_on_null(keep.unwrap_or(-1), max_fd);
+    }
+    Some(true)
+}
+
+/// The descriptor numbers a process may have open, as far as closing them one by one goes.
+fn max_descriptors() -> i32 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
+        .min(65536) as i32
+}
+
+/// In a child just forked: stdin, stdout and stderr on /dev/null, and every other descriptor
+/// closed but `keep` (-1: none), which is moved to 10 or above first (out of the way of stdio:
+/// it may be 1 itself, where a guest closed its own) and closed on exec; returns its new number
+/// (-1 without). Only async-signal-safe system calls; `max_fd` bounds the descriptors closed
+/// one by one where the kernel has no `close_range`.
+///
+/// # Safety
+/// Only in a child that owns every descriptor it has (no other thread uses them).
+unsafe fn only_stdio_on_null(keep: std::os::fd::RawFd, max_fd: i32) -> std::os::fd::RawFd {
+    // SAFETY: plain system calls on this process's own descriptors (the caller's contract).
+    unsafe {
+        let held = if keep >= 0 {
+            libc::fcntl(keep, libc::F_DUPFD_CLOEXEC, 10)
+        } else {
+            -1
+        };
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         for fd in 0..3 {
             libc::dup2(null, fd);
         }
-        match u32::try_from(held) {
-            Ok(held) => {
-                libc::syscall(libc::SYS_close_range, 3u32, held - 1, 0u32);
-                libc::syscall(libc::SYS_close_range, held + 1, u32::MAX, 0u32);
+        let close_from_to = |first: i32, last: i32| {
+            if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) != 0 {
+                for fd in first..=last.min(max_fd) {
+                    libc::close(fd);
+                }
             }
-            Err(_) => {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-            }
+        };
+        if held >= 3 {
+            close_from_to(3, held - 1);
+            close_from_to(held + 1, i32::MAX);
+        } else {
+            close_from_to(3, i32::MAX);
         }
+        held
     }
-    Some(true)
 }
 
 /// Ends this process (as SIGALRM does by default) if it still runs `seconds` from now: a
@@ -142,10 +175,7 @@ pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
     let keep = keep.as_raw_fd();
-    let max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1024)
-        .min(65536) as i32;
+    let max_fd = max_descriptors();
     let last_signal = libc::SIGRTMAX();
     // SAFETY: fork has no preconditions; the child makes only async-signal-safe system calls
     // (setsid, fork, chdir, fcntl, open, dup2, close_range or close, signal, sigprocmask,
@@ -163,19 +193,10 @@ pub fn spawn_daemon(args: &[CString], keep: std::os::fd::BorrowedFd<'_>) -> bool
             }
             // A daemon keeps no directory (or file system) busy.
             libc::chdir(c"/".as_ptr());
-            // Out of the way of stdio first (the lock may be descriptor 1 or 3 itself, where a
-            // guest closed its own), then to 3, where dup2 also clears close-on-exec.
-            let held = libc::fcntl(keep, libc::F_DUPFD, 10);
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
+            // The lock alone besides stdio, then at 3, where dup2 also clears close-on-exec.
+            let held = only_stdio_on_null(keep, max_fd);
             libc::dup2(held, 3);
-            if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
-                for fd in 4..max_fd {
-                    libc::close(fd);
-                }
-            }
+            libc::close(held);
             // Nothing of the guest's signal state: default dispositions, nothing blocked.
             for sig in 1..=last_signal {
                 libc::signal(sig, libc::SIG_DFL);
