@@ -69,6 +69,7 @@ pub fn export(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).map_err(|e| CacheError::Dir(folder.to_path_buf(), e.to_string()))?;
     write_atomic_with(folder, out, |f| {
         let mut h = blake3::Hasher::new();
         fn put(f: &mut dyn Write, h: &mut blake3::Hasher, b: &[u8]) -> std::io::Result<()> {

@@ -70,10 +70,20 @@ pub fn write_entries(
     stored
 }
 
+/// The cache directory's `journals/`, made where missing; None where the cache directory
+/// itself is gone (removed while a run or its hand-over was under way: never made again).
+fn journals_dir(dir: &Path) -> Option<PathBuf> {
+    let jdir = dir.join("journals");
+    match std::fs::create_dir(&jdir) {
+        Ok(()) => Some(jdir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(jdir),
+        Err(_) => None,
+    }
+}
+
 /// Writes a run's work journal into `journals/` (whole or not at all); its path.
 pub fn write_work(dir: &Path, work: &WorkJournal) -> Option<PathBuf> {
-    let jdir = dir.join("journals");
-    std::fs::create_dir_all(&jdir).ok()?;
+    let jdir = journals_dir(dir)?;
     let path = jdir.join(format!("{}-{}.work", std::process::id(), stamp()));
     // Streamed: a journal can be tens of megabytes, and the run is at its peak memory.
     super::write_atomic_with(&jdir, &path, |f| cache_format::write_work(work, f)).ok()?;
@@ -138,10 +148,9 @@ fn is_journal(p: &Path) -> bool {
 
 /// Writes entries to `journals/` in the pack layout, one file per module; returns them.
 pub fn write_journals(dir: &Path, config: ConfigId, entries: &[(UnitKey, UnitEntry)]) -> Vec<PathBuf> {
-    let jdir = dir.join("journals");
-    if std::fs::create_dir_all(&jdir).is_err() {
+    let Some(jdir) = journals_dir(dir) else {
         return Vec::new();
-    }
+    };
     let mut out = Vec::new();
     for (n, module) in distinct_modules(entries).iter().enumerate() {
         let mut units: Vec<(ModuleOffset, UnitEntry)> = entries

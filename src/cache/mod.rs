@@ -400,7 +400,12 @@ pub fn write_atomic_with(
 ) -> Result<std::fs::Metadata, CacheError> {
     use std::io::Write;
     let err = |e: std::io::Error| CacheError::Dir(dir.to_path_buf(), e.to_string());
-    std::fs::create_dir_all(dir).map_err(err)?;
+    // `dir` alone, never its parents: a cache directory removed while a run, its hand-over
+    // or the service was writing into it is not made again.
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(err(e)),
+        _ => {}
+    }
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), stamp()));
     let r = (|| {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
