@@ -31,8 +31,8 @@ pub struct Stats {
     pub volatile_units: u64,
     /// Times control came back to the dispatcher (to run a unit, a system call or a fault).
     pub dispatcher_entries: u64,
-    /// Returns from compiled code that only asked for the next unit: its exit found no
-    /// chained successor.
+    /// Returns from compiled code that only asked for the next unit: neither its exit nor the
+    /// baseline tier's shim it went on into found the next one without the dispatcher.
     pub chain_misses: u64,
     /// Compiled code run again in the baseline tier from the last checkpoint: after a guest
     /// memory fault there (to fault with the exact state), or a float guard that failed.

@@ -217,6 +217,18 @@ pub struct Cpu {
     /// instruction count (`jit::COUNT`) is read here, next to the rest of the context, rather
     /// than from the unit's own code.
     pub counts: [[u64; 2]; COUNTS],
+    /// The compiled unit the baseline tier's shim goes on to, with a tail call, after the
+    /// blocks it ran led to it (`interp::helper_run_block`); 0 for none. After `counts`, so
+    /// that no offset compiled code uses moves.
+    pub enter_next: u64,
+    /// Non-zero while the baseline tier runs blocks inside an entry of compiled code: a guest
+    /// memory fault there happened in the baseline tier, whose context is exact, not in
+    /// compiled code (which the dispatcher replays from its last checkpoint).
+    pub in_baseline: u64,
+    /// Where compiled code goes on, with a tail call, when the chaining table's slot for the
+    /// rip it leaves for holds another (the baseline tier's shim, whose helper finds the unit
+    /// or block there, `interp::helper_run_block`); 0: back to the dispatcher.
+    pub miss_unit: u64,
 }
 
 /// How many small numbers `Cpu::counts` holds.
@@ -259,6 +271,9 @@ impl Cpu {
             call_floor: u64::MAX,
             link_floor: u64::MAX,
             counts: std::array::from_fn(|n| [n as u64, 0]),
+            enter_next: 0,
+            in_baseline: 0,
+            miss_unit: 0,
         })
     }
 }
@@ -319,6 +334,8 @@ pub mod off {
     pub const RET_EXPECT: i32 = at(offset_of!(Cpu, ret_expect));
     pub const CALL_FLOOR: i32 = at(offset_of!(Cpu, call_floor));
     pub const LINK_FLOOR: i32 = at(offset_of!(Cpu, link_floor));
+    pub const ENTER_NEXT: i32 = at(offset_of!(Cpu, enter_next));
+    pub const MISS_UNIT: i32 = at(offset_of!(Cpu, miss_unit));
     /// The offset of `Cpu::counts[n]`.
     pub const fn count(n: usize) -> i32 {
         at(offset_of!(Cpu, counts) + 16 * n)

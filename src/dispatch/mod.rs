@@ -17,8 +17,8 @@ mod units;
 
 use crate::cpu::{exit, fault, Cpu};
 use crate::decode::Block;
-use crate::interp::Program;
-use crate::jit::{EnterFn, Jit};
+use crate::interp::{Ended, Entry, Go, Program};
+use crate::jit::{EnterFn, Jit, UnitFn};
 use crate::linux::signals::Delivery;
 use crate::linux::wake::Wake;
 use crate::linux::{Process, SysResult};
@@ -53,8 +53,9 @@ pub fn replay_blocks(mut run: impl FnMut() -> Option<(u64, bool)>) -> u64 {
 
 pub use compile::HOT_THRESHOLD;
 
-/// Most blocks the baseline tier runs in one entry before the dispatcher looks at compiles
-/// that finished.
+/// Most steps one entry of guest code takes without the dispatcher (`going_on`: blocks the
+/// baseline tier runs on to, compiled units it goes on into, chaining-table misses) before
+/// the dispatcher looks at compiles that finished.
 const INTERPRETED_RUN: u32 = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -122,6 +123,9 @@ struct Shared {
     quick: Option<Jit>,
     /// Trampoline into compiled code.
     enter: Option<EnterFn>,
+    /// The baseline tier's shim, which compiled code goes on into through the chaining table
+    /// for an interpreted block (`Units::chain_baseline`).
+    shim: Option<UnitFn>,
     /// Compile workers (started on demand; afresh in a forked child).
     pool: compile::Workers,
     config: Option<ConfigId>,
@@ -173,10 +177,10 @@ impl Engine {
         };
         let cache = cache.filter(|_| config.is_some());
         let kept = cache.as_deref().zip(config.as_ref());
-        let enter = match (&jit, runtime::runtime_from(kept)) {
-            (Some(_), Some(rt)) => Some(rt.enter()),
+        let (enter, shim) = match (&jit, runtime::runtime_from(kept)) {
+            (Some(_), Some(rt)) => (Some(rt.enter()), Some(rt.interp())),
             (Some(_), None) => anyhow::bail!("cannot build the trampoline into compiled code"),
-            (None, _) => None,
+            (None, _) => (None, None),
         };
         let pool = if tier == Tier::Auto {
             compile::Workers::on_demand()
@@ -189,6 +193,7 @@ impl Engine {
             jit,
             quick,
             enter,
+            shim,
             pool,
             config,
             module,
@@ -215,6 +220,8 @@ impl Engine {
             Tier::Auto => HOT_THRESHOLD - 1,
             _ => u32::MAX,
         };
+        let mut units = units::Units::new(hot_after);
+        units.shim = shared.shim;
         let mut e = Engine {
             cpu,
             proc,
@@ -223,12 +230,13 @@ impl Engine {
             clear_tid: None,
             is_main: false,
             cache,
-            units: units::Units::new(hot_after),
+            units,
             compiles: compile::Compiles::default(),
             replayed_blocks: Default::default(),
             wake,
         };
         e.cpu.helpers = runtime::HELPERS.as_ptr() as u64;
+        e.cpu.miss_unit = e.shared.shim.map_or(0, |s| s.addr());
         e.shared.registry.count_alive(1);
         e
     }
@@ -295,26 +303,13 @@ impl Engine {
             }
             return Ok(self.interpret(block));
         }
-        if let (Some(f), Some(enter)) = (self.units.list[i].code, self.shared.enter) {
+        if let Some(f) = self.units.list[i].code.filter(|_| self.shared.enter.is_some()) {
             // A unit reached through the dispatcher takes (back) its chaining slot, so that
             // the next exit to it from compiled code goes straight there.
             self.units.chain_unit(i, f);
-            // Read after the unit was found: a module whose units were just published has
-            // forbidden links first if it must.
-            self.cpu.links = self.shared.registry.links_allowed() as u64;
-            // The table may have grown since the last entry.
-            self.cpu.chain_table = self.units.chain_table_addr();
-            self.cpu.chain_mask = self.units.chain_mask();
-            // SAFETY: `f` is executable compiled code with the unit signature, entered through
-            // the trampoline, and the context it receives is this engine's CPU.
-            let code = unsafe { enter(&mut *self.cpu, f) };
-            self.stats.chain_misses += (code == exit::NEXT) as u64;
-            return Ok(match (code, self.cpu.fault) {
-                (exit::FAULT, fault::MEMORY) => self.replay(),
-                (exit::FAULT, fault::REPLAY) => self.replay_block(),
-                (exit::FAULT, fault::WROTE_CODE) => self.step_to_block_end(),
-                _ => code,
-            });
+            let ended = self.entered(Entry::Unit(f));
+            self.stats.chain_misses += (ended.code == exit::NEXT) as u64;
+            return Ok(self.settled(ended));
         }
         let (queued, ninsns) = (self.units.list[i].queued, self.units.list[i].ninsns);
         let Some(program) = self.units.program(i).map(Arc::as_ptr) else {
@@ -330,7 +325,25 @@ impl Engine {
             self.queue_compile(i);
             return Ok(code);
         }
-        Ok(self.interpret_on(program))
+        // Compiled code leaving for this block goes on in the baseline tier's shim.
+        self.units.chain_baseline(rip);
+        let ended = self.entered(Entry::Blocks(program));
+        Ok(self.settled(ended))
+    }
+
+    /// The exit code of an entry of guest code, once a fault compiled code left for the
+    /// dispatcher is seen to (the guest state made exact again); a fault in a block the
+    /// baseline tier ran is exact already.
+    fn settled(&mut self, ended: Ended) -> u64 {
+        if ended.in_baseline || ended.code != exit::FAULT {
+            return ended.code;
+        }
+        match self.cpu.fault {
+            fault::MEMORY => self.replay(),
+            fault::REPLAY => self.replay_block(),
+            fault::WROTE_CODE => self.step_to_block_end(),
+            _ => ended.code,
+        }
     }
 
     /// Where the uncompiled unit `i` has no instruction to run: the fetch faults where its
@@ -349,45 +362,19 @@ impl Engine {
         }
     }
 
-    /// Runs `block` in the baseline tier, then the blocks after it that are known, still in
-    /// the baseline tier and not about to be compiled, up to `INTERPRETED_RUN` of them, in
-    /// one entry (each counted as the dispatcher counts it); back in the dispatcher for
-    /// anything else, and whenever the thread is woken or guest code changed since the
-    /// dispatcher last dropped what changed (not since this entry: a write in between may have
-    /// changed the very block the guest goes to next).
-    fn interpret_on(&mut self, first: &Program) -> u64 {
-        let epoch = self.units.log_cursor;
-        let (units, stats) = (&mut self.units, &mut self.stats);
-        let mut left = INTERPRETED_RUN;
-        let mut next = |cpu: &mut Cpu, last: &Program| -> Option<*const Program> {
-            left -= 1;
-            let woken = cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0;
-            if left == 0 || woken || crate::mem::watch::epoch() != epoch {
-                return None;
-            }
-            let program = match last.successor(cpu.rip, units.generation) {
-                // SAFETY: programs are freed only when their unit is dropped, which starts a
-                // new generation.
-                Some(p) => unsafe { &*p },
-                None => {
-                    let i = units.find(cpu.rip)?;
-                    // A compiled unit's program would be closed: none is made for it.
-                    if units.list[i].code.is_some() {
-                        return None;
-                    }
-                    let generation = units.generation;
-                    let p = units.program(i)?;
-                    last.remember(cpu.rip, p, generation);
-                    &**p
-                }
-            };
-            if !program.run_on_to() {
-                return None;
-            }
-            stats.guest_insns_interp += program.len() as u64;
-            Some(program)
-        };
-        crate::interp::run_blocks_guarded(&mut self.cpu, first, &mut next)
+    /// Enters guest code (`enter`: a compiled unit, or the baseline tier's shim with its first
+    /// block) with the context ready for compiled code (the chaining table as it is now, and
+    /// whether links are allowed), the baseline tier running on from block to block as
+    /// `going_on` says wherever the guest meets interpreted blocks.
+    fn entered(&mut self, entry: Entry<'_>) -> Ended {
+        // Read after the unit was found: a module whose units were just published has
+        // forbidden links first if it must.
+        self.cpu.links = self.shared.registry.links_allowed() as u64;
+        // The table may have grown since the last entry.
+        self.cpu.chain_table = self.units.chain_table_addr();
+        self.cpu.chain_mask = self.units.chain_mask();
+        let mut next = going_on(&mut self.units, &mut self.stats);
+        crate::interp::enter_guarded(&mut self.cpu, entry, &mut next)
     }
 
     /// A guest memory access faulted in compiled code, which keeps the guest registers in host
@@ -614,6 +601,70 @@ impl Engine {
         self.finish_thread_stats();
         self.stats += &self.shared.registry.ended();
         self.stats.links_forbidden = !self.shared.registry.links_allowed() as u64;
+    }
+}
+
+/// Where the guest goes after the block `last` left it (or, where compiled code went on into
+/// the baseline tier's shim, from the context's rip) without the dispatcher: on to the next
+/// block while it is known, still in the baseline tier and not about to become hot; into its
+/// compiled unit where it has one that checks nothing at entry and the stack pointer is in
+/// reach; back to the unit that called and waits for this rip (`exit::RETURN`). Up to
+/// `INTERPRETED_RUN` times an entry, and not once the thread is woken or guest code changed
+/// since the dispatcher last dropped what changed (not since this entry: a write in between
+/// may have changed the very block the guest goes to next); the dispatcher sees everything
+/// else. Each block run on to is counted as the dispatcher counts it.
+fn going_on<'a>(
+    units: &'a mut units::Units,
+    stats: &'a mut Stats,
+) -> impl FnMut(&mut Cpu, Option<&Program>) -> Go + 'a {
+    let epoch = units.log_cursor;
+    let mut left = INTERPRETED_RUN;
+    move |cpu: &mut Cpu, last: Option<&Program>| {
+        left = left.saturating_sub(1);
+        let woken = cpu.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0;
+        if left == 0 || woken || crate::mem::watch::epoch() != epoch {
+            return Go::Back(exit::NEXT);
+        }
+        if cpu.rip == cpu.ret_expect {
+            return Go::Back(exit::RETURN);
+        }
+        // SAFETY: programs are freed only when their unit is dropped, which starts a new
+        // generation.
+        let remembered = last
+            .and_then(|l| l.successor(cpu.rip, units.generation))
+            .map(|p| unsafe { &*p });
+        // A block remembered may have been compiled since (its program is closed then).
+        let program = match remembered.filter(|p| p.run_on_to()) {
+            Some(p) => p,
+            None => {
+                let Some(i) = units.find(cpu.rip) else {
+                    return Go::Back(exit::NEXT);
+                };
+                if let Some(code) = units.list[i].code {
+                    let enterable = units.list[i].check.is_none() && crate::jit::stack_in_reach(cpu.gpr[4]);
+                    return if enterable {
+                        Go::Enter(code)
+                    } else {
+                        Go::Back(exit::NEXT)
+                    };
+                }
+                let generation = units.generation;
+                let Some(p) = units.program(i) else {
+                    return Go::Back(exit::NEXT);
+                };
+                if let Some(l) = last {
+                    l.remember(cpu.rip, p, generation);
+                }
+                // SAFETY: as above; the unit holds it.
+                let p = unsafe { &*Arc::as_ptr(p) };
+                if remembered.is_some() || !p.run_on_to() {
+                    return Go::Back(exit::NEXT);
+                }
+                p
+            }
+        };
+        stats.guest_insns_interp += program.len() as u64;
+        Go::Run(program)
     }
 }
 

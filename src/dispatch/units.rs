@@ -42,7 +42,7 @@ pub(super) struct Unit {
     pub guest_len: u64,
     pub block: Option<Arc<Block>>,
     /// The block in the baseline tier's form, made at its first run there.
-    pub program: Option<Arc<Program>>,
+    program: Option<Arc<Program>>,
     pub code: Option<UnitFn>,
     pub ninsns: u64,
     /// Compiled, being compiled, or never to be compiled again.
@@ -155,6 +155,9 @@ pub(super) struct Units {
     /// Executions in the baseline tier after which the dispatcher sees a unit that is not
     /// queued yet, to compile it (`u32::MAX` when this thread's tier compiles nothing hot).
     pub hot_after: u32,
+    /// The baseline tier's shim, which compiled code goes on into for an interpreted block
+    /// (`chain_baseline`), where there is one.
+    pub shim: Option<UnitFn>,
 }
 
 impl Units {
@@ -171,6 +174,7 @@ impl Units {
             prefills_seen: 0,
             generation: 0,
             hot_after,
+            shim: None,
         }
     }
 }
@@ -236,6 +240,17 @@ impl Units {
         }
     }
 
+    /// Lets compiled code leaving for `rip` go on into the baseline tier's shim, which runs
+    /// the block there, where the slot holds no unit's code: compiled code never loses its
+    /// slot to an interpreted block.
+    pub fn chain_baseline(&mut self, rip: u64) {
+        let Some(shim) = self.shim else { return };
+        let [r, code] = self.chain.slots()[self.chain.slot(rip)];
+        if code == 0 || (code == shim.addr() && r != rip) {
+            self.chain_rip(rip, shim);
+        }
+    }
+
     /// Undoes `chain_rip` (if the slot still holds it).
     pub fn unchain_rip(&mut self, rip: u64, code: UnitFn) {
         let i = self.chain.slot(rip);
@@ -281,7 +296,7 @@ impl Units {
         u.program = None;
         self.generation += 1;
         let rip = u.rip;
-        if let Some(code) = u.code.take() {
+        for code in [u.code.take(), self.shim].into_iter().flatten() {
             self.unchain_rip(rip, code);
         }
         if self.index.get(&rip) == Some(&i) {

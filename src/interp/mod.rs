@@ -16,18 +16,35 @@ use steps::StepFn;
 
 mod steps;
 
-/// What gives the block to run next, for the rip the last one left (`run_blocks_guarded`):
+/// Where the guest goes after a block the baseline tier ran, as the caller of
+/// `enter_guarded` decides: on to another block here, into a compiled unit, or back to
+/// whoever entered with an exit code.
+pub enum Go {
+    /// Run this program next (alive and unchanged until the entry returns).
+    Run(*const Program),
+    /// Go on into the compiled unit at this entry: the guest state is whole in the context,
+    /// and its stack pointer in reach.
+    Enter(CodePtr),
+    /// Return this exit code (`exit::NEXT` for the dispatcher, `exit::RETURN` for the unit
+    /// that called and waits for the context's rip).
+    Back(u64),
+}
+
+/// What gives the block to run next, for the rip the last one left (`enter_guarded`):
 /// the closure's address and the function that calls it.
-type Next = (
-    *mut (),
-    unsafe fn(*mut (), &mut Cpu, &Program) -> Option<*const Program>,
-);
+type Next = (*mut (), unsafe fn(*mut (), &mut Cpu, Option<&Program>) -> Go);
 
 thread_local! {
-    /// The program `helper_run_block` runs (set just before entering it).
-    static PROGRAM: Cell<*const Program> = const { Cell::new(std::ptr::slice_from_raw_parts(std::ptr::null::<Step>(), 0) as *const Program) };
+    /// The program `helper_run_block` runs first when the dispatcher enters it (set just
+    /// before, taken by it); null when compiled code entered it through the chaining table.
+    static PROGRAM: Cell<*const Program> = const { Cell::new(no_program()) };
     /// What gives the blocks it runs on to, if it runs on.
     static NEXT: Cell<Option<Next>> = const { Cell::new(None) };
+}
+
+/// A null program pointer.
+const fn no_program() -> *const Program {
+    std::ptr::slice_from_raw_parts(std::ptr::null::<Step>(), 0) as *const Program
 }
 
 /// The trampoline into guest code: `enter(cpu, code)` (the JIT's `EnterFn`).
@@ -51,59 +68,120 @@ pub fn run_block_guarded(cpu: &mut Cpu, program: &Program) -> u64 {
             PROGRAM.set(program);
             // SAFETY: the shim is a unit-shaped function calling `helper_run_block` with this
             // context; `program` outlives the call.
-            unsafe { enter(cpu, shim) }
+            let code = unsafe { enter(cpu, shim) };
+            PROGRAM.set(no_program());
+            cpu.in_baseline = 0;
+            code
         }
         None => run_block(cpu, program),
     }
 }
 
-/// Runs `first`, then block after block as long as `next` gives one for the rip the last
-/// left (and that one ended with `exit::NEXT`), all in one entry through the trampoline: an
-/// interpreted block costs no return to the dispatcher and no new entry. `next` gives
-/// blocks that stay alive and unchanged until this returns; None sends the run back to the
-/// dispatcher.
-pub fn run_blocks_guarded<F: FnMut(&mut Cpu, &Program) -> Option<*const Program>>(
-    cpu: &mut Cpu,
-    first: &Program,
-    next: &mut F,
-) -> u64 {
-    /// Calls the closure at `f`.
-    unsafe fn call<F: FnMut(&mut Cpu, &Program) -> Option<*const Program>>(
-        f: *mut (),
-        cpu: &mut Cpu,
-        last: &Program,
-    ) -> Option<*const Program> {
-        // SAFETY: `f` is the `F` `run_blocks_guarded` borrows for as long as NEXT holds it.
-        unsafe { (*(f as *mut F))(cpu, last) }
-    }
-    if ENTRY.get().is_none() {
-        return run_block(cpu, first);
-    }
-    NEXT.set(Some((next as *mut F as *mut (), call::<F>)));
-    let code = run_block_guarded(cpu, first);
-    // Also where a guest fault left the shim early.
-    NEXT.set(None);
-    code
+/// What an entry through `enter_guarded` ended with: the exit code,
+/// and whether a fault it ended with happened in the baseline tier (whose context is exact),
+/// not in compiled code.
+pub struct Ended {
+    pub code: u64,
+    pub in_baseline: bool,
 }
 
-/// The helper behind the baseline tier's shim.
+/// Where an entry through `enter_guarded` starts: a compiled unit, or a block in the
+/// baseline tier.
+pub enum Entry<'a> {
+    Unit(CodePtr),
+    Blocks(&'a Program),
+}
+
+/// Enters guest code through the trampoline: the compiled unit, or the program and then
+/// block after block as `next` says for the rip the last left (when that one ended with
+/// `exit::NEXT`), all in one entry. An interpreted block costs no return to the dispatcher
+/// and no new entry; where `next` leads into a compiled unit the shim goes on into it, and
+/// where compiled code goes on into the shim through the chaining table, `next` gives the
+/// block to run. `next` gives blocks that stay alive and unchanged until this returns.
+/// Without a trampoline (a host without a JIT), runs the one block directly.
+pub fn enter_guarded<F: FnMut(&mut Cpu, Option<&Program>) -> Go>(
+    cpu: &mut Cpu,
+    entry: Entry<'_>,
+    next: &mut F,
+) -> Ended {
+    /// Calls the closure at `f`.
+    unsafe fn call<F: FnMut(&mut Cpu, Option<&Program>) -> Go>(
+        f: *mut (),
+        cpu: &mut Cpu,
+        last: Option<&Program>,
+    ) -> Go {
+        // SAFETY: `f` is the `F` `enter_guarded` borrows for as long as NEXT holds it.
+        unsafe { (*(f as *mut F))(cpu, last) }
+    }
+    let Some(&(enter, shim)) = ENTRY.get() else {
+        let Entry::Blocks(first) = entry else {
+            unreachable!("compiled code entered without a trampoline")
+        };
+        return Ended {
+            code: run_block(cpu, first),
+            in_baseline: true,
+        };
+    };
+    let code = match entry {
+        Entry::Unit(code) => code,
+        Entry::Blocks(first) => {
+            PROGRAM.set(first);
+            shim
+        }
+    };
+    NEXT.set(Some((next as *mut F as *mut (), call::<F>)));
+    // SAFETY: `code` is the shim or a compiled unit, entered through the trampoline with
+    // this context; what `next` gives lives until the call returns.
+    let code = unsafe { enter(cpu, code) };
+    // Also where a guest fault left the shim early.
+    NEXT.set(None);
+    PROGRAM.set(no_program());
+    cpu.enter_next = 0;
+    Ended {
+        code,
+        in_baseline: std::mem::take(&mut cpu.in_baseline) != 0,
+    }
+}
+
+/// The helper behind the baseline tier's shim: runs the program the dispatcher gave, or,
+/// entered from compiled code through the chaining table, the one `next` gives for the
+/// context's rip; then on as `next` says. Leaves the compiled unit to go on to in
+/// `Cpu::enter_next`.
 ///
 /// # Safety
 /// `cpu` is the live context of the calling thread (compiled code passes its own).
 pub unsafe extern "C" fn helper_run_block(cpu: *mut Cpu, _: u64, _: u64) -> u64 {
-    // SAFETY: `run_block_guarded` set the block and holds it for the duration of the call;
-    // the shim passes the live context; blocks `next` gives live until the call returns.
+    // SAFETY: the dispatcher set the first program and holds it for the duration of the
+    // call; the shim passes the live context; blocks `next` gives live until the call
+    // returns.
     unsafe {
         let cpu = &mut *cpu;
-        let mut program = PROGRAM.get();
-        let mut code = run_block(cpu, &*program);
-        if let Some((f, call)) = NEXT.get() {
-            while code == exit::NEXT {
-                let Some(p) = call(f, cpu, &*program) else { break };
-                program = p;
-                code = run_block(cpu, &*program);
+        let next = NEXT.get();
+        let given = PROGRAM.replace(no_program());
+        let mut last = (!given.is_null()).then_some(given);
+        let mut code = exit::NEXT;
+        if let Some(p) = last {
+            cpu.in_baseline = 1;
+            code = run_block(cpu, &*p);
+        }
+        while let (exit::NEXT, Some((f, call))) = (code, next) {
+            match call(f, cpu, last.map(|p| &*p)) {
+                Go::Run(p) => {
+                    last = Some(p);
+                    cpu.in_baseline = 1;
+                    code = run_block(cpu, &*p);
+                }
+                Go::Enter(unit) => {
+                    cpu.enter_next = unit.addr();
+                    break;
+                }
+                Go::Back(c) => {
+                    code = c;
+                    break;
+                }
             }
         }
+        cpu.in_baseline = 0;
         code
     }
 }
@@ -137,7 +215,7 @@ struct Head {
     /// Its instructions: those of `block`, which it holds.
     insns: *const Instruction,
     block: Arc<Block>,
-    /// The last two programs run after this one, for the caller of `run_blocks_guarded`
+    /// The last two programs run after this one, for the caller of `enter_guarded`
     /// (`successor`, `remember`).
     successors: [Successor; 2],
 }

@@ -40,7 +40,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 41;
+pub const TRANSLATION_VERSION: u32 = 42;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;
@@ -103,7 +103,7 @@ pub struct RuntimeCode {
 }
 
 /// Magic of a runtime code file.
-const RUNTIME_MAGIC: [u8; 8] = *b"KILNRT02";
+const RUNTIME_MAGIC: [u8; 8] = *b"KILNRT03";
 
 impl RuntimeCode {
     /// Compiles the trampoline and the baseline tier's shim (which calls helper `H_INTERP`).
@@ -482,7 +482,12 @@ impl Jit {
     }
 
     /// Compiles a unit-shaped shim that runs helper `h` (the baseline tier's block runner), so
-    /// that interpreted blocks are entered through the trampoline too.
+    /// that interpreted blocks are entered through the trampoline too, and from compiled code
+    /// through the chaining table like any unit. Where the blocks the helper ran led to a
+    /// compiled unit it may enter (`Cpu::enter_next`), the shim goes on into it with a tail
+    /// call, the instructions the units before it ran still riding in its count; otherwise it
+    /// returns the helper's exit code, with the `CARRIED` registers from the context (which
+    /// the baseline tier keeps whole) for an `exit::RETURN` to the unit that called it.
     pub fn helper_shim(&self, h: i64) -> Result<Vec<u8>, JitError> {
         let isa = self.isa();
         let mut func = Function::with_name_signature(UserFuncName::default(), unit_signature());
@@ -492,12 +497,14 @@ impl Jit {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let cpu = b.block_params(entry)[CONTEXT_ARG];
+        let insns = b.block_params(entry)[0];
         let mut hs = Signature::new(isa.default_call_conv());
         for _ in 0..3 {
             hs.params.push(AbiParam::new(types::I64));
         }
         hs.returns.push(AbiParam::new(types::I64));
         let hsig = b.import_signature(hs);
+        let usig = b.import_signature(unit_signature());
         let mf = MemFlagsData::trusted();
         let table = b.ins().load(types::I64, mf, cpu, crate::cpu::off::HELPERS);
         let f = b.ins().load(types::I64, mf, table, (h * 8) as i32);
@@ -505,10 +512,19 @@ impl Jit {
         let context = context_for_helper(&mut b, cpu);
         let call = b.ins().call_indirect(hsig, f, &[context, z, z]);
         let r = b.inst_results(call)[0];
-        // The baseline tier leaves the whole state in the context and counts what it ran; it
-        // never returns `exit::RETURN`, so nothing waits for the carried registers.
-        let insns = b.block_params(entry)[0];
-        return_code(&mut b, (r, insns), None, cpu);
+        let next = b.ins().load(types::I64, mf, cpu, crate::cpu::off::ENTER_NEXT);
+        let (on, back) = (b.create_block(), b.create_block());
+        b.ins().brif(next, on, &[], back, &[]);
+        b.switch_to_block(on);
+        b.ins().store(mf, z, cpu, crate::cpu::off::ENTER_NEXT);
+        let rip = b.ins().load(types::I64, mf, cpu, crate::cpu::off::RIP);
+        let mut args = vec![insns, rip];
+        args.extend(carried_from_context(&mut b, cpu));
+        args.push(cpu);
+        b.ins().return_call_indirect(usig, next, &args);
+        b.switch_to_block(back);
+        let carried = carried_from_context(&mut b, cpu);
+        return_code(&mut b, (r, insns), Some(carried), cpu);
         b.seal_all_blocks();
         b.finalize(isa.frontend_config());
         self.compile_relocation_free(func, "shim")

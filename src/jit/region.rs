@@ -1064,7 +1064,8 @@ fn chain_lookup(b: &mut FunctionBuilder<'_>, cpu: Value, next: Value) -> (Value,
 
 /// Chain: if the table slot of the next rip holds its unit, jump straight into it with `args`
 /// (`unit_args`: the count of instructions run, the next rip, the `CARRIED` registers); a miss
-/// goes on in a new block, laid out with the cold code, that returns to the dispatcher. Not
+/// goes on into the context's unit for misses (`Cpu::miss_unit`), or, where it has none, in a
+/// new block, laid out with the cold code, that returns to the dispatcher. Not
 /// `hot`: the jump is laid out with the cold code too (the exit has a link, which it takes
 /// unless links are forbidden).
 fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: UnitArgs, hot: bool) {
@@ -1081,6 +1082,16 @@ fn chain(b: &mut FunctionBuilder<'_>, sig: ir::SigRef, args: UnitArgs, hot: bool
     b.ins().return_call_indirect(sig, f, &args);
     b.switch_to_block(back);
     b.set_cold_block(back);
+    let miss = b.ins().load(types::I64, mf(), args[CONTEXT_ARG], off::MISS_UNIT);
+    let (found_on, returned) = (b.create_block(), b.create_block());
+    b.ins().brif(miss, found_on, &[], returned, &[]);
+    b.seal_block(found_on);
+    b.seal_block(returned);
+    b.switch_to_block(found_on);
+    b.set_cold_block(found_on);
+    b.ins().return_call_indirect(sig, miss, &args);
+    b.switch_to_block(returned);
+    b.set_cold_block(returned);
 }
 
 /// The link stub of a pack (`cache_format::encode_pack`): entered like a unit by the links
