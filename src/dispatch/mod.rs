@@ -657,6 +657,8 @@ fn going_on<'a>(
                 }
                 // SAFETY: as above; the unit holds it.
                 let p = unsafe { &*Arc::as_ptr(p) };
+                // A remembered program found closed here is the unit's own: hot, for the
+                // dispatcher to queue.
                 if remembered.is_some() || !p.run_on_to() {
                     return Go::Back(exit::NEXT);
                 }

@@ -63,18 +63,7 @@ pub fn register_trampoline(enter: Trampoline, shim: CodePtr) {
 /// Runs one block entered through the registered trampoline, so that a guest memory fault
 /// inside it becomes a guest signal; without one, runs it directly.
 pub fn run_block_guarded(cpu: &mut Cpu, program: &Program) -> u64 {
-    match ENTRY.get() {
-        Some(&(enter, shim)) => {
-            PROGRAM.set(program);
-            // SAFETY: the shim is a unit-shaped function calling `helper_run_block` with this
-            // context; `program` outlives the call.
-            let code = unsafe { enter(cpu, shim) };
-            PROGRAM.set(no_program());
-            cpu.in_baseline = 0;
-            code
-        }
-        None => run_block(cpu, program),
-    }
+    enter_guarded(cpu, Entry::Blocks(program), &mut |_, _| Go::Back(exit::NEXT)).code
 }
 
 /// What an entry through `enter_guarded` ended with: the exit code,
