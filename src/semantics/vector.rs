@@ -62,6 +62,73 @@ fn lanes_of<const W: usize>(a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u1
     u128::from_le_bytes(out)
 }
 
+/// `f` of the low halves and of the high halves of `a` and `b`.
+#[inline(always)]
+fn by_halves(a: u128, b: u128, f: impl Fn(u64, u64) -> u64) -> u128 {
+    let lo = f(a as u64, b as u64);
+    let hi = f((a >> 64) as u64, (b >> 64) as u64);
+    (hi as u128) << 64 | lo as u128
+}
+
+/// The eight bytes of a word at once (each operation on each byte alone, no carry or borrow
+/// crossing from one byte to the next): the commonest byte-lane forms, those of the C
+/// library's string functions (`pcmpeqb`, `pminub`, `pmovmskb`), without a loop over lanes.
+mod bytes {
+    /// Each byte's top bit.
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    /// Each byte's seven low bits.
+    const LOW: u64 = !TOP;
+
+    /// 0xff in each byte whose top bit `m` sets, 0 in the others (`m` holds top bits only).
+    #[inline(always)]
+    fn spread(m: u64) -> u64 {
+        (m >> 7) * 0xff
+    }
+
+    /// 0xff where the bytes are equal, 0 elsewhere.
+    #[inline(always)]
+    pub fn eq(x: u64, y: u64) -> u64 {
+        let v = x ^ y;
+        // A byte's top bit: whether it is not zero.
+        let nonzero = ((v & LOW) + LOW) | v;
+        spread(!nonzero & TOP)
+    }
+
+    /// Each byte's difference, modulo 256.
+    #[inline(always)]
+    pub fn sub(x: u64, y: u64) -> u64 {
+        ((x | TOP) - (y & LOW)) ^ ((x ^ !y) & TOP)
+    }
+
+    /// Each byte's sum, modulo 256.
+    #[inline(always)]
+    pub fn add(x: u64, y: u64) -> u64 {
+        ((x & LOW) + (y & LOW)) ^ ((x ^ y) & TOP)
+    }
+
+    /// 0xff where `x`'s byte is below `y`'s (unsigned), 0 elsewhere: the borrow out of each
+    /// byte's subtraction, which is the difference's top bit where the two top bits agree and
+    /// `y`'s top bit where they differ.
+    #[inline(always)]
+    pub fn lt(x: u64, y: u64) -> u64 {
+        let d = sub(x, y);
+        let differ = x ^ y;
+        spread(((!differ & d) | (differ & y)) & TOP)
+    }
+
+    /// `x`'s bytes where `m` is 0xff, `y`'s elsewhere.
+    #[inline(always)]
+    pub fn select(m: u64, x: u64, y: u64) -> u64 {
+        (x & m) | (y & !m)
+    }
+
+    /// Each byte's top bit, gathered into the low eight bits (byte `i`'s into bit `i`).
+    #[inline(always)]
+    pub fn top_bits(x: u64) -> u64 {
+        (((x & TOP) >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+    }
+}
+
 fn limits(w: u8) -> (i64, i64, u64) {
     let bits = w as u32 * 8;
     (
@@ -73,6 +140,11 @@ fn limits(w: u8) -> (i64, i64, u64) {
 
 pub fn vop(op: VOp, a: u128, b: u128) -> u128 {
     match op {
+        VOp::CmpEq(1) => by_halves(a, b, bytes::eq),
+        VOp::MinU(1) => by_halves(a, b, |x, y| bytes::select(bytes::lt(x, y), x, y)),
+        VOp::MaxU(1) => by_halves(a, b, |x, y| bytes::select(bytes::lt(x, y), y, x)),
+        VOp::Add(1) => by_halves(a, b, bytes::add),
+        VOp::Sub(1) => by_halves(a, b, bytes::sub),
         VOp::And => a & b,
         VOp::Or => a | b,
         VOp::Xor => a ^ b,
@@ -145,6 +217,9 @@ pub fn vswizzle(a: u128, idx: u128) -> u128 {
 }
 
 pub fn vmovmsk(a: u128, lane: u8) -> u64 {
+    if lane == 1 {
+        return bytes::top_bits(a as u64) | bytes::top_bits((a >> 64) as u64) << 8;
+    }
     let bits = lane as u32 * 8;
     let mut r = 0u64;
     for i in 0..16 / lane as u32 {
@@ -183,6 +258,33 @@ pub fn shift_by_count(op: VShift, a: u128, count: u64) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte forms done a word at a time (`bytes`) against the same operation lane by lane,
+    /// for every pair of byte values in every byte position of the two halves.
+    #[test]
+    fn byte_forms_a_word_at_a_time_equal_lane_by_lane() {
+        type ByLane = fn(u64, u64) -> u64;
+        let by_lanes: [(VOp, ByLane); 5] = [
+            (VOp::CmpEq(1), |x, y| if x == y { 0xff } else { 0 }),
+            (VOp::MinU(1), |x, y| x.min(y)),
+            (VOp::MaxU(1), |x, y| x.max(y)),
+            (VOp::Add(1), |x, y| x.wrapping_add(y)),
+            (VOp::Sub(1), |x, y| x.wrapping_sub(y)),
+        ];
+        for x in 0..=255u128 {
+            for y in 0..=255u128 {
+                let at = (x * 7 + y) % 16 * 8;
+                let filler = 0x5a5a_a5a5_0ff0_f00f_1234_8765_fedc_0110u128;
+                let a = filler & !(0xff << at) | x << at;
+                let b = filler.rotate_left(8) & !(0xff << at) | y << at;
+                for (op, f) in by_lanes {
+                    assert_eq!(vop(op, a, b), lanewise(1, a, b, f), "{op:?} of {x:#x} and {y:#x}");
+                }
+                let top_bits = (0..16).fold(0, |r, i| r | ((a >> (i * 8 + 7)) & 1) << i) as u64;
+                assert_eq!(vmovmsk(a, 1), top_bits);
+            }
+        }
+    }
 
     #[test]
     fn large_shift_counts_clear_or_fill_with_sign() {
