@@ -251,36 +251,19 @@ fn dst_xmm(ins: &Instruction) -> Option<usize> {
     }
 }
 
-/// Byte indices for an unpack of lanes of `w` bytes (1, 2, 4 or 8) from the low or high half.
+/// Byte indices for an unpack of lanes of `w` bytes from the low or high half.
 fn unpack_idx(w: u8, high: bool) -> [u8; 16] {
-    UNPACK[w.trailing_zeros() as usize & 3][high as usize]
-}
-
-/// `unpack_idx` of each lane width (by its log2), low half then high half.
-const UNPACK: [[[u8; 16]; 2]; 4] = {
-    let mut t = [[[0u8; 16]; 2]; 4];
-    let mut log = 0;
-    while log < 4 {
-        let w = 1usize << log;
-        let mut half = 0;
-        while half < 2 {
-            let off = half * 8;
-            let mut i = 0;
-            while i < 8 / w {
-                let mut k = 0;
-                while k < w {
-                    t[log][half][2 * i * w + k] = (off + i * w + k) as u8;
-                    t[log][half][(2 * i + 1) * w + k] = (16 + off + i * w + k) as u8;
-                    k += 1;
-                }
-                i += 1;
-            }
-            half += 1;
+    let mut idx = [0u8; 16];
+    let n = 16 / w as usize;
+    let off = if high { 8 } else { 0 };
+    for i in 0..n / 2 {
+        for k in 0..w as usize {
+            idx[2 * i * w as usize + k] = (off + i * w as usize + k) as u8;
+            idx[(2 * i + 1) * w as usize + k] = (16 + off + i * w as usize + k) as u8;
         }
-        log += 1;
     }
-    t
-};
+    idx
+}
 
 /// Byte indices selecting lanes of `w` bytes: `sel[i]` is the source lane of result lane i.
 fn lane_idx(w: u8, sel: &[u8]) -> [u8; 16] {
