@@ -86,7 +86,7 @@ impl Rng {
             0x4b00_0001,
             0x3f00_0000,
         ];
-        match self.below(6) {
+        match self.below(7) {
             0 => specials[self.below(specials.len() as u64) as usize],
             1 => {
                 let a = f32s[self.below(f32s.len() as u64) as usize] as u64;
@@ -104,6 +104,16 @@ impl Rng {
                 let e2 = 127 - 20 + self.below(40);
                 let hi = ((self.next() as u32) & 0x807f_ffff) as u64 | e2 << 23;
                 lo | hi << 32
+            }
+            4 => {
+                // a double of any exponent, or two singles: past the ranges that compiled
+                // code's float checks admit, and at their edges
+                let (e, e1, e2) = (self.below(0x800), self.below(0x100), self.below(0x100));
+                if self.below(2) == 0 {
+                    (self.next() & 0x800f_ffff_ffff_ffff) | e << 52
+                } else {
+                    (self.next() & 0x807f_ffff_807f_ffff) | e1 << 23 | e2 << 55
+                }
             }
             _ => self.value(),
         }

@@ -161,7 +161,7 @@ pub(super) struct Range {
 /// How far (in binades) from 1.0 a checked operand may lie: far enough for almost every value
 /// programs compute with, near enough that the result of any one operation on two such operands
 /// is a normal number, so that it needs no check of its own (`derive`). As (binary64, binary32).
-const TIGHT: (i64, i64) = (340, 60);
+const TIGHT: (i64, i64) = (256, 60);
 
 impl Range {
     /// Normal numbers (no NaN, infinity, denormal).
@@ -474,13 +474,14 @@ impl Lower<'_> {
     }
 
     /// Where the lanes of `v` lie: known to be normal numbers or zeros, or else required to
-    /// lie in `r` (normal numbers or zeros too).
+    /// lie in `r` (normal numbers or zeros too), with what else is known of them (a sum of
+    /// squares checked stays not below zero).
     fn normal_or_required(&mut self, g: &mut Guard, f: Format, v: Value, r: Range) -> Range {
         match self.range_of(v) {
             Some(k) if k.within(Range::normal(f.emax).or_zero()) => k,
             _ => {
                 self.require_in(g, v, r);
-                r
+                self.range_of(v).unwrap_or(r)
             }
         }
     }

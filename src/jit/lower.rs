@@ -913,15 +913,29 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// The values checked to be in reach where lowering stands.
-    pub fn in_reach_here(&mut self) -> Vec<Value> {
-        self.known().in_reach.clone()
+    /// What the checks where lowering stands found of values: which are in reach, where float
+    /// lanes lie, the lanes taken of XMM values, ordered compares. Facts of values hold
+    /// wherever this point dominates; facts of the context (MXCSR, the limit of addresses in
+    /// reach) are left out, as code on the way there may change it.
+    pub fn facts_here(&mut self) -> Known {
+        let k = self.known();
+        Known {
+            in_reach: k.in_reach.clone(),
+            floats: k.floats.clone(),
+            lanes: k.lanes.clone(),
+            compares: k.compares.clone(),
+            ..Known::default()
+        }
     }
 
-    /// Takes the values in `checked` as in reach from here on: checks that dominate the
-    /// current block found them so.
-    pub fn assume_in_reach(&mut self, checked: &[Value]) {
-        self.known().in_reach.extend_from_slice(checked);
+    /// Takes `facts` (`facts_here` where a block that dominates the current one ends) as found
+    /// here too.
+    pub fn assume(&mut self, facts: &Known) {
+        let k = self.known();
+        k.in_reach.extend_from_slice(&facts.in_reach);
+        k.floats.extend_from_slice(&facts.floats);
+        k.lanes.extend_from_slice(&facts.lanes);
+        k.compares.extend_from_slice(&facts.compares);
     }
 
     /// On an edge into a block that starts with the stack pointer in its variable: checks it

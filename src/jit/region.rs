@@ -8,7 +8,7 @@
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
-use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, Lower, Regs, Terminal};
+use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, Known, Lower, Regs, Terminal};
 use super::observed::Observed;
 use super::strides::{strided_accesses, Strided};
 use super::values::iconst_value;
@@ -96,7 +96,7 @@ pub fn lower_region(
     let mut layout = Layout {
         region,
         idom,
-        checked_at_end: Vec::new(),
+        facts_at_end: Vec::new(),
         checkpoints,
         starts,
         dirty_in,
@@ -113,8 +113,8 @@ pub fn lower_region(
         observed,
     };
     for (i, gb) in region.blocks.iter().enumerate() {
-        let checked = layout.lower_block(&mut l, i, gb);
-        layout.checked_at_end.push(checked);
+        let facts = layout.lower_block(&mut l, i, gb);
+        layout.facts_at_end.push(facts);
     }
     l.finish_outside();
     finish_chain(&mut l);
@@ -325,9 +325,9 @@ struct Layout<'r> {
     region: &'r Region,
     /// Per block: its immediate dominator (`Region::dominators`).
     idom: Vec<Option<usize>>,
-    /// Per block lowered so far: the values checked to lie in the guest space where its
-    /// instructions end.
-    checked_at_end: Vec<Vec<Value>>,
+    /// Per block lowered so far: what checks found of values where its instructions end
+    /// (`Lower::facts_here`).
+    facts_at_end: Vec<Known>,
     /// Per block: after which instructions a checkpoint goes (`checkpoints`).
     checkpoints: Vec<Vec<bool>>,
     /// The Cranelift block where each guest block starts.
@@ -367,14 +367,13 @@ struct Layout<'r> {
 }
 
 impl Layout<'_> {
-    /// Lowers guest block `i`; returns the values checked to lie in the guest space where its
-    /// instructions end.
-    fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) -> Vec<Value> {
+    /// Lowers guest block `i`; returns what checks found of values where its instructions end.
+    fn lower_block(&self, l: &mut Lower<'_>, i: usize, gb: &Block) -> Known {
         l.b.switch_to_block(self.starts[i]);
         l.start_guest_block();
         // What the checks of the block that dominates this one found holds here too.
-        if let Some(checked) = self.idom[i].and_then(|d| self.checked_at_end.get(d)) {
-            l.assume_in_reach(checked);
+        if let Some(facts) = self.idom[i].and_then(|d| self.facts_at_end.get(d)) {
+            l.assume(facts);
         }
         // Sealed now if every edge into it comes from a block already lowered (or, for the
         // head, only from the prologue); else once all are lowered.
@@ -414,7 +413,7 @@ impl Layout<'_> {
             }
         }
         l.settle_guards();
-        let checked = l.in_reach_here();
+        let facts = l.facts_here();
         // A checkpoint after the instruction that ends the block goes on the edge.
         let written = l.end.is_some() && self.checkpoints[i].last() == Some(&true);
         match next_of(l, gb) {
@@ -453,7 +452,7 @@ impl Layout<'_> {
                 exit_unit(l, v, exit::SYSCALL, true)
             }
         }
-        checked
+        facts
     }
 
     /// A branch of block `i` to `t` where `c` holds, else to `f`, turned around where `t` closes

@@ -15,6 +15,7 @@ static const double pool[] = {
     0x1p-1022, 0x1.fffffffffffffp1023, 1.0, 0.1, 12345.678, -1e-20, 2.0, 0x1p-537, 0x1p+600,
     0x1p-511, -0x1.8p-512, 3.0, 0x1p+63, -0x1p+31, 0x1p+340, -0x1.fffffffffffffp+340, 0x1p+341,
     0x1p-340, -0x1p-341, 0x1.8p+680, 0x1p-680, 0x1p+60, -0x1.fffffep+60, 0x1p-61, 0x1.0000000000001p0,
+    0x1p+256, -0x1.fffffffffffffp+256, 0x1p+257, 0x1p-256, -0x1p-257, 0x1.8p+512, 0x1p-512, 0x1p-300,
 };
 #define N (sizeof pool / sizeof pool[0])
 
@@ -110,6 +111,22 @@ __attribute__((noinline)) static __m128d square_beside_root(double a, double b) 
     return _mm_mul_pd(z, z);
 }
 
+/* n-body's inner step: differences, a sum of their squares, a branch (sqrt's domain check, a
+ * guest block of its own), then the root, a quotient and products of the differences with it,
+ * so that what a block found of its results is used in the blocks after it. */
+static double acc[4];
+__attribute__((noinline)) static void across_blocks(double a, double b, double c, double d) {
+    double dx = a - b, dy = c - d, dz = a - d;
+    double d2 = dx * dx + dy * dy + dz * dz;
+    double mag = c / (d2 * sqrt(d2));
+    acc[0] -= dx * b * mag;
+    acc[1] -= dy * b * mag;
+    if (d2 > a)
+        acc[2] += dz * a * mag;
+    else
+        acc[3] += sqrt(acc[0] * acc[0] + d2) * mag;
+}
+
 int main(void) {
     /* Precision flag clear; set; set with FTZ and DAZ (as -ffast-math programs run). */
     const unsigned csr[] = {0x1f80, 0x1fa0, 0x9fe0};
@@ -125,6 +142,16 @@ int main(void) {
             _mm_setcsr(csr[m]);
             mix_pd(square_beside_root(a, b));
             mix(_mm_getcsr());
+            _mm_setcsr(csr[m]);
+            across_blocks(a, b, c, d);
+            mix(_mm_getcsr());
+            for (int k = 0; k < 4; k++) {
+                uint64_t bits;
+                memcpy(&bits, &acc[k], 8);
+                mix(bits);
+                if (!isfinite(acc[k]) || (rnd() & 7) == 0)
+                    acc[k] = pool[rnd() % N];
+            }
         }
         printf("MXCSR %04x: %016llx\n", csr[m], (unsigned long long)h);
     }
