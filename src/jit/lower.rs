@@ -271,6 +271,9 @@ pub(super) struct Known {
     floats: Vec<(Value, float::Range)>,
     /// The lane an XMM value holds in a float format (value, format tag, lane).
     lanes: Vec<(Value, (bool, bool), Value)>,
+    /// Byte shuffles made (sources, indices, result): the same shuffle again is the same
+    /// value, which what checks find of one holds for (`Emitter::vshuffle`).
+    shuffles: Vec<([Value; 2], [u8; 16], Value)>,
     /// MXCSR checked to hold its default settings with the precision flag set (cleared by any
     /// helper call, which may change it).
     mxcsr_default: bool,
@@ -923,6 +926,7 @@ impl<'a> Lower<'a> {
             in_reach: k.in_reach.clone(),
             floats: k.floats.clone(),
             lanes: k.lanes.clone(),
+            shuffles: k.shuffles.clone(),
             compares: k.compares.clone(),
             ..Known::default()
         }
@@ -935,6 +939,7 @@ impl<'a> Lower<'a> {
         k.in_reach.extend_from_slice(&facts.in_reach);
         k.floats.extend_from_slice(&facts.floats);
         k.lanes.extend_from_slice(&facts.lanes);
+        k.shuffles.extend_from_slice(&facts.shuffles);
         k.compares.extend_from_slice(&facts.compares);
     }
 
@@ -1330,8 +1335,18 @@ impl Emitter for Lower<'_> {
     fn vshuffle(&mut self, a: Value, b: Value, idx: [u8; 16]) -> Value {
         let a = self.as_ty(a, types::I8X16);
         let b = self.as_ty(b, types::I8X16);
+        // One source read twice: every index into the first.
+        let idx = if a == b { idx.map(|i| i % 16) } else { idx };
+        if idx == std::array::from_fn(|i| i as u8) {
+            return a;
+        }
+        let made = self.known().shuffles.iter().find(|&&(s, i, _)| s == [a, b] && i == idx);
+        if let Some(&(.., r)) = made {
+            return r;
+        }
         let mask = self.b.func.dfg.immediates.push(ConstantData::from(idx.to_vec()));
         let r = self.b.ins().shuffle(a, b, mask);
+        self.known().shuffles.push(([a, b], idx, r));
         self.shuffled([a, b], idx, r);
         r
     }
