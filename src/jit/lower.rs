@@ -261,7 +261,8 @@ struct LastStore {
 
 /// Facts established by checks that dominate the block named: reset when lowering moves to a
 /// block they may not dominate, kept across a branch to a cold exit and into both sides of a
-/// guest block's closing branch (`switch_keeping`).
+/// guest block's closing branch (`switch_keeping`), and those of values (`facts_here`) into
+/// the guest blocks of a region that the block dominates (`assume`).
 #[derive(Default, Clone)]
 pub(super) struct Known {
     block: Option<cranelift_codegen::ir::Block>,
