@@ -229,10 +229,7 @@ impl Units {
         if bits > self.chain.bits {
             self.chain.grow(bits);
         }
-        let pages = (std::mem::size_of::<[u64; 2]>() << self.chain.bits) / crate::mem::host_page_size();
-        if self.chain.bits < HUGE_BITS && more >= 2 * pages {
-            self.chain.map.populate();
-        }
+        self.chain.populate_for(more);
     }
 
     /// Lets compiled code jump straight to `code` when it leaves for `rip`. The table grows
@@ -353,11 +350,25 @@ impl ChainTable {
     /// entry matches when its rip equals the exit's rip, and rip 0 (the only one a zero entry
     /// could match) lives in slot 0, which is marked with an impossible rip instead.
     fn new(bits: u32) -> ChainTable {
-        let len = (1usize << bits) * std::mem::size_of::<[u64; 2]>();
+        let len = ChainTable::bytes(bits);
         let map = crate::mem::HugeAligned::zeroed(len, bits >= HUGE_BITS);
         let mut t = ChainTable { map, bits, used: 0 };
         t.slots_mut()[crate::cpu::chain_slot(0, bits) as usize] = [u64::MAX, 0];
         t
+    }
+
+    /// Bytes of a table of 2^`bits` entries.
+    fn bytes(bits: u32) -> usize {
+        std::mem::size_of::<[u64; 2]>() << bits
+    }
+
+    /// Before `units` are chained: a table in small pages that they will touch nearly all
+    /// over (two or more per page) has its pages made present at once.
+    fn populate_for(&self, units: usize) {
+        let pages = ChainTable::bytes(self.bits) / crate::mem::host_page_size();
+        if self.bits < HUGE_BITS && units >= 2 * pages {
+            self.map.populate();
+        }
     }
 
     /// log2 of the entries a table holding `units` needs.
@@ -378,7 +389,7 @@ impl ChainTable {
             return;
         }
         let held = self.touched_slots();
-        self.map.grow((1usize << bits) * std::mem::size_of::<[u64; 2]>());
+        self.map.grow(ChainTable::bytes(bits));
         self.bits = bits;
         for i in held.into_iter().flatten() {
             let [rip, code] = self.slots()[i];
