@@ -353,6 +353,16 @@ fn lane_format(ty: Type) -> (i64, i64) {
     }
 }
 
+/// For lanes of `bits` bits shifted left by one (the sign gone, the exponent field on top):
+/// what `vector_exp_in` subtracts from a lane, and the bound the difference lies below (signed)
+/// where the field lies in `r`. Both are the field's values in place with the top bit flipped,
+/// sign-extended from the lane's width.
+fn shifted_bounds(bits: u32, r: Range) -> (i64, i64) {
+    let mb = if bits == 64 { 52 } else { 23 };
+    let flipped = |e: i64| ((e << (mb + 1)) ^ (1 << (bits - 1))) << (64 - bits) >> (64 - bits);
+    (flipped(r.lo), flipped(r.hi - r.lo))
+}
+
 /// The integer type of the same lanes as float type `ty`.
 fn bits_type(ty: Type) -> Type {
     ty.as_int()
@@ -391,7 +401,10 @@ impl Lower<'_> {
         let v = self.bits(v);
         let ty = self.b.func.dfg.value_type(v);
         let (mb, emax) = lane_format(ty);
-        if r.zero && !ty.is_vector() {
+        if ty.is_vector() {
+            return self.vector_exp_in(v, r);
+        }
+        if r.zero {
             // A scalar's bits without the sign, once for both tests: a zero has none set, and
             // the exponent field is their top, which an unsigned comparison (scalars have it)
             // decides without a mask (one instruction fewer per checked scalar).
@@ -402,17 +415,29 @@ impl Lower<'_> {
             let zero = self.b.ins().icmp_imm_u(IntCC::Equal, a, 0);
             return self.b.ins().bor(c, zero);
         }
-        // (field - lo) modulo the field's size: below `lo` wraps to the top, past `hi - lo`;
-        // small and positive, so a signed comparison (the one vectors have) decides.
+        // (field - lo) modulo the field's size: below `lo` wraps to the top, past `hi - lo`.
         let e = self.b.ins().ushr_imm_u(v, mb);
-        let l = self.konst(ty, r.lo);
-        let e = self.b.ins().isub(e, l);
-        let m = self.konst(ty, emax);
-        let e = self.b.ins().band(e, m);
-        let lim = self.konst(ty, r.hi - r.lo);
-        let c = self.b.ins().icmp(IntCC::SignedLessThan, e, lim);
+        let e = self.b.ins().iadd_imm_s(e, -r.lo);
+        let e = self.b.ins().band_imm_u(e, emax);
+        self.b.ins().icmp_imm_s(IntCC::SignedLessThan, e, r.hi - r.lo)
+    }
+
+    /// `exp_in` of the integer lanes `v` of a vector in three instructions (five with the zero
+    /// test): without its sign a lane's exponent field is its top, so it lies in [lo, hi) where
+    /// the shifted bits less `lo`'s lie below `hi - lo`'s, an unsigned comparison. Vectors have
+    /// a signed one, which decides the same after both sides' top bits are flipped, and that
+    /// flip is folded into the constant subtracted.
+    fn vector_exp_in(&mut self, v: Value, r: Range) -> Value {
+        let ty = self.b.func.dfg.value_type(v);
+        let (k, lim) = shifted_bounds(ty.lane_bits(), r);
+        let a = self.b.ins().ishl_imm_u(v, 1);
+        let k = self.konst(ty, k);
+        let d = self.b.ins().isub(a, k);
+        let lim = self.konst(ty, lim);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, d, lim);
         if r.zero {
-            let zero = self.int_is_zero(v);
+            let z = self.konst(ty, 0);
+            let zero = self.b.ins().icmp(IntCC::Equal, a, z);
             self.b.ins().bor(c, zero)
         } else {
             c
@@ -1087,6 +1112,35 @@ mod tests {
 
     /// Where `derive` says a result is certainly normal or an exact zero, every result from
     /// operands at the edges of their ranges is, and lies where it says.
+    #[test]
+    fn shifted_bounds_test_the_exponent_field_as_a_shift_and_a_mask_do() {
+        for (bits, mb, emax) in [(64u32, 52u32, 0x7ffi64), (32, 23, 0xff)] {
+            let mask = u64::MAX >> (64 - bits);
+            let signed = |x: u64| ((x << (64 - bits)) as i64) >> (64 - bits);
+            let t = Range::tight(emax);
+            for r in [
+                t,
+                Range { zero: false, ..t },
+                Range::normal(emax),
+                Range::above_tiny(emax).or_zero(),
+            ] {
+                let (k, lim) = shifted_bounds(bits, r);
+                for e in 0..=emax as u64 {
+                    for m in [0, 1, (1u64 << mb) - 1, 0x5a5a5a5a5a5a5 & ((1 << mb) - 1)] {
+                        for sign in [0, 1u64 << (bits - 1)] {
+                            let x = sign | e << mb | m;
+                            let a = (x << 1) & mask;
+                            let d = a.wrapping_sub(k as u64) & mask;
+                            let fast = signed(d) < signed(lim as u64 & mask) || (r.zero && a == 0);
+                            let field = (e as i64) >= r.lo && (e as i64) < r.hi;
+                            assert_eq!(fast, field || (r.zero && a == 0), "{bits}-bit lane {x:#x} in {r:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn derived_ranges_hold_at_their_edges() {
         let tight = Range::tight(0x7ff);
