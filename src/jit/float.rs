@@ -532,6 +532,19 @@ impl Lower<'_> {
         g.mxcsr_default |= mxcsr == MXCSR_DEFAULT;
     }
 
+    /// On a way into a block that takes MXCSR's default settings for granted (a loop's head,
+    /// `Layout`): checks them unless they were found since the last helper call, leaving
+    /// for the baseline tier to run from the last checkpoint where they do not hold.
+    pub(in crate::jit) fn require_mxcsr_default(&mut self) {
+        if self.known().mxcsr_default {
+            return;
+        }
+        let ok = self.mxcsr_is(MXCSR_DEFAULT);
+        let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
+        self.replay_if(failed);
+        self.known().mxcsr_default = true;
+    }
+
     /// Whether the bits of MXCSR in `mask` equal `want`, as an i8.
     fn mxcsr_is(&mut self, (mask, want): (i64, i64)) -> Value {
         let cpu = self.cpu();
@@ -1011,6 +1024,12 @@ fn ordered_truth(cc: Cc) -> [bool; 3] {
         Cc::Be => [true, true, false],
         Cc::A => [false, false, true],
     }
+}
+
+/// Whether the lowering of `ins` depends on MXCSR's settings (`Lower::require_mxcsr`).
+pub(in crate::jit) fn takes_mxcsr(ins: &Instruction) -> bool {
+    use Kind::*;
+    form(ins).is_some_and(|(kind, _)| matches!(kind, Add | Sub | Mul | Div | Sqrt | Narrow | Trunc | Round))
 }
 
 /// Whether `ins` may run while float guards before it are deferred (`Lower::settle_guards`):

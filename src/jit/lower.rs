@@ -1559,6 +1559,8 @@ impl Emitter for Lower<'_> {
 /// could differ from running it once. Instructions that only read memory are simply run
 /// again from the last checkpoint when they (or a later one) fault.
 /// Whether `ins` may read guest memory.
+pub(super) use float::takes_mxcsr;
+
 pub fn reads_memory(ins: &Instruction) -> bool {
     use iced_x86::{InstructionInfoFactory, OpAccess};
     if ins.stack_pointer_increment() > 0 || ins.is_string_instruction() {

@@ -40,7 +40,7 @@ pub enum Placement {
 }
 
 /// Bumped whenever lowering changes what compiled code does.
-pub const TRANSLATION_VERSION: u32 = 44;
+pub const TRANSLATION_VERSION: u32 = 45;
 
 /// Signature of a helper: (context, arg0, arg1) -> result.
 pub type Helper = unsafe extern "C" fn(*mut Cpu, u64, u64) -> u64;

@@ -8,7 +8,9 @@
 //! block counts its instructions where it starts, and the count goes on to the next unit with
 //! the chained call.
 
-use super::lower::{reads_memory, writes_memory, writes_only_the_stack, Cached, Known, Lower, Regs, Terminal};
+use super::lower::{
+    reads_memory, takes_mxcsr, writes_memory, writes_only_the_stack, Cached, Known, Lower, Regs, Terminal,
+};
 use super::observed::Observed;
 use super::strides::{strided_accesses, Strided};
 use super::values::iconst_value;
@@ -93,6 +95,7 @@ pub fn lower_region(
     // The unit's entry is the one way into a loop at the region's head from outside it.
     check_strided(&mut l, &strided[0]);
     l.b.ins().jump(starts[0], &[]);
+    let mxcsr_on_ways_in = mxcsr_on_ways_in(region, &retreating);
     let mut layout = Layout {
         region,
         idom,
@@ -104,6 +107,7 @@ pub fn lower_region(
         retreating,
         checkpointed_edges,
         single_entry: single_entries(region),
+        mxcsr_on_ways_in,
         count_in: vec![Default::default(); region.blocks.len()],
         entry_flags: vec![Default::default(); region.blocks.len()],
         entry_mxcsr: vec![Default::default(); region.blocks.len()],
@@ -355,6 +359,9 @@ struct Layout<'r> {
     /// settings on its way there (no helper call since), so that its float code need not
     /// check them again.
     entry_mxcsr: Vec<std::cell::Cell<bool>>,
+    /// Per block: every way in checks MXCSR's default settings unless it found them already
+    /// (`mxcsr_on_ways_in`), so that the block's float code need not.
+    mxcsr_on_ways_in: Vec<bool>,
     /// Per block: the address the context's rip holds where it starts (`rip_bases`).
     rip_bases: Vec<Option<u64>>,
     /// Per block that heads a loop: its accesses that need no check on a round, whose first
@@ -390,6 +397,7 @@ impl Layout<'_> {
             l.flags_from_edge(self.entry_flags[i].get());
             l.mxcsr_from_edge(self.entry_mxcsr[i].get());
         }
+        l.mxcsr_from_edge(self.mxcsr_on_ways_in[i]);
         l.end = None;
         l.rip_base = self.rip_bases[i];
         l.pending = self.count_in[i].get().unwrap_or(0);
@@ -577,6 +585,8 @@ impl Layout<'_> {
             let at_target = edge.then_some(self.observed.at_start[j]);
             let observed = at_target.unwrap_or_default().union(after_write.unwrap_or_default());
             l.checkpoint_of(target, self.region.flags_in[j], observed);
+            // A replay from there (a check on this edge failed) has run the whole block.
+            l.replay_count = l.pending;
         }
         if !self.dirty_in[j].contains(l.state.dirty()) {
             l.unpredicted = true;
@@ -594,6 +604,9 @@ impl Layout<'_> {
         }
         if !self.bodies[j].as_ref().is_some_and(|body| body.contains(&i)) {
             check_strided(l, &self.strided[j]);
+        }
+        if self.mxcsr_on_ways_in[j] {
+            l.require_mxcsr_default();
         }
         // The count goes on uncounted into a block no other way leads to, and into any
         // other block on the first way lowered into it.
@@ -702,6 +715,23 @@ fn single_entries(region: &Region) -> Vec<Option<usize>> {
         .map(|(j, from)| match from[..] {
             [i] if j != 0 && i < j => Some(i),
             _ => None,
+        })
+        .collect()
+}
+
+/// Per block: whether its ways in check MXCSR's default settings for it. A loop's head whose
+/// float code depends on them: a way into the loop checks them once, where the head would
+/// check them on every round, and a round that found them (with no helper call since) goes
+/// back without a check. Not the region's head, entered from outside, nor a call's return
+/// site, which comes back from a callee that may have changed them.
+fn mxcsr_on_ways_in(region: &Region, retreating: &HashSet<(usize, usize)>) -> Vec<bool> {
+    let returned_to: HashSet<usize> = region.returns.iter().flatten().copied().collect();
+    (0..region.blocks.len())
+        .map(|j| {
+            j != 0
+                && !returned_to.contains(&j)
+                && retreating.iter().any(|&(_, t)| t == j)
+                && region.blocks[j].insns.iter().any(takes_mxcsr)
         })
         .collect()
 }
