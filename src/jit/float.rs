@@ -1129,8 +1129,9 @@ mod tests {
         v
     }
 
-    /// Where `derive` says a result is certainly normal or an exact zero, every result from
-    /// operands at the edges of their ranges is, and lies where it says.
+    /// `vector_exp_in`'s one subtraction and signed comparison admit a lane exactly where the
+    /// exponent field, shifted down and masked, lies in the range: every field of both lane
+    /// widths, with the least, greatest and other significands, of both signs.
     #[test]
     fn shifted_bounds_test_the_exponent_field_as_a_shift_and_a_mask_do() {
         for (bits, mb, emax) in [(64u32, 52u32, 0x7ffi64), (32, 23, 0xff)] {
@@ -1160,6 +1161,8 @@ mod tests {
         }
     }
 
+    /// Where `derive` says a result is certainly normal or an exact zero, every result from
+    /// operands at the edges of their ranges is, and lies where it says.
     #[test]
     fn derived_ranges_hold_at_their_edges() {
         let tight = Range::tight(0x7ff);

@@ -289,6 +289,7 @@ pub(super) struct Known {
 /// SSE floating point lowered to host instructions where they cannot differ (`float.rs`).
 #[path = "float.rs"]
 mod float;
+pub(super) use float::takes_mxcsr;
 
 /// The byte of `Cpu::rip` where a checkpoint's distance goes (`set_rip`; little-endian).
 const CHECKPOINT_BYTE: i32 = (CHECKPOINT_SHIFT / 8) as i32;
@@ -1555,12 +1556,7 @@ impl Emitter for Lower<'_> {
     }
 }
 
-/// Whether `ins` may write guest memory: a checkpoint follows it, since running it twice
-/// could differ from running it once. Instructions that only read memory are simply run
-/// again from the last checkpoint when they (or a later one) fault.
 /// Whether `ins` may read guest memory.
-pub(super) use float::takes_mxcsr;
-
 pub fn reads_memory(ins: &Instruction) -> bool {
     use iced_x86::{InstructionInfoFactory, OpAccess};
     if ins.stack_pointer_increment() > 0 || ins.is_string_instruction() {
@@ -1588,6 +1584,9 @@ pub fn writes_only_the_stack(ins: &Instruction) -> bool {
     }
 }
 
+/// Whether `ins` may write guest memory: a checkpoint follows it, since running it twice
+/// could differ from running it once. Instructions that only read memory are simply run
+/// again from the last checkpoint when they (or a later one) fault.
 pub fn writes_memory(ins: &Instruction) -> bool {
     use iced_x86::{InstructionInfoFactory, OpAccess};
     if ins.stack_pointer_increment() < 0 || ins.is_string_instruction() {
