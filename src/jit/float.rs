@@ -353,12 +353,11 @@ fn lane_format(ty: Type) -> (i64, i64) {
     }
 }
 
-/// For lanes of `bits` bits shifted left by one (the sign gone, the exponent field on top):
-/// what `vector_exp_in` subtracts from a lane, and the bound the difference lies below (signed)
-/// where the field lies in `r`. Both are the field's values in place with the top bit flipped,
-/// sign-extended from the lane's width.
-fn shifted_bounds(bits: u32, r: Range) -> (i64, i64) {
-    let mb = if bits == 64 { 52 } else { 23 };
+/// For lanes of `bits` bits with `mb` significand bits, shifted left by one (the sign gone,
+/// the exponent field on top): what `vector_exp_in` subtracts from a lane, and the bound the
+/// difference lies below (signed) where the field lies in `r`. Both are the field's values in
+/// place with the top bit flipped, sign-extended from the lane's width.
+fn shifted_bounds(bits: u32, mb: i64, r: Range) -> (i64, i64) {
     let flipped = |e: i64| ((e << (mb + 1)) ^ (1 << (bits - 1))) << (64 - bits) >> (64 - bits);
     (flipped(r.lo), flipped(r.hi - r.lo))
 }
@@ -429,7 +428,7 @@ impl Lower<'_> {
     /// flip is folded into the constant subtracted.
     fn vector_exp_in(&mut self, v: Value, r: Range) -> Value {
         let ty = self.b.func.dfg.value_type(v);
-        let (k, lim) = shifted_bounds(ty.lane_bits(), r);
+        let (k, lim) = shifted_bounds(ty.lane_bits(), lane_format(ty).0, r);
         let a = self.b.ins().ishl_imm_u(v, 1);
         let k = self.konst(ty, k);
         let d = self.b.ins().isub(a, k);
@@ -540,8 +539,8 @@ impl Lower<'_> {
             return;
         }
         let ok = self.mxcsr_is(MXCSR_DEFAULT);
-        let failed = self.b.ins().icmp_imm_u(IntCC::Equal, ok, 0);
-        self.replay_if(failed);
+        self.defer(Some(ok), Vec::new());
+        self.settle_guards();
         self.known().mxcsr_default = true;
     }
 
@@ -1144,7 +1143,7 @@ mod tests {
                 Range::normal(emax),
                 Range::above_tiny(emax).or_zero(),
             ] {
-                let (k, lim) = shifted_bounds(bits, r);
+                let (k, lim) = shifted_bounds(bits, i64::from(mb), r);
                 for e in 0..=emax as u64 {
                     for m in [0, 1, (1u64 << mb) - 1, 0x5a5a5a5a5a5a5 & ((1 << mb) - 1)] {
                         for sign in [0, 1u64 << (bits - 1)] {
